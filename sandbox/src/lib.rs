@@ -1,0 +1,255 @@
+//! steward-sandbox: a stateful emulation of the admin APIs steward drives, on 127.0.0.1, with latency,
+//! fault injection, a server-side rate limit and request counters (`GET /_sandbox/stats`).
+//!
+//! It shares no code with steward's backends: both sides are written from the vendor docs on their own,
+//! so a misreading in one is caught by the other.
+
+pub mod faults;
+pub mod ghes;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use faults::{Fault, Faults};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use ghes::{ADMIN_TOKEN, USER_TOKEN};
+
+#[derive(Debug)]
+pub struct Options {
+    /// 0 picks a free port.
+    pub port: u16,
+    pub users: usize,
+    pub latency: Duration,
+    /// Server-side limit in requests per second; above it the answer is 429.
+    pub rate_limit: Option<f64>,
+    pub faults: Faults,
+    /// A JSON array of users (steward's `list_users` JSON) to start from instead of demo users.
+    pub seed: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: 0,
+            users: 100,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            faults: Faults::none(),
+            seed: None,
+        }
+    }
+}
+
+/// Counters the tests read to prove what reached the server.
+#[derive(Default)]
+struct Stats {
+    total: u64,
+    rate_limited: u64,
+    faults: u64,
+    /// "METHOD /path" → count (the actual path, so duplicates per user are visible).
+    requests: BTreeMap<String, u64>,
+}
+
+/// Token bucket holding at most one second of requests.
+struct Limiter {
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Limiter {
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second)
+            .min(self.per_second.max(1.0));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Shared {
+    stats: Mutex<Stats>,
+    limiter: Option<Mutex<Limiter>>,
+    latency: Duration,
+    faults: Faults,
+    ghes: ghes::Shared,
+}
+
+/// A running sandbox; dropping it stops the server.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Running {
+    pub fn github_url(&self) -> String {
+        format!("http://{}/api/v3", self.addr)
+    }
+
+    /// Each emulated service's kind and base URL.
+    pub fn services(&self) -> Vec<(&'static str, String)> {
+        vec![("github", self.github_url())]
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn read_seed(path: &PathBuf) -> std::io::Result<Vec<ghes::SeedUser>> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: not a JSON array of users with a login: {e}",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Binds 127.0.0.1 and serves in the background of the current tokio runtime.
+pub async fn start(opts: Options) -> std::io::Result<Running> {
+    let seed = opts.seed.as_ref().map(read_seed).transpose()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
+    let addr = listener.local_addr()?;
+    let mut state = ghes::Ghes::seeded(opts.users, seed);
+    state.base = format!("http://{addr}/api/v3");
+    state.rate_limit_per_hour = opts.rate_limit.map(|r| (r * 3600.0) as u64);
+    let shared = Arc::new(Shared {
+        stats: Mutex::new(Stats::default()),
+        limiter: opts.rate_limit.map(|r| {
+            Mutex::new(Limiter {
+                per_second: r,
+                tokens: r.max(1.0),
+                last: Instant::now(),
+            })
+        }),
+        latency: opts.latency,
+        faults: opts.faults,
+        ghes: Arc::new(Mutex::new(state)),
+    });
+    let api = Router::new()
+        .nest("/api/v3", ghes::routes(shared.ghes.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            conditions,
+        ));
+    let app = Router::new()
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/state", get(state_dump))
+        .with_state(shared)
+        .merge(api);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+    })
+}
+
+/// Latency, the rate limit, fault injection and counting: everything the API routes go through.
+async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let key = format!("{} {}", req.method(), req.uri().path());
+    {
+        let mut st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.total += 1;
+        *st.requests.entry(key).or_default() += 1;
+    }
+    if !s.latency.is_zero() {
+        tokio::time::sleep(s.latency).await;
+    }
+    if let Some(limiter) = &s.limiter {
+        let admitted = limiter.lock().unwrap_or_else(|e| e.into_inner()).admit();
+        if !admitted {
+            s.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .rate_limited += 1;
+            return too_many(1, "API rate limit exceeded. Please wait and try again.");
+        }
+    }
+    let fault = s.faults.draw();
+    if fault.is_some() {
+        s.stats.lock().unwrap_or_else(|e| e.into_inner()).faults += 1;
+    }
+    match fault {
+        None => next.run(req).await,
+        Some(Fault::TooManyRequests) => too_many(s.faults.retry_after_s, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
+        Some(Fault::ServerError(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Json(json!({"message": "Server Error"}))).into_response()
+        }
+        Some(Fault::Timeout) => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            next.run(req).await
+        }
+        Some(Fault::Reset) => {
+            // Apply the request, then break the connection mid-answer: the client cannot know it happened.
+            let _ = next.run(req).await;
+            let broken = futures::stream::once(async { Err::<axum::body::Bytes, _>(std::io::Error::other("sandbox reset")) });
+            Response::builder().status(200).header("content-length", "100").body(Body::from_stream(broken)).unwrap_or_default()
+        }
+        Some(Fault::ApplyThen500) => {
+            let _ = next.run(req).await;
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Server Error"}))).into_response()
+        }
+    }
+}
+
+fn too_many(retry_after_s: u64, message: &str) -> Response {
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + retry_after_s)
+        .unwrap_or(0);
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}))).into_response();
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("retry-after", retry_after_s.to_string()),
+        ("x-ratelimit-remaining", "0".to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    resp
+}
+
+async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+    Json(
+        json!({"total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests}),
+    )
+}
+
+async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let g = s.ghes.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({"github": {"users": g.snapshot()}}))
+}

@@ -1,0 +1,240 @@
+//! Backends: one module per service, each turning an `Action` into requests and the answers into steward values.
+//! A backend never audits, prompts or throttles on its own: dispatch does that once for all of them.
+
+pub mod github;
+pub mod model;
+
+use crate::http::error::ApiError;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Every operation steward knows. One name means one thing on every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Whoami,
+    ListUsers,
+    GetUser,
+    CreateUser,
+    RenameUser,
+    DeleteUser,
+    Suspend,
+    Unsuspend,
+    Promote,
+    Demote,
+    CreateImpersonationToken,
+    DeleteImpersonationToken,
+    ListKeys,
+    DeleteKey,
+    ListTokens,
+    DeleteToken,
+    RateLimit,
+    Activity,
+    Reset2fa,
+    Api,
+}
+
+impl Op {
+    pub const ALL: &'static [Op] = &[
+        Op::Whoami,
+        Op::ListUsers,
+        Op::GetUser,
+        Op::CreateUser,
+        Op::RenameUser,
+        Op::DeleteUser,
+        Op::Suspend,
+        Op::Unsuspend,
+        Op::Promote,
+        Op::Demote,
+        Op::CreateImpersonationToken,
+        Op::DeleteImpersonationToken,
+        Op::ListKeys,
+        Op::DeleteKey,
+        Op::ListTokens,
+        Op::DeleteToken,
+        Op::RateLimit,
+        Op::Activity,
+        Op::Reset2fa,
+        Op::Api,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Whoami => "whoami",
+            Op::ListUsers => "list_users",
+            Op::GetUser => "get_user",
+            Op::CreateUser => "create_user",
+            Op::RenameUser => "rename_user",
+            Op::DeleteUser => "delete_user",
+            Op::Suspend => "suspend",
+            Op::Unsuspend => "unsuspend",
+            Op::Promote => "promote",
+            Op::Demote => "demote",
+            Op::CreateImpersonationToken => "create_impersonation_token",
+            Op::DeleteImpersonationToken => "delete_impersonation_token",
+            Op::ListKeys => "list_keys",
+            Op::DeleteKey => "delete_key",
+            Op::ListTokens => "list_tokens",
+            Op::DeleteToken => "delete_token",
+            Op::RateLimit => "rate_limit",
+            Op::Activity => "activity",
+            Op::Reset2fa => "reset_2fa",
+            Op::Api => "api",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.name() == name)
+    }
+
+    /// Changes state on the service (needs a durable intent, is skipped in dry run).
+    pub fn is_mutation(self, params: &Value) -> bool {
+        match self {
+            Op::Whoami
+            | Op::ListUsers
+            | Op::GetUser
+            | Op::ListKeys
+            | Op::ListTokens
+            | Op::RateLimit
+            | Op::Activity => false,
+            Op::Api => !api_method(params).eq_ignore_ascii_case("GET"),
+            _ => true,
+        }
+    }
+
+    /// Destroys something or takes a privilege away: asks for confirmation unless `--yes`.
+    pub fn is_destructive(self, params: &Value) -> bool {
+        match self {
+            Op::DeleteUser
+            | Op::Demote
+            | Op::DeleteImpersonationToken
+            | Op::DeleteKey
+            | Op::DeleteToken => true,
+            Op::Api => api_method(params).eq_ignore_ascii_case("DELETE"),
+            _ => false,
+        }
+    }
+
+    /// Acts against a user who must not be a protected login or the caller themselves.
+    pub fn guards_target(self) -> bool {
+        matches!(
+            self,
+            Op::Suspend | Op::Demote | Op::DeleteUser | Op::RenameUser
+        )
+    }
+
+    /// The operation that undoes this one, where there is one.
+    pub fn inverse(self) -> Option<Op> {
+        match self {
+            Op::Suspend => Some(Op::Unsuspend),
+            Op::Unsuspend => Some(Op::Suspend),
+            Op::Promote => Some(Op::Demote),
+            Op::Demote => Some(Op::Promote),
+            _ => None,
+        }
+    }
+}
+
+fn api_method(params: &Value) -> &str {
+    params
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("GET")
+}
+
+/// One admin operation as dispatch sees it.
+#[derive(Clone, Debug)]
+pub struct Action {
+    pub op: Op,
+    /// The user, key or token acted on (a login, an id).
+    pub target: Option<String>,
+    /// Operation parameters (`reason`, `scopes`, filters), never secrets.
+    pub params: Value,
+}
+
+impl Action {
+    pub fn new(op: Op, target: Option<String>, params: Value) -> Self {
+        Action { op, target, params }
+    }
+
+    pub fn target(&self) -> Result<&str, ApiError> {
+        self.target
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{} needs a target (a user login or id)",
+                    self.op.name()
+                ))
+            })
+    }
+
+    pub fn param_str(&self, key: &str) -> Option<&str> {
+        self.params.get(key).and_then(Value::as_str)
+    }
+}
+
+/// A service steward can administer. Object-safe so profiles of any kind sit in one registry.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The profile `kind` this backend serves (`github`).
+    fn kind(&self) -> &'static str;
+
+    /// The operations this backend implements; dispatch refuses the others with a clear error.
+    fn supported(&self) -> &'static [Op];
+
+    /// The service's base URL, recorded in the audit log.
+    fn base_url(&self) -> String;
+
+    /// Performs the action and returns its result as JSON (users are normalized `model::User` records).
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError>;
+
+    /// The login of the account the token belongs to.
+    async fn identity(&self) -> Result<String, ApiError> {
+        let me = self
+            .execute(&Action::new(Op::Whoami, None, Value::Null))
+            .await?;
+        Ok(me
+            .get("login")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+}
+
+pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
+    let names: Vec<&str> = backend.supported().iter().map(|op| op.name()).collect();
+    ApiError::unsupported(op.name(), backend.kind(), &names)
+}
+
+/// The kinds of service a profile may name.
+pub const KINDS: &[&str] = &["github"];
+
+/// Builds the backend for a profile kind.
+pub fn build(
+    kind: &str,
+    client: crate::http::HttpClient,
+    profile: &str,
+) -> Result<Arc<dyn Backend>, ApiError> {
+    match kind {
+        "github" => Ok(Arc::new(github::Github::new(client, profile))),
+        other => Err(ApiError::invalid(format!(
+            "profile {profile}: kind {other:?} is not known (known kinds: {})",
+            KINDS.join(", ")
+        ))),
+    }
+}
+
+/// How a kind of service wants to be spoken to: auth prefix, default headers, where its error text sits.
+pub struct ClientShape {
+    pub auth_prefix: &'static str,
+    pub default_headers: &'static [(&'static str, &'static str)],
+    pub error_message: crate::http::ErrorMessageFn,
+}
+
+pub fn client_shape(kind: &str) -> Option<ClientShape> {
+    match kind {
+        "github" => Some(github::CLIENT_SHAPE),
+        _ => None,
+    }
+}

@@ -1,0 +1,178 @@
+//! Command-line types (clap derive): plain data, no I/O. `context.rs` turns them into working objects.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "steward",
+    version,
+    about = "A scriptable admin shell for the user accounts of enterprise services"
+)]
+#[command(
+    after_help = "Run `steward` with no command for the REPL. Try it with no setup: `steward --sandbox`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/steward/config.toml).
+    #[arg(long, global = true, env = "STEWARD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Audit database (default: $XDG_DATA_HOME/steward/audit.db).
+    #[arg(long, global = true, env = "STEWARD_AUDIT_DB", value_name = "PATH")]
+    pub audit_db: Option<PathBuf>,
+    /// The profile `connect()` opens when given no name.
+    #[arg(long, global = true, env = "STEWARD_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Output format (default: table on a terminal, json in a pipe).
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Start the built-in sandbox and add a profile per emulated service (github, …).
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+    /// Send no mutation; record each one as dry-run in the audit log.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Answer yes to every confirmation (for unattended runs).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// More logging (-v info, -vv debug). Tokens are never logged.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The interactive shell (the default).
+    Shell,
+    /// Run a Rhai script.
+    Run(RunArgs),
+    /// Evaluate one expression and print its value.
+    Eval(EvalArgs),
+    /// Query, verify and export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// List, show and test configured profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C.
+    Sandbox(SandboxArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The script file.
+    pub file: PathBuf,
+    /// A script argument, readable as ARGS.key (repeatable).
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A Rhai expression, e.g. 'connect("github").list_users()'.
+    pub expr: String,
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List events (newest 50 unless --all or a filter).
+    List(AuditFilterArgs),
+    /// Show one event, or every event of a run (`--run`).
+    Show {
+        /// The event's seq.
+        seq: Option<i64>,
+        #[arg(long)]
+        run: Option<i64>,
+    },
+    /// Recompute the hash chain and report the first broken event.
+    Verify,
+    /// Export events with their hashes (JSON lines or CSV) for offline review.
+    Export(AuditFilterArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct AuditFilterArgs {
+    /// Events at or after this time (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events before this time (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub op: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Only intents without an outcome (interrupted or in doubt).
+    #[arg(long)]
+    pub pending: bool,
+    /// Every matching event, not only the newest 50.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// Every configured profile.
+    List,
+    /// One profile's settings (never its token).
+    Show { name: String },
+    /// Call whoami with the profile's token and report the identity and its rights.
+    Test { name: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Number of demo users.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Delay added to every API request.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Server-side limit in requests per second (429 above it).
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
+    /// Injected faults, e.g. "429=0.05,503=0.05,timeout=0.01,reset=0.01,apply500=0.01".
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Random seed for fault injection, for repeatable runs.
+    #[arg(long, default_value_t = 1)]
+    pub fault_seed: u64,
+    /// Start from these users (a JSON array, e.g. saved `list_users` output) instead of demo users.
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}

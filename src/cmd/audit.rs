@@ -1,0 +1,153 @@
+//! `steward audit list|show|verify|export`: reading the audit log back, and proving it is whole.
+
+use crate::audit::query::{Filter, Row};
+use crate::audit::AuditStore;
+use crate::cli::{AuditCommand, AuditFilterArgs, Format};
+use crate::context::Context;
+use crate::error::UsageError;
+use crate::output;
+use crate::script::packages::data::parse_date;
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// The audit log failed verification: exit code 1, after the report was printed.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log failed verification")]
+pub struct AuditBroken;
+
+pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::Result<()> {
+    if !ctx.audit_path.exists() {
+        return Err(UsageError::new(format!(
+            "no audit log at {} yet (steward creates it with the first action; pass --audit-db to read another)",
+            ctx.audit_path.display()
+        ))
+        .into());
+    }
+    let store = AuditStore::open(&ctx.audit_path)?;
+    match cmd {
+        AuditCommand::List(args) => {
+            let rows = store.list(&filter(args, profile, true)?)?;
+            print_rows(ctx, &rows, false);
+        }
+        AuditCommand::Show { seq, run } => {
+            if seq.is_none() && run.is_none() {
+                return Err(UsageError::new("audit show needs an event seq or --run ID").into());
+            }
+            let rows = store.list(&Filter {
+                seq: *seq,
+                run: *run,
+                ..Default::default()
+            })?;
+            if rows.is_empty() {
+                return Err(UsageError::new(
+                    "no such event; `steward audit list` shows the recent ones",
+                )
+                .into());
+            }
+            print_rows(ctx, &rows, true);
+        }
+        AuditCommand::Verify => {
+            let v = store.verify()?;
+            match v.first_break {
+                None => output::line(&format!(
+                    "audit log OK: {} events, chain head {}",
+                    v.checked,
+                    v.head.as_deref().unwrap_or("(empty)")
+                )),
+                Some(b) => {
+                    let why = match b {
+                        crate::audit::chain::Break::Tampered { .. } => "its contents do not match its hash (the row was edited)",
+                        crate::audit::chain::Break::Unlinked { .. } => "it does not link to the event before it (an event was removed or altered)",
+                    };
+                    output::note(&format!(
+                        "audit log BROKEN at seq {}: {why}; {} events before it verify",
+                        b.seq(),
+                        v.checked
+                    ));
+                    return Err(AuditBroken.into());
+                }
+            }
+        }
+        AuditCommand::Export(args) => {
+            let rows = store.list(&filter(args, profile, false)?)?;
+            export(ctx, &rows)?;
+        }
+    }
+    Ok(())
+}
+
+fn filter(
+    args: &AuditFilterArgs,
+    profile: Option<&str>,
+    default_limit: bool,
+) -> anyhow::Result<Filter> {
+    let time = |t: &Option<String>| -> anyhow::Result<Option<String>> {
+        t.as_deref()
+            .map(|s| {
+                parse_date(s)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .map_err(|e| UsageError::new(e).into())
+            })
+            .transpose()
+    };
+    let narrowed = args.since.is_some()
+        || args.until.is_some()
+        || args.op.is_some()
+        || args.target.is_some()
+        || args.run.is_some()
+        || args.pending
+        || profile.is_some();
+    Ok(Filter {
+        since: time(&args.since)?,
+        until: time(&args.until)?,
+        profile: profile.map(str::to_string),
+        op: args.op.clone(),
+        target: args.target.clone(),
+        run: args.run,
+        seq: None,
+        pending: args.pending,
+        limit: (default_limit && !args.all && !narrowed).then_some(50),
+    })
+}
+
+fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
+    let value: Value = if ctx.output.format == Format::Table && !full {
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "seq": r.seq, "time": r.ts, "run": r.run_id, "profile": r.profile, "identity": r.identity,
+                    "op": r.op, "target": r.target, "mode": r.mode, "phase": r.phase, "status": r.status,
+                    "http": r.http_status, "error": r.error,
+                })
+            })
+            .collect()
+    } else {
+        serde_json::to_value(rows).unwrap_or_default()
+    };
+    match (&value, full && ctx.output.format == Format::Table) {
+        (Value::Array(items), true) => {
+            for item in items {
+                output::print_value(item, ctx.output);
+            }
+        }
+        _ => output::print_value(&value, ctx.output),
+    }
+}
+
+/// JSON lines by default (one event per line, hashes included), CSV with `--format csv`.
+fn export(ctx: &Context, rows: &[Row]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if ctx.output.format == Format::Csv {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
+        let text = output::csv::to_csv_string(&values).map_err(anyhow::Error::msg)?;
+        let _ = out.write_all(text.as_bytes());
+    } else {
+        for r in rows {
+            let _ = writeln!(out, "{}", serde_json::to_string(r)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! `steward run FILE.rhai`: runs a script; errors print as `file:line:col` with a caret.
+
+use crate::cli::RunArgs;
+use crate::context::Context;
+use crate::error::{Interrupted, ScriptFailed, UsageError};
+use crate::output;
+use crate::script::{diagnostic, types};
+use sha2::{Digest, Sha256};
+
+pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
+    let source = std::fs::read_to_string(&args.file).map_err(|e| {
+        UsageError::new(format!(
+            "cannot read the script {}: {e}",
+            args.file.display()
+        ))
+    })?;
+    ctx.dispatcher.describe_script(
+        &args.file.display().to_string(),
+        &hex::encode(Sha256::digest(source.as_bytes())),
+    );
+    let dir = args.file.parent().filter(|d| !d.as_os_str().is_empty());
+    let mut session = super::session(ctx, &args.args, dir);
+    let name = args.file.display().to_string();
+    match session.eval(&source, Some(&name)) {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            output::note(&diagnostic::render(&err, &source, &name));
+            if types::is_cancelled(&err) {
+                Err(Interrupted.into())
+            } else {
+                Err(ScriptFailed.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The config file: profiles (one per service instance), where tokens come from, and the run-wide settings.
+
+use crate::backends;
+use crate::http::redact::{redact, SecretString};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A config mistake, naming the file (and, where TOML can tell, the line and key) and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}\nhint: {hint}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl ConfigError {
+    fn new(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.display().to_string(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// What `connect()` with no argument opens.
+    pub default_profile: Option<String>,
+    /// A run that would change more than this many accounts needs confirmation or `--yes`.
+    pub max_changes: Option<usize>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub kind: String,
+    pub url: String,
+    pub token_env: Option<String>,
+    pub token_cmd: Option<String>,
+    /// Allowed only when the config file is private (mode 0600).
+    pub token: Option<SecretString>,
+    pub concurrency: Option<usize>,
+    /// Requests per second this profile may send (client-side budget).
+    pub rate_limit: Option<f64>,
+    /// Seconds before a request is abandoned.
+    pub timeout: Option<u64>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+    /// Logins that steward refuses to suspend, demote, rename or delete.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// Travis CI organization id (used by the travis kind).
+    pub org_id: Option<String>,
+}
+
+impl Profile {
+    /// Where the token comes from, as the audit log records it (never the token itself).
+    pub fn token_source(&self) -> String {
+        if let Some(var) = &self.token_env {
+            format!("env:{var}")
+        } else if let Some(cmd) = &self.token_cmd {
+            format!("cmd:{}", redact(cmd))
+        } else if self.token.is_some() {
+            "config-file".to_string()
+        } else {
+            "none".to_string()
+        }
+    }
+
+    /// Reads the token from its source; the error says which source failed and how to fix it.
+    pub fn resolve_token(&self, name: &str) -> Result<Option<SecretString>, String> {
+        if let Some(var) = &self.token_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v.trim().to_string()))),
+                _ => Err(format!("profile {name}: the environment variable {var} (token_env) is not set; export {var}=<token>")),
+            };
+        }
+        if let Some(cmd) = &self.token_cmd {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| format!("profile {name}: cannot run token_cmd: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "profile {name}: token_cmd failed ({}); run it by hand to see why",
+                    out.status
+                ));
+            }
+            let token = String::from_utf8(out.stdout)
+                .map_err(|_| format!("profile {name}: token_cmd printed non-UTF-8 bytes"))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(format!(
+                    "profile {name}: token_cmd printed nothing; it must print the token on stdout"
+                ));
+            }
+            return Ok(Some(SecretString::from(token)));
+        }
+        Ok(self.token.clone())
+    }
+}
+
+impl Config {
+    /// The config path: `--config`/`STEWARD_CONFIG` (already folded into `explicit` by clap), else the XDG path.
+    pub fn default_path() -> Option<PathBuf> {
+        dirs::config_dir().map(|d| d.join("steward").join("config.toml"))
+    }
+
+    /// Loads `explicit` (which must exist) or the default path (which may be absent).
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match Self::default_path() {
+                Some(p) if p.exists() => p,
+                _ => return Ok(Config::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::new(
+                &path,
+                format!("cannot read the config file: {e}"),
+                "create it (see README.md, section Config) or pass --config PATH",
+            )
+        })?;
+        let mut config = Self::parse(&text, &path)?;
+        if config.profiles.values().any(|p| p.token.is_some()) && !is_private(&path) {
+            return Err(ConfigError::new(
+                &path,
+                "a profile holds its token inline, but the file can be read by other users",
+                format!(
+                    "run `chmod 600 {}`, or use token_env / token_cmd instead",
+                    path.display()
+                ),
+            ));
+        }
+        config.source = Some(path);
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            ConfigError::new(
+                path,
+                e.to_string().trim_end().to_string(),
+                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id",
+            )
+        })?;
+        for (name, p) in &config.profiles {
+            config.validate_profile(name, p, path)?;
+        }
+        if let Some(d) = &config.default_profile {
+            if !config.profiles.contains_key(d) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("default_profile = {d:?} names no profile"),
+                    format!(
+                        "define [profiles.{d}] or change default_profile (profiles: {})",
+                        config.profile_names().join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    fn validate_profile(&self, name: &str, p: &Profile, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String, hint: &str| {
+            ConfigError::new(path, format!("[profiles.{name}] {key}: {message}"), hint)
+        };
+        if !backends::KINDS.contains(&p.kind.as_str()) {
+            return Err(err(
+                "kind",
+                format!("{:?} is not a known kind", p.kind),
+                &format!("use one of: {}", backends::KINDS.join(", ")),
+            ));
+        }
+        match url::Url::parse(&p.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(err(
+                    "url",
+                    format!("{:?} is not an http(s) URL", p.url),
+                    "for GHES use https://HOST/api/v3",
+                ))
+            }
+        }
+        let sources = [
+            p.token_env.is_some(),
+            p.token_cmd.is_some(),
+            p.token.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if sources > 1 {
+            return Err(err(
+                "token_env/token_cmd/token",
+                "more than one token source".into(),
+                "keep exactly one of them",
+            ));
+        }
+        if p.concurrency == Some(0) {
+            return Err(err(
+                "concurrency",
+                "must be at least 1".into(),
+                "concurrency = 4 is a good start",
+            ));
+        }
+        if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            return Err(err(
+                "rate_limit",
+                "must be a positive number of requests per second".into(),
+                "e.g. rate_limit = 10",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+}
+
+#[cfg(unix)]
+fn is_private(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_private(_path: &Path) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/steward.toml"))
+    }
+
+    #[test]
+    fn a_good_profile_loads() {
+        let c = parse(
+            "default_profile = \"ghes\"\n[profiles.ghes]\nkind = \"github\"\nurl = \"https://ghe.example.com/api/v3\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"root\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.profiles["ghes"].protected, vec!["root"]);
+        assert_eq!(c.profiles["ghes"].token_source(), "env:GHES_TOKEN");
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_line_and_the_key() {
+        let e = parse(
+            "[profiles.ghes]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntokn_env = \"X\"\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("/etc/steward.toml"), "{text}");
+        assert!(text.contains("line 4"), "{text}");
+        assert!(text.contains("tokn_env"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_known_ones() {
+        let e = parse("[profiles.x]\nkind = \"gitlab\"\nurl = \"https://h\"\n").unwrap_err();
+        assert!(e.to_string().contains("[profiles.x] kind"), "{e}");
+        assert!(e.hint.contains("github"));
+    }
+
+    #[test]
+    fn two_token_sources_are_refused() {
+        let e = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"A\"\ntoken_cmd = \"b\"\n").unwrap_err();
+        assert!(e.message.contains("more than one token source"));
+    }
+
+    #[test]
+    fn a_default_profile_must_exist() {
+        assert!(parse("default_profile = \"nope\"\n").is_err());
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let c = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken = \"ghp_supersecretvalue1\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn a_missing_env_token_says_what_to_export() {
+        let c = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"STEWARD_TEST_SURELY_UNSET\"\n").unwrap();
+        let e = c.profiles["x"].resolve_token("x").unwrap_err();
+        assert!(e.contains("export STEWARD_TEST_SURELY_UNSET="), "{e}");
+    }
+}

@@ -1,0 +1,272 @@
+//! `Context`: what every command needs, built once from the command line: config, profiles, the tokio
+//! runtime, the dispatcher (audit log, prompt, mode), the Ctrl-C flag and the output settings.
+
+use crate::audit::RunInfo;
+use crate::backends;
+use crate::cli::{Format, GlobalArgs};
+use crate::config::{Config, Profile};
+use crate::dispatch::{AuditTarget, Connection, Dispatcher, Mode, Prompt};
+use crate::error::UsageError;
+use crate::http::redact::SecretString;
+use crate::http::{Auth, ClientSettings, HttpClient};
+use crate::interrupt::Interrupt;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A profile plus, for sandbox profiles, the token handed over in-process.
+#[derive(Clone)]
+pub struct ProfileEntry {
+    pub profile: Profile,
+    pub preset_token: Option<SecretString>,
+}
+
+/// The configured profiles, connected on first use (so listing them needs no token).
+pub struct Connections {
+    entries: BTreeMap<String, ProfileEntry>,
+    default_profile: Option<String>,
+    live: Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+impl Connections {
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&ProfileEntry> {
+        self.entries.get(name)
+    }
+
+    pub fn default_name(&self) -> Option<&str> {
+        self.default_profile.as_deref()
+    }
+
+    /// The connection for `name` (or the default profile), built once.
+    pub fn connect(&self, name: Option<&str>) -> Result<Arc<Connection>, String> {
+        let name = match name.or(self.default_profile.as_deref()) {
+            Some(n) => n.to_string(),
+            None if self.entries.len() == 1 => self.entries.keys().next().cloned().unwrap_or_default(),
+            None => {
+                return Err(format!(
+                    "connect() needs a profile name: no default profile is set (profiles: {}); pass --profile NAME or set default_profile in the config",
+                    self.list_for_message()
+                ))
+            }
+        };
+        if let Some(c) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+        {
+            return Ok(c.clone());
+        }
+        let entry = self.entries.get(&name).ok_or_else(|| {
+            format!("unknown profile {name:?} (profiles: {}); add [profiles.{name}] to the config or run with --sandbox", self.list_for_message())
+        })?;
+        let conn = Arc::new(build_connection(&name, entry)?);
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, conn.clone());
+        Ok(conn)
+    }
+
+    fn list_for_message(&self) -> String {
+        if self.entries.is_empty() {
+            "none configured".to_string()
+        } else {
+            self.names().join(", ")
+        }
+    }
+}
+
+fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, String> {
+    let p = &entry.profile;
+    let shape = backends::client_shape(&p.kind)
+        .ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
+    let token = match &entry.preset_token {
+        Some(t) => Some(t.clone()),
+        None => p.resolve_token(name)?,
+    };
+    let base_url =
+        url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
+    let settings = ClientSettings {
+        base_url,
+        auth: token.map(|token| Auth {
+            prefix: shape.auth_prefix,
+            token,
+        }),
+        timeout: Duration::from_secs(p.timeout.unwrap_or(30)),
+        ca_file: p.ca_file.clone(),
+        insecure: p.insecure,
+        rate_limit: p.rate_limit,
+        retry: Default::default(),
+        default_headers: shape.default_headers.to_vec(),
+    };
+    let client = HttpClient::new(settings, shape.error_message)
+        .map_err(|e| format!("profile {name}: {e}"))?;
+    let backend = backends::build(&p.kind, client, name).map_err(|e| e.to_string())?;
+    let source = if entry.preset_token.is_some() {
+        "sandbox".to_string()
+    } else {
+        p.token_source()
+    };
+    Ok(Connection::new(
+        name,
+        backend,
+        p.protected.clone(),
+        source,
+        p.concurrency.unwrap_or(4),
+    ))
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputSettings {
+    pub format: Format,
+    pub stdout_is_tty: bool,
+}
+
+pub struct Context {
+    pub config: Config,
+    pub runtime: tokio::runtime::Runtime,
+    pub connections: Arc<Connections>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub interrupt: Interrupt,
+    pub output: OutputSettings,
+    pub audit_path: PathBuf,
+    pub max_changes: usize,
+    /// Keeps the in-process sandbox alive for the whole run.
+    pub sandbox: Option<steward_sandbox::Running>,
+}
+
+impl Context {
+    pub fn new(
+        global: &GlobalArgs,
+        run_info: RunInfo,
+        prompt: Arc<dyn Prompt>,
+    ) -> anyhow::Result<Context> {
+        let config = Config::load(global.config.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("steward-io")
+            .build()?;
+        let mut entries: BTreeMap<String, ProfileEntry> = config
+            .profiles
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    ProfileEntry {
+                        profile: p.clone(),
+                        preset_token: None,
+                    },
+                )
+            })
+            .collect();
+        let mut default_profile = global
+            .profile
+            .clone()
+            .or_else(|| config.default_profile.clone());
+        let sandbox = if global.sandbox {
+            let running = runtime
+                .block_on(steward_sandbox::start(steward_sandbox::Options {
+                    port: 0,
+                    ..Default::default()
+                }))
+                .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
+            for (kind, url) in running.services() {
+                let profile = Profile {
+                    kind: kind.to_string(),
+                    url,
+                    token_env: None,
+                    token_cmd: None,
+                    token: None,
+                    concurrency: Some(8),
+                    rate_limit: None,
+                    timeout: Some(30),
+                    ca_file: None,
+                    insecure: false,
+                    protected: Vec::new(),
+                    org_id: None,
+                };
+                let token = SecretString::from(steward_sandbox::ADMIN_TOKEN.to_string());
+                entries.insert(
+                    kind.to_string(),
+                    ProfileEntry {
+                        profile,
+                        preset_token: Some(token),
+                    },
+                );
+            }
+            if default_profile.is_none() {
+                default_profile = Some("github".to_string());
+            }
+            Some(running)
+        } else {
+            None
+        };
+        if let Some(d) = &default_profile {
+            if !entries.contains_key(d) {
+                let names: Vec<&String> = entries.keys().collect();
+                return Err(UsageError::new(format!(
+                    "--profile {d}: no such profile (profiles: {names:?}); check the config or use --sandbox"
+                ))
+                .into());
+            }
+        }
+        let connections = Arc::new(Connections {
+            entries,
+            default_profile,
+            live: Mutex::new(HashMap::new()),
+        });
+        let audit_path = match &global.audit_db {
+            Some(p) => p.clone(),
+            None => dirs::data_dir()
+                .map(|d| d.join("steward").join("audit.db"))
+                .ok_or_else(|| {
+                    UsageError::new(
+                        "cannot find a data directory for the audit log; pass --audit-db PATH",
+                    )
+                })?,
+        };
+        let interrupt = Interrupt::default();
+        interrupt.install_handler();
+        let mode = Mode {
+            dry_run: global.dry_run,
+            assume_yes: global.yes,
+        };
+        let dispatcher = Arc::new(Dispatcher::new(
+            AuditTarget::File(audit_path.clone()),
+            run_info,
+            prompt,
+            mode,
+            interrupt.clone(),
+        ));
+        let stdout_is_tty = std::io::stdout().is_terminal();
+        let format = global.format.unwrap_or(if stdout_is_tty {
+            Format::Table
+        } else {
+            Format::Json
+        });
+        let max_changes = config.max_changes.unwrap_or(50);
+        Ok(Context {
+            config,
+            runtime,
+            connections,
+            dispatcher,
+            interrupt,
+            output: OutputSettings {
+                format,
+                stdout_is_tty,
+            },
+            audit_path,
+            max_changes,
+            sandbox,
+        })
+    }
+}

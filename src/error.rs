@@ -1,0 +1,102 @@
+//! Error kinds shared by every layer, the errors `run()` reports, and the exit code each one maps to.
+
+use std::fmt;
+
+/// What went wrong, in the words scripts match on (`e.kind == "not_found"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Forbidden,
+    Unauthorized,
+    Conflict,
+    Invalid,
+    RateLimited,
+    Unavailable,
+    Unsupported,
+    Protected,
+    Cancelled,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Protected => "protected",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// The kind an HTTP status means when the service says nothing more specific.
+    pub fn from_status(status: u16) -> ErrorKind {
+        match status {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 | 410 => ErrorKind::NotFound,
+            409 | 422 => ErrorKind::Conflict,
+            429 => ErrorKind::RateLimited,
+            400..=499 => ErrorKind::Invalid,
+            _ => ErrorKind::Unavailable,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mistake in how steward was invoked or configured: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub message: String,
+}
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UsageError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A script ended with an error that has already been printed: exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("the script failed")]
+pub struct ScriptFailed;
+
+/// Ctrl-C stopped the work: exit code 130, as a shell reports SIGINT.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled by Ctrl-C")]
+pub struct Interrupted;
+
+/// Some items of a bulk job failed; the summary was printed: exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} items failed")]
+pub struct BulkFailures {
+    pub failed: usize,
+    pub total: usize,
+}
+
+/// Exit code for an error returned by `run()`, chosen by its type, never by its text.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<crate::config::ConfigError>().is_some()
+    {
+        2
+    } else if err.downcast_ref::<BulkFailures>().is_some() {
+        3
+    } else if err.downcast_ref::<Interrupted>().is_some() {
+        130
+    } else {
+        1
+    }
+}

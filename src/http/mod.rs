@@ -1,0 +1,397 @@
+//! The HTTP core every backend shares: auth header, TLS, timeouts, User-Agent, retries, rate budget,
+//! status → `ApiError`, and Link pagination. It knows no particular service.
+
+pub mod budget;
+pub mod error;
+pub mod pagination;
+pub mod redact;
+pub mod retry;
+
+use budget::RateBudget;
+use error::ApiError;
+use redact::{ExposeSecret, SecretString};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::Method;
+use retry::{Attempt, Decision, RetryPolicy};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub const USER_AGENT: &str = concat!("steward/", env!("CARGO_PKG_VERSION"));
+
+/// How a service wants its token presented.
+#[derive(Clone)]
+pub struct Auth {
+    /// Text before the token in the Authorization header (`"token "`, `"Bearer "`, or `""` for a raw token).
+    pub prefix: &'static str,
+    pub token: SecretString,
+}
+
+/// Everything needed to build a client for one profile.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub base_url: url::Url,
+    pub auth: Option<Auth>,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub rate_limit: Option<f64>,
+    pub retry: RetryPolicy,
+    /// Extra headers every request carries (`Accept`, API version headers).
+    pub default_headers: Vec<(&'static str, &'static str)>,
+}
+
+/// One request, described before it is sent so it can be retried.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    /// A path under the base URL (`users/octocat`) or an absolute URL from a Link header.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Request {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// PUT and DELETE (and reads) may be sent twice without harm; POST and PATCH may not.
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self.method, Method::POST | Method::PATCH)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The JSON body, or `Null` when there was none (204) or it was not JSON.
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn next_page(&self) -> Option<String> {
+        self.header("link").and_then(pagination::next_link)
+    }
+}
+
+/// Reads the service's own error text out of an error body; each backend knows its envelope.
+pub type ErrorMessageFn = fn(&Value) -> Option<String>;
+
+pub struct HttpClient {
+    inner: reqwest::Client,
+    base_url: url::Url,
+    auth: Option<Auth>,
+    retry: RetryPolicy,
+    budget: Arc<RateBudget>,
+    default_headers: HeaderMap,
+    error_message: ErrorMessageFn,
+}
+
+impl HttpClient {
+    pub fn new(settings: ClientSettings, error_message: ErrorMessageFn) -> Result<Self, ApiError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(64)
+            // Never follow a redirect with credentials attached: it could send the token to another host.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ApiError::invalid(format!("cannot read ca_file {}: {e}", path.display()))
+                    .with_hint("point ca_file at a PEM file holding your CA certificate")
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ApiError::invalid(format!(
+                    "ca_file {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if settings.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let inner = builder
+            .build()
+            .map_err(|e| ApiError::invalid(format!("cannot build the HTTP client: {e}")))?;
+        let mut default_headers = HeaderMap::new();
+        for (name, value) in settings.default_headers {
+            default_headers.insert(name, HeaderValue::from_static(value));
+        }
+        // Joining "users" onto ".../api/v3" would drop "v3" without a trailing slash.
+        let mut base_url = settings.base_url;
+        if !base_url.path().ends_with('/') {
+            base_url.set_path(&format!("{}/", base_url.path()));
+        }
+        Ok(HttpClient {
+            inner,
+            base_url,
+            auth: settings.auth,
+            retry: settings.retry,
+            budget: Arc::new(RateBudget::new(settings.rate_limit)),
+            default_headers,
+            error_message,
+        })
+    }
+
+    pub fn base_url(&self) -> &url::Url {
+        &self.base_url
+    }
+
+    fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            url::Url::parse(path)
+        } else {
+            self.base_url.join(path.trim_start_matches('/'))
+        }
+        .map_err(|e| ApiError::invalid(format!("bad request path {path:?}: {e}")))?;
+        // A Link header pointing elsewhere must not receive our token.
+        if url.origin() != self.base_url.origin() {
+            return Err(ApiError::invalid(format!(
+                "refusing to send credentials to {} (the profile's url is {})",
+                url.origin().ascii_serialization(),
+                self.base_url.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
+    }
+
+    fn build(&self, req: &Request) -> Result<reqwest::RequestBuilder, ApiError> {
+        let url = self.url_for(&req.path)?;
+        let mut builder = self
+            .inner
+            .request(req.method.clone(), url)
+            .headers(self.default_headers.clone());
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        if let Some(auth) = &self.auth {
+            let mut value =
+                HeaderValue::from_str(&format!("{}{}", auth.prefix, auth.token.expose_secret()))
+                    .map_err(|_| {
+                        ApiError::invalid("the token holds characters an HTTP header cannot carry")
+                    })?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder = match &req.body {
+            Some(body) => builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+            // GitHub asks for an explicit zero length on body-less PUTs.
+            None if matches!(req.method, Method::PUT | Method::POST | Method::PATCH) => {
+                builder.header(CONTENT_LENGTH, "0")
+            }
+            None => builder,
+        };
+        Ok(builder)
+    }
+
+    /// Sends `req`, retrying what the policy calls transient; a non-2xx answer becomes an `ApiError`.
+    pub async fn send(&self, req: &Request) -> Result<Response, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.budget.acquire().await;
+            let started = std::time::Instant::now();
+            let result = self.build(req)?.send().await;
+            let (outcome, error) = match result {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let bytes = resp.bytes().await.map_err(|e| ApiError::transport(&e))?;
+                    let body = if bytes.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+                    };
+                    tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
+                    if (200..300).contains(&status) {
+                        return Ok(Response {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
+                    let message = (self.error_message)(&body);
+                    let (rate_limited, rate_wait) =
+                        rate_limit_signal(status, &headers, message.as_deref());
+                    let mut err = ApiError::from_response(status, message);
+                    err.retry_after = rate_wait;
+                    (
+                        Attempt::Answered {
+                            status,
+                            rate_limited,
+                            rate_wait,
+                        },
+                        err,
+                    )
+                }
+                Err(e) => {
+                    tracing::debug!(method = %req.method, path = %req.path, error = %redact::redact(&e.to_string()), "http transport error");
+                    (
+                        Attempt::NoAnswer {
+                            before_send: e.is_connect(),
+                        },
+                        ApiError::transport(&e),
+                    )
+                }
+            };
+            match self.retry.decide(
+                attempt,
+                &outcome,
+                req.is_idempotent(),
+                rand::random::<f64>(),
+            ) {
+                Decision::GiveUp => return Err(error),
+                Decision::RetryAfter(wait) => {
+                    tracing::info!(method = %req.method, path = %req.path, attempt, wait_ms = wait.as_millis() as u64, "retrying: {error}");
+                    tokio::time::sleep(wait).await;
+                }
+                Decision::PauseAll(wait) => {
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited; pausing every request to this service"
+                    );
+                    self.budget.pause_all(wait);
+                }
+            }
+        }
+    }
+
+    /// GETs `path` and every page its `Link: rel="next"` headers lead to, concatenating the JSON arrays.
+    pub async fn get_all_pages(&self, first: Request) -> Result<Vec<Value>, ApiError> {
+        let mut items = Vec::new();
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            let resp = self.send(&req).await?;
+            let next_url = resp.next_page();
+            match resp.body {
+                Value::Array(page) => items.extend(page),
+                Value::Null => {}
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "expected a JSON array from {}, got {}",
+                        req.path,
+                        json_type(&other)
+                    )))
+                }
+            }
+            next = next_url.map(|url| Request::new(Method::GET, url));
+        }
+        Ok(items)
+    }
+}
+
+/// Is this answer a rate limit, and how long did the server ask us to wait?
+fn rate_limit_signal(
+    status: u16,
+    headers: &HeaderMap,
+    message: Option<&str>,
+) -> (bool, Option<Duration>) {
+    let now = SystemTime::now();
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let retry_after = get("retry-after").and_then(|v| retry::parse_retry_after(v, now));
+    let exhausted = get("x-ratelimit-remaining")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(false);
+    let reset = get("x-ratelimit-reset").and_then(|v| retry::parse_rate_limit_reset(v, now));
+    let secondary = message
+        .map(|m| m.to_ascii_lowercase().contains("rate limit"))
+        .unwrap_or(false);
+    let limited =
+        status == 429 || (status == 403 && (exhausted || secondary || retry_after.is_some()));
+    let wait = retry_after.or(if exhausted || status == 429 {
+        reset
+    } else {
+        None
+    });
+    (limited, if limited { wait } else { None })
+}
+
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// One path segment, percent-encoded so a login like `a/b` cannot reach another endpoint.
+pub fn segment(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_429_is_a_rate_limit_with_its_retry_after() {
+        let (limited, wait) = rate_limit_signal(429, &headers(&[("retry-after", "2")]), None);
+        assert!(limited);
+        assert_eq!(wait, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_plain_403_is_not_a_rate_limit() {
+        assert_eq!(
+            rate_limit_signal(403, &HeaderMap::new(), Some("Must have admin rights")),
+            (false, None)
+        );
+    }
+
+    #[test]
+    fn githubs_secondary_limit_403_is_a_rate_limit() {
+        let (limited, wait) = rate_limit_signal(
+            403,
+            &HeaderMap::new(),
+            Some("You have exceeded a secondary rate limit"),
+        );
+        assert!(limited);
+        assert_eq!(wait, None);
+    }
+
+    #[test]
+    fn segments_cannot_escape_their_place_in_the_path() {
+        assert_eq!(segment("octo-cat"), "octo-cat");
+        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(segment("a b"), "a%20b");
+    }
+}

@@ -1,0 +1,93 @@
+//! steward: a scriptable admin shell for the user accounts of enterprise services.
+//!
+//! Crate map, in dependency order (each layer only uses the ones below it):
+//! - `cli` (clap types) and `cmd` (one file per subcommand), `repl` (the shell), `output` (tables, JSON, CSV)
+//! - `script`: the Rhai engine, its limits, the registered functions and the sync→async bridge
+//! - `dispatch`: the one path every action takes (protection, confirmation, dry run, audit intent/outcome)
+//! - `backends`: one module per service, turning actions into requests
+//! - `http`: auth, retries, rate budget, pagination, redaction — no particular service
+//! - `audit`: the append-only, hash-chained SQLite log
+//! - `config`, `context`, `error`, `interrupt`, `prompt`: set-up and plumbing
+
+pub mod audit;
+pub mod backends;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod context;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod interrupt;
+pub mod output;
+pub mod prompt;
+pub mod repl;
+pub mod script;
+
+use audit::RunInfo;
+use clap::CommandFactory;
+use cli::{Cli, Command};
+use context::Context;
+use std::sync::Arc;
+
+/// Runs one invocation; the error (if any) decides the exit code in `main`.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.global.verbose);
+    let command = cli.command.unwrap_or(Command::Shell);
+    // Commands that need no config, profiles or audit log.
+    match &command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "steward",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Command::Sandbox(args) => return cmd::sandbox::run(args),
+        _ => {}
+    }
+    let ctx = Context::new(&cli.global, run_info(), Arc::new(prompt::TerminalPrompt))?;
+    let result = match &command {
+        Command::Shell => cmd::shell::run(&ctx),
+        Command::Run(args) => cmd::run::run(&ctx, args),
+        Command::Eval(args) => cmd::eval::run(&ctx, args),
+        Command::Audit(sub) => cmd::audit::run(&ctx, cli.global.profile.as_deref(), sub),
+        Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
+        Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
+    };
+    let code = match &result {
+        Ok(()) => 0,
+        Err(e) => i32::from(error::exit_code(e)),
+    };
+    ctx.dispatcher.finish(code);
+    result
+}
+
+fn run_info() -> RunInfo {
+    let args: Vec<String> = std::env::args().collect();
+    RunInfo {
+        os_user: whoami::username(),
+        host: whoami::fallible::hostname().unwrap_or_default(),
+        command: http::redact::redact(&args.join(" ")),
+        script_path: None,
+        script_sha256: None,
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("steward={level},steward_sandbox={level}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

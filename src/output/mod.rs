@@ -1,0 +1,48 @@
+//! Everything steward prints: values as tables for people, JSON or CSV for machines, and CSV files.
+
+pub mod csv;
+pub mod table;
+
+use crate::cli::Format;
+use crate::context::OutputSettings;
+use serde_json::Value;
+use std::io::Write;
+
+/// Renders a value the way the settings ask; `()` prints nothing.
+pub fn render(value: &Value, settings: OutputSettings) -> String {
+    match (settings.format, value) {
+        (_, Value::Null) => String::new(),
+        (Format::Json, v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        (Format::Csv, Value::Array(rows)) => csv::to_csv_string(rows).unwrap_or_default(),
+        (Format::Csv, v @ Value::Object(_)) => {
+            csv::to_csv_string(std::slice::from_ref(v)).unwrap_or_default()
+        }
+        (_, Value::String(s)) => s.clone(),
+        (Format::Table, v @ (Value::Array(_) | Value::Object(_))) => table::render(v),
+        (_, v) => v.to_string(),
+    }
+}
+
+/// Writes a rendered value and a newline, ignoring a closed pipe (`steward eval … | head`).
+pub fn print_value(value: &Value, settings: OutputSettings) {
+    let text = render(value, settings);
+    if text.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+}
+
+/// A line for people on stdout (script `print`, command results).
+pub fn line(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// A message for people on stderr (errors, warnings, progress), scrubbed of secrets.
+pub fn note(text: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{}",
+        crate::http::redact::redact(text)
+    );
+}

@@ -1,0 +1,130 @@
+//! Tables for people: arrays of records become rows, a record becomes key/value pairs.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde_json::Value;
+
+/// Columns shown first, in this order, when present; the service's `raw` record is left out of tables.
+const LEADING: &[&str] = &[
+    "id",
+    "login",
+    "email",
+    "name",
+    "admin",
+    "suspended",
+    "last_active",
+    "kind",
+    "profile",
+];
+const HIDDEN: &[&str] = &["raw"];
+
+pub fn render(value: &Value) -> String {
+    match value {
+        Value::Array(rows) if rows.is_empty() => "(no rows)".to_string(),
+        Value::Array(rows) if rows.iter().all(Value::is_object) => rows_table(rows),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join("\n"),
+        Value::Object(map) => {
+            let mut t = new_table();
+            t.set_header(vec!["field", "value"]);
+            for key in ordered_keys(std::iter::once(value)) {
+                if let Some(v) = map.get(&key) {
+                    t.add_row(vec![key.clone(), cell(v)]);
+                }
+            }
+            t.to_string()
+        }
+        other => cell(other),
+    }
+}
+
+fn new_table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+fn rows_table(rows: &[Value]) -> String {
+    let columns = ordered_keys(rows.iter());
+    let mut t = new_table();
+    t.set_header(columns.clone());
+    for row in rows {
+        t.add_row(
+            columns
+                .iter()
+                .map(|c| row.get(c).map(cell).unwrap_or_default())
+                .collect::<Vec<_>>(),
+        );
+    }
+    format!(
+        "{t}\n{} row{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// The union of the records' keys in first-seen order; user records (those with a `login`) lead with the
+/// well-known fields. The service's `raw` record is left out.
+fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for row in rows {
+        if let Value::Object(map) = row {
+            for key in map.keys() {
+                if !seen.contains(key) && !HIDDEN.contains(&key.as_str()) {
+                    seen.push(key.clone());
+                }
+            }
+        }
+    }
+    if !seen.iter().any(|k| k == "login") {
+        return seen;
+    }
+    let leading = LEADING
+        .iter()
+        .filter(|k| seen.iter().any(|s| s == *k))
+        .map(|k| k.to_string());
+    let rest = seen
+        .iter()
+        .filter(|k| !LEADING.contains(&k.as_str()))
+        .cloned();
+    leading.chain(rest).collect::<Vec<_>>()
+}
+
+/// One cell: strings bare, `()` empty, nested values as compact JSON.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_records_lead_with_login_and_hide_raw() {
+        let out = render(&json!([{"raw": {"x": 1}, "zeta": 1, "login": "bob", "id": 7}]));
+        let header = out.lines().nth(1).unwrap();
+        let (id, login, zeta) = (
+            header.find("id").unwrap(),
+            header.find("login").unwrap(),
+            header.find("zeta").unwrap(),
+        );
+        assert!(id < login && login < zeta, "{header}");
+        assert!(!out.contains("raw"));
+        assert!(out.ends_with("1 row"));
+    }
+
+    #[test]
+    fn an_empty_list_says_so() {
+        assert_eq!(render(&json!([])), "(no rows)");
+    }
+
+    #[test]
+    fn a_record_prints_as_field_value_pairs() {
+        let out = render(&json!({"login": "bob", "admin": false}));
+        assert!(out.contains("login") && out.contains("bob") && out.contains("false"));
+    }
+}

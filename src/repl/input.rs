@@ -1,0 +1,119 @@
+//! What the line editor needs to know about Rhai text, pure: is a block still open, and what to complete.
+
+/// True while brackets or a string are still open, so Enter continues on the next line.
+pub fn is_incomplete(src: &str) -> bool {
+    let mut depth: i64 = 0;
+    let mut chars = src.chars().peekable();
+    let mut in_string: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match in_string {
+            Some(q) => match c {
+                '\\' => {
+                    chars.next();
+                }
+                c if c == q => in_string = None,
+                _ => {}
+            },
+            None => match c {
+                '"' | '`' => in_string = Some(c),
+                '\'' => {
+                    // A character literal: skip to its closing quote.
+                    for n in chars.by_ref() {
+                        if n == '\'' {
+                            break;
+                        }
+                    }
+                }
+                '/' if chars.peek() == Some(&'/') => {
+                    for n in chars.by_ref() {
+                        if n == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '{' | '(' | '[' => depth += 1,
+                '}' | ')' | ']' => depth -= 1,
+                _ => {}
+            },
+        }
+    }
+    // A closing surplus is a syntax error for the parser to report, not a reason to wait.
+    depth > 0 || in_string.is_some()
+}
+
+/// What the word under the cursor is, for completion.
+#[derive(Debug, PartialEq)]
+pub enum Slot<'a> {
+    /// After `h.`: a method name.
+    Method(&'a str),
+    /// Inside `connect("`: a profile name.
+    Profile(&'a str),
+    /// A `:command` at the start of the line.
+    Command(&'a str),
+    /// Anywhere else: a function, variable or keyword.
+    Name(&'a str),
+}
+
+/// The slot being typed at `pos` and where its word starts.
+pub fn slot(line: &str, pos: usize) -> (usize, Slot<'_>) {
+    let before = &line[..pos];
+    if before.starts_with(':') && !before.contains(char::is_whitespace) {
+        return (0, Slot::Command(before));
+    }
+    if let Some(i) = before.rfind("connect(") {
+        let rest = before[i + "connect(".len()..].trim_start();
+        if let Some(partial) = rest.strip_prefix('"') {
+            if !partial.contains('"') {
+                return (pos - partial.len(), Slot::Profile(partial));
+            }
+        }
+    }
+    let start = before
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let word = &before[start..];
+    if before[..start].ends_with('.') {
+        (start, Slot::Method(word))
+    } else {
+        (start, Slot::Name(word))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_blocks_continue() {
+        assert!(is_incomplete("for u in users {"));
+        assert!(is_incomplete("let x = [1,\n2"));
+        assert!(is_incomplete("let s = \"abc"));
+        assert!(!is_incomplete("let s = \"{\";"));
+        assert!(!is_incomplete("if x { 1 } else { 2 }"));
+        assert!(!is_incomplete("// a comment with {\nlet a = 1;"));
+        assert!(!is_incomplete("let c = '{';"));
+        assert!(!is_incomplete("}"));
+    }
+
+    #[test]
+    fn methods_after_a_dot() {
+        assert_eq!(slot("gh.sus", 6), (3, Slot::Method("sus")));
+        assert_eq!(
+            slot("connect(\"github\").list_", 23),
+            (18, Slot::Method("list_"))
+        );
+    }
+
+    #[test]
+    fn profiles_inside_connect() {
+        assert_eq!(slot("let gh = connect(\"gi", 20), (18, Slot::Profile("gi")));
+        assert_eq!(slot("connect(\"github\")", 17).1, Slot::Name(""));
+    }
+
+    #[test]
+    fn names_and_commands() {
+        assert_eq!(slot("let u = read_c", 14), (8, Slot::Name("read_c")));
+        assert_eq!(slot(":he", 3), (0, Slot::Command(":he")));
+    }
+}

@@ -1,0 +1,141 @@
+//! The Rhai engine: built and hardened in one place (every limit here), plus a `Session` that keeps
+//! variables and functions across REPL lines.
+
+use super::bridge::Host;
+use super::packages;
+use crate::interrupt::Interrupt;
+use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection, StaticModuleResolver};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, Scope, AST};
+use std::path::Path;
+use std::rc::Rc;
+
+/// Stdlib modules embedded in the binary: `import "users" as users;`.
+pub const STDLIB: &[(&str, &str)] = &[
+    ("users", include_str!("../../stdlib/users.rhai")),
+    ("report", include_str!("../../stdlib/report.rhai")),
+];
+
+/// Every limit the engine enforces. Admin scripts walk lists of tens of thousands of users, so the
+/// ceilings are generous; what they stop is runaway code (loops, recursion, exploding data).
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_fn_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub max_modules: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 200_000_000,
+            max_call_levels: 64,
+            max_expr_depth: 128,
+            max_fn_expr_depth: 64,
+            max_string_size: 16 * 1024 * 1024,
+            max_array_size: 1_000_000,
+            max_map_size: 100_000,
+            max_modules: 64,
+        }
+    }
+}
+
+fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt) {
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_levels);
+    engine.set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    engine.set_max_modules(limits.max_modules);
+    // `eval` would run text that no review saw; the Rhai book advises turning it off.
+    engine.disable_symbol("eval");
+    // Ctrl-C: the engine checks the flag between operations, so even `loop {}` stops.
+    engine.on_progress(move |_| {
+        interrupt
+            .is_raised()
+            .then(|| Dynamic::from("cancelled by Ctrl-C"))
+    });
+}
+
+/// Builds the engine with every steward function registered and the stdlib importable.
+pub fn build(host: Rc<Host>, interrupt: Interrupt, script_dir: Option<&Path>) -> Engine {
+    let mut engine = Engine::new();
+    harden(&mut engine, &Limits::default(), interrupt);
+    packages::admin::register(&mut engine, host.clone());
+    packages::data::register(&mut engine, host);
+
+    let mut stdlib = StaticModuleResolver::new();
+    for (name, source) in STDLIB {
+        // The stdlib is ours and tested; a failure here is a build bug, reported at use.
+        let module = engine
+            .compile(*source)
+            .map_err(|e| e.to_string())
+            .and_then(|ast| {
+                Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| e.to_string())
+            });
+        match module {
+            Ok(module) => stdlib.insert(*name, module),
+            Err(e) => tracing::error!("stdlib module {name} does not compile: {e}"),
+        }
+    }
+    let mut resolvers = ModuleResolversCollection::new();
+    resolvers.push(stdlib);
+    let mut files = FileModuleResolver::new();
+    if let Some(dir) = script_dir {
+        files.set_base_path(dir);
+    }
+    resolvers.push(files);
+    engine.set_module_resolver(resolvers);
+    engine
+}
+
+/// An engine plus the state that lives across evaluations (the REPL's variables and functions).
+pub struct Session {
+    pub engine: Engine,
+    pub scope: Scope<'static>,
+    functions: AST,
+}
+
+impl Session {
+    pub fn new(engine: Engine, args: Map) -> Self {
+        let mut scope = Scope::new();
+        scope.push_constant("ARGS", args);
+        Session {
+            engine,
+            scope,
+            functions: AST::empty(),
+        }
+    }
+
+    /// Compiles and runs `source`, keeping its functions and top-level variables for later lines.
+    pub fn eval(
+        &mut self,
+        source: &str,
+        name: Option<&str>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let mut ast = self.engine.compile_with_scope(&self.scope, source)?;
+        if let Some(n) = name {
+            ast.set_source(n);
+        }
+        let merged = self.functions.merge(&ast);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &merged);
+        let mut functions = merged;
+        functions.clear_statements();
+        self.functions = functions;
+        result
+    }
+
+    /// Names of the variables in scope, for completion.
+    pub fn variables(&self) -> Vec<String> {
+        self.scope
+            .iter_raw()
+            .map(|(name, _, _)| name.to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,10 @@
+//! The Rhai surface: the engine and its limits, the bridge to async HTTP, and the registered functions.
+
+pub mod bridge;
+pub mod diagnostic;
+pub mod docs;
+pub mod engine;
+pub mod packages;
+pub mod types;
+
+pub use engine::Session;

@@ -1,0 +1,195 @@
+//! Admin verbs: `connect`, `profiles`, and every operation as a method on a handle, each routed through dispatch.
+
+use crate::backends::Op;
+use crate::script::bridge::Host;
+use crate::script::docs::FnDoc;
+use crate::script::types::{invalid, target_text, to_json, Handle, ScriptResult};
+use rhai::{Array, Dynamic, Engine, Map};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+pub const DOCS: &[FnDoc] = &[
+    FnDoc { name: "connect", signature: "connect(profile) / connect()", summary: "Opens a profile and returns its handle; with no name, the default profile.", example: r#"connect("github")"#, method: false },
+    FnDoc { name: "profiles", signature: "profiles()", summary: "The names of the configured profiles.", example: "profiles()", method: false },
+    FnDoc { name: "whoami", signature: "h.whoami()", summary: "The account the profile's token belongs to.", example: r#"connect("github").whoami()"#, method: true },
+    FnDoc { name: "list_users", signature: "h.list_users() / h.list_users(#{q, admin, suspended})", summary: "Every user (all pages), optionally filtered; `suspended` reads each user's record.", example: r#"connect("github").list_users(#{admin: true})"#, method: true },
+    FnDoc { name: "get_user", signature: "h.get_user(login)", summary: "One user's record; throws not_found if there is none.", example: r#"connect("github").get_user("user0001")"#, method: true },
+    FnDoc { name: "create_user", signature: "h.create_user(#{login, email}) / h.create_user(login, email)", summary: "Creates a user (GHES normalizes the login: octo_cat becomes octo-cat).", example: r#"connect("github").create_user(#{login: "mona", email: "mona@example.com"})"#, method: true },
+    FnDoc { name: "rename_user", signature: "h.rename_user(login, new_login)", summary: "Renames a user (GHES queues the rename and answers 202).", example: r#"connect("github").rename_user("user0003", "user0003-renamed")"#, method: true },
+    FnDoc { name: "delete_user", signature: "h.delete_user(login)", summary: "Deletes a user and everything they own; asks first unless --yes. Suspending is usually better.", example: r#"connect("github").delete_user("user0004")"#, method: true },
+    FnDoc { name: "suspend", signature: "h.suspend(login) / h.suspend(login, #{reason})", summary: "Suspends a user; the reason lands in the service's and steward's audit logs.", example: r#"connect("github").suspend("user0005", #{reason: "left the company"})"#, method: true },
+    FnDoc { name: "unsuspend", signature: "h.unsuspend(login) / h.unsuspend(login, #{reason})", summary: "Lifts a suspension.", example: r#"connect("github").unsuspend("user0025", #{reason: "back from leave"})"#, method: true },
+    FnDoc { name: "promote", signature: "h.promote(login)", summary: "Makes a user a site administrator.", example: r#"connect("github").promote("user0006")"#, method: true },
+    FnDoc { name: "demote", signature: "h.demote(login)", summary: "Takes site administrator rights away; asks first unless --yes.", example: r#"connect("github").demote("user0050")"#, method: true },
+    FnDoc { name: "create_impersonation_token", signature: "h.create_impersonation_token(login, scopes)", summary: "An OAuth token that acts as the user (GHES); the token is shown once and never audited.", example: r#"connect("github").create_impersonation_token("user0007", ["repo"])"#, method: true },
+    FnDoc { name: "delete_impersonation_token", signature: "h.delete_impersonation_token(login)", summary: "Deletes the user's impersonation token; asks first unless --yes.", example: r#"connect("github").delete_impersonation_token("user0007")"#, method: true },
+    FnDoc { name: "list_keys", signature: "h.list_keys()", summary: "Every public SSH key on the instance.", example: r#"connect("github").list_keys()"#, method: true },
+    FnDoc { name: "delete_key", signature: "h.delete_key(key_id)", summary: "Deletes a public key; asks first unless --yes.", example: r#"connect("github").delete_key(1)"#, method: true },
+    FnDoc { name: "list_tokens", signature: "h.list_tokens()", summary: "Every personal access token (for all users, admins included).", example: r#"connect("github").list_tokens()"#, method: true },
+    FnDoc { name: "delete_token", signature: "h.delete_token(token_id)", summary: "Deletes a personal access token; asks first unless --yes (GHES refuses a token in use).", example: r#"connect("github").delete_token(2)"#, method: true },
+    FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
+    FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"try { connect("github").activity(#{since: "2025-02-21"}) } catch (e) { e.kind }"#, method: true },
+    FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"try { connect("github").reset_2fa("user0008") } catch (e) { e.message }"#, method: true },
+    FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
+];
+
+pub fn register(engine: &mut Engine, host: Rc<Host>) {
+    engine.register_type_with_name::<Handle>("Handle");
+    engine.register_fn("to_string", |h: &mut Handle| h.describe());
+    engine.register_fn("to_debug", |h: &mut Handle| h.describe());
+    engine.register_get("profile", |h: &mut Handle| h.conn.profile.clone());
+    engine.register_get("kind", |h: &mut Handle| h.conn.backend.kind().to_string());
+
+    let h = host.clone();
+    engine.register_fn("connect", move |name: &str| -> ScriptResult<Handle> {
+        connect(&h, Some(name))
+    });
+    let h = host.clone();
+    engine.register_fn("connect", move || -> ScriptResult<Handle> {
+        connect(&h, None)
+    });
+    let h = host.clone();
+    engine.register_fn("profiles", move || -> Array {
+        h.connections
+            .names()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
+    });
+
+    for (name, op) in [
+        ("whoami", Op::Whoami),
+        ("list_users", Op::ListUsers),
+        ("list_keys", Op::ListKeys),
+        ("list_tokens", Op::ListTokens),
+        ("rate_limit", Op::RateLimit),
+        ("activity", Op::Activity),
+    ] {
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle| {
+            h.perform(&handle.conn, op, None, Value::Null)
+        });
+    }
+    for (name, op) in [
+        ("list_users", Op::ListUsers),
+        ("activity", Op::Activity),
+        ("create_user", Op::CreateUser),
+    ] {
+        let h = host.clone();
+        engine.register_fn(
+            name,
+            move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
+                let params = to_json(&opts.into())?;
+                h.perform(&handle.conn, op, None, params)
+            },
+        );
+    }
+    for op in [
+        Op::GetUser,
+        Op::DeleteUser,
+        Op::Suspend,
+        Op::Unsuspend,
+        Op::Promote,
+        Op::Demote,
+        Op::CreateImpersonationToken,
+        Op::DeleteImpersonationToken,
+        Op::DeleteKey,
+        Op::DeleteToken,
+        Op::Reset2fa,
+    ] {
+        let h = host.clone();
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
+            },
+        );
+    }
+    for op in [Op::Suspend, Op::Unsuspend] {
+        let h = host.clone();
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
+                h.perform(
+                    &handle.conn,
+                    op,
+                    Some(target_text(&target)?),
+                    to_json(&opts.into())?,
+                )
+            },
+        );
+    }
+    let h = host.clone();
+    engine.register_fn(
+        "create_user",
+        move |handle: &mut Handle, login: &str, email: &str| {
+            h.perform(
+                &handle.conn,
+                Op::CreateUser,
+                None,
+                json!({"login": login, "email": email}),
+            )
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "rename_user",
+        move |handle: &mut Handle, target: Dynamic, new_login: &str| -> ScriptResult<Dynamic> {
+            h.perform(
+                &handle.conn,
+                Op::RenameUser,
+                Some(target_text(&target)?),
+                json!({"login": new_login}),
+            )
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "create_impersonation_token",
+        move |handle: &mut Handle, target: Dynamic, scopes: Array| -> ScriptResult<Dynamic> {
+            let scopes = to_json(&scopes.into())?;
+            h.perform(
+                &handle.conn,
+                Op::CreateImpersonationToken,
+                Some(target_text(&target)?),
+                json!({"scopes": scopes}),
+            )
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "api",
+        move |handle: &mut Handle, method: &str, path: &str| {
+            h.perform(
+                &handle.conn,
+                Op::Api,
+                Some(path.to_string()),
+                json!({"method": method, "path": path}),
+            )
+        },
+    );
+    let h = host;
+    engine.register_fn(
+        "api",
+        move |handle: &mut Handle,
+              method: &str,
+              path: &str,
+              body: Dynamic|
+              -> ScriptResult<Dynamic> {
+            let body = to_json(&body)?;
+            h.perform(
+                &handle.conn,
+                Op::Api,
+                Some(path.to_string()),
+                json!({"method": method, "path": path, "body": body}),
+            )
+        },
+    );
+}
+
+fn connect(host: &Host, name: Option<&str>) -> ScriptResult<Handle> {
+    host.connections
+        .connect(name)
+        .map(|conn| Handle { conn })
+        .map_err(invalid)
+}

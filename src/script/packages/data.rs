@@ -1,0 +1,119 @@
+//! Helpers for scripts: CSV files, tables, JSON, dates, environment, confirmation.
+
+use crate::output;
+use crate::script::bridge::Host;
+use crate::script::docs::FnDoc;
+use crate::script::types::{invalid, to_dynamic, to_json, ScriptResult};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rhai::{Array, Dynamic, Engine};
+use serde_json::Value;
+use std::path::Path;
+use std::rc::Rc;
+
+pub const DOCS: &[FnDoc] = &[
+    FnDoc { name: "read_csv", signature: "read_csv(path)", summary: "The rows of a CSV file as maps keyed by its lower-cased header; bad rows are reported by line.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
+    FnDoc { name: "write_csv", signature: "write_csv(path, rows)", summary: "Writes records as CSV (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
+    FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
+    FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
+    FnDoc { name: "parse_date", signature: "parse_date(text)", summary: "A date (YYYY-MM-DD) or RFC 3339 time as RFC 3339 UTC text, which compares correctly as a string.", example: r#"parse_date("2025-02-21")"#, method: false },
+    FnDoc { name: "days_ago", signature: "days_ago(n)", summary: "The time n days before now, as RFC 3339 UTC text.", example: "days_ago(90)", method: false },
+    FnDoc { name: "now", signature: "now()", summary: "The current time as RFC 3339 UTC text.", example: "now()", method: false },
+    FnDoc { name: "env", signature: "env(name)", summary: "An environment variable's value, or () when unset.", example: r#"env("HOME")"#, method: false },
+    FnDoc { name: "confirm", signature: "confirm(question)", summary: "Asks yes/no at the terminal; true under --yes; false when nobody can be asked.", example: r#"if confirm("Proceed?") { "going ahead" } else { "stopped" }"#, method: false },
+];
+
+pub fn register(engine: &mut Engine, host: Rc<Host>) {
+    engine.register_fn("read_csv", |path: &str| -> ScriptResult<Array> {
+        let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
+        rows.into_iter()
+            .map(|r| to_dynamic(Value::Object(r)))
+            .collect()
+    });
+    engine.register_fn(
+        "write_csv",
+        |path: &str, rows: Array| -> ScriptResult<i64> {
+            let rows = match to_json(&rows.into())? {
+                Value::Array(rows) => rows,
+                _ => return Err(invalid("write_csv needs an array of maps")),
+            };
+            let n = output::csv::write_csv(Path::new(path), &rows)
+                .map_err(|e| invalid(e.to_string()))?;
+            Ok(n as i64)
+        },
+    );
+    engine.register_fn("table", |rows: Dynamic| -> ScriptResult<String> {
+        Ok(output::table::render(&to_json(&rows)?))
+    });
+    engine.register_fn("json", |value: Dynamic| -> ScriptResult<String> {
+        serde_json::to_string_pretty(&to_json(&value)?).map_err(|e| invalid(e.to_string()))
+    });
+    engine.register_fn("parse_date", |text: &str| -> ScriptResult<String> {
+        parse_date(text).map(rfc3339).map_err(invalid)
+    });
+    engine.register_fn("days_ago", |n: i64| {
+        rfc3339(Utc::now() - chrono::Duration::days(n))
+    });
+    engine.register_fn("now", || rfc3339(Utc::now()));
+    engine.register_fn("env", |name: &str| -> Dynamic {
+        std::env::var(name)
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
+    });
+    let h = host;
+    engine.register_fn("confirm", move |question: &str| -> ScriptResult<bool> {
+        if h.dispatcher.mode().assume_yes {
+            return Ok(true);
+        }
+        h.dispatcher.prompt().confirm(question).or_else(|why| {
+            output::note(&format!("{question} no ({why})"));
+            Ok::<bool, Box<rhai::EvalAltResult>>(false)
+        })
+    });
+    // print/debug go to stdout and stderr, scrubbed of anything shaped like a token.
+    engine.on_print(|text| output::line(&crate::http::redact::redact(text)));
+    engine.on_debug(|text, source, pos| {
+        let place = match source {
+            Some(s) => format!("{s}:{pos}"),
+            None => format!("{pos}"),
+        };
+        output::note(&format!("[debug {place}] {text}"));
+    });
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or_default());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!("{text:?} is not a date: use YYYY-MM-DD (e.g. 2025-02-21) or RFC 3339")
+        })
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_to_comparable_utc_text() {
+        assert_eq!(
+            rfc3339(parse_date("2025-02-21").unwrap()),
+            "2025-02-21T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(parse_date("2025-02-21T10:00:00+02:00").unwrap()),
+            "2025-02-21T08:00:00Z"
+        );
+        assert!(parse_date("21/02/2025").unwrap_err().contains("YYYY-MM-DD"));
+    }
+}

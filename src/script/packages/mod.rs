@@ -1,0 +1,4 @@
+//! Registered Rhai functions, one module per domain.
+
+pub mod admin;
+pub mod data;
