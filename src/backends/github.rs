@@ -11,8 +11,12 @@ use serde_json::{json, Value};
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "token ",
+    // GitHub prefers its own media type; plain JSON as the second choice keeps strict validators content.
     default_headers: &[
-        ("accept", "application/vnd.github+json"),
+        (
+            "accept",
+            "application/vnd.github+json, application/json;q=0.9",
+        ),
         ("x-github-api-version", "2022-11-28"),
     ],
     error_message,

@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
         Ok(_) => Ok(()),
         Err(err) => {
             output::note(&diagnostic::render(&err, &source, &name));
-            if types::is_cancelled(&err) {
+            if ctx.interrupt.is_raised() || types::is_terminated(&err) {
                 Err(Interrupted.into())
             } else {
                 Err(ScriptFailed.into())

@@ -162,19 +162,27 @@ impl HttpClient {
     }
 
     fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            url::Url::parse(path)
-        } else {
-            self.base_url.join(path.trim_start_matches('/'))
+        let bad = |e: url::ParseError| ApiError::invalid(format!("bad request path {path:?}: {e}"));
+        if !(path.starts_with("http://") || path.starts_with("https://")) {
+            return self
+                .base_url
+                .join(path.trim_start_matches('/'))
+                .map_err(bad);
         }
-        .map_err(|e| ApiError::invalid(format!("bad request path {path:?}: {e}")))?;
-        // A Link header pointing elsewhere must not receive our token.
+        let mut url = url::Url::parse(path).map_err(bad)?;
+        // A Link header may name another host (a proxy, a canonical hostname). The token goes only to the
+        // configured origin, so the link's path and query are taken onto it.
         if url.origin() != self.base_url.origin() {
-            return Err(ApiError::invalid(format!(
-                "refusing to send credentials to {} (the profile's url is {})",
+            tracing::debug!(
+                "rebasing {} onto {}",
                 url.origin().ascii_serialization(),
                 self.base_url.origin().ascii_serialization()
-            )));
+            );
+            url.set_scheme(self.base_url.scheme())
+                .map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
+            url.set_host(self.base_url.host_str()).map_err(bad)?;
+            url.set_port(self.base_url.port())
+                .map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
         }
         Ok(url)
     }
@@ -285,6 +293,7 @@ impl HttpClient {
     /// GETs `path` and every page its `Link: rel="next"` headers lead to, concatenating the JSON arrays.
     pub async fn get_all_pages(&self, first: Request) -> Result<Vec<Value>, ApiError> {
         let mut items = Vec::new();
+        let mut visited = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(req) = next.take() {
             let resp = self.send(&req).await?;
@@ -300,7 +309,16 @@ impl HttpClient {
                     )))
                 }
             }
-            next = next_url.map(|url| Request::new(Method::GET, url));
+            visited.insert(req.path.clone());
+            next = match next_url {
+                // A server that names an already-fetched page as next would keep us here forever.
+                Some(url) if visited.contains(&url) => {
+                    tracing::warn!("the server named an already-fetched page as the next one ({url}); stopping there");
+                    None
+                }
+                Some(url) => Some(Request::new(Method::GET, url)),
+                None => None,
+            };
         }
         Ok(items)
     }

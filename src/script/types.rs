@@ -117,15 +117,12 @@ pub fn error_position(err: &EvalAltResult) -> Position {
     }
 }
 
-pub fn is_cancelled(err: &EvalAltResult) -> bool {
+/// Did the engine stop the script because Ctrl-C was pressed?
+pub fn is_terminated(err: &EvalAltResult) -> bool {
     match err {
         EvalAltResult::ErrorTerminated(_, _) => true,
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => is_cancelled(inner),
-        EvalAltResult::ErrorRuntime(value, _) => value.read_lock::<Map>().is_some_and(|m| {
-            m.get("kind")
-                .is_some_and(|k| k.to_string() == ErrorKind::Cancelled.as_str())
-        }),
+        | EvalAltResult::ErrorInModule(_, inner, _) => is_terminated(inner),
         _ => false,
     }
 }

@@ -1,1 +1,19 @@
-fn main() {}
+//! The one integration-test binary: each module drives the real `steward` binary the way a person would.
+
+// Helpers shared by every module: temp dirs, the binary, the sandbox, failure reports that explain themselves.
+mod util;
+
+// Command-line behaviour: help, completions, exit codes, config errors, profiles.
+mod cli;
+// Every GHES operation end to end against the sandbox, with the audit trail each leaves.
+mod ghes;
+// The audit log: listing, filters, export, and tamper detection.
+mod audit;
+// The HTTP core against fault injection: retries, rate limits, timeouts.
+mod faults;
+// The REPL on a pseudo-terminal: typing, Tab, tables, multi-line input, :help, Ctrl-D.
+mod repl;
+// Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.
+mod prism;
+// Every documented function example runs, and every stock script runs.
+mod examples;

@@ -28,8 +28,8 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "list_tokens", signature: "h.list_tokens()", summary: "Every personal access token (for all users, admins included).", example: r#"connect("github").list_tokens()"#, method: true },
     FnDoc { name: "delete_token", signature: "h.delete_token(token_id)", summary: "Deletes a personal access token; asks first unless --yes (GHES refuses a token in use).", example: r#"connect("github").delete_token(2)"#, method: true },
     FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
-    FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"try { connect("github").activity(#{since: "2025-02-21"}) } catch (e) { e.kind }"#, method: true },
-    FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"try { connect("github").reset_2fa("user0008") } catch (e) { e.message }"#, method: true },
+    FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"let kind = (); try { connect("github").activity(#{since: "2025-02-21"}); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 

@@ -1,0 +1,133 @@
+//! The REPL driven through a pseudo-terminal, keystroke by keystroke, as a person uses it.
+
+use crate::util::Env;
+use rexpect::session::PtySession;
+
+const TIMEOUT_MS: u64 = 20_000;
+
+fn spawn(env: &Env) -> PtySession {
+    // A fresh pty has no size; give it a terminal's, as a real one would have.
+    let mut cmd = std::process::Command::new("sh");
+    env.configure(&mut cmd);
+    cmd.env("TERM", "xterm").args([
+        "-c",
+        &format!(
+            "stty cols 160 rows 50; exec '{}' --sandbox",
+            env!("CARGO_BIN_EXE_steward")
+        ),
+    ]);
+    let mut p =
+        rexpect::session::spawn_command(cmd, Some(TIMEOUT_MS)).expect("the REPL starts on a pty");
+    p.exp_string("steward>").expect("a prompt");
+    p
+}
+
+#[test]
+fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+
+    p.send_line(r#"let gh = connect("github")"#).unwrap();
+    p.exp_string("steward>").unwrap();
+
+    // Arrays of users print as tables.
+    p.send_line("gh.list_users(#{admin: true})").unwrap();
+    p.exp_string("user0050").unwrap();
+    p.exp_string("3 rows").unwrap();
+    // Type only at a prompt, as a person does: keys sent earlier would be flushed by the switch to raw mode.
+    p.exp_string("steward>").unwrap();
+
+    // Tab completes a method after the dot.
+    p.send("gh.suspe").unwrap();
+    p.flush().unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("nd").unwrap();
+    p.send_line(r#"("user0001", #{reason: "typed at the REPL"})"#)
+        .unwrap();
+    p.exp_string("204").unwrap();
+    p.exp_string("steward>").unwrap();
+
+    // Variables persist; an unfinished block continues on the next line.
+    p.send_line("for n in [1, 2] {").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    p.send_line("  print(`n=${n * 10}`)").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    p.send_line("}").unwrap();
+    p.exp_string("n=10").unwrap();
+    p.exp_string("n=20").unwrap();
+    p.exp_string("steward>").unwrap();
+
+    // Errors show a caret; the session carries on.
+    p.send_line(r#"gh.get_user("nobody")"#).unwrap();
+    p.exp_string("not_found").unwrap();
+    p.exp_string("^").unwrap();
+    p.exp_string("steward>").unwrap();
+
+    p.send_line(":help suspend").unwrap();
+    p.exp_string("h.suspend(login) / h.suspend(login, #{reason})")
+        .unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line(":profiles").unwrap();
+    p.exp_string("github").unwrap();
+    p.exp_string("steward>").unwrap();
+
+    // Tab inside connect(" offers profile names.
+    p.send(r#"connect("git"#).unwrap();
+    p.flush().unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("hub").unwrap();
+    p.send_line(r#"").profile"#).unwrap();
+    p.exp_string("github").unwrap();
+    p.exp_string("steward>").unwrap();
+
+    // Ctrl-C drops the line being typed; Ctrl-D leaves.
+    p.send("let abandoned = 1").unwrap();
+    p.flush().unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+
+    let history =
+        std::fs::read_to_string(env.path("xdg-data/steward/history")).expect("history is saved");
+    assert!(
+        history.contains("gh.list_users(#{admin: true})"),
+        "{history}"
+    );
+    assert!(
+        !history.contains("abandoned"),
+        "a cancelled line is not history"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_running_call_cancels_it_and_keeps_the_session() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    p.send_line("let i = 0; loop { i += 1; }").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    p.send_control('c').unwrap();
+    p.exp_string("cancelled by Ctrl-C").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line("i > 0").unwrap();
+    p.exp_string("true").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
+
+#[test]
+fn pasted_tokens_never_reach_the_history_file() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    p.send_line(r#"let t = "ghp_pastedsecretpastedsecret1""#)
+        .unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    let history = std::fs::read_to_string(env.path("xdg-data/steward/history")).unwrap();
+    assert!(!history.contains("pastedsecret"), "{history}");
+    assert!(history.contains("[REDACTED]"), "{history}");
+}

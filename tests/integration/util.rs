@@ -1,0 +1,232 @@
+//! Test harness: a temp dir with its own config and audit log, the steward binary, an in-process sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub use steward_sandbox::ADMIN_TOKEN;
+
+/// One tokio runtime for every sandbox the tests start.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// A sandbox of its own for one test (so tests never see each other's changes).
+pub struct Sandbox {
+    pub running: steward_sandbox::Running,
+}
+
+impl Sandbox {
+    pub fn start(users: usize) -> Sandbox {
+        Self::with(steward_sandbox::Options {
+            users,
+            ..Default::default()
+        })
+    }
+
+    pub fn with(opts: steward_sandbox::Options) -> Sandbox {
+        let running = runtime()
+            .block_on(steward_sandbox::start(opts))
+            .expect("sandbox starts");
+        Sandbox { running }
+    }
+
+    pub fn url(&self) -> String {
+        self.running.github_url()
+    }
+
+    /// `GET /_sandbox/stats`: what reached the server.
+    pub fn stats(&self) -> serde_json::Value {
+        self.get(&format!("http://{}/_sandbox/stats", self.running.addr))
+    }
+
+    /// How many times `METHOD /path` reached the server.
+    pub fn count(&self, method_and_path: &str) -> u64 {
+        self.stats()["requests"][method_and_path]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        self.get(&format!("http://{}/_sandbox/state", self.running.addr))
+    }
+
+    fn get(&self, url: &str) -> serde_json::Value {
+        let url = url.to_string();
+        runtime().block_on(async move {
+            reqwest::get(url)
+                .await
+                .expect("sandbox answers")
+                .json()
+                .await
+                .expect("json")
+        })
+    }
+}
+
+/// A scratch directory with its own config, data dirs and audit log.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// An env whose config has a `ghes` profile on the sandbox (token from GHES_TOKEN), protecting user0002.
+    pub fn with_sandbox(sandbox: &Sandbox) -> Env {
+        let env = Env::new();
+        env.write_config(&format!(
+            "default_profile = \"ghes\"\n\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"user0002\"]\ntimeout = 5\n",
+            sandbox.url()
+        ));
+        env
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        self.write("config.toml", text)
+    }
+
+    pub fn audit_db(&self) -> PathBuf {
+        self.path("audit.db")
+    }
+
+    /// The steward binary with a scrubbed environment pointing at this dir.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward"));
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    /// Gives any command this env's scrubbed environment and working directory.
+    pub fn configure(&self, cmd: &mut Command) {
+        cmd.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .env("XDG_DATA_HOME", self.path("xdg-data"))
+            .env("STEWARD_AUDIT_DB", self.audit_db())
+            .env("GHES_TOKEN", ADMIN_TOKEN)
+            .env("NO_COLOR", "1");
+        if self.path("config.toml").exists() {
+            cmd.env("STEWARD_CONFIG", self.path("config.toml"));
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        Run::of(cmd)
+    }
+
+    /// `steward eval EXPR --format json`, expecting success; the parsed JSON value.
+    pub fn eval_json(&self, expr: &str) -> serde_json::Value {
+        let run = self
+            .run(&["--format", "json", "--yes", "eval", expr])
+            .success();
+        if run.stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.report()))
+    }
+
+    pub fn audit_rows(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["--format", "json", "audit", "list", "--all"];
+        args.extend_from_slice(extra);
+        let run = self.run(&args).success();
+        serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
+    }
+}
+
+/// A finished command, with everything needed to explain a failure.
+pub struct Run {
+    pub command: String,
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(mut cmd: Command) -> Run {
+        let command = format!("{:?}", cmd);
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().expect("steward runs");
+        Run {
+            command,
+            status: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into(),
+            stderr: String::from_utf8_lossy(&stderr).into(),
+        }
+    }
+
+    pub fn report(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+
+    pub fn success(self) -> Run {
+        assert_eq!(self.status, Some(0), "expected success\n{}", self.report());
+        self
+    }
+
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(
+            self.status,
+            Some(code),
+            "expected exit code {code}\n{}",
+            self.report()
+        );
+        self
+    }
+
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.report()
+        );
+        self
+    }
+
+    pub fn stdout_has(self, needle: &str) -> Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.report()
+        );
+        self
+    }
+}
+
+/// The repository root (for specs, scripts and servers).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
