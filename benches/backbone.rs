@@ -1,1 +1,151 @@
-fn main() {}
+//! Backbone benchmarks (`cargo bench --bench backbone`): start-up time, listing 10,000 users from the sandbox
+//! (time and peak memory of the steward process), and audit-log write throughput. Figures go to BENCHMARKS.md.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use steward::audit::{AuditStore, Event};
+
+const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    startup(dir.path());
+    list_users(dir.path(), 10_000);
+    audit_throughput(dir.path());
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// `steward eval 1`, spawned again and again: what every script and cron job pays before doing anything.
+fn startup(dir: &std::path::Path) {
+    let runs = 30;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(STEWARD)
+            .args(["eval", "1"])
+            .env("STEWARD_AUDIT_DB", dir.join("a.db"))
+            .env("HOME", dir)
+            .output()
+            .expect("runs");
+        assert!(out.status.success());
+        times.push(t.elapsed());
+    }
+    let min = times.iter().min().copied().unwrap_or_default();
+    println!(
+        "startup: steward eval 1: median {:.1} ms, min {:.1} ms over {runs} runs",
+        ms(median(times)),
+        ms(min)
+    );
+}
+
+/// The peak resident memory of finished children, in MiB (Linux reports KiB).
+fn children_peak_rss_mib() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage into the pointer we pass and reads nothing from it.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// `list_users` of N users, 100 per page, against the sandbox served from this (the bench) process, so the
+/// peak memory of children is steward's own.
+fn list_users(dir: &std::path::Path, n: usize) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sandbox = runtime
+        .block_on(steward_sandbox::start(steward_sandbox::Options {
+            users: n,
+            ..Default::default()
+        }))
+        .expect("sandbox starts");
+    let config = dir.join("config.toml");
+    let profile = format!(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        sandbox.github_url()
+    );
+    std::fs::write(&config, profile).expect("config");
+    let runs = 5;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(STEWARD)
+            .args([
+                "--format",
+                "json",
+                "eval",
+                r#"connect("ghes").list_users().len()"#,
+            ])
+            .env("STEWARD_CONFIG", &config)
+            .env("STEWARD_AUDIT_DB", dir.join("a.db"))
+            .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            (n + 2).to_string()
+        );
+        times.push(t.elapsed());
+    }
+    println!(
+        "list_users: {n} users ({} pages): median {:.0} ms over {runs} runs; steward peak RSS {:.1} MiB",
+        n.div_ceil(100),
+        ms(median(times)),
+        children_peak_rss_mib()
+    );
+}
+
+fn event(i: usize) -> Event {
+    Event {
+        run_id: 1,
+        profile: "ghes".into(),
+        kind: "github".into(),
+        base_url: "https://ghe.example.com/api/v3/".into(),
+        identity: "admin".into(),
+        op: "suspend".into(),
+        target: format!("user{i:05}"),
+        params: r#"{"reason":"left the company"}"#.into(),
+        mode: "live".into(),
+        phase: "intent".into(),
+        status: "pending".into(),
+        token_source: "env:GHES_TOKEN".into(),
+        ..Default::default()
+    }
+}
+
+/// Durable appends (WAL, synchronous=FULL): one event per commit, and 1,000 per commit (group commit).
+fn audit_throughput(dir: &std::path::Path) {
+    let mut store = AuditStore::open(&dir.join("bench-audit.db")).expect("audit db");
+    let n = 2_000;
+    let t = Instant::now();
+    for i in 0..n {
+        store.append(&mut [event(i)]).expect("append");
+    }
+    let single = t.elapsed();
+    let batches = 20;
+    let t = Instant::now();
+    for b in 0..batches {
+        let mut events: Vec<Event> = (0..1_000).map(|i| event(b * 1_000 + i)).collect();
+        store.append(&mut events).expect("append");
+    }
+    let batched = t.elapsed();
+    println!(
+        "audit: one event per commit: {:.0} events/s ({:.0} µs each); 1,000 per commit: {:.0} events/s",
+        n as f64 / single.as_secs_f64(),
+        single.as_secs_f64() * 1e6 / n as f64,
+        (batches * 1_000) as f64 / batched.as_secs_f64()
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

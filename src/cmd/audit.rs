@@ -142,7 +142,7 @@ fn export(ctx: &Context, rows: &[Row]) -> anyhow::Result<()> {
             .iter()
             .map(|r| serde_json::to_value(r).unwrap_or_default())
             .collect();
-        let text = output::csv::to_csv_string(&values).map_err(anyhow::Error::msg)?;
+        let text = output::csv::to_csv_string(&values, None).map_err(anyhow::Error::msg)?;
         let _ = out.write_all(text.as_bytes());
     } else {
         for r in rows {

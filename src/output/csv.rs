@@ -135,18 +135,13 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
-/// Rows of records as CSV text; the columns are the union of the records' keys (nested values as JSON).
-pub fn to_csv_string(rows: &[Value]) -> Result<String, String> {
-    let mut columns: Vec<String> = Vec::new();
-    for row in rows {
-        if let Value::Object(map) = row {
-            for k in map.keys() {
-                if !columns.contains(k) && k != "raw" {
-                    columns.push(k.clone());
-                }
-            }
-        }
-    }
+/// Rows of records as CSV text; the columns are the union of the records' keys in table order (user records
+/// lead with login, email…), or exactly `columns` when given. Nested values are written as JSON.
+pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<String, String> {
+    let columns = match columns {
+        Some(c) => c.to_vec(),
+        None => super::table::ordered_keys(rows.iter()),
+    };
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record(&columns).map_err(|e| e.to_string())?;
     for row in rows {
@@ -160,9 +155,13 @@ pub fn to_csv_string(rows: &[Value]) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
-pub fn write_csv(path: &Path, rows: &[Value]) -> Result<usize, CsvError> {
+pub fn write_csv(
+    path: &Path,
+    rows: &[Value],
+    columns: Option<&[String]>,
+) -> Result<usize, CsvError> {
     let shown = path.display().to_string();
-    let text = to_csv_string(rows).map_err(|message| CsvError::Write {
+    let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write {
         path: shown.clone(),
         message,
     })?;
@@ -225,10 +224,19 @@ mod tests {
     }
 
     #[test]
+    fn columns_follow_the_given_order() {
+        let cols = vec!["b".to_string(), "a".to_string()];
+        let text = to_csv_string(&[json!({"a": 1, "b": 2, "c": 3})], Some(&cols)).unwrap();
+        assert_eq!(text, "b,a\n2,1\n");
+    }
+
+    #[test]
     fn formulas_are_neutralised_on_write() {
-        let text =
-            to_csv_string(&[json!({"login": "=HYPERLINK(\"x\")", "n": "-1", "ok": "plain"})])
-                .unwrap();
+        let text = to_csv_string(
+            &[json!({"login": "=HYPERLINK(\"x\")", "n": "-1", "ok": "plain"})],
+            None,
+        )
+        .unwrap();
         assert!(text.contains("'=HYPERLINK"), "{text}");
         assert!(text.contains("'-1"), "{text}");
         assert!(text.contains(",plain"), "{text}");

@@ -13,9 +13,9 @@ pub fn render(value: &Value, settings: OutputSettings) -> String {
     match (settings.format, value) {
         (_, Value::Null) => String::new(),
         (Format::Json, v) => serde_json::to_string_pretty(v).unwrap_or_default(),
-        (Format::Csv, Value::Array(rows)) => csv::to_csv_string(rows).unwrap_or_default(),
+        (Format::Csv, Value::Array(rows)) => csv::to_csv_string(rows, None).unwrap_or_default(),
         (Format::Csv, v @ Value::Object(_)) => {
-            csv::to_csv_string(std::slice::from_ref(v)).unwrap_or_default()
+            csv::to_csv_string(std::slice::from_ref(v), None).unwrap_or_default()
         }
         (_, Value::String(s)) => s.clone(),
         (Format::Table, v @ (Value::Array(_) | Value::Object(_))) => table::render(v),

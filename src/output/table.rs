@@ -64,7 +64,7 @@ fn rows_table(rows: &[Value]) -> String {
 
 /// The union of the records' keys in first-seen order; user records (those with a `login`) lead with the
 /// well-known fields. The service's `raw` record is left out.
-fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
+pub fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for row in rows {
         if let Value::Object(map) = row {

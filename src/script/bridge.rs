@@ -27,7 +27,7 @@ impl Host {
     ) -> ScriptResult<Dynamic> {
         let action = Action::new(op, target, params);
         match self.runtime.block_on(self.dispatcher.perform(conn, action)) {
-            Ok(value) => to_dynamic(value),
+            Ok(value) => Ok(to_dynamic(value)),
             Err(e) => Err(action_error(e)),
         }
     }

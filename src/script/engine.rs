@@ -36,8 +36,10 @@ impl Default for Limits {
             max_expr_depth: 128,
             max_fn_expr_depth: 64,
             max_string_size: 16 * 1024 * 1024,
+            // Rhai counts these over a whole value, nested parts included: a list of 100,000 users is
+            // about 1,000,000 map entries. The cap bounds memory at a few hundred MB.
             max_array_size: 1_000_000,
-            max_map_size: 100_000,
+            max_map_size: 2_000_000,
             max_modules: 64,
         }
     }

@@ -25,12 +25,99 @@ impl Handle {
 
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
-pub fn to_dynamic(value: Value) -> ScriptResult<Dynamic> {
-    rhai::serde::to_dynamic(value)
+/// A service's own JSON record (`u.raw`), kept as JSON rather than converted field by field: a user list
+/// of 10,000 records would otherwise hold 300,000 script values that nobody reads, and every engine size
+/// check would walk them all. Scripts read it like a map: `u.raw.ldap_dn`, `u.raw["site_admin"]`.
+#[derive(Clone, Debug)]
+pub struct RawJson(pub Arc<Value>);
+
+impl RawJson {
+    pub fn get(&mut self, key: &str) -> Dynamic {
+        self.0
+            .get(key)
+            .cloned()
+            .map(to_dynamic)
+            .unwrap_or(Dynamic::UNIT)
+    }
+
+    pub fn keys(&mut self) -> rhai::Array {
+        self.0
+            .as_object()
+            .map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn text(&mut self) -> String {
+        self.0.to_string()
+    }
 }
 
+/// JSON to a script value; objects under a `raw` key stay JSON (see `RawJson`).
+pub fn to_dynamic(value: Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => b.into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().map(Dynamic::from_float).unwrap_or(Dynamic::UNIT),
+        },
+        Value::String(s) => s.into(),
+        Value::Array(items) => Dynamic::from_array(items.into_iter().map(to_dynamic).collect()),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let v = if k == "raw" && v.is_object() {
+                    Dynamic::from(RawJson(Arc::new(v)))
+                } else {
+                    to_dynamic(v)
+                };
+                out.insert(k.into(), v);
+            }
+            Dynamic::from_map(out)
+        }
+    }
+}
+
+/// A script value to JSON, for output, CSV and request bodies.
 pub fn to_json(value: &Dynamic) -> ScriptResult<Value> {
-    rhai::serde::from_dynamic::<Value>(value)
+    if value.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = value.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = value.as_float() {
+        return Ok(serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null));
+    }
+    if value.is_string() || value.is_char() {
+        return Ok(Value::String(value.to_string()));
+    }
+    if let Some(array) = value.read_lock::<rhai::Array>() {
+        return array
+            .iter()
+            .map(to_json)
+            .collect::<ScriptResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        let mut out = serde_json::Map::new();
+        for (k, v) in map.iter() {
+            out.insert(k.to_string(), to_json(v)?);
+        }
+        return Ok(Value::Object(out));
+    }
+    if let Some(raw) = value.read_lock::<RawJson>() {
+        return Ok((*raw.0).clone());
+    }
+    if let Some(h) = value.read_lock::<Handle>() {
+        return Ok(Value::String(h.describe()));
+    }
+    Ok(Value::String(value.to_string()))
 }
 
 /// A script error as a map, so `catch (e) { e.kind }` works: `#{kind, message, status, profile, op, target}`.
@@ -46,8 +133,7 @@ pub fn error_map(kind: ErrorKind, message: String) -> Box<EvalAltResult> {
 }
 
 pub fn action_error(err: ActionError) -> Box<EvalAltResult> {
-    let value = to_dynamic(err.to_json()).unwrap_or_else(|_| err.to_string().into());
-    EvalAltResult::ErrorRuntime(value, Position::NONE).into()
+    EvalAltResult::ErrorRuntime(to_dynamic(err.to_json()), Position::NONE).into()
 }
 
 pub fn invalid(message: impl Into<String>) -> Box<EvalAltResult> {

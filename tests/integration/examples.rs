@@ -46,3 +46,21 @@ fn every_function_has_help_in_the_repl_docs() {
         assert!(names.contains(&verb), "{verb} is not documented");
     }
 }
+
+#[test]
+fn the_admins_report_script_writes_a_csv() {
+    let env = Env::new();
+    let script = crate::util::repo().join("scripts/admins_report.rhai");
+    env.run(&[
+        "--sandbox",
+        "run",
+        script.to_str().unwrap(),
+        "--arg",
+        "out=admins.csv",
+    ])
+    .success()
+    .stdout_has("3 administrators of github written to admins.csv");
+    let csv = std::fs::read_to_string(env.path("admins.csv")).unwrap();
+    assert!(csv.starts_with("login,email,name,suspended"), "{csv}");
+    assert!(csv.contains("user0050"), "{csv}");
+}

@@ -3,7 +3,7 @@
 use crate::backends::Op;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
-use crate::script::types::{invalid, target_text, to_json, Handle, ScriptResult};
+use crate::script::types::{invalid, target_text, to_json, Handle, RawJson, ScriptResult};
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -39,6 +39,11 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("to_debug", |h: &mut Handle| h.describe());
     engine.register_get("profile", |h: &mut Handle| h.conn.profile.clone());
     engine.register_get("kind", |h: &mut Handle| h.conn.backend.kind().to_string());
+    engine.register_type_with_name::<RawJson>("Json");
+    engine.register_indexer_get(RawJson::get);
+    engine.register_fn("keys", RawJson::keys);
+    engine.register_fn("to_string", RawJson::text);
+    engine.register_fn("to_debug", RawJson::text);
 
     let h = host.clone();
     engine.register_fn("connect", move |name: &str| -> ScriptResult<Handle> {

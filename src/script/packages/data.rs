@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "read_csv", signature: "read_csv(path)", summary: "The rows of a CSV file as maps keyed by its lower-cased header; bad rows are reported by line.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
-    FnDoc { name: "write_csv", signature: "write_csv(path, rows)", summary: "Writes records as CSV (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
+    FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
     FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
     FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
     FnDoc { name: "parse_date", signature: "parse_date(text)", summary: "A date (YYYY-MM-DD) or RFC 3339 time as RFC 3339 UTC text, which compares correctly as a string.", example: r#"parse_date("2025-02-21")"#, method: false },
@@ -25,22 +25,18 @@ pub const DOCS: &[FnDoc] = &[
 pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("read_csv", |path: &str| -> ScriptResult<Array> {
         let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|r| to_dynamic(Value::Object(r)))
-            .collect()
+            .collect())
     });
-    engine.register_fn(
-        "write_csv",
-        |path: &str, rows: Array| -> ScriptResult<i64> {
-            let rows = match to_json(&rows.into())? {
-                Value::Array(rows) => rows,
-                _ => return Err(invalid("write_csv needs an array of maps")),
-            };
-            let n = output::csv::write_csv(Path::new(path), &rows)
-                .map_err(|e| invalid(e.to_string()))?;
-            Ok(n as i64)
-        },
-    );
+    engine.register_fn("write_csv", |path: &str, rows: Array| {
+        write_csv(path, rows, None)
+    });
+    engine.register_fn("write_csv", |path: &str, rows: Array, columns: Array| {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        write_csv(path, rows, Some(&columns))
+    });
     engine.register_fn("table", |rows: Dynamic| -> ScriptResult<String> {
         Ok(output::table::render(&to_json(&rows)?))
     });
@@ -78,6 +74,16 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         };
         output::note(&format!("[debug {place}] {text}"));
     });
+}
+
+fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResult<i64> {
+    let rows = match to_json(&rows.into())? {
+        Value::Array(rows) => rows,
+        _ => return Err(invalid("write_csv needs an array of maps")),
+    };
+    let n = output::csv::write_csv(Path::new(path), &rows, columns)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(n as i64)
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
