@@ -35,11 +35,7 @@ fn startup(dir: &std::path::Path) {
         times.push(t.elapsed());
     }
     let min = times.iter().min().copied().unwrap_or_default();
-    println!(
-        "startup: steward eval 1: median {:.1} ms, min {:.1} ms over {runs} runs",
-        ms(median(times)),
-        ms(min)
-    );
+    println!("startup: steward eval 1: median {:.1} ms, min {:.1} ms over {runs} runs", ms(median(times)), ms(min));
 }
 
 /// The peak resident memory of finished children, in MiB (Linux reports KiB).
@@ -58,42 +54,25 @@ fn children_peak_rss_mib() -> f64 {
 fn list_users(dir: &std::path::Path, n: usize) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sandbox = runtime
-        .block_on(steward_sandbox::start(steward_sandbox::Options {
-            users: n,
-            ..Default::default()
-        }))
+        .block_on(steward_sandbox::start(steward_sandbox::Options { users: n, ..Default::default() }))
         .expect("sandbox starts");
     let config = dir.join("config.toml");
-    let profile = format!(
-        "[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
-        sandbox.github_url()
-    );
+    let profile =
+        format!("[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n", sandbox.github_url());
     std::fs::write(&config, profile).expect("config");
     let runs = 5;
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let out = Command::new(STEWARD)
-            .args([
-                "--format",
-                "json",
-                "eval",
-                r#"connect("ghes").list_users().len()"#,
-            ])
+            .args(["--format", "json", "eval", r#"connect("ghes").list_users().len()"#])
             .env("STEWARD_CONFIG", &config)
             .env("STEWARD_AUDIT_DB", dir.join("a.db"))
             .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
             .output()
             .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            (n + 2).to_string()
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (n + 2).to_string());
         times.push(t.elapsed());
     }
     println!(

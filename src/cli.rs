@@ -4,14 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "steward",
-    version,
-    about = "A scriptable admin shell for the user accounts of enterprise services"
-)]
-#[command(
-    after_help = "Run `steward` with no command for the REPL. Try it with no setup: `steward --sandbox`."
-)]
+#[command(name = "steward", version, about = "A scriptable admin shell for the user accounts of enterprise services")]
+#[command(after_help = "Run `steward` with no command for the REPL. Try it with no setup: `steward --sandbox`.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -68,6 +62,11 @@ pub enum Command {
     /// List, show and test configured profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run, as a new run.
+    Undo {
+        /// The run to undo (`steward audit list` shows run ids).
+        run: i64,
+    },
     /// Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C.
     Sandbox(SandboxArgs),
     /// Print a shell completion script.
@@ -84,6 +83,9 @@ pub struct RunArgs {
     /// A script argument, readable as ARGS.key (repeatable).
     #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub args: Vec<(String, String)>,
+    /// Continue an interrupted run: what it finished is not sent again; what was in flight is checked first.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -168,9 +170,7 @@ pub struct SandboxArgs {
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err(format!("{s:?} has an empty key"));
     }

@@ -17,11 +17,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.display().to_string(),
-            message: message.into(),
-            hint: hint.into(),
-        }
+        ConfigError { path: path.display().to_string(), message: message.into(), hint: hint.into() }
     }
 }
 
@@ -81,7 +77,9 @@ impl Profile {
         if let Some(var) = &self.token_env {
             return match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v.trim().to_string()))),
-                _ => Err(format!("profile {name}: the environment variable {var} (token_env) is not set; export {var}=<token>")),
+                _ => Err(format!(
+                    "profile {name}: the environment variable {var} (token_env) is not set; export {var}=<token>"
+                )),
             };
         }
         if let Some(cmd) = &self.token_cmd {
@@ -93,18 +91,13 @@ impl Profile {
                 .output()
                 .map_err(|e| format!("profile {name}: cannot run token_cmd: {e}"))?;
             if !out.status.success() {
-                return Err(format!(
-                    "profile {name}: token_cmd failed ({}); run it by hand to see why",
-                    out.status
-                ));
+                return Err(format!("profile {name}: token_cmd failed ({}); run it by hand to see why", out.status));
             }
             let token = String::from_utf8(out.stdout)
                 .map_err(|_| format!("profile {name}: token_cmd printed non-UTF-8 bytes"))?;
             let token = token.trim().to_string();
             if token.is_empty() {
-                return Err(format!(
-                    "profile {name}: token_cmd printed nothing; it must print the token on stdout"
-                ));
+                return Err(format!("profile {name}: token_cmd printed nothing; it must print the token on stdout"));
             }
             return Ok(Some(SecretString::from(token)));
         }
@@ -139,10 +132,7 @@ impl Config {
             return Err(ConfigError::new(
                 &path,
                 "a profile holds its token inline, but the file can be read by other users",
-                format!(
-                    "run `chmod 600 {}`, or use token_env / token_cmd instead",
-                    path.display()
-                ),
+                format!("run `chmod 600 {}`, or use token_env / token_cmd instead", path.display()),
             ));
         }
         config.source = Some(path);
@@ -196,14 +186,7 @@ impl Config {
                 ))
             }
         }
-        let sources = [
-            p.token_env.is_some(),
-            p.token_cmd.is_some(),
-            p.token.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
+        let sources = [p.token_env.is_some(), p.token_cmd.is_some(), p.token.is_some()].iter().filter(|s| **s).count();
         if sources > 1 {
             return Err(err(
                 "token_env/token_cmd/token",
@@ -212,11 +195,7 @@ impl Config {
             ));
         }
         if p.concurrency == Some(0) {
-            return Err(err(
-                "concurrency",
-                "must be at least 1".into(),
-                "concurrency = 4 is a good start",
-            ));
+            return Err(err("concurrency", "must be at least 1".into(), "concurrency = 4 is a good start"));
         }
         if p.rate_limit.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(err(
@@ -236,9 +215,7 @@ impl Config {
 #[cfg(unix)]
 fn is_private(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o077 == 0)
-        .unwrap_or(false)
+    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o077 == 0).unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -266,10 +243,8 @@ mod tests {
 
     #[test]
     fn an_unknown_key_names_the_line_and_the_key() {
-        let e = parse(
-            "[profiles.ghes]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntokn_env = \"X\"\n",
-        )
-        .unwrap_err();
+        let e =
+            parse("[profiles.ghes]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntokn_env = \"X\"\n").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("/etc/steward.toml"), "{text}");
         assert!(text.contains("line 4"), "{text}");
@@ -285,7 +260,8 @@ mod tests {
 
     #[test]
     fn two_token_sources_are_refused() {
-        let e = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"A\"\ntoken_cmd = \"b\"\n").unwrap_err();
+        let e = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"A\"\ntoken_cmd = \"b\"\n")
+            .unwrap_err();
         assert!(e.message.contains("more than one token source"));
     }
 
@@ -296,13 +272,16 @@ mod tests {
 
     #[test]
     fn the_token_never_shows_in_debug_output() {
-        let c = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken = \"ghp_supersecretvalue1\"\n").unwrap();
+        let c =
+            parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken = \"ghp_supersecretvalue1\"\n").unwrap();
         assert!(!format!("{c:?}").contains("supersecret"));
     }
 
     #[test]
     fn a_missing_env_token_says_what_to_export() {
-        let c = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"STEWARD_TEST_SURELY_UNSET\"\n").unwrap();
+        let c =
+            parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"STEWARD_TEST_SURELY_UNSET\"\n")
+                .unwrap();
         let e = c.profiles["x"].resolve_token("x").unwrap_err();
         assert!(e.contains("export STEWARD_TEST_SURELY_UNSET="), "{e}");
     }

@@ -1,11 +1,12 @@
 //! `Context`: what every command needs, built once from the command line: config, profiles, the tokio
 //! runtime, the dispatcher (audit log, prompt, mode), the Ctrl-C flag and the output settings.
 
+use crate::audit::AuditTarget;
 use crate::audit::RunInfo;
 use crate::backends;
 use crate::cli::{Format, GlobalArgs};
 use crate::config::{Config, Profile};
-use crate::dispatch::{AuditTarget, Connection, Dispatcher, Mode, Prompt};
+use crate::dispatch::{Connection, Dispatcher, Mode, Prompt};
 use crate::error::UsageError;
 use crate::http::redact::SecretString;
 use crate::http::{Auth, ClientSettings, HttpClient};
@@ -55,22 +56,17 @@ impl Connections {
                 ))
             }
         };
-        if let Some(c) = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&name)
-        {
+        if let Some(c) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
             return Ok(c.clone());
         }
         let entry = self.entries.get(&name).ok_or_else(|| {
-            format!("unknown profile {name:?} (profiles: {}); add [profiles.{name}] to the config or run with --sandbox", self.list_for_message())
+            format!(
+                "unknown profile {name:?} (profiles: {}); add [profiles.{name}] to the config or run with --sandbox",
+                self.list_for_message()
+            )
         })?;
         let conn = Arc::new(build_connection(&name, entry)?);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name, conn.clone());
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
         Ok(conn)
     }
 
@@ -85,20 +81,16 @@ impl Connections {
 
 fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, String> {
     let p = &entry.profile;
-    let shape = backends::client_shape(&p.kind)
-        .ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
+    let shape =
+        backends::client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
     let token = match &entry.preset_token {
         Some(t) => Some(t.clone()),
         None => p.resolve_token(name)?,
     };
-    let base_url =
-        url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
+    let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
     let settings = ClientSettings {
         base_url,
-        auth: token.map(|token| Auth {
-            prefix: shape.auth_prefix,
-            token,
-        }),
+        auth: token.map(|token| Auth { prefix: shape.auth_prefix, token }),
         timeout: Duration::from_secs(p.timeout.unwrap_or(30)),
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
@@ -106,21 +98,10 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
         retry: Default::default(),
         default_headers: shape.default_headers.to_vec(),
     };
-    let client = HttpClient::new(settings, shape.error_message)
-        .map_err(|e| format!("profile {name}: {e}"))?;
+    let client = HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
     let backend = backends::build(&p.kind, client, name).map_err(|e| e.to_string())?;
-    let source = if entry.preset_token.is_some() {
-        "sandbox".to_string()
-    } else {
-        p.token_source()
-    };
-    Ok(Connection::new(
-        name,
-        backend,
-        p.protected.clone(),
-        source,
-        p.concurrency.unwrap_or(4),
-    ))
+    let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
+    Ok(Connection::new(name, backend, p.protected.clone(), source, p.concurrency.unwrap_or(4)))
 }
 
 /// How results are printed.
@@ -138,7 +119,6 @@ pub struct Context {
     pub interrupt: Interrupt,
     pub output: OutputSettings,
     pub audit_path: PathBuf,
-    pub max_changes: usize,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
 }
@@ -148,6 +128,7 @@ impl Context {
         global: &GlobalArgs,
         run_info: RunInfo,
         prompt: Arc<dyn Prompt>,
+        resume: Option<i64>,
     ) -> anyhow::Result<Context> {
         let config = Config::load(global.config.as_deref())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,26 +139,12 @@ impl Context {
         let mut entries: BTreeMap<String, ProfileEntry> = config
             .profiles
             .iter()
-            .map(|(k, p)| {
-                (
-                    k.clone(),
-                    ProfileEntry {
-                        profile: p.clone(),
-                        preset_token: None,
-                    },
-                )
-            })
+            .map(|(k, p)| (k.clone(), ProfileEntry { profile: p.clone(), preset_token: None }))
             .collect();
-        let mut default_profile = global
-            .profile
-            .clone()
-            .or_else(|| config.default_profile.clone());
+        let mut default_profile = global.profile.clone().or_else(|| config.default_profile.clone());
         let sandbox = if global.sandbox {
             let running = runtime
-                .block_on(steward_sandbox::start(steward_sandbox::Options {
-                    port: 0,
-                    ..Default::default()
-                }))
+                .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
                 .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
             for (kind, url) in running.services() {
                 let profile = Profile {
@@ -195,13 +162,7 @@ impl Context {
                     org_id: None,
                 };
                 let token = SecretString::from(steward_sandbox::ADMIN_TOKEN.to_string());
-                entries.insert(
-                    kind.to_string(),
-                    ProfileEntry {
-                        profile,
-                        preset_token: Some(token),
-                    },
-                );
+                entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token) });
             }
             if default_profile.is_none() {
                 default_profile = Some("github".to_string());
@@ -219,53 +180,40 @@ impl Context {
                 .into());
             }
         }
-        let connections = Arc::new(Connections {
-            entries,
-            default_profile,
-            live: Mutex::new(HashMap::new()),
-        });
+        let connections = Arc::new(Connections { entries, default_profile, live: Mutex::new(HashMap::new()) });
         let audit_path = match &global.audit_db {
             Some(p) => p.clone(),
-            None => dirs::data_dir()
-                .map(|d| d.join("steward").join("audit.db"))
-                .ok_or_else(|| {
-                    UsageError::new(
-                        "cannot find a data directory for the audit log; pass --audit-db PATH",
-                    )
-                })?,
+            None => dirs::data_dir().map(|d| d.join("steward").join("audit.db")).ok_or_else(|| {
+                UsageError::new("cannot find a data directory for the audit log; pass --audit-db PATH")
+            })?,
         };
         let interrupt = Interrupt::default();
         interrupt.install_handler();
-        let mode = Mode {
-            dry_run: global.dry_run,
-            assume_yes: global.yes,
-        };
-        let dispatcher = Arc::new(Dispatcher::new(
+        let max_changes = config.max_changes.unwrap_or(50);
+        let mode = Mode { dry_run: global.dry_run, assume_yes: global.yes, max_changes };
+        let mut dispatcher = Dispatcher::new(
             AuditTarget::File(audit_path.clone()),
             run_info,
             prompt,
+            Arc::new(crate::output::progress::StderrReporter),
             mode,
             interrupt.clone(),
-        ));
+        );
+        if let Some(run) = resume {
+            let done = crate::audit::AuditStore::open(&audit_path)?.done_in_chain(run)?;
+            dispatcher.resume(run, done);
+        }
+        let dispatcher = Arc::new(dispatcher);
         let stdout_is_tty = std::io::stdout().is_terminal();
-        let format = global.format.unwrap_or(if stdout_is_tty {
-            Format::Table
-        } else {
-            Format::Json
-        });
-        let max_changes = config.max_changes.unwrap_or(50);
+        let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
         Ok(Context {
             config,
             runtime,
             connections,
             dispatcher,
             interrupt,
-            output: OutputSettings {
-                format,
-                stdout_is_tty,
-            },
+            output: OutputSettings { format, stdout_is_tty },
             audit_path,
-            max_changes,
             sandbox,
         })
     }

@@ -62,9 +62,7 @@ pub struct UsageError {
 
 impl UsageError {
     pub fn new(message: impl Into<String>) -> Self {
-        UsageError {
-            message: message.into(),
-        }
+        UsageError { message: message.into() }
     }
 }
 
@@ -78,19 +76,16 @@ pub struct ScriptFailed;
 #[error("cancelled by Ctrl-C")]
 pub struct Interrupted;
 
-/// Some items of a bulk job failed; the summary was printed: exit code 3.
+/// Some items of a bulk job failed; they and the summary were printed: exit code 3.
 #[derive(Debug, thiserror::Error)]
-#[error("{failed} of {total} items failed")]
+#[error("{failed} bulk items failed (see the results above)")]
 pub struct BulkFailures {
     pub failed: usize,
-    pub total: usize,
 }
 
 /// Exit code for an error returned by `run()`, chosen by its type, never by its text.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<crate::config::ConfigError>().is_some()
-    {
+    if err.downcast_ref::<UsageError>().is_some() || err.downcast_ref::<crate::config::ConfigError>().is_some() {
         2
     } else if err.downcast_ref::<BulkFailures>().is_some() {
         3

@@ -69,10 +69,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         i.raise();
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
         i.reset();
         assert!(!i.is_raised());
     }

@@ -37,25 +37,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that need no config, profiles or audit log.
     match &command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "steward",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(*shell, &mut Cli::command(), "steward", &mut std::io::stdout());
             return Ok(());
         }
         Command::Sandbox(args) => return cmd::sandbox::run(args),
         _ => {}
     }
-    let ctx = Context::new(&cli.global, run_info(), Arc::new(prompt::TerminalPrompt))?;
+    let resume = match &command {
+        Command::Run(args) => args.resume,
+        _ => None,
+    };
+    let ctx = Context::new(&cli.global, run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
     let result = match &command {
         Command::Shell => cmd::shell::run(&ctx),
         Command::Run(args) => cmd::run::run(&ctx, args),
         Command::Eval(args) => cmd::eval::run(&ctx, args),
         Command::Audit(sub) => cmd::audit::run(&ctx, cli.global.profile.as_deref(), sub),
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
+        Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
+    };
+    // Failed bulk items were reported as they happened; they still make the exit status 3.
+    let result = match (result, ctx.dispatcher.bulk_failures()) {
+        (Ok(()), 0) => Ok(()),
+        (Ok(()), failed) => Err(error::BulkFailures { failed }.into()),
+        (err, _) => err,
     };
     let code = match &result {
         Ok(()) => 0,
@@ -73,6 +79,7 @@ fn run_info() -> RunInfo {
         command: http::redact::redact(&args.join(" ")),
         script_path: None,
         script_sha256: None,
+        resumed_from: None,
     }
 }
 
@@ -82,12 +89,8 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("steward={level},steward_sandbox={level}"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("steward={level},steward_sandbox={level}")));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

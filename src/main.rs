@@ -13,9 +13,7 @@ fn main() -> ExitCode {
             if code == 2
                 || (code == 1
                     && err.downcast_ref::<steward::error::ScriptFailed>().is_none()
-                    && err
-                        .downcast_ref::<steward::cmd::audit::AuditBroken>()
-                        .is_none())
+                    && err.downcast_ref::<steward::cmd::audit::AuditBroken>().is_none())
             {
                 steward::output::note(&format!("error: {err:#}"));
             }

@@ -14,13 +14,7 @@ impl Prompt for TerminalPrompt {
         let _ = write!(err, "{question} [y/N] ");
         let _ = err.flush();
         let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(|e| format!("could not read the answer: {e}"))?;
-        Ok(matches!(
-            answer.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        ))
+        std::io::stdin().lock().read_line(&mut answer).map_err(|e| format!("could not read the answer: {e}"))?;
+        Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
     }
 }

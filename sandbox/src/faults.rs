@@ -34,17 +34,12 @@ impl Faults {
     pub fn parse(spec: &str, seed: u64) -> Result<Self, String> {
         let mut table = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, p) = part.split_once('=').ok_or_else(|| {
-                format!("fault {part:?}: expected NAME=PROBABILITY, e.g. 429=0.1")
-            })?;
-            let p: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("fault {part:?}: {p:?} is not a probability"))?;
+            let (name, p) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault {part:?}: expected NAME=PROBABILITY, e.g. 429=0.1"))?;
+            let p: f64 = p.trim().parse().map_err(|_| format!("fault {part:?}: {p:?} is not a probability"))?;
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
-                    "fault {part:?}: the probability must be between 0 and 1"
-                ));
+                return Err(format!("fault {part:?}: the probability must be between 0 and 1"));
             }
             let fault = match name.trim() {
                 "429" => Fault::TooManyRequests,
@@ -53,16 +48,16 @@ impl Faults {
                 "apply500" => Fault::ApplyThen500,
                 code => match code.parse::<u16>() {
                     Ok(s @ 500..=599) => Fault::ServerError(s),
-                    _ => return Err(format!("fault {name:?} is not known (known: 429, 500-599, timeout, reset, apply500)")),
+                    _ => {
+                        return Err(format!(
+                            "fault {name:?} is not known (known: 429, 500-599, timeout, reset, apply500)"
+                        ))
+                    }
                 },
             };
             table.push((fault, p));
         }
-        Ok(Faults {
-            table,
-            rng: Some(Mutex::new(StdRng::seed_from_u64(seed))),
-            retry_after_s: 1,
-        })
+        Ok(Faults { table, rng: Some(Mutex::new(StdRng::seed_from_u64(seed))), retry_after_s: 1 })
     }
 
     pub fn is_empty(&self) -> bool {

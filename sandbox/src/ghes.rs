@@ -61,11 +61,7 @@ const CREATED: &str = "2024-01-15T09:00:00Z";
 
 impl Ghes {
     pub fn seeded(users: usize, seed: Option<Vec<SeedUser>>) -> Self {
-        let mut g = Ghes {
-            next_user_id: 1,
-            next_auth_id: 1,
-            ..Default::default()
-        };
+        let mut g = Ghes { next_user_id: 1, next_auth_id: 1, ..Default::default() };
         let admin = g.add("admin", Some("admin@example.com"), Some("Site Admin"), true);
         g.tokens.insert(ADMIN_TOKEN.to_string(), admin);
         match seed {
@@ -74,15 +70,9 @@ impl Ghes {
                     if s.login == "admin" {
                         continue;
                     }
-                    let id = g.add(
-                        &s.login,
-                        s.email.as_deref(),
-                        s.name.as_deref(),
-                        s.admin.unwrap_or(false),
-                    );
+                    let id = g.add(&s.login, s.email.as_deref(), s.name.as_deref(), s.admin.unwrap_or(false));
                     if s.suspended == Some(true) {
-                        g.users.get_mut(&id).expect("just added").suspended_at =
-                            Some(CREATED.to_string());
+                        g.users.get_mut(&id).expect("just added").suspended_at = Some(CREATED.to_string());
                     }
                 }
             }
@@ -97,52 +87,29 @@ impl Ghes {
                         u.suspended_at = Some(CREATED.to_string());
                     }
                 }
-                let ldap = g.add(
-                    "ldap-user",
-                    Some("ldap-user@example.com"),
-                    Some("Directory User"),
-                    false,
-                );
+                let ldap = g.add("ldap-user", Some("ldap-user@example.com"), Some("Directory User"), false);
                 g.users.get_mut(&ldap).expect("just added").ldap_dn =
                     Some("uid=ldap-user,ou=people,dc=example,dc=com".into());
             }
         }
-        if let Some(first) = g
-            .users
-            .values()
-            .find(|u| u.login != "admin" && u.ldap_dn.is_none())
-            .map(|u| u.id)
-        {
+        if let Some(first) = g.users.values().find(|u| u.login != "admin" && u.ldap_dn.is_none()).map(|u| u.id) {
             g.tokens.insert(USER_TOKEN.to_string(), first);
         }
         // A few SSH keys and personal access tokens to list and delete; the admin's own token is PAT 1.
-        g.pats
-            .insert(1, pat(1, "steward admin token", admin, "admin"));
-        let ids: Vec<(u64, String)> = g
-            .users
-            .values()
-            .filter(|u| u.login != "admin")
-            .take(6)
-            .map(|u| (u.id, u.login.clone()))
-            .collect();
+        g.pats.insert(1, pat(1, "steward admin token", admin, "admin"));
+        let ids: Vec<(u64, String)> =
+            g.users.values().filter(|u| u.login != "admin").take(6).map(|u| (u.id, u.login.clone())).collect();
         for (n, (uid, login)) in ids.iter().enumerate() {
             let key_id = n as u64 + 1;
             g.keys.insert(key_id, key(key_id, *uid, login));
             let pat_id = n as u64 + 2;
-            g.pats
-                .insert(pat_id, pat(pat_id, &format!("{login} laptop"), *uid, login));
+            g.pats.insert(pat_id, pat(pat_id, &format!("{login} laptop"), *uid, login));
         }
         g.next_auth_id = 100;
         g
     }
 
-    fn add(
-        &mut self,
-        login: &str,
-        email: Option<&str>,
-        name: Option<&str>,
-        site_admin: bool,
-    ) -> u64 {
+    fn add(&mut self, login: &str, email: Option<&str>, name: Option<&str>, site_admin: bool) -> u64 {
         let id = self.next_user_id;
         self.next_user_id += 1;
         self.users.insert(
@@ -161,15 +128,11 @@ impl Ghes {
     }
 
     fn by_login(&self, login: &str) -> Option<&GhUser> {
-        self.users
-            .values()
-            .find(|u| u.login.eq_ignore_ascii_case(login))
+        self.users.values().find(|u| u.login.eq_ignore_ascii_case(login))
     }
 
     fn by_login_mut(&mut self, login: &str) -> Option<&mut GhUser> {
-        self.users
-            .values_mut()
-            .find(|u| u.login.eq_ignore_ascii_case(login))
+        self.users.values_mut().find(|u| u.login.eq_ignore_ascii_case(login))
     }
 
     /// The users as steward would seed them again, for `/_sandbox/state` comparisons.
@@ -266,15 +229,8 @@ fn full_user(base: &str, u: &GhUser) -> Value {
 
 /// Who is calling: `Authorization: token X` or `Bearer X`.
 fn caller(g: &Ghes, headers: &HeaderMap) -> Result<GhUser, Response> {
-    let value = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let token = value
-        .strip_prefix("token ")
-        .or_else(|| value.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = value.strip_prefix("token ").or_else(|| value.strip_prefix("Bearer ")).unwrap_or("").trim();
     if token.is_empty() {
         return Err(err(StatusCode::UNAUTHORIZED, "Requires authentication"));
     }
@@ -288,16 +244,10 @@ fn caller(g: &Ghes, headers: &HeaderMap) -> Result<GhUser, Response> {
 fn site_admin(g: &Ghes, headers: &HeaderMap) -> Result<GhUser, Response> {
     let me = caller(g, headers)?;
     if me.suspended_at.is_some() {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "Sorry. Your account was suspended.",
-        ));
+        return Err(err(StatusCode::FORBIDDEN, "Sorry. Your account was suspended."));
     }
     if !me.site_admin {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "Must have admin rights to perform this action.",
-        ));
+        return Err(err(StatusCode::FORBIDDEN, "Must have admin rights to perform this action."));
     }
     Ok(me)
 }
@@ -344,10 +294,9 @@ struct Paging {
 fn per_page(p: &Paging) -> Result<usize, Response> {
     match &p.per_page {
         None => Ok(30),
-        Some(s) => s
-            .parse::<usize>()
-            .map(|n| n.clamp(1, 100))
-            .map_err(|_| err(StatusCode::BAD_REQUEST, "Invalid per_page")),
+        Some(s) => {
+            s.parse::<usize>().map(|n| n.clamp(1, 100)).map_err(|_| err(StatusCode::BAD_REQUEST, "Invalid per_page"))
+        }
     }
 }
 
@@ -359,11 +308,7 @@ fn link(url: String) -> HeaderMap {
     h
 }
 
-async fn list_users(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(p): Query<Paging>,
-) -> Response {
+async fn list_users(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<Paging>) -> Response {
     let g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = caller(&g, &headers) {
         return r;
@@ -378,10 +323,7 @@ async fn list_users(
         Err(r) => return r,
     };
     let page: Vec<&GhUser> = g.users.range(since + 1..).take(n).map(|(_, u)| u).collect();
-    let more = page
-        .last()
-        .map(|last| g.users.range(last.id + 1..).next().is_some())
-        .unwrap_or(false);
+    let more = page.last().map(|last| g.users.range(last.id + 1..).next().is_some()).unwrap_or(false);
     let body: Vec<Value> = page.iter().map(|u| simple_user(&g.base, u)).collect();
     let headers = match (more, page.last()) {
         (true, Some(last)) => link(format!("{}/users?since={}&per_page={n}", g.base, last.id)),
@@ -390,11 +332,7 @@ async fn list_users(
     (headers, Json(Value::Array(body))).into_response()
 }
 
-async fn get_user(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-) -> Response {
+async fn get_user(State(s): State<Shared>, headers: HeaderMap, Path(login): Path<String>) -> Response {
     let g = s.lock().unwrap_or_else(|e| e.into_inner());
     let me = match caller(&g, &headers) {
         Ok(me) => me,
@@ -433,17 +371,17 @@ async fn set_suspended(
         Err(r) => return r,
     };
     if reason.as_ref().is_some_and(|r| !r.is_string()) {
-        return err(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Invalid request.\n\nFor 'properties/reason', is not a string.",
-        );
+        return err(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request.\n\nFor 'properties/reason', is not a string.");
     }
     let suspend = method == axum::http::Method::PUT;
     let Some(u) = g.by_login_mut(&login) else {
         return not_found();
     };
     if u.ldap_dn.is_some() {
-        return err(StatusCode::FORBIDDEN, "Active Directory LDAP-authenticated users cannot be suspended or unsuspended through the API.");
+        return err(
+            StatusCode::FORBIDDEN,
+            "Active Directory LDAP-authenticated users cannot be suspended or unsuspended through the API.",
+        );
     }
     if suspend && u.id == me.id {
         return err(StatusCode::FORBIDDEN, "You cannot suspend yourself.");
@@ -503,11 +441,7 @@ async fn create_user(State(s): State<Shared>, headers: HeaderMap, bytes: Bytes) 
         return validation_failed("login", "already_exists");
     }
     if let Some(e) = email {
-        if g.users.values().any(|u| {
-            u.email
-                .as_deref()
-                .is_some_and(|x| x.eq_ignore_ascii_case(e))
-        }) {
+        if g.users.values().any(|u| u.email.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(e))) {
             return validation_failed("email", "already_exists");
         }
     }
@@ -519,12 +453,7 @@ async fn create_user(State(s): State<Shared>, headers: HeaderMap, bytes: Bytes) 
     (StatusCode::CREATED, Json(simple_user(&g.base, &u))).into_response()
 }
 
-async fn rename_user(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-    bytes: Bytes,
-) -> Response {
+async fn rename_user(State(s): State<Shared>, headers: HeaderMap, Path(login): Path<String>, bytes: Bytes) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
@@ -537,9 +466,7 @@ async fn rename_user(
         Ok(None) => return err(StatusCode::BAD_REQUEST, "Problems parsing JSON"),
         Err(r) => return r,
     };
-    if g.by_login(&new_login)
-        .is_some_and(|u| !u.login.eq_ignore_ascii_case(&login))
-    {
+    if g.by_login(&new_login).is_some_and(|u| !u.login.eq_ignore_ascii_case(&login)) {
         return validation_failed("login", "already_exists");
     }
     let base = g.base.clone();
@@ -552,11 +479,7 @@ async fn rename_user(
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-async fn delete_user(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-) -> Response {
+async fn delete_user(State(s): State<Shared>, headers: HeaderMap, Path(login): Path<String>) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     let me = match site_admin(&g, &headers) {
         Ok(me) => me,
@@ -583,18 +506,19 @@ async fn create_impersonation(
     if let Err(r) = site_admin(&g, &headers) {
         return r;
     }
-    let scopes =
-        match body(&bytes) {
-            Ok(Some(b)) => match b.get("scopes") {
-                Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
-                _ => return err(
+    let scopes = match body(&bytes) {
+        Ok(Some(b)) => match b.get("scopes") {
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
+            _ => {
+                return err(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid request.\n\n\"scopes\" is required and must be an array of strings.",
-                ),
-            },
-            Ok(None) => return err(StatusCode::BAD_REQUEST, "Problems parsing JSON"),
-            Err(r) => return r,
-        };
+                )
+            }
+        },
+        Ok(None) => return err(StatusCode::BAD_REQUEST, "Problems parsing JSON"),
+        Err(r) => return r,
+    };
     let Some(u) = g.by_login(&login).cloned() else {
         return not_found();
     };
@@ -617,11 +541,7 @@ async fn create_impersonation(
     (StatusCode::CREATED, Json(auth)).into_response()
 }
 
-async fn delete_impersonation(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(login): Path<String>,
-) -> Response {
+async fn delete_impersonation(State(s): State<Shared>, headers: HeaderMap, Path(login): Path<String>) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
@@ -657,64 +577,34 @@ fn paged(base: &str, path: &str, items: Vec<Value>, p: &Paging) -> Response {
     (headers, Json(Value::Array(body))).into_response()
 }
 
-async fn list_keys(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(p): Query<Paging>,
-) -> Response {
+async fn list_keys(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<Paging>) -> Response {
     let g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
     }
-    paged(
-        &g.base,
-        "admin/keys",
-        g.keys.values().cloned().collect(),
-        &p,
-    )
+    paged(&g.base, "admin/keys", g.keys.values().cloned().collect(), &p)
 }
 
-async fn delete_key(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(key_ids): Path<String>,
-) -> Response {
+async fn delete_key(State(s): State<Shared>, headers: HeaderMap, Path(key_ids): Path<String>) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
     }
-    match key_ids
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| g.keys.remove(&id))
-    {
+    match key_ids.parse::<u64>().ok().and_then(|id| g.keys.remove(&id)) {
         Some(_) => no_content(),
         None => not_found(),
     }
 }
 
-async fn list_tokens(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(p): Query<Paging>,
-) -> Response {
+async fn list_tokens(State(s): State<Shared>, headers: HeaderMap, Query(p): Query<Paging>) -> Response {
     let g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
     }
-    paged(
-        &g.base,
-        "admin/tokens",
-        g.pats.values().cloned().collect(),
-        &p,
-    )
+    paged(&g.base, "admin/tokens", g.pats.values().cloned().collect(), &p)
 }
 
-async fn delete_token(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(token_id): Path<String>,
-) -> Response {
+async fn delete_token(State(s): State<Shared>, headers: HeaderMap, Path(token_id): Path<String>) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = site_admin(&g, &headers) {
         return r;
@@ -723,10 +613,7 @@ async fn delete_token(
         return not_found();
     };
     if id == 1 {
-        return err(
-            StatusCode::FORBIDDEN,
-            "This personal access token is in use and cannot be deleted.",
-        );
+        return err(StatusCode::FORBIDDEN, "This personal access token is in use and cannot be deleted.");
     }
     match g.pats.remove(&id) {
         Some(_) => no_content(),
@@ -758,19 +645,11 @@ fn now() -> String {
 }
 
 fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
@@ -792,23 +671,11 @@ pub fn routes(state: Shared) -> Router {
         .route("/users", get(list_users))
         .route("/users/{username}", get(get_user))
         .route("/user", get(whoami))
-        .route(
-            "/users/{username}/suspended",
-            put(set_suspended).delete(set_suspended),
-        )
-        .route(
-            "/users/{username}/site_admin",
-            put(set_site_admin).delete(set_site_admin),
-        )
+        .route("/users/{username}/suspended", put(set_suspended).delete(set_suspended))
+        .route("/users/{username}/site_admin", put(set_site_admin).delete(set_site_admin))
         .route("/admin/users", post(create_user))
-        .route(
-            "/admin/users/{username}",
-            axum::routing::patch(rename_user).delete(delete_user),
-        )
-        .route(
-            "/admin/users/{username}/authorizations",
-            post(create_impersonation).delete(delete_impersonation),
-        )
+        .route("/admin/users/{username}", axum::routing::patch(rename_user).delete(delete_user))
+        .route("/admin/users/{username}/authorizations", post(create_impersonation).delete(delete_impersonation))
         .route("/admin/keys", get(list_keys))
         .route("/admin/keys/{key_ids}", delete(delete_key))
         .route("/admin/tokens", get(list_tokens))
@@ -838,13 +705,7 @@ mod tests {
     fn the_seed_has_admins_suspended_users_and_an_ldap_user() {
         let g = Ghes::seeded(100, None);
         assert_eq!(g.users.len(), 102);
-        assert_eq!(
-            g.users
-                .values()
-                .filter(|u| u.suspended_at.is_some())
-                .count(),
-            4
-        );
+        assert_eq!(g.users.values().filter(|u| u.suspended_at.is_some()).count(), 4);
         assert!(g.by_login("ldap-user").unwrap().ldap_dn.is_some());
         assert!(g.by_login("user0050").unwrap().site_admin);
     }

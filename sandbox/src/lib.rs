@@ -39,14 +39,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            port: 0,
-            users: 100,
-            latency: Duration::ZERO,
-            rate_limit: None,
-            faults: Faults::none(),
-            seed: None,
-        }
+        Options { port: 0, users: 100, latency: Duration::ZERO, rate_limit: None, faults: Faults::none(), seed: None }
     }
 }
 
@@ -70,8 +63,8 @@ struct Limiter {
 impl Limiter {
     fn admit(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second)
-            .min(self.per_second.max(1.0));
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.per_second.max(1.0));
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -120,10 +113,7 @@ fn read_seed(path: &PathBuf) -> std::io::Result<Vec<ghes::SeedUser>> {
     serde_json::from_str(&text).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!(
-                "{}: not a JSON array of users with a login: {e}",
-                path.display()
-            ),
+            format!("{}: not a JSON array of users with a login: {e}", path.display()),
         )
     })
 }
@@ -138,23 +128,16 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     state.rate_limit_per_hour = opts.rate_limit.map(|r| (r * 3600.0) as u64);
     let shared = Arc::new(Shared {
         stats: Mutex::new(Stats::default()),
-        limiter: opts.rate_limit.map(|r| {
-            Mutex::new(Limiter {
-                per_second: r,
-                tokens: r.max(1.0),
-                last: Instant::now(),
-            })
-        }),
+        limiter: opts
+            .rate_limit
+            .map(|r| Mutex::new(Limiter { per_second: r, tokens: r.max(1.0), last: Instant::now() })),
         latency: opts.latency,
         faults: opts.faults,
         ghes: Arc::new(Mutex::new(state)),
     });
     let api = Router::new()
         .nest("/api/v3", ghes::routes(shared.ghes.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            conditions,
-        ));
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/state", get(state_dump))
@@ -168,10 +151,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
             })
             .await;
     });
-    Ok(Running {
-        addr,
-        shutdown: Some(tx),
-    })
+    Ok(Running { addr, shutdown: Some(tx) })
 }
 
 /// Latency, the rate limit, fault injection and counting: everything the API routes go through.
@@ -182,16 +162,20 @@ async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
         st.total += 1;
         *st.requests.entry(key).or_default() += 1;
     }
+    // A real server finishes a request whose client went away; a spawned task does too (a dropped
+    // connection would otherwise cancel the handler and undo what the count says arrived).
+    let task = tokio::spawn(async move { handle(s, req, next).await });
+    task.await.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn handle(s: Arc<Shared>, req: Request, next: Next) -> Response {
     if !s.latency.is_zero() {
         tokio::time::sleep(s.latency).await;
     }
     if let Some(limiter) = &s.limiter {
         let admitted = limiter.lock().unwrap_or_else(|e| e.into_inner()).admit();
         if !admitted {
-            s.stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .rate_limited += 1;
+            s.stats.lock().unwrap_or_else(|e| e.into_inner()).rate_limited += 1;
             return too_many(1, "API rate limit exceeded. Please wait and try again.");
         }
     }
@@ -201,7 +185,10 @@ async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
     }
     match fault {
         None => next.run(req).await,
-        Some(Fault::TooManyRequests) => too_many(s.faults.retry_after_s, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
+        Some(Fault::TooManyRequests) => too_many(
+            s.faults.retry_after_s,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        ),
         Some(Fault::ServerError(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, Json(json!({"message": "Server Error"}))).into_response()
@@ -213,8 +200,13 @@ async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
         Some(Fault::Reset) => {
             // Apply the request, then break the connection mid-answer: the client cannot know it happened.
             let _ = next.run(req).await;
-            let broken = futures::stream::once(async { Err::<axum::body::Bytes, _>(std::io::Error::other("sandbox reset")) });
-            Response::builder().status(200).header("content-length", "100").body(Body::from_stream(broken)).unwrap_or_default()
+            let broken =
+                futures::stream::once(async { Err::<axum::body::Bytes, _>(std::io::Error::other("sandbox reset")) });
+            Response::builder()
+                .status(200)
+                .header("content-length", "100")
+                .body(Body::from_stream(broken))
+                .unwrap_or_default()
         }
         Some(Fault::ApplyThen500) => {
             let _ = next.run(req).await;
@@ -244,9 +236,7 @@ fn too_many(retry_after_s: u64, message: &str) -> Response {
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
     let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
-    Json(
-        json!({"total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests}),
-    )
+    Json(json!({"total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests}))
 }
 
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {

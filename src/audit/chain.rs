@@ -88,12 +88,7 @@ impl Break {
 }
 
 /// Checks one stored row against the hash of the row before it.
-pub fn check(
-    expected_prev: &str,
-    stored_prev: &str,
-    stored_hash: &str,
-    fields: &Event,
-) -> Result<(), Break> {
+pub fn check(expected_prev: &str, stored_prev: &str, stored_hash: &str, fields: &Event) -> Result<(), Break> {
     if stored_prev != expected_prev {
         return Err(Break::Unlinked { seq: fields.seq });
     }
@@ -108,13 +103,7 @@ mod tests {
     use super::*;
 
     fn event(seq: i64, target: &str) -> Event {
-        Event {
-            seq,
-            run_id: 1,
-            op: "suspend".into(),
-            target: target.into(),
-            ..Default::default()
-        }
+        Event { seq, run_id: 1, op: "suspend".into(), target: target.into(), ..Default::default() }
     }
 
     #[test]
@@ -132,10 +121,7 @@ mod tests {
     fn an_edited_field_is_caught() {
         let e = event(1, "bob");
         let hash = link(GENESIS, &e);
-        assert_eq!(
-            check(GENESIS, GENESIS, &hash, &event(1, "alice")),
-            Err(Break::Tampered { seq: 1 })
-        );
+        assert_eq!(check(GENESIS, GENESIS, &hash, &event(1, "alice")), Err(Break::Tampered { seq: 1 }));
     }
 
     #[test]
@@ -147,37 +133,20 @@ mod tests {
         // Row 2 is deleted; row 3 still points at it.
         let third = event(3, "c");
         let h3 = link(&h2, &third);
-        assert_eq!(
-            check(&h1, &h2, &h3, &third),
-            Err(Break::Unlinked { seq: 3 })
-        );
+        assert_eq!(check(&h1, &h2, &h3, &third), Err(Break::Unlinked { seq: 3 }));
     }
 
     #[test]
     fn field_boundaries_matter() {
-        let a = Event {
-            op: "ab".into(),
-            target: "c".into(),
-            ..Default::default()
-        };
-        let b = Event {
-            op: "a".into(),
-            target: "bc".into(),
-            ..Default::default()
-        };
+        let a = Event { op: "ab".into(), target: "c".into(), ..Default::default() };
+        let b = Event { op: "a".into(), target: "bc".into(), ..Default::default() };
         assert_ne!(link(GENESIS, &a), link(GENESIS, &b));
     }
 
     #[test]
     fn absent_and_empty_numbers_differ_from_zero() {
-        let a = Event {
-            http_status: None,
-            ..Default::default()
-        };
-        let b = Event {
-            http_status: Some(0),
-            ..Default::default()
-        };
+        let a = Event { http_status: None, ..Default::default() };
+        let b = Event { http_status: Some(0), ..Default::default() };
         assert_ne!(link(GENESIS, &a), link(GENESIS, &b));
     }
 }

@@ -3,6 +3,8 @@
 pub mod chain;
 pub mod query;
 pub mod store;
+pub mod writer;
 
 pub use chain::Event;
 pub use store::{AuditError, AuditStore, RunInfo};
+pub use writer::{AuditTarget, AuditWriter};

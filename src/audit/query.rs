@@ -3,6 +3,7 @@
 use super::chain::{self, Break, Event};
 use super::store::{AuditError, AuditStore};
 use rusqlite::types::Value as SqlValue;
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 /// Which events to list; every field narrows the result.
@@ -71,7 +72,8 @@ impl Row {
     }
 }
 
-const COLUMNS: &str = "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
+const COLUMNS: &str =
+    "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
                        status, http_status, error, duration_ms, token_source, prev_hash, hash";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -138,9 +140,7 @@ impl AuditStore {
             sql.push_str(&clauses.join(" AND "));
         }
         match filter.limit {
-            Some(limit) => {
-                sql = format!("SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {limit}) ORDER BY seq")
-            }
+            Some(limit) => sql = format!("SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {limit}) ORDER BY seq"),
             None => sql.push_str(" ORDER BY seq"),
         }
         let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
@@ -154,31 +154,89 @@ impl AuditStore {
 
     /// Recomputes the whole chain; reports how many rows were checked and the first break, if any.
     pub fn verify(&self) -> Result<Verification, AuditError> {
-        let mut stmt = self
-            .conn()
-            .prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY seq"))
-            .map_err(AuditError::Read)?;
+        let mut stmt =
+            self.conn().prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY seq")).map_err(AuditError::Read)?;
         let mut rows = stmt.query([]).map_err(AuditError::Read)?;
         let mut expected_prev = chain::GENESIS.to_string();
         let mut checked = 0;
         while let Some(r) = rows.next().map_err(AuditError::Read)? {
             let r = row(r).map_err(AuditError::Read)?;
             if let Err(b) = chain::check(&expected_prev, &r.prev_hash, &r.hash, &r.event()) {
-                return Ok(Verification {
-                    checked,
-                    head: None,
-                    first_break: Some(b),
-                });
+                return Ok(Verification { checked, head: None, first_break: Some(b) });
             }
             checked += 1;
             expected_prev = r.hash.clone();
         }
         let head = (checked > 0).then_some(expected_prev);
-        Ok(Verification {
-            checked,
-            head,
-            first_break: None,
-        })
+        Ok(Verification { checked, head, first_break: None })
+    }
+}
+
+/// The runs of a resumed job, newest first: `run`, the run it resumed, and so on back.
+fn chain_of(store: &AuditStore, run: i64) -> Result<Vec<i64>, AuditError> {
+    let mut chain = vec![];
+    let mut next = Some(run);
+    while let Some(id) = next {
+        if chain.contains(&id) {
+            break;
+        }
+        let parent: Option<Option<i64>> = store
+            .conn()
+            .query_row("SELECT resumed_from FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(AuditError::Read)?;
+        match parent {
+            None => break,
+            Some(p) => {
+                chain.push(id);
+                next = p;
+            }
+        }
+    }
+    Ok(chain)
+}
+
+impl AuditStore {
+    /// Whether a run with this id exists.
+    pub fn has_run(&self, run: i64) -> Result<bool, AuditError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [run], |r| r.get(0))
+            .map_err(AuditError::Read)?;
+        Ok(n > 0)
+    }
+
+    /// What a job (the run and the runs it resumed) finished: (profile, op, target) → the run that did it.
+    /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
+    pub fn done_in_chain(&self, run: i64) -> Result<crate::dispatch::DoneSet, AuditError> {
+        let mut done = crate::dispatch::DoneSet::new();
+        for id in chain_of(self, run)? {
+            let mut stmt = self
+                .conn()
+                .prepare("SELECT profile, op, target FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')")
+                .map_err(AuditError::Read)?;
+            let rows = stmt
+                .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(AuditError::Read)?;
+            for row in rows {
+                done.entry(row.map_err(AuditError::Read)?).or_insert(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// The successful, reversible changes of a run, oldest first: (profile, op, target, params).
+    pub fn reversible_changes(&self, run: i64) -> Result<Vec<(String, String, String, String)>, AuditError> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT profile, op, target, params FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND op IN ('suspend', 'unsuspend', 'promote', 'demote') ORDER BY seq")
+            .map_err(AuditError::Read)?;
+        let rows = stmt
+            .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(AuditError::Read)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AuditError::Read)?;
+        Ok(rows)
     }
 }
 
@@ -208,12 +266,9 @@ mod tests {
 
     fn store_with_events() -> AuditStore {
         let mut s = AuditStore::open_in_memory().unwrap();
-        s.append(&mut [event("suspend", "bob", "intent", None)])
-            .unwrap();
-        s.append(&mut [event("suspend", "bob", "outcome", Some(1))])
-            .unwrap();
-        s.append(&mut [event("promote", "ann", "intent", None)])
-            .unwrap();
+        s.append(&mut [event("suspend", "bob", "intent", None)]).unwrap();
+        s.append(&mut [event("suspend", "bob", "outcome", Some(1))]).unwrap();
+        s.append(&mut [event("promote", "ann", "intent", None)]).unwrap();
         s
     }
 
@@ -221,42 +276,16 @@ mod tests {
     fn filters_narrow_the_listing() {
         let s = store_with_events();
         assert_eq!(s.list(&Filter::default()).unwrap().len(), 3);
-        assert_eq!(
-            s.list(&Filter {
-                target: Some("bob".into()),
-                ..Default::default()
-            })
-            .unwrap()
-            .len(),
-            2
-        );
-        assert_eq!(
-            s.list(&Filter {
-                op: Some("promote".into()),
-                ..Default::default()
-            })
-            .unwrap()
-            .len(),
-            1
-        );
-        let last = s
-            .list(&Filter {
-                limit: Some(1),
-                ..Default::default()
-            })
-            .unwrap();
+        assert_eq!(s.list(&Filter { target: Some("bob".into()), ..Default::default() }).unwrap().len(), 2);
+        assert_eq!(s.list(&Filter { op: Some("promote".into()), ..Default::default() }).unwrap().len(), 1);
+        let last = s.list(&Filter { limit: Some(1), ..Default::default() }).unwrap();
         assert_eq!(last[0].seq, 3);
     }
 
     #[test]
     fn pending_lists_intents_without_outcome() {
         let s = store_with_events();
-        let pending = s
-            .list(&Filter {
-                pending: true,
-                ..Default::default()
-            })
-            .unwrap();
+        let pending = s.list(&Filter { pending: true, ..Default::default() }).unwrap();
         assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
     }
 
@@ -272,9 +301,7 @@ mod tests {
     fn verify_names_the_first_edited_row() {
         let s = store_with_events();
         s.conn()
-            .execute_batch(
-                "DROP TRIGGER events_no_update; UPDATE events SET target = 'eve' WHERE seq = 2;",
-            )
+            .execute_batch("DROP TRIGGER events_no_update; UPDATE events SET target = 'eve' WHERE seq = 2;")
             .unwrap();
         let v = s.verify().unwrap();
         assert_eq!(v.first_break, Some(Break::Tampered { seq: 2 }));
@@ -283,9 +310,7 @@ mod tests {
     #[test]
     fn verify_names_the_row_after_a_deleted_one() {
         let s = store_with_events();
-        s.conn()
-            .execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq = 2;")
-            .unwrap();
+        s.conn().execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq = 2;").unwrap();
         let v = s.verify().unwrap();
         assert_eq!(v.first_break, Some(Break::Unlinked { seq: 3 }));
     }

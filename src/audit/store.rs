@@ -8,16 +8,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open the audit log {path}: {source} (hint: check the directory exists and is writable, or set --audit-db)")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error("the audit log {path} has schema version {found}, newer than this steward understands ({supported}); upgrade steward")]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
     #[error("audit log write failed, so the action was not sent: {0} (hint: check disk space and that no other program holds the database)")]
     Write(rusqlite::Error),
     #[error("audit log read failed: {0}")]
@@ -25,7 +18,7 @@ pub enum AuditError {
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_resume.sql")];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +28,8 @@ pub struct RunInfo {
     pub command: String,
     pub script_path: Option<String>,
     pub script_sha256: Option<String>,
+    /// The run this one continues (`steward run --resume RUN`).
+    pub resumed_from: Option<i64>,
 }
 
 pub struct AuditStore {
@@ -47,61 +42,37 @@ impl AuditStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(|source| AuditError::Open {
-            path: path.into(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(|source| AuditError::Open { path: path.into(), source })?;
         Self::prepare(conn, path)
     }
 
     pub fn open_in_memory() -> Result<Self, AuditError> {
-        let conn = Connection::open_in_memory().map_err(|source| AuditError::Open {
-            path: ":memory:".into(),
-            source,
-        })?;
+        let conn =
+            Connection::open_in_memory().map_err(|source| AuditError::Open { path: ":memory:".into(), source })?;
         Self::prepare(conn, Path::new(":memory:"))
     }
 
     fn prepare(mut conn: Connection, path: &Path) -> Result<Self, AuditError> {
-        let open_err = |source| AuditError::Open {
-            path: path.into(),
-            source,
-        };
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        let open_err = |source| AuditError::Open { path: path.into(), source };
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // WAL lets a REPL and a batch job share the log; FULL makes each commit survive power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
-            return Err(AuditError::NewerSchema {
-                path: path.into(),
-                found: version,
-                supported,
-            });
+            return Err(AuditError::NewerSchema { path: path.into(), found: version, supported });
         }
         if version < supported {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(open_err)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
             for sql in &MIGRATIONS[version as usize..] {
                 tx.execute_batch(sql).map_err(open_err)?;
             }
-            tx.pragma_update(None, "user_version", supported)
-                .map_err(open_err)?;
+            tx.pragma_update(None, "user_version", supported).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
-        Ok(AuditStore {
-            conn,
-            path: path.into(),
-        })
+        Ok(AuditStore { conn, path: path.into() })
     }
 
     pub fn path(&self) -> &Path {
@@ -115,8 +86,8 @@ impl AuditStore {
     pub fn start_run(&mut self, info: &RunInfo) -> Result<i64, AuditError> {
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![now(), info.os_user, info.host, info.command, info.script_path, info.script_sha256],
+                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![now(), info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from],
             )
             .map_err(AuditError::Write)?;
         Ok(self.conn.last_insert_rowid())
@@ -136,16 +107,9 @@ impl AuditStore {
     /// `seq` and `ts` of the given events are assigned here.
     pub fn append(&mut self, events: &mut [Event]) -> Result<Vec<i64>, AuditError> {
         // IMMEDIATE takes the write lock before reading the head, so two processes cannot fork the chain.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(AuditError::Write)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(AuditError::Write)?;
         let head: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(AuditError::Write)?;
         let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_string()));
@@ -207,13 +171,7 @@ mod tests {
     use super::*;
 
     fn event(op: &str) -> Event {
-        Event {
-            run_id: 1,
-            op: op.into(),
-            phase: "intent".into(),
-            status: "pending".into(),
-            ..Default::default()
-        }
+        Event { run_id: 1, op: op.into(), phase: "intent".into(), status: "pending".into(), ..Default::default() }
     }
 
     #[test]
@@ -221,21 +179,12 @@ mod tests {
         let mut store = AuditStore::open_in_memory().unwrap();
         let run = store.start_run(&RunInfo::default()).unwrap();
         assert_eq!(run, 1);
-        let seqs = store
-            .append(&mut [event("suspend"), event("promote")])
-            .unwrap();
+        let seqs = store.append(&mut [event("suspend"), event("promote")]).unwrap();
         assert_eq!(seqs, vec![1, 2]);
         assert_eq!(store.append(&mut [event("demote")]).unwrap(), vec![3]);
-        let prev: String = store
-            .conn
-            .query_row("SELECT prev_hash FROM events WHERE seq = 3", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        let hash2: String = store
-            .conn
-            .query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0))
-            .unwrap();
+        let prev: String =
+            store.conn.query_row("SELECT prev_hash FROM events WHERE seq = 3", [], |r| r.get(0)).unwrap();
+        let hash2: String = store.conn.query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
         assert_eq!(prev, hash2);
     }
 
@@ -243,10 +192,7 @@ mod tests {
     fn the_log_refuses_updates_and_deletes() {
         let mut store = AuditStore::open_in_memory().unwrap();
         store.append(&mut [event("suspend")]).unwrap();
-        assert!(store
-            .conn
-            .execute("UPDATE events SET target = 'x'", [])
-            .is_err());
+        assert!(store.conn.execute("UPDATE events SET target = 'x'", []).is_err());
         assert!(store.conn.execute("DELETE FROM events", []).is_err());
         store.start_run(&RunInfo::default()).unwrap();
         assert!(store.conn.execute("DELETE FROM runs", []).is_err());
@@ -256,10 +202,7 @@ mod tests {
     fn reopening_keeps_the_schema_and_the_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        AuditStore::open(&path)
-            .unwrap()
-            .append(&mut [event("suspend")])
-            .unwrap();
+        AuditStore::open(&path).unwrap().append(&mut [event("suspend")]).unwrap();
         let mut again = AuditStore::open(&path).unwrap();
         assert_eq!(again.append(&mut [event("unsuspend")]).unwrap(), vec![2]);
     }
@@ -271,9 +214,6 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        assert!(matches!(
-            AuditStore::open(&path),
-            Err(AuditError::NewerSchema { found: 99, .. })
-        ));
+        assert!(matches!(AuditStore::open(&path), Err(AuditError::NewerSchema { found: 99, .. })));
     }
 }

@@ -13,10 +13,7 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "token ",
     // GitHub prefers its own media type; plain JSON as the second choice keeps strict validators content.
     default_headers: &[
-        (
-            "accept",
-            "application/vnd.github+json, application/json;q=0.9",
-        ),
+        ("accept", "application/vnd.github+json, application/json;q=0.9"),
         ("x-github-api-version", "2022-11-28"),
     ],
     error_message,
@@ -66,43 +63,25 @@ pub fn error_message(body: &Value) -> Option<String> {
                         let field = o.get("field").and_then(Value::as_str).unwrap_or("");
                         let code = o.get("code").and_then(Value::as_str).unwrap_or("");
                         let msg = o.get("message").and_then(Value::as_str);
-                        Some(
-                            msg.map(str::to_string)
-                                .unwrap_or_else(|| format!("{field} {code}").trim().to_string()),
-                        )
+                        Some(msg.map(str::to_string).unwrap_or_else(|| format!("{field} {code}").trim().to_string()))
                     }
                     _ => None,
                 })
                 .collect()
         })
         .unwrap_or_default();
-    Some(if details.is_empty() {
-        message
-    } else {
-        format!("{message}: {}", details.join("; "))
-    })
+    Some(if details.is_empty() { message } else { format!("{message}: {}", details.join("; ")) })
 }
 
 impl Github {
     pub fn new(http: HttpClient, profile: &str) -> Self {
-        Github {
-            http,
-            profile: profile.to_string(),
-        }
+        Github { http, profile: profile.to_string() }
     }
 
     fn user(&self, raw: Value) -> Value {
-        let text = |k: &str| {
-            raw.get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         // `suspended_at` is only in full user objects GHES returns to site admins; a list says nothing about it.
-        let suspended = raw
-            .as_object()
-            .and_then(|o| o.get("suspended_at"))
-            .map(|v| !v.is_null());
+        let suspended = raw.as_object().and_then(|o| o.get("suspended_at")).map(|v| !v.is_null());
         User {
             id: raw.get("id").cloned().unwrap_or(Value::Null),
             login: text("login").unwrap_or_default(),
@@ -125,65 +104,42 @@ impl Github {
     /// Sends a state change that answers 204, returning a small confirmation record.
     async fn change(&self, req: Request, action: &Action) -> Result<Value, ApiError> {
         let resp = self.http.send(&req).await?;
-        Ok(
-            json!({"ok": true, "op": action.op.name(), "target": action.target, "http_status": resp.status}),
-        )
+        Ok(json!({"ok": true, "op": action.op.name(), "target": action.target, "http_status": resp.status}))
     }
 
     async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
-        let raw = self
-            .http
-            .get_all_pages(Request::new(Method::GET, "users").query("per_page", 100))
-            .await?;
-        let q = filter
-            .get("q")
-            .and_then(Value::as_str)
-            .map(str::to_lowercase);
+        let raw = self.http.get_all_pages(Request::new(Method::GET, "users").query("per_page", 100)).await?;
+        let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
         let admin = filter.get("admin").and_then(Value::as_bool);
         let suspended = filter.get("suspended").and_then(Value::as_bool);
         let mut users: Vec<Value> = raw
             .into_iter()
             .filter(|u| u.get("type").and_then(Value::as_str).unwrap_or("User") == "User")
             .filter(|u| match &q {
-                Some(q) => ["login", "email", "name"].iter().any(|k| {
-                    u.get(*k)
-                        .and_then(Value::as_str)
-                        .map(|v| v.to_lowercase().contains(q))
-                        .unwrap_or(false)
-                }),
+                Some(q) => ["login", "email", "name"]
+                    .iter()
+                    .any(|k| u.get(*k).and_then(Value::as_str).map(|v| v.to_lowercase().contains(q)).unwrap_or(false)),
                 None => true,
             })
-            .filter(|u| {
-                admin.is_none_or(|a| u.get("site_admin").and_then(Value::as_bool) == Some(a))
-            })
+            .filter(|u| admin.is_none_or(|a| u.get("site_admin").and_then(Value::as_bool) == Some(a)))
             .collect();
-        if let Some(wanted) = suspended {
-            // Suspension is only visible on each user's own record: fetch them, a few at a time.
+        // Suspension and email are only on each user's own record: fetch them, a few at a time.
+        let detail = filter.get("detail").and_then(Value::as_bool).unwrap_or(false);
+        if detail || suspended.is_some() {
             users = self.with_detail(users).await?;
-            users
-                .retain(|u| u.get("suspended_at").map(|v| !v.is_null()).unwrap_or(false) == wanted);
         }
-        Ok(Value::Array(
-            users.into_iter().map(|u| self.user(u)).collect(),
-        ))
+        if let Some(wanted) = suspended {
+            users.retain(|u| u.get("suspended_at").map(|v| !v.is_null()).unwrap_or(false) == wanted);
+        }
+        Ok(Value::Array(users.into_iter().map(|u| self.user(u)).collect()))
     }
 
     async fn with_detail(&self, users: Vec<Value>) -> Result<Vec<Value>, ApiError> {
         let mut detailed = Vec::with_capacity(users.len());
         for chunk in users.chunks(DETAIL_CONCURRENCY) {
             let reads = chunk.iter().map(|u| {
-                let login = u
-                    .get("login")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                async move {
-                    self.send(Request::new(
-                        Method::GET,
-                        format!("users/{}", segment(&login)),
-                    ))
-                    .await
-                }
+                let login = u.get("login").and_then(Value::as_str).unwrap_or_default().to_string();
+                async move { self.send(Request::new(Method::GET, format!("users/{}", segment(&login)))).await }
             });
             for result in futures::future::join_all(reads).await {
                 detailed.push(result?);
@@ -208,15 +164,10 @@ impl Github {
     }
 
     async fn api(&self, action: &Action) -> Result<Value, ApiError> {
-        let method = action
-            .param_str("method")
-            .unwrap_or("GET")
-            .to_ascii_uppercase();
+        let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
-        let path = action
-            .param_str("path")
-            .ok_or_else(|| ApiError::invalid("api needs a path"))?;
+        let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
         let mut req = Request::new(method, path.trim_start_matches('/'));
         if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
             req = req.json(body.clone());
@@ -226,10 +177,7 @@ impl Github {
 }
 
 fn reason_body(action: &Action) -> Option<Value> {
-    action
-        .param_str("reason")
-        .filter(|r| !r.is_empty())
-        .map(|r| json!({ "reason": r }))
+    action.param_str("reason").filter(|r| !r.is_empty()).map(|r| json!({ "reason": r }))
 }
 
 #[async_trait]
@@ -246,24 +194,46 @@ impl Backend for Github {
         self.http.base_url().to_string()
     }
 
-    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
-        let user_path = |suffix: &str| -> Result<String, ApiError> {
-            Ok(format!("users/{}{suffix}", segment(action.target()?)))
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        let field = match op {
+            Op::Suspend | Op::Unsuspend => "suspended_at",
+            Op::Promote | Op::Demote => "site_admin",
+            _ => return Ok(None),
         };
+        let user = self.send(Request::new(Method::GET, format!("users/{}", segment(target)))).await.map_err(|e| {
+            if e.kind == ErrorKind::NotFound {
+                ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this server")).with_status(404)
+            } else {
+                e
+            }
+        })?;
+        let Some(value) = user.get(field) else {
+            // Not a site admin's view of the user: the state is unknown, so act.
+            return Ok(None);
+        };
+        let on = match value {
+            Value::Bool(b) => *b,
+            other => !other.is_null(),
+        };
+        Ok(Some(on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        let user_path =
+            |suffix: &str| -> Result<String, ApiError> { Ok(format!("users/{}{suffix}", segment(action.target()?))) };
         let admin_path = |suffix: &str| -> Result<String, ApiError> {
             Ok(format!("admin/users/{}{suffix}", segment(action.target()?)))
         };
         match action.op {
             Op::Whoami => Ok(self.user(self.send(Request::new(Method::GET, "user")).await?)),
             Op::ListUsers => self.list_users(&action.params).await,
-            Op::GetUser => {
-                Ok(self.user(self.send(Request::new(Method::GET, user_path("")?)).await?))
-            }
+            Op::GetUser => Ok(self.user(self.send(Request::new(Method::GET, user_path("")?)).await?)),
             Op::CreateUser => {
-                let login = action
-                    .param_str("login")
-                    .or(action.target.as_deref())
-                    .ok_or_else(|| ApiError::invalid("create_user needs a login: create_user(#{login: \"mona\", email: \"mona@example.com\"})"))?;
+                let login = action.param_str("login").or(action.target.as_deref()).ok_or_else(|| {
+                    ApiError::invalid(
+                        "create_user needs a login: create_user(#{login: \"mona\", email: \"mona@example.com\"})",
+                    )
+                })?;
                 let mut body = json!({ "login": login });
                 if let Some(email) = action.param_str("email") {
                     body["email"] = json!(email);
@@ -271,106 +241,62 @@ impl Backend for Github {
                 if let Some(s) = action.params.get("suspended").and_then(Value::as_bool) {
                     body["suspended"] = json!(s);
                 }
-                let created = self
-                    .send(Request::new(Method::POST, "admin/users").json(body))
-                    .await?;
+                let created = self.send(Request::new(Method::POST, "admin/users").json(body)).await?;
                 Ok(self.user(created))
             }
             Op::RenameUser => {
                 let new_login = action.param_str("login").ok_or_else(|| {
-                    ApiError::invalid(
-                        "rename_user needs the new login: rename_user(\"old\", \"new\")",
-                    )
+                    ApiError::invalid("rename_user needs the new login: rename_user(\"old\", \"new\")")
                 })?;
                 let body = json!({ "login": new_login });
                 // 202: GHES renames in a background job.
-                self.send(Request::new(Method::PATCH, admin_path("")?).json(body))
-                    .await
+                self.send(Request::new(Method::PATCH, admin_path("")?).json(body)).await
             }
-            Op::DeleteUser => {
-                self.change(Request::new(Method::DELETE, admin_path("")?), action)
-                    .await
-            }
+            Op::DeleteUser => self.change(Request::new(Method::DELETE, admin_path("")?), action).await,
             Op::Suspend | Op::Unsuspend => {
-                let method = if action.op == Op::Suspend {
-                    Method::PUT
-                } else {
-                    Method::DELETE
-                };
+                let method = if action.op == Op::Suspend { Method::PUT } else { Method::DELETE };
                 let mut req = Request::new(method, user_path("/suspended")?);
                 if let Some(body) = reason_body(action) {
                     req = req.json(body);
                 }
                 self.change(req, action).await.map_err(explain_ldap)
             }
-            Op::Promote => {
-                self.change(Request::new(Method::PUT, user_path("/site_admin")?), action)
-                    .await
-            }
-            Op::Demote => {
-                self.change(
-                    Request::new(Method::DELETE, user_path("/site_admin")?),
-                    action,
-                )
-                .await
-            }
+            Op::Promote => self.change(Request::new(Method::PUT, user_path("/site_admin")?), action).await,
+            Op::Demote => self.change(Request::new(Method::DELETE, user_path("/site_admin")?), action).await,
             Op::CreateImpersonationToken => {
-                let scopes = action
-                    .params
-                    .get("scopes")
-                    .cloned()
-                    .unwrap_or_else(|| json!([]));
-                if !scopes
-                    .as_array()
-                    .is_some_and(|a| a.iter().all(Value::is_string))
-                {
+                let scopes = action.params.get("scopes").cloned().unwrap_or_else(|| json!([]));
+                if !scopes.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
                     return Err(ApiError::invalid(
                         "scopes must be an array of strings, e.g. [\"repo\", \"read:user\"]",
                     ));
                 }
-                let req = Request::new(Method::POST, admin_path("/authorizations")?)
-                    .json(json!({ "scopes": scopes }));
+                let req = Request::new(Method::POST, admin_path("/authorizations")?).json(json!({ "scopes": scopes }));
                 self.send(req).await
             }
             Op::DeleteImpersonationToken => {
-                self.change(
-                    Request::new(Method::DELETE, admin_path("/authorizations")?),
-                    action,
-                )
-                .await
+                self.change(Request::new(Method::DELETE, admin_path("/authorizations")?), action).await
             }
             Op::ListKeys => {
-                let keys = self
-                    .http
-                    .get_all_pages(Request::new(Method::GET, "admin/keys").query("per_page", 100))
-                    .await?;
+                let keys =
+                    self.http.get_all_pages(Request::new(Method::GET, "admin/keys").query("per_page", 100)).await?;
                 Ok(Value::Array(keys))
             }
             Op::DeleteKey => {
                 let path = format!("admin/keys/{}", segment(action.target()?));
-                self.change(Request::new(Method::DELETE, path), action)
-                    .await
+                self.change(Request::new(Method::DELETE, path), action).await
             }
             Op::ListTokens => {
-                let tokens = self
-                    .http
-                    .get_all_pages(Request::new(Method::GET, "admin/tokens").query("per_page", 100))
-                    .await?;
+                let tokens =
+                    self.http.get_all_pages(Request::new(Method::GET, "admin/tokens").query("per_page", 100)).await?;
                 Ok(Value::Array(tokens))
             }
             Op::DeleteToken => {
                 let id = action.target()?;
                 // The spec types token_id as an integer; say so here rather than as a server 404.
                 if id.parse::<u64>().is_err() {
-                    return Err(ApiError::invalid(format!(
-                        "delete_token needs a numeric token id, got {id:?}"
-                    )));
+                    return Err(ApiError::invalid(format!("delete_token needs a numeric token id, got {id:?}")));
                 }
-                self.change(
-                    Request::new(Method::DELETE, format!("admin/tokens/{id}")),
-                    action,
-                )
-                .await
+                self.change(Request::new(Method::DELETE, format!("admin/tokens/{id}")), action).await
             }
             Op::RateLimit => self.rate_limit().await,
             Op::Api => self.api(action).await,

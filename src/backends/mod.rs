@@ -90,13 +90,9 @@ impl Op {
     /// Changes state on the service (needs a durable intent, is skipped in dry run).
     pub fn is_mutation(self, params: &Value) -> bool {
         match self {
-            Op::Whoami
-            | Op::ListUsers
-            | Op::GetUser
-            | Op::ListKeys
-            | Op::ListTokens
-            | Op::RateLimit
-            | Op::Activity => false,
+            Op::Whoami | Op::ListUsers | Op::GetUser | Op::ListKeys | Op::ListTokens | Op::RateLimit | Op::Activity => {
+                false
+            }
             Op::Api => !api_method(params).eq_ignore_ascii_case("GET"),
             _ => true,
         }
@@ -105,11 +101,7 @@ impl Op {
     /// Destroys something or takes a privilege away: asks for confirmation unless `--yes`.
     pub fn is_destructive(self, params: &Value) -> bool {
         match self {
-            Op::DeleteUser
-            | Op::Demote
-            | Op::DeleteImpersonationToken
-            | Op::DeleteKey
-            | Op::DeleteToken => true,
+            Op::DeleteUser | Op::Demote | Op::DeleteImpersonationToken | Op::DeleteKey | Op::DeleteToken => true,
             Op::Api => api_method(params).eq_ignore_ascii_case("DELETE"),
             _ => false,
         }
@@ -117,10 +109,18 @@ impl Op {
 
     /// Acts against a user who must not be a protected login or the caller themselves.
     pub fn guards_target(self) -> bool {
-        matches!(
-            self,
-            Op::Suspend | Op::Demote | Op::DeleteUser | Op::RenameUser
-        )
+        matches!(self, Op::Suspend | Op::Demote | Op::DeleteUser | Op::RenameUser)
+    }
+
+    /// The bulk form of this operation (`suspend_all`), for the ones that have one.
+    pub fn bulk_name(self) -> Option<&'static str> {
+        match self {
+            Op::Suspend => Some("suspend_all"),
+            Op::Unsuspend => Some("unsuspend_all"),
+            Op::Promote => Some("promote_all"),
+            Op::Demote => Some("demote_all"),
+            _ => None,
+        }
     }
 
     /// The operation that undoes this one, where there is one.
@@ -136,10 +136,7 @@ impl Op {
 }
 
 fn api_method(params: &Value) -> &str {
-    params
-        .get("method")
-        .and_then(Value::as_str)
-        .unwrap_or("GET")
+    params.get("method").and_then(Value::as_str).unwrap_or("GET")
 }
 
 /// One admin operation as dispatch sees it.
@@ -161,12 +158,7 @@ impl Action {
         self.target
             .as_deref()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "{} needs a target (a user login or id)",
-                    self.op.name()
-                ))
-            })
+            .ok_or_else(|| ApiError::invalid(format!("{} needs a target (a user login or id)", self.op.name())))
     }
 
     pub fn param_str(&self, key: &str) -> Option<&str> {
@@ -189,16 +181,17 @@ pub trait Backend: Send + Sync {
     /// Performs the action and returns its result as JSON (users are normalized `model::User` records).
     async fn execute(&self, action: &Action) -> Result<Value, ApiError>;
 
+    /// Is `target` already in the state `op` would put it in? `Some(true)`: nothing to do (a noop);
+    /// `Some(false)`: it needs the change; `None`: this backend cannot tell cheaply. A missing target is an error.
+    /// Bulk jobs ask this first, so they report noops, never undo what they did not do, and resume safely.
+    async fn state(&self, _op: Op, _target: &str) -> Result<Option<bool>, ApiError> {
+        Ok(None)
+    }
+
     /// The login of the account the token belongs to.
     async fn identity(&self) -> Result<String, ApiError> {
-        let me = self
-            .execute(&Action::new(Op::Whoami, None, Value::Null))
-            .await?;
-        Ok(me
-            .get("login")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
+        let me = self.execute(&Action::new(Op::Whoami, None, Value::Null)).await?;
+        Ok(me.get("login").and_then(Value::as_str).unwrap_or_default().to_string())
     }
 }
 
@@ -211,11 +204,7 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
 pub const KINDS: &[&str] = &["github"];
 
 /// Builds the backend for a profile kind.
-pub fn build(
-    kind: &str,
-    client: crate::http::HttpClient,
-    profile: &str,
-) -> Result<Arc<dyn Backend>, ApiError> {
+pub fn build(kind: &str, client: crate::http::HttpClient, profile: &str) -> Result<Arc<dyn Backend>, ApiError> {
     match kind {
         "github" => Ok(Arc::new(github::Github::new(client, profile))),
         other => Err(ApiError::invalid(format!(

@@ -33,16 +33,9 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             if seq.is_none() && run.is_none() {
                 return Err(UsageError::new("audit show needs an event seq or --run ID").into());
             }
-            let rows = store.list(&Filter {
-                seq: *seq,
-                run: *run,
-                ..Default::default()
-            })?;
+            let rows = store.list(&Filter { seq: *seq, run: *run, ..Default::default() })?;
             if rows.is_empty() {
-                return Err(UsageError::new(
-                    "no such event; `steward audit list` shows the recent ones",
-                )
-                .into());
+                return Err(UsageError::new("no such event; `steward audit list` shows the recent ones").into());
             }
             print_rows(ctx, &rows, true);
         }
@@ -56,8 +49,12 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
                 )),
                 Some(b) => {
                     let why = match b {
-                        crate::audit::chain::Break::Tampered { .. } => "its contents do not match its hash (the row was edited)",
-                        crate::audit::chain::Break::Unlinked { .. } => "it does not link to the event before it (an event was removed or altered)",
+                        crate::audit::chain::Break::Tampered { .. } => {
+                            "its contents do not match its hash (the row was edited)"
+                        }
+                        crate::audit::chain::Break::Unlinked { .. } => {
+                            "it does not link to the event before it (an event was removed or altered)"
+                        }
                     };
                     output::note(&format!(
                         "audit log BROKEN at seq {}: {why}; {} events before it verify",
@@ -76,11 +73,7 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
     Ok(())
 }
 
-fn filter(
-    args: &AuditFilterArgs,
-    profile: Option<&str>,
-    default_limit: bool,
-) -> anyhow::Result<Filter> {
+fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) -> anyhow::Result<Filter> {
     let time = |t: &Option<String>| -> anyhow::Result<Option<String>> {
         t.as_deref()
             .map(|s| {
@@ -138,10 +131,7 @@ fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
 fn export(ctx: &Context, rows: &[Row]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if ctx.output.format == Format::Csv {
-        let values: Vec<Value> = rows
-            .iter()
-            .map(|r| serde_json::to_value(r).unwrap_or_default())
-            .collect();
+        let values: Vec<Value> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
         let text = output::csv::to_csv_string(&values, None).map_err(anyhow::Error::msg)?;
         let _ = out.write_all(text.as_bytes());
     } else {

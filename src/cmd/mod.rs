@@ -6,6 +6,7 @@ pub mod profiles;
 pub mod run;
 pub mod sandbox;
 pub mod shell;
+pub mod undo;
 
 use crate::context::Context;
 use crate::script::bridge::Host;
@@ -20,6 +21,7 @@ pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Pat
         runtime: ctx.runtime.handle().clone(),
         dispatcher: ctx.dispatcher.clone(),
         connections: ctx.connections.clone(),
+        audit_path: ctx.audit_path.clone(),
     });
     let engine = engine::build(host, ctx.interrupt.clone(), script_dir);
     let mut map = Map::new();

@@ -10,41 +10,24 @@ use serde_json::{json, Value};
 pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
     match cmd {
         ProfilesCommand::List => {
-            let rows: Vec<Value> = ctx
-                .connections
-                .names()
-                .iter()
-                .filter_map(|n| describe(ctx, n))
-                .collect();
+            let rows: Vec<Value> = ctx.connections.names().iter().filter_map(|n| describe(ctx, n)).collect();
             if rows.is_empty() {
                 output::note(&format!(
                     "no profiles configured{}; see README.md (Config), or try --sandbox",
-                    ctx.config
-                        .source
-                        .as_ref()
-                        .map(|p| format!(" in {}", p.display()))
-                        .unwrap_or_default()
+                    ctx.config.source.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default()
                 ));
             }
             output::print_value(&Value::Array(rows), ctx.output);
         }
         ProfilesCommand::Show { name } => {
             let row = describe(ctx, name).ok_or_else(|| {
-                UsageError::new(format!(
-                    "no profile named {name:?}; `steward profiles list` shows them"
-                ))
+                UsageError::new(format!("no profile named {name:?}; `steward profiles list` shows them"))
             })?;
             output::print_value(&row, ctx.output);
         }
         ProfilesCommand::Test { name } => {
-            let conn = ctx
-                .connections
-                .connect(name.as_deref())
-                .map_err(UsageError::new)?;
-            let me = ctx.runtime.block_on(
-                ctx.dispatcher
-                    .perform(&conn, Action::new(Op::Whoami, None, Value::Null)),
-            )?;
+            let conn = ctx.connections.connect(name.as_deref()).map_err(UsageError::new)?;
+            let me = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, Action::new(Op::Whoami, None, Value::Null)))?;
             let admin = me.get("admin").and_then(Value::as_bool);
             output::print_value(
                 &json!({

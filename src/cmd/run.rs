@@ -8,16 +8,14 @@ use crate::script::{diagnostic, types};
 use sha2::{Digest, Sha256};
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
-    let source = std::fs::read_to_string(&args.file).map_err(|e| {
-        UsageError::new(format!(
-            "cannot read the script {}: {e}",
-            args.file.display()
-        ))
-    })?;
-    ctx.dispatcher.describe_script(
-        &args.file.display().to_string(),
-        &hex::encode(Sha256::digest(source.as_bytes())),
-    );
+    if let Some(run) = args.resume {
+        output::note(&format!(
+            "resuming run {run}: what it finished is skipped, what it left in flight is checked first"
+        ));
+    }
+    let source = std::fs::read_to_string(&args.file)
+        .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?;
+    ctx.dispatcher.describe_script(&args.file.display().to_string(), &hex::encode(Sha256::digest(source.as_bytes())));
     let dir = args.file.parent().filter(|d| !d.as_os_str().is_empty());
     let mut session = super::session(ctx, &args.args, dir);
     let name = args.file.display().to_string();

@@ -6,11 +6,8 @@ use crate::output;
 use std::time::Duration;
 
 pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
-    let faults = steward_sandbox::faults::Faults::parse(&args.faults, args.fault_seed)
-        .map_err(UsageError::new)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let faults = steward_sandbox::faults::Faults::parse(&args.faults, args.fault_seed).map_err(UsageError::new)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let opts = steward_sandbox::Options {
             port: args.port,

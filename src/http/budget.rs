@@ -16,13 +16,8 @@ pub struct RateBudget {
 impl RateBudget {
     /// `per_second` = None or 0 means no client-side limit.
     pub fn new(per_second: Option<f64>) -> Self {
-        let interval = per_second
-            .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
-        RateBudget {
-            interval,
-            next_slot: Mutex::new(Instant::now()),
-        }
+        let interval = per_second.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+        RateBudget { interval, next_slot: Mutex::new(Instant::now()) }
     }
 
     /// Waits until this request may be sent.

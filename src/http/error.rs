@@ -18,13 +18,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError {
-            kind,
-            status: None,
-            message: message.into(),
-            hint: None,
-            retry_after: None,
-        }
+        ApiError { kind, status: None, message: message.into(), hint: None, retry_after: None }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -45,34 +39,21 @@ impl ApiError {
             _ => format!("HTTP {status}"),
         };
         let hint = match kind {
-            ErrorKind::Unauthorized => {
-                Some("check the profile's token (is it expired or revoked?)".to_string())
-            }
-            ErrorKind::Forbidden => {
-                Some("the token's account lacks the permission this needs".to_string())
-            }
+            ErrorKind::Unauthorized => Some("check the profile's token (is it expired or revoked?)".to_string()),
+            ErrorKind::Forbidden => Some("the token's account lacks the permission this needs".to_string()),
             ErrorKind::RateLimited => {
                 Some("the server's rate limit was hit; lower the profile's rate_limit".to_string())
             }
             ErrorKind::Unavailable => Some("the service failed; try again later".to_string()),
             _ => None,
         };
-        ApiError {
-            kind,
-            status: Some(status),
-            message: crate::http::redact::redact(&message),
-            hint,
-            retry_after: None,
-        }
+        ApiError { kind, status: Some(status), message: crate::http::redact::redact(&message), hint, retry_after: None }
     }
 
     pub fn unsupported(op: &str, kind: &str, supported: &[&str]) -> Self {
         ApiError::new(
             ErrorKind::Unsupported,
-            format!(
-                "{op} is not supported by {kind} (supported: {})",
-                supported.join(", ")
-            ),
+            format!("{op} is not supported by {kind} (supported: {})", supported.join(", ")),
         )
     }
 
@@ -91,9 +72,8 @@ impl ApiError {
         };
         // reqwest's Display names the URL, never headers; redact anyway in case a token sits in a query.
         let detail = crate::http::redact::redact(&error_chain(err));
-        ApiError::new(ErrorKind::Unavailable, format!("{what}: {detail}")).with_hint(
-            "check the profile's url and that the service is up (raise `timeout` for slow servers)",
-        )
+        ApiError::new(ErrorKind::Unavailable, format!("{what}: {detail}"))
+            .with_hint("check the profile's url and that the service is up (raise `timeout` for slow servers)")
     }
 }
 

@@ -54,12 +54,7 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request {
-            method,
-            path: path.into(),
-            query: Vec::new(),
-            body: None,
-        }
+        Request { method, path: path.into(), query: Vec::new(), body: None }
     }
 
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
@@ -123,20 +118,14 @@ impl HttpClient {
                 ApiError::invalid(format!("cannot read ca_file {}: {e}", path.display()))
                     .with_hint("point ca_file at a PEM file holding your CA certificate")
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                ApiError::invalid(format!(
-                    "ca_file {} is not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| ApiError::invalid(format!("ca_file {} is not a PEM certificate: {e}", path.display())))?;
             builder = builder.add_root_certificate(cert);
         }
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        let inner = builder
-            .build()
-            .map_err(|e| ApiError::invalid(format!("cannot build the HTTP client: {e}")))?;
+        let inner = builder.build().map_err(|e| ApiError::invalid(format!("cannot build the HTTP client: {e}")))?;
         let mut default_headers = HeaderMap::new();
         for (name, value) in settings.default_headers {
             default_headers.insert(name, HeaderValue::from_static(value));
@@ -164,10 +153,7 @@ impl HttpClient {
     fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
         let bad = |e: url::ParseError| ApiError::invalid(format!("bad request path {path:?}: {e}"));
         if !(path.starts_with("http://") || path.starts_with("https://")) {
-            return self
-                .base_url
-                .join(path.trim_start_matches('/'))
-                .map_err(bad);
+            return self.base_url.join(path.trim_start_matches('/')).map_err(bad);
         }
         let mut url = url::Url::parse(path).map_err(bad)?;
         // A Link header may name another host (a proxy, a canonical hostname). The token goes only to the
@@ -178,37 +164,27 @@ impl HttpClient {
                 url.origin().ascii_serialization(),
                 self.base_url.origin().ascii_serialization()
             );
-            url.set_scheme(self.base_url.scheme())
-                .map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
+            url.set_scheme(self.base_url.scheme()).map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
             url.set_host(self.base_url.host_str()).map_err(bad)?;
-            url.set_port(self.base_url.port())
-                .map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
+            url.set_port(self.base_url.port()).map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
         }
         Ok(url)
     }
 
     fn build(&self, req: &Request) -> Result<reqwest::RequestBuilder, ApiError> {
         let url = self.url_for(&req.path)?;
-        let mut builder = self
-            .inner
-            .request(req.method.clone(), url)
-            .headers(self.default_headers.clone());
+        let mut builder = self.inner.request(req.method.clone(), url).headers(self.default_headers.clone());
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
         if let Some(auth) = &self.auth {
-            let mut value =
-                HeaderValue::from_str(&format!("{}{}", auth.prefix, auth.token.expose_secret()))
-                    .map_err(|_| {
-                        ApiError::invalid("the token holds characters an HTTP header cannot carry")
-                    })?;
+            let mut value = HeaderValue::from_str(&format!("{}{}", auth.prefix, auth.token.expose_secret()))
+                .map_err(|_| ApiError::invalid("the token holds characters an HTTP header cannot carry"))?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
         builder = match &req.body {
-            Some(body) => builder
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string()),
+            Some(body) => builder.header(CONTENT_TYPE, "application/json").body(body.to_string()),
             // GitHub asks for an explicit zero length on body-less PUTs.
             None if matches!(req.method, Method::PUT | Method::POST | Method::PATCH) => {
                 builder.header(CONTENT_LENGTH, "0")
@@ -238,42 +214,20 @@ impl HttpClient {
                     };
                     tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
                     if (200..300).contains(&status) {
-                        return Ok(Response {
-                            status,
-                            headers,
-                            body,
-                        });
+                        return Ok(Response { status, headers, body });
                     }
                     let message = (self.error_message)(&body);
-                    let (rate_limited, rate_wait) =
-                        rate_limit_signal(status, &headers, message.as_deref());
+                    let (rate_limited, rate_wait) = rate_limit_signal(status, &headers, message.as_deref());
                     let mut err = ApiError::from_response(status, message);
                     err.retry_after = rate_wait;
-                    (
-                        Attempt::Answered {
-                            status,
-                            rate_limited,
-                            rate_wait,
-                        },
-                        err,
-                    )
+                    (Attempt::Answered { status, rate_limited, rate_wait }, err)
                 }
                 Err(e) => {
                     tracing::debug!(method = %req.method, path = %req.path, error = %redact::redact(&e.to_string()), "http transport error");
-                    (
-                        Attempt::NoAnswer {
-                            before_send: e.is_connect(),
-                        },
-                        ApiError::transport(&e),
-                    )
+                    (Attempt::NoAnswer { before_send: e.is_connect() }, ApiError::transport(&e))
                 }
             };
-            match self.retry.decide(
-                attempt,
-                &outcome,
-                req.is_idempotent(),
-                rand::random::<f64>(),
-            ) {
+            match self.retry.decide(attempt, &outcome, req.is_idempotent(), rand::random::<f64>()) {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
                     tracing::info!(method = %req.method, path = %req.path, attempt, wait_ms = wait.as_millis() as u64, "retrying: {error}");
@@ -325,28 +279,15 @@ impl HttpClient {
 }
 
 /// Is this answer a rate limit, and how long did the server ask us to wait?
-fn rate_limit_signal(
-    status: u16,
-    headers: &HeaderMap,
-    message: Option<&str>,
-) -> (bool, Option<Duration>) {
+fn rate_limit_signal(status: u16, headers: &HeaderMap, message: Option<&str>) -> (bool, Option<Duration>) {
     let now = SystemTime::now();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let retry_after = get("retry-after").and_then(|v| retry::parse_retry_after(v, now));
-    let exhausted = get("x-ratelimit-remaining")
-        .map(|v| v.trim() == "0")
-        .unwrap_or(false);
+    let exhausted = get("x-ratelimit-remaining").map(|v| v.trim() == "0").unwrap_or(false);
     let reset = get("x-ratelimit-reset").and_then(|v| retry::parse_rate_limit_reset(v, now));
-    let secondary = message
-        .map(|m| m.to_ascii_lowercase().contains("rate limit"))
-        .unwrap_or(false);
-    let limited =
-        status == 429 || (status == 403 && (exhausted || secondary || retry_after.is_some()));
-    let wait = retry_after.or(if exhausted || status == 429 {
-        reset
-    } else {
-        None
-    });
+    let secondary = message.map(|m| m.to_ascii_lowercase().contains("rate limit")).unwrap_or(false);
+    let limited = status == 429 || (status == 403 && (exhausted || secondary || retry_after.is_some()));
+    let wait = retry_after.or(if exhausted || status == 429 { reset } else { None });
     (limited, if limited { wait } else { None })
 }
 
@@ -363,9 +304,7 @@ pub fn json_type(v: &Value) -> &'static str {
 
 /// One path segment, percent-encoded so a login like `a/b` cannot reach another endpoint.
 pub fn segment(raw: &str) -> String {
-    url::form_urlencoded::byte_serialize(raw.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
 #[cfg(test)]
@@ -389,19 +328,13 @@ mod tests {
 
     #[test]
     fn a_plain_403_is_not_a_rate_limit() {
-        assert_eq!(
-            rate_limit_signal(403, &HeaderMap::new(), Some("Must have admin rights")),
-            (false, None)
-        );
+        assert_eq!(rate_limit_signal(403, &HeaderMap::new(), Some("Must have admin rights")), (false, None));
     }
 
     #[test]
     fn githubs_secondary_limit_403_is_a_rate_limit() {
-        let (limited, wait) = rate_limit_signal(
-            403,
-            &HeaderMap::new(),
-            Some("You have exceeded a secondary rate limit"),
-        );
+        let (limited, wait) =
+            rate_limit_signal(403, &HeaderMap::new(), Some("You have exceeded a secondary rate limit"));
         assert!(limited);
         assert_eq!(wait, None);
     }

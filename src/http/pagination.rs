@@ -8,9 +8,7 @@ pub fn next_link(link_header: &str) -> Option<String> {
         let url = target.strip_prefix('<')?.strip_suffix('>')?;
         let is_next = pieces.any(|p| {
             let p = p.trim();
-            p.strip_prefix("rel=")
-                .map(|v| v.trim_matches('"').split_whitespace().any(|r| r == "next"))
-                .unwrap_or(false)
+            p.strip_prefix("rel=").map(|v| v.trim_matches('"').split_whitespace().any(|r| r == "next")).unwrap_or(false)
         });
         is_next.then(|| url.to_string())
     })
@@ -23,10 +21,7 @@ mod tests {
     #[test]
     fn finds_next_among_several_relations() {
         let h = r#"<https://h/api/v3/users?since=135>; rel="next", <https://h/api/v3/users{?since}>; rel="first""#;
-        assert_eq!(
-            next_link(h).as_deref(),
-            Some("https://h/api/v3/users?since=135")
-        );
+        assert_eq!(next_link(h).as_deref(), Some("https://h/api/v3/users?since=135"));
     }
 
     #[test]
@@ -37,10 +32,7 @@ mod tests {
 
     #[test]
     fn no_next_on_the_last_page() {
-        assert_eq!(
-            next_link(r#"<https://h/r?page=1>; rel="first", <https://h/r?page=4>; rel="prev""#),
-            None
-        );
+        assert_eq!(next_link(r#"<https://h/r?page=1>; rel="first", <https://h/r?page=4>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("garbage"), None);
     }

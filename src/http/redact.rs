@@ -68,9 +68,6 @@ mod tests {
 
     #[test]
     fn known_secrets_are_removed_even_without_a_known_shape() {
-        assert_eq!(
-            redact_known("x=hunter22 y", &["hunter22"]),
-            "x=[REDACTED] y"
-        );
+        assert_eq!(redact_known("x=hunter22 y", &["hunter22"]), "x=[REDACTED] y");
     }
 }

@@ -31,11 +31,7 @@ impl Default for RetryPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attempt {
     /// The server answered with this status; `rate_wait` is how long it asked us to hold off, if it said.
-    Answered {
-        status: u16,
-        rate_limited: bool,
-        rate_wait: Option<Duration>,
-    },
+    Answered { status: u16, rate_limited: bool, rate_wait: Option<Duration> },
     /// No answer. `before_send` means the request certainly never reached the server (connect failed).
     NoAnswer { before_send: bool },
 }
@@ -51,22 +47,12 @@ pub enum Decision {
 
 impl RetryPolicy {
     /// `attempt` counts from 1; `jitter` is a number in [0, 1) (random in production, fixed in tests).
-    pub fn decide(
-        &self,
-        attempt: u32,
-        outcome: &Attempt,
-        idempotent: bool,
-        jitter: f64,
-    ) -> Decision {
+    pub fn decide(&self, attempt: u32, outcome: &Attempt, idempotent: bool, jitter: f64) -> Decision {
         if attempt >= self.max_attempts {
             return Decision::GiveUp;
         }
         match *outcome {
-            Attempt::Answered {
-                rate_limited: true,
-                rate_wait,
-                ..
-            } => {
+            Attempt::Answered { rate_limited: true, rate_wait, .. } => {
                 // Without a header the server gave no hint; a minute is what GitHub's docs advise.
                 let wait = rate_wait.unwrap_or(Duration::from_secs(60));
                 if wait > self.max_rate_limit_wait {
@@ -75,13 +61,9 @@ impl RetryPolicy {
                     Decision::PauseAll(wait)
                 }
             }
-            Attempt::Answered {
-                status, rate_wait, ..
-            } if idempotent && matches!(status, 502..=504) => Decision::RetryAfter(
-                rate_wait
-                    .unwrap_or_else(|| self.backoff(attempt, jitter))
-                    .min(self.max_delay),
-            ),
+            Attempt::Answered { status, rate_wait, .. } if idempotent && matches!(status, 502..=504) => {
+                Decision::RetryAfter(rate_wait.unwrap_or_else(|| self.backoff(attempt, jitter)).min(self.max_delay))
+            }
             Attempt::NoAnswer { before_send } if idempotent || before_send => {
                 Decision::RetryAfter(self.backoff(attempt, jitter))
             }
@@ -91,10 +73,7 @@ impl RetryPolicy {
 
     /// Full jitter: a random pause between zero and the exponential ceiling.
     fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
         ceiling.mul_f64(jitter.clamp(0.0, 1.0))
     }
 }
@@ -111,11 +90,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// `X-RateLimit-Reset`: GitHub sends a Unix time, Terraform Enterprise a number of seconds to wait.
 pub fn parse_rate_limit_reset(value: &str, now: SystemTime) -> Option<Duration> {
-    let secs = value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)?;
+    let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
     if secs > 1_000_000_000.0 {
         let at = UNIX_EPOCH + Duration::from_secs_f64(secs);
         // One second of slack: the reset second is inclusive on GitHub.
@@ -130,21 +105,14 @@ mod tests {
     use super::*;
 
     fn answered(status: u16) -> Attempt {
-        Attempt::Answered {
-            status,
-            rate_limited: false,
-            rate_wait: None,
-        }
+        Attempt::Answered { status, rate_limited: false, rate_wait: None }
     }
 
     #[test]
     fn server_errors_are_retried_only_when_idempotent() {
         let p = RetryPolicy::default();
         for status in [502, 503, 504] {
-            assert!(matches!(
-                p.decide(1, &answered(status), true, 0.5),
-                Decision::RetryAfter(_)
-            ));
+            assert!(matches!(p.decide(1, &answered(status), true, 0.5), Decision::RetryAfter(_)));
             assert_eq!(p.decide(1, &answered(status), false, 0.5), Decision::GiveUp);
         }
         assert_eq!(p.decide(1, &answered(500), true, 0.5), Decision::GiveUp);
@@ -154,50 +122,29 @@ mod tests {
     fn client_errors_are_final() {
         let p = RetryPolicy::default();
         for status in [400, 401, 403, 404, 409, 422] {
-            assert_eq!(
-                p.decide(1, &answered(status), true, 0.5),
-                Decision::GiveUp,
-                "{status}"
-            );
+            assert_eq!(p.decide(1, &answered(status), true, 0.5), Decision::GiveUp, "{status}");
         }
     }
 
     #[test]
     fn rate_limits_pause_everyone_for_any_method() {
         let p = RetryPolicy::default();
-        let limited = Attempt::Answered {
-            status: 429,
-            rate_limited: true,
-            rate_wait: Some(Duration::from_secs(3)),
-        };
-        assert_eq!(
-            p.decide(1, &limited, false, 0.5),
-            Decision::PauseAll(Duration::from_secs(3))
-        );
+        let limited = Attempt::Answered { status: 429, rate_limited: true, rate_wait: Some(Duration::from_secs(3)) };
+        assert_eq!(p.decide(1, &limited, false, 0.5), Decision::PauseAll(Duration::from_secs(3)));
     }
 
     #[test]
     fn a_rate_limit_longer_than_the_cap_is_reported_instead() {
         let p = RetryPolicy::default();
-        let limited = Attempt::Answered {
-            status: 403,
-            rate_limited: true,
-            rate_wait: Some(Duration::from_secs(3600)),
-        };
+        let limited = Attempt::Answered { status: 403, rate_limited: true, rate_wait: Some(Duration::from_secs(3600)) };
         assert_eq!(p.decide(1, &limited, true, 0.5), Decision::GiveUp);
     }
 
     #[test]
     fn a_failed_connect_is_safe_to_retry_even_for_post() {
         let p = RetryPolicy::default();
-        assert!(matches!(
-            p.decide(1, &Attempt::NoAnswer { before_send: true }, false, 0.5),
-            Decision::RetryAfter(_)
-        ));
-        assert_eq!(
-            p.decide(1, &Attempt::NoAnswer { before_send: false }, false, 0.5),
-            Decision::GiveUp
-        );
+        assert!(matches!(p.decide(1, &Attempt::NoAnswer { before_send: true }, false, 0.5), Decision::RetryAfter(_)));
+        assert_eq!(p.decide(1, &Attempt::NoAnswer { before_send: false }, false, 0.5), Decision::GiveUp);
     }
 
     #[test]
@@ -220,10 +167,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
     }
@@ -231,13 +175,7 @@ mod tests {
     #[test]
     fn rate_limit_reset_is_epoch_or_relative() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            parse_rate_limit_reset("1700000010", now),
-            Some(Duration::from_secs(11))
-        );
-        assert_eq!(
-            parse_rate_limit_reset("0.5", now),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(parse_rate_limit_reset("1700000010", now), Some(Duration::from_secs(11)));
+        assert_eq!(parse_rate_limit_reset("0.5", now), Some(Duration::from_millis(500)));
     }
 }

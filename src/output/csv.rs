@@ -7,124 +7,114 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: {problems}")]
     Malformed { path: String, problems: String },
     #[error("cannot write {path}: {message}")]
     Write { path: String, message: String },
 }
 
-/// The rows of a CSV file as maps keyed by the (lower-cased, trimmed) header.
-pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, CsvError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CsvError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
-        CsvError::Malformed {
-            path: shown.clone(),
-            problems: format!("line {line}: not UTF-8 text (save the file as UTF-8)"),
-        }
-    })?;
-    parse(text.strip_prefix('\u{feff}').unwrap_or(&text), &shown)
+/// One data line of a CSV file: its fields by (lower-cased, trimmed) header, or what is wrong with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    pub number: u64,
+    pub fields: Map<String, Value>,
+    pub problem: Option<String>,
 }
 
-fn parse(text: &str, shown: &str) -> Result<Vec<Map<String, Value>>, CsvError> {
-    let malformed = |problems: String| CsvError::Malformed {
-        path: shown.to_string(),
-        problems,
+/// The rows of a CSV file as maps keyed by the header; any bad line fails the whole read, every bad line named.
+pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, CsvError> {
+    let lines = read_lines(path)?;
+    let problems: Vec<String> = lines.iter().filter_map(|l| l.problem.clone()).collect();
+    if problems.is_empty() {
+        return Ok(lines.into_iter().map(|l| l.fields).collect());
+    }
+    let more = problems.len().saturating_sub(10);
+    let mut text = problems.into_iter().take(10).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    Err(CsvError::Malformed { path: path.display().to_string(), problems: text })
+}
+
+/// Every data line, good or bad, so a bulk job can go on with the good ones and list the bad ones.
+/// Only a file that cannot be read or has no usable header is an error.
+pub fn read_lines(path: &Path) -> Result<Vec<Line>, CsvError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| CsvError::Io { path: shown.clone(), source })?;
+    parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown)
+}
+
+fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
+    let malformed = |problems: String| CsvError::Malformed { path: shown.to_string(), problems };
+    // The csv crate does not count the blank lines it skips; the byte offset tells the true line.
+    let line_at = |pos: Option<&::csv::Position>| {
+        let Some(p) = pos else { return 0 };
+        let mut at = (p.byte() as usize).min(bytes.len());
+        // A record's position may start at the blank lines skipped before it.
+        while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
+            at += 1;
+        }
+        1 + bytes[..at].iter().filter(|b| **b == b'\n').count() as u64
     };
-    let mut reader = ::csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(text.as_bytes());
-    let mut records = reader.records();
+    let describe = |e: &::csv::Error| format!("line {}: {e}", line_at(e.position()));
+    let mut reader = ::csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(bytes);
+    let mut records = reader.byte_records();
     let header: Vec<String> = loop {
         match records.next() {
             None => return Ok(Vec::new()),
             Some(Err(e)) => return Err(malformed(describe(&e))),
             Some(Ok(r)) if is_blank(&r) => continue,
-            Some(Ok(r)) => break r.iter().map(|h| h.trim().to_lowercase()).collect(),
+            Some(Ok(r)) => {
+                let line = line_at(r.position());
+                let fields =
+                    text_fields(&r).ok_or_else(|| malformed(format!("line {line}: the header is not UTF-8 text")))?;
+                break fields.iter().map(|h| h.trim().to_lowercase()).collect();
+            }
         }
     };
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
-        return Err(malformed(format!(
-            "line 1: the column {dup:?} appears twice in the header"
-        )));
+        return Err(malformed(format!("the column {dup:?} appears twice in the header")));
     }
-    let mut rows = Vec::new();
-    let mut problems = Vec::new();
+    let mut lines = Vec::new();
     for record in records {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                problems.push(describe(&e));
-                break;
+                let number = line_at(e.position());
+                lines.push(Line { number, fields: Map::new(), problem: Some(describe(&e)) });
+                continue;
             }
         };
         if is_blank(&record) {
             continue;
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.len() != header.len() {
-            problems.push(format!(
-                "line {line}: {} fields, but the header has {}",
-                record.len(),
-                header.len()
-            ));
-            continue;
-        }
-        rows.push(
-            header
-                .iter()
-                .zip(record.iter())
-                .map(|(h, v)| (h.clone(), Value::String(v.trim().to_string())))
-                .collect(),
-        );
+        let number = line_at(record.position());
+        let problem = match text_fields(&record) {
+            None => Some(format!("line {number}: not UTF-8 text (save the file as UTF-8)")),
+            Some(f) if f.len() != header.len() => {
+                Some(format!("line {number}: {} fields, but the header has {}", f.len(), header.len()))
+            }
+            Some(_) => None,
+        };
+        let fields = match (&problem, text_fields(&record)) {
+            (None, Some(f)) => {
+                header.iter().cloned().zip(f.into_iter().map(|v| Value::String(v.trim().to_string()))).collect()
+            }
+            _ => Map::new(),
+        };
+        lines.push(Line { number, fields, problem });
     }
-    if problems.is_empty() {
-        Ok(rows)
-    } else {
-        let more = problems.len().saturating_sub(10);
-        let mut text = problems.into_iter().take(10).collect::<Vec<_>>().join("; ");
-        if more > 0 {
-            text.push_str(&format!("; and {more} more"));
-        }
-        Err(malformed(text))
-    }
+    Ok(lines)
 }
 
-fn is_blank(r: &::csv::StringRecord) -> bool {
-    r.iter().all(|f| f.trim().is_empty())
+fn text_fields(r: &::csv::ByteRecord) -> Option<Vec<String>> {
+    r.iter().map(|f| String::from_utf8(f.to_vec()).ok()).collect()
 }
 
-fn describe(e: &::csv::Error) -> String {
-    match e.position() {
-        Some(p) => format!("line {}: {}", p.line(), e.kind_message()),
-        None => e.to_string(),
-    }
-}
-
-trait KindMessage {
-    fn kind_message(&self) -> String;
-}
-
-impl KindMessage for ::csv::Error {
-    fn kind_message(&self) -> String {
-        match self.kind() {
-            ::csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_string(),
-            _ => self.to_string(),
-        }
-    }
+fn is_blank(r: &::csv::ByteRecord) -> bool {
+    r.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
 }
 
 /// A cell a spreadsheet would not run as a formula: a leading `= + - @` (or tab/CR) gets a `'` in front.
@@ -145,30 +135,18 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record(&columns).map_err(|e| e.to_string())?;
     for row in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| neutralise(&super::table::cell(row.get(c).unwrap_or(&Value::Null))))
-            .collect();
+        let cells: Vec<String> =
+            columns.iter().map(|c| neutralise(&super::table::cell(row.get(c).unwrap_or(&Value::Null)))).collect();
         w.write_record(&cells).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
-pub fn write_csv(
-    path: &Path,
-    rows: &[Value],
-    columns: Option<&[String]>,
-) -> Result<usize, CsvError> {
+pub fn write_csv(path: &Path, rows: &[Value], columns: Option<&[String]>) -> Result<usize, CsvError> {
     let shown = path.display().to_string();
-    let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write {
-        path: shown.clone(),
-        message,
-    })?;
-    std::fs::write(path, text).map_err(|e| CsvError::Write {
-        path: shown,
-        message: e.to_string(),
-    })?;
+    let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write { path: shown.clone(), message })?;
+    std::fs::write(path, text).map_err(|e| CsvError::Write { path: shown, message: e.to_string() })?;
     Ok(rows.len())
 }
 
@@ -178,13 +156,15 @@ mod tests {
     use serde_json::json;
 
     fn read(text: &str) -> Result<Vec<Map<String, Value>>, CsvError> {
-        parse(text, "leavers.csv")
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("leavers.csv");
+        std::fs::write(&p, text).unwrap();
+        read_csv(&p)
     }
 
     #[test]
     fn handles_quotes_crlf_blank_lines_and_header_case() {
-        let rows =
-            read("Login,Reason\r\n\r\nbob,\"left, for good\"\r\n\"ann\",moved\r\n\r\n").unwrap();
+        let rows = read("Login,Reason\r\n\r\nbob,\"left, for good\"\r\n\"ann\",moved\r\n\r\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["login"], "bob");
         assert_eq!(rows[0]["reason"], "left, for good");
@@ -201,9 +181,7 @@ mod tests {
 
     #[test]
     fn short_and_long_rows_are_named_by_line() {
-        let e = read("login,reason\nbob,x\nann\ncid,a,b\n")
-            .unwrap_err()
-            .to_string();
+        let e = read("login,reason\nbob,x\nann\ncid,a,b\n").unwrap_err().to_string();
         assert!(e.contains("leavers.csv"), "{e}");
         assert!(e.contains("line 3: 1 fields"), "{e}");
         assert!(e.contains("line 4: 3 fields"), "{e}");
@@ -216,6 +194,18 @@ mod tests {
         std::fs::write(&p, b"login\nbob\nb\xffd\n").unwrap();
         let e = read_csv(&p).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn lenient_reading_keeps_good_lines_and_names_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, b"login,reason\nbob,x\nann\nc\xffd,y\n\ncid,z\n").unwrap();
+        let lines = read_lines(&p).unwrap();
+        let summary: Vec<(u64, bool)> = lines.iter().map(|l| (l.number, l.problem.is_none())).collect();
+        assert_eq!(summary, vec![(2, true), (3, false), (4, false), (6, true)]);
+        assert_eq!(lines[3].fields["login"], "cid");
+        assert!(lines[2].problem.as_ref().unwrap().contains("UTF-8"));
     }
 
     #[test]
@@ -232,11 +222,7 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_on_write() {
-        let text = to_csv_string(
-            &[json!({"login": "=HYPERLINK(\"x\")", "n": "-1", "ok": "plain"})],
-            None,
-        )
-        .unwrap();
+        let text = to_csv_string(&[json!({"login": "=HYPERLINK(\"x\")", "n": "-1", "ok": "plain"})], None).unwrap();
         assert!(text.contains("'=HYPERLINK"), "{text}");
         assert!(text.contains("'-1"), "{text}");
         assert!(text.contains(",plain"), "{text}");

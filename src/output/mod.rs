@@ -1,6 +1,7 @@
 //! Everything steward prints: values as tables for people, JSON or CSV for machines, and CSV files.
 
 pub mod csv;
+pub mod progress;
 pub mod table;
 
 use crate::cli::Format;
@@ -14,9 +15,7 @@ pub fn render(value: &Value, settings: OutputSettings) -> String {
         (_, Value::Null) => String::new(),
         (Format::Json, v) => serde_json::to_string_pretty(v).unwrap_or_default(),
         (Format::Csv, Value::Array(rows)) => csv::to_csv_string(rows, None).unwrap_or_default(),
-        (Format::Csv, v @ Value::Object(_)) => {
-            csv::to_csv_string(std::slice::from_ref(v), None).unwrap_or_default()
-        }
+        (Format::Csv, v @ Value::Object(_)) => csv::to_csv_string(std::slice::from_ref(v), None).unwrap_or_default(),
         (_, Value::String(s)) => s.clone(),
         (Format::Table, v @ (Value::Array(_) | Value::Object(_))) => table::render(v),
         (_, v) => v.to_string(),
@@ -40,9 +39,5 @@ pub fn line(text: &str) {
 
 /// A message for people on stderr (errors, warnings, progress), scrubbed of secrets.
 pub fn note(text: &str) {
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{}",
-        crate::http::redact::redact(text)
-    );
+    let _ = writeln!(std::io::stderr().lock(), "{}", crate::http::redact::redact(text));
 }

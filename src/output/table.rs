@@ -3,17 +3,10 @@
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::Value;
 
-/// Columns shown first, in this order, when present; the service's `raw` record is left out of tables.
-const LEADING: &[&str] = &[
-    "id",
-    "login",
-    "email",
-    "name",
-    "admin",
-    "suspended",
-    "last_active",
-    "kind",
-    "profile",
+/// Columns shown first, in this order, for the records that have the marker key; `raw` is left out of tables.
+const LEADING: &[(&str, &[&str])] = &[
+    ("login", &["id", "login", "email", "name", "admin", "suspended", "last_active", "kind", "profile"]),
+    ("status", &["target", "status", "http_status", "error", "line", "profile", "op"]),
 ];
 const HIDDEN: &[&str] = &["raw"];
 
@@ -38,8 +31,7 @@ pub fn render(value: &Value) -> String {
 
 fn new_table() -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
     t
 }
 
@@ -48,22 +40,13 @@ fn rows_table(rows: &[Value]) -> String {
     let mut t = new_table();
     t.set_header(columns.clone());
     for row in rows {
-        t.add_row(
-            columns
-                .iter()
-                .map(|c| row.get(c).map(cell).unwrap_or_default())
-                .collect::<Vec<_>>(),
-        );
+        t.add_row(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()).collect::<Vec<_>>());
     }
-    format!(
-        "{t}\n{} row{}",
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" }
-    )
+    format!("{t}\n{} row{}", rows.len(), if rows.len() == 1 { "" } else { "s" })
 }
 
-/// The union of the records' keys in first-seen order; user records (those with a `login`) lead with the
-/// well-known fields. The service's `raw` record is left out.
+/// The union of the records' keys in first-seen order; well-known records (users, bulk results) lead with
+/// their usual fields. The service's `raw` record is left out.
 pub fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for row in rows {
@@ -75,18 +58,12 @@ pub fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
             }
         }
     }
-    if !seen.iter().any(|k| k == "login") {
+    let Some((_, leading)) = LEADING.iter().find(|(marker, _)| seen.iter().any(|k| k == marker)) else {
         return seen;
-    }
-    let leading = LEADING
-        .iter()
-        .filter(|k| seen.iter().any(|s| s == *k))
-        .map(|k| k.to_string());
-    let rest = seen
-        .iter()
-        .filter(|k| !LEADING.contains(&k.as_str()))
-        .cloned();
-    leading.chain(rest).collect::<Vec<_>>()
+    };
+    let first = leading.iter().filter(|k| seen.iter().any(|s| s == *k)).map(|k| k.to_string());
+    let rest = seen.iter().filter(|k| !leading.contains(&k.as_str())).cloned();
+    first.chain(rest).collect::<Vec<_>>()
 }
 
 /// One cell: strings bare, `()` empty, nested values as compact JSON.
@@ -107,11 +84,8 @@ mod tests {
     fn user_records_lead_with_login_and_hide_raw() {
         let out = render(&json!([{"raw": {"x": 1}, "zeta": 1, "login": "bob", "id": 7}]));
         let header = out.lines().nth(1).unwrap();
-        let (id, login, zeta) = (
-            header.find("id").unwrap(),
-            header.find("login").unwrap(),
-            header.find("zeta").unwrap(),
-        );
+        let (id, login, zeta) =
+            (header.find("id").unwrap(), header.find("login").unwrap(), header.find("zeta").unwrap());
         assert!(id < login && login < zeta, "{header}");
         assert!(!out.contains("raw"));
         assert!(out.ends_with("1 row"));

@@ -16,14 +16,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
 ];
 
 const KEYWORDS: &[&str] = &[
-    "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "break", "continue",
-    "return", "import", "try", "catch", "throw", "true", "false",
+    "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "break", "continue", "return", "import", "try",
+    "catch", "throw", "true", "false",
 ];
 
 /// Methods Rhai itself gives arrays, maps and strings, worth offering after a dot.
 const BUILTIN_METHODS: &[&str] = &[
-    "len", "filter", "map", "reduce", "sort", "contains", "keys", "values", "to_upper", "to_lower",
-    "split", "trim", "push", "index_of",
+    "len", "filter", "map", "reduce", "sort", "contains", "keys", "values", "to_upper", "to_lower", "split", "trim",
+    "push", "index_of",
 ];
 
 #[derive(Helper, Highlighter, Hinter)]
@@ -65,21 +65,9 @@ impl StewardHelper {
 impl Completer for StewardHelper {
     type Candidate = Pair;
 
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        _ctx: &Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         let (start, slot) = slot(line, pos);
-        let pairs = self
-            .candidates(&slot)
-            .into_iter()
-            .map(|c| Pair {
-                display: c.clone(),
-                replacement: c,
-            })
-            .collect();
+        let pairs = self.candidates(&slot).into_iter().map(|c| Pair { display: c.clone(), replacement: c }).collect();
         Ok((start, pairs))
     }
 }

@@ -68,10 +68,7 @@ pub fn slot(line: &str, pos: usize) -> (usize, Slot<'_>) {
             }
         }
     }
-    let start = before
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let start = before.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map(|i| i + 1).unwrap_or(0);
     let word = &before[start..];
     if before[..start].ends_with('.') {
         (start, Slot::Method(word))
@@ -99,10 +96,7 @@ mod tests {
     #[test]
     fn methods_after_a_dot() {
         assert_eq!(slot("gh.sus", 6), (3, Slot::Method("sus")));
-        assert_eq!(
-            slot("connect(\"github\").list_", 23),
-            (18, Slot::Method("list_"))
-        );
+        assert_eq!(slot("connect(\"github\").list_", 23), (18, Slot::Method("list_")));
     }
 
     #[test]

@@ -22,16 +22,10 @@ fn history_path() -> Option<PathBuf> {
 }
 
 pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
-    let config = Config::builder()
-        .auto_add_history(false)
-        .max_history_size(10_000)?
-        .build();
+    let config = Config::builder().auto_add_history(false).max_history_size(10_000)?.build();
     let mut editor: Editor<StewardHelper, DefaultHistory> = Editor::with_config(config)?;
     let variables = Rc::new(RefCell::new(Vec::new()));
-    editor.set_helper(Some(StewardHelper {
-        profiles: ctx.connections.names(),
-        variables: variables.clone(),
-    }));
+    editor.set_helper(Some(StewardHelper { profiles: ctx.connections.names(), variables: variables.clone() }));
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -79,10 +73,7 @@ fn banner(ctx: &Context) {
     } else {
         format!("profiles: {}", names.join(", "))
     };
-    output::note(&format!(
-        "steward {} — {profiles}. :help for help, Ctrl-D to leave.",
-        env!("CARGO_PKG_VERSION")
-    ));
+    output::note(&format!("steward {} — {profiles}. :help for help, Ctrl-D to leave.", env!("CARGO_PKG_VERSION")));
     if ctx.sandbox.is_some() {
         output::note("sandbox: try  connect(\"github\").list_users()");
     }
@@ -108,7 +99,9 @@ fn command(ctx: &Context, session: &Session, line: &str) -> bool {
             for (c, what) in COMMANDS {
                 output::line(&format!("  {c:<10} {what}"));
             }
-            output::line("Functions (`:help NAME` for details; methods are called on a handle, h = connect(\"profile\")):");
+            output::line(
+                "Functions (`:help NAME` for details; methods are called on a handle, h = connect(\"profile\")):",
+            );
             for d in docs::all() {
                 output::line(&format!("  {:<28} {}", d.name, d.summary));
             }
@@ -128,9 +121,7 @@ fn command(ctx: &Context, session: &Session, line: &str) -> bool {
             output::print_value(&serde_json::Value::Array(rows), ctx.output);
         }
         (":vars", _) => output::line(&session.variables().join(", ")),
-        (other, _) => output::note(&format!(
-            "unknown command {other}; :help lists the commands"
-        )),
+        (other, _) => output::note(&format!("unknown command {other}; :help lists the commands")),
     }
     true
 }

@@ -18,6 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static FnDoc> {
     super::packages::admin::DOCS
         .iter()
         .chain(super::packages::data::DOCS.iter())
+        .chain(super::packages::audit::DOCS.iter())
 }
 
 pub fn find(name: &str) -> Option<&'static FnDoc> {
@@ -26,10 +27,7 @@ pub fn find(name: &str) -> Option<&'static FnDoc> {
 
 /// `:help NAME` text.
 pub fn render(doc: &FnDoc) -> String {
-    format!(
-        "{}\n  {}\n  example: {}",
-        doc.signature, doc.summary, doc.example
-    )
+    format!("{}\n  {}\n  example: {}", doc.signature, doc.summary, doc.example)
 }
 
 #[cfg(test)]
@@ -41,18 +39,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for d in all() {
             assert!(seen.insert(d.name), "{} documented twice", d.name);
-            assert!(
-                d.signature.contains(d.name),
-                "{}: signature {:?} lacks the name",
-                d.name,
-                d.signature
-            );
-            assert!(
-                !d.summary.is_empty() && d.example.contains(d.name),
-                "{}: example {:?}",
-                d.name,
-                d.example
-            );
+            assert!(d.signature.contains(d.name), "{}: signature {:?} lacks the name", d.name, d.signature);
+            assert!(!d.summary.is_empty() && d.example.contains(d.name), "{}: example {:?}", d.name, d.example);
         }
     }
 }

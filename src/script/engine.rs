@@ -13,6 +13,7 @@ use std::rc::Rc;
 pub const STDLIB: &[(&str, &str)] = &[
     ("users", include_str!("../../stdlib/users.rhai")),
     ("report", include_str!("../../stdlib/report.rhai")),
+    ("bulk", include_str!("../../stdlib/bulk.rhai")),
 ];
 
 /// Every limit the engine enforces. Admin scripts walk lists of tens of thousands of users, so the
@@ -56,11 +57,7 @@ fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt) {
     // `eval` would run text that no review saw; the Rhai book advises turning it off.
     engine.disable_symbol("eval");
     // Ctrl-C: the engine checks the flag between operations, so even `loop {}` stops.
-    engine.on_progress(move |_| {
-        interrupt
-            .is_raised()
-            .then(|| Dynamic::from("cancelled by Ctrl-C"))
-    });
+    engine.on_progress(move |_| interrupt.is_raised().then(|| Dynamic::from("cancelled by Ctrl-C")));
 }
 
 /// Builds the engine with every steward function registered and the stdlib importable.
@@ -68,7 +65,8 @@ pub fn build(host: Rc<Host>, interrupt: Interrupt, script_dir: Option<&Path>) ->
     let mut engine = Engine::new();
     harden(&mut engine, &Limits::default(), interrupt);
     packages::admin::register(&mut engine, host.clone());
-    packages::data::register(&mut engine, host);
+    packages::data::register(&mut engine, host.clone());
+    packages::audit::register(&mut engine, host);
 
     let mut stdlib = StaticModuleResolver::new();
     for (name, source) in STDLIB {
@@ -76,9 +74,7 @@ pub fn build(host: Rc<Host>, interrupt: Interrupt, script_dir: Option<&Path>) ->
         let module = engine
             .compile(*source)
             .map_err(|e| e.to_string())
-            .and_then(|ast| {
-                Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| e.to_string())
-            });
+            .and_then(|ast| Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| e.to_string()));
         match module {
             Ok(module) => stdlib.insert(*name, module),
             Err(e) => tracing::error!("stdlib module {name} does not compile: {e}"),
@@ -106,27 +102,17 @@ impl Session {
     pub fn new(engine: Engine, args: Map) -> Self {
         let mut scope = Scope::new();
         scope.push_constant("ARGS", args);
-        Session {
-            engine,
-            scope,
-            functions: AST::empty(),
-        }
+        Session { engine, scope, functions: AST::empty() }
     }
 
     /// Compiles and runs `source`, keeping its functions and top-level variables for later lines.
-    pub fn eval(
-        &mut self,
-        source: &str,
-        name: Option<&str>,
-    ) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn eval(&mut self, source: &str, name: Option<&str>) -> Result<Dynamic, Box<EvalAltResult>> {
         let mut ast = self.engine.compile_with_scope(&self.scope, source)?;
         if let Some(n) = name {
             ast.set_source(n);
         }
         let merged = self.functions.merge(&ast);
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &merged);
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &merged);
         let mut functions = merged;
         functions.clear_statements();
         self.functions = functions;
@@ -135,9 +121,6 @@ impl Session {
 
     /// Names of the variables in scope, for completion.
     pub fn variables(&self) -> Vec<String> {
-        self.scope
-            .iter_raw()
-            .map(|(name, _, _)| name.to_string())
-            .collect()
+        self.scope.iter_raw().map(|(name, _, _)| name.to_string()).collect()
     }
 }

@@ -14,12 +14,7 @@ pub struct Handle {
 
 impl Handle {
     pub fn describe(&self) -> String {
-        format!(
-            "Handle({}: {} at {})",
-            self.conn.profile,
-            self.conn.backend.kind(),
-            self.conn.backend.base_url()
-        )
+        format!("Handle({}: {} at {})", self.conn.profile, self.conn.backend.kind(), self.conn.backend.base_url())
     }
 }
 
@@ -33,18 +28,11 @@ pub struct RawJson(pub Arc<Value>);
 
 impl RawJson {
     pub fn get(&mut self, key: &str) -> Dynamic {
-        self.0
-            .get(key)
-            .cloned()
-            .map(to_dynamic)
-            .unwrap_or(Dynamic::UNIT)
+        self.0.get(key).cloned().map(to_dynamic).unwrap_or(Dynamic::UNIT)
     }
 
     pub fn keys(&mut self) -> rhai::Array {
-        self.0
-            .as_object()
-            .map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect())
-            .unwrap_or_default()
+        self.0.as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default()
     }
 
     pub fn text(&mut self) -> String {
@@ -66,11 +54,7 @@ pub fn to_dynamic(value: Value) -> Dynamic {
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, v) in map {
-                let v = if k == "raw" && v.is_object() {
-                    Dynamic::from(RawJson(Arc::new(v)))
-                } else {
-                    to_dynamic(v)
-                };
+                let v = if k == "raw" && v.is_object() { Dynamic::from(RawJson(Arc::new(v))) } else { to_dynamic(v) };
                 out.insert(k.into(), v);
             }
             Dynamic::from_map(out)
@@ -90,19 +74,13 @@ pub fn to_json(value: &Dynamic) -> ScriptResult<Value> {
         return Ok(Value::from(i));
     }
     if let Ok(f) = value.as_float() {
-        return Ok(serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null));
+        return Ok(serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null));
     }
     if value.is_string() || value.is_char() {
         return Ok(Value::String(value.to_string()));
     }
     if let Some(array) = value.read_lock::<rhai::Array>() {
-        return array
-            .iter()
-            .map(to_json)
-            .collect::<ScriptResult<Vec<_>>>()
-            .map(Value::Array);
+        return array.iter().map(to_json).collect::<ScriptResult<Vec<_>>>().map(Value::Array);
     }
     if let Some(map) = value.read_lock::<Map>() {
         let mut out = serde_json::Map::new();
@@ -153,11 +131,47 @@ pub fn target_text(value: &Dynamic) -> ScriptResult<String> {
             .map(|l| l.to_string())
             .ok_or_else(|| invalid("the user map has no login"))
     } else {
-        Err(invalid(format!(
-            "expected a login or id, got {}",
-            value.type_name()
-        )))
+        Err(invalid(format!("expected a login or id, got {}", value.type_name())))
     }
+}
+
+/// The keys a row may name its user by, in order of preference.
+const TARGET_KEYS: &[&str] = &["login", "username", "user", "id", "user_id", "vcs_id"];
+
+/// Bulk input: logins, ids, user maps or CSV rows (`read_csv` rows carry `_line`, and `_error` when malformed).
+pub fn bulk_items(items: &rhai::Array) -> Vec<crate::dispatch::BulkItem> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let mut item = crate::dispatch::BulkItem::default();
+            if let Some(map) = value.read_lock::<Map>() {
+                let text = |k: &str| {
+                    map.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string()).filter(|s| !s.trim().is_empty())
+                };
+                item.line = map.get("_line").and_then(|v| v.as_int().ok());
+                item.error = text("_error");
+                item.reason = text("reason");
+                item.target = TARGET_KEYS.iter().find_map(|k| text(k)).map(|t| t.trim().to_string());
+                if item.target.is_none() && item.error.is_none() {
+                    item.error = Some(if map.contains_key("email") {
+                        "this row has only an email; look the user up first (users::find_by_email)".to_string()
+                    } else {
+                        format!("the row names no user (expected one of: {})", TARGET_KEYS.join(", "))
+                    });
+                }
+            } else {
+                match target_text(value) {
+                    Ok(t) if !t.trim().is_empty() => item.target = Some(t.trim().to_string()),
+                    Ok(_) => item.error = Some("an empty login".to_string()),
+                    Err(_) => {
+                        item.error = Some(format!("item {} is a {}, not a login or user map", i + 1, value.type_name()))
+                    }
+                }
+            }
+            item
+        })
+        .collect()
 }
 
 /// The text of an uncaught script error: our error maps print as `kind: message`, others as Rhai says.
@@ -190,8 +204,7 @@ pub fn describe_error(err: &EvalAltResult) -> String {
 /// The innermost position of an error (where to put the caret).
 pub fn error_position(err: &EvalAltResult) -> Position {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos)
-        | EvalAltResult::ErrorInModule(_, inner, pos) => {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) | EvalAltResult::ErrorInModule(_, inner, pos) => {
             let p = error_position(inner);
             if p.is_none() {
                 *pos
@@ -207,8 +220,9 @@ pub fn error_position(err: &EvalAltResult) -> Position {
 pub fn is_terminated(err: &EvalAltResult) -> bool {
     match err {
         EvalAltResult::ErrorTerminated(_, _) => true,
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => is_terminated(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            is_terminated(inner)
+        }
         _ => false,
     }
 }

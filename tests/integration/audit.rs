@@ -5,7 +5,9 @@ use crate::util::{Env, Sandbox};
 fn env_with_history() -> (Sandbox, Env) {
     let sb = Sandbox::start(10);
     let env = Env::with_sandbox(&sb);
-    env.eval_json(r#"let gh = connect("ghes"); gh.suspend("user0001"); gh.suspend("user0003"); gh.promote("user0004")"#);
+    env.eval_json(
+        r#"let gh = connect("ghes"); gh.suspend("user0001"); gh.suspend("user0003"); gh.promote("user0004")"#,
+    );
     (sb, env)
 }
 
@@ -29,66 +31,40 @@ fn list_filters_by_op_target_and_run() {
 #[test]
 fn show_prints_one_event_or_a_run() {
     let (_sb, env) = env_with_history();
-    env.run(&["--format", "table", "audit", "show", "1"])
-        .success()
-        .stdout_has("intent")
-        .stdout_has("user0001");
-    env.run(&["--format", "json", "audit", "show", "--run", "1"])
-        .success()
-        .stdout_has("user0004");
-    env.run(&["audit", "show", "999"])
-        .code(2)
-        .stderr_has("no such event");
+    env.run(&["--format", "table", "audit", "show", "1"]).success().stdout_has("intent").stdout_has("user0001");
+    env.run(&["--format", "json", "audit", "show", "--run", "1"]).success().stdout_has("user0004");
+    env.run(&["audit", "show", "999"]).code(2).stderr_has("no such event");
 }
 
 #[test]
 fn export_carries_the_hashes_as_json_lines_or_csv() {
     let (_sb, env) = env_with_history();
     let lines = env.run(&["audit", "export"]).success().stdout;
-    let rows: Vec<serde_json::Value> = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[1]["prev_hash"], rows[0]["hash"]);
-    env.run(&["--format", "csv", "audit", "export"])
-        .success()
-        .stdout_has("prev_hash,hash");
+    env.run(&["--format", "csv", "audit", "export"]).success().stdout_has("prev_hash,hash");
 }
 
 #[test]
 fn an_edited_row_fails_verification_at_its_seq() {
     let (_sb, env) = env_with_history();
-    tamper(
-        &env,
-        "DROP TRIGGER events_no_update; UPDATE events SET target = 'someone-else' WHERE seq = 3;",
-    );
-    env.run(&["audit", "verify"])
-        .code(1)
-        .stderr_has("BROKEN at seq 3")
-        .stderr_has("edited");
+    tamper(&env, "DROP TRIGGER events_no_update; UPDATE events SET target = 'someone-else' WHERE seq = 3;");
+    env.run(&["audit", "verify"]).code(1).stderr_has("BROKEN at seq 3").stderr_has("edited");
 }
 
 #[test]
 fn a_deleted_row_fails_verification_at_the_next_seq() {
     let (_sb, env) = env_with_history();
-    tamper(
-        &env,
-        "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq = 2;",
-    );
-    env.run(&["audit", "verify"])
-        .code(1)
-        .stderr_has("BROKEN at seq 3")
-        .stderr_has("removed");
+    tamper(&env, "DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq = 2;");
+    env.run(&["audit", "verify"]).code(1).stderr_has("BROKEN at seq 3").stderr_has("removed");
 }
 
 #[test]
 fn the_log_refuses_edits_through_sqlite() {
     let (_sb, env) = env_with_history();
     let conn = rusqlite::Connection::open(env.audit_db()).unwrap();
-    let err = conn
-        .execute("UPDATE events SET status = 'ok'", [])
-        .unwrap_err();
+    let err = conn.execute("UPDATE events SET status = 'ok'", []).unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
@@ -97,7 +73,11 @@ fn runs_record_who_ran_what_and_how_it_ended() {
     let (_sb, env) = env_with_history();
     let conn = rusqlite::Connection::open(env.audit_db()).unwrap();
     let (command, status): (String, i64) = conn
-        .query_row("SELECT r.command, e.exit_status FROM runs r JOIN run_ends e ON e.run_id = r.id WHERE r.id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT r.command, e.exit_status FROM runs r JOIN run_ends e ON e.run_id = r.id WHERE r.id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert!(command.contains("eval"), "{command}");
     assert_eq!(status, 0);
@@ -105,8 +85,5 @@ fn runs_record_who_ran_what_and_how_it_ended() {
 
 #[test]
 fn reading_an_absent_log_says_where_it_looked() {
-    Env::new()
-        .run(&["audit", "list"])
-        .code(2)
-        .stderr_has("no audit log at");
+    Env::new().run(&["audit", "list"]).code(2).stderr_has("no audit log at");
 }

@@ -5,37 +5,24 @@ use crate::util::{Env, Sandbox};
 #[test]
 fn help_names_every_subcommand() {
     let run = Env::new().run(&["--help"]).success();
-    for sub in [
-        "shell",
-        "run",
-        "eval",
-        "audit",
-        "profiles",
-        "sandbox",
-        "completions",
-    ] {
-        assert!(
-            run.stdout.contains(sub),
-            "help lacks {sub}\n{}",
-            run.report()
-        );
+    for sub in ["shell", "run", "eval", "audit", "profiles", "sandbox", "completions"] {
+        assert!(run.stdout.contains(sub), "help lacks {sub}\n{}", run.report());
     }
 }
 
 #[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
-        Env::new()
-            .run(&["completions", shell])
-            .success()
-            .stdout_has("steward");
+        Env::new().run(&["completions", shell]).success().stdout_has("steward");
     }
 }
 
 #[test]
 fn a_config_error_names_the_file_line_and_key_and_exits_2() {
     let env = Env::new();
-    env.write_config("[profiles.ghes]\nkind = \"github\"\nurl = \"https://ghe.example.com/api/v3\"\ntokn_env = \"X\"\n");
+    env.write_config(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"https://ghe.example.com/api/v3\"\ntokn_env = \"X\"\n",
+    );
     env.run(&["profiles", "list"])
         .code(2)
         .stderr_has("config.toml")
@@ -47,27 +34,22 @@ fn a_config_error_names_the_file_line_and_key_and_exits_2() {
 #[test]
 fn an_inline_token_in_a_readable_config_is_refused() {
     let env = Env::new();
-    let path = env.write_config("[profiles.ghes]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntoken = \"ghp_inlineinlineinline1\"\n");
+    let path = env.write_config(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntoken = \"ghp_inlineinlineinline1\"\n",
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let run = env
-        .run(&["profiles", "list"])
-        .code(2)
-        .stderr_has("chmod 600");
+    let run = env.run(&["profiles", "list"]).code(2).stderr_has("chmod 600");
     assert!(!run.stderr.contains("inlineinline"));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    env.run(&["profiles", "list"])
-        .success()
-        .stdout_has("config-file");
+    env.run(&["profiles", "list"]).success().stdout_has("config-file");
 }
 
 #[test]
 fn an_unknown_default_profile_is_a_usage_error() {
     let sb = Sandbox::start(1);
     let env = Env::with_sandbox(&sb);
-    env.run(&["--profile", "nope", "eval", "1"])
-        .code(2)
-        .stderr_has("--profile nope");
+    env.run(&["--profile", "nope", "eval", "1"]).code(2).stderr_has("--profile nope");
 }
 
 #[test]
@@ -79,23 +61,11 @@ fn profiles_list_show_and_test() {
     assert_eq!(rows[0]["profile"], "ghes");
     assert_eq!(rows[0]["token_source"], "env:GHES_TOKEN");
     assert_eq!(rows[0]["default"], true);
-    env.run(&["profiles", "show", "ghes"])
-        .success()
-        .stdout_has("user0002");
-    env.run(&["profiles", "show", "nope"])
-        .code(2)
-        .stderr_has("profiles list");
+    env.run(&["profiles", "show", "ghes"]).success().stdout_has("user0002");
+    env.run(&["profiles", "show", "nope"]).code(2).stderr_has("profiles list");
     let test = env.run(&["--format", "json", "profiles", "test"]).success();
-    assert!(
-        test.stdout.contains("\"identity\": \"admin\""),
-        "{}",
-        test.report()
-    );
-    assert!(
-        test.stdout.contains("site administrator"),
-        "{}",
-        test.report()
-    );
+    assert!(test.stdout.contains("\"identity\": \"admin\""), "{}", test.report());
+    assert!(test.stdout.contains("site administrator"), "{}", test.report());
     assert!(!test.stdout.contains(crate::util::ADMIN_TOKEN));
 }
 
@@ -104,116 +74,66 @@ fn a_non_admin_token_is_reported_by_profiles_test() {
     let sb = Sandbox::start(3);
     let env = Env::with_sandbox(&sb);
     let mut cmd = env.cmd();
-    cmd.env("GHES_TOKEN", steward_sandbox::USER_TOKEN)
-        .args(["--format", "json", "profiles", "test"]);
-    crate::util::Run::of(cmd)
-        .success()
-        .stdout_has("NOT an administrator");
+    cmd.env("GHES_TOKEN", steward_sandbox::USER_TOKEN).args(["--format", "json", "profiles", "test"]);
+    crate::util::Run::of(cmd).success().stdout_has("NOT an administrator");
 }
 
 #[test]
 fn the_sandbox_flag_needs_no_config_and_no_server() {
     let env = Env::new();
-    let run = env
-        .run(&[
-            "--sandbox",
-            "--format",
-            "json",
-            "eval",
-            r#"connect("github").list_users().len()"#,
-        ])
-        .success();
+    let run = env.run(&["--sandbox", "--format", "json", "eval", r#"connect("github").list_users().len()"#]).success();
     assert_eq!(run.stdout.trim(), "102");
-    env.run(&[
-        "--sandbox",
-        "--format",
-        "csv",
-        "eval",
-        r#"connect("github").list_users(#{admin: true})"#,
-    ])
-    .success()
-    .stdout_has("user0050");
+    env.run(&["--sandbox", "--format", "csv", "eval", r#"connect("github").list_users(#{admin: true})"#])
+        .success()
+        .stdout_has("user0050");
 }
 
 #[test]
 fn eval_prints_tables_json_and_csv() {
     let env = Env::new();
-    env.run(&[
-        "--sandbox",
-        "--format",
-        "table",
-        "eval",
-        r#"connect("github").list_users(#{admin: true})"#,
-    ])
-    .success()
-    .stdout_has(" login ")
-    .stdout_has("3 rows");
-    env.run(&["--format", "json", "eval", "#{a: 1}"])
+    env.run(&["--sandbox", "--format", "table", "eval", r#"connect("github").list_users(#{admin: true})"#])
         .success()
-        .stdout_has("\"a\": 1");
+        .stdout_has(" login ")
+        .stdout_has("3 rows");
+    env.run(&["--format", "json", "eval", "#{a: 1}"]).success().stdout_has("\"a\": 1");
 }
 
 #[test]
 fn a_script_syntax_error_names_file_line_column_with_a_caret() {
     let env = Env::new();
     env.write("bad.rhai", "let x = 1;\nlet y = (x + ;\n");
-    let run = env
-        .run(&["run", "bad.rhai"])
-        .code(1)
-        .stderr_has("bad.rhai:2:");
-    assert!(
-        run.stderr.contains("2 | let y = (x + ;") && run.stderr.contains('^'),
-        "{}",
-        run.report()
-    );
+    let run = env.run(&["run", "bad.rhai"]).code(1).stderr_has("bad.rhai:2:");
+    assert!(run.stderr.contains("2 | let y = (x + ;") && run.stderr.contains('^'), "{}", run.report());
 }
 
 #[test]
 fn a_missing_script_is_a_usage_error() {
-    Env::new()
-        .run(&["run", "nope.rhai"])
-        .code(2)
-        .stderr_has("cannot read the script nope.rhai");
+    Env::new().run(&["run", "nope.rhai"]).code(2).stderr_has("cannot read the script nope.rhai");
 }
 
 #[test]
 fn scripts_get_their_arguments_and_can_import_the_stdlib() {
     let env = Env::new();
     env.write("args.rhai", "import \"users\" as users;\nprint(`reason=${ARGS.reason}`);\nprint(users::logins(users::admins(connect(\"github\"))));\n");
-    env.run(&[
-        "--sandbox",
-        "run",
-        "args.rhai",
-        "--arg",
-        "reason=left the company",
-    ])
-    .success()
-    .stdout_has("reason=left the company")
-    .stdout_has("[\"admin\", \"user0050\", \"user0100\"]");
+    env.run(&["--sandbox", "run", "args.rhai", "--arg", "reason=left the company"])
+        .success()
+        .stdout_has("reason=left the company")
+        .stdout_has("[\"admin\", \"user0050\", \"user0100\"]");
 }
 
 #[test]
 fn malformed_csv_is_reported_with_its_line() {
     let env = Env::new();
     env.write("leavers.csv", "login,reason\nuser0001,left\nuser0003\n");
-    env.run(&["eval", r#"read_csv("leavers.csv")"#])
-        .code(1)
-        .stderr_has("leavers.csv")
-        .stderr_has("line 3");
+    env.run(&["eval", r#"read_csv("leavers.csv")"#]).code(1).stderr_has("leavers.csv").stderr_has("line 3");
 }
 
 #[test]
 fn runaway_scripts_are_stopped_by_the_engine_limits() {
     let env = Env::new();
-    env.run(&["eval", "fn f(n) { f(n + 1) } f(0)"])
-        .code(1)
-        .stderr_has("Stack overflow");
-    env.run(&["eval", r#"let s = "x"; loop { s += s; }"#])
-        .code(1)
-        .stderr_has("Length of string too large");
-    env.run(&["eval", r#"eval("1")"#])
-        .code(1)
-        .stderr_has("eval");
+    env.run(&["eval", "fn f(n) { f(n + 1) } f(0)"]).code(1).stderr_has("Stack overflow");
+    env.run(&["eval", r#"let s = "x"; loop { s += s; }"#]).code(1).stderr_has("Length of string too large");
+    env.run(&["eval", r#"eval("1")"#]).code(1).stderr_has("eval");
 }
 
 #[test]
@@ -229,20 +149,11 @@ fn ctrl_c_cancels_a_running_script() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     unsafe_kill(child.id() as i32, 2);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled by Ctrl-C"));
 }
 
 /// Sends a signal with the system `kill`, keeping the tests free of unsafe code.
 fn unsafe_kill(pid: i32, signal: i32) {
-    std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
 }

@@ -5,55 +5,41 @@ use steward_sandbox::faults::Faults;
 use steward_sandbox::Options;
 
 fn faulty(spec: &str, users: usize) -> Sandbox {
-    Sandbox::with(Options {
-        users,
-        faults: Faults::parse(spec, 42).unwrap(),
-        ..Default::default()
-    })
+    Sandbox::with(Options { users, faults: Faults::parse(spec, 42).unwrap(), ..Default::default() })
 }
 
 #[test]
 fn a_429_storm_with_retry_after_slows_reads_but_loses_nothing() {
     let sb = faulty("429=0.3", 20);
     let env = Env::with_sandbox(&sb);
-    let logins = env.eval_json(r#"let gh = connect("ghes"); let out = []; for i in 1..=8 { out.push(gh.get_user(`user000${i}`).login); } out"#);
-    assert_eq!(logins.as_array().unwrap().len(), 8);
-    assert!(
-        sb.stats()["faults"].as_u64().unwrap() > 0,
-        "the storm happened: {}",
-        sb.stats()
+    let logins = env.eval_json(
+        r#"let gh = connect("ghes"); let out = []; for i in 1..=8 { out.push(gh.get_user(`user000${i}`).login); } out"#,
     );
+    assert_eq!(logins.as_array().unwrap().len(), 8);
+    assert!(sb.stats()["faults"].as_u64().unwrap() > 0, "the storm happened: {}", sb.stats());
 }
 
 #[test]
 fn server_errors_on_idempotent_requests_are_retried() {
     let sb = faulty("503=0.3,502=0.1", 20);
     let env = Env::with_sandbox(&sb);
-    env.eval_json(r#"let gh = connect("ghes"); for i in 11..=18 { gh.suspend(`user00${i}`, #{reason: "retry test"}); }"#);
-    let suspended =
-        env.eval_json(r#"connect("ghes").list_users(#{suspended: true, q: "user001"}).len()"#);
+    env.eval_json(
+        r#"let gh = connect("ghes"); for i in 11..=18 { gh.suspend(`user00${i}`, #{reason: "retry test"}); }"#,
+    );
+    let suspended = env.eval_json(r#"connect("ghes").list_users(#{suspended: true, q: "user001"}).len()"#);
     assert_eq!(suspended, 8);
     let outcomes = env.audit_rows(&["--op", "suspend"]);
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|r| r["phase"] == "outcome" && r["status"] == "ok")
-            .count(),
-        8
-    );
+    assert_eq!(outcomes.iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count(), 8);
 }
 
 #[test]
 fn a_post_that_failed_with_a_5xx_is_not_sent_twice() {
     let sb = faulty("503=1.0", 2);
     let env = Env::with_sandbox(&sb);
-    env.run(&[
-        "eval",
-        r#"connect("ghes").create_user("newbie", "newbie@example.com")"#,
-    ])
-    .code(1)
-    .stderr_has("unavailable")
-    .stderr_has("503");
+    env.run(&["eval", r#"connect("ghes").create_user("newbie", "newbie@example.com")"#])
+        .code(1)
+        .stderr_has("unavailable")
+        .stderr_has("503");
     assert_eq!(sb.count("POST /api/v3/admin/users"), 1);
     let rows = env.audit_rows(&["--op", "create_user"]);
     assert_eq!(rows.last().unwrap()["status"], "failed");
@@ -75,32 +61,22 @@ fn a_dropped_connection_on_a_put_is_retried_and_recorded_once() {
 fn timeouts_are_reported_with_a_hint_when_retries_run_out() {
     let sb = faulty("timeout=1.0", 2);
     let env = Env::new();
-    env.write_config(&format!("[profiles.slow]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 1\n", sb.url()));
+    env.write_config(&format!(
+        "[profiles.slow]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 1\n",
+        sb.url()
+    ));
     // POST is not retried after a timeout: it may have been applied.
-    env.run(&[
-        "eval",
-        r#"connect("slow").create_user("x", "x@example.com")"#,
-    ])
-    .code(1)
-    .stderr_has("timed out")
-    .stderr_has("timeout");
+    env.run(&["eval", r#"connect("slow").create_user("x", "x@example.com")"#])
+        .code(1)
+        .stderr_has("timed out")
+        .stderr_has("timeout");
     assert_eq!(sb.count("POST /api/v3/admin/users"), 1);
 }
 
 #[test]
 fn a_server_side_rate_limit_is_obeyed() {
-    let sb = Sandbox::with(Options {
-        users: 30,
-        rate_limit: Some(5.0),
-        ..Default::default()
-    });
+    let sb = Sandbox::with(Options { users: 30, rate_limit: Some(5.0), ..Default::default() });
     let env = Env::with_sandbox(&sb);
     env.eval_json(r#"let gh = connect("ghes"); for i in 10..=25 { gh.get_user(`user00${i}`); }"#);
-    assert_eq!(
-        env.audit_rows(&["--op", "get_user"])
-            .iter()
-            .filter(|r| r["status"] == "ok")
-            .count(),
-        16
-    );
+    assert_eq!(env.audit_rows(&["--op", "get_user"]).iter().filter(|r| r["status"] == "ok").count(), 16);
 }

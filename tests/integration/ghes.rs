@@ -8,29 +8,19 @@ fn suspend_shows_on_the_user_and_in_the_audit_log_which_verifies() {
     let sb = Sandbox::start(20);
     let env = Env::with_sandbox(&sb);
     env.eval_json(r#"connect("ghes").suspend("user0001", #{reason: "left the company"})"#);
-    assert_eq!(
-        env.eval_json(r#"connect("ghes").get_user("user0001").suspended"#),
-        Value::Bool(true)
-    );
+    assert_eq!(env.eval_json(r#"connect("ghes").get_user("user0001").suspended"#), Value::Bool(true));
     assert_eq!(sb.count("PUT /api/v3/users/user0001/suspended"), 1);
 
     let rows = env.audit_rows(&["--op", "suspend"]);
-    let phases: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r["phase"].as_str().unwrap(), r["status"].as_str().unwrap()))
-        .collect();
+    let phases: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["phase"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
     assert_eq!(phases, vec![("intent", "pending"), ("outcome", "ok")]);
     assert_eq!(rows[1]["intent_seq"], rows[0]["seq"]);
     assert_eq!(rows[1]["http_status"], 204);
     assert_eq!(rows[0]["identity"], "admin");
     assert_eq!(rows[0]["token_source"], "env:GHES_TOKEN");
-    assert!(rows[0]["params"]
-        .as_str()
-        .unwrap()
-        .contains("left the company"));
-    env.run(&["audit", "verify"])
-        .success()
-        .stdout_has("audit log OK");
+    assert!(rows[0]["params"].as_str().unwrap().contains("left the company"));
+    env.run(&["audit", "verify"]).success().stdout_has("audit log OK");
 }
 
 #[test]
@@ -51,23 +41,11 @@ fn list_users_follows_every_page_and_filters() {
     let env = Env::with_sandbox(&sb);
     let all = env.eval_json(r#"connect("ghes").list_users().len()"#);
     assert_eq!(all, 252, "admin + 250 demo users + ldap-user");
-    assert_eq!(
-        sb.count("GET /api/v3/users"),
-        3,
-        "per_page=100 means three pages"
-    );
+    assert_eq!(sb.count("GET /api/v3/users"), 3, "per_page=100 means three pages");
     let admins = env.eval_json(r#"connect("ghes").list_users(#{admin: true}).map(|u| u.login)"#);
-    assert_eq!(
-        admins,
-        serde_json::json!(["admin", "user0050", "user0100", "user0150", "user0200", "user0250"])
-    );
-    let suspended = env.eval_json(
-        r#"connect("ghes").list_users(#{suspended: true, q: "user00"}).map(|u| u.login)"#,
-    );
-    assert_eq!(
-        suspended,
-        serde_json::json!(["user0025", "user0050", "user0075"])
-    );
+    assert_eq!(admins, serde_json::json!(["admin", "user0050", "user0100", "user0150", "user0200", "user0250"]));
+    let suspended = env.eval_json(r#"connect("ghes").list_users(#{suspended: true, q: "user00"}).map(|u| u.login)"#);
+    assert_eq!(suspended, serde_json::json!(["user0025", "user0050", "user0075"]));
 }
 
 #[test]
@@ -91,50 +69,32 @@ fn user_records_are_normalized() {
 fn create_rename_and_delete_a_user() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    let created = env.eval_json(
-        r#"connect("ghes").create_user(#{login: "octo_cat", email: "octo@example.com"})"#,
-    );
+    let created = env.eval_json(r#"connect("ghes").create_user(#{login: "octo_cat", email: "octo@example.com"})"#);
     assert_eq!(created["login"], "octo-cat", "GHES normalizes the login");
     let renamed = env.eval_json(r#"connect("ghes").rename_user("octo-cat", "octo-dog")"#);
     assert!(renamed["message"].as_str().unwrap().contains("Job queued"));
-    assert_eq!(
-        env.eval_json(r#"connect("ghes").get_user("octo-dog").email"#),
-        "octo@example.com"
-    );
+    assert_eq!(env.eval_json(r#"connect("ghes").get_user("octo-dog").email"#), "octo@example.com");
     env.eval_json(r#"connect("ghes").delete_user("octo-dog")"#);
-    env.run(&["eval", r#"connect("ghes").get_user("octo-dog")"#])
-        .code(1)
-        .stderr_has("not_found");
+    env.run(&["eval", r#"connect("ghes").get_user("octo-dog")"#]).code(1).stderr_has("not_found");
     // A duplicate is GitHub's 422, a conflict.
-    env.run(&[
-        "eval",
-        r#"connect("ghes").create_user("user0001", "x@example.com")"#,
-    ])
-    .code(1)
-    .stderr_has("conflict")
-    .stderr_has("already_exists");
+    env.run(&["eval", r#"connect("ghes").create_user("user0001", "x@example.com")"#])
+        .code(1)
+        .stderr_has("conflict")
+        .stderr_has("already_exists");
 }
 
 #[test]
 fn impersonation_tokens_are_created_and_deleted_and_never_audited() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    let auth = env.eval_json(
-        r#"connect("ghes").create_impersonation_token("user0001", ["repo", "read:user"])"#,
-    );
+    let auth = env.eval_json(r#"connect("ghes").create_impersonation_token("user0001", ["repo", "read:user"])"#);
     let token = auth["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("ghp_"), "{auth}");
     assert_eq!(auth["scopes"], serde_json::json!(["repo", "read:user"]));
     env.eval_json(r#"connect("ghes").delete_impersonation_token("user0001")"#);
-    assert_eq!(
-        sb.count("DELETE /api/v3/admin/users/user0001/authorizations"),
-        1
-    );
+    assert_eq!(sb.count("DELETE /api/v3/admin/users/user0001/authorizations"), 1);
     let export = env.run(&["audit", "export"]).success();
-    assert!(
-        !export.stdout.contains(&token),
-        "the impersonation token leaked into the audit log"
-    );
+    assert!(!export.stdout.contains(&token), "the impersonation token leaked into the audit log");
     assert!(export.stdout.contains("create_impersonation_token"));
 }
 
@@ -152,24 +112,15 @@ fn keys_and_tokens_are_listed_and_deleted() {
         .code(1)
         .stderr_has("forbidden")
         .stderr_has("in use");
-    env.run(&["--yes", "eval", r#"connect("ghes").delete_token("abc")"#])
-        .code(1)
-        .stderr_has("numeric token id");
+    env.run(&["--yes", "eval", r#"connect("ghes").delete_token("abc")"#]).code(1).stderr_has("numeric token id");
 }
 
 #[test]
 fn rate_limit_reports_disabled_limits_as_ghes_does_by_default() {
     let sb = Sandbox::start(1);
     let env = Env::with_sandbox(&sb);
-    assert_eq!(
-        env.eval_json(r#"connect("ghes").rate_limit()"#),
-        serde_json::json!({"enabled": false})
-    );
-    let limited = Sandbox::with(steward_sandbox::Options {
-        users: 1,
-        rate_limit: Some(100.0),
-        ..Default::default()
-    });
+    assert_eq!(env.eval_json(r#"connect("ghes").rate_limit()"#), serde_json::json!({"enabled": false}));
+    let limited = Sandbox::with(steward_sandbox::Options { users: 1, rate_limit: Some(100.0), ..Default::default() });
     let env = Env::with_sandbox(&limited);
     let rl = env.eval_json(r#"connect("ghes").rate_limit()"#);
     assert_eq!(rl["enabled"], true);
@@ -188,23 +139,16 @@ fn protected_logins_and_the_caller_are_refused_before_any_request() {
         .code(1)
         .stderr_has("protected")
         .stderr_has("token belongs to");
-    env.run(&[
-        "--yes",
-        "eval",
-        r#"connect("ghes").delete_user("user0002")"#,
-    ])
-    .code(1)
-    .stderr_has("protected");
+    env.run(&["--yes", "eval", r#"connect("ghes").delete_user("user0002")"#]).code(1).stderr_has("protected");
     assert_eq!(sb.count("PUT /api/v3/users/user0002/suspended"), 0);
     assert_eq!(sb.count("PUT /api/v3/users/ADMIN/suspended"), 0);
     assert_eq!(sb.count("DELETE /api/v3/admin/users/user0002"), 0);
     let refused = env.audit_rows(&["--target", "user0002"]);
-    assert!(
-        refused.iter().all(|r| r["status"] == "refused"),
-        "{refused:?}"
-    );
+    assert!(refused.iter().all(|r| r["status"] == "refused"), "{refused:?}");
     assert_eq!(refused.len(), 2);
-    let caught = env.eval_json(r#"let kind = "sent"; try { connect("ghes").demote("user0002"); } catch (e) { kind = e.kind; } kind"#);
+    let caught = env.eval_json(
+        r#"let kind = "sent"; try { connect("ghes").demote("user0002"); } catch (e) { kind = e.kind; } kind"#,
+    );
     assert_eq!(caught, "protected");
 }
 
@@ -233,12 +177,7 @@ fn destructive_operations_need_confirmation_or_yes() {
         .stderr_has("cancelled")
         .stderr_has("--yes");
     assert_eq!(sb.count("DELETE /api/v3/admin/users/user0004"), 0);
-    env.run(&[
-        "--yes",
-        "eval",
-        r#"connect("ghes").delete_user("user0004")"#,
-    ])
-    .success();
+    env.run(&["--yes", "eval", r#"connect("ghes").delete_user("user0004")"#]).success();
     assert_eq!(sb.count("DELETE /api/v3/admin/users/user0004"), 1);
 }
 
@@ -246,10 +185,7 @@ fn destructive_operations_need_confirmation_or_yes() {
 fn ldap_users_get_a_forbidden_error_that_explains_why() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    env.run(&["eval", r#"connect("ghes").suspend("ldap-user")"#])
-        .code(1)
-        .stderr_has("forbidden")
-        .stderr_has("LDAP");
+    env.run(&["eval", r#"connect("ghes").suspend("ldap-user")"#]).code(1).stderr_has("forbidden").stderr_has("LDAP");
     let outcome = env.audit_rows(&["--target", "ldap-user"]).pop().unwrap();
     assert_eq!(outcome["status"], "failed");
     assert_eq!(outcome["http_status"], 403);
@@ -259,9 +195,7 @@ fn ldap_users_get_a_forbidden_error_that_explains_why() {
 fn errors_are_catchable_maps() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    let e = env.eval_json(
-        r#"let err = (); try { connect("ghes").get_user("nobody"); } catch (e) { err = e; } err"#,
-    );
+    let e = env.eval_json(r#"let err = (); try { connect("ghes").get_user("nobody"); } catch (e) { err = e; } err"#);
     assert_eq!(e["kind"], "not_found");
     assert_eq!(e["status"], 404);
     assert_eq!(e["profile"], "ghes");
@@ -284,8 +218,7 @@ fn a_wrong_token_is_unauthorized_with_a_hint_and_no_token_in_sight() {
     let sb = Sandbox::start(1);
     let env = Env::with_sandbox(&sb);
     let mut cmd = env.cmd();
-    cmd.env("GHES_TOKEN", "ghp_wrongwrongwrongwrong123")
-        .args(["eval", r#"connect("ghes").list_users()"#]);
+    cmd.env("GHES_TOKEN", "ghp_wrongwrongwrongwrong123").args(["eval", r#"connect("ghes").list_users()"#]);
     let run = crate::util::Run::of(cmd)
         .code(1)
         .stderr_has("unauthorized")
@@ -299,11 +232,8 @@ fn a_missing_token_says_what_to_export() {
     let sb = Sandbox::start(1);
     let env = Env::with_sandbox(&sb);
     let mut cmd = env.cmd();
-    cmd.env_remove("GHES_TOKEN")
-        .args(["eval", r#"connect("ghes").list_users()"#]);
-    crate::util::Run::of(cmd)
-        .code(1)
-        .stderr_has("export GHES_TOKEN=");
+    cmd.env_remove("GHES_TOKEN").args(["eval", r#"connect("ghes").list_users()"#]);
+    crate::util::Run::of(cmd).code(1).stderr_has("export GHES_TOKEN=");
 }
 
 #[test]
@@ -320,18 +250,9 @@ fn an_unknown_profile_lists_the_known_ones() {
 fn the_api_escape_hatch_is_audited() {
     let sb = Sandbox::start(3);
     let env = Env::with_sandbox(&sb);
-    assert_eq!(
-        env.eval_json(r#"connect("ghes").api("GET", "users/user0001").login"#),
-        "user0001"
-    );
-    env.eval_json(
-        r#"connect("ghes").api("PUT", "users/user0001/suspended", #{reason: "via api"})"#,
-    );
+    assert_eq!(env.eval_json(r#"connect("ghes").api("GET", "users/user0001").login"#), "user0001");
+    env.eval_json(r#"connect("ghes").api("PUT", "users/user0001/suspended", #{reason: "via api"})"#);
     assert_eq!(sb.count("PUT /api/v3/users/user0001/suspended"), 1);
     let rows = env.audit_rows(&["--op", "api"]);
-    assert_eq!(
-        rows.iter().filter(|r| r["phase"] == "intent").count(),
-        1,
-        "the PUT needed an intent: {rows:?}"
-    );
+    assert_eq!(rows.iter().filter(|r| r["phase"] == "intent").count(), 1, "the PUT needed an intent: {rows:?}");
 }

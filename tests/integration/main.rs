@@ -15,5 +15,7 @@ mod faults;
 mod repl;
 // Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.
 mod prism;
+// Bulk jobs: statuses, dry run, confirmation, rate limits, kill -9 and resume, undo, stock scripts.
+mod bulk;
 // Every documented function example runs, and every stock script runs.
 mod examples;

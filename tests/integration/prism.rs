@@ -32,11 +32,7 @@ impl Prism {
                 .unwrap_or_else(|| panic!("start-prism.sh printed no {name}: {text}"))
                 .to_string()
         };
-        Prism {
-            url: field("PRISM_URL"),
-            pid: field("PRISM_PID"),
-            log: field("PRISM_LOG"),
-        }
+        Prism { url: field("PRISM_URL"), pid: field("PRISM_PID"), log: field("PRISM_LOG") }
     }
 
     /// Every complaint Prism logged about a request (response problems are the spec's own, see specs/ghes.md).
@@ -101,22 +97,12 @@ fn every_ghes_request_passes_githubs_own_description() {
     // Prism's static examples put `Link: <https://api.github.com/resource?page=2>; rel="next"` on every page
     // list; steward follows it (onto the configured host) and that path does not exist in the spec. That
     // 404 is the mock's, not a contract violation: the first page's request is validated below.
-    let expected = serde_json::json!([
-        "list_keys on prism: HTTP 404",
-        "list_tokens on prism: HTTP 404"
-    ]);
+    let expected = serde_json::json!(["list_keys on prism: HTTP 404", "list_tokens on prism: HTTP 404"]);
     assert_eq!(failures, expected, "requests Prism refused");
     let violations = prism.request_violations();
-    assert!(
-        violations.is_empty(),
-        "Prism flagged requests:\n{}",
-        violations.join("\n")
-    );
+    assert!(violations.is_empty(), "Prism flagged requests:\n{}", violations.join("\n"));
     let log = std::fs::read_to_string(&prism.log).unwrap_or_default();
-    assert!(
-        log.contains("get /resource?page=2") || log.contains("get /resource"),
-        "the Link header was followed"
-    );
+    assert!(log.contains("get /resource?page=2") || log.contains("get /resource"), "the Link header was followed");
     for path in [
         "/admin/keys",
         "/admin/tokens",

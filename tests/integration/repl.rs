@@ -9,15 +9,9 @@ fn spawn(env: &Env) -> PtySession {
     // A fresh pty has no size; give it a terminal's, as a real one would have.
     let mut cmd = std::process::Command::new("sh");
     env.configure(&mut cmd);
-    cmd.env("TERM", "xterm").args([
-        "-c",
-        &format!(
-            "stty cols 160 rows 50; exec '{}' --sandbox",
-            env!("CARGO_BIN_EXE_steward")
-        ),
-    ]);
-    let mut p =
-        rexpect::session::spawn_command(cmd, Some(TIMEOUT_MS)).expect("the REPL starts on a pty");
+    cmd.env("TERM", "xterm")
+        .args(["-c", &format!("stty cols 160 rows 50; exec '{}' --sandbox", env!("CARGO_BIN_EXE_steward"))]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(TIMEOUT_MS)).expect("the REPL starts on a pty");
     p.exp_string("steward>").expect("a prompt");
     p
 }
@@ -43,8 +37,7 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.send("\t").unwrap();
     p.flush().unwrap();
     p.exp_string("nd").unwrap();
-    p.send_line(r#"("user0001", #{reason: "typed at the REPL"})"#)
-        .unwrap();
+    p.send_line(r#"("user0001", #{reason: "typed at the REPL"})"#).unwrap();
     p.exp_string("204").unwrap();
     p.exp_string("steward>").unwrap();
 
@@ -65,8 +58,7 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.exp_string("steward>").unwrap();
 
     p.send_line(":help suspend").unwrap();
-    p.exp_string("h.suspend(login) / h.suspend(login, #{reason})")
-        .unwrap();
+    p.exp_string("h.suspend(login) / h.suspend(login, #{reason})").unwrap();
     p.exp_string("steward>").unwrap();
     p.send_line(":profiles").unwrap();
     p.exp_string("github").unwrap();
@@ -90,16 +82,9 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 
-    let history =
-        std::fs::read_to_string(env.path("xdg-data/steward/history")).expect("history is saved");
-    assert!(
-        history.contains("gh.list_users(#{admin: true})"),
-        "{history}"
-    );
-    assert!(
-        !history.contains("abandoned"),
-        "a cancelled line is not history"
-    );
+    let history = std::fs::read_to_string(env.path("xdg-data/steward/history")).expect("history is saved");
+    assert!(history.contains("gh.list_users(#{admin: true})"), "{history}");
+    assert!(!history.contains("abandoned"), "a cancelled line is not history");
 }
 
 #[test]
@@ -122,8 +107,7 @@ fn ctrl_c_during_a_running_call_cancels_it_and_keeps_the_session() {
 fn pasted_tokens_never_reach_the_history_file() {
     let env = Env::new();
     let mut p = spawn(&env);
-    p.send_line(r#"let t = "ghp_pastedsecretpastedsecret1""#)
-        .unwrap();
+    p.send_line(r#"let t = "ghp_pastedsecretpastedsecret1""#).unwrap();
     p.exp_string("steward>").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();

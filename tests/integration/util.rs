@@ -10,11 +10,7 @@ pub use steward_sandbox::ADMIN_TOKEN;
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
     })
 }
 
@@ -25,16 +21,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn start(users: usize) -> Sandbox {
-        Self::with(steward_sandbox::Options {
-            users,
-            ..Default::default()
-        })
+        Self::with(steward_sandbox::Options { users, ..Default::default() })
     }
 
     pub fn with(opts: steward_sandbox::Options) -> Sandbox {
-        let running = runtime()
-            .block_on(steward_sandbox::start(opts))
-            .expect("sandbox starts");
+        let running = runtime().block_on(steward_sandbox::start(opts)).expect("sandbox starts");
         Sandbox { running }
     }
 
@@ -49,9 +40,7 @@ impl Sandbox {
 
     /// How many times `METHOD /path` reached the server.
     pub fn count(&self, method_and_path: &str) -> u64 {
-        self.stats()["requests"][method_and_path]
-            .as_u64()
-            .unwrap_or(0)
+        self.stats()["requests"][method_and_path].as_u64().unwrap_or(0)
     }
 
     pub fn state(&self) -> serde_json::Value {
@@ -60,14 +49,7 @@ impl Sandbox {
 
     fn get(&self, url: &str) -> serde_json::Value {
         let url = url.to_string();
-        runtime().block_on(async move {
-            reqwest::get(url)
-                .await
-                .expect("sandbox answers")
-                .json()
-                .await
-                .expect("json")
-        })
+        runtime().block_on(async move { reqwest::get(url).await.expect("sandbox answers").json().await.expect("json") })
     }
 }
 
@@ -78,9 +60,7 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Env { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     /// An env whose config has a `ghes` profile on the sandbox (token from GHES_TOKEN), protecting user0002.
@@ -142,22 +122,18 @@ impl Env {
 
     /// `steward eval EXPR --format json`, expecting success; the parsed JSON value.
     pub fn eval_json(&self, expr: &str) -> serde_json::Value {
-        let run = self
-            .run(&["--format", "json", "--yes", "eval", expr])
-            .success();
+        let run = self.run(&["--format", "json", "--yes", "eval", expr]).success();
         if run.stdout.trim().is_empty() {
             return serde_json::Value::Null;
         }
-        serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.report()))
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.report()))
     }
 
     pub fn audit_rows(&self, extra: &[&str]) -> Vec<serde_json::Value> {
         let mut args = vec!["--format", "json", "audit", "list", "--all"];
         args.extend_from_slice(extra);
         let run = self.run(&args).success();
-        serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
-            .unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
+        serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
     }
 }
 
@@ -172,11 +148,7 @@ pub struct Run {
 impl Run {
     pub fn of(mut cmd: Command) -> Run {
         let command = format!("{:?}", cmd);
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("steward runs");
+        let Output { status, stdout, stderr } = cmd.output().expect("steward runs");
         Run {
             command,
             status: status.code(),
@@ -198,30 +170,17 @@ impl Run {
     }
 
     pub fn code(self, code: i32) -> Run {
-        assert_eq!(
-            self.status,
-            Some(code),
-            "expected exit code {code}\n{}",
-            self.report()
-        );
+        assert_eq!(self.status, Some(code), "expected exit code {code}\n{}", self.report());
         self
     }
 
     pub fn stderr_has(self, needle: &str) -> Run {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.report()
-        );
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n{}", self.report());
         self
     }
 
     pub fn stdout_has(self, needle: &str) -> Run {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}\n{}",
-            self.report()
-        );
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}\n{}", self.report());
         self
     }
 }

@@ -3,7 +3,7 @@
 use crate::backends::Op;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
-use crate::script::types::{invalid, target_text, to_json, Handle, RawJson, ScriptResult};
+use crate::script::types::{bulk_items, invalid, target_text, to_json, Handle, RawJson, ScriptResult};
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -12,7 +12,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "connect", signature: "connect(profile) / connect()", summary: "Opens a profile and returns its handle; with no name, the default profile.", example: r#"connect("github")"#, method: false },
     FnDoc { name: "profiles", signature: "profiles()", summary: "The names of the configured profiles.", example: "profiles()", method: false },
     FnDoc { name: "whoami", signature: "h.whoami()", summary: "The account the profile's token belongs to.", example: r#"connect("github").whoami()"#, method: true },
-    FnDoc { name: "list_users", signature: "h.list_users() / h.list_users(#{q, admin, suspended})", summary: "Every user (all pages), optionally filtered; `suspended` reads each user's record.", example: r#"connect("github").list_users(#{admin: true})"#, method: true },
+    FnDoc { name: "list_users", signature: "h.list_users() / h.list_users(#{q, admin, suspended, detail})", summary: "Every user (all pages), optionally filtered; on GHES `suspended` and `detail: true` (emails) read each user's own record.", example: r#"connect("github").list_users(#{admin: true})"#, method: true },
     FnDoc { name: "get_user", signature: "h.get_user(login)", summary: "One user's record; throws not_found if there is none.", example: r#"connect("github").get_user("user0001")"#, method: true },
     FnDoc { name: "create_user", signature: "h.create_user(#{login, email}) / h.create_user(login, email)", summary: "Creates a user (GHES normalizes the login: octo_cat becomes octo-cat).", example: r#"connect("github").create_user(#{login: "mona", email: "mona@example.com"})"#, method: true },
     FnDoc { name: "rename_user", signature: "h.rename_user(login, new_login)", summary: "Renames a user (GHES queues the rename and answers 202).", example: r#"connect("github").rename_user("user0003", "user0003-renamed")"#, method: true },
@@ -30,6 +30,10 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
     FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"let kind = (); try { connect("github").activity(#{since: "2025-02-21"}); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
+    FnDoc { name: "suspend_all", signature: "h.suspend_all(ids, #{reason})", summary: "Suspends many users concurrently (logins, ids, user maps or CSV rows); one #{target, status, http_status, error} per item: ok, noop (already suspended), failed, skipped (protected, duplicate) or dry-run. A reason is required.", example: r#"connect("github").suspend_all(["user0010", "user0011", "user0025"], #{reason: "left the company"})"#, method: true },
+    FnDoc { name: "unsuspend_all", signature: "h.unsuspend_all(ids) / h.unsuspend_all(ids, #{reason})", summary: "Lifts many suspensions concurrently; results as suspend_all.", example: r#"connect("github").unsuspend_all(["user0025", "user0050"])"#, method: true },
+    FnDoc { name: "promote_all", signature: "h.promote_all(ids)", summary: "Makes many users site administrators; results as suspend_all.", example: r#"connect("github").promote_all(["user0012", "user0013"])"#, method: true },
+    FnDoc { name: "demote_all", signature: "h.demote_all(ids)", summary: "Takes administrator rights from many users; results as suspend_all.", example: r#"connect("github").demote_all(["user0050", "user0100"])"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 
@@ -46,21 +50,11 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("to_debug", RawJson::text);
 
     let h = host.clone();
-    engine.register_fn("connect", move |name: &str| -> ScriptResult<Handle> {
-        connect(&h, Some(name))
-    });
+    engine.register_fn("connect", move |name: &str| -> ScriptResult<Handle> { connect(&h, Some(name)) });
     let h = host.clone();
-    engine.register_fn("connect", move || -> ScriptResult<Handle> {
-        connect(&h, None)
-    });
+    engine.register_fn("connect", move || -> ScriptResult<Handle> { connect(&h, None) });
     let h = host.clone();
-    engine.register_fn("profiles", move || -> Array {
-        h.connections
-            .names()
-            .into_iter()
-            .map(Dynamic::from)
-            .collect()
-    });
+    engine.register_fn("profiles", move || -> Array { h.connections.names().into_iter().map(Dynamic::from).collect() });
 
     for (name, op) in [
         ("whoami", Op::Whoami),
@@ -71,23 +65,14 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         ("activity", Op::Activity),
     ] {
         let h = host.clone();
-        engine.register_fn(name, move |handle: &mut Handle| {
-            h.perform(&handle.conn, op, None, Value::Null)
-        });
+        engine.register_fn(name, move |handle: &mut Handle| h.perform(&handle.conn, op, None, Value::Null));
     }
-    for (name, op) in [
-        ("list_users", Op::ListUsers),
-        ("activity", Op::Activity),
-        ("create_user", Op::CreateUser),
-    ] {
+    for (name, op) in [("list_users", Op::ListUsers), ("activity", Op::Activity), ("create_user", Op::CreateUser)] {
         let h = host.clone();
-        engine.register_fn(
-            name,
-            move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
-                let params = to_json(&opts.into())?;
-                h.perform(&handle.conn, op, None, params)
-            },
-        );
+        engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
+            let params = to_json(&opts.into())?;
+            h.perform(&handle.conn, op, None, params)
+        });
     }
     for op in [
         Op::GetUser,
@@ -103,49 +88,39 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         Op::Reset2fa,
     ] {
         let h = host.clone();
-        engine.register_fn(
-            op.name(),
-            move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
-                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
-            },
-        );
+        engine.register_fn(op.name(), move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+            h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
+        });
     }
     for op in [Op::Suspend, Op::Unsuspend] {
         let h = host.clone();
         engine.register_fn(
             op.name(),
             move |handle: &mut Handle, target: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
-                h.perform(
-                    &handle.conn,
-                    op,
-                    Some(target_text(&target)?),
-                    to_json(&opts.into())?,
-                )
+                h.perform(&handle.conn, op, Some(target_text(&target)?), to_json(&opts.into())?)
             },
         );
     }
+    for op in [Op::Suspend, Op::Unsuspend, Op::Promote, Op::Demote] {
+        let Some(name) = op.bulk_name() else { continue };
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, ids: Array| {
+            h.perform_all(&handle.conn, op, bulk_items(&ids), json!({}))
+        });
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, ids: Array, opts: Map| -> ScriptResult<Dynamic> {
+            h.perform_all(&handle.conn, op, bulk_items(&ids), to_json(&opts.into())?)
+        });
+    }
     let h = host.clone();
-    engine.register_fn(
-        "create_user",
-        move |handle: &mut Handle, login: &str, email: &str| {
-            h.perform(
-                &handle.conn,
-                Op::CreateUser,
-                None,
-                json!({"login": login, "email": email}),
-            )
-        },
-    );
+    engine.register_fn("create_user", move |handle: &mut Handle, login: &str, email: &str| {
+        h.perform(&handle.conn, Op::CreateUser, None, json!({"login": login, "email": email}))
+    });
     let h = host.clone();
     engine.register_fn(
         "rename_user",
         move |handle: &mut Handle, target: Dynamic, new_login: &str| -> ScriptResult<Dynamic> {
-            h.perform(
-                &handle.conn,
-                Op::RenameUser,
-                Some(target_text(&target)?),
-                json!({"login": new_login}),
-            )
+            h.perform(&handle.conn, Op::RenameUser, Some(target_text(&target)?), json!({"login": new_login}))
         },
     );
     let h = host.clone();
@@ -162,25 +137,13 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         },
     );
     let h = host.clone();
-    engine.register_fn(
-        "api",
-        move |handle: &mut Handle, method: &str, path: &str| {
-            h.perform(
-                &handle.conn,
-                Op::Api,
-                Some(path.to_string()),
-                json!({"method": method, "path": path}),
-            )
-        },
-    );
+    engine.register_fn("api", move |handle: &mut Handle, method: &str, path: &str| {
+        h.perform(&handle.conn, Op::Api, Some(path.to_string()), json!({"method": method, "path": path}))
+    });
     let h = host;
     engine.register_fn(
         "api",
-        move |handle: &mut Handle,
-              method: &str,
-              path: &str,
-              body: Dynamic|
-              -> ScriptResult<Dynamic> {
+        move |handle: &mut Handle, method: &str, path: &str, body: Dynamic| -> ScriptResult<Dynamic> {
             let body = to_json(&body)?;
             h.perform(
                 &handle.conn,
@@ -193,8 +156,5 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
 }
 
 fn connect(host: &Host, name: Option<&str>) -> ScriptResult<Handle> {
-    host.connections
-        .connect(name)
-        .map(|conn| Handle { conn })
-        .map_err(invalid)
+    host.connections.connect(name).map(|conn| Handle { conn }).map_err(invalid)
 }

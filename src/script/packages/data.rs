@@ -5,13 +5,13 @@ use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
 use crate::script::types::{invalid, to_dynamic, to_json, ScriptResult};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rhai::{Array, Dynamic, Engine};
+use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 use std::path::Path;
 use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[
-    FnDoc { name: "read_csv", signature: "read_csv(path)", summary: "The rows of a CSV file as maps keyed by its lower-cased header; bad rows are reported by line.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
+    FnDoc { name: "read_csv", signature: "read_csv(path) / read_csv(path, #{lenient: true})", summary: "The rows of a CSV file as maps keyed by its lower-cased header; a bad line fails the read, naming every bad line. Lenient: every row gets `_line`, bad ones `_error`, and bulk verbs report those as failed.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
     FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
     FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
     FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
@@ -25,35 +25,47 @@ pub const DOCS: &[FnDoc] = &[
 pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("read_csv", |path: &str| -> ScriptResult<Array> {
         let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
-        Ok(rows
+        Ok(rows.into_iter().map(|r| to_dynamic(Value::Object(r))).collect())
+    });
+    engine.register_fn("read_csv", |path: &str, opts: Map| -> ScriptResult<Array> {
+        let lenient = opts.get("lenient").and_then(|v| v.as_bool().ok()).unwrap_or(false);
+        if !lenient {
+            let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
+            return Ok(rows.into_iter().map(|r| to_dynamic(Value::Object(r))).collect());
+        }
+        let lines = output::csv::read_lines(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
+        for problem in lines.iter().filter_map(|l| l.problem.as_ref()) {
+            output::note(&format!("{path}: {problem}"));
+        }
+        Ok(lines
             .into_iter()
-            .map(|r| to_dynamic(Value::Object(r)))
+            .map(|l| {
+                let mut fields = l.fields;
+                fields.insert("_line".into(), Value::from(l.number));
+                if let Some(p) = l.problem {
+                    fields.insert("_error".into(), Value::String(p));
+                }
+                to_dynamic(Value::Object(fields))
+            })
             .collect())
     });
-    engine.register_fn("write_csv", |path: &str, rows: Array| {
-        write_csv(path, rows, None)
-    });
+    engine.register_fn("write_csv", |path: &str, rows: Array| write_csv(path, rows, None));
     engine.register_fn("write_csv", |path: &str, rows: Array, columns: Array| {
         let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         write_csv(path, rows, Some(&columns))
     });
-    engine.register_fn("table", |rows: Dynamic| -> ScriptResult<String> {
-        Ok(output::table::render(&to_json(&rows)?))
-    });
+    engine
+        .register_fn("table", |rows: Dynamic| -> ScriptResult<String> { Ok(output::table::render(&to_json(&rows)?)) });
     engine.register_fn("json", |value: Dynamic| -> ScriptResult<String> {
         serde_json::to_string_pretty(&to_json(&value)?).map_err(|e| invalid(e.to_string()))
     });
     engine.register_fn("parse_date", |text: &str| -> ScriptResult<String> {
         parse_date(text).map(rfc3339).map_err(invalid)
     });
-    engine.register_fn("days_ago", |n: i64| {
-        rfc3339(Utc::now() - chrono::Duration::days(n))
-    });
+    engine.register_fn("days_ago", |n: i64| rfc3339(Utc::now() - chrono::Duration::days(n)));
     engine.register_fn("now", || rfc3339(Utc::now()));
     engine.register_fn("env", |name: &str| -> Dynamic {
-        std::env::var(name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
+        std::env::var(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
     });
     let h = host;
     engine.register_fn("confirm", move |question: &str| -> ScriptResult<bool> {
@@ -81,8 +93,7 @@ fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResul
         Value::Array(rows) => rows,
         _ => return Err(invalid("write_csv needs an array of maps")),
     };
-    let n = output::csv::write_csv(Path::new(path), &rows, columns)
-        .map_err(|e| invalid(e.to_string()))?;
+    let n = output::csv::write_csv(Path::new(path), &rows, columns).map_err(|e| invalid(e.to_string()))?;
     Ok(n as i64)
 }
 
@@ -90,16 +101,11 @@ fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResul
 pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc())
-            .unwrap_or_default());
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or_default());
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!("{text:?} is not a date: use YYYY-MM-DD (e.g. 2025-02-21) or RFC 3339")
-        })
+        .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD (e.g. 2025-02-21) or RFC 3339"))
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -112,14 +118,8 @@ mod tests {
 
     #[test]
     fn dates_parse_to_comparable_utc_text() {
-        assert_eq!(
-            rfc3339(parse_date("2025-02-21").unwrap()),
-            "2025-02-21T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(parse_date("2025-02-21T10:00:00+02:00").unwrap()),
-            "2025-02-21T08:00:00Z"
-        );
+        assert_eq!(rfc3339(parse_date("2025-02-21").unwrap()), "2025-02-21T00:00:00Z");
+        assert_eq!(rfc3339(parse_date("2025-02-21T10:00:00+02:00").unwrap()), "2025-02-21T08:00:00Z");
         assert!(parse_date("21/02/2025").unwrap_err().contains("YYYY-MM-DD"));
     }
 }

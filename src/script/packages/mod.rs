@@ -1,4 +1,5 @@
 //! Registered Rhai functions, one module per domain.
 
 pub mod admin;
+pub mod audit;
 pub mod data;

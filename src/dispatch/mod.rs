@@ -1,17 +1,22 @@
 //! The one path every action takes: support check, protection, confirmation, dry run, durable intent,
 //! the request, the outcome. Backends only execute; everything around them happens here, once.
 
-use crate::audit::{AuditStore, Event, RunInfo};
+pub mod bulk;
+
+use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
 use crate::backends::{unsupported, Action, Backend, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::redact;
 use crate::interrupt::Interrupt;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+pub use bulk::{BulkItem, BulkReporter, BulkResult, ItemStatus};
 
 /// A live profile: its backend plus what dispatch needs to guard and record its actions.
 pub struct Connection {
@@ -43,21 +48,17 @@ impl Connection {
 
     /// The login the token acts as, asked once per connection.
     pub async fn identity(&self) -> Result<&str, ApiError> {
-        self.identity
-            .get_or_try_init(|| self.backend.identity())
-            .await
-            .map(String::as_str)
+        self.identity.get_or_try_init(|| self.backend.identity()).await.map(String::as_str)
     }
 
     fn known_identity(&self) -> String {
         self.identity.get().cloned().unwrap_or_default()
     }
 
-    fn is_protected(&self, target: &str, me: &str) -> Option<String> {
+    /// Why `target` must not be acted on, if it must not.
+    fn protection(&self, target: &str, me: &str) -> Option<String> {
         if target.eq_ignore_ascii_case(me) {
-            return Some(format!(
-                "{target} is the account this profile's token belongs to"
-            ));
+            return Some(format!("{target} is the account this profile's token belongs to"));
         }
         self.protected
             .iter()
@@ -85,16 +86,20 @@ pub struct ActionError {
 }
 
 impl ActionError {
-    fn from_api(e: ApiError, conn: &Connection, action: &Action) -> Self {
+    fn new(e: ApiError, conn: &Connection, op: &str, target: Option<String>) -> Self {
         ActionError {
             kind: e.kind,
             message: e.message,
             hint: e.hint,
             status: e.status,
             profile: conn.profile.clone(),
-            op: action.op.name().to_string(),
-            target: action.target.clone(),
+            op: op.to_string(),
+            target,
         }
+    }
+
+    fn from_api(e: ApiError, conn: &Connection, action: &Action) -> Self {
+        Self::new(e, conn, action.op.name(), action.target.clone())
     }
 
     pub fn to_json(&self) -> Value {
@@ -123,58 +128,34 @@ impl fmt::Display for ActionError {
     }
 }
 
-/// Run-wide switches from the command line.
-#[derive(Clone, Copy, Debug, Default)]
+impl std::error::Error for ActionError {}
+
+/// Run-wide switches from the command line and config.
+#[derive(Clone, Copy, Debug)]
 pub struct Mode {
     pub dry_run: bool,
     pub assume_yes: bool,
+    /// A bulk job changing more accounts than this asks first (or needs `--yes`).
+    pub max_changes: usize,
 }
 
-/// Where the audit log lives; opened on first use so read-only commands never touch it.
-pub enum AuditTarget {
-    File(PathBuf),
-    Memory,
-}
-
-struct AuditLog {
-    target: AuditTarget,
-    store: Option<AuditStore>,
-    run_id: Option<i64>,
-    run_info: RunInfo,
-}
-
-impl AuditLog {
-    fn store(&mut self) -> Result<&mut AuditStore, String> {
-        if self.store.is_none() {
-            let store = match &self.target {
-                AuditTarget::File(p) => AuditStore::open(p),
-                AuditTarget::Memory => AuditStore::open_in_memory(),
-            }
-            .map_err(|e| e.to_string())?;
-            self.store = Some(store);
-        }
-        Ok(self.store.as_mut().expect("opened above"))
-    }
-
-    fn append(&mut self, mut event: Event) -> Result<i64, String> {
-        if self.run_id.is_none() {
-            let info = self.run_info.clone();
-            self.run_id = Some(self.store()?.start_run(&info).map_err(|e| e.to_string())?);
-        }
-        event.run_id = self.run_id.unwrap_or_default();
-        let seqs = self
-            .store()?
-            .append(&mut [event])
-            .map_err(|e| e.to_string())?;
-        Ok(seqs[0])
+impl Default for Mode {
+    fn default() -> Self {
+        Mode { dry_run: false, assume_yes: false, max_changes: 50 }
     }
 }
+
+/// Items a resumed run already finished: (profile, op, target) → the run that did it.
+pub type DoneSet = HashMap<(String, String, String), i64>;
 
 pub struct Dispatcher {
-    audit: Mutex<AuditLog>,
+    audit: AuditWriter,
     prompt: Arc<dyn Prompt>,
+    reporter: Arc<dyn BulkReporter>,
     mode: Mode,
     interrupt: Interrupt,
+    done: DoneSet,
+    bulk_failed: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -182,19 +163,18 @@ impl Dispatcher {
         target: AuditTarget,
         run_info: RunInfo,
         prompt: Arc<dyn Prompt>,
+        reporter: Arc<dyn BulkReporter>,
         mode: Mode,
         interrupt: Interrupt,
     ) -> Self {
         Dispatcher {
-            audit: Mutex::new(AuditLog {
-                target,
-                store: None,
-                run_id: None,
-                run_info,
-            }),
+            audit: AuditWriter::spawn(target, run_info),
             prompt,
+            reporter,
             mode,
             interrupt,
+            done: DoneSet::new(),
+            bulk_failed: AtomicUsize::new(0),
         }
     }
 
@@ -208,44 +188,51 @@ impl Dispatcher {
 
     /// Names the script this run executes, for the `runs` row (written with the first event).
     pub fn describe_script(&self, path: &str, sha256: &str) {
-        let mut log = self.audit.lock().unwrap_or_else(|e| e.into_inner());
-        log.run_info.script_path = Some(path.to_string());
-        log.run_info.script_sha256 = Some(sha256.to_string());
+        let (path, sha) = (path.to_string(), sha256.to_string());
+        self.audit.describe(move |info| {
+            info.script_path = Some(path);
+            info.script_sha256 = Some(sha);
+        });
+    }
+
+    /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
+    pub fn resume(&mut self, run: i64, done: DoneSet) {
+        self.done = done;
+        self.audit.describe(move |info| info.resumed_from = Some(run));
     }
 
     /// The run id, if this invocation recorded anything.
     pub fn run_id(&self) -> Option<i64> {
-        self.audit.lock().unwrap_or_else(|e| e.into_inner()).run_id
+        self.audit.run_id()
+    }
+
+    /// Bulk items that failed so far in this run (they decide exit code 3).
+    pub fn bulk_failures(&self) -> usize {
+        self.bulk_failed.load(Ordering::SeqCst)
     }
 
     /// Records how the run ended (only when it recorded anything).
     pub fn finish(&self, exit_status: i32) {
-        let mut log = self.audit.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(run) = log.run_id {
-            if let Ok(store) = log.store() {
-                if let Err(e) = store.end_run(run, exit_status) {
-                    tracing::warn!("could not record the end of run {run}: {e}");
-                }
-            }
-        }
+        self.audit.finish(exit_status);
     }
 
-    fn record(&self, event: Event) -> Result<i64, String> {
-        self.audit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(event)
-    }
-
-    fn event(&self, conn: &Connection, action: &Action, phase: &str, status: &str) -> Event {
+    fn event(
+        &self,
+        conn: &Connection,
+        op: Op,
+        target: Option<&str>,
+        params: &Value,
+        phase: &str,
+        status: &str,
+    ) -> Event {
         Event {
             profile: conn.profile.clone(),
             kind: conn.backend.kind().to_string(),
             base_url: conn.backend.base_url(),
             identity: conn.known_identity(),
-            op: action.op.name().to_string(),
-            target: action.target.clone().unwrap_or_default(),
-            params: redact(&action.params.to_string()),
+            op: op.name().to_string(),
+            target: target.unwrap_or_default().to_string(),
+            params: redact(&params.to_string()),
             mode: if self.mode.dry_run { "dry-run" } else { "live" }.to_string(),
             phase: phase.to_string(),
             status: status.to_string(),
@@ -254,99 +241,87 @@ impl Dispatcher {
         }
     }
 
+    async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, ApiError> {
+        self.audit.append(events).await.map_err(|m| ApiError::new(ErrorKind::Unavailable, m))
+    }
+
+    /// Records an event whose loss must not stop the work (the request already happened, or never will).
+    async fn record_after(&self, events: Vec<Event>) {
+        if let Err(e) = self.record(events).await {
+            tracing::error!("{e}");
+        }
+    }
+
     /// Performs one action through the whole pipeline.
     pub async fn perform(&self, conn: &Connection, action: Action) -> Result<Value, ActionError> {
-        let fail = |kind: ErrorKind, message: String| {
-            ActionError::from_api(ApiError::new(kind, message), conn, &action)
-        };
+        let fail = |e: ApiError| ActionError::from_api(e, conn, &action);
         if !conn.backend.supported().contains(&action.op) {
-            return Err(ActionError::from_api(
-                unsupported(conn.backend.as_ref(), action.op),
-                conn,
-                &action,
-            ));
+            return Err(fail(unsupported(conn.backend.as_ref(), action.op)));
         }
-        let mutation = action.op.is_mutation(&action.params);
-        if !mutation {
+        if !action.op.is_mutation(&action.params) {
             return self.read(conn, &action).await;
         }
-
         if action.op.guards_target() {
-            let me = conn
-                .identity()
-                .await
-                .map_err(|e| ActionError::from_api(e, conn, &action))?
-                .to_string();
-            let target = action.target.clone().unwrap_or_default();
-            if let Some(why) = conn.is_protected(&target, &me) {
-                self.refuse(conn, &action, &why);
-                return Err(fail(ErrorKind::Protected, format!("refused: {why}"))
-                    .with_hint("remove the login from `protected` in the config if this is really intended"));
+            let me = conn.identity().await.map_err(fail)?.to_string();
+            if let Some(why) = conn.protection(action.target.as_deref().unwrap_or_default(), &me) {
+                self.refuse(conn, &action, &why).await;
+                return Err(fail(
+                    ApiError::new(ErrorKind::Protected, format!("refused: {why}"))
+                        .with_hint("remove the login from `protected` in the config if this is really intended"),
+                ));
             }
         }
-
         if self.mode.dry_run {
-            let mut e = self.event(conn, &action, "outcome", "dry-run");
-            e.error = String::new();
-            self.record(e)
-                .map_err(|m| fail(ErrorKind::Unavailable, m))?;
+            let e = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "dry-run");
+            self.record(vec![e]).await.map_err(fail)?;
             return Ok(
                 json!({"dry_run": true, "op": action.op.name(), "target": action.target, "profile": conn.profile}),
             );
         }
-
         if action.op.is_destructive(&action.params) && !self.mode.assume_yes {
             let question = match &action.target {
                 Some(t) => format!("{} {t} on {}?", action.op.name(), conn.profile),
                 None => format!("{} on {}?", action.op.name(), conn.profile),
             };
-            match self.prompt.confirm(&question) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.refuse(conn, &action, "declined at the confirmation prompt");
-                    return Err(fail(
-                        ErrorKind::Cancelled,
-                        "declined at the confirmation prompt".into(),
-                    ));
-                }
-                Err(why) => {
-                    self.refuse(conn, &action, &why);
-                    return Err(fail(ErrorKind::Cancelled, why));
-                }
+            let why = match self.prompt.confirm(&question) {
+                Ok(true) => None,
+                Ok(false) => Some("declined at the confirmation prompt".to_string()),
+                Err(why) => Some(why),
+            };
+            if let Some(why) = why {
+                self.refuse(conn, &action, &why).await;
+                return Err(fail(ApiError::new(ErrorKind::Cancelled, why)));
             }
         }
-
         // The identity belongs in the intent, and asking for it is a read: do it before the intent is written.
         let _ = conn.identity().await;
-        let intent = self
-            .record(self.event(conn, &action, "intent", "pending"))
-            .map_err(|m| fail(ErrorKind::Unavailable, m))?;
+        self.execute_recorded(conn, &action).await.map_err(fail)
+    }
+
+    /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
+    async fn execute_recorded(&self, conn: &Connection, action: &Action) -> Result<Value, ApiError> {
+        let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
+        // Fail closed: without a durable intent the request is not sent.
+        let intent_seq = self.record(vec![intent]).await?[0];
         let started = Instant::now();
         let result = tokio::select! {
-            r = conn.backend.execute(&action) => r,
+            r = conn.backend.execute(action) => r,
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
         };
-        let mut outcome = self.event(conn, &action, "outcome", "ok");
-        outcome.intent_seq = Some(intent);
+        let mut outcome = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "ok");
+        outcome.intent_seq = Some(intent_seq);
         outcome.duration_ms = Some(started.elapsed().as_millis() as i64);
         match &result {
             Ok(v) => outcome.http_status = v.get("http_status").and_then(Value::as_i64),
             Err(e) => {
-                outcome.status = if e.kind == ErrorKind::Cancelled {
-                    "cancelled"
-                } else {
-                    "failed"
-                }
-                .to_string();
+                outcome.status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" }.to_string();
                 outcome.http_status = e.status.map(i64::from);
                 outcome.error = redact(&e.to_string());
             }
         }
-        // The request already happened: a failed outcome write must not hide its result. The intent stays pending.
-        if let Err(m) = self.record(outcome) {
-            tracing::error!("{m}");
-        }
-        result.map_err(|e| ActionError::from_api(e, conn, &action))
+        // The request already happened: a failed outcome write must not hide its result (the intent stays pending).
+        self.record_after(vec![outcome]).await;
+        result
     }
 
     async fn read(&self, conn: &Connection, action: &Action) -> Result<Value, ActionError> {
@@ -359,7 +334,9 @@ impl Dispatcher {
         if action.op != Op::Whoami {
             let mut e = self.event(
                 conn,
-                action,
+                action.op,
+                action.target.as_deref(),
+                &action.params,
                 "outcome",
                 if result.is_ok() { "ok" } else { "failed" },
             );
@@ -368,27 +345,14 @@ impl Dispatcher {
                 e.http_status = err.status.map(i64::from);
                 e.error = redact(&err.to_string());
             }
-            if let Err(m) = self.record(e) {
-                tracing::warn!("{m}");
-            }
+            self.record_after(vec![e]).await;
         }
         result.map_err(|e| ActionError::from_api(e, conn, action))
     }
 
-    fn refuse(&self, conn: &Connection, action: &Action, why: &str) {
-        let mut e = self.event(conn, action, "outcome", "refused");
+    async fn refuse(&self, conn: &Connection, action: &Action, why: &str) {
+        let mut e = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "refused");
         e.error = why.to_string();
-        if let Err(m) = self.record(e) {
-            tracing::warn!("{m}");
-        }
-    }
-}
-
-impl std::error::Error for ActionError {}
-
-impl ActionError {
-    fn with_hint(mut self, hint: &str) -> Self {
-        self.hint = Some(hint.to_string());
-        self
+        self.record_after(vec![e]).await;
     }
 }

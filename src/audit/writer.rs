@@ -1,0 +1,164 @@
+//! `AuditWriter`: one thread owns the audit database and commits whatever is queued in one transaction (group
+//! commit). Every caller still waits for its own events to be durable, so a bulk job's intents cost one fsync
+//! per batch rather than one per request, and never a request without its recorded intent.
+
+use super::{AuditStore, Event, RunInfo};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// Where the audit log lives; opened on first use so read-only commands never touch it.
+#[derive(Clone, Debug)]
+pub enum AuditTarget {
+    File(PathBuf),
+    Memory,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<i64>, String>>;
+
+enum Job {
+    Append(Vec<Event>, Reply),
+    Describe(Box<dyn FnOnce(&mut RunInfo) + Send>),
+    End(i32, std::sync::mpsc::Sender<()>),
+}
+
+/// Most events one transaction takes; bounds the latency a large queue adds to the first caller.
+const MAX_BATCH: usize = 2_000;
+
+#[derive(Clone)]
+pub struct AuditWriter {
+    jobs: mpsc::Sender<Job>,
+    run_id: Arc<AtomicI64>,
+}
+
+struct State {
+    target: AuditTarget,
+    store: Option<AuditStore>,
+    info: RunInfo,
+    run_id: Arc<AtomicI64>,
+}
+
+impl State {
+    fn store(&mut self) -> Result<&mut AuditStore, String> {
+        if self.store.is_none() {
+            let store = match &self.target {
+                AuditTarget::File(p) => AuditStore::open(p),
+                AuditTarget::Memory => AuditStore::open_in_memory(),
+            }
+            .map_err(|e| e.to_string())?;
+            self.store = Some(store);
+        }
+        self.store.as_mut().ok_or_else(|| "the audit log is not open".to_string())
+    }
+
+    fn run(&mut self) -> Result<i64, String> {
+        let id = self.run_id.load(Ordering::SeqCst);
+        if id > 0 {
+            return Ok(id);
+        }
+        let info = self.info.clone();
+        let id = self.store()?.start_run(&info).map_err(|e| e.to_string())?;
+        self.run_id.store(id, Ordering::SeqCst);
+        Ok(id)
+    }
+
+    fn serve(mut self, rx: mpsc::Receiver<Job>) {
+        let mut next: Option<Job> = None;
+        loop {
+            let job = match next.take() {
+                Some(job) => job,
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            match job {
+                Job::Describe(f) => f(&mut self.info),
+                Job::End(status, done) => {
+                    self.end(status);
+                    let _ = done.send(());
+                }
+                Job::Append(events, reply) => {
+                    // Take everything else already queued into the same transaction.
+                    let mut batch = events;
+                    let mut replies = vec![(batch.len(), reply)];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Job::Append(more, r)) => {
+                                replies.push((more.len(), r));
+                                batch.extend(more);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let result = self.commit(&mut batch);
+                    let mut at = 0;
+                    for (n, r) in replies {
+                        let _ = r.send(result.as_ref().map(|seqs| seqs[at..at + n].to_vec()).map_err(Clone::clone));
+                        at += n;
+                    }
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, status: i32) {
+        let run = self.run_id.load(Ordering::SeqCst);
+        if run > 0 {
+            if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(|e| e.to_string())) {
+                tracing::warn!("could not record the end of run {run}: {e}");
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut [Event]) -> Result<Vec<i64>, String> {
+        let run = self.run()?;
+        for e in batch.iter_mut() {
+            e.run_id = run;
+        }
+        self.store()?.append(batch).map_err(|e| e.to_string())
+    }
+}
+
+impl AuditWriter {
+    pub fn spawn(target: AuditTarget, info: RunInfo) -> AuditWriter {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let run_id = Arc::new(AtomicI64::new(0));
+        let state = State { target, store: None, info, run_id: run_id.clone() };
+        std::thread::Builder::new()
+            .name("steward-audit".into())
+            .spawn(move || state.serve(rx))
+            .expect("the audit thread starts");
+        AuditWriter { jobs: tx, run_id }
+    }
+
+    /// Appends events and waits until they are durable; returns their sequence numbers.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<i64>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs.send(Job::Append(events, tx)).map_err(|_| "the audit writer has stopped".to_string())?;
+        rx.await.map_err(|_| "the audit writer has stopped".to_string())?
+    }
+
+    /// Changes what the run row will say (script path, resumed run) before its first event.
+    pub fn describe(&self, f: impl FnOnce(&mut RunInfo) + Send + 'static) {
+        let _ = self.jobs.send(Job::Describe(Box::new(f)));
+    }
+
+    /// The run id, once this invocation recorded anything.
+    pub fn run_id(&self) -> Option<i64> {
+        Some(self.run_id.load(Ordering::SeqCst)).filter(|id| *id > 0)
+    }
+
+    /// Records how the run ended (if it recorded anything) and waits for it.
+    pub fn finish(&self, exit_status: i32) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.jobs.send(Job::End(exit_status, tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `steward undo RUN`: puts back what a run changed, as a new audited run with the usual dry-run and
+//! confirmation rules. Only successful, reversible changes count: a noop changed nothing, so nothing is undone.
+
+use crate::audit::AuditStore;
+use crate::backends::Op;
+use crate::context::Context;
+use crate::dispatch::BulkItem;
+use crate::error::UsageError;
+use crate::output;
+use serde_json::{json, Value};
+
+pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
+    if !ctx.audit_path.exists() {
+        return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_path.display())).into());
+    }
+    let store = AuditStore::open(&ctx.audit_path)?;
+    if !store.has_run(run)? {
+        return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
+    }
+    let plan = reversal(&store.reversible_changes(run)?);
+    drop(store);
+    if plan.is_empty() {
+        output::note(&format!("run {run} made no reversible change that still stands; nothing to undo"));
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    for ((profile, op), targets) in plan {
+        let conn = ctx.connections.connect(Some(&profile)).map_err(UsageError::new)?;
+        let items = targets.into_iter().map(|t| BulkItem { target: Some(t), ..Default::default() }).collect();
+        let params = json!({ "reason": format!("steward undo of run {run}") });
+        let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, op, items, params))?;
+        for r in results {
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["profile"] = json!(profile);
+            v["op"] = json!(op.name());
+            all.push(v);
+        }
+    }
+    output::print_value(&Value::Array(all), ctx.output);
+    Ok(())
+}
+
+/// The changes that put each target back: per (profile, target, kind of change), the run's first change tells
+/// the state before it and the last one the state after; when they differ, the inverse of the last is due.
+fn reversal(changes: &[(String, String, String, String)]) -> Vec<((String, Op), Vec<String>)> {
+    let family = |op: Op| if matches!(op, Op::Suspend | Op::Unsuspend) { "suspension" } else { "admin" };
+    let mut first_last: Vec<((String, &str, String), Op, Op)> = Vec::new();
+    for (profile, op, target, _) in changes {
+        let Some(op) = Op::from_name(op) else { continue };
+        let key = (profile.clone(), family(op), target.clone());
+        match first_last.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(entry) => entry.2 = op,
+            None => first_last.push((key, op, op)),
+        }
+    }
+    let mut plan: Vec<((String, Op), Vec<String>)> = Vec::new();
+    for ((profile, _, target), first, last) in first_last {
+        // Successful toggles alternate: the same first and last change means an odd number of them, so the
+        // state moved; different ones mean the run put it back itself.
+        let Some(inverse) = last.inverse() else { continue };
+        if first != last {
+            continue;
+        }
+        match plan.iter_mut().find(|((p, o), _)| *p == profile && *o == inverse) {
+            Some((_, targets)) => targets.push(target),
+            None => plan.push(((profile, inverse), vec![target])),
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(op: &str, target: &str) -> (String, String, String, String) {
+        ("ghes".into(), op.into(), target.into(), "{}".into())
+    }
+
+    #[test]
+    fn each_change_is_reversed_once_and_grouped_by_operation() {
+        let plan = reversal(&[change("suspend", "a"), change("suspend", "b"), change("promote", "c")]);
+        assert_eq!(
+            plan,
+            vec![
+                (("ghes".into(), Op::Unsuspend), vec!["a".into(), "b".into()]),
+                (("ghes".into(), Op::Demote), vec!["c".into()])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_the_run_itself_took_back_needs_nothing() {
+        let plan = reversal(&[change("suspend", "a"), change("unsuspend", "a")]);
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn suspension_and_admin_rights_are_independent() {
+        let plan = reversal(&[change("suspend", "a"), change("demote", "a")]);
+        assert_eq!(plan.len(), 2);
+    }
+}

@@ -1,0 +1,302 @@
+//! Bulk verbs (`suspend_all` …): one plan, then a concurrent fan-out bounded by the profile's concurrency and
+//! its shared rate budget. Every item ends in exactly one status; a failing item never stops the others.
+
+use super::{ActionError, Connection, Dispatcher};
+use crate::backends::{unsupported, Action, Op};
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// One input row: a target, or the reason the row could not give one (a malformed CSV line).
+#[derive(Clone, Debug, Default)]
+pub struct BulkItem {
+    pub target: Option<String>,
+    /// The CSV line it came from, carried into the result.
+    pub line: Option<i64>,
+    pub error: Option<String>,
+    /// A per-row reason that overrides the job's.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemStatus {
+    Ok,
+    /// Already in the requested state: nothing was sent.
+    Noop,
+    Failed,
+    /// Not attempted: protected, a duplicate, or cancelled before its turn.
+    Skipped,
+    DryRun,
+}
+
+impl ItemStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Ok => "ok",
+            ItemStatus::Noop => "noop",
+            ItemStatus::Failed => "failed",
+            ItemStatus::Skipped => "skipped",
+            ItemStatus::DryRun => "dry-run",
+        }
+    }
+
+    pub const ALL: [ItemStatus; 5] =
+        [ItemStatus::Ok, ItemStatus::Noop, ItemStatus::DryRun, ItemStatus::Skipped, ItemStatus::Failed];
+}
+
+/// `#{target, status, http_status, error, line}`: what became of one item.
+#[derive(Clone, Debug, Serialize)]
+pub struct BulkResult {
+    pub target: Option<String>,
+    pub status: ItemStatus,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub line: Option<i64>,
+}
+
+/// Progress display for bulk jobs, injected (a bar on a terminal, periodic lines in a log).
+pub trait BulkReporter: Send + Sync {
+    fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress>;
+}
+
+pub trait BulkProgress: Send + Sync {
+    fn advance(&self, status: ItemStatus);
+    /// The job is over: counts per status and how long it took.
+    fn finish(&self, label: &str, counts: &[(ItemStatus, usize)], elapsed: Duration);
+}
+
+impl BulkResult {
+    fn of(item: &BulkItem, status: ItemStatus, error: Option<String>) -> Self {
+        BulkResult { target: item.target.clone(), status, http_status: None, error, line: item.line }
+    }
+}
+
+impl Dispatcher {
+    /// Performs `op` on every item: plan (protection, duplicates, resume, current state), confirmation above
+    /// `max_changes`, then the changes, concurrently. Returns one result per item, in input order.
+    pub async fn perform_all(
+        &self,
+        conn: &Connection,
+        op: Op,
+        items: Vec<BulkItem>,
+        params: Value,
+    ) -> Result<Vec<BulkResult>, ActionError> {
+        let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
+        let fail = |e: ApiError| ActionError::new(e, conn, op.bulk_name().unwrap_or(op.name()), None);
+        if !conn.backend.supported().contains(&op) {
+            return Err(fail(unsupported(conn.backend.as_ref(), op)));
+        }
+        let job_reason = params.get("reason").and_then(Value::as_str).filter(|r| !r.trim().is_empty());
+        if op == Op::Suspend && job_reason.is_none() && items.iter().any(|i| i.reason.is_none()) {
+            return Err(fail(ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})")));
+        }
+        // A script may ask for a dry run of one job (`#{dry_run: true}`) even when the run is live.
+        let dry_run = self.mode.dry_run || params.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+        let mut params = params;
+        if let Some(p) = params.as_object_mut() {
+            p.remove("dry_run");
+        }
+        let started = Instant::now();
+        let me = conn.identity().await.map_err(fail)?.to_string();
+        let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
+
+        // 1. What needs no request at all.
+        let mut seen: HashMap<String, i64> = HashMap::new();
+        let mut candidates = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let decided = match (&item.error, &item.target) {
+                (Some(e), _) => Some((ItemStatus::Failed, e.clone())),
+                (None, None) => {
+                    Some((ItemStatus::Failed, "the row names no user (expected a login or id)".to_string()))
+                }
+                (None, Some(t)) => {
+                    if let Some(why) = conn.protection(t, &me) {
+                        Some((ItemStatus::Skipped, format!("protected: {why}")))
+                    } else if let Some(first) = seen.get(&t.to_lowercase()) {
+                        Some((ItemStatus::Skipped, format!("duplicate of item {first}")))
+                    } else {
+                        let key = (conn.profile.clone(), op.name().to_string(), t.clone());
+                        self.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
+                    }
+                }
+            };
+            if let Some(t) = &item.target {
+                seen.entry(t.to_lowercase()).or_insert(item.line.unwrap_or(i as i64 + 1));
+            }
+            match decided {
+                Some((status, why)) => results[i] = Some(BulkResult::of(item, status, Some(why))),
+                None => candidates.push(i),
+            }
+        }
+
+        // 2. The current state of the rest, read concurrently: noops and unknown users are found before any change.
+        let checks: Vec<(usize, Result<Option<bool>, ApiError>)> = stream::iter(candidates)
+            .map(|i| {
+                let target = items[i].target.clone().unwrap_or_default();
+                async move { (i, conn.backend.state(op, &target).await) }
+            })
+            .buffer_unordered(conn.concurrency.max(1))
+            .collect()
+            .await;
+        let mut todo = Vec::new();
+        for (i, state) in checks {
+            match state {
+                Ok(Some(true)) => {
+                    results[i] =
+                        Some(BulkResult::of(&items[i], ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
+                }
+                Ok(_) => todo.push(i),
+                Err(e) => {
+                    let mut r = BulkResult::of(&items[i], ItemStatus::Failed, Some(e.to_string()));
+                    r.http_status = e.status;
+                    results[i] = Some(r);
+                }
+            }
+        }
+        todo.sort_unstable();
+
+        // 3. Enough changes to deserve a second look?
+        if !dry_run && todo.len() > self.mode.max_changes && !self.mode.assume_yes {
+            let question = format!(
+                "{label}: this changes {} accounts (max_changes is {}). Go ahead?",
+                todo.len(),
+                self.mode.max_changes
+            );
+            match self.prompt.confirm(&question) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(fail(ApiError::new(
+                        ErrorKind::Cancelled,
+                        "declined at the confirmation prompt; nothing was changed",
+                    )))
+                }
+                Err(why) => {
+                    return Err(fail(
+                        ApiError::new(
+                            ErrorKind::Cancelled,
+                            format!("{} changes exceed max_changes = {}: {why}", todo.len(), self.mode.max_changes),
+                        )
+                        .with_hint(
+                            "check the plan with --dry-run, then pass --yes (or raise max_changes in the config)",
+                        ),
+                    ))
+                }
+            }
+        }
+
+        // Everything decided so far is recorded in one batch: the log says why each item was left alone.
+        let mut decided_events = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            if let Some(r) = r {
+                let mut e = self.event(
+                    conn,
+                    op,
+                    r.target.as_deref(),
+                    &item_params(&params, &items[i]),
+                    "outcome",
+                    r.status.as_str(),
+                );
+                e.error = r.error.clone().unwrap_or_default();
+                e.http_status = r.http_status.map(i64::from);
+                decided_events.push(e);
+            }
+        }
+
+        let progress = self.reporter.begin(&label, items.len());
+        for r in results.iter().flatten() {
+            progress.advance(r.status);
+        }
+
+        // 4. The changes (or, in dry run, their record).
+        if dry_run {
+            for &i in &todo {
+                let params = item_params(&params, &items[i]);
+                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, "outcome", "dry-run");
+                e.mode = "dry-run".to_string();
+                decided_events.push(e);
+                results[i] = Some(BulkResult::of(&items[i], ItemStatus::DryRun, None));
+                progress.advance(ItemStatus::DryRun);
+            }
+            self.record(decided_events).await.map_err(fail)?;
+        } else {
+            if !decided_events.is_empty() {
+                self.record(decided_events).await.map_err(fail)?;
+            }
+            let done: Vec<(usize, BulkResult)> = stream::iter(todo)
+                .map(|i| {
+                    let item = &items[i];
+                    let params = item_params(&params, item);
+                    let progress = &progress;
+                    async move {
+                        let result = if self.interrupt.is_raised() {
+                            BulkResult::of(
+                                item,
+                                ItemStatus::Skipped,
+                                Some("cancelled by Ctrl-C before it was sent".into()),
+                            )
+                        } else {
+                            let action = Action::new(op, item.target.clone(), params);
+                            match self.execute_recorded(conn, &action).await {
+                                Ok(v) => {
+                                    let mut r = BulkResult::of(item, ItemStatus::Ok, None);
+                                    r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
+                                    r
+                                }
+                                Err(e) => {
+                                    let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
+                                    r.http_status = e.status;
+                                    r
+                                }
+                            }
+                        };
+                        progress.advance(result.status);
+                        (i, result)
+                    }
+                })
+                .buffer_unordered(conn.concurrency.max(1))
+                .collect()
+                .await;
+            for (i, r) in done {
+                results[i] = Some(r);
+            }
+        }
+
+        let results: Vec<BulkResult> = results.into_iter().map(|r| r.expect("every item is decided")).collect();
+        let counts: Vec<(ItemStatus, usize)> = ItemStatus::ALL
+            .iter()
+            .map(|s| (*s, results.iter().filter(|r| r.status == *s).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        self.bulk_failed.fetch_add(results.iter().filter(|r| r.status == ItemStatus::Failed).count(), Ordering::SeqCst);
+        progress.finish(&label, &counts, started.elapsed());
+        Ok(results)
+    }
+}
+
+/// The job's parameters with the row's own reason, if it has one.
+fn item_params(params: &Value, item: &BulkItem) -> Value {
+    match &item.reason {
+        Some(reason) if !reason.trim().is_empty() => {
+            let mut p = if params.is_object() { params.clone() } else { json!({}) };
+            p["reason"] = json!(reason);
+            p
+        }
+        _ => params.clone(),
+    }
+}
+
+fn end_state(op: Op) -> &'static str {
+    match op {
+        Op::Suspend => "suspended",
+        Op::Unsuspend => "active (not suspended)",
+        Op::Promote => "an administrator",
+        Op::Demote => "not an administrator",
+        _ => "in that state",
+    }
+}

@@ -1,0 +1,96 @@
+//! Progress of bulk jobs: a bar with rate, ETA and failures on a terminal; a line every few seconds in a log.
+
+use crate::dispatch::bulk::{BulkProgress, BulkReporter, ItemStatus};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Chooses the display by whether stderr is a terminal.
+pub struct StderrReporter;
+
+impl BulkReporter for StderrReporter {
+    fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress> {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {prefix}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(label.to_string());
+            bar
+        });
+        Box::new(Progress {
+            label: label.to_string(),
+            total,
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            bar,
+            started: Instant::now(),
+            last_line: Mutex::new(Instant::now()),
+        })
+    }
+}
+
+struct Progress {
+    label: String,
+    total: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_line: Mutex<Instant>,
+}
+
+/// How often a log gets a progress line.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+impl BulkProgress for Progress {
+    fn advance(&self, status: ItemStatus) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = self.failed.fetch_add(usize::from(status == ItemStatus::Failed), Ordering::Relaxed)
+            + usize::from(status == ItemStatus::Failed);
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                if failed > 0 {
+                    bar.set_prefix(format!("failed: {failed}"));
+                }
+            }
+            None => {
+                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= LINE_EVERY {
+                    *last = Instant::now();
+                    let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+                    super::note(&format!("{}: {done}/{} done, {rate:.0}/s, {failed} failed", self.label, self.total));
+                }
+            }
+        }
+    }
+
+    fn finish(&self, label: &str, counts: &[(ItemStatus, usize)], elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{} {n}", s.as_str())).collect();
+        super::note(&format!("{label}: {} items in {:.1} s: {}", self.total, elapsed.as_secs_f64(), parts.join(", ")));
+    }
+}
+
+/// No display at all (tests of the library, benchmarks).
+pub struct SilentReporter;
+
+impl BulkReporter for SilentReporter {
+    fn begin(&self, _label: &str, _total: usize) -> Box<dyn BulkProgress> {
+        Box::new(Silent)
+    }
+}
+
+struct Silent;
+
+impl BulkProgress for Silent {
+    fn advance(&self, _status: ItemStatus) {}
+    fn finish(&self, _label: &str, _counts: &[(ItemStatus, usize)], _elapsed: Duration) {}
+}

@@ -1,0 +1,279 @@
+//! Bulk jobs on the sandbox: statuses per item, dry run, confirmation, rate limits, kill -9 and resume, undo.
+
+use crate::util::{Env, Run, Sandbox};
+use serde_json::Value;
+use std::time::Duration;
+use steward_sandbox::faults::Faults;
+use steward_sandbox::Options;
+
+fn results(run: &Run) -> Vec<Value> {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
+}
+
+fn status_of<'a>(results: &'a [Value], target: &str) -> &'a str {
+    results.iter().find(|r| r["target"] == target).and_then(|r| r["status"].as_str()).unwrap_or("missing")
+}
+
+fn suspended(sb: &Sandbox) -> Vec<String> {
+    sb.state()["github"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| !u["suspended_at"].is_null())
+        .map(|u| u["login"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_mixed_csv_gives_exactly_the_expected_statuses() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write("leavers.csv", "\u{feff}Login,Reason\r\nuser0010,\r\n\"user0011\",\"moved, abroad\"\r\n\r\nnobody,\r\nuser0025,\r\nuser0002,\r\nbad,line,here\r\nuser0010,\r\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let run =
+        env.run(&["run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left the company"]);
+    let run = run.code(3).stderr_has("suspend_all on ghes: 7 items").stderr_has("line 8: 3 fields");
+    let csv = std::fs::read_to_string(env.path("leavers-suspended.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "line,target,status,http_status,error", "{}", run.report());
+    let statuses: Vec<String> = lines[1..].iter().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "2,user0010,ok",
+            "3,user0011,ok",
+            "5,nobody,failed",
+            "6,user0025,noop",
+            "7,user0002,skipped",
+            "8,,failed",
+            "9,user0010,skipped"
+        ],
+        "{csv}"
+    );
+    assert!(csv.contains("no user \"\"nobody\"\" on this server") || csv.contains("no user"), "{csv}");
+    assert_eq!(sb.count("PUT /api/v3/users/user0010/suspended"), 1);
+    assert_eq!(sb.count("PUT /api/v3/users/user0025/suspended"), 0, "a noop sends nothing");
+    assert_eq!(sb.count("PUT /api/v3/users/user0002/suspended"), 0, "a protected login is never sent");
+    // The row's own reason went to the service's request and to our log.
+    let rows = env.audit_rows(&["--target", "user0011", "--op", "suspend"]);
+    assert!(rows[0]["params"].as_str().unwrap().contains("moved, abroad"), "{rows:?}");
+}
+
+#[test]
+fn dry_run_changes_nothing_at_all_and_shows_the_plan() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let before = sb.state();
+    let run = env
+        .run(&[
+            "--dry-run",
+            "--format",
+            "json",
+            "eval",
+            r#"connect("ghes").suspend_all(["user0010", "user0025", "user0002", "nobody"], #{reason: "x"})"#,
+        ])
+        .code(3);
+    let r = results(&run);
+    assert_eq!(status_of(&r, "user0010"), "dry-run");
+    assert_eq!(status_of(&r, "user0025"), "noop");
+    assert_eq!(status_of(&r, "user0002"), "skipped");
+    assert_eq!(status_of(&r, "nobody"), "failed");
+    assert_eq!(sb.state(), before, "the sandbox state is byte-for-byte the same");
+    let puts: u64 = sb.stats()["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("PUT"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(puts, 0);
+    let rows = env.audit_rows(&["--target", "user0010"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0]["mode"].as_str(), rows[0]["status"].as_str()), (Some("dry-run"), Some("dry-run")));
+}
+
+#[test]
+fn more_changes_than_max_changes_need_yes() {
+    let sb = Sandbox::start(30);
+    let env = Env::new();
+    env.write_config(&format!(
+        "max_changes = 3\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        sb.url()
+    ));
+    let expr = r#"connect("ghes").promote_all(["user0011", "user0012", "user0013", "user0014"])"#;
+    env.run(&["eval", expr]).code(1).stderr_has("exceed max_changes = 3").stderr_has("--yes");
+    assert_eq!(sb.count("PUT /api/v3/users/user0011/site_admin"), 0);
+    env.run(&["--yes", "eval", expr]).success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0011/site_admin"), 1);
+}
+
+#[test]
+fn suspensions_in_bulk_need_a_reason() {
+    let sb = Sandbox::start(5);
+    let env = Env::with_sandbox(&sb);
+    env.run(&["eval", r#"connect("ghes").suspend_all(["user0001"])"#]).code(1).stderr_has("needs a reason");
+}
+
+#[test]
+fn a_429_storm_slows_the_job_but_loses_nothing() {
+    let mut faults = Faults::parse("429=0.2", 3).unwrap();
+    faults.retry_after_s = 1;
+    let sb = Sandbox::with(Options { users: 60, faults, ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let logins: Vec<String> = (30..50).map(|i| format!("user{i:04}")).collect();
+    let expr = format!("connect(\"ghes\").suspend_all({logins:?}, #{{reason: \"storm\"}})");
+    let run = env.run(&["--yes", "--format", "json", "eval", &expr]).success();
+    let r = results(&run);
+    assert!(r.iter().all(|x| x["status"] == "ok" || x["status"] == "noop"), "{r:?}");
+    for l in &logins {
+        assert!(suspended(&sb).contains(l), "{l} not suspended");
+    }
+    assert!(sb.stats()["faults"].as_u64().unwrap() > 0);
+    let intents = env.audit_rows(&["--op", "suspend"]).into_iter().filter(|e| e["phase"] == "intent").count();
+    assert!(intents <= logins.len(), "one intent per user at most: {intents}");
+}
+
+#[test]
+fn kill_9_mid_job_then_resume_suspends_everyone_exactly_once() {
+    let n = 2000;
+    let sb = Sandbox::with(Options { users: n, latency: Duration::from_millis(4), ..Default::default() });
+    let env = Env::new();
+    env.write_config(&format!("max_changes = 100000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nconcurrency = 8\n", sb.url()));
+    // user0025, 0050 … are suspended already; the rest are the job.
+    let mut csv = String::from("login\n");
+    for i in 1..=n {
+        csv.push_str(&format!("user{i:04}\n"));
+    }
+    env.write("all.csv", &csv);
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let args = ["run", script.to_str().unwrap(), "--arg", "csv=all.csv", "--arg", "reason=offboarding"];
+    let mut child =
+        env.cmd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Wait until the job is well under way, then kill it without warning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while suspended(&sb).len() < 400 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    let done_before = suspended(&sb).len();
+    assert!(done_before < n, "the job finished before it was killed ({done_before})");
+
+    let mut resume_args = args.to_vec();
+    resume_args.extend(["--resume", "1"]);
+    env.run(&resume_args).success().stderr_has("resuming run 1");
+
+    assert_eq!(suspended(&sb).len(), n, "everyone is suspended");
+    let stats = sb.stats();
+    let puts = stats["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("PUT ")).collect::<Vec<_>>();
+    assert!(puts.iter().all(|(_, v)| v.as_u64() == Some(1)), "a user was suspended twice");
+    assert_eq!(puts.len(), n - n / 25, "one PUT per user who was not already suspended");
+    env.run(&["audit", "verify"]).success();
+    // Nothing is left pending except what the kill cut off; those were checked and finished by the resume.
+    let pending = env.audit_rows(&["--pending", "--run", "2"]);
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[test]
+fn running_the_same_job_again_sends_nothing_new() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let expr = r#"connect("ghes").suspend_all(["user0010", "user0011"], #{reason: "x"}).map(|r| r.status)"#;
+    assert_eq!(env.eval_json(expr), serde_json::json!(["ok", "ok"]));
+    assert_eq!(env.eval_json(expr), serde_json::json!(["noop", "noop"]));
+    assert_eq!(sb.count("PUT /api/v3/users/user0010/suspended"), 1);
+}
+
+#[test]
+fn undo_restores_the_starting_state() {
+    let sb = Sandbox::start(60);
+    let env = Env::with_sandbox(&sb);
+    let before = sb.state();
+    env.eval_json(r#"let h = connect("ghes"); h.suspend_all(["user0010", "user0011", "user0025"], #{reason: "x"}); h.promote_all(["user0012", "user0050"])"#);
+    assert_ne!(sb.state(), before);
+    let run = env.run(&["--yes", "--format", "json", "undo", "1"]).success();
+    let r = results(&run);
+    assert_eq!(r.len(), 3, "user0025 and user0050 were noops, so only three changes are undone: {r:?}");
+    let after = sb.state();
+    let strip = |v: &Value| -> Vec<(Value, bool, bool)> {
+        v["github"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| (u["login"].clone(), u["site_admin"] == true, !u["suspended_at"].is_null()))
+            .collect()
+    };
+    assert_eq!(strip(&after), strip(&before));
+    // The undo is itself an audited run, and undoing it again puts the changes back.
+    assert!(env.audit_rows(&["--run", "2"]).iter().any(|e| e["op"] == "unsuspend" && e["status"] == "ok"));
+    env.run(&["undo", "99"]).code(2).stderr_has("there is no run 99");
+}
+
+#[test]
+fn a_list_users_snapshot_seeds_the_sandbox_for_a_rehearsal() {
+    let sb = Sandbox::start(12);
+    let env = Env::with_sandbox(&sb);
+    let run = env.run(&["--format", "json", "eval", r#"connect("ghes").list_users(#{detail: true})"#]).success();
+    let seed = env.write("users.json", &run.stdout);
+    let copy = Sandbox::with(Options { seed: Some(seed), ..Default::default() });
+    let logins = |s: &Sandbox| -> Vec<(Value, Value)> {
+        s.state()["github"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| (u["login"].clone(), u["suspended_at"].is_null().into()))
+            .collect()
+    };
+    assert_eq!(logins(&copy), logins(&sb));
+}
+
+#[test]
+fn the_other_stock_scripts_run() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let script = |name: &str| crate::util::repo().join("scripts").join(name).to_string_lossy().to_string();
+    env.write("back.csv", "login\nuser0025\nuser0003\n");
+    env.run(&["run", &script("bulk_unsuspend.rhai"), "--arg", "csv=back.csv"]).success();
+    assert!(!suspended(&sb).contains(&"user0025".to_string()));
+    let unsus = std::fs::read_to_string(env.path("back-unsuspended.csv")).unwrap();
+    assert!(unsus.contains("user0003,noop"), "{unsus}");
+
+    env.write("admins.csv", "email\nuser0013@example.com\nnobody@example.com\n");
+    env.run(&["run", &script("promote_from_csv.rhai"), "--arg", "csv=admins.csv"]).code(3);
+    let promoted = std::fs::read_to_string(env.path("admins-promoted.csv")).unwrap();
+    assert!(
+        promoted.contains("user0013,ok") && promoted.contains("no user with email nobody@example.com"),
+        "{promoted}"
+    );
+    env.run(&["--yes", "run", &script("demote_from_csv.rhai"), "--arg", "csv=admins.csv"]).code(3);
+    assert!(std::fs::read_to_string(env.path("admins-demoted.csv")).unwrap().contains("user0013,ok"));
+
+    env.run(&[
+        "run",
+        &script("offboard.rhai"),
+        "--arg",
+        "emails=user0014@example.com, ghost@example.com",
+        "--arg",
+        "reason=left",
+    ])
+    .success()
+    .stdout_has("offboard-results.csv");
+    assert!(suspended(&sb).contains(&"user0014".to_string()));
+    let off = std::fs::read_to_string(env.path("offboard-results.csv")).unwrap();
+    assert!(
+        off.contains("user0014@example.com,ghes,user0014,ok") && off.contains("ghost@example.com,ghes,,not found"),
+        "{off}"
+    );
+
+    env.run(&["run", &script("audit_report.rhai"), "--arg", "out=report.csv"]).success().stdout_has("actions written");
+    let report = std::fs::read_to_string(env.path("report.csv")).unwrap();
+    assert!(report.contains(",suspend,user0014,live,ok,"), "{report}");
+
+    // GHES keeps no activity data: the reports say so instead of guessing.
+    env.run(&["run", &script("inactive_report.rhai"), "--arg", "since=2025-02-21"])
+        .code(1)
+        .stderr_has("activity is not supported by github");
+    env.run(&["run", &script("suspend_inactive.rhai"), "--arg", "since=2025-02-21"])
+        .code(1)
+        .stderr_has("not supported");
+}
