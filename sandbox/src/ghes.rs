@@ -33,6 +33,8 @@ pub struct GhUser {
 #[derive(Default)]
 pub struct Ghes {
     users: BTreeMap<u64, GhUser>,
+    /// lower-cased login → id (GitHub logins are case-insensitive)
+    logins: std::collections::HashMap<String, u64>,
     next_user_id: u64,
     /// token → user id
     tokens: BTreeMap<String, u64>,
@@ -112,6 +114,7 @@ impl Ghes {
     fn add(&mut self, login: &str, email: Option<&str>, name: Option<&str>, site_admin: bool) -> u64 {
         let id = self.next_user_id;
         self.next_user_id += 1;
+        self.logins.insert(login.to_lowercase(), id);
         self.users.insert(
             id,
             GhUser {
@@ -128,11 +131,28 @@ impl Ghes {
     }
 
     fn by_login(&self, login: &str) -> Option<&GhUser> {
-        self.users.values().find(|u| u.login.eq_ignore_ascii_case(login))
+        self.logins.get(&login.to_lowercase()).and_then(|id| self.users.get(id))
     }
 
     fn by_login_mut(&mut self, login: &str) -> Option<&mut GhUser> {
-        self.users.values_mut().find(|u| u.login.eq_ignore_ascii_case(login))
+        let id = *self.logins.get(&login.to_lowercase())?;
+        self.users.get_mut(&id)
+    }
+
+    /// Renames keep the login index in step with the users.
+    fn set_login(&mut self, id: u64, new_login: String) {
+        if let Some(u) = self.users.get_mut(&id) {
+            self.logins.remove(&u.login.to_lowercase());
+            self.logins.insert(new_login.to_lowercase(), id);
+            u.login = new_login;
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(u) = self.users.remove(&id) {
+            self.logins.remove(&u.login.to_lowercase());
+        }
+        self.tokens.retain(|_, uid| *uid != id);
     }
 
     /// The users as steward would seed them again, for `/_sandbox/state` comparisons.
@@ -469,13 +489,12 @@ async fn rename_user(State(s): State<Shared>, headers: HeaderMap, Path(login): P
     if g.by_login(&new_login).is_some_and(|u| !u.login.eq_ignore_ascii_case(&login)) {
         return validation_failed("login", "already_exists");
     }
-    let base = g.base.clone();
-    let Some(u) = g.by_login_mut(&login) else {
+    let Some(id) = g.by_login(&login).map(|u| u.id) else {
         return not_found();
     };
     // The real server renames in a background job; the sandbox finishes it before answering.
-    u.login = new_login;
-    let body = json!({"message": "Job queued to rename user. It may take a few minutes to complete.", "url": format!("{base}/user/{}", u.id)});
+    g.set_login(id, new_login);
+    let body = json!({"message": "Job queued to rename user. It may take a few minutes to complete.", "url": format!("{}/user/{id}", g.base)});
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
@@ -491,8 +510,7 @@ async fn delete_user(State(s): State<Shared>, headers: HeaderMap, Path(login): P
     if id == me.id {
         return err(StatusCode::FORBIDDEN, "You cannot delete your own account.");
     }
-    g.users.remove(&id);
-    g.tokens.retain(|_, uid| *uid != id);
+    g.remove(id);
     no_content()
 }
 

@@ -17,6 +17,15 @@ pub enum AuditTarget {
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<i64>, String>>;
 
+/// Events queued for commit.
+pub struct Pending(tokio::sync::oneshot::Receiver<Result<Vec<i64>, String>>);
+
+impl Pending {
+    pub async fn wait(self) -> Result<Vec<i64>, String> {
+        self.0.await.map_err(|_| "the audit writer has stopped".to_string())?
+    }
+}
+
 enum Job {
     Append(Vec<Event>, Reply),
     Describe(Box<dyn FnOnce(&mut RunInfo) + Send>),
@@ -139,9 +148,14 @@ impl AuditWriter {
 
     /// Appends events and waits until they are durable; returns their sequence numbers.
     pub async fn append(&self, events: Vec<Event>) -> Result<Vec<i64>, String> {
+        self.submit(events).wait().await
+    }
+
+    /// Queues events for the next commit without waiting; `Pending::wait` tells when they are durable.
+    pub fn submit(&self, events: Vec<Event>) -> Pending {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs.send(Job::Append(events, tx)).map_err(|_| "the audit writer has stopped".to_string())?;
-        rx.await.map_err(|_| "the audit writer has stopped".to_string())?
+        let _ = self.jobs.send(Job::Append(events, tx));
+        Pending(rx)
     }
 
     /// Changes what the run row will say (script path, resumed run) before its first event.

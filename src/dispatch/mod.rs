@@ -3,6 +3,7 @@
 
 pub mod bulk;
 
+use crate::audit::writer::Pending;
 use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
 use crate::backends::{unsupported, Action, Backend, Op};
 use crate::error::ErrorKind;
@@ -156,6 +157,8 @@ pub struct Dispatcher {
     interrupt: Interrupt,
     done: DoneSet,
     bulk_failed: AtomicUsize,
+    /// Outcomes queued for commit and not yet known to be durable.
+    outstanding: std::sync::Mutex<Vec<Pending>>,
 }
 
 impl Dispatcher {
@@ -175,6 +178,7 @@ impl Dispatcher {
             interrupt,
             done: DoneSet::new(),
             bulk_failed: AtomicUsize::new(0),
+            outstanding: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -295,7 +299,9 @@ impl Dispatcher {
         }
         // The identity belongs in the intent, and asking for it is a read: do it before the intent is written.
         let _ = conn.identity().await;
-        self.execute_recorded(conn, &action).await.map_err(fail)
+        let result = self.execute_recorded(conn, &action).await;
+        self.flush().await;
+        result.map_err(fail)
     }
 
     /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
@@ -303,6 +309,16 @@ impl Dispatcher {
         let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
         // Fail closed: without a durable intent the request is not sent.
         let intent_seq = self.record(vec![intent]).await?[0];
+        self.execute_with_intent(conn, action, intent_seq).await
+    }
+
+    /// The request and its outcome, for an action whose intent is already durable.
+    async fn execute_with_intent(
+        &self,
+        conn: &Connection,
+        action: &Action,
+        intent_seq: i64,
+    ) -> Result<Value, ApiError> {
         let started = Instant::now();
         let result = tokio::select! {
             r = conn.backend.execute(action) => r,
@@ -319,9 +335,21 @@ impl Dispatcher {
                 outcome.error = redact(&e.to_string());
             }
         }
-        // The request already happened: a failed outcome write must not hide its result (the intent stays pending).
-        self.record_after(vec![outcome]).await;
+        // Queued, not awaited: the slot goes to the next item while this commits; `flush` waits for it. Should the
+        // process die first, the intent stays pending and a resume checks the target's state.
+        let pending = self.audit.submit(vec![outcome]);
+        self.outstanding.lock().unwrap_or_else(|e| e.into_inner()).push(pending);
         result
+    }
+
+    /// Waits until every queued outcome is durable (a failed write is logged: the requests already happened).
+    async fn flush(&self) {
+        let pending: Vec<Pending> = std::mem::take(&mut *self.outstanding.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in pending {
+            if let Err(e) = p.wait().await {
+                tracing::error!("{e}");
+            }
+        }
     }
 
     async fn read(&self, conn: &Connection, action: &Action) -> Result<Value, ActionError> {
