@@ -118,9 +118,15 @@ impl HttpClient {
                 ApiError::invalid(format!("cannot read ca_file {}: {e}", path.display()))
                     .with_hint("point ca_file at a PEM file holding your CA certificate")
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ApiError::invalid(format!("ca_file {} is not a PEM certificate: {e}", path.display())))?;
-            builder = builder.add_root_certificate(cert);
+            // A bundle may hold several certificates (root and intermediates); a file with none is a mistake.
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).ok().filter(|c| !c.is_empty()).ok_or_else(|| {
+                    ApiError::invalid(format!("ca_file {} holds no PEM certificate", path.display()))
+                        .with_hint("it must contain -----BEGIN CERTIFICATE----- blocks")
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);

@@ -73,6 +73,10 @@ impl BulkProgress for Progress {
     fn finish(&self, label: &str, counts: &[(ItemStatus, usize)], elapsed: Duration) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            // On a terminal the summary is a small table; in a log, the one line below says the same.
+            let rows: Vec<serde_json::Value> =
+                counts.iter().map(|(s, n)| serde_json::json!({"status": s.as_str(), "items": n})).collect();
+            super::note(&super::table::render(&serde_json::Value::Array(rows)));
         }
         let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{} {n}", s.as_str())).collect();
         super::note(&format!("{label}: {} items in {:.1} s: {}", self.total, elapsed.as_secs_f64(), parts.join(", ")));

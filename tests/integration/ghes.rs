@@ -256,3 +256,44 @@ fn the_api_escape_hatch_is_audited() {
     let rows = env.audit_rows(&["--op", "api"]);
     assert_eq!(rows.iter().filter(|r| r["phase"] == "intent").count(), 1, "the PUT needed an intent: {rows:?}");
 }
+
+#[test]
+fn an_unreadable_ca_file_is_named_with_a_fix() {
+    let sb = Sandbox::start(1);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        sb.url()
+    ));
+    env.run(&["eval", r#"connect("ghes").whoami()"#])
+        .code(1)
+        .stderr_has("cannot read ca_file /nonexistent/ca.pem")
+        .stderr_has("PEM");
+    env.write("bad.pem", "not a certificate");
+    env.write_config(&format!(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nca_file = \"bad.pem\"\n",
+        sb.url()
+    ));
+    env.run(&["eval", r#"connect("ghes").whoami()"#]).code(1).stderr_has("ca_file");
+}
+
+#[test]
+fn debug_logging_never_shows_the_token() {
+    let sb = Sandbox::start(3);
+    let env = Env::with_sandbox(&sb);
+    let run = env
+        .run(&[
+            "-vv",
+            "eval",
+            r#"connect("ghes").suspend("user0001", #{reason: "x"}); connect("ghes").get_user("nope")"#,
+        ])
+        .code(1);
+    assert!(run.stderr.contains("http"), "debug logging is on: {}", run.report());
+    assert!(
+        !run.stderr.contains(crate::util::ADMIN_TOKEN) && !run.stdout.contains(crate::util::ADMIN_TOKEN),
+        "{}",
+        run.report()
+    );
+    let db = std::fs::read(env.audit_db()).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(crate::util::ADMIN_TOKEN), "the token is in the audit database");
+}
