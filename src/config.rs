@@ -56,6 +56,10 @@ pub struct Profile {
     pub protected: Vec<String>,
     /// Travis CI organization id (used by the travis kind).
     pub org_id: Option<String>,
+    /// Terraform Enterprise impersonation needs a browser session: the environment variables holding the
+    /// `_atlas_session_data` cookie and the `X-CSRF-Token` of a signed-in site admin.
+    pub session_cookie_env: Option<String>,
+    pub csrf_token_env: Option<String>,
 }
 
 impl Profile {
@@ -144,7 +148,7 @@ impl Config {
             ConfigError::new(
                 path,
                 e.to_string().trim_end().to_string(),
-                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id",
+                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, session_cookie_env, csrf_token_env",
             )
         })?;
         for (name, p) in &config.profiles {

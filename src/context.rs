@@ -94,12 +94,13 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
         timeout: Duration::from_secs(p.timeout.unwrap_or(30)),
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
-        rate_limit: p.rate_limit,
+        rate_limit: p.rate_limit.or(shape.default_rate_limit),
         retry: Default::default(),
         default_headers: shape.default_headers.to_vec(),
+        content_type: shape.content_type,
     };
     let client = HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
-    let backend = backends::build(&p.kind, client, name).map_err(|e| e.to_string())?;
+    let backend = backends::build(&p.kind, client, name, p).map_err(|e| e.to_string())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     Ok(Connection::new(name, backend, p.protected.clone(), source, p.concurrency.unwrap_or(4)))
 }
@@ -146,7 +147,7 @@ impl Context {
             let running = runtime
                 .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
                 .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
-            for (kind, url) in running.services() {
+            for (kind, url, admin_token) in running.services() {
                 let profile = Profile {
                     kind: kind.to_string(),
                     url,
@@ -160,8 +161,10 @@ impl Context {
                     insecure: false,
                     protected: Vec::new(),
                     org_id: None,
+                    session_cookie_env: None,
+                    csrf_token_env: None,
                 };
-                let token = SecretString::from(steward_sandbox::ADMIN_TOKEN.to_string());
+                let token = SecretString::from(admin_token.to_string());
                 entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token) });
             }
             if default_profile.is_none() {

@@ -6,6 +6,7 @@
 
 pub mod faults;
 pub mod ghes;
+pub mod tfe;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,6 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use ghes::{ADMIN_TOKEN, USER_TOKEN};
+
+/// Tokens of the Terraform Enterprise emulation (a site admin, and an ordinary user).
+pub mod tfe_tokens {
+    pub use crate::tfe::{ADMIN_TOKEN, USER_TOKEN};
+}
 
 #[derive(Debug)]
 pub struct Options {
@@ -81,6 +87,7 @@ struct Shared {
     latency: Duration,
     faults: Faults,
     ghes: ghes::Shared,
+    tfe: tfe::Shared,
 }
 
 /// A running sandbox; dropping it stops the server.
@@ -94,9 +101,13 @@ impl Running {
         format!("http://{}/api/v3", self.addr)
     }
 
-    /// Each emulated service's kind and base URL.
-    pub fn services(&self) -> Vec<(&'static str, String)> {
-        vec![("github", self.github_url())]
+    pub fn terraform_url(&self) -> String {
+        format!("http://{}/api/v2", self.addr)
+    }
+
+    /// Each emulated service's kind, base URL and admin token.
+    pub fn services(&self) -> Vec<(&'static str, String, &'static str)> {
+        vec![("github", self.github_url(), ghes::ADMIN_TOKEN), ("terraform", self.terraform_url(), tfe::ADMIN_TOKEN)]
     }
 }
 
@@ -134,9 +145,11 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         latency: opts.latency,
         faults: opts.faults,
         ghes: Arc::new(Mutex::new(state)),
+        tfe: Arc::new(Mutex::new(tfe::Tfe::seeded(opts.users))),
     });
     let api = Router::new()
         .nest("/api/v3", ghes::routes(shared.ghes.clone()))
+        .nest("/api/v2", tfe::routes(shared.tfe.clone()))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
@@ -164,11 +177,19 @@ async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
     }
     // A real server finishes a request whose client went away; a spawned task does too (a dropped
     // connection would otherwise cancel the handler and undo what the count says arrived).
-    let task = tokio::spawn(async move { handle(s, req, next).await });
+    let vendor = if req.uri().path().starts_with("/api/v2") { Vendor::Terraform } else { Vendor::Github };
+    let task = tokio::spawn(async move { handle(s, vendor, req, next).await });
     task.await.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn handle(s: Arc<Shared>, req: Request, next: Next) -> Response {
+/// Whose conventions a refusal follows (error body and rate-limit headers).
+#[derive(Clone, Copy)]
+enum Vendor {
+    Github,
+    Terraform,
+}
+
+async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Response {
     if !s.latency.is_zero() {
         tokio::time::sleep(s.latency).await;
     }
@@ -176,7 +197,7 @@ async fn handle(s: Arc<Shared>, req: Request, next: Next) -> Response {
         let admitted = limiter.lock().unwrap_or_else(|e| e.into_inner()).admit();
         if !admitted {
             s.stats.lock().unwrap_or_else(|e| e.into_inner()).rate_limited += 1;
-            return too_many(1, "API rate limit exceeded. Please wait and try again.");
+            return too_many(vendor, 1, "API rate limit exceeded. Please wait and try again.");
         }
     }
     let fault = s.faults.draw();
@@ -186,6 +207,7 @@ async fn handle(s: Arc<Shared>, req: Request, next: Next) -> Response {
     match fault {
         None => next.run(req).await,
         Some(Fault::TooManyRequests) => too_many(
+            vendor,
             s.faults.retry_after_s,
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
         ),
@@ -215,23 +237,36 @@ async fn handle(s: Arc<Shared>, req: Request, next: Next) -> Response {
     }
 }
 
-fn too_many(retry_after_s: u64, message: &str) -> Response {
-    let reset = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() + retry_after_s)
-        .unwrap_or(0);
-    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}))).into_response();
-    let h = resp.headers_mut();
-    for (name, value) in [
-        ("retry-after", retry_after_s.to_string()),
-        ("x-ratelimit-remaining", "0".to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+fn too_many(vendor: Vendor, retry_after_s: u64, message: &str) -> Response {
+    match vendor {
+        Vendor::Github => {
+            let reset = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() + retry_after_s)
+                .unwrap_or(0);
+            let body = json!({"message": message, "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"});
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            for (name, value) in [
+                ("retry-after", retry_after_s.to_string()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            r
+        }
+        // TFE: a JSON:API error with a numeric status, and X-RateLimit-Reset in seconds to wait.
+        Vendor::Terraform => {
+            let body = json!({"errors": [{"detail": "You have exceeded the API's rate limit of 30 requests per second.", "status": 429, "title": "Too many requests"}]});
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("{retry_after_s}.000")) {
+                r.headers_mut().insert("x-ratelimit-reset", v);
+            }
+            r
         }
     }
-    resp
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -240,6 +275,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
 }
 
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {
-    let g = s.ghes.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({"github": {"users": g.snapshot()}}))
+    let github = s.ghes.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    let terraform = s.tfe.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    Json(json!({"github": {"users": github}, "terraform": {"users": terraform}}))
 }

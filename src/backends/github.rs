@@ -16,7 +16,10 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
         ("accept", "application/vnd.github+json, application/json;q=0.9"),
         ("x-github-api-version", "2022-11-28"),
     ],
+    content_type: "application/json",
     error_message,
+    // GHES has no limit unless its admin sets one; the profile's rate_limit is the place to match it.
+    default_rate_limit: None,
 };
 
 const SUPPORTED: &[Op] = &[

@@ -3,6 +3,7 @@
 
 pub mod github;
 pub mod model;
+pub mod terraform;
 
 use crate::http::error::ApiError;
 use async_trait::async_trait;
@@ -31,6 +32,8 @@ pub enum Op {
     RateLimit,
     Activity,
     Reset2fa,
+    Impersonate,
+    Unimpersonate,
     Api,
 }
 
@@ -55,6 +58,8 @@ impl Op {
         Op::RateLimit,
         Op::Activity,
         Op::Reset2fa,
+        Op::Impersonate,
+        Op::Unimpersonate,
         Op::Api,
     ];
 
@@ -79,6 +84,8 @@ impl Op {
             Op::RateLimit => "rate_limit",
             Op::Activity => "activity",
             Op::Reset2fa => "reset_2fa",
+            Op::Impersonate => "impersonate",
+            Op::Unimpersonate => "unimpersonate",
             Op::Api => "api",
         }
     }
@@ -201,12 +208,20 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
 }
 
 /// The kinds of service a profile may name.
-pub const KINDS: &[&str] = &["github"];
+pub const KINDS: &[&str] = &["github", "terraform"];
 
 /// Builds the backend for a profile kind.
-pub fn build(kind: &str, client: crate::http::HttpClient, profile: &str) -> Result<Arc<dyn Backend>, ApiError> {
+pub fn build(
+    kind: &str,
+    client: crate::http::HttpClient,
+    profile: &str,
+    config: &crate::config::Profile,
+) -> Result<Arc<dyn Backend>, ApiError> {
     match kind {
         "github" => Ok(Arc::new(github::Github::new(client, profile))),
+        "terraform" => {
+            Ok(Arc::new(terraform::Terraform::new(client, profile, terraform::Session::from_profile(config)?)))
+        }
         other => Err(ApiError::invalid(format!(
             "profile {profile}: kind {other:?} is not known (known kinds: {})",
             KINDS.join(", ")
@@ -218,12 +233,16 @@ pub fn build(kind: &str, client: crate::http::HttpClient, profile: &str) -> Resu
 pub struct ClientShape {
     pub auth_prefix: &'static str,
     pub default_headers: &'static [(&'static str, &'static str)],
+    pub content_type: &'static str,
     pub error_message: crate::http::ErrorMessageFn,
+    /// Requests per second when the profile sets no `rate_limit` (below the service's documented limit).
+    pub default_rate_limit: Option<f64>,
 }
 
 pub fn client_shape(kind: &str) -> Option<ClientShape> {
     match kind {
         "github" => Some(github::CLIENT_SHAPE),
+        "terraform" => Some(terraform::CLIENT_SHAPE),
         _ => None,
     }
 }

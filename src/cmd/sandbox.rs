@@ -23,12 +23,10 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
                 args.port
             ))
         })?;
-        for (kind, url) in running.services() {
-            output::line(&format!("{kind}\t{url}"));
-        }
         // Demo credentials of a throwaway server, printed so a profile can point at it.
-        output::line(&format!("admin token\t{}", steward_sandbox::ADMIN_TOKEN));
-        output::line(&format!("user token\t{}", steward_sandbox::USER_TOKEN));
+        for (kind, url, token) in running.services() {
+            output::line(&format!("{kind}\t{url}\tadmin token: {token}"));
+        }
         output::line(&format!("stats\thttp://{}/_sandbox/stats", running.addr));
         output::note("sandbox running; Ctrl-C stops it");
         let _ = tokio::signal::ctrl_c().await;

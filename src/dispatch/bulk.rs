@@ -258,7 +258,8 @@ impl Dispatcher {
                                     r
                                 }
                                 Err(e) => {
-                                    let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
+                                    let status = if e.already { ItemStatus::Noop } else { ItemStatus::Failed };
+                                    let mut r = BulkResult::of(item, status, Some(e.to_string()));
                                     r.http_status = e.status;
                                     r
                                 }

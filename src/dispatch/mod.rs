@@ -330,7 +330,12 @@ impl Dispatcher {
         match &result {
             Ok(v) => outcome.http_status = v.get("http_status").and_then(Value::as_i64),
             Err(e) => {
-                outcome.status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" }.to_string();
+                outcome.status = match e.kind {
+                    ErrorKind::Cancelled => "cancelled",
+                    _ if e.already => "noop",
+                    _ => "failed",
+                }
+                .to_string();
                 outcome.http_status = e.status.map(i64::from);
                 outcome.error = redact(&e.to_string());
             }

@@ -40,6 +40,8 @@ pub struct ClientSettings {
     pub retry: RetryPolicy,
     /// Extra headers every request carries (`Accept`, API version headers).
     pub default_headers: Vec<(&'static str, &'static str)>,
+    /// The media type of request bodies (`application/json`, JSON:API's `application/vnd.api+json`).
+    pub content_type: &'static str,
 }
 
 /// One request, described before it is sent so it can be retried.
@@ -50,15 +52,22 @@ pub struct Request {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// Headers that carry secrets for this request only (a session cookie); marked sensitive, never logged.
+    pub secret_headers: Vec<(&'static str, SecretString)>,
 }
 
 impl Request {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request { method, path: path.into(), query: Vec::new(), body: None }
+        Request { method, path: path.into(), query: Vec::new(), body: None, secret_headers: Vec::new() }
     }
 
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
         self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn secret_header(mut self, name: &'static str, value: SecretString) -> Self {
+        self.secret_headers.push((name, value));
         self
     }
 
@@ -101,6 +110,7 @@ pub struct HttpClient {
     retry: RetryPolicy,
     budget: Arc<RateBudget>,
     default_headers: HeaderMap,
+    content_type: &'static str,
     error_message: ErrorMessageFn,
 }
 
@@ -148,6 +158,7 @@ impl HttpClient {
             retry: settings.retry,
             budget: Arc::new(RateBudget::new(settings.rate_limit)),
             default_headers,
+            content_type: settings.content_type,
             error_message,
         })
     }
@@ -189,8 +200,15 @@ impl HttpClient {
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
+        for (name, secret) in &req.secret_headers {
+            let mut value = HeaderValue::from_str(secret.expose_secret()).map_err(|_| {
+                ApiError::invalid(format!("the {name} value holds characters an HTTP header cannot carry"))
+            })?;
+            value.set_sensitive(true);
+            builder = builder.header(*name, value);
+        }
         builder = match &req.body {
-            Some(body) => builder.header(CONTENT_TYPE, "application/json").body(body.to_string()),
+            Some(body) => builder.header(CONTENT_TYPE, self.content_type).body(body.to_string()),
             // GitHub asks for an explicit zero length on body-less PUTs.
             None if matches!(req.method, Method::PUT | Method::POST | Method::PATCH) => {
                 builder.header(CONTENT_LENGTH, "0")

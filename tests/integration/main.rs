@@ -7,6 +7,8 @@ mod util;
 mod cli;
 // Every GHES operation end to end against the sandbox, with the audit trail each leaves.
 mod ghes;
+// Terraform Enterprise against the sandbox: every operation and documented status, paging, rate limits.
+mod terraform;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.

@@ -34,6 +34,11 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "unsuspend_all", signature: "h.unsuspend_all(ids) / h.unsuspend_all(ids, #{reason})", summary: "Lifts many suspensions concurrently; results as suspend_all.", example: r#"connect("github").unsuspend_all(["user0025", "user0050"])"#, method: true },
     FnDoc { name: "promote_all", signature: "h.promote_all(ids)", summary: "Makes many users site administrators; results as suspend_all.", example: r#"connect("github").promote_all(["user0012", "user0013"])"#, method: true },
     FnDoc { name: "demote_all", signature: "h.demote_all(ids)", summary: "Takes administrator rights from many users; results as suspend_all.", example: r#"connect("github").demote_all(["user0050", "user0100"])"#, method: true },
+    FnDoc { name: "grant_admin", signature: "h.grant_admin(login)", summary: "Terraform Enterprise's word for promote: makes a user a site administrator.", example: r#"connect("terraform").grant_admin("tfuser0011")"#, method: true },
+    FnDoc { name: "revoke_admin", signature: "h.revoke_admin(login)", summary: "Terraform Enterprise's word for demote; asks first unless --yes.", example: r#"connect("terraform").revoke_admin("tfuser0050")"#, method: true },
+    FnDoc { name: "disable_two_factor", signature: "h.disable_two_factor(login)", summary: "Terraform Enterprise's word for reset_2fa: turns off a user's 2FA after a lost device.", example: r#"connect("terraform").disable_two_factor("tfuser0003")"#, method: true },
+    FnDoc { name: "impersonate", signature: "h.impersonate(login, reason)", summary: "Starts a Terraform Enterprise impersonation session (needs the profile's browser session: session_cookie_env, csrf_token_env).", example: r#"let kind = (); try { connect("terraform").impersonate("tfuser0002", "ticket 42"); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "unimpersonate", signature: "h.unimpersonate()", summary: "Ends the Terraform Enterprise impersonation session.", example: r#"let kind = (); try { connect("terraform").unimpersonate(); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 
@@ -67,6 +72,25 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle| h.perform(&handle.conn, op, None, Value::Null));
     }
+    // The vendors' own words, as aliases of the common verbs.
+    for (name, op) in [("grant_admin", Op::Promote), ("revoke_admin", Op::Demote), ("disable_two_factor", Op::Reset2fa)]
+    {
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+            h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
+        });
+    }
+    let h = host.clone();
+    engine.register_fn(
+        "impersonate",
+        move |handle: &mut Handle, target: Dynamic, reason: &str| -> ScriptResult<Dynamic> {
+            h.perform(&handle.conn, Op::Impersonate, Some(target_text(&target)?), json!({"reason": reason}))
+        },
+    );
+    let h = host.clone();
+    engine.register_fn("unimpersonate", move |handle: &mut Handle| {
+        h.perform(&handle.conn, Op::Unimpersonate, None, json!({}))
+    });
     for (name, op) in [("list_users", Op::ListUsers), ("activity", Op::Activity), ("create_user", Op::CreateUser)] {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {

@@ -1,0 +1,398 @@
+//! Terraform Enterprise: the admin users API under `/api/v2` (JSON:API; seeds 002 and 004, specs/terraform.md).
+//!
+//! TFE acts on user ids (`user-…`) and has no single-user endpoint, so a login or email is resolved with
+//! `GET /admin/users?q=…` (exactly one match required); the resolution is remembered for the action that follows.
+
+use super::model::User;
+use super::{unsupported, Action, Backend, ClientShape, Op};
+use crate::config::Profile;
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use crate::http::redact::SecretString;
+use crate::http::{segment, HttpClient, Request};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub const CLIENT_SHAPE: ClientShape = ClientShape {
+    auth_prefix: "Bearer ",
+    default_headers: &[("accept", "application/vnd.api+json")],
+    content_type: "application/vnd.api+json",
+    error_message,
+    // TFE allows 30 requests/s per user; two thirds of it leaves room for the admin's other tools (go-tfe does the same).
+    default_rate_limit: Some(20.0),
+};
+
+const SUPPORTED: &[Op] = &[
+    Op::Whoami,
+    Op::ListUsers,
+    Op::GetUser,
+    Op::DeleteUser,
+    Op::Suspend,
+    Op::Unsuspend,
+    Op::Promote,
+    Op::Demote,
+    Op::Reset2fa,
+    Op::Impersonate,
+    Op::Unimpersonate,
+    Op::Api,
+];
+
+const PAGE_SIZE: usize = 100;
+
+/// JSON:API errors: `{"errors":[{"status","title","detail"}]}` (status a string or a number).
+pub fn error_message(body: &Value) -> Option<String> {
+    let errors = body.get("errors")?.as_array()?;
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let title = e.get("title").and_then(Value::as_str).unwrap_or("");
+            match e.get("detail").and_then(Value::as_str) {
+                Some(d) if !title.is_empty() => format!("{title}: {d}"),
+                Some(d) => d.to_string(),
+                None => title.to_string(),
+            }
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// A signed-in browser session, which impersonation needs (TFE refuses API tokens for it).
+pub struct Session {
+    cookie: SecretString,
+    csrf: SecretString,
+}
+
+impl Session {
+    pub fn from_profile(p: &Profile) -> Result<Option<Session>, ApiError> {
+        let (Some(cookie_env), Some(csrf_env)) = (&p.session_cookie_env, &p.csrf_token_env) else { return Ok(None) };
+        let read = |var: &str| {
+            std::env::var(var).map(SecretString::from).map_err(|_| {
+                ApiError::invalid(format!("the environment variable {var} is not set")).with_hint(
+                    "export the _atlas_session_data cookie and X-CSRF-Token of a signed-in site admin, or remove session_cookie_env/csrf_token_env",
+                )
+            })
+        };
+        Ok(Some(Session { cookie: read(cookie_env)?, csrf: read(csrf_env)? }))
+    }
+}
+
+pub struct Terraform {
+    http: HttpClient,
+    profile: String,
+    session: Option<Session>,
+    /// login, email or id (lower-cased) → the user resource, from the latest search.
+    resolved: Mutex<HashMap<String, Value>>,
+}
+
+impl Terraform {
+    pub fn new(http: HttpClient, profile: &str, session: Option<Session>) -> Self {
+        Terraform { http, profile: profile.to_string(), session, resolved: Mutex::new(HashMap::new()) }
+    }
+
+    fn user(&self, resource: &Value) -> Value {
+        let attr = |k: &str| resource.pointer(&format!("/attributes/{k}"));
+        let text = |k: &str| attr(k).and_then(Value::as_str).map(str::to_string);
+        let organizations: Vec<Value> = resource
+            .pointer("/relationships/organizations/data")
+            .and_then(Value::as_array)
+            .map(|orgs| orgs.iter().filter_map(|o| o.get("id").cloned()).collect())
+            .unwrap_or_default();
+        let mut user = User {
+            id: resource.get("id").cloned().unwrap_or(Value::Null),
+            login: text("username").unwrap_or_default(),
+            email: text("email"),
+            name: None,
+            admin: attr("is-admin").and_then(Value::as_bool),
+            suspended: attr("is-suspended").and_then(Value::as_bool),
+            last_active: None,
+            kind: "terraform",
+            profile: self.profile.clone(),
+            raw: resource.clone(),
+        }
+        .into_value();
+        if let Some(o) = user.as_object_mut() {
+            o.insert("service_account".into(), attr("is-service-account").cloned().unwrap_or(Value::Null));
+            o.insert(
+                "two_factor".into(),
+                attr("two-factor").and_then(|t| t.get("enabled")).cloned().unwrap_or(Value::Null),
+            );
+            o.insert("organizations".into(), Value::Array(organizations));
+            o.insert("avatar_url".into(), attr("avatar-url").cloned().unwrap_or(Value::Null));
+        }
+        user
+    }
+
+    /// Every page of `GET /admin/users` with these query parameters, until `meta.pagination.next-page` is null.
+    async fn list_resources(&self, query: &[(&str, String)]) -> Result<Vec<Value>, ApiError> {
+        self.list_pages(query, PAGE_SIZE).await
+    }
+
+    async fn list_pages(&self, query: &[(&str, String)], page_size: usize) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let mut req =
+                Request::new(Method::GET, "admin/users").query("page[size]", page_size).query("page[number]", page);
+            for (k, v) in query {
+                req = req.query(k, v);
+            }
+            let body = self.http.send(&req).await.map_err(not_admin_hint)?.body;
+            if let Some(data) = body.get("data").and_then(Value::as_array) {
+                out.extend(data.iter().cloned());
+            }
+            // An out-of-range page is 200 with no data, so only `next-page` ends the walk.
+            match body.pointer("/meta/pagination/next-page").and_then(Value::as_u64) {
+                Some(next) if next > page => page = next,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(q) = filter.get("q").and_then(Value::as_str) {
+            query.push(("q", q.to_string()));
+        }
+        for (key, param) in [("admin", "filter[admin]"), ("suspended", "filter[suspended]")] {
+            if let Some(b) = filter.get(key).and_then(Value::as_bool) {
+                query.push((param, b.to_string()));
+            }
+        }
+        if filter.get("include").and_then(Value::as_str) == Some("organizations") {
+            query.push(("include", "organizations".to_string()));
+        }
+        // `page_size` (1–100) is for tuning and tests; 100 is the most TFE is known to allow.
+        let size =
+            filter.get("page_size").and_then(Value::as_u64).map(|n| n.clamp(1, 100) as usize).unwrap_or(PAGE_SIZE);
+        let resources = self.list_pages(&query, size).await?;
+        Ok(Value::Array(resources.iter().map(|r| self.user(r)).collect()))
+    }
+
+    /// The one user a login, email or id names (TFE's search matches usernames and emails, not ids).
+    async fn resolve(&self, target: &str) -> Result<Value, ApiError> {
+        let key = target.to_lowercase();
+        if let Some(r) = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(r.clone());
+        }
+        let is_id = target.starts_with("user-");
+        let candidates = if is_id {
+            self.list_resources(&[]).await?
+        } else {
+            self.list_resources(&[("q", target.to_string())]).await?
+        };
+        let matches: Vec<&Value> = candidates
+            .iter()
+            .filter(|r| {
+                let attr =
+                    |k: &str| r.pointer(&format!("/attributes/{k}")).and_then(Value::as_str).map(str::to_lowercase);
+                r.get("id").and_then(Value::as_str) == Some(target)
+                    || attr("username") == Some(key.clone())
+                    || attr("email") == Some(key.clone())
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => {
+                let r = (*one).clone();
+                self.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(key, r.clone());
+                Ok(r)
+            }
+            [] => Err(ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this Terraform Enterprise"))
+                .with_status(404)
+                .with_hint(
+                    "search by username, email or user id; a token that is not a site admin's also sees nobody",
+                )),
+            many => Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("{target:?} matches {} users; use the user id", many.len()),
+            )),
+        }
+    }
+
+    async fn id_of(&self, action: &Action) -> Result<String, ApiError> {
+        let r = self.resolve(action.target()?).await?;
+        r.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::invalid("the user record has no id"))
+    }
+
+    /// `POST /admin/users/:id/actions/<name>`: no body; 400 means the user already is in that state.
+    async fn user_action(&self, action: &Action, name: &str) -> Result<Value, ApiError> {
+        let id = self.id_of(action).await?;
+        let req = Request::new(Method::POST, format!("admin/users/{}/actions/{name}", segment(&id)));
+        let resp = self.http.send(&req).await.map_err(|e| {
+            self.forget(action);
+            already(not_admin_hint(e))
+        })?;
+        self.forget(action);
+        let mut user = resp.body.get("data").map(|d| self.user(d)).unwrap_or_else(|| json!({}));
+        if let Some(o) = user.as_object_mut() {
+            o.insert("http_status".into(), json!(resp.status));
+            o.insert("ok".into(), json!(true));
+        }
+        Ok(user)
+    }
+
+    /// The state changed, so the remembered resource is stale.
+    fn forget(&self, action: &Action) {
+        if let Some(t) = &action.target {
+            self.resolved.lock().unwrap_or_else(|e| e.into_inner()).remove(&t.to_lowercase());
+        }
+    }
+
+    async fn impersonation(&self, action: &Action) -> Result<Value, ApiError> {
+        let Some(session) = &self.session else {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("{} on Terraform Enterprise needs a signed-in browser session; TFE refuses API tokens for it", action.op.name()),
+            )
+            .with_hint("set session_cookie_env and csrf_token_env in the profile to the variables holding the _atlas_session_data cookie and X-CSRF-Token of a site admin's session"));
+        };
+        let req = match action.op {
+            Op::Impersonate => {
+                let reason = action.param_str("reason").filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+                    ApiError::invalid(
+                        "impersonate needs a reason (TFE records it): impersonate(\"alice\", \"ticket 1234\")",
+                    )
+                })?;
+                let id = self.id_of(action).await?;
+                Request::new(Method::POST, format!("admin/users/{}/actions/impersonate", segment(&id)))
+                    .json(json!({"reason": reason}))
+            }
+            _ => Request::new(Method::POST, "admin/users/actions/unimpersonate"),
+        };
+        let cookie = SecretString::from(format!(
+            "_atlas_session_data={}",
+            crate::http::redact::ExposeSecret::expose_secret(&session.cookie)
+        ));
+        let req = req.secret_header("cookie", cookie).secret_header("x-csrf-token", session.csrf.clone());
+        let resp = self.http.send(&req).await.map_err(not_admin_hint)?;
+        Ok(json!({"ok": true, "op": action.op.name(), "target": action.target, "http_status": resp.status}))
+    }
+}
+
+/// TFE answers 404 both for an unknown user and for a token that is not a site admin's: say both.
+fn not_admin_hint(e: ApiError) -> ApiError {
+    if e.status == Some(404) {
+        e.with_hint("either there is no such user, or the token is not a site administrator's (TFE hides the admin API from others)")
+    } else {
+        e
+    }
+}
+
+/// TFE's 400 on an action means "already in that state" (already suspended, not an admin, no 2FA …).
+fn already(mut e: ApiError) -> ApiError {
+    if e.status == Some(400) {
+        e.already = true;
+        e.kind = ErrorKind::Conflict;
+        e.hint = Some("nothing changed: the user already is in that state".into());
+    }
+    e
+}
+
+#[async_trait]
+impl Backend for Terraform {
+    fn kind(&self) -> &'static str {
+        "terraform"
+    }
+
+    fn supported(&self) -> &'static [Op] {
+        SUPPORTED
+    }
+
+    fn base_url(&self) -> String {
+        self.http.base_url().to_string()
+    }
+
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        let attr = match op {
+            Op::Suspend | Op::Unsuspend => "is-suspended",
+            Op::Promote | Op::Demote => "is-admin",
+            _ => return Ok(None),
+        };
+        // Ids need no resolution, and TFE's 400 already reports "already in that state": don't spend a read.
+        if target.starts_with("user-") {
+            return Ok(None);
+        }
+        let r = self.resolve(target).await?;
+        let on = r.pointer(&format!("/attributes/{attr}")).and_then(Value::as_bool);
+        Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        match action.op {
+            Op::Whoami => {
+                let body = self.http.send(&Request::new(Method::GET, "account/details")).await?.body;
+                Ok(self.user(body.get("data").unwrap_or(&Value::Null)))
+            }
+            Op::ListUsers => self.list_users(&action.params).await,
+            Op::GetUser => Ok(self.user(&self.resolve(action.target()?).await?)),
+            Op::DeleteUser => {
+                let id = self.id_of(action).await?;
+                let resp = self
+                    .http
+                    .send(&Request::new(Method::DELETE, format!("admin/users/{}", segment(&id))))
+                    .await
+                    .map_err(|e| {
+                        if e.status == Some(422) {
+                            let hint = "give those organizations another owner (or delete them), then delete the user";
+                            ApiError { kind: ErrorKind::Conflict, ..e }.with_hint(hint)
+                        } else {
+                            not_admin_hint(e)
+                        }
+                    })?;
+                self.forget(action);
+                Ok(
+                    json!({"ok": true, "op": "delete_user", "target": action.target, "id": id, "http_status": resp.status}),
+                )
+            }
+            Op::Suspend => self.user_action(action, "suspend").await,
+            Op::Unsuspend => self.user_action(action, "unsuspend").await,
+            Op::Promote => self.user_action(action, "grant_admin").await,
+            Op::Demote => self.user_action(action, "revoke_admin").await,
+            Op::Reset2fa => self.user_action(action, "disable_two_factor").await,
+            Op::Impersonate | Op::Unimpersonate => self.impersonation(action).await,
+            Op::Api => {
+                let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
+                let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
+                let mut req = Request::new(method, path.trim_start_matches('/'));
+                if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
+                    req = req.json(body.clone());
+                }
+                Ok(self.http.send(&req).await?.body)
+            }
+            other => Err(unsupported(self, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_api_errors_read_with_string_or_number_status() {
+        let body = json!({"errors": [{"status": 429, "title": "Too many requests", "detail": "30 per second"}]});
+        assert_eq!(error_message(&body).as_deref(), Some("Too many requests: 30 per second"));
+        assert_eq!(
+            error_message(&json!({"errors": [{"status": "404", "title": "not found"}]})).as_deref(),
+            Some("not found")
+        );
+        assert_eq!(error_message(&json!({"message": "x"})), None);
+    }
+
+    #[test]
+    fn a_400_on_an_action_is_already_in_that_state() {
+        let e = already(ApiError::from_response(400, Some("User is already suspended.".into())));
+        assert!(e.already);
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert!(!already(ApiError::from_response(404, None)).already);
+    }
+}
