@@ -60,6 +60,9 @@ pub struct Profile {
     /// `_atlas_session_data` cookie and the `X-CSRF-Token` of a signed-in site admin.
     pub session_cookie_env: Option<String>,
     pub csrf_token_env: Option<String>,
+    /// TransactionLink: the role names `promote` and `demote` set (defaults: admin, member).
+    pub admin_role: Option<String>,
+    pub member_role: Option<String>,
 }
 
 impl Profile {
@@ -148,7 +151,7 @@ impl Config {
             ConfigError::new(
                 path,
                 e.to_string().trim_end().to_string(),
-                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, session_cookie_env, csrf_token_env",
+                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, session_cookie_env, csrf_token_env, admin_role, member_role",
             )
         })?;
         for (name, p) in &config.profiles {

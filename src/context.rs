@@ -163,6 +163,8 @@ impl Context {
                     org_id: None,
                     session_cookie_env: None,
                     csrf_token_env: None,
+                    admin_role: None,
+                    member_role: None,
                 };
                 let token = SecretString::from(admin_token.to_string());
                 entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token) });

@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod ghes;
 pub mod tfe;
+pub mod transactionlink;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,6 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use ghes::{ADMIN_TOKEN, USER_TOKEN};
+
+/// Tokens and role ids of the TransactionLink emulation.
+pub mod transactionlink_tokens {
+    pub use crate::transactionlink::{ADMIN_TOKEN, NO_MFA_TOKEN, READ_ONLY_TOKEN, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
+}
 
 /// Tokens of the Terraform Enterprise emulation (a site admin, and an ordinary user).
 pub mod tfe_tokens {
@@ -88,6 +94,7 @@ struct Shared {
     faults: Faults,
     ghes: ghes::Shared,
     tfe: tfe::Shared,
+    transactionlink: transactionlink::Shared,
 }
 
 /// A running sandbox; dropping it stops the server.
@@ -105,9 +112,17 @@ impl Running {
         format!("http://{}/api/v2", self.addr)
     }
 
+    pub fn transactionlink_url(&self) -> String {
+        format!("http://{}/transactionlink", self.addr)
+    }
+
     /// Each emulated service's kind, base URL and admin token.
     pub fn services(&self) -> Vec<(&'static str, String, &'static str)> {
-        vec![("github", self.github_url(), ghes::ADMIN_TOKEN), ("terraform", self.terraform_url(), tfe::ADMIN_TOKEN)]
+        vec![
+            ("github", self.github_url(), ghes::ADMIN_TOKEN),
+            ("terraform", self.terraform_url(), tfe::ADMIN_TOKEN),
+            ("transactionlink", self.transactionlink_url(), transactionlink::ADMIN_TOKEN),
+        ]
     }
 }
 
@@ -146,10 +161,12 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         faults: opts.faults,
         ghes: Arc::new(Mutex::new(state)),
         tfe: Arc::new(Mutex::new(tfe::Tfe::seeded(opts.users))),
+        transactionlink: Arc::new(Mutex::new(transactionlink::Tl::seeded(opts.users))),
     });
     let api = Router::new()
         .nest("/api/v3", ghes::routes(shared.ghes.clone()))
         .nest("/api/v2", tfe::routes(shared.tfe.clone()))
+        .nest("/transactionlink", transactionlink::routes(shared.transactionlink.clone()))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
@@ -277,5 +294,8 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {
     let github = s.ghes.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
     let terraform = s.tfe.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
-    Json(json!({"github": {"users": github}, "terraform": {"users": terraform}}))
+    let transactionlink = s.transactionlink.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    Json(
+        json!({"github": {"users": github}, "terraform": {"users": terraform}, "transactionlink": {"users": transactionlink}}),
+    )
 }

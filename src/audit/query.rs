@@ -225,6 +225,18 @@ impl AuditStore {
         Ok(done)
     }
 
+    /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted).
+    pub fn last_params(&self, profile: &str, op: &str, target: &str) -> Result<Option<String>, AuditError> {
+        self.conn()
+            .query_row(
+                "SELECT params FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
+                [profile, op, target],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(AuditError::Read)
+    }
+
     /// The successful, reversible changes of a run, oldest first: (profile, op, target, params).
     pub fn reversible_changes(&self, run: i64) -> Result<Vec<(String, String, String, String)>, AuditError> {
         let mut stmt = self

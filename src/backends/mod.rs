@@ -4,6 +4,7 @@
 pub mod github;
 pub mod model;
 pub mod terraform;
+pub mod transactionlink;
 
 use crate::http::error::ApiError;
 use async_trait::async_trait;
@@ -34,6 +35,9 @@ pub enum Op {
     Reset2fa,
     Impersonate,
     Unimpersonate,
+    SetRole,
+    UpdateProfile,
+    Roles,
     Api,
 }
 
@@ -60,6 +64,9 @@ impl Op {
         Op::Reset2fa,
         Op::Impersonate,
         Op::Unimpersonate,
+        Op::SetRole,
+        Op::UpdateProfile,
+        Op::Roles,
         Op::Api,
     ];
 
@@ -86,6 +93,9 @@ impl Op {
             Op::Reset2fa => "reset_2fa",
             Op::Impersonate => "impersonate",
             Op::Unimpersonate => "unimpersonate",
+            Op::SetRole => "set_role",
+            Op::UpdateProfile => "update_profile",
+            Op::Roles => "roles",
             Op::Api => "api",
         }
     }
@@ -195,6 +205,12 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// Reads what the action will need to be undone, before its intent is written, so the audit log keeps
+    /// it (TransactionLink: the role a user had before termination). Returned keys join the action's params.
+    async fn prepare(&self, _action: &Action) -> Result<Option<Value>, ApiError> {
+        Ok(None)
+    }
+
     /// The login of the account the token belongs to.
     async fn identity(&self) -> Result<String, ApiError> {
         let me = self.execute(&Action::new(Op::Whoami, None, Value::Null)).await?;
@@ -208,7 +224,7 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
 }
 
 /// The kinds of service a profile may name.
-pub const KINDS: &[&str] = &["github", "terraform"];
+pub const KINDS: &[&str] = &["github", "terraform", "transactionlink"];
 
 /// Builds the backend for a profile kind.
 pub fn build(
@@ -222,6 +238,7 @@ pub fn build(
         "terraform" => {
             Ok(Arc::new(terraform::Terraform::new(client, profile, terraform::Session::from_profile(config)?)))
         }
+        "transactionlink" => Ok(Arc::new(transactionlink::TransactionLink::new(client, profile, config))),
         other => Err(ApiError::invalid(format!(
             "profile {profile}: kind {other:?} is not known (known kinds: {})",
             KINDS.join(", ")
@@ -243,6 +260,7 @@ pub fn client_shape(kind: &str) -> Option<ClientShape> {
     match kind {
         "github" => Some(github::CLIENT_SHAPE),
         "terraform" => Some(terraform::CLIENT_SHAPE),
+        "transactionlink" => Some(transactionlink::CLIENT_SHAPE),
         _ => None,
     }
 }

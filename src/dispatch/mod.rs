@@ -151,6 +151,7 @@ pub type DoneSet = HashMap<(String, String, String), i64>;
 
 pub struct Dispatcher {
     audit: AuditWriter,
+    audit_target: AuditTarget,
     prompt: Arc<dyn Prompt>,
     reporter: Arc<dyn BulkReporter>,
     mode: Mode,
@@ -171,7 +172,8 @@ impl Dispatcher {
         interrupt: Interrupt,
     ) -> Self {
         Dispatcher {
-            audit: AuditWriter::spawn(target, run_info),
+            audit: AuditWriter::spawn(target.clone(), run_info),
+            audit_target: target,
             prompt,
             reporter,
             mode,
@@ -306,10 +308,44 @@ impl Dispatcher {
 
     /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
     async fn execute_recorded(&self, conn: &Connection, action: &Action) -> Result<Value, ApiError> {
+        let action = &self.prepared(conn, action).await?;
         let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
         // Fail closed: without a durable intent the request is not sent.
         let intent_seq = self.record(vec![intent]).await?[0];
         self.execute_with_intent(conn, action, intent_seq).await
+    }
+
+    /// The action with what undoing it will need: the backend's own reading of the target (`prepare`), and for
+    /// an unsuspend, what steward recorded when it suspended the target (TransactionLink's previous role).
+    async fn prepared(&self, conn: &Connection, action: &Action) -> Result<Action, ApiError> {
+        let mut action = action.clone();
+        let mut extra = serde_json::Map::new();
+        if action.op == Op::Unsuspend && action.params.get("role").is_none() {
+            if let Some(Value::Object(prev)) = self.recorded_params(conn, Op::Suspend, action.target.as_deref()) {
+                extra.extend(prev.into_iter().filter(|(k, _)| k.starts_with("previous_")));
+            }
+        }
+        if let Some(Value::Object(more)) = conn.backend.prepare(&action).await? {
+            extra.extend(more);
+        }
+        if !extra.is_empty() {
+            if !action.params.is_object() {
+                action.params = json!({});
+            }
+            if let Some(p) = action.params.as_object_mut() {
+                for (k, v) in extra {
+                    p.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(action)
+    }
+
+    fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Option<Value> {
+        let AuditTarget::File(path) = &self.audit_target else { return None };
+        let store = crate::audit::AuditStore::open(path).ok()?;
+        let text = store.last_params(&conn.profile, op.name(), target?).ok()??;
+        serde_json::from_str(&text).ok()
     }
 
     /// The request and its outcome, for an action whose intent is already durable.

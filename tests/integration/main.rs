@@ -9,6 +9,8 @@ mod cli;
 mod ghes;
 // Terraform Enterprise against the sandbox: every operation and documented status, paging, rate limits.
 mod terraform;
+// TransactionLink against the sandbox, and its requests against Prism serving its description.
+mod transactionlink;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.

@@ -4,14 +4,14 @@
 use crate::util::{repo, Env};
 
 /// A Prism mock started by `tests/servers/start-prism.sh`; stopped on drop, even when the test fails.
-struct Prism {
-    url: String,
+pub struct Prism {
+    pub url: String,
     pid: String,
     log: String,
 }
 
 impl Prism {
-    fn start(spec: &str) -> Prism {
+    pub fn start(spec: &str) -> Prism {
         let script = repo().join("tests/servers/start-prism.sh");
         let out = std::process::Command::new("bash")
             .arg(&script)
@@ -36,7 +36,11 @@ impl Prism {
     }
 
     /// Every complaint Prism logged about a request (response problems are the spec's own, see specs/ghes.md).
-    fn request_violations(&self) -> Vec<String> {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn request_violations(&self) -> Vec<String> {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines()
             .filter(|l| {

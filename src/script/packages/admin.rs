@@ -39,6 +39,11 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "disable_two_factor", signature: "h.disable_two_factor(login)", summary: "Terraform Enterprise's word for reset_2fa: turns off a user's 2FA after a lost device.", example: r#"connect("terraform").disable_two_factor("tfuser0003")"#, method: true },
     FnDoc { name: "impersonate", signature: "h.impersonate(login, reason)", summary: "Starts a Terraform Enterprise impersonation session (needs the profile's browser session: session_cookie_env, csrf_token_env).", example: r#"let kind = (); try { connect("terraform").impersonate("tfuser0002", "ticket 42"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "unimpersonate", signature: "h.unimpersonate()", summary: "Ends the Terraform Enterprise impersonation session.", example: r#"let kind = (); try { connect("terraform").unimpersonate(); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "terminate", signature: "h.terminate(id)", summary: "TransactionLink's word for suspend: deactivates a user (steward records their role first, for reinstate).", example: r#"connect("transactionlink").terminate("tluser0003@example.com")"#, method: true },
+    FnDoc { name: "reinstate", signature: "h.reinstate(id) / h.reinstate(id, role)", summary: "TransactionLink's word for unsuspend: reactivates a user with a role (an id or a name), by default the one they had.", example: r#"connect("transactionlink").reinstate("tluser0025@example.com", "member")"#, method: true },
+    FnDoc { name: "set_role", signature: "h.set_role(id, role)", summary: "Gives a TransactionLink user an organization role, by role id or name (see roles()).", example: r#"connect("transactionlink").set_role("tluser0004@example.com", "admin")"#, method: true },
+    FnDoc { name: "update_profile", signature: "h.update_profile(id, #{first_name, last_name, title})", summary: "Changes a TransactionLink user's profile fields.", example: r#"connect("transactionlink").update_profile("tluser0005@example.com", #{title: "Lead"})"#, method: true },
+    FnDoc { name: "roles", signature: "h.roles()", summary: "The organization's roles (id, name) on TransactionLink.", example: r#"connect("transactionlink").roles()"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 
@@ -87,6 +92,31 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             h.perform(&handle.conn, Op::Impersonate, Some(target_text(&target)?), json!({"reason": reason}))
         },
     );
+    let h = host.clone();
+    engine.register_fn("terminate", move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::Suspend, Some(target_text(&target)?), json!({}))
+    });
+    let h = host.clone();
+    engine.register_fn("reinstate", move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::Unsuspend, Some(target_text(&target)?), json!({}))
+    });
+    let h = host.clone();
+    engine.register_fn("reinstate", move |handle: &mut Handle, target: Dynamic, role: &str| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::Unsuspend, Some(target_text(&target)?), json!({"role": role}))
+    });
+    let h = host.clone();
+    engine.register_fn("set_role", move |handle: &mut Handle, target: Dynamic, role: &str| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::SetRole, Some(target_text(&target)?), json!({"role": role}))
+    });
+    let h = host.clone();
+    engine.register_fn(
+        "update_profile",
+        move |handle: &mut Handle, target: Dynamic, fields: Map| -> ScriptResult<Dynamic> {
+            h.perform(&handle.conn, Op::UpdateProfile, Some(target_text(&target)?), to_json(&fields.into())?)
+        },
+    );
+    let h = host.clone();
+    engine.register_fn("roles", move |handle: &mut Handle| h.perform(&handle.conn, Op::Roles, None, Value::Null));
     let h = host.clone();
     engine.register_fn("unimpersonate", move |handle: &mut Handle| {
         h.perform(&handle.conn, Op::Unimpersonate, None, json!({}))

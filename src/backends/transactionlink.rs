@@ -1,0 +1,430 @@
+//! TransactionLink: organization users (seed 003, specs/transactionlink.*). The organization token (`tot_…`) is
+//! sent raw in `Authorization`. Users are addressed by UUID; a login/email is resolved through the user list.
+//! Suspend = terminate; unsuspend = reinstate with the role the user had, which `prepare` reads before the
+//! termination so the audit log keeps it.
+
+use super::model::User;
+use super::{unsupported, Action, Backend, ClientShape, Op};
+use crate::config::Profile;
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use crate::http::{segment, HttpClient, Request};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub const CLIENT_SHAPE: ClientShape = ClientShape {
+    auth_prefix: "",
+    default_headers: &[("accept", "application/json")],
+    content_type: "application/json",
+    error_message,
+    // No published limit: a modest default that adapts to 429s like every other budget.
+    default_rate_limit: Some(10.0),
+};
+
+const SUPPORTED: &[Op] = &[
+    Op::Whoami,
+    Op::ListUsers,
+    Op::GetUser,
+    Op::Suspend,
+    Op::Unsuspend,
+    Op::Promote,
+    Op::Demote,
+    Op::Reset2fa,
+    Op::SetRole,
+    Op::UpdateProfile,
+    Op::Roles,
+    Op::Api,
+];
+
+const PAGE_SIZE: usize = 100;
+/// A bound on pages, in case a server reports pages it never fills.
+const MAX_PAGES: u64 = 100_000;
+
+/// `{"fingerprint": "...", "errors": [{"code", "message"}]}`; support asks for the fingerprint, so it stays.
+pub fn error_message(body: &Value) -> Option<String> {
+    let errors = body.get("errors")?.as_array()?;
+    let text: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let code = e.get("code").and_then(Value::as_str).unwrap_or("");
+            let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+            format!("{code}: {message}").trim_matches([':', ' ']).to_string()
+        })
+        .collect();
+    let mut out = text.join("; ");
+    if let Some(fp) = body.get("fingerprint").and_then(Value::as_str) {
+        out.push_str(&format!(" (fingerprint {fp})"));
+    }
+    Some(out)
+}
+
+pub struct TransactionLink {
+    http: HttpClient,
+    profile: String,
+    admin_role: String,
+    member_role: String,
+    /// role name → id, read once.
+    roles: tokio::sync::OnceCell<Vec<Value>>,
+    /// lower-cased id or email → the user, from the latest read (a bulk precheck, then the action).
+    seen: Mutex<HashMap<String, Value>>,
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
+impl TransactionLink {
+    pub fn new(http: HttpClient, profile: &str, config: &Profile) -> Self {
+        TransactionLink {
+            http,
+            profile: profile.to_string(),
+            admin_role: config.admin_role.clone().unwrap_or_else(|| "admin".into()),
+            member_role: config.member_role.clone().unwrap_or_else(|| "member".into()),
+            roles: tokio::sync::OnceCell::new(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn user(&self, r: &Value) -> Value {
+        let text = |p: &str| r.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let name =
+            [text("/profile/firstName"), text("/profile/lastName")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let role_id = text("/roleId");
+        let role_name = role_id.as_deref().and_then(|id| self.role_name(id));
+        let mut user = User {
+            id: r.get("id").cloned().unwrap_or(Value::Null),
+            login: text("/email").unwrap_or_default(),
+            email: text("/email"),
+            name: (!name.is_empty()).then_some(name),
+            admin: role_name.as_deref().map(|n| n == self.admin_role || n == "owner"),
+            // The documented schema shows no status; the live service's `status` is read when present.
+            suspended: text("/status").map(|s| s.eq_ignore_ascii_case("TERMINATED")),
+            last_active: text("/lastLoginDateTime").or_else(|| text("/profile/lastLoginDateTime")),
+            kind: "transactionlink",
+            profile: self.profile.clone(),
+            raw: r.clone(),
+        }
+        .into_value();
+        if let Some(o) = user.as_object_mut() {
+            o.insert("role_id".into(), json!(role_id));
+            o.insert("role".into(), json!(role_name));
+            o.insert("title".into(), json!(text("/profile/title")));
+        }
+        user
+    }
+
+    fn role_name(&self, id: &str) -> Option<String> {
+        self.roles
+            .get()?
+            .iter()
+            .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+            .and_then(|r| r.get("name")?.as_str().map(str::to_string))
+    }
+
+    async fn roles(&self) -> Result<&Vec<Value>, ApiError> {
+        self.roles
+            .get_or_try_init(|| async {
+                let body =
+                    self.http.send(&Request::new(Method::GET, "organizations/roles")).await.map_err(explain)?.body;
+                Ok(body.as_array().cloned().unwrap_or_default())
+            })
+            .await
+    }
+
+    /// A role given as an id or a name, as its id.
+    async fn role_id(&self, role: &str) -> Result<String, ApiError> {
+        if is_uuid(role) {
+            return Ok(role.to_string());
+        }
+        let roles = self.roles().await?;
+        roles
+            .iter()
+            .find(|r| r.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(role)))
+            .and_then(|r| r.get("id")?.as_str().map(str::to_string))
+            .ok_or_else(|| {
+                let names: Vec<&str> = roles.iter().filter_map(|r| r.get("name")?.as_str()).collect();
+                ApiError::invalid(format!("no role named {role:?} (roles: {})", names.join(", ")))
+            })
+    }
+
+    async fn all_users(&self) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        let mut page = 0u64;
+        loop {
+            let req = Request::new(Method::GET, "organizations/users").query("page", page).query("size", PAGE_SIZE);
+            let body = self.http.send(&req).await.map_err(explain)?.body;
+            let content = body.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+            let empty = content.is_empty();
+            out.extend(content);
+            let number = body.get("number").and_then(Value::as_u64).unwrap_or(page);
+            let total_pages = body.get("totalPages").and_then(Value::as_u64).unwrap_or(0);
+            if number + 1 >= total_pages || empty || page >= MAX_PAGES {
+                break;
+            }
+            page = number + 1;
+        }
+        Ok(out)
+    }
+
+    /// The user an id or an email names.
+    async fn find(&self, target: &str) -> Result<Value, ApiError> {
+        let key = target.to_lowercase();
+        if let Some(u) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(u.clone());
+        }
+        let user = if is_uuid(target) {
+            let path = format!("organizations/users/{}", segment(target));
+            self.http.send(&Request::new(Method::GET, path)).await.map_err(explain)?.body
+        } else {
+            self.all_users()
+                .await?
+                .into_iter()
+                .find(|u| u.get("email").and_then(Value::as_str).is_some_and(|e| e.eq_ignore_ascii_case(target)))
+                .ok_or_else(|| {
+                    ApiError::new(ErrorKind::NotFound, format!("no user with email {target:?} in this organization"))
+                        .with_status(404)
+                })?
+        };
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, user.clone());
+        Ok(user)
+    }
+
+    fn forget(&self, target: &str) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&target.to_lowercase());
+    }
+
+    async fn id_of(&self, action: &Action) -> Result<String, ApiError> {
+        let target = action.target()?;
+        if is_uuid(target) {
+            return Ok(target.to_string());
+        }
+        let u = self.find(target).await?;
+        u.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::invalid("the user record has no id"))
+    }
+
+    /// A user-changing request; its answer (the user, or nothing) becomes the result.
+    async fn change(&self, action: &Action, req: Request) -> Result<Value, ApiError> {
+        let resp = self.http.send(&req).await.map_err(|e| already(explain(e)));
+        self.forget(action.target.as_deref().unwrap_or_default());
+        let resp = resp?;
+        let mut out = if resp.body.is_object() { self.user(&resp.body) } else { json!({}) };
+        if let Some(o) = out.as_object_mut() {
+            o.insert("ok".into(), json!(true));
+            o.insert("http_status".into(), json!(resp.status));
+        }
+        Ok(out)
+    }
+
+    async fn set_role(&self, action: &Action, role: &str) -> Result<Value, ApiError> {
+        let (id, role_id) = (self.id_of(action).await?, self.role_id(role).await?);
+        let req = Request::new(Method::PUT, format!("organizations/users/{}/role", segment(&id)))
+            .json(json!({"roleId": role_id}));
+        self.change(action, req).await
+    }
+}
+
+/// 403 names the missing permission; 404 may also mean a token of another organization.
+fn explain(e: ApiError) -> ApiError {
+    match e.status {
+        Some(403) => {
+            let hint = if e.message.contains("can_reset_2fa") {
+                "the organization token needs the can_reset_2fa permission"
+            } else {
+                "the organization token needs the can_manage_users permission (reset_2fa needs can_reset_2fa)"
+            };
+            e.with_hint(hint)
+        }
+        _ => e,
+    }
+}
+
+/// "already terminated" / "not terminated" are the service saying nothing needs doing.
+fn already(mut e: ApiError) -> ApiError {
+    if e.status == Some(400) && (e.message.contains("ALREADY_TERMINATED") || e.message.contains("NOT_TERMINATED")) {
+        e.already = true;
+        e.kind = ErrorKind::Conflict;
+        e.hint = Some("nothing changed: the user already is in that state".into());
+    }
+    e
+}
+
+#[async_trait]
+impl Backend for TransactionLink {
+    fn kind(&self) -> &'static str {
+        "transactionlink"
+    }
+
+    fn supported(&self) -> &'static [Op] {
+        SUPPORTED
+    }
+
+    fn base_url(&self) -> String {
+        self.http.base_url().to_string()
+    }
+
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        let u = match op {
+            Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote => self.find(target).await?,
+            _ => return Ok(None),
+        };
+        Ok(match op {
+            Op::Suspend | Op::Unsuspend => u
+                .get("status")
+                .and_then(Value::as_str)
+                .map(|s| s.eq_ignore_ascii_case("TERMINATED") == (op == Op::Suspend)),
+            _ => {
+                let want = if op == Op::Promote { &self.admin_role } else { &self.member_role };
+                let want = self.role_id(want).await?;
+                u.get("roleId").and_then(Value::as_str).map(|r| r == want)
+            }
+        })
+    }
+
+    async fn prepare(&self, action: &Action) -> Result<Option<Value>, ApiError> {
+        if action.op != Op::Suspend {
+            return Ok(None);
+        }
+        // Terminating drops the role; keep it so an unsuspend can give it back.
+        let u = self.find(action.target()?).await?;
+        let role_id = u.get("roleId").and_then(Value::as_str).map(str::to_string);
+        let _ = self.roles().await;
+        let role = role_id.as_deref().and_then(|id| self.role_name(id));
+        Ok(Some(json!({"previous_role_id": role_id, "previous_role": role})))
+    }
+
+    async fn identity(&self) -> Result<String, ApiError> {
+        // An organization token has no user of its own: say so, and prove it works by reading the roles.
+        self.roles().await?;
+        Ok("(organization token)".to_string())
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        let _ = self.roles().await;
+        match action.op {
+            Op::Whoami => {
+                let roles = self.roles().await?.clone();
+                Ok(
+                    json!({"login": "(organization token)", "admin": Value::Null, "kind": "transactionlink", "profile": self.profile, "roles": roles}),
+                )
+            }
+            Op::Roles => Ok(Value::Array(self.roles().await?.clone())),
+            Op::ListUsers => {
+                let q = action.params.get("q").and_then(Value::as_str).map(str::to_lowercase);
+                let suspended = action.params.get("suspended").and_then(Value::as_bool);
+                let admin = action.params.get("admin").and_then(Value::as_bool);
+                let users: Vec<Value> = self
+                    .all_users()
+                    .await?
+                    .iter()
+                    .map(|u| self.user(u))
+                    .filter(|u| {
+                        q.as_ref().is_none_or(|q| {
+                            ["email", "name"].iter().any(|k| {
+                                u.get(*k).and_then(Value::as_str).is_some_and(|v| v.to_lowercase().contains(q))
+                            })
+                        })
+                    })
+                    .filter(|u| suspended.is_none_or(|s| u.get("suspended").and_then(Value::as_bool) == Some(s)))
+                    .filter(|u| admin.is_none_or(|a| u.get("admin").and_then(Value::as_bool) == Some(a)))
+                    .collect();
+                Ok(Value::Array(users))
+            }
+            Op::GetUser => {
+                let target = action.target()?;
+                self.forget(target);
+                Ok(self.user(&self.find(target).await?))
+            }
+            Op::UpdateProfile => {
+                let id = self.id_of(action).await?;
+                let mut body = serde_json::Map::new();
+                for (ours, theirs) in [("first_name", "firstName"), ("last_name", "lastName"), ("title", "title")] {
+                    if let Some(v) = action.params.get(ours).or_else(|| action.params.get(theirs)) {
+                        body.insert(theirs.into(), v.clone());
+                    }
+                }
+                if body.is_empty() {
+                    return Err(ApiError::invalid("update_profile needs at least one of first_name, last_name, title"));
+                }
+                let req = Request::new(Method::PUT, format!("organizations/users/{}/profile", segment(&id)))
+                    .json(Value::Object(body));
+                self.change(action, req).await
+            }
+            Op::SetRole => {
+                let role = action
+                    .param_str("role")
+                    .ok_or_else(|| ApiError::invalid("set_role needs a role id or name: set_role(id, \"admin\")"))?;
+                self.set_role(action, role).await
+            }
+            Op::Promote => self.set_role(action, &self.admin_role.clone()).await,
+            Op::Demote => self.set_role(action, &self.member_role.clone()).await,
+            Op::Suspend => {
+                let id = self.id_of(action).await?;
+                self.change(
+                    action,
+                    Request::new(Method::POST, format!("organizations/users/{}/terminate", segment(&id))),
+                )
+                .await
+            }
+            Op::Unsuspend => {
+                let role =
+                    action.param_str("role").or_else(|| action.param_str("previous_role_id")).ok_or_else(|| {
+                        ApiError::invalid(
+                            "steward did not record this user's role before termination, so it cannot give it back",
+                        )
+                        .with_hint("name the role: unsuspend(id, #{role: \"member\"}) or reinstate(id, \"member\")")
+                    })?;
+                let (id, role_id) = (self.id_of(action).await?, self.role_id(role).await?);
+                let req = Request::new(Method::POST, format!("organizations/users/{}/reinstate", segment(&id)))
+                    .json(json!({"roleId": role_id}));
+                self.change(action, req).await
+            }
+            Op::Reset2fa => {
+                let id = self.id_of(action).await?;
+                self.change(
+                    action,
+                    Request::new(Method::POST, format!("organizations/users/{}/reset-mfa", segment(&id))),
+                )
+                .await
+            }
+            Op::Api => {
+                let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
+                let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
+                let mut req = Request::new(method, path.trim_start_matches('/'));
+                if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
+                    req = req.json(body.clone());
+                }
+                Ok(self.http.send(&req).await?.body)
+            }
+            other => Err(unsupported(self, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_code_message_and_fingerprint() {
+        let body = json!({"fingerprint": "fp-1", "errors": [{"code": "FORBIDDEN", "message": "no can_reset_2fa"}]});
+        assert_eq!(error_message(&body).as_deref(), Some("FORBIDDEN: no can_reset_2fa (fingerprint fp-1)"));
+    }
+
+    #[test]
+    fn uuids_are_told_from_emails() {
+        assert!(is_uuid("5e1d0000-0000-4000-8000-000000000001"));
+        assert!(!is_uuid("ann@example.com"));
+        assert!(!is_uuid("5e1d0000x0000-4000-8000-000000000001"));
+    }
+}
