@@ -60,6 +60,12 @@ pub struct Profile {
     /// `_atlas_session_data` cookie and the `X-CSRF-Token` of a signed-in site admin.
     pub session_cookie_env: Option<String>,
     pub csrf_token_env: Option<String>,
+    /// Travis CI Enterprise: organization tokens carry one permission each, so a profile may name one for
+    /// `activity` and one for `suspend` (each defaults to token_env/token_cmd), and the internal app
+    /// credential (`app_name:token`) for the instance-wide `/users/suspend`.
+    pub activity_token_env: Option<String>,
+    pub suspend_token_env: Option<String>,
+    pub internal_token_env: Option<String>,
     /// TransactionLink: the role names `promote` and `demote` set (defaults: admin, member).
     pub admin_role: Option<String>,
     pub member_role: Option<String>,
@@ -151,7 +157,7 @@ impl Config {
             ConfigError::new(
                 path,
                 e.to_string().trim_end().to_string(),
-                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, session_cookie_env, csrf_token_env, admin_role, member_role",
+                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role",
             )
         })?;
         for (name, p) in &config.profiles {
@@ -199,6 +205,13 @@ impl Config {
                 "token_env/token_cmd/token",
                 "more than one token source".into(),
                 "keep exactly one of them",
+            ));
+        }
+        if p.kind == "travis" && p.org_id.as_deref().is_none_or(|o| o.trim().is_empty()) {
+            return Err(err(
+                "org_id",
+                "a travis profile needs the organization id its tokens belong to".into(),
+                "org_id = \"89\" (Travis admin-v2 → Organization)",
             ));
         }
         if p.concurrency == Some(0) {

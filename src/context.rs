@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct ProfileEntry {
     pub profile: Profile,
     pub preset_token: Option<SecretString>,
+    /// Tokens for particular permissions (Travis `activity`, `suspend`, `internal`), handed over in-process.
+    pub preset_extra: Vec<(&'static str, SecretString)>,
 }
 
 /// The configured profiles, connected on first use (so listing them needs no token).
@@ -90,7 +92,7 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
     let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
     let settings = ClientSettings {
         base_url,
-        auth: token.map(|token| Auth { prefix: shape.auth_prefix, token }),
+        auth: token.map(|token| Auth { prefix: shape.auth_prefix, token: (shape.token_value)(p, token) }),
         timeout: Duration::from_secs(p.timeout.unwrap_or(30)),
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
@@ -100,9 +102,30 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
         content_type: shape.content_type,
     };
     let client = HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
-    let backend = backends::build(&p.kind, client, name, p).map_err(|e| e.to_string())?;
+    let extra = extra_tokens(name, entry)?;
+    let backend = backends::build(&p.kind, client, name, p, extra).map_err(|e| e.to_string())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     Ok(Connection::new(name, backend, p.protected.clone(), source, p.concurrency.unwrap_or(4)))
+}
+
+/// Tokens for single permissions: handed over (sandbox) or read from `<name>_token_env`.
+fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, SecretString)>, String> {
+    if !entry.preset_extra.is_empty() {
+        return Ok(entry.preset_extra.clone());
+    }
+    let p = &entry.profile;
+    let mut out = Vec::new();
+    for (purpose, var) in
+        [("activity", &p.activity_token_env), ("suspend", &p.suspend_token_env), ("internal", &p.internal_token_env)]
+    {
+        if let Some(var) = var {
+            let value = std::env::var(var).map_err(|_| {
+                format!("profile {name}: the environment variable {var} ({purpose}_token_env) is not set; export {var}=<token>")
+            })?;
+            out.push((purpose, SecretString::from(value.trim().to_string())));
+        }
+    }
+    Ok(out)
 }
 
 /// How results are printed.
@@ -140,7 +163,9 @@ impl Context {
         let mut entries: BTreeMap<String, ProfileEntry> = config
             .profiles
             .iter()
-            .map(|(k, p)| (k.clone(), ProfileEntry { profile: p.clone(), preset_token: None }))
+            .map(|(k, p)| {
+                (k.clone(), ProfileEntry { profile: p.clone(), preset_token: None, preset_extra: Vec::new() })
+            })
             .collect();
         let mut default_profile = global.profile.clone().or_else(|| config.default_profile.clone());
         let sandbox = if global.sandbox {
@@ -148,6 +173,7 @@ impl Context {
                 .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
                 .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
             for (kind, url, admin_token) in running.services() {
+                let org_id = (kind == "travis").then_some(steward_sandbox::travis_tokens::ORG_ID);
                 let profile = Profile {
                     kind: kind.to_string(),
                     url,
@@ -160,14 +186,21 @@ impl Context {
                     ca_file: None,
                     insecure: false,
                     protected: Vec::new(),
-                    org_id: None,
+                    org_id: org_id.map(str::to_string),
                     session_cookie_env: None,
                     csrf_token_env: None,
                     admin_role: None,
                     member_role: None,
+                    activity_token_env: None,
+                    suspend_token_env: None,
+                    internal_token_env: None,
                 };
                 let token = SecretString::from(admin_token.to_string());
-                entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token) });
+                let preset_extra = steward_sandbox::extra_tokens(kind)
+                    .into_iter()
+                    .map(|(name, value)| (name, SecretString::from(value.to_string())))
+                    .collect();
+                entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token), preset_extra });
             }
             if default_profile.is_none() {
                 default_profile = Some("github".to_string());

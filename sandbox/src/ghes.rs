@@ -659,29 +659,9 @@ async fn rate_limit(State(s): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 fn now() -> String {
-    rfc3339(std::time::SystemTime::now())
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::ghes_time(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    )
 }
 
 pub fn routes(state: Shared) -> Router {
@@ -714,9 +694,10 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_rfc3339() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    fn dates_are_rfc3339_and_round_trip() {
+        assert_eq!(crate::ghes_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(crate::days_from_civil(2023, 11, 14), 1_700_000_000 / 86_400);
+        assert_eq!(crate::civil_from_days(crate::days_from_civil(2024, 2, 29)), (2024, 2, 29));
     }
 
     #[test]

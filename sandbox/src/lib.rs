@@ -8,6 +8,7 @@ pub mod faults;
 pub mod ghes;
 pub mod tfe;
 pub mod transactionlink;
+pub mod travis;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -29,6 +30,23 @@ pub use ghes::{ADMIN_TOKEN, USER_TOKEN};
 /// Tokens and role ids of the TransactionLink emulation.
 pub mod transactionlink_tokens {
     pub use crate::transactionlink::{ADMIN_TOKEN, NO_MFA_TOKEN, READ_ONLY_TOKEN, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
+}
+
+/// Tokens for single permissions a kind's profile needs besides its main one.
+pub fn extra_tokens(kind: &str) -> Vec<(&'static str, &'static str)> {
+    match kind {
+        "travis" => vec![
+            ("activity", travis::ACTIVITY_TOKEN),
+            ("suspend", travis::SUSPEND_TOKEN),
+            ("internal", travis::INTERNAL_TOKEN),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The organization and tokens of the Travis CI Enterprise emulation.
+pub mod travis_tokens {
+    pub use crate::travis::{ACTIVITY_TOKEN, INTERNAL_TOKEN, ORG_ID, SUSPEND_TOKEN};
 }
 
 /// Tokens of the Terraform Enterprise emulation (a site admin, and an ordinary user).
@@ -95,6 +113,7 @@ struct Shared {
     ghes: ghes::Shared,
     tfe: tfe::Shared,
     transactionlink: transactionlink::Shared,
+    travis: travis::Shared,
 }
 
 /// A running sandbox; dropping it stops the server.
@@ -112,6 +131,10 @@ impl Running {
         format!("http://{}/api/v2", self.addr)
     }
 
+    pub fn travis_url(&self) -> String {
+        format!("http://{}/travis", self.addr)
+    }
+
     pub fn transactionlink_url(&self) -> String {
         format!("http://{}/transactionlink", self.addr)
     }
@@ -122,6 +145,8 @@ impl Running {
             ("github", self.github_url(), ghes::ADMIN_TOKEN),
             ("terraform", self.terraform_url(), tfe::ADMIN_TOKEN),
             ("transactionlink", self.transactionlink_url(), transactionlink::ADMIN_TOKEN),
+            // Travis tokens carry one permission each; `extra_tokens` has the others.
+            ("travis", self.travis_url(), travis::SUSPEND_TOKEN),
         ]
     }
 }
@@ -162,11 +187,13 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         ghes: Arc::new(Mutex::new(state)),
         tfe: Arc::new(Mutex::new(tfe::Tfe::seeded(opts.users))),
         transactionlink: Arc::new(Mutex::new(transactionlink::Tl::seeded(opts.users))),
+        travis: Arc::new(Mutex::new(travis::Travis::seeded(opts.users))),
     });
     let api = Router::new()
         .nest("/api/v3", ghes::routes(shared.ghes.clone()))
         .nest("/api/v2", tfe::routes(shared.tfe.clone()))
         .nest("/transactionlink", transactionlink::routes(shared.transactionlink.clone()))
+        .nest("/travis", travis::routes(shared.travis.clone()))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
@@ -295,7 +322,42 @@ async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {
     let github = s.ghes.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
     let terraform = s.tfe.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
     let transactionlink = s.transactionlink.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
-    Json(
-        json!({"github": {"users": github}, "terraform": {"users": terraform}, "transactionlink": {"users": transactionlink}}),
-    )
+    let travis = s.travis.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    Json(json!({
+        "github": {"users": github},
+        "terraform": {"users": terraform},
+        "transactionlink": {"users": transactionlink},
+        "travis": {"users": travis},
+    }))
+}
+
+/// RFC 3339 UTC for a Unix time (the emulations' timestamps).
+pub(crate) fn ghes_time(secs: u64) -> String {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A calendar date to days since 1970-01-01 (the inverse of `civil_from_days`).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }

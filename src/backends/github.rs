@@ -19,6 +19,7 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     content_type: "application/json",
     error_message,
     // GHES has no limit unless its admin sets one; the profile's rate_limit is the place to match it.
+    token_value: super::token_as_is,
     default_rate_limit: None,
 };
 

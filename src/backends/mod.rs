@@ -5,8 +5,10 @@ pub mod github;
 pub mod model;
 pub mod terraform;
 pub mod transactionlink;
+pub mod travis;
 
 use crate::http::error::ApiError;
+use crate::http::redact::SecretString;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
@@ -205,6 +207,23 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// The columns a CSV row may name its user by, in order of preference.
+    fn target_keys(&self) -> &'static [&'static str] {
+        &["login", "username", "user", "id", "user_id", "vcs_id"]
+    }
+
+    /// How many targets of `op` one request may carry, for services with native bulk endpoints (Travis).
+    fn batch_size(&self, _op: Op) -> Option<usize> {
+        None
+    }
+
+    /// Performs the same operation on many targets in as few requests as the service allows; one result per
+    /// action, in order. Only called when `batch_size` says the operation has a bulk form.
+    async fn execute_batch(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
+        let _ = op;
+        actions.iter().map(|_| Err(ApiError::invalid("this service has no bulk endpoint"))).collect()
+    }
+
     /// Reads what the action will need to be undone, before its intent is written, so the audit log keeps
     /// it (TransactionLink: the role a user had before termination). Returned keys join the action's params.
     async fn prepare(&self, _action: &Action) -> Result<Option<Value>, ApiError> {
@@ -224,7 +243,7 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
 }
 
 /// The kinds of service a profile may name.
-pub const KINDS: &[&str] = &["github", "terraform", "transactionlink"];
+pub const KINDS: &[&str] = &["github", "terraform", "transactionlink", "travis"];
 
 /// Builds the backend for a profile kind.
 pub fn build(
@@ -232,6 +251,7 @@ pub fn build(
     client: crate::http::HttpClient,
     profile: &str,
     config: &crate::config::Profile,
+    extra_tokens: Vec<(&'static str, SecretString)>,
 ) -> Result<Arc<dyn Backend>, ApiError> {
     match kind {
         "github" => Ok(Arc::new(github::Github::new(client, profile))),
@@ -239,6 +259,7 @@ pub fn build(
             Ok(Arc::new(terraform::Terraform::new(client, profile, terraform::Session::from_profile(config)?)))
         }
         "transactionlink" => Ok(Arc::new(transactionlink::TransactionLink::new(client, profile, config))),
+        "travis" => Ok(Arc::new(travis::Travis::new(client, profile, config, extra_tokens)?)),
         other => Err(ApiError::invalid(format!(
             "profile {profile}: kind {other:?} is not known (known kinds: {})",
             KINDS.join(", ")
@@ -254,6 +275,13 @@ pub struct ClientShape {
     pub error_message: crate::http::ErrorMessageFn,
     /// Requests per second when the profile sets no `rate_limit` (below the service's documented limit).
     pub default_rate_limit: Option<f64>,
+    /// The token as the Authorization header carries it after the prefix (Travis: `org_id:secret`).
+    pub token_value: fn(&crate::config::Profile, SecretString) -> SecretString,
+}
+
+/// Most services take the token as it is.
+pub fn token_as_is(_profile: &crate::config::Profile, token: SecretString) -> SecretString {
+    token
 }
 
 pub fn client_shape(kind: &str) -> Option<ClientShape> {
@@ -261,6 +289,7 @@ pub fn client_shape(kind: &str) -> Option<ClientShape> {
         "github" => Some(github::CLIENT_SHAPE),
         "terraform" => Some(terraform::CLIENT_SHAPE),
         "transactionlink" => Some(transactionlink::CLIENT_SHAPE),
+        "travis" => Some(travis::CLIENT_SHAPE),
         _ => None,
     }
 }

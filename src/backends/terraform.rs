@@ -22,6 +22,7 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     content_type: "application/vnd.api+json",
     error_message,
     // TFE allows 30 requests/s per user; two thirds of it leaves room for the admin's other tools (go-tfe does the same).
+    token_value: super::token_as_is,
     default_rate_limit: Some(20.0),
 };
 

@@ -21,6 +21,7 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     content_type: "application/json",
     error_message,
     // No published limit: a modest default that adapts to 429s like every other budget.
+    token_value: super::token_as_is,
     default_rate_limit: Some(10.0),
 };
 

@@ -19,8 +19,8 @@ pub struct BulkItem {
     /// The CSV line it came from, carried into the result.
     pub line: Option<i64>,
     pub error: Option<String>,
-    /// A per-row reason that overrides the job's.
-    pub reason: Option<String>,
+    /// Per-row parameters that override the job's (a `reason` column; `vcs_type` for a `vcs_id` row).
+    pub params: serde_json::Map<String, Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -93,7 +93,9 @@ impl Dispatcher {
             return Err(fail(unsupported(conn.backend.as_ref(), op)));
         }
         let job_reason = params.get("reason").and_then(Value::as_str).filter(|r| !r.trim().is_empty());
-        if op == Op::Suspend && job_reason.is_none() && items.iter().any(|i| i.reason.is_none()) {
+        let row_reason =
+            |i: &BulkItem| i.params.get("reason").and_then(Value::as_str).is_some_and(|r| !r.trim().is_empty());
+        if op == Op::Suspend && job_reason.is_none() && items.iter().any(|i| !row_reason(i)) {
             return Err(fail(ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})")));
         }
         // A script may ask for a dry run of one job (`#{dry_run: true}`) even when the run is live.
@@ -238,40 +240,60 @@ impl Dispatcher {
             if !decided_events.is_empty() {
                 self.record(decided_events).await.map_err(fail)?;
             }
-            let done: Vec<(usize, BulkResult)> = stream::iter(todo)
-                .map(|i| {
-                    let item = &items[i];
-                    let action = Action::new(op, item.target.clone(), item_params(&params, item));
-                    let progress = &progress;
-                    async move {
-                        let result = if self.interrupt.is_raised() {
-                            BulkResult::of(
-                                item,
-                                ItemStatus::Skipped,
-                                Some("cancelled by Ctrl-C before it was sent".into()),
-                            )
-                        } else {
-                            match self.execute_recorded(conn, &action).await {
-                                Ok(v) => {
-                                    let mut r = BulkResult::of(item, ItemStatus::Ok, None);
-                                    r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
-                                    r
-                                }
-                                Err(e) => {
-                                    let status = if e.already { ItemStatus::Noop } else { ItemStatus::Failed };
-                                    let mut r = BulkResult::of(item, status, Some(e.to_string()));
-                                    r.http_status = e.status;
-                                    r
-                                }
+            let width = conn.concurrency.max(1);
+            let done: Vec<(usize, BulkResult)> = match conn.backend.batch_size(op) {
+                // The service takes many targets in one request: one intent batch, one request, one outcome each.
+                Some(size) => {
+                    stream::iter(todo.chunks(size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+                        .map(|chunk| {
+                            let (items, params, progress) = (&items, &params, &progress);
+                            async move {
+                                let actions: Vec<Action> = chunk
+                                    .iter()
+                                    .map(|&i| Action::new(op, items[i].target.clone(), item_params(params, &items[i])))
+                                    .collect();
+                                let outcomes = self.execute_batch_recorded(conn, op, &actions).await;
+                                chunk
+                                    .into_iter()
+                                    .zip(outcomes)
+                                    .map(|(i, outcome)| {
+                                        let r = item_result(&items[i], outcome);
+                                        progress.advance(r.status);
+                                        (i, r)
+                                    })
+                                    .collect::<Vec<_>>()
                             }
-                        };
-                        progress.advance(result.status);
-                        (i, result)
-                    }
-                })
-                .buffer_unordered(conn.concurrency.max(1))
-                .collect()
-                .await;
+                        })
+                        .buffer_unordered(width)
+                        .flat_map(stream::iter)
+                        .collect()
+                        .await
+                }
+                None => {
+                    stream::iter(todo)
+                        .map(|i| {
+                            let item = &items[i];
+                            let action = Action::new(op, item.target.clone(), item_params(&params, item));
+                            let progress = &progress;
+                            async move {
+                                let result = if self.interrupt.is_raised() {
+                                    BulkResult::of(
+                                        item,
+                                        ItemStatus::Skipped,
+                                        Some("cancelled by Ctrl-C before it was sent".into()),
+                                    )
+                                } else {
+                                    item_result(item, self.execute_recorded(conn, &action).await)
+                                };
+                                progress.advance(result.status);
+                                (i, result)
+                            }
+                        })
+                        .buffer_unordered(width)
+                        .collect()
+                        .await
+                }
+            };
             for (i, r) in done {
                 results[i] = Some(r);
             }
@@ -290,15 +312,34 @@ impl Dispatcher {
     }
 }
 
-/// The job's parameters with the row's own reason, if it has one.
+/// The job's parameters with the row's own (a non-empty `reason` column wins over the job's).
 fn item_params(params: &Value, item: &BulkItem) -> Value {
-    match &item.reason {
-        Some(reason) if !reason.trim().is_empty() => {
-            let mut p = if params.is_object() { params.clone() } else { json!({}) };
-            p["reason"] = json!(reason);
-            p
+    if item.params.is_empty() {
+        return params.clone();
+    }
+    let mut p = if params.is_object() { params.clone() } else { json!({}) };
+    for (k, v) in &item.params {
+        if !v.as_str().is_some_and(|s| s.trim().is_empty()) {
+            p[k] = v.clone();
         }
-        _ => params.clone(),
+    }
+    p
+}
+
+/// What one item's request came to, as a result row.
+fn item_result(item: &BulkItem, outcome: Result<Value, ApiError>) -> BulkResult {
+    match outcome {
+        Ok(v) => {
+            let mut r = BulkResult::of(item, ItemStatus::Ok, None);
+            r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
+            r
+        }
+        Err(e) => {
+            let status = if e.already { ItemStatus::Noop } else { ItemStatus::Failed };
+            let mut r = BulkResult::of(item, status, Some(e.to_string()));
+            r.http_status = e.status;
+            r
+        }
     }
 }
 

@@ -315,6 +315,57 @@ impl Dispatcher {
         self.execute_with_intent(conn, action, intent_seq).await
     }
 
+    /// `execute_recorded` for a batch that the service takes in one request: every intent durable first
+    /// (one commit), then the request, then each item's outcome.
+    async fn execute_batch_recorded(
+        &self,
+        conn: &Connection,
+        op: Op,
+        actions: &[Action],
+    ) -> Vec<Result<Value, ApiError>> {
+        let intents: Vec<Event> =
+            actions.iter().map(|a| self.event(conn, op, a.target.as_deref(), &a.params, "intent", "pending")).collect();
+        let seqs = match self.record(intents).await {
+            Ok(seqs) => seqs,
+            Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
+        };
+        if self.interrupt.is_raised() {
+            let cancelled = ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C before it was sent");
+            let outcomes = actions.iter().map(|_| Err(cancelled.clone())).collect::<Vec<_>>();
+            self.record_outcomes(conn, op, actions, &seqs, &outcomes, 0);
+            return outcomes;
+        }
+        let started = Instant::now();
+        let outcomes = conn.backend.execute_batch(op, actions).await;
+        self.record_outcomes(conn, op, actions, &seqs, &outcomes, started.elapsed().as_millis() as i64);
+        outcomes
+    }
+
+    fn record_outcomes(
+        &self,
+        conn: &Connection,
+        op: Op,
+        actions: &[Action],
+        seqs: &[i64],
+        outcomes: &[Result<Value, ApiError>],
+        ms: i64,
+    ) {
+        let events = actions
+            .iter()
+            .zip(seqs)
+            .zip(outcomes)
+            .map(|((a, seq), result)| {
+                let mut e = self.event(conn, op, a.target.as_deref(), &a.params, "outcome", "ok");
+                e.intent_seq = Some(*seq);
+                e.duration_ms = Some(ms);
+                fill_outcome(&mut e, result);
+                e
+            })
+            .collect();
+        let pending = self.audit.submit(events);
+        self.outstanding.lock().unwrap_or_else(|e| e.into_inner()).push(pending);
+    }
+
     /// The action with what undoing it will need: the backend's own reading of the target (`prepare`), and for
     /// an unsuspend, what steward recorded when it suspended the target (TransactionLink's previous role).
     async fn prepared(&self, conn: &Connection, action: &Action) -> Result<Action, ApiError> {
@@ -363,19 +414,7 @@ impl Dispatcher {
         let mut outcome = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "ok");
         outcome.intent_seq = Some(intent_seq);
         outcome.duration_ms = Some(started.elapsed().as_millis() as i64);
-        match &result {
-            Ok(v) => outcome.http_status = v.get("http_status").and_then(Value::as_i64),
-            Err(e) => {
-                outcome.status = match e.kind {
-                    ErrorKind::Cancelled => "cancelled",
-                    _ if e.already => "noop",
-                    _ => "failed",
-                }
-                .to_string();
-                outcome.http_status = e.status.map(i64::from);
-                outcome.error = redact(&e.to_string());
-            }
-        }
+        fill_outcome(&mut outcome, &result);
         // Queued, not awaited: the slot goes to the next item while this commits; `flush` waits for it. Should the
         // process die first, the intent stays pending and a resume checks the target's state.
         let pending = self.audit.submit(vec![outcome]);
@@ -423,5 +462,22 @@ impl Dispatcher {
         let mut e = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "refused");
         e.error = why.to_string();
         self.record_after(vec![e]).await;
+    }
+}
+
+/// Status, HTTP status and error of an outcome event, from what the request came to.
+fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
+    match result {
+        Ok(v) => e.http_status = v.get("http_status").and_then(Value::as_i64),
+        Err(err) => {
+            e.status = match err.kind {
+                ErrorKind::Cancelled => "cancelled",
+                _ if err.already => "noop",
+                _ => "failed",
+            }
+            .to_string();
+            e.http_status = err.status.map(i64::from);
+            e.error = redact(&err.to_string());
+        }
     }
 }

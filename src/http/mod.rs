@@ -194,7 +194,9 @@ impl HttpClient {
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
-        if let Some(auth) = &self.auth {
+        // A request may carry its own credentials (a token with another permission): then only those.
+        let own_auth = req.secret_headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(auth) = self.auth.as_ref().filter(|_| !own_auth) {
             let mut value = HeaderValue::from_str(&format!("{}{}", auth.prefix, auth.token.expose_secret()))
                 .map_err(|_| ApiError::invalid("the token holds characters an HTTP header cannot carry"))?;
             value.set_sensitive(true);

@@ -135,11 +135,9 @@ pub fn target_text(value: &Dynamic) -> ScriptResult<String> {
     }
 }
 
-/// The keys a row may name its user by, in order of preference.
-const TARGET_KEYS: &[&str] = &["login", "username", "user", "id", "user_id", "vcs_id"];
-
 /// Bulk input: logins, ids, user maps or CSV rows (`read_csv` rows carry `_line`, and `_error` when malformed).
-pub fn bulk_items(items: &rhai::Array) -> Vec<crate::dispatch::BulkItem> {
+/// `keys` are the columns that may name the user, in the backend's order of preference.
+pub fn bulk_items(items: &rhai::Array, keys: &[&str]) -> Vec<crate::dispatch::BulkItem> {
     items
         .iter()
         .enumerate()
@@ -151,13 +149,20 @@ pub fn bulk_items(items: &rhai::Array) -> Vec<crate::dispatch::BulkItem> {
                 };
                 item.line = map.get("_line").and_then(|v| v.as_int().ok());
                 item.error = text("_error");
-                item.reason = text("reason");
-                item.target = TARGET_KEYS.iter().find_map(|k| text(k)).map(|t| t.trim().to_string());
+                if let Some(reason) = text("reason") {
+                    item.params.insert("reason".into(), reason.into());
+                }
+                let key = keys.iter().find(|k| text(k).is_some());
+                item.target = key.and_then(|k| text(k)).map(|t| t.trim().to_string());
+                // A VCS id (Travis) is another numbering than the service's own: say which.
+                if key == Some(&"vcs_id") {
+                    item.params.insert("vcs_type".into(), text("vcs_type").unwrap_or_else(|| "github".into()).into());
+                }
                 if item.target.is_none() && item.error.is_none() {
                     item.error = Some(if map.contains_key("email") {
                         "this row has only an email; look the user up first (users::find_by_email)".to_string()
                     } else {
-                        format!("the row names no user (expected one of: {})", TARGET_KEYS.join(", "))
+                        format!("the row names no user (expected one of: {})", keys.join(", "))
                     });
                 }
             } else {

@@ -11,6 +11,8 @@ mod ghes;
 mod terraform;
 // TransactionLink against the sandbox, and its requests against Prism serving its description.
 mod transactionlink;
+// Travis CI Enterprise against the sandbox: activity, one-permission tokens, chunked bulk suspension.
+mod travis;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.

@@ -29,6 +29,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "delete_token", signature: "h.delete_token(token_id)", summary: "Deletes a personal access token; asks first unless --yes (GHES refuses a token in use).", example: r#"connect("github").delete_token(2)"#, method: true },
     FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
     FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"let kind = (); try { connect("github").activity(#{since: "2025-02-21"}); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "user_activity", signature: "h.user_activity(#{since, status})", summary: "Travis CI Enterprise's word for activity: members active (or inactive) since a YYYY-MM-DD date, all pages. Users never active appear in neither list; status \"all\" gives both lists.", example: r#"connect("travis").user_activity(#{since: "2026-01-01", status: "inactive"}).len()"#, method: true },
     FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
     FnDoc { name: "suspend_all", signature: "h.suspend_all(ids, #{reason})", summary: "Suspends many users concurrently (logins, ids, user maps or CSV rows); one #{target, status, http_status, error} per item: ok, noop (already suspended), failed, skipped (protected, duplicate) or dry-run. A reason is required. Options: `dry_run: true` for a plan only; `precheck: false` skips reading each user's state first (half the requests; already-suspended users then report ok, not noop).", example: r#"connect("github").suspend_all(["user0010", "user0011", "user0025"], #{reason: "left the company"})"#, method: true },
     FnDoc { name: "unsuspend_all", signature: "h.unsuspend_all(ids) / h.unsuspend_all(ids, #{reason})", summary: "Lifts many suspensions concurrently; results as suspend_all.", example: r#"connect("github").unsuspend_all(["user0025", "user0050"])"#, method: true },
@@ -121,7 +122,12 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("unimpersonate", move |handle: &mut Handle| {
         h.perform(&handle.conn, Op::Unimpersonate, None, json!({}))
     });
-    for (name, op) in [("list_users", Op::ListUsers), ("activity", Op::Activity), ("create_user", Op::CreateUser)] {
+    for (name, op) in [
+        ("list_users", Op::ListUsers),
+        ("activity", Op::Activity),
+        ("user_activity", Op::Activity),
+        ("create_user", Op::CreateUser),
+    ] {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
             let params = to_json(&opts.into())?;
@@ -159,11 +165,11 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let Some(name) = op.bulk_name() else { continue };
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, ids: Array| {
-            h.perform_all(&handle.conn, op, bulk_items(&ids), json!({}))
+            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), json!({}))
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, ids: Array, opts: Map| -> ScriptResult<Dynamic> {
-            h.perform_all(&handle.conn, op, bulk_items(&ids), to_json(&opts.into())?)
+            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), to_json(&opts.into())?)
         });
     }
     let h = host.clone();

@@ -1,0 +1,353 @@
+//! Travis CI Enterprise (API v3; seed 000, specs/travis.md): user activity and suspension per organization.
+//!
+//! Organization tokens go as `Authorization: org.token ORG_ID:SECRET` and carry one permission each
+//! (`activity` or `suspend`), so a profile may hold two. Suspension takes many users per request
+//! (`{"user_ids": […]}` or `{"vcs_type", "vcs_ids": […]}`); the answer's `changed`/`skipped` lists become
+//! per-user results.
+
+use super::model::User;
+use super::{unsupported, Action, Backend, ClientShape, Op};
+use crate::config::Profile;
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use crate::http::redact::{ExposeSecret, SecretString};
+use crate::http::{segment, HttpClient, Request};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub const CLIENT_SHAPE: ClientShape = ClientShape {
+    auth_prefix: "org.token ",
+    default_headers: &[("accept", "application/json"), ("travis-api-version", "3")],
+    content_type: "application/json",
+    error_message,
+    token_value: with_org_id,
+    // TCIE runs without travis-ci.com's throttles, but a small server deserves care (≤ 1.5 POST/s advised).
+    default_rate_limit: Some(5.0),
+};
+
+const SUPPORTED: &[Op] = &[Op::Activity, Op::Suspend, Op::Unsuspend, Op::Api];
+
+/// Ids per bulk request: small enough for any proxy's body limit, large enough that 1,000 users are 10 requests.
+const BATCH: usize = 100;
+const PAGE: usize = 100;
+
+/// `org.token` wants `ORG_ID:SECRET`; a profile may hold only the secret.
+fn with_org_id(profile: &Profile, token: SecretString) -> SecretString {
+    match &profile.org_id {
+        Some(org) if !token.expose_secret().contains(':') => {
+            SecretString::from(format!("{org}:{}", token.expose_secret()))
+        }
+        _ => token,
+    }
+}
+
+/// `{"@type":"error","error_type":"…","error_message":"…"}`.
+pub fn error_message(body: &Value) -> Option<String> {
+    let kind = body.get("error_type").and_then(Value::as_str);
+    let message = body.get("error_message").and_then(Value::as_str);
+    match (kind, message) {
+        (Some(k), Some(m)) => Some(format!("{k}: {m}")),
+        (None, Some(m)) => Some(m.to_string()),
+        (Some(k), None) => Some(k.to_string()),
+        (None, None) => None,
+    }
+}
+
+pub struct Travis {
+    http: HttpClient,
+    profile: String,
+    org: String,
+    activity_token: Option<SecretString>,
+    suspend_token: Option<SecretString>,
+    internal_token: Option<SecretString>,
+}
+
+impl Travis {
+    /// `extra_tokens`: the `activity`, `suspend` and `internal` credentials the profile names (each optional:
+    /// without one, the profile's main token is used).
+    pub fn new(
+        http: HttpClient,
+        profile: &str,
+        config: &Profile,
+        extra_tokens: Vec<(&'static str, SecretString)>,
+    ) -> Result<Self, ApiError> {
+        let org = config.org_id.clone().ok_or_else(|| ApiError::invalid(format!("profile {profile} needs org_id")))?;
+        let take = |purpose: &str| extra_tokens.iter().find(|(p, _)| *p == purpose).map(|(_, t)| t.clone());
+        Ok(Travis {
+            http,
+            profile: profile.to_string(),
+            org,
+            activity_token: take("activity").map(|t| with_org_id(config, t)),
+            suspend_token: take("suspend").map(|t| with_org_id(config, t)),
+            internal_token: take("internal"),
+        })
+    }
+
+    /// The request with the token that has the permission it needs (when the profile names one).
+    fn with_token(&self, req: Request, token: &Option<SecretString>, scheme: &str) -> Request {
+        match token {
+            Some(t) => {
+                req.secret_header("authorization", SecretString::from(format!("{scheme} {}", t.expose_secret())))
+            }
+            None => req,
+        }
+    }
+
+    fn user(&self, u: &Value, status: Option<&str>) -> Value {
+        let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let mut user = User {
+            id: u.get("id").cloned().unwrap_or(Value::Null),
+            login: text("login").unwrap_or_default(),
+            email: text("email"),
+            name: text("name"),
+            admin: None,
+            suspended: u.get("suspended").and_then(Value::as_bool),
+            last_active: text("last_activity_at"),
+            kind: "travis",
+            profile: self.profile.clone(),
+            raw: u.clone(),
+        }
+        .into_value();
+        if let Some(o) = user.as_object_mut() {
+            o.insert("vcs_id".into(), u.get("vcs_id").cloned().unwrap_or(Value::Null));
+            o.insert("vcs_type".into(), u.get("vcs_type").cloned().unwrap_or(Value::Null));
+            o.insert("status".into(), json!(status));
+        }
+        user
+    }
+
+    /// Every page of `/org/{id}/user_activity` for one status.
+    async fn activity_pages(&self, date: &str, status: &str) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let req = Request::new(Method::GET, format!("org/{}/user_activity", segment(&self.org)))
+                .query("date", date)
+                .query("status", status)
+                .query("limit", PAGE)
+                .query("offset", offset);
+            let body = self
+                .http
+                .send(&self.with_token(req, &self.activity_token, "org.token"))
+                .await
+                .map_err(explain("activity"))?
+                .body;
+            let users = body.get("users").and_then(Value::as_array).cloned().unwrap_or_default();
+            let n = users.len();
+            out.extend(users.iter().map(|u| self.user(u, Some(status))));
+            let next = body.pointer("/@pagination/next").filter(|n| !n.is_null());
+            match next.and_then(|n| n.get("offset")).and_then(Value::as_u64) {
+                Some(o) if (o as usize) > offset && n > 0 => offset = o as usize,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn activity(&self, params: &Value) -> Result<Value, ApiError> {
+        let since = params.get("since").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::invalid("activity needs a date: activity(#{since: \"2025-02-21\", status: \"inactive\"})")
+        })?;
+        let date = chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid(format!("since = {since:?}: Travis takes YYYY-MM-DD")))?
+            .format("%Y-%m-%d")
+            .to_string();
+        let status = params.get("status").and_then(Value::as_str).unwrap_or("all");
+        match status {
+            "active" | "inactive" => Ok(Value::Array(self.activity_pages(&date, status).await?)),
+            "all" => {
+                let mut all = self.activity_pages(&date, "active").await?;
+                all.extend(self.activity_pages(&date, "inactive").await?);
+                Ok(Value::Array(all))
+            }
+            "never" => Err(ApiError::new(
+                ErrorKind::Unsupported,
+                "Travis cannot list users who were never active: they have no last activity, so they appear in neither the active nor the inactive list, and an organization token cannot list members otherwise",
+            )
+            .with_hint("use status \"inactive\" for users idle since the date, or the admin-v2 User Activity tab")),
+            other => Err(ApiError::invalid(format!("status {other:?}: use \"active\", \"inactive\" or \"all\""))),
+        }
+    }
+
+    /// One bulk request for many targets: Travis ids and VCS ids go in separate requests.
+    async fn suspend_many(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
+        let verb = if op == Op::Suspend { "suspend" } else { "unsuspend" };
+        let instance_wide = actions.iter().any(|a| a.params.get("instance").and_then(Value::as_bool) == Some(true));
+        let mut results: Vec<Option<Result<Value, ApiError>>> = vec![None; actions.len()];
+        // Group: Travis user ids, then VCS ids per VCS type.
+        let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for (i, a) in actions.iter().enumerate() {
+            let vcs = a.params.get("vcs_type").and_then(Value::as_str).map(str::to_string);
+            match groups.iter_mut().find(|(k, _)| *k == vcs) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((vcs, vec![i])),
+            }
+        }
+        for (vcs, idx) in groups {
+            let mut ids = Vec::new();
+            for &i in &idx {
+                match actions[i].target.as_deref().map(str::parse::<u64>) {
+                    Some(Ok(id)) => ids.push((i, id)),
+                    _ => {
+                        results[i] = Some(Err(ApiError::invalid(format!(
+                            "{:?} is not a numeric Travis user id or VCS id",
+                            actions[i].target.as_deref().unwrap_or("")
+                        ))))
+                    }
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let numbers: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
+            let body = match &vcs {
+                Some(t) => json!({"vcs_type": t, "vcs_ids": numbers}),
+                None => json!({"user_ids": numbers}),
+            };
+            let (path, token, scheme) = if instance_wide {
+                (format!("users/{verb}"), &self.internal_token, "internal")
+            } else {
+                (format!("org/{}/{verb}", segment(&self.org)), &self.suspend_token, "org.token")
+            };
+            if instance_wide && self.internal_token.is_none() {
+                let e = ApiError::invalid("instance-wide suspension needs the internal app credential")
+                    .with_hint("set internal_token_env in the profile (the value is app_name:token)");
+                for (i, _) in ids {
+                    results[i] = Some(Err(e.clone()));
+                }
+                continue;
+            }
+            let req = self.with_token(Request::new(Method::POST, path).json(body), token, scheme);
+            match self.http.send(&req).await.map_err(explain("suspend")) {
+                Err(e) => {
+                    for (i, _) in ids {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
+                Ok(resp) => {
+                    let list = |k: &str| -> Vec<u64> {
+                        resp.body
+                            .get(k)
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                            .unwrap_or_default()
+                    };
+                    let (changed, skipped) = (list("changed"), list("skipped"));
+                    // With VCS ids Travis answers in its own user ids, so only a complete success maps per user.
+                    let all_vcs_done = vcs.is_some() && skipped.is_empty() && changed.len() == ids.len();
+                    let total = ids.len();
+                    for (i, id) in ids {
+                        results[i] = Some(if changed.contains(&id) && vcs.is_none() || all_vcs_done {
+                            Ok(
+                                json!({"ok": true, "op": op.name(), "target": id.to_string(), "http_status": resp.status}),
+                            )
+                        } else if vcs.is_none() {
+                            Err(ApiError::new(
+                                ErrorKind::NotFound,
+                                format!(
+                                    "user {id} was skipped: not a member of organization {} (or unknown)",
+                                    self.org
+                                ),
+                            )
+                            .with_status(resp.status))
+                        } else {
+                            Err(ApiError::new(
+                                ErrorKind::NotFound,
+                                format!(
+                                    "Travis changed {} of {total} users given by VCS id without saying which",
+                                    changed.len()
+                                ),
+                            )
+                            .with_status(resp.status)
+                            .with_hint(
+                                "use Travis user ids (the id column of activity()) for an exact result per user",
+                            ))
+                        });
+                    }
+                }
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(ApiError::invalid("not sent")))).collect()
+    }
+}
+
+/// Travis answers 403 for every authorization problem; an org token's permission is the usual one.
+fn explain(permission: &'static str) -> impl Fn(ApiError) -> ApiError {
+    move |e| {
+        if e.status == Some(403) {
+            e.with_hint(format!(
+                "the organization token must have the `{permission}` permission and belong to this org_id (each token has one permission: set activity_token_env and suspend_token_env)"
+            ))
+        } else {
+            e
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Travis {
+    fn kind(&self) -> &'static str {
+        "travis"
+    }
+
+    fn supported(&self) -> &'static [Op] {
+        SUPPORTED
+    }
+
+    fn base_url(&self) -> String {
+        self.http.base_url().to_string()
+    }
+
+    /// Travis acts on numbers: its own user ids, or VCS ids; a login column is only for people to read.
+    fn target_keys(&self) -> &'static [&'static str] {
+        &["id", "user_id", "vcs_id"]
+    }
+
+    fn batch_size(&self, op: Op) -> Option<usize> {
+        matches!(op, Op::Suspend | Op::Unsuspend).then_some(BATCH)
+    }
+
+    async fn execute_batch(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
+        self.suspend_many(op, actions).await
+    }
+
+    async fn identity(&self) -> Result<String, ApiError> {
+        // An organization token is nobody's account.
+        Ok(format!("(organization {} token)", self.org))
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        match action.op {
+            Op::Activity => self.activity(&action.params).await,
+            Op::Suspend | Op::Unsuspend => self
+                .suspend_many(action.op, std::slice::from_ref(action))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(ApiError::invalid("not sent"))),
+            Op::Api => {
+                let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
+                let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
+                let mut req = Request::new(method, path.trim_start_matches('/'));
+                if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
+                    req = req.json(body.clone());
+                }
+                Ok(self.http.send(&req).await?.body)
+            }
+            other => Err(unsupported(self, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_travis_envelopes() {
+        let body = json!({"@type": "error", "error_type": "insufficient_access", "error_message": "forbidden"});
+        assert_eq!(error_message(&body).as_deref(), Some("insufficient_access: forbidden"));
+    }
+}
