@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod context;
+pub mod dates;
 pub mod dispatch;
 pub mod error;
 pub mod http;

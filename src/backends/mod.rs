@@ -3,6 +3,7 @@
 
 pub mod github;
 pub mod model;
+pub mod synapse;
 pub mod terraform;
 pub mod transactionlink;
 pub mod travis;
@@ -243,7 +244,7 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
 }
 
 /// The kinds of service a profile may name.
-pub const KINDS: &[&str] = &["github", "terraform", "transactionlink", "travis"];
+pub const KINDS: &[&str] = &["github", "terraform", "transactionlink", "travis", "synapse"];
 
 /// Builds the backend for a profile kind.
 pub fn build(
@@ -260,6 +261,7 @@ pub fn build(
         }
         "transactionlink" => Ok(Arc::new(transactionlink::TransactionLink::new(client, profile, config))),
         "travis" => Ok(Arc::new(travis::Travis::new(client, profile, config, extra_tokens)?)),
+        "synapse" => Ok(Arc::new(synapse::Synapse::new(client, profile))),
         other => Err(ApiError::invalid(format!(
             "profile {profile}: kind {other:?} is not known (known kinds: {})",
             KINDS.join(", ")
@@ -290,6 +292,7 @@ pub fn client_shape(kind: &str) -> Option<ClientShape> {
         "terraform" => Some(terraform::CLIENT_SHAPE),
         "transactionlink" => Some(transactionlink::CLIENT_SHAPE),
         "travis" => Some(travis::CLIENT_SHAPE),
+        "synapse" => Some(synapse::CLIENT_SHAPE),
         _ => None,
     }
 }

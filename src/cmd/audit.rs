@@ -4,9 +4,9 @@ use crate::audit::query::{Filter, Row};
 use crate::audit::AuditStore;
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
+use crate::dates::parse_date;
 use crate::error::UsageError;
 use crate::output;
-use crate::script::packages::data::parse_date;
 use serde_json::{json, Value};
 use std::io::Write;
 

@@ -238,7 +238,7 @@ impl Dispatcher {
             identity: conn.known_identity(),
             op: op.name().to_string(),
             target: target.unwrap_or_default().to_string(),
-            params: redact(&params.to_string()),
+            params: audit_params(params),
             mode: if self.mode.dry_run { "dry-run" } else { "live" }.to_string(),
             phase: phase.to_string(),
             status: status.to_string(),
@@ -480,4 +480,24 @@ fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
             e.error = redact(&err.to_string());
         }
     }
+}
+
+/// Parameters as the audit log keeps them: values of secret-named keys (a new user's password) removed, and
+/// anything shaped like a token scrubbed.
+fn audit_params(params: &Value) -> String {
+    fn scrub(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let secret = ["password", "secret", "token"].iter().any(|s| k.to_ascii_lowercase().contains(s));
+                        (k.clone(), if secret { Value::String("[REDACTED]".into()) } else { scrub(v) })
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(scrub).collect()),
+            other => other.clone(),
+        }
+    }
+    redact(&scrub(params).to_string())
 }

@@ -13,6 +13,8 @@ mod terraform;
 mod transactionlink;
 // Travis CI Enterprise against the sandbox: activity, one-permission tokens, chunked bulk suspension.
 mod travis;
+// A real Matrix Synapse homeserver: every verb, bulk suspension, activity, errors.
+mod synapse;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.

@@ -131,7 +131,11 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
             let params = to_json(&opts.into())?;
-            h.perform(&handle.conn, op, None, params)
+            // A new user's login is the action's target, so the audit log names who was created.
+            let target = (op == Op::CreateUser)
+                .then(|| params.get("login").and_then(Value::as_str).map(str::to_string))
+                .flatten();
+            h.perform(&handle.conn, op, target, params)
         });
     }
     for op in [
@@ -174,7 +178,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     }
     let h = host.clone();
     engine.register_fn("create_user", move |handle: &mut Handle, login: &str, email: &str| {
-        h.perform(&handle.conn, Op::CreateUser, None, json!({"login": login, "email": email}))
+        h.perform(&handle.conn, Op::CreateUser, Some(login.to_string()), json!({"login": login, "email": email}))
     });
     let h = host.clone();
     engine.register_fn(

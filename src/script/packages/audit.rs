@@ -2,9 +2,9 @@
 
 use crate::audit::query::Filter;
 use crate::audit::AuditStore;
+use crate::dates::parse_date;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
-use crate::script::packages::data::parse_date;
 use crate::script::types::{invalid, to_dynamic, ScriptResult};
 use rhai::{Array, Engine, Map};
 use std::rc::Rc;

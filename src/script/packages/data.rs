@@ -1,10 +1,11 @@
 //! Helpers for scripts: CSV files, tables, JSON, dates, environment, confirmation.
 
+use crate::dates::{parse_date, rfc3339};
 use crate::output;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
 use crate::script::types::{invalid, to_dynamic, to_json, ScriptResult};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::Utc;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 use std::path::Path;
@@ -95,21 +96,6 @@ fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResul
     };
     let n = output::csv::write_csv(Path::new(path), &rows, columns).map_err(|e| invalid(e.to_string()))?;
     Ok(n as i64)
-}
-
-/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
-pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or_default());
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD (e.g. 2025-02-21) or RFC 3339"))
-}
-
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

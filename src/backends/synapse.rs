@@ -1,0 +1,407 @@
+//! Matrix Synapse: the homeserver admin API (`/_synapse/admin/…`), as observed on Synapse 1.163.2
+//! (specs/synapse-and-prism.md). Users are Matrix ids (`@alice:example.org`); a bare `alice` means a local user.
+//! Traps handled here: `creation_ts` is ms in lists and s in the single GET; `suspended` is only in the single GET;
+//! whois answers 200 for users that do not exist.
+
+use super::model::User;
+use super::{unsupported, Action, Backend, ClientShape, Op};
+use crate::http::error::ApiError;
+use crate::http::{segment, HttpClient, Request};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub const CLIENT_SHAPE: ClientShape = ClientShape {
+    auth_prefix: "Bearer ",
+    default_headers: &[("accept", "application/json")],
+    content_type: "application/json",
+    error_message,
+    token_value: super::token_as_is,
+    // The admin API is not rate limited; Synapse's own M_LIMIT_EXCEEDED answers are obeyed when they come.
+    default_rate_limit: None,
+};
+
+const SUPPORTED: &[Op] = &[
+    Op::Whoami,
+    Op::ListUsers,
+    Op::GetUser,
+    Op::CreateUser,
+    Op::DeleteUser,
+    Op::Suspend,
+    Op::Unsuspend,
+    Op::Promote,
+    Op::Demote,
+    Op::Activity,
+    Op::Api,
+];
+
+const PAGE: usize = 100;
+/// Single-user reads in flight when a list needs each user's own record.
+const DETAIL_CONCURRENCY: usize = 8;
+
+/// `{"errcode": "M_…", "error": "…"}`.
+pub fn error_message(body: &Value) -> Option<String> {
+    let code = body.get("errcode").and_then(Value::as_str);
+    let text = body.get("error").and_then(Value::as_str);
+    match (code, text) {
+        (Some(c), Some(t)) => Some(format!("{c}: {t}")),
+        (Some(c), None) => Some(c.to_string()),
+        (None, Some(t)) => Some(t.to_string()),
+        _ => None,
+    }
+}
+
+pub struct Synapse {
+    http: HttpClient,
+    profile: String,
+    /// The server name bare localparts belong to, from the token's own user id.
+    server_name: tokio::sync::OnceCell<String>,
+}
+
+fn ms_to_rfc3339(ms: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+impl Synapse {
+    pub fn new(http: HttpClient, profile: &str) -> Self {
+        Synapse { http, profile: profile.to_string(), server_name: tokio::sync::OnceCell::new() }
+    }
+
+    async fn me(&self) -> Result<String, ApiError> {
+        let body = self.http.send(&Request::new(Method::GET, "_matrix/client/v3/account/whoami")).await?.body;
+        body.get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::invalid("whoami returned no user_id"))
+    }
+
+    /// `alice` → `@alice:<server>`; a full Matrix id is kept.
+    async fn user_id(&self, target: &str) -> Result<String, ApiError> {
+        if target.starts_with('@') && target.contains(':') {
+            return Ok(target.to_string());
+        }
+        let server = self
+            .server_name
+            .get_or_try_init(|| async {
+                let me = self.me().await?;
+                Ok::<_, ApiError>(me.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default())
+            })
+            .await?;
+        Ok(format!("@{}:{server}", target.trim_start_matches('@')))
+    }
+
+    /// A user record; `created_in_seconds` because the single GET says seconds where lists say milliseconds.
+    fn user(&self, u: &Value, created_in_seconds: bool) -> Value {
+        let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let id = text("name").unwrap_or_default();
+        let email = u
+            .get("threepids")
+            .and_then(Value::as_array)
+            .and_then(|t| t.iter().find(|p| p.get("medium").and_then(Value::as_str) == Some("email")))
+            .and_then(|p| p.get("address").and_then(Value::as_str))
+            .map(str::to_string);
+        let flag = |k: &str| u.get(k).and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)));
+        let mut user = User {
+            id: json!(id),
+            login: id.clone(),
+            email,
+            name: text("displayname"),
+            admin: flag("admin"),
+            suspended: flag("suspended"),
+            last_active: u.get("last_seen_ts").and_then(Value::as_i64).and_then(ms_to_rfc3339),
+            kind: "synapse",
+            profile: self.profile.clone(),
+            raw: u.clone(),
+        }
+        .into_value();
+        let created =
+            u.get("creation_ts").and_then(Value::as_i64).map(|t| if created_in_seconds { t * 1000 } else { t });
+        if let Some(o) = user.as_object_mut() {
+            o.insert("deactivated".into(), json!(flag("deactivated")));
+            o.insert("locked".into(), json!(flag("locked")));
+            o.insert("created_at".into(), json!(created.and_then(ms_to_rfc3339)));
+        }
+        user
+    }
+
+    async fn get_raw(&self, id: &str) -> Result<Value, ApiError> {
+        let req = Request::new(Method::GET, format!("_synapse/admin/v2/users/{}", segment(id)));
+        Ok(self.http.send(&req).await.map_err(|e| not_found(e, id))?.body)
+    }
+
+    /// Every page of the user list: `from`/`limit`, until `next_token` is absent.
+    async fn list_raw(&self, filter: &Value, order_by: Option<(&str, &str)>) -> Result<Vec<Value>, ApiError> {
+        // v2 leaves deactivated users out unless asked; v3 reads `deactivated` as "only these".
+        let deactivated = filter.get("deactivated").and_then(Value::as_bool);
+        let version = if deactivated.is_some() { "v3" } else { "v2" };
+        let mut from = "0".to_string();
+        let mut out = Vec::new();
+        loop {
+            let mut req = Request::new(Method::GET, format!("_synapse/admin/{version}/users"))
+                .query("from", &from)
+                .query("limit", PAGE);
+            let guests = filter.get("guests").and_then(Value::as_bool).unwrap_or(false);
+            req = req.query("guests", guests);
+            if let Some(d) = deactivated {
+                req = req.query("deactivated", d);
+            }
+            if let Some(q) = filter.get("q").and_then(Value::as_str) {
+                req = req.query("name", q);
+            }
+            if filter.get("admin").and_then(Value::as_bool) == Some(true) {
+                req = req.query("admins", true);
+            }
+            if let Some((key, dir)) = order_by {
+                req = req.query("order_by", key).query("dir", dir);
+            }
+            let body = self.http.send(&req).await?.body;
+            out.extend(body.get("users").and_then(Value::as_array).cloned().unwrap_or_default());
+            // `next_token` is a string, and absent (not null) on the last page.
+            match body
+                .get("next_token")
+                .and_then(|t| t.as_str().map(str::to_string).or_else(|| t.as_i64().map(|n| n.to_string())))
+            {
+                Some(next) if next != from => from = next,
+                _ => break,
+            }
+        }
+        if filter.get("admin").and_then(Value::as_bool) == Some(false) {
+            out.retain(|u| {
+                u.get("admin").and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0))) != Some(true)
+            });
+        }
+        Ok(out)
+    }
+
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        let raw = self.list_raw(filter, None).await?;
+        let Some(wanted) = filter.get("suspended").and_then(Value::as_bool) else {
+            return Ok(Value::Array(raw.iter().map(|u| self.user(u, false)).collect()));
+        };
+        // `suspended` is only in each user's own record: read them, a few at a time.
+        let ids: Vec<String> =
+            raw.iter().filter_map(|u| u.get("name").and_then(Value::as_str).map(str::to_string)).collect();
+        let full: Vec<Result<Value, ApiError>> = stream::iter(ids)
+            .map(|id| async move { self.get_raw(&id).await })
+            .buffered(DETAIL_CONCURRENCY)
+            .collect()
+            .await;
+        let mut users = Vec::new();
+        for u in full {
+            let u = u?;
+            if u.get("suspended").and_then(Value::as_bool).unwrap_or(false) == wanted {
+                users.push(self.user(&u, true));
+            }
+        }
+        Ok(Value::Array(users))
+    }
+
+    /// `activity(#{since, status})`: users by last seen; `activity(#{user})`: one user's sessions (whois).
+    async fn activity(&self, opts: &Value) -> Result<Value, ApiError> {
+        if let Some(target) = opts.get("user").and_then(Value::as_str) {
+            let id = self.user_id(target).await?;
+            // whois answers 200 for a user that does not exist: ask for the user first.
+            let user = self.get_raw(&id).await?;
+            let whois = self
+                .http
+                .send(&Request::new(Method::GET, format!("_synapse/admin/v1/whois/{}", segment(&id))))
+                .await?
+                .body;
+            let connections: Vec<Value> = whois
+                .get("devices")
+                .and_then(Value::as_object)
+                .map(|d| {
+                    d.iter()
+                        .flat_map(|(device, v)| {
+                            let sessions = v.get("sessions").and_then(Value::as_array).cloned().unwrap_or_default();
+                            sessions.into_iter().flat_map(move |s| {
+                                let device = device.clone();
+                                s.get("connections").and_then(Value::as_array).cloned().unwrap_or_default().into_iter().map(move |c| {
+                                    json!({"device": device, "ip": c.get("ip"), "user_agent": c.get("user_agent"),
+                                           "last_seen": c.get("last_seen").and_then(Value::as_i64).and_then(ms_to_rfc3339)})
+                                })
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut out = self.user(&user, true);
+            out["connections"] = Value::Array(connections);
+            return Ok(out);
+        }
+        let since = opts
+            .get("since")
+            .and_then(Value::as_str)
+            .map(|s| crate::dates::parse_date(s).map_err(ApiError::invalid))
+            .transpose()?;
+        let status = opts.get("status").and_then(Value::as_str).unwrap_or("all");
+        if !matches!(status, "active" | "inactive" | "never" | "all") {
+            return Err(ApiError::invalid(format!(
+                "status {status:?}: use \"active\", \"inactive\", \"never\" or \"all\""
+            )));
+        }
+        let raw = self.list_raw(opts, Some(("last_seen_ts", "b"))).await?;
+        let since_ms = since.map(|d| d.timestamp_millis());
+        let users = raw
+            .iter()
+            .filter(|u| {
+                let seen = u.get("last_seen_ts").and_then(Value::as_i64);
+                match (status, seen, since_ms) {
+                    ("never", seen, _) => seen.is_none(),
+                    ("active", Some(t), Some(s)) => t >= s,
+                    ("active", Some(_), None) => true,
+                    ("inactive", Some(t), Some(s)) => t < s,
+                    ("inactive", None, _) => true,
+                    ("all", _, _) => true,
+                    _ => false,
+                }
+            })
+            .map(|u| self.user(u, false))
+            .collect();
+        Ok(Value::Array(users))
+    }
+
+    async fn change(&self, action: &Action, req: Request) -> Result<Value, ApiError> {
+        let id = action.target.clone().unwrap_or_default();
+        let resp = self.http.send(&req).await.map_err(|e| not_found(e, &id))?;
+        Ok(json!({"ok": true, "op": action.op.name(), "target": action.target, "http_status": resp.status}))
+    }
+}
+
+fn not_found(e: ApiError, id: &str) -> ApiError {
+    if e.status == Some(404) {
+        ApiError { message: format!("no user {id} on this homeserver ({})", e.message), ..e }
+    } else if e.status == Some(403) {
+        e.with_hint("the token must belong to a server admin (synapse: `admin: true`)")
+    } else {
+        e
+    }
+}
+
+#[async_trait]
+impl Backend for Synapse {
+    fn kind(&self) -> &'static str {
+        "synapse"
+    }
+
+    fn supported(&self) -> &'static [Op] {
+        SUPPORTED
+    }
+
+    fn base_url(&self) -> String {
+        self.http.base_url().to_string()
+    }
+
+    async fn identity(&self) -> Result<String, ApiError> {
+        self.me().await
+    }
+
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        let key = match op {
+            Op::Suspend | Op::Unsuspend => "suspended",
+            Op::Promote | Op::Demote => "admin",
+            _ => return Ok(None),
+        };
+        let u = self.get_raw(&self.user_id(target).await?).await?;
+        let on = u.get(key).and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)));
+        Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        let id = match &action.target {
+            Some(t) if !t.is_empty() => Some(self.user_id(t).await?),
+            _ => None,
+        };
+        let id_path = |prefix: &str, suffix: &str| -> Result<String, ApiError> {
+            let id = id.as_deref().ok_or_else(|| ApiError::invalid(format!("{} needs a user id", action.op.name())))?;
+            Ok(format!("{prefix}{}{suffix}", segment(id)))
+        };
+        match action.op {
+            Op::Whoami => {
+                let me = self.me().await?;
+                Ok(self.user(&self.get_raw(&me).await?, true))
+            }
+            Op::ListUsers => self.list_users(&action.params).await,
+            Op::GetUser => Ok(self.user(&self.get_raw(id.as_deref().unwrap_or_default()).await?, true)),
+            Op::CreateUser => {
+                let login = action.param_str("login").or(action.param_str("user_id")).or(action.target.as_deref()).ok_or_else(|| {
+                    ApiError::invalid("create_user needs a login: create_user(#{login: \"alice\", password: \"…\", displayname: \"Alice\"})")
+                })?;
+                let uid = self.user_id(login).await?;
+                let mut body = serde_json::Map::new();
+                for key in ["password", "displayname", "admin", "user_type"] {
+                    if let Some(v) = action.params.get(key) {
+                        body.insert(key.into(), v.clone());
+                    }
+                }
+                if let Some(email) = action.param_str("email") {
+                    body.insert("threepids".into(), json!([{"medium": "email", "address": email}]));
+                }
+                let req = Request::new(Method::PUT, format!("_synapse/admin/v2/users/{}", segment(&uid)))
+                    .json(Value::Object(body));
+                let resp = self.http.send(&req).await?;
+                let mut user = self.user(&resp.body, true);
+                user["http_status"] = json!(resp.status);
+                Ok(user)
+            }
+            Op::Suspend | Op::Unsuspend => {
+                let req = Request::new(Method::PUT, id_path("_synapse/admin/v1/suspend/", "")?)
+                    .json(json!({"suspend": action.op == Op::Suspend}));
+                self.change(action, req).await
+            }
+            Op::Promote | Op::Demote => {
+                let req = Request::new(Method::PUT, id_path("_synapse/admin/v1/users/", "/admin")?)
+                    .json(json!({"admin": action.op == Op::Promote}));
+                self.change(action, req).await
+            }
+            Op::DeleteUser => {
+                // Synapse deactivates: the account stays, locked out; `erase` also forgets its messages.
+                let erase = action.params.get("erase").and_then(Value::as_bool).unwrap_or(false);
+                let req = Request::new(Method::POST, id_path("_synapse/admin/v1/deactivate/", "")?)
+                    .json(json!({"erase": erase}));
+                self.change(action, req).await
+            }
+            Op::Activity => self.activity(&action.params).await,
+            Op::Api => {
+                let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
+                let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
+                let mut req = Request::new(method, path.trim_start_matches('/'));
+                if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
+                    req = req.json(body.clone());
+                }
+                Ok(self.http.send(&req).await?.body)
+            }
+            other => Err(unsupported(self, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn errors_read_matrix_envelopes() {
+        assert_eq!(
+            error_message(&json!({"errcode": "M_NOT_FOUND", "error": "User not found"})).as_deref(),
+            Some("M_NOT_FOUND: User not found")
+        );
+    }
+
+    #[test]
+    fn milliseconds_become_rfc3339() {
+        assert_eq!(ms_to_rfc3339(1_795_559_164_000).as_deref(), Some("2026-11-25T19:46:04Z"));
+    }
+
+    #[test]
+    fn the_error_kind_of_a_matrix_404_is_not_found() {
+        let e = not_found(ApiError::from_response(404, Some("M_NOT_FOUND: User not found".into())), "@x:h");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains("@x:h"));
+    }
+}

@@ -1,0 +1,201 @@
+//! A real Matrix Synapse homeserver (PyPI matrix-synapse, started by `tests/servers/start-synapse.sh`):
+//! every verb, a bulk suspension of 200 users, the inactive report, and the errors, with the audit log checked.
+
+use crate::util::{Env, Run};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+struct Server {
+    url: String,
+    token: String,
+}
+
+/// The running server: from `.ci/run` (SYNAPSE_BASE_URL, SYNAPSE_ADMIN_TOKEN) or started here, once.
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        if let (Ok(url), Ok(token)) = (std::env::var("SYNAPSE_BASE_URL"), std::env::var("SYNAPSE_ADMIN_TOKEN")) {
+            return Server { url, token };
+        }
+        let script = crate::util::repo().join("tests/servers/start-synapse.sh");
+        let out = std::process::Command::new("bash").arg(&script).arg("start").output().expect("bash runs");
+        assert!(
+            out.status.success(),
+            "Synapse did not start. It needs python3 >= 3.10 with venv and pip (it installs matrix-synapse into ~/.cache/steward-tests/synapse-venv);\nrun `bash tests/servers/start-synapse.sh start` to see why.\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |name: &str| {
+            text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {text}")).to_string()
+        };
+        Server { url: field("SYNAPSE_BASE_URL"), token: field("SYNAPSE_ADMIN_TOKEN") }
+    })
+}
+
+/// Logins unique to one test and one run, so tests share the server without seeing each other's users.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}{}x{nanos:x}", std::process::id())
+}
+
+fn env() -> Env {
+    let s = server();
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"matrix\"\nmax_changes = 100000\n[profiles.matrix]\nkind = \"synapse\"\nurl = \"{}\"\ntoken_env = \"SYNAPSE_TOKEN\"\nconcurrency = 8\nprotected = [\"admin\"]\n",
+        s.url
+    ));
+    env
+}
+
+fn run_as(env: &Env, token: &str, args: &[&str]) -> Run {
+    let mut cmd = env.cmd();
+    cmd.env("SYNAPSE_TOKEN", token).args(args);
+    Run::of(cmd)
+}
+
+fn eval(env: &Env, expr: &str) -> Value {
+    let r = run_as(env, &server().token, &["--yes", "--format", "json", "eval", expr]).success();
+    serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
+}
+
+fn audit(env: &Env, op: &str) -> Vec<Value> {
+    let r = run_as(env, &server().token, &["--format", "json", "audit", "list", "--all", "--op", op]).success();
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn every_verb_against_a_real_homeserver() {
+    let env = env();
+    let alice = unique("alice");
+    let created = eval(
+        &env,
+        &format!(
+            r#"connect().create_user(#{{login: "{alice}", password: "pw-{alice}-secret", displayname: "Alice", email: "{alice}@example.org"}})"#
+        ),
+    );
+    assert_eq!(created["login"], format!("@{alice}:localhost"));
+    assert_eq!(created["http_status"], 201);
+    let u = eval(&env, &format!(r#"connect().get_user("{alice}")"#));
+    assert_eq!(
+        (u["name"].clone(), u["email"].clone(), u["suspended"].clone(), u["admin"].clone()),
+        (json!("Alice"), json!(format!("{alice}@example.org")), json!(false), json!(false))
+    );
+    // creation_ts is seconds in the single GET and milliseconds in lists: both read as the same date.
+    let listed = eval(&env, &format!(r#"connect().list_users(#{{q: "{alice}"}})"#));
+    assert_eq!(listed[0]["created_at"], u["created_at"], "{listed}");
+    assert!(u["created_at"].as_str().unwrap().starts_with("20"));
+
+    eval(&env, &format!(r#"let s = connect(); s.suspend("{alice}"); s.promote("{alice}")"#));
+    let u = eval(&env, &format!(r#"connect().get_user("@{alice}:localhost")"#));
+    assert_eq!((u["suspended"].clone(), u["admin"].clone()), (json!(true), json!(true)));
+    assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{alice}", suspended: true}}).len()"#)), 1);
+    assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{alice}", admin: true}}).len()"#)), 1);
+    eval(&env, &format!(r#"let s = connect(); s.unsuspend("{alice}"); s.demote("{alice}")"#));
+    let u = eval(&env, &format!(r#"connect().get_user("{alice}")"#));
+    assert_eq!((u["suspended"].clone(), u["admin"].clone()), (json!(false), json!(false)));
+
+    // delete_user deactivates; v2 lists leave the account out, the v3 `deactivated` filter finds it.
+    eval(&env, &format!(r#"connect().delete_user("{alice}")"#));
+    assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{alice}"}}).len()"#)), 0);
+    assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{alice}", deactivated: true}}).len()"#)), 1);
+    assert_eq!(eval(&env, "connect().whoami().login"), "@admin:localhost");
+
+    // Every change is in the audit log with its outcome; the password is not.
+    for op in ["suspend", "unsuspend", "promote", "demote", "delete_user", "create_user"] {
+        let rows = audit(&env, op);
+        assert!(
+            rows.iter().any(|r| r["phase"] == "outcome"
+                && r["status"] == "ok"
+                && r["target"].as_str().unwrap_or("").contains(&alice)),
+            "{op}: {rows:?}"
+        );
+    }
+    let export = run_as(&env, &server().token, &["audit", "export"]).success();
+    assert!(!export.stdout.contains(&format!("pw-{alice}-secret")), "a password reached the audit log");
+    assert!(!export.stdout.contains(&server().token), "the token reached the audit log");
+    run_as(&env, &server().token, &["audit", "verify"]).success();
+}
+
+#[test]
+fn the_caller_and_protected_accounts_are_refused() {
+    let env = env();
+    run_as(&env, &server().token, &["eval", r#"connect().suspend("@admin:localhost")"#])
+        .code(1)
+        .stderr_has("protected");
+}
+
+#[test]
+fn activity_reports_sessions_and_last_seen() {
+    let env = env();
+    let me = eval(&env, r#"connect().activity(#{user: "admin"})"#);
+    assert!(me["connections"].as_array().is_some_and(|c| !c.is_empty()), "{me}");
+    let never = unique("never");
+    eval(&env, &format!(r#"connect().create_user(#{{login: "{never}", password: "pw-long-enough-1"}})"#));
+    // whois answers 200 even for nobody: steward says not found.
+    run_as(&env, &server().token, &["eval", r#"connect().activity(#{user: "nobody-at-all"})"#])
+        .code(1)
+        .stderr_has("not_found");
+    let inactive = eval(&env, r#"connect().activity(#{since: "2000-01-01", status: "never"}).map(|u| u.login)"#);
+    assert!(inactive.as_array().unwrap().contains(&json!(format!("@{never}:localhost"))), "{inactive}");
+    // The stock report: nobody here was active before 2000, so the never-seen user is inactive since then.
+    let script = crate::util::repo().join("scripts/inactive_report.rhai");
+    run_as(
+        &env,
+        &server().token,
+        &["run", script.to_str().unwrap(), "--arg", "since=2000-01-01", "--arg", "out=inactive.csv"],
+    )
+    .success();
+    let csv = std::fs::read_to_string(env.path("inactive.csv")).unwrap();
+    assert!(csv.contains(&format!("@{never}:localhost")), "{csv}");
+}
+
+#[test]
+fn unknown_users_and_non_admin_tokens_get_clear_errors() {
+    let env = env();
+    run_as(&env, &server().token, &["eval", r#"connect().get_user("ghost-of-nobody")"#])
+        .code(1)
+        .stderr_has("not_found")
+        .stderr_has("no user @ghost-of-nobody:localhost");
+    run_as(&env, &server().token, &["eval", r#"connect().suspend("ghost-of-nobody")"#]).code(1).stderr_has("not_found");
+    let bob = unique("bob");
+    eval(&env, &format!(r#"connect().create_user(#{{login: "{bob}", password: "pw-long-enough-2"}})"#));
+    let login =
+        eval(&env, &format!(r#"connect().api("POST", "_synapse/admin/v1/users/@{bob}:localhost/login", #{{}})"#));
+    let bob_token = login["access_token"].as_str().expect("a token for bob").to_string();
+    let r = run_as(&env, &bob_token, &["eval", "connect().list_users()"])
+        .code(1)
+        .stderr_has("forbidden")
+        .stderr_has("server admin");
+    assert!(!r.stderr.contains(&bob_token));
+    run_as(&env, "syt_wrong_wrong_wrong", &["eval", "connect().list_users()"]).code(1).stderr_has("unauthorized");
+}
+
+#[test]
+fn a_bulk_suspension_of_200_users() {
+    let env = env();
+    let prefix = unique("bulk");
+    eval(
+        &env,
+        &format!(
+            r#"let s = connect(); for i in 0..200 {{ s.api("PUT", `_synapse/admin/v2/users/@{prefix}${{i}}:localhost`, #{{displayname: "Bulk"}}); }}"#
+        ),
+    );
+    let results = eval(
+        &env,
+        &format!(
+            r#"let ids = []; for i in 0..200 {{ ids.push(`{prefix}${{i}}`); }} connect().suspend_all(ids, #{{reason: "bulk test"}}).map(|r| r.status)"#
+        ),
+    );
+    assert_eq!(results.as_array().unwrap().len(), 200);
+    assert!(results.as_array().unwrap().iter().all(|s| s == "ok"), "{results}");
+    assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{prefix}", suspended: true}}).len()"#)), 200);
+    let again = eval(
+        &env,
+        &format!(r#"connect().suspend_all(["{prefix}0", "{prefix}1"], #{{reason: "again"}}).map(|r| r.status)"#),
+    );
+    assert_eq!(again, json!(["noop", "noop"]));
+    let outcomes =
+        audit(&env, "suspend").into_iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count();
+    assert_eq!(outcomes, 200);
+}
