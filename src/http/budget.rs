@@ -29,7 +29,10 @@ impl RateBudget {
             *next = slot + self.interval.unwrap_or(Duration::ZERO);
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        // A timer, even one already due, fires on the next millisecond tick: skip it when no wait is needed.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 
     /// Nobody sends anything for `wait`.
