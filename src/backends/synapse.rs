@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn milliseconds_become_rfc3339() {
-        assert_eq!(ms_to_rfc3339(1_795_559_164_000).as_deref(), Some("2026-11-25T19:46:04Z"));
+        assert_eq!(ms_to_rfc3339(1_795_559_164_000).as_deref(), Some("2026-11-24T22:26:04Z"));
     }
 
     #[test]
