@@ -36,6 +36,9 @@ pub struct GlobalArgs {
     /// Answer yes to every confirmation (for unattended runs).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Stop a script that runs longer than this many seconds (a wall-clock deadline).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// More logging (-v info, -vv debug). Tokens are never logged.
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

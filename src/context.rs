@@ -143,6 +143,8 @@ pub struct Context {
     pub interrupt: Interrupt,
     pub output: OutputSettings,
     pub audit_path: PathBuf,
+    /// The wall-clock deadline for scripts (`--timeout`).
+    pub script_timeout: Option<Duration>,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
 }
@@ -252,6 +254,7 @@ impl Context {
             interrupt,
             output: OutputSettings { format, stdout_is_tty },
             audit_path,
+            script_timeout: global.timeout.map(Duration::from_secs),
             sandbox,
         })
     }

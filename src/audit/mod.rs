@@ -1,6 +1,7 @@
 //! The audit log: an append-only, hash-chained SQLite record of every action steward performs.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod query;
 pub mod store;
 pub mod writer;

@@ -17,6 +17,8 @@ pub struct Filter {
     pub target: Option<String>,
     pub run: Option<i64>,
     pub seq: Option<i64>,
+    /// Only events after this seq.
+    pub since_seq: Option<i64>,
     /// Only intents that never got an outcome (the process died, or the request is in doubt).
     pub pending: bool,
     pub limit: Option<usize>,
@@ -48,7 +50,7 @@ pub struct Row {
 }
 
 impl Row {
-    fn event(&self) -> Event {
+    pub(super) fn event(&self) -> Event {
         Event {
             seq: self.seq,
             run_id: self.run_id,
@@ -130,6 +132,9 @@ impl AuditStore {
         }
         if let Some(v) = filter.seq {
             add("seq = ?", SqlValue::Integer(v));
+        }
+        if let Some(v) = filter.since_seq {
+            add("seq > ?", SqlValue::Integer(v));
         }
         if filter.pending {
             clauses.push("phase = 'intent' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = events.seq)");

@@ -56,7 +56,16 @@ impl AuditStore {
         let open_err = |source| AuditError::Open { path: path.into(), source };
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // WAL lets a REPL and a batch job share the log; FULL makes each commit survive power loss.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        // Switching to WAL needs a moment alone with the file; another process opening it at the same instant
+        // can make SQLite answer "busy" without waiting, so try again briefly.
+        let mut attempts = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            attempts += 1;
+            if attempts > 100 {
+                return Err(open_err(e));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
@@ -66,7 +75,9 @@ impl AuditStore {
         }
         if version < supported {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
-            for sql in &MIGRATIONS[version as usize..] {
+            // Another process may have migrated while this one waited for the write lock: read again.
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+            for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
                 tx.execute_batch(sql).map_err(open_err)?;
             }
             tx.pragma_update(None, "user_version", supported).map_err(open_err)?;

@@ -2,7 +2,7 @@
 //! commit). Every caller still waits for its own events to be durable, so a bulk job's intents cost one fsync
 //! per batch rather than one per request, and never a request without its recorded intent.
 
-use super::{AuditStore, Event, RunInfo};
+use super::{checkpoint, AuditStore, Event, RunInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
@@ -56,6 +56,15 @@ impl State {
                 AuditTarget::Memory => AuditStore::open_in_memory(),
             }
             .map_err(|e| e.to_string())?;
+            // Fail closed: nothing is recorded (so nothing is sent) on a log that is damaged or was cut short.
+            if let AuditTarget::File(p) = &self.target {
+                if let Some(problem) = store.check_against(checkpoint::read(p).as_ref()).map_err(|e| e.to_string())? {
+                    return Err(format!(
+                        "the audit log {} failed its integrity check ({problem}), so no action is taken; run `steward audit verify` and restore the log from a backup",
+                        p.display()
+                    ));
+                }
+            }
             self.store = Some(store);
         }
         self.store.as_mut().ok_or_else(|| "the audit log is not open".to_string())
@@ -122,7 +131,14 @@ impl State {
             if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(|e| e.to_string())) {
                 tracing::warn!("could not record the end of run {run}: {e}");
             }
+            if let (AuditTarget::File(p), Some(store)) = (&self.target, &self.store) {
+                if let Err(e) = checkpoint::write(p, store) {
+                    tracing::warn!("could not write the audit checkpoint: {e}");
+                }
+            }
         }
+        // Closing the connection folds the write-ahead log into the database file.
+        self.store = None;
     }
 
     fn commit(&mut self, batch: &mut [Event]) -> Result<Vec<i64>, String> {

@@ -41,11 +41,25 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
         }
         AuditCommand::Verify => {
             let v = store.verify()?;
+            let checkpoint = crate::audit::checkpoint::read(&ctx.audit_path);
+            let against = store.check_against(checkpoint.as_ref())?;
             match v.first_break {
+                None if against.is_some() => {
+                    output::note(&format!(
+                        "audit log BROKEN: {}; the {} events present link up, but the checkpoint kept in {} does not match them",
+                        against.unwrap_or_default(),
+                        v.checked,
+                        crate::audit::checkpoint::path_for(&ctx.audit_path).display()
+                    ));
+                    return Err(AuditBroken.into());
+                }
                 None => output::line(&format!(
-                    "audit log OK: {} events, chain head {}",
+                    "audit log OK: {} events, chain head {}{}",
                     v.checked,
-                    v.head.as_deref().unwrap_or("(empty)")
+                    v.head.as_deref().unwrap_or("(empty)"),
+                    checkpoint
+                        .map(|c| format!(", matches the checkpoint of {} (seq {})", c.ts, c.seq))
+                        .unwrap_or_default()
                 )),
                 Some(b) => {
                     let why = match b {
@@ -98,6 +112,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         target: args.target.clone(),
         run: args.run,
         seq: None,
+        since_seq: None,
         pending: args.pending,
         limit: (default_limit && !args.all && !narrowed).then_some(50),
     })

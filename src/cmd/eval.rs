@@ -19,7 +19,7 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> anyhow::Result<()> {
         }
         Err(err) => {
             output::note(&diagnostic::render(&err, &args.expr, "eval"));
-            if ctx.interrupt.is_raised() || types::is_terminated(&err) {
+            if ctx.interrupt.is_raised() {
                 Err(Interrupted.into())
             } else {
                 Err(ScriptFailed.into())

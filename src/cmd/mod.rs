@@ -23,7 +23,7 @@ pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Pat
         connections: ctx.connections.clone(),
         audit_path: ctx.audit_path.clone(),
     });
-    let engine = engine::build(host, ctx.interrupt.clone(), script_dir);
+    let engine = engine::build(host, ctx.interrupt.clone(), script_dir, ctx.script_timeout);
     let mut map = Map::new();
     for (k, v) in args {
         map.insert(k.as_str().into(), Dynamic::from(v.clone()));

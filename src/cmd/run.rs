@@ -4,7 +4,7 @@ use crate::cli::RunArgs;
 use crate::context::Context;
 use crate::error::{Interrupted, ScriptFailed, UsageError};
 use crate::output;
-use crate::script::{diagnostic, types};
+use crate::script::diagnostic;
 use sha2::{Digest, Sha256};
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
         Ok(_) => Ok(()),
         Err(err) => {
             output::note(&diagnostic::render(&err, &source, &name));
-            if ctx.interrupt.is_raised() || types::is_terminated(&err) {
+            if ctx.interrupt.is_raised() {
                 Err(Interrupted.into())
             } else {
                 Err(ScriptFailed.into())

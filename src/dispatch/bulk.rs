@@ -202,6 +202,13 @@ impl Dispatcher {
             }
         }
 
+        // The whole job counts against the run's action budget (it was confirmed above if it alone exceeds it).
+        if !dry_run && todo.len() <= self.mode.max_changes {
+            self.spend(todo.len()).map_err(fail)?;
+        } else if !dry_run {
+            self.changes.fetch_add(todo.len(), Ordering::SeqCst);
+        }
+
         // Everything decided so far is recorded in one batch: the log says why each item was left alone.
         let mut decided_events = Vec::new();
         for (i, r) in results.iter().enumerate() {
@@ -281,6 +288,12 @@ impl Dispatcher {
                                         item,
                                         ItemStatus::Skipped,
                                         Some("cancelled by Ctrl-C before it was sent".into()),
+                                    )
+                                } else if self.audit_failed() {
+                                    BulkResult::of(
+                                        item,
+                                        ItemStatus::Failed,
+                                        Some("not sent: the audit log cannot record it".into()),
                                     )
                                 } else {
                                     item_result(item, self.execute_recorded(conn, &action).await)

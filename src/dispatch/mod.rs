@@ -160,6 +160,10 @@ pub struct Dispatcher {
     bulk_failed: AtomicUsize,
     /// Outcomes queued for commit and not yet known to be durable.
     outstanding: std::sync::Mutex<Vec<Pending>>,
+    audit_failed: std::sync::atomic::AtomicBool,
+    /// Live changes this run has made or started (the action budget).
+    changes: AtomicUsize,
+    budget_confirmed: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -181,6 +185,9 @@ impl Dispatcher {
             done: DoneSet::new(),
             bulk_failed: AtomicUsize::new(0),
             outstanding: std::sync::Mutex::new(Vec::new()),
+            audit_failed: std::sync::atomic::AtomicBool::new(false),
+            changes: AtomicUsize::new(0),
+            budget_confirmed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -248,7 +255,41 @@ impl Dispatcher {
     }
 
     async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, ApiError> {
-        self.audit.append(events).await.map_err(|m| ApiError::new(ErrorKind::Unavailable, m))
+        self.audit.append(events).await.map_err(|m| {
+            self.audit_failed.store(true, Ordering::SeqCst);
+            ApiError::new(ErrorKind::Unavailable, m)
+        })
+    }
+
+    /// The audit log refused a write in this run: nothing more is sent.
+    pub fn audit_failed(&self) -> bool {
+        self.audit_failed.load(Ordering::SeqCst)
+    }
+
+    /// Counts changes against the run's action budget (`max_changes`); past it, asks once, or refuses.
+    fn spend(&self, changes: usize) -> Result<(), ApiError> {
+        let before = self.changes.fetch_add(changes, Ordering::SeqCst);
+        if self.mode.assume_yes
+            || self.mode.dry_run
+            || before + changes <= self.mode.max_changes
+            || self.budget_confirmed.load(Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let question =
+            format!("this run has made {before} changes and max_changes is {}; go on?", self.mode.max_changes);
+        match self.prompt.confirm(&question) {
+            Ok(true) => {
+                self.budget_confirmed.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(false) => Err(ApiError::new(ErrorKind::Cancelled, "stopped at the action budget (declined)")),
+            Err(why) => Err(ApiError::new(
+                ErrorKind::Cancelled,
+                format!("the run reached max_changes = {}: {why}", self.mode.max_changes),
+            )
+            .with_hint("check the script with --dry-run, then pass --yes (or raise max_changes in the config)")),
+        }
     }
 
     /// Records an event whose loss must not stop the work (the request already happened, or never will).
@@ -299,6 +340,7 @@ impl Dispatcher {
                 return Err(fail(ApiError::new(ErrorKind::Cancelled, why)));
             }
         }
+        self.spend(1).map_err(fail)?;
         // The identity belongs in the intent, and asking for it is a read: do it before the intent is written.
         let _ = conn.identity().await;
         let result = self.execute_recorded(conn, &action).await;

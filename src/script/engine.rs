@@ -39,14 +39,14 @@ impl Default for Limits {
             max_string_size: 16 * 1024 * 1024,
             // Rhai counts these over a whole value, nested parts included: a list of 100,000 users is
             // about 1,000,000 map entries. The cap bounds memory at a few hundred MB.
-            max_array_size: 1_000_000,
+            max_array_size: 250_000,
             max_map_size: 2_000_000,
             max_modules: 64,
         }
     }
 }
 
-fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt) {
+fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt, deadline: Option<std::time::Duration>) {
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
     engine.set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth);
@@ -56,14 +56,27 @@ fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt) {
     engine.set_max_modules(limits.max_modules);
     // `eval` would run text that no review saw; the Rhai book advises turning it off.
     engine.disable_symbol("eval");
-    // Ctrl-C: the engine checks the flag between operations, so even `loop {}` stops.
-    engine.on_progress(move |_| interrupt.is_raised().then(|| Dynamic::from("cancelled by Ctrl-C")));
+    // Ctrl-C and the deadline: the engine checks between operations, so even `loop {}` stops.
+    let started = std::time::Instant::now();
+    engine.on_progress(move |_| {
+        if interrupt.is_raised() {
+            return Some(Dynamic::from("cancelled by Ctrl-C"));
+        }
+        deadline
+            .filter(|d| started.elapsed() > *d)
+            .map(|d| Dynamic::from(format!("stopped: the script ran longer than --timeout {} s", d.as_secs())))
+    });
 }
 
 /// Builds the engine with every steward function registered and the stdlib importable.
-pub fn build(host: Rc<Host>, interrupt: Interrupt, script_dir: Option<&Path>) -> Engine {
+pub fn build(
+    host: Rc<Host>,
+    interrupt: Interrupt,
+    script_dir: Option<&Path>,
+    deadline: Option<std::time::Duration>,
+) -> Engine {
     let mut engine = Engine::new();
-    harden(&mut engine, &Limits::default(), interrupt);
+    harden(&mut engine, &Limits::default(), interrupt, deadline);
     packages::admin::register(&mut engine, host.clone());
     packages::data::register(&mut engine, host.clone());
     packages::audit::register(&mut engine, host);

@@ -188,7 +188,7 @@ pub fn describe_error(err: &EvalAltResult) -> String {
             }
             _ => format!("{value}"),
         },
-        EvalAltResult::ErrorTerminated(_, _) => "cancelled by Ctrl-C".to_string(),
+        EvalAltResult::ErrorTerminated(why, _) => why.to_string(),
         EvalAltResult::ErrorInFunctionCall(name, _, inner, _) if !name.is_empty() => {
             format!("in function {name}: {}", describe_error(inner))
         }
@@ -218,16 +218,5 @@ pub fn error_position(err: &EvalAltResult) -> Position {
             }
         }
         other => other.position(),
-    }
-}
-
-/// Did the engine stop the script because Ctrl-C was pressed?
-pub fn is_terminated(err: &EvalAltResult) -> bool {
-    match err {
-        EvalAltResult::ErrorTerminated(_, _) => true,
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            is_terminated(inner)
-        }
-        _ => false,
     }
 }

@@ -19,6 +19,8 @@ mod synapse;
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
+// Steward's own footing: damaged audit logs, the action budget, deadlines, shared logs, locks, canaries.
+mod reliability;
 // The REPL on a pseudo-terminal: typing, Tab, tables, multi-line input, :help, Ctrl-D.
 mod repl;
 // Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.

@@ -43,6 +43,7 @@ fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
         target: text("target"),
         run: int("run"),
         seq: None,
+        since_seq: None,
         pending: filter.get("pending").and_then(|v| v.as_bool().ok()).unwrap_or(false),
         limit: int("limit").map(|n| n.max(0) as usize),
     };

@@ -1,0 +1,168 @@
+//! Faults in steward's own footing: a damaged or cut-short audit log, the action budget, runaway scripts,
+//! two processes on one log, a resume already running, and secrets planted to see whether they leak.
+
+use crate::util::{Env, Run, Sandbox};
+use std::time::{Duration, Instant};
+
+fn suspend(env: &Env, login: &str) -> Run {
+    env.run(&["eval", &format!(r#"connect("ghes").suspend("{login}", #{{reason: "x"}})"#)])
+}
+
+#[test]
+fn a_log_cut_short_stops_every_action_but_can_still_be_read() {
+    let sb = Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    suspend(&env, "user0003").success();
+    suspend(&env, "user0004").success();
+    assert!(std::path::Path::new(&format!("{}.checkpoint", env.audit_db().display())).exists());
+    let conn = rusqlite::Connection::open(env.audit_db()).unwrap();
+    conn.execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq > 2;").unwrap();
+    drop(conn);
+    suspend(&env, "user0005").code(1).stderr_has("failed its integrity check").stderr_has("tail was cut off");
+    assert_eq!(
+        sb.count("PUT /api/v3/users/user0005/suspended"),
+        0,
+        "fail closed: nothing sent without a durable intent"
+    );
+    env.run(&["audit", "verify"]).code(1).stderr_has("BROKEN").stderr_has("cut off");
+    env.run(&["audit", "list"]).success().stdout_has("user0003");
+}
+
+#[test]
+fn a_damaged_database_file_stops_every_action() {
+    let sb = Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    suspend(&env, "user0003").success();
+    let db = env.audit_db();
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 8192, "the log has pages beyond the schema");
+    // Every page after the first (the schema) is flipped: the tables themselves are garbage now.
+    for b in bytes.iter_mut().skip(4096) {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let run = suspend(&env, "user0006").code(1);
+    assert!(run.stderr.contains("audit"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0006/suspended"), 0);
+}
+
+#[test]
+fn the_action_budget_stops_a_runaway_loop_of_suspensions() {
+    let sb = Sandbox::start(40);
+    let env = Env::new();
+    env.write_config(&format!(
+        "max_changes = 5\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        sb.url()
+    ));
+    let script =
+        r#"let h = connect("ghes"); for i in 0..1000000 { h.suspend(`user00${10 + i % 30}`, #{reason: "loop"}); }"#;
+    env.run(&["eval", script]).code(1).stderr_has("reached max_changes = 5").stderr_has("--yes");
+    let puts: u64 = sb.stats()["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("PUT"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(puts, 5, "zero mutations beyond the budget");
+}
+
+#[test]
+fn a_wall_clock_deadline_stops_a_script() {
+    let env = Env::new();
+    let started = Instant::now();
+    env.run(&["--timeout", "1", "eval", "let i = 0; loop { i += 1; }"])
+        .code(1)
+        .stderr_has("ran longer than --timeout 1 s");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    env.run(&["eval", "let a = \"xx\"; for i in 0..64 { a += a; }"]).code(1).stderr_has("too large");
+}
+
+#[test]
+fn two_processes_share_one_audit_log() {
+    let sb = Sandbox::start(80);
+    let env = Env::with_sandbox(&sb);
+    let job = |from: usize| {
+        let mut cmd = env.cmd();
+        let ids: Vec<String> = (from..from + 30).map(|i| format!("user{i:04}")).collect();
+        cmd.args(["--yes", "eval", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"parallel\"}})")]);
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (job(3), job(40));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    env.run(&["audit", "verify"]).success();
+    let intents = env.audit_rows(&["--op", "suspend"]).iter().filter(|r| r["phase"] == "intent").count();
+    assert!(intents >= 55, "{intents}");
+}
+
+#[test]
+fn a_run_cannot_be_resumed_twice_at_once() {
+    let sb = Sandbox::start(5);
+    let env = Env::with_sandbox(&sb);
+    suspend(&env, "user0003").success();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{}.run-1.lock", env.audit_db().display()))
+        .unwrap();
+    lock.try_lock().unwrap();
+    env.write("job.rhai", "print(1);");
+    env.run(&["run", "job.rhai", "--resume", "1"]).code(2).stderr_has("being resumed by another steward process");
+    drop(lock);
+    env.run(&["run", "job.rhai", "--resume", "1"]).success();
+}
+
+#[test]
+fn canary_tokens_appear_nowhere() {
+    let sb = Sandbox::start(5);
+    let env = Env::new();
+    let canaries = [
+        ("GHES_TOKEN", "ghp_CANARYcanaryCANARYcanary0001"),
+        ("TFE_TOKEN", "CANARYcanary0001.atlasv1.CANARYcanaryCANARYcanaryCANARY"),
+        ("TL_TOKEN", "tot_CANARYcanaryCANARYcanaryCANARY01"),
+    ];
+    env.write_config(&format!(
+        "[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n[profiles.tfe]\nkind = \"terraform\"\nurl = \"{}\"\ntoken_env = \"TFE_TOKEN\"\n[profiles.tl]\nkind = \"transactionlink\"\nurl = \"{}\"\ntoken_env = \"TL_TOKEN\"\n",
+        sb.url(),
+        sb.running.terraform_url(),
+        sb.running.transactionlink_url()
+    ));
+    let mut outputs = String::new();
+    for profile in ["ghes", "tfe", "tl"] {
+        for args in [
+            vec!["-vv", "eval", &*format!(r#"connect("{profile}").list_users()"#)],
+            vec![
+                "-vv",
+                "--yes",
+                "eval",
+                &*format!(r#"connect("{profile}").suspend_all(["a", "b"], #{{reason: "x"}})"#),
+            ],
+            vec!["profiles", "show", profile],
+            vec!["profiles", "test", profile],
+        ] {
+            let mut cmd = env.cmd();
+            for (k, v) in canaries {
+                cmd.env(k, v);
+            }
+            cmd.args(&args);
+            let run = Run::of(cmd);
+            outputs.push_str(&run.stdout);
+            outputs.push_str(&run.stderr);
+        }
+    }
+    outputs.push_str(&String::from_utf8_lossy(&std::fs::read(env.audit_db()).unwrap_or_default()));
+    outputs.push_str(&env.run(&["audit", "export"]).stdout);
+    for (_, canary) in canaries {
+        assert!(!outputs.contains(canary), "{canary} leaked");
+        assert!(!outputs.contains(&canary[8..24]), "part of {canary} leaked");
+    }
+    assert!(outputs.contains("unauthorized"), "the canaries were really used");
+}
