@@ -354,6 +354,7 @@ impl Dispatcher {
         let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
         // Fail closed: without a durable intent the request is not sent.
         let intent_seq = self.record(vec![intent]).await?[0];
+        failpoint("after_intent_commit");
         self.execute_with_intent(conn, action, intent_seq).await
     }
 
@@ -453,6 +454,7 @@ impl Dispatcher {
             r = conn.backend.execute(action) => r,
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
         };
+        failpoint("after_response_before_outcome");
         let mut outcome = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "ok");
         outcome.intent_seq = Some(intent_seq);
         outcome.duration_ms = Some(started.elapsed().as_millis() as i64);
@@ -542,4 +544,15 @@ fn audit_params(params: &Value) -> String {
         }
     }
     redact(&scrub(params).to_string())
+}
+
+/// Crash-test hook: `STEWARD_FAILPOINT=NAME:N` aborts the process (like kill -9) the Nth time NAME is passed.
+/// Unset, it costs one environment lookup per action.
+fn failpoint(name: &str) {
+    static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(spec) = std::env::var("STEWARD_FAILPOINT") else { return };
+    let Some((point, n)) = spec.split_once(':') else { return };
+    if point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= n.parse().unwrap_or(u64::MAX) {
+        std::process::abort();
+    }
 }

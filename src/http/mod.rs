@@ -240,6 +240,14 @@ impl HttpClient {
                     };
                     tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
                     if (200..300).contains(&status) {
+                        // A spent budget: nobody sends again until the server's reset time.
+                        if let Some(wait) = exhausted_until(&headers) {
+                            tracing::info!(
+                                wait_ms = wait.as_millis() as u64,
+                                "rate limit budget spent; pausing until its reset"
+                            );
+                            self.budget.pause_all(wait);
+                        }
                         return Ok(Response { status, headers, body });
                     }
                     let message = (self.error_message)(&body);
@@ -304,6 +312,14 @@ impl HttpClient {
     }
 }
 
+/// `X-RateLimit-Remaining: 0` on a successful answer: how long until `X-RateLimit-Reset`.
+fn exhausted_until(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    (get("x-ratelimit-remaining")?.trim() == "0")
+        .then(|| get("x-ratelimit-reset").and_then(|v| retry::parse_rate_limit_reset(v, SystemTime::now())))
+        .flatten()
+}
+
 /// Is this answer a rate limit, and how long did the server ask us to wait?
 fn rate_limit_signal(status: u16, headers: &HeaderMap, message: Option<&str>) -> (bool, Option<Duration>) {
     let now = SystemTime::now();
@@ -350,6 +366,15 @@ mod tests {
         let (limited, wait) = rate_limit_signal(429, &headers(&[("retry-after", "2")]), None);
         assert!(limited);
         assert_eq!(wait, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_spent_budget_on_a_success_pauses_until_the_reset() {
+        let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let h = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &(now + 30).to_string())]);
+        let wait = exhausted_until(&h).unwrap();
+        assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(32), "{wait:?}");
+        assert_eq!(exhausted_until(&headers(&[("x-ratelimit-remaining", "5")])), None);
     }
 
     #[test]

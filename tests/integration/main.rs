@@ -21,11 +21,15 @@ mod audit;
 mod faults;
 // Steward's own footing: damaged audit logs, the action budget, deadlines, shared logs, locks, canaries.
 mod reliability;
+// The crash harness: 50 bulk jobs killed (at random and at failpoints) and resumed, invariants checked.
+mod crash;
 // The REPL on a pseudo-terminal: typing, Tab, tables, multi-line input, :help, Ctrl-D.
 mod repl;
 // Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.
 mod prism;
 // Bulk jobs: statuses, dry run, confirmation, rate limits, kill -9 and resume, undo, stock scripts.
 mod bulk;
+// Property-based fuzzing of every reader of outside input: no input panics.
+mod fuzz;
 // Every documented function example runs, and every stock script runs.
 mod examples;
