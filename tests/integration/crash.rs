@@ -20,22 +20,19 @@ fn lcg(seed: u64) -> impl FnMut() -> u64 {
 }
 
 struct Job {
-    kind: &'static str,
     targets: Vec<String>,
     /// The request that changes one target, as the sandbox counts it.
     request: fn(&str, &Value) -> String,
 }
 
-fn job(kind: &'static str, state: &Value) -> Job {
+fn job(kind: &str) -> Job {
     match kind {
         "github" => Job {
-            kind,
             // user0025 and user0050 start suspended: their rows must end as noops.
             targets: (1..=USERS).map(|i| format!("user{i:04}")).collect(),
             request: |t, _| format!("PUT /api/v3/users/{t}/suspended"),
         },
         _ => Job {
-            kind,
             targets: (1..=USERS).map(|i| format!("tfuser{i:04}")).collect(),
             request: |t, state| {
                 let id = state["terraform"]["users"].as_array().unwrap().iter().find(|u| u["username"] == t).unwrap()
@@ -70,7 +67,7 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
     for iteration in 0..ITERATIONS {
         let mut rand = lcg(iteration);
         let sb = Sandbox::with(Options { users: USERS + 5, latency: Duration::from_millis(3), ..Default::default() });
-        let kind = if iteration % 2 == 0 { "github" } else { "terraform" };
+        let kind = if iteration.is_multiple_of(2) { "github" } else { "terraform" };
         let url = if kind == "github" { sb.url() } else { sb.running.terraform_url() };
         let token =
             if kind == "github" { steward_sandbox::ADMIN_TOKEN } else { steward_sandbox::tfe_tokens::ADMIN_TOKEN };
@@ -79,7 +76,7 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
             "max_changes = 100000\n[profiles.p]\nkind = \"{kind}\"\nurl = \"{url}\"\ntoken_env = \"JOB_TOKEN\"\nconcurrency = 4\nrate_limit = 1000\n"
         ));
         let initial = sb.state();
-        let job = job(kind, &initial);
+        let job = job(kind);
         let csv: String =
             std::iter::once("login".to_string()).chain(job.targets.iter().cloned()).collect::<Vec<_>>().join("\n");
         env.write("job.csv", &(csv + "\n"));
@@ -98,9 +95,9 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
         // Run 1: killed, either at a failpoint or after a random delay.
         let mut cmd = env.cmd();
         cmd.env("JOB_TOKEN", token).args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        let at_failpoint = rand() % 2 == 0;
+        let at_failpoint = rand().is_multiple_of(2);
         if at_failpoint {
-            let point = if rand() % 2 == 0 { "after_intent_commit" } else { "after_response_before_outcome" };
+            let point = if rand().is_multiple_of(2) { "after_intent_commit" } else { "after_response_before_outcome" };
             cmd.env("STEWARD_FAILPOINT", format!("{point}:{}", 1 + rand() % 40));
         }
         let mut child = cmd.spawn().unwrap();
