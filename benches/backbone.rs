@@ -1,6 +1,10 @@
 //! Backbone benchmarks (`cargo bench --bench backbone`): start-up time, listing 10,000 users from the sandbox
 //! (time and peak memory of the steward process), and audit-log write throughput. Figures go to BENCHMARKS.md.
 
+#[path = "common.rs"]
+mod common;
+use common::children_peak_rss_mib;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 use steward::audit::{AuditStore, Event};
@@ -36,17 +40,6 @@ fn startup(dir: &std::path::Path) {
     }
     let min = times.iter().min().copied().unwrap_or_default();
     println!("startup: steward eval 1: median {:.1} ms, min {:.1} ms over {runs} runs", ms(median(times)), ms(min));
-}
-
-/// The peak resident memory of finished children, in MiB (Linux reports KiB).
-fn children_peak_rss_mib() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a complete rusage into the pointer we pass and reads nothing from it.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    usage.ru_maxrss as f64 / 1024.0
 }
 
 /// `list_users` of N users, 100 per page, against the sandbox served from this (the bench) process, so the

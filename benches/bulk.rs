@@ -2,6 +2,10 @@
 //! 20 ms per request, at concurrency 32 and 1; and 1,000 suspensions under a server-side limit of 50 req/s.
 //! Each figure is the whole `steward run` process: start-up, CSV, plan, requests and audit.
 
+#[path = "common.rs"]
+mod common;
+use common::children_peak_rss_mib;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -192,15 +196,4 @@ fn run(dir: &Path, job: &Job) -> Outcome {
 
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
-/// The peak resident memory of finished children, in MiB (Linux reports KiB).
-fn children_peak_rss_mib() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a complete rusage into the pointer we pass and reads nothing from it.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    usage.ru_maxrss as f64 / 1024.0
 }

@@ -88,7 +88,7 @@ impl AuditStore {
         let rows = self.list(&super::query::Filter { since_seq: Some(seq), ..Default::default() })?;
         let mut prev = hash.to_string();
         for r in rows {
-            if let Err(b) = chain::check(&prev, &r.prev_hash, &r.hash, &r.event()) {
+            if let Err(b) = chain::check(&prev, &r.prev_hash, &r.hash, &r.event) {
                 return Ok(Some(b));
             }
             prev = r.hash.clone();

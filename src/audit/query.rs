@@ -27,51 +27,10 @@ pub struct Filter {
 /// One stored event with its chain links, as `audit list/show/export` print it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
-    pub seq: i64,
-    pub run_id: i64,
-    pub ts: String,
-    pub profile: String,
-    pub kind: String,
-    pub base_url: String,
-    pub identity: String,
-    pub op: String,
-    pub target: String,
-    pub params: String,
-    pub mode: String,
-    pub phase: String,
-    pub intent_seq: Option<i64>,
-    pub status: String,
-    pub http_status: Option<i64>,
-    pub error: String,
-    pub duration_ms: Option<i64>,
-    pub token_source: String,
+    #[serde(flatten)]
+    pub event: Event,
     pub prev_hash: String,
     pub hash: String,
-}
-
-impl Row {
-    pub(super) fn event(&self) -> Event {
-        Event {
-            seq: self.seq,
-            run_id: self.run_id,
-            ts: self.ts.clone(),
-            profile: self.profile.clone(),
-            kind: self.kind.clone(),
-            base_url: self.base_url.clone(),
-            identity: self.identity.clone(),
-            op: self.op.clone(),
-            target: self.target.clone(),
-            params: self.params.clone(),
-            mode: self.mode.clone(),
-            phase: self.phase.clone(),
-            intent_seq: self.intent_seq,
-            status: self.status.clone(),
-            http_status: self.http_status,
-            error: self.error.clone(),
-            duration_ms: self.duration_ms,
-            token_source: self.token_source.clone(),
-        }
-    }
 }
 
 const COLUMNS: &str =
@@ -80,24 +39,26 @@ const COLUMNS: &str =
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
-        seq: r.get(0)?,
-        run_id: r.get(1)?,
-        ts: r.get(2)?,
-        profile: r.get(3)?,
-        kind: r.get(4)?,
-        base_url: r.get(5)?,
-        identity: r.get(6)?,
-        op: r.get(7)?,
-        target: r.get(8)?,
-        params: r.get(9)?,
-        mode: r.get(10)?,
-        phase: r.get(11)?,
-        intent_seq: r.get(12)?,
-        status: r.get(13)?,
-        http_status: r.get(14)?,
-        error: r.get(15)?,
-        duration_ms: r.get(16)?,
-        token_source: r.get(17)?,
+        event: Event {
+            seq: r.get(0)?,
+            run_id: r.get(1)?,
+            ts: r.get(2)?,
+            profile: r.get(3)?,
+            kind: r.get(4)?,
+            base_url: r.get(5)?,
+            identity: r.get(6)?,
+            op: r.get(7)?,
+            target: r.get(8)?,
+            params: r.get(9)?,
+            mode: r.get(10)?,
+            phase: r.get(11)?,
+            intent_seq: r.get(12)?,
+            status: r.get(13)?,
+            http_status: r.get(14)?,
+            error: r.get(15)?,
+            duration_ms: r.get(16)?,
+            token_source: r.get(17)?,
+        },
         prev_hash: r.get(18)?,
         hash: r.get(19)?,
     })
@@ -166,7 +127,7 @@ impl AuditStore {
         let mut checked = 0;
         while let Some(r) = rows.next().map_err(AuditError::Read)? {
             let r = row(r).map_err(AuditError::Read)?;
-            if let Err(b) = chain::check(&expected_prev, &r.prev_hash, &r.hash, &r.event()) {
+            if let Err(b) = chain::check(&expected_prev, &r.prev_hash, &r.hash, &r.event) {
                 return Ok(Verification { checked, head: None, first_break: Some(b) });
             }
             checked += 1;
@@ -296,14 +257,14 @@ mod tests {
         assert_eq!(s.list(&Filter { target: Some("bob".into()), ..Default::default() }).unwrap().len(), 2);
         assert_eq!(s.list(&Filter { op: Some("promote".into()), ..Default::default() }).unwrap().len(), 1);
         let last = s.list(&Filter { limit: Some(1), ..Default::default() }).unwrap();
-        assert_eq!(last[0].seq, 3);
+        assert_eq!(last[0].event.seq, 3);
     }
 
     #[test]
     fn pending_lists_intents_without_outcome() {
         let s = store_with_events();
         let pending = s.list(&Filter { pending: true, ..Default::default() }).unwrap();
-        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(pending.iter().map(|r| r.event.seq).collect::<Vec<_>>(), vec![3]);
     }
 
     #[test]

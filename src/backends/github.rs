@@ -166,18 +166,6 @@ impl Github {
             Err(e) => Err(e),
         }
     }
-
-    async fn api(&self, action: &Action) -> Result<Value, ApiError> {
-        let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
-        let method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
-        let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
-        let mut req = Request::new(method, path.trim_start_matches('/'));
-        if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
-            req = req.json(body.clone());
-        }
-        Ok(self.http.send(&req).await?.body)
-    }
 }
 
 fn reason_body(action: &Action) -> Option<Value> {
@@ -303,7 +291,7 @@ impl Backend for Github {
                 self.change(Request::new(Method::DELETE, format!("admin/tokens/{id}")), action).await
             }
             Op::RateLimit => self.rate_limit().await,
-            Op::Api => self.api(action).await,
+            Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }
     }

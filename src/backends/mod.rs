@@ -238,6 +238,19 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// The `api(method, path, body)` escape hatch: any request under the profile's URL, the same on every service.
+pub async fn api(http: &crate::http::HttpClient, action: &Action) -> Result<Value, ApiError> {
+    let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
+    let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
+    let mut req = crate::http::Request::new(method, path.trim_start_matches('/'));
+    if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
+        req = req.json(body.clone());
+    }
+    Ok(http.send(&req).await?.body)
+}
+
 pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
     let names: Vec<&str> = backend.supported().iter().map(|op| op.name()).collect();
     ApiError::unsupported(op.name(), backend.kind(), &names)

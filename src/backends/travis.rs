@@ -325,17 +325,7 @@ impl Backend for Travis {
                 .await
                 .pop()
                 .unwrap_or_else(|| Err(ApiError::invalid("not sent"))),
-            Op::Api => {
-                let method = action.param_str("method").unwrap_or("GET").to_ascii_uppercase();
-                let method = Method::from_bytes(method.as_bytes())
-                    .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
-                let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
-                let mut req = Request::new(method, path.trim_start_matches('/'));
-                if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
-                    req = req.json(body.clone());
-                }
-                Ok(self.http.send(&req).await?.body)
-            }
+            Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }
     }

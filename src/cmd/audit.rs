@@ -121,7 +121,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
 fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
     let value: Value = if ctx.output.format == Format::Table && !full {
         rows.iter()
-            .map(|r| {
+            .map(|Row { event: r, .. }| {
                 json!({
                     "seq": r.seq, "time": r.ts, "run": r.run_id, "profile": r.profile, "identity": r.identity,
                     "op": r.op, "target": r.target, "mode": r.mode, "phase": r.phase, "status": r.status,
