@@ -97,6 +97,7 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
         rate_limit: p.rate_limit.or(shape.default_rate_limit),
+        concurrency: p.concurrency.unwrap_or(4),
         retry: Default::default(),
         default_headers: shape.default_headers.to_vec(),
         content_type: shape.content_type,

@@ -37,6 +37,8 @@ pub struct ClientSettings {
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
     pub rate_limit: Option<f64>,
+    /// Requests in flight at once to this service (the profile's `concurrency`).
+    pub concurrency: usize,
     pub retry: RetryPolicy,
     /// Extra headers every request carries (`Accept`, API version headers).
     pub default_headers: Vec<(&'static str, &'static str)>,
@@ -156,7 +158,7 @@ impl HttpClient {
             base_url,
             auth: settings.auth,
             retry: settings.retry,
-            budget: Arc::new(RateBudget::new(settings.rate_limit)),
+            budget: Arc::new(RateBudget::new(settings.rate_limit, settings.concurrency)),
             default_headers,
             content_type: settings.content_type,
             error_message,
@@ -225,7 +227,7 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.budget.acquire().await;
+            let permit = self.budget.acquire().await;
             let started = std::time::Instant::now();
             let result = self.build(req)?.send().await;
             let (outcome, error) = match result {
@@ -261,6 +263,15 @@ impl HttpClient {
                     (Attempt::NoAnswer { before_send: e.is_connect() }, ApiError::transport(&e))
                 }
             };
+            drop(permit);
+            // A limit hit with no stated wait (GitHub's secondary limits): fewer requests at once from now on.
+            if let Attempt::Answered { rate_limited: true, rate_wait: None, .. } = outcome {
+                self.budget.halve();
+                tracing::warn!(
+                    in_flight = self.budget.width(),
+                    "rate limited without a stated wait; halving concurrency"
+                );
+            }
             match self.retry.decide(attempt, &outcome, req.is_idempotent(), rand::random::<f64>()) {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
