@@ -68,6 +68,10 @@ impl AuditStore {
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        // Test hook: a page limit makes the disk "full" for this connection (fault case 6 of the plan).
+        if let Some(pages) = std::env::var("STEWARD_AUDIT_MAX_PAGES").ok().and_then(|v| v.parse::<i64>().ok()) {
+            conn.pragma_update(None, "max_page_count", pages).map_err(open_err)?;
+        }
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {

@@ -166,3 +166,48 @@ fn canary_tokens_appear_nowhere() {
     }
     assert!(outputs.contains("unauthorized"), "the canaries were really used");
 }
+
+#[test]
+fn a_full_disk_stops_the_job_before_any_unrecorded_request() {
+    let sb = Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    suspend(&env, "user0003").success();
+    let pages: i64 =
+        rusqlite::Connection::open(env.audit_db()).unwrap().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    let mut cmd = env.cmd();
+    let ids: Vec<String> = (10..40).map(|i| format!("user{i:04}")).collect();
+    cmd.env("STEWARD_AUDIT_MAX_PAGES", pages.to_string()).args([
+        "--yes",
+        "eval",
+        &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"full\"}})"),
+    ]);
+    let run = Run::of(cmd);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(
+        run.stderr.contains("full") || run.stdout.contains("full"),
+        "the error says the disk is full: {}",
+        run.report()
+    );
+    // The last pages filled up mid-job: what went out had its intent recorded first, and then the job stopped.
+    let stats = sb.stats();
+    let sent: Vec<String> = stats["requests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("PUT /api/v3/users/").and_then(|k| k.strip_suffix("/suspended")).map(str::to_string)
+        })
+        .collect();
+    assert!(sent.len() < 31, "the job stopped: {} sent", sent.len());
+    let intents: Vec<String> = env
+        .audit_rows(&["--op", "suspend"])
+        .iter()
+        .filter(|r| r["phase"] == "intent")
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    for t in &sent {
+        assert!(intents.contains(t), "{t} reached the server without a recorded intent");
+    }
+    // The log is still whole and readable.
+    env.run(&["audit", "verify"]).success();
+}
