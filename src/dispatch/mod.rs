@@ -355,7 +355,22 @@ impl Dispatcher {
         // Fail closed: without a durable intent the request is not sent.
         let intent_seq = self.record(vec![intent]).await?[0];
         failpoint("after_intent_commit");
-        self.execute_with_intent(conn, action, intent_seq).await
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = conn.backend.execute(action) => r,
+            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
+        };
+        failpoint("after_response_before_outcome");
+        let ms = started.elapsed().as_millis() as i64;
+        self.record_outcomes(
+            conn,
+            action.op,
+            std::slice::from_ref(action),
+            &[intent_seq],
+            std::slice::from_ref(&result),
+            ms,
+        );
+        result
     }
 
     /// `execute_recorded` for a batch that the service takes in one request: every intent durable first
@@ -384,6 +399,8 @@ impl Dispatcher {
         outcomes
     }
 
+    /// Queues the outcomes without waiting: the worker moves on while they commit, and `flush` waits for them.
+    /// Should the process die first, the intents stay pending and a resume checks the targets' state.
     fn record_outcomes(
         &self,
         conn: &Connection,
@@ -440,30 +457,6 @@ impl Dispatcher {
         let store = crate::audit::AuditStore::open(path).ok()?;
         let text = store.last_params(&conn.profile, op.name(), target?).ok()??;
         serde_json::from_str(&text).ok()
-    }
-
-    /// The request and its outcome, for an action whose intent is already durable.
-    async fn execute_with_intent(
-        &self,
-        conn: &Connection,
-        action: &Action,
-        intent_seq: i64,
-    ) -> Result<Value, ApiError> {
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = conn.backend.execute(action) => r,
-            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
-        };
-        failpoint("after_response_before_outcome");
-        let mut outcome = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "ok");
-        outcome.intent_seq = Some(intent_seq);
-        outcome.duration_ms = Some(started.elapsed().as_millis() as i64);
-        fill_outcome(&mut outcome, &result);
-        // Queued, not awaited: the slot goes to the next item while this commits; `flush` waits for it. Should the
-        // process die first, the intent stays pending and a resume checks the target's state.
-        let pending = self.audit.submit(vec![outcome]);
-        self.outstanding.lock().unwrap_or_else(|e| e.into_inner()).push(pending);
-        result
     }
 
     /// Waits until every queued outcome is durable (a failed write is logged: the requests already happened).
