@@ -361,6 +361,7 @@ impl Dispatcher {
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
         };
         failpoint("after_response_before_outcome");
+        let result = self.reconcile(conn, action, result).await;
         let ms = started.elapsed().as_millis() as i64;
         self.record_outcomes(
             conn,
@@ -371,6 +372,26 @@ impl Dispatcher {
             ms,
         );
         result
+    }
+
+    /// A change whose answer leaves it in doubt (a 5xx, a timeout, a dropped connection) may still have been
+    /// applied: read the target's state, and if the change is in place, count it done rather than failed.
+    async fn reconcile(
+        &self,
+        conn: &Connection,
+        action: &Action,
+        result: Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let Err(e) = &result else { return result };
+        let in_doubt = e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500);
+        let Some(target) = action.target.as_deref().filter(|_| in_doubt) else { return result };
+        match conn.backend.state(action.op, target).await {
+            Ok(Some(true)) => Ok(json!({
+                "ok": true, "op": action.op.name(), "target": target, "http_status": e.status,
+                "reconciled": format!("the server answered \"{}\", but the change is in place", e.message),
+            })),
+            _ => result,
+        }
     }
 
     /// `execute_recorded` for a batch that the service takes in one request: every intent durable first
@@ -505,7 +526,12 @@ impl Dispatcher {
 /// Status, HTTP status and error of an outcome event, from what the request came to.
 fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
     match result {
-        Ok(v) => e.http_status = v.get("http_status").and_then(Value::as_i64),
+        Ok(v) => {
+            e.http_status = v.get("http_status").and_then(Value::as_i64);
+            if let Some(note) = v.get("reconciled").and_then(Value::as_str) {
+                e.error = redact(note);
+            }
+        }
         Err(err) => {
             e.status = match err.kind {
                 ErrorKind::Cancelled => "cancelled",

@@ -80,3 +80,31 @@ fn a_server_side_rate_limit_is_obeyed() {
     env.eval_json(r#"let gh = connect("ghes"); for i in 10..=25 { gh.get_user(`user00${i}`); }"#);
     assert_eq!(env.audit_rows(&["--op", "get_user"]).iter().filter(|r| r["status"] == "ok").count(), 16);
 }
+
+#[test]
+fn a_change_applied_before_a_500_is_found_in_place_and_never_sent_twice() {
+    let sb = faulty("apply500=0.3", 30);
+    let env = Env::with_sandbox(&sb);
+    let ids: Vec<String> = (3..23).map(|i| format!("user{i:04}")).collect();
+    let expr = format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"x\", precheck: false}})");
+    let run = env.run(&["--yes", "--format", "json", "eval", &expr]);
+    let results: Vec<serde_json::Value> =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()));
+    let state = sb.state();
+    let is_suspended = |t: &str| {
+        state["github"]["users"].as_array().unwrap().iter().any(|u| u["login"] == t && !u["suspended_at"].is_null())
+    };
+    for r in &results {
+        let t = r["target"].as_str().unwrap();
+        assert_eq!(sb.count(&format!("PUT /api/v3/users/{t}/suspended")), 1, "{t} was sent more than once");
+        if r["status"] == "ok" {
+            assert!(is_suspended(t), "{t} reported ok but is not suspended");
+        }
+    }
+    let reconciled = env
+        .audit_rows(&["--op", "suspend"])
+        .iter()
+        .filter(|e| e["error"].as_str().unwrap_or("").contains("change is in place"))
+        .count();
+    assert!(reconciled > 0, "no 500 was reconciled: {}", sb.stats());
+}
