@@ -16,7 +16,7 @@ let rows = read_csv(ARGS.csv);
 let opts = #{ reason: "benchmark", precheck: ARGS.precheck == "true" };
 let results = connect("ghes").suspend_all(rows, opts);
 let ok = results.filter(|r| r.status == "ok" || r.status == "noop").len();
-if ok != rows.len() { throw `only ${ok} of ${rows.len()} done`; }
+if ok != rows.len() { throw `only ${ok} of ${rows.len()} done: ${results.filter(|r| r.status == "failed")[0].error}`; }
 "#;
 
 struct Job<'a> {

@@ -232,8 +232,14 @@ impl Context {
         interrupt.install_handler();
         let max_changes = config.max_changes.unwrap_or(50);
         let mode = Mode { dry_run: global.dry_run, assume_yes: global.yes, max_changes };
+        // `--audit-db :memory:` keeps the log in memory (benchmarks, throwaway rehearsals): nothing on disk.
+        let audit_target = if audit_path.as_os_str() == ":memory:" {
+            AuditTarget::Memory
+        } else {
+            AuditTarget::File(audit_path.clone())
+        };
         let mut dispatcher = Dispatcher::new(
-            AuditTarget::File(audit_path.clone()),
+            audit_target,
             run_info,
             prompt,
             Arc::new(crate::output::progress::StderrReporter),

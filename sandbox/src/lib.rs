@@ -235,7 +235,10 @@ enum Vendor {
 
 async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Response {
     if !s.latency.is_zero() {
-        tokio::time::sleep(s.latency).await;
+        // tokio's timer rounds up to whole milliseconds (20 ms becomes 21–22); a thread's sleep keeps the
+        // latency the emulated server was asked for.
+        let latency = s.latency;
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
     }
     if let Some(limiter) = &s.limiter {
         let admitted = limiter.lock().unwrap_or_else(|e| e.into_inner()).admit();

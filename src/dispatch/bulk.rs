@@ -277,26 +277,41 @@ impl Dispatcher {
                         .await
                 }
                 None => {
-                    stream::iter(todo)
-                        .map(|i| {
+                    // Intents are committed a chunk ahead of the requests: one fsync per chunk, off the path
+                    // of every request, and each still durable before its request leaves. A crash leaves at
+                    // most a few chunks of them pending; a resume checks those targets before acting.
+                    let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
+                    stream::iter(chunks)
+                        .map(|chunk| {
+                            let actions = chunk
+                                .iter()
+                                .map(|&i| Action::new(op, items[i].target.clone(), item_params(&params, &items[i])))
+                                .collect();
+                            async move {
+                                chunk.into_iter().zip(self.record_intents(conn, actions).await).collect::<Vec<_>>()
+                            }
+                        })
+                        .buffered(2)
+                        .flat_map(stream::iter)
+                        .map(|(i, intent)| {
                             let item = &items[i];
-                            let action = Action::new(op, item.target.clone(), item_params(&params, item));
                             let progress = &progress;
                             async move {
-                                let result = if self.interrupt.is_raised() {
-                                    BulkResult::of(
-                                        item,
-                                        ItemStatus::Skipped,
-                                        Some("cancelled by Ctrl-C before it was sent".into()),
-                                    )
-                                } else if self.audit_failed() {
-                                    BulkResult::of(
-                                        item,
-                                        ItemStatus::Failed,
-                                        Some("not sent: the audit log cannot record it".into()),
-                                    )
-                                } else {
-                                    item_result(item, self.execute_recorded(conn, &action).await)
+                                let result = match intent {
+                                    Err(e) => item_result(item, Err(e)),
+                                    Ok((action, seq)) if self.audit_failed() => {
+                                        self.close_unsent(conn, &action, seq);
+                                        let why = "not sent: the audit log cannot record it";
+                                        BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
+                                    }
+                                    Ok((action, seq)) if self.interrupt.is_raised() => {
+                                        self.close_unsent(conn, &action, seq);
+                                        let why = "cancelled by Ctrl-C before it was sent";
+                                        BulkResult::of(item, ItemStatus::Skipped, Some(why.into()))
+                                    }
+                                    Ok((action, seq)) => {
+                                        item_result(item, self.send_recorded(conn, &action, seq).await)
+                                    }
                                 };
                                 progress.advance(result.status);
                                 (i, result)

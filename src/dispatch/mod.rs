@@ -350,10 +350,38 @@ impl Dispatcher {
 
     /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
     async fn execute_recorded(&self, conn: &Connection, action: &Action) -> Result<Value, ApiError> {
-        let action = &self.prepared(conn, action).await?;
+        let action = self.prepared(conn, action).await?;
         let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
         // Fail closed: without a durable intent the request is not sent.
         let intent_seq = self.record(vec![intent]).await?[0];
+        self.send_recorded(conn, &action, intent_seq).await
+    }
+
+    /// Prepares several actions and commits all their intents at once (a bulk job does this a chunk ahead of
+    /// the requests, so no request waits for its own fsync). One entry per action, in order.
+    async fn record_intents(&self, conn: &Connection, actions: Vec<Action>) -> Vec<Result<(Action, i64), ApiError>> {
+        let prepared = futures::future::join_all(actions.iter().map(|a| self.prepared(conn, a))).await;
+        let events: Vec<Event> = prepared
+            .iter()
+            .flatten()
+            .map(|a| self.event(conn, a.op, a.target.as_deref(), &a.params, "intent", "pending"))
+            .collect();
+        let seqs = match self.record(events).await {
+            Ok(seqs) => seqs,
+            Err(e) => return prepared.into_iter().map(|p| p.and(Err(e.clone()))).collect(),
+        };
+        let mut seqs = seqs.into_iter();
+        prepared.into_iter().map(|p| p.map(|a| (a, seqs.next().unwrap_or_default()))).collect()
+    }
+
+    /// Closes a committed intent whose request was never sent (cancelled before its turn).
+    fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64) {
+        let cancelled = Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C before it was sent"));
+        self.record_outcomes(conn, action.op, std::slice::from_ref(action), &[intent_seq], &[cancelled], 0);
+    }
+
+    /// The request and its outcome, for an action whose intent is already durable.
+    async fn send_recorded(&self, conn: &Connection, action: &Action, intent_seq: i64) -> Result<Value, ApiError> {
         failpoint("after_intent_commit");
         let started = Instant::now();
         let result = tokio::select! {
