@@ -79,13 +79,7 @@ fn dry_run_changes_nothing_at_all_and_shows_the_plan() {
     assert_eq!(status_of(&r, "user0002"), "skipped");
     assert_eq!(status_of(&r, "nobody"), "failed");
     assert_eq!(sb.state(), before, "the sandbox state is byte-for-byte the same");
-    let puts: u64 = sb.stats()["requests"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("PUT"))
-        .map(|(_, v)| v.as_u64().unwrap())
-        .sum();
+    let puts = sb.count_method("PUT");
     assert_eq!(puts, 0);
     let rows = env.audit_rows(&["--target", "user0010"]);
     assert_eq!(rows.len(), 1);

@@ -118,15 +118,7 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
 
         let state = sb.state();
         let stats = sb.stats();
-        let rows: Vec<Value> = serde_json::from_str(
-            &Run::of({
-                let mut c = env.cmd();
-                c.args(["--format", "json", "audit", "list", "--all", "--op", "suspend"]);
-                c
-            })
-            .stdout,
-        )
-        .unwrap();
+        let rows: Vec<Value> = env.audit_rows(&["--op", "suspend"]);
         let mut terminal: HashMap<&str, Vec<&str>> = HashMap::new();
         for r in rows.iter().filter(|r| r["phase"] == "outcome") {
             terminal.entry(r["target"].as_str().unwrap()).or_default().push(r["status"].as_str().unwrap());

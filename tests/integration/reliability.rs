@@ -57,13 +57,7 @@ fn the_action_budget_stops_a_runaway_loop_of_suspensions() {
     let script =
         r#"let h = connect("ghes"); for i in 0..1000000 { h.suspend(`user00${10 + i % 30}`, #{reason: "loop"}); }"#;
     env.run(&["eval", script]).code(1).stderr_has("reached max_changes = 5").stderr_has("--yes");
-    let puts: u64 = sb.stats()["requests"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("PUT"))
-        .map(|(_, v)| v.as_u64().unwrap())
-        .sum();
+    let puts = sb.count_method("PUT");
     assert_eq!(puts, 5, "zero mutations beyond the budget");
 }
 

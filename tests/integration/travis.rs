@@ -90,15 +90,7 @@ fn a_thousand_ids_go_in_chunks_and_skipped_ids_are_reported() {
     assert_eq!(sb.count("POST /travis/org/89/suspend"), 10, "100 ids per request");
     assert_eq!(suspended(&sb), 1000 - 1000 / 17);
     // Every item has its own intent and outcome in the log, though they went ten requests at a time.
-    let rows: Vec<Value> = serde_json::from_str(
-        &Run::of({
-            let mut c = env.cmd();
-            c.args(["--format", "json", "audit", "list", "--all", "--op", "suspend"]);
-            c
-        })
-        .stdout,
-    )
-    .unwrap();
+    let rows: Vec<Value> = env.audit_rows(&["--op", "suspend"]);
     assert_eq!(rows.iter().filter(|r| r["phase"] == "intent").count(), 1000);
     assert_eq!(rows.iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count(), 1000 - 1000 / 17);
 }

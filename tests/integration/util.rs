@@ -43,6 +43,15 @@ impl Sandbox {
         self.stats()["requests"][method_and_path].as_u64().unwrap_or(0)
     }
 
+    /// How many requests with this method (`PUT`, `POST`) reached the server.
+    pub fn count_method(&self, method: &str) -> u64 {
+        let prefix = format!("{method} ");
+        self.stats()["requests"]
+            .as_object()
+            .map(|r| r.iter().filter(|(k, _)| k.starts_with(&prefix)).filter_map(|(_, v)| v.as_u64()).sum())
+            .unwrap_or(0)
+    }
+
     pub fn state(&self) -> serde_json::Value {
         self.get(&format!("http://{}/_sandbox/state", self.running.addr))
     }
