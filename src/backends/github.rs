@@ -186,6 +186,16 @@ impl Backend for Github {
         self.http.base_url().to_string()
     }
 
+    /// GitHub logins: letters, digits and single hyphens, at most 39 characters, not starting with a hyphen.
+    fn invalid_target(&self, target: &str) -> Option<String> {
+        let ok = !target.is_empty()
+            && target.len() <= 39
+            && !target.starts_with('-')
+            && !target.contains("--")
+            && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        (!ok).then(|| format!("{target:?} is not a GitHub login (letters, digits and single hyphens, at most 39)"))
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
         let field = match op {
             Op::Suspend | Op::Unsuspend => "suspended_at",

@@ -208,6 +208,13 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// Why `target` cannot name a user on this service, if it cannot (checked before any request, so a
+    /// spreadsheet formula or a stray cell in a CSV never reaches a URL).
+    fn invalid_target(&self, target: &str) -> Option<String> {
+        let bad = target.trim().is_empty() || target.chars().any(|c| c.is_control() || c == '/');
+        bad.then(|| format!("{target:?} is not a user name"))
+    }
+
     /// The columns a CSV row may name its user by, in order of preference.
     fn target_keys(&self) -> &'static [&'static str] {
         &["login", "username", "user", "id", "user_id", "vcs_id"]

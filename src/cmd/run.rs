@@ -22,6 +22,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     match session.eval(&source, Some(&name)) {
         Ok(_) => Ok(()),
         Err(err) => {
+            // A script stopped midway (Ctrl-C, --timeout, a limit) after acting is worth a line in the log.
+            if ctx.dispatcher.run_id().is_some() {
+                ctx.runtime.block_on(ctx.dispatcher.script_aborted(&crate::script::types::describe_error(&err)));
+            }
             output::note(&diagnostic::render(&err, &source, &name));
             if ctx.interrupt.is_raised() {
                 Err(Interrupted.into())

@@ -122,7 +122,9 @@ impl Dispatcher {
                     Some((ItemStatus::Failed, "the row names no user (expected a login or id)".to_string()))
                 }
                 (None, Some(t)) => {
-                    if let Some(why) = conn.protection(t, &me) {
+                    if let Some(why) = conn.backend.invalid_target(t) {
+                        Some((ItemStatus::Failed, why))
+                    } else if let Some(why) = conn.protection(t, &me) {
                         Some((ItemStatus::Skipped, format!("protected: {why}")))
                     } else if let Some(first) = seen.get(&t.to_lowercase()) {
                         Some((ItemStatus::Skipped, format!("duplicate of item {first}")))

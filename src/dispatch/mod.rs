@@ -224,6 +224,19 @@ impl Dispatcher {
         self.bulk_failed.load(Ordering::SeqCst)
     }
 
+    /// Records that the script stopped before its end (Ctrl-C, --timeout, an engine limit), with why.
+    pub async fn script_aborted(&self, why: &str) {
+        let e = Event {
+            op: "script".into(),
+            mode: if self.mode.dry_run { "dry-run" } else { "live" }.into(),
+            phase: "note".into(),
+            status: "aborted".into(),
+            error: redact(why),
+            ..Default::default()
+        };
+        self.record_after(vec![e]).await;
+    }
+
     /// Records how the run ended (only when it recorded anything).
     pub fn finish(&self, exit_status: i32) {
         self.audit.finish(exit_status);

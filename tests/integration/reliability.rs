@@ -205,3 +205,28 @@ fn a_full_disk_stops_the_job_before_any_unrecorded_request() {
     // The log is still whole and readable.
     env.run(&["audit", "verify"]).success();
 }
+
+#[test]
+fn formula_cells_and_odd_logins_never_reach_a_url() {
+    let sb = Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    env.write("evil.csv", "login\n=cmd|'/c calc'!A1\n+SUM(A1)\n../../admin\nuser0010\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    env.run(&["run", script.to_str().unwrap(), "--arg", "csv=evil.csv", "--arg", "reason=x"]).code(3);
+    let out = std::fs::read_to_string(env.path("evil-suspended.csv")).unwrap();
+    assert_eq!(out.matches("is not a GitHub login").count(), 3, "{out}");
+    assert!(out.contains("'=cmd") && out.contains("'+SUM"), "formulas are neutralised in the result file: {out}");
+    assert_eq!(sb.count_method("PUT"), 1, "only user0010 was sent");
+}
+
+#[test]
+fn a_script_stopped_midway_leaves_a_note_in_the_audit_log() {
+    let sb = Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    env.run(&["--timeout", "1", "eval", r#"connect("ghes").suspend("user0010", #{reason: "x"}); loop { }"#]).code(1);
+    let notes = env.audit_rows(&["--op", "script"]);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!((notes[0]["phase"].as_str(), notes[0]["status"].as_str()), (Some("note"), Some("aborted")));
+    assert!(notes[0]["error"].as_str().unwrap().contains("--timeout"));
+    env.run(&["audit", "verify"]).success();
+}
