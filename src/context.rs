@@ -31,6 +31,8 @@ pub struct Connections {
     entries: BTreeMap<String, ProfileEntry>,
     default_profile: Option<String>,
     live: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Puts the pauses a service imposes on record.
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Connections {
@@ -67,7 +69,7 @@ impl Connections {
                 self.list_for_message()
             )
         })?;
-        let conn = Arc::new(build_connection(&name, entry)?);
+        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher)?);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
         Ok(conn)
     }
@@ -81,7 +83,7 @@ impl Connections {
     }
 }
 
-fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, String> {
+fn build_connection(name: &str, entry: &ProfileEntry, dispatcher: &Dispatcher) -> Result<Connection, String> {
     let p = &entry.profile;
     let shape =
         backends::client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
@@ -101,6 +103,11 @@ fn build_connection(name: &str, entry: &ProfileEntry) -> Result<Connection, Stri
         retry: Default::default(),
         default_headers: shape.default_headers.to_vec(),
         content_type: shape.content_type,
+        on_pause: Some(dispatcher.pause_recorder(
+            name,
+            backends::KINDS.iter().find(|k| **k == p.kind).copied().unwrap_or("unknown"),
+            &p.url,
+        )),
     };
     let client = HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
     let extra = extra_tokens(name, entry)?;
@@ -221,7 +228,6 @@ impl Context {
                 .into());
             }
         }
-        let connections = Arc::new(Connections { entries, default_profile, live: Mutex::new(HashMap::new()) });
         let audit_path = match &global.audit_db {
             Some(p) => p.clone(),
             None => dirs::data_dir().map(|d| d.join("steward").join("audit.db")).ok_or_else(|| {
@@ -251,6 +257,12 @@ impl Context {
             dispatcher.resume(run, done);
         }
         let dispatcher = Arc::new(dispatcher);
+        let connections = Arc::new(Connections {
+            entries,
+            default_profile,
+            live: Mutex::new(HashMap::new()),
+            dispatcher: dispatcher.clone(),
+        });
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
         Ok(Context {

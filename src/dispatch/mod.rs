@@ -224,6 +224,28 @@ impl Dispatcher {
         self.bulk_failed.load(Ordering::SeqCst)
     }
 
+    /// An observer for a profile's HTTP client: each pause the service imposes becomes a note row in the log.
+    pub fn pause_recorder(&self, profile: &str, kind: &'static str, base_url: &str) -> crate::http::PauseObserver {
+        let (audit, profile, base_url, mode) =
+            (self.audit.clone(), profile.to_string(), base_url.to_string(), self.mode);
+        Arc::new(move |wait: std::time::Duration, why: &str| {
+            let e = Event {
+                profile: profile.clone(),
+                kind: kind.to_string(),
+                base_url: base_url.clone(),
+                op: "rate_limit".into(),
+                mode: if mode.dry_run { "dry-run" } else { "live" }.into(),
+                phase: "note".into(),
+                status: "paused".into(),
+                error: redact(why),
+                duration_ms: Some(wait.as_millis() as i64),
+                ..Default::default()
+            };
+            // Not awaited: the writer commits it in order, before the run's end.
+            drop(audit.submit(vec![e]));
+        })
+    }
+
     /// Records that the script stopped before its end (Ctrl-C, --timeout, an engine limit), with why.
     pub async fn script_aborted(&self, why: &str) {
         let e = Event {

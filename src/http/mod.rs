@@ -44,6 +44,7 @@ pub struct ClientSettings {
     pub default_headers: Vec<(&'static str, &'static str)>,
     /// The media type of request bodies (`application/json`, JSON:API's `application/vnd.api+json`).
     pub content_type: &'static str,
+    pub on_pause: Option<PauseObserver>,
 }
 
 /// One request, described before it is sent so it can be retried.
@@ -105,6 +106,9 @@ impl Response {
 /// Reads the service's own error text out of an error body; each backend knows its envelope.
 pub type ErrorMessageFn = fn(&Value) -> Option<String>;
 
+/// Told when the service makes every request wait (how long, and why), so the pause can be put on record.
+pub type PauseObserver = Arc<dyn Fn(Duration, &str) + Send + Sync>;
+
 pub struct HttpClient {
     inner: reqwest::Client,
     base_url: url::Url,
@@ -114,6 +118,7 @@ pub struct HttpClient {
     default_headers: HeaderMap,
     content_type: &'static str,
     error_message: ErrorMessageFn,
+    on_pause: Option<PauseObserver>,
 }
 
 impl HttpClient {
@@ -162,11 +167,21 @@ impl HttpClient {
             default_headers,
             content_type: settings.content_type,
             error_message,
+            on_pause: settings.on_pause,
         })
     }
 
     pub fn base_url(&self) -> &url::Url {
         &self.base_url
+    }
+
+    /// Every request to this service waits `wait`; the observer hears why.
+    fn pause(&self, wait: Duration, why: &str) {
+        tracing::info!(wait_ms = wait.as_millis() as u64, "{why}");
+        self.budget.pause_all(wait);
+        if let Some(observe) = &self.on_pause {
+            observe(wait, why);
+        }
     }
 
     fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
@@ -244,11 +259,10 @@ impl HttpClient {
                     if (200..300).contains(&status) {
                         // A spent budget: nobody sends again until the server's reset time.
                         if let Some(wait) = exhausted_until(&headers) {
-                            tracing::info!(
-                                wait_ms = wait.as_millis() as u64,
-                                "rate limit budget spent; pausing until its reset"
+                            self.pause(
+                                wait,
+                                "the rate-limit budget is spent (X-RateLimit-Remaining: 0); waiting for its reset",
                             );
-                            self.budget.pause_all(wait);
                         }
                         return Ok(Response { status, headers, body });
                     }
@@ -279,11 +293,7 @@ impl HttpClient {
                     tokio::time::sleep(wait).await;
                 }
                 Decision::PauseAll(wait) => {
-                    tracing::info!(
-                        wait_ms = wait.as_millis() as u64,
-                        "rate limited; pausing every request to this service"
-                    );
-                    self.budget.pause_all(wait);
+                    self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message));
                 }
             }
         }

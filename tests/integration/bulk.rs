@@ -125,6 +125,10 @@ fn a_429_storm_slows_the_job_but_loses_nothing() {
     assert!(sb.stats()["faults"].as_u64().unwrap() > 0);
     let intents = env.audit_rows(&["--op", "suspend"]).into_iter().filter(|e| e["phase"] == "intent").count();
     assert!(intents <= logins.len(), "one intent per user at most: {intents}");
+    // Each pause the server imposed is on record.
+    let pauses = env.audit_rows(&["--op", "rate_limit"]);
+    assert!(!pauses.is_empty() && pauses.iter().all(|p| p["phase"] == "note" && p["status"] == "paused"), "{pauses:?}");
+    assert!(pauses[0]["error"].as_str().unwrap().contains("429"), "{pauses:?}");
 }
 
 #[test]
