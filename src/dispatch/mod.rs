@@ -478,7 +478,11 @@ impl Dispatcher {
             return outcomes;
         }
         let started = Instant::now();
-        let outcomes = conn.backend.execute_batch(op, actions).await;
+        let mut outcomes = conn.backend.execute_batch(op, actions).await;
+        // One outcome per action, whatever the backend returned: a missing one is a failure, never a lost row.
+        outcomes.resize_with(actions.len(), || {
+            Err(ApiError::invalid("the service's bulk answer did not mention this item"))
+        });
         self.record_outcomes(conn, op, actions, &seqs, &outcomes, started.elapsed().as_millis() as i64);
         outcomes
     }
