@@ -330,7 +330,16 @@ impl Dispatcher {
             self.flush().await;
         }
 
-        let results: Vec<BulkResult> = results.into_iter().map(|r| r.expect("every item is decided")).collect();
+        // Every item is decided above; should one ever slip through, it is reported, not lost.
+        let results: Vec<BulkResult> = results
+            .into_iter()
+            .zip(&items)
+            .map(|(r, item)| {
+                r.unwrap_or_else(|| {
+                    BulkResult::of(item, ItemStatus::Failed, Some("left undecided (a steward bug)".into()))
+                })
+            })
+            .collect();
         let counts: Vec<(ItemStatus, usize)> = ItemStatus::ALL
             .iter()
             .map(|s| (*s, results.iter().filter(|r| r.status == *s).count()))
