@@ -164,6 +164,8 @@ pub struct Dispatcher {
     /// Live changes this run has made or started (the action budget).
     changes: AtomicUsize,
     budget_confirmed: std::sync::atomic::AtomicBool,
+    /// Reads what earlier runs recorded (the role a user had before termination), opened on first use.
+    reader: std::sync::Mutex<Option<crate::audit::AuditStore>>,
 }
 
 impl Dispatcher {
@@ -188,6 +190,7 @@ impl Dispatcher {
             audit_failed: std::sync::atomic::AtomicBool::new(false),
             changes: AtomicUsize::new(0),
             budget_confirmed: std::sync::atomic::AtomicBool::new(false),
+            reader: std::sync::Mutex::new(None),
         }
     }
 
@@ -542,8 +545,12 @@ impl Dispatcher {
 
     fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Option<Value> {
         let AuditTarget::File(path) = &self.audit_target else { return None };
-        let store = crate::audit::AuditStore::open(path).ok()?;
-        let text = store.last_params(&conn.profile, op.name(), target?).ok()??;
+        // One read connection for the run: a bulk unsuspend asks this once per user.
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        if reader.is_none() {
+            *reader = crate::audit::AuditStore::open(path).ok();
+        }
+        let text = reader.as_ref()?.last_params(&conn.profile, op.name(), target?).ok()??;
         serde_json::from_str(&text).ok()
     }
 
