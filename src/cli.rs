@@ -114,6 +114,9 @@ pub enum AuditCommand {
     Verify,
     /// Export events with their hashes (JSON lines or CSV) for offline review.
     Export(AuditFilterArgs),
+    /// The fingerprint this log gives a token read from standard input, to find what that token did
+    /// (`audit list --token-fp`). The token is never printed or stored.
+    Fingerprint,
 }
 
 #[derive(Debug, Args, Default)]
@@ -128,6 +131,9 @@ pub struct AuditFilterArgs {
     pub op: Option<String>,
     #[arg(long)]
     pub target: Option<String>,
+    /// Events made with the token of this fingerprint (`steward profiles test` or `audit fingerprint` tell it).
+    #[arg(long)]
+    pub token_fp: Option<String>,
     #[arg(long)]
     pub run: Option<i64>,
     /// Only intents without an outcome (interrupted or in doubt).

@@ -1,12 +1,13 @@
 //! `Context`: what every command needs, built once from the command line: config, profiles, the tokio
 //! runtime, the dispatcher (audit log, prompt, mode), the Ctrl-C flag and the output settings.
 
+use crate::audit::fingerprint::Fingerprints;
 use crate::audit::AuditTarget;
 use crate::audit::RunInfo;
 use crate::backends;
 use crate::cli::{Format, GlobalArgs};
 use crate::config::{Config, Profile};
-use crate::dispatch::{Connection, Dispatcher, Mode, Prompt};
+use crate::dispatch::{Connection, Dispatcher, Mode, Prompt, TokenRecord};
 use crate::error::UsageError;
 use crate::http::redact::SecretString;
 use crate::http::{Auth, ClientSettings, HttpClient};
@@ -33,6 +34,7 @@ pub struct Connections {
     live: Mutex<HashMap<String, Arc<Connection>>>,
     /// Puts the pauses a service imposes on record.
     dispatcher: Arc<Dispatcher>,
+    fingerprints: Fingerprints,
 }
 
 impl Connections {
@@ -69,7 +71,7 @@ impl Connections {
                 self.list_for_message()
             )
         })?;
-        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher)?);
+        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
         Ok(conn)
     }
@@ -83,7 +85,12 @@ impl Connections {
     }
 }
 
-fn build_connection(name: &str, entry: &ProfileEntry, dispatcher: &Dispatcher) -> Result<Connection, String> {
+fn build_connection(
+    name: &str,
+    entry: &ProfileEntry,
+    dispatcher: &Dispatcher,
+    fingerprints: &Fingerprints,
+) -> Result<Connection, String> {
     let p = &entry.profile;
     let shape =
         backends::client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
@@ -91,6 +98,7 @@ fn build_connection(name: &str, entry: &ProfileEntry, dispatcher: &Dispatcher) -
         Some(t) => Some(t.clone()),
         None => p.resolve_token(name)?,
     };
+    let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
     let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
     let settings = ClientSettings {
         base_url,
@@ -113,7 +121,8 @@ fn build_connection(name: &str, entry: &ProfileEntry, dispatcher: &Dispatcher) -
     let extra = extra_tokens(name, entry)?;
     let backend = backends::build(&p.kind, client, name, p, extra).map_err(|e| e.to_string())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
-    Ok(Connection::new(name, backend, p.protected.clone(), source, p.concurrency.unwrap_or(4)))
+    let token = TokenRecord { source, fingerprint };
+    Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))
 }
 
 /// Tokens for single permissions: handed over (sandbox) or read from `<name>_token_env`.
@@ -244,6 +253,7 @@ impl Context {
         } else {
             AuditTarget::File(audit_path.clone())
         };
+        let fingerprints = Fingerprints::new(audit_target.clone());
         let mut dispatcher = Dispatcher::new(
             audit_target,
             run_info,
@@ -262,6 +272,7 @@ impl Context {
             default_profile,
             live: Mutex::new(HashMap::new()),
             dispatcher: dispatcher.clone(),
+            fingerprints,
         });
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });

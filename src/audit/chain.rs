@@ -29,6 +29,8 @@ pub struct Event {
     pub error: String,
     pub duration_ms: Option<i64>,
     pub token_source: String,
+    /// The acting token's keyed hash (see `fingerprint`); empty in rows older than fingerprints.
+    pub token_fp: String,
 }
 
 impl Event {
@@ -57,6 +59,11 @@ impl Event {
         ] {
             out.extend_from_slice(&(field.len() as u64).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
+        }
+        // Appended only when set, so rows written before fingerprints existed keep their hashes.
+        if !self.token_fp.is_empty() {
+            out.extend_from_slice(&(self.token_fp.len() as u64).to_be_bytes());
+            out.extend_from_slice(self.token_fp.as_bytes());
         }
         out
     }
@@ -104,6 +111,15 @@ mod tests {
 
     fn event(seq: i64, target: &str) -> Event {
         Event { seq, run_id: 1, op: "suspend".into(), target: target.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn the_encoding_of_existing_rows_never_changes() {
+        // Frozen: a change here would make every stored log fail verification.
+        let e = event(1, "bob");
+        assert_eq!(link(GENESIS, &e), "d0ab4049626bed82533da5a6cb4f96f7b32cf507e80b96e359b4ebf4d9886cb4");
+        let with_fp = Event { token_fp: "hmac-sha256:0011223344556677".into(), ..e.clone() };
+        assert_ne!(link(GENESIS, &with_fp), link(GENESIS, &e), "the fingerprint is covered by the chain");
     }
 
     #[test]

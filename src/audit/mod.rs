@@ -2,6 +2,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod fingerprint;
 pub mod query;
 pub mod store;
 pub mod writer;

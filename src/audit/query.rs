@@ -15,6 +15,8 @@ pub struct Filter {
     pub profile: Option<String>,
     pub op: Option<String>,
     pub target: Option<String>,
+    /// Events made with the token of this fingerprint (`steward audit fingerprint`).
+    pub token_fp: Option<String>,
     pub run: Option<i64>,
     pub seq: Option<i64>,
     /// Only events after this seq.
@@ -35,7 +37,7 @@ pub struct Row {
 
 const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
-                       status, http_status, error, duration_ms, token_source, prev_hash, hash";
+                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -58,9 +60,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             error: r.get(15)?,
             duration_ms: r.get(16)?,
             token_source: r.get(17)?,
+            token_fp: r.get(18)?,
         },
-        prev_hash: r.get(18)?,
-        hash: r.get(19)?,
+        prev_hash: r.get(19)?,
+        hash: r.get(20)?,
     })
 }
 
@@ -87,6 +90,9 @@ impl AuditStore {
         }
         if let Some(v) = &filter.target {
             add("target = ?", SqlValue::Text(v.clone()));
+        }
+        if let Some(v) = &filter.token_fp {
+            add("token_fp = ?", SqlValue::Text(v.clone()));
         }
         if let Some(v) = filter.run {
             add("run_id = ?", SqlValue::Integer(v));

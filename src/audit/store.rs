@@ -18,7 +18,11 @@ pub enum AuditError {
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_resume.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_resume.sql"),
+    include_str!("migrations/0003_token_fingerprint.sql"),
+];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
 #[derive(Clone, Debug, Default)]
@@ -133,8 +137,8 @@ impl AuditStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
-                     intent_seq, status, http_status, error, duration_ms, token_source, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                 )
                 .map_err(AuditError::Write)?;
             let ts = now();
@@ -163,6 +167,7 @@ impl AuditStore {
                         e.error,
                         e.duration_ms,
                         e.token_source,
+                        e.token_fp,
                         prev,
                         hash
                     ])

@@ -1,11 +1,12 @@
 //! `steward audit list|show|verify|export`: reading the audit log back, and proving it is whole.
 
 use crate::audit::query::{Filter, Row};
-use crate::audit::AuditStore;
+use crate::audit::{fingerprint, AuditStore};
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
 use crate::dates::parse_date;
 use crate::error::UsageError;
+use crate::http::redact::SecretString;
 use crate::output;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -83,7 +84,31 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             let rows = store.list(&filter(args, profile, false)?)?;
             export(ctx, &rows)?;
         }
+        AuditCommand::Fingerprint => fingerprint(ctx, &store)?,
     }
+    Ok(())
+}
+
+/// Reads one token from stdin and prints its fingerprint under this log's key (made only by actions, never here).
+fn fingerprint(ctx: &Context, store: &AuditStore) -> anyhow::Result<()> {
+    let key_path = fingerprint::key_path(&ctx.audit_path);
+    if !key_path.exists() {
+        return Err(UsageError::new(format!(
+            "no token-fingerprint key at {}: no action in this log recorded a fingerprint yet",
+            key_path.display()
+        ))
+        .into());
+    }
+    let mut token = String::new();
+    std::io::stdin().read_line(&mut token)?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(UsageError::new("audit fingerprint reads the token from standard input, and got none").into());
+    }
+    let key = fingerprint::FingerprintKey::load_or_create(&ctx.audit_path).map_err(anyhow::Error::msg)?;
+    let fp = key.fingerprint(&SecretString::from(token.to_string()));
+    let used = store.list(&Filter { token_fp: Some(fp.clone()), ..Default::default() })?.len();
+    output::print_value(&json!({ "token_fp": fp, "events": used }), ctx.output);
     Ok(())
 }
 
@@ -101,6 +126,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         || args.until.is_some()
         || args.op.is_some()
         || args.target.is_some()
+        || args.token_fp.is_some()
         || args.run.is_some()
         || args.pending
         || profile.is_some();
@@ -110,6 +136,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         profile: profile.map(str::to_string),
         op: args.op.clone(),
         target: args.target.clone(),
+        token_fp: args.token_fp.clone(),
         run: args.run,
         seq: None,
         since_seq: None,

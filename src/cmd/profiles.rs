@@ -36,7 +36,8 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
                     "url": conn.backend.base_url(),
                     "identity": me.get("login"),
                     "admin": admin,
-                    "token_source": conn.token_source,
+                    "token_source": conn.token.source,
+                    "token_fingerprint": conn.token.fingerprint,
                     "verdict": match admin {
                         Some(true) => "ok: the token is a site administrator's",
                         Some(false) => "the token works but is NOT an administrator's: admin operations will be refused",

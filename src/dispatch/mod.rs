@@ -19,12 +19,19 @@ use std::time::Instant;
 
 pub use bulk::{BulkItem, BulkReporter, BulkResult, ItemStatus};
 
+/// How the audit log names the acting token: where it came from, and its keyed hash (never the token).
+#[derive(Clone, Debug, Default)]
+pub struct TokenRecord {
+    pub source: String,
+    pub fingerprint: String,
+}
+
 /// A live profile: its backend plus what dispatch needs to guard and record its actions.
 pub struct Connection {
     pub profile: String,
     pub backend: Arc<dyn Backend>,
     pub protected: Vec<String>,
-    pub token_source: String,
+    pub token: TokenRecord,
     pub concurrency: usize,
     identity: tokio::sync::OnceCell<String>,
 }
@@ -34,14 +41,14 @@ impl Connection {
         profile: &str,
         backend: Arc<dyn Backend>,
         protected: Vec<String>,
-        token_source: String,
+        token: TokenRecord,
         concurrency: usize,
     ) -> Self {
         Connection {
             profile: profile.to_string(),
             backend,
             protected,
-            token_source,
+            token,
             concurrency,
             identity: tokio::sync::OnceCell::new(),
         }
@@ -287,7 +294,8 @@ impl Dispatcher {
             mode: if self.mode.dry_run { "dry-run" } else { "live" }.to_string(),
             phase: phase.to_string(),
             status: status.to_string(),
-            token_source: conn.token_source.clone(),
+            token_source: conn.token.source.clone(),
+            token_fp: conn.token.fingerprint.clone(),
             ..Default::default()
         }
     }

@@ -87,3 +87,39 @@ fn runs_record_who_ran_what_and_how_it_ended() {
 fn reading_an_absent_log_says_where_it_looked() {
     Env::new().run(&["audit", "list"]).code(2).stderr_has("no audit log at");
 }
+
+#[test]
+fn events_name_the_token_by_a_keyed_fingerprint_that_can_be_looked_up() {
+    let (_sb, env) = env_with_history();
+    let rows = env.audit_rows(&[]);
+    let fp = rows[0]["token_fp"].as_str().unwrap().to_string();
+    assert!(fp.starts_with("hmac-sha256:") && fp.len() == 28, "{fp}");
+    assert!(rows.iter().all(|r| r["token_fp"] == fp.as_str()), "one token, one fingerprint");
+    assert_eq!(env.audit_rows(&["--token-fp", &fp]).len(), 6);
+    assert_eq!(env.audit_rows(&["--token-fp", "hmac-sha256:0000000000000000"]).len(), 0);
+
+    // The key lives beside the log, private; whoever holds it can say what a token did.
+    let key = env.path("audit.db.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let lookup = |token: &str| {
+        let mut cmd = env.cmd();
+        cmd.args(["--format", "json", "audit", "fingerprint"]).stdin(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains(token), "the token is never printed");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let mine = lookup(crate::util::ADMIN_TOKEN);
+    assert_eq!(mine["token_fp"], fp.as_str());
+    assert_eq!(mine["events"], 6);
+    let other = lookup("ghp_someoneelsestokenxxxxxxxxxxxxxxxxxxxx");
+    assert_ne!(other["token_fp"], fp.as_str());
+    assert_eq!(other["events"], 0);
+    env.run(&["audit", "verify"]).success();
+}

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[FnDoc {
     name: "audit",
-    signature: "audit() / audit(#{since, until, profile, op, target, run, pending, limit})",
+    signature: "audit() / audit(#{since, until, profile, op, target, token_fp, run, pending, limit})",
     summary: "Events of the audit log (oldest first): who did what, where, when, with what result.",
     example: r#"connect("github").suspend("user0009", #{reason: "x"}); audit(#{op: "suspend"}).map(|e| e.status)"#,
     method: false,
@@ -41,6 +41,7 @@ fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
         profile: text("profile"),
         op: text("op"),
         target: text("target"),
+        token_fp: text("token_fp"),
         run: int("run"),
         seq: None,
         since_seq: None,

@@ -1,0 +1,156 @@
+//! Token fingerprints: the audit log says which token acted by a keyed hash, never by the token.
+//!
+//! The key (32 random bytes, `audit.db.key`, mode 0600) sits beside the log. A plain hash of a token could be
+//! tested against guessed or leaked tokens by anyone holding an export; a keyed one only by someone holding
+//! the key, who is asked to prove it with `steward audit fingerprint` (as Vault does with `/sys/audit-hash`).
+
+use super::AuditTarget;
+use crate::http::redact::{ExposeSecret, SecretString};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const KEY_BYTES: usize = 32;
+/// Eight bytes of the HMAC: enough to tell a handful of admin tokens apart, too short to be worth guessing at.
+const FINGERPRINT_BYTES: usize = 8;
+
+pub fn key_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
+}
+
+pub struct FingerprintKey([u8; KEY_BYTES]);
+
+impl FingerprintKey {
+    pub fn random() -> Self {
+        FingerprintKey(rand::random())
+    }
+
+    /// `hmac-sha256:` and the first eight bytes of HMAC-SHA256(key, token), in hex.
+    pub fn fingerprint(&self, token: &SecretString) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(token.expose_secret().as_bytes());
+        format!("hmac-sha256:{}", hex::encode(&mac.finalize().into_bytes()[..FINGERPRINT_BYTES]))
+    }
+
+    /// The key of the log at `db`, made on first use. Made whole or not at all: it is written to a temporary
+    /// file and hard-linked into place, so a second process never reads a half-written key.
+    pub fn load_or_create(db: &Path) -> Result<Self, String> {
+        let path = key_path(db);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Self::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read the token-fingerprint key {}: {e}", path.display())),
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let key = Self::random();
+        let tmp = path.with_extension(format!("key.{}.tmp", std::process::id()));
+        write_private(&tmp, &hex::encode(key.0)).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(key),
+            // Another process made it first: use theirs, so both fingerprint alike.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the token-fingerprint key {}: {e}", path.display()))?;
+                Self::parse(&text, &path)
+            }
+            Err(e) => Err(format!("cannot create the token-fingerprint key {}: {e}", path.display())),
+        }
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, String> {
+        let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; KEY_BYTES]>::try_from(b).ok());
+        bytes.map(FingerprintKey).ok_or_else(|| {
+            format!(
+                "the token-fingerprint key {} is damaged (it must hold {} hex digits); restore it from a backup, \
+                 or move it away to start a new one (earlier fingerprints will then no longer match)",
+                path.display(),
+                KEY_BYTES * 2
+            )
+        })
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// The key of one audit log, loaded when the first token needs a fingerprint.
+pub struct Fingerprints {
+    target: AuditTarget,
+    key: OnceLock<Result<FingerprintKey, String>>,
+}
+
+impl Fingerprints {
+    pub fn new(target: AuditTarget) -> Self {
+        Fingerprints { target, key: OnceLock::new() }
+    }
+
+    pub fn of(&self, token: &SecretString) -> Result<String, String> {
+        let key = self.key.get_or_init(|| match &self.target {
+            AuditTarget::File(db) => FingerprintKey::load_or_create(db),
+            AuditTarget::Memory => Ok(FingerprintKey::random()),
+        });
+        key.as_ref().map(|k| k.fingerprint(token)).map_err(Clone::clone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_string())
+    }
+
+    #[test]
+    fn one_key_gives_one_fingerprint_per_token_and_never_the_token() {
+        let key = FingerprintKey([7; KEY_BYTES]);
+        let a = key.fingerprint(&secret("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_eq!(a, key.fingerprint(&secret("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")));
+        assert_ne!(a, key.fingerprint(&secret("ghp_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")));
+        assert_ne!(a, FingerprintKey([8; KEY_BYTES]).fingerprint(&secret("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")));
+        assert!(a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 16, "{a}");
+        assert!(!a.contains("ghp_"));
+    }
+
+    #[test]
+    fn the_key_is_made_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub").join("audit.db");
+        let first = FingerprintKey::load_or_create(&db).unwrap().fingerprint(&secret("t"));
+        let second = FingerprintKey::load_or_create(&db).unwrap().fingerprint(&secret("t"));
+        assert_eq!(first, second);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(key_path(&db)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(db.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only the key file remains");
+    }
+
+    #[test]
+    fn a_damaged_key_is_named_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        std::fs::write(key_path(&db), "not hex").unwrap();
+        let err = FingerprintKey::load_or_create(&db).err().unwrap();
+        assert!(err.contains("audit.db.key") && err.contains("damaged"), "{err}");
+        assert_eq!(std::fs::read_to_string(key_path(&db)).unwrap(), "not hex");
+    }
+}
