@@ -10,7 +10,7 @@ use crate::config::{Config, Profile};
 use crate::dispatch::{Connection, Dispatcher, Mode, Prompt, TokenRecord};
 use crate::error::UsageError;
 use crate::http::redact::SecretString;
-use crate::http::{Auth, ClientSettings, HttpClient};
+use crate::http::retry::RetryPolicy;
 use crate::interrupt::Interrupt;
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -92,34 +92,18 @@ fn build_connection(
     fingerprints: &Fingerprints,
 ) -> Result<Connection, String> {
     let p = &entry.profile;
-    let shape =
-        backends::client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
     let token = match &entry.preset_token {
         Some(t) => Some(t.clone()),
         None => p.resolve_token(name)?,
     };
     let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
-    let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
-    let settings = ClientSettings {
-        base_url,
-        auth: token.map(|token| Auth { prefix: shape.auth_prefix, token: (shape.token_value)(p, token) }),
-        timeout: Duration::from_secs(p.timeout.unwrap_or(30)),
-        ca_file: p.ca_file.clone(),
-        insecure: p.insecure,
-        rate_limit: p.rate_limit.or(shape.default_rate_limit),
-        concurrency: p.concurrency.unwrap_or(4),
-        retry: Default::default(),
-        default_headers: shape.default_headers.to_vec(),
-        content_type: shape.content_type,
-        on_pause: Some(dispatcher.pause_recorder(
-            name,
-            backends::KINDS.iter().find(|k| **k == p.kind).copied().unwrap_or("unknown"),
-            &p.url,
-        )),
-    };
-    let client = HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
+    let on_pause = dispatcher.pause_recorder(
+        name,
+        backends::KINDS.iter().find(|k| **k == p.kind).copied().unwrap_or("unknown"),
+        &p.url,
+    );
     let extra = extra_tokens(name, entry)?;
-    let backend = backends::build(&p.kind, client, name, p, extra).map_err(|e| e.to_string())?;
+    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::default())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     let token = TokenRecord { source, fingerprint };
     Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))

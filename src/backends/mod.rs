@@ -289,6 +289,35 @@ pub fn build(
     }
 }
 
+/// The backend for profile `name`: an HTTP client shaped for its kind (auth, headers, rate, timeouts) under it.
+pub fn connect(
+    name: &str,
+    p: &crate::config::Profile,
+    token: Option<SecretString>,
+    extra_tokens: Vec<(&'static str, SecretString)>,
+    on_pause: Option<crate::http::PauseObserver>,
+    retry: crate::http::retry::RetryPolicy,
+) -> Result<Arc<dyn Backend>, String> {
+    let shape = client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
+    let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
+    let settings = crate::http::ClientSettings {
+        base_url,
+        auth: token.map(|token| crate::http::Auth { prefix: shape.auth_prefix, token: (shape.token_value)(p, token) }),
+        timeout: std::time::Duration::from_secs(p.timeout.unwrap_or(30)),
+        ca_file: p.ca_file.clone(),
+        insecure: p.insecure,
+        rate_limit: p.rate_limit.or(shape.default_rate_limit),
+        concurrency: p.concurrency.unwrap_or(4),
+        retry,
+        default_headers: shape.default_headers.to_vec(),
+        content_type: shape.content_type,
+        on_pause,
+    };
+    let client =
+        crate::http::HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
+    build(&p.kind, client, name, p, extra_tokens).map_err(|e| e.to_string())
+}
+
 /// How a kind of service wants to be spoken to: auth prefix, default headers, where its error text sits.
 pub struct ClientShape {
     pub auth_prefix: &'static str,

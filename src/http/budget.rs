@@ -67,10 +67,15 @@ impl RateBudget {
         }
     }
 
+    /// How long until anyone may send again (zero when nobody waits).
+    pub fn paused_for(&self) -> Duration {
+        self.next_slot.lock().unwrap_or_else(|e| e.into_inner()).saturating_duration_since(Instant::now())
+    }
+
     /// Nobody sends anything for `wait`.
     pub fn pause_all(&self, wait: Duration) {
         let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
-        let until = Instant::now() + wait;
+        let Some(until) = Instant::now().checked_add(wait) else { return };
         if until > *next {
             *next = until;
         }

@@ -7,6 +7,7 @@ pub mod pagination;
 pub mod redact;
 pub mod retry;
 
+use crate::error::ErrorKind;
 use budget::RateBudget;
 use error::ApiError;
 use redact::{ExposeSecret, SecretString};
@@ -242,6 +243,15 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // A spent budget whose reset is far off (X-RateLimit-Remaining: 0) is reported, not slept through.
+            let paused = self.budget.paused_for();
+            if paused > self.retry.max_rate_limit_wait {
+                return Err(ApiError::new(
+                    ErrorKind::RateLimited,
+                    format!("the service's rate limit is spent for another {} s", paused.as_secs()),
+                )
+                .with_hint("run again after the service's rate-limit reset (steward does not wait that long)"));
+            }
             let permit = self.budget.acquire().await;
             let started = std::time::Instant::now();
             let result = self.build(req)?.send().await;

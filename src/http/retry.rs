@@ -78,31 +78,54 @@ impl RetryPolicy {
     }
 }
 
+/// The longest wait any header can ask for: a day. Beyond it the number is nonsense (or hostile), and a wait
+/// that long is reported rather than slept anyway (`RetryPolicy::max_rate_limit_wait`).
+pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+fn seconds(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::try_from_secs_f64(secs).unwrap_or(LONGEST_WAIT).min(LONGEST_WAIT))
+}
+
 /// `Retry-After`: delta seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(LONGEST_WAIT))
 }
 
 /// `X-RateLimit-Reset`: GitHub sends a Unix time, Terraform Enterprise a number of seconds to wait.
 pub fn parse_rate_limit_reset(value: &str, now: SystemTime) -> Option<Duration> {
-    let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
+    let secs = value.trim().parse::<f64>().ok()?;
+    let wait = seconds(secs)?;
     if secs > 1_000_000_000.0 {
-        let at = UNIX_EPOCH + Duration::from_secs_f64(secs);
+        let at = Duration::try_from_secs_f64(secs).ok().and_then(|d| UNIX_EPOCH.checked_add(d));
+        let until = at.map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)).unwrap_or(LONGEST_WAIT);
         // One second of slack: the reset second is inclusive on GitHub.
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+        Some((until + Duration::from_secs(1)).min(LONGEST_WAIT))
     } else {
-        Some(Duration::from_secs_f64(secs))
+        Some(wait)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_waits_are_capped_not_a_crash() {
+        let now = SystemTime::now();
+        for v in ["1e30", "111111111111111111111111111111111111", "1e308", "18446744073709551616"] {
+            assert_eq!(parse_retry_after(v, now), Some(LONGEST_WAIT), "{v}");
+            assert_eq!(parse_rate_limit_reset(v, now), Some(LONGEST_WAIT), "{v}");
+        }
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(LONGEST_WAIT));
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+    }
 
     fn answered(status: u16) -> Attempt {
         Attempt::Answered { status, rate_limited: false, rate_wait: None }
