@@ -167,7 +167,9 @@ pub struct SandboxArgs {
     /// Server-side limit in requests per second (429 above it).
     #[arg(long)]
     pub rate_limit: Option<f64>,
-    /// Injected faults, e.g. "429=0.05,503=0.05,timeout=0.01,reset=0.01,apply500=0.01".
+    /// Injected faults: by probability ("429=0.05,503=0.05,timeout=0.01,reset=0.01,apply500=0.01") or at request
+    /// numbers ("429@37,503@20-80"); also 429date, secondary (GitHub's 403), exhausted (X-RateLimit-Remaining: 0),
+    /// drop (no answer, not applied), and retry_after=SECONDS for the waits they name.
     #[arg(long, default_value = "")]
     pub faults: String,
     /// Random seed for fault injection, for repeatable runs.

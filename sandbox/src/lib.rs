@@ -81,7 +81,14 @@ struct Stats {
     faults: u64,
     /// "METHOD /path" → count (the actual path, so duplicates per user are visible).
     requests: BTreeMap<String, u64>,
+    /// Every API request as it arrived: number, milliseconds since start, "METHOD /path" (the first 100,000).
+    arrivals: Vec<(u64, u64, String)>,
+    /// The faults served: request number, milliseconds since start, fault name.
+    faulted: Vec<(u64, u64, String)>,
 }
+
+/// How many arrivals the stats keep, so a long benchmark cannot grow them without bound.
+const ARRIVALS_KEPT: usize = 100_000;
 
 /// Token bucket holding at most one second of requests.
 struct Limiter {
@@ -106,6 +113,7 @@ impl Limiter {
 }
 
 struct Shared {
+    started: std::time::Instant,
     stats: Mutex<Stats>,
     limiter: Option<Mutex<Limiter>>,
     latency: Duration,
@@ -178,6 +186,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     state.base = format!("http://{addr}/api/v3");
     state.rate_limit_per_hour = opts.rate_limit.map(|r| (r * 3600.0) as u64);
     let shared = Arc::new(Shared {
+        started: std::time::Instant::now(),
         stats: Mutex::new(Stats::default()),
         limiter: opts
             .rate_limit
@@ -214,15 +223,20 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
 /// Latency, the rate limit, fault injection and counting: everything the API routes go through.
 async fn conditions(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let key = format!("{} {}", req.method(), req.uri().path());
-    {
+    let n = {
         let mut st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
         st.total += 1;
+        let n = st.total;
+        if st.arrivals.len() < ARRIVALS_KEPT {
+            st.arrivals.push((n, s.started.elapsed().as_millis() as u64, key.clone()));
+        }
         *st.requests.entry(key).or_default() += 1;
-    }
+        n
+    };
     // A real server finishes a request whose client went away; a spawned task does too (a dropped
     // connection would otherwise cancel the handler and undo what the count says arrived).
     let vendor = if req.uri().path().starts_with("/api/v2") { Vendor::Terraform } else { Vendor::Github };
-    let task = tokio::spawn(async move { handle(s, vendor, req, next).await });
+    let task = tokio::spawn(async move { handle(s, vendor, n, req, next).await });
     task.await.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
@@ -233,7 +247,7 @@ enum Vendor {
     Terraform,
 }
 
-async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Response {
+async fn handle(s: Arc<Shared>, vendor: Vendor, n: u64, req: Request, next: Next) -> Response {
     if !s.latency.is_zero() {
         // tokio's timer rounds up to whole milliseconds (20 ms becomes 21–22); a thread's sleep keeps the
         // latency the emulated server was asked for.
@@ -247,9 +261,13 @@ async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Res
             return too_many(vendor, 1, "API rate limit exceeded. Please wait and try again.");
         }
     }
-    let fault = s.faults.draw();
-    if fault.is_some() {
-        s.stats.lock().unwrap_or_else(|e| e.into_inner()).faults += 1;
+    let fault = s.faults.draw(n);
+    if let Some(f) = fault {
+        let mut st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.faults += 1;
+        if st.faulted.len() < ARRIVALS_KEPT {
+            st.faulted.push((n, s.started.elapsed().as_millis() as u64, f.name()));
+        }
     }
     match fault {
         None => next.run(req).await,
@@ -258,6 +276,35 @@ async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Res
             s.faults.retry_after_s,
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
         ),
+        Some(Fault::TooManyRequestsUntilDate) => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(s.faults.retry_after_s);
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"message": "API rate limit exceeded."})))
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                r.headers_mut().insert("retry-after", v);
+            }
+            r
+        }
+        // GitHub's secondary limit as its docs show it: a 403 that names the limit and gives no wait.
+        Some(Fault::SecondaryLimit) => (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"})),
+        )
+            .into_response(),
+        Some(Fault::Exhausted) => {
+            let mut r = next.run(req).await;
+            let reset = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() + s.faults.retry_after_s)
+                .unwrap_or(0);
+            for (name, value) in [("x-ratelimit-remaining", "0".to_string()), ("x-ratelimit-reset", reset.to_string())] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            r
+        }
+        Some(Fault::ResetBeforeApply) => broken_answer(),
         Some(Fault::ServerError(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, Json(json!({"message": "Server Error"}))).into_response()
@@ -269,19 +316,19 @@ async fn handle(s: Arc<Shared>, vendor: Vendor, req: Request, next: Next) -> Res
         Some(Fault::Reset) => {
             // Apply the request, then break the connection mid-answer: the client cannot know it happened.
             let _ = next.run(req).await;
-            let broken =
-                futures::stream::once(async { Err::<axum::body::Bytes, _>(std::io::Error::other("sandbox reset")) });
-            Response::builder()
-                .status(200)
-                .header("content-length", "100")
-                .body(Body::from_stream(broken))
-                .unwrap_or_default()
+            broken_answer()
         }
         Some(Fault::ApplyThen500) => {
             let _ = next.run(req).await;
             (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Server Error"}))).into_response()
         }
     }
+}
+
+/// An answer whose connection breaks after the status line: the client cannot know what happened.
+fn broken_answer() -> Response {
+    let broken = futures::stream::once(async { Err::<axum::body::Bytes, _>(std::io::Error::other("sandbox reset")) });
+    Response::builder().status(200).header("content-length", "100").body(Body::from_stream(broken)).unwrap_or_default()
 }
 
 fn too_many(vendor: Vendor, retry_after_s: u64, message: &str) -> Response {
@@ -318,7 +365,10 @@ fn too_many(vendor: Vendor, retry_after_s: u64, message: &str) -> Response {
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
     let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({"total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests}))
+    Json(json!({
+        "total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests,
+        "arrivals": st.arrivals, "faulted": st.faulted,
+    }))
 }
 
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {

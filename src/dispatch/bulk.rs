@@ -1,5 +1,6 @@
 //! Bulk verbs (`suspend_all` …): one plan, then a concurrent fan-out bounded by the profile's concurrency and
-//! its shared rate budget. Every item ends in exactly one status; a failing item never stops the others.
+//! its shared rate budget. Every item ends in exactly one status; a failing item never stops the others (a
+//! service that fails ten in a row stops the job).
 
 use super::{ActionError, Connection, Dispatcher};
 use crate::backends::{unsupported, Action, Op};
@@ -9,8 +10,40 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// A job stops reading and sending after this many failures in a row that the service caused (a 5xx or no
+/// answer, each after its retries): an outage is reported once, instead of hammered with every remaining user.
+const FAILING_SERVICE_STREAK: usize = 10;
+
+/// The job's current run of service failures.
+#[derive(Default)]
+struct FailureStreak(AtomicUsize);
+
+impl FailureStreak {
+    /// Counts a service failure; any other answer (success, or a refusal the service chose) ends the run.
+    fn note<T>(&self, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+        match &outcome {
+            Err(e) if e.kind == ErrorKind::Unavailable => self.0.fetch_add(1, Ordering::SeqCst),
+            _ => self.0.swap(0, Ordering::SeqCst),
+        };
+        outcome
+    }
+
+    /// The error for an item not attempted because the service keeps failing.
+    fn stop(&self) -> Option<ApiError> {
+        (self.0.load(Ordering::SeqCst) >= FAILING_SERVICE_STREAK).then(|| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "not sent: the service failed {FAILING_SERVICE_STREAK} requests in a row (each after its \
+                     retries); run the job again once it is back"
+                ),
+            )
+        })
+    }
+}
 
 /// One input row: a target, or the reason the row could not give one (a malformed CSV line).
 #[derive(Clone, Debug, Default)]
@@ -144,15 +177,18 @@ impl Dispatcher {
         }
 
         // 2. The current state of the rest, read concurrently: noops and unknown users are found before any change.
+        let failing = &FailureStreak::default();
         let checks: Vec<(usize, Result<Option<bool>, ApiError>)> = stream::iter(candidates)
             .map(|i| {
                 let target = items[i].target.clone().unwrap_or_default();
                 async move {
-                    if precheck {
-                        (i, conn.backend.state(op, &target).await)
-                    } else {
-                        (i, Ok(None))
+                    if !precheck {
+                        return (i, Ok(None));
                     }
+                    if let Some(stop) = failing.stop() {
+                        return (i, Err(stop));
+                    }
+                    (i, failing.note(conn.backend.state(op, &target).await))
                 }
             })
             .buffer_unordered(conn.concurrency.max(1))
@@ -302,18 +338,25 @@ impl Dispatcher {
                                 let result = match intent {
                                     Err(e) => item_result(item, Err(e)),
                                     Ok((action, seq)) if self.audit_failed() => {
-                                        self.close_unsent(conn, &action, seq);
                                         let why = "not sent: the audit log cannot record it";
+                                        self.close_unsent(conn, &action, seq, why);
                                         BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
                                     }
                                     Ok((action, seq)) if self.interrupt.is_raised() => {
-                                        self.close_unsent(conn, &action, seq);
                                         let why = "cancelled by Ctrl-C before it was sent";
+                                        self.close_unsent(conn, &action, seq, why);
                                         BulkResult::of(item, ItemStatus::Skipped, Some(why.into()))
                                     }
-                                    Ok((action, seq)) => {
-                                        item_result(item, self.send_recorded(conn, &action, seq).await)
-                                    }
+                                    Ok((action, seq)) => match failing.stop() {
+                                        Some(stop) => {
+                                            self.close_unsent(conn, &action, seq, &stop.message);
+                                            BulkResult::of(item, ItemStatus::Failed, Some(stop.message))
+                                        }
+                                        None => {
+                                            let outcome = failing.note(self.send_recorded(conn, &action, seq).await);
+                                            item_result(item, outcome)
+                                        }
+                                    },
                                 };
                                 progress.advance(result.status);
                                 (i, result)

@@ -421,8 +421,9 @@ impl Dispatcher {
     }
 
     /// Closes a committed intent whose request was never sent (cancelled before its turn).
-    fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64) {
-        let cancelled = Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C before it was sent"));
+    /// Closes an intent whose request was never sent, saying why.
+    fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64, why: &str) {
+        let cancelled = Err(ApiError::new(ErrorKind::Cancelled, why));
         self.record_outcomes(conn, action.op, std::slice::from_ref(action), &[intent_seq], &[cancelled], 0);
     }
 

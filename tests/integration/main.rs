@@ -19,6 +19,9 @@ mod synapse;
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
+// The fault cases of the reliability plan that need a scheduled fault and arrival times: 429, secondary
+// limits, spent budgets, a long outage.
+mod fault_cases;
 // Steward's own footing: damaged audit logs, the action budget, deadlines, shared logs, locks, canaries.
 mod reliability;
 // The crash harness: 50 bulk jobs killed (at random and at failpoints) and resumed, invariants checked.
