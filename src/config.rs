@@ -28,6 +28,8 @@ pub struct Config {
     pub default_profile: Option<String>,
     /// A run that would change more than this many accounts needs confirmation or `--yes`.
     pub max_changes: Option<usize>,
+    /// A syslog datagram socket (usually `/dev/log`) that gets a copy of every audit checkpoint.
+    pub audit_syslog: Option<PathBuf>,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     #[serde(skip)]

@@ -240,6 +240,7 @@ impl Context {
         let fingerprints = Fingerprints::new(audit_target.clone());
         let mut dispatcher = Dispatcher::new(
             audit_target,
+            config.audit_syslog.clone(),
             run_info,
             prompt,
             Arc::new(crate::output::progress::StderrReporter),

@@ -25,10 +25,16 @@ pub fn read(db: &Path) -> Option<Checkpoint> {
     serde_json::from_str(&text).ok()
 }
 
-/// Writes the current head (atomically: a temp file renamed over the old one).
-pub fn write(db: &Path, store: &AuditStore) -> Result<(), String> {
+/// Writes the current head (atomically: a temp file renamed over the old one), and sends a copy to syslog
+/// when a socket is configured (`audit_syslog`), so a copy exists beyond the reach of whoever can edit the file.
+pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
     let Some((seq, hash)) = store.head().map_err(|e| e.to_string())? else { return Ok(()) };
     let cp = Checkpoint { seq, hash, ts: super::store::now() };
+    if let Some(socket) = syslog {
+        if let Err(e) = send_to_syslog(socket, db, &cp) {
+            tracing::warn!("could not send the audit checkpoint to syslog at {}: {e}", socket.display());
+        }
+    }
     let path = path_for(db);
     let tmp = path.with_extension("checkpoint.tmp");
     std::fs::write(&tmp, serde_json::to_string(&cp).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
@@ -38,6 +44,29 @@ pub fn write(db: &Path, store: &AuditStore) -> Result<(), String> {
         let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
     }
     std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+}
+
+/// One RFC 3164 line on the local datagram socket (`/dev/log`): facility authpriv, severity notice.
+#[cfg(unix)]
+fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+    const AUTHPRIV_NOTICE: u8 = 10 * 8 + 5;
+    let stamp = chrono::Local::now().format("%b %e %H:%M:%S");
+    let host = whoami::fallible::hostname().unwrap_or_else(|_| "localhost".into());
+    let line = format!(
+        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={}",
+        std::process::id(),
+        db.display(),
+        cp.seq,
+        cp.hash,
+        cp.ts
+    );
+    let sender = std::os::unix::net::UnixDatagram::unbound()?;
+    sender.send_to(line.as_bytes(), socket).map(|_| ())
+}
+
+#[cfg(not(unix))]
+fn send_to_syslog(_socket: &Path, _db: &Path, _cp: &Checkpoint) -> std::io::Result<()> {
+    Err(std::io::Error::other("syslog copies need a Unix datagram socket"))
 }
 
 impl AuditStore {

@@ -43,6 +43,8 @@ pub struct AuditWriter {
 
 struct State {
     target: AuditTarget,
+    /// Where checkpoints are copied for syslog (`audit_syslog`), if anywhere.
+    syslog: Option<PathBuf>,
     store: Option<AuditStore>,
     info: RunInfo,
     run_id: Arc<AtomicI64>,
@@ -132,7 +134,7 @@ impl State {
                 tracing::warn!("could not record the end of run {run}: {e}");
             }
             if let (AuditTarget::File(p), Some(store)) = (&self.target, &self.store) {
-                if let Err(e) = checkpoint::write(p, store) {
+                if let Err(e) = checkpoint::write(p, store, self.syslog.as_deref()) {
                     tracing::warn!("could not write the audit checkpoint: {e}");
                 }
             }
@@ -151,10 +153,10 @@ impl State {
 }
 
 impl AuditWriter {
-    pub fn spawn(target: AuditTarget, info: RunInfo) -> AuditWriter {
+    pub fn spawn(target: AuditTarget, syslog: Option<PathBuf>, info: RunInfo) -> AuditWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         let run_id = Arc::new(AtomicI64::new(0));
-        let state = State { target, store: None, info, run_id: run_id.clone() };
+        let state = State { target, syslog, store: None, info, run_id: run_id.clone() };
         std::thread::Builder::new()
             .name("steward-audit".into())
             .spawn(move || state.serve(rx))

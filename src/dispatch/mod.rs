@@ -178,6 +178,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         target: AuditTarget,
+        syslog: Option<std::path::PathBuf>,
         run_info: RunInfo,
         prompt: Arc<dyn Prompt>,
         reporter: Arc<dyn BulkReporter>,
@@ -185,7 +186,7 @@ impl Dispatcher {
         interrupt: Interrupt,
     ) -> Self {
         Dispatcher {
-            audit: AuditWriter::spawn(target.clone(), run_info),
+            audit: AuditWriter::spawn(target.clone(), syslog, run_info),
             audit_target: target,
             prompt,
             reporter,

@@ -230,3 +230,27 @@ fn a_script_stopped_midway_leaves_a_note_in_the_audit_log() {
     assert!(notes[0]["error"].as_str().unwrap().contains("--timeout"));
     env.run(&["audit", "verify"]).success();
 }
+
+#[test]
+fn each_checkpoint_is_copied_to_syslog_when_asked() {
+    let sb = Sandbox::start(10);
+    let env = Env::with_sandbox(&sb);
+    let socket_path = env.path("syslog.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&format!("audit_syslog = \"{}\"\n{config}", socket_path.display()));
+    suspend(&env, "user0005").success();
+
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).expect("a checkpoint line arrived on the syslog socket");
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("audit.db.checkpoint")).unwrap()).unwrap();
+    assert!(line.starts_with("<85>"), "authpriv.notice: {line}");
+    assert!(line.contains(" steward["), "{line}");
+    assert!(
+        line.contains(&format!("seq={} hash={}", checkpoint["seq"], checkpoint["hash"].as_str().unwrap())),
+        "{line}"
+    );
+}
