@@ -79,8 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Holds an exclusive lock on `<audit db>.run-<RUN>.lock` while this process resumes that run.
 fn lock_run(audit: &std::path::Path, run: i64) -> anyhow::Result<std::fs::File> {
-    let mut name = audit.as_os_str().to_owned();
-    name.push(format!(".run-{run}.lock"));
+    let name = audit::beside(audit, &format!(".run-{run}.lock"));
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&name)?;
     match file.try_lock() {
         Ok(()) => Ok(file),

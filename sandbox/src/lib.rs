@@ -1,5 +1,5 @@
 //! steward-sandbox: a stateful emulation of the admin APIs steward drives, on 127.0.0.1, with latency,
-//! fault injection, a server-side rate limit and request counters (`GET /_sandbox/stats`).
+//! fault injection, a server-side rate limit and request counters (`GET /_sandbox/stats`, arrival times at `/_sandbox/timeline`).
 //!
 //! It shares no code with steward's backends: both sides are written from the vendor docs on their own,
 //! so a misreading in one is caught by the other.
@@ -206,6 +206,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/timeline", get(timeline))
         .route("/_sandbox/state", get(state_dump))
         .with_state(shared)
         .merge(api);
@@ -365,10 +366,13 @@ fn too_many(vendor: Vendor, retry_after_s: u64, message: &str) -> Response {
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
     let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({
-        "total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests,
-        "arrivals": st.arrivals, "faulted": st.faulted,
-    }))
+    Json(json!({"total": st.total, "rate_limited": st.rate_limited, "faults": st.faults, "requests": st.requests}))
+}
+
+/// When each request arrived and which faults were served: kept apart from the counters, which tests read often.
+async fn timeline(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({"arrivals": st.arrivals, "faulted": st.faulted}))
 }
 
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {

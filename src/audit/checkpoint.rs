@@ -15,9 +15,7 @@ pub struct Checkpoint {
 }
 
 pub fn path_for(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".checkpoint");
-    PathBuf::from(name)
+    super::beside(db, ".checkpoint")
 }
 
 pub fn read(db: &Path) -> Option<Checkpoint> {

@@ -16,9 +16,7 @@ const KEY_BYTES: usize = 32;
 const FINGERPRINT_BYTES: usize = 8;
 
 pub fn key_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".key");
-    PathBuf::from(name)
+    super::beside(db, ".key")
 }
 
 pub struct FingerprintKey([u8; KEY_BYTES]);
@@ -38,12 +36,10 @@ impl FingerprintKey {
     /// The key of the log at `db`, made on first use. Made whole or not at all: it is written to a temporary
     /// file and hard-linked into place, so a second process never reads a half-written key.
     pub fn load_or_create(db: &Path) -> Result<Self, String> {
-        let path = key_path(db);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Self::parse(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read the token-fingerprint key {}: {e}", path.display())),
+        if let Some(key) = Self::load(db)? {
+            return Ok(key);
         }
+        let path = key_path(db);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -56,11 +52,19 @@ impl FingerprintKey {
             Ok(()) => Ok(key),
             // Another process made it first: use theirs, so both fingerprint alike.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the token-fingerprint key {}: {e}", path.display()))?;
-                Self::parse(&text, &path)
+                Self::load(db)?.ok_or_else(|| format!("the token-fingerprint key {} vanished", path.display()))
             }
             Err(e) => Err(format!("cannot create the token-fingerprint key {}: {e}", path.display())),
+        }
+    }
+
+    /// The key of the log at `db`, if one was made.
+    pub fn load(db: &Path) -> Result<Option<Self>, String> {
+        let path = key_path(db);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read the token-fingerprint key {}: {e}", path.display())),
         }
     }
 

@@ -91,21 +91,20 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
 
 /// Reads one token from stdin and prints its fingerprint under this log's key (made only by actions, never here).
 fn fingerprint(ctx: &Context, store: &AuditStore) -> anyhow::Result<()> {
-    let key_path = fingerprint::key_path(&ctx.audit_path);
-    if !key_path.exists() {
+    let Some(key) = fingerprint::FingerprintKey::load(&ctx.audit_path).map_err(anyhow::Error::msg)? else {
         return Err(UsageError::new(format!(
-            "no token-fingerprint key at {}: no action in this log recorded a fingerprint yet",
-            key_path.display()
+            "no token-fingerprint key at {}: no action in this log recorded a fingerprint yet (the key is made \
+             beside the log by the first action; if the log was copied here, copy its .key file with it)",
+            fingerprint::key_path(&ctx.audit_path).display()
         ))
         .into());
-    }
+    };
     let mut token = String::new();
     std::io::stdin().read_line(&mut token)?;
     let token = token.trim();
     if token.is_empty() {
         return Err(UsageError::new("audit fingerprint reads the token from standard input, and got none").into());
     }
-    let key = fingerprint::FingerprintKey::load_or_create(&ctx.audit_path).map_err(anyhow::Error::msg)?;
     let fp = key.fingerprint(&SecretString::from(token.to_string()));
     let used = store.list(&Filter { token_fp: Some(fp.clone()), ..Default::default() })?.len();
     output::print_value(&json!({ "token_fp": fp, "events": used }), ctx.output);

@@ -421,8 +421,7 @@ impl Dispatcher {
         prepared.into_iter().map(|p| p.map(|a| (a, seqs.next().unwrap_or_default()))).collect()
     }
 
-    /// Closes a committed intent whose request was never sent (cancelled before its turn).
-    /// Closes an intent whose request was never sent, saying why.
+    /// Closes a committed intent whose request was never sent, saying why (Ctrl-C, a failed log, an outage).
     fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64, why: &str) {
         let cancelled = Err(ApiError::new(ErrorKind::Cancelled, why));
         self.record_outcomes(conn, action.op, std::slice::from_ref(action), &[intent_seq], &[cancelled], 0);

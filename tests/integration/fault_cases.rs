@@ -30,12 +30,12 @@ fn suspend_all(env: &Env, targets: &[String]) -> (Option<i32>, Vec<Value>) {
 
 /// (request number, milliseconds since the sandbox started, "METHOD /path") for every arrival.
 fn arrivals(sb: &Sandbox) -> Vec<(u64, u64, String)> {
-    serde_json::from_value(sb.stats()["arrivals"].clone()).unwrap()
+    serde_json::from_value(sb.timeline()["arrivals"].clone()).unwrap()
 }
 
 /// When the sandbox served its first fault of `name`, and that request's number.
 fn fault_at(sb: &Sandbox, name: &str) -> (u64, u64) {
-    let faulted: Vec<(u64, u64, String)> = serde_json::from_value(sb.stats()["faulted"].clone()).unwrap();
+    let faulted: Vec<(u64, u64, String)> = serde_json::from_value(sb.timeline()["faulted"].clone()).unwrap();
     faulted.iter().find(|(_, _, n)| n == name).map(|(n, at, _)| (*n, *at)).unwrap_or_else(|| panic!("no {name} fault"))
 }
 

@@ -38,6 +38,11 @@ impl Sandbox {
         self.get(&format!("http://{}/_sandbox/stats", self.running.addr))
     }
 
+    /// `GET /_sandbox/timeline`: when each request arrived, and the faults served.
+    pub fn timeline(&self) -> serde_json::Value {
+        self.get(&format!("http://{}/_sandbox/timeline", self.running.addr))
+    }
+
     /// How many times `METHOD /path` reached the server.
     pub fn count(&self, method_and_path: &str) -> u64 {
         self.stats()["requests"][method_and_path].as_u64().unwrap_or(0)
