@@ -30,6 +30,8 @@ pub struct Config {
     pub max_changes: Option<usize>,
     /// A syslog datagram socket (usually `/dev/log`) that gets a copy of every audit checkpoint.
     pub audit_syslog: Option<PathBuf>,
+    /// CPU seconds a script or REPL line may compute before it is stopped (waiting on servers is free).
+    pub script_cpu_seconds: Option<u64>,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     #[serde(skip)]
@@ -159,7 +161,8 @@ impl Config {
             ConfigError::new(
                 path,
                 e.to_string().trim_end().to_string(),
-                "profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role",
+                "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, [profiles.NAME]; \
+                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role",
             )
         })?;
         for (name, p) in &config.profiles {

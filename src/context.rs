@@ -146,6 +146,8 @@ pub struct Context {
     pub audit_path: PathBuf,
     /// The wall-clock deadline for scripts (`--timeout`).
     pub script_timeout: Option<Duration>,
+    /// CPU time a script may compute (config `script_cpu_seconds`).
+    pub script_cpu_budget: Duration,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
 }
@@ -261,6 +263,8 @@ impl Context {
         });
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
+        let script_cpu_budget =
+            Duration::from_secs(config.script_cpu_seconds.unwrap_or(crate::script::engine::DEFAULT_SCRIPT_CPU_SECONDS));
         Ok(Context {
             config,
             runtime,
@@ -270,6 +274,7 @@ impl Context {
             output: OutputSettings { format, stdout_is_tty },
             audit_path,
             script_timeout: global.timeout.map(Duration::from_secs),
+            script_cpu_budget,
             sandbox,
         })
     }

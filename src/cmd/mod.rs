@@ -10,6 +10,7 @@ pub mod undo;
 
 use crate::context::Context;
 use crate::script::bridge::Host;
+use crate::script::watchdog::Watchdog;
 use crate::script::{engine, Session};
 use rhai::{Dynamic, Map};
 use std::path::Path;
@@ -23,10 +24,11 @@ pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Pat
         connections: ctx.connections.clone(),
         audit_path: ctx.audit_path.clone(),
     });
-    let engine = engine::build(host, ctx.interrupt.clone(), script_dir, ctx.script_timeout);
+    let watchdog = Rc::new(Watchdog::new(ctx.interrupt.clone(), ctx.script_timeout, Some(ctx.script_cpu_budget)));
+    let engine = engine::build(host, watchdog.clone(), script_dir);
     let mut map = Map::new();
     for (k, v) in args {
         map.insert(k.as_str().into(), Dynamic::from(v.clone()));
     }
-    Session::new(engine, map)
+    Session::new(engine, watchdog, map)
 }

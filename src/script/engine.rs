@@ -3,7 +3,7 @@
 
 use super::bridge::Host;
 use super::packages;
-use crate::interrupt::Interrupt;
+use super::watchdog::Watchdog;
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection, StaticModuleResolver};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, Scope, AST};
 use std::path::Path;
@@ -46,7 +46,11 @@ impl Default for Limits {
     }
 }
 
-fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt, deadline: Option<std::time::Duration>) {
+/// CPU seconds a script (or one REPL line) may compute, unless the config's `script_cpu_seconds` says
+/// otherwise. `max_operations` bounds cheap operations to a few seconds; this bounds the costly ones.
+pub const DEFAULT_SCRIPT_CPU_SECONDS: u64 = 60;
+
+fn harden(engine: &mut Engine, limits: &Limits, watchdog: Rc<Watchdog>) {
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
     engine.set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth);
@@ -56,27 +60,14 @@ fn harden(engine: &mut Engine, limits: &Limits, interrupt: Interrupt, deadline: 
     engine.set_max_modules(limits.max_modules);
     // `eval` would run text that no review saw; the Rhai book advises turning it off.
     engine.disable_symbol("eval");
-    // Ctrl-C and the deadline: the engine checks between operations, so even `loop {}` stops.
-    let started = std::time::Instant::now();
-    engine.on_progress(move |_| {
-        if interrupt.is_raised() {
-            return Some(Dynamic::from("cancelled by Ctrl-C"));
-        }
-        deadline
-            .filter(|d| started.elapsed() > *d)
-            .map(|d| Dynamic::from(format!("stopped: the script ran longer than --timeout {} s", d.as_secs())))
-    });
+    // The engine calls this between operations, so even `loop {}` stops on Ctrl-C or a deadline.
+    engine.on_progress(move |ops| watchdog.check(ops).map(Dynamic::from));
 }
 
 /// Builds the engine with every steward function registered and the stdlib importable.
-pub fn build(
-    host: Rc<Host>,
-    interrupt: Interrupt,
-    script_dir: Option<&Path>,
-    deadline: Option<std::time::Duration>,
-) -> Engine {
+pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) -> Engine {
     let mut engine = Engine::new();
-    harden(&mut engine, &Limits::default(), interrupt, deadline);
+    harden(&mut engine, &Limits::default(), watchdog);
     packages::admin::register(&mut engine, host.clone());
     packages::data::register(&mut engine, host.clone());
     packages::audit::register(&mut engine, host);
@@ -109,13 +100,15 @@ pub struct Session {
     pub engine: Engine,
     pub scope: Scope<'static>,
     functions: AST,
+    watchdog: Rc<Watchdog>,
 }
 
 impl Session {
-    pub fn new(engine: Engine, args: Map) -> Self {
+    /// `watchdog` is the one `build` gave the engine: each evaluation restarts its clocks.
+    pub fn new(engine: Engine, watchdog: Rc<Watchdog>, args: Map) -> Self {
         let mut scope = Scope::new();
         scope.push_constant("ARGS", args);
-        Session { engine, scope, functions: AST::empty() }
+        Session { engine, scope, functions: AST::empty(), watchdog }
     }
 
     /// Compiles and runs `source`, keeping its functions and top-level variables for later lines.
@@ -125,6 +118,7 @@ impl Session {
             ast.set_source(n);
         }
         let merged = self.functions.merge(&ast);
+        self.watchdog.begin();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &merged);
         let mut functions = merged;
         functions.clear_statements();

@@ -6,5 +6,6 @@ pub mod docs;
 pub mod engine;
 pub mod packages;
 pub mod types;
+pub mod watchdog;
 
 pub use engine::Session;

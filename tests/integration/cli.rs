@@ -142,6 +142,17 @@ fn runaway_scripts_are_stopped_by_the_engine_limits() {
 }
 
 #[test]
+fn a_map_grown_without_end_is_stopped_by_the_cpu_budget_long_before_its_size_limit() {
+    // Each insert re-measures the whole map, so the size limit alone would take tens of minutes.
+    let env = Env::new();
+    env.write_config("script_cpu_seconds = 2\n");
+    env.run(&["eval", "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }"])
+        .code(1)
+        .stderr_has("computed for 2 s")
+        .stderr_has("script_cpu_seconds");
+}
+
+#[test]
 fn ctrl_c_cancels_a_running_script() {
     let env = Env::new();
     let child = env

@@ -104,6 +104,22 @@ fn ctrl_c_during_a_running_call_cancels_it_and_keeps_the_session() {
 }
 
 #[test]
+fn a_line_over_the_cpu_budget_is_stopped_and_the_next_line_gets_a_fresh_budget() {
+    let env = Env::new();
+    env.write_config("script_cpu_seconds = 1\n");
+    let mut p = spawn(&env);
+    p.send_line("let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }").unwrap();
+    p.exp_string("computed for 1 s").unwrap();
+    p.exp_string("steward>").unwrap();
+    // Thousands of operations: a budget still counting from the line above would stop this one.
+    p.send_line("let n = 0; for k in 0..20000 { n += k; } `sum=${n}`").unwrap();
+    p.exp_string("sum=199990000").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
+
+#[test]
 fn pasted_tokens_never_reach_the_history_file() {
     let env = Env::new();
     let mut p = spawn(&env);

@@ -1,0 +1,130 @@
+//! Stops a running script: Ctrl-C, the `--timeout` wall-clock deadline and the CPU budget.
+//!
+//! The CPU budget exists because one Rhai operation is not one unit of work: with size limits set,
+//! every insert into a map or array re-measures the whole value, so growing one toward its ceiling
+//! costs quadratic time long before `max_operations` trips. Counting the script thread's own CPU
+//! time catches that, and waiting on a server (the thread sleeps) never counts against it.
+
+use crate::interrupt::Interrupt;
+use cpu_time::ThreadTime;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How often (in operations) the clocks are looked at: a loop of cheap operations runs about 300M a
+/// second, and reading a clock at every one made `loop {}` three times slower (measured).
+const SAMPLE_EVERY: u64 = 1024;
+/// How often (in wall time) the thread's CPU time is read: that read is a system call of about 1 µs.
+const CPU_READ_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Watchdog {
+    interrupt: Interrupt,
+    deadline: Option<Duration>,
+    cpu_budget: Option<Duration>,
+    run: Cell<Run>,
+}
+
+/// Where the current evaluation (a script, or one REPL line) started.
+#[derive(Clone, Copy)]
+struct Run {
+    wall: Instant,
+    cpu: Option<Duration>,
+    cpu_read_at: Instant,
+}
+
+impl Watchdog {
+    pub fn new(interrupt: Interrupt, deadline: Option<Duration>, cpu_budget: Option<Duration>) -> Self {
+        Watchdog { interrupt, deadline, cpu_budget, run: Cell::new(Run::now()) }
+    }
+
+    /// Starts the clocks for a new evaluation (on the thread that will run it).
+    pub fn begin(&self) {
+        self.run.set(Run::now());
+    }
+
+    /// Called by the engine between operations; `Some(reason)` stops the script.
+    #[inline]
+    pub fn check(&self, ops: u64) -> Option<String> {
+        if self.interrupt.is_raised() {
+            return Some("cancelled by Ctrl-C".into());
+        }
+        if !ops.is_multiple_of(SAMPLE_EVERY) {
+            return None;
+        }
+        let mut run = self.run.get();
+        let now = Instant::now();
+        if let Some(d) = self.deadline.filter(|d| now.duration_since(run.wall) > *d) {
+            return Some(format!("stopped: the script ran longer than --timeout {} s", d.as_secs()));
+        }
+        if now.duration_since(run.cpu_read_at) < CPU_READ_EVERY {
+            return None;
+        }
+        run.cpu_read_at = now;
+        self.run.set(run);
+        let used = thread_cpu().zip(run.cpu).map(|(now, start)| now.saturating_sub(start));
+        match (used, self.cpu_budget) {
+            (Some(used), Some(budget)) if used > budget => Some(format!(
+                "stopped: the script computed for {} s without finishing (a loop that never ends, or data that \
+                 keeps growing?); waiting on servers does not count. If it is meant to, raise script_cpu_seconds \
+                 in the config",
+                budget.as_secs()
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Run {
+    fn now() -> Run {
+        let wall = Instant::now();
+        Run { wall, cpu: thread_cpu(), cpu_read_at: wall }
+    }
+}
+
+fn thread_cpu() -> Option<Duration> {
+    ThreadTime::try_now().ok().map(|t| t.as_duration())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(d: Duration) {
+        let start = ThreadTime::now();
+        while start.elapsed() < d {
+            std::hint::black_box(0u64);
+        }
+    }
+
+    #[test]
+    fn cpu_spent_past_the_budget_stops_the_run_and_a_new_run_starts_afresh() {
+        let dog = Watchdog::new(Interrupt::default(), None, Some(Duration::from_millis(50)));
+        dog.begin();
+        spin(Duration::from_millis(120));
+        assert_eq!(dog.check(SAMPLE_EVERY - 1), None, "only sampled operations read the clock");
+        let reason = dog.check(SAMPLE_EVERY).expect("over budget");
+        assert!(reason.contains("computed for 0 s") && reason.contains("script_cpu_seconds"), "{reason}");
+        dog.begin();
+        assert_eq!(dog.check(SAMPLE_EVERY), None, "the next evaluation gets a fresh budget");
+    }
+
+    #[test]
+    fn sleeping_does_not_use_the_cpu_budget() {
+        let dog = Watchdog::new(Interrupt::default(), None, Some(Duration::from_millis(50)));
+        dog.begin();
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(dog.check(SAMPLE_EVERY), None);
+    }
+
+    #[test]
+    fn the_wall_clock_deadline_counts_from_each_run_and_ctrl_c_wins_at_once() {
+        let interrupt = Interrupt::default();
+        let dog = Watchdog::new(interrupt.clone(), Some(Duration::from_millis(30)), None);
+        dog.begin();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(dog.check(SAMPLE_EVERY).is_some_and(|r| r.contains("--timeout")));
+        dog.begin();
+        assert_eq!(dog.check(SAMPLE_EVERY), None, "a new evaluation starts its own deadline");
+        interrupt.raise();
+        assert_eq!(dog.check(3).as_deref(), Some("cancelled by Ctrl-C"));
+    }
+}
