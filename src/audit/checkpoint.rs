@@ -35,13 +35,21 @@ pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(),
     }
     let path = path_for(db);
     let tmp = path.with_extension("checkpoint.tmp");
-    std::fs::write(&tmp, serde_json::to_string(&cp).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(&cp).map_err(|e| e.to_string())?;
+    write_durably(&tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Private (0600) from its creation, and on disk before it replaces the old checkpoint.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-    }
-    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// One RFC 3164 line on the local datagram socket (`/dev/log`): facility authpriv, severity notice.

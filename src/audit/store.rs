@@ -102,6 +102,20 @@ impl AuditStore {
         &self.conn
     }
 
+    /// Copies every frame of the write-ahead log into the database file and empties the log (it must not be
+    /// in use by another process's reader); the rows then live in the database file alone.
+    pub fn fold_wal(&mut self) -> Result<(), AuditError> {
+        let busy: i64 =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(AuditError::Write)?;
+        if busy != 0 {
+            return Err(AuditError::Write(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("another process is reading the log; the write-ahead log could not be folded in".into()),
+            )));
+        }
+        Ok(())
+    }
+
     pub fn start_run(&mut self, info: &RunInfo) -> Result<i64, AuditError> {
         self.conn
             .execute(

@@ -35,6 +35,11 @@ enum Job {
 /// Most events one transaction takes; bounds the latency a large queue adds to the first caller.
 const MAX_BATCH: usize = 2_000;
 
+/// A checkpoint is written after this many rows or this long, whichever comes first, and at the run's end:
+/// a run killed midway still leaves a recent head outside the database to check a cut-off tail against.
+const CHECKPOINT_ROWS: usize = 1_000;
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
@@ -48,6 +53,9 @@ struct State {
     store: Option<AuditStore>,
     info: RunInfo,
     run_id: Arc<AtomicI64>,
+    /// Rows committed since the last checkpoint, and when it was written.
+    unchecked_rows: usize,
+    checkpointed_at: std::time::Instant,
 }
 
 impl State {
@@ -133,11 +141,7 @@ impl State {
             if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(|e| e.to_string())) {
                 tracing::warn!("could not record the end of run {run}: {e}");
             }
-            if let (AuditTarget::File(p), Some(store)) = (&self.target, &self.store) {
-                if let Err(e) = checkpoint::write(p, store, self.syslog.as_deref()) {
-                    tracing::warn!("could not write the audit checkpoint: {e}");
-                }
-            }
+            self.write_checkpoint();
         }
         // Closing the connection folds the write-ahead log into the database file.
         self.store = None;
@@ -148,7 +152,51 @@ impl State {
         for e in batch.iter_mut() {
             e.run_id = run;
         }
-        self.store()?.append(batch).map_err(|e| e.to_string())
+        let seqs = self.store()?.append(batch).map_err(|e| e.to_string())?;
+        // Before anyone is told the rows are durable (and sends a request on the strength of it).
+        self.keep_wal_on_disk(run)?;
+        self.unchecked_rows += seqs.len();
+        if self.unchecked_rows >= CHECKPOINT_ROWS || self.checkpointed_at.elapsed() >= CHECKPOINT_INTERVAL {
+            self.write_checkpoint();
+        }
+        Ok(seqs)
+    }
+
+    fn write_checkpoint(&mut self) {
+        if let (AuditTarget::File(p), Some(store)) = (&self.target, &self.store) {
+            if let Err(e) = checkpoint::write(p, store, self.syslog.as_deref()) {
+                tracing::warn!("could not write the audit checkpoint: {e}");
+            }
+        }
+        self.unchecked_rows = 0;
+        self.checkpointed_at = std::time::Instant::now();
+    }
+
+    /// SQLite goes on writing to a write-ahead log whose file was deleted (it holds it open), and those rows
+    /// would vanish with the process. So fold them into the database file, start a new log, and say so.
+    fn keep_wal_on_disk(&mut self, run: i64) -> Result<(), String> {
+        let AuditTarget::File(p) = &self.target else { return Ok(()) };
+        if super::beside(p, "-wal").exists() {
+            return Ok(());
+        }
+        let what = format!(
+            "the audit log's write-ahead file {} was deleted while steward ran; its rows were folded back into the database",
+            super::beside(p, "-wal").display()
+        );
+        tracing::warn!("{what}");
+        self.store()?.fold_wal().map_err(|e| e.to_string())?;
+        // Closing lets SQLite finish with the deleted file; the next open creates a new one.
+        self.store = None;
+        let mut note = [Event {
+            run_id: run,
+            op: "audit_log".into(),
+            phase: "note".into(),
+            status: "wal_restored".into(),
+            error: what,
+            ..Default::default()
+        }];
+        self.store()?.append(&mut note).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
@@ -156,7 +204,15 @@ impl AuditWriter {
     pub fn spawn(target: AuditTarget, syslog: Option<PathBuf>, info: RunInfo) -> AuditWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         let run_id = Arc::new(AtomicI64::new(0));
-        let state = State { target, syslog, store: None, info, run_id: run_id.clone() };
+        let state = State {
+            target,
+            syslog,
+            store: None,
+            info,
+            run_id: run_id.clone(),
+            unchecked_rows: 0,
+            checkpointed_at: std::time::Instant::now(),
+        };
         std::thread::Builder::new()
             .name("steward-audit".into())
             .spawn(move || state.serve(rx))
@@ -192,5 +248,24 @@ impl AuditWriter {
         if self.jobs.send(Job::End(exit_status, tx)).is_ok() {
             let _ = rx.recv();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_run_leaves_checkpoints_before_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let writer = AuditWriter::spawn(AuditTarget::File(db.clone()), None, RunInfo::default());
+        let event =
+            || Event { op: "suspend".into(), phase: "intent".into(), status: "pending".into(), ..Default::default() };
+        writer.append((0..CHECKPOINT_ROWS - 1).map(|_| event()).collect()).await.unwrap();
+        assert!(checkpoint::read(&db).is_none(), "not yet: fewer rows than CHECKPOINT_ROWS");
+        let seqs = writer.append(vec![event()]).await.unwrap();
+        let cp = checkpoint::read(&db).expect("a checkpoint while the run goes on");
+        assert_eq!(cp.seq, seqs[0]);
     }
 }

@@ -254,3 +254,58 @@ fn each_checkpoint_is_copied_to_syslog_when_asked() {
         "{line}"
     );
 }
+
+/// Logins the sandbox saw a suspension PUT for.
+fn suspended_at_server(sb: &Sandbox) -> Vec<String> {
+    sb.stats()["requests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("PUT /api/v3/users/").and_then(|k| k.strip_suffix("/suspended")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_write_ahead_log_deleted_mid_job_loses_no_row_even_when_the_job_is_then_killed() {
+    // Fault case 7: SQLite keeps writing to a deleted -wal it holds open; without a fold, every row since the
+    // deletion would vanish with the process, leaving requests at the server that the log never saw.
+    let sb =
+        Sandbox::with(steward_sandbox::Options { users: 400, latency: Duration::from_millis(3), ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let ids: Vec<String> = (1..=400).map(|i| format!("user{i:04}")).collect();
+    let job = format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"wal\", precheck: false}})");
+    let mut cmd = env.cmd();
+    cmd.args(["--yes", "eval", &job]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let wait_for = |n: usize| {
+        let started = Instant::now();
+        while suspended_at_server(&sb).len() < n {
+            assert!(started.elapsed() < Duration::from_secs(60), "the job stalled below {n} requests");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(30);
+    std::fs::remove_file(steward::audit::beside(&env.audit_db(), "-wal")).unwrap();
+    let deleted_at = suspended_at_server(&sb).len();
+    wait_for(deleted_at + 60);
+    let _ = std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status();
+    child.wait().unwrap();
+
+    env.run(&["audit", "verify"]).success();
+    let rows = env.audit_rows(&[]);
+    let intents: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["op"] == "suspend" && r["phase"] == "intent")
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    let sent = suspended_at_server(&sb);
+    assert!(sent.len() > deleted_at + 50, "requests went out after the deletion: {} then {}", deleted_at, sent.len());
+    for t in &sent {
+        assert!(intents.contains(&t.as_str()), "{t} reached the server but its intent was lost with the -wal");
+    }
+    assert!(
+        rows.iter().any(|r| r["op"] == "audit_log" && r["status"] == "wal_restored"),
+        "the log says its write-ahead file was deleted"
+    );
+}
