@@ -2,7 +2,8 @@
 //! when each request arrived. Each test checks the plan's invariants: every row ends in one terminal state (I1),
 //! the server's state is what the log says was done (I2), and no request is sent twice without a reason (I6).
 //! The other cases live beside the code they exercise: 2b, 3, 4 in `faults.rs`; 5 in `crash.rs`; 6, 7, 8, 10 and
-//! 12 in `reliability.rs` and `audit.rs`; 9 in `bulk.rs` and `fuzz.rs`; 11 in the unit tests of `http::retry`.
+//! 12 in `reliability.rs` and `audit.rs`; 9 in `bulk.rs` and `fuzz.rs`. Case 11 is here: it jumps steward's
+//! wall clock with libfaketime (Debian's `faketime` package, which `.ci/run` installs).
 
 use crate::util::{Env, Sandbox};
 use serde_json::Value;
@@ -203,4 +204,68 @@ fn raw_get(sb: &Sandbox) -> std::io::Result<()> {
     let mut sink = Vec::new();
     stream.read_to_end(&mut sink)?;
     Ok(())
+}
+
+/// Where Debian's `faketime` package puts the library that fakes a process's wall clock.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Case 11: the wall clock jumps an hour back, or an hour ahead, half a second into a pause for a
+/// `Retry-After` given as a date. The date is turned into a duration once, on arrival, and the pause runs on
+/// the monotonic clock, so the retry comes when the server asked: not an hour late, not at the jump.
+#[test]
+fn case_11_a_clock_jump_during_a_retry_after_neither_stretches_nor_cuts_the_pause() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install Debian's faketime package (apt-get install faketime)"
+    );
+    for jump in ["-3600", "+3600"] {
+        let sb = sandbox("429date@2,retry_after=3", 5); // request 1 is the identity check
+        let env = Env::with_sandbox(&sb);
+        let clock = env.write("clock", "+0");
+        let mut cmd = env.cmd();
+        cmd.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", &clock)
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args([
+                "--yes",
+                "eval",
+                r#"connect("ghes").suspend_all(["user0001"], #{reason: "clock", precheck: false})"#,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let started = std::time::Instant::now();
+        let faulted = |sb: &Sandbox| sb.timeline()["faulted"].as_array().is_some_and(|f| !f.is_empty());
+        while !faulted(&sb) {
+            assert!(started.elapsed().as_secs() < 20, "the 429 was never served");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::fs::write(&clock, jump).unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed().as_secs() > 30 {
+                let _ = child.kill();
+                panic!("jump {jump}: still waiting 30 s later (the pause followed the wall clock)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "jump {jump}: {status}");
+        let (n, at) = fault_at(&sb, "429date");
+        let retry = arrivals(&sb).into_iter().find(|(m, _, what)| *m > n && what.starts_with("PUT")).unwrap();
+        let waited = retry.1 - at;
+        // A date has whole seconds, so "three seconds" is two to three; the jump came at half a second.
+        assert!((1_900..5_000).contains(&waited), "jump {jump}: the retry came {waited} ms after the 429");
+        // And the jump did reach steward: its outcome row is stamped an hour away from its intent row.
+        let rows = env.audit_rows(&["--op", "suspend"]);
+        let ts = |phase: &str| {
+            let row = rows.iter().find(|r| r["phase"] == phase).unwrap();
+            chrono::DateTime::parse_from_rfc3339(row["ts"].as_str().unwrap()).unwrap()
+        };
+        let shift = (ts("outcome") - ts("intent")).num_seconds();
+        assert!((shift - jump.parse::<i64>().unwrap()).abs() < 60, "jump {jump}: rows {shift} s apart");
+    }
 }
