@@ -110,8 +110,18 @@ pub enum AuditCommand {
         #[arg(long)]
         run: Option<i64>,
     },
-    /// Recompute the hash chain and report the first broken event.
-    Verify,
+    /// Recompute the hash chain, report the first broken event, and check the log against its signed
+    /// checkpoint (or against a copy of one: a checkpoint file, or a line from syslog).
+    Verify {
+        /// A copy of a checkpoint kept elsewhere (the `.checkpoint` file, or a file holding the syslog line).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// The verifier key to check checkpoints with (`steward audit key` prints it; default: the log's own).
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
+    },
+    /// Print the public key that checks this log's checkpoints, to keep wherever its copies are checked.
+    Key,
     /// Export events with their hashes (JSON lines or CSV) for offline review.
     Export(AuditFilterArgs),
     /// The fingerprint this log gives a token read from standard input, to find what that token did

@@ -1,13 +1,20 @@
-//! Checkpoints of the chain head, kept outside the database (`audit.db.checkpoint`, mode 0600): a log whose
-//! tail was cut off, or whose rows after the checkpoint were edited, no longer matches it.
+//! Checkpoints of the chain head, kept outside the database (`audit.db.checkpoint`, mode 0600) and optionally
+//! copied to syslog: a log whose tail was cut off, or whose rows after the checkpoint were edited, no longer
+//! matches it. Each is signed with the log's Ed25519 key as a C2SP signed note shaped like a C2SP checkpoint
+//! (origin, size, root hash, then the time as an extension line), so a copy held anywhere can be checked with
+//! the public key alone, and nobody without the private key can make one that passes.
 
 use super::chain;
+use super::keyfile::write_private;
+use super::signing::{NoteSigner, NoteVerifier};
 use super::store::{AuditError, AuditStore};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use rusqlite::OptionalExtension;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
@@ -18,48 +25,102 @@ pub fn path_for(db: &Path) -> PathBuf {
     super::beside(db, ".checkpoint")
 }
 
-pub fn read(db: &Path) -> Option<Checkpoint> {
-    let text = std::fs::read_to_string(path_for(db)).ok()?;
-    serde_json::from_str(&text).ok()
+impl Checkpoint {
+    /// The note text: origin (the key's name), seq, the head hash in base64, `time TS`.
+    fn text(&self, origin: &str) -> Result<String, String> {
+        let hash = hex::decode(&self.hash).map_err(|_| format!("the head hash {:?} is not hex", self.hash))?;
+        Ok(format!("{origin}\n{}\n{}\ntime {}\n", self.seq, BASE64.encode(hash), self.ts))
+    }
+
+    fn parse_text(text: &str) -> Result<Checkpoint, String> {
+        let lines: Vec<&str> = text.lines().collect();
+        let [_origin, seq, hash, time] = lines[..] else { return Err("it does not have four lines".into()) };
+        let seq = seq.parse().map_err(|_| format!("its size {seq:?} is not a number"))?;
+        let hash = BASE64.decode(hash).map_err(|_| format!("its hash {hash:?} is not base64"))?;
+        let ts = time.strip_prefix("time ").ok_or("its last line is not `time …`")?;
+        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string() })
+    }
 }
 
-/// Writes the current head (atomically: a temp file renamed over the old one), and sends a copy to syslog
-/// when a socket is configured (`audit_syslog`), so a copy exists beyond the reach of whoever can edit the file.
+/// A checkpoint copy as steward wrote it, checked with `verifier`: the file's signed note, or one line of
+/// syslog (`… audit checkpoint … seq=… hash=… ts=… key=… sig=…`), whose note is rebuilt from its fields.
+pub fn open(copy: &str, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
+    let note = match copy.find("audit checkpoint ") {
+        Some(at) => note_of_syslog_line(&copy[at..])?,
+        None => copy.to_string(),
+    };
+    let text = verifier.open(&note)?;
+    Checkpoint::parse_text(text)
+}
+
+fn note_of_syslog_line(line: &str) -> Result<String, String> {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|w| w.strip_prefix('=')))
+            .ok_or_else(|| format!("the syslog line has no {name}= field"))
+    };
+    let cp = Checkpoint {
+        seq: field("seq")?.parse().map_err(|_| "its seq= is not a number".to_string())?,
+        hash: field("hash")?.to_string(),
+        ts: field("ts")?.to_string(),
+    };
+    let key = field("key")?;
+    Ok(format!("{}\n— {key} {}\n", cp.text(key)?, field("sig")?))
+}
+
+/// The checkpoint beside the log at `db`, checked with the log's own key. `Ok(None)` when there is none yet;
+/// an error, naming the file, when it was edited, forged, or can no longer be checked.
+pub fn read(db: &Path) -> Result<Option<Checkpoint>, String> {
+    let path = path_for(db);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read the checkpoint {}: {e}", path.display())),
+    };
+    let signer = NoteSigner::load(db)?;
+    let checked = match (&signer, text.trim_start().starts_with('{')) {
+        // Written by a steward from before signing, and no key made since: the last unsigned one is accepted.
+        (None, true) => serde_json::from_str(&text).map_err(|e| format!("it is damaged ({e})")),
+        (Some(_), true) => Err("it is unsigned, but this log signs its checkpoints: it was replaced".to_string()),
+        (None, false) => Err(format!(
+            "it is signed but the signing key {} is missing (copy it with the log)",
+            super::signing::key_path(db).display()
+        )),
+        (Some(s), false) => open(&text, s.verifier()),
+    };
+    checked.map(Some).map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", path.display()))
+}
+
+/// Writes the current head, signed (atomically: a temp file renamed over the old one), and sends a copy to
+/// syslog when a socket is configured (`audit_syslog`), so a copy exists beyond the reach of whoever can edit
+/// the files.
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
     let Some((seq, hash)) = store.head().map_err(|e| e.to_string())? else { return Ok(()) };
     let cp = Checkpoint { seq, hash, ts: super::store::now() };
+    let signer = NoteSigner::load_or_create(db)?;
+    let note = signer.sign(&cp.text(signer.verifier().name())?);
     if let Some(socket) = syslog {
-        if let Err(e) = send_to_syslog(socket, db, &cp) {
+        if let Err(e) = send_to_syslog(socket, db, &cp, &note) {
             tracing::warn!("could not send the audit checkpoint to syslog at {}: {e}", socket.display());
         }
     }
     let path = path_for(db);
     let tmp = path.with_extension("checkpoint.tmp");
-    let text = serde_json::to_string(&cp).map_err(|e| e.to_string())?;
-    write_durably(&tmp, text.as_bytes()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    write_private(&tmp, note.as_bytes(), false).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Private (0600) from its creation, and on disk before it replaces the old checkpoint.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// One RFC 3164 line on the local datagram socket (`/dev/log`): facility authpriv, severity notice.
+/// One RFC 3164 line on the local datagram socket (`/dev/log`): facility authpriv, severity notice. It holds
+/// the note's fields and signature, so `audit verify --checkpoint` can check a copy of the line.
 #[cfg(unix)]
-fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint, note: &str) -> std::io::Result<()> {
     const AUTHPRIV_NOTICE: u8 = 10 * 8 + 5;
     let stamp = chrono::Local::now().format("%b %e %H:%M:%S");
     let host = whoami::fallible::hostname().unwrap_or_else(|_| "localhost".into());
+    let signature = note.lines().last().and_then(|l| l.strip_prefix("— ")).unwrap_or_default();
+    let (key, sig) = signature.split_once(' ').unwrap_or_default();
     let line = format!(
-        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={}",
+        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={} key={key} sig={sig}",
         std::process::id(),
         db.display(),
         cp.seq,
@@ -71,7 +132,7 @@ fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint) -> std::io::Result<
 }
 
 #[cfg(not(unix))]
-fn send_to_syslog(_socket: &Path, _db: &Path, _cp: &Checkpoint) -> std::io::Result<()> {
+fn send_to_syslog(_socket: &Path, _db: &Path, _cp: &Checkpoint, _note: &str) -> std::io::Result<()> {
     Err(std::io::Error::other("syslog copies need a Unix datagram socket"))
 }
 

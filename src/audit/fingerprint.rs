@@ -4,6 +4,7 @@
 //! tested against guessed or leaked tokens by anyone holding an export; a keyed one only by someone holding
 //! the key, who is asked to prove it with `steward audit fingerprint` (as Vault does with `/sys/audit-hash`).
 
+use super::keyfile::{self, KEY_BYTES};
 use super::AuditTarget;
 use crate::http::redact::{ExposeSecret, SecretString};
 use hmac::{Hmac, Mac};
@@ -11,7 +12,7 @@ use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const KEY_BYTES: usize = 32;
+const WHAT: &str = "the token-fingerprint key";
 /// Eight bytes of the HMAC: enough to tell a handful of admin tokens apart, too short to be worth guessing at.
 const FINGERPRINT_BYTES: usize = 8;
 
@@ -33,63 +34,15 @@ impl FingerprintKey {
         format!("hmac-sha256:{}", hex::encode(&mac.finalize().into_bytes()[..FINGERPRINT_BYTES]))
     }
 
-    /// The key of the log at `db`, made on first use. Made whole or not at all: it is written to a temporary
-    /// file and hard-linked into place, so a second process never reads a half-written key.
+    /// The key of the log at `db`, made on first use.
     pub fn load_or_create(db: &Path) -> Result<Self, String> {
-        if let Some(key) = Self::load(db)? {
-            return Ok(key);
-        }
-        let path = key_path(db);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let key = Self::random();
-        let tmp = path.with_extension(format!("key.{}.tmp", std::process::id()));
-        write_private(&tmp, &hex::encode(key.0)).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(key),
-            // Another process made it first: use theirs, so both fingerprint alike.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::load(db)?.ok_or_else(|| format!("the token-fingerprint key {} vanished", path.display()))
-            }
-            Err(e) => Err(format!("cannot create the token-fingerprint key {}: {e}", path.display())),
-        }
+        keyfile::load_or_create(&key_path(db), WHAT).map(FingerprintKey)
     }
 
     /// The key of the log at `db`, if one was made.
     pub fn load(db: &Path) -> Result<Option<Self>, String> {
-        let path = key_path(db);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read the token-fingerprint key {}: {e}", path.display())),
-        }
+        Ok(keyfile::load(&key_path(db), WHAT)?.map(FingerprintKey))
     }
-
-    fn parse(text: &str, path: &Path) -> Result<Self, String> {
-        let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; KEY_BYTES]>::try_from(b).ok());
-        bytes.map(FingerprintKey).ok_or_else(|| {
-            format!(
-                "the token-fingerprint key {} is damaged (it must hold {} hex digits); restore it from a backup, \
-                 or move it away to start a new one (earlier fingerprints will then no longer match)",
-                path.display(),
-                KEY_BYTES * 2
-            )
-        })
-    }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }
 
 /// The key of one audit log, loaded when the first token needs a fingerprint.

@@ -3,7 +3,9 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod fingerprint;
+pub mod keyfile;
 pub mod query;
+pub mod signing;
 pub mod store;
 pub mod writer;
 

@@ -68,7 +68,11 @@ impl State {
             .map_err(|e| e.to_string())?;
             // Fail closed: nothing is recorded (so nothing is sent) on a log that is damaged or was cut short.
             if let AuditTarget::File(p) = &self.target {
-                if let Some(problem) = store.check_against(checkpoint::read(p).as_ref()).map_err(|e| e.to_string())? {
+                let problem = match checkpoint::read(p) {
+                    Ok(cp) => store.check_against(cp.as_ref()).map_err(|e| e.to_string())?,
+                    Err(untrusted) => Some(untrusted),
+                };
+                if let Some(problem) = problem {
                     return Err(format!(
                         "the audit log {} failed its integrity check ({problem}), so no action is taken; run `steward audit verify` and restore the log from a backup",
                         p.display()
@@ -263,9 +267,9 @@ mod tests {
         let event =
             || Event { op: "suspend".into(), phase: "intent".into(), status: "pending".into(), ..Default::default() };
         writer.append((0..CHECKPOINT_ROWS - 1).map(|_| event()).collect()).await.unwrap();
-        assert!(checkpoint::read(&db).is_none(), "not yet: fewer rows than CHECKPOINT_ROWS");
+        assert_eq!(checkpoint::read(&db), Ok(None), "not yet: fewer rows than CHECKPOINT_ROWS");
         let seqs = writer.append(vec![event()]).await.unwrap();
-        let cp = checkpoint::read(&db).expect("a checkpoint while the run goes on");
+        let cp = checkpoint::read(&db).unwrap().expect("a checkpoint while the run goes on");
         assert_eq!(cp.seq, seqs[0]);
     }
 }

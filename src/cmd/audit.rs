@@ -1,7 +1,8 @@
 //! `steward audit list|show|verify|export`: reading the audit log back, and proving it is whole.
 
 use crate::audit::query::{Filter, Row};
-use crate::audit::{fingerprint, AuditStore};
+use crate::audit::signing::{self, NoteSigner, NoteVerifier};
+use crate::audit::{chain, checkpoint, fingerprint, AuditStore};
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
 use crate::dates::parse_date;
@@ -10,6 +11,7 @@ use crate::http::redact::SecretString;
 use crate::output;
 use serde_json::{json, Value};
 use std::io::Write;
+use std::path::Path;
 
 /// The audit log failed verification: exit code 1, after the report was printed.
 #[derive(Debug, thiserror::Error)]
@@ -40,45 +42,18 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             }
             print_rows(ctx, &rows, true);
         }
-        AuditCommand::Verify => {
-            let v = store.verify()?;
-            let checkpoint = crate::audit::checkpoint::read(&ctx.audit_path);
-            let against = store.check_against(checkpoint.as_ref())?;
-            match v.first_break {
-                None if against.is_some() => {
-                    output::note(&format!(
-                        "audit log BROKEN: {}; the {} events present link up, but the checkpoint kept in {} does not match them",
-                        against.unwrap_or_default(),
-                        v.checked,
-                        crate::audit::checkpoint::path_for(&ctx.audit_path).display()
-                    ));
-                    return Err(AuditBroken.into());
-                }
-                None => output::line(&format!(
-                    "audit log OK: {} events, chain head {}{}",
-                    v.checked,
-                    v.head.as_deref().unwrap_or("(empty)"),
-                    checkpoint
-                        .map(|c| format!(", matches the checkpoint of {} (seq {})", c.ts, c.seq))
-                        .unwrap_or_default()
-                )),
-                Some(b) => {
-                    let why = match b {
-                        crate::audit::chain::Break::Tampered { .. } => {
-                            "its contents do not match its hash (the row was edited)"
-                        }
-                        crate::audit::chain::Break::Unlinked { .. } => {
-                            "it does not link to the event before it (an event was removed or altered)"
-                        }
-                    };
-                    output::note(&format!(
-                        "audit log BROKEN at seq {}: {why}; {} events before it verify",
-                        b.seq(),
-                        v.checked
-                    ));
-                    return Err(AuditBroken.into());
-                }
-            }
+        AuditCommand::Verify { checkpoint, key } => verify(ctx, &store, checkpoint.as_deref(), key.as_deref())?,
+        AuditCommand::Key => {
+            let signer = NoteSigner::load(&ctx.audit_path).map_err(anyhow::Error::msg)?;
+            let Some(signer) = signer else {
+                return Err(UsageError::new(format!(
+                    "no signing key at {} yet: it is made with the log's first checkpoint, at the end of the first run \
+                     that acts",
+                    signing::key_path(&ctx.audit_path).display()
+                ))
+                .into());
+            };
+            output::line(&signer.verifier().encode());
         }
         AuditCommand::Export(args) => {
             let rows = store.list(&filter(args, profile, false)?)?;
@@ -87,6 +62,80 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
         AuditCommand::Fingerprint => fingerprint(ctx, &store)?,
     }
     Ok(())
+}
+
+/// The chain, then the checkpoint: the log's own (`audit.db.checkpoint`) or a copy, checked with the log's key
+/// or the one given.
+fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&str>) -> anyhow::Result<()> {
+    let v = store.verify()?;
+    if let Some(b) = v.first_break {
+        let why = match b {
+            chain::Break::Tampered { .. } => "its contents do not match its hash (the row was edited)",
+            chain::Break::Unlinked { .. } => {
+                "it does not link to the event before it (an event was removed or altered)"
+            }
+        };
+        output::note(&format!("audit log BROKEN at seq {}: {why}; {} events before it verify", b.seq(), v.checked));
+        return Err(AuditBroken.into());
+    }
+    let source = copy.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::path_for(&ctx.audit_path));
+    let cp = if copy.is_none() && key.is_none() {
+        checkpoint::read(&ctx.audit_path)
+    } else {
+        read_copy(ctx, &source, copy.is_some(), key)?
+    };
+    let problem = match &cp {
+        Ok(cp) => store.check_against(cp.as_ref())?,
+        Err(untrusted) => Some(untrusted.clone()),
+    };
+    if let Some(problem) = problem {
+        output::note(&format!(
+            "audit log BROKEN: {problem}; the {} events present link up, but do not match the checkpoint in {}",
+            v.checked,
+            source.display()
+        ));
+        return Err(AuditBroken.into());
+    }
+    output::line(&format!(
+        "audit log OK: {} events, chain head {}{}",
+        v.checked,
+        v.head.as_deref().unwrap_or("(empty)"),
+        cp.ok()
+            .flatten()
+            .map(|c| format!(", matches the signed checkpoint of {} (seq {}) in {}", c.ts, c.seq, source.display()))
+            .unwrap_or_default()
+    ));
+    Ok(())
+}
+
+/// A checkpoint copy checked with `key`, or with the log's own key. A copy named on the command line must exist.
+fn read_copy(
+    ctx: &Context,
+    source: &Path,
+    required: bool,
+    key: Option<&str>,
+) -> anyhow::Result<Result<Option<checkpoint::Checkpoint>, String>> {
+    let text = match std::fs::read_to_string(source) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Ok(None)),
+        Err(e) => return Err(UsageError::new(format!("cannot read the checkpoint {}: {e}", source.display())).into()),
+    };
+    let verifier = match key {
+        Some(k) => NoteVerifier::parse(k).map_err(UsageError::new)?,
+        None => match NoteSigner::load(&ctx.audit_path).map_err(anyhow::Error::msg)? {
+            Some(signer) => signer.verifier().clone(),
+            None => {
+                return Err(UsageError::new(format!(
+                    "no signing key beside the log ({}): pass the log's verifier key with --key",
+                    signing::key_path(&ctx.audit_path).display()
+                ))
+                .into())
+            }
+        },
+    };
+    Ok(checkpoint::open(&text, &verifier)
+        .map(Some)
+        .map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", source.display())))
 }
 
 /// Reads one token from stdin and prints its fingerprint under this log's key (made only by actions, never here).

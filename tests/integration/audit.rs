@@ -123,3 +123,32 @@ fn events_name_the_token_by_a_keyed_fingerprint_that_can_be_looked_up() {
     assert_eq!(other["events"], 0);
     env.run(&["audit", "verify"]).success();
 }
+
+#[test]
+fn checkpoints_are_signed_and_an_edited_forged_or_unsigned_one_stops_every_action() {
+    let (sb, env) = env_with_history();
+    let checkpoint = env.path("audit.db.checkpoint");
+    let note = std::fs::read_to_string(&checkpoint).unwrap();
+    let vkey = env.run(&["audit", "key"]).success().stdout.trim().to_string();
+    let name = vkey.split('+').next().unwrap();
+    assert!(note.starts_with(&format!("{name}\n")) && note.contains(&format!("\n\n— {name} ")), "{note}");
+    env.run(&["audit", "verify"]).success().stdout_has("matches the signed checkpoint");
+
+    let suspend = |login: &str| env.run(&["eval", &format!(r#"connect("ghes").suspend("{login}", #{{reason: "x"}})"#)]);
+    let seq = note.lines().nth(1).unwrap();
+    for (what, text, says) in [
+        ("edited", note.replacen(&format!("\n{seq}\n"), "\n1\n", 1), "does not verify"),
+        ("unsigned", format!("{{\"seq\":1,\"hash\":\"{}\",\"ts\":\"x\"}}", "0".repeat(64)), "unsigned"),
+    ] {
+        std::fs::write(&checkpoint, text).unwrap();
+        env.run(&["audit", "verify"]).code(1).stderr_has("BROKEN").stderr_has(says);
+        suspend("user0009").code(1).stderr_has("cannot be trusted").stderr_has(says);
+        assert_eq!(sb.count("PUT /api/v3/users/user0009/suspended"), 0, "{what}: nothing sent");
+    }
+    // Another log's key vouches for nothing here.
+    std::fs::write(&checkpoint, &note).unwrap();
+    let (_, other) = env_with_history();
+    let other_key = other.run(&["audit", "key"]).success().stdout.trim().to_string();
+    env.run(&["audit", "verify", "--key", &other_key]).code(1).stderr_has("no signature by");
+    suspend("user0009").success();
+}
