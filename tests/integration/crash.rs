@@ -19,13 +19,26 @@ fn lcg(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-struct Job {
-    targets: Vec<String>,
+pub(crate) struct Job {
+    pub targets: Vec<String>,
     /// The request that changes one target, as the sandbox counts it.
     request: fn(&str, &Value) -> String,
 }
 
-fn job(kind: &str) -> Job {
+/// The stock bulk-suspension script over the job's targets (its CSV written into `env`), on `profile`.
+pub(crate) fn script_args(env: &Env, job: &Job, profile: &str) -> Vec<String> {
+    let csv: String =
+        std::iter::once("login".to_string()).chain(job.targets.iter().cloned()).collect::<Vec<_>>().join("\n");
+    env.write("job.csv", &(csv + "\n"));
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    ["run", script.to_str().unwrap(), "--arg", &format!("profile={profile}"), "--arg", "csv=job.csv"]
+        .into_iter()
+        .chain(["--arg", "reason=crash test"])
+        .map(str::to_string)
+        .collect()
+}
+
+pub(crate) fn job(kind: &str) -> Job {
     match kind {
         "github" => Job {
             // user0025 and user0050 start suspended: their rows must end as noops.
@@ -77,24 +90,11 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
         ));
         let initial = sb.state();
         let job = job(kind);
-        let csv: String =
-            std::iter::once("login".to_string()).chain(job.targets.iter().cloned()).collect::<Vec<_>>().join("\n");
-        env.write("job.csv", &(csv + "\n"));
-        let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
-        let args = [
-            "run",
-            script.to_str().unwrap(),
-            "--arg",
-            "profile=p",
-            "--arg",
-            "csv=job.csv",
-            "--arg",
-            "reason=crash test",
-        ];
+        let args = script_args(&env, &job, "p");
 
         // Run 1: killed, either at a failpoint or after a random delay.
         let mut cmd = env.cmd();
-        cmd.env("JOB_TOKEN", token).args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.env("JOB_TOKEN", token).args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         let at_failpoint = rand().is_multiple_of(2);
         if at_failpoint {
             let point = if rand().is_multiple_of(2) { "after_intent_commit" } else { "after_response_before_outcome" };
@@ -112,45 +112,49 @@ fn killed_and_resumed_jobs_lose_nothing_and_repeat_nothing() {
 
         // Run 2: the resume finishes the job.
         let mut cmd = env.cmd();
-        cmd.env("JOB_TOKEN", token).args(args).args(["--resume", "1"]);
+        cmd.env("JOB_TOKEN", token).args(&args).args(["--resume", "1"]);
         let resumed = Run::of(cmd);
         assert!(resumed.status == Some(0), "iteration {iteration} ({kind}): the resume failed\n{}", resumed.report());
 
-        let state = sb.state();
-        let stats = sb.stats();
-        let rows: Vec<Value> = env.audit_rows(&["--op", "suspend"]);
-        let mut terminal: HashMap<&str, Vec<&str>> = HashMap::new();
-        for r in rows.iter().filter(|r| r["phase"] == "outcome") {
-            terminal.entry(r["target"].as_str().unwrap()).or_default().push(r["status"].as_str().unwrap());
-        }
-        for t in &job.targets {
-            let was = suspended(&initial, kind, t);
-            // I2: the server's final state is the job done.
-            assert!(suspended(&state, kind, t), "iteration {iteration} ({kind}): {t} is not suspended");
-            // I6 (and more): no change reached the server twice; none reached it for a target already suspended.
-            let sent = stats["requests"][(job.request)(t, &initial)].as_u64().unwrap_or(0);
-            assert_eq!(sent, u64::from(!was), "iteration {iteration} ({kind}): {t} was sent {sent} times");
-            // I1: every row ends done (ok) or already in state (noop), in one run or the other.
-            let ends = terminal.get(t.as_str()).cloned().unwrap_or_default();
-            assert!(
-                ends.iter().any(|s| *s == "ok" || *s == "noop"),
-                "iteration {iteration} ({kind}): {t} has no terminal outcome: {ends:?}"
-            );
-            // I3: a change that reached the server had a durable intent first.
-            if sent > 0 {
-                assert!(
-                    rows.iter().any(|r| r["phase"] == "intent" && r["target"] == t.as_str()),
-                    "iteration {iteration}: {t} was sent without an intent"
-                );
-            }
-        }
-        // I4: the log verifies, checkpoint included.
-        let verify = Run::of({
-            let mut c = env.cmd();
-            c.args(["audit", "verify"]);
-            c
-        });
-        assert_eq!(verify.status, Some(0), "iteration {iteration}: {}", verify.report());
+        assert_invariants(&format!("iteration {iteration} ({kind})"), kind, &job, &initial, &sb, &env);
     }
     assert!(kills_at_failpoints >= 10, "the failpoints fired ({kills_at_failpoints})");
+}
+
+/// The plan's invariants once a job and its resume are done: every target ends in one terminal state (I1), the
+/// server agrees with the log (I2), nothing was sent without a durable intent (I3) or twice (I6), and the log
+/// verifies (I4). `initial` is the sandbox's state before the job; `env` holds the log the job wrote.
+pub(crate) fn assert_invariants(label: &str, kind: &str, job: &Job, initial: &Value, sb: &Sandbox, env: &Env) {
+    let state = sb.state();
+    let stats = sb.stats();
+    let rows: Vec<Value> = env.audit_rows(&["--op", "suspend"]);
+    let mut terminal: HashMap<&str, Vec<&str>> = HashMap::new();
+    for r in rows.iter().filter(|r| r["phase"] == "outcome") {
+        terminal.entry(r["target"].as_str().unwrap()).or_default().push(r["status"].as_str().unwrap());
+    }
+    for t in &job.targets {
+        let was = suspended(initial, kind, t);
+        // I2: the server's final state is the job done.
+        assert!(suspended(&state, kind, t), "{label}: {t} is not suspended");
+        // I6 (and more): no change reached the server twice; none reached it for a target already suspended.
+        let sent = stats["requests"][(job.request)(t, initial)].as_u64().unwrap_or(0);
+        assert_eq!(sent, u64::from(!was), "{label}: {t} was sent {sent} times");
+        // I1: every row ends done (ok) or already in state (noop), in one run or the other.
+        let ends = terminal.get(t.as_str()).cloned().unwrap_or_default();
+        assert!(ends.iter().any(|s| *s == "ok" || *s == "noop"), "{label}: {t} has no terminal outcome: {ends:?}");
+        // I3: a change that reached the server had a durable intent first.
+        if sent > 0 {
+            assert!(
+                rows.iter().any(|r| r["phase"] == "intent" && r["target"] == t.as_str()),
+                "{label}: {t} was sent without an intent"
+            );
+        }
+    }
+    // I4: the log verifies, checkpoint included.
+    let verify = Run::of({
+        let mut c = env.cmd();
+        c.args(["audit", "verify"]);
+        c
+    });
+    assert_eq!(verify.status, Some(0), "{label}: {}", verify.report());
 }

@@ -1,9 +1,9 @@
 //! The fault cases of `specs/reliability-performance.md` §6 that need a scheduled fault and the sandbox's record of
 //! when each request arrived. Each test checks the plan's invariants: every row ends in one terminal state (I1),
 //! the server's state is what the log says was done (I2), and no request is sent twice without a reason (I6).
-//! The other cases live beside the code they exercise: 2b, 3, 4 in `faults.rs`; 5 in `crash.rs`; 6, 7, 8, 10 and
-//! 12 in `reliability.rs` and `audit.rs`; 9 in `bulk.rs` and `fuzz.rs`. Case 11 is here: it jumps steward's
-//! wall clock with libfaketime (Debian's `faketime` package, which `.ci/run` installs).
+//! The other cases live beside the code they exercise: 2b, 3, 4 in `faults.rs`; 5 in `crash.rs` (power loss in
+//! `power_loss.rs`); 6, 7, 8, 10 and 12 in `reliability.rs` and `audit.rs`; 9 in `bulk.rs` and `fuzz.rs`. Case 11
+//! is here: it jumps steward's wall clock with libfaketime (Debian's `faketime`, which `.ci/run` installs).
 
 use crate::util::{Env, Sandbox};
 use serde_json::Value;

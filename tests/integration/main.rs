@@ -26,6 +26,10 @@ mod fault_cases;
 mod reliability;
 // The crash harness: 50 bulk jobs killed (at random and at failpoints) and resumed, invariants checked.
 mod crash;
+// A FUSE file system that loses what was not fsynced, for power-loss tests.
+mod lazyfs;
+// Power cuts mid-job on that file system: every intent the server acted on survives, and the job resumes.
+mod power_loss;
 // The REPL on a pseudo-terminal: typing, Tab, tables, multi-line input, :help, Ctrl-D.
 mod repl;
 // Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.
