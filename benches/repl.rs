@@ -33,6 +33,11 @@ fn main() {
         ("string doubling (max_string_size)", r#"let s = "x"; loop { s += s; }"#, "too large"),
         ("deep recursion (max_call_levels)", "fn f(n) { f(n + 1) } f(0)", "Stack overflow"),
         ("`loop {}` (max_operations)", "loop {}", "operations"),
+        (
+            "map growth (script_cpu_seconds = 2)",
+            "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }",
+            "computed for 2 s",
+        ),
     ] {
         let times: Vec<Duration> = (0..ROUNDS)
             .map(|_| {
@@ -49,12 +54,15 @@ fn main() {
 }
 
 fn spawn(home: &std::path::Path) -> PtySession {
+    let config = home.join("config.toml");
+    std::fs::write(&config, "script_cpu_seconds = 2\n").expect("config");
     let mut cmd = std::process::Command::new("sh");
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("STEWARD_AUDIT_DB", home.join("audit.db"))
+        .env("STEWARD_CONFIG", &config)
         .env("TERM", "xterm")
         .args(["-c", &format!("stty cols 160 rows 50; exec '{STEWARD}'")]);
     let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("the REPL starts");

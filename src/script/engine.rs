@@ -50,7 +50,12 @@ impl Default for Limits {
 /// otherwise. `max_operations` bounds cheap operations to a few seconds; this bounds the costly ones.
 pub const DEFAULT_SCRIPT_CPU_SECONDS: u64 = 60;
 
-fn harden(engine: &mut Engine, limits: &Limits, watchdog: Rc<Watchdog>) {
+/// Entries a map literal may have. Rhai's parser checks each key against all the earlier ones, and nothing can
+/// stop a parse midway, so a 100,000-entry literal took a minute to parse (measured); 10,000 take 0.1 s.
+/// Scripts parse with this cap and run with the generous `max_map_size`.
+pub const MAX_MAP_LITERAL: usize = 10_000;
+
+fn set_limits(engine: &mut Engine, limits: &Limits) {
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
     engine.set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth);
@@ -60,14 +65,21 @@ fn harden(engine: &mut Engine, limits: &Limits, watchdog: Rc<Watchdog>) {
     engine.set_max_modules(limits.max_modules);
     // `eval` would run text that no review saw; the Rhai book advises turning it off.
     engine.disable_symbol("eval");
-    // The engine calls this between operations, so even `loop {}` stops on Ctrl-C or a deadline.
-    engine.on_progress(move |ops| watchdog.check(ops).map(Dynamic::from));
+}
+
+/// The engine scripts are parsed with: the same limits, and map literals capped at `MAX_MAP_LITERAL`.
+fn parser() -> Engine {
+    let mut engine = Engine::new();
+    set_limits(&mut engine, &Limits { max_map_size: MAX_MAP_LITERAL, ..Limits::default() });
+    engine
 }
 
 /// Builds the engine with every steward function registered and the stdlib importable.
 pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) -> Engine {
     let mut engine = Engine::new();
-    harden(&mut engine, &Limits::default(), watchdog);
+    set_limits(&mut engine, &Limits::default());
+    // The engine calls this between operations, so even `loop {}` stops on Ctrl-C or a deadline.
+    engine.on_progress(move |ops| watchdog.check(ops).map(Dynamic::from));
     packages::admin::register(&mut engine, host.clone());
     packages::data::register(&mut engine, host.clone());
     packages::audit::register(&mut engine, host);
@@ -98,6 +110,7 @@ pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) 
 /// An engine plus the state that lives across evaluations (the REPL's variables and functions).
 pub struct Session {
     pub engine: Engine,
+    parser: Engine,
     pub scope: Scope<'static>,
     functions: AST,
     watchdog: Rc<Watchdog>,
@@ -108,12 +121,12 @@ impl Session {
     pub fn new(engine: Engine, watchdog: Rc<Watchdog>, args: Map) -> Self {
         let mut scope = Scope::new();
         scope.push_constant("ARGS", args);
-        Session { engine, scope, functions: AST::empty(), watchdog }
+        Session { engine, parser: parser(), scope, functions: AST::empty(), watchdog }
     }
 
     /// Compiles and runs `source`, keeping its functions and top-level variables for later lines.
     pub fn eval(&mut self, source: &str, name: Option<&str>) -> Result<Dynamic, Box<EvalAltResult>> {
-        let mut ast = self.engine.compile_with_scope(&self.scope, source)?;
+        let mut ast = self.parser.compile_with_scope(&self.scope, source)?;
         if let Some(n) = name {
             ast.set_source(n);
         }

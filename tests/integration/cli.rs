@@ -142,6 +142,26 @@ fn runaway_scripts_are_stopped_by_the_engine_limits() {
 }
 
 #[test]
+fn huge_literals_are_refused_when_parsed_and_the_error_shows_only_their_neighbourhood() {
+    let env = Env::new();
+    let keys: Vec<String> = (0..10_001).map(|i| format!("k{i}: {i}")).collect();
+    for (name, script, says) in [
+        ("string.rhai", format!("let s = \"{}\";", "x".repeat(17 << 20)), "Length of string exceeds"),
+        ("array.rhai", format!("let a = [{}];", "1,".repeat(300_000)), "array literal exceeds"),
+        // A map literal parses in quadratic time, and nothing stops a parse: hence a cap of its own.
+        (
+            "map.rhai",
+            format!("let m = #{{{}}};", keys.join(",")),
+            "object map literal exceeds the maximum limit (10000)",
+        ),
+    ] {
+        let path = env.write(name, &script);
+        let run = env.run(&["run", path.to_str().unwrap()]).code(1).stderr_has(says);
+        assert!(run.stderr.len() < 1_000, "{name}: {} bytes of error", run.stderr.len());
+    }
+}
+
+#[test]
 fn a_map_grown_without_end_is_stopped_by_the_cpu_budget_long_before_its_size_limit() {
     // Each insert re-measures the whole map, so the size limit alone would take tens of minutes.
     let env = Env::new();
