@@ -19,6 +19,9 @@ pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
     pub ts: String,
+    /// False only for the JSON checkpoint an older steward wrote, accepted until the next one replaces it.
+    #[serde(default)]
+    pub signed: bool,
 }
 
 pub fn path_for(db: &Path) -> PathBuf {
@@ -38,7 +41,7 @@ impl Checkpoint {
         let seq = seq.parse().map_err(|_| format!("its size {seq:?} is not a number"))?;
         let hash = BASE64.decode(hash).map_err(|_| format!("its hash {hash:?} is not base64"))?;
         let ts = time.strip_prefix("time ").ok_or("its last line is not `time …`")?;
-        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string() })
+        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string(), signed: true })
     }
 }
 
@@ -63,6 +66,7 @@ fn note_of_syslog_line(line: &str) -> Result<String, String> {
         seq: field("seq")?.parse().map_err(|_| "its seq= is not a number".to_string())?,
         hash: field("hash")?.to_string(),
         ts: field("ts")?.to_string(),
+        signed: true,
     };
     let key = field("key")?;
     Ok(format!("{}\n— {key} {}\n", cp.text(key)?, field("sig")?))
@@ -96,7 +100,7 @@ pub fn read(db: &Path) -> Result<Option<Checkpoint>, String> {
 /// the files.
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
     let Some((seq, hash)) = store.head().map_err(|e| e.to_string())? else { return Ok(()) };
-    let cp = Checkpoint { seq, hash, ts: super::store::now() };
+    let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true };
     let signer = NoteSigner::load_or_create(db)?;
     let note = signer.sign(&cp.text(signer.verifier().name())?);
     if let Some(socket) = syslog {
@@ -190,5 +194,40 @@ impl AuditStore {
             prev = r.hash.clone();
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_unsigned_checkpoint_is_read_until_the_log_has_a_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let hash = "ab".repeat(32);
+        std::fs::write(path_for(&db), format!(r#"{{"seq":3,"hash":"{hash}","ts":"2026-11-24T10:00:00Z"}}"#)).unwrap();
+        let cp = read(&db).unwrap().unwrap();
+        assert_eq!((cp.seq, cp.signed), (3, false));
+        NoteSigner::load_or_create(&db).unwrap();
+        assert!(read(&db).unwrap_err().contains("unsigned"));
+    }
+
+    #[test]
+    fn a_signed_checkpoint_reads_back_from_its_file_and_from_its_syslog_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let signer = NoteSigner::load_or_create(&db).unwrap();
+        let cp = Checkpoint { seq: 7, hash: "cd".repeat(32), ts: "2026-11-25T01:02:03.004Z".into(), signed: true };
+        let note = signer.sign(&cp.text(signer.verifier().name()).unwrap());
+        assert_eq!(open(&note, signer.verifier()), Ok(cp.clone()));
+        let sig = note.lines().last().unwrap().rsplit(' ').next().unwrap();
+        let line = format!(
+            "<85>Nov 25 01:02:03 host steward[1]: audit checkpoint db=/x seq=7 hash={} ts={} key={} sig={sig}",
+            cp.hash,
+            cp.ts,
+            signer.verifier().name()
+        );
+        assert_eq!(open(&line, signer.verifier()), Ok(cp));
     }
 }

@@ -102,7 +102,10 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
         v.head.as_deref().unwrap_or("(empty)"),
         cp.ok()
             .flatten()
-            .map(|c| format!(", matches the signed checkpoint of {} (seq {}) in {}", c.ts, c.seq, source.display()))
+            .map(|c| {
+                let kind = if c.signed { "signed" } else { "unsigned (older steward's)" };
+                format!(", matches the {kind} checkpoint of {} (seq {}) in {}", c.ts, c.seq, source.display())
+            })
             .unwrap_or_default()
     ));
     Ok(())
