@@ -32,6 +32,8 @@ pub struct Config {
     pub audit_syslog: Option<PathBuf>,
     /// CPU seconds a script or REPL line may compute before it is stopped (waiting on servers is free).
     pub script_cpu_seconds: Option<u64>,
+    /// Heap in MB a script or REPL line may add before it is stopped.
+    pub script_memory_mb: Option<usize>,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     #[serde(skip)]
@@ -161,7 +163,7 @@ impl Config {
             ConfigError::new(
                 path,
                 e.to_string().trim_end().to_string(),
-                "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, [profiles.NAME]; \
+                "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, [profiles.NAME]; \
                  profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role",
             )
         })?;

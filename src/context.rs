@@ -148,6 +148,8 @@ pub struct Context {
     pub script_timeout: Option<Duration>,
     /// CPU time a script may compute (config `script_cpu_seconds`).
     pub script_cpu_budget: Duration,
+    /// Heap bytes a script may add (config `script_memory_mb`).
+    pub script_memory_budget: usize,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
 }
@@ -265,6 +267,8 @@ impl Context {
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
         let script_cpu_budget =
             Duration::from_secs(config.script_cpu_seconds.unwrap_or(crate::script::engine::DEFAULT_SCRIPT_CPU_SECONDS));
+        let script_memory_budget =
+            config.script_memory_mb.unwrap_or(crate::script::engine::DEFAULT_SCRIPT_MEMORY_MB).saturating_mul(1 << 20);
         Ok(Context {
             config,
             runtime,
@@ -275,6 +279,7 @@ impl Context {
             audit_path,
             script_timeout: global.timeout.map(Duration::from_secs),
             script_cpu_budget,
+            script_memory_budget,
             sandbox,
         })
     }

@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod interrupt;
+pub mod memory;
 pub mod output;
 pub mod prompt;
 pub mod repl;

@@ -50,6 +50,10 @@ impl Default for Limits {
 /// otherwise. `max_operations` bounds cheap operations to a few seconds; this bounds the costly ones.
 pub const DEFAULT_SCRIPT_CPU_SECONDS: u64 = 60;
 
+/// Heap a script (or one REPL line) may add, in MB, unless the config's `script_memory_mb` says otherwise.
+/// A list of 100,000 users takes a few hundred MB; a runaway loop is stopped before the machine is.
+pub const DEFAULT_SCRIPT_MEMORY_MB: usize = 1024;
+
 /// Entries a map literal may have. Rhai's parser checks each key against all the earlier ones, and nothing can
 /// stop a parse midway, so a 100,000-entry literal took a minute to parse (measured); 10,000 take 0.1 s.
 /// Scripts parse with this cap and run with the generous `max_map_size`.

@@ -1,11 +1,14 @@
-//! Stops a running script: Ctrl-C, the `--timeout` wall-clock deadline and the CPU budget.
+//! Stops a running script: Ctrl-C, the `--timeout` wall-clock deadline, the CPU budget and the memory budget.
 //!
-//! The CPU budget exists because one Rhai operation is not one unit of work: with size limits set,
-//! every insert into a map or array re-measures the whole value, so growing one toward its ceiling
-//! costs quadratic time long before `max_operations` trips. Counting the script thread's own CPU
-//! time catches that, and waiting on a server (the thread sleeps) never counts against it.
+//! The CPU budget exists because one Rhai operation is not one unit of work: `push` re-measures the
+//! whole array each time, so 250,000 pushes take 40 s (measured) though `max_operations` counts only
+//! a million. Counting the script thread's own CPU time catches such work, and waiting on a server
+//! (the thread sleeps) never counts against it. The memory budget exists because Rhai checks sizes
+//! when values are passed around, not when a map gains a key by `m[k] = v`: such a loop filled 1.2 GB
+//! before `max_operations` stopped it (measured).
 
 use crate::interrupt::Interrupt;
+use crate::memory;
 use cpu_time::ThreadTime;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -20,6 +23,8 @@ pub struct Watchdog {
     interrupt: Interrupt,
     deadline: Option<Duration>,
     cpu_budget: Option<Duration>,
+    /// Heap bytes an evaluation may add to what the process held when it began.
+    memory_budget: Option<usize>,
     run: Cell<Run>,
 }
 
@@ -29,11 +34,17 @@ struct Run {
     wall: Instant,
     cpu: Option<Duration>,
     cpu_read_at: Instant,
+    heap: usize,
 }
 
 impl Watchdog {
     pub fn new(interrupt: Interrupt, deadline: Option<Duration>, cpu_budget: Option<Duration>) -> Self {
-        Watchdog { interrupt, deadline, cpu_budget, run: Cell::new(Run::now()) }
+        Watchdog { interrupt, deadline, cpu_budget, memory_budget: None, run: Cell::new(Run::now()) }
+    }
+
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = Some(bytes);
+        self
     }
 
     /// Starts the clocks for a new evaluation (on the thread that will run it).
@@ -51,6 +62,13 @@ impl Watchdog {
             return None;
         }
         let mut run = self.run.get();
+        if let Some(budget) = self.memory_budget.filter(|b| memory::allocated().saturating_sub(run.heap) > *b) {
+            return Some(format!(
+                "stopped: the script holds more than {} MB (data that keeps growing?). If it is meant to, raise \
+                 script_memory_mb in the config",
+                budget >> 20
+            ));
+        }
         let now = Instant::now();
         if let Some(d) = self.deadline.filter(|d| now.duration_since(run.wall) > *d) {
             return Some(format!("stopped: the script ran longer than --timeout {} s", d.as_secs()));
@@ -76,7 +94,7 @@ impl Watchdog {
 impl Run {
     fn now() -> Run {
         let wall = Instant::now();
-        Run { wall, cpu: thread_cpu(), cpu_read_at: wall }
+        Run { wall, cpu: thread_cpu(), cpu_read_at: wall, heap: memory::allocated() }
     }
 }
 
@@ -105,6 +123,19 @@ mod tests {
         assert!(reason.contains("computed for 0 s") && reason.contains("script_cpu_seconds"), "{reason}");
         dog.begin();
         assert_eq!(dog.check(SAMPLE_EVERY), None, "the next evaluation gets a fresh budget");
+    }
+
+    #[test]
+    fn memory_held_past_the_budget_stops_the_run() {
+        // The heap is the process's: budgets far above what the other tests running alongside allocate.
+        let dog = Watchdog::new(Interrupt::default(), None, None).with_memory_budget(256 << 20);
+        dog.begin();
+        assert_eq!(dog.check(SAMPLE_EVERY), None);
+        let held = vec![1u8; 512 << 20];
+        let reason = dog.check(SAMPLE_EVERY).expect("over budget");
+        assert!(reason.contains("more than 256 MB") && reason.contains("script_memory_mb"), "{reason}");
+        drop(held);
+        assert_eq!(dog.check(SAMPLE_EVERY), None, "freed again");
     }
 
     #[test]

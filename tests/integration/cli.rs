@@ -162,14 +162,18 @@ fn huge_literals_are_refused_when_parsed_and_the_error_shows_only_their_neighbou
 }
 
 #[test]
-fn a_map_grown_without_end_is_stopped_by_the_cpu_budget_long_before_its_size_limit() {
-    // Each insert re-measures the whole map, so the size limit alone would take tens of minutes.
-    let env = Env::new();
-    env.write_config("script_cpu_seconds = 2\n");
-    env.run(&["eval", "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }"])
-        .code(1)
-        .stderr_has("computed for 2 s")
-        .stderr_has("script_cpu_seconds");
+fn the_cpu_and_memory_budgets_stop_what_the_size_limits_would_stop_too_late_or_never() {
+    for (config, script, says) in [
+        // Each push re-measures the whole array: 250,000 of them (the size limit) take 40 s.
+        ("script_cpu_seconds = 2", "let a = []; loop { a.push(a.len()); }", "computed for 2 s"),
+        // Rhai does not size-check `m[k] = v`: only the heap budget stands between this loop and gigabytes.
+        ("script_memory_mb = 32", "let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }", "holds more than 32 MB"),
+    ] {
+        let env = Env::new();
+        env.write_config(&format!("{config}\n"));
+        let key = config.split(' ').next().unwrap();
+        env.run(&["eval", script]).code(1).stderr_has(says).stderr_has(key);
+    }
 }
 
 #[test]
