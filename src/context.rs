@@ -12,6 +12,8 @@ use crate::error::UsageError;
 use crate::http::redact::SecretString;
 use crate::http::retry::RetryPolicy;
 use crate::interrupt::Interrupt;
+use crate::script::engine::{DEFAULT_SCRIPT_CPU_SECONDS, DEFAULT_SCRIPT_MEMORY_MB};
+use crate::script::watchdog::Budgets;
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -144,12 +146,8 @@ pub struct Context {
     pub interrupt: Interrupt,
     pub output: OutputSettings,
     pub audit_path: PathBuf,
-    /// The wall-clock deadline for scripts (`--timeout`).
-    pub script_timeout: Option<Duration>,
-    /// CPU time a script may compute (config `script_cpu_seconds`).
-    pub script_cpu_budget: Duration,
-    /// Heap bytes a script may add (config `script_memory_mb`).
-    pub script_memory_budget: usize,
+    /// What a script or REPL line may use (`--timeout`, `script_cpu_seconds`, `script_memory_mb`).
+    pub script_budgets: Budgets,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
 }
@@ -265,10 +263,11 @@ impl Context {
         });
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
-        let script_cpu_budget =
-            Duration::from_secs(config.script_cpu_seconds.unwrap_or(crate::script::engine::DEFAULT_SCRIPT_CPU_SECONDS));
-        let script_memory_budget =
-            config.script_memory_mb.unwrap_or(crate::script::engine::DEFAULT_SCRIPT_MEMORY_MB).saturating_mul(1 << 20);
+        let script_budgets = Budgets {
+            deadline: global.timeout.map(Duration::from_secs),
+            cpu: Some(Duration::from_secs(config.script_cpu_seconds.unwrap_or(DEFAULT_SCRIPT_CPU_SECONDS))),
+            memory: Some(config.script_memory_mb.unwrap_or(DEFAULT_SCRIPT_MEMORY_MB).saturating_mul(1 << 20)),
+        };
         Ok(Context {
             config,
             runtime,
@@ -277,9 +276,7 @@ impl Context {
             interrupt,
             output: OutputSettings { format, stdout_is_tty },
             audit_path,
-            script_timeout: global.timeout.map(Duration::from_secs),
-            script_cpu_budget,
-            script_memory_budget,
+            script_budgets,
             sandbox,
         })
     }

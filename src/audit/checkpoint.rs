@@ -75,22 +75,29 @@ fn note_of_syslog_line(line: &str) -> Result<String, String> {
 /// The checkpoint beside the log at `db`, checked with the log's own key. `Ok(None)` when there is none yet;
 /// an error, naming the file, when it was edited, forged, or can no longer be checked.
 pub fn read(db: &Path) -> Result<Option<Checkpoint>, String> {
-    let path = path_for(db);
-    let text = match std::fs::read_to_string(&path) {
+    read_copy(db, &path_for(db), None)
+}
+
+/// A checkpoint at `path`: the file beside the log at `db`, or a copy kept elsewhere (a saved syslog line
+/// too), checked with `key` if given, else with the log's own key.
+pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<Option<Checkpoint>, String> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the checkpoint {}: {e}", path.display())),
     };
-    let signer = NoteSigner::load(db)?;
-    let checked = match (&signer, text.trim_start().starts_with('{')) {
+    let own = if key.is_none() { NoteSigner::load(db)? } else { None };
+    let verifier = key.or(own.as_ref().map(NoteSigner::verifier));
+    let checked = match (verifier, text.trim_start().starts_with('{')) {
         // Written by a steward from before signing, and no key made since: the last unsigned one is accepted.
         (None, true) => serde_json::from_str(&text).map_err(|e| format!("it is damaged ({e})")),
         (Some(_), true) => Err("it is unsigned, but this log signs its checkpoints: it was replaced".to_string()),
         (None, false) => Err(format!(
-            "it is signed but the signing key {} is missing (copy it with the log)",
+            "it is signed but the signing key {} is missing (copy it with the log, or give `audit verify` the \
+             log's verifier key with --key)",
             super::signing::key_path(db).display()
         )),
-        (Some(s), false) => open(&text, s.verifier()),
+        (Some(v), false) => open(&text, v),
     };
     checked.map(Some).map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", path.display()))
 }

@@ -78,12 +78,12 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
         output::note(&format!("audit log BROKEN at seq {}: {why}; {} events before it verify", b.seq(), v.checked));
         return Err(AuditBroken.into());
     }
+    if let Some(file) = copy.filter(|f| !f.exists()) {
+        return Err(UsageError::new(format!("no checkpoint copy at {}", file.display())).into());
+    }
+    let key = key.map(NoteVerifier::parse).transpose().map_err(UsageError::new)?;
     let source = copy.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::path_for(&ctx.audit_path));
-    let cp = if copy.is_none() && key.is_none() {
-        checkpoint::read(&ctx.audit_path)
-    } else {
-        read_copy(ctx, &source, copy.is_some(), key)?
-    };
+    let cp = checkpoint::read_copy(&ctx.audit_path, &source, key.as_ref());
     let problem = match &cp {
         Ok(cp) => store.check_against(cp.as_ref())?,
         Err(untrusted) => Some(untrusted.clone()),
@@ -109,36 +109,6 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
             .unwrap_or_default()
     ));
     Ok(())
-}
-
-/// A checkpoint copy checked with `key`, or with the log's own key. A copy named on the command line must exist.
-fn read_copy(
-    ctx: &Context,
-    source: &Path,
-    required: bool,
-    key: Option<&str>,
-) -> anyhow::Result<Result<Option<checkpoint::Checkpoint>, String>> {
-    let text = match std::fs::read_to_string(source) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Ok(None)),
-        Err(e) => return Err(UsageError::new(format!("cannot read the checkpoint {}: {e}", source.display())).into()),
-    };
-    let verifier = match key {
-        Some(k) => NoteVerifier::parse(k).map_err(UsageError::new)?,
-        None => match NoteSigner::load(&ctx.audit_path).map_err(anyhow::Error::msg)? {
-            Some(signer) => signer.verifier().clone(),
-            None => {
-                return Err(UsageError::new(format!(
-                    "no signing key beside the log ({}): pass the log's verifier key with --key",
-                    signing::key_path(&ctx.audit_path).display()
-                ))
-                .into())
-            }
-        },
-    };
-    Ok(checkpoint::open(&text, &verifier)
-        .map(Some)
-        .map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", source.display())))
 }
 
 /// Reads one token from stdin and prints its fingerprint under this log's key (made only by actions, never here).

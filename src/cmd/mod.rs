@@ -24,9 +24,7 @@ pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Pat
         connections: ctx.connections.clone(),
         audit_path: ctx.audit_path.clone(),
     });
-    let watchdog = Watchdog::new(ctx.interrupt.clone(), ctx.script_timeout, Some(ctx.script_cpu_budget))
-        .with_memory_budget(ctx.script_memory_budget);
-    let watchdog = Rc::new(watchdog);
+    let watchdog = Rc::new(Watchdog::new(ctx.interrupt.clone(), ctx.script_budgets.clone()));
     let engine = engine::build(host, watchdog.clone(), script_dir);
     let mut map = Map::new();
     for (k, v) in args {

@@ -19,12 +19,20 @@ const SAMPLE_EVERY: u64 = 1024;
 /// How often (in wall time) the thread's CPU time is read: that read is a system call of about 1 µs.
 const CPU_READ_EVERY: Duration = Duration::from_millis(100);
 
+/// What one evaluation (a script, or one REPL line) may use; `None` is unlimited.
+#[derive(Clone, Debug, Default)]
+pub struct Budgets {
+    /// Wall-clock time (`--timeout`).
+    pub deadline: Option<Duration>,
+    /// The script thread's own CPU time (`script_cpu_seconds`).
+    pub cpu: Option<Duration>,
+    /// Heap bytes added to what the process held when the evaluation began (`script_memory_mb`).
+    pub memory: Option<usize>,
+}
+
 pub struct Watchdog {
     interrupt: Interrupt,
-    deadline: Option<Duration>,
-    cpu_budget: Option<Duration>,
-    /// Heap bytes an evaluation may add to what the process held when it began.
-    memory_budget: Option<usize>,
+    budgets: Budgets,
     run: Cell<Run>,
 }
 
@@ -38,13 +46,8 @@ struct Run {
 }
 
 impl Watchdog {
-    pub fn new(interrupt: Interrupt, deadline: Option<Duration>, cpu_budget: Option<Duration>) -> Self {
-        Watchdog { interrupt, deadline, cpu_budget, memory_budget: None, run: Cell::new(Run::now()) }
-    }
-
-    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = Some(bytes);
-        self
+    pub fn new(interrupt: Interrupt, budgets: Budgets) -> Self {
+        Watchdog { interrupt, budgets, run: Cell::new(Run::now()) }
     }
 
     /// Starts the clocks for a new evaluation (on the thread that will run it).
@@ -62,7 +65,7 @@ impl Watchdog {
             return None;
         }
         let mut run = self.run.get();
-        if let Some(budget) = self.memory_budget.filter(|b| memory::allocated().saturating_sub(run.heap) > *b) {
+        if let Some(budget) = self.budgets.memory.filter(|b| memory::allocated().saturating_sub(run.heap) > *b) {
             return Some(format!(
                 "stopped: the script holds more than {} MB (data that keeps growing?). If it is meant to, raise \
                  script_memory_mb in the config",
@@ -70,7 +73,7 @@ impl Watchdog {
             ));
         }
         let now = Instant::now();
-        if let Some(d) = self.deadline.filter(|d| now.duration_since(run.wall) > *d) {
+        if let Some(d) = self.budgets.deadline.filter(|d| now.duration_since(run.wall) > *d) {
             return Some(format!("stopped: the script ran longer than --timeout {} s", d.as_secs()));
         }
         if now.duration_since(run.cpu_read_at) < CPU_READ_EVERY {
@@ -79,7 +82,7 @@ impl Watchdog {
         run.cpu_read_at = now;
         self.run.set(run);
         let used = thread_cpu().zip(run.cpu).map(|(now, start)| now.saturating_sub(start));
-        match (used, self.cpu_budget) {
+        match (used, self.budgets.cpu) {
             (Some(used), Some(budget)) if used > budget => Some(format!(
                 "stopped: the script computed for {} s without finishing (a loop that never ends, or data that \
                  keeps growing?); waiting on servers does not count. If it is meant to, raise script_cpu_seconds \
@@ -106,6 +109,10 @@ fn thread_cpu() -> Option<Duration> {
 mod tests {
     use super::*;
 
+    fn cpu(ms: u64) -> Budgets {
+        Budgets { cpu: Some(Duration::from_millis(ms)), ..Default::default() }
+    }
+
     fn spin(d: Duration) {
         let start = ThreadTime::now();
         while start.elapsed() < d {
@@ -115,7 +122,7 @@ mod tests {
 
     #[test]
     fn cpu_spent_past_the_budget_stops_the_run_and_a_new_run_starts_afresh() {
-        let dog = Watchdog::new(Interrupt::default(), None, Some(Duration::from_millis(50)));
+        let dog = Watchdog::new(Interrupt::default(), cpu(50));
         dog.begin();
         spin(Duration::from_millis(120));
         assert_eq!(dog.check(SAMPLE_EVERY - 1), None, "only sampled operations read the clock");
@@ -128,7 +135,7 @@ mod tests {
     #[test]
     fn memory_held_past_the_budget_stops_the_run() {
         // The heap is the process's: budgets far above what the other tests running alongside allocate.
-        let dog = Watchdog::new(Interrupt::default(), None, None).with_memory_budget(256 << 20);
+        let dog = Watchdog::new(Interrupt::default(), Budgets { memory: Some(256 << 20), ..Default::default() });
         dog.begin();
         assert_eq!(dog.check(SAMPLE_EVERY), None);
         let held = vec![1u8; 512 << 20];
@@ -140,7 +147,7 @@ mod tests {
 
     #[test]
     fn sleeping_does_not_use_the_cpu_budget() {
-        let dog = Watchdog::new(Interrupt::default(), None, Some(Duration::from_millis(50)));
+        let dog = Watchdog::new(Interrupt::default(), cpu(50));
         dog.begin();
         std::thread::sleep(Duration::from_millis(120));
         assert_eq!(dog.check(SAMPLE_EVERY), None);
@@ -149,7 +156,10 @@ mod tests {
     #[test]
     fn the_wall_clock_deadline_counts_from_each_run_and_ctrl_c_wins_at_once() {
         let interrupt = Interrupt::default();
-        let dog = Watchdog::new(interrupt.clone(), Some(Duration::from_millis(30)), None);
+        let dog = Watchdog::new(
+            interrupt.clone(),
+            Budgets { deadline: Some(Duration::from_millis(30)), ..Default::default() },
+        );
         dog.begin();
         std::thread::sleep(Duration::from_millis(50));
         assert!(dog.check(SAMPLE_EVERY).is_some_and(|r| r.contains("--timeout")));
