@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=${2:-${STEWARD_FUZZ_SECONDS:-20}}
-targets=${1:-"csv_import config_parse http_headers backend_responses"}
+targets=${1:-"csv_import config_parse http_headers backend_responses url_origin"}
 cache=${STEWARD_CACHE:-$HOME/.cache/steward-tests}
 export CARGO_TARGET_DIR=${STEWARD_FUZZ_TARGET_DIR:-$HOME/.cache/steward-fuzz-target}
 export PATH="$cache/cargo-fuzz/bin:$PATH"

@@ -1,7 +1,8 @@
 //! The config file: profiles (one per service instance), where tokens come from, and the run-wide settings.
 
 use crate::backends;
-use crate::http::redact::{redact, SecretString};
+use crate::http::origin;
+use crate::http::redact::{loaded, redact, remember, ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub kind: String,
@@ -75,9 +76,23 @@ pub struct Profile {
     /// TransactionLink: the role names `promote` and `demote` set (defaults: admin, member).
     pub admin_role: Option<String>,
     pub member_role: Option<String>,
+    /// Bounds on what one answer and one listing may hold (a hostile or broken server cannot exhaust steward).
+    pub max_response_mb: Option<usize>,
+    pub max_pages: Option<usize>,
+    pub max_items: Option<usize>,
 }
 
 impl Profile {
+    /// The response and listing limits this profile sets, over steward's defaults.
+    pub fn limits(&self) -> crate::http::Limits {
+        let d = crate::http::Limits::default();
+        crate::http::Limits {
+            max_body_bytes: self.max_response_mb.map_or(d.max_body_bytes, |mb| mb.saturating_mul(1 << 20)),
+            max_pages: self.max_pages.unwrap_or(d.max_pages),
+            max_items: self.max_items.unwrap_or(d.max_items),
+        }
+    }
+
     /// Where the token comes from, as the audit log records it (never the token itself).
     pub fn token_source(&self) -> String {
         if let Some(var) = &self.token_env {
@@ -95,7 +110,7 @@ impl Profile {
     pub fn resolve_token(&self, name: &str) -> Result<Option<SecretString>, String> {
         if let Some(var) = &self.token_env {
             return match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v.trim().to_string()))),
+                Ok(v) if !v.trim().is_empty() => Ok(Some(loaded(v.trim().to_string()))),
                 _ => Err(format!(
                     "profile {name}: the environment variable {var} (token_env) is not set; export {var}=<token>"
                 )),
@@ -118,7 +133,10 @@ impl Profile {
             if token.is_empty() {
                 return Err(format!("profile {name}: token_cmd printed nothing; it must print the token on stdout"));
             }
-            return Ok(Some(SecretString::from(token)));
+            return Ok(Some(loaded(token)));
+        }
+        if let Some(token) = &self.token {
+            remember(token.expose_secret());
         }
         Ok(self.token.clone())
     }
@@ -164,7 +182,7 @@ impl Config {
                 path,
                 e.to_string().trim_end().to_string(),
                 "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, [profiles.NAME]; \
-                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role",
+                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role, max_response_mb, max_pages, max_items",
             )
         })?;
         for (name, p) in &config.profiles {
@@ -196,15 +214,10 @@ impl Config {
                 &format!("use one of: {}", backends::KINDS.join(", ")),
             ));
         }
-        match url::Url::parse(&p.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(err(
-                    "url",
-                    format!("{:?} is not an http(s) URL", p.url),
-                    "for GHES use https://HOST/api/v3",
-                ))
-            }
+        let checked = url::Url::parse(&p.url).map_err(|_| "is not an http(s) URL").and_then(|u| origin::check_base(&u));
+        if let Err(why) = checked {
+            // The URL itself is not quoted: it may hold a password.
+            return Err(err("url", format!("the URL {why}"), "for GHES use https://HOST/api/v3"));
         }
         let sources = [p.token_env.is_some(), p.token_cmd.is_some(), p.token.is_some()].iter().filter(|s| **s).count();
         if sources > 1 {
@@ -290,6 +303,15 @@ mod tests {
         let e = parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"A\"\ntoken_cmd = \"b\"\n")
             .unwrap_err();
         assert!(e.message.contains("more than one token source"));
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_refused_without_quoting_it() {
+        let e =
+            parse("[profiles.x]\nkind = \"github\"\nurl = \"https://admin:hunter2hunter2@h/api/v3\"\n").unwrap_err();
+        assert!(e.message.contains("[profiles.x] url"), "{e}");
+        assert!(e.message.contains("user name or password"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

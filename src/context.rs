@@ -9,7 +9,7 @@ use crate::cli::{Format, GlobalArgs};
 use crate::config::{Config, Profile};
 use crate::dispatch::{Connection, Dispatcher, Mode, Prompt, TokenRecord};
 use crate::error::UsageError;
-use crate::http::redact::SecretString;
+use crate::http::redact::{loaded, SecretString};
 use crate::http::retry::RetryPolicy;
 use crate::interrupt::Interrupt;
 use crate::script::engine::{DEFAULT_SCRIPT_CPU_SECONDS, DEFAULT_SCRIPT_MEMORY_MB};
@@ -125,7 +125,7 @@ fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, S
             let value = std::env::var(var).map_err(|_| {
                 format!("profile {name}: the environment variable {var} ({purpose}_token_env) is not set; export {var}=<token>")
             })?;
-            out.push((purpose, SecretString::from(value.trim().to_string())));
+            out.push((purpose, loaded(value.trim().to_string())));
         }
     }
     Ok(out)
@@ -182,28 +182,15 @@ impl Context {
                 let profile = Profile {
                     kind: kind.to_string(),
                     url,
-                    token_env: None,
-                    token_cmd: None,
-                    token: None,
                     concurrency: Some(8),
-                    rate_limit: None,
                     timeout: Some(30),
-                    ca_file: None,
-                    insecure: false,
-                    protected: Vec::new(),
                     org_id: org_id.map(str::to_string),
-                    session_cookie_env: None,
-                    csrf_token_env: None,
-                    admin_role: None,
-                    member_role: None,
-                    activity_token_env: None,
-                    suspend_token_env: None,
-                    internal_token_env: None,
+                    ..Profile::default()
                 };
-                let token = SecretString::from(admin_token.to_string());
+                let token = loaded(admin_token.to_string());
                 let preset_extra = steward_sandbox::extra_tokens(kind)
                     .into_iter()
-                    .map(|(name, value)| (name, SecretString::from(value.to_string())))
+                    .map(|(name, value)| (name, loaded(value.to_string())))
                     .collect();
                 entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token), preset_extra });
             }

@@ -96,11 +96,30 @@ fn run_info() -> RunInfo {
     RunInfo {
         os_user: whoami::username(),
         host: whoami::fallible::hostname().unwrap_or_default(),
-        command: http::redact::redact(&args.join(" ")),
+        command: http::redact::redact(&command_line(&args)),
         script_path: None,
         script_sha256: None,
         resumed_from: None,
     }
+}
+
+/// The command line as the audit log keeps it: `--arg` values whose name looks secret are left out.
+fn command_line(args: &[String]) -> String {
+    let mut out = Vec::with_capacity(args.len());
+    let mut after_arg = false;
+    for a in args {
+        let (flag, pair) = match a.strip_prefix("--arg=") {
+            Some(pair) => ("--arg=", pair),
+            None if after_arg => ("", a.as_str()),
+            None => ("", ""),
+        };
+        after_arg = a == "--arg";
+        match pair.split_once('=') {
+            Some((key, _)) if http::redact::looks_secret(key) => out.push(format!("{flag}{key}=[REDACTED]")),
+            _ => out.push(a.clone()),
+        }
+    }
+    out.join(" ")
 }
 
 fn init_logging(verbose: u8) {
@@ -111,6 +130,9 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("steward={level},steward_sandbox={level}")));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| http::redact::Redacting(std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }

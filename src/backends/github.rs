@@ -4,7 +4,7 @@ use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::{segment, HttpClient, Request};
+use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ impl Github {
     }
 
     async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
-        let raw = self.http.get_all_pages(Request::new(Method::GET, "users").query("per_page", 100)).await?;
+        let raw = self.http.list(Request::new(Method::GET, "users").query("per_page", 100), Paging::LinkHeader).await?;
         let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
         let admin = filter.get("admin").and_then(Value::as_bool);
         let suspended = filter.get("suspended").and_then(Value::as_bool);
@@ -279,8 +279,10 @@ impl Backend for Github {
                 self.change(Request::new(Method::DELETE, admin_path("/authorizations")?), action).await
             }
             Op::ListKeys => {
-                let keys =
-                    self.http.get_all_pages(Request::new(Method::GET, "admin/keys").query("per_page", 100)).await?;
+                let keys = self
+                    .http
+                    .list(Request::new(Method::GET, "admin/keys").query("per_page", 100), Paging::LinkHeader)
+                    .await?;
                 Ok(Value::Array(keys))
             }
             Op::DeleteKey => {
@@ -288,8 +290,10 @@ impl Backend for Github {
                 self.change(Request::new(Method::DELETE, path), action).await
             }
             Op::ListTokens => {
-                let tokens =
-                    self.http.get_all_pages(Request::new(Method::GET, "admin/tokens").query("per_page", 100)).await?;
+                let tokens = self
+                    .http
+                    .list(Request::new(Method::GET, "admin/tokens").query("per_page", 100), Paging::LinkHeader)
+                    .await?;
                 Ok(Value::Array(tokens))
             }
             Op::DeleteToken => {

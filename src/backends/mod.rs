@@ -251,7 +251,7 @@ pub async fn api(http: &crate::http::HttpClient, action: &Action) -> Result<Valu
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| ApiError::invalid(format!("api: {method:?} is not an HTTP method")))?;
     let path = action.param_str("path").ok_or_else(|| ApiError::invalid("api needs a path"))?;
-    let mut req = crate::http::Request::new(method, path.trim_start_matches('/'));
+    let mut req = crate::http::Request::new(method, path);
     if let Some(body) = action.params.get("body").filter(|b| !b.is_null()) {
         req = req.json(body.clone());
     }
@@ -312,6 +312,7 @@ pub fn connect(
         default_headers: shape.default_headers.to_vec(),
         content_type: shape.content_type,
         on_pause,
+        limits: p.limits(),
     };
     let client =
         crate::http::HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;

@@ -6,7 +6,7 @@
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::http::error::ApiError;
-use crate::http::{segment, HttpClient, Request};
+use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -136,37 +136,25 @@ impl Synapse {
         // v2 leaves deactivated users out unless asked; v3 reads `deactivated` as "only these".
         let deactivated = filter.get("deactivated").and_then(Value::as_bool);
         let version = if deactivated.is_some() { "v3" } else { "v2" };
-        let mut from = "0".to_string();
-        let mut out = Vec::new();
-        loop {
-            let mut req = Request::new(Method::GET, format!("_synapse/admin/{version}/users"))
-                .query("from", &from)
-                .query("limit", PAGE);
-            let guests = filter.get("guests").and_then(Value::as_bool).unwrap_or(false);
-            req = req.query("guests", guests);
-            if let Some(d) = deactivated {
-                req = req.query("deactivated", d);
-            }
-            if let Some(q) = filter.get("q").and_then(Value::as_str) {
-                req = req.query("name", q);
-            }
-            if filter.get("admin").and_then(Value::as_bool) == Some(true) {
-                req = req.query("admins", true);
-            }
-            if let Some((key, dir)) = order_by {
-                req = req.query("order_by", key).query("dir", dir);
-            }
-            let body = self.http.send(&req).await?.body;
-            out.extend(body.get("users").and_then(Value::as_array).cloned().unwrap_or_default());
-            // `next_token` is a string, and absent (not null) on the last page.
-            match body
-                .get("next_token")
-                .and_then(|t| t.as_str().map(str::to_string).or_else(|| t.as_i64().map(|n| n.to_string())))
-            {
-                Some(next) if next != from => from = next,
-                _ => break,
-            }
+        let mut req =
+            Request::new(Method::GET, format!("_synapse/admin/{version}/users")).query("from", 0).query("limit", PAGE);
+        let guests = filter.get("guests").and_then(Value::as_bool).unwrap_or(false);
+        req = req.query("guests", guests);
+        if let Some(d) = deactivated {
+            req = req.query("deactivated", d);
         }
+        if let Some(q) = filter.get("q").and_then(Value::as_str) {
+            req = req.query("name", q);
+        }
+        if filter.get("admin").and_then(Value::as_bool) == Some(true) {
+            req = req.query("admins", true);
+        }
+        if let Some((key, dir)) = order_by {
+            req = req.query("order_by", key).query("dir", dir);
+        }
+        // `next_token` is a string, and absent (not null) on the last page.
+        let mut out =
+            self.http.list(req, Paging::Cursor { param: "from", items: "/users", next: "/next_token" }).await?;
         if filter.get("admin").and_then(Value::as_bool) == Some(false) {
             out.retain(|u| {
                 u.get("admin").and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0))) != Some(true)

@@ -9,7 +9,7 @@ use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::SecretString;
-use crate::http::{segment, HttpClient, Request};
+use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -71,7 +71,7 @@ impl Session {
     pub fn from_profile(p: &Profile) -> Result<Option<Session>, ApiError> {
         let (Some(cookie_env), Some(csrf_env)) = (&p.session_cookie_env, &p.csrf_token_env) else { return Ok(None) };
         let read = |var: &str| {
-            std::env::var(var).map(SecretString::from).map_err(|_| {
+            std::env::var(var).map(crate::http::redact::loaded).map_err(|_| {
                 ApiError::invalid(format!("the environment variable {var} is not set")).with_hint(
                     "export the _atlas_session_data cookie and X-CSRF-Token of a signed-in site admin, or remove session_cookie_env/csrf_token_env",
                 )
@@ -133,25 +133,13 @@ impl Terraform {
     }
 
     async fn list_pages(&self, query: &[(&str, String)], page_size: usize) -> Result<Vec<Value>, ApiError> {
-        let mut out = Vec::new();
-        let mut page = 1u64;
-        loop {
-            let mut req =
-                Request::new(Method::GET, "admin/users").query("page[size]", page_size).query("page[number]", page);
-            for (k, v) in query {
-                req = req.query(k, v);
-            }
-            let body = self.http.send(&req).await.map_err(not_admin_hint)?.body;
-            if let Some(data) = body.get("data").and_then(Value::as_array) {
-                out.extend(data.iter().cloned());
-            }
-            // An out-of-range page is 200 with no data, so only `next-page` ends the walk.
-            match body.pointer("/meta/pagination/next-page").and_then(Value::as_u64) {
-                Some(next) if next > page => page = next,
-                _ => break,
-            }
+        let mut req = Request::new(Method::GET, "admin/users").query("page[size]", page_size).query("page[number]", 1);
+        for (k, v) in query {
+            req = req.query(k, v);
         }
-        Ok(out)
+        // An out-of-range page is 200 with no data, so only `next-page` ends the walk.
+        let paging = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
+        self.http.list(req, paging).await.map_err(not_admin_hint)
     }
 
     async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {

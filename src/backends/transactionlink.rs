@@ -8,7 +8,7 @@ use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::{segment, HttpClient, Request};
+use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -41,8 +41,6 @@ const SUPPORTED: &[Op] = &[
 ];
 
 const PAGE_SIZE: usize = 100;
-/// A bound on pages, in case a server reports pages it never fills.
-const MAX_PAGES: u64 = 100_000;
 
 /// `{"fingerprint": "...", "errors": [{"code", "message"}]}`; support asks for the fingerprint, so it stays.
 pub fn error_message(body: &Value) -> Option<String> {
@@ -155,22 +153,9 @@ impl TransactionLink {
     }
 
     async fn all_users(&self) -> Result<Vec<Value>, ApiError> {
-        let mut out = Vec::new();
-        let mut page = 0u64;
-        loop {
-            let req = Request::new(Method::GET, "organizations/users").query("page", page).query("size", PAGE_SIZE);
-            let body = self.http.send(&req).await.map_err(explain)?.body;
-            let content = body.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
-            let empty = content.is_empty();
-            out.extend(content);
-            let number = body.get("number").and_then(Value::as_u64).unwrap_or(page);
-            let total_pages = body.get("totalPages").and_then(Value::as_u64).unwrap_or(0);
-            if number + 1 >= total_pages || empty || page >= MAX_PAGES {
-                break;
-            }
-            page = number + 1;
-        }
-        Ok(out)
+        let req = Request::new(Method::GET, "organizations/users").query("page", 0).query("size", PAGE_SIZE);
+        let paging = Paging::PageOfTotal { param: "page", items: "/content", number: "/number", total: "/totalPages" };
+        self.http.list(req, paging).await.map_err(explain)
     }
 
     /// The user an id or an email names.

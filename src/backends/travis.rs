@@ -11,7 +11,7 @@ use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::{ExposeSecret, SecretString};
-use crate::http::{segment, HttpClient, Request};
+use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -119,30 +119,18 @@ impl Travis {
 
     /// Every page of `/org/{id}/user_activity` for one status.
     async fn activity_pages(&self, date: &str, status: &str) -> Result<Vec<Value>, ApiError> {
-        let mut out = Vec::new();
-        let mut offset = 0usize;
-        loop {
-            let req = Request::new(Method::GET, format!("org/{}/user_activity", segment(&self.org)))
-                .query("date", date)
-                .query("status", status)
-                .query("limit", PAGE)
-                .query("offset", offset);
-            let body = self
-                .http
-                .send(&self.with_token(req, &self.activity_token, "org.token"))
-                .await
-                .map_err(explain("activity"))?
-                .body;
-            let users = body.get("users").and_then(Value::as_array).cloned().unwrap_or_default();
-            let n = users.len();
-            out.extend(users.iter().map(|u| self.user(u, Some(status))));
-            let next = body.pointer("/@pagination/next").filter(|n| !n.is_null());
-            match next.and_then(|n| n.get("offset")).and_then(Value::as_u64) {
-                Some(o) if (o as usize) > offset && n > 0 => offset = o as usize,
-                _ => break,
-            }
-        }
-        Ok(out)
+        let req = Request::new(Method::GET, format!("org/{}/user_activity", segment(&self.org)))
+            .query("date", date)
+            .query("status", status)
+            .query("limit", PAGE)
+            .query("offset", 0);
+        let paging = Paging::Cursor { param: "offset", items: "/users", next: "/@pagination/next/offset" };
+        let users = self
+            .http
+            .list(self.with_token(req, &self.activity_token, "org.token"), paging)
+            .await
+            .map_err(explain("activity"))?;
+        Ok(users.iter().map(|u| self.user(u, Some(status))).collect())
     }
 
     async fn activity(&self, params: &Value) -> Result<Value, ApiError> {

@@ -636,8 +636,14 @@ fn audit_params(params: &Value) -> String {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let secret = ["password", "secret", "token"].iter().any(|s| k.to_ascii_lowercase().contains(s));
-                        (k.clone(), if secret { Value::String("[REDACTED]".into()) } else { scrub(v) })
+                        if !crate::http::redact::looks_secret(k) {
+                            return (k.clone(), scrub(v));
+                        }
+                        // Its value is a secret now: a server echoing it back is scrubbed too.
+                        if let Some(text) = v.as_str() {
+                            crate::http::redact::remember(text);
+                        }
+                        (k.clone(), Value::String("[REDACTED]".into()))
                     })
                     .collect(),
             ),

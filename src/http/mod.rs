@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod error;
+pub mod origin;
 pub mod pagination;
 pub mod redact;
 pub mod retry;
@@ -10,6 +11,7 @@ pub mod retry;
 use crate::error::ErrorKind;
 use budget::RateBudget;
 use error::ApiError;
+pub use pagination::{Limits, Paging};
 use redact::{ExposeSecret, SecretString};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
@@ -46,6 +48,7 @@ pub struct ClientSettings {
     /// The media type of request bodies (`application/json`, JSON:API's `application/vnd.api+json`).
     pub content_type: &'static str,
     pub on_pause: Option<PauseObserver>,
+    pub limits: Limits,
 }
 
 /// One request, described before it is sent so it can be retried.
@@ -70,7 +73,15 @@ impl Request {
         self
     }
 
+    /// The same request with query parameter `key` set to `value` (replacing any earlier value).
+    pub fn with_query(mut self, key: &str, value: String) -> Self {
+        self.query.retain(|(k, _)| k != key);
+        self.query.push((key.to_string(), value));
+        self
+    }
+
     pub fn secret_header(mut self, name: &'static str, value: SecretString) -> Self {
+        redact::remember(value.expose_secret());
         self.secret_headers.push((name, value));
         self
     }
@@ -98,10 +109,6 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-
-    pub fn next_page(&self) -> Option<String> {
-        self.header("link").and_then(pagination::next_link)
-    }
 }
 
 /// Reads the service's own error text out of an error body; each backend knows its envelope.
@@ -120,6 +127,7 @@ pub struct HttpClient {
     content_type: &'static str,
     error_message: ErrorMessageFn,
     on_pause: Option<PauseObserver>,
+    limits: Limits,
 }
 
 impl HttpClient {
@@ -149,6 +157,9 @@ impl HttpClient {
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
+        if let Some(auth) = &settings.auth {
+            redact::remember(auth.token.expose_secret());
+        }
         let inner = builder.build().map_err(|e| ApiError::invalid(format!("cannot build the HTTP client: {e}")))?;
         let mut default_headers = HeaderMap::new();
         for (name, value) in settings.default_headers {
@@ -169,6 +180,7 @@ impl HttpClient {
             content_type: settings.content_type,
             error_message,
             on_pause: settings.on_pause,
+            limits: settings.limits,
         })
     }
 
@@ -185,25 +197,13 @@ impl HttpClient {
         }
     }
 
+    /// Where `path` leads, held to the profile's origin (see `origin`): the token goes nowhere else.
     fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
-        let bad = |e: url::ParseError| ApiError::invalid(format!("bad request path {path:?}: {e}"));
-        if !(path.starts_with("http://") || path.starts_with("https://")) {
-            return self.base_url.join(path.trim_start_matches('/')).map_err(bad);
-        }
-        let mut url = url::Url::parse(path).map_err(bad)?;
-        // A Link header may name another host (a proxy, a canonical hostname). The token goes only to the
-        // configured origin, so the link's path and query are taken onto it.
-        if url.origin() != self.base_url.origin() {
-            tracing::debug!(
-                "rebasing {} onto {}",
-                url.origin().ascii_serialization(),
-                self.base_url.origin().ascii_serialization()
-            );
-            url.set_scheme(self.base_url.scheme()).map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
-            url.set_host(self.base_url.host_str()).map_err(bad)?;
-            url.set_port(self.base_url.port()).map_err(|_| ApiError::invalid(format!("cannot rebase {path:?}")))?;
-        }
-        Ok(url)
+        origin::resolve(&self.base_url, path).map_err(|e| {
+            ApiError::invalid(e.to_string()).with_hint(
+                "a server's next-page link or an api() path named another host, scheme or port; nothing was sent",
+            )
+        })
     }
 
     fn build(&self, req: &Request) -> Result<reqwest::RequestBuilder, ApiError> {
@@ -259,14 +259,17 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.map_err(|e| ApiError::transport(&e))?;
-                    let body = if bytes.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+                    let bytes = self.read_body(resp, req).await?;
+                    let success = (200..300).contains(&status);
+                    let body = match serde_json::from_slice::<Value>(&bytes) {
+                        _ if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
+                        Ok(body) => body,
+                        // An error page need not be JSON; a success must be, or we would read it as "nothing".
+                        Err(e) if success => return Err(not_json(req, status, &headers, bytes.len(), &e)),
+                        Err(_) => Value::Null,
                     };
                     tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
-                    if (200..300).contains(&status) {
+                    if success {
                         // A spent budget: nobody sends again until the server's reset time.
                         if let Some(wait) = exhausted_until(&headers) {
                             self.pause(
@@ -309,38 +312,79 @@ impl HttpClient {
         }
     }
 
-    /// GETs `path` and every page its `Link: rel="next"` headers lead to, concatenating the JSON arrays.
-    pub async fn get_all_pages(&self, first: Request) -> Result<Vec<Value>, ApiError> {
+    /// A response body, refused once it passes the profile's `max_response_mb` (checked as it arrives, so an
+    /// endless body costs at most that much).
+    async fn read_body(&self, mut resp: reqwest::Response, req: &Request) -> Result<Vec<u8>, ApiError> {
+        let cap = self.limits.max_body_bytes;
+        let too_big = || {
+            ApiError::invalid(format!(
+                "the answer to {} {} is larger than {} MB; steward stopped reading it",
+                req.method,
+                req.path,
+                cap >> 20
+            ))
+            .with_hint("raise max_response_mb in the profile if this service really sends such answers")
+        };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::transport(&e))? {
+            if bytes.len() + chunk.len() > cap {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// GETs `first` and every page after it as `paging` finds them, concatenating the items, within the
+    /// profile's limits: a server that keeps naming pages, repeats one or sends too many items gets an error.
+    pub async fn list(&self, first: Request, paging: Paging) -> Result<Vec<Value>, ApiError> {
+        let mut walk = pagination::Walk::new(self.limits);
         let mut items = Vec::new();
-        let mut visited = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(req) = next.take() {
+            let mut url = self.url_for(&req.path)?;
+            url.query_pairs_mut().extend_pairs(&req.query);
+            walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
             let resp = self.send(&req).await?;
-            let next_url = resp.next_page();
-            match resp.body {
-                Value::Array(page) => items.extend(page),
-                Value::Null => {}
-                other => {
-                    return Err(ApiError::invalid(format!(
-                        "expected a JSON array from {}, got {}",
-                        req.path,
-                        json_type(&other)
-                    )))
+            let link = resp.header("link").map(str::to_string);
+            let page = paging
+                .read(link.as_deref(), resp.body)
+                .map_err(|m| ApiError::invalid(format!("{} {}: {m}", req.method, req.path)).with_status(resp.status))?;
+            walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+            // An empty page ends a listing whatever it says next: no service pages past its last item.
+            let empty = page.items.is_empty();
+            items.extend(page.items);
+            next = match page.next.filter(|_| !empty) {
+                // A link is relative to the page that named it (RFC 8288); where it leads is judged when sent.
+                Some(pagination::Next::Url(link)) => {
+                    let target = url.join(&link).map_err(|e| {
+                        ApiError::invalid(format!("the next-page link {link:?} is not a URL steward can read: {e}"))
+                    })?;
+                    Some(Request::new(Method::GET, target.to_string()))
                 }
-            }
-            visited.insert(req.path.clone());
-            next = match next_url {
-                // A server that names an already-fetched page as next would keep us here forever.
-                Some(url) if visited.contains(&url) => {
-                    tracing::warn!("the server named an already-fetched page as the next one ({url}); stopping there");
-                    None
-                }
-                Some(url) => Some(Request::new(Method::GET, url)),
+                Some(pagination::Next::Param(key, value)) => Some(req.with_query(key, value)),
                 None => None,
             };
         }
         Ok(items)
     }
+}
+
+const LIMIT_HINT: &str =
+    "if the service really holds this much, raise max_pages / max_items in the profile; otherwise report the server";
+
+/// A 2xx answer whose body is not JSON: a proxy's login page, a truncated or garbled answer.
+fn not_json(req: &Request, status: u16, headers: &HeaderMap, len: usize, e: &serde_json::Error) -> ApiError {
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type");
+    ApiError::invalid(format!(
+        "HTTP {status} to {} {} carried {len} bytes of {content_type} that are not the JSON expected ({e})",
+        req.method, req.path
+    ))
+    .with_status(status)
+    .with_hint("a proxy or login page may stand between steward and the service; check the profile's url")
 }
 
 /// `X-RateLimit-Remaining: 0` on a successful answer: how long until `X-RateLimit-Reset`.
@@ -372,6 +416,14 @@ pub fn json_type(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// At most 200 characters of `text` a server or script sent, for an error message that quotes it.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 

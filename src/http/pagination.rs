@@ -1,4 +1,137 @@
-//! Pagination math: the `rel="next"` target of an RFC 8288 `Link` header.
+//! Pagination: how a service names its next page (one `Paging` strategy per API style), and the guards every
+//! listing shares whatever the server says: bounded pages, items and bytes, and each next page must be one not
+//! fetched before (a repeated or backward cursor is an error, not a loop).
+
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// How a listing names its next page.
+#[derive(Clone, Copy, Debug)]
+pub enum Paging {
+    /// The body is a JSON array and `Link: <…>; rel="next"` names the next page (GitHub, RFC 8288).
+    LinkHeader,
+    /// The items sit at the JSON pointer `items`; the next page is the same request with the query parameter
+    /// `param` set to the value at `next` (a page number, an offset or an opaque token), which is absent or
+    /// null on the last page (Terraform's `next-page`, Synapse's `next_token`, Travis's `@pagination`).
+    Cursor { param: &'static str, items: &'static str, next: &'static str },
+    /// Zero-based page numbers in `param`, with this page's number and the page count in the body (Spring's
+    /// `number` / `totalPages`: TransactionLink).
+    PageOfTotal { param: &'static str, items: &'static str, number: &'static str, total: &'static str },
+}
+
+/// What one listing may hold, so a server that never stops naming pages (or sends huge ones) cannot exhaust
+/// steward. Profiles may raise them (`max_pages`, `max_items`, `max_response_mb`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one response body (checked while it arrives).
+    pub max_body_bytes: usize,
+    pub max_pages: usize,
+    pub max_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 64 << 20, max_pages: 20_000, max_items: 2_000_000 }
+    }
+}
+
+/// What a page said: its items, and where the next one is (a query parameter's new value, or a whole URL).
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// Fetch this URL (from a `Link` header; held to the profile's origin when sent).
+    Url(String),
+    /// Fetch the same request with this query parameter set to this value.
+    Param(&'static str, String),
+}
+
+impl Paging {
+    /// Reads one page's answer: its items and where the next page is.
+    pub fn read(&self, link_header: Option<&str>, body: Value) -> Result<Page, String> {
+        let items_at = |body: &mut Value, pointer: &str| -> Result<Vec<Value>, String> {
+            match body.pointer_mut(pointer).map(Value::take) {
+                Some(Value::Array(items)) => Ok(items),
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(other) => Err(format!("expected a JSON array at {pointer}, got {}", super::json_type(&other))),
+            }
+        };
+        match *self {
+            Paging::LinkHeader => {
+                let items = match body {
+                    Value::Array(items) => items,
+                    Value::Null => Vec::new(),
+                    other => return Err(format!("expected a JSON array, got {}", super::json_type(&other))),
+                };
+                Ok(Page { items, next: link_header.and_then(next_link).map(Next::Url) })
+            }
+            Paging::Cursor { param, items, next } => {
+                let mut body = body;
+                let next = scalar(body.pointer(next)).map(|v| Next::Param(param, v));
+                Ok(Page { items: items_at(&mut body, items)?, next })
+            }
+            Paging::PageOfTotal { param, items, number, total } => {
+                let mut body = body;
+                let this = body.pointer(number).and_then(Value::as_u64);
+                let pages = body.pointer(total).and_then(Value::as_u64).unwrap_or(0);
+                let next = this.filter(|n| n + 1 < pages).map(|n| Next::Param(param, (n + 1).to_string()));
+                Ok(Page { items: items_at(&mut body, items)?, next })
+            }
+        }
+    }
+}
+
+/// A cursor as the query string carries it: a string as is, a number in decimal; anything else ends paging.
+fn scalar(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The guards of one listing: pages and items counted, and every page's resolved address remembered.
+pub struct Walk {
+    limits: Limits,
+    seen: HashSet<String>,
+    items: usize,
+}
+
+impl Walk {
+    pub fn new(limits: Limits) -> Self {
+        Walk { limits, seen: HashSet::new(), items: 0 }
+    }
+
+    /// Called before each page is fetched, with its resolved URL (query included).
+    pub fn visit(&mut self, url: &str) -> Result<(), String> {
+        if self.seen.len() >= self.limits.max_pages {
+            return Err(format!(
+                "the listing did not end after {} pages (max_pages); the server keeps naming another page",
+                self.limits.max_pages
+            ));
+        }
+        if !self.seen.insert(url.to_string()) {
+            return Err(format!(
+                "the server named a page already fetched as the next one ({}), so the listing would never end",
+                super::shorten(url)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Called with each page's item count.
+    pub fn count(&mut self, items: usize) -> Result<(), String> {
+        self.items += items;
+        if self.items > self.limits.max_items {
+            return Err(format!("the listing passed {} items (max_items)", self.limits.max_items));
+        }
+        Ok(())
+    }
+}
 
 /// The URL of the `next` page named in a `Link` header, if any.
 pub fn next_link(link_header: &str) -> Option<String> {
@@ -17,6 +150,7 @@ pub fn next_link(link_header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn finds_next_among_several_relations() {
@@ -35,5 +169,49 @@ mod tests {
         assert_eq!(next_link(r#"<https://h/r?page=1>; rel="first", <https://h/r?page=4>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn each_strategy_reads_its_items_and_next_page() {
+        let link = Paging::LinkHeader.read(Some("<https://h/u?page=2>; rel=\"next\""), json!([1, 2])).unwrap();
+        assert_eq!(link, Page { items: vec![json!(1), json!(2)], next: Some(Next::Url("https://h/u?page=2".into())) });
+
+        let tfe = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
+        let page = tfe.read(None, json!({"data": [{"id": "u"}], "meta": {"pagination": {"next-page": 3}}})).unwrap();
+        assert_eq!(page.next, Some(Next::Param("page[number]", "3".into())));
+        assert_eq!(page.items.len(), 1);
+        let last = tfe.read(None, json!({"data": [], "meta": {"pagination": {"next-page": null}}})).unwrap();
+        assert_eq!(last.next, None);
+
+        let synapse = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
+        let page = synapse.read(None, json!({"users": [], "next_token": "100"})).unwrap();
+        assert_eq!(page.next, Some(Next::Param("from", "100".into())));
+
+        let tl = Paging::PageOfTotal { param: "page", items: "/content", number: "/number", total: "/totalPages" };
+        assert_eq!(
+            tl.read(None, json!({"content": [1], "number": 0, "totalPages": 2})).unwrap().next,
+            Some(Next::Param("page", "1".into()))
+        );
+        assert_eq!(tl.read(None, json!({"content": [1], "number": 1, "totalPages": 2})).unwrap().next, None);
+    }
+
+    #[test]
+    fn items_of_the_wrong_type_are_an_error_not_an_empty_list() {
+        assert!(Paging::LinkHeader.read(None, json!({"message": "hi"})).is_err());
+        let synapse = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
+        assert!(synapse.read(None, json!({"users": "all of them"})).is_err());
+    }
+
+    #[test]
+    fn a_walk_refuses_a_page_twice_and_stops_at_its_limits() {
+        let mut walk = Walk::new(Limits { max_pages: 3, max_items: 10, ..Limits::default() });
+        walk.visit("https://h/u?page=1").unwrap();
+        let again = walk.visit("https://h/u?page=1").unwrap_err();
+        assert!(again.contains("already fetched"), "{again}");
+        walk.visit("https://h/u?page=2").unwrap();
+        walk.visit("https://h/u?page=3").unwrap();
+        assert!(walk.visit("https://h/u?page=4").unwrap_err().contains("max_pages"));
+        walk.count(10).unwrap();
+        assert!(walk.count(1).unwrap_err().contains("max_items"));
     }
 }

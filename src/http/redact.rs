@@ -1,11 +1,19 @@
-//! Secret hygiene: tokens live in `SecretString`; any text that leaves the process is scrubbed of token shapes.
+//! Secret hygiene: tokens live in `SecretString`; any text that leaves the process is scrubbed of every secret
+//! this process loaded, by its exact value and its URL- and base64-encoded forms (whatever its shape), and of
+//! anything shaped like a known kind of token.
 
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
 use regex::Regex;
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub use secrecy::{ExposeSecret, SecretString};
 
 const REDACTED: &str = "[REDACTED]";
+
+/// Shorter values are too likely to be ordinary words to scrub everywhere.
+const MIN_SECRET_LEN: usize = 6;
 
 fn token_shapes() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
@@ -25,18 +33,108 @@ fn token_shapes() -> &'static Regex {
     })
 }
 
-/// `text` with every token-shaped substring replaced by `[REDACTED]`.
-pub fn redact(text: &str) -> String {
-    token_shapes().replace_all(text, REDACTED).into_owned()
+/// Every secret value this process has loaded, and a matcher for all their forms.
+struct Known {
+    values: BTreeSet<String>,
+    matcher: Option<Arc<AhoCorasick>>,
 }
 
-/// `text` with the given secrets (exact values) and every token shape removed.
-pub fn redact_known(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(secret, REDACTED);
+fn known() -> &'static RwLock<Known> {
+    static KNOWN: OnceLock<RwLock<Known>> = OnceLock::new();
+    KNOWN.get_or_init(|| RwLock::new(Known { values: BTreeSet::new(), matcher: None }))
+}
+
+/// Remembers `value` as a secret: from now on it never leaves the process in any text `redact` sees.
+pub fn remember(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_SECRET_LEN {
+        return;
     }
-    redact(&out)
+    if known().read().unwrap_or_else(|e| e.into_inner()).values.contains(value) {
+        return;
+    }
+    let mut known = known().write().unwrap_or_else(|e| e.into_inner());
+    if !known.values.insert(value.to_string()) {
+        return;
+    }
+    let forms: BTreeSet<String> = known.values.iter().flat_map(|v| encoded_forms(v)).collect();
+    known.matcher = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(forms.iter().filter(|f| f.len() >= MIN_SECRET_LEN))
+        .ok()
+        .map(Arc::new);
+}
+
+/// A secret read from outside (an environment variable, a command, a file), remembered for scrubbing.
+pub fn loaded(value: String) -> SecretString {
+    remember(&value);
+    SecretString::from(value)
+}
+
+/// The forms a secret takes in text: as is, percent-encoded, and base64 in both alphabets. Base64 of a longer
+/// text holding the secret (`user:token` in a Basic header) depends on where it starts, so for each of the
+/// three alignments the characters that only the secret decides are kept.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    let mut forms = vec![secret.to_string()];
+    forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+    forms.push(super::segment(secret));
+    for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD]
+    {
+        for offset in 0..3usize {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(secret.as_bytes());
+            let encoded = engine.encode(&bytes);
+            // Characters before the secret's first whole group, and the last partial group, also hold other bytes.
+            let skip = if offset == 0 { 0 } else { 4 };
+            let whole = (bytes.len() / 3) * 4;
+            if whole > skip {
+                forms.push(encoded[skip..whole].to_string());
+            }
+            if offset == 0 {
+                forms.push(encoded.clone());
+            }
+        }
+    }
+    forms
+}
+
+/// `text` with every secret this process loaded (in any of its forms) and every token shape replaced by
+/// `[REDACTED]`: for messages, logs, files and the audit log.
+pub fn redact(text: &str) -> String {
+    token_shapes().replace_all(&redact_loaded(text), REDACTED).into_owned()
+}
+
+/// `text` with every secret this process loaded replaced, but token shapes kept: for a value a person asked
+/// for (a freshly made impersonation token, a user's login token), which the shape rule would hide from them.
+pub fn redact_loaded(text: &str) -> String {
+    let matcher = known().read().unwrap_or_else(|e| e.into_inner()).matcher.clone();
+    match matcher {
+        Some(m) => m.replace_all(text, &vec![REDACTED; m.patterns_len()]),
+        None => text.to_string(),
+    }
+}
+
+/// Does a parameter or argument of this name hold a secret (`password`, `api_token`, `client_secret`…)?
+pub fn looks_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "credential", "apikey", "api_key", "cookie", "private_key"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// A writer that scrubs what passes through it (log lines go through one on their way to stderr).
+pub struct Redacting<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The log formatter hands over each line whole, so a secret is never split between two writes.
+        self.0.write_all(redact(&String::from_utf8_lossy(buf)).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]
@@ -67,7 +165,35 @@ mod tests {
     }
 
     #[test]
-    fn known_secrets_are_removed_even_without_a_known_shape() {
-        assert_eq!(redact_known("x=hunter22 y", &["hunter22"]), "x=[REDACTED] y");
+    fn a_loaded_secret_is_scrubbed_whatever_its_shape_and_encoding() {
+        // A classic 40-hex GitHub token: no prefix, so no shape rule can know it.
+        let token = "0123456789abcdef0123456789abcdef01234567";
+        let secret = "p@ss w0rd/+=?&sixteen";
+        assert!(redact(&format!("echo {token}")).contains(token), "nothing is known yet");
+        remember(token);
+        remember(secret);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for text in [
+            format!("bad credentials: {token}."),
+            format!("query ?password={}", url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>()),
+            format!("path /{}", crate::http::segment(secret)),
+            format!("basic {}", b64.encode(format!("admin:{secret}"))),
+            format!("basic {}", b64.encode(format!("x:{secret}"))),
+            format!("basic {}", b64.encode(format!("{token}:x-oauth-basic"))),
+            format!("url-safe {}", base64::engine::general_purpose::URL_SAFE.encode(format!("ab{secret}"))),
+        ] {
+            let out = redact(&text);
+            assert!(out.contains("[REDACTED]"), "{text} → {out}");
+            for leaked in [token, secret, "0123456789abcdef"] {
+                assert!(!out.contains(leaked), "{leaked} survived in {out}");
+            }
+        }
+        assert_eq!(redact("user octocat not found"), "user octocat not found");
+    }
+
+    #[test]
+    fn short_values_are_not_treated_as_secrets() {
+        remember("abc");
+        assert_eq!(redact("abc def"), "abc def");
     }
 }

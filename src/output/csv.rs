@@ -1,6 +1,7 @@
 //! CSV files for scripts: reading (BOM, quotes, CRLF, blank lines, any header case; bad rows named by line)
 //! and writing (cells a spreadsheet would run as formulas are neutralised).
 
+use crate::http::redact::redact;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -125,7 +126,7 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
-/// Rows of records as CSV text; the columns are the union of the records' keys in table order (user records
+/// Rows of records as CSV text, scrubbed of secrets; the columns are the union of the records' keys in table order (user records
 /// lead with login, email…), or exactly `columns` when given. Nested values are written as JSON.
 pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<String, String> {
     let columns = match columns {
@@ -133,10 +134,13 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
         None => super::table::ordered_keys(rows.iter()),
     };
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(&columns).map_err(|e| e.to_string())?;
+    // Header cells come from data too (a server's field names), so they are neutralised like the rest.
+    w.write_record(columns.iter().map(|c| neutralise(&redact(c)))).map_err(|e| e.to_string())?;
     for row in rows {
-        let cells: Vec<String> =
-            columns.iter().map(|c| neutralise(&super::table::cell(row.get(c).unwrap_or(&Value::Null)))).collect();
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| neutralise(&redact(&super::table::cell(row.get(c).unwrap_or(&Value::Null)))))
+            .collect();
         w.write_record(&cells).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ pub mod table;
 
 use crate::cli::Format;
 use crate::context::OutputSettings;
+use crate::http::redact::redact;
 use serde_json::Value;
 use std::io::Write;
 
@@ -22,9 +23,10 @@ pub fn render(value: &Value, settings: OutputSettings) -> String {
     }
 }
 
-/// Writes a rendered value and a newline, ignoring a closed pipe (`steward eval … | head`).
+/// Writes a rendered value (scrubbed of the secrets this process loaded; a token the person asked for, such
+/// as a new impersonation token, is shown) and a newline, ignoring a closed pipe (`steward eval … | head`).
 pub fn print_value(value: &Value, settings: OutputSettings) {
-    let text = render(value, settings);
+    let text = crate::http::redact::redact_loaded(&render(value, settings));
     if text.is_empty() {
         return;
     }
@@ -32,12 +34,12 @@ pub fn print_value(value: &Value, settings: OutputSettings) {
     let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
 }
 
-/// A line for people on stdout (script `print`, command results).
+/// A line for people on stdout (script `print`, command results), scrubbed of secrets.
 pub fn line(text: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    let _ = writeln!(std::io::stdout().lock(), "{}", redact(text));
 }
 
 /// A message for people on stderr (errors, warnings, progress), scrubbed of secrets.
 pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{}", crate::http::redact::redact(text));
+    let _ = writeln!(std::io::stderr().lock(), "{}", redact(text));
 }

@@ -19,6 +19,8 @@ mod synapse;
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
+// A hostile server: links to other origins, endless pages and bodies, answers that are not JSON.
+mod hostile;
 // The fault cases of the reliability plan that need a scheduled fault and arrival times: 429, secondary
 // limits, spent budgets, a long outage.
 mod fault_cases;

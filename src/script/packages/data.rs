@@ -78,8 +78,8 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             Ok::<bool, Box<rhai::EvalAltResult>>(false)
         })
     });
-    // print/debug go to stdout and stderr, scrubbed of anything shaped like a token.
-    engine.on_print(|text| output::line(&crate::http::redact::redact(text)));
+    // print/debug go to stdout and stderr, which scrub secrets.
+    engine.on_print(output::line);
     engine.on_debug(|text, source, pos| {
         let place = match source {
             Some(s) => format!("{s}:{pos}"),

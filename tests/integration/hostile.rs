@@ -1,0 +1,387 @@
+//! A hostile world: a loopback server written for these tests answers what no honest service would (links to
+//! other origins, pages without end, endless or huge bodies, HTML, JSON nested 100,000 deep), and a second one
+//! stands "elsewhere" to prove the token never reaches it. Each case must end in a clear error, bounded.
+
+use crate::util::{Env, ADMIN_TOKEN};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// What the hostile server saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// `GET /api/v3/users?per_page=100`
+    pub line: String,
+    pub authorization: Option<String>,
+}
+
+/// How the hostile server answers one request.
+pub enum Reply {
+    Json {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    Raw {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// `Transfer-Encoding: chunked`, never ending.
+    Endless,
+}
+
+pub fn json(body: impl Into<String>) -> Reply {
+    Reply::Json { status: 200, headers: Vec::new(), body: body.into() }
+}
+
+pub fn json_with(headers: &[(&str, &str)], body: impl Into<String>) -> Reply {
+    let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Reply::Json { status: 200, headers, body: body.into() }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+pub struct Hostile {
+    pub addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Hostile {
+    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (log, handler): (_, Handler) = (seen.clone(), Arc::new(handler));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, handler) = (log.clone(), handler.clone());
+                std::thread::spawn(move || serve(stream, &log, handler.as_ref()));
+            }
+        });
+        Hostile { addr, seen }
+    }
+
+    /// A server that answers anything with an empty array and counts what reaches it.
+    pub fn elsewhere() -> Hostile {
+        Hostile::start(|_| json("[]"))
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>, handler: &(dyn Fn(&Seen) -> Reply + Send + Sync)) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut seen = Seen { line: line.trim_end().to_string(), authorization: None };
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "authorization" => seen.authorization = Some(value.trim().to_string()),
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
+        log.lock().unwrap_or_else(|e| e.into_inner()).push(seen.clone());
+        let written = match handler(&seen) {
+            Reply::Json { status, headers, body } => {
+                let mut head = format!(
+                    "HTTP/1.1 {status} Hostile\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                writer.write_all(format!("{head}\r\n{body}").as_bytes())
+            }
+            Reply::Raw { content_type, body } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body))
+            }
+            Reply::Endless => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "[".repeat(64 * 1024));
+                let mut result = writer.write_all(head.as_bytes());
+                // Until steward hangs up (or a test's bound of 2 GB, should it never).
+                for _ in 0..32_768 {
+                    if result.is_err() {
+                        break;
+                    }
+                    result = writer.write_all(chunk.as_bytes());
+                }
+                return;
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+/// An env with one profile `h` of `kind` on the hostile server at `url`, plus `extra` profile lines.
+fn env_for(kind: &str, url: &str, extra: &str) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"{kind}\"\nurl = \"{url}\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n{extra}"
+    ));
+    env
+}
+
+fn page_of_one(n: usize) -> String {
+    format!(r#"[{{"login": "user{n}", "id": {n}, "type": "User", "site_admin": false}}]"#)
+}
+
+#[test]
+fn a_next_page_on_another_origin_is_refused_and_the_token_stays_home() {
+    let elsewhere = Hostile::elsewhere();
+    let other = elsewhere.addr;
+    let tricks = [
+        format!("HTTP://{other}/api/v3/users?page=2"),
+        format!(" http://{other}/api/v3/users?page=2"),
+        format!("//{other}/api/v3/users?page=2"),
+        format!("\\\\{other}\\api\\v3\\users?page=2"),
+        format!("/\\{other}/api/v3/users?page=2"),
+        format!("http://localhost:{}/api/v3/users?page=2", other.port()),
+        format!("http://admin@{other}/api/v3/users?page=2"),
+    ];
+    for trick in tricks {
+        let link = format!("<{trick}>; rel=\"next\"");
+        let home = Hostile::start(move |_| json_with(&[("Link", &link)], page_of_one(1)));
+        let env = env_for("github", &format!("{}/api/v3", home.base()), "");
+        let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+        assert_ne!(run.status, Some(0), "the trick {trick:?} was followed\n{}", run.report());
+        assert!(run.stderr.contains("steward sends its token only to the profile's origin"), "{}", run.report());
+        assert!(!run.stderr.contains(ADMIN_TOKEN), "{}", run.report());
+        assert!(elsewhere.seen().is_empty(), "{trick:?} reached the other server: {:?}", elsewhere.seen());
+    }
+}
+
+#[test]
+fn api_paths_cannot_leave_the_profile_origin() {
+    let elsewhere = Hostile::elsewhere();
+    let home = Hostile::start(|_| json("{}"));
+    let env = env_for("github", &format!("{}/api/v3", home.base()), "");
+    let other = elsewhere.addr;
+    for path in
+        [format!("http://{other}/x"), format!("//{other}/x"), format!("HTTP://{other}/x"), format!(" http://{other}/x")]
+    {
+        let expr = format!(r#"connect("h").api("GET", "{path}", ())"#);
+        let run = env.run(&["eval", &expr]);
+        assert_ne!(run.status, Some(0), "{path:?} was sent\n{}", run.report());
+        assert!(run.stderr.contains("not to the profile's http://127.0.0.1"), "{}", run.report());
+    }
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    // The same origin still works, with or without a leading slash.
+    let ok = env.run(&["eval", r#"connect("h").api("GET", "/meta", ())"#]).success();
+    assert!(ok.stdout.contains("{}"), "{}", ok.report());
+    assert_eq!(home.seen().last().map(|s| s.line.clone()).unwrap_or_default(), "GET /api/v3/meta HTTP/1.1");
+}
+
+#[test]
+fn endless_paging_stops_at_max_pages_on_every_paging_style() {
+    // GitHub: a Link to a new page each time.
+    let github = Hostile::start(|seen| {
+        let n: usize =
+            seen.line.split("&page=").nth(1).and_then(|r| r.split([' ', '&']).next()?.parse().ok()).unwrap_or(1);
+        let link = format!("</api/v3/users?per_page=100&page={}>; rel=\"next\"", n + 1);
+        json_with(&[("Link", &link)], page_of_one(n))
+    });
+    // Terraform: next-page always one more.
+    let tfe = Hostile::start(|seen| {
+        let n: u64 = seen
+            .line
+            .split("page%5Bnumber%5D=")
+            .nth(1)
+            .and_then(|r| r.split([' ', '&']).next()?.parse().ok())
+            .unwrap_or(1);
+        json(format!(
+            r#"{{"data": [{{"id": "user-{n}", "type": "users", "attributes": {{"username": "u{n}"}}}}], "meta": {{"pagination": {{"next-page": {}}}}}}}"#,
+            n + 1
+        ))
+    });
+    // Synapse: a fresh next_token each time.
+    let synapse = Hostile::start(|seen| {
+        json(format!(
+            r#"{{"users": [{{"name": "@u:hs"}}], "next_token": "{}", "total": 1}}"#,
+            seen.line.len() + rand_suffix()
+        ))
+    });
+    for (kind, url, server) in [
+        ("github", format!("{}/api/v3", github.base()), &github),
+        ("terraform", format!("{}/api/v2", tfe.base()), &tfe),
+        ("synapse", synapse.base(), &synapse),
+    ] {
+        let env = env_for(kind, &url, "max_pages = 40\n");
+        let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+        assert_ne!(run.status, Some(0), "{kind}\n{}", run.report());
+        assert!(run.stderr.contains("did not end after 40 pages (max_pages)"), "{kind}\n{}", run.report());
+        assert!(run.stderr.contains("raise max_pages"), "{kind}\n{}", run.report());
+        let pages = server.seen().iter().filter(|s| s.line.starts_with("GET ")).count();
+        assert!(pages <= 41, "{kind}: {pages} pages were fetched");
+    }
+}
+
+/// A different number on each call, so a cursor never repeats.
+fn rand_suffix() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1_000);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
+    let synapse = Hostile::start(|_| json(r#"{"users": [{"name": "@u:hs"}], "next_token": "5", "total": 9}"#));
+    let env = env_for("synapse", &synapse.base(), "");
+    let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("already fetched"), "{}", run.report());
+    assert!(synapse.seen().len() <= 3, "{:?}", synapse.seen());
+
+    // A Link pointing back at page 1 by another spelling of the same URL.
+    let github = Hostile::start(|seen| {
+        let link = if seen.line.contains("page=2") {
+            "</api/v3/users?per_page=100>; rel=\"next\""
+        } else {
+            "<http://127.0.0.1:1/x>; rel=\"prev\", </api/v3/./users?per_page=100&page=2>; rel=\"next\""
+        };
+        json_with(&[("Link", link)], page_of_one(1))
+    });
+    let env = env_for("github", &format!("{}/api/v3", github.base()), "");
+    let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+    assert!(run.stderr.contains("already fetched"), "{}", run.report());
+}
+
+#[test]
+fn an_endless_body_is_cut_at_max_response_mb() {
+    let server = Hostile::start(|_| Reply::Endless);
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "max_response_mb = 4\n");
+    let started = std::time::Instant::now();
+    let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("larger than 4 MB"), "{}", run.report());
+    assert!(run.stderr.contains("max_response_mb"), "{}", run.report());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_success_that_is_not_json_is_an_error_naming_status_and_type() {
+    let cases: [(&str, &'static str, Vec<u8>, &str); 4] = [
+        ("html", "text/html", b"<html>Sign in</html>".to_vec(), "text/html"),
+        ("invalid utf-8", "application/json", vec![b'[', 0xff, 0xfe, b']'], "application/json"),
+        ("nested 100,000 deep", "application/json", "[".repeat(100_000).into_bytes(), "recursion limit"),
+        ("truncated", "application/json", br#"[{"login": "a""#.to_vec(), "not the JSON expected"),
+    ];
+    for (name, content_type, body, expect) in cases {
+        let server = Hostile::start(move |_| Reply::Raw { content_type, body: body.clone() });
+        let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+        let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+        assert_ne!(run.status, Some(0), "{name}: a bad answer was read as a listing\n{}", run.report());
+        assert!(run.stderr.contains("HTTP 200"), "{name}\n{}", run.report());
+        assert!(run.stderr.contains(expect), "{name}\n{}", run.report());
+    }
+}
+
+/// A classic GitHub token: 40 hex characters, no prefix, so no shape rule can know it.
+const HEX_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Echoes the credentials it was sent, raw, URL-encoded and in base64, in errors and in a success.
+fn echoing_server() -> Hostile {
+    Hostile::start(|seen| {
+        let auth = seen.authorization.clone().unwrap_or_default();
+        let bare = auth.rsplit(' ').next().unwrap_or_default().to_string();
+        let secret = bare.rsplit(':').next().unwrap_or_default().to_string();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{secret}"));
+        let url: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let echo = format!("you sent {bare} ({secret}; {url}; basic {b64})");
+        if seen.line.starts_with("GET /api/v3/user ") {
+            return json(r#"{"login": "admin", "site_admin": true}"#);
+        }
+        if seen.line.starts_with("GET /api/v3/echo") {
+            return json(serde_json::json!({ "echo": echo }).to_string());
+        }
+        Reply::Json {
+            status: 422,
+            headers: Vec::new(),
+            body: serde_json::json!({ "message": echo, "error_message": echo }).to_string(),
+        }
+    })
+}
+
+#[test]
+fn a_secret_echoed_by_a_server_reaches_no_output_file_or_log() {
+    let server = echoing_server();
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+    env.write(
+        "job.rhai",
+        r#"
+        let h = connect("h");
+        let r = h.suspend_all(["alice", "bob"], #{reason: "left"});
+        write_csv("results.csv", r);
+        print(h.api("GET", "/echo", ()));
+        try { h.get_user("carol"); } catch (e) { print(e.message); }
+        h.get_user("dave")
+        "#,
+    );
+    let mut cmd = env.cmd();
+    cmd.env("GHES_TOKEN", HEX_TOKEN).args(["-vv", "--yes", "run", "job.rhai"]);
+    let run = crate::util::Run::of(cmd);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stdout.contains("you sent [REDACTED]"), "the echo was printed, scrubbed\n{}", run.report());
+    let results = std::fs::read_to_string(env.path("results.csv")).expect("results.csv");
+    assert!(results.contains("[REDACTED]"), "{results}");
+    let export = env.run(&["audit", "export", "--format", "json"]).success();
+    let db = std::fs::read(env.audit_db()).expect("audit.db");
+    let wal = std::fs::read(env.path("audit.db-wal")).unwrap_or_default();
+    let encoded: String = url::form_urlencoded::byte_serialize(HEX_TOKEN.as_bytes()).collect();
+    for (name, text) in [
+        ("stdout", run.stdout.clone()),
+        ("stderr (with -vv logs)", run.stderr.clone()),
+        ("results.csv", results),
+        ("audit export", export.stdout),
+        ("audit.db", String::from_utf8_lossy(&db).into_owned()),
+        ("audit.db-wal", String::from_utf8_lossy(&wal).into_owned()),
+    ] {
+        for leaked in [HEX_TOKEN, &encoded, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nw"] {
+            assert!(!text.contains(leaked), "{name} holds the token ({leaked})\n{}", run.report());
+        }
+    }
+}
+
+#[test]
+fn a_travis_org_token_is_scrubbed_in_every_form() {
+    let server = echoing_server();
+    let env = env_for("travis", &server.base(), "org_id = \"89\"\n");
+    let mut cmd = env.cmd();
+    cmd.env("GHES_TOKEN", "s3cr3tTravisValue").args(["eval", r#"connect("h").user_activity(#{since: "2026-01-01"})"#]);
+    let run = crate::util::Run::of(cmd);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("you sent [REDACTED]"), "{}", run.report());
+    assert!(!run.stderr.contains("s3cr3tTravisValue"), "{}", run.report());
+    assert!(!run.stderr.contains("89:s3cr3t"), "{}", run.report());
+}
