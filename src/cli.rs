@@ -122,6 +122,9 @@ pub enum AuditCommand {
     },
     /// Print the public key that checks this log's checkpoints, to keep wherever its copies are checked.
     Key,
+    /// Anchor the log anew when its checkpoint was lost or the log was rolled back or replaced on purpose:
+    /// only a log whose whole chain links up, after confirmation (or --yes), recorded as an event.
+    Anchor,
     /// Export events with their hashes (JSON lines or CSV) for offline review.
     Export(AuditFilterArgs),
     /// The fingerprint this log gives a token read from standard input, to find what that token did

@@ -117,18 +117,7 @@ impl Profile {
             };
         }
         if let Some(cmd) = &self.token_cmd {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("profile {name}: cannot run token_cmd: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("profile {name}: token_cmd failed ({}); run it by hand to see why", out.status));
-            }
-            let token = String::from_utf8(out.stdout)
-                .map_err(|_| format!("profile {name}: token_cmd printed non-UTF-8 bytes"))?;
+            let token = run_token_cmd(cmd, TOKEN_CMD_TIMEOUT).map_err(|e| format!("profile {name}: {e}"))?;
             let token = token.trim().to_string();
             if token.is_empty() {
                 return Err(format!("profile {name}: token_cmd printed nothing; it must print the token on stdout"));
@@ -263,6 +252,63 @@ fn is_private(_path: &Path) -> bool {
     false
 }
 
+/// How long `token_cmd` may take (long enough to type a passphrase into a pinentry).
+const TOKEN_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `token_cmd` in a process group of its own and returns what it printed. Past `timeout` the whole group
+/// is killed; after it exits too, so a child it left behind neither lingers nor holds its output open.
+fn run_token_cmd(cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run token_cmd: {e}"))?;
+    let group = child.id() as libc::pid_t;
+    let kill_group = || {
+        // SAFETY: killpg only sends a signal; the group is the one this function made for the command.
+        unsafe { libc::killpg(group, libc::SIGKILL) };
+    };
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(s) = stdout {
+            // A token is short: a command printing without end is cut at 64 KB.
+            let _ = s.take(64 << 10).read_to_end(&mut out);
+        }
+        out
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Ok(None) => {
+                kill_group();
+                let _ = child.wait();
+                return Err(format!(
+                    "token_cmd did not finish within {} s and was stopped (with its children); run it by hand to see why",
+                    timeout.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for token_cmd: {e}")),
+        }
+    };
+    kill_group();
+    let out = reader.join().map_err(|_| "token_cmd's output could not be read".to_string())?;
+    if !status.success() {
+        return Err(format!("token_cmd failed ({status}); run it by hand to see why"));
+    }
+    String::from_utf8(out).map_err(|_| "token_cmd printed non-UTF-8 bytes".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +358,44 @@ mod tests {
         assert!(e.message.contains("[profiles.x] url"), "{e}");
         assert!(e.message.contains("user name or password"), "{e}");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_hanging_token_cmd_is_stopped_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let cmd = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+        let started = std::time::Instant::now();
+        let e = run_token_cmd(&cmd, std::time::Duration::from_millis(500)).unwrap_err();
+        assert!(e.contains("did not finish within 0 s"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        assert!(!alive(&pid), "the child {pid} outlived token_cmd");
+    }
+
+    #[test]
+    fn a_child_left_behind_by_token_cmd_neither_lingers_nor_holds_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let cmd = format!("sleep 300 & echo $! > {}; echo tok3n-value", pid_file.display());
+        let started = std::time::Instant::now();
+        assert_eq!(run_token_cmd(&cmd, std::time::Duration::from_secs(30)).unwrap().trim(), "tok3n-value");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        assert!(!alive(&pid), "the child {pid} outlived token_cmd");
+    }
+
+    /// Running (a zombie waiting for its reaper counts as gone).
+    fn alive(pid: &str) -> bool {
+        for _ in 0..100 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
+            if matches!(state, "" | "Z" | "X") {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Ctrl-C as a value: set by the signal handler, polled by the script engine, awaited by requests in flight.
+//! Stopping as a value: set by Ctrl-C or by a budget that ran out (`--timeout`), polled by the script engine,
+//! awaited by requests in flight, so a stop acts inside a call as well as between operations.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 #[derive(Clone, Default)]
@@ -13,20 +14,41 @@ pub struct Interrupt {
 struct Inner {
     raised: AtomicBool,
     notify: Notify,
+    /// Why, when it was not Ctrl-C (a budget ran out).
+    why: Mutex<Option<String>>,
 }
 
 impl Interrupt {
+    /// Ctrl-C.
     pub fn raise(&self) {
         self.inner.raised.store(true, Ordering::SeqCst);
         self.inner.notify.notify_waiters();
+    }
+
+    /// A budget ran out: stop, saying why.
+    pub fn stop(&self, why: String) {
+        *self.inner.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.raise();
     }
 
     pub fn is_raised(&self) -> bool {
         self.inner.raised.load(Ordering::SeqCst)
     }
 
+    /// Raised by Ctrl-C (exit code 130), not by a budget (a script error).
+    pub fn by_ctrl_c(&self) -> bool {
+        self.is_raised() && self.inner.why.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// What stopped the run, in words for messages and the audit log.
+    pub fn reason(&self) -> String {
+        let why = self.inner.why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        why.unwrap_or_else(|| "cancelled by Ctrl-C".to_string())
+    }
+
     /// Clears the flag before the REPL runs its next line.
     pub fn reset(&self) {
+        *self.inner.why.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.inner.raised.store(false, Ordering::SeqCst);
     }
 

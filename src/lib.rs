@@ -91,7 +91,8 @@ fn lock_run(audit: &std::path::Path, run: i64) -> anyhow::Result<std::fs::File> 
     }
 }
 
-fn run_info() -> RunInfo {
+/// Who is acting, where, and how steward was invoked: the `runs` row of this invocation.
+pub(crate) fn run_info() -> RunInfo {
     let args: Vec<String> = std::env::args().collect();
     RunInfo {
         os_user: whoami::username(),

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -106,7 +107,8 @@ pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<O
 /// syslog when a socket is configured (`audit_syslog`), so a copy exists beyond the reach of whoever can edit
 /// the files.
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
-    let Some((seq, hash)) = store.head().map_err(|e| e.to_string())? else { return Ok(()) };
+    // An empty log is anchored too (at seq 0, the genesis hash), so a log holding events never lacks one.
+    let (seq, hash) = store.head().map_err(|e| e.to_string())?.unwrap_or((0, chain::GENESIS.to_string()));
     let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true };
     let signer = NoteSigner::load_or_create(db)?;
     let note = signer.sign(&cp.text(signer.verifier().name())?);
@@ -115,10 +117,67 @@ pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(),
             tracing::warn!("could not send the audit checkpoint to syslog at {}: {e}", socket.display());
         }
     }
-    let path = path_for(db);
+    replace_file(&path_for(db), &note)?;
+    // The second copy, outside the log's directory: losing it only loses rollback detection, so it warns.
+    if let Some(anchor) = anchor_path(db) {
+        let written = anchor.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string());
+        if let Err(e) = written.and_then(|()| replace_file(&anchor, &note)) {
+            tracing::warn!("could not keep a copy of the audit checkpoint at {}: {e}", anchor.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` whole or not at all: a private temp file, fsynced, renamed over `path`.
+fn replace_file(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension("checkpoint.tmp");
-    write_private(&tmp, note.as_bytes(), false).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    write_private(&tmp, text.as_bytes(), false).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Where the second copy of the log's newest checkpoint lives: in the user's state directory
+/// (`~/.local/state/steward/anchors/`), outside the log's own, keyed by the log's real path. Rolling the log
+/// and the checkpoint beside it back together to an older signed pair leaves this copy naming rows the log
+/// no longer has.
+pub fn anchor_path(db: &Path) -> Option<PathBuf> {
+    let dir = dirs::state_dir().or_else(dirs::data_local_dir)?;
+    let real = super::real_path(db);
+    let digest = Sha256::digest(real.as_os_str().as_encoded_bytes());
+    Some(dir.join("steward").join("anchors").join(format!("{}.checkpoint", hex::encode(&digest[..8]))))
+}
+
+/// What is wrong with the log at `db` against its anchors, if anything: the one check every action waits on
+/// and `audit verify` reports. The checkpoint beside the log must be there once the log holds events, be
+/// signed by the log's key, and match the log; the copy in the state directory must match it too.
+pub fn problem(db: &Path, store: &AuditStore) -> Result<Option<String>, AuditError> {
+    let beside = match read(db) {
+        Ok(cp) => cp,
+        Err(untrusted) => return Ok(Some(untrusted)),
+    };
+    if beside.is_none() {
+        if let Some((seq, _)) = store.head()? {
+            return Ok(Some(format!(
+                "the checkpoint {} is missing, yet the log holds events up to seq {seq}: it was deleted, or the log \
+                 was copied without it; if the log is what you expect, `steward audit anchor` anchors it anew",
+                path_for(db).display()
+            )));
+        }
+    }
+    if let Some(p) = store.check_against(beside.as_ref())? {
+        return Ok(Some(p));
+    }
+    let Some(anchor) = anchor_path(db) else { return Ok(None) };
+    Ok(match read_copy(db, &anchor, None) {
+        Ok(None) => None,
+        Ok(Some(cp)) => store.check_against(Some(&cp))?.map(|p| {
+            format!(
+                "the log is older than the copy of its newest checkpoint kept in {} ({p}): the log and the checkpoint \
+                 beside it were rolled back or replaced; if that was on purpose, `steward audit anchor` anchors it anew",
+                anchor.display()
+            )
+        }),
+        Err(untrusted) => Some(untrusted),
+    })
 }
 
 /// One RFC 3164 line on the local datagram socket (`/dev/log`): facility authpriv, severity notice. It holds
@@ -164,6 +223,13 @@ impl AuditStore {
             return Ok(Some(format!("SQLite reports the file damaged: {quick}")));
         }
         let Some(cp) = cp else { return Ok(None) };
+        if cp.seq == 0 {
+            return Ok(match (cp.hash == chain::GENESIS, self.verify_from(0, chain::GENESIS)?) {
+                (false, _) => Some("the checkpoint of an empty log names a hash other than the genesis".into()),
+                (true, Some(b)) => Some(format!("the chain breaks at seq {}", b.seq())),
+                (true, None) => None,
+            });
+        }
         let at: Option<String> = self
             .conn()
             .query_row("SELECT hash FROM events WHERE seq = ?1", [cp.seq], |r| r.get(0))

@@ -15,6 +15,10 @@ pub enum AuditError {
     Write(rusqlite::Error),
     #[error("audit log read failed: {0}")]
     Read(rusqlite::Error),
+    #[error(
+        "the audit log changed under steward: {0}; nothing more is recorded or sent (hint: run `steward audit verify`)"
+    )]
+    ChangedUnderUs(String),
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
@@ -39,6 +43,9 @@ pub struct RunInfo {
 pub struct AuditStore {
     conn: Connection,
     path: PathBuf,
+    /// The last event this connection wrote: it must still be there, unchanged, when the next is appended, so a
+    /// tail cut (or rows edited) under a running process is never built upon and signed.
+    last_written: Option<(i64, String)>,
 }
 
 impl AuditStore {
@@ -91,7 +98,7 @@ impl AuditStore {
             tx.pragma_update(None, "user_version", supported).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
-        Ok(AuditStore { conn, path: path.into() })
+        Ok(AuditStore { conn, path: path.into(), last_written: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -145,6 +152,17 @@ impl AuditStore {
             .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(AuditError::Write)?;
+        if let Some((seq, hash)) = &self.last_written {
+            let now: Option<String> = tx
+                .query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| r.get(0))
+                .optional()
+                .map_err(AuditError::Write)?;
+            if now.as_ref() != Some(hash) {
+                return Err(AuditError::ChangedUnderUs(format!(
+                    "event {seq}, which this process wrote, is gone or altered"
+                )));
+            }
+        }
         let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_string()));
         let mut seqs = Vec::with_capacity(events.len());
         {
@@ -191,6 +209,7 @@ impl AuditStore {
             }
         }
         tx.commit().map_err(AuditError::Write)?;
+        self.last_written = Some((seq, prev));
         Ok(seqs)
     }
 }
@@ -220,6 +239,23 @@ mod tests {
             store.conn.query_row("SELECT prev_hash FROM events WHERE seq = 3", [], |r| r.get(0)).unwrap();
         let hash2: String = store.conn.query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
         assert_eq!(prev, hash2);
+    }
+
+    #[test]
+    fn a_tail_cut_under_a_running_writer_is_never_built_upon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut writer = AuditStore::open(&path).unwrap();
+        writer.start_run(&RunInfo::default()).unwrap();
+        writer.append(&mut [event("suspend"), event("suspend"), event("suspend")]).unwrap();
+        // Someone with the file cuts the last row away behind the writer's back.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE seq = 3;").unwrap();
+        let e = writer.append(&mut [event("suspend")]).unwrap_err();
+        assert!(matches!(e, AuditError::ChangedUnderUs(_)), "{e}");
+        assert!(e.to_string().contains("event 3"), "{e}");
+        let count: i64 = other.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, 2, "no seq was reused");
     }
 
     #[test]

@@ -68,15 +68,15 @@ impl State {
             .map_err(|e| e.to_string())?;
             // Fail closed: nothing is recorded (so nothing is sent) on a log that is damaged or was cut short.
             if let AuditTarget::File(p) = &self.target {
-                let problem = match checkpoint::read(p) {
-                    Ok(cp) => store.check_against(cp.as_ref()).map_err(|e| e.to_string())?,
-                    Err(untrusted) => Some(untrusted),
-                };
-                if let Some(problem) = problem {
+                if let Some(problem) = checkpoint::problem(p, &store).map_err(|e| e.to_string())? {
                     return Err(format!(
                         "the audit log {} failed its integrity check ({problem}), so no action is taken; run `steward audit verify` and restore the log from a backup",
                         p.display()
                     ));
+                }
+                // A new log is anchored before its first event, so a log with events always has a checkpoint.
+                if !checkpoint::path_for(p).exists() {
+                    checkpoint::write(p, &store, self.syslog.as_deref())?;
                 }
             }
             self.store = Some(store);
@@ -180,12 +180,14 @@ impl State {
     /// would vanish with the process. So fold them into the database file, start a new log, and say so.
     fn keep_wal_on_disk(&mut self, run: i64) -> Result<(), String> {
         let AuditTarget::File(p) = &self.target else { return Ok(()) };
-        if super::beside(p, "-wal").exists() {
+        // SQLite keeps the write-ahead file beside the real database file, not beside a symlink to it.
+        let wal = super::beside(&super::real_path(p), "-wal");
+        if wal.exists() {
             return Ok(());
         }
         let what = format!(
             "the audit log's write-ahead file {} was deleted while steward ran; its rows were folded back into the database",
-            super::beside(p, "-wal").display()
+            wal.display()
         );
         tracing::warn!("{what}");
         self.store()?.fold_wal().map_err(|e| e.to_string())?;
@@ -267,7 +269,8 @@ mod tests {
         let event =
             || Event { op: "suspend".into(), phase: "intent".into(), status: "pending".into(), ..Default::default() };
         writer.append((0..CHECKPOINT_ROWS - 1).map(|_| event()).collect()).await.unwrap();
-        assert_eq!(checkpoint::read(&db), Ok(None), "not yet: fewer rows than CHECKPOINT_ROWS");
+        let genesis = checkpoint::read(&db).unwrap().expect("a new log is anchored before its first event");
+        assert_eq!(genesis.seq, 0, "not yet past seq 0: fewer rows than CHECKPOINT_ROWS");
         let seqs = writer.append(vec![event()]).await.unwrap();
         let cp = checkpoint::read(&db).unwrap().expect("a checkpoint while the run goes on");
         assert_eq!(cp.seq, seqs[0]);

@@ -26,8 +26,9 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
         ))
         .into());
     }
-    let store = AuditStore::open(&ctx.audit_path)?;
+    let mut store = AuditStore::open(&ctx.audit_path)?;
     match cmd {
+        AuditCommand::Anchor => anchor(ctx, &mut store)?,
         AuditCommand::List(args) => {
             let rows = store.list(&filter(args, profile, true)?)?;
             print_rows(ctx, &rows, false);
@@ -64,6 +65,47 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
     Ok(())
 }
 
+/// Anchors the log anew (a lost checkpoint, a log restored or replaced on purpose): never a log whose chain
+/// is broken, only when asked, and on the record, so the re-anchoring itself is evidence.
+fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
+    let v = store.verify()?;
+    if let Some(b) = v.first_break {
+        output::note(&format!(
+            "audit log BROKEN at seq {}: anchoring would vouch for an edited log; restore it from a backup",
+            b.seq()
+        ));
+        return Err(AuditBroken.into());
+    }
+    let Some(problem) = checkpoint::problem(&ctx.audit_path, store)? else {
+        output::line("the audit log is anchored already; nothing to do");
+        return Ok(());
+    };
+    output::note(&format!("audit log not anchored: {problem}"));
+    let question =
+        format!("its {} events link up from the first; anchor {} as it is now?", v.checked, ctx.audit_path.display());
+    if !ctx.dispatcher.mode().assume_yes {
+        match ctx.dispatcher.prompt().confirm(&question) {
+            Ok(true) => {}
+            Ok(false) => return Err(UsageError::new("not anchored (declined)").into()),
+            Err(why) => return Err(UsageError::new(format!("not anchored: {why}")).into()),
+        }
+    }
+    let run = store.start_run(&crate::run_info())?;
+    let mut note = [chain::Event {
+        run_id: run,
+        op: "audit_anchor".into(),
+        phase: "note".into(),
+        status: "anchored".into(),
+        error: problem,
+        ..Default::default()
+    }];
+    let seq = store.append(&mut note)?[0];
+    store.end_run(run, 0)?;
+    checkpoint::write(&ctx.audit_path, store, ctx.config.audit_syslog.as_deref()).map_err(anyhow::Error::msg)?;
+    output::line(&format!("anchored: the log's checkpoint now names seq {seq}, the event that records this"));
+    Ok(())
+}
+
 /// The chain, then the checkpoint: the log's own (`audit.db.checkpoint`) or a copy, checked with the log's key
 /// or the one given.
 fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&str>) -> anyhow::Result<()> {
@@ -84,9 +126,11 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
     let key = key.map(NoteVerifier::parse).transpose().map_err(UsageError::new)?;
     let source = copy.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::path_for(&ctx.audit_path));
     let cp = checkpoint::read_copy(&ctx.audit_path, &source, key.as_ref());
-    let problem = match &cp {
-        Ok(cp) => store.check_against(cp.as_ref())?,
-        Err(untrusted) => Some(untrusted.clone()),
+    let problem = match (&cp, copy.is_none() && key.is_none()) {
+        (Err(untrusted), _) => Some(untrusted.clone()),
+        // The log's own anchors: the checkpoint beside it, and the copy in the state directory.
+        (Ok(_), true) => checkpoint::problem(&ctx.audit_path, store)?,
+        (Ok(cp), false) => store.check_against(cp.as_ref())?,
     };
     if let Some(problem) = problem {
         output::note(&format!(

@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
                 ctx.runtime.block_on(ctx.dispatcher.script_aborted(&crate::script::types::describe_error(&err)));
             }
             output::note(&diagnostic::render(&err, &source, &name));
-            if ctx.interrupt.is_raised() {
+            if ctx.interrupt.by_ctrl_c() {
                 Err(Interrupted.into())
             } else {
                 Err(ScriptFailed.into())

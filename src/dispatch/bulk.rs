@@ -343,9 +343,9 @@ impl Dispatcher {
                                         BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
                                     }
                                     Ok((action, seq)) if self.interrupt.is_raised() => {
-                                        let why = "cancelled by Ctrl-C before it was sent";
-                                        self.close_unsent(conn, &action, seq, why);
-                                        BulkResult::of(item, ItemStatus::Skipped, Some(why.into()))
+                                        let why = format!("{} before it was sent", self.interrupt.reason());
+                                        self.close_unsent(conn, &action, seq, &why);
+                                        BulkResult::of(item, ItemStatus::Skipped, Some(why))
                                     }
                                     Ok((action, seq)) => match failing.stop() {
                                         Some(stop) => {

@@ -433,7 +433,7 @@ impl Dispatcher {
         let started = Instant::now();
         let result = tokio::select! {
             r = conn.backend.execute(action) => r,
-            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C; the request may or may not have reached the server")),
+            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, format!("{}; the request may or may not have reached the server", self.interrupt.reason()))),
         };
         failpoint("after_response_before_outcome");
         let result = self.reconcile(conn, action, result).await;
@@ -484,7 +484,8 @@ impl Dispatcher {
             Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
         };
         if self.interrupt.is_raised() {
-            let cancelled = ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C before it was sent");
+            let cancelled =
+                ApiError::new(ErrorKind::Cancelled, format!("{} before it was sent", self.interrupt.reason()));
             let outcomes = actions.iter().map(|_| Err(cancelled.clone())).collect::<Vec<_>>();
             self.record_outcomes(conn, op, actions, &seqs, &outcomes, 0);
             return outcomes;
@@ -577,7 +578,7 @@ impl Dispatcher {
         let started = Instant::now();
         let result = tokio::select! {
             r = conn.backend.execute(action) => r,
-            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, "cancelled by Ctrl-C")),
+            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
         };
         // Reads change nothing, so one record after the fact is enough; whoami is bookkeeping, not an action.
         if action.op != Op::Whoami {

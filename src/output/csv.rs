@@ -42,13 +42,89 @@ pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, CsvError> {
 /// Only a file that cannot be read or has no usable header is an error.
 pub fn read_lines(path: &Path) -> Result<Vec<Line>, CsvError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CsvError::Io { path: shown.clone(), source })?;
+    let io = |source| CsvError::Io { path: shown.clone(), source };
+    // Checked as a stream first, so a file that lies (a quote that never closes, a line of a gigabyte) is
+    // named with its line before it is held in memory.
+    let file = std::fs::File::open(path).map_err(io)?;
+    check_shape(std::io::BufReader::new(file)).map_err(|e| match e {
+        ShapeError::Io(source) => io(source),
+        ShapeError::Bad(problems) => CsvError::Malformed { path: shown.clone(), problems },
+    })?;
+    let bytes = std::fs::read(path).map_err(io)?;
     parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown)
+}
+
+/// The longest line a CSV file may have: far above any real row, far below what could exhaust memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+enum ShapeError {
+    Io(std::io::Error),
+    Bad(String),
+}
+
+/// Reads the file once as a stream: every line within `MAX_LINE_BYTES`, and every quoted field closed (an
+/// unterminated quote would otherwise swallow every line after it into one field, silently). Quotes are read
+/// as the parser reads them: they open a field only at its start (`27" screen` is plain text), and `""` inside
+/// a quoted field is a quote.
+fn check_shape(mut input: impl std::io::BufRead) -> Result<(), ShapeError> {
+    #[derive(PartialEq)]
+    enum At {
+        FieldStart,
+        Plain,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let (mut at, mut line, mut line_len, mut opened, mut offset) = (At::FieldStart, 1u64, 0usize, 0u64, 0usize);
+    loop {
+        let buf = input.fill_buf().map_err(ShapeError::Io)?;
+        if buf.is_empty() {
+            break;
+        }
+        for &b in buf {
+            offset += 1;
+            if b == b'\n' {
+                line += 1;
+                line_len = 0;
+            } else {
+                line_len += 1;
+                if line_len > MAX_LINE_BYTES {
+                    return Err(ShapeError::Bad(format!(
+                        "line {line} is longer than {} MB; is this really a CSV file?",
+                        MAX_LINE_BYTES >> 20
+                    )));
+                }
+            }
+            at = match (at, b) {
+                // A byte-order mark leaves the first field at its start.
+                (At::FieldStart, 0xEF | 0xBB | 0xBF) if offset <= 3 => At::FieldStart,
+                (At::FieldStart, b'"') => {
+                    opened = line;
+                    At::Quoted
+                }
+                (At::Quoted, b'"') => At::QuoteInQuoted,
+                (At::Quoted, _) => At::Quoted,
+                (At::QuoteInQuoted, b'"') => At::Quoted,
+                (_, b',' | b'\n') => At::FieldStart,
+                _ => At::Plain,
+            };
+        }
+        let n = buf.len();
+        input.consume(n);
+    }
+    if at == At::Quoted {
+        return Err(ShapeError::Bad(format!(
+            "line {opened}: a quoted field opens here and never closes, so every line after it would be read as \
+             part of it; close the quote (a quote inside a quoted field is written \"\")"
+        )));
+    }
+    Ok(())
 }
 
 fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
     let malformed = |problems: String| CsvError::Malformed { path: shown.to_string(), problems };
-    // The csv crate does not count the blank lines it skips; the byte offset tells the true line.
+    // The csv crate does not count the blank lines it skips; the byte offset tells the true line. Positions
+    // only grow, so lines are counted from the last one asked about (linear in the file, not quadratic).
+    let counted = std::cell::Cell::new((0usize, 1u64));
     let line_at = |pos: Option<&::csv::Position>| {
         let Some(p) = pos else { return 0 };
         let mut at = (p.byte() as usize).min(bytes.len());
@@ -56,7 +132,11 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
         while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
             at += 1;
         }
-        1 + bytes[..at].iter().filter(|b| **b == b'\n').count() as u64
+        let (from, line) = counted.get();
+        let (from, line) = if at >= from { (from, line) } else { (0, 1) };
+        let line = line + bytes[from..at].iter().filter(|b| **b == b'\n').count() as u64;
+        counted.set((at, line));
+        line
     };
     let describe = |e: &::csv::Error| format!("line {}: {e}", line_at(e.position()));
     let mut reader = ::csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(bytes);
@@ -173,6 +253,44 @@ mod tests {
         assert_eq!(rows[0]["login"], "bob");
         assert_eq!(rows[0]["reason"], "left, for good");
         assert_eq!(rows[1]["login"], "ann");
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_named_by_its_line_not_swallowed() {
+        let e = read("login,reason\nann,moved\nbob,\"left\ncarol,x\ndave,y\n").unwrap_err().to_string();
+        assert!(e.contains("line 3: a quoted field opens here and never closes"), "{e}");
+        // Quotes that close, across lines and doubled inside, are fine.
+        let rows = read("login,reason\nann,\"two\nlines \"\"quoted\"\"\"\nbob,x\n").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["reason"], "two\nlines \"quoted\"");
+        // A quote inside a plain field is text, as the parser reads it.
+        assert_eq!(read("login,reason\nann,27\" screen\nbob,x\n").unwrap()[0]["reason"], "27\" screen");
+    }
+
+    #[test]
+    fn a_line_past_the_cap_is_named_before_the_file_is_held() {
+        let huge = format!("login,reason\nann,x\nbob,{}\n", "y".repeat(MAX_LINE_BYTES + 10));
+        let e = read(&huge).unwrap_err().to_string();
+        assert!(e.contains("line 3 is longer than 1 MB"), "{e}");
+    }
+
+    #[test]
+    fn line_numbers_stay_right_past_blank_lines_and_multi_line_fields() {
+        let lines = {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("x.csv");
+            std::fs::write(&p, "login,reason\n\nann,\"a\nb\"\n\n\nbob\ncarol,z\n").unwrap();
+            read_lines(&p).unwrap()
+        };
+        let numbers: Vec<u64> = lines.iter().map(|l| l.number).collect();
+        assert_eq!(numbers, [3, 7, 8]);
+        assert!(lines[1].problem.as_deref().unwrap_or_default().starts_with("line 7:"), "{lines:?}");
+    }
+
+    #[test]
+    fn header_cells_are_neutralised_like_data_cells() {
+        let text = to_csv_string(&[json!({"=cmd|' /C calc'!A0": "x"})], None).unwrap();
+        assert!(text.starts_with("'=cmd"), "{text}");
     }
 
     #[test]

@@ -102,13 +102,57 @@ pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) 
     }
     let mut resolvers = ModuleResolversCollection::new();
     resolvers.push(stdlib);
-    let mut files = FileModuleResolver::new();
-    if let Some(dir) = script_dir {
-        files.set_base_path(dir);
-    }
-    resolvers.push(files);
+    let base = script_dir.map(Path::to_path_buf).or_else(|| std::env::current_dir().ok()).unwrap_or_default();
+    resolvers.push(BesideTheScript::new(base));
     engine.set_module_resolver(resolvers);
     engine
+}
+
+/// Imports a script may make besides the stdlib: `.rhai` files in the script's own directory or below it (the
+/// working directory for `eval` and the REPL), never an absolute path, `..`, or a symlink leading out.
+struct BesideTheScript {
+    base: std::path::PathBuf,
+    files: FileModuleResolver,
+}
+
+impl BesideTheScript {
+    fn new(base: std::path::PathBuf) -> Self {
+        let mut files = FileModuleResolver::new();
+        files.set_base_path(&base);
+        BesideTheScript { base, files }
+    }
+
+    fn allowed(&self, path: &str) -> Result<(), String> {
+        let asked = Path::new(path);
+        let plain = asked.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(format!("import {path:?}: only the stdlib and .rhai files beside the script may be imported"));
+        }
+        let file = self.base.join(asked).with_extension("rhai");
+        match (std::fs::canonicalize(&file), std::fs::canonicalize(&self.base)) {
+            (Ok(real), Ok(base)) if !real.starts_with(&base) => {
+                Err(format!("import {path:?}: it leads out of the script's directory"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl rhai::ModuleResolver for BesideTheScript {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: rhai::Position,
+    ) -> Result<rhai::Shared<Module>, Box<rhai::EvalAltResult>> {
+        // The resolver collection accepts only these two error kinds (anything else is a panic in rhai).
+        self.allowed(path).map_err(|why| {
+            let refused = Box::new(rhai::EvalAltResult::ErrorRuntime(why.into(), pos));
+            Box::new(rhai::EvalAltResult::ErrorInModule(path.to_string(), refused, pos))
+        })?;
+        self.files.resolve(engine, source, path, pos)
+    }
 }
 
 /// An engine plus the state that lives across evaluations (the REPL's variables and functions).
@@ -137,6 +181,7 @@ impl Session {
         let merged = self.functions.merge(&ast);
         self.watchdog.begin();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &merged);
+        self.watchdog.end();
         let mut functions = merged;
         functions.clear_statements();
         self.functions = functions;

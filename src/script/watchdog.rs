@@ -34,12 +34,30 @@ pub struct Watchdog {
     interrupt: Interrupt,
     budgets: Budgets,
     run: Cell<Run>,
+    /// Stops the evaluation at its deadline even while it waits inside a call (a server that never answers).
+    alarm: std::cell::RefCell<Option<Alarm>>,
+}
+
+/// A thread that raises the interrupt when the deadline passes; dropping it disarms it.
+struct Alarm {
+    _disarm: std::sync::mpsc::Sender<()>,
+}
+
+impl Alarm {
+    fn arm(interrupt: Interrupt, after: Duration) -> Alarm {
+        let (disarm, armed) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(after) {
+                interrupt.stop(format!("stopped: the script ran longer than --timeout {} s", after.as_secs()));
+            }
+        });
+        Alarm { _disarm: disarm }
+    }
 }
 
 /// Where the current evaluation (a script, or one REPL line) started.
 #[derive(Clone, Copy)]
 struct Run {
-    wall: Instant,
     cpu: Option<Duration>,
     cpu_read_at: Instant,
     heap: usize,
@@ -47,19 +65,30 @@ struct Run {
 
 impl Watchdog {
     pub fn new(interrupt: Interrupt, budgets: Budgets) -> Self {
-        Watchdog { interrupt, budgets, run: Cell::new(Run::now()) }
+        Watchdog { interrupt, budgets, run: Cell::new(Run::now()), alarm: Default::default() }
     }
 
     /// Starts the clocks for a new evaluation (on the thread that will run it).
     pub fn begin(&self) {
+        self.end();
+        if !self.interrupt.by_ctrl_c() {
+            // What stopped the last evaluation (a deadline) does not stop this one.
+            self.interrupt.reset();
+        }
         self.run.set(Run::now());
+        *self.alarm.borrow_mut() = self.budgets.deadline.map(|d| Alarm::arm(self.interrupt.clone(), d));
+    }
+
+    /// The evaluation is over: its deadline no longer applies.
+    pub fn end(&self) {
+        self.alarm.borrow_mut().take();
     }
 
     /// Called by the engine between operations; `Some(reason)` stops the script.
     #[inline]
     pub fn check(&self, ops: u64) -> Option<String> {
         if self.interrupt.is_raised() {
-            return Some("cancelled by Ctrl-C".into());
+            return Some(self.interrupt.reason());
         }
         if !ops.is_multiple_of(SAMPLE_EVERY) {
             return None;
@@ -73,9 +102,6 @@ impl Watchdog {
             ));
         }
         let now = Instant::now();
-        if let Some(d) = self.budgets.deadline.filter(|d| now.duration_since(run.wall) > *d) {
-            return Some(format!("stopped: the script ran longer than --timeout {} s", d.as_secs()));
-        }
         if now.duration_since(run.cpu_read_at) < CPU_READ_EVERY {
             return None;
         }
@@ -96,8 +122,7 @@ impl Watchdog {
 
 impl Run {
     fn now() -> Run {
-        let wall = Instant::now();
-        Run { wall, cpu: thread_cpu(), cpu_read_at: wall, heap: memory::allocated() }
+        Run { cpu: thread_cpu(), cpu_read_at: Instant::now(), heap: memory::allocated() }
     }
 }
 
@@ -161,11 +186,17 @@ mod tests {
             Budgets { deadline: Some(Duration::from_millis(30)), ..Default::default() },
         );
         dog.begin();
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(dog.check(SAMPLE_EVERY).is_some_and(|r| r.contains("--timeout")));
+        std::thread::sleep(Duration::from_millis(200));
+        // The alarm acts on its own, so a script waiting inside a call is stopped too.
+        assert!(interrupt.is_raised() && !interrupt.by_ctrl_c(), "the deadline raised the interrupt");
+        assert!(dog.check(3).is_some_and(|r| r.contains("--timeout")));
         dog.begin();
         assert_eq!(dog.check(SAMPLE_EVERY), None, "a new evaluation starts its own deadline");
+        dog.end();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!interrupt.is_raised(), "an ended evaluation's deadline no longer fires");
         interrupt.raise();
         assert_eq!(dog.check(3).as_deref(), Some("cancelled by Ctrl-C"));
+        assert!(interrupt.by_ctrl_c());
     }
 }

@@ -152,3 +152,73 @@ fn checkpoints_are_signed_and_an_edited_forged_or_unsigned_one_stops_every_actio
     env.run(&["audit", "verify", "--key", &other_key]).code(1).stderr_has("no signature by");
     suspend("user0009").success();
 }
+
+#[test]
+fn a_deleted_checkpoint_stops_every_action_until_the_log_is_anchored_anew_on_the_record() {
+    let (sb, env) = env_with_history();
+    let suspend = |login: &str| env.run(&["eval", &format!(r#"connect("ghes").suspend("{login}", #{{reason: "x"}})"#)]);
+    // Without its checkpoint, a log edited and re-hashed from its first row would verify: so none is accepted.
+    std::fs::remove_file(env.path("audit.db.checkpoint")).unwrap();
+    suspend("user0009").code(1).stderr_has("is missing").stderr_has("steward audit anchor");
+    assert_eq!(sb.count("PUT /api/v3/users/user0009/suspended"), 0, "nothing is sent on an unanchored log");
+    env.run(&["audit", "verify"]).code(1).stderr_has("BROKEN").stderr_has("is missing");
+    // Anchoring asks first; with no terminal and no --yes it is refused.
+    env.run(&["audit", "anchor"]).code(2).stderr_has("not anchored");
+    env.run(&["--yes", "audit", "anchor"]).success().stdout_has("anchored");
+    let rows = env.audit_rows(&["--op", "audit_anchor"]);
+    assert_eq!(rows.len(), 1, "the re-anchoring is itself on the record: {rows:?}");
+    assert!(rows[0]["error"].as_str().unwrap_or_default().contains("is missing"), "{rows:?}");
+    env.run(&["audit", "verify"]).success();
+    suspend("user0009").success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0009/suspended"), 1);
+}
+
+#[test]
+fn a_log_rolled_back_with_its_checkpoint_is_caught_by_the_copy_outside_its_directory() {
+    let (sb, env) = env_with_history();
+    let suspend = |login: &str| env.run(&["eval", &format!(r#"connect("ghes").suspend("{login}", #{{reason: "x"}})"#)]);
+    // An older, validly signed pair of log and checkpoint...
+    let old_db = std::fs::read(env.audit_db()).unwrap();
+    let old_cp = std::fs::read(env.path("audit.db.checkpoint")).unwrap();
+    suspend("user0005").success();
+    // ...put back after more happened: on its own, the pair verifies.
+    let _ = std::fs::remove_file(env.path("audit.db-wal"));
+    let _ = std::fs::remove_file(env.path("audit.db-shm"));
+    std::fs::write(env.audit_db(), old_db).unwrap();
+    std::fs::write(env.path("audit.db.checkpoint"), old_cp).unwrap();
+    suspend("user0009").code(1).stderr_has("rolled back");
+    assert_eq!(sb.count("PUT /api/v3/users/user0009/suspended"), 0);
+    env.run(&["audit", "verify"]).code(1).stderr_has("rolled back");
+    // A log set back on purpose (a restore from backup) is anchored anew, on the record.
+    env.run(&["--yes", "audit", "anchor"]).success();
+    suspend("user0009").success();
+}
+
+#[test]
+fn a_new_log_is_anchored_before_its_first_event() {
+    let sb = Sandbox::start(3);
+    let env = Env::with_sandbox(&sb);
+    // Killed before its end, the first run still leaves a checkpoint to check the log against.
+    let mut cmd = env.cmd();
+    cmd.env("STEWARD_FAILPOINT", "after_intent_commit:1")
+        .args(["eval", r#"connect("ghes").suspend("user0001", #{reason: "x"})"#]);
+    let killed = crate::util::Run::of(cmd);
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    assert!(env.path("audit.db.checkpoint").exists(), "the genesis checkpoint");
+    env.run(&["audit", "verify"]).success();
+    env.run(&["eval", r#"connect("ghes").suspend("user0002", #{reason: "x"})"#]);
+    env.run(&["audit", "verify"]).success();
+}
+
+#[test]
+fn a_symlinked_log_is_followed_to_its_real_file() {
+    let sb = Sandbox::start(3);
+    let env = Env::with_sandbox(&sb);
+    std::fs::create_dir(env.path("real")).unwrap();
+    std::os::unix::fs::symlink(env.path("real/audit.db"), env.audit_db()).unwrap();
+    env.eval_json(r#"let gh = connect("ghes"); gh.suspend("user0001"); gh.suspend("user0003")"#);
+    assert!(env.path("real/audit.db").exists());
+    let notes = env.audit_rows(&["--op", "audit_log"]);
+    assert!(notes.is_empty(), "no write-ahead file was lost, so no wal_restored note: {notes:?}");
+    env.run(&["audit", "verify"]).success();
+}

@@ -136,9 +136,29 @@ fn runaway_scripts_are_stopped_by_the_engine_limits() {
     env.run(&["eval", r#"eval("1")"#]).code(1).stderr_has("eval");
     env.run(&["eval", "loop {}"]).code(1).stderr_has("Too many operations");
     env.run(&["eval", "let a = [1]; loop { a += a; }"]).code(1).stderr_has("Size of array/BLOB too large");
-    env.run(&["eval", r#"import "/etc/passwd" as x; 1"#]).code(1).stderr_has("Module not found");
+    env.run(&["eval", r#"import "/etc/passwd" as x; 1"#]).code(1).stderr_has("beside the script");
     let nested = env.write("nested.rhai", &format!("{}{}", "[".repeat(5000), "]".repeat(5000)));
     env.run(&["run", nested.to_str().unwrap()]).code(1).stderr_has("maximum complexity");
+}
+
+#[test]
+fn scripts_import_only_the_stdlib_and_files_beside_them() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("jobs/lib")).unwrap();
+    env.write("jobs/lib/names.rhai", "fn greet(n) { `hi ${n}` }");
+    env.write("evil.rhai", "fn greet(n) { \"evil\" }");
+    env.write("jobs/ok.rhai", "import \"lib/names\" as names; print(names::greet(\"ann\"));");
+    env.run(&["run", "jobs/ok.rhai"]).success().stdout_has("hi ann");
+    let outside = env.path("evil").display().to_string();
+    for (name, path) in [("up", "../evil"), ("absolute", outside.as_str()), ("dotted", "lib/../../evil")] {
+        env.write("jobs/bad.rhai", &format!("import {path:?} as x; print(x::greet(1));"));
+        let run = env.run(&["run", "jobs/bad.rhai"]).code(1).stderr_has("beside the script");
+        assert!(!run.stdout.contains("evil"), "{name}\n{}", run.report());
+    }
+    // A symlink beside the script that leads out of its directory.
+    std::os::unix::fs::symlink(env.path("evil.rhai"), env.path("jobs/link.rhai")).unwrap();
+    env.write("jobs/bad.rhai", "import \"link\" as x; print(x::greet(1));");
+    env.run(&["run", "jobs/bad.rhai"]).code(1).stderr_has("leads out of the script's directory");
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub enum Reply {
     },
     /// `Transfer-Encoding: chunked`, never ending.
     Endless,
+    /// No answer at all, for a minute.
+    Silence,
 }
 
 pub fn json(body: impl Into<String>) -> Reply {
@@ -125,6 +127,10 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>, handler: &(dyn Fn(&Seen) -> 
                 );
                 writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body))
             }
+            Reply::Silence => {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                return;
+            }
             Reply::Endless => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
                 let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "[".repeat(64 * 1024));
@@ -148,8 +154,9 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Seen>>, handler: &(dyn Fn(&Seen) -> 
 /// An env with one profile `h` of `kind` on the hostile server at `url`, plus `extra` profile lines.
 fn env_for(kind: &str, url: &str, extra: &str) -> Env {
     let env = Env::new();
+    let timeout = if extra.contains("timeout") { "" } else { "timeout = 5\n" };
     env.write_config(&format!(
-        "[profiles.h]\nkind = \"{kind}\"\nurl = \"{url}\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n{extra}"
+        "[profiles.h]\nkind = \"{kind}\"\nurl = \"{url}\"\ntoken_env = \"GHES_TOKEN\"\n{timeout}{extra}"
     ));
     env
 }
@@ -384,4 +391,17 @@ fn a_travis_org_token_is_scrubbed_in_every_form() {
     assert!(run.stderr.contains("you sent [REDACTED]"), "{}", run.report());
     assert!(!run.stderr.contains("s3cr3tTravisValue"), "{}", run.report());
     assert!(!run.stderr.contains("89:s3cr3t"), "{}", run.report());
+}
+
+#[test]
+fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
+    let server = Hostile::start(|_| Reply::Silence);
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "timeout = 30\n");
+    let started = std::time::Instant::now();
+    let run = env.run(&["--timeout", "2", "eval", r#"connect("h").list_users().len()"#]);
+    let took = started.elapsed();
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("ran longer than --timeout 2 s"), "{}", run.report());
+    // Without the alarm the call would wait out the profile's 30 s timeout (and its retries).
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}\n{}", run.report());
 }

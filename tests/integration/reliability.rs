@@ -243,8 +243,14 @@ fn each_checkpoint_is_copied_to_syslog_when_asked() {
     suspend(&env, "user0005").success();
 
     let mut buf = [0u8; 2048];
-    let n = socket.recv(&mut buf).expect("a checkpoint line arrived on the syslog socket");
-    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    let mut recv = || {
+        let n = socket.recv(&mut buf).expect("a checkpoint line arrived on the syslog socket");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    // The new log's genesis anchor (seq 0) comes first, then the run's end.
+    let genesis = recv();
+    assert!(genesis.contains(" seq=0 hash=0000"), "{genesis}");
+    let line = recv();
     assert!(line.starts_with("<85>"), "authpriv.notice: {line}");
     assert!(line.contains(" steward[") && line.contains(" seq=2 "), "{line}");
     // The copy is signed: with only the public key, the line checks out, and an edited one does not.
