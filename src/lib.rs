@@ -32,6 +32,16 @@ use cli::{Cli, Command};
 use context::Context;
 use std::sync::Arc;
 
+/// No core dumps of this process: one would hold every token it loaded, in a file anyone with the disk can read.
+pub fn harden_process() {
+    #[cfg(unix)]
+    {
+        let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: setrlimit reads the struct it is given and changes only this process's limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    }
+}
+
 /// Runs one invocation; the error (if any) decides the exit code in `main`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.global.verbose);

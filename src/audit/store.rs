@@ -53,6 +53,13 @@ impl AuditStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
+        // Private from its first byte: it names accounts, hosts and errors (SQLite gives -wal and -shm the
+        // database file's mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        }
         let conn = Connection::open(path).map_err(|source| AuditError::Open { path: path.into(), source })?;
         Self::prepare(conn, path)
     }

@@ -142,7 +142,7 @@ impl Dispatcher {
             p.remove("precheck");
         }
         let started = Instant::now();
-        let me = conn.identity().await.map_err(fail)?.to_string();
+        let me = self.unless_stopped(conn.identity()).await.map_err(fail)?.to_string();
         let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
 
         // 1. What needs no request at all.
@@ -188,7 +188,7 @@ impl Dispatcher {
                     if let Some(stop) = failing.stop() {
                         return (i, Err(stop));
                     }
-                    (i, failing.note(conn.backend.state(op, &target).await))
+                    (i, failing.note(self.unless_stopped(conn.backend.state(op, &target)).await))
                 }
             })
             .buffer_unordered(conn.concurrency.max(1))

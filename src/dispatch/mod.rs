@@ -339,6 +339,18 @@ impl Dispatcher {
         }
     }
 
+    /// A read the pipeline makes on its own account (the caller's identity, a target's state), given up when
+    /// the run is stopped (Ctrl-C, `--timeout`): nothing is in flight on the target's account yet.
+    async fn unless_stopped<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::select! {
+            r = work => r,
+            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
+        }
+    }
+
     /// Records an event whose loss must not stop the work (the request already happened, or never will).
     async fn record_after(&self, events: Vec<Event>) {
         if let Err(e) = self.record(events).await {
@@ -356,7 +368,7 @@ impl Dispatcher {
             return self.read(conn, &action).await;
         }
         if action.op.guards_target() {
-            let me = conn.identity().await.map_err(fail)?.to_string();
+            let me = self.unless_stopped(conn.identity()).await.map_err(fail)?.to_string();
             if let Some(why) = conn.protection(action.target.as_deref().unwrap_or_default(), &me) {
                 self.refuse(conn, &action, &why).await;
                 return Err(fail(
@@ -389,7 +401,7 @@ impl Dispatcher {
         }
         self.spend(1).map_err(fail)?;
         // The identity belongs in the intent, and asking for it is a read: do it before the intent is written.
-        let _ = conn.identity().await;
+        let _ = self.unless_stopped(conn.identity()).await;
         let result = self.execute_recorded(conn, &action).await;
         self.flush().await;
         result.map_err(fail)
@@ -460,7 +472,7 @@ impl Dispatcher {
         let Err(e) = &result else { return result };
         let in_doubt = e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500);
         let Some(target) = action.target.as_deref().filter(|_| in_doubt) else { return result };
-        match conn.backend.state(action.op, target).await {
+        match self.unless_stopped(conn.backend.state(action.op, target)).await {
             Ok(Some(true)) => Ok(json!({
                 "ok": true, "op": action.op.name(), "target": target, "http_status": e.status,
                 "reconciled": format!("the server answered \"{}\", but the change is in place", e.message),
@@ -537,7 +549,7 @@ impl Dispatcher {
                 extra.extend(prev.into_iter().filter(|(k, _)| k.starts_with("previous_")));
             }
         }
-        if let Some(Value::Object(more)) = conn.backend.prepare(&action).await? {
+        if let Some(Value::Object(more)) = self.unless_stopped(conn.backend.prepare(&action)).await? {
             extra.extend(more);
         }
         if !extra.is_empty() {

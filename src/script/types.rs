@@ -62,8 +62,23 @@ pub fn to_dynamic(value: Value) -> Dynamic {
     }
 }
 
+/// How deeply nested a script value may be to leave the script (as JSON, a table, a CSV cell or a request body):
+/// far beyond any real record, and well within the stack.
+pub const MAX_NESTING: usize = 512;
+
 /// A script value to JSON, for output, CSV and request bodies.
 pub fn to_json(value: &Dynamic) -> ScriptResult<Value> {
+    to_json_within(value, MAX_NESTING)
+}
+
+fn to_json_within(value: &Dynamic, depth: usize) -> ScriptResult<Value> {
+    let Some(depth) = depth.checked_sub(1) else {
+        return Err(invalid(format!(
+            "the value is nested more than {MAX_NESTING} levels deep (arrays or maps inside each other); \
+             steward takes no deeper data"
+        )));
+    };
+    let to_json = |v: &Dynamic| to_json_within(v, depth);
     if value.is_unit() {
         return Ok(Value::Null);
     }

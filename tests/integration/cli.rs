@@ -162,6 +162,15 @@ fn scripts_import_only_the_stdlib_and_files_beside_them() {
 }
 
 #[test]
+fn data_nested_ten_thousand_deep_is_an_error_not_a_crash() {
+    let env = Env::new();
+    // It overflowed the 8 MB main-thread stack and aborted the process (no run end, no checkpoint).
+    let run = env.run(&["eval", "let a = []; for i in 0..10000 { a = [a]; } json(a)"]);
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("nested more than 512 levels deep"), "{}", run.report());
+}
+
+#[test]
 fn huge_literals_are_refused_when_parsed_and_the_error_shows_only_their_neighbourhood() {
     let env = Env::new();
     let keys: Vec<String> = (0..10_001).map(|i| format!("k{i}: {i}")).collect();

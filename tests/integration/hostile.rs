@@ -405,3 +405,51 @@ fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
     // Without the alarm the call would wait out the profile's 30 s timeout (and its retries).
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}\n{}", run.report());
 }
+
+#[test]
+fn steward_makes_no_core_dump_and_keeps_its_log_private() {
+    // It answers who the token is, then never answers the suspension.
+    let server = Hostile::start(|seen| match seen.line.starts_with("GET /api/v3/user ") {
+        true => json(r#"{"login": "admin", "site_admin": true}"#),
+        false => Reply::Silence,
+    });
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+    let mut cmd = env.cmd();
+    cmd.args(["--timeout", "3", "eval", r#"connect("h").suspend("ann", #{reason: "x"})"#]);
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // While it waits on the silent server: its limits as the kernel sees them.
+    let limits = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let text = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).ok()?;
+            server.seen().iter().any(|s| s.line.starts_with("PUT")).then_some(text)
+        })
+        .expect("steward reached the server");
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap_or_default().to_string();
+    assert!(core.split_whitespace().filter(|w| *w == "0").count() == 2, "{core}");
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "--timeout 3 stopped the PUT in flight");
+    // The request in flight when the deadline came is on the record as such, not left pending.
+    let rows = env.audit_rows(&["--op", "suspend"]);
+    let outcome = rows.iter().find(|r| r["phase"] == "outcome").expect("an outcome for the intent");
+    assert_eq!(outcome["status"], "cancelled", "{rows:?}");
+    assert!(outcome["error"].as_str().unwrap_or_default().contains("--timeout 3"), "{rows:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.audit_db()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "audit.db is {mode:o}");
+}
+
+#[test]
+fn the_deadline_also_stops_the_reads_the_pipeline_makes_first() {
+    // whoami never answers: the guard's identity read must not outlast --timeout.
+    let server = Hostile::start(|_| Reply::Silence);
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "timeout = 30\n");
+    let started = std::time::Instant::now();
+    let run = env.run(&["--timeout", "2", "eval", r#"connect("h").suspend("ann", #{reason: "x"})"#]);
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("--timeout 2"), "{}", run.report());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(server.seen().iter().all(|s| !s.line.starts_with("PUT")), "{:?}", server.seen());
+}
