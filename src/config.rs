@@ -80,6 +80,7 @@ pub struct Profile {
     pub max_response_mb: Option<usize>,
     pub max_pages: Option<usize>,
     pub max_items: Option<usize>,
+    pub max_listing_mb: Option<usize>,
 }
 
 impl Profile {
@@ -90,6 +91,7 @@ impl Profile {
             max_body_bytes: self.max_response_mb.map_or(d.max_body_bytes, |mb| mb.saturating_mul(1 << 20)),
             max_pages: self.max_pages.unwrap_or(d.max_pages),
             max_items: self.max_items.unwrap_or(d.max_items),
+            max_listing_bytes: self.max_listing_mb.map_or(d.max_listing_bytes, |mb| mb.saturating_mul(1 << 20)),
         }
     }
 
@@ -171,7 +173,7 @@ impl Config {
                 path,
                 e.to_string().trim_end().to_string(),
                 "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, [profiles.NAME]; \
-                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role, max_response_mb, max_pages, max_items",
+                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role, max_response_mb, max_pages, max_items, max_listing_mb",
             )
         })?;
         for (name, p) in &config.profiles {

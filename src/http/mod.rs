@@ -103,6 +103,8 @@ pub struct Response {
     pub headers: HeaderMap,
     /// The JSON body, or `Null` when there was none (204) or it was not JSON.
     pub body: Value,
+    /// How many bytes the body was on the wire (what a listing's byte budget counts).
+    pub size: usize,
 }
 
 impl Response {
@@ -277,7 +279,7 @@ impl HttpClient {
                                 "the rate-limit budget is spent (X-RateLimit-Remaining: 0); waiting for its reset",
                             );
                         }
-                        return Ok(Response { status, headers, body });
+                        return Ok(Response { status, headers, body, size: bytes.len() });
                     }
                     let message = (self.error_message)(&body);
                     let (rate_limited, rate_wait) = rate_limit_signal(status, &headers, message.as_deref());
@@ -349,6 +351,7 @@ impl HttpClient {
             url.query_pairs_mut().extend_pairs(&req.query);
             walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
             let resp = self.send(&req).await?;
+            walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
             let link = resp.header("link").map(str::to_string);
             let page = paging
                 .read(link.as_deref(), resp.body)
@@ -373,8 +376,8 @@ impl HttpClient {
     }
 }
 
-const LIMIT_HINT: &str =
-    "if the service really holds this much, raise max_pages / max_items in the profile; otherwise report the server";
+const LIMIT_HINT: &str = "if the service really holds this much, raise max_pages / max_items / max_listing_mb in the \
+     profile; otherwise report the server";
 
 /// A 2xx answer whose body is not JSON: a proxy's login page, a truncated or garbled answer.
 fn not_json(req: &Request, status: u16, headers: &HeaderMap, len: usize, e: &serde_json::Error) -> ApiError {

@@ -20,18 +20,20 @@ pub enum Paging {
 }
 
 /// What one listing may hold, so a server that never stops naming pages (or sends huge ones) cannot exhaust
-/// steward. Profiles may raise them (`max_pages`, `max_items`, `max_response_mb`).
+/// steward. Profiles may raise them (`max_response_mb`, `max_pages`, `max_items`, `max_listing_mb`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Bytes of one response body (checked while it arrives).
     pub max_body_bytes: usize,
     pub max_pages: usize,
     pub max_items: usize,
+    /// Bytes of all of one listing's answers together: items bound memory for small records, bytes for large.
+    pub max_listing_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 64 << 20, max_pages: 20_000, max_items: 2_000_000 }
+        Limits { max_body_bytes: 64 << 20, max_pages: 20_000, max_items: 1_000_000, max_listing_bytes: 1 << 30 }
     }
 }
 
@@ -99,11 +101,21 @@ pub struct Walk {
     limits: Limits,
     seen: HashSet<String>,
     items: usize,
+    bytes: usize,
 }
 
 impl Walk {
     pub fn new(limits: Limits) -> Self {
-        Walk { limits, seen: HashSet::new(), items: 0 }
+        Walk { limits, seen: HashSet::new(), items: 0, bytes: 0 }
+    }
+
+    /// Called with each answer's size in bytes.
+    pub fn weigh(&mut self, bytes: usize) -> Result<(), String> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.limits.max_listing_bytes {
+            return Err(format!("the listing passed {} MB (max_listing_mb)", self.limits.max_listing_bytes >> 20));
+        }
+        Ok(())
     }
 
     /// Called before each page is fetched, with its resolved URL (query included).
@@ -213,5 +225,8 @@ mod tests {
         assert!(walk.visit("https://h/u?page=4").unwrap_err().contains("max_pages"));
         walk.count(10).unwrap();
         assert!(walk.count(1).unwrap_err().contains("max_items"));
+        let mut walk = Walk::new(Limits { max_listing_bytes: 100, ..Limits::default() });
+        walk.weigh(60).unwrap();
+        assert!(walk.weigh(60).unwrap_err().contains("max_listing_mb"));
     }
 }
