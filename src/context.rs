@@ -237,7 +237,7 @@ impl Context {
             interrupt.clone(),
         );
         if let Some(run) = resume {
-            let done = crate::audit::AuditStore::open(&audit_path)?.done_in_chain(run)?;
+            let done = crate::audit::AuditStore::open_verified(&audit_path)?.done_in_chain(run)?;
             dispatcher.resume(run, done);
         }
         let dispatcher = Arc::new(dispatcher);

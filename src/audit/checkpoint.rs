@@ -130,7 +130,8 @@ pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(),
 
 /// Writes `text` whole or not at all: a private temp file, fsynced, renamed over `path`.
 fn replace_file(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension("checkpoint.tmp");
+    // Its own temp file: two processes sharing a log may write their checkpoints at the same moment.
+    let tmp = path.with_extension(format!("checkpoint.{}.tmp", std::process::id()));
     write_private(&tmp, text.as_bytes(), false).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -19,6 +19,10 @@ pub enum AuditError {
         "the audit log changed under steward: {0}; nothing more is recorded or sent (hint: run `steward audit verify`)"
     )]
     ChangedUnderUs(String),
+    #[error(
+        "the audit log {path} does not verify ({why}), so steward does not act on what it records (hint: run `steward audit verify`)"
+    )]
+    Untrusted { path: PathBuf, why: String },
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
@@ -62,6 +66,21 @@ impl AuditStore {
         }
         let conn = Connection::open(path).map_err(|source| AuditError::Open { path: path.into(), source })?;
         Self::prepare(conn, path)
+    }
+
+    /// The log at `path`, for reading back what steward will act on (a resume's finished items, what undo
+    /// reverses, a user's role before termination): only if every row verifies and the log matches its anchors.
+    /// An edited row before the newest checkpoint would otherwise pass the cheap check that writing does.
+    pub fn open_verified(path: &Path) -> Result<Self, AuditError> {
+        let store = Self::open(path)?;
+        let untrusted = |why: String| AuditError::Untrusted { path: path.into(), why };
+        if let Some(b) = store.verify()?.first_break {
+            return Err(untrusted(format!("the chain breaks at seq {}", b.seq())));
+        }
+        if let Some(problem) = super::checkpoint::problem(path, &store)? {
+            return Err(untrusted(problem));
+        }
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Self, AuditError> {

@@ -13,7 +13,7 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     if !ctx.audit_path.exists() {
         return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_path.display())).into());
     }
-    let store = AuditStore::open(&ctx.audit_path)?;
+    let store = AuditStore::open_verified(&ctx.audit_path)?;
     if !store.has_run(run)? {
         return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
     }

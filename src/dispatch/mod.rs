@@ -545,7 +545,7 @@ impl Dispatcher {
         let mut action = action.clone();
         let mut extra = serde_json::Map::new();
         if action.op == Op::Unsuspend && action.params.get("role").is_none() {
-            if let Some(Value::Object(prev)) = self.recorded_params(conn, Op::Suspend, action.target.as_deref()) {
+            if let Some(Value::Object(prev)) = self.recorded_params(conn, Op::Suspend, action.target.as_deref())? {
                 extra.extend(prev.into_iter().filter(|(k, _)| k.starts_with("previous_")));
             }
         }
@@ -565,15 +565,18 @@ impl Dispatcher {
         Ok(action)
     }
 
-    fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Option<Value> {
-        let AuditTarget::File(path) = &self.audit_target else { return None };
-        // One read connection for the run: a bulk unsuspend asks this once per user.
+    /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
+    fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Result<Option<Value>, ApiError> {
+        let (AuditTarget::File(path), Some(target)) = (&self.audit_target, target) else { return Ok(None) };
+        let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Unavailable, e.to_string());
+        // One verified read connection for the run: a bulk unsuspend asks this once per user.
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         if reader.is_none() {
-            *reader = crate::audit::AuditStore::open(path).ok();
+            *reader = Some(crate::audit::AuditStore::open_verified(path).map_err(unreadable)?);
         }
-        let text = reader.as_ref()?.last_params(&conn.profile, op.name(), target?).ok()??;
-        serde_json::from_str(&text).ok()
+        let Some(store) = reader.as_ref() else { return Ok(None) };
+        let text = store.last_params(&conn.profile, op.name(), target).map_err(unreadable)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// Waits until every queued outcome is durable (a failed write is logged: the requests already happened).

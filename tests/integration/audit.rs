@@ -222,3 +222,15 @@ fn a_symlinked_log_is_followed_to_its_real_file() {
     assert!(notes.is_empty(), "no write-ahead file was lost, so no wal_restored note: {notes:?}");
     env.run(&["audit", "verify"]).success();
 }
+
+#[test]
+fn undo_and_resume_act_only_on_a_log_that_verifies_whole() {
+    let (sb, env) = env_with_history();
+    // The edit sits before the newest checkpoint: only a full verification sees it.
+    tamper(&env, "DROP TRIGGER events_no_update; UPDATE events SET target = 'user0007' WHERE target = 'user0003';");
+    env.run(&["--yes", "undo", "1"]).code(1).stderr_has("does not verify");
+    assert_eq!(sb.count("DELETE /api/v3/users/user0007/suspended"), 0, "undo acted on an edited row");
+    env.write("job.rhai", r#"connect("ghes").suspend_all(["user0007"], #{reason: "x"})"#);
+    env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).code(1).stderr_has("does not verify");
+    assert_eq!(sb.count("PUT /api/v3/users/user0007/suspended"), 0);
+}

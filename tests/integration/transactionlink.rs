@@ -177,3 +177,30 @@ fn every_transactionlink_request_passes_the_description() {
         assert!(log.contains(path), "Prism never saw {path}");
     }
 }
+
+#[test]
+fn a_role_edited_in_the_log_never_drives_a_reinstatement() {
+    let sb = Sandbox::start(60);
+    let env = tl_env(&sb.running.transactionlink_url());
+    eval(&env, r#"connect().terminate("tluser0051@example.com")"#);
+    eval(&env, r#"connect().get_user("tluser0001@example.com")"#);
+    // Someone with the file rewrites the role steward recorded before the termination: member becomes owner.
+    // The row sits before the newest checkpoint, which the cheap pre-write check does not re-read.
+    let conn = rusqlite::Connection::open(env.audit_db()).unwrap();
+    conn.execute_batch("DROP TRIGGER events_no_update;").unwrap();
+    let edited = conn
+        .execute(
+            &format!(
+                "UPDATE events SET params = replace(params, '{ROLE_MEMBER}', 'owner-role-id') WHERE op = 'suspend'"
+            ),
+            [],
+        )
+        .unwrap();
+    assert!(edited > 0, "the role is in the suspension's params");
+    drop(conn);
+    run(&env, ADMIN_TOKEN, &["--yes", "eval", r#"connect().unsuspend("tluser0051@example.com")"#])
+        .code(1)
+        .stderr_has("does not verify");
+    let reinstate = format!("POST /transactionlink/organizations/users/{}/reinstate", id(51));
+    assert_eq!(sb.count(&reinstate), 0, "nothing was reinstated");
+}
