@@ -31,6 +31,8 @@ pub struct Event {
     pub token_source: String,
     /// The acting token's keyed hash (see `fingerprint`); empty in rows older than fingerprints.
     pub token_fp: String,
+    /// SHA-256 of the record of the run that made the event (`run_digest`); empty in older rows.
+    pub run_digest: String,
 }
 
 impl Event {
@@ -60,10 +62,17 @@ impl Event {
             out.extend_from_slice(&(field.len() as u64).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }
-        // Appended only when set, so rows written before fingerprints existed keep their hashes.
-        if !self.token_fp.is_empty() {
-            out.extend_from_slice(&(self.token_fp.len() as u64).to_be_bytes());
-            out.extend_from_slice(self.token_fp.as_bytes());
+        // Appended only when set, so rows written before fingerprints and run digests keep their hashes. A digest
+        // always follows a fingerprint field (empty or not), so the two can never be read as each other.
+        let mut field = |f: &str| {
+            out.extend_from_slice(&(f.len() as u64).to_be_bytes());
+            out.extend_from_slice(f.as_bytes());
+        };
+        if !self.token_fp.is_empty() || !self.run_digest.is_empty() {
+            field(&self.token_fp);
+        }
+        if !self.run_digest.is_empty() {
+            field(&self.run_digest);
         }
         out
     }
@@ -84,14 +93,26 @@ pub enum Break {
     Unlinked { seq: i64 },
     /// The row's stored hash does not match its contents: the row was edited.
     Tampered { seq: i64 },
+    /// The record of the run that made the row (who, where, which command) is not the one the row was bound to.
+    RunEdited { seq: i64 },
 }
 
 impl Break {
     pub fn seq(&self) -> i64 {
         match self {
-            Break::Unlinked { seq } | Break::Tampered { seq } => *seq,
+            Break::Unlinked { seq } | Break::Tampered { seq } | Break::RunEdited { seq } => *seq,
         }
     }
+}
+
+/// The digest that binds events to their run's record: SHA-256 over the length-prefixed fields, hex-encoded.
+pub fn run_digest(fields: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for f in fields {
+        hasher.update((f.len() as u64).to_be_bytes());
+        hasher.update(f.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// Checks one stored row against the hash of the row before it.
@@ -108,6 +129,17 @@ pub fn check(expected_prev: &str, stored_prev: &str, stored_hash: &str, fields: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_digest_is_covered_and_never_mistaken_for_a_fingerprint() {
+        let e = Event { seq: 1, op: "suspend".into(), ..Default::default() };
+        let bound = Event { run_digest: "ab".repeat(32), ..e.clone() };
+        assert_ne!(link(GENESIS, &bound), link(GENESIS, &e), "the digest is covered by the chain");
+        let as_fp = Event { token_fp: "x".into(), ..e.clone() };
+        let as_digest = Event { run_digest: "x".into(), ..e.clone() };
+        assert_ne!(link(GENESIS, &as_fp), link(GENESIS, &as_digest));
+        assert_ne!(run_digest(&["a", "bc"]), run_digest(&["ab", "c"]), "fields are length-prefixed");
+    }
 
     fn event(seq: i64, target: &str) -> Event {
         Event { seq, run_id: 1, op: "suspend".into(), target: target.into(), ..Default::default() }

@@ -261,8 +261,9 @@ impl AuditStore {
     fn verify_from(&self, seq: i64, hash: &str) -> Result<Option<chain::Break>, AuditError> {
         let rows = self.list(&super::query::Filter { since_seq: Some(seq), ..Default::default() })?;
         let mut prev = hash.to_string();
+        let mut runs = super::query::RunRecords::default();
         for r in rows {
-            if let Err(b) = chain::check(&prev, &r.prev_hash, &r.hash, &r.event) {
+            if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
                 return Ok(Some(b));
             }
             prev = r.hash.clone();

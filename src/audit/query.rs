@@ -37,7 +37,7 @@ pub struct Row {
 
 const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
-                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash";
+                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -61,6 +61,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             duration_ms: r.get(16)?,
             token_source: r.get(17)?,
             token_fp: r.get(18)?,
+            run_digest: r.get(21)?,
         },
         prev_hash: r.get(19)?,
         hash: r.get(20)?,
@@ -131,9 +132,10 @@ impl AuditStore {
         let mut rows = stmt.query([]).map_err(AuditError::Read)?;
         let mut expected_prev = chain::GENESIS.to_string();
         let mut checked = 0;
+        let mut runs = RunRecords::default();
         while let Some(r) = rows.next().map_err(AuditError::Read)? {
             let r = row(r).map_err(AuditError::Read)?;
-            if let Err(b) = chain::check(&expected_prev, &r.prev_hash, &r.hash, &r.event) {
+            if let Err(b) = self.check_row(&expected_prev, &r, &mut runs)? {
                 return Ok(Verification { checked, head: None, first_break: Some(b) });
             }
             checked += 1;
@@ -141,6 +143,40 @@ impl AuditStore {
         }
         let head = (checked > 0).then_some(expected_prev);
         Ok(Verification { checked, head, first_break: None })
+    }
+}
+
+/// The digests of the run records seen so far in one verification (each run is read once).
+#[derive(Default)]
+pub(super) struct RunRecords(std::collections::HashMap<i64, Option<String>>);
+
+impl AuditStore {
+    /// One stored row against the row before it, and against the record of the run it is bound to.
+    pub(super) fn check_row(
+        &self,
+        expected_prev: &str,
+        r: &Row,
+        runs: &mut RunRecords,
+    ) -> Result<Result<(), chain::Break>, AuditError> {
+        if let Err(b) = chain::check(expected_prev, &r.prev_hash, &r.hash, &r.event) {
+            return Ok(Err(b));
+        }
+        if r.event.run_digest.is_empty() {
+            return Ok(Ok(()));
+        }
+        let digest = match runs.0.get(&r.event.run_id) {
+            Some(d) => d.clone(),
+            None => {
+                let d = self.run_digest(r.event.run_id)?;
+                runs.0.insert(r.event.run_id, d.clone());
+                d
+            }
+        };
+        Ok(if digest.as_deref() == Some(r.event.run_digest.as_str()) {
+            Ok(())
+        } else {
+            Err(chain::Break::RunEdited { seq: r.event.seq })
+        })
     }
 }
 

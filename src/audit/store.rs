@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_resume.sql"),
     include_str!("migrations/0003_token_fingerprint.sql"),
+    include_str!("migrations/0004_run_digest.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -149,14 +150,34 @@ impl AuditStore {
         Ok(())
     }
 
-    pub fn start_run(&mut self, info: &RunInfo) -> Result<i64, AuditError> {
+    /// Records a run; returns its id and the digest of its record, which every event of the run carries.
+    pub fn start_run(&mut self, info: &RunInfo) -> Result<(i64, String), AuditError> {
+        let started = now();
         self.conn
             .execute(
                 "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![now(), info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from],
+                params![started, info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from],
             )
             .map_err(AuditError::Write)?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        Ok((id, self.run_digest(id)?.unwrap_or_default()))
+    }
+
+    /// The digest of run `id`'s record as it stands in the `runs` table now (`None`: no such run).
+    pub fn run_digest(&self, id: i64) -> Result<Option<String>, AuditError> {
+        self.conn
+            .query_row(
+                "SELECT started_at, os_user, host, command, script_path, script_sha256, resumed_from FROM runs WHERE id = ?1",
+                [id],
+                |r| {
+                    let text = |i: usize| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
+                    let resumed = r.get::<_, Option<i64>>(6)?.map(|n| n.to_string()).unwrap_or_default();
+                    let fields = [id.to_string(), text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, resumed];
+                    Ok(chain::run_digest(&fields.iter().map(String::as_str).collect::<Vec<_>>()))
+                },
+            )
+            .optional()
+            .map_err(AuditError::Read)
     }
 
     pub fn end_run(&mut self, run_id: i64, exit_status: i32) -> Result<(), AuditError> {
@@ -195,8 +216,8 @@ impl AuditStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
-                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 )
                 .map_err(AuditError::Write)?;
             let ts = now();
@@ -227,7 +248,8 @@ impl AuditStore {
                         e.token_source,
                         e.token_fp,
                         prev,
-                        hash
+                        hash,
+                        e.run_digest
                     ])
                     .map_err(AuditError::Write)?;
                 seqs.push(seq);
@@ -256,7 +278,7 @@ mod tests {
     #[test]
     fn appends_number_and_chain_events() {
         let mut store = AuditStore::open_in_memory().unwrap();
-        let run = store.start_run(&RunInfo::default()).unwrap();
+        let (run, _) = store.start_run(&RunInfo::default()).unwrap();
         assert_eq!(run, 1);
         let seqs = store.append(&mut [event("suspend"), event("promote")]).unwrap();
         assert_eq!(seqs, vec![1, 2]);

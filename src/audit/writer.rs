@@ -53,6 +53,8 @@ struct State {
     store: Option<AuditStore>,
     info: RunInfo,
     run_id: Arc<AtomicI64>,
+    /// The digest of this run's record, carried by each of its events (binding the record into the chain).
+    run_digest: String,
     /// Rows committed since the last checkpoint, and when it was written.
     unchecked_rows: usize,
     checkpointed_at: std::time::Instant,
@@ -90,7 +92,8 @@ impl State {
             return Ok(id);
         }
         let info = self.info.clone();
-        let id = self.store()?.start_run(&info).map_err(|e| e.to_string())?;
+        let (id, digest) = self.store()?.start_run(&info).map_err(|e| e.to_string())?;
+        self.run_digest = digest;
         self.run_id.store(id, Ordering::SeqCst);
         Ok(id)
     }
@@ -155,6 +158,7 @@ impl State {
         let run = self.run()?;
         for e in batch.iter_mut() {
             e.run_id = run;
+            e.run_digest = self.run_digest.clone();
         }
         let seqs = self.store()?.append(batch).map_err(|e| e.to_string())?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
@@ -195,6 +199,7 @@ impl State {
         self.store = None;
         let mut note = [Event {
             run_id: run,
+            run_digest: self.run_digest.clone(),
             op: "audit_log".into(),
             phase: "note".into(),
             status: "wal_restored".into(),
@@ -216,6 +221,7 @@ impl AuditWriter {
             store: None,
             info,
             run_id: run_id.clone(),
+            run_digest: String::new(),
             unchecked_rows: 0,
             checkpointed_at: std::time::Instant::now(),
         };

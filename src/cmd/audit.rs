@@ -90,9 +90,10 @@ fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
             Err(why) => return Err(UsageError::new(format!("not anchored: {why}")).into()),
         }
     }
-    let run = store.start_run(&crate::run_info())?;
+    let (run, run_digest) = store.start_run(&crate::run_info())?;
     let mut note = [chain::Event {
         run_id: run,
+        run_digest,
         op: "audit_anchor".into(),
         phase: "note".into(),
         status: "anchored".into(),
@@ -115,6 +116,9 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
             chain::Break::Tampered { .. } => "its contents do not match its hash (the row was edited)",
             chain::Break::Unlinked { .. } => {
                 "it does not link to the event before it (an event was removed or altered)"
+            }
+            chain::Break::RunEdited { .. } => {
+                "the record of the run that made it (user, host, command, script) is not the one it was bound to"
             }
         };
         output::note(&format!("audit log BROKEN at seq {}: {why}; {} events before it verify", b.seq(), v.checked));

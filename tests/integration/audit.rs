@@ -234,3 +234,14 @@ fn undo_and_resume_act_only_on_a_log_that_verifies_whole() {
     env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).code(1).stderr_has("does not verify");
     assert_eq!(sb.count("PUT /api/v3/users/user0007/suspended"), 0);
 }
+
+#[test]
+fn the_record_of_who_ran_what_is_bound_into_the_chain() {
+    let (_sb, env) = env_with_history();
+    env.run(&["audit", "verify"]).success();
+    tamper(&env, "DROP TRIGGER runs_no_update; UPDATE runs SET os_user = 'someone-else', command = 'steward eval 1';");
+    env.run(&["audit", "verify"])
+        .code(1)
+        .stderr_has("BROKEN at seq 1")
+        .stderr_has("the record of the run that made it");
+}
