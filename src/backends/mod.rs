@@ -127,9 +127,22 @@ impl Op {
         }
     }
 
-    /// Acts against a user who must not be a protected login or the caller themselves.
+    /// Takes access or privilege from its target, or acts as it: never on a protected account or the caller's
+    /// own, however the target is named. Granting (promote, unsuspend) is not guarded.
     pub fn guards_target(self) -> bool {
-        matches!(self, Op::Suspend | Op::Demote | Op::DeleteUser | Op::RenameUser)
+        matches!(
+            self,
+            Op::Suspend
+                | Op::Demote
+                | Op::DeleteUser
+                | Op::RenameUser
+                | Op::SetRole
+                | Op::Reset2fa
+                | Op::UpdateProfile
+                | Op::Impersonate
+                | Op::CreateImpersonationToken
+                | Op::DeleteImpersonationToken
+        )
     }
 
     /// The bulk form of this operation (`suspend_all`), for the ones that have one.
@@ -238,10 +251,37 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// The account `name` designates, as the service resolves it: its id and every name it answers to.
+    /// `Ok(None)`: the service has no such account (or no way to look one up). Protected entries and the
+    /// caller's identity are resolved with this, once per connection.
+    async fn resolve(&self, name: &str) -> Result<Option<model::Account>, ApiError> {
+        resolve_by_get_user(self, name).await
+    }
+
+    /// A name as the service compares names: by default without case (logins, emails, ids).
+    fn name_key(&self, name: &str) -> String {
+        name.trim().to_lowercase()
+    }
+
     /// The login of the account the token belongs to.
     async fn identity(&self) -> Result<String, ApiError> {
         let me = self.execute(&Action::new(Op::Whoami, None, Value::Null)).await?;
         Ok(me.get("login").and_then(Value::as_str).unwrap_or_default().to_string())
+    }
+}
+
+/// `resolve` through the service's own user lookup (`get_user`), where it has one.
+pub async fn resolve_by_get_user<B: Backend + ?Sized>(
+    backend: &B,
+    name: &str,
+) -> Result<Option<model::Account>, ApiError> {
+    if !backend.supported().contains(&Op::GetUser) {
+        return Ok(None);
+    }
+    match backend.execute(&Action::new(Op::GetUser, Some(name.to_string()), Value::Null)).await {
+        Ok(user) => Ok(Some(model::Account::of_user(&user))),
+        Err(e) if e.kind == crate::error::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -286,6 +286,15 @@ impl Backend for Synapse {
         self.me().await
     }
 
+    /// A Matrix account answers to its full id and to its bare localpart (`alice` is `@alice:server` here).
+    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
+        let Some(mut account) = super::resolve_by_get_user(self, name).await? else { return Ok(None) };
+        if let Some(local) = account.id.strip_prefix('@').and_then(|id| id.split(':').next()) {
+            account.names.push(local.to_string());
+        }
+        Ok(Some(account))
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
         let key = match op {
             Op::Suspend | Op::Unsuspend => "suspended",

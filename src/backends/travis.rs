@@ -305,6 +305,27 @@ impl Backend for Travis {
         Ok(format!("(organization {} token)", self.org))
     }
 
+    /// Travis has no user lookup for an organization token; the activity listing (both lists) carries each
+    /// member's id, login and VCS id, so a protected login also stops its numeric ids.
+    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
+        if name.chars().any(char::is_whitespace) {
+            return Ok(None);
+        }
+        let key = self.name_key(name);
+        let everyone = self.activity(&json!({"since": "2000-01-01", "status": "all"})).await.map_err(|e| {
+            let hint = "protected accounts on Travis are resolved through the activity listing: give the profile an \
+                        activity token (activity_token_env)";
+            ApiError::new(e.kind, format!("cannot resolve the protected account {name:?}: {}", e.message))
+                .with_hint(hint)
+        })?;
+        Ok(everyone
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(super::model::Account::of_user)
+            .find(|a| a.names.contains(&key)))
+    }
+
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
         match action.op {
             Op::Activity => self.activity(&action.params).await,

@@ -142,7 +142,11 @@ impl Dispatcher {
             p.remove("precheck");
         }
         let started = Instant::now();
-        let me = self.unless_stopped(conn.identity()).await.map_err(fail)?.to_string();
+        // Resolved once for the job, and only for operations that take something away (as a single call does).
+        let guard = match op.guards_target() {
+            true => Some(self.unless_stopped(conn.guard()).await.map_err(fail)?),
+            false => None,
+        };
         let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
 
         // 1. What needs no request at all.
@@ -157,8 +161,8 @@ impl Dispatcher {
                 (None, Some(t)) => {
                     if let Some(why) = conn.backend.invalid_target(t) {
                         Some((ItemStatus::Failed, why))
-                    } else if let Some(why) = conn.protection(t, &me) {
-                        Some((ItemStatus::Skipped, format!("protected: {why}")))
+                    } else if let Some(why) = guard.and_then(|g| g.refusal(conn.backend.as_ref(), t)) {
+                        Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
                     } else if let Some(first) = seen.get(&t.to_lowercase()) {
                         Some((ItemStatus::Skipped, format!("duplicate of item {first}")))
                     } else {
@@ -211,13 +215,19 @@ impl Dispatcher {
         }
         todo.sort_unstable();
 
-        // 3. Enough changes to deserve a second look?
-        if !dry_run && todo.len() > self.mode.max_changes && !self.mode.assume_yes {
-            let question = format!(
-                "{label}: this changes {} accounts (max_changes is {}). Go ahead?",
-                todo.len(),
-                self.mode.max_changes
-            );
+        // 3. A second look, once for the whole job: a destructive operation asks as a single call would, and so
+        // does a job larger than max_changes. No terminal and no --yes means refused.
+        let destructive = op.is_destructive(&params);
+        let over_budget = todo.len() > self.mode.max_changes;
+        if !dry_run && !todo.is_empty() && (destructive || over_budget) && !self.mode.assume_yes {
+            let question = match over_budget {
+                true => format!(
+                    "{label}: this changes {} accounts (max_changes is {}). Go ahead?",
+                    todo.len(),
+                    self.mode.max_changes
+                ),
+                false => format!("{label}: {} of {} accounts. Go ahead?", op.name(), todo.len()),
+            };
             match self.prompt.confirm(&question) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -227,15 +237,13 @@ impl Dispatcher {
                     )))
                 }
                 Err(why) => {
-                    return Err(fail(
-                        ApiError::new(
-                            ErrorKind::Cancelled,
-                            format!("{} changes exceed max_changes = {}: {why}", todo.len(), self.mode.max_changes),
-                        )
-                        .with_hint(
-                            "check the plan with --dry-run, then pass --yes (or raise max_changes in the config)",
-                        ),
-                    ))
+                    let what = match over_budget {
+                        true => format!("{} changes exceed max_changes = {}", todo.len(), self.mode.max_changes),
+                        false => format!("{} takes access away from {} accounts", op.name(), todo.len()),
+                    };
+                    return Err(fail(ApiError::new(ErrorKind::Cancelled, format!("{what}: {why}")).with_hint(
+                        "check the plan with --dry-run, then pass --yes (or raise max_changes in the config)",
+                    )));
                 }
             }
         }

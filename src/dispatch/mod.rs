@@ -5,6 +5,7 @@ pub mod bulk;
 
 use crate::audit::writer::Pending;
 use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
+use crate::backends::model::Account;
 use crate::backends::{unsupported, Action, Backend, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -34,6 +35,7 @@ pub struct Connection {
     pub token: TokenRecord,
     pub concurrency: usize,
     identity: tokio::sync::OnceCell<String>,
+    guard: tokio::sync::OnceCell<Guard>,
 }
 
 impl Connection {
@@ -51,6 +53,7 @@ impl Connection {
             token,
             concurrency,
             identity: tokio::sync::OnceCell::new(),
+            guard: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -63,15 +66,68 @@ impl Connection {
         self.identity.get().cloned().unwrap_or_default()
     }
 
-    /// Why `target` must not be acted on, if it must not.
-    fn protection(&self, target: &str, me: &str) -> Option<String> {
-        if target.eq_ignore_ascii_case(me) {
-            return Some(format!("{target} is the account this profile's token belongs to"));
+    /// The accounts this connection never takes access from, resolved once: the caller's own and each
+    /// protected entry, with every name the service knows them by.
+    pub async fn guard(&self) -> Result<&Guard, ApiError> {
+        self.guard.get_or_try_init(|| Guard::resolve(self)).await
+    }
+}
+
+/// Every name of every account a guarded operation must leave alone, with why. A target is refused when the
+/// service would read it as one of these accounts (its id, login, email, Matrix localpart, VCS id…), however
+/// the script spelled it.
+#[derive(Debug, Default)]
+pub struct Guard {
+    why: HashMap<String, Refusal>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl Guard {
+    async fn resolve(conn: &Connection) -> Result<Guard, ApiError> {
+        let backend = conn.backend.as_ref();
+        let mut guard = Guard::default();
+        let me = conn.identity().await?.to_string();
+        let mine = backend.resolve(&me).await?;
+        guard.add(
+            backend,
+            &me,
+            mine,
+            Refusal {
+                message: format!("{me} is the account this profile's token belongs to"),
+                hint: "act on your own account with another admin's token",
+            },
+        );
+        for entry in &conn.protected {
+            // Fail closed: a protected entry that cannot be looked up stops guarded work on this profile.
+            let account = backend.resolve(entry).await?;
+            guard.add(
+                backend,
+                entry,
+                account,
+                Refusal {
+                    message: format!("{entry} is in profile {}'s protected list", conn.profile),
+                    hint: "remove it from `protected` in the config if this is really intended",
+                },
+            );
         }
-        self.protected
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(target))
-            .then(|| format!("{target} is in profile {}'s protected list", self.profile))
+        Ok(guard)
+    }
+
+    fn add(&mut self, backend: &dyn Backend, name: &str, account: Option<Account>, why: Refusal) {
+        let names = account.map(|a| a.names).unwrap_or_default();
+        for n in names.iter().map(String::as_str).chain([name]) {
+            self.why.entry(backend.name_key(n)).or_insert_with(|| why.clone());
+        }
+    }
+
+    /// Why `target` must be left alone by a guarded operation, if it must.
+    pub fn refusal(&self, backend: &dyn Backend, target: &str) -> Option<&Refusal> {
+        self.why.get(&backend.name_key(target))
     }
 }
 
@@ -368,12 +424,11 @@ impl Dispatcher {
             return self.read(conn, &action).await;
         }
         if action.op.guards_target() {
-            let me = self.unless_stopped(conn.identity()).await.map_err(fail)?.to_string();
-            if let Some(why) = conn.protection(action.target.as_deref().unwrap_or_default(), &me) {
-                self.refuse(conn, &action, &why).await;
+            let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
+            if let Some(why) = guard.refusal(conn.backend.as_ref(), action.target.as_deref().unwrap_or_default()) {
+                self.refuse(conn, &action, &why.message).await;
                 return Err(fail(
-                    ApiError::new(ErrorKind::Protected, format!("refused: {why}"))
-                        .with_hint("remove the login from `protected` in the config if this is really intended"),
+                    ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
                 ));
             }
         }

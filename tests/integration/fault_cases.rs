@@ -219,7 +219,8 @@ fn case_11_a_clock_jump_during_a_retry_after_neither_stretches_nor_cuts_the_paus
         "{LIBFAKETIME} is missing: install Debian's faketime package (apt-get install faketime)"
     );
     for jump in ["-3600", "+3600"] {
-        let sb = sandbox("429date@2,retry_after=3", 5); // request 1 is the identity check
+        // Requests 1-3 resolve the guard (who the token is, that account, and protected user0002); 4 is the PUT.
+        let sb = sandbox("429date@4,retry_after=3", 5);
         let env = Env::with_sandbox(&sb);
         let clock = env.write("clock", "+0");
         let mut cmd = env.cmd();

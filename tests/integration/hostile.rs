@@ -326,8 +326,8 @@ fn echoing_server() -> Hostile {
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("x:{secret}"));
         let url: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         let echo = format!("you sent {bare} ({secret}; {url}; basic {b64})");
-        if seen.line.starts_with("GET /api/v3/user ") {
-            return json(r#"{"login": "admin", "site_admin": true}"#);
+        if seen.line.starts_with("GET /api/v3/user ") || seen.line.starts_with("GET /api/v3/users/admin ") {
+            return json(r#"{"login": "admin", "id": 1, "site_admin": true}"#);
         }
         if seen.line.starts_with("GET /api/v3/echo") {
             return json(serde_json::json!({ "echo": echo }).to_string());
@@ -409,9 +409,12 @@ fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
 #[test]
 fn steward_makes_no_core_dump_and_keeps_its_log_private() {
     // It answers who the token is, then never answers the suspension.
-    let server = Hostile::start(|seen| match seen.line.starts_with("GET /api/v3/user ") {
-        true => json(r#"{"login": "admin", "site_admin": true}"#),
-        false => Reply::Silence,
+    let server = Hostile::start(|seen| {
+        let who = ["GET /api/v3/user ", "GET /api/v3/users/admin "].iter().any(|p| seen.line.starts_with(p));
+        match who {
+            true => json(r#"{"login": "admin", "id": 1, "site_admin": true}"#),
+            false => Reply::Silence,
+        }
     });
     let env = env_for("github", &format!("{}/api/v3", server.base()), "");
     let mut cmd = env.cmd();

@@ -19,6 +19,8 @@ mod synapse;
 mod audit;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
+// The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.
+mod safety;
 // A hostile server: links to other origins, endless pages and bodies, answers that are not JSON.
 mod hostile;
 // The fault cases of the reliability plan that need a scheduled fault and arrival times: 429, secondary

@@ -120,9 +120,21 @@ fn every_verb_against_a_real_homeserver() {
 #[test]
 fn the_caller_and_protected_accounts_are_refused() {
     let env = env();
-    run_as(&env, &server().token, &["eval", r#"connect().suspend("@admin:localhost")"#])
-        .code(1)
-        .stderr_has("protected");
+    // `admin` is protected and is the token's own account; it answers to its localpart and its full id.
+    for (expr, says) in [
+        (r#"connect().suspend("@admin:localhost")"#, "protected"),
+        (r#"connect().suspend("ADMIN")"#, "protected"),
+        (r#"connect().demote("admin")"#, "protected"),
+        (r#"connect().demote("@admin:localhost")"#, "protected"),
+        (r#"connect().delete_user("@admin:localhost")"#, "protected"),
+    ] {
+        run_as(&env, &server().token, &["--yes", "eval", expr]).code(1).stderr_has(says);
+    }
+    let bulk = eval(&env, r#"connect().suspend_all(["@admin:localhost", "admin"], #{reason: "x"}).map(|r| r.status)"#);
+    assert_eq!(bulk, serde_json::json!(["skipped", "skipped"]));
+    let admin = eval(&env, r#"connect().get_user("admin")"#);
+    assert_eq!(admin["suspended"], false, "{admin}");
+    assert_eq!(admin["admin"], true, "{admin}");
 }
 
 #[test]

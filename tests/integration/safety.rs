@@ -1,0 +1,108 @@
+//! The safety rules on resolved accounts, on every path: a protected account or the caller's own is refused
+//! by any of its names (id, login, email, any case), by the single call and the bulk call alike, and
+//! destructive bulk work asks as the single call does. Each case checks the sandbox's request counters.
+
+use crate::util::{Env, Run, Sandbox};
+use serde_json::{json, Value};
+
+fn tfe_env(sb: &Sandbox) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"tfe\"\n[profiles.tfe]\nkind = \"terraform\"\nurl = \"{}\"\ntoken_env = \"TFE_TOKEN\"\ntimeout = 5\nprotected = [\"tfuser0003\"]\n",
+        sb.running.terraform_url()
+    ));
+    env
+}
+
+fn tl_env(sb: &Sandbox) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"tl\"\n[profiles.tl]\nkind = \"transactionlink\"\nurl = \"{}\"\ntoken_env = \"TL_TOKEN\"\ntimeout = 5\nprotected = [\"tluser0005@example.com\"]\n",
+        sb.running.transactionlink_url()
+    ));
+    env
+}
+
+fn run(env: &Env, var: &str, token: &str, args: &[&str]) -> Run {
+    let mut cmd = env.cmd();
+    cmd.env(var, token).args(args);
+    Run::of(cmd)
+}
+
+fn json_of(r: Run) -> Value {
+    let r = r.success();
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{}", r.report()))
+}
+
+#[test]
+fn a_protected_terraform_user_is_refused_by_its_id_email_and_any_case() {
+    let sb = Sandbox::start(10);
+    let env = tfe_env(&sb);
+    let token = steward_sandbox::tfe_tokens::ADMIN_TOKEN;
+    let eval = |expr: &str| run(&env, "TFE_TOKEN", token, &["--yes", "--format", "json", "eval", expr]);
+    let user = json_of(eval(r#"connect().get_user("tfuser0003")"#));
+    let id = user["id"].as_str().expect("an id").to_string();
+    let names = [id.clone(), "tfuser0003@example.com".into(), "TFUser0003".into(), "TFUSER0003@EXAMPLE.COM".into()];
+    for name in &names {
+        for verb in ["suspend", "delete_user", "demote"] {
+            eval(&format!(r#"connect().{verb}("{name}")"#)).code(1).stderr_has("protected").stderr_has("tfuser0003");
+        }
+    }
+    let names_json = serde_json::to_string(&names).unwrap();
+    let bulk = json_of(eval(&format!(r#"connect().suspend_all({names_json}, #{{reason: "x"}}).map(|r| r.status)"#)));
+    assert_eq!(bulk, json!(["skipped", "skipped", "skipped", "skipped"]));
+    let state = sb.state();
+    let stored = state["terraform"]["users"].as_array().unwrap().iter().find(|u| u["id"] == json!(id)).unwrap().clone();
+    assert_eq!(stored["is-suspended"], false, "{stored}");
+    assert_eq!(sb.count(&format!("POST /api/v2/admin/users/{id}/actions/suspend")), 0);
+    assert_eq!(sb.count(&format!("DELETE /api/v2/admin/users/{id}")), 0);
+    // Another user is untouched by the rule.
+    eval(r#"connect().suspend("tfuser0004")"#).success();
+}
+
+#[test]
+fn a_protected_transactionlink_user_is_refused_by_uuid_for_terminate_and_set_role() {
+    let sb = Sandbox::start(10);
+    let env = tl_env(&sb);
+    let token = steward_sandbox::transactionlink_tokens::ADMIN_TOKEN;
+    let eval = |expr: &str| run(&env, "TL_TOKEN", token, &["--yes", "--format", "json", "eval", expr]);
+    let uuid = json_of(eval(r#"connect().get_user("tluser0005@example.com").id"#));
+    let uuid = uuid.as_str().expect("a uuid").to_string();
+    for expr in [
+        format!(r#"connect().terminate("{uuid}")"#),
+        format!(r#"connect().terminate("{}")"#, uuid.to_uppercase()),
+        format!(r#"connect().set_role("{uuid}", "member")"#),
+        format!(r#"connect().reset_2fa("{uuid}")"#),
+        r#"connect().suspend("TLUSER0005@example.com")"#.to_string(),
+    ] {
+        eval(&expr).code(1).stderr_has("protected");
+    }
+    let posts = sb.count_method("POST") + sb.count_method("PUT") + sb.count_method("PATCH");
+    assert_eq!(posts, 0, "no change reached the server: {}", sb.stats());
+}
+
+#[test]
+fn demote_all_asks_like_demote_and_promote_all_sends_like_promote() {
+    let sb = Sandbox::start(120);
+    let env = Env::with_sandbox(&sb);
+    // No terminal and no --yes: the destructive bulk job is refused as the single call is.
+    env.run(&["eval", r#"connect("ghes").demote("user0050")"#]).code(1).stderr_has("cancelled");
+    env.run(&["eval", r#"connect("ghes").demote_all(["user0050", "user0100"])"#])
+        .code(1)
+        .stderr_has("demote takes access away from 2 accounts");
+    assert_eq!(sb.count_method("DELETE"), 0, "nothing was demoted");
+    // Granting is not guarded, on either path: user0002 is protected, and promoting it is sent both ways.
+    let one = env.run(&["--yes", "--format", "json", "eval", r#"connect("ghes").promote("user0002")"#]);
+    one.success();
+    let bulk = json_of(env.run(&[
+        "--yes",
+        "--format",
+        "json",
+        "eval",
+        r#"connect("ghes").promote_all(["user0002"]).map(|r| r.status)"#,
+    ]));
+    assert_ne!(bulk, json!(["skipped"]), "promote_all and promote agree");
+    // With --yes the demotion goes ahead.
+    env.run(&["--yes", "eval", r#"connect("ghes").demote_all(["user0050", "user0100"])"#]).success();
+    assert_eq!(sb.count_method("DELETE"), 2);
+}
