@@ -146,6 +146,14 @@ impl AuditStore {
     }
 }
 
+/// What a run executed: the script (none for `eval` and the REPL) and the command line as recorded.
+#[derive(Clone, Debug)]
+pub struct ScriptRun {
+    pub path: Option<String>,
+    pub sha256: Option<String>,
+    pub command: String,
+}
+
 /// The digests of the run records seen so far in one verification (each run is read once).
 #[derive(Default)]
 pub(super) struct RunRecords(std::collections::HashMap<i64, Option<String>>);
@@ -205,6 +213,16 @@ fn chain_of(store: &AuditStore, run: i64) -> Result<Vec<i64>, AuditError> {
 }
 
 impl AuditStore {
+    /// The script a run executed and its command line, as recorded (`None`: no such run).
+    pub fn run_script(&self, run: i64) -> Result<Option<ScriptRun>, AuditError> {
+        self.conn()
+            .query_row("SELECT script_path, script_sha256, command FROM runs WHERE id = ?1", [run], |r| {
+                Ok(ScriptRun { path: r.get(0)?, sha256: r.get(1)?, command: r.get(2)? })
+            })
+            .optional()
+            .map_err(AuditError::Read)
+    }
+
     /// Whether a run with this id exists.
     pub fn has_run(&self, run: i64) -> Result<bool, AuditError> {
         let n: i64 = self

@@ -1,5 +1,6 @@
 //! `steward run FILE.rhai`: runs a script; errors print as `file:line:col` with a caret.
 
+use crate::audit::query::ScriptRun;
 use crate::cli::RunArgs;
 use crate::context::Context;
 use crate::error::{Interrupted, ScriptFailed, UsageError};
@@ -15,7 +16,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     }
     let source = std::fs::read_to_string(&args.file)
         .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?;
-    ctx.dispatcher.describe_script(&args.file.display().to_string(), &hex::encode(Sha256::digest(source.as_bytes())));
+    let sha256 = hex::encode(Sha256::digest(source.as_bytes()));
+    if let Some(run) = args.resume {
+        same_job(ctx, run, &sha256, &args.args)?;
+    }
+    ctx.dispatcher.describe_script(&args.file.display().to_string(), &sha256);
     let dir = args.file.parent().filter(|d| !d.as_os_str().is_empty());
     let mut session = super::session(ctx, &args.args, dir);
     let name = args.file.display().to_string();
@@ -34,4 +39,67 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A resume continues the same job: the same script (by its SHA-256, wherever it lies now) with the same
+/// arguments. Anything else would "finish" a job with other work (an unsuspend script resuming a suspension).
+fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) -> anyhow::Result<()> {
+    let store = crate::audit::AuditStore::open_verified(&ctx.audit_path)?;
+    let Some(ScriptRun { path, sha256: recorded_sha, command }) = store.run_script(run)? else {
+        // A job stopped before it recorded anything did nothing: it starts from the beginning.
+        output::note(&format!("run {run} is not in the audit log (it stopped before recording anything): starting the job from the beginning"));
+        return Ok(());
+    };
+    let Some(recorded_sha) = recorded_sha else {
+        return Err(UsageError::new(format!(
+            "run {run} ran no script (it was an eval or the REPL); only a script run can be resumed"
+        ))
+        .into());
+    };
+    if recorded_sha != sha256 {
+        return Err(UsageError::new(format!(
+            "run {run} ran {} (sha256 {}…), and this script is different (sha256 {}…): a resume must run the same \
+             script; to do other work, start a new run",
+            path.unwrap_or_default(),
+            &recorded_sha[..12.min(recorded_sha.len())],
+            &sha256[..12]
+        ))
+        .into());
+    }
+    let recorded = recorded_args(&command);
+    let given: Vec<String> = args.iter().map(|(k, v)| recorded_form(k, v)).collect();
+    let mut differs: Vec<String> = given.iter().filter(|a| !recorded.contains(a)).cloned().collect();
+    differs.extend(recorded.iter().filter(|a| !given.contains(a)).map(|a| format!("{a} (missing now)")));
+    if !differs.is_empty() {
+        return Err(UsageError::new(format!(
+            "run {run} had other arguments; a resume must be given the same ones (differs: {})",
+            differs.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `key=value` as the audit log's command line keeps it (a secret-looking key's value left out).
+fn recorded_form(key: &str, value: &str) -> String {
+    match crate::http::redact::looks_secret(key) {
+        true => format!("{key}=[REDACTED]"),
+        false => crate::http::redact::redact(&format!("{key}={value}")),
+    }
+}
+
+/// The `--arg` pairs of a recorded command line.
+fn recorded_args(command: &str) -> Vec<String> {
+    let words = crate::shell_words(command);
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if let Some(pair) = w.strip_prefix("--arg=") {
+            out.push(pair.to_string());
+        } else if w == "--arg" {
+            if let Some(pair) = words.get(i + 1) {
+                out.push(pair.clone());
+            }
+        }
+    }
+    out
 }

@@ -100,7 +100,8 @@ fn two_processes_share_one_audit_log() {
 fn a_run_cannot_be_resumed_twice_at_once() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    suspend(&env, "user0003").success();
+    env.write("job.rhai", r#"connect("ghes").suspend("user0003", #{reason: "x"});"#);
+    env.run(&["run", "job.rhai"]).success();
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -108,7 +109,6 @@ fn a_run_cannot_be_resumed_twice_at_once() {
         .open(format!("{}.run-1.lock", env.audit_db().display()))
         .unwrap();
     lock.try_lock().unwrap();
-    env.write("job.rhai", "print(1);");
     env.run(&["run", "job.rhai", "--resume", "1"]).code(2).stderr_has("being resumed by another steward process");
     drop(lock);
     env.run(&["run", "job.rhai", "--resume", "1"]).success();

@@ -106,3 +106,56 @@ fn demote_all_asks_like_demote_and_promote_all_sends_like_promote() {
     env.run(&["--yes", "eval", r#"connect("ghes").demote_all(["user0050", "user0100"])"#]).success();
     assert_eq!(sb.count_method("DELETE"), 2);
 }
+
+#[test]
+fn a_handle_speaks_its_own_services_words_only() {
+    let sb = Sandbox::start(5);
+    let env = Env::with_sandbox(&sb);
+    for (expr, says) in [
+        (
+            r#"connect("ghes").terminate("user0001")"#,
+            "terminate is transactionlink's word and not supported by github; on github use suspend",
+        ),
+        (r#"connect("ghes").reinstate("user0001")"#, "use unsuspend"),
+        (r#"connect("ghes").revoke_admin("user0001")"#, "use demote"),
+        (r#"connect("ghes").set_role("user0001", "admin")"#, "set_role is transactionlink's word"),
+        (r#"connect("ghes").user_activity(#{since: "2026-01-01"})"#, "use activity"),
+        (r#"connect("ghes").impersonate("user0001", "x")"#, "impersonate is terraform's word"),
+    ] {
+        let run = env.run(&["--yes", "eval", expr]).code(1).stderr_has("unsupported").stderr_has(says);
+        assert!(!run.stderr.contains("panicked"), "{}", run.report());
+    }
+    assert_eq!(sb.count_method("PUT") + sb.count_method("DELETE") + sb.count_method("POST"), 0);
+}
+
+#[test]
+fn a_resume_runs_the_same_script_with_the_same_arguments_or_nothing() {
+    let sb = Sandbox::start(10);
+    let env = Env::with_sandbox(&sb);
+    env.write("leavers.csv", "login\nuser0003\nuser0004\n");
+    let suspend = crate::util::repo().join("scripts/bulk_suspend.rhai").display().to_string();
+    let unsuspend = crate::util::repo().join("scripts/bulk_unsuspend.rhai").display().to_string();
+    let args = |script: &str, reason: &str| -> Vec<String> {
+        ["--yes", "run", script, "--arg", "csv=leavers.csv", "--arg", &format!("reason={reason}")]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |a: Vec<String>| env.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(args(&suspend, "left the company")).success();
+    let puts = sb.count_method("PUT");
+    // Another script on a suspend run: refused, naming both hashes; nothing is unsuspended.
+    let mut other = args(&unsuspend, "left the company");
+    other.extend(["--resume".into(), "1".into()]);
+    run(other).code(2).stderr_has("a resume must run the same script");
+    assert_eq!(sb.count_method("DELETE"), 0, "nothing was unsuspended");
+    // The same script with another argument: refused, saying which.
+    let mut changed = args(&suspend, "another reason");
+    changed.extend(["--resume".into(), "1".into()]);
+    run(changed).code(2).stderr_has("reason=another reason").stderr_has("reason=left the company (missing now)");
+    // The same script and arguments: a resume, which sends nothing finished again.
+    let mut same = args(&suspend, "left the company");
+    same.extend(["--resume".into(), "1".into()]);
+    run(same).success();
+    assert_eq!(sb.count_method("PUT"), puts);
+}

@@ -1,9 +1,10 @@
 //! Admin verbs: `connect`, `profiles`, and every operation as a method on a handle, each routed through dispatch.
 
 use crate::backends::Op;
+use crate::error::ErrorKind;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
-use crate::script::types::{bulk_items, invalid, target_text, to_json, Handle, RawJson, ScriptResult};
+use crate::script::types::{bulk_items, error_map, invalid, target_text, to_json, Handle, RawJson, ScriptResult};
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -83,6 +84,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+            own_word(handle, name)?;
             h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
         });
     }
@@ -90,36 +92,46 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn(
         "impersonate",
         move |handle: &mut Handle, target: Dynamic, reason: &str| -> ScriptResult<Dynamic> {
+            own_word(handle, "impersonate")?;
             h.perform(&handle.conn, Op::Impersonate, Some(target_text(&target)?), json!({"reason": reason}))
         },
     );
     let h = host.clone();
     engine.register_fn("terminate", move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+        own_word(handle, "terminate")?;
         h.perform(&handle.conn, Op::Suspend, Some(target_text(&target)?), json!({}))
     });
     let h = host.clone();
     engine.register_fn("reinstate", move |handle: &mut Handle, target: Dynamic| -> ScriptResult<Dynamic> {
+        own_word(handle, "reinstate")?;
         h.perform(&handle.conn, Op::Unsuspend, Some(target_text(&target)?), json!({}))
     });
     let h = host.clone();
     engine.register_fn("reinstate", move |handle: &mut Handle, target: Dynamic, role: &str| -> ScriptResult<Dynamic> {
+        own_word(handle, "reinstate")?;
         h.perform(&handle.conn, Op::Unsuspend, Some(target_text(&target)?), json!({"role": role}))
     });
     let h = host.clone();
     engine.register_fn("set_role", move |handle: &mut Handle, target: Dynamic, role: &str| -> ScriptResult<Dynamic> {
+        own_word(handle, "set_role")?;
         h.perform(&handle.conn, Op::SetRole, Some(target_text(&target)?), json!({"role": role}))
     });
     let h = host.clone();
     engine.register_fn(
         "update_profile",
         move |handle: &mut Handle, target: Dynamic, fields: Map| -> ScriptResult<Dynamic> {
+            own_word(handle, "update_profile")?;
             h.perform(&handle.conn, Op::UpdateProfile, Some(target_text(&target)?), to_json(&fields.into())?)
         },
     );
     let h = host.clone();
-    engine.register_fn("roles", move |handle: &mut Handle| h.perform(&handle.conn, Op::Roles, None, Value::Null));
+    engine.register_fn("roles", move |handle: &mut Handle| -> ScriptResult<Dynamic> {
+        own_word(handle, "roles")?;
+        h.perform(&handle.conn, Op::Roles, None, Value::Null)
+    });
     let h = host.clone();
-    engine.register_fn("unimpersonate", move |handle: &mut Handle| {
+    engine.register_fn("unimpersonate", move |handle: &mut Handle| -> ScriptResult<Dynamic> {
+        own_word(handle, "unimpersonate")?;
         h.perform(&handle.conn, Op::Unimpersonate, None, json!({}))
     });
     for (name, op) in [
@@ -130,6 +142,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     ] {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
+            own_word(handle, name)?;
             let params = to_json(&opts.into())?;
             // A new user's login is the action's target, so the audit log names who was created.
             let target = (op == Op::CreateUser)
@@ -217,6 +230,38 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             )
         },
     );
+}
+
+/// Verbs in one vendor's own words: callable on that vendor's handles only (on GitHub, `terminate` is not a
+/// word for suspend, and must not quietly become one).
+const VENDOR_WORDS: &[(&str, &str, &str)] = &[
+    ("grant_admin", "terraform", "promote"),
+    ("revoke_admin", "terraform", "demote"),
+    ("disable_two_factor", "terraform", "reset_2fa"),
+    ("impersonate", "terraform", ""),
+    ("unimpersonate", "terraform", ""),
+    ("terminate", "transactionlink", "suspend"),
+    ("reinstate", "transactionlink", "unsuspend"),
+    ("set_role", "transactionlink", ""),
+    ("update_profile", "transactionlink", ""),
+    ("roles", "transactionlink", ""),
+    ("user_activity", "travis", "activity"),
+];
+
+/// `Ok` when `word` may be called on this handle; otherwise `unsupported`, naming the common verb to use.
+fn own_word(handle: &Handle, word: &str) -> ScriptResult<()> {
+    let kind = handle.conn.backend.kind();
+    match VENDOR_WORDS.iter().find(|(w, _, _)| *w == word) {
+        Some((_, owner, _)) if *owner == kind => Ok(()),
+        Some((_, owner, common)) => {
+            let instead = if common.is_empty() { String::new() } else { format!("; on {kind} use {common}") };
+            Err(error_map(
+                ErrorKind::Unsupported,
+                format!("{word} is {owner}'s word and not supported by {kind}{instead}"),
+            ))
+        }
+        None => Ok(()),
+    }
 }
 
 fn connect(host: &Host, name: Option<&str>) -> ScriptResult<Handle> {
