@@ -174,6 +174,10 @@ impl Context {
             .collect();
         let mut default_profile = global.profile.clone().or_else(|| config.default_profile.clone());
         let sandbox = if global.sandbox {
+            // A sandbox process sees the sandbox only: no configured (real) profile is reachable from it, and
+            // the configured default does not apply.
+            entries.clear();
+            default_profile = global.profile.clone();
             let running = runtime
                 .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
                 .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
@@ -216,6 +220,11 @@ impl Context {
                 UsageError::new("cannot find a data directory for the audit log; pass --audit-db PATH")
             })?,
         };
+        // What a sandbox process does is rehearsal, not evidence: it has a log of its own beside the real one.
+        let audit_path = match global.sandbox && audit_path.as_os_str() != ":memory:" {
+            true => sandbox_log(&audit_path),
+            false => audit_path,
+        };
         let interrupt = Interrupt::default();
         interrupt.install_handler();
         let max_changes = config.max_changes.unwrap_or(50);
@@ -229,7 +238,7 @@ impl Context {
         let fingerprints = Fingerprints::new(audit_target.clone());
         let mut dispatcher = Dispatcher::new(
             audit_target,
-            config.audit_syslog.clone(),
+            config.audit_syslog.clone().filter(|_| !global.sandbox),
             run_info,
             prompt,
             Arc::new(crate::output::progress::StderrReporter),
@@ -267,4 +276,10 @@ impl Context {
             sandbox,
         })
     }
+}
+
+/// The sandbox's audit log: `sandbox-<name>` beside the real one.
+fn sandbox_log(real: &std::path::Path) -> PathBuf {
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
+    real.with_file_name(format!("sandbox-{name}"))
 }

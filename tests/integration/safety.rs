@@ -159,3 +159,57 @@ fn a_resume_runs_the_same_script_with_the_same_arguments_or_nothing() {
     run(same).success();
     assert_eq!(sb.count_method("PUT"), puts);
 }
+
+#[test]
+fn a_sandbox_process_reaches_neither_a_configured_profile_nor_the_real_log() {
+    // This sandbox stands in for production: the config's profiles point at it.
+    let production = Sandbox::start(5);
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"ghes\"\n[profiles.ghes]\nkind = \"github\"\nurl = \"{0}\"\ntoken_env = \"GHES_TOKEN\"\n\n[profiles.github]\nkind = \"github\"\nurl = \"{0}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        production.url()
+    ));
+    env.write("leavers.csv", "login\nuser0004\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai").display().to_string();
+    env.run(&["--sandbox", "--yes", "eval", r#"connect().suspend("user0001", #{reason: "x"})"#]).success();
+    env.run(&["--sandbox", "--yes", "eval", r#"connect("github").suspend("user0003", #{reason: "x"})"#]).success();
+    env.run(&["--sandbox", "--yes", "run", &script, "--arg", "csv=leavers.csv", "--arg", "reason=x"]).success();
+    env.run(&["--sandbox", "eval", r#"connect("ghes").list_users()"#]).code(1).stderr_has("ghes");
+    let seen = production.stats()["requests"].as_object().map(|r| r.len()).unwrap_or(0);
+    assert_eq!(seen, 0, "the configured server was reached: {}", production.stats());
+    assert!(!env.audit_db().exists(), "sandbox events went to the real audit log");
+    assert!(env.path("sandbox-audit.db").exists());
+    let rows = env.run(&["--sandbox", "--format", "json", "audit", "list", "--all", "--op", "suspend"]).success();
+    assert!(rows.stdout.contains("user0004"), "{}", rows.report());
+}
+
+#[test]
+fn offboarding_goes_on_past_a_profile_that_fails_and_always_writes_its_summary() {
+    let env = Env::new();
+    let script = crate::util::repo().join("scripts/offboard.rhai").display().to_string();
+    let emails = "emails=user0007@example.com,tfuser0007@example.com,tluser0007@example.com";
+    let run = env.run(&[
+        "--sandbox",
+        "--yes",
+        "run",
+        &script,
+        "--arg",
+        emails,
+        "--arg",
+        "reason=left",
+        "--arg",
+        "out=off.csv",
+    ]);
+    assert!(matches!(run.status, Some(0) | Some(3)), "{}", run.report());
+    let off = std::fs::read_to_string(env.path("off.csv")).expect("the summary is written");
+    // Each of the three people has a row on every sandbox profile, whatever happened there.
+    for email in ["user0007@example.com", "tfuser0007@example.com", "tluser0007@example.com"] {
+        for profile in ["github", "terraform", "transactionlink", "travis"] {
+            assert!(off.contains(&format!("{email},{profile},")), "no row for {email} on {profile}:\n{off}");
+        }
+    }
+    assert!(off.contains("user0007@example.com,github,user0007,ok"), "{off}");
+    assert!(off.contains("tfuser0007@example.com,terraform,tfuser0007,ok"), "{off}");
+    // Travis cannot list users: it is reported, and did not stop the profiles after it.
+    assert!(off.contains("user0007@example.com,travis,,unsupported"), "{off}");
+}
