@@ -517,23 +517,50 @@ impl Dispatcher {
     }
 
     /// A change whose answer leaves it in doubt (a 5xx, a timeout, a dropped connection) may still have been
-    /// applied: read the target's state, and if the change is in place, count it done rather than failed.
+    /// applied: read the target's state; in place, it counts as done; not in place, it is sent again, and
+    /// only then (so the service never sees one change twice), a few times with a growing pause.
     async fn reconcile(
         &self,
         conn: &Connection,
         action: &Action,
         result: Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
-        let Err(e) = &result else { return result };
-        let in_doubt = e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500);
-        let Some(target) = action.target.as_deref().filter(|_| in_doubt) else { return result };
-        match self.unless_stopped(conn.backend.state(action.op, target)).await {
-            Ok(Some(true)) => Ok(json!({
-                "ok": true, "op": action.op.name(), "target": target, "http_status": e.status,
-                "reconciled": format!("the server answered \"{}\", but the change is in place", e.message),
-            })),
-            _ => result,
+        const RESENDS: u32 = 4;
+        let mut result = result;
+        for attempt in 0..=RESENDS {
+            let Err(e) = &result else { return result };
+            let in_doubt =
+                e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500);
+            let Some(target) = action.target.as_deref().filter(|_| in_doubt) else { return result };
+            match self.unless_stopped(conn.backend.state(action.op, target)).await {
+                Ok(Some(true)) => {
+                    return Ok(json!({
+                        "ok": true, "op": action.op.name(), "target": target, "http_status": e.status,
+                        "reconciled": format!("the server answered \"{}\", but the change is in place", e.message),
+                    }))
+                }
+                // Read, and not in place: now it is safe to send the change once more.
+                Ok(Some(false)) if attempt < RESENDS && !self.interrupt.is_raised() => {
+                    let first = e.message.clone();
+                    let again = tokio::select! {
+                        r = async {
+                            tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                            conn.backend.execute(action).await
+                        } => r,
+                        _ = self.interrupt.raised() => return result,
+                    };
+                    result = again.map_err(|mut second| {
+                        second.message = format!(
+                            "{} (sent again after a read showed the earlier attempt, \"{first}\", was not applied)",
+                            second.message
+                        );
+                        second
+                    });
+                }
+                _ => return result,
+            }
         }
+        result
     }
 
     /// `execute_recorded` for a batch that the service takes in one request: every intent durable first

@@ -91,9 +91,11 @@ impl Request {
         self
     }
 
-    /// PUT and DELETE (and reads) may be sent twice without harm; POST and PATCH may not.
-    pub fn is_idempotent(&self) -> bool {
-        !matches!(self.method, Method::POST | Method::PATCH)
+    /// Only a read is sent again when its answer was lost. A change (even an idempotent PUT or DELETE) whose
+    /// answer was lost may have been applied: the caller reads the target's state before anything is sent
+    /// again, so the service's own audit log never shows one change twice.
+    pub fn may_repeat(&self) -> bool {
+        matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
     }
 }
 
@@ -301,7 +303,7 @@ impl HttpClient {
                     "rate limited without a stated wait; halving concurrency"
                 );
             }
-            match self.retry.decide(attempt, &outcome, req.is_idempotent(), rand::random::<f64>()) {
+            match self.retry.decide(attempt, &outcome, req.may_repeat(), rand::random::<f64>()) {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
                     tracing::info!(method = %req.method, path = %req.path, attempt, wait_ms = wait.as_millis() as u64, "retrying: {error}");

@@ -1,8 +1,9 @@
 //! Retry policy, pure: which outcomes are transient, how long to wait, when to give up.
 //!
 //! Rate-limit answers (429, or 403 with an exhausted budget) are retried for every method, because the server
-//! refused them before doing anything. Server errors and broken connections are retried only for idempotent
-//! requests: a POST that timed out may have been applied, and sending it again could apply it twice.
+//! refused them before doing anything. Server errors and broken connections are retried only for reads (and
+//! for any request whose connection failed before it was sent): a change that timed out may have been
+//! applied, so dispatch reads the target's state before anything is sent again, even for a PUT.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +48,7 @@ pub enum Decision {
 
 impl RetryPolicy {
     /// `attempt` counts from 1; `jitter` is a number in [0, 1) (random in production, fixed in tests).
-    pub fn decide(&self, attempt: u32, outcome: &Attempt, idempotent: bool, jitter: f64) -> Decision {
+    pub fn decide(&self, attempt: u32, outcome: &Attempt, repeatable: bool, jitter: f64) -> Decision {
         if attempt >= self.max_attempts {
             return Decision::GiveUp;
         }
@@ -61,10 +62,10 @@ impl RetryPolicy {
                     Decision::PauseAll(wait)
                 }
             }
-            Attempt::Answered { status, rate_wait, .. } if idempotent && matches!(status, 502..=504) => {
+            Attempt::Answered { status, rate_wait, .. } if repeatable && matches!(status, 502..=504) => {
                 Decision::RetryAfter(rate_wait.unwrap_or_else(|| self.backoff(attempt, jitter)).min(self.max_delay))
             }
-            Attempt::NoAnswer { before_send } if idempotent || before_send => {
+            Attempt::NoAnswer { before_send } if repeatable || before_send => {
                 Decision::RetryAfter(self.backoff(attempt, jitter))
             }
             _ => Decision::GiveUp,

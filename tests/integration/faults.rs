@@ -19,8 +19,9 @@ fn a_429_storm_with_retry_after_slows_reads_but_loses_nothing() {
     assert!(sb.stats()["faults"].as_u64().unwrap() > 0, "the storm happened: {}", sb.stats());
 }
 
+/// A 5xx on a change may mean it was applied: the user is read, and only a change not in place is sent again.
 #[test]
-fn server_errors_on_idempotent_requests_are_retried() {
+fn server_errors_on_changes_are_settled_by_reading_then_sent_again() {
     let sb = faulty("503=0.3,502=0.1", 20);
     let env = Env::with_sandbox(&sb);
     env.eval_json(
@@ -47,13 +48,48 @@ fn a_post_that_failed_with_a_5xx_is_not_sent_twice() {
 }
 
 #[test]
-fn a_dropped_connection_on_a_put_is_retried_and_recorded_once() {
+fn a_put_whose_answer_was_lost_is_never_sent_again_and_recorded_once() {
+    // "reset": the server applies the change, then the connection drops before the answer.
     let sb = faulty("reset=0.4", 10);
     let env = Env::with_sandbox(&sb);
     env.eval_json(r#"let gh = connect("ghes"); for i in 3..=7 { gh.suspend(`user000${i}`); }"#);
     let rows = env.audit_rows(&["--op", "suspend"]);
     assert_eq!(rows.iter().filter(|r| r["phase"] == "intent").count(), 5);
     assert_eq!(rows.iter().filter(|r| r["status"] == "ok").count(), 5);
+    assert!(sb.stats()["faults"].as_u64().unwrap() > 0);
+    // The lost answers were settled by reading the user, so the service saw each suspension once.
+    for i in 3..=7 {
+        assert_eq!(sb.count(&format!("PUT /api/v3/users/user000{i}/suspended")), 1, "user000{i}");
+    }
+}
+
+#[test]
+fn a_put_dropped_before_it_was_applied_is_sent_again_only_after_a_read() {
+    // "drop": the connection drops before the server applies anything.
+    let sb = faulty("drop=0.5", 10);
+    let env = Env::with_sandbox(&sb);
+    env.run(&[
+        "--yes",
+        "eval",
+        r#"let gh = connect("ghes"); for i in 3..=7 { try { gh.suspend(`user000${i}`); } catch {} }"#,
+    ])
+    .success();
+    let timeline = sb.timeline();
+    let mut arrivals: Vec<(u64, u64, String)> = serde_json::from_value(timeline["arrivals"].clone()).unwrap();
+    arrivals.sort();
+    for i in 3..=7 {
+        let put = format!("PUT /api/v3/users/user000{i}/suspended");
+        let get = format!("GET /api/v3/users/user000{i}");
+        let mut read_since_put = true;
+        for (_, _, a) in &arrivals {
+            if a.starts_with(&put) {
+                assert!(read_since_put, "user000{i}: a PUT was sent again without reading the user first\n{timeline}");
+                read_since_put = false;
+            } else if a.starts_with(&get) {
+                read_since_put = true;
+            }
+        }
+    }
     assert!(sb.stats()["faults"].as_u64().unwrap() > 0);
 }
 
