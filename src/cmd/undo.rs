@@ -17,8 +17,27 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     if !store.has_run(run)? {
         return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
     }
-    let plan = reversal(&store.reversible_changes(run)?);
+    let changes = store.reversible_changes(run)?;
     drop(store);
+    // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
+    let blind: Vec<(String, String)> = changes
+        .iter()
+        .filter(|(_, _, _, params)| prior_unobserved(params))
+        .map(|(profile, _, target, _)| (profile.clone(), target.clone()))
+        .collect();
+    let seen: Vec<_> =
+        changes.into_iter().filter(|(p, _, t, _)| !blind.iter().any(|(bp, bt)| bp == p && bt == t)).collect();
+    if !blind.is_empty() {
+        let mut names: Vec<String> = blind.iter().map(|(p, t)| format!("{t} on {p}")).collect();
+        names.sort();
+        names.dedup();
+        output::note(&format!(
+            "not undone: {} (their state before run {run} changed them was not observed, so steward cannot tell \
+             what to put back; check them by hand)",
+            names.join(", ")
+        ));
+    }
+    let plan = reversal(&seen);
     if plan.is_empty() {
         output::note(&format!("run {run} made no reversible change that still stands; nothing to undo"));
         return Ok(());
@@ -38,6 +57,13 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     }
     output::print_value(&Value::Array(all), ctx.output);
     Ok(())
+}
+
+/// A change made without reading the target first (`precheck: false`, a service that cannot tell): its
+/// params say `prior_observed: false`. Rows from before steward recorded this say nothing and count as seen.
+fn prior_unobserved(params: &str) -> bool {
+    serde_json::from_str::<Value>(params).ok().and_then(|p| p.get("prior_observed").and_then(Value::as_bool))
+        == Some(false)
 }
 
 /// The changes that put each target back: per (profile, target, kind of change), the run's first change tells

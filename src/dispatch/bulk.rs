@@ -117,7 +117,7 @@ impl Dispatcher {
         &self,
         conn: &Connection,
         op: Op,
-        items: Vec<BulkItem>,
+        mut items: Vec<BulkItem>,
         params: Value,
     ) -> Result<Vec<BulkResult>, ActionError> {
         let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
@@ -205,7 +205,11 @@ impl Dispatcher {
                     results[i] =
                         Some(BulkResult::of(&items[i], ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
                 }
-                Ok(_) => todo.push(i),
+                Ok(seen) => {
+                    // What undo may rely on: the state before the change, seen (or not) by the read.
+                    items[i].params.insert("prior_observed".into(), json!(seen == Some(false)));
+                    todo.push(i);
+                }
                 Err(e) => {
                     let mut r = BulkResult::of(&items[i], ItemStatus::Failed, Some(e.to_string()));
                     r.http_status = e.status;
@@ -433,7 +437,7 @@ fn item_result(item: &BulkItem, outcome: Result<Value, ApiError>) -> BulkResult 
     }
 }
 
-fn end_state(op: Op) -> &'static str {
+pub(super) fn end_state(op: Op) -> &'static str {
     match op {
         Op::Suspend => "suspended",
         Op::Unsuspend => "active (not suspended)",

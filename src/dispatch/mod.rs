@@ -416,7 +416,8 @@ impl Dispatcher {
 
     /// Performs one action through the whole pipeline.
     pub async fn perform(&self, conn: &Connection, action: Action) -> Result<Value, ActionError> {
-        let fail = |e: ApiError| ActionError::from_api(e, conn, &action);
+        let (op_name, named) = (action.op.name(), action.target.clone());
+        let fail = |e: ApiError| ActionError::new(e, conn, op_name, named.clone());
         if !conn.backend.supported().contains(&action.op) {
             return Err(fail(unsupported(conn.backend.as_ref(), action.op)));
         }
@@ -430,6 +431,26 @@ impl Dispatcher {
                 return Err(fail(
                     ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
                 ));
+            }
+        }
+        // A single call is a plan of one: a change that can be undone reads the target's state first, so a
+        // noop is reported (and recorded) as one, and undo knows what the state was before.
+        let mut action = action;
+        if let (Some(_), Some(target)) = (action.op.inverse(), action.target.clone()) {
+            match self.unless_stopped(conn.backend.state(action.op, &target)).await.map_err(fail)? {
+                Some(true) => {
+                    let mut e = self.event(conn, action.op, Some(&target), &action.params, "outcome", "noop");
+                    e.error = format!("already {}; nothing was sent", bulk::end_state(action.op));
+                    self.record(vec![e]).await.map_err(fail)?;
+                    return Ok(json!({"ok": true, "noop": true, "op": action.op.name(), "target": target,
+                        "profile": conn.profile, "note": format!("already {}; nothing was sent", bulk::end_state(action.op))}));
+                }
+                seen => {
+                    if !action.params.is_object() {
+                        action.params = json!({});
+                    }
+                    action.params["prior_observed"] = json!(seen == Some(false));
+                }
             }
         }
         if self.mode.dry_run {

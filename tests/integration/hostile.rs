@@ -410,6 +410,9 @@ fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
 fn steward_makes_no_core_dump_and_keeps_its_log_private() {
     // It answers who the token is, then never answers the suspension.
     let server = Hostile::start(|seen| {
+        if seen.line.starts_with("GET /api/v3/users/ann ") {
+            return json(r#"{"login": "ann", "id": 2, "suspended_at": null}"#);
+        }
         let who = ["GET /api/v3/user ", "GET /api/v3/users/admin "].iter().any(|p| seen.line.starts_with(p));
         match who {
             true => json(r#"{"login": "admin", "id": 1, "site_admin": true}"#),

@@ -213,3 +213,23 @@ fn offboarding_goes_on_past_a_profile_that_fails_and_always_writes_its_summary()
     // Travis cannot list users: it is reported, and did not stop the profiles after it.
     assert!(off.contains("user0007@example.com,travis,,unsupported"), "{off}");
 }
+
+#[test]
+fn undo_puts_back_only_what_was_seen_before_the_change() {
+    let sb = Sandbox::start(10);
+    let env = Env::with_sandbox(&sb);
+    // Run 1 reads each user first (the default); run 2 changes blind (precheck: false).
+    env.run(&["--yes", "eval", r#"connect("ghes").suspend_all(["user0003", "user0004"], #{reason: "x"})"#]).success();
+    env.run(&[
+        "--yes",
+        "eval",
+        r#"connect("ghes").suspend_all(["user0005", "user0006"], #{reason: "x", precheck: false})"#,
+    ])
+    .success();
+    let undo_blind = env.run(&["--yes", "--format", "json", "undo", "2"]).success();
+    assert!(undo_blind.stderr.contains("not undone: user0005 on ghes, user0006 on ghes"), "{}", undo_blind.report());
+    assert_eq!(sb.count("DELETE /api/v3/users/user0005/suspended"), 0, "a blind change was reversed");
+    env.run(&["--yes", "undo", "1"]).success();
+    assert_eq!(sb.count("DELETE /api/v3/users/user0003/suspended"), 1);
+    assert_eq!(sb.count("DELETE /api/v3/users/user0004/suspended"), 1);
+}

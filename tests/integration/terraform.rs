@@ -84,15 +84,19 @@ fn every_action_changes_the_server_and_repeats_are_conflicts_or_noops() {
     assert_eq!(user(&state, "tfuser0002")["is-admin"], true);
     assert_eq!(user(&state, "tfuser0050")["is-admin"], false);
     assert_eq!(user(&state, "tfuser0006")["two-factor"], false);
-    // A single call on a user already in that state is a clear error …
-    run(&env, ADMIN_TOKEN, &["eval", r#"connect().suspend("tfuser0001")"#])
-        .code(1)
-        .stderr_has("conflict")
-        .stderr_has("already suspended");
+    // A single call on a user already in that state is a plan of one: it reads the user, sends nothing, and
+    // says so (a noop, as in bulk) …
+    let posts = sb.count_method("POST");
+    let noop = eval(&env, r#"connect().suspend("tfuser0001")"#);
+    assert_eq!(
+        (noop["noop"].clone(), noop["note"].clone()),
+        (json!(true), json!("already suspended; nothing was sent"))
+    );
+    assert_eq!(sb.count_method("POST"), posts, "nothing was sent");
     run(&env, ADMIN_TOKEN, &["eval", r#"connect().reset_2fa("tfuser0001")"#])
         .code(1)
         .stderr_has("two-factor authentication");
-    // … and a noop in bulk, recorded as such.
+    // … and in bulk, recorded as such.
     let r = eval(&env, r#"connect().suspend_all(["tfuser0001", "tfuser0007"], #{reason: "x"}).map(|r| r.status)"#);
     assert_eq!(r, json!(["noop", "ok"]));
     let ids = eval(
