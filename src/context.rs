@@ -246,8 +246,8 @@ impl Context {
             interrupt.clone(),
         );
         if let Some(run) = resume {
-            let done = crate::audit::AuditStore::open_verified(&audit_path)?.done_in_chain(run)?;
-            dispatcher.resume(run, done);
+            let store = crate::audit::AuditStore::open_verified(&audit_path)?;
+            dispatcher.resume(run, store.done_in_chain(run)?, store.open_intents_in_chain(run)?);
         }
         let dispatcher = Arc::new(dispatcher);
         let connections = Arc::new(Connections {

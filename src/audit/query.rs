@@ -251,6 +251,26 @@ impl AuditStore {
         Ok(done)
     }
 
+    /// The intents a job (the run and the runs it resumed) left without an outcome: (profile, op, target) →
+    /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
+    pub fn open_intents_in_chain(&self, run: i64) -> Result<crate::dispatch::OpenIntents, AuditError> {
+        let mut open = crate::dispatch::OpenIntents::new();
+        for id in chain_of(self, run)? {
+            let mut stmt = self
+                .conn()
+                .prepare("SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)")
+                .map_err(AuditError::Read)?;
+            let rows = stmt
+                .query_map([id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
+                .map_err(AuditError::Read)?;
+            for row in rows {
+                let (key, seq) = row.map_err(AuditError::Read)?;
+                open.entry(key).or_insert(seq);
+            }
+        }
+        Ok(open)
+    }
+
     /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted).
     pub fn last_params(&self, profile: &str, op: &str, target: &str) -> Result<Option<String>, AuditError> {
         self.conn()

@@ -199,6 +199,29 @@ impl Dispatcher {
             .collect()
             .await;
         let mut todo = Vec::new();
+        // What the job's earlier runs left in flight is settled by these reads, against the original intents.
+        let mut settled = Vec::new();
+        for (i, state) in &checks {
+            let Some(target) = items[*i].target.as_deref() else { continue };
+            let key = (conn.profile.clone(), op.name().to_string(), target.to_string());
+            let (Some(seq), Ok(Some(in_place))) = (self.open.get(&key), state) else { continue };
+            let status = if *in_place { "ok" } else { "cancelled" };
+            // A resume runs the same script with the same arguments, so the earlier run read the state first too.
+            let mut seen = item_params(&params, &items[*i]);
+            if seen.is_object() {
+                seen["prior_observed"] = json!(true);
+            }
+            let mut e = self.event(conn, op, Some(target), &seen, "outcome", status);
+            e.intent_seq = Some(*seq);
+            e.error = match in_place {
+                true => "settled at resume: the change had been applied (its answer was lost)".into(),
+                false => "settled at resume: it had not been applied; this run sends it".into(),
+            };
+            settled.push(e);
+        }
+        if !settled.is_empty() {
+            self.record(settled).await.map_err(fail)?;
+        }
         for (i, state) in checks {
             match state {
                 Ok(Some(true)) => {

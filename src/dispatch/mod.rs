@@ -212,6 +212,9 @@ impl Default for Mode {
 /// Items a resumed run already finished: (profile, op, target) → the run that did it.
 pub type DoneSet = HashMap<(String, String, String), i64>;
 
+/// Intents a job left without an outcome: (profile, op, target) → the intent's seq.
+pub type OpenIntents = HashMap<(String, String, String), i64>;
+
 pub struct Dispatcher {
     audit: AuditWriter,
     audit_target: AuditTarget,
@@ -220,6 +223,8 @@ pub struct Dispatcher {
     mode: Mode,
     interrupt: Interrupt,
     done: DoneSet,
+    /// What the job's earlier runs left in flight, settled as the resume reads each target.
+    open: OpenIntents,
     bulk_failed: AtomicUsize,
     /// Outcomes queued for commit and not yet known to be durable.
     outstanding: std::sync::Mutex<Vec<Pending>>,
@@ -249,6 +254,7 @@ impl Dispatcher {
             mode,
             interrupt,
             done: DoneSet::new(),
+            open: OpenIntents::new(),
             bulk_failed: AtomicUsize::new(0),
             outstanding: std::sync::Mutex::new(Vec::new()),
             audit_failed: std::sync::atomic::AtomicBool::new(false),
@@ -276,8 +282,9 @@ impl Dispatcher {
     }
 
     /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
-    pub fn resume(&mut self, run: i64, done: DoneSet) {
+    pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents) {
         self.done = done;
+        self.open = open;
         self.audit.describe(move |info| info.resumed_from = Some(run));
     }
 
