@@ -23,6 +23,10 @@ pub struct Checkpoint {
     /// False only for the JSON checkpoint an older steward wrote, accepted until the next one replaces it.
     #[serde(default)]
     pub signed: bool,
+    /// SHA-256 (hex) of the signed note this checkpoint replaced, so consecutive copies (in syslog, say) show a
+    /// gap or a fork; empty for a log's first checkpoint.
+    #[serde(default)]
+    pub prev: String,
 }
 
 pub fn path_for(db: &Path) -> PathBuf {
@@ -33,16 +37,22 @@ impl Checkpoint {
     /// The note text: origin (the key's name), seq, the head hash in base64, `time TS`.
     fn text(&self, origin: &str) -> Result<String, String> {
         let hash = hex::decode(&self.hash).map_err(|_| format!("the head hash {:?} is not hex", self.hash))?;
-        Ok(format!("{origin}\n{}\n{}\ntime {}\n", self.seq, BASE64.encode(hash), self.ts))
+        let prev = if self.prev.is_empty() { String::new() } else { format!("prev {}\n", self.prev) };
+        Ok(format!("{origin}\n{}\n{}\ntime {}\n{prev}", self.seq, BASE64.encode(hash), self.ts))
     }
 
     fn parse_text(text: &str) -> Result<Checkpoint, String> {
         let lines: Vec<&str> = text.lines().collect();
-        let [_origin, seq, hash, time] = lines[..] else { return Err("it does not have four lines".into()) };
+        let (prev, lines) = match lines[..] {
+            [a, b, c, d, p] => (p.strip_prefix("prev ").ok_or("its fifth line is not `prev …`")?, [a, b, c, d]),
+            [a, b, c, d] => ("", [a, b, c, d]),
+            _ => return Err("it does not have four or five lines".into()),
+        };
+        let [_origin, seq, hash, time] = lines;
         let seq = seq.parse().map_err(|_| format!("its size {seq:?} is not a number"))?;
         let hash = BASE64.decode(hash).map_err(|_| format!("its hash {hash:?} is not base64"))?;
-        let ts = time.strip_prefix("time ").ok_or("its last line is not `time …`")?;
-        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string(), signed: true })
+        let ts = time.strip_prefix("time ").ok_or("its fourth line is not `time …`")?;
+        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string(), signed: true, prev: prev.to_string() })
     }
 }
 
@@ -68,6 +78,7 @@ fn note_of_syslog_line(line: &str) -> Result<String, String> {
         hash: field("hash")?.to_string(),
         ts: field("ts")?.to_string(),
         signed: true,
+        prev: field("prev").map(str::to_string).unwrap_or_default(),
     };
     let key = field("key")?;
     Ok(format!("{}\n— {key} {}\n", cp.text(key)?, field("sig")?))
@@ -109,7 +120,9 @@ pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<O
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
     // An empty log is anchored too (at seq 0, the genesis hash), so a log holding events never lacks one.
     let (seq, hash) = store.head().map_err(|e| e.to_string())?.unwrap_or((0, chain::GENESIS.to_string()));
-    let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true };
+    // Chained to the note it replaces (the one beside the log, checked when the log was opened).
+    let prev = std::fs::read(path_for(db)).map(|note| hex::encode(Sha256::digest(note))).unwrap_or_default();
+    let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true, prev };
     let signer = NoteSigner::load_or_create(db)?;
     let note = signer.sign(&cp.text(signer.verifier().name())?);
     if let Some(socket) = syslog {
@@ -191,12 +204,13 @@ fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint, note: &str) -> std:
     let signature = note.lines().last().and_then(|l| l.strip_prefix("— ")).unwrap_or_default();
     let (key, sig) = signature.split_once(' ').unwrap_or_default();
     let line = format!(
-        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={} key={key} sig={sig}",
+        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={}{} key={key} sig={sig}",
         std::process::id(),
         db.display(),
         cp.seq,
         cp.hash,
-        cp.ts
+        cp.ts,
+        if cp.prev.is_empty() { String::new() } else { format!(" prev={}", cp.prev) }
     );
     let sender = std::os::unix::net::UnixDatagram::unbound()?;
     sender.send_to(line.as_bytes(), socket).map(|_| ())
@@ -289,18 +303,43 @@ mod tests {
     }
 
     #[test]
+    fn each_checkpoint_names_the_one_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let mut store = AuditStore::open(&db).unwrap();
+        write(&db, &store, None).unwrap();
+        let first_note = std::fs::read(path_for(&db)).unwrap();
+        let first = read(&db).unwrap().unwrap();
+        assert_eq!((first.seq, first.prev.as_str()), (0, ""), "the genesis checkpoint names none");
+        store.start_run(&super::super::RunInfo::default()).unwrap();
+        let mut e = [super::super::Event { op: "suspend".into(), ..Default::default() }];
+        store.append(&mut e).unwrap();
+        write(&db, &store, None).unwrap();
+        let second = read(&db).unwrap().unwrap();
+        assert_eq!(second.seq, 1);
+        assert_eq!(second.prev, hex::encode(Sha256::digest(&first_note)));
+    }
+
+    #[test]
     fn a_signed_checkpoint_reads_back_from_its_file_and_from_its_syslog_line() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("audit.db");
         let signer = NoteSigner::load_or_create(&db).unwrap();
-        let cp = Checkpoint { seq: 7, hash: "cd".repeat(32), ts: "2026-11-25T01:02:03.004Z".into(), signed: true };
+        let cp = Checkpoint {
+            seq: 7,
+            hash: "cd".repeat(32),
+            ts: "2026-11-25T01:02:03.004Z".into(),
+            signed: true,
+            prev: "ab".repeat(32),
+        };
         let note = signer.sign(&cp.text(signer.verifier().name()).unwrap());
         assert_eq!(open(&note, signer.verifier()), Ok(cp.clone()));
         let sig = note.lines().last().unwrap().rsplit(' ').next().unwrap();
         let line = format!(
-            "<85>Nov 25 01:02:03 host steward[1]: audit checkpoint db=/x seq=7 hash={} ts={} key={} sig={sig}",
+            "<85>Nov 25 01:02:03 host steward[1]: audit checkpoint db=/x seq=7 hash={} ts={} prev={} key={} sig={sig}",
             cp.hash,
             cp.ts,
+            cp.prev,
             signer.verifier().name()
         );
         assert_eq!(open(&line, signer.verifier()), Ok(cp));
