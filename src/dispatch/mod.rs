@@ -790,3 +790,6 @@ fn failpoint(name: &str) {
         std::process::abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

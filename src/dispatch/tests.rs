@@ -1,0 +1,199 @@
+//! The pipeline with a fake backend, an in-memory audit log and a scripted prompt: milliseconds each, and the
+//! fake counts every request, so each rule is checked where it matters (nothing sent where it must not be).
+
+use super::*;
+use crate::backends::model::Account;
+use crate::dispatch::bulk::{BulkProgress, BulkReporter};
+use async_trait::async_trait;
+use std::sync::Mutex;
+
+/// A service of three accounts: `@alice:hs` (who the token is), `@bob:hs`, `@carol:hs`. It remembers who is
+/// suspended and can lose answers on purpose.
+#[derive(Default)]
+struct Fake {
+    suspended: Mutex<Vec<String>>,
+    /// Every call, in order: `execute suspend @bob:hs`, `state @bob:hs`.
+    calls: Mutex<Vec<String>>,
+    /// The next `execute` applies the change and then loses its answer.
+    lose_answer_after_apply: Mutex<bool>,
+    /// The next `execute` fails before applying anything.
+    fail_before_apply: Mutex<bool>,
+}
+
+impl Fake {
+    fn full_id(name: &str) -> String {
+        let local = name.trim_start_matches('@').split(':').next().unwrap_or_default().to_lowercase();
+        format!("@{local}:hs")
+    }
+
+    fn sent(&self, what: &str) -> usize {
+        self.calls.lock().unwrap().iter().filter(|c| c.starts_with(what)).count()
+    }
+}
+
+#[async_trait]
+impl Backend for Fake {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn supported(&self) -> &'static [Op] {
+        &[Op::Whoami, Op::GetUser, Op::Suspend, Op::Unsuspend, Op::Demote, Op::Promote]
+    }
+
+    fn base_url(&self) -> String {
+        "http://fake.invalid/".into()
+    }
+
+    async fn identity(&self) -> Result<String, ApiError> {
+        Ok("@alice:hs".into())
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Option<Account>, ApiError> {
+        let id = Fake::full_id(name);
+        let local = id.trim_start_matches('@').split(':').next().unwrap_or_default().to_string();
+        Ok(["@alice:hs", "@bob:hs", "@carol:hs"]
+            .contains(&id.as_str())
+            .then(|| Account { names: vec![id.clone(), local], id }))
+    }
+
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        self.calls.lock().unwrap().push(format!("state {}", Fake::full_id(target)));
+        let on = self.suspended.lock().unwrap().contains(&Fake::full_id(target));
+        Ok(match op {
+            Op::Suspend => Some(on),
+            Op::Unsuspend => Some(!on),
+            _ => None,
+        })
+    }
+
+    async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        let target = Fake::full_id(action.target.as_deref().unwrap_or_default());
+        self.calls.lock().unwrap().push(format!("execute {} {target}", action.op.name()));
+        if std::mem::take(&mut *self.fail_before_apply.lock().unwrap()) {
+            return Err(ApiError::new(ErrorKind::Unavailable, "connection reset before the request was applied"));
+        }
+        match action.op {
+            Op::Suspend => self.suspended.lock().unwrap().push(target.clone()),
+            Op::Unsuspend => self.suspended.lock().unwrap().retain(|t| *t != target),
+            _ => {}
+        }
+        if std::mem::take(&mut *self.lose_answer_after_apply.lock().unwrap()) {
+            return Err(ApiError::new(ErrorKind::Unavailable, "connection reset after the request was applied"));
+        }
+        Ok(json!({"ok": true, "op": action.op.name(), "target": target}))
+    }
+}
+
+/// Answers every confirmation the same way, and counts the questions.
+struct Scripted {
+    answer: Result<bool, String>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Prompt for Scripted {
+    fn confirm(&self, question: &str) -> Result<bool, String> {
+        self.asked.lock().unwrap().push(question.to_string());
+        self.answer.clone()
+    }
+}
+
+struct Quiet;
+
+impl BulkReporter for Quiet {
+    fn begin(&self, _label: &str, _total: usize) -> Box<dyn BulkProgress> {
+        Box::new(Quiet)
+    }
+}
+
+impl BulkProgress for Quiet {
+    fn advance(&self, _status: ItemStatus) {}
+    fn finish(&self, _label: &str, _counts: &[(ItemStatus, usize)], _elapsed: std::time::Duration) {}
+}
+
+fn pipeline(answer: Result<bool, String>, assume_yes: bool) -> (Dispatcher, Arc<Scripted>) {
+    let prompt = Arc::new(Scripted { answer, asked: Mutex::new(Vec::new()) });
+    let mode = Mode { dry_run: false, assume_yes, max_changes: 50 };
+    let d = Dispatcher::new(
+        AuditTarget::Memory,
+        None,
+        RunInfo::default(),
+        prompt.clone(),
+        Arc::new(Quiet),
+        mode,
+        Interrupt::default(),
+    );
+    (d, prompt)
+}
+
+fn connection(fake: &Arc<Fake>, protected: &[&str]) -> Connection {
+    let backend: Arc<dyn Backend> = fake.clone();
+    let protected = protected.iter().map(|p| p.to_string()).collect();
+    Connection::new("p", backend, protected, TokenRecord::default(), 4)
+}
+
+fn items(targets: &[&str]) -> Vec<BulkItem> {
+    targets.iter().map(|t| BulkItem { target: Some(t.to_string()), ..Default::default() }).collect()
+}
+
+#[tokio::test]
+async fn protected_and_own_accounts_are_refused_by_any_name_on_both_paths() {
+    let fake = Arc::new(Fake::default());
+    let conn = connection(&fake, &["bob"]);
+    let (d, _) = pipeline(Ok(true), true);
+    for name in ["bob", "@bob:hs", "BOB", "@BOB:hs", "alice", "@alice:hs"] {
+        let e = d.perform(&conn, Action::new(Op::Suspend, Some(name.into()), json!({}))).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protected, "{name}: {e}");
+    }
+    let results =
+        d.perform_all(&conn, Op::Suspend, items(&["@bob:hs", "Alice", "carol"]), json!({"reason": "x"})).await.unwrap();
+    let statuses: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ItemStatus::Skipped, ItemStatus::Skipped, ItemStatus::Ok]);
+    assert_eq!(fake.sent("execute"), 1, "only carol: {:?}", fake.calls.lock().unwrap());
+    // Granting is not guarded on either path.
+    d.perform(&conn, Action::new(Op::Promote, Some("bob".into()), json!({}))).await.unwrap();
+}
+
+#[tokio::test]
+async fn destructive_bulk_work_asks_once_and_is_refused_without_an_answer() {
+    let fake = Arc::new(Fake::default());
+    let conn = connection(&fake, &[]);
+    let (d, prompt) = pipeline(Err("no terminal to ask at; pass --yes".into()), false);
+    let e = d.perform_all(&conn, Op::Demote, items(&["bob", "carol"]), json!({})).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+    assert!(e.message.contains("demote takes access away from 2 accounts"), "{e}");
+    assert_eq!(prompt.asked.lock().unwrap().len(), 1, "one question for the whole job");
+    assert_eq!(fake.sent("execute"), 0);
+    let single = d.perform(&conn, Action::new(Op::Demote, Some("bob".into()), json!({}))).await.unwrap_err();
+    assert_eq!(single.kind, ErrorKind::Cancelled, "the single call asks too: {single}");
+    assert_eq!(fake.sent("execute"), 0);
+}
+
+#[tokio::test]
+async fn a_change_whose_answer_was_lost_is_read_before_anything_is_sent_again() {
+    let fake = Arc::new(Fake::default());
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    *fake.lose_answer_after_apply.lock().unwrap() = true;
+    let done = d.perform(&conn, Action::new(Op::Suspend, Some("bob".into()), json!({}))).await.unwrap();
+    assert!(done["reconciled"].is_string(), "{done}");
+    assert_eq!(fake.sent("execute suspend"), 1, "applied once: {:?}", fake.calls.lock().unwrap());
+
+    *fake.fail_before_apply.lock().unwrap() = true;
+    d.perform(&conn, Action::new(Op::Suspend, Some("carol".into()), json!({}))).await.unwrap();
+    let calls = fake.calls.lock().unwrap().clone();
+    let carol: Vec<&str> = calls.iter().filter(|c| c.ends_with("@carol:hs")).map(String::as_str).collect();
+    // The plan's read, the lost attempt, the read that shows it was not applied, then the second attempt.
+    assert_eq!(carol, ["state @carol:hs", "execute suspend @carol:hs", "state @carol:hs", "execute suspend @carol:hs"]);
+}
+
+#[tokio::test]
+async fn a_single_call_on_an_account_already_in_that_state_sends_nothing() {
+    let fake = Arc::new(Fake::default());
+    fake.suspended.lock().unwrap().push("@carol:hs".into());
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    let r = d.perform(&conn, Action::new(Op::Suspend, Some("carol".into()), json!({}))).await.unwrap();
+    assert_eq!(r["noop"], true, "{r}");
+    assert_eq!(fake.sent("execute"), 0);
+}
