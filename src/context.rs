@@ -37,6 +37,8 @@ pub struct Connections {
     /// Puts the pauses a service imposes on record.
     dispatcher: Arc<Dispatcher>,
     fingerprints: Fingerprints,
+    /// Under `--sandbox` only the sandbox's profiles exist; messages say so instead of pointing at the config.
+    sandbox: bool,
 }
 
 impl Connections {
@@ -69,8 +71,9 @@ impl Connections {
         }
         let entry = self.entries.get(&name).ok_or_else(|| {
             format!(
-                "unknown profile {name:?} (profiles: {}); add [profiles.{name}] to the config or run with --sandbox",
-                self.list_for_message()
+                "unknown profile {name:?} (profiles: {}); {}",
+                self.list_for_message(),
+                unknown_profile_hint(&name, self.sandbox)
             )
         })?;
         let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
@@ -209,7 +212,8 @@ impl Context {
             if !entries.contains_key(d) {
                 let names: Vec<&String> = entries.keys().collect();
                 return Err(UsageError::new(format!(
-                    "--profile {d}: no such profile (profiles: {names:?}); check the config or use --sandbox"
+                    "--profile {d}: no such profile (profiles: {names:?}); {}",
+                    unknown_profile_hint(d, global.sandbox)
                 ))
                 .into());
             }
@@ -256,6 +260,7 @@ impl Context {
             live: Mutex::new(HashMap::new()),
             dispatcher: dispatcher.clone(),
             fingerprints,
+            sandbox: global.sandbox,
         });
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
@@ -282,4 +287,14 @@ impl Context {
 fn sandbox_log(real: &std::path::Path) -> PathBuf {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
     real.with_file_name(format!("sandbox-{name}"))
+}
+
+/// What to do about a profile name that does not exist here.
+fn unknown_profile_hint(name: &str, sandbox: bool) -> String {
+    match sandbox {
+        true => "a --sandbox process has the sandbox's profiles only (configured ones are unreachable from it, on purpose); \
+                 use one of those, or run without --sandbox"
+            .to_string(),
+        false => format!("add [profiles.{name}] to the config, or try the built-in services with --sandbox"),
+    }
 }

@@ -5,6 +5,7 @@ use super::store::{AuditError, AuditStore};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Which events to list; every field narrows the result.
 #[derive(Clone, Debug, Default)]
@@ -235,40 +236,36 @@ impl AuditStore {
     /// What a job (the run and the runs it resumed) finished: (profile, op, target) → the run that did it.
     /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
     pub fn done_in_chain(&self, run: i64) -> Result<crate::dispatch::DoneSet, AuditError> {
-        let mut done = crate::dispatch::DoneSet::new();
-        for id in chain_of(self, run)? {
-            let mut stmt = self
-                .conn()
-                .prepare("SELECT profile, op, target FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')")
-                .map_err(AuditError::Read)?;
-            let rows = stmt
-                .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-                .map_err(AuditError::Read)?;
-            for row in rows {
-                done.entry(row.map_err(AuditError::Read)?).or_insert(id);
-            }
-        }
-        Ok(done)
+        self.keyed_in_chain(
+            run,
+            "SELECT profile, op, target, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
+        )
     }
 
     /// The intents a job (the run and the runs it resumed) left without an outcome: (profile, op, target) →
     /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
     pub fn open_intents_in_chain(&self, run: i64) -> Result<crate::dispatch::OpenIntents, AuditError> {
-        let mut open = crate::dispatch::OpenIntents::new();
+        self.keyed_in_chain(
+            run,
+            "SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
+        )
+    }
+
+    /// `(profile, op, target) → value` over every run of a job, newest run first (the first row of a key wins);
+    /// `sql` selects those four columns for the run `?1`.
+    fn keyed_in_chain(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
+        let mut out = HashMap::new();
+        let mut stmt = self.conn().prepare(sql).map_err(AuditError::Read)?;
         for id in chain_of(self, run)? {
-            let mut stmt = self
-                .conn()
-                .prepare("SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)")
-                .map_err(AuditError::Read)?;
             let rows = stmt
-                .query_map([id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
+                .query_map([id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, i64>(3)?)))
                 .map_err(AuditError::Read)?;
             for row in rows {
-                let (key, seq) = row.map_err(AuditError::Read)?;
-                open.entry(key).or_insert(seq);
+                let (key, value) = row.map_err(AuditError::Read)?;
+                out.entry(key).or_insert(value);
             }
         }
-        Ok(open)
+        Ok(out)
     }
 
     /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted).

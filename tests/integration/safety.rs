@@ -174,7 +174,10 @@ fn a_sandbox_process_reaches_neither_a_configured_profile_nor_the_real_log() {
     env.run(&["--sandbox", "--yes", "eval", r#"connect().suspend("user0001", #{reason: "x"})"#]).success();
     env.run(&["--sandbox", "--yes", "eval", r#"connect("github").suspend("user0003", #{reason: "x"})"#]).success();
     env.run(&["--sandbox", "--yes", "run", &script, "--arg", "csv=leavers.csv", "--arg", "reason=x"]).success();
-    env.run(&["--sandbox", "eval", r#"connect("ghes").list_users()"#]).code(1).stderr_has("ghes");
+    env.run(&["--sandbox", "eval", r#"connect("ghes").list_users()"#])
+        .code(1)
+        .stderr_has("ghes")
+        .stderr_has("configured ones are unreachable from it");
     let seen = production.stats()["requests"].as_object().map(|r| r.len()).unwrap_or(0);
     assert_eq!(seen, 0, "the configured server was reached: {}", production.stats());
     assert!(!env.audit_db().exists(), "sandbox events went to the real audit log");
