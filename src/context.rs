@@ -251,7 +251,20 @@ impl Context {
         );
         if let Some(run) = resume {
             let store = crate::audit::AuditStore::open_verified(&audit_path)?;
-            dispatcher.resume(run, store.done_in_chain(run)?, store.open_intents_in_chain(run)?);
+            // One process per job at a time, taken before reading what the job did (so nothing read goes stale):
+            // two resumes of one job (of run N and of its continuation N+1 alike) would both send what is left.
+            if let Some(job) = store.job_of(run)? {
+                if !dispatcher.hold_job(job.first).map_err(UsageError::new)? {
+                    return Err(UsageError::new(format!(
+                        "run {run} belongs to job {} (runs {:?}), which another steward process is running or \
+                         resuming right now; wait for it to end",
+                        job.first,
+                        job.runs.iter().rev().collect::<Vec<_>>()
+                    ))
+                    .into());
+                }
+            }
+            dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?);
         }
         let dispatcher = Arc::new(dispatcher);
         let connections = Arc::new(Connections {

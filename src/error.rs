@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Unsupported,
     Protected,
     Cancelled,
+    /// Another steward process is changing the same account right now.
+    Busy,
 }
 
 impl ErrorKind {
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Protected => "protected",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Busy => "busy",
         }
     }
 

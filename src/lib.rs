@@ -60,11 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let ctx = Context::new(&cli.global, run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
-    // One resume of a run at a time: two would both send what the run left undone.
-    let _resume_lock = match resume {
-        Some(run) => Some(lock_run(&ctx.audit_path, run)?),
-        None => None,
-    };
     let result = match &command {
         Command::Shell => cmd::shell::run(&ctx),
         Command::Run(args) => cmd::run::run(&ctx, args),
@@ -86,19 +81,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     ctx.dispatcher.finish(code);
     result
-}
-
-/// Holds an exclusive lock on `<audit db>.run-<RUN>.lock` while this process resumes that run.
-fn lock_run(audit: &std::path::Path, run: i64) -> anyhow::Result<std::fs::File> {
-    let name = audit::beside(audit, &format!(".run-{run}.lock"));
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&name)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(_) => Err(error::UsageError::new(format!(
-            "run {run} is being resumed by another steward process right now; wait for it to finish"
-        ))
-        .into()),
-    }
 }
 
 /// Who is acting, where, and how steward was invoked: the `runs` row of this invocation.

@@ -33,6 +33,10 @@ pub struct Event {
     pub token_fp: String,
     /// SHA-256 of the record of the run that made the event (`run_digest`); empty in older rows.
     pub run_digest: String,
+    /// Not part of the record (the chain and exports leave it out): what a live intent claims until its outcome
+    /// (`<profile> <name key>`), so that two processes sharing the log never send to one account at once.
+    #[serde(skip)]
+    pub claim: String,
 }
 
 impl Event {

@@ -4,6 +4,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod fingerprint;
 pub mod keyfile;
+pub mod liveness;
 pub mod query;
 pub mod signing;
 pub mod store;
@@ -32,5 +33,5 @@ pub fn real_path(db: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
-pub use store::{AuditError, AuditStore, RunInfo};
+pub use store::{AuditError, AuditStore, Busy, RunInfo};
 pub use writer::{AuditTarget, AuditWriter};

@@ -63,6 +63,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             token_source: r.get(17)?,
             token_fp: r.get(18)?,
             run_digest: r.get(21)?,
+            claim: String::new(),
         },
         prev_hash: r.get(19)?,
         hash: r.get(20)?,
@@ -189,28 +190,43 @@ impl AuditStore {
     }
 }
 
-/// The runs of a resumed job, newest first: `run`, the run it resumed, and so on back.
-fn chain_of(store: &AuditStore, run: i64) -> Result<Vec<i64>, AuditError> {
-    let mut chain = vec![];
-    let mut next = Some(run);
-    while let Some(id) = next {
-        if chain.contains(&id) {
-            break;
-        }
-        let parent: Option<Option<i64>> = store
-            .conn()
-            .query_row("SELECT resumed_from FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
+/// A job: a run and every resume of it (and of those), one id, its first run's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub first: i64,
+    /// Every run of the job, newest first.
+    pub runs: Vec<i64>,
+}
+
+impl AuditStore {
+    /// The job `run` belongs to (`None`: no such run). Whichever of its runs is named, the job is the same:
+    /// resuming run 5 after run 6 continued it sees what run 6 did too.
+    pub fn job_of(&self, run: i64) -> Result<Option<Job>, AuditError> {
+        let mut stmt = self.conn().prepare("SELECT id, resumed_from FROM runs").map_err(AuditError::Read)?;
+        let parent: HashMap<i64, Option<i64>> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(AuditError::Read)?
+            .collect::<Result<_, _>>()
             .map_err(AuditError::Read)?;
-        match parent {
-            None => break,
-            Some(p) => {
-                chain.push(id);
-                next = p;
-            }
+        if !parent.contains_key(&run) {
+            return Ok(None);
         }
+        // Walks up to the first run; a cycle (only an edited log has one) ends the walk.
+        let first_of = |mut id: i64| {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(Some(up)) = parent.get(&id) {
+                if !seen.insert(id) || !parent.contains_key(up) {
+                    break;
+                }
+                id = *up;
+            }
+            id
+        };
+        let first = first_of(run);
+        let mut runs: Vec<i64> = parent.keys().copied().filter(|id| first_of(*id) == first).collect();
+        runs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(Some(Job { first, runs }))
     }
-    Ok(chain)
 }
 
 impl AuditStore {
@@ -233,19 +249,19 @@ impl AuditStore {
         Ok(n > 0)
     }
 
-    /// What a job (the run and the runs it resumed) finished: (profile, op, target) → the run that did it.
+    /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it.
     /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
-    pub fn done_in_chain(&self, run: i64) -> Result<crate::dispatch::DoneSet, AuditError> {
-        self.keyed_in_chain(
+    pub fn done_in_job(&self, run: i64) -> Result<crate::dispatch::DoneSet, AuditError> {
+        self.keyed_in_job(
             run,
             "SELECT profile, op, target, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
         )
     }
 
-    /// The intents a job (the run and the runs it resumed) left without an outcome: (profile, op, target) →
+    /// The intents the job of `run` (all its runs) left without an outcome: (profile, op, target) →
     /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
-    pub fn open_intents_in_chain(&self, run: i64) -> Result<crate::dispatch::OpenIntents, AuditError> {
-        self.keyed_in_chain(
+    pub fn open_intents_in_job(&self, run: i64) -> Result<crate::dispatch::OpenIntents, AuditError> {
+        self.keyed_in_job(
             run,
             "SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
         )
@@ -253,10 +269,11 @@ impl AuditStore {
 
     /// `(profile, op, target) → value` over every run of a job, newest run first (the first row of a key wins);
     /// `sql` selects those four columns for the run `?1`.
-    fn keyed_in_chain(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
+    fn keyed_in_job(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
         let mut out = HashMap::new();
         let mut stmt = self.conn().prepare(sql).map_err(AuditError::Read)?;
-        for id in chain_of(self, run)? {
+        let runs = self.job_of(run)?.map(|j| j.runs).unwrap_or_default();
+        for id in runs {
             let rows = stmt
                 .query_map([id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, i64>(3)?)))
                 .map_err(AuditError::Read)?;
@@ -280,14 +297,15 @@ impl AuditStore {
             .map_err(AuditError::Read)
     }
 
-    /// The successful, reversible changes of a run, oldest first: (profile, op, target, params).
-    pub fn reversible_changes(&self, run: i64) -> Result<Vec<(String, String, String, String)>, AuditError> {
+    /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).
+    pub fn reversible_changes(&self, runs: &[i64]) -> Result<Vec<(String, String, String, String)>, AuditError> {
         let mut stmt = self
             .conn()
-            .prepare("SELECT profile, op, target, params FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND op IN ('suspend', 'unsuspend', 'promote', 'demote') ORDER BY seq")
+            .prepare("SELECT profile, op, target, params FROM events WHERE run_id IN (SELECT value FROM json_each(?1)) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND op IN ('suspend', 'unsuspend', 'promote', 'demote') ORDER BY seq")
             .map_err(AuditError::Read)?;
+        let ids = serde_json::to_string(runs).unwrap_or_else(|_| "[]".into());
         let rows = stmt
-            .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([ids], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(AuditError::Read)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(AuditError::Read)?;

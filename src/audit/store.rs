@@ -25,12 +25,19 @@ pub enum AuditError {
     Untrusted { path: PathBuf, why: String },
 }
 
+/// Another live run has an open intent on the same account: the event was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy {
+    pub run: i64,
+}
+
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_resume.sql"),
     include_str!("migrations/0003_token_fingerprint.sql"),
     include_str!("migrations/0004_run_digest.sql"),
+    include_str!("migrations/0005_claims.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -193,6 +200,18 @@ impl AuditStore {
     /// Appends events in one durable transaction (a group commit); returns their sequence numbers.
     /// `seq` and `ts` of the given events are assigned here.
     pub fn append(&mut self, events: &mut [Event]) -> Result<Vec<i64>, AuditError> {
+        let slots = self.append_claiming(events, &|_| false)?;
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// `append`, where an event with a `claim` is written only if no other run that is still alive
+    /// (`alive(run)`) holds an open intent with the same claim; otherwise its slot names that run. The check and
+    /// the write share one transaction under the write lock, so two processes can never both claim a target.
+    pub fn append_claiming(
+        &mut self,
+        events: &mut [Event],
+        alive: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<Result<i64, Busy>>, AuditError> {
         // IMMEDIATE takes the write lock before reading the head, so two processes cannot fork the chain.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(AuditError::Write)?;
         let head: Option<(i64, String)> = tx
@@ -216,12 +235,29 @@ impl AuditStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
-                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, claim)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                )
+                .map_err(AuditError::Write)?;
+            let mut holders = tx
+                .prepare_cached(
+                    "SELECT DISTINCT e.run_id FROM events e WHERE e.claim = ?1 AND e.run_id != ?2
+                     AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
                 )
                 .map_err(AuditError::Write)?;
             let ts = now();
             for e in events.iter_mut() {
+                if !e.claim.is_empty() {
+                    let runs = holders
+                        .query_map(params![e.claim, e.run_id], |r| r.get::<_, i64>(0))
+                        .map_err(AuditError::Write)?
+                        .collect::<Result<Vec<i64>, _>>()
+                        .map_err(AuditError::Write)?;
+                    if let Some(run) = runs.into_iter().find(|r| alive(*r)) {
+                        seqs.push(Err(Busy { run }));
+                        continue;
+                    }
+                }
                 seq += 1;
                 e.seq = seq;
                 e.ts = ts.clone();
@@ -249,15 +285,18 @@ impl AuditStore {
                         e.token_fp,
                         prev,
                         hash,
-                        e.run_digest
+                        e.run_digest,
+                        Some(e.claim.as_str()).filter(|c| !c.is_empty())
                     ])
                     .map_err(AuditError::Write)?;
-                seqs.push(seq);
+                seqs.push(Ok(seq));
                 prev = hash;
             }
         }
         tx.commit().map_err(AuditError::Write)?;
-        self.last_written = Some((seq, prev));
+        if seqs.iter().any(Result::is_ok) {
+            self.last_written = Some((seq, prev));
+        }
         Ok(seqs)
     }
 }

@@ -2,7 +2,8 @@
 //! commit). Every caller still waits for its own events to be durable, so a bulk job's intents cost one fsync
 //! per batch rather than one per request, and never a request without its recorded intent.
 
-use super::{checkpoint, AuditStore, Event, RunInfo};
+use super::liveness::RunLocks;
+use super::{checkpoint, AuditStore, Busy, Event, RunInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
@@ -15,13 +16,16 @@ pub enum AuditTarget {
     Memory,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Vec<i64>, String>>;
+/// Each event's sequence number, or the live run that holds the claim it asked for (the event was not written).
+pub type Slots = Vec<Result<i64, Busy>>;
+
+type Reply = tokio::sync::oneshot::Sender<Result<Slots, String>>;
 
 /// Events queued for commit.
-pub struct Pending(tokio::sync::oneshot::Receiver<Result<Vec<i64>, String>>);
+pub struct Pending(tokio::sync::oneshot::Receiver<Result<Slots, String>>);
 
 impl Pending {
-    pub async fn wait(self) -> Result<Vec<i64>, String> {
+    pub async fn wait(self) -> Result<Slots, String> {
         self.0.await.map_err(|_| "the audit writer has stopped".to_string())?
     }
 }
@@ -44,6 +48,36 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
     run_id: Arc<AtomicI64>,
+    locks: Arc<SharedLocks>,
+}
+
+/// The run locks beside a file log, opened on first use (read-only commands never make the file), and shared
+/// by the writer and the resume of a job: one opening per process, so its locks never stand in its own way.
+struct SharedLocks {
+    log: Option<PathBuf>,
+    opened: std::sync::Mutex<Option<Arc<RunLocks>>>,
+}
+
+impl SharedLocks {
+    fn get(&self) -> Result<Option<Arc<RunLocks>>, String> {
+        let Some(log) = &self.log else { return Ok(None) };
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if opened.is_none() {
+            let locks =
+                RunLocks::open(log).map_err(|e| format!("cannot open the run locks beside {}: {e}", log.display()))?;
+            *opened = Some(Arc::new(locks));
+        }
+        Ok(opened.clone())
+    }
+
+    /// Whether another process is running `run` (or resuming its job); if that cannot be told, it is.
+    fn alive_elsewhere(&self, run: i64) -> bool {
+        match self.get() {
+            Ok(Some(locks)) => locks.held_elsewhere(run).unwrap_or(true),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
 }
 
 struct State {
@@ -53,6 +87,7 @@ struct State {
     store: Option<AuditStore>,
     info: RunInfo,
     run_id: Arc<AtomicI64>,
+    locks: Arc<SharedLocks>,
     /// The digest of this run's record, carried by each of its events (binding the record into the chain).
     run_digest: String,
     /// Rows committed since the last checkpoint, and when it was written.
@@ -93,6 +128,10 @@ impl State {
         }
         let info = self.info.clone();
         let (id, digest) = self.store()?.start_run(&info).map_err(|e| e.to_string())?;
+        // Held for the life of the process: other processes see this run is alive, and its claims stand.
+        if let Some(locks) = self.locks.get()? {
+            locks.hold(id).map_err(|e| format!("cannot lock run {id}: {e}"))?;
+        }
         self.run_digest = digest;
         self.run_id.store(id, Ordering::SeqCst);
         Ok(id)
@@ -154,13 +193,14 @@ impl State {
         self.store = None;
     }
 
-    fn commit(&mut self, batch: &mut [Event]) -> Result<Vec<i64>, String> {
+    fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, String> {
         let run = self.run()?;
         for e in batch.iter_mut() {
             e.run_id = run;
             e.run_digest = self.run_digest.clone();
         }
-        let seqs = self.store()?.append(batch).map_err(|e| e.to_string())?;
+        let locks = self.locks.clone();
+        let seqs = self.store()?.append_claiming(batch, &|r| locks.alive_elsewhere(r)).map_err(|e| e.to_string())?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
         self.keep_wal_on_disk(run)?;
         self.unchecked_rows += seqs.len();
@@ -215,12 +255,18 @@ impl AuditWriter {
     pub fn spawn(target: AuditTarget, syslog: Option<PathBuf>, info: RunInfo) -> AuditWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         let run_id = Arc::new(AtomicI64::new(0));
+        let log = match &target {
+            AuditTarget::File(p) => Some(p.clone()),
+            AuditTarget::Memory => None,
+        };
+        let locks = Arc::new(SharedLocks { log, opened: std::sync::Mutex::new(None) });
         let state = State {
             target,
             syslog,
             store: None,
             info,
             run_id: run_id.clone(),
+            locks: locks.clone(),
             run_digest: String::new(),
             unchecked_rows: 0,
             checkpointed_at: std::time::Instant::now(),
@@ -229,11 +275,21 @@ impl AuditWriter {
             .name("steward-audit".into())
             .spawn(move || state.serve(rx))
             .expect("the audit thread starts");
-        AuditWriter { jobs: tx, run_id }
+        AuditWriter { jobs: tx, run_id, locks }
     }
 
-    /// Appends events and waits until they are durable; returns their sequence numbers.
-    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<i64>, String> {
+    /// Takes the lock of a job (its first run) for this process, so no other process runs or resumes it at the
+    /// same time; `false` when another one is. A log in memory has no other process.
+    pub fn hold_job(&self, first_run: i64) -> Result<bool, String> {
+        match self.locks.get()? {
+            Some(locks) => locks.hold(first_run).map_err(|e| format!("cannot lock run {first_run}: {e}")),
+            None => Ok(true),
+        }
+    }
+
+    /// Appends events and waits until they are durable; returns their sequence numbers (or, for an event
+    /// claiming a target another live run holds, that run).
+    pub async fn append(&self, events: Vec<Event>) -> Result<Slots, String> {
         self.submit(events).wait().await
     }
 
@@ -279,6 +335,6 @@ mod tests {
         assert_eq!(genesis.seq, 0, "not yet past seq 0: fewer rows than CHECKPOINT_ROWS");
         let seqs = writer.append(vec![event()]).await.unwrap();
         let cp = checkpoint::read(&db).unwrap().expect("a checkpoint while the run goes on");
-        assert_eq!(cp.seq, seqs[0]);
+        assert_eq!(Ok(cp.seq), seqs[0]);
     }
 }

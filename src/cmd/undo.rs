@@ -1,4 +1,4 @@
-//! `steward undo RUN`: puts back what a run changed, as a new audited run with the usual dry-run and
+//! `steward undo RUN`: puts back what a run's job (the run, the run it resumed, its resumes) changed, as a new audited run with the usual dry-run and
 //! confirmation rules. Only successful, reversible changes count: a noop changed nothing, so nothing is undone.
 
 use crate::audit::AuditStore;
@@ -14,10 +14,21 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
         return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_path.display())).into());
     }
     let store = AuditStore::open_verified(&ctx.audit_path)?;
-    if !store.has_run(run)? {
+    let Some(job) = store.job_of(run)? else {
         return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
+    };
+    // A run and its resumes are one job: undo puts back what all of them changed, whichever was named.
+    if job.runs.len() > 1 {
+        let mut runs = job.runs.clone();
+        runs.sort_unstable();
+        let runs: Vec<String> = runs.iter().map(i64::to_string).collect();
+        output::note(&format!(
+            "run {run} is part of job {} (runs {}): undoing the whole job",
+            job.first,
+            runs.join(", ")
+        ));
     }
-    let changes = store.reversible_changes(run)?;
+    let changes = store.reversible_changes(&job.runs)?;
     drop(store);
     // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
     let blind: Vec<(String, String)> = changes

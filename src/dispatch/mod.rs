@@ -288,6 +288,11 @@ impl Dispatcher {
         self.audit.describe(move |info| info.resumed_from = Some(run));
     }
 
+    /// Takes the lock of a job for this process (see `AuditWriter::hold_job`); `false` when another has it.
+    pub fn hold_job(&self, first_run: i64) -> Result<bool, String> {
+        self.audit.hold_job(first_run)
+    }
+
     /// The run id, if this invocation recorded anything.
     pub fn run_id(&self) -> Option<i64> {
         self.audit.run_id()
@@ -360,15 +365,43 @@ impl Dispatcher {
             status: status.to_string(),
             token_source: conn.token.source.clone(),
             token_fp: conn.token.fingerprint.clone(),
+            // A live intent claims its account (as the service compares names) until its outcome is in.
+            claim: match (phase, target, self.mode.dry_run) {
+                ("intent", Some(t), false) if !t.is_empty() => format!("{} {}", conn.profile, conn.backend.name_key(t)),
+                _ => String::new(),
+            },
             ..Default::default()
         }
     }
 
+    /// Records events that claim nothing (outcomes, notes, refusals); their sequence numbers.
     async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, ApiError> {
+        let slots = self.record_claiming(events).await?;
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// Records events, intents among them; an intent whose account another live steward process is changing is
+    /// not written, and its slot says which run holds it.
+    async fn record_claiming(&self, events: Vec<Event>) -> Result<crate::audit::writer::Slots, ApiError> {
         self.audit.append(events).await.map_err(|m| {
             self.audit_failed.store(true, Ordering::SeqCst);
             ApiError::new(ErrorKind::Unavailable, m)
         })
+    }
+
+    /// The error (and the refusal row) for an action whose account another live run holds.
+    async fn busy(&self, conn: &Connection, action: &Action, busy: crate::audit::Busy) -> ApiError {
+        let why = format!(
+            "another steward process (run {}) is changing {} on {} right now; nothing was sent",
+            busy.run,
+            action.target.as_deref().unwrap_or_default(),
+            conn.profile
+        );
+        self.refuse(conn, action, &why).await;
+        ApiError::new(ErrorKind::Busy, why).with_hint(format!(
+            "wait for run {} to end (`steward audit list --run {}`), then run again",
+            busy.run, busy.run
+        ))
     }
 
     /// The audit log refused a write in this run: nothing more is sent.
@@ -495,8 +528,11 @@ impl Dispatcher {
         let action = self.prepared(conn, action).await?;
         let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
         // Fail closed: without a durable intent the request is not sent.
-        let intent_seq = self.record(vec![intent]).await?[0];
-        self.send_recorded(conn, &action, intent_seq).await
+        match self.record_claiming(vec![intent]).await?.first() {
+            Some(Ok(intent_seq)) => self.send_recorded(conn, &action, *intent_seq).await,
+            Some(Err(busy)) => Err(self.busy(conn, &action, *busy).await),
+            None => Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent")),
+        }
     }
 
     /// Prepares several actions and commits all their intents at once (a bulk job does this a chunk ahead of
@@ -508,12 +544,21 @@ impl Dispatcher {
             .flatten()
             .map(|a| self.event(conn, a.op, a.target.as_deref(), &a.params, "intent", "pending"))
             .collect();
-        let seqs = match self.record(events).await {
-            Ok(seqs) => seqs,
+        let slots = match self.record_claiming(events).await {
+            Ok(slots) => slots,
             Err(e) => return prepared.into_iter().map(|p| p.and(Err(e.clone()))).collect(),
         };
-        let mut seqs = seqs.into_iter();
-        prepared.into_iter().map(|p| p.map(|a| (a, seqs.next().unwrap_or_default()))).collect()
+        let mut slots = slots.into_iter();
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            out.push(match (p, slots.next()) {
+                (Err(e), _) => Err(e),
+                (Ok(a), Some(Ok(seq))) => Ok((a, seq)),
+                (Ok(a), Some(Err(busy))) => Err(self.busy(conn, &a, busy).await),
+                (Ok(_), None) => Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent")),
+            });
+        }
+        out
     }
 
     /// Closes a committed intent whose request was never sent, saying why (Ctrl-C, a failed log, an outage).
@@ -601,15 +646,47 @@ impl Dispatcher {
     ) -> Vec<Result<Value, ApiError>> {
         let intents: Vec<Event> =
             actions.iter().map(|a| self.event(conn, op, a.target.as_deref(), &a.params, "intent", "pending")).collect();
-        let seqs = match self.record(intents).await {
-            Ok(seqs) => seqs,
+        let slots = match self.record_claiming(intents).await {
+            Ok(slots) => slots,
             Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
         };
+        // Items another live process holds are left out of the request; the rest go in one.
+        let mut results: Vec<Option<Result<Value, ApiError>>> = vec![None; actions.len()];
+        let (mut claimed, mut seqs, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (action, slot)) in actions.iter().zip(slots).enumerate() {
+            match slot {
+                Ok(seq) => {
+                    claimed.push(action.clone());
+                    seqs.push(seq);
+                    at.push(i);
+                }
+                Err(busy) => results[i] = Some(Err(self.busy(conn, action, busy).await)),
+            }
+        }
+        let outcomes = self.send_batch_recorded(conn, op, &claimed, &seqs).await;
+        for (i, outcome) in at.into_iter().zip(outcomes) {
+            results[i] = Some(outcome);
+        }
+        let lost = || Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent"));
+        results.into_iter().map(|r| r.unwrap_or_else(lost)).collect()
+    }
+
+    /// The request and outcomes of a batch whose intents are durable.
+    async fn send_batch_recorded(
+        &self,
+        conn: &Connection,
+        op: Op,
+        actions: &[Action],
+        seqs: &[i64],
+    ) -> Vec<Result<Value, ApiError>> {
+        if actions.is_empty() {
+            return Vec::new();
+        }
         if self.interrupt.is_raised() {
             let cancelled =
                 ApiError::new(ErrorKind::Cancelled, format!("{} before it was sent", self.interrupt.reason()));
             let outcomes = actions.iter().map(|_| Err(cancelled.clone())).collect::<Vec<_>>();
-            self.record_outcomes(conn, op, actions, &seqs, &outcomes, 0);
+            self.record_outcomes(conn, op, actions, seqs, &outcomes, 0);
             return outcomes;
         }
         let started = Instant::now();
@@ -618,7 +695,7 @@ impl Dispatcher {
         outcomes.resize_with(actions.len(), || {
             Err(ApiError::invalid("the service's bulk answer did not mention this item"))
         });
-        self.record_outcomes(conn, op, actions, &seqs, &outcomes, started.elapsed().as_millis() as i64);
+        self.record_outcomes(conn, op, actions, seqs, &outcomes, started.elapsed().as_millis() as i64);
         outcomes
     }
 

@@ -1,5 +1,5 @@
 //! Faults in steward's own footing: a damaged or cut-short audit log, the action budget, runaway scripts,
-//! two processes on one log, a resume already running, and secrets planted to see whether they leak.
+//! two processes on one log or one account, a job resumed twice at once, and secrets planted to see whether they leak.
 
 use crate::util::{Env, Run, Sandbox};
 use std::time::{Duration, Instant};
@@ -96,22 +96,120 @@ fn two_processes_share_one_audit_log() {
     assert!(intents >= 55, "{intents}");
 }
 
+/// The logins the sandbox's GitHub has suspended, in order.
+fn suspended(sb: &Sandbox) -> Vec<String> {
+    let users = sb.state()["github"]["users"].as_array().cloned().unwrap_or_default();
+    users
+        .iter()
+        .filter(|u| !u["suspended_at"].is_null())
+        .filter_map(|u| u["login"].as_str().map(String::from))
+        .collect()
+}
+
+/// A job killed twice midway (runs 1 and 2), as the crash harness kills them.
+fn job_killed_twice(env: &Env, users: usize) {
+    assert!(users > 30, "two kills 15 answers apart leave work for a resume");
+    let ids: Vec<String> = (1..=users).map(|i| format!("user{i:04}")).filter(|u| u != "user0002").collect();
+    env.write("job.rhai", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"job\"}});"));
+    for (run, resume) in [(1, None), (2, Some("1"))] {
+        let mut cmd = env.cmd();
+        cmd.env("STEWARD_FAILPOINT", "after_response_before_outcome:15").args(["--yes", "run", "job.rhai"]);
+        if let Some(r) = resume {
+            cmd.args(["--resume", r]);
+        }
+        let killed = Run::of(cmd);
+        assert_ne!(killed.status, Some(0), "run {run} dies midway: {}", killed.report());
+    }
+}
+
 #[test]
-fn a_run_cannot_be_resumed_twice_at_once() {
+fn a_job_is_run_by_one_process_at_a_time_whichever_of_its_runs_is_resumed() {
+    // The reported case: resuming run N and its continuation N+1 at once sent most suspensions twice.
+    let sb = Sandbox::with(steward_sandbox::Options {
+        users: 120,
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    });
+    let env = Env::with_sandbox(&sb);
+    let already = suspended(&sb).len();
+    job_killed_twice(&env, 120);
+    let before = sb.count_method("PUT");
+    let mut first = env.cmd();
+    first.args(["--yes", "run", "job.rhai", "--resume", "1"]).stderr(std::process::Stdio::piped());
+    let first = first.spawn().unwrap();
+    let started = Instant::now();
+    while sb.count_method("PUT") == before && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sb.count_method("PUT") > before, "the first resume is at work");
+    env.run(&["--yes", "run", "job.rhai", "--resume", "2"])
+        .code(2)
+        .stderr_has("belongs to job 1")
+        .stderr_has("another steward process is running or resuming right now");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in (1..=120).filter(|i| *i != 2) {
+        let put = format!("PUT /api/v3/users/user{i:04}/suspended");
+        assert!(sb.count(&put) <= 1, "{put}: sent at most once over the whole job");
+    }
+    assert_eq!(suspended(&sb).len(), 119, "the job finished");
+    let sent = sb.count_method("PUT");
+    assert_eq!(sent as usize, 119 - already, "one PUT per user who was not suspended yet");
+    // Resuming the finished job again, by either run, sends nothing.
+    env.run(&["--yes", "run", "job.rhai", "--resume", "2"]).success();
+    assert_eq!(sb.count_method("PUT"), sent);
+    env.run(&["audit", "verify"]).success();
+}
+
+#[test]
+fn undo_of_any_run_of_a_job_reverses_the_whole_job() {
+    let sb = Sandbox::start(60);
+    let env = Env::with_sandbox(&sb);
+    let before = suspended(&sb);
+    job_killed_twice(&env, 60);
+    env.run(&["--yes", "run", "job.rhai", "--resume", "2"]).success();
+    assert_eq!(suspended(&sb).len(), 59);
+    // Run 2 holds a part of the job, and the settled answers the kills cut off; undo of it covers all three runs.
+    env.run(&["--yes", "undo", "2"]).success().stderr_has("part of job 1 (runs 1, 2, 3)");
+    assert_eq!(suspended(&sb), before, "every suspension the job made was put back, and only those");
+    assert_eq!(sb.count_method("DELETE") as usize, 59 - before.len(), "each once");
+}
+
+#[test]
+fn two_processes_never_send_to_one_account_at_once() {
+    use steward::audit::liveness::RunLocks;
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
-    env.write("job.rhai", r#"connect("ghes").suspend("user0003", #{reason: "x"});"#);
-    env.run(&["run", "job.rhai"]).success();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(format!("{}.run-1.lock", env.audit_db().display()))
-        .unwrap();
-    lock.try_lock().unwrap();
-    env.run(&["run", "job.rhai", "--resume", "1"]).code(2).stderr_has("being resumed by another steward process");
-    drop(lock);
-    env.run(&["run", "job.rhai", "--resume", "1"]).success();
+    // Run 1 records its intent for user0003 and goes no further; while its process lives, that is a claim.
+    let mut cmd = env.cmd();
+    cmd.env("STEWARD_FAILPOINT", "after_intent_commit:1")
+        .args(["eval", r#"connect("ghes").suspend("user0003", #{reason: "one"})"#]);
+    assert_ne!(Run::of(cmd).status, Some(0));
+    // Stand in for run 1's process still being at work: hold its lock as that process would.
+    let alive = RunLocks::open(&env.audit_db()).unwrap();
+    assert!(alive.hold(1).unwrap());
+    for call in [
+        r#"connect("ghes").suspend("user0003", #{reason: "two"})"#,
+        r#"connect("ghes").suspend("USER0003", #{reason: "two"})"#,
+        r#"connect("ghes").suspend_all(["user0004", "User0003"], #{reason: "two"})"#,
+    ] {
+        let run = env.run(&["--yes", "eval", call]);
+        assert_ne!(run.status, Some(0), "{call}: {}", run.report());
+        assert!(
+            run.stderr.contains("another steward process (run 1)") || run.stdout.contains("run 1"),
+            "{call}: {}",
+            run.report()
+        );
+    }
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0, "never sent while run 1 holds it");
+    assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 1, "the rest of the batch goes on");
+    let busy = env.audit_rows(&["--target", "user0003"]).iter().filter(|r| r["status"] == "refused").count();
+    assert!(busy >= 1, "each refusal is on record");
+    // Once run 1's process is gone, its claim lapses: the next run reads user0003 and goes ahead.
+    drop(alive);
+    suspend(&env, "user0003").success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 1);
+    env.run(&["audit", "verify"]).success();
 }
 
 #[test]
