@@ -198,11 +198,11 @@ impl Config {
         let err = |key: &str, message: String, hint: &str| {
             ConfigError::new(path, format!("[profiles.{name}] {key}: {message}"), hint)
         };
-        if !backends::KINDS.contains(&p.kind.as_str()) {
+        if backends::kind(&p.kind).is_none() {
             return Err(err(
                 "kind",
                 format!("{:?} is not a known kind", p.kind),
-                &format!("use one of: {}", backends::KINDS.join(", ")),
+                &format!("use one of: {}", backends::kind_names().join(", ")),
             ));
         }
         let checked = url::Url::parse(&p.url).map_err(|_| "is not an http(s) URL").and_then(|u| origin::check_base(&u));

@@ -102,11 +102,8 @@ fn build_connection(
         None => p.resolve_token(name)?,
     };
     let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
-    let on_pause = dispatcher.pause_recorder(
-        name,
-        backends::KINDS.iter().find(|k| **k == p.kind).copied().unwrap_or("unknown"),
-        &p.url,
-    );
+    let on_pause =
+        dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
     let extra = extra_tokens(name, entry)?;
     let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::default())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };

@@ -9,6 +9,14 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// What steward knows of this kind of service, for the registry (`backends::ALL`).
+pub const KIND: super::Kind = super::Kind {
+    name: "github",
+    supported: SUPPORTED,
+    client: CLIENT_SHAPE,
+    build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Github::new(client, profile))),
+};
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "token ",
     // GitHub prefers its own media type; plain JSON as the second choice keeps strict validators content.

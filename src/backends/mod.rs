@@ -303,30 +303,35 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
     ApiError::unsupported(op.name(), backend.kind(), &names)
 }
 
-/// The kinds of service a profile may name.
-pub const KINDS: &[&str] = &["github", "terraform", "transactionlink", "travis", "synapse"];
+/// A kind of service, declared once by its module: its name, what it supports, how to speak to it, how to
+/// build its backend. Adding a service adds one entry to `ALL`.
+pub struct Kind {
+    pub name: &'static str,
+    /// The operations its handles offer (the common ones it has, and its own words).
+    pub supported: &'static [Op],
+    pub client: ClientShape,
+    pub build: BuildFn,
+}
 
-/// Builds the backend for a profile kind.
-pub fn build(
-    kind: &str,
-    client: crate::http::HttpClient,
-    profile: &str,
-    config: &crate::config::Profile,
-    extra_tokens: Vec<(&'static str, SecretString)>,
-) -> Result<Arc<dyn Backend>, ApiError> {
-    match kind {
-        "github" => Ok(Arc::new(github::Github::new(client, profile))),
-        "terraform" => {
-            Ok(Arc::new(terraform::Terraform::new(client, profile, terraform::Session::from_profile(config)?)))
-        }
-        "transactionlink" => Ok(Arc::new(transactionlink::TransactionLink::new(client, profile, config))),
-        "travis" => Ok(Arc::new(travis::Travis::new(client, profile, config, extra_tokens)?)),
-        "synapse" => Ok(Arc::new(synapse::Synapse::new(client, profile))),
-        other => Err(ApiError::invalid(format!(
-            "profile {profile}: kind {other:?} is not known (known kinds: {})",
-            KINDS.join(", ")
-        ))),
-    }
+/// Makes a backend from its HTTP client, the profile's name and settings, and the extra tokens it names.
+pub type BuildFn = fn(
+    crate::http::HttpClient,
+    &str,
+    &crate::config::Profile,
+    Vec<(&'static str, SecretString)>,
+) -> Result<Arc<dyn Backend>, ApiError>;
+
+/// Every kind of service steward speaks to.
+pub const ALL: &[&Kind] = &[&github::KIND, &terraform::KIND, &transactionlink::KIND, &travis::KIND, &synapse::KIND];
+
+/// The kind a profile names, if steward knows it.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    ALL.iter().copied().find(|k| k.name == name)
+}
+
+/// The names of every kind, for messages.
+pub fn kind_names() -> Vec<&'static str> {
+    ALL.iter().map(|k| k.name).collect()
 }
 
 /// The backend for profile `name`: an HTTP client shaped for its kind (auth, headers, rate, timeouts) under it.
@@ -338,7 +343,10 @@ pub fn connect(
     on_pause: Option<crate::http::PauseObserver>,
     retry: crate::http::retry::RetryPolicy,
 ) -> Result<Arc<dyn Backend>, String> {
-    let shape = client_shape(&p.kind).ok_or_else(|| format!("profile {name}: kind {:?} is not known", p.kind))?;
+    let kind = kind(&p.kind).ok_or_else(|| {
+        format!("profile {name}: kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", "))
+    })?;
+    let shape = &kind.client;
     let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
     let settings = crate::http::ClientSettings {
         base_url,
@@ -356,7 +364,7 @@ pub fn connect(
     };
     let client =
         crate::http::HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
-    build(&p.kind, client, name, p, extra_tokens).map_err(|e| e.to_string())
+    (kind.build)(client, name, p, extra_tokens).map_err(|e| e.to_string())
 }
 
 /// How a kind of service wants to be spoken to: auth prefix, default headers, where its error text sits.
@@ -374,15 +382,4 @@ pub struct ClientShape {
 /// Most services take the token as it is.
 pub fn token_as_is(_profile: &crate::config::Profile, token: SecretString) -> SecretString {
     token
-}
-
-pub fn client_shape(kind: &str) -> Option<ClientShape> {
-    match kind {
-        "github" => Some(github::CLIENT_SHAPE),
-        "terraform" => Some(terraform::CLIENT_SHAPE),
-        "transactionlink" => Some(transactionlink::CLIENT_SHAPE),
-        "travis" => Some(travis::CLIENT_SHAPE),
-        "synapse" => Some(synapse::CLIENT_SHAPE),
-        _ => None,
-    }
 }

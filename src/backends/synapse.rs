@@ -13,6 +13,14 @@ use futures::stream::{self, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// What steward knows of this kind of service, for the registry (`backends::ALL`).
+pub const KIND: super::Kind = super::Kind {
+    name: "synapse",
+    supported: SUPPORTED,
+    client: CLIENT_SHAPE,
+    build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Synapse::new(client, profile))),
+};
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "Bearer ",
     default_headers: &[("accept", "application/json")],

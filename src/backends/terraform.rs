@@ -16,6 +16,16 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// What steward knows of this kind of service, for the registry (`backends::ALL`).
+pub const KIND: super::Kind = super::Kind {
+    name: "terraform",
+    supported: SUPPORTED,
+    client: CLIENT_SHAPE,
+    build: |client, profile, config, _extra_tokens| {
+        Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_profile(config)?)))
+    },
+};
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "Bearer ",
     default_headers: &[("accept", "application/vnd.api+json")],

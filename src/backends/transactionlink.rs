@@ -15,6 +15,16 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// What steward knows of this kind of service, for the registry (`backends::ALL`).
+pub const KIND: super::Kind = super::Kind {
+    name: "transactionlink",
+    supported: SUPPORTED,
+    client: CLIENT_SHAPE,
+    build: |client, profile, config, _extra_tokens| {
+        Ok(std::sync::Arc::new(TransactionLink::new(client, profile, config)))
+    },
+};
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "",
     default_headers: &[("accept", "application/json")],

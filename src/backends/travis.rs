@@ -16,6 +16,16 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// What steward knows of this kind of service, for the registry (`backends::ALL`).
+pub const KIND: super::Kind = super::Kind {
+    name: "travis",
+    supported: SUPPORTED,
+    client: CLIENT_SHAPE,
+    build: |client, profile, config, extra_tokens| {
+        Ok(std::sync::Arc::new(Travis::new(client, profile, config, extra_tokens)?))
+    },
+};
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "org.token ",
     default_headers: &[("accept", "application/json"), ("travis-api-version", "3")],
@@ -61,6 +71,9 @@ pub struct Travis {
     activity_token: Option<SecretString>,
     suspend_token: Option<SecretString>,
     internal_token: Option<SecretString>,
+    /// The activity listing (both lists), read once and kept until this profile changes something: it is how
+    /// Travis tells ids from logins and who is suspended, and a job of 1,000 users reads it once, not 1,000 times.
+    listing: tokio::sync::Mutex<Option<std::sync::Arc<Vec<Value>>>>,
 }
 
 impl Travis {
@@ -81,6 +94,7 @@ impl Travis {
             activity_token: take("activity").map(|t| with_org_id(config, t)),
             suspend_token: take("suspend").map(|t| with_org_id(config, t)),
             internal_token: take("internal"),
+            listing: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -158,8 +172,32 @@ impl Travis {
         }
     }
 
+    /// Everyone in the activity listing, from the copy kept since the last change (or read now).
+    async fn everyone(&self) -> Result<std::sync::Arc<Vec<Value>>, ApiError> {
+        let mut kept = self.listing.lock().await;
+        if let Some(list) = kept.as_ref() {
+            return Ok(list.clone());
+        }
+        let all = self.activity(&json!({"since": "2000-01-01", "status": "all"})).await?;
+        let list = std::sync::Arc::new(match all {
+            Value::Array(users) => users,
+            _ => Vec::new(),
+        });
+        *kept = Some(list.clone());
+        Ok(list)
+    }
+
+    /// The listing's entry for a user named by id, VCS id or login.
+    async fn find(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        let key = self.name_key(name);
+        let everyone = self.everyone().await?;
+        Ok(everyone.iter().find(|u| super::model::Account::of_user(u).names.contains(&key)).cloned())
+    }
+
     /// One bulk request for many targets: Travis ids and VCS ids go in separate requests.
     async fn suspend_many(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
+        // Whatever this request comes to, the kept listing no longer tells the state: read it again next time.
+        *self.listing.lock().await = None;
         let verb = if op == Op::Suspend { "suspend" } else { "unsuspend" };
         let instance_wide = actions.iter().any(|a| a.params.get("instance").and_then(Value::as_bool) == Some(true));
         let mut results: Vec<Option<Result<Value, ApiError>>> = vec![None; actions.len()];
@@ -311,19 +349,32 @@ impl Backend for Travis {
         if name.chars().any(char::is_whitespace) {
             return Ok(None);
         }
-        let key = self.name_key(name);
-        let everyone = self.activity(&json!({"since": "2000-01-01", "status": "all"})).await.map_err(|e| {
+        let found = self.find(name).await.map_err(|e| {
             let hint = "protected accounts on Travis are resolved through the activity listing: give the profile an \
                         activity token (activity_token_env)";
             ApiError::new(e.kind, format!("cannot resolve the protected account {name:?}: {}", e.message))
                 .with_hint(hint)
         })?;
-        Ok(everyone
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(super::model::Account::of_user)
-            .find(|a| a.names.contains(&key)))
+        Ok(found.as_ref().map(super::model::Account::of_user))
+    }
+
+    /// The activity listing carries each member's `suspended` flag: read from it (one listing for a whole job).
+    /// A user in neither list (never active) or a listing without the flag is "cannot tell", and so is a token
+    /// without the activity permission (suspending needs only the suspend one; undo then says what it skips).
+    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        if !matches!(op, Op::Suspend | Op::Unsuspend) {
+            return Ok(None);
+        }
+        let user = match self.find(target).await {
+            Ok(user) => user,
+            Err(e) if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Unauthorized) => {
+                tracing::warn!("cannot read suspension from the activity listing: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let suspended = user.as_ref().and_then(|u| u.get("suspended")).and_then(Value::as_bool);
+        Ok(suspended.map(|s| s == (op == Op::Suspend)))
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

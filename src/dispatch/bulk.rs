@@ -163,7 +163,7 @@ impl Dispatcher {
                         Some((ItemStatus::Failed, why))
                     } else if let Some(why) = guard.and_then(|g| g.refusal(conn.backend.as_ref(), t)) {
                         Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
-                    } else if let Some(first) = seen.get(&t.to_lowercase()) {
+                    } else if let Some(first) = seen.get(&conn.backend.name_key(t)) {
                         Some((ItemStatus::Skipped, format!("duplicate of item {first}")))
                     } else {
                         let key = (conn.profile.clone(), op.name().to_string(), t.clone());
@@ -172,7 +172,7 @@ impl Dispatcher {
                 }
             };
             if let Some(t) = &item.target {
-                seen.entry(t.to_lowercase()).or_insert(item.line.unwrap_or(i as i64 + 1));
+                seen.entry(conn.backend.name_key(t)).or_insert(item.line.unwrap_or(i as i64 + 1));
             }
             match decided {
                 Some((status, why)) => results[i] = Some(BulkResult::of(item, status, Some(why))),

@@ -689,8 +689,10 @@ impl Dispatcher {
             self.record_outcomes(conn, op, actions, seqs, &outcomes, 0);
             return outcomes;
         }
+        failpoint("after_intent_commit");
         let started = Instant::now();
         let mut outcomes = conn.backend.execute_batch(op, actions).await;
+        failpoint("after_response_before_outcome");
         // One outcome per action, whatever the backend returned: a missing one is a failure, never a lost row.
         outcomes.resize_with(actions.len(), || {
             Err(ApiError::invalid("the service's bulk answer did not mention this item"))

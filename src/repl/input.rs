@@ -44,14 +44,50 @@ pub fn is_incomplete(src: &str) -> bool {
 /// What the word under the cursor is, for completion.
 #[derive(Debug, PartialEq)]
 pub enum Slot<'a> {
-    /// After `h.`: a method name.
-    Method(&'a str),
+    /// After `h.`: a method name, and what it is called on.
+    Method(&'a str, Receiver<'a>),
     /// Inside `connect("`: a profile name.
     Profile(&'a str),
     /// A `:command` at the start of the line.
     Command(&'a str),
     /// Anywhere else: a function, variable or keyword.
     Name(&'a str),
+}
+
+/// What stands before the dot of a method call, as far as the line tells.
+#[derive(Debug, PartialEq)]
+pub enum Receiver<'a> {
+    /// A variable (`gh.`).
+    Var(&'a str),
+    /// `connect("name").`
+    Profile(&'a str),
+    /// `connect().`: the default profile.
+    DefaultProfile,
+    /// Anything else (`users[0].`, `x().`).
+    Unknown,
+}
+
+/// The receiver of a method whose dot ends `before`.
+fn receiver(before: &str) -> Receiver<'_> {
+    let text = before.trim_end();
+    if text.ends_with("connect()") {
+        return Receiver::DefaultProfile;
+    }
+    if let Some(rest) = text.strip_suffix("\")") {
+        if let Some(i) = rest.rfind("connect(\"") {
+            let name = &rest[i + "connect(\"".len()..];
+            if !name.contains('"') {
+                return Receiver::Profile(name);
+            }
+        }
+        return Receiver::Unknown;
+    }
+    let start = text.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map(|i| i + 1).unwrap_or(0);
+    match &text[start..] {
+        "" => Receiver::Unknown,
+        name if text[..start].ends_with('.') || name.starts_with(|c: char| c.is_ascii_digit()) => Receiver::Unknown,
+        name => Receiver::Var(name),
+    }
 }
 
 /// The slot being typed at `pos` and where its word starts.
@@ -70,8 +106,8 @@ pub fn slot(line: &str, pos: usize) -> (usize, Slot<'_>) {
     }
     let start = before.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map(|i| i + 1).unwrap_or(0);
     let word = &before[start..];
-    if before[..start].ends_with('.') {
-        (start, Slot::Method(word))
+    if let Some(object) = before[..start].strip_suffix('.') {
+        (start, Slot::Method(word, receiver(object)))
     } else {
         (start, Slot::Name(word))
     }
@@ -95,8 +131,11 @@ mod tests {
 
     #[test]
     fn methods_after_a_dot() {
-        assert_eq!(slot("gh.sus", 6), (3, Slot::Method("sus")));
-        assert_eq!(slot("connect(\"github\").list_", 23), (18, Slot::Method("list_")));
+        assert_eq!(slot("gh.sus", 6), (3, Slot::Method("sus", Receiver::Var("gh"))));
+        assert_eq!(slot("connect(\"github\").list_", 23), (18, Slot::Method("list_", Receiver::Profile("github"))));
+        assert_eq!(slot("connect().s", 11), (10, Slot::Method("s", Receiver::DefaultProfile)));
+        assert_eq!(slot("users[0].l", 10), (9, Slot::Method("l", Receiver::Unknown)));
+        assert_eq!(slot("a.b.c", 5), (4, Slot::Method("c", Receiver::Unknown)));
     }
 
     #[test]

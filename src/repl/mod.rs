@@ -25,7 +25,20 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
     let config = Config::builder().auto_add_history(false).max_history_size(10_000)?.build();
     let mut editor: Editor<StewardHelper, DefaultHistory> = Editor::with_config(config)?;
     let variables = Rc::new(RefCell::new(Vec::new()));
-    editor.set_helper(Some(StewardHelper { profiles: ctx.connections.names(), variables: variables.clone() }));
+    let handles = Rc::new(RefCell::new(std::collections::HashMap::new()));
+    let profile_kinds = ctx
+        .connections
+        .names()
+        .into_iter()
+        .filter_map(|n| ctx.connections.entry(&n).map(|e| (n, e.profile.kind.clone())))
+        .collect();
+    editor.set_helper(Some(StewardHelper {
+        profiles: ctx.connections.names(),
+        profile_kinds,
+        default_profile: ctx.connections.default_name().map(str::to_string),
+        variables: variables.clone(),
+        handles: handles.clone(),
+    }));
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -51,6 +64,7 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
                 }
                 ctx.interrupt.reset();
                 *variables.borrow_mut() = session.variables();
+                *handles.borrow_mut() = session.handles();
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,

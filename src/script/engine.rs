@@ -192,4 +192,15 @@ impl Session {
     pub fn variables(&self) -> Vec<String> {
         self.scope.iter_raw().map(|(name, _, _)| name.to_string()).collect()
     }
+
+    /// The variables that hold a handle, with its kind of service, for completion.
+    pub fn handles(&self) -> std::collections::HashMap<String, String> {
+        self.scope
+            .iter_raw()
+            .filter_map(|(name, _, value)| {
+                let handle = value.read_lock::<super::types::Handle>()?;
+                Some((name.to_string(), handle.conn.backend.kind().to_string()))
+            })
+            .collect()
+    }
 }

@@ -41,6 +41,24 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.exp_string("204").unwrap();
     p.exp_string("steward>").unwrap();
 
+    // After a handle, Tab offers what its service does: TransactionLink's terminate, not on GitHub.
+    p.send_line(r#"let tl = connect("transactionlink")"#).unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send("tl.termi").unwrap();
+    p.flush().unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("nate").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send("gh.reins").unwrap();
+    p.flush().unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+    p.send_line("").unwrap();
+    let shown = p.exp_string("steward>").unwrap();
+    assert!(!shown.contains("reinstate"), "a TransactionLink word was offered on GitHub: {shown}");
+
     // Variables persist; an unfinished block continues on the next line.
     p.send_line("for n in [1, 2] {").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));

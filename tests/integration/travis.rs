@@ -133,3 +133,56 @@ fn the_csv_round_trip_report_edit_suspend_report() {
     let after = std::fs::read_to_string(env.path("after.csv")).unwrap();
     assert_eq!(after.lines().filter(|l| l.contains(",inactive,") && l.ends_with(",true")).count(), n, "{after}");
 }
+
+/// Travis ids of members with activity (who appear in the listing), the first `n` of them.
+fn listed_ids(n: usize) -> Vec<String> {
+    (1..=1000u64).filter(|i| i % 17 != 0 && i % 10 != 0).take(n).map(|i| i.to_string()).collect()
+}
+
+#[test]
+fn suspension_is_read_from_the_activity_listing_so_noops_and_undo_are_exact() {
+    let sb = Sandbox::start(300);
+    let env = travis_env(&sb);
+    let ids = listed_ids(40);
+    eval(&env, &format!("connect().suspend_all({:?}, #{{reason: \"first\"}})", &ids[..10]));
+    assert_eq!(suspended(&sb), 10);
+    // The reported case: a bulk unsuspend of 40 said ok for all 40, and its undo suspended 30 people who had
+    // never been suspended. Now the listing tells: 10 are unsuspended, 30 are noops, and undo puts back 10.
+    let results = eval(&env, &format!("connect().unsuspend_all({ids:?})"));
+    let status = |s: &str| results.as_array().unwrap().iter().filter(|r| r["status"] == s).count();
+    assert_eq!((status("ok"), status("noop")), (10, 30), "{results}");
+    assert_eq!(suspended(&sb), 0);
+    let lists = sb.count("GET /travis/org/89/user_activity");
+    assert!(lists <= 12, "one listing per job, not one per user: {lists} requests");
+    run(&env, &["--yes", "undo", "2"]).success();
+    assert_eq!(suspended(&sb), 10, "undo suspended again exactly the 10 the run unsuspended");
+    // A single call reads the state first as well: suspending someone suspended sends nothing.
+    let posts = sb.count("POST /travis/org/89/suspend");
+    let one = eval(&env, &format!("connect().suspend(\"{}\", #{{reason: \"again\"}})", ids[0]));
+    assert_eq!(one["noop"], true, "{one}");
+    assert_eq!(sb.count("POST /travis/org/89/suspend"), posts);
+}
+
+#[test]
+fn a_resume_settles_an_in_flight_batch_from_the_listing_instead_of_sending_it_again() {
+    let sb = Sandbox::start(300);
+    let env = travis_env(&sb);
+    let ids = listed_ids(150);
+    env.write("job.rhai", &format!("connect().suspend_all({ids:?}, #{{reason: \"job\"}});"));
+    let mut cmd = env.cmd();
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    cmd.env("TRAVIS_ACTIVITY", secret(ACTIVITY_TOKEN))
+        .env("TRAVIS_SUSPEND", secret(SUSPEND_TOKEN))
+        .env("TRAVIS_INTERNAL", INTERNAL_TOKEN)
+        .env("STEWARD_FAILPOINT", "after_response_before_outcome:1")
+        .args(["--yes", "run", "job.rhai"]);
+    assert_ne!(Run::of(cmd).status, Some(0), "killed with the first batch's answer in hand");
+    assert_eq!(sb.count("POST /travis/org/89/suspend"), 1);
+    assert_eq!(suspended(&sb), 100, "the first batch of 100 reached Travis");
+    run(&env, &["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    assert_eq!(suspended(&sb), 150);
+    assert_eq!(sb.count("POST /travis/org/89/suspend"), 2, "only the last 50 were sent, in one request");
+    run(&env, &["audit", "list", "--pending"]).success();
+    let open = run(&env, &["--format", "json", "audit", "list", "--pending"]).success();
+    assert_eq!(serde_json::from_str::<Value>(&open.stdout).unwrap_or(Value::Null), json!([]), "nothing stays pending");
+}

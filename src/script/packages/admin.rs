@@ -249,6 +249,19 @@ const VENDOR_WORDS: &[(&str, &str, &str)] = &[
 ];
 
 /// `Ok` when `word` may be called on this handle; otherwise `unsupported`, naming the common verb to use.
+/// Whether `method` works on a handle of `kind`: its service's own words and the common operations it supports
+/// (what REPL completion offers after `h.`). Methods that are not operations work everywhere.
+pub fn offered_on(kind: &str, method: &str) -> bool {
+    if let Some((_, owner, _)) = VENDOR_WORDS.iter().find(|(w, _, _)| *w == method) {
+        return *owner == kind;
+    }
+    let op = Op::from_name(method).or_else(|| method.strip_suffix("_all").and_then(Op::from_name));
+    match (op, crate::backends::kind(kind)) {
+        (Some(op), Some(k)) => k.supported.contains(&op),
+        _ => true,
+    }
+}
+
 fn own_word(handle: &Handle, word: &str) -> ScriptResult<()> {
     let kind = handle.conn.backend.kind();
     match VENDOR_WORDS.iter().find(|(w, _, _)| *w == word) {
