@@ -180,7 +180,15 @@ impl Terraform {
         }
         let is_id = target.starts_with("user-");
         let candidates = if is_id {
-            self.list_resources(&[]).await?
+            // An id is found only in the whole listing: keep every record of it, so a job by ids lists once.
+            let all = self.list_resources(&[]).await?;
+            let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &all {
+                if let Some(id) = r.get("id").and_then(Value::as_str) {
+                    kept.insert(id.to_lowercase(), r.clone());
+                }
+            }
+            all
         } else {
             self.list_resources(&[("q", target.to_string())]).await?
         };
@@ -314,10 +322,6 @@ impl Backend for Terraform {
             Op::Promote | Op::Demote => "is-admin",
             _ => return Ok(None),
         };
-        // Ids need no resolution, and TFE's 400 already reports "already in that state": don't spend a read.
-        if target.starts_with("user-") {
-            return Ok(None);
-        }
         let r = self.resolve(target).await?;
         let on = r.pointer(&format!("/attributes/{attr}")).and_then(Value::as_bool);
         Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))

@@ -16,6 +16,14 @@ fn spawn(env: &Env) -> PtySession {
     p
 }
 
+/// Types `text` at the prompt and presses Tab, as a person would.
+fn type_and_tab(p: &mut PtySession, text: &str) {
+    p.send(text).unwrap();
+    p.flush().unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+}
+
 #[test]
 fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     let env = Env::new();
@@ -32,10 +40,7 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.exp_string("steward>").unwrap();
 
     // Tab completes a method after the dot.
-    p.send("gh.suspe").unwrap();
-    p.flush().unwrap();
-    p.send("\t").unwrap();
-    p.flush().unwrap();
+    type_and_tab(&mut p, "gh.suspe");
     p.exp_string("nd").unwrap();
     p.send_line(r#"("user0001", #{reason: "typed at the REPL"})"#).unwrap();
     p.exp_string("204").unwrap();
@@ -44,17 +49,11 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     // After a handle, Tab offers what its service does: TransactionLink's terminate, not on GitHub.
     p.send_line(r#"let tl = connect("transactionlink")"#).unwrap();
     p.exp_string("steward>").unwrap();
-    p.send("tl.termi").unwrap();
-    p.flush().unwrap();
-    p.send("\t").unwrap();
-    p.flush().unwrap();
+    type_and_tab(&mut p, "tl.termi");
     p.exp_string("nate").unwrap();
     p.send_line("").unwrap();
     p.exp_string("steward>").unwrap();
-    p.send("gh.reins").unwrap();
-    p.flush().unwrap();
-    p.send("\t").unwrap();
-    p.flush().unwrap();
+    type_and_tab(&mut p, "gh.reins");
     p.send_line("").unwrap();
     let shown = p.exp_string("steward>").unwrap();
     assert!(!shown.contains("reinstate"), "a TransactionLink word was offered on GitHub: {shown}");
@@ -83,10 +82,7 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     p.exp_string("steward>").unwrap();
 
     // Tab inside connect(" offers profile names.
-    p.send(r#"connect("git"#).unwrap();
-    p.flush().unwrap();
-    p.send("\t").unwrap();
-    p.flush().unwrap();
+    type_and_tab(&mut p, r#"connect("git"#);
     p.exp_string("hub").unwrap();
     p.send_line(r#"").profile"#).unwrap();
     p.exp_string("github").unwrap();

@@ -236,3 +236,197 @@ fn undo_puts_back_only_what_was_seen_before_the_change() {
     assert_eq!(sb.count("DELETE /api/v3/users/user0003/suspended"), 1);
     assert_eq!(sb.count("DELETE /api/v3/users/user0004/suspended"), 1);
 }
+
+/// One service of the matrix: its profile on the sandbox, the protected account, and every other name of it.
+struct Service {
+    kind: &'static str,
+    url: String,
+    token: (&'static str, String),
+    /// More profile lines (Travis's org and tokens).
+    extra: String,
+    protected: &'static str,
+    /// Other names of the protected account, found at runtime for ids.
+    names: Vec<String>,
+    /// The CSV column the stock script reads names from.
+    column: &'static str,
+    /// Another user, for jobs that must do something before they are killed.
+    other: &'static str,
+}
+
+impl Service {
+    fn env(&self, protect: bool) -> Env {
+        let env = Env::new();
+        self.configure(&env, protect);
+        env
+    }
+
+    fn configure(&self, env: &Env, protect: bool) {
+        let protected = if protect { format!("protected = [\"{}\"]\n", self.protected) } else { String::new() };
+        env.write_config(&format!(
+            "default_profile = \"p\"\nmax_changes = 1000\n[profiles.p]\nkind = \"{}\"\nurl = \"{}\"\ntoken_env = \"{}\"\ntimeout = 5\n{}{protected}",
+            self.kind, self.url, self.token.0, self.extra
+        ));
+    }
+
+    fn run(&self, env: &Env, args: &[&str], failpoint: Option<&str>) -> Run {
+        let mut cmd = env.cmd();
+        cmd.env(self.token.0, &self.token.1);
+        if self.kind == "travis" {
+            let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+            cmd.env("TRAVIS_ACTIVITY", secret(steward_sandbox::travis_tokens::ACTIVITY_TOKEN));
+        }
+        if let Some(f) = failpoint {
+            cmd.env("STEWARD_FAILPOINT", f);
+        }
+        cmd.args(args);
+        Run::of(cmd)
+    }
+}
+
+fn services(sb: &Sandbox) -> Vec<Service> {
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let mut all = vec![
+        Service {
+            kind: "github",
+            url: sb.url(),
+            token: ("GHES_TOKEN", crate::util::ADMIN_TOKEN.to_string()),
+            extra: String::new(),
+            protected: "user0003",
+            names: vec!["user0003".into(), "USER0003".into(), " User0003 ".into()],
+            column: "login",
+            other: "user0004",
+        },
+        Service {
+            kind: "terraform",
+            url: sb.running.terraform_url(),
+            token: ("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN.to_string()),
+            extra: String::new(),
+            protected: "tfuser0003",
+            names: vec!["tfuser0003@example.com".into(), "TFUser0003".into()],
+            column: "login",
+            other: "tfuser0004",
+        },
+        Service {
+            kind: "transactionlink",
+            url: sb.running.transactionlink_url(),
+            token: ("TL_TOKEN", steward_sandbox::transactionlink_tokens::ADMIN_TOKEN.to_string()),
+            extra: String::new(),
+            protected: "tluser0003@example.com",
+            names: vec!["TLUSER0003@example.com".into()],
+            column: "id",
+            other: "tluser0004@example.com",
+        },
+        Service {
+            kind: "travis",
+            url: sb.running.travis_url(),
+            token: ("TRAVIS_SUSPEND", secret(steward_sandbox::travis_tokens::SUSPEND_TOKEN)),
+            extra: format!(
+                "org_id = \"{}\"\nactivity_token_env = \"TRAVIS_ACTIVITY\"\nsuspend_token_env = \"TRAVIS_SUSPEND\"\n",
+                steward_sandbox::travis_tokens::ORG_ID
+            ),
+            protected: "traviuser0003",
+            // Travis acts on numbers: its own user id and the VCS id name the same person.
+            names: vec!["3".into(), "100003".into()],
+            column: "id",
+            other: "4",
+        },
+    ];
+    // Ids are the service's own: read them as a script would.
+    for s in all.iter_mut().filter(|s| matches!(s.kind, "terraform" | "transactionlink")) {
+        let env = s.env(false);
+        let expr = format!(r#"connect().get_user("{}").id"#, s.protected);
+        let id = json_of(s.run(&env, &["--format", "json", "eval", &expr], None));
+        let id = id.as_str().expect("an id").to_string();
+        s.names.extend([id.clone(), id.to_uppercase()]);
+    }
+    all
+}
+
+/// Requests that change something (every read in these services is a GET).
+fn changes(sb: &Sandbox) -> u64 {
+    ["POST", "PUT", "PATCH", "DELETE"].iter().map(|m| sb.count_method(m)).sum()
+}
+
+#[test]
+fn the_safety_matrix_protected_accounts_by_every_name_on_every_path_and_service() {
+    let sb = Sandbox::start(20);
+    for s in services(&sb) {
+        let env = s.env(true);
+        let at_start = changes(&sb);
+        let names_json = serde_json::to_string(&s.names).unwrap();
+        // 1. The single call, by each name.
+        for name in &s.names {
+            let r = s.run(&env, &["--yes", "eval", &format!(r#"connect().suspend("{name}", #{{reason: "m"}})"#)], None);
+            assert_eq!(r.status, Some(1), "{} single {name:?}: {}", s.kind, r.report());
+            assert!(r.stderr.contains("protected"), "{} single {name:?}: {}", s.kind, r.report());
+        }
+        // 2. The bulk call.
+        let expr = format!(r#"connect().suspend_all({names_json}, #{{reason: "m"}}).map(|r| r.status)"#);
+        let bulk = json_of(s.run(&env, &["--yes", "--format", "json", "eval", &expr], None));
+        assert!(bulk.as_array().unwrap().iter().all(|st| st == "skipped"), "{} bulk: {bulk}", s.kind);
+        // 3. The stock script, from a CSV.
+        let csv: String = std::iter::once(s.column.to_string())
+            .chain(s.names.iter().map(|n| n.trim().to_string()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let csv_path = env.write("leavers.csv", &format!("{csv}\n"));
+        let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+        let args = [
+            "--yes",
+            "run",
+            script.to_str().unwrap(),
+            "--arg",
+            &format!("csv={}", csv_path.display()),
+            "--arg",
+            "reason=m",
+        ];
+        let r = s.run(&env, &args, None);
+        assert_eq!(changes(&sb), at_start, "{} stock script sent a change: {}", s.kind, r.report());
+        // 4. A resume: a job killed at its one real change, then resumed, still skips every name.
+        let job: Vec<String> = s.names.iter().cloned().chain([s.other.to_string()]).collect();
+        env.write(
+            "job.rhai",
+            &format!("connect().suspend_all({}, #{{reason: \"m\"}});", serde_json::to_string(&job).unwrap()),
+        );
+        let killed = s.run(&env, &["--yes", "run", "job.rhai"], Some("after_intent_commit:1"));
+        assert_ne!(killed.status, Some(0), "{}: {}", s.kind, killed.report());
+        let run = env.audit_rows(&["--op", "suspend"]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap();
+        let before_resume = changes(&sb);
+        s.run(&env, &["--yes", "run", "job.rhai", "--resume", &run.to_string()], None).success();
+        assert_eq!(changes(&sb), before_resume + 1, "{}: the resume sent the other user's change only", s.kind);
+        let to_protected = env
+            .audit_rows(&["--op", "suspend"])
+            .iter()
+            .filter(|r| {
+                r["phase"] == "intent" && s.names.iter().any(|n| n.trim() == r["target"].as_str().unwrap_or(""))
+            })
+            .count();
+        assert_eq!(to_protected, 0, "{}: no intent ever named the protected account", s.kind);
+    }
+}
+
+#[test]
+fn the_safety_matrix_undo_never_reaches_a_protected_account() {
+    let sb = Sandbox::start(20);
+    for s in services(&sb) {
+        // Without protection: the account is suspended, then unsuspended (the run that undo will reverse).
+        let env = s.env(false);
+        // By another name than the protected entry: the id where the service has one (ids are case-sensitive).
+        let name = match s.kind {
+            "terraform" | "transactionlink" => s.names[s.names.len() - 2].clone(),
+            // A bare number is a Travis user id (a VCS id needs #{vcs_type}).
+            "travis" => s.names[0].clone(),
+            _ => s.names.last().unwrap().trim().to_string(),
+        };
+        let eval = |env: &Env, expr: &str| s.run(env, &["--yes", "eval", expr], None);
+        eval(&env, &format!(r#"connect().suspend_all(["{name}"], #{{reason: "m"}})"#)).success();
+        eval(&env, &format!(r#"connect().unsuspend_all(["{name}"])"#)).success();
+        let run = env.audit_rows(&["--op", "unsuspend"]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap();
+        // Then the account is protected: undoing the unsuspension would suspend it.
+        s.configure(&env, true);
+        let before = changes(&sb);
+        let r = s.run(&env, &["--yes", "undo", &run.to_string()], None);
+        assert_eq!(changes(&sb), before, "{} undo reached the protected account: {}", s.kind, r.report());
+        assert!(r.stdout.contains("skipped") || r.stdout.contains("protected"), "{}: {}", s.kind, r.report());
+    }
+}
