@@ -110,7 +110,7 @@ fn params(op: Op) -> Value {
 fuzz_target!(|a: Answer| {
     let url = server();
     *reply().lock().unwrap_or_else(|e| e.into_inner()) = response(&a);
-    let kind = backends::KINDS[a.kind as usize % backends::KINDS.len()];
+    let kind = backends::ALL[a.kind as usize % backends::ALL.len()].name;
     let config = format!(
         "[profiles.f]\nkind = \"{kind}\"\nurl = \"{url}\"\ntimeout = 2\norg_id = \"1\"\nrate_limit = 100000.0\n"
     );
