@@ -237,6 +237,7 @@ impl Context {
             AuditTarget::File(audit_path.clone())
         };
         let fingerprints = Fingerprints::new(audit_target.clone());
+        let run_info = RunInfo { default_profile: default_profile.clone(), ..run_info };
         let mut dispatcher = Dispatcher::new(
             audit_target,
             config.audit_syslog.clone().filter(|_| !global.sandbox),

@@ -93,6 +93,7 @@ pub(crate) fn run_info() -> RunInfo {
         script_path: None,
         script_sha256: None,
         resumed_from: None,
+        default_profile: None,
     }
 }
 

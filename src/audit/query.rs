@@ -154,6 +154,8 @@ pub struct ScriptRun {
     pub path: Option<String>,
     pub sha256: Option<String>,
     pub command: String,
+    /// The profile `connect()` opened by default (not recorded before schema 6).
+    pub default_profile: Option<String>,
 }
 
 /// The digests of the run records seen so far in one verification (each run is read once).
@@ -233,9 +235,13 @@ impl AuditStore {
     /// The script a run executed and its command line, as recorded (`None`: no such run).
     pub fn run_script(&self, run: i64) -> Result<Option<ScriptRun>, AuditError> {
         self.conn()
-            .query_row("SELECT script_path, script_sha256, command FROM runs WHERE id = ?1", [run], |r| {
-                Ok(ScriptRun { path: r.get(0)?, sha256: r.get(1)?, command: r.get(2)? })
-            })
+            .query_row(
+                "SELECT script_path, script_sha256, command, default_profile FROM runs WHERE id = ?1",
+                [run],
+                |r| {
+                    Ok(ScriptRun { path: r.get(0)?, sha256: r.get(1)?, command: r.get(2)?, default_profile: r.get(3)? })
+                },
+            )
             .optional()
             .map_err(AuditError::Read)
     }

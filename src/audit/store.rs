@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_token_fingerprint.sql"),
     include_str!("migrations/0004_run_digest.sql"),
     include_str!("migrations/0005_claims.sql"),
+    include_str!("migrations/0006_run_profile.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -50,6 +51,8 @@ pub struct RunInfo {
     pub script_sha256: Option<String>,
     /// The run this one continues (`steward run --resume RUN`).
     pub resumed_from: Option<i64>,
+    /// The profile `connect()` opens when given no name, if any.
+    pub default_profile: Option<String>,
 }
 
 pub struct AuditStore {
@@ -162,8 +165,8 @@ impl AuditStore {
         let started = now();
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![started, info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from],
+                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![started, info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from, info.default_profile],
             )
             .map_err(AuditError::Write)?;
         let id = self.conn.last_insert_rowid();
@@ -174,12 +177,17 @@ impl AuditStore {
     pub fn run_digest(&self, id: i64) -> Result<Option<String>, AuditError> {
         self.conn
             .query_row(
-                "SELECT started_at, os_user, host, command, script_path, script_sha256, resumed_from FROM runs WHERE id = ?1",
+                "SELECT started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile FROM runs WHERE id = ?1",
                 [id],
                 |r| {
                     let text = |i: usize| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
                     let resumed = r.get::<_, Option<i64>>(6)?.map(|n| n.to_string()).unwrap_or_default();
-                    let fields = [id.to_string(), text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, resumed];
+                    let mut fields =
+                        vec![id.to_string(), text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, resumed];
+                    // Only when set, so runs recorded before the column keep their digests.
+                    if let Some(profile) = r.get::<_, Option<String>>(7)? {
+                        fields.push(profile);
+                    }
                     Ok(chain::run_digest(&fields.iter().map(String::as_str).collect::<Vec<_>>()))
                 },
             )

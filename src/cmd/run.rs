@@ -42,10 +42,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// A resume continues the same job: the same script (by its SHA-256, wherever it lies now) with the same
-/// arguments. Anything else would "finish" a job with other work (an unsuspend script resuming a suspension).
+/// arguments on the same default profile. Anything else would "finish" a job with other work (an unsuspend script resuming a suspension).
 fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) -> anyhow::Result<()> {
     let store = crate::audit::AuditStore::open_verified(&ctx.audit_path)?;
-    let Some(ScriptRun { path, sha256: recorded_sha, command }) = store.run_script(run)? else {
+    let Some(ScriptRun { path, sha256: recorded_sha, command, default_profile }) = store.run_script(run)? else {
         // A job stopped before it recorded anything did nothing: it starts from the beginning.
         output::note(&format!("run {run} is not in the audit log (it stopped before recording anything): starting the job from the beginning"));
         return Ok(());
@@ -63,6 +63,16 @@ fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) ->
             path.unwrap_or_default(),
             &recorded_sha[..12.min(recorded_sha.len())],
             &sha256[..12]
+        ))
+        .into());
+    }
+    // The same script on another profile is other work: `connect()` would act on other accounts.
+    let now = ctx.connections.default_name();
+    if let Some(recorded) = default_profile.filter(|p| Some(p.as_str()) != now) {
+        return Err(UsageError::new(format!(
+            "run {run} acted on profile {recorded} by default, and this one would act on {}: a resume must use the \
+             same profile (check --profile, STEWARD_PROFILE and default_profile in the config)",
+            now.unwrap_or("none")
         ))
         .into());
     }

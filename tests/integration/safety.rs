@@ -129,7 +129,7 @@ fn a_handle_speaks_its_own_services_words_only() {
 }
 
 #[test]
-fn a_resume_runs_the_same_script_with_the_same_arguments_or_nothing() {
+fn a_resume_runs_the_same_script_with_the_same_arguments_on_the_same_profile_or_nothing() {
     let sb = Sandbox::start(10);
     let env = Env::with_sandbox(&sb);
     env.write("leavers.csv", "login\nuser0003\nuser0004\n");
@@ -153,6 +153,15 @@ fn a_resume_runs_the_same_script_with_the_same_arguments_or_nothing() {
     let mut changed = args(&suspend, "another reason");
     changed.extend(["--resume".into(), "1".into()]);
     run(changed).code(2).stderr_has("reason=another reason").stderr_has("reason=left the company (missing now)");
+    // The same script and arguments on another profile: refused, naming both.
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&format!(
+        "{config}\n[profiles.ghes2]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        sb.url()
+    ));
+    let mut elsewhere = args(&suspend, "left the company");
+    elsewhere.extend(["--resume".into(), "1".into(), "--profile".into(), "ghes2".into()]);
+    run(elsewhere).code(2).stderr_has("acted on profile ghes by default, and this one would act on ghes2");
     // The same script and arguments: a resume, which sends nothing finished again.
     let mut same = args(&suspend, "left the company");
     same.extend(["--resume".into(), "1".into()]);
