@@ -162,6 +162,30 @@ fn a_job_is_run_by_one_process_at_a_time_whichever_of_its_runs_is_resumed() {
 }
 
 #[test]
+fn a_run_still_at_work_cannot_be_resumed_by_another_process() {
+    let sb =
+        Sandbox::with(steward_sandbox::Options { users: 60, latency: Duration::from_millis(40), ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let ids: Vec<String> = (3..=60).map(|i| format!("user{i:04}")).collect();
+    env.write("job.rhai", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"job\"}});"));
+    let mut first = env.cmd();
+    first.args(["--yes", "run", "job.rhai"]).stderr(std::process::Stdio::piped());
+    let first = first.spawn().unwrap();
+    let started = Instant::now();
+    while sb.count_method("PUT") == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).code(2).stderr_has("another steward process");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let now = suspended(&sb);
+    for id in &ids {
+        assert!(now.contains(id), "{id} is suspended");
+        assert!(sb.count(&format!("PUT /api/v3/users/{id}/suspended")) <= 1, "{id}: at most once");
+    }
+}
+
+#[test]
 fn undo_of_any_run_of_a_job_reverses_the_whole_job() {
     let sb = Sandbox::start(60);
     let env = Env::with_sandbox(&sb);
