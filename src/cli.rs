@@ -65,9 +65,15 @@ pub enum Command {
     /// List, show and test configured profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
-    /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run, as a new run.
+    /// The runs in the audit log (newest first): their job, script, profiles, how they ended, what they did.
+    Runs {
+        #[command(subcommand)]
+        sub: Option<RunsCommand>,
+    },
+    /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run's job (the run and
+    /// its resumes), as a new run.
     Undo {
-        /// The run to undo (`steward audit list` shows run ids).
+        /// Any run of the job to undo (`steward runs` shows run ids).
         run: i64,
     },
     /// Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C.
@@ -79,9 +85,24 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The newest runs (the default).
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One run: its command, its job's runs, and every outcome it recorded.
+    Show {
+        /// The run id.
+        run: i64,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The script file.
+    /// The script file (`-` reads it from standard input).
     pub file: PathBuf,
     /// A script argument, readable as ARGS.key (repeatable).
     #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -134,19 +155,22 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args, Default)]
 pub struct AuditFilterArgs {
-    /// Events at or after this time (YYYY-MM-DD or RFC 3339).
+    /// Events at or after this time: 2025-02-21, "2025-02-21 14:30", RFC 3339, today, yesterday, 7d, 12h…
     #[arg(long)]
     pub since: Option<String>,
-    /// Events before this time (YYYY-MM-DD or RFC 3339).
+    /// Events before this time (the same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// Only this operation (suspend, unsuspend, promote, demote, delete_user, api, rate_limit, script…).
     #[arg(long)]
     pub op: Option<String>,
+    /// Only events on this target, as it was written (a login, id or email).
     #[arg(long)]
     pub target: Option<String>,
     /// Events made with the token of this fingerprint (`steward profiles test` or `audit fingerprint` tell it).
     #[arg(long)]
     pub token_fp: Option<String>,
+    /// Only the events of this run (`steward runs` lists them).
     #[arg(long)]
     pub run: Option<i64>,
     /// Only intents without an outcome (interrupted or in doubt).
@@ -155,6 +179,9 @@ pub struct AuditFilterArgs {
     /// Every matching event, not only the newest 50.
     #[arg(long)]
     pub all: bool,
+    /// At most this many events (the newest).
+    #[arg(long, conflicts_with = "all")]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,46 @@ pub struct ConfigError {
     pub hint: String,
 }
 
+/// The first profile with an inline `token =`, and its line, as the file has them.
+fn inline_token_at(text: &str) -> (String, usize) {
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[profiles.").and_then(|r| r.strip_suffix(']')) {
+            section = name.trim_matches('"').to_string();
+        } else if line.split('=').next().map(str::trim) == Some("token") && line.contains('=') {
+            return (section, i + 1);
+        }
+    }
+    (section, 0)
+}
+
+/// A TOML or serde message in the words of the config file, and what to do: Rust type names become "a whole
+/// number" and such, and the key lists are given once (an unknown key's message already lists its section's).
+fn in_plain_words(message: &str) -> (String, String) {
+    let mut text = message.to_string();
+    for (rust, plain) in [
+        ("expected usize", "expected a whole number (0 or more, without quotes)"),
+        ("expected u64", "expected a whole number (0 or more, without quotes)"),
+        ("expected u32", "expected a whole number (0 or more, without quotes)"),
+        ("expected i64", "expected a whole number (without quotes)"),
+        ("expected f64", "expected a number (without quotes)"),
+        ("expected a boolean", "expected true or false (without quotes)"),
+        ("expected a string", "expected text in double quotes"),
+        ("expected a sequence", "expected a list in square brackets, e.g. [\"admin\"]"),
+    ] {
+        text = text.replace(rust, plain);
+    }
+    let hint = if text.contains("unknown field") {
+        "remove or correct the key; the README's config section explains each".to_string()
+    } else {
+        "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, \
+         [profiles.NAME]; the README's config section explains each profile key"
+            .to_string()
+    };
+    (text, hint)
+}
+
 impl ConfigError {
     fn new(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ConfigError { path: path.display().to_string(), message: message.into(), hint: hint.into() }
@@ -157,9 +197,10 @@ impl Config {
         })?;
         let mut config = Self::parse(&text, &path)?;
         if config.profiles.values().any(|p| p.token.is_some()) && !is_private(&path) {
+            let (profile, line) = inline_token_at(&text);
             return Err(ConfigError::new(
                 &path,
-                "a profile holds its token inline, but the file can be read by other users",
+                format!("[profiles.{profile}] token (line {line}): the token is inline, but the file can be read by other users"),
                 format!("run `chmod 600 {}`, or use token_env / token_cmd instead", path.display()),
             ));
         }
@@ -169,12 +210,8 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            ConfigError::new(
-                path,
-                e.to_string().trim_end().to_string(),
-                "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, [profiles.NAME]; \
-                 profile keys are: kind, url, token_env, token_cmd, token, concurrency, rate_limit, timeout, ca_file, insecure, protected, org_id, activity_token_env, suspend_token_env, internal_token_env, session_cookie_env, csrf_token_env, admin_role, member_role, max_response_mb, max_pages, max_items, max_listing_mb",
-            )
+            let (message, hint) = in_plain_words(e.to_string().trim_end());
+            ConfigError::new(path, message, hint)
         })?;
         for (name, p) in &config.profiles {
             config.validate_profile(name, p, path)?;
@@ -317,6 +354,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/steward.toml"))
+    }
+
+    #[test]
+    fn an_inline_token_is_found_by_profile_and_line() {
+        let text = "[profiles.a]\nkind = \"github\"\ntoken_env = \"X\"\n\n[profiles.\"b\"]\ntoken = \"t\"\n";
+        assert_eq!(inline_token_at(text), ("b".to_string(), 6));
+    }
+
+    #[test]
+    fn type_errors_speak_the_config_files_words_and_lists_are_not_repeated() {
+        let base = "[profiles.a]\nkind = \"github\"\nurl = \"https://x\"\n";
+        let e = parse(&format!("{base}concurrency = \"8\"\n")).unwrap_err();
+        assert!(e.message.contains("a whole number") && !e.message.contains("usize"), "{}", e.message);
+        assert!(e.message.contains("line 4"), "{}", e.message);
+        let e = parse(&format!("{base}bogus = 1\n")).unwrap_err();
+        assert!(e.message.contains("unknown field `bogus`"), "{}", e.message);
+        assert!(!e.hint.contains("token_env"), "the key list is said once: {}", e.hint);
     }
 
     #[test]

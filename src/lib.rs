@@ -49,8 +49,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that need no config, profiles or audit log.
     match &command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "steward", &mut std::io::stdout());
-            return Ok(());
+            // Written whole, so a reader that stops early (`| head`) is a quiet end, not a panic.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "steward", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            };
         }
         Command::Sandbox(args) => return cmd::sandbox::run(args),
         _ => {}
@@ -59,13 +64,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => args.resume,
         _ => None,
     };
-    let ctx = Context::new(&cli.global, run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
+    // For `audit`, --profile filters the log, which may hold profiles today's config no longer has.
+    let mut global = cli.global;
+    let audit_profile = match &command {
+        Command::Audit(_) => global.profile.take(),
+        _ => None,
+    };
+    let ctx = Context::new(&global, run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
     let result = match &command {
         Command::Shell => cmd::shell::run(&ctx),
         Command::Run(args) => cmd::run::run(&ctx, args),
         Command::Eval(args) => cmd::eval::run(&ctx, args),
-        Command::Audit(sub) => cmd::audit::run(&ctx, cli.global.profile.as_deref(), sub),
+        Command::Audit(sub) => cmd::audit::run(&ctx, audit_profile.as_deref(), sub),
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
+        Command::Runs { sub } => cmd::runs::run(&ctx, sub),
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
     };
@@ -79,8 +91,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(()) => 0,
         Err(e) => i32::from(error::exit_code(e)),
     };
+    if let (Some(run), true) = (ctx.dispatcher.run_id(), ctx.interrupt.is_raised()) {
+        output::note(&http::redact::redact_loaded(&stopped_hint(run, &command)));
+    }
     ctx.dispatcher.finish(code);
     result
+}
+
+/// What to do about a run that was stopped (Ctrl-C, --timeout) before its end, naming its id.
+fn stopped_hint(run: i64, command: &Command) -> String {
+    match command {
+        Command::Run(args) => {
+            let mut line = vec!["steward".to_string(), "run".into(), shell_quote(&args.file.display().to_string())];
+            for (k, v) in &args.args {
+                // A secret is never printed: the person types it again.
+                let v = if http::redact::looks_secret(k) { "<the same value>" } else { v.as_str() };
+                line.extend(["--arg".into(), shell_quote(&format!("{k}={v}"))]);
+            }
+            format!(
+                "run {run} stopped before its end; finish it with `{} --resume {run}`, or reverse what it did with \
+                 `steward undo {run}`",
+                line.join(" ")
+            )
+        }
+        _ => format!("run {run} stopped before its end; `steward undo {run}` reverses what it did"),
+    }
 }
 
 /// Who is acting, where, and how steward was invoked: the `runs` row of this invocation.

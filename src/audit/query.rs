@@ -2,6 +2,7 @@
 
 use super::chain::{self, Break, Event};
 use super::store::{AuditError, AuditStore};
+use rusqlite::params;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
@@ -95,7 +96,9 @@ impl AuditStore {
             add("target = ?", SqlValue::Text(v.clone()));
         }
         if let Some(v) = &filter.token_fp {
-            add("token_fp = ?", SqlValue::Text(v.clone()));
+            // A fingerprint may be given shortened, as people copy them (`hmac-sha256:1f0c…`).
+            let prefix = v.trim_end_matches('…').trim_end_matches("...").to_string();
+            add("instr(token_fp, ?) = 1", SqlValue::Text(prefix));
         }
         if let Some(v) = filter.run {
             add("run_id = ?", SqlValue::Integer(v));
@@ -201,18 +204,14 @@ pub struct Job {
 }
 
 impl AuditStore {
-    /// The job `run` belongs to (`None`: no such run). Whichever of its runs is named, the job is the same:
-    /// resuming run 5 after run 6 continued it sees what run 6 did too.
-    pub fn job_of(&self, run: i64) -> Result<Option<Job>, AuditError> {
+    /// Every run's job: run → the first run of its job.
+    pub fn firsts(&self) -> Result<HashMap<i64, i64>, AuditError> {
         let mut stmt = self.conn().prepare("SELECT id, resumed_from FROM runs").map_err(AuditError::Read)?;
         let parent: HashMap<i64, Option<i64>> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(AuditError::Read)?
             .collect::<Result<_, _>>()
             .map_err(AuditError::Read)?;
-        if !parent.contains_key(&run) {
-            return Ok(None);
-        }
         // Walks up to the first run; a cycle (only an edited log has one) ends the walk.
         let first_of = |mut id: i64| {
             let mut seen = std::collections::HashSet::new();
@@ -224,11 +223,96 @@ impl AuditStore {
             }
             id
         };
-        let first = first_of(run);
-        let mut runs: Vec<i64> = parent.keys().copied().filter(|id| first_of(*id) == first).collect();
+        Ok(parent.keys().map(|id| (*id, first_of(*id))).collect())
+    }
+
+    /// The job `run` belongs to (`None`: no such run). Whichever of its runs is named, the job is the same:
+    /// resuming run 5 after run 6 continued it sees what run 6 did too.
+    pub fn job_of(&self, run: i64) -> Result<Option<Job>, AuditError> {
+        let firsts = self.firsts()?;
+        let Some(first) = firsts.get(&run).copied() else { return Ok(None) };
+        let mut runs: Vec<i64> = firsts.iter().filter(|(_, f)| **f == first).map(|(id, _)| *id).collect();
         runs.sort_unstable_by(|a, b| b.cmp(a));
         Ok(Some(Job { first, runs }))
     }
+
+    /// The newest `limit` runs (or just `only`), newest first, with what each did.
+    pub fn runs(&self, limit: usize, only: Option<i64>) -> Result<Vec<RunSummary>, AuditError> {
+        let firsts = self.firsts()?;
+        let count = |status: &str| {
+            format!("(SELECT COUNT(*) FROM events WHERE run_id = r.id AND phase = 'outcome' AND status = '{status}')")
+        };
+        let sql = format!(
+            "SELECT r.id, r.started_at, r.os_user, r.host, r.command, r.script_path, r.default_profile, e.ended_at,
+                    e.exit_status,
+                    (SELECT group_concat(DISTINCT profile) FROM events WHERE run_id = r.id AND profile != ''),
+                    {}, {}, {}, {}, {}, {}, {},
+                    (SELECT COUNT(*) FROM events i WHERE i.run_id = r.id AND i.phase = 'intent' AND i.mode = 'live'
+                     AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq))
+             FROM runs r LEFT JOIN run_ends e ON e.run_id = r.id
+             WHERE ?1 IS NULL OR r.id = ?1 ORDER BY r.id DESC LIMIT ?2",
+            count("ok"),
+            count("noop"),
+            count("failed"),
+            count("refused"),
+            count("cancelled"),
+            count("dry-run"),
+            count("skipped"),
+        );
+        let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
+        let rows = stmt
+            .query_map(params![only, limit as i64], |r| {
+                let id: i64 = r.get(0)?;
+                Ok(RunSummary {
+                    run: id,
+                    job: firsts.get(&id).copied().unwrap_or(id),
+                    started: r.get(1)?,
+                    who: format!("{}@{}", r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                    command: r.get(4)?,
+                    script: r.get(5)?,
+                    default_profile: r.get(6)?,
+                    ended: r.get(7)?,
+                    exit_status: r.get(8)?,
+                    profiles: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                    ok: r.get(10)?,
+                    noop: r.get(11)?,
+                    failed: r.get(12)?,
+                    refused: r.get(13)?,
+                    cancelled: r.get(14)?,
+                    dry_run: r.get(15)?,
+                    skipped: r.get(16)?,
+                    pending: r.get(17)?,
+                })
+            })
+            .map_err(AuditError::Read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)
+    }
+}
+
+/// A run as `steward runs` shows it: who started it and how, how it ended, and the outcomes it recorded.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunSummary {
+    pub run: i64,
+    /// The first run of its job (itself, unless it is a resume).
+    pub job: i64,
+    pub started: String,
+    pub who: String,
+    pub command: String,
+    pub script: Option<String>,
+    pub default_profile: Option<String>,
+    pub ended: Option<String>,
+    pub exit_status: Option<i64>,
+    /// The profiles it acted on, comma-separated.
+    pub profiles: String,
+    pub ok: i64,
+    pub noop: i64,
+    pub failed: i64,
+    pub refused: i64,
+    pub cancelled: i64,
+    pub dry_run: i64,
+    pub skipped: i64,
+    /// Intents still without an outcome (a resume of the job settles them).
+    pub pending: i64,
 }
 
 impl AuditStore {
@@ -244,6 +328,13 @@ impl AuditStore {
             )
             .optional()
             .map_err(AuditError::Read)
+    }
+
+    /// The operations the log holds events of, for saying what an empty `--op` filter could have been.
+    pub fn ops(&self) -> Result<Vec<String>, AuditError> {
+        let mut stmt = self.conn().prepare("SELECT DISTINCT op FROM events ORDER BY op").map_err(AuditError::Read)?;
+        let ops = stmt.query_map([], |r| r.get(0)).map_err(AuditError::Read)?;
+        ops.collect::<Result<Vec<String>, _>>().map_err(AuditError::Read)
     }
 
     /// Whether a run with this id exists.

@@ -151,8 +151,9 @@ impl Travis {
         let since = params.get("since").and_then(Value::as_str).ok_or_else(|| {
             ApiError::invalid("activity needs a date: activity(#{since: \"2025-02-21\", status: \"inactive\"})")
         })?;
-        let date = chrono::NaiveDate::parse_from_str(since, "%Y-%m-%d")
-            .map_err(|_| ApiError::invalid(format!("since = {since:?}: Travis takes YYYY-MM-DD")))?
+        // Travis takes a day; any date steward reads (`days_ago(30)`, `7d`, a time) names one.
+        let date = crate::dates::parse_date(since)
+            .map_err(|e| ApiError::invalid(format!("since: {e}")))?
             .format("%Y-%m-%d")
             .to_string();
         let status = params.get("status").and_then(Value::as_str).unwrap_or("all");

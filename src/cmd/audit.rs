@@ -32,6 +32,13 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
         AuditCommand::List(args) => {
             let rows = store.list(&filter(args, profile, true)?)?;
             print_rows(ctx, &rows, false);
+            // An empty answer to a misspelt operation is not "nothing happened": say which exist.
+            if let (true, Some(op)) = (rows.is_empty(), &args.op) {
+                let ops = store.ops()?;
+                if !ops.contains(op) {
+                    output::note(&format!("no event has op {op:?}; the log holds: {}", ops.join(", ")));
+                }
+            }
         }
         AuditCommand::Show { seq, run } => {
             if seq.is_none() && run.is_none() {
@@ -210,7 +217,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         seq: None,
         since_seq: None,
         pending: args.pending,
-        limit: (default_limit && !args.all && !narrowed).then_some(50),
+        limit: args.limit.or((default_limit && !args.all && !narrowed).then_some(50)),
     })
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod eval;
 pub mod profiles;
 pub mod run;
+pub mod runs;
 pub mod sandbox;
 pub mod shell;
 pub mod undo;

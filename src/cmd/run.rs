@@ -14,16 +14,27 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             "resuming run {run}: what it finished is skipped, what it left in flight is checked first"
         ));
     }
-    let source = std::fs::read_to_string(&args.file)
-        .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?;
+    // `-` reads the script from standard input (a heredoc, a pipe); its imports are looked up in the current
+    // directory.
+    let from_stdin = args.file.as_os_str() == "-";
+    let source = match from_stdin {
+        true => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| UsageError::new(format!("cannot read the script from standard input: {e}")))?,
+        false => std::fs::read_to_string(&args.file)
+            .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?,
+    };
     let sha256 = hex::encode(Sha256::digest(source.as_bytes()));
     if let Some(run) = args.resume {
         same_job(ctx, run, &sha256, &args.args)?;
     }
     ctx.dispatcher.describe_script(&args.file.display().to_string(), &sha256);
-    let dir = args.file.parent().filter(|d| !d.as_os_str().is_empty());
+    let here = std::path::PathBuf::from(".");
+    let dir = match from_stdin {
+        true => Some(here.as_path()),
+        false => args.file.parent().filter(|d| !d.as_os_str().is_empty()),
+    };
     let mut session = super::session(ctx, &args.args, dir);
-    let name = args.file.display().to_string();
+    let name = if from_stdin { "<stdin>".to_string() } else { args.file.display().to_string() };
     match session.eval(&source, Some(&name)) {
         Ok(_) => Ok(()),
         Err(err) => {

@@ -63,8 +63,10 @@ pub enum ItemStatus {
     /// Already in the requested state: nothing was sent.
     Noop,
     Failed,
-    /// Not attempted: protected, a duplicate, or cancelled before its turn.
+    /// Not attempted: protected, or a duplicate.
     Skipped,
+    /// Not sent: the run was stopped (Ctrl-C, --timeout) before its turn. A resume sends it.
+    Cancelled,
     DryRun,
 }
 
@@ -75,12 +77,19 @@ impl ItemStatus {
             ItemStatus::Noop => "noop",
             ItemStatus::Failed => "failed",
             ItemStatus::Skipped => "skipped",
+            ItemStatus::Cancelled => "cancelled",
             ItemStatus::DryRun => "dry-run",
         }
     }
 
-    pub const ALL: [ItemStatus; 5] =
-        [ItemStatus::Ok, ItemStatus::Noop, ItemStatus::DryRun, ItemStatus::Skipped, ItemStatus::Failed];
+    pub const ALL: [ItemStatus; 6] = [
+        ItemStatus::Ok,
+        ItemStatus::Noop,
+        ItemStatus::DryRun,
+        ItemStatus::Skipped,
+        ItemStatus::Cancelled,
+        ItemStatus::Failed,
+    ];
 }
 
 /// `#{target, status, http_status, error, line}`: what became of one item.
@@ -380,7 +389,7 @@ impl Dispatcher {
                                     Ok((action, seq)) if self.interrupt.is_raised() => {
                                         let why = format!("{} before it was sent", self.interrupt.reason());
                                         self.close_unsent(conn, &action, seq, &why);
-                                        BulkResult::of(item, ItemStatus::Skipped, Some(why))
+                                        BulkResult::of(item, ItemStatus::Cancelled, Some(why))
                                     }
                                     Ok((action, seq)) => match failing.stop() {
                                         Some(stop) => {
@@ -424,6 +433,11 @@ impl Dispatcher {
             .filter(|(_, n)| *n > 0)
             .collect();
         self.bulk_failed.fetch_add(results.iter().filter(|r| r.status == ItemStatus::Failed).count(), Ordering::SeqCst);
+        // The run id is what `--resume`, `undo` and `steward runs show` take: say it where people look.
+        let label = match self.run_id() {
+            Some(run) => format!("{label} (run {run})"),
+            None => label,
+        };
         progress.finish(&label, &counts, started.elapsed());
         Ok(results)
     }

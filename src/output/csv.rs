@@ -150,7 +150,7 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
                 let line = line_at(r.position());
                 let fields =
                     text_fields(&r).ok_or_else(|| malformed(format!("line {line}: the header is not UTF-8 text")))?;
-                break fields.iter().map(|h| h.trim().to_lowercase()).collect();
+                break fields.iter().map(|h| restore(h.trim()).to_lowercase()).collect();
             }
         }
     };
@@ -181,7 +181,7 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
         };
         let fields = match (&problem, text_fields(&record)) {
             (None, Some(f)) => {
-                header.iter().cloned().zip(f.into_iter().map(|v| Value::String(v.trim().to_string()))).collect()
+                header.iter().cloned().zip(f.into_iter().map(|v| Value::String(restore(v.trim())))).collect()
             }
             _ => Map::new(),
         };
@@ -206,6 +206,14 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
+/// A cell as it was before `neutralise`: what steward writes, it reads back unchanged.
+fn restore(cell: &str) -> String {
+    match cell.strip_prefix('\'') {
+        Some(rest) if neutralise(rest) == cell => rest.to_string(),
+        _ => cell.to_string(),
+    }
+}
+
 /// Rows of records as CSV text, scrubbed of secrets; the columns are the union of the records' keys in table order (user records
 /// lead with login, email…), or exactly `columns` when given. Nested values are written as JSON.
 pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<String, String> {
@@ -213,6 +221,10 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
         Some(c) => c.to_vec(),
         None => super::table::ordered_keys(rows.iter()),
     };
+    // No rows and no columns named: nothing to write (not a header of one empty column, `""`).
+    if columns.is_empty() {
+        return Ok(String::new());
+    }
     let mut w = ::csv::Writer::from_writer(Vec::new());
     // Header cells come from data too (a server's field names), so they are neutralised like the rest.
     w.write_record(columns.iter().map(|c| neutralise(&redact(c)))).map_err(|e| e.to_string())?;
@@ -348,5 +360,14 @@ mod tests {
         assert!(text.contains("'=HYPERLINK"), "{text}");
         assert!(text.contains("'-1"), "{text}");
         assert!(text.contains(",plain"), "{text}");
+    }
+
+    #[test]
+    fn what_steward_writes_it_reads_back_unchanged() {
+        let rows = [json!({"login": "=1+1", "note": "-5", "at": "@home", "quote": "'kept", "plain": "x"})];
+        let text = to_csv_string(&rows, None).unwrap();
+        let back = read(&text).unwrap();
+        assert_eq!(Value::Object(back[0].clone()), rows[0], "{text}");
+        assert_eq!(to_csv_string(&[], None).unwrap(), "", "no rows, no columns: nothing, not a blank header");
     }
 }

@@ -15,8 +15,11 @@ impl BulkReporter for StderrReporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {prefix}")
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {rate} ETA {eta} {prefix}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", state.per_sec());
+                    })
                     .progress_chars("=> "),
             );
             bar.set_message(label.to_string());
@@ -79,7 +82,13 @@ impl BulkProgress for Progress {
             super::note(&super::table::render(&serde_json::Value::Array(rows)));
         }
         let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{} {n}", s.as_str())).collect();
-        super::note(&format!("{label}: {} items in {:.1} s: {}", self.total, elapsed.as_secs_f64(), parts.join(", ")));
+        let items = if self.total == 1 { "item" } else { "items" };
+        super::note(&format!(
+            "{label}: {} {items} in {:.1} s: {}",
+            self.total,
+            elapsed.as_secs_f64(),
+            parts.join(", ")
+        ));
     }
 }
 

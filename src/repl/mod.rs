@@ -48,8 +48,12 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
         match editor.readline("steward> ") {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => {
-                // History must never hold a token someone pasted.
+                // History must never hold a token someone pasted; it is saved line by line, so a killed
+                // session (a closed terminal, kill -9) keeps what was typed.
                 let _ = editor.add_history_entry(redact(&line));
+                if let Some(h) = &history {
+                    save_history(&mut editor, h);
+                }
                 let trimmed = line.trim();
                 if trimmed.starts_with(':') {
                     if !command(ctx, &session, trimmed) {
@@ -71,13 +75,15 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(h) = &history {
-        if let Some(dir) = h.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(h);
-    }
     Ok(())
+}
+
+/// Appends the newest line to the history file (rustyline keeps it 0600), making its directory on first use.
+fn save_history(editor: &mut Editor<StewardHelper, DefaultHistory>, path: &std::path::Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = editor.append_history(path);
 }
 
 fn banner(ctx: &Context) {

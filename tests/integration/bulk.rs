@@ -32,7 +32,7 @@ fn a_mixed_csv_gives_exactly_the_expected_statuses() {
     let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
     let run =
         env.run(&["run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left the company"]);
-    let run = run.code(3).stderr_has("suspend_all on ghes: 7 items").stderr_has("line 8: 3 fields");
+    let run = run.code(3).stderr_has("suspend_all on ghes (run 1): 7 items").stderr_has("line 8: 3 fields");
     let csv = std::fs::read_to_string(env.path("leavers-suspended.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "line,target,status,http_status,error", "{}", run.report());

@@ -5,7 +5,7 @@ use crate::util::{Env, Sandbox};
 #[test]
 fn help_names_every_subcommand() {
     let run = Env::new().run(&["--help"]).success();
-    for sub in ["shell", "run", "eval", "audit", "profiles", "sandbox", "completions"] {
+    for sub in ["shell", "run", "eval", "audit", "runs", "undo", "profiles", "sandbox", "completions"] {
         assert!(run.stdout.contains(sub), "help lacks {sub}\n{}", run.report());
     }
 }
@@ -225,4 +225,81 @@ fn ctrl_c_cancels_a_running_script() {
 /// Sends a signal with the system `kill`, keeping the tests free of unsafe code.
 fn unsafe_kill(pid: i32, signal: i32) {
     std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+}
+
+#[test]
+fn run_ids_are_shown_where_people_need_them_and_runs_lists_them() {
+    let sb = Sandbox::with(steward_sandbox::Options {
+        users: 60,
+        latency: std::time::Duration::from_millis(150),
+        ..Default::default()
+    });
+    let env = Env::with_sandbox(&sb);
+    env.write("job.rhai", r#"connect("ghes").suspend_all(["user0003", "user0004", "user0002"], #{reason: "x"});"#);
+    // A job's summary names its run, the id --resume and undo take.
+    env.run(&["--yes", "run", "job.rhai"]).success().stderr_has("suspend_all on ghes (run 1): 3 items in");
+    env.run(&["--yes", "eval", r#"connect("ghes").suspend_all(["user0005"], #{reason: "x"})"#])
+        .success()
+        .stderr_has("(run 2): 1 item in");
+    // A job stopped midway says how to finish it.
+    let ids: Vec<String> = (6..=60).map(|i| format!("user{i:04}")).collect();
+    env.write("long.rhai", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"x\"}});"));
+    env.run(&["--yes", "--timeout", "2", "run", "long.rhai", "--arg", "password=hunter2hunter2"])
+        .code(3)
+        .stderr_has("cancelled")
+        .stderr_has("run 3 stopped before its end; finish it with `steward run long.rhai --arg 'password=<the same value>' --resume 3`");
+    env.run(&["--yes", "run", "long.rhai", "--arg", "password=hunter2hunter2", "--resume", "3"]).success();
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.run(&["--format", "json", "runs"]).success().stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!((runs[0]["run"].as_i64(), runs[0]["job"].as_i64()), (Some(4), Some(3)), "the resume is job 3's");
+    assert_eq!(runs[0]["status"], "ok");
+    assert_eq!(runs[3]["outcomes"], "ok 2, skipped 1", "{:?}", runs[3]);
+    assert_eq!(runs[3]["script"], "job.rhai");
+    assert_eq!(runs[2]["script"], "(eval or REPL)");
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.run(&["--format", "json", "runs", "show", "4"]).success().stdout).unwrap();
+    assert_eq!(shown["job_runs"], serde_json::json!([3, 4]));
+    assert!(shown["items"].as_array().unwrap().iter().all(|i| i["op"] == "suspend"), "{shown}");
+    assert!(
+        shown["command"].as_str().unwrap().contains("--resume 4")
+            || shown["command"].as_str().unwrap().contains("--resume 3")
+    );
+    env.run(&["runs", "show", "99"]).code(2).stderr_has("there is no run 99");
+}
+
+#[test]
+fn small_things_a_newcomer_trips_over() {
+    let sb = Sandbox::start(10);
+    let env = Env::with_sandbox(&sb);
+    // A script from standard input.
+    let mut cmd = env.cmd();
+    cmd.args(["--yes", "run", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        br#"connect("ghes").suspend("user0004", #{reason: "from stdin"}); print("done");"#,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("done"), "{out:?}");
+    // The log is searchable for any profile it holds, even one today's config no longer has.
+    env.write_config("[profiles.other]\nkind = \"github\"\nurl = \"http://127.0.0.1:9\"\n");
+    let rows = env.run(&["--profile", "ghes", "--format", "json", "audit", "list", "--since", "1h", "--limit", "1"]);
+    let rows: serde_json::Value = serde_json::from_str(&rows.success().stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["profile"], "ghes");
+    env.run(&["audit", "list", "--op", "suspnd"]).success().stderr_has("no event has op \"suspnd\"");
+    env.run(&["audit", "list", "--since", "21/02/2025"]).code(2).stderr_has("7d");
+    // An empty result as CSV is empty, not a blank header.
+    let empty = env.run(&["--format", "csv", "eval", "[]"]).success();
+    assert_eq!(empty.stdout, "", "{}", empty.report());
+    // A reader that stops early is a quiet end.
+    let mut cmd = env.cmd();
+    cmd.args(["completions", "bash"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{out:?}");
 }

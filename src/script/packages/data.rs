@@ -16,7 +16,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
     FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
     FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
-    FnDoc { name: "parse_date", signature: "parse_date(text)", summary: "A date (YYYY-MM-DD) or RFC 3339 time as RFC 3339 UTC text, which compares correctly as a string.", example: r#"parse_date("2025-02-21")"#, method: false },
+    FnDoc { name: "parse_date", signature: "parse_date(text)", summary: "A date or time as people type it (2025-02-21, \"2025-02-21 14:30\", RFC 3339, yesterday, 7d, 12h) as RFC 3339 UTC text, which compares correctly as a string.", example: r#"parse_date("2025-02-21")"#, method: false },
     FnDoc { name: "days_ago", signature: "days_ago(n)", summary: "The time n days before now, as RFC 3339 UTC text.", example: "days_ago(90)", method: false },
     FnDoc { name: "now", signature: "now()", summary: "The current time as RFC 3339 UTC text.", example: "now()", method: false },
     FnDoc { name: "env", signature: "env(name)", summary: "An environment variable's value, or () when unset.", example: r#"env("HOME")"#, method: false },
