@@ -190,8 +190,14 @@ pub enum ProfilesCommand {
     List,
     /// One profile's settings (never its token).
     Show { name: String },
-    /// Call whoami with the profile's token and report the identity and its rights.
-    Test { name: Option<String> },
+    /// Try the profile's token (whoami, or what the service lets a token do) and report its identity and rights.
+    Test {
+        /// The profile (default: the default profile).
+        name: Option<String>,
+        /// Test every profile; exits 1 if any fails.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]

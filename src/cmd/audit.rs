@@ -221,6 +221,15 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
     })
 }
 
+/// A long error cut to a table cell's worth, saying where the whole of it is.
+fn shortened(error: &str, seq: i64) -> String {
+    const CELL: usize = 80;
+    match error.char_indices().nth(CELL) {
+        Some((at, _)) => format!("{}… (whole: audit show {seq})", &error[..at]),
+        None => error.to_string(),
+    }
+}
+
 fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
     let value: Value = if ctx.output.format == Format::Table && !full {
         rows.iter()
@@ -228,7 +237,7 @@ fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
                 json!({
                     "seq": r.seq, "time": r.ts, "run": r.run_id, "profile": r.profile, "identity": r.identity,
                     "op": r.op, "target": r.target, "mode": r.mode, "phase": r.phase, "status": r.status,
-                    "http": r.http_status, "error": r.error,
+                    "http": r.http_status, "error": shortened(&r.error, r.seq),
                 })
             })
             .collect()

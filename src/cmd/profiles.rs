@@ -11,11 +11,13 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
     match cmd {
         ProfilesCommand::List => {
             let rows: Vec<Value> = ctx.connections.names().iter().filter_map(|n| describe(ctx, n)).collect();
-            if rows.is_empty() {
-                output::note(&format!(
-                    "no profiles configured{}; see README.md (Config), or try --sandbox",
-                    ctx.config.source.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default()
-                ));
+            let source = ctx.config.source.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default();
+            match rows.is_empty() {
+                true => {
+                    output::note(&format!("no profiles configured{source}; see README.md (Config), or try --sandbox"))
+                }
+                false if !source.is_empty() => output::note(&format!("profiles{source}")),
+                false => {}
             }
             output::print_value(&Value::Array(rows), ctx.output);
         }
@@ -25,30 +27,62 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
             })?;
             output::print_value(&row, ctx.output);
         }
-        ProfilesCommand::Test { name } => {
-            let conn = ctx.connections.connect(name.as_deref()).map_err(UsageError::new)?;
-            let me = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, Action::new(Op::Whoami, None, Value::Null)))?;
-            let admin = me.get("admin").and_then(Value::as_bool);
-            output::print_value(
-                &json!({
-                    "profile": conn.profile,
-                    "kind": conn.backend.kind(),
-                    "url": conn.backend.base_url(),
-                    "identity": me.get("login"),
-                    "admin": admin,
-                    "token_source": conn.token.source,
-                    "token_fingerprint": conn.token.fingerprint,
-                    "verdict": match admin {
-                        Some(true) => "ok: the token is a site administrator's",
-                        Some(false) => "the token works but is NOT an administrator's: admin operations will be refused",
-                        None => "ok: the token works",
-                    },
-                }),
-                ctx.output,
-            );
+        ProfilesCommand::Test { name, all: false } => {
+            let row = test(ctx, name.as_deref())?;
+            output::print_value(&row, ctx.output);
+        }
+        ProfilesCommand::Test { all: true, .. } => {
+            let mut failed = 0;
+            let rows: Vec<Value> = ctx
+                .connections
+                .names()
+                .iter()
+                .map(|n| {
+                    test(ctx, Some(n)).unwrap_or_else(|e| {
+                        failed += 1;
+                        json!({"profile": n, "verdict": format!("FAILED: {e}")})
+                    })
+                })
+                .collect();
+            output::print_value(&Value::Array(rows), ctx.output);
+            if failed > 0 {
+                return Err(crate::error::ScriptFailed.into());
+            }
         }
     }
     Ok(())
+}
+
+/// Tries a profile's token the way its service allows: whoami where there is one, else a read the token's
+/// permission covers (Travis: one page of the activity listing).
+fn test(ctx: &Context, name: Option<&str>) -> anyhow::Result<Value> {
+    let conn = ctx.connections.connect(name).map_err(UsageError::new)?;
+    let mut row = json!({
+        "profile": conn.profile,
+        "kind": conn.backend.kind(),
+        "url": conn.backend.base_url(),
+        "token_source": conn.token.source,
+        "token_fingerprint": conn.token.fingerprint,
+    });
+    if !conn.backend.supported().contains(&Op::Whoami) {
+        let read = Action::new(Op::Activity, None, json!({"since": "today", "status": "active"}));
+        ctx.runtime.block_on(ctx.dispatcher.perform(&conn, read))?;
+        row["verdict"] = json!(format!(
+            "ok: the token can read {}'s activity listing (a suspend token cannot be tried without suspending someone)",
+            conn.backend.kind()
+        ));
+        return Ok(row);
+    }
+    let me = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, Action::new(Op::Whoami, None, Value::Null)))?;
+    let admin = me.get("admin").and_then(Value::as_bool);
+    row["identity"] = me.get("login").cloned().unwrap_or(Value::Null);
+    row["admin"] = json!(admin);
+    row["verdict"] = json!(match admin {
+        Some(true) => "ok: the token is a site administrator's",
+        Some(false) => "the token works but is NOT an administrator's: admin operations will be refused",
+        None => "ok: the token works",
+    });
+    Ok(row)
 }
 
 fn describe(ctx: &Context, name: &str) -> Option<Value> {
@@ -58,11 +92,35 @@ fn describe(ctx: &Context, name: &str) -> Option<Value> {
         "profile": name,
         "kind": p.kind,
         "url": p.url,
-        "token_source": if e.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() },
+        "token_source": if e.preset_token.is_some() { "sandbox".to_string() } else { tokens(p) },
         "default": ctx.connections.default_name() == Some(name),
         "concurrency": p.concurrency.unwrap_or(4),
         "rate_limit": p.rate_limit,
         "timeout": p.timeout.unwrap_or(30),
         "protected": p.protected,
     }))
+}
+
+/// Where each of a profile's tokens comes from, and whether that environment variable is set right now.
+fn tokens(p: &crate::config::Profile) -> String {
+    let state = |var: &str| match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => "set",
+        _ => "NOT SET",
+    };
+    let mut out = vec![match &p.token_env {
+        Some(var) => format!("env:{var} ({})", state(var)),
+        None => p.token_source(),
+    }];
+    for (purpose, var) in [
+        ("activity", &p.activity_token_env),
+        ("suspend", &p.suspend_token_env),
+        ("internal", &p.internal_token_env),
+        ("session cookie", &p.session_cookie_env),
+        ("csrf", &p.csrf_token_env),
+    ] {
+        if let Some(var) = var {
+            out.push(format!("{purpose}: env:{var} ({})", state(var)));
+        }
+    }
+    out.join(", ")
 }

@@ -4,8 +4,13 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::Value;
 
 /// Columns shown first, in this order, for the records that have the marker key; `raw` is left out of tables.
+/// Which fields lead, by a field that marks the kind of record (the first marker present wins).
 const LEADING: &[(&str, &[&str])] = &[
     ("login", &["id", "login", "email", "name", "admin", "suspended", "last_active", "kind", "profile"]),
+    // Audit events: where and when first, then what happened to whom.
+    ("seq", &["seq", "time", "run", "profile", "op", "target", "phase", "status", "http", "error"]),
+    // Runs (`steward runs`).
+    ("job", &["run", "job", "status", "started", "ended", "script", "profiles", "outcomes"]),
     ("status", &["target", "status", "http_status", "error", "line", "profile", "op"]),
 ];
 const HIDDEN: &[&str] = &["raw"];
@@ -89,6 +94,15 @@ mod tests {
         assert!(id < login && login < zeta, "{header}");
         assert!(!out.contains("raw"));
         assert!(out.ends_with("1 row"));
+    }
+
+    #[test]
+    fn audit_events_lead_with_seq_time_and_run() {
+        let out = render(&json!([{"error": "e", "status": "ok", "target": "t", "seq": 3, "time": "x", "run": 1}]));
+        let header = out.lines().nth(1).unwrap();
+        let at = |k: &str| header.find(k).unwrap();
+        assert!(at("seq") < at("time") && at("time") < at("run") && at("run") < at("target"), "{header}");
+        assert!(at("status") < at("error"), "{header}");
     }
 
     #[test]

@@ -59,14 +59,32 @@ fn profiles_list_show_and_test() {
     let list = env.run(&["--format", "json", "profiles", "list"]).success();
     let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(rows[0]["profile"], "ghes");
-    assert_eq!(rows[0]["token_source"], "env:GHES_TOKEN");
+    assert_eq!(rows[0]["token_source"], "env:GHES_TOKEN (set)");
     assert_eq!(rows[0]["default"], true);
+    assert!(list.stderr.contains("config.toml"), "names the file it read: {}", list.report());
+    let mut unset = env.cmd();
+    unset.env_remove("GHES_TOKEN").args(["--format", "json", "profiles", "list"]);
+    crate::util::Run::of(unset).success().stdout_has("env:GHES_TOKEN (NOT SET)");
     env.run(&["profiles", "show", "ghes"]).success().stdout_has("user0002");
     env.run(&["profiles", "show", "nope"]).code(2).stderr_has("profiles list");
     let test = env.run(&["--format", "json", "profiles", "test"]).success();
     assert!(test.stdout.contains("\"identity\": \"admin\""), "{}", test.report());
     assert!(test.stdout.contains("site administrator"), "{}", test.report());
     assert!(!test.stdout.contains(crate::util::ADMIN_TOKEN));
+    // Every profile at once, Travis (no whoami) by what its token may read; a failing one makes exit 1.
+    let all = env.run(&["--sandbox", "--format", "json", "profiles", "test", "--all"]).success();
+    assert!(
+        all.stdout.contains("activity listing") && all.stdout.matches("\"verdict\": \"ok").count() == 4,
+        "{}",
+        all.report()
+    );
+    let broken = env.path("broken.toml");
+    std::fs::write(
+        &broken,
+        "[profiles.down]\nkind = \"github\"\nurl = \"http://127.0.0.1:9\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 2\n",
+    )
+    .unwrap();
+    env.run(&["--config", broken.to_str().unwrap(), "profiles", "test", "--all"]).code(1).stdout_has("FAILED");
 }
 
 #[test]
