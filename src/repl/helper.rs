@@ -1,11 +1,10 @@
-//! The rustyline helper: completion of functions, variables, methods and profile names; multi-line input.
+//! The rustyline helper: completion of functions, variables, methods and profile names.
 
-use super::input::{is_incomplete, slot, Receiver, Slot};
+use super::input::{slot, Receiver, Slot};
 use crate::script::docs;
 use crate::script::packages::admin;
 use rustyline::completion::{Completer, Pair};
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Helper, Highlighter, Hinter};
+use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -28,7 +27,7 @@ const BUILTIN_METHODS: &[&str] = &[
     "push", "index_of",
 ];
 
-#[derive(Helper, Highlighter, Hinter)]
+#[derive(Helper, Highlighter, Hinter, Validator)]
 pub struct StewardHelper {
     pub profiles: Vec<String>,
     /// Each profile's kind of service, and the default profile: what `connect("x").` offers.
@@ -89,17 +88,6 @@ impl Completer for StewardHelper {
         let (start, slot) = slot(line, pos);
         let pairs = self.candidates(&slot).into_iter().map(|c| Pair { display: c.clone(), replacement: c }).collect();
         Ok((start, pairs))
-    }
-}
-
-impl Validator for StewardHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        let input = ctx.input();
-        if !input.trim_start().starts_with(':') && is_incomplete(input) {
-            Ok(ValidationResult::Incomplete)
-        } else {
-            Ok(ValidationResult::Valid(None))
-        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! What the line editor needs to know about Rhai text, pure: is a block still open, and what to complete.
 
-/// True while brackets or a string are still open, so Enter continues on the next line.
+/// True while brackets or a string are still open, or the text ends where a statement cannot (a trailing
+/// `else` or operator), so Enter continues on the next line.
 pub fn is_incomplete(src: &str) -> bool {
     let mut depth: i64 = 0;
     let mut chars = src.chars().peekable();
     let mut in_string: Option<char> = None;
+    // The code outside strings and comments (a string stands as one quote): its end tells a dangling `else`.
+    let mut code = String::new();
     while let Some(c) = chars.next() {
         match in_string {
             Some(q) => match c {
@@ -15,7 +18,10 @@ pub fn is_incomplete(src: &str) -> bool {
                 _ => {}
             },
             None => match c {
-                '"' | '`' => in_string = Some(c),
+                '"' | '`' => {
+                    in_string = Some(c);
+                    code.push('"');
+                }
                 '\'' => {
                     // A character literal: skip to its closing quote.
                     for n in chars.by_ref() {
@@ -23,6 +29,7 @@ pub fn is_incomplete(src: &str) -> bool {
                             break;
                         }
                     }
+                    code.push('"');
                 }
                 '/' if chars.peek() == Some(&'/') => {
                     for n in chars.by_ref() {
@@ -30,15 +37,29 @@ pub fn is_incomplete(src: &str) -> bool {
                             break;
                         }
                     }
+                    code.push('\n');
                 }
-                '{' | '(' | '[' => depth += 1,
-                '}' | ')' | ']' => depth -= 1,
-                _ => {}
+                c => {
+                    match c {
+                        '{' | '(' | '[' => depth += 1,
+                        '}' | ')' | ']' => depth -= 1,
+                        _ => {}
+                    }
+                    code.push(c);
+                }
             },
         }
     }
     // A closing surplus is a syntax error for the parser to report, not a reason to wait.
-    depth > 0 || in_string.is_some()
+    depth > 0 || in_string.is_some() || dangles(code.trim_end())
+}
+
+/// Code that cannot end here: `… else`, or a binary operator, `=`, `,` or `.` with its right side to come.
+fn dangles(code: &str) -> bool {
+    let word_end = |w: &str| {
+        code.strip_suffix(w).is_some_and(|before| !before.ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+    };
+    word_end("else") || code.ends_with(['=', '+', '-', '*', '/', '%', '&', '|', ',', '.', '!', '<', '>'])
 }
 
 /// What the word under the cursor is, for completion.
@@ -127,6 +148,18 @@ mod tests {
         assert!(!is_incomplete("// a comment with {\nlet a = 1;"));
         assert!(!is_incomplete("let c = '{';"));
         assert!(!is_incomplete("}"));
+    }
+
+    #[test]
+    fn a_dangling_else_or_operator_continues() {
+        assert!(is_incomplete("if x { 1 } else"));
+        assert!(is_incomplete("let total = a +"));
+        assert!(is_incomplete("let xs = users\n  .filter(|u| u.admin)."));
+        assert!(is_incomplete("let y = x // a comment\n  ||"));
+        assert!(!is_incomplete("let else_branch = 1"));
+        assert!(!is_incomplete("let s = \"ends with +\""));
+        assert!(!is_incomplete("if x { 1 } else { 2 }"));
+        assert!(!is_incomplete("let f = |x| x + 1"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::http::redact::redact;
 use crate::output;
 use crate::script::{self, diagnostic, docs, Session};
 use helper::{StewardHelper, COMMANDS};
+use input::is_incomplete;
 use rhai::Dynamic;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
@@ -44,33 +45,40 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
         let _ = editor.load_history(h);
     }
     banner(ctx);
+    // A statement still open (a block, a string, a trailing `else` or operator) continues on the next line,
+    // under a prompt that says so.
+    let mut pending = String::new();
     loop {
-        match editor.readline("steward> ") {
-            Ok(line) if line.trim().is_empty() => continue,
+        let prompt = if pending.is_empty() { "steward> " } else { "     ...> " };
+        match editor.readline(prompt) {
+            Ok(line) if line.trim().is_empty() && pending.is_empty() => continue,
             Ok(line) => {
-                // History must never hold a token someone pasted; it is saved line by line, so a killed
-                // session (a closed terminal, kill -9) keeps what was typed.
-                let _ = editor.add_history_entry(redact(&line));
-                if let Some(h) = &history {
-                    save_history(&mut editor, h);
-                }
                 let trimmed = line.trim();
-                if trimmed.starts_with(':') {
+                if pending.is_empty() && trimmed.starts_with(':') {
+                    remember(&mut editor, history.as_deref(), &line);
                     if !command(ctx, &session, trimmed) {
                         break;
                     }
                     continue;
                 }
+                pending.push_str(&line);
+                pending.push('\n');
+                if is_incomplete(&pending) {
+                    continue;
+                }
+                let source = std::mem::take(&mut pending);
+                remember(&mut editor, history.as_deref(), source.trim_end());
                 ctx.interrupt.reset();
-                match session.eval(&line, None) {
+                match session.eval(&source, None) {
                     Ok(value) => show(ctx, value),
-                    Err(err) => output::note(&diagnostic::render(&err, &line, "input")),
+                    Err(err) => output::note(&diagnostic::render(&err, &source, "input")),
                 }
                 ctx.interrupt.reset();
                 *variables.borrow_mut() = session.variables();
                 *handles.borrow_mut() = session.handles();
             }
-            Err(ReadlineError::Interrupted) => continue,
+            // Ctrl-C drops what was being typed, continuation lines included.
+            Err(ReadlineError::Interrupted) => pending.clear(),
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
         }
@@ -78,12 +86,16 @@ pub fn run(ctx: &Context, mut session: Session) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Appends the newest line to the history file (rustyline keeps it 0600), making its directory on first use.
-fn save_history(editor: &mut Editor<StewardHelper, DefaultHistory>, path: &std::path::Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+/// Adds an entry to the history and appends it to the history file at once (rustyline keeps the file 0600), so
+/// a killed session (a closed terminal, kill -9) keeps what was typed. History never holds a pasted token.
+fn remember(editor: &mut Editor<StewardHelper, DefaultHistory>, path: Option<&std::path::Path>, entry: &str) {
+    let _ = editor.add_history_entry(redact(entry));
+    if let Some(path) = path {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.append_history(path);
     }
-    let _ = editor.append_history(path);
 }
 
 fn banner(ctx: &Context) {
@@ -140,7 +152,11 @@ fn command(ctx: &Context, session: &Session, line: &str) -> bool {
                 .collect();
             output::print_value(&serde_json::Value::Array(rows), ctx.output);
         }
-        (":vars", _) => output::line(&session.variables().join(", ")),
+        (":vars", _) => {
+            for line in session.variable_summaries() {
+                output::line(&format!("  {line}"));
+            }
+        }
         (other, _) => output::note(&format!("unknown command {other}; :help lists the commands")),
     }
     true

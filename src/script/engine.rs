@@ -193,6 +193,34 @@ impl Session {
         self.scope.iter_raw().map(|(name, _, _)| name.to_string()).collect()
     }
 
+    /// `name: type = value` for each variable in scope, oldest first, the value cut short (`:vars`).
+    pub fn variable_summaries(&self) -> Vec<String> {
+        const SHOWN: usize = 50;
+        let mut all: Vec<String> = self
+            .scope
+            .iter_raw()
+            .map(|(name, _, value)| {
+                let text = match value.read_lock::<super::types::Handle>() {
+                    Some(handle) => handle.describe(),
+                    None => value.to_string().replace('\n', " "),
+                };
+                let text = match text.char_indices().nth(SHOWN) {
+                    Some((at, _)) => format!("{}…", &text[..at]),
+                    None => text,
+                };
+                let kind = match value.type_name() {
+                    t if t.ends_with("Handle") => "handle",
+                    t if t.ends_with("RawJson") => "json",
+                    t => t.rsplit("::").next().unwrap_or(t),
+                };
+                format!("{name}: {kind} = {text}")
+            })
+            .collect();
+        // The scope lists the newest first; people read what they defined in order.
+        all.reverse();
+        all
+    }
+
     /// The variables that hold a handle, with its kind of service, for completion.
     pub fn handles(&self) -> std::collections::HashMap<String, String> {
         self.scope

@@ -210,6 +210,10 @@ pub fn describe_error(err: &EvalAltResult) -> String {
         EvalAltResult::ErrorInModule(name, inner, _) => {
             format!("in module {name}: {}", describe_error(inner))
         }
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => not_found(signature),
+        EvalAltResult::ErrorTooManyOperations(_) => "the script ran past the engine's limit of operations (it stops \
+             loops that never end); check the loop's condition, or split the work into smaller scripts"
+            .to_string(),
         other => {
             let mut text = other.to_string();
             // Rhai appends " (line L, position P)"; the caller shows the place itself.
@@ -218,6 +222,22 @@ pub fn describe_error(err: &EvalAltResult) -> String {
             }
             text
         }
+    }
+}
+
+/// A call to a function that does not exist, or not with these arguments: what there is, and `:help`.
+fn not_found(signature: &str) -> String {
+    let name = signature.split([' ', '(']).next().unwrap_or(signature);
+    if let Some(doc) = super::docs::find(name) {
+        return format!("{name} cannot be called like this ({signature}); it is called {}", doc.signature);
+    }
+    let closest = super::docs::all()
+        .map(|d| (strsim::damerau_levenshtein(name, d.name), d.name))
+        .filter(|(distance, _)| *distance <= 2.max(name.len() / 4))
+        .min();
+    match closest {
+        Some((_, near)) => format!("there is no function {name}; did you mean {near}? (:help lists every function)"),
+        None => format!("there is no function {name} ({signature}); :help lists every function"),
     }
 }
 

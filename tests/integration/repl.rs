@@ -145,3 +145,40 @@ fn pasted_tokens_never_reach_the_history_file() {
     assert!(!history.contains("pastedsecret"), "{history}");
     assert!(history.contains("[REDACTED]"), "{history}");
 }
+
+#[test]
+fn unfinished_lines_continue_under_their_own_prompt_and_mistakes_get_a_pointer() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    // An open block, then a dangling `else`: each continues under `...>`, and runs once whole.
+    p.send_line("let n = 3;").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line("if n > 2 { print(\"big\") }").unwrap();
+    p.exp_string("big").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line("let kind = if n > 5 { \"huge\" } else").unwrap();
+    p.exp_string("...>").unwrap();
+    p.send_line("{ \"small\" }; print(`kind=${kind}`)").unwrap();
+    p.exp_string("kind=small").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line("let total = n +").unwrap();
+    p.exp_string("...>").unwrap();
+    p.send_line("4; print(`total=${total}`)").unwrap();
+    p.exp_string("total=7").unwrap();
+    p.exp_string("steward>").unwrap();
+    // A misspelt function: the nearest one, and :help.
+    p.send_line("lst_users()").unwrap();
+    p.exp_string("did you mean list_users?").unwrap();
+    p.exp_string("steward>").unwrap();
+    // :vars shows what each variable holds.
+    p.send_line(r#"let gh = connect("github")"#).unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line(":vars").unwrap();
+    p.exp_string("ARGS: map").unwrap();
+    p.exp_string("n: i64 = 3").unwrap();
+    p.exp_string("total: i64 = 7").unwrap();
+    p.exp_string("gh: handle = Handle(github: github").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}

@@ -13,7 +13,7 @@ pub const DOCS: &[FnDoc] = &[FnDoc {
     name: "audit",
     signature: "audit() / audit(#{since, until, profile, op, target, token_fp, run, pending, limit})",
     summary: "Events of the audit log (oldest first): who did what, where, when, with what result.",
-    example: r#"connect("github").suspend("user0009", #{reason: "x"}); audit(#{op: "suspend"}).map(|e| e.status)"#,
+    example: r#"audit(#{op: "suspend", limit: 5}).map(|e| e.status)"#,
     method: false,
 }];
 
