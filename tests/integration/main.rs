@@ -44,3 +44,5 @@ mod bulk;
 mod fuzz;
 // Every documented function example runs, and every stock script runs.
 mod examples;
+// The README's tour, run as written.
+mod readme;

@@ -1,0 +1,57 @@
+//! The README's tour, as a newcomer follows it: its REPL session and its first script, taken from the README
+//! itself and run against the sandbox as written, so the tour cannot drift from what steward does.
+
+use crate::util::{repo, Env};
+
+/// The README's fenced blocks, in order.
+fn blocks() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.starts_with("```")) {
+            (None, true) => current = Some(String::new()),
+            (Some(block), true) => {
+                out.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), false) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn the_tours_repl_session_runs_on_the_sandbox_as_written() {
+    let sessions: Vec<String> = blocks().into_iter().filter(|b| b.starts_with("steward> ")).collect();
+    assert!(sessions.len() >= 2, "the README has REPL sessions");
+    for session in sessions {
+        // Each session is one REPL sitting: its lines, in order, as one script.
+        let script: String = session
+            .lines()
+            .filter_map(|l| l.strip_prefix("steward> "))
+            .filter(|l| !l.starts_with(':'))
+            .map(|l| format!("{l};\n"))
+            .collect();
+        let env = Env::new();
+        env.write("session.rhai", &script);
+        env.run(&["--sandbox", "--yes", "run", "session.rhai"]).success();
+    }
+}
+
+#[test]
+fn the_tours_first_script_runs_on_the_sandbox_as_its_header_says() {
+    let script = blocks().into_iter().find(|b| b.starts_with("// admins.rhai")).expect("the first script");
+    let line = script.lines().find(|l| l.contains("on the sandbox: steward")).expect("how to run it on the sandbox");
+    let command = line.split("on the sandbox: ").nth(1).unwrap().trim_end_matches(')');
+    let env = Env::new();
+    env.write("admins.rhai", &script);
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    env.run(&args).success().stdout_has("admins written to admins.csv");
+    let csv = std::fs::read_to_string(env.path("admins.csv")).unwrap();
+    assert!(csv.starts_with("login,email,suspended") && csv.lines().count() > 1, "{csv}");
+}
