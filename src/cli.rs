@@ -14,6 +14,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options (for the shell, run, eval, audit, runs, undo and profiles)")]
 pub struct GlobalArgs {
     /// Config file (default: $XDG_CONFIG_HOME/steward/config.toml).
     #[arg(long, global = true, env = "STEWARD_CONFIG", value_name = "PATH")]

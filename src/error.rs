@@ -74,6 +74,27 @@ impl UsageError {
 #[error("the script failed")]
 pub struct ScriptFailed;
 
+/// A script refused how it was called (`throw #{kind: "usage", …}`: a missing `--arg`), already printed: exit
+/// code 2, as for steward's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("the script was called wrongly")]
+pub struct ScriptUsage;
+
+/// The audit log failed verification: exit code 1, after the report was printed.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log failed verification")]
+pub struct AuditBroken;
+
+/// Whether the error was reported where it happened (a script's error, a verification report), so `main`
+/// prints nothing more.
+pub fn already_reported(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ScriptFailed>().is_some()
+        || err.downcast_ref::<ScriptUsage>().is_some()
+        || err.downcast_ref::<AuditBroken>().is_some()
+        || err.downcast_ref::<BulkFailures>().is_some()
+        || err.downcast_ref::<Interrupted>().is_some()
+}
+
 /// Ctrl-C stopped the work: exit code 130, as a shell reports SIGINT.
 #[derive(Debug, thiserror::Error)]
 #[error("cancelled by Ctrl-C")]
@@ -88,7 +109,10 @@ pub struct BulkFailures {
 
 /// Exit code for an error returned by `run()`, chosen by its type, never by its text.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some() || err.downcast_ref::<crate::config::ConfigError>().is_some() {
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<ScriptUsage>().is_some()
+        || err.downcast_ref::<crate::config::ConfigError>().is_some()
+    {
         2
     } else if err.downcast_ref::<BulkFailures>().is_some() {
         3

@@ -57,7 +57,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             };
         }
-        Command::Sandbox(args) => return cmd::sandbox::run(args),
+        Command::Sandbox(args) => {
+            refuse_global_options("sandbox", &cli.global)?;
+            return cmd::sandbox::run(args);
+        }
         _ => {}
     }
     let resume = match &command {
@@ -96,6 +99,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     ctx.dispatcher.finish(code);
     result
+}
+
+/// Global options that would do nothing for `command` are refused, naming them, rather than ignored.
+fn refuse_global_options(command: &str, global: &cli::GlobalArgs) -> anyhow::Result<()> {
+    let given: Vec<&str> = [
+        ("--sandbox", global.sandbox),
+        ("--dry-run", global.dry_run),
+        ("--yes", global.yes),
+        ("--timeout", global.timeout.is_some()),
+        ("--format", global.format.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| *name)
+    .collect();
+    match given.is_empty() {
+        true => Ok(()),
+        false => Err(error::UsageError::new(format!(
+            "{} do{} not apply to `steward {command}` (it serves the emulated services; see `steward {command} --help`)",
+            given.join(", "),
+            if given.len() == 1 { "es" } else { "" }
+        ))
+        .into()),
+    }
 }
 
 /// What to do about a run that was stopped (Ctrl-C, --timeout) before its end, naming its id.
@@ -201,7 +228,11 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("steward={level},steward_sandbox={level}")));
+    // Colour only for a person at a terminal who has not asked for none (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(filter)
         .with_writer(|| http::redact::Redacting(std::io::stderr()))
         .with_target(false)

@@ -27,12 +27,8 @@ fn run(cli: steward::cli::Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = steward::error::exit_code(&err);
-            // Script errors and failed bulk items were reported where they happened.
-            if code == 2
-                || (code == 1
-                    && err.downcast_ref::<steward::error::ScriptFailed>().is_none()
-                    && err.downcast_ref::<steward::cmd::audit::AuditBroken>().is_none())
-            {
+            // Script errors, verification reports and failed bulk items were reported where they happened.
+            if !steward::error::already_reported(&err) {
                 steward::output::note(&format!("error: {err:#}"));
             }
             ExitCode::from(code)

@@ -52,6 +52,9 @@ const SUPPORTED: &[Op] = &[
     Op::Api,
 ];
 
+/// Lists of at most this many users are read in detail unless `detail: false` says otherwise.
+const DETAIL_UNASKED: usize = 100;
+
 /// How many single-user reads run at once when a list needs per-user detail (suspension state).
 const DETAIL_CONCURRENCY: usize = 8;
 
@@ -135,8 +138,9 @@ impl Github {
             })
             .filter(|u| admin.is_none_or(|a| u.get("site_admin").and_then(Value::as_bool) == Some(a)))
             .collect();
-        // Suspension and email are only on each user's own record: fetch them, a few at a time.
-        let detail = filter.get("detail").and_then(Value::as_bool).unwrap_or(false);
+        // Suspension, email and name are only on each user's own record: fetch them, a few at a time. A short
+        // list (the admins, a search) gets them unasked, so its columns are never blank for want of a read.
+        let detail = filter.get("detail").and_then(Value::as_bool).unwrap_or(users.len() <= DETAIL_UNASKED);
         if detail || suspended.is_some() {
             users = self.with_detail(users).await?;
         }

@@ -6,17 +6,12 @@ use crate::audit::{chain, checkpoint, fingerprint, AuditStore};
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
 use crate::dates::parse_date;
-use crate::error::UsageError;
+use crate::error::{AuditBroken, UsageError};
 use crate::http::redact::SecretString;
 use crate::output;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
-
-/// The audit log failed verification: exit code 1, after the report was printed.
-#[derive(Debug, thiserror::Error)]
-#[error("the audit log failed verification")]
-pub struct AuditBroken;
 
 pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::Result<()> {
     if !ctx.audit_path.exists() {

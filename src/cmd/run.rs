@@ -3,7 +3,7 @@
 use crate::audit::query::ScriptRun;
 use crate::cli::RunArgs;
 use crate::context::Context;
-use crate::error::{Interrupted, ScriptFailed, UsageError};
+use crate::error::{Interrupted, ScriptFailed, ScriptUsage, UsageError};
 use crate::output;
 use crate::script::diagnostic;
 use sha2::{Digest, Sha256};
@@ -42,9 +42,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             if ctx.dispatcher.run_id().is_some() {
                 ctx.runtime.block_on(ctx.dispatcher.script_aborted(&crate::script::types::describe_error(&err)));
             }
-            output::note(&diagnostic::render(&err, &source, &name));
+            // A usage error is about the command line, not a line of the script: no caret into the source.
+            let usage = crate::script::types::thrown_kind(&err).as_deref() == Some("usage");
+            match usage {
+                true => output::note(&format!(
+                    "{name}: {}",
+                    crate::script::types::describe_error(crate::script::types::innermost(&err))
+                )),
+                false => output::note(&diagnostic::render(&err, &source, &name)),
+            }
             if ctx.interrupt.by_ctrl_c() {
                 Err(Interrupted.into())
+            } else if usage {
+                Err(ScriptUsage.into())
             } else {
                 Err(ScriptFailed.into())
             }

@@ -105,6 +105,8 @@ pub struct BulkResult {
 /// Progress display for bulk jobs, injected (a bar on a terminal, periodic lines in a log).
 pub trait BulkReporter: Send + Sync {
     fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress>;
+    /// A service made every worker wait (a 429's Retry-After, a spent budget): say so where people look.
+    fn paused(&self, _profile: &str, _wait: std::time::Duration, _why: &str) {}
 }
 
 pub trait BulkProgress: Send + Sync {

@@ -307,7 +307,9 @@ impl Dispatcher {
     pub fn pause_recorder(&self, profile: &str, kind: &'static str, base_url: &str) -> crate::http::PauseObserver {
         let (audit, profile, base_url, mode) =
             (self.audit.clone(), profile.to_string(), base_url.to_string(), self.mode);
+        let reporter = self.reporter.clone();
         Arc::new(move |wait: std::time::Duration, why: &str| {
+            reporter.paused(&profile, wait, why);
             let e = Event {
                 profile: profile.clone(),
                 kind: kind.to_string(),

@@ -10,7 +10,28 @@ use std::time::{Duration, Instant};
 /// Chooses the display by whether stderr is a terminal.
 pub struct StderrReporter;
 
+/// The bar of the job running now, if any: a pause is shown on it.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// When a log last got a line about a pause.
+static LAST_PAUSE_LINE: Mutex<Option<Instant>> = Mutex::new(None);
+
 impl BulkReporter for StderrReporter {
+    fn paused(&self, profile: &str, wait: Duration, why: &str) {
+        let what = format!("{profile}: waiting {:.0} s, as the service asked ({why})", wait.as_secs_f64().ceil());
+        tracing::info!("{what}");
+        match ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(bar) => bar.set_prefix(what),
+            None => {
+                // In a log, a storm of 429s is a line every few seconds, not a line each.
+                let mut last = LAST_PAUSE_LINE.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_none_or(|at| at.elapsed() >= LINE_EVERY) {
+                    *last = Some(Instant::now());
+                    super::note(&what);
+                }
+            }
+        }
+    }
+
     fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
@@ -23,6 +44,7 @@ impl BulkReporter for StderrReporter {
                     .progress_chars("=> "),
             );
             bar.set_message(label.to_string());
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             bar
         });
         Box::new(Progress {
@@ -58,9 +80,8 @@ impl BulkProgress for Progress {
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
-                if failed > 0 {
-                    bar.set_prefix(format!("failed: {failed}"));
-                }
+                // Work goes on: a pause shown there is over.
+                bar.set_prefix(if failed > 0 { format!("failed: {failed}") } else { String::new() });
             }
             None => {
                 let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,6 +97,7 @@ impl BulkProgress for Progress {
     fn finish(&self, label: &str, counts: &[(ItemStatus, usize)], elapsed: Duration) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
             // On a terminal the summary is a small table; in a log, the one line below says the same.
             let rows: Vec<serde_json::Value> =
                 counts.iter().map(|(s, n)| serde_json::json!({"status": s.as_str(), "items": n})).collect();

@@ -181,5 +181,6 @@ mod tests {
     fn names_and_commands() {
         assert_eq!(slot("let u = read_c", 14), (8, Slot::Name("read_c")));
         assert_eq!(slot(":he", 3), (0, Slot::Command(":he")));
+        assert_eq!(slot(":help susp", 10), (6, Slot::Name("susp")), ":help takes a function name");
     }
 }

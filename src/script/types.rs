@@ -173,6 +173,11 @@ pub fn bulk_items(items: &rhai::Array, keys: &[&str]) -> Vec<crate::dispatch::Bu
                 if key == Some(&"vcs_id") {
                     item.params.insert("vcs_type".into(), text("vcs_type").unwrap_or_else(|| "github".into()).into());
                 }
+                // A row that failed before it named a user (an email nobody has) is still shown by what it gave;
+                // with its error set it is never sent.
+                if item.target.is_none() && item.error.is_some() {
+                    item.target = text("email").map(|e| e.trim().to_string());
+                }
                 if item.target.is_none() && item.error.is_none() {
                     item.error = Some(if map.contains_key("email") {
                         "this row has only an email; look the user up first (users::find_by_email)".to_string()
@@ -194,6 +199,27 @@ pub fn bulk_items(items: &rhai::Array, keys: &[&str]) -> Vec<crate::dispatch::Bu
         .collect()
 }
 
+/// The error where it was raised, under the function calls and imports it passed through.
+pub fn innermost(err: &EvalAltResult) -> &EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(inner)
+        }
+        other => other,
+    }
+}
+
+/// The `kind` of the map a script threw (`throw #{kind: "usage", message}`), however deep in functions and
+/// modules it was thrown.
+pub fn thrown_kind(err: &EvalAltResult) -> Option<String> {
+    match innermost(err) {
+        EvalAltResult::ErrorRuntime(value, _) => {
+            value.read_lock::<Map>().and_then(|m| m.get("kind").map(|k| k.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// The text of an uncaught script error: our error maps print as `kind: message`, others as Rhai says.
 pub fn describe_error(err: &EvalAltResult) -> String {
     match err {
@@ -211,6 +237,11 @@ pub fn describe_error(err: &EvalAltResult) -> String {
             format!("in module {name}: {}", describe_error(inner))
         }
         EvalAltResult::ErrorFunctionNotFound(signature, _) => not_found(signature),
+        // `if u.suspended` on a record that does not say: () is "missing or unknown", which deserves words.
+        EvalAltResult::ErrorMismatchDataType(expected, actual, _) if actual == "()" => format!(
+            "expected {expected}, found () (missing or unknown): a field is () when the service did not say; on \
+             GHES, a listing of over 100 users has no suspended, email or name unless list_users(#{{detail: true}})"
+        ),
         EvalAltResult::ErrorTooManyOperations(_) => "the script ran past the engine's limit of operations (it stops \
              loops that never end); check the loop's condition, or split the work into smaller scripts"
             .to_string(),

@@ -106,6 +106,17 @@ fn suspensions_in_bulk_need_a_reason() {
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
     env.run(&["eval", r#"connect("ghes").suspend_all(["user0001"])"#]).code(1).stderr_has("needs a reason");
+    // The stock script says it in the words of its command line, as a usage error, before sending anything.
+    env.write("leavers.csv", "login\nuser0003\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    env.run(&["run", script.to_str().unwrap(), "--arg", "csv=leavers.csv"])
+        .code(2)
+        .stderr_has("this script needs --arg reason=\"…\"");
+    env.run(&["run", script.to_str().unwrap()]).code(2).stderr_has("needs --arg csv=FILE");
+    // Rows that all carry their own reason need no --arg.
+    env.write("with-reasons.csv", "login,reason\nuser0003,left\n");
+    env.run(&["run", script.to_str().unwrap(), "--arg", "csv=with-reasons.csv"]).success();
+    assert_eq!(sb.count_method("PUT"), 1);
 }
 
 #[test]
@@ -240,7 +251,8 @@ fn the_other_stock_scripts_run() {
     env.run(&["run", &script("promote_from_csv.rhai"), "--arg", "csv=admins.csv"]).code(3);
     let promoted = std::fs::read_to_string(env.path("admins-promoted.csv")).unwrap();
     assert!(
-        promoted.contains("user0013,ok") && promoted.contains("no user with email nobody@example.com"),
+        promoted.contains("user0013,ok")
+            && promoted.contains("nobody@example.com,failed,,no user with email nobody@example.com"),
         "{promoted}"
     );
     env.run(&["--yes", "run", &script("demote_from_csv.rhai"), "--arg", "csv=admins.csv"]).code(3);

@@ -104,6 +104,13 @@ fn the_sandbox_flag_needs_no_config_and_no_server() {
     env.run(&["--sandbox", "--format", "csv", "eval", r#"connect("github").list_users(#{admin: true})"#])
         .success()
         .stdout_has("user0050");
+    // `steward sandbox` serves; options for acting on services are refused by name, and its help sets them apart.
+    env.run(&["sandbox", "--dry-run", "--yes"])
+        .code(2)
+        .stderr_has("--dry-run, --yes do not apply to `steward sandbox`");
+    let help = env.run(&["sandbox", "--help"]).success();
+    let (own, global) = help.stdout.split_once("Global options").expect("a heading for the global options");
+    assert!(own.contains("--users") && !own.contains("--dry-run") && global.contains("--dry-run"), "{}", help.stdout);
 }
 
 #[test]

@@ -270,3 +270,12 @@ fn case_11_a_clock_jump_during_a_retry_after_neither_stretches_nor_cuts_the_paus
         assert!((shift - jump.parse::<i64>().unwrap()).abs() < 60, "jump {jump}: rows {shift} s apart");
     }
 }
+
+/// A pause the service imposes is said where people look: on stderr (a line in a log, the bar on a terminal).
+#[test]
+fn a_pause_is_shown_while_it_lasts() {
+    let sb = sandbox("429@5,retry_after=1", 10);
+    let env = Env::with_sandbox(&sb);
+    let expr = r#"connect("ghes").suspend_all(["user0003", "user0004", "user0005"], #{reason: "x", precheck: false})"#;
+    env.run(&["--yes", "eval", expr]).success().stderr_has("ghes: waiting 1 s, as the service asked");
+}

@@ -144,3 +144,21 @@ fn a_change_applied_before_a_500_is_found_in_place_and_never_sent_twice() {
         .count();
     assert!(reconciled > 0, "no 500 was reconciled: {}", sb.stats());
 }
+
+/// The reported case: behind a proxy that drops 5 % of answers after the change was applied, a bulk job sent
+/// 50–64 of 1,000 GHES suspensions twice. Each lost answer is settled by a read: every user gets one PUT.
+#[test]
+fn a_bulk_job_behind_a_proxy_dropping_answers_sends_each_change_once() {
+    let sb = faulty("reset=0.05", 400);
+    let env = Env::with_sandbox(&sb);
+    let ids: Vec<String> = (3..=400).map(|i| format!("user{i:04}")).collect();
+    let expr = format!(
+        "connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"proxy\"}}).filter(|r| r.status == \"failed\").len()"
+    );
+    let failed = env.eval_json(&expr);
+    assert_eq!(failed, 0, "every item ends ok or noop");
+    assert!(sb.stats()["faults"].as_u64().unwrap() >= 5, "answers were lost: {}", sb.stats());
+    for id in &ids {
+        assert!(sb.count(&format!("PUT /api/v3/users/{id}/suspended")) <= 1, "{id} was sent twice");
+    }
+}
