@@ -191,6 +191,9 @@ pub enum ProfilesCommand {
     List,
     /// One profile's settings (never its token).
     Show { name: String },
+    /// The profile names, one per line (for shell completion).
+    #[command(hide = true)]
+    Names,
     /// Try the profile's token (whoami, or what the service lets a token do) and report its identity and rights.
     Test {
         /// The profile (default: the default profile).

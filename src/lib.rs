@@ -27,7 +27,6 @@ pub mod repl;
 pub mod script;
 
 use audit::RunInfo;
-use clap::CommandFactory;
 use cli::{Cli, Command};
 use context::Context;
 use std::sync::Arc;
@@ -48,15 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Shell);
     // Commands that need no config, profiles or audit log.
     match &command {
-        Command::Completions { shell } => {
-            // Written whole, so a reader that stops early (`| head`) is a quiet end, not a panic.
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "steward", &mut script);
-            return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-                _ => Ok(()),
-            };
-        }
+        Command::Completions { shell } => return cmd::completions::run(*shell),
         Command::Sandbox(args) => {
             refuse_global_options("sandbox", &cli.global)?;
             return cmd::sandbox::run(args);

@@ -1,6 +1,7 @@
 //! One file per subcommand. Each takes the `Context` and returns `anyhow::Result`; `run()` picks the exit code.
 
 pub mod audit;
+pub mod completions;
 pub mod eval;
 pub mod profiles;
 pub mod run;

@@ -21,6 +21,11 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
             }
             output::print_value(&Value::Array(rows), ctx.output);
         }
+        ProfilesCommand::Names => {
+            for name in ctx.connections.names() {
+                output::line(&name);
+            }
+        }
         ProfilesCommand::Show { name } => {
             let row = describe(ctx, name).ok_or_else(|| {
                 UsageError::new(format!("no profile named {name:?}; `steward profiles list` shows them"))

@@ -328,3 +328,28 @@ fn small_things_a_newcomer_trips_over() {
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{out:?}");
 }
+
+#[test]
+fn bash_completes_profile_names_from_the_config() {
+    if std::process::Command::new("bash").arg("--version").output().is_err() {
+        return;
+    }
+    let sb = Sandbox::start(1);
+    let env = Env::with_sandbox(&sb);
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&format!("{config}\n[profiles.ghes-backup]\nkind = \"github\"\nurl = \"{}\"\n", sb.url()));
+    let script = env.run(&["completions", "bash"]).success().stdout;
+    env.write("steward.bash", &script);
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_steward")).parent().unwrap().display().to_string();
+    // What bash does on `steward eval --profile gh<Tab>`.
+    let mut cmd = std::process::Command::new("bash");
+    env.configure(&mut cmd);
+    cmd.env("PATH", format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())).args([
+        "-c",
+        "source steward.bash; COMP_WORDS=(steward eval --profile gh); COMP_CWORD=3; COMP_LINE='steward eval --profile gh'; \
+         COMP_POINT=${#COMP_LINE}; _steward steward gh --profile; printf '%s\\n' \"${COMPREPLY[@]}\"",
+    ]);
+    let out = crate::util::Run::of(cmd).success();
+    let offered: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(offered, ["ghes", "ghes-backup"], "{}", out.report());
+}
