@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Cancelled,
     /// Another steward process is changing the same account right now.
     Busy,
+    /// steward's own audit log could not record the action, so nothing was sent.
+    Audit,
 }
 
 impl ErrorKind {
@@ -33,6 +35,7 @@ impl ErrorKind {
             ErrorKind::Protected => "protected",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Busy => "busy",
+            ErrorKind::Audit => "audit",
         }
     }
 

@@ -387,7 +387,7 @@ impl Dispatcher {
     async fn record_claiming(&self, events: Vec<Event>) -> Result<crate::audit::writer::Slots, ApiError> {
         self.audit.append(events).await.map_err(|m| {
             self.audit_failed.store(true, Ordering::SeqCst);
-            ApiError::new(ErrorKind::Unavailable, m)
+            ApiError::new(ErrorKind::Audit, m)
         })
     }
 
@@ -533,7 +533,7 @@ impl Dispatcher {
         match self.record_claiming(vec![intent]).await?.first() {
             Some(Ok(intent_seq)) => self.send_recorded(conn, &action, *intent_seq).await,
             Some(Err(busy)) => Err(self.busy(conn, &action, *busy).await),
-            None => Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent")),
+            None => Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent")),
         }
     }
 
@@ -557,7 +557,7 @@ impl Dispatcher {
                 (Err(e), _) => Err(e),
                 (Ok(a), Some(Ok(seq))) => Ok((a, seq)),
                 (Ok(a), Some(Err(busy))) => Err(self.busy(conn, &a, busy).await),
-                (Ok(_), None) => Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent")),
+                (Ok(_), None) => Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent")),
             });
         }
         out
@@ -669,7 +669,7 @@ impl Dispatcher {
         for (i, outcome) in at.into_iter().zip(outcomes) {
             results[i] = Some(outcome);
         }
-        let lost = || Err(ApiError::new(ErrorKind::Unavailable, "the audit log did not record the intent"));
+        let lost = || Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent"));
         results.into_iter().map(|r| r.unwrap_or_else(lost)).collect()
     }
 
@@ -759,7 +759,7 @@ impl Dispatcher {
     /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
     fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Result<Option<Value>, ApiError> {
         let (AuditTarget::File(path), Some(target)) = (&self.audit_target, target) else { return Ok(None) };
-        let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Unavailable, e.to_string());
+        let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Audit, e.to_string());
         // One verified read connection for the run: a bulk unsuspend asks this once per user.
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         if reader.is_none() {

@@ -44,6 +44,12 @@ fn a_damaged_database_file_stops_every_action() {
     let run = suspend(&env, "user0006").code(1);
     assert!(run.stderr.contains("audit"), "{}", run.report());
     assert_eq!(sb.count("PUT /api/v3/users/user0006/suspended"), 0);
+    // A script can tell its own log's failure from a service's.
+    let kind = env.run(&[
+        "eval",
+        r#"let k = (); try { connect("ghes").suspend("user0007", #{reason: "x"}) } catch (e) { k = e.kind } k"#,
+    ]);
+    assert_eq!(kind.success().stdout.trim().trim_matches('"'), "audit", "a distinct kind");
 }
 
 #[test]
