@@ -1,6 +1,6 @@
 //! Command-line types (clap derive): plain data, no I/O. `context.rs` turns them into working objects.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -45,12 +45,7 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-}
+pub use crate::output::Format;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

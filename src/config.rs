@@ -1,6 +1,5 @@
 //! The config file: profiles (one per service instance), where tokens come from, and the run-wide settings.
 
-use crate::backends;
 use crate::http::origin;
 use crate::http::redact::{loaded, redact, remember, ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -59,6 +58,12 @@ fn in_plain_words(message: &str) -> (String, String) {
 impl ConfigError {
     fn new(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ConfigError { path: path.display().to_string(), message: message.into(), hint: hint.into() }
+    }
+
+    /// An error in one key of one profile, in the file the config was read from.
+    pub fn in_profile(config: &Config, name: &str, key: &str, message: String, hint: impl Into<String>) -> Self {
+        let path = config.source.clone().unwrap_or_default();
+        ConfigError::new(&path, format!("[profiles.{name}] {key}: {message}"), hint)
     }
 }
 
@@ -235,13 +240,6 @@ impl Config {
         let err = |key: &str, message: String, hint: &str| {
             ConfigError::new(path, format!("[profiles.{name}] {key}: {message}"), hint)
         };
-        if backends::kind(&p.kind).is_none() {
-            return Err(err(
-                "kind",
-                format!("{:?} is not a known kind", p.kind),
-                &format!("use one of: {}", backends::kind_names().join(", ")),
-            ));
-        }
         let checked = url::Url::parse(&p.url).map_err(|_| "is not an http(s) URL").and_then(|u| origin::check_base(&u));
         if let Err(why) = checked {
             // The URL itself is not quoted: it may hold a password.
@@ -253,13 +251,6 @@ impl Config {
                 "token_env/token_cmd/token",
                 "more than one token source".into(),
                 "keep exactly one of them",
-            ));
-        }
-        if p.kind == "travis" && p.org_id.as_deref().is_none_or(|o| o.trim().is_empty()) {
-            return Err(err(
-                "org_id",
-                "a travis profile needs the organization id its tokens belong to".into(),
-                "org_id = \"89\" (Travis admin-v2 → Organization)",
             ));
         }
         if p.concurrency == Some(0) {
@@ -391,13 +382,6 @@ mod tests {
         assert!(text.contains("/etc/steward.toml"), "{text}");
         assert!(text.contains("line 4"), "{text}");
         assert!(text.contains("tokn_env"), "{text}");
-    }
-
-    #[test]
-    fn an_unknown_kind_lists_the_known_ones() {
-        let e = parse("[profiles.x]\nkind = \"gitlab\"\nurl = \"https://h\"\n").unwrap_err();
-        assert!(e.to_string().contains("[profiles.x] kind"), "{e}");
-        assert!(e.hint.contains("github"));
     }
 
     #[test]

@@ -5,138 +5,21 @@ use crate::audit::fingerprint::Fingerprints;
 use crate::audit::AuditTarget;
 use crate::audit::RunInfo;
 use crate::backends;
-use crate::cli::{Format, GlobalArgs};
+use crate::cli::GlobalArgs;
 use crate::config::{Config, Profile};
-use crate::dispatch::{Connection, Dispatcher, Mode, Prompt, TokenRecord};
+use crate::connections::{Connections, ProfileEntry};
+use crate::dispatch::{Dispatcher, Mode, Prompt};
 use crate::error::UsageError;
-use crate::http::redact::{loaded, SecretString};
-use crate::http::retry::RetryPolicy;
+use crate::http::redact::loaded;
 use crate::interrupt::Interrupt;
+use crate::output::{Format, OutputSettings};
 use crate::script::engine::{DEFAULT_SCRIPT_CPU_SECONDS, DEFAULT_SCRIPT_MEMORY_MB};
 use crate::script::watchdog::Budgets;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A profile plus, for sandbox profiles, the token handed over in-process.
-#[derive(Clone)]
-pub struct ProfileEntry {
-    pub profile: Profile,
-    pub preset_token: Option<SecretString>,
-    /// Tokens for particular permissions (Travis `activity`, `suspend`, `internal`), handed over in-process.
-    pub preset_extra: Vec<(&'static str, SecretString)>,
-}
-
-/// The configured profiles, connected on first use (so listing them needs no token).
-pub struct Connections {
-    entries: BTreeMap<String, ProfileEntry>,
-    default_profile: Option<String>,
-    live: Mutex<HashMap<String, Arc<Connection>>>,
-    /// Puts the pauses a service imposes on record.
-    dispatcher: Arc<Dispatcher>,
-    fingerprints: Fingerprints,
-    /// Under `--sandbox` only the sandbox's profiles exist; messages say so instead of pointing at the config.
-    sandbox: bool,
-}
-
-impl Connections {
-    pub fn names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
-    }
-
-    pub fn entry(&self, name: &str) -> Option<&ProfileEntry> {
-        self.entries.get(name)
-    }
-
-    pub fn default_name(&self) -> Option<&str> {
-        self.default_profile.as_deref()
-    }
-
-    /// The connection for `name` (or the default profile), built once.
-    pub fn connect(&self, name: Option<&str>) -> Result<Arc<Connection>, String> {
-        let name = match name.or(self.default_profile.as_deref()) {
-            Some(n) => n.to_string(),
-            None if self.entries.len() == 1 => self.entries.keys().next().cloned().unwrap_or_default(),
-            None => {
-                return Err(format!(
-                    "connect() needs a profile name: no default profile is set (profiles: {}); pass --profile NAME or set default_profile in the config",
-                    self.list_for_message()
-                ))
-            }
-        };
-        if let Some(c) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
-            return Ok(c.clone());
-        }
-        let entry = self.entries.get(&name).ok_or_else(|| {
-            format!(
-                "unknown profile {name:?} (profiles: {}); {}",
-                self.list_for_message(),
-                unknown_profile_hint(&name, self.sandbox)
-            )
-        })?;
-        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
-        Ok(conn)
-    }
-
-    fn list_for_message(&self) -> String {
-        if self.entries.is_empty() {
-            "none configured".to_string()
-        } else {
-            self.names().join(", ")
-        }
-    }
-}
-
-fn build_connection(
-    name: &str,
-    entry: &ProfileEntry,
-    dispatcher: &Dispatcher,
-    fingerprints: &Fingerprints,
-) -> Result<Connection, String> {
-    let p = &entry.profile;
-    let token = match &entry.preset_token {
-        Some(t) => Some(t.clone()),
-        None => p.resolve_token(name)?,
-    };
-    let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
-    let on_pause =
-        dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
-    let extra = extra_tokens(name, entry)?;
-    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::default())?;
-    let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
-    let token = TokenRecord { source, fingerprint };
-    Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))
-}
-
-/// Tokens for single permissions: handed over (sandbox) or read from `<name>_token_env`.
-fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, SecretString)>, String> {
-    if !entry.preset_extra.is_empty() {
-        return Ok(entry.preset_extra.clone());
-    }
-    let p = &entry.profile;
-    let mut out = Vec::new();
-    for (purpose, var) in
-        [("activity", &p.activity_token_env), ("suspend", &p.suspend_token_env), ("internal", &p.internal_token_env)]
-    {
-        if let Some(var) = var {
-            let value = std::env::var(var).map_err(|_| {
-                format!("profile {name}: the environment variable {var} ({purpose}_token_env) is not set; export {var}=<token>")
-            })?;
-            out.push((purpose, loaded(value.trim().to_string())));
-        }
-    }
-    Ok(out)
-}
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug)]
-pub struct OutputSettings {
-    pub format: Format,
-    pub stdout_is_tty: bool,
-}
 
 pub struct Context {
     pub config: Config,
@@ -160,6 +43,7 @@ impl Context {
         resume: Option<i64>,
     ) -> anyhow::Result<Context> {
         let config = Config::load(global.config.as_deref())?;
+        backends::check_config(&config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -182,15 +66,13 @@ impl Context {
                 .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
                 .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
             for (kind, url, admin_token) in running.services() {
-                let org_id = (kind == "travis").then_some(steward_sandbox::travis_tokens::ORG_ID);
-                let profile = Profile {
-                    kind: kind.to_string(),
-                    url,
-                    concurrency: Some(8),
-                    timeout: Some(30),
-                    org_id: org_id.map(str::to_string),
-                    ..Profile::default()
-                };
+                // Written as a config section would be, so a kind's own settings need no code here.
+                let mut text = format!("kind = \"{kind}\"\nurl = \"{url}\"\nconcurrency = 8\ntimeout = 30\n");
+                for (key, value) in steward_sandbox::profile_settings(kind) {
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+                let profile: Profile = toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("the sandbox's {kind} profile does not read as config: {e}"))?;
                 let token = loaded(admin_token.to_string());
                 let preset_extra = steward_sandbox::extra_tokens(kind)
                     .into_iter()
@@ -210,7 +92,7 @@ impl Context {
                 let names: Vec<&String> = entries.keys().collect();
                 return Err(UsageError::new(format!(
                     "--profile {d}: no such profile (profiles: {names:?}); {}",
-                    unknown_profile_hint(d, global.sandbox)
+                    crate::connections::unknown_profile_hint(d, global.sandbox)
                 ))
                 .into());
             }
@@ -265,14 +147,8 @@ impl Context {
             dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?);
         }
         let dispatcher = Arc::new(dispatcher);
-        let connections = Arc::new(Connections {
-            entries,
-            default_profile,
-            live: Mutex::new(HashMap::new()),
-            dispatcher: dispatcher.clone(),
-            fingerprints,
-            sandbox: global.sandbox,
-        });
+        let connections =
+            Arc::new(Connections::new(entries, default_profile, dispatcher.clone(), fingerprints, global.sandbox));
         let stdout_is_tty = std::io::stdout().is_terminal();
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
         let script_budgets = Budgets {
@@ -298,14 +174,4 @@ impl Context {
 fn sandbox_log(real: &std::path::Path) -> PathBuf {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
     real.with_file_name(format!("sandbox-{name}"))
-}
-
-/// What to do about a profile name that does not exist here.
-fn unknown_profile_hint(name: &str, sandbox: bool) -> String {
-    match sandbox {
-        true => "a --sandbox process has the sandbox's profiles only (configured ones are unreachable from it, on purpose); \
-                 use one of those, or run without --sandbox"
-            .to_string(),
-        false => format!("add [profiles.{name}] to the config, or try the built-in services with --sandbox"),
-    }
 }

@@ -14,6 +14,7 @@ pub mod backends;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod dates;
 pub mod dispatch;

@@ -32,6 +32,14 @@ pub mod transactionlink_tokens {
     pub use crate::transactionlink::{ADMIN_TOKEN, NO_MFA_TOKEN, READ_ONLY_TOKEN, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
 }
 
+/// Profile settings a kind's emulation needs besides its URL and tokens, as config keys and TOML values.
+pub fn profile_settings(kind: &str) -> Vec<(&'static str, String)> {
+    match kind {
+        "travis" => vec![("org_id", format!("\"{}\"", travis::ORG_ID))],
+        _ => Vec::new(),
+    }
+}
+
 /// Tokens for single permissions a kind's profile needs besides its main one.
 pub fn extra_tokens(kind: &str) -> Vec<(&'static str, &'static str)> {
     match kind {

@@ -6,8 +6,8 @@
 
 use super::keyfile::{self, KEY_BYTES};
 use super::AuditTarget;
-use crate::http::redact::{ExposeSecret, SecretString};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

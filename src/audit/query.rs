@@ -195,6 +195,12 @@ impl AuditStore {
     }
 }
 
+/// Items a job finished: (profile, op, target) → the run that did it.
+pub type DoneSet = HashMap<(String, String, String), i64>;
+
+/// Intents a job left without an outcome: (profile, op, target) → the intent's seq.
+pub type OpenIntents = HashMap<(String, String, String), i64>;
+
 /// A job: a run and every resume of it (and of those), one id, its first run's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -348,7 +354,7 @@ impl AuditStore {
 
     /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it.
     /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
-    pub fn done_in_job(&self, run: i64) -> Result<crate::dispatch::DoneSet, AuditError> {
+    pub fn done_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
             "SELECT profile, op, target, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
@@ -357,7 +363,7 @@ impl AuditStore {
 
     /// The intents the job of `run` (all its runs) left without an outcome: (profile, op, target) →
     /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
-    pub fn open_intents_in_job(&self, run: i64) -> Result<crate::dispatch::OpenIntents, AuditError> {
+    pub fn open_intents_in_job(&self, run: i64) -> Result<OpenIntents, AuditError> {
         self.keyed_in_job(
             run,
             "SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",

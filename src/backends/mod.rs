@@ -311,6 +311,30 @@ pub struct Kind {
     pub supported: &'static [Op],
     pub client: ClientShape,
     pub build: BuildFn,
+    /// What a profile of this kind must set beyond the common keys.
+    pub check: fn(&crate::config::Profile) -> Result<(), KeyProblem>,
+}
+
+/// A key a profile lacks or has wrong: the key, what is wrong, and what to write.
+pub type KeyProblem = (&'static str, String, &'static str);
+
+/// A kind that needs nothing beyond the common keys.
+pub fn no_check(_: &crate::config::Profile) -> Result<(), KeyProblem> {
+    Ok(())
+}
+
+/// Every profile names a known kind and has what that kind needs; the error names the file, profile and key.
+pub fn check_config(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    for (name, p) in &config.profiles {
+        let Some(kind) = kind(&p.kind) else {
+            let (message, hint) =
+                (format!("{:?} is not a known kind", p.kind), format!("use one of: {}", kind_names().join(", ")));
+            return Err(crate::config::ConfigError::in_profile(config, name, "kind", message, hint));
+        };
+        (kind.check)(p)
+            .map_err(|(key, message, hint)| crate::config::ConfigError::in_profile(config, name, key, message, hint))?;
+    }
+    Ok(())
 }
 
 /// Makes a backend from its HTTP client, the profile's name and settings, and the extra tokens it names.
@@ -382,4 +406,28 @@ pub struct ClientShape {
 /// Most services take the token as it is.
 pub fn token_as_is(_profile: &crate::config::Profile, token: SecretString) -> SecretString {
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(text: &str) -> Result<(), crate::config::ConfigError> {
+        let config = crate::config::Config::parse(text, std::path::Path::new("/etc/steward.toml")).expect("parses");
+        check_config(&config)
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_known_ones() {
+        let e = checked("[profiles.x]\nkind = \"gitlab\"\nurl = \"https://h\"\n").unwrap_err();
+        assert!(e.to_string().contains("[profiles.x] kind"), "{e}");
+        assert!(ALL.iter().all(|k| e.hint.contains(k.name)), "{}", e.hint);
+    }
+
+    #[test]
+    fn a_kind_checks_its_own_keys() {
+        let e = checked("[profiles.t]\nkind = \"travis\"\nurl = \"https://h\"\n").unwrap_err();
+        assert!(e.to_string().contains("[profiles.t] org_id"), "{e}");
+        checked("[profiles.t]\nkind = \"travis\"\nurl = \"https://h\"\norg_id = \"89\"\n").expect("complete");
+    }
 }

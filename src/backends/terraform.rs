@@ -21,6 +21,7 @@ pub const KIND: super::Kind = super::Kind {
     name: "terraform",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    check: super::no_check,
     build: |client, profile, config, _extra_tokens| {
         Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_profile(config)?)))
     },

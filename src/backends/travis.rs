@@ -21,6 +21,14 @@ pub const KIND: super::Kind = super::Kind {
     name: "travis",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    check: |p| match p.org_id.as_deref().is_none_or(|o| o.trim().is_empty()) {
+        true => Err((
+            "org_id",
+            "a travis profile needs the organization id its tokens belong to".into(),
+            "org_id = \"89\" (Travis admin-v2 → Organization)",
+        )),
+        false => Ok(()),
+    },
     build: |client, profile, config, extra_tokens| {
         Ok(std::sync::Arc::new(Travis::new(client, profile, config, extra_tokens)?))
     },

@@ -47,6 +47,8 @@ fn setup(running: &steward_sandbox::Running) -> String {
         let extra = steward_sandbox::extra_tokens(kind);
         let mut lines =
             vec![format!("[profiles.sandbox-{kind}]"), format!("kind = \"{kind}\""), format!("url = \"{url}\"")];
+        lines
+            .extend(steward_sandbox::profile_settings(kind).into_iter().map(|(key, value)| format!("{key} = {value}")));
         if extra.is_empty() {
             out.push(format!("#   {kind:width$}  {url}  token {token}"));
             exports.push(format!("export {}='{token}'", var("token")));
@@ -54,9 +56,6 @@ fn setup(running: &steward_sandbox::Running) -> String {
         } else {
             let named: Vec<String> = extra.iter().map(|(p, t)| format!("{p} token {t}")).collect();
             out.push(format!("#   {kind:width$}  {url}  {}", named.join(", ")));
-            if *kind == "travis" {
-                lines.push(format!("org_id = \"{}\"", steward_sandbox::travis_tokens::ORG_ID));
-            }
             lines.push(format!("token_env = \"{}\"", var("suspend")));
             for (purpose, value) in &extra {
                 exports.push(format!("export {}='{value}'", var(purpose)));

@@ -209,11 +209,7 @@ impl Default for Mode {
     }
 }
 
-/// Items a resumed run already finished: (profile, op, target) → the run that did it.
-pub type DoneSet = HashMap<(String, String, String), i64>;
-
-/// Intents a job left without an outcome: (profile, op, target) → the intent's seq.
-pub type OpenIntents = HashMap<(String, String, String), i64>;
+pub use crate::audit::query::{DoneSet, OpenIntents};
 
 pub struct Dispatcher {
     audit: AuditWriter,

@@ -4,11 +4,24 @@ pub mod csv;
 pub mod progress;
 pub mod table;
 
-use crate::cli::Format;
-use crate::context::OutputSettings;
 use crate::http::redact::redact;
 use serde_json::Value;
 use std::io::Write;
+
+/// How results are printed: `--format`, or by default a table on a terminal and JSON in a pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputSettings {
+    pub format: Format,
+    pub stdout_is_tty: bool,
+}
 
 /// Renders a value the way the settings ask; `()` prints nothing.
 pub fn render(value: &Value, settings: OutputSettings) -> String {

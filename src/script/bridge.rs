@@ -3,7 +3,7 @@
 
 use super::types::{action_error, to_dynamic, ScriptResult};
 use crate::backends::{Action, Op};
-use crate::context::Connections;
+use crate::connections::Connections;
 use crate::dispatch::{BulkItem, Connection, Dispatcher};
 use rhai::Dynamic;
 use serde_json::Value;

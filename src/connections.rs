@@ -1,0 +1,142 @@
+//! The profiles of a run, connected on first use: each becomes a `Connection` (its backend, HTTP client, token
+//! record and protected list) that dispatch acts through. Scripts and commands reach services only this way.
+
+use crate::audit::fingerprint::Fingerprints;
+use crate::backends;
+use crate::config::Profile;
+use crate::dispatch::{Connection, Dispatcher, TokenRecord};
+use crate::http::redact::{loaded, SecretString};
+use crate::http::retry::RetryPolicy;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// A profile plus, for sandbox profiles, the token handed over in-process.
+#[derive(Clone)]
+pub struct ProfileEntry {
+    pub profile: Profile,
+    pub preset_token: Option<SecretString>,
+    /// Tokens for particular permissions (Travis `activity`, `suspend`, `internal`), handed over in-process.
+    pub preset_extra: Vec<(&'static str, SecretString)>,
+}
+
+/// The configured profiles, connected on first use (so listing them needs no token).
+pub struct Connections {
+    entries: BTreeMap<String, ProfileEntry>,
+    default_profile: Option<String>,
+    live: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Puts the pauses a service imposes on record.
+    dispatcher: Arc<Dispatcher>,
+    fingerprints: Fingerprints,
+    /// Under `--sandbox` only the sandbox's profiles exist; messages say so instead of pointing at the config.
+    sandbox: bool,
+}
+
+impl Connections {
+    pub fn new(
+        entries: BTreeMap<String, ProfileEntry>,
+        default_profile: Option<String>,
+        dispatcher: Arc<Dispatcher>,
+        fingerprints: Fingerprints,
+        sandbox: bool,
+    ) -> Self {
+        Connections { entries, default_profile, live: Mutex::new(HashMap::new()), dispatcher, fingerprints, sandbox }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&ProfileEntry> {
+        self.entries.get(name)
+    }
+
+    pub fn default_name(&self) -> Option<&str> {
+        self.default_profile.as_deref()
+    }
+
+    /// The connection for `name` (or the default profile), built once.
+    pub fn connect(&self, name: Option<&str>) -> Result<Arc<Connection>, String> {
+        let name = match name.or(self.default_profile.as_deref()) {
+            Some(n) => n.to_string(),
+            None if self.entries.len() == 1 => self.entries.keys().next().cloned().unwrap_or_default(),
+            None => {
+                return Err(format!(
+                    "connect() needs a profile name: no default profile is set (profiles: {}); pass --profile NAME or set default_profile in the config",
+                    self.list_for_message()
+                ))
+            }
+        };
+        if let Some(c) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
+            return Ok(c.clone());
+        }
+        let entry = self.entries.get(&name).ok_or_else(|| {
+            format!(
+                "unknown profile {name:?} (profiles: {}); {}",
+                self.list_for_message(),
+                unknown_profile_hint(&name, self.sandbox)
+            )
+        })?;
+        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
+        Ok(conn)
+    }
+
+    fn list_for_message(&self) -> String {
+        if self.entries.is_empty() {
+            "none configured".to_string()
+        } else {
+            self.names().join(", ")
+        }
+    }
+}
+
+fn build_connection(
+    name: &str,
+    entry: &ProfileEntry,
+    dispatcher: &Dispatcher,
+    fingerprints: &Fingerprints,
+) -> Result<Connection, String> {
+    let p = &entry.profile;
+    let token = match &entry.preset_token {
+        Some(t) => Some(t.clone()),
+        None => p.resolve_token(name)?,
+    };
+    let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
+    let on_pause =
+        dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
+    let extra = extra_tokens(name, entry)?;
+    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::default())?;
+    let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
+    let token = TokenRecord { source, fingerprint };
+    Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))
+}
+
+/// Tokens for single permissions: handed over (sandbox) or read from `<name>_token_env`.
+fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, SecretString)>, String> {
+    if !entry.preset_extra.is_empty() {
+        return Ok(entry.preset_extra.clone());
+    }
+    let p = &entry.profile;
+    let mut out = Vec::new();
+    for (purpose, var) in
+        [("activity", &p.activity_token_env), ("suspend", &p.suspend_token_env), ("internal", &p.internal_token_env)]
+    {
+        if let Some(var) = var {
+            let value = std::env::var(var).map_err(|_| {
+                format!("profile {name}: the environment variable {var} ({purpose}_token_env) is not set; export {var}=<token>")
+            })?;
+            out.push((purpose, loaded(value.trim().to_string())));
+        }
+    }
+    Ok(out)
+}
+
+/// What to do about a profile name that does not exist here.
+pub(crate) fn unknown_profile_hint(name: &str, sandbox: bool) -> String {
+    match sandbox {
+        true => "a --sandbox process has the sandbox's profiles only (configured ones are unreachable from it, on purpose); \
+                 use one of those, or run without --sandbox"
+            .to_string(),
+        false => format!("add [profiles.{name}] to the config, or try the built-in services with --sandbox"),
+    }
+}
