@@ -16,6 +16,8 @@ struct Inner {
     notify: Notify,
     /// Why, when it was not Ctrl-C (a budget ran out).
     why: Mutex<Option<String>>,
+    /// Until when a stopped script may still finish its bookkeeping (see `grant_grace`).
+    grace_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Interrupt {
@@ -46,8 +48,22 @@ impl Interrupt {
         why.unwrap_or_else(|| "cancelled by Ctrl-C".to_string())
     }
 
+    /// A bulk job returned its results after the stop: the script may go on for `how_long` to write them down
+    /// (a results CSV, a summary). Nothing more is sent in that time (dispatch refuses every action once the
+    /// run is stopped); a second Ctrl-C still ends the process at once.
+    pub fn grant_grace(&self, how_long: std::time::Duration) {
+        *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now() + how_long);
+    }
+
+    /// Whether a stopped script is still within its grace (see `grant_grace`).
+    pub fn in_grace(&self) -> bool {
+        let until = *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| std::time::Instant::now() < u)
+    }
+
     /// Clears the flag before the REPL runs its next line.
     pub fn reset(&self) {
+        *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.inner.why.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.inner.raised.store(false, Ordering::SeqCst);
     }

@@ -9,13 +9,14 @@ use crate::script::{diagnostic, types};
 pub fn run(ctx: &Context, args: &EvalArgs) -> anyhow::Result<()> {
     let mut session = super::session(ctx, &args.args, None);
     match session.eval(&args.expr, Some("eval")) {
-        Ok(value) if value.is_unit() => Ok(()),
         Ok(value) => {
-            match types::to_json(&value) {
-                Ok(json) => output::print_value(&json, ctx.output),
-                Err(_) => output::line(&value.to_string()),
+            if !value.is_unit() {
+                match types::to_json(&value) {
+                    Ok(json) => output::print_value(&json, ctx.output),
+                    Err(_) => output::line(&value.to_string()),
+                }
             }
-            Ok(())
+            super::after_stop(ctx, "eval")
         }
         Err(err) => {
             // A script stopped midway (Ctrl-C, --timeout, a limit) after acting is worth a line in the log.

@@ -18,6 +18,19 @@ use rhai::{Dynamic, Map};
 use std::path::Path;
 use std::rc::Rc;
 
+/// How a script that ran to its end still ends when the run was stopped (a bulk job handed it its results
+/// within a grace, and it wrote them down): Ctrl-C is exit 130, a budget (`--timeout`) a script failure.
+pub fn after_stop(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    if ctx.interrupt.by_ctrl_c() {
+        return Err(crate::error::Interrupted.into());
+    }
+    if ctx.interrupt.is_raised() {
+        crate::output::note(&format!("{name}: {}", ctx.interrupt.reason()));
+        return Err(crate::error::ScriptFailed.into());
+    }
+    Ok(())
+}
+
 /// A script session wired to this run's dispatcher and profiles, with `ARGS` set from `--arg` pairs.
 pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Path>) -> Session {
     let host = Rc::new(Host {

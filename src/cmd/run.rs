@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let mut session = super::session(ctx, &args.args, dir);
     let name = if from_stdin { "<stdin>".to_string() } else { args.file.display().to_string() };
     match session.eval(&source, Some(&name)) {
-        Ok(_) => Ok(()),
+        Ok(_) => super::after_stop(ctx, &name),
         Err(err) => {
             // A script stopped midway (Ctrl-C, --timeout, a limit) after acting is worth a line in the log.
             if ctx.dispatcher.run_id().is_some() {

@@ -120,6 +120,8 @@ impl BulkResult {
         BulkResult { target: item.target.clone(), status, http_status: None, error, line: item.line }
     }
 }
+/// How long a script stopped during a bulk job may go on writing its results (it can send nothing).
+const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Dispatcher {
     /// Performs `op` on every item: plan (protection, duplicates, resume, current state), confirmation above
@@ -133,6 +135,7 @@ impl Dispatcher {
     ) -> Result<Vec<BulkResult>, ActionError> {
         let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
         let fail = |e: ApiError| ActionError::new(e, conn, op.bulk_name().unwrap_or(op.name()), None);
+        self.refuse_when_stopped().map_err(fail)?;
         if !conn.backend.supported().contains(&op) {
             return Err(fail(unsupported(conn.backend.as_ref(), op)));
         }
@@ -158,9 +161,78 @@ impl Dispatcher {
             true => Some(self.unless_stopped(conn.guard()).await.map_err(fail)?),
             false => None,
         };
-        let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
 
         // 1. What needs no request at all.
+        let (mut results, candidates) = self.decide_without_requests(conn, op, guard, &items);
+        // 2. The current state of the rest: noops and unknown users are found before any change.
+        let failing = FailureStreak::default();
+        let plan = Plan { conn, op, params: &params };
+        let read = self.read_states(&plan, &items, candidates, (precheck, &failing), &mut results);
+        let todo: Vec<usize> = read
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|(i, seen)| {
+                // What undo may rely on: the state before the change, seen (or not) by the read.
+                items[i].params.insert("prior_observed".into(), json!(seen == Some(false)));
+                i
+            })
+            .collect();
+        // 3. A second look, once for the whole job.
+        if !dry_run {
+            self.confirm_job(&label, op, &params, todo.len()).map_err(fail)?;
+        }
+
+        // Everything decided so far is recorded in one batch: the log says why each item was left alone.
+        let mut decided_events = self.decided_events(conn, op, &params, &items, &results);
+        let progress = self.reporter.begin(&label, items.len());
+        for r in results.iter().flatten() {
+            progress.advance(r.status);
+        }
+
+        // 4. The changes (or, in dry run, their record).
+        if dry_run {
+            for &i in &todo {
+                let params = item_params(&params, &items[i]);
+                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, "outcome", "dry-run");
+                e.mode = "dry-run".to_string();
+                decided_events.push(e);
+                results[i] = Some(BulkResult::of(&items[i], ItemStatus::DryRun, None));
+                progress.advance(ItemStatus::DryRun);
+            }
+            self.record(decided_events).await.map_err(fail)?;
+        } else {
+            if !decided_events.is_empty() {
+                self.record(decided_events).await.map_err(fail)?;
+            }
+            let job = Job { conn, op, items: &items, params: &params, progress: progress.as_ref() };
+            let done = match conn.backend.batch_size(op) {
+                Some(size) => self.send_in_batches(&job, &todo, size).await,
+                None => self.send_each(&job, &todo, &failing).await,
+            };
+            for (i, r) in done {
+                results[i] = Some(r);
+            }
+            self.flush().await;
+        }
+        let results = self.finish_job(label, &items, results, progress.as_ref(), started);
+        // Stopped midway, the job still returns every item's result: let the script write them down.
+        if self.interrupt.is_raised() {
+            self.interrupt.grant_grace(GRACE);
+        }
+        Ok(results)
+    }
+
+    /// Step 1: each item that is settled without a request (malformed, protected, a duplicate, done by an earlier
+    /// run of the job), and the indexes of the rest.
+    fn decide_without_requests(
+        &self,
+        conn: &Connection,
+        op: Op,
+        guard: Option<&super::Guard>,
+        items: &[BulkItem],
+    ) -> (Vec<Option<BulkResult>>, Vec<usize>) {
+        let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
         let mut seen: HashMap<String, i64> = HashMap::new();
         let mut candidates = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -190,9 +262,21 @@ impl Dispatcher {
                 None => candidates.push(i),
             }
         }
+        (results, candidates)
+    }
 
-        // 2. The current state of the rest, read concurrently: noops and unknown users are found before any change.
-        let failing = &FailureStreak::default();
+    /// Step 2: reads the candidates' state concurrently (unless `precheck` is off, or `failing` says the
+    /// service is down); settles what the job's earlier runs left in flight against their intents; decides the
+    /// noops and failures; returns what is left to change, in input order, with the state seen before it.
+    async fn read_states(
+        &self,
+        plan: &Plan<'_>,
+        items: &[BulkItem],
+        candidates: Vec<usize>,
+        (precheck, failing): (bool, &FailureStreak),
+        results: &mut [Option<BulkResult>],
+    ) -> Result<Vec<(usize, Option<bool>)>, ApiError> {
+        let Plan { conn, op, params } = *plan;
         let checks: Vec<(usize, Result<Option<bool>, ApiError>)> = stream::iter(candidates)
             .map(|i| {
                 let target = items[i].target.clone().unwrap_or_default();
@@ -209,8 +293,6 @@ impl Dispatcher {
             .buffer_unordered(conn.concurrency.max(1))
             .collect()
             .await;
-        let mut todo = Vec::new();
-        // What the job's earlier runs left in flight is settled by these reads, against the original intents.
         let mut settled = Vec::new();
         for (i, state) in &checks {
             let Some(target) = items[*i].target.as_deref() else { continue };
@@ -218,7 +300,7 @@ impl Dispatcher {
             let (Some(seq), Ok(Some(in_place))) = (self.open.get(&key), state) else { continue };
             let status = if *in_place { "ok" } else { "cancelled" };
             // A resume runs the same script with the same arguments, so the earlier run read the state first too.
-            let mut seen = item_params(&params, &items[*i]);
+            let mut seen = item_params(params, &items[*i]);
             if seen.is_object() {
                 seen["prior_observed"] = json!(true);
             }
@@ -231,19 +313,16 @@ impl Dispatcher {
             settled.push(e);
         }
         if !settled.is_empty() {
-            self.record(settled).await.map_err(fail)?;
+            self.record(settled).await?;
         }
+        let mut todo = Vec::new();
         for (i, state) in checks {
             match state {
                 Ok(Some(true)) => {
                     results[i] =
                         Some(BulkResult::of(&items[i], ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
                 }
-                Ok(seen) => {
-                    // What undo may rely on: the state before the change, seen (or not) by the read.
-                    items[i].params.insert("prior_observed".into(), json!(seen == Some(false)));
-                    todo.push(i);
-                }
+                Ok(seen) => todo.push((i, seen)),
                 Err(e) => {
                     let mut r = BulkResult::of(&items[i], ItemStatus::Failed, Some(e.to_string()));
                     r.http_status = e.status;
@@ -252,177 +331,157 @@ impl Dispatcher {
             }
         }
         todo.sort_unstable();
+        Ok(todo)
+    }
 
-        // 3. A second look, once for the whole job: a destructive operation asks as a single call would, and so
-        // does a job larger than max_changes. No terminal and no --yes means refused.
-        let destructive = op.is_destructive(&params);
-        let over_budget = todo.len() > self.mode.max_changes;
-        if !dry_run && !todo.is_empty() && (destructive || over_budget) && !self.mode.assume_yes {
+    /// Step 3: a destructive operation asks as a single call would, and so does a job larger than max_changes;
+    /// no terminal and no --yes means refused. Then the job counts against the run's action budget.
+    fn confirm_job(&self, label: &str, op: Op, params: &Value, changes: usize) -> Result<(), ApiError> {
+        let destructive = op.is_destructive(params);
+        let over_budget = changes > self.mode.max_changes;
+        if changes > 0 && (destructive || over_budget) && !self.mode.assume_yes {
             let question = match over_budget {
                 true => format!(
-                    "{label}: this changes {} accounts (max_changes is {}). Go ahead?",
-                    todo.len(),
+                    "{label}: this changes {changes} accounts (max_changes is {}). Go ahead?",
                     self.mode.max_changes
                 ),
-                false => format!("{label}: {} of {} accounts. Go ahead?", op.name(), todo.len()),
+                false => format!("{label}: {} of {changes} accounts. Go ahead?", op.name()),
             };
             match self.prompt.confirm(&question) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(fail(ApiError::new(
+                    return Err(ApiError::new(
                         ErrorKind::Cancelled,
                         "declined at the confirmation prompt; nothing was changed",
-                    )))
+                    ))
                 }
                 Err(why) => {
                     let what = match over_budget {
-                        true => format!("{} changes exceed max_changes = {}", todo.len(), self.mode.max_changes),
-                        false => format!("{} takes access away from {} accounts", op.name(), todo.len()),
+                        true => format!("{changes} changes exceed max_changes = {}", self.mode.max_changes),
+                        false => format!("{} takes access away from {changes} accounts", op.name()),
                     };
-                    return Err(fail(ApiError::new(ErrorKind::Cancelled, format!("{what}: {why}")).with_hint(
+                    return Err(ApiError::new(ErrorKind::Cancelled, format!("{what}: {why}")).with_hint(
                         "check the plan with --dry-run, then pass --yes (or raise max_changes in the config)",
-                    )));
+                    ));
                 }
             }
         }
-
-        // The whole job counts against the run's action budget (it was confirmed above if it alone exceeds it).
-        if !dry_run && todo.len() <= self.mode.max_changes {
-            self.spend(todo.len()).map_err(fail)?;
-        } else if !dry_run {
-            self.changes.fetch_add(todo.len(), Ordering::SeqCst);
+        // Confirmed above if the job alone exceeds the budget; otherwise it counts like single calls do.
+        match changes <= self.mode.max_changes {
+            true => self.spend(changes),
+            false => {
+                self.changes.fetch_add(changes, Ordering::SeqCst);
+                Ok(())
+            }
         }
+    }
 
-        // Everything decided so far is recorded in one batch: the log says why each item was left alone.
-        let mut decided_events = Vec::new();
-        for (i, r) in results.iter().enumerate() {
-            if let Some(r) = r {
+    /// The outcome rows of the items decided before any change (why each was left alone).
+    fn decided_events(
+        &self,
+        conn: &Connection,
+        op: Op,
+        params: &Value,
+        items: &[BulkItem],
+        results: &[Option<BulkResult>],
+    ) -> Vec<crate::audit::Event> {
+        let decided = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r)));
+        decided
+            .map(|(i, r)| {
                 let mut e = self.event(
                     conn,
                     op,
                     r.target.as_deref(),
-                    &item_params(&params, &items[i]),
+                    &item_params(params, &items[i]),
                     "outcome",
                     r.status.as_str(),
                 );
                 e.error = r.error.clone().unwrap_or_default();
                 e.http_status = r.http_status.map(i64::from);
-                decided_events.push(e);
-            }
-        }
+                e
+            })
+            .collect()
+    }
 
-        let progress = self.reporter.begin(&label, items.len());
-        for r in results.iter().flatten() {
-            progress.advance(r.status);
-        }
+    /// Step 4, for a service that takes many targets in one request: one intent batch, one request, one
+    /// outcome each.
+    async fn send_in_batches(&self, job: &Job<'_>, todo: &[usize], size: usize) -> Vec<(usize, BulkResult)> {
+        stream::iter(todo.chunks(size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+            .map(|chunk| async move {
+                let actions: Vec<Action> = chunk.iter().map(|&i| job.action(i)).collect();
+                let outcomes = self.execute_batch_recorded(job.conn, job.op, &actions).await;
+                chunk
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(i, outcome)| {
+                        let r = item_result(&job.items[i], outcome);
+                        job.progress.advance(r.status);
+                        (i, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .buffer_unordered(job.conn.concurrency.max(1))
+            .flat_map(stream::iter)
+            .collect()
+            .await
+    }
 
-        // 4. The changes (or, in dry run, their record).
-        if dry_run {
-            for &i in &todo {
-                let params = item_params(&params, &items[i]);
-                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, "outcome", "dry-run");
-                e.mode = "dry-run".to_string();
-                decided_events.push(e);
-                results[i] = Some(BulkResult::of(&items[i], ItemStatus::DryRun, None));
-                progress.advance(ItemStatus::DryRun);
-            }
-            self.record(decided_events).await.map_err(fail)?;
-        } else {
-            if !decided_events.is_empty() {
-                self.record(decided_events).await.map_err(fail)?;
-            }
-            let width = conn.concurrency.max(1);
-            let done: Vec<(usize, BulkResult)> = match conn.backend.batch_size(op) {
-                // The service takes many targets in one request: one intent batch, one request, one outcome each.
-                Some(size) => {
-                    stream::iter(todo.chunks(size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
-                        .map(|chunk| {
-                            let (items, params, progress) = (&items, &params, &progress);
-                            async move {
-                                let actions: Vec<Action> = chunk
-                                    .iter()
-                                    .map(|&i| Action::new(op, items[i].target.clone(), item_params(params, &items[i])))
-                                    .collect();
-                                let outcomes = self.execute_batch_recorded(conn, op, &actions).await;
-                                chunk
-                                    .into_iter()
-                                    .zip(outcomes)
-                                    .map(|(i, outcome)| {
-                                        let r = item_result(&items[i], outcome);
-                                        progress.advance(r.status);
-                                        (i, r)
-                                    })
-                                    .collect::<Vec<_>>()
-                            }
-                        })
-                        .buffer_unordered(width)
-                        .flat_map(stream::iter)
-                        .collect()
-                        .await
-                }
-                None => {
-                    // Intents are committed a chunk ahead of the requests: one fsync per chunk, off the path
-                    // of every request, and each still durable before its request leaves. A crash leaves at
-                    // most a few chunks of them pending; a resume checks those targets before acting.
-                    let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
-                    stream::iter(chunks)
-                        .map(|chunk| {
-                            let actions = chunk
-                                .iter()
-                                .map(|&i| Action::new(op, items[i].target.clone(), item_params(&params, &items[i])))
-                                .collect();
-                            async move {
-                                chunk.into_iter().zip(self.record_intents(conn, actions).await).collect::<Vec<_>>()
-                            }
-                        })
-                        .buffered(2)
-                        .flat_map(stream::iter)
-                        .map(|(i, intent)| {
-                            let item = &items[i];
-                            let progress = &progress;
-                            async move {
-                                let result = match intent {
-                                    Err(e) => item_result(item, Err(e)),
-                                    Ok((action, seq)) if self.audit_failed() => {
-                                        let why = "not sent: the audit log cannot record it";
-                                        self.close_unsent(conn, &action, seq, why);
-                                        BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
-                                    }
-                                    Ok((action, seq)) if self.interrupt.is_raised() => {
-                                        let why = format!("{} before it was sent", self.interrupt.reason());
-                                        self.close_unsent(conn, &action, seq, &why);
-                                        BulkResult::of(item, ItemStatus::Cancelled, Some(why))
-                                    }
-                                    Ok((action, seq)) => match failing.stop() {
-                                        Some(stop) => {
-                                            self.close_unsent(conn, &action, seq, &stop.message);
-                                            BulkResult::of(item, ItemStatus::Failed, Some(stop.message))
-                                        }
-                                        None => {
-                                            let outcome = failing.note(self.send_recorded(conn, &action, seq).await);
-                                            item_result(item, outcome)
-                                        }
-                                    },
-                                };
-                                progress.advance(result.status);
-                                (i, result)
-                            }
-                        })
-                        .buffer_unordered(width)
-                        .collect()
-                        .await
-                }
-            };
-            for (i, r) in done {
-                results[i] = Some(r);
-            }
-            self.flush().await;
-        }
+    /// Step 4, one request per target. Intents are committed a chunk ahead of the requests: one fsync per
+    /// chunk, off the path of every request, and each still durable before its request leaves. A crash leaves
+    /// at most a few chunks of them pending; a resume checks those targets before acting.
+    async fn send_each(&self, job: &Job<'_>, todo: &[usize], failing: &FailureStreak) -> Vec<(usize, BulkResult)> {
+        let width = job.conn.concurrency.max(1);
+        let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
+        stream::iter(chunks)
+            .map(|chunk| {
+                let actions = chunk.iter().map(|&i| job.action(i)).collect();
+                async move { chunk.into_iter().zip(self.record_intents(job.conn, actions).await).collect::<Vec<_>>() }
+            })
+            .buffered(2)
+            .flat_map(stream::iter)
+            .map(|(i, intent)| async move {
+                let (conn, item) = (job.conn, &job.items[i]);
+                let result = match intent {
+                    Err(e) => item_result(item, Err(e)),
+                    Ok((action, seq)) if self.audit_failed() => {
+                        let why = "not sent: the audit log cannot record it";
+                        self.close_unsent(conn, &action, seq, why);
+                        BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
+                    }
+                    Ok((action, seq)) if self.interrupt.is_raised() => {
+                        let why = format!("{} before it was sent", self.interrupt.reason());
+                        self.close_unsent(conn, &action, seq, &why);
+                        BulkResult::of(item, ItemStatus::Cancelled, Some(why))
+                    }
+                    Ok((action, seq)) => match failing.stop() {
+                        Some(stop) => {
+                            self.close_unsent(conn, &action, seq, &stop.message);
+                            BulkResult::of(item, ItemStatus::Failed, Some(stop.message))
+                        }
+                        None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),
+                    },
+                };
+                job.progress.advance(result.status);
+                (i, result)
+            })
+            .buffer_unordered(width)
+            .collect()
+            .await
+    }
 
-        // Every item is decided above; should one ever slip through, it is reported, not lost.
+    /// Every item's result (one left undecided is reported, never lost), the failures counted for the exit
+    /// status, and the summary, which names the run.
+    fn finish_job(
+        &self,
+        label: String,
+        items: &[BulkItem],
+        results: Vec<Option<BulkResult>>,
+        progress: &dyn BulkProgress,
+        started: Instant,
+    ) -> Vec<BulkResult> {
         let results: Vec<BulkResult> = results
             .into_iter()
-            .zip(&items)
+            .zip(items)
             .map(|(r, item)| {
                 r.unwrap_or_else(|| {
                     BulkResult::of(item, ItemStatus::Failed, Some("left undecided (a steward bug)".into()))
@@ -441,7 +500,31 @@ impl Dispatcher {
             None => label,
         };
         progress.finish(&label, &counts, started.elapsed());
-        Ok(results)
+        results
+    }
+}
+
+/// What the planning steps of a job share.
+#[derive(Clone, Copy)]
+struct Plan<'a> {
+    conn: &'a Connection,
+    op: Op,
+    params: &'a Value,
+}
+
+/// What the sending steps of a job share.
+struct Job<'a> {
+    conn: &'a Connection,
+    op: Op,
+    items: &'a [BulkItem],
+    params: &'a Value,
+    progress: &'a dyn BulkProgress,
+}
+
+impl Job<'_> {
+    /// The action for item `i`: the job's parameters with the row's own.
+    fn action(&self, i: usize) -> Action {
+        Action::new(self.op, self.items[i].target.clone(), item_params(self.params, &self.items[i]))
     }
 }
 

@@ -452,10 +452,23 @@ impl Dispatcher {
         }
     }
 
+    /// A stopped run (Ctrl-C, --timeout) starts nothing new, not even a read: what it started is settled and
+    /// recorded, and the script may only write down what it has.
+    fn refuse_when_stopped(&self) -> Result<(), ApiError> {
+        match self.interrupt.is_raised() {
+            true => Err(ApiError::new(
+                ErrorKind::Cancelled,
+                format!("{}: this run sends nothing more", self.interrupt.reason()),
+            )),
+            false => Ok(()),
+        }
+    }
+
     /// Performs one action through the whole pipeline.
     pub async fn perform(&self, conn: &Connection, action: Action) -> Result<Value, ActionError> {
         let (op_name, named) = (action.op.name(), action.target.clone());
         let fail = |e: ApiError| ActionError::new(e, conn, op_name, named.clone());
+        self.refuse_when_stopped().map_err(fail)?;
         if !conn.backend.supported().contains(&action.op) {
             return Err(fail(unsupported(conn.backend.as_ref(), action.op)));
         }

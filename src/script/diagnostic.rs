@@ -8,7 +8,7 @@ const SHOWN: usize = 120;
 
 pub fn render(err: &EvalAltResult, source: &str, name: &str) -> String {
     let message = describe_error(err);
-    let pos = error_position(err);
+    let pos = error_position(err, name);
     let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
         return format!("{name}: error: {message}");
     };

@@ -272,11 +272,15 @@ fn not_found(signature: &str) -> String {
     }
 }
 
-/// The innermost position of an error (where to put the caret).
-pub fn error_position(err: &EvalAltResult) -> Position {
+/// Where in `file` to put the caret: the innermost position that is in that file.
+pub fn error_position(err: &EvalAltResult, file: &str) -> Position {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) | EvalAltResult::ErrorInModule(_, inner, pos) => {
-            let p = error_position(inner);
+        // Raised inside an imported module: its lines are not this file's, so the caret goes where this file
+        // called into it (or imported it).
+        EvalAltResult::ErrorInFunctionCall(_, source, _, pos) if !source.is_empty() && source != file => *pos,
+        EvalAltResult::ErrorInModule(_, _, pos) => *pos,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, pos) => {
+            let p = error_position(inner, file);
             if p.is_none() {
                 *pos
             } else {

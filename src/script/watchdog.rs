@@ -87,7 +87,8 @@ impl Watchdog {
     /// Called by the engine between operations; `Some(reason)` stops the script.
     #[inline]
     pub fn check(&self, ops: u64) -> Option<String> {
-        if self.interrupt.is_raised() {
+        // A stopped script ends at once, unless a bulk job just handed it its results to write down.
+        if self.interrupt.is_raised() && !self.interrupt.in_grace() {
             return Some(self.interrupt.reason());
         }
         if !ops.is_multiple_of(SAMPLE_EVERY) {

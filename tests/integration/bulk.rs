@@ -287,3 +287,35 @@ fn the_other_stock_scripts_run() {
         .code(1)
         .stderr_has("not supported");
 }
+
+/// The reported case: a job stopped with Ctrl-C wrote no results CSV. Its bulk call now returns every item's
+/// result (unsent ones `cancelled`), the script writes them down, nothing more is sent, and the exit is 130.
+#[test]
+fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
+    let sb =
+        Sandbox::with(Options { users: 120, latency: std::time::Duration::from_millis(100), ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let rows: String = (3..=120).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{rows}"));
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let mut cmd = env.cmd();
+    cmd.args(["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while sb.count_method("PUT") < 5 && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: a plain signal to the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent = sb.count_method("PUT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sb.count_method("PUT"), sent, "nothing is sent after the process ended");
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).expect("the results CSV was written");
+    assert_eq!(results.lines().count(), 119, "a row per input line: {results}");
+    assert!(results.contains(",cancelled,"), "{results}");
+    assert!(results.matches(",ok,").count() as u64 <= sent, "{results}");
+}

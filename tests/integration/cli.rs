@@ -270,8 +270,9 @@ fn run_ids_are_shown_where_people_need_them_and_runs_lists_them() {
     let ids: Vec<String> = (6..=60).map(|i| format!("user{i:04}")).collect();
     env.write("long.rhai", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"x\"}});"));
     env.run(&["--yes", "--timeout", "2", "run", "long.rhai", "--arg", "password=hunter2hunter2"])
-        .code(3)
+        .code(1)
         .stderr_has("cancelled")
+        .stderr_has("ran longer than --timeout 2 s")
         .stderr_has("run 3 stopped before its end; finish it with `steward run long.rhai --arg 'password=<the same value>' --resume 3`");
     env.run(&["--yes", "run", "long.rhai", "--arg", "password=hunter2hunter2", "--resume", "3"]).success();
     let runs: serde_json::Value =
@@ -352,4 +353,14 @@ fn bash_completes_profile_names_from_the_config() {
     let out = crate::util::Run::of(cmd).success();
     let offered: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(offered, ["ghes", "ghes-backup"], "{}", out.report());
+}
+
+#[test]
+fn an_error_inside_an_imported_module_points_at_the_call_in_the_script() {
+    let env = Env::new();
+    env.write("helpers.rhai", "// helpers\n\n\nfn boom() {\n    let x = 1;\n    x.no_such_method()\n}\n");
+    env.write("job.rhai", "import \"helpers\" as h;\nh::boom();\n");
+    let run = env.run(&["run", "job.rhai"]).code(1);
+    assert!(run.stderr.contains("job.rhai:2:"), "the caret is on the call, line 2: {}", run.report());
+    assert!(run.stderr.contains("2 | h::boom();"), "{}", run.report());
 }
