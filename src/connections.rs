@@ -105,7 +105,7 @@ fn build_connection(
     let on_pause =
         dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
     let extra = extra_tokens(name, entry)?;
-    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::default())?;
+    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::in_use())?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     let token = TokenRecord { source, fingerprint };
     Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))

@@ -121,6 +121,7 @@ fuzz_target!(|a: Answer| {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
         max_rate_limit_wait: Duration::from_millis(5),
+        time_scale: 1.0,
     };
     let token = Some(SecretString::from("fuzz-token-value-0123456789".to_string()));
     let backend = backends::connect("f", profile, token, Vec::new(), None, retry).expect("backend");

@@ -8,6 +8,7 @@ pub mod liveness;
 pub mod query;
 pub mod signing;
 pub mod store;
+pub mod vocab;
 pub mod writer;
 
 pub use chain::Event;

@@ -3,6 +3,7 @@
 //! service that fails ten in a row stops the job).
 
 use super::{ActionError, Connection, Dispatcher};
+use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::backends::{unsupported, Action, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -71,15 +72,9 @@ pub enum ItemStatus {
 }
 
 impl ItemStatus {
+    /// The word results and the audit log use for it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ItemStatus::Ok => "ok",
-            ItemStatus::Noop => "noop",
-            ItemStatus::Failed => "failed",
-            ItemStatus::Skipped => "skipped",
-            ItemStatus::Cancelled => "cancelled",
-            ItemStatus::DryRun => "dry-run",
-        }
+        Status::from(self).as_str()
     }
 
     pub const ALL: [ItemStatus; 6] = [
@@ -90,6 +85,19 @@ impl ItemStatus {
         ItemStatus::Cancelled,
         ItemStatus::Failed,
     ];
+}
+
+impl From<ItemStatus> for Status {
+    fn from(s: ItemStatus) -> Status {
+        match s {
+            ItemStatus::Ok => Status::Ok,
+            ItemStatus::Noop => Status::Noop,
+            ItemStatus::Failed => Status::Failed,
+            ItemStatus::Skipped => Status::Skipped,
+            ItemStatus::Cancelled => Status::Cancelled,
+            ItemStatus::DryRun => Status::DryRun,
+        }
+    }
 }
 
 /// `#{target, status, http_status, error, line}`: what became of one item.
@@ -194,8 +202,8 @@ impl Dispatcher {
         if dry_run {
             for &i in &todo {
                 let params = item_params(&params, &items[i]);
-                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, "outcome", "dry-run");
-                e.mode = "dry-run".to_string();
+                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, Phase::Outcome, Status::DryRun);
+                e.mode = EventMode::DryRun.as_str().to_string();
                 decided_events.push(e);
                 results[i] = Some(BulkResult::of(&items[i], ItemStatus::DryRun, None));
                 progress.advance(ItemStatus::DryRun);
@@ -298,13 +306,13 @@ impl Dispatcher {
             let Some(target) = items[*i].target.as_deref() else { continue };
             let key = (conn.profile.clone(), op.name().to_string(), target.to_string());
             let (Some(seq), Ok(Some(in_place))) = (self.open.get(&key), state) else { continue };
-            let status = if *in_place { "ok" } else { "cancelled" };
+            let status = if *in_place { Status::Ok } else { Status::Cancelled };
             // A resume runs the same script with the same arguments, so the earlier run read the state first too.
             let mut seen = item_params(params, &items[*i]);
             if seen.is_object() {
                 seen["prior_observed"] = json!(true);
             }
-            let mut e = self.event(conn, op, Some(target), &seen, "outcome", status);
+            let mut e = self.event(conn, op, Some(target), &seen, Phase::Outcome, status);
             e.intent_seq = Some(*seq);
             e.error = match in_place {
                 true => "settled at resume: the change had been applied (its answer was lost)".into(),
@@ -393,8 +401,8 @@ impl Dispatcher {
                     op,
                     r.target.as_deref(),
                     &item_params(params, &items[i]),
-                    "outcome",
-                    r.status.as_str(),
+                    Phase::Outcome,
+                    Status::from(r.status),
                 );
                 e.error = r.error.clone().unwrap_or_default();
                 e.http_status = r.http_status.map(i64::from);

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 
+use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::writer::Pending;
 use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
 use crate::backends::model::Account;
@@ -311,9 +312,9 @@ impl Dispatcher {
                 kind: kind.to_string(),
                 base_url: base_url.clone(),
                 op: "rate_limit".into(),
-                mode: if mode.dry_run { "dry-run" } else { "live" }.into(),
-                phase: "note".into(),
-                status: "paused".into(),
+                mode: EventMode::of(mode.dry_run).as_str().into(),
+                phase: Phase::Note.as_str().into(),
+                status: Status::Paused.as_str().into(),
                 error: redact(why),
                 duration_ms: Some(wait.as_millis() as i64),
                 ..Default::default()
@@ -327,9 +328,9 @@ impl Dispatcher {
     pub async fn script_aborted(&self, why: &str) {
         let e = Event {
             op: "script".into(),
-            mode: if self.mode.dry_run { "dry-run" } else { "live" }.into(),
-            phase: "note".into(),
-            status: "aborted".into(),
+            mode: EventMode::of(self.mode.dry_run).as_str().into(),
+            phase: Phase::Note.as_str().into(),
+            status: Status::Aborted.as_str().into(),
             error: redact(why),
             ..Default::default()
         };
@@ -347,8 +348,8 @@ impl Dispatcher {
         op: Op,
         target: Option<&str>,
         params: &Value,
-        phase: &str,
-        status: &str,
+        phase: Phase,
+        status: Status,
     ) -> Event {
         Event {
             profile: conn.profile.clone(),
@@ -358,14 +359,16 @@ impl Dispatcher {
             op: op.name().to_string(),
             target: target.unwrap_or_default().to_string(),
             params: audit_params(params),
-            mode: if self.mode.dry_run { "dry-run" } else { "live" }.to_string(),
-            phase: phase.to_string(),
-            status: status.to_string(),
+            mode: EventMode::of(self.mode.dry_run).as_str().to_string(),
+            phase: phase.as_str().to_string(),
+            status: status.as_str().to_string(),
             token_source: conn.token.source.clone(),
             token_fp: conn.token.fingerprint.clone(),
             // A live intent claims its account (as the service compares names) until its outcome is in.
             claim: match (phase, target, self.mode.dry_run) {
-                ("intent", Some(t), false) if !t.is_empty() => format!("{} {}", conn.profile, conn.backend.name_key(t)),
+                (Phase::Intent, Some(t), false) if !t.is_empty() => {
+                    format!("{} {}", conn.profile, conn.backend.name_key(t))
+                }
                 _ => String::new(),
             },
             ..Default::default()
@@ -490,7 +493,8 @@ impl Dispatcher {
         if let (Some(_), Some(target)) = (action.op.inverse(), action.target.clone()) {
             match self.unless_stopped(conn.backend.state(action.op, &target)).await.map_err(fail)? {
                 Some(true) => {
-                    let mut e = self.event(conn, action.op, Some(&target), &action.params, "outcome", "noop");
+                    let mut e =
+                        self.event(conn, action.op, Some(&target), &action.params, Phase::Outcome, Status::Noop);
                     e.error = format!("already {}; nothing was sent", bulk::end_state(action.op));
                     self.record(vec![e]).await.map_err(fail)?;
                     return Ok(json!({"ok": true, "noop": true, "op": action.op.name(), "target": target,
@@ -505,7 +509,8 @@ impl Dispatcher {
             }
         }
         if self.mode.dry_run {
-            let e = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "dry-run");
+            let e =
+                self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, Status::DryRun);
             self.record(vec![e]).await.map_err(fail)?;
             return Ok(
                 json!({"dry_run": true, "op": action.op.name(), "target": action.target, "profile": conn.profile}),
@@ -537,7 +542,8 @@ impl Dispatcher {
     /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
     async fn execute_recorded(&self, conn: &Connection, action: &Action) -> Result<Value, ApiError> {
         let action = self.prepared(conn, action).await?;
-        let intent = self.event(conn, action.op, action.target.as_deref(), &action.params, "intent", "pending");
+        let intent =
+            self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Intent, Status::Pending);
         // Fail closed: without a durable intent the request is not sent.
         match self.record_claiming(vec![intent]).await?.first() {
             Some(Ok(intent_seq)) => self.send_recorded(conn, &action, *intent_seq).await,
@@ -553,7 +559,7 @@ impl Dispatcher {
         let events: Vec<Event> = prepared
             .iter()
             .flatten()
-            .map(|a| self.event(conn, a.op, a.target.as_deref(), &a.params, "intent", "pending"))
+            .map(|a| self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending))
             .collect();
         let slots = match self.record_claiming(events).await {
             Ok(slots) => slots,
@@ -655,8 +661,10 @@ impl Dispatcher {
         op: Op,
         actions: &[Action],
     ) -> Vec<Result<Value, ApiError>> {
-        let intents: Vec<Event> =
-            actions.iter().map(|a| self.event(conn, op, a.target.as_deref(), &a.params, "intent", "pending")).collect();
+        let intents: Vec<Event> = actions
+            .iter()
+            .map(|a| self.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending))
+            .collect();
         let slots = match self.record_claiming(intents).await {
             Ok(slots) => slots,
             Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
@@ -728,7 +736,7 @@ impl Dispatcher {
             .zip(seqs)
             .zip(outcomes)
             .map(|((a, seq), result)| {
-                let mut e = self.event(conn, op, a.target.as_deref(), &a.params, "outcome", "ok");
+                let mut e = self.event(conn, op, a.target.as_deref(), &a.params, Phase::Outcome, Status::Ok);
                 e.intent_seq = Some(*seq);
                 e.duration_ms = Some(ms);
                 fill_outcome(&mut e, result);
@@ -802,8 +810,8 @@ impl Dispatcher {
                 action.op,
                 action.target.as_deref(),
                 &action.params,
-                "outcome",
-                if result.is_ok() { "ok" } else { "failed" },
+                Phase::Outcome,
+                if result.is_ok() { Status::Ok } else { Status::Failed },
             );
             e.duration_ms = Some(started.elapsed().as_millis() as i64);
             if let Err(err) = &result {
@@ -816,7 +824,8 @@ impl Dispatcher {
     }
 
     async fn refuse(&self, conn: &Connection, action: &Action, why: &str) {
-        let mut e = self.event(conn, action.op, action.target.as_deref(), &action.params, "outcome", "refused");
+        let mut e =
+            self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, Status::Refused);
         e.error = why.to_string();
         self.record_after(vec![e]).await;
     }
@@ -833,10 +842,11 @@ fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
         }
         Err(err) => {
             e.status = match err.kind {
-                ErrorKind::Cancelled => "cancelled",
-                _ if err.already => "noop",
-                _ => "failed",
+                ErrorKind::Cancelled => Status::Cancelled,
+                _ if err.already => Status::Noop,
+                _ => Status::Failed,
             }
+            .as_str()
             .to_string();
             e.http_status = err.status.map(i64::from);
             e.error = redact(&err.to_string());

@@ -195,7 +195,7 @@ impl HttpClient {
     /// Every request to this service waits `wait`; the observer hears why.
     fn pause(&self, wait: Duration, why: &str) {
         tracing::info!(wait_ms = wait.as_millis() as u64, "{why}");
-        self.budget.pause_all(wait);
+        self.budget.pause_all(self.retry.real(wait));
         if let Some(observe) = &self.on_pause {
             observe(wait, why);
         }
@@ -307,7 +307,7 @@ impl HttpClient {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
                     tracing::info!(method = %req.method, path = %req.path, attempt, wait_ms = wait.as_millis() as u64, "retrying: {error}");
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(self.retry.real(wait)).await;
                 }
                 Decision::PauseAll(wait) => {
                     self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message));

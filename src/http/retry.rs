@@ -15,6 +15,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest a rate limit may make us wait before we report it instead.
     pub max_rate_limit_wait: Duration,
+    /// Real time per unit of waiting: 1 in use. Tests of debug builds shrink it (`STEWARD_TIME_SCALE`), so a
+    /// minute's pause is asserted in a second while every decision and record still says a minute.
+    pub time_scale: f64,
 }
 
 impl Default for RetryPolicy {
@@ -24,7 +27,25 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(120),
+            time_scale: 1.0,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The policy in use. Only a debug build (the one the tests run) reads `STEWARD_TIME_SCALE` (0 < s ≤ 1): a
+    /// released steward always waits as long as the server asked.
+    pub fn in_use() -> Self {
+        let scale = match cfg!(debug_assertions) {
+            true => std::env::var("STEWARD_TIME_SCALE").ok().and_then(|v| v.parse::<f64>().ok()),
+            false => None,
+        };
+        RetryPolicy { time_scale: scale.filter(|s| *s > 0.0 && *s <= 1.0).unwrap_or(1.0), ..Default::default() }
+    }
+
+    /// How long a wait of `wait` really sleeps.
+    pub fn real(&self, wait: Duration) -> Duration {
+        wait.mul_f64(self.time_scale)
     }
 }
 

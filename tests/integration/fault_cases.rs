@@ -21,10 +21,14 @@ fn logins(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|i| format!("user{i:04}")).collect()
 }
 
-/// `suspend_all` over `targets` without prechecks (one request per user), as JSON results.
-fn suspend_all(env: &Env, targets: &[String]) -> (Option<i32>, Vec<Value>) {
+/// `suspend_all` over `targets` without prechecks (one request per user), as JSON results. `time_scale` below
+/// 1 shrinks steward's real waits (a debug build's `STEWARD_TIME_SCALE`) while its decisions and records keep
+/// the nominal ones.
+fn suspend_all(env: &Env, targets: &[String], time_scale: f64) -> (Option<i32>, Vec<Value>) {
     let expr = format!("connect(\"ghes\").suspend_all({targets:?}, #{{reason: \"fault case\", precheck: false}})");
-    let run = env.run(&["--yes", "--format", "json", "eval", &expr]);
+    let mut cmd = env.cmd();
+    cmd.env("STEWARD_TIME_SCALE", time_scale.to_string()).args(["--yes", "--format", "json", "eval", &expr]);
+    let run = crate::util::Run::of(cmd);
     let results = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()));
     (run.status, results)
 }
@@ -70,11 +74,17 @@ fn pause_notes(env: &Env) -> Vec<Value> {
 /// Runs a GitHub suspension of `targets` under `spec` and checks I1/I2, that the fault `name` was served, and
 /// that within `quiet_ms` after it no more requests arrived than were already in flight. Returns the sandbox's
 /// record and the env for further checks.
-fn paused_job(spec: &str, name: &str, targets: std::ops::RangeInclusive<usize>, quiet_ms: u64) -> (Sandbox, Env) {
+fn paused_job(
+    spec: &str,
+    name: &str,
+    targets: std::ops::RangeInclusive<usize>,
+    quiet_ms: u64,
+    time_scale: f64,
+) -> (Sandbox, Env) {
     let sb = sandbox(spec, targets.end() + 10);
     let env = Env::with_sandbox(&sb);
     let targets = logins(targets);
-    let (code, results) = suspend_all(&env, &targets);
+    let (code, results) = suspend_all(&env, &targets, time_scale);
     assert_eq!(code, Some(0));
     every_target_suspended_once(&sb, &env, &targets, &results);
     let (n, at) = fault_at(&sb, name);
@@ -90,7 +100,7 @@ fn paused_job(spec: &str, name: &str, targets: std::ops::RangeInclusive<usize>, 
 /// Case 1: a 429 with `Retry-After: 3` on request 37 of 200 pauses every worker for the time the server gave.
 #[test]
 fn case_01_a_429_pauses_the_whole_job_for_its_retry_after() {
-    let (sb, env) = paused_job("429@37,retry_after=3", "429", 11..=210, 2_900);
+    let (sb, env) = paused_job("429@37,retry_after=3", "429", 11..=210, 2_900, 1.0);
     // The one refused request was sent again; nothing else twice.
     assert_eq!(sb.count_method("PUT"), 201);
     let notes = pause_notes(&env);
@@ -101,14 +111,18 @@ fn case_01_a_429_pauses_the_whole_job_for_its_retry_after() {
 /// Case 1, the HTTP-date form of Retry-After (whole seconds: the wait is at least two of the three).
 #[test]
 fn case_01_a_retry_after_date_is_obeyed_too() {
-    let (sb, _env) = paused_job("429date@20,retry_after=3", "429date", 11..=70, 1_900);
+    let (sb, _env) = paused_job("429date@20,retry_after=3", "429date", 11..=70, 1_900, 1.0);
     assert_eq!(sb.count_method("PUT"), 61);
 }
 
-/// Case 1b: GitHub's secondary limit (a 403 without Retry-After) waits a minute, as GitHub advises.
+/// Case 1b: GitHub's secondary limit (a 403 without Retry-After) waits a minute, as GitHub advises. The
+/// minute runs 50 times faster here (`STEWARD_TIME_SCALE`, read by debug builds only): the quiet window is
+/// 1.19 s of real time, and the recorded pause still says 60,000 ms.
 #[test]
 fn case_01b_a_secondary_limit_without_retry_after_waits_a_minute() {
-    let (_sb, env) = paused_job("secondary@10", "secondary", 11..=30, 59_500);
+    let started = std::time::Instant::now();
+    let (_sb, env) = paused_job("secondary@10", "secondary", 11..=30, 1_190, 0.02);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "no test sleeps a real minute");
     let notes = pause_notes(&env);
     assert!(notes.iter().any(|r| r["duration_ms"] == 60_000 && r["error"].as_str().unwrap().contains("secondary")));
 }
@@ -117,7 +131,7 @@ fn case_01b_a_secondary_limit_without_retry_after_waits_a_minute() {
 /// three ahead, so at least two from now, plus a second of slack).
 #[test]
 fn case_01c_a_spent_budget_waits_for_its_reset() {
-    let (sb, _env) = paused_job("exhausted@10,retry_after=3", "exhausted", 11..=50, 1_900);
+    let (sb, _env) = paused_job("exhausted@10,retry_after=3", "exhausted", 11..=50, 1_900, 1.0);
     assert_eq!(sb.count_method("PUT"), 40, "a spent budget refuses nothing: nothing is sent again");
 }
 
