@@ -17,13 +17,13 @@ pub struct Cli {
 #[command(next_help_heading = "Global options (for the shell, run, eval, audit, runs, undo and profiles)")]
 pub struct GlobalArgs {
     /// Config file (default: $XDG_CONFIG_HOME/steward/config.toml).
-    #[arg(long, global = true, env = "STEWARD_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "STEWARD_CONFIG", hide_env_values = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Audit database (default: $XDG_DATA_HOME/steward/audit.db).
-    #[arg(long, global = true, env = "STEWARD_AUDIT_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "STEWARD_AUDIT_DB", hide_env_values = true, value_name = "PATH")]
     pub audit_db: Option<PathBuf>,
     /// The profile `connect()` opens when given no name.
-    #[arg(long, global = true, env = "STEWARD_PROFILE", value_name = "NAME")]
+    #[arg(long, global = true, env = "STEWARD_PROFILE", hide_env_values = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// Output format (default: table on a terminal, json in a pipe).
     #[arg(long, global = true, value_enum)]

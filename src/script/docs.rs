@@ -34,6 +34,60 @@ pub fn render(doc: &FnDoc) -> String {
 mod tests {
     use super::*;
 
+    /// The names of the functions steward registers in its engine (Rhai's own packages left out).
+    fn registered() -> Vec<String> {
+        use crate::audit::AuditTarget;
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let interrupt = crate::interrupt::Interrupt::default();
+        let dispatcher = Arc::new(crate::dispatch::Dispatcher::new(
+            AuditTarget::Memory,
+            None,
+            crate::audit::RunInfo::default(),
+            Arc::new(crate::prompt::TerminalPrompt),
+            Arc::new(crate::output::progress::SilentReporter),
+            crate::dispatch::Mode::default(),
+            interrupt.clone(),
+        ));
+        let connections = Arc::new(crate::connections::Connections::new(
+            Default::default(),
+            None,
+            dispatcher.clone(),
+            crate::audit::fingerprint::Fingerprints::new(AuditTarget::Memory),
+            false,
+        ));
+        let host = std::rc::Rc::new(super::super::bridge::Host {
+            runtime: runtime.handle().clone(),
+            dispatcher,
+            connections,
+            audit_path: std::path::PathBuf::from(":memory:"),
+        });
+        let watchdog = std::rc::Rc::new(super::super::watchdog::Watchdog::new(interrupt, Default::default()));
+        let engine = super::super::engine::build(host, watchdog, None);
+        let mut names: Vec<String> = engine
+            .gen_fn_signatures(false)
+            .iter()
+            .filter_map(|sig| sig.split('(').next().map(|n| n.trim().to_string()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn every_registered_function_is_documented() {
+        // Plumbing Rhai calls on steward's own types (printing; getters and indexers, named with a `$`).
+        const PLUMBING: &[&str] = &["to_string", "to_debug", "keys", "values", "len", "contains", "is_empty"];
+        let names = registered();
+        assert!(names.iter().any(|n| n == "suspend_all"), "the registry was read: {names:?}");
+        let undocumented: Vec<&String> =
+            names.iter().filter(|n| !PLUMBING.contains(&n.as_str()) && !n.contains('$') && find(n).is_none()).collect();
+        assert!(
+            undocumented.is_empty(),
+            "registered without a FnDoc (and so without :help or a tested example): {undocumented:?}"
+        );
+    }
+
     #[test]
     fn every_entry_is_complete_and_unique() {
         let mut seen = std::collections::HashSet::new();

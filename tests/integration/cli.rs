@@ -364,3 +364,28 @@ fn an_error_inside_an_imported_module_points_at_the_call_in_the_script() {
     assert!(run.stderr.contains("job.rhai:2:"), "the caret is on the call, line 2: {}", run.report());
     assert!(run.stderr.contains("2 | h::boom();"), "{}", run.report());
 }
+
+/// Output people read is compared whole against a file under `tests/integration/expected/`: a change shows as a
+/// diff in review. `STEWARD_BLESS=1 cargo test` rewrites the files after an intended change.
+fn expect_exactly(name: &str, actual: &str) {
+    let path = crate::util::repo().join("tests/integration/expected").join(name);
+    if std::env::var_os("STEWARD_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} changed (STEWARD_BLESS=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+#[test]
+fn help_tables_and_csv_read_exactly_as_expected() {
+    let env = Env::new();
+    expect_exactly("help.txt", &env.run(&["--help"]).success().stdout);
+    expect_exactly("runs-help.txt", &env.run(&["runs", "--help"]).success().stdout);
+    let users = r#"[#{login: "bob", id: 7, email: "bob@example.com", admin: false, suspended: ()}, #{login: "=cmd", id: 8, email: (), admin: true, suspended: true}]"#;
+    expect_exactly("users-table.txt", &env.run(&["--format", "table", "eval", users]).success().stdout);
+    expect_exactly("users.csv", &env.run(&["--format", "csv", "eval", users]).success().stdout);
+}
