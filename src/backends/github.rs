@@ -98,7 +98,8 @@ impl Github {
         let text = |k: &str| raw.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         // `suspended_at` is only in full user objects GHES returns to site admins; a list says nothing about it.
         let suspended = raw.as_object().and_then(|o| o.get("suspended_at")).map(|v| !v.is_null());
-        User {
+        let listed_only = suspended.is_none();
+        let mut user = User {
             id: raw.get("id").cloned().unwrap_or(Value::Null),
             login: text("login").unwrap_or_default(),
             email: text("email"),
@@ -110,7 +111,12 @@ impl Github {
             profile: self.profile.clone(),
             raw,
         }
-        .into_value()
+        .into_value();
+        // A listing's record does not say these: mark them unknown (tables and CSV show `?`), not empty.
+        if let (true, Some(o)) = (listed_only, user.as_object_mut()) {
+            o.insert("unknown".into(), json!(["email", "name", "suspended"]));
+        }
+        user
     }
 
     async fn send(&self, req: Request) -> Result<Value, ApiError> {

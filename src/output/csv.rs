@@ -229,10 +229,7 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
     // Header cells come from data too (a server's field names), so they are neutralised like the rest.
     w.write_record(columns.iter().map(|c| neutralise(&redact(c)))).map_err(|e| e.to_string())?;
     for row in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| neutralise(&redact(&super::table::cell(row.get(c).unwrap_or(&Value::Null)))))
-            .collect();
+        let cells: Vec<String> = columns.iter().map(|c| neutralise(&redact(&super::table::cell_of(row, c)))).collect();
         w.write_record(&cells).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;

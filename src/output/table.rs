@@ -13,7 +13,7 @@ const LEADING: &[(&str, &[&str])] = &[
     ("job", &["run", "job", "status", "started", "ended", "script", "profiles", "outcomes"]),
     ("status", &["target", "status", "http_status", "error", "line", "profile", "op"]),
 ];
-const HIDDEN: &[&str] = &["raw"];
+const HIDDEN: &[&str] = &["raw", "unknown"];
 
 pub fn render(value: &Value) -> String {
     match value {
@@ -45,7 +45,7 @@ fn rows_table(rows: &[Value]) -> String {
     let mut t = new_table();
     t.set_header(columns.clone());
     for row in rows {
-        t.add_row(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()).collect::<Vec<_>>());
+        t.add_row(columns.iter().map(|c| cell_of(row, c)).collect::<Vec<_>>());
     }
     format!("{t}\n{} row{}", rows.len(), if rows.len() == 1 { "" } else { "s" })
 }
@@ -69,6 +69,17 @@ pub fn ordered_keys<'a>(rows: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let first = leading.iter().filter(|k| seen.iter().any(|s| s == *k)).map(|k| k.to_string());
     let rest = seen.iter().filter(|k| !leading.contains(&k.as_str())).cloned();
     first.chain(rest).collect::<Vec<_>>()
+}
+
+/// The cell of `column` in `row`: a field the record lists as `unknown` (the service did not say) shows as `?`,
+/// never as an empty cell that reads as "none".
+pub fn cell_of(row: &Value, column: &str) -> String {
+    let value = row.get(column).unwrap_or(&Value::Null);
+    let unknown = row.get("unknown").and_then(Value::as_array).is_some_and(|u| u.iter().any(|k| k == column));
+    match (value, unknown) {
+        (Value::Null, true) => "?".to_string(),
+        _ => cell(value),
+    }
 }
 
 /// One cell: strings bare, `()` empty, nested values as compact JSON.
@@ -103,6 +114,18 @@ mod tests {
         let at = |k: &str| header.find(k).unwrap();
         assert!(at("seq") < at("time") && at("time") < at("run") && at("run") < at("target"), "{header}");
         assert!(at("status") < at("error"), "{header}");
+    }
+
+    #[test]
+    fn what_a_record_does_not_say_shows_as_a_question_mark_not_a_blank() {
+        let out =
+            render(&json!([{"login": "bob", "email": null, "suspended": null, "unknown": ["email", "suspended"]},
+                                 {"login": "ann", "email": null, "suspended": false}]));
+        let bob = out.lines().find(|l| l.contains("bob")).unwrap();
+        let ann = out.lines().find(|l| l.contains("ann")).unwrap();
+        assert_eq!(bob.matches('?').count(), 2, "{out}");
+        assert_eq!(ann.matches('?').count(), 0, "a known empty email stays empty: {out}");
+        assert!(!out.contains("unknown"), "{out}");
     }
 
     #[test]

@@ -114,6 +114,19 @@ fn the_sandbox_flag_needs_no_config_and_no_server() {
 }
 
 #[test]
+fn a_long_ghes_listing_marks_what_it_does_not_know_and_a_short_one_reads_it() {
+    let env = Env::new();
+    // 102 users: past the 100 read in detail unasked, so email, name and suspended are unknown, shown as `?`.
+    let all = env.run(&["--sandbox", "--format", "csv", "eval", r#"connect("github").list_users()"#]).success();
+    let row = all.stdout.lines().find(|l| l.contains(",user0005,")).expect("user0005");
+    assert!(row.contains(",?,"), "{row}");
+    // The admins (3) are read in detail: real values, no `?`.
+    let admins = env.run(&["--sandbox", "--format", "csv", "eval", r#"connect("github").list_users(#{admin: true})"#]);
+    let admins = admins.success();
+    assert!(!admins.stdout.contains('?') && admins.stdout.contains("@example.com"), "{}", admins.stdout);
+}
+
+#[test]
 fn eval_prints_tables_json_and_csv() {
     let env = Env::new();
     env.run(&["--sandbox", "--format", "table", "eval", r#"connect("github").list_users(#{admin: true})"#])
