@@ -14,6 +14,7 @@ pub const KIND: super::Kind = super::Kind {
     name: "github",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    words: &[],
     check: super::no_check,
     build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Github::new(client, profile))),
 };

@@ -313,6 +313,13 @@ pub struct Kind {
     pub build: BuildFn,
     /// What a profile of this kind must set beyond the common keys.
     pub check: fn(&crate::config::Profile) -> Result<(), KeyProblem>,
+    /// Verbs in this service's own words, callable on its handles only: (word, the common verb it is, or "").
+    pub words: &'static [(&'static str, &'static str)],
+}
+
+/// The kind whose own word `word` is, and the common verb it stands for ("" when there is none).
+pub fn word_owner(word: &str) -> Option<(&'static Kind, &'static str)> {
+    ALL.iter().find_map(|k| k.words.iter().find(|(w, _)| *w == word).map(|(_, common)| (*k, *common)))
 }
 
 /// A key a profile lacks or has wrong: the key, what is wrong, and what to write.
@@ -422,6 +429,19 @@ mod tests {
         let e = checked("[profiles.x]\nkind = \"gitlab\"\nurl = \"https://h\"\n").unwrap_err();
         assert!(e.to_string().contains("[profiles.x] kind"), "{e}");
         assert!(ALL.iter().all(|k| e.hint.contains(k.name)), "{}", e.hint);
+    }
+
+    #[test]
+    fn each_own_word_belongs_to_one_service_and_names_a_real_common_verb() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ALL {
+            for (word, common) in kind.words {
+                assert!(seen.insert(*word), "{word} is claimed by two services");
+                assert!(common.is_empty() || Op::from_name(common).is_some(), "{word} stands for {common:?}");
+            }
+        }
+        assert_eq!(word_owner("terminate").map(|(k, c)| (k.name, c)), Some(("transactionlink", "suspend")));
+        assert!(word_owner("suspend").is_none(), "a common verb is nobody's own word");
     }
 
     #[test]

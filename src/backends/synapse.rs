@@ -18,6 +18,7 @@ pub const KIND: super::Kind = super::Kind {
     name: "synapse",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    words: &[],
     check: super::no_check,
     build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Synapse::new(client, profile))),
 };

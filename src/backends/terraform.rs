@@ -21,6 +21,13 @@ pub const KIND: super::Kind = super::Kind {
     name: "terraform",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    words: &[
+        ("grant_admin", "promote"),
+        ("revoke_admin", "demote"),
+        ("disable_two_factor", "reset_2fa"),
+        ("impersonate", ""),
+        ("unimpersonate", ""),
+    ],
     check: super::no_check,
     build: |client, profile, config, _extra_tokens| {
         Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_profile(config)?)))

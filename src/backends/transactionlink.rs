@@ -20,6 +20,13 @@ pub const KIND: super::Kind = super::Kind {
     name: "transactionlink",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    words: &[
+        ("terminate", "suspend"),
+        ("reinstate", "unsuspend"),
+        ("set_role", ""),
+        ("update_profile", ""),
+        ("roles", ""),
+    ],
     check: super::no_check,
     build: |client, profile, config, _extra_tokens| {
         Ok(std::sync::Arc::new(TransactionLink::new(client, profile, config)))

@@ -21,6 +21,7 @@ pub const KIND: super::Kind = super::Kind {
     name: "travis",
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
+    words: &[("user_activity", "activity")],
     check: |p| match p.org_id.as_deref().is_none_or(|o| o.trim().is_empty()) {
         true => Err((
             "org_id",

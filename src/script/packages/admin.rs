@@ -232,28 +232,11 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     );
 }
 
-/// Verbs in one vendor's own words: callable on that vendor's handles only (on GitHub, `terminate` is not a
-/// word for suspend, and must not quietly become one).
-const VENDOR_WORDS: &[(&str, &str, &str)] = &[
-    ("grant_admin", "terraform", "promote"),
-    ("revoke_admin", "terraform", "demote"),
-    ("disable_two_factor", "terraform", "reset_2fa"),
-    ("impersonate", "terraform", ""),
-    ("unimpersonate", "terraform", ""),
-    ("terminate", "transactionlink", "suspend"),
-    ("reinstate", "transactionlink", "unsuspend"),
-    ("set_role", "transactionlink", ""),
-    ("update_profile", "transactionlink", ""),
-    ("roles", "transactionlink", ""),
-    ("user_activity", "travis", "activity"),
-];
-
-/// `Ok` when `word` may be called on this handle; otherwise `unsupported`, naming the common verb to use.
 /// Whether `method` works on a handle of `kind`: its service's own words and the common operations it supports
 /// (what REPL completion offers after `h.`). Methods that are not operations work everywhere.
 pub fn offered_on(kind: &str, method: &str) -> bool {
-    if let Some((_, owner, _)) = VENDOR_WORDS.iter().find(|(w, _, _)| *w == method) {
-        return *owner == kind;
+    if let Some((owner, _)) = crate::backends::word_owner(method) {
+        return owner.name == kind;
     }
     let op = Op::from_name(method).or_else(|| method.strip_suffix("_all").and_then(Op::from_name));
     match (op, crate::backends::kind(kind)) {
@@ -262,11 +245,15 @@ pub fn offered_on(kind: &str, method: &str) -> bool {
     }
 }
 
+/// `Ok` when `word` may be called on this handle (a service's own word works on its handles only: on GitHub,
+/// `terminate` is not a word for suspend, and must not quietly become one); otherwise `unsupported`, naming the
+/// common verb to use.
 fn own_word(handle: &Handle, word: &str) -> ScriptResult<()> {
     let kind = handle.conn.backend.kind();
-    match VENDOR_WORDS.iter().find(|(w, _, _)| *w == word) {
-        Some((_, owner, _)) if *owner == kind => Ok(()),
-        Some((_, owner, common)) => {
+    match crate::backends::word_owner(word) {
+        Some((owner, _)) if owner.name == kind => Ok(()),
+        Some((owner, common)) => {
+            let owner = owner.name;
             let instead = if common.is_empty() { String::new() } else { format!("; on {kind} use {common}") };
             Err(error_map(
                 ErrorKind::Unsupported,
