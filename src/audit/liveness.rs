@@ -25,6 +25,19 @@ const SET: libc::c_int = libc::F_SETLK;
 const GET: libc::c_int = libc::F_GETLK;
 
 impl RunLocks {
+    /// The lock file beside the audit log `db`.
+    pub fn path(db: &Path) -> std::path::PathBuf {
+        super::beside(db, ".runs.lock")
+    }
+
+    /// Opens the lock file for reading who is alive, without making it: no file means no process ever ran here.
+    pub fn open_existing(db: &Path) -> io::Result<Option<RunLocks>> {
+        match Self::path(db).exists() {
+            true => Self::open(db).map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// Opens (making it if needed) the lock file beside the audit log `db`.
     pub fn open(db: &Path) -> io::Result<RunLocks> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -34,7 +47,7 @@ impl RunLocks {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(super::beside(db, ".runs.lock"))?;
+            .open(Self::path(db))?;
         Ok(RunLocks { file })
     }
 

@@ -343,15 +343,6 @@ impl AuditStore {
         ops.collect::<Result<Vec<String>, _>>().map_err(AuditError::Read)
     }
 
-    /// Whether a run with this id exists.
-    pub fn has_run(&self, run: i64) -> Result<bool, AuditError> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [run], |r| r.get(0))
-            .map_err(AuditError::Read)?;
-        Ok(n > 0)
-    }
-
     /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it.
     /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
     pub fn done_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {

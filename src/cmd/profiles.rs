@@ -22,8 +22,9 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
             output::print_value(&Value::Array(rows), ctx.output);
         }
         ProfilesCommand::Names => {
-            for name in ctx.connections.names() {
-                output::line(&name);
+            // Shells expand what completion offers (`compgen -W` runs `$(…)`): only plain names are offered.
+            for name in ctx.connections.names().iter().filter(|n| plain_name(n)) {
+                output::line(name);
             }
         }
         ProfilesCommand::Show { name } => {
@@ -128,4 +129,9 @@ fn tokens(p: &crate::config::Profile) -> String {
         }
     }
     out.join(", ")
+}
+
+/// A profile name a shell takes as it is: letters, digits, `-`, `_`, `.`.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

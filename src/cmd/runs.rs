@@ -16,7 +16,8 @@ pub fn run(ctx: &Context, cmd: &Option<RunsCommand>) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = AuditStore::open(&ctx.audit_path)?;
-    let locks = RunLocks::open(&ctx.audit_path).ok();
+    // A listing makes no file: without a lock file, no run is alive.
+    let locks = RunLocks::open_existing(&ctx.audit_path).ok().flatten();
     let alive = |run: i64| locks.as_ref().is_some_and(|l| l.held_elsewhere(run).unwrap_or(false));
     match cmd {
         None | Some(RunsCommand::List { .. }) => {

@@ -548,7 +548,7 @@ impl Dispatcher {
         match self.record_claiming(vec![intent]).await?.first() {
             Some(Ok(intent_seq)) => self.send_recorded(conn, &action, *intent_seq).await,
             Some(Err(busy)) => Err(self.busy(conn, &action, *busy).await),
-            None => Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent")),
+            None => Err(unrecorded()),
         }
     }
 
@@ -572,7 +572,7 @@ impl Dispatcher {
                 (Err(e), _) => Err(e),
                 (Ok(a), Some(Ok(seq))) => Ok((a, seq)),
                 (Ok(a), Some(Err(busy))) => Err(self.busy(conn, &a, busy).await),
-                (Ok(_), None) => Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent")),
+                (Ok(_), None) => Err(unrecorded()),
             });
         }
         out
@@ -686,8 +686,7 @@ impl Dispatcher {
         for (i, outcome) in at.into_iter().zip(outcomes) {
             results[i] = Some(outcome);
         }
-        let lost = || Err(ApiError::new(ErrorKind::Audit, "the audit log did not record the intent"));
-        results.into_iter().map(|r| r.unwrap_or_else(lost)).collect()
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(unrecorded()))).collect()
     }
 
     /// The request and outcomes of a batch whose intents are durable.
@@ -829,6 +828,11 @@ impl Dispatcher {
         e.error = why.to_string();
         self.record_after(vec![e]).await;
     }
+}
+
+/// An intent the audit log's answer left out: nothing is sent for it.
+fn unrecorded() -> ApiError {
+    ApiError::new(ErrorKind::Audit, "the audit log did not record the intent; nothing was sent")
 }
 
 /// Status, HTTP status and error of an outcome event, from what the request came to.

@@ -351,7 +351,11 @@ fn bash_completes_profile_names_from_the_config() {
     let sb = Sandbox::start(1);
     let env = Env::with_sandbox(&sb);
     let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
-    env.write_config(&format!("{config}\n[profiles.ghes-backup]\nkind = \"github\"\nurl = \"{}\"\n", sb.url()));
+    // A hostile name in the config: a shell would run it if completion offered it to `compgen -W`.
+    env.write_config(&format!(
+        "{config}\n[profiles.ghes-backup]\nkind = \"github\"\nurl = \"{url}\"\n[profiles.\"gh$(touch pwned)\"]\nkind = \"github\"\nurl = \"{url}\"\n",
+        url = sb.url()
+    ));
     let script = env.run(&["completions", "bash"]).success().stdout;
     env.write("steward.bash", &script);
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_steward")).parent().unwrap().display().to_string();
@@ -366,6 +370,7 @@ fn bash_completes_profile_names_from_the_config() {
     let out = crate::util::Run::of(cmd).success();
     let offered: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(offered, ["ghes", "ghes-backup"], "{}", out.report());
+    assert!(!env.path("pwned").exists(), "completing a profile name ran a command from the config");
 }
 
 #[test]
