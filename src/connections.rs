@@ -116,19 +116,20 @@ fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, S
     if !entry.preset_extra.is_empty() {
         return Ok(entry.preset_extra.clone());
     }
-    let p = &entry.profile;
     let mut out = Vec::new();
-    for (purpose, var) in
-        [("activity", &p.activity_token_env), ("suspend", &p.suspend_token_env), ("internal", &p.internal_token_env)]
-    {
-        if let Some(var) = var {
-            let value = std::env::var(var).map_err(|_| {
-                format!("profile {name}: the environment variable {var} ({purpose}_token_env) is not set; export {var}=<token>")
-            })?;
-            out.push((purpose, loaded(value.trim().to_string())));
-        }
+    for (purpose, key, var) in token_vars(&entry.profile) {
+        let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            format!("profile {name}: the environment variable {var} ({key}) is not set; export {var}=<value>")
+        })?;
+        out.push((purpose, loaded(value.trim().to_string())));
     }
     Ok(out)
+}
+
+/// The credentials a profile names beyond its main token, by its kind: (purpose, key, environment variable).
+pub(crate) fn token_vars(p: &crate::config::Profile) -> Vec<(&'static str, &'static str, &str)> {
+    let declared = backends::kind(&p.kind).map(|k| k.token_envs).unwrap_or_default();
+    declared.iter().filter_map(|(purpose, key)| Some((*purpose, *key, p.settings.get(*key)?.as_str()?))).collect()
 }
 
 /// What to do about a profile name that does not exist here.

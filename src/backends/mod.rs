@@ -303,16 +303,22 @@ pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
     ApiError::unsupported(op.name(), backend.kind(), &names)
 }
 
-/// A kind of service, declared once by its module: its name, what it supports, how to speak to it, how to
-/// build its backend. Adding a service adds one entry to `ALL`.
+/// A kind of service, declared once by its module: its name, what it supports, how to speak to it, its own
+/// profile keys, how to build its backend. Adding a service adds one entry to `ALL`.
 pub struct Kind {
     pub name: &'static str,
     /// The operations its handles offer (the common ones it has, and its own words).
     pub supported: &'static [Op],
     pub client: ClientShape,
     pub build: BuildFn,
-    /// What a profile of this kind must set beyond the common keys.
+    /// Reads a profile's own keys into this kind's typed settings (`check_settings::<Settings>`): a key it does
+    /// not take, a missing one or a wrong value is a problem naming the key.
     pub check: fn(&crate::config::Profile) -> Result<(), KeyProblem>,
+    /// The names of this kind's own keys (`keys_of::<Settings>`), for hints.
+    pub keys: fn() -> &'static [&'static str],
+    /// Keys naming an environment variable that holds a credential for one purpose: (purpose, key). Each set
+    /// one is read when the profile connects and handed to `build` under its purpose.
+    pub token_envs: &'static [(&'static str, &'static str)],
     /// Verbs in this service's own words, callable on its handles only: (word, the common verb it is, or "").
     pub words: &'static [(&'static str, &'static str)],
 }
@@ -323,14 +329,97 @@ pub fn word_owner(word: &str) -> Option<(&'static Kind, &'static str)> {
 }
 
 /// A key a profile lacks or has wrong: the key, what is wrong, and what to write.
-pub type KeyProblem = (&'static str, String, &'static str);
-
-/// A kind that needs nothing beyond the common keys.
-pub fn no_check(_: &crate::config::Profile) -> Result<(), KeyProblem> {
-    Ok(())
+#[derive(Debug)]
+pub struct KeyProblem {
+    pub key: String,
+    pub message: String,
+    pub hint: String,
 }
 
-/// Every profile names a known kind and has what that kind needs; the error names the file, profile and key.
+impl KeyProblem {
+    pub fn new(key: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        KeyProblem { key: key.to_string(), message: message.into(), hint: hint.into() }
+    }
+}
+
+/// A kind's own profile keys as one typed value (serde, `deny_unknown_fields`).
+pub trait KindSettings: serde::de::DeserializeOwned {
+    /// What the values must satisfy beyond their types.
+    fn validate(&self) -> Result<(), KeyProblem> {
+        Ok(())
+    }
+}
+
+/// The settings of a kind that has no keys of its own.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl KindSettings for NoSettings {}
+
+/// The names of the keys `S` reads.
+pub fn keys_of<S: KindSettings>() -> &'static [&'static str] {
+    serde_aux::serde_introspection::serde_introspect::<S>()
+}
+
+/// `p`'s own keys read as `S`, or the problem with them, naming the key and the keys this kind takes.
+pub fn settings<S: KindSettings>(p: &crate::config::Profile) -> Result<S, KeyProblem> {
+    let kind = &p.kind;
+    let keys = keys_of::<S>();
+    if let Some(unknown) = p.settings.keys().find(|k| !keys.contains(&k.as_str())) {
+        let known: Vec<&str> = crate::config::COMMON_KEYS.iter().chain(keys).copied().collect();
+        let guess = known
+            .iter()
+            .copied()
+            .max_by(|a, b| strsim::jaro_winkler(unknown, a).total_cmp(&strsim::jaro_winkler(unknown, b)));
+        let guess = guess
+            .filter(|g| strsim::jaro_winkler(unknown, g) > 0.8)
+            .map(|g| format!("did you mean {g}? "))
+            .unwrap_or_default();
+        let own = match keys.is_empty() {
+            true => "none".to_string(),
+            false => keys.join(", "),
+        };
+        return Err(KeyProblem::new(
+            unknown,
+            format!("a {kind} profile has no key {unknown:?}"),
+            format!(
+                "{guess}keys every profile takes: {}; a {kind} profile's own keys: {own}",
+                crate::config::COMMON_KEYS.join(", ")
+            ),
+        ));
+    }
+    let read =
+        |table: toml::Table| toml::Value::Table(table).try_into::<S>().map_err(|e| e.message().trim().to_string());
+    let read = read(p.settings.clone()).map_err(|text| {
+        // serde names a missing key but not the key of a wrong value: that one is the key whose absence changes
+        // the complaint.
+        let named = keys.iter().find(|k| text.contains(&format!("`{k}`"))).copied();
+        let culprit = || {
+            p.settings.keys().find(|k| {
+                let mut without = p.settings.clone();
+                without.remove(*k);
+                read(without).err().as_ref() != Some(&text)
+            })
+        };
+        let key = named.or_else(|| culprit().map(String::as_str)).unwrap_or("settings");
+        let (message, _) = crate::config::in_plain_words(&text);
+        KeyProblem::new(
+            key,
+            message,
+            format!("a {kind} profile's own keys: {}; the README's config section explains each", keys.join(", ")),
+        )
+    })?;
+    read.validate()?;
+    Ok(read)
+}
+
+/// `Kind::check` for a kind whose settings are `S`.
+pub fn check_settings<S: KindSettings>(p: &crate::config::Profile) -> Result<(), KeyProblem> {
+    settings::<S>(p).map(|_| ())
+}
+
+/// Every profile names a known kind and has what that kind needs; the error names the file, line, profile and key.
 pub fn check_config(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
     for (name, p) in &config.profiles {
         let Some(kind) = kind(&p.kind) else {
@@ -338,8 +427,7 @@ pub fn check_config(config: &crate::config::Config) -> Result<(), crate::config:
                 (format!("{:?} is not a known kind", p.kind), format!("use one of: {}", kind_names().join(", ")));
             return Err(crate::config::ConfigError::in_profile(config, name, "kind", message, hint));
         };
-        (kind.check)(p)
-            .map_err(|(key, message, hint)| crate::config::ConfigError::in_profile(config, name, key, message, hint))?;
+        (kind.check)(p).map_err(|k| crate::config::ConfigError::in_profile(config, name, &k.key, k.message, k.hint))?;
     }
     Ok(())
 }
@@ -449,5 +537,46 @@ mod tests {
         let e = checked("[profiles.t]\nkind = \"travis\"\nurl = \"https://h\"\n").unwrap_err();
         assert!(e.to_string().contains("[profiles.t] org_id"), "{e}");
         checked("[profiles.t]\nkind = \"travis\"\nurl = \"https://h\"\norg_id = \"89\"\n").expect("complete");
+    }
+
+    #[test]
+    fn a_key_of_another_kind_or_a_typo_names_its_line_and_the_keys_this_kind_takes() {
+        let e = checked("[profiles.g]\nkind = \"github\"\nurl = \"https://h\"\norg_id = \"89\"\n").unwrap_err();
+        assert!(e.to_string().contains("[profiles.g] org_id (line 4): a github profile has no key"), "{e}");
+        assert!(e.hint.contains("own keys: none") && e.hint.contains("token_env"), "{}", e.hint);
+        let e =
+            checked("[profiles.t]\nkind = \"transactionlink\"\nurl = \"https://h\"\nadmin_rol = \"x\"\n").unwrap_err();
+        assert!(e.hint.starts_with("did you mean admin_role?"), "{}", e.hint);
+        assert!(e.hint.contains("admin_role, member_role"), "{}", e.hint);
+        let e = checked("[profiles.g]\nkind = \"github\"\nurl = \"https://h/api/v3\"\ntokn_env = \"X\"\n").unwrap_err();
+        assert!(e.to_string().contains("/etc/steward.toml: [profiles.g] tokn_env (line 4)"), "{e}");
+        assert!(e.hint.starts_with("did you mean token_env?"), "{}", e.hint);
+        let e = checked("[profiles.t]\nkind = \"travis\"\nurl = \"https://h\"\norg_id = 89\n").unwrap_err();
+        assert!(
+            e.to_string().contains("[profiles.t] org_id (line 4): ") && e.to_string().contains("text in double quotes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_common_key_is_a_field_of_every_profile() {
+        let text = "[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new("c")).expect("parses");
+        let p = &config.profiles["x"];
+        assert!(p.settings.is_empty());
+        for key in crate::config::COMMON_KEYS {
+            let value = match *key {
+                "kind" | "url" | "token_env" | "token_cmd" | "token" | "ca_file" => "\"v\"",
+                "insecure" => "true",
+                "protected" => "[]",
+                "rate_limit" => "1.0",
+                _ => "1",
+            };
+            let text = format!("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\n{key} = {value}\n");
+            let text = text.replacen(&format!("{key} = \"v\"\n"), "", usize::from(*key == "kind" || *key == "url"));
+            let parsed: toml::Table = toml::from_str(&text).expect("toml");
+            let p: crate::config::Profile = parsed["profiles"]["x"].clone().try_into().expect("reads");
+            assert!(p.settings.is_empty(), "{key} landed in a kind's settings");
+        }
     }
 }

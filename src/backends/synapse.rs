@@ -19,7 +19,9 @@ pub const KIND: super::Kind = super::Kind {
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
     words: &[],
-    check: super::no_check,
+    check: super::check_settings::<super::NoSettings>,
+    keys: super::keys_of::<super::NoSettings>,
+    token_envs: &[],
     build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Synapse::new(client, profile))),
 };
 

@@ -5,7 +5,6 @@
 
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
-use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::SecretString;
@@ -28,11 +27,40 @@ pub const KIND: super::Kind = super::Kind {
         ("impersonate", ""),
         ("unimpersonate", ""),
     ],
-    check: super::no_check,
-    build: |client, profile, config, _extra_tokens| {
-        Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_profile(config)?)))
+    check: super::check_settings::<Settings>,
+    keys: super::keys_of::<Settings>,
+    token_envs: &[("session cookie", "session_cookie_env"), ("csrf", "csrf_token_env")],
+    build: |client, profile, _config, extra_tokens| {
+        Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_tokens(extra_tokens))))
     },
 };
+
+/// A terraform profile's own keys. Impersonation needs a browser session: the environment variables holding
+/// the `_atlas_session_data` cookie and the `X-CSRF-Token` of a signed-in site admin.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub session_cookie_env: Option<String>,
+    pub csrf_token_env: Option<String>,
+}
+
+impl super::KindSettings for Settings {
+    fn validate(&self) -> Result<(), super::KeyProblem> {
+        match (&self.session_cookie_env, &self.csrf_token_env) {
+            (Some(_), None) => Err(super::KeyProblem::new(
+                "csrf_token_env",
+                "a browser session needs its X-CSRF-Token too",
+                "set csrf_token_env, or remove session_cookie_env",
+            )),
+            (None, Some(_)) => Err(super::KeyProblem::new(
+                "session_cookie_env",
+                "a browser session needs its cookie too",
+                "set session_cookie_env, or remove csrf_token_env",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "Bearer ",
@@ -86,16 +114,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn from_profile(p: &Profile) -> Result<Option<Session>, ApiError> {
-        let (Some(cookie_env), Some(csrf_env)) = (&p.session_cookie_env, &p.csrf_token_env) else { return Ok(None) };
-        let read = |var: &str| {
-            std::env::var(var).map(crate::http::redact::loaded).map_err(|_| {
-                ApiError::invalid(format!("the environment variable {var} is not set")).with_hint(
-                    "export the _atlas_session_data cookie and X-CSRF-Token of a signed-in site admin, or remove session_cookie_env/csrf_token_env",
-                )
-            })
-        };
-        Ok(Some(Session { cookie: read(cookie_env)?, csrf: read(csrf_env)? }))
+    /// The session from the profile's `session cookie` and `csrf` credentials, when it names both.
+    pub fn from_tokens(tokens: Vec<(&'static str, SecretString)>) -> Option<Session> {
+        let take = |purpose: &str| tokens.iter().find(|(p, _)| *p == purpose).map(|(_, t)| t.clone());
+        take("session cookie").zip(take("csrf")).map(|(cookie, csrf)| Session { cookie, csrf })
     }
 }
 

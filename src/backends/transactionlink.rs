@@ -5,7 +5,6 @@
 
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
-use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
@@ -27,11 +26,35 @@ pub const KIND: super::Kind = super::Kind {
         ("update_profile", ""),
         ("roles", ""),
     ],
-    check: super::no_check,
+    check: super::check_settings::<Settings>,
+    keys: super::keys_of::<Settings>,
+    token_envs: &[],
     build: |client, profile, config, _extra_tokens| {
-        Ok(std::sync::Arc::new(TransactionLink::new(client, profile, config)))
+        let settings =
+            super::settings::<Settings>(config).map_err(|k| ApiError::invalid(format!("{}: {}", k.key, k.message)))?;
+        Ok(std::sync::Arc::new(TransactionLink::new(client, profile, settings)))
     },
 };
+
+/// A transactionlink profile's own keys: the role names `promote` and `demote` set.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_admin_role")]
+    pub admin_role: String,
+    #[serde(default = "default_member_role")]
+    pub member_role: String,
+}
+
+impl super::KindSettings for Settings {}
+
+fn default_admin_role() -> String {
+    "admin".into()
+}
+
+fn default_member_role() -> String {
+    "member".into()
+}
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "",
@@ -97,12 +120,12 @@ fn is_uuid(s: &str) -> bool {
 }
 
 impl TransactionLink {
-    pub fn new(http: HttpClient, profile: &str, config: &Profile) -> Self {
+    pub fn new(http: HttpClient, profile: &str, settings: Settings) -> Self {
         TransactionLink {
             http,
             profile: profile.to_string(),
-            admin_role: config.admin_role.clone().unwrap_or_else(|| "admin".into()),
-            member_role: config.member_role.clone().unwrap_or_else(|| "member".into()),
+            admin_role: settings.admin_role,
+            member_role: settings.member_role,
             roles: tokio::sync::OnceCell::new(),
             seen: Mutex::new(HashMap::new()),
         }

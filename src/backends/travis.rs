@@ -7,7 +7,6 @@
 
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
-use crate::config::Profile;
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::{ExposeSecret, SecretString};
@@ -22,25 +21,55 @@ pub const KIND: super::Kind = super::Kind {
     supported: SUPPORTED,
     client: CLIENT_SHAPE,
     words: &[("user_activity", "activity")],
-    check: |p| match p.org_id.as_deref().is_none_or(|o| o.trim().is_empty()) {
-        true => Err((
-            "org_id",
-            "a travis profile needs the organization id its tokens belong to".into(),
-            "org_id = \"89\" (Travis admin-v2 → Organization)",
-        )),
-        false => Ok(()),
-    },
+    check: super::check_settings::<Settings>,
+    keys: super::keys_of::<Settings>,
+    token_envs: &[
+        ("activity", "activity_token_env"),
+        ("suspend", "suspend_token_env"),
+        ("internal", "internal_token_env"),
+    ],
     build: |client, profile, config, extra_tokens| {
-        Ok(std::sync::Arc::new(Travis::new(client, profile, config, extra_tokens)?))
+        let settings =
+            super::settings::<Settings>(config).map_err(|k| ApiError::invalid(format!("{}: {}", k.key, k.message)))?;
+        Ok(std::sync::Arc::new(Travis::new(client, profile, settings, extra_tokens)))
     },
 };
+
+/// A travis profile's own keys. Organization tokens carry one permission each, so a profile may name one for
+/// `activity` and one for `suspend` (each defaults to token_env/token_cmd), and the internal app credential
+/// (`app_name:token`) for the instance-wide `/users/suspend`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The organization the tokens belong to.
+    pub org_id: String,
+    pub activity_token_env: Option<String>,
+    pub suspend_token_env: Option<String>,
+    pub internal_token_env: Option<String>,
+}
+
+impl super::KindSettings for Settings {
+    fn validate(&self) -> Result<(), super::KeyProblem> {
+        match self.org_id.trim().is_empty() {
+            true => Err(super::KeyProblem::new(
+                "org_id",
+                "a travis profile needs the organization id its tokens belong to",
+                "org_id = \"89\" (Travis admin-v2 → Organization)",
+            )),
+            false => Ok(()),
+        }
+    }
+}
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "org.token ",
     default_headers: &[("accept", "application/json"), ("travis-api-version", "3")],
     content_type: "application/json",
     error_message,
-    token_value: with_org_id,
+    token_value: |p, token| match super::settings::<Settings>(p) {
+        Ok(s) => with_org_id(&s.org_id, token),
+        Err(_) => token,
+    },
     // TCIE runs without travis-ci.com's throttles, but a small server deserves care (≤ 1.5 POST/s advised).
     default_rate_limit: Some(5.0),
 };
@@ -52,12 +81,11 @@ const BATCH: usize = 100;
 const PAGE: usize = 100;
 
 /// `org.token` wants `ORG_ID:SECRET`; a profile may hold only the secret.
-fn with_org_id(profile: &Profile, token: SecretString) -> SecretString {
-    match &profile.org_id {
-        Some(org) if !token.expose_secret().contains(':') => {
-            SecretString::from(format!("{org}:{}", token.expose_secret()))
-        }
-        _ => token,
+/// Travis takes an organization token as `org_id:secret`; a token that already has its prefix is left alone.
+fn with_org_id(org_id: &str, token: SecretString) -> SecretString {
+    match token.expose_secret().contains(':') {
+        false => SecretString::from(format!("{org_id}:{}", token.expose_secret())),
+        true => token,
     }
 }
 
@@ -91,20 +119,20 @@ impl Travis {
     pub fn new(
         http: HttpClient,
         profile: &str,
-        config: &Profile,
+        settings: Settings,
         extra_tokens: Vec<(&'static str, SecretString)>,
-    ) -> Result<Self, ApiError> {
-        let org = config.org_id.clone().ok_or_else(|| ApiError::invalid(format!("profile {profile} needs org_id")))?;
+    ) -> Self {
         let take = |purpose: &str| extra_tokens.iter().find(|(p, _)| *p == purpose).map(|(_, t)| t.clone());
-        Ok(Travis {
+        let org = settings.org_id;
+        Travis {
             http,
             profile: profile.to_string(),
-            org,
-            activity_token: take("activity").map(|t| with_org_id(config, t)),
-            suspend_token: take("suspend").map(|t| with_org_id(config, t)),
+            activity_token: take("activity").map(|t| with_org_id(&org, t)),
+            suspend_token: take("suspend").map(|t| with_org_id(&org, t)),
             internal_token: take("internal"),
+            org,
             listing: tokio::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// The request with the token that has the permission it needs (when the profile names one).

@@ -117,16 +117,8 @@ fn tokens(p: &crate::config::Profile) -> String {
         Some(var) => format!("env:{var} ({})", state(var)),
         None => p.token_source(),
     }];
-    for (purpose, var) in [
-        ("activity", &p.activity_token_env),
-        ("suspend", &p.suspend_token_env),
-        ("internal", &p.internal_token_env),
-        ("session cookie", &p.session_cookie_env),
-        ("csrf", &p.csrf_token_env),
-    ] {
-        if let Some(var) = var {
-            out.push(format!("{purpose}: env:{var} ({})", state(var)));
-        }
+    for (purpose, _, var) in crate::connections::token_vars(p) {
+        out.push(format!("{purpose}: env:{var} ({})", state(var)));
     }
     out.join(", ")
 }
