@@ -45,7 +45,8 @@ impl ErrorKind {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
             404 | 410 => ErrorKind::NotFound,
-            409 | 422 => ErrorKind::Conflict,
+            // 412: the resource changed since it was read (an If-Match that no longer holds).
+            409 | 412 | 422 => ErrorKind::Conflict,
             429 => ErrorKind::RateLimited,
             400..=499 => ErrorKind::Invalid,
             _ => ErrorKind::Unavailable,

@@ -3,6 +3,7 @@
 
 pub mod github;
 pub mod model;
+pub mod scim;
 pub mod synapse;
 pub mod terraform;
 pub mod transactionlink;
@@ -41,6 +42,9 @@ pub enum Op {
     SetRole,
     UpdateProfile,
     Roles,
+    ListGroups,
+    AddToGroup,
+    RemoveFromGroup,
     Api,
 }
 
@@ -70,6 +74,9 @@ impl Op {
         Op::SetRole,
         Op::UpdateProfile,
         Op::Roles,
+        Op::ListGroups,
+        Op::AddToGroup,
+        Op::RemoveFromGroup,
         Op::Api,
     ];
 
@@ -99,6 +106,9 @@ impl Op {
             Op::SetRole => "set_role",
             Op::UpdateProfile => "update_profile",
             Op::Roles => "roles",
+            Op::ListGroups => "list_groups",
+            Op::AddToGroup => "add_to_group",
+            Op::RemoveFromGroup => "remove_from_group",
             Op::Api => "api",
         }
     }
@@ -110,9 +120,15 @@ impl Op {
     /// Changes state on the service (needs a durable intent, is skipped in dry run).
     pub fn is_mutation(self, params: &Value) -> bool {
         match self {
-            Op::Whoami | Op::ListUsers | Op::GetUser | Op::ListKeys | Op::ListTokens | Op::RateLimit | Op::Activity => {
-                false
-            }
+            Op::Whoami
+            | Op::ListUsers
+            | Op::GetUser
+            | Op::ListKeys
+            | Op::ListTokens
+            | Op::RateLimit
+            | Op::Activity
+            | Op::Roles
+            | Op::ListGroups => false,
             Op::Api => !api_method(params).eq_ignore_ascii_case("GET"),
             _ => true,
         }
@@ -121,7 +137,12 @@ impl Op {
     /// Destroys something or takes a privilege away: asks for confirmation unless `--yes`.
     pub fn is_destructive(self, params: &Value) -> bool {
         match self {
-            Op::DeleteUser | Op::Demote | Op::DeleteImpersonationToken | Op::DeleteKey | Op::DeleteToken => true,
+            Op::DeleteUser
+            | Op::Demote
+            | Op::RemoveFromGroup
+            | Op::DeleteImpersonationToken
+            | Op::DeleteKey
+            | Op::DeleteToken => true,
             Op::Api => api_method(params).eq_ignore_ascii_case("DELETE"),
             _ => false,
         }
@@ -134,6 +155,7 @@ impl Op {
             self,
             Op::Suspend
                 | Op::Demote
+                | Op::RemoveFromGroup
                 | Op::DeleteUser
                 | Op::RenameUser
                 | Op::SetRole
@@ -233,8 +255,9 @@ pub trait Backend: Send + Sync {
         &["login", "username", "user", "id", "user_id", "vcs_id"]
     }
 
-    /// How many targets of `op` one request may carry, for services with native bulk endpoints (Travis).
-    fn batch_size(&self, _op: Op) -> Option<usize> {
+    /// How many targets of `op` one request may carry, for services with native bulk endpoints (Travis, a SCIM
+    /// server announcing `/Bulk`: asked of the server, hence async).
+    async fn batch_size(&self, _op: Op) -> Option<usize> {
         None
     }
 
@@ -441,7 +464,8 @@ pub type BuildFn = fn(
 ) -> Result<Arc<dyn Backend>, ApiError>;
 
 /// Every kind of service steward speaks to.
-pub const ALL: &[&Kind] = &[&github::KIND, &terraform::KIND, &transactionlink::KIND, &travis::KIND, &synapse::KIND];
+pub const ALL: &[&Kind] =
+    &[&github::KIND, &terraform::KIND, &transactionlink::KIND, &travis::KIND, &synapse::KIND, &scim::KIND];
 
 /// The kind a profile names, if steward knows it.
 pub fn kind(name: &str) -> Option<&'static Kind> {

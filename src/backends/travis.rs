@@ -368,7 +368,7 @@ impl Backend for Travis {
         &["id", "user_id", "vcs_id"]
     }
 
-    fn batch_size(&self, op: Op) -> Option<usize> {
+    async fn batch_size(&self, op: Op) -> Option<usize> {
         matches!(op, Op::Suspend | Op::Unsuspend).then_some(BATCH)
     }
 

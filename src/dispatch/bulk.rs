@@ -214,7 +214,7 @@ impl Dispatcher {
                 self.record(decided_events).await.map_err(fail)?;
             }
             let job = Job { conn, op, items: &items, params: &params, progress: progress.as_ref() };
-            let done = match conn.backend.batch_size(op) {
+            let done = match conn.backend.batch_size(op).await {
                 Some(size) => self.send_in_batches(&job, &todo, size).await,
                 None => self.send_each(&job, &todo, &failing).await,
             };

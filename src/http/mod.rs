@@ -61,11 +61,20 @@ pub struct Request {
     pub body: Option<Value>,
     /// Headers that carry secrets for this request only (a session cookie); marked sensitive, never logged.
     pub secret_headers: Vec<(&'static str, SecretString)>,
+    /// Headers for this request only that hold no secret (`If-Match`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Request {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request { method, path: path.into(), query: Vec::new(), body: None, secret_headers: Vec::new() }
+        Request {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            secret_headers: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn query(mut self, key: &str, value: impl ToString) -> Self {
@@ -83,6 +92,11 @@ impl Request {
     pub fn secret_header(mut self, name: &'static str, value: SecretString) -> Self {
         redact::remember(value.expose_secret());
         self.secret_headers.push((name, value));
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -231,6 +245,12 @@ impl HttpClient {
             value.set_sensitive(true);
             builder = builder.header(*name, value);
         }
+        for (name, value) in &req.headers {
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                ApiError::invalid(format!("the {name} value holds characters an HTTP header cannot carry"))
+            })?;
+            builder = builder.header(*name, value);
+        }
         builder = match &req.body {
             Some(body) => builder.header(CONTENT_TYPE, self.content_type).body(body.to_string()),
             // GitHub asks for an explicit zero length on body-less PUTs.
@@ -355,8 +375,9 @@ impl HttpClient {
             let resp = self.send(&req).await?;
             walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
             let link = resp.header("link").map(str::to_string);
+            let current = paging.param().and_then(|p| req.query.iter().find(|(k, _)| k == p)).map(|(_, v)| v.as_str());
             let page = paging
-                .read(link.as_deref(), resp.body)
+                .read(link.as_deref(), current, resp.body)
                 .map_err(|m| ApiError::invalid(format!("{} {}: {m}", req.method, req.path)).with_status(resp.status))?;
             walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
             // An empty page ends a listing whatever it says next: no service pages past its last item.

@@ -17,6 +17,10 @@ pub enum Paging {
     /// Zero-based page numbers in `param`, with this page's number and the page count in the body (Spring's
     /// `number` / `totalPages`: TransactionLink).
     PageOfTotal { param: &'static str, items: &'static str, number: &'static str, total: &'static str },
+    /// One-based item offsets in `param`, with this page's offset and the total count in the body: the next page
+    /// starts after this page's items, until the total is reached (SCIM's `startIndex` / `totalResults`, RFC 7644
+    /// §3.4.2.4; a server may send fewer items than asked for, so the count is what came).
+    StartIndex { param: &'static str, items: &'static str, start: &'static str, total: &'static str },
 }
 
 /// What one listing may hold, so a server that never stops naming pages (or sends huge ones) cannot exhaust
@@ -53,8 +57,19 @@ pub enum Next {
 }
 
 impl Paging {
-    /// Reads one page's answer: its items and where the next page is.
-    pub fn read(&self, link_header: Option<&str>, body: Value) -> Result<Page, String> {
+    /// The query parameter this strategy moves from page to page, if it uses one.
+    pub fn param(&self) -> Option<&'static str> {
+        match *self {
+            Paging::LinkHeader => None,
+            Paging::Cursor { param, .. } | Paging::PageOfTotal { param, .. } | Paging::StartIndex { param, .. } => {
+                Some(param)
+            }
+        }
+    }
+
+    /// Reads one page's answer: its items and where the next page is. `current`: the value of `param()` in the
+    /// request that fetched it.
+    pub fn read(&self, link_header: Option<&str>, current: Option<&str>, body: Value) -> Result<Page, String> {
         let items_at = |body: &mut Value, pointer: &str| -> Result<Vec<Value>, String> {
             match body.pointer_mut(pointer).map(Value::take) {
                 Some(Value::Array(items)) => Ok(items),
@@ -82,6 +97,16 @@ impl Paging {
                 let pages = body.pointer(total).and_then(Value::as_u64).unwrap_or(0);
                 let next = this.filter(|n| n + 1 < pages).map(|n| Next::Param(param, (n + 1).to_string()));
                 Ok(Page { items: items_at(&mut body, items)?, next })
+            }
+            Paging::StartIndex { param, items, start, total } => {
+                let mut body = body;
+                let asked = current.and_then(|c| c.parse::<u64>().ok()).unwrap_or(1);
+                let this = body.pointer(start).and_then(Value::as_u64).unwrap_or(asked).max(1);
+                let total = body.pointer(total).and_then(Value::as_u64);
+                let items = items_at(&mut body, items)?;
+                let after = this.saturating_add(items.len() as u64);
+                let next = total.filter(|t| after <= *t).map(|_| Next::Param(param, after.to_string()));
+                Ok(Page { items, next })
             }
         }
     }
@@ -185,33 +210,61 @@ mod tests {
 
     #[test]
     fn each_strategy_reads_its_items_and_next_page() {
-        let link = Paging::LinkHeader.read(Some("<https://h/u?page=2>; rel=\"next\""), json!([1, 2])).unwrap();
+        let link = Paging::LinkHeader.read(Some("<https://h/u?page=2>; rel=\"next\""), None, json!([1, 2])).unwrap();
         assert_eq!(link, Page { items: vec![json!(1), json!(2)], next: Some(Next::Url("https://h/u?page=2".into())) });
 
         let tfe = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
-        let page = tfe.read(None, json!({"data": [{"id": "u"}], "meta": {"pagination": {"next-page": 3}}})).unwrap();
+        let page =
+            tfe.read(None, None, json!({"data": [{"id": "u"}], "meta": {"pagination": {"next-page": 3}}})).unwrap();
         assert_eq!(page.next, Some(Next::Param("page[number]", "3".into())));
         assert_eq!(page.items.len(), 1);
-        let last = tfe.read(None, json!({"data": [], "meta": {"pagination": {"next-page": null}}})).unwrap();
+        let last = tfe.read(None, None, json!({"data": [], "meta": {"pagination": {"next-page": null}}})).unwrap();
         assert_eq!(last.next, None);
 
         let synapse = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
-        let page = synapse.read(None, json!({"users": [], "next_token": "100"})).unwrap();
+        let page = synapse.read(None, None, json!({"users": [], "next_token": "100"})).unwrap();
         assert_eq!(page.next, Some(Next::Param("from", "100".into())));
 
         let tl = Paging::PageOfTotal { param: "page", items: "/content", number: "/number", total: "/totalPages" };
         assert_eq!(
-            tl.read(None, json!({"content": [1], "number": 0, "totalPages": 2})).unwrap().next,
+            tl.read(None, None, json!({"content": [1], "number": 0, "totalPages": 2})).unwrap().next,
             Some(Next::Param("page", "1".into()))
         );
-        assert_eq!(tl.read(None, json!({"content": [1], "number": 1, "totalPages": 2})).unwrap().next, None);
+        assert_eq!(tl.read(None, None, json!({"content": [1], "number": 1, "totalPages": 2})).unwrap().next, None);
+
+        let scim = Paging::StartIndex {
+            param: "startIndex",
+            items: "/Resources",
+            start: "/startIndex",
+            total: "/totalResults",
+        };
+        let page = |start: Option<u64>, n: usize, total: u64| {
+            let mut body = json!({"Resources": vec![json!({}); n], "totalResults": total});
+            if let Some(s) = start {
+                body["startIndex"] = json!(s);
+            }
+            body
+        };
+        // A server capping the page below what was asked: the next page starts after what came.
+        assert_eq!(
+            scim.read(None, None, page(Some(1), 50, 120)).unwrap().next,
+            Some(Next::Param("startIndex", "51".into()))
+        );
+        assert_eq!(scim.read(None, Some("101"), page(Some(101), 20, 120)).unwrap().next, None);
+        // Without startIndex in the answer, the request's own offset counts.
+        assert_eq!(
+            scim.read(None, Some("51"), page(None, 50, 120)).unwrap().next,
+            Some(Next::Param("startIndex", "101".into()))
+        );
+        // Without totalResults, nothing says there is more.
+        assert_eq!(scim.read(None, None, json!({"Resources": [{}]})).unwrap().next, None);
     }
 
     #[test]
     fn items_of_the_wrong_type_are_an_error_not_an_empty_list() {
-        assert!(Paging::LinkHeader.read(None, json!({"message": "hi"})).is_err());
+        assert!(Paging::LinkHeader.read(None, None, json!({"message": "hi"})).is_err());
         let synapse = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
-        assert!(synapse.read(None, json!({"users": "all of them"})).is_err());
+        assert!(synapse.read(None, None, json!({"users": "all of them"})).is_err());
     }
 
     #[test]

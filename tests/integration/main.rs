@@ -14,6 +14,7 @@ mod transactionlink;
 // Travis CI Enterprise against the sandbox: activity, one-permission tokens, chunked bulk suspension.
 mod travis;
 // A real Matrix Synapse homeserver: every verb, bulk suspension, activity, errors.
+mod scim;
 mod synapse;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;

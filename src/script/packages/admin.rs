@@ -46,6 +46,9 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "set_role", signature: "h.set_role(id, role)", summary: "Gives a TransactionLink user an organization role, by role id or name (see roles()).", example: r#"connect("transactionlink").set_role("tluser0004@example.com", "admin")"#, method: true },
     FnDoc { name: "update_profile", signature: "h.update_profile(id, #{first_name, last_name, title})", summary: "Changes a TransactionLink user's profile fields.", example: r#"connect("transactionlink").update_profile("tluser0005@example.com", #{title: "Lead"})"#, method: true },
     FnDoc { name: "roles", signature: "h.roles()", summary: "The organization's roles (id, name) on TransactionLink.", example: r#"connect("transactionlink").roles()"#, method: true },
+    FnDoc { name: "list_groups", signature: "h.list_groups()", summary: "Every group (id, name, member count; raw has the members), where the service has groups (SCIM).", example: r#"let kind = (); try { connect("github").list_groups(); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "add_to_group", signature: "h.add_to_group(user, group)", summary: "Adds a user to a group (by its displayName or id), where the service has groups (SCIM).", example: r#"let kind = (); try { connect("github").add_to_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "remove_from_group", signature: "h.remove_from_group(user, group)", summary: "Removes a user from a group; asks first unless --yes, and never touches a protected account or your own.", example: r#"let kind = (); try { connect("github").remove_from_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 
@@ -75,6 +78,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         ("list_tokens", Op::ListTokens),
         ("rate_limit", Op::RateLimit),
         ("activity", Op::Activity),
+        ("list_groups", Op::ListGroups),
     ] {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle| h.perform(&handle.conn, op, None, Value::Null));
@@ -124,6 +128,15 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             h.perform(&handle.conn, Op::UpdateProfile, Some(target_text(&target)?), to_json(&fields.into())?)
         },
     );
+    for op in [Op::AddToGroup, Op::RemoveFromGroup] {
+        let h = host.clone();
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
+                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
+            },
+        );
+    }
     let h = host.clone();
     engine.register_fn("roles", move |handle: &mut Handle| -> ScriptResult<Dynamic> {
         own_word(handle, "roles")?;

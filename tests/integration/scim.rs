@@ -1,0 +1,349 @@
+//! The scim kind against real SCIM 2.0 servers (scim2-server from PyPI, `tests/servers/start-scim.sh`): one that
+//! announces PATCH, /Bulk and ETags, one that announces none of them. Each test works in a tenant of its own.
+
+use crate::util::{Env, Run};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+struct Servers {
+    full: String,
+    minimal: String,
+    token: String,
+}
+
+/// The running servers: from `.ci/run` (SCIM_BASE_URL, SCIM_MINIMAL_URL, SCIM_TOKEN) or started here, once.
+fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let var = |k: &str| std::env::var(k).ok();
+        if let (Some(full), Some(minimal), Some(token)) = (var("SCIM_BASE_URL"), var("SCIM_MINIMAL_URL"), var("SCIM_TOKEN")) {
+            return Servers { full, minimal, token };
+        }
+        let script = crate::util::repo().join("tests/servers/start-scim.sh");
+        let out = std::process::Command::new("bash").arg(&script).arg("start").output().expect("bash runs");
+        assert!(
+            out.status.success(),
+            "the SCIM servers did not start. They need python3 >= 3.10 with venv and pip (scim2-server is installed into ~/.cache/steward-tests/scim-venv);\nrun `bash tests/servers/start-scim.sh start` to see why.\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |name: &str| {
+            text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {text}")).to_string()
+        };
+        Servers { full: field("SCIM_BASE_URL"), minimal: field("SCIM_MINIMAL_URL"), token: field("SCIM_TOKEN") }
+    })
+}
+
+/// A tenant name unique to one test and one run.
+fn tenant(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}{}x{nanos:x}", std::process::id())
+}
+
+/// An environment whose default profile `scim` is a fresh tenant on `base`, with `extra` profile keys.
+fn env_on(base: &str, extra: &str) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"scim\"\nmax_changes = 100000\n[profiles.scim]\nkind = \"scim\"\nurl = \"{base}/{}\"\ntoken_env = \"SCIM_TOKEN\"\nconcurrency = 4\nadmin_group = \"admins\"\nidentity = \"root\"\nprotected = [\"boss\"]\n{extra}",
+        tenant("t")
+    ));
+    env
+}
+
+fn run(env: &Env, args: &[&str]) -> Run {
+    let mut cmd = env.cmd();
+    cmd.env("SCIM_TOKEN", &servers().token).args(args);
+    Run::of(cmd)
+}
+
+fn eval(env: &Env, expr: &str) -> Value {
+    let r = run(env, &["--yes", "--format", "json", "eval", expr]).success();
+    serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
+}
+
+/// Seeds the tenant: root, boss (protected), the admins group and `n` users `u0000…` with emails and
+/// externalIds, through `api()` (one /Bulk request where the server has it, else one POST each).
+fn seed(env: &Env, n: usize) {
+    let logins: Vec<String> =
+        ["root".to_string(), "boss".to_string()].into_iter().chain((0..n).map(|i| format!("u{i:04}"))).collect();
+    let user = |login: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": login, "active": true,
+               "externalId": format!("ext-{login}"), "name": {"formatted": format!("Person {login}")},
+               "emails": [{"value": format!("{login}@example.com"), "primary": true}]})
+    };
+    let group =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "admins", "members": []});
+    // Rhai reads JSON once `#` marks the maps (no value here holds a brace).
+    let rhai = |v: &Value| v.to_string().replace('{', "#{");
+    let on_minimal = std::fs::read_to_string(env.path("config.toml")).unwrap().contains(&servers().minimal);
+    let script = match on_minimal {
+        false => {
+            let mut ops: Vec<Value> = logins
+                .iter()
+                .enumerate()
+                .map(|(i, l)| json!({"method": "POST", "path": "/Users", "bulkId": format!("c{i}"), "data": user(l)}))
+                .collect();
+            ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": "g", "data": group}));
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
+            format!("connect().api(\"POST\", \"Bulk\", {}).Operations.len()", rhai(&body))
+        }
+        true => {
+            let users: Vec<Value> = logins.iter().map(|l| user(l)).collect();
+            format!(
+                "let h = connect(); for u in {} {{ h.api(\"POST\", \"Users\", u); }} h.api(\"POST\", \"Groups\", {}); {}",
+                rhai(&Value::Array(users)),
+                rhai(&group),
+                logins.len() + 1
+            )
+        }
+    };
+    env.write("seed.rhai", &script);
+    run(env, &["--yes", "run", "seed.rhai"]).success();
+    let listed = eval(env, "connect().list_users().len()");
+    assert_eq!(listed, json!(n + 2), "seeded");
+}
+
+#[test]
+fn every_verb_against_a_real_scim_server() {
+    let env = env_on(&servers().full, "page_size = 10\n");
+    seed(&env, 25);
+    // Listing pages through startIndex/count: 27 users at 10 a page.
+    assert_eq!(eval(&env, "connect().list_users().len()"), 27);
+    let u = eval(&env, r#"connect().get_user("u0003")"#);
+    assert_eq!(
+        (u["login"].clone(), u["email"].clone(), u["name"].clone()),
+        (json!("u0003"), json!("u0003@example.com"), json!("Person u0003"))
+    );
+    assert_eq!(
+        (u["suspended"].clone(), u["admin"].clone(), u["kind"].clone()),
+        (json!(false), json!(false), json!("scim"))
+    );
+    // The same account by its email, its externalId (any case) and its SCIM id.
+    let id = u["id"].as_str().unwrap().to_string();
+    for name in ["U0003@EXAMPLE.COM", "ext-u0003", id.as_str()] {
+        assert_eq!(eval(&env, &format!(r#"connect().get_user("{name}").id"#)), json!(id), "{name}");
+    }
+    assert_eq!(eval(&env, "connect().whoami().login"), "root");
+
+    eval(&env, r#"let s = connect(); s.suspend("u0003@example.com", #{reason: "left"}); s.promote("ext-u0004")"#);
+    assert_eq!(eval(&env, r#"connect().get_user("u0003").suspended"#), true);
+    assert_eq!(eval(&env, r#"connect().get_user("u0004").admin"#), true);
+    // Filters: steward's keys and a SCIM filter passed through.
+    assert_eq!(eval(&env, r#"connect().list_users(#{suspended: true}).map(|u| u.login)"#), json!(["u0003"]));
+    assert_eq!(eval(&env, r#"connect().list_users(#{admin: true}).map(|u| u.login)"#), json!(["u0004"]));
+    assert_eq!(eval(&env, r#"connect().list_users(#{email: "u0005@example.com"}).len()"#), 1);
+    assert_eq!(eval(&env, r#"connect().list_users(#{q: "u001"}).len()"#), 10);
+    assert_eq!(
+        eval(&env, r#"connect().list_users(#{filter: "externalId eq \"ext-u0007\""}).map(|u| u.login)"#),
+        json!(["u0007"])
+    );
+    run(&env, &["eval", r#"connect().list_users(#{colour: "red"})"#])
+        .code(1)
+        .stderr_has("not a filter of a scim profile");
+
+    eval(&env, r#"let s = connect(); s.unsuspend("u0003"); s.demote("u0004")"#);
+    let u = eval(&env, r#"connect().get_user("u0003")"#);
+    assert_eq!(
+        (u["suspended"].clone(), eval(&env, r#"connect().get_user("u0004").admin"#)),
+        (json!(false), json!(false))
+    );
+
+    // Groups and their members.
+    eval(
+        &env,
+        r#"connect().api("POST", "Groups", #{schemas: ["urn:ietf:params:scim:schemas:core:2.0:Group"], displayName: "eng"})"#,
+    );
+    eval(&env, r#"let s = connect(); s.add_to_group("u0001", "eng"); s.add_to_group("u0002@example.com", "eng")"#);
+    let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
+    assert!(groups.as_array().unwrap().contains(&json!("eng:2")), "{groups}");
+    eval(&env, r#"connect().remove_from_group("u0001", "eng")"#);
+    let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
+    assert!(groups.as_array().unwrap().contains(&json!("eng:1")), "{groups}");
+
+    let created = eval(
+        &env,
+        r#"connect().create_user(#{login: "newbie", email: "newbie@example.com", name: "New B", external_id: "ext-new"})"#,
+    );
+    assert_eq!((created["login"].clone(), created["http_status"].clone()), (json!("newbie"), json!(201)));
+    eval(&env, r#"connect().delete_user("newbie")"#);
+    run(&env, &["eval", r#"connect().get_user("newbie")"#]).code(1).stderr_has("no user \"newbie\"");
+
+    // activity says what SCIM can tell: when each record last changed.
+    let act = eval(&env, r#"connect().activity(#{since: "7d", status: "active"})"#);
+    assert_eq!(act.as_array().unwrap().len(), 27, "every record here changed today");
+    assert!(act[0]["activity_means"].as_str().unwrap().contains("lastModified"), "{}", act[0]);
+
+    // Every change is in the audit log with its outcome, and the token is not.
+    for op in
+        ["suspend", "unsuspend", "promote", "demote", "delete_user", "create_user", "add_to_group", "remove_from_group"]
+    {
+        let rows = env_rows(&env, op);
+        assert!(rows.iter().any(|r| r["phase"] == "outcome" && r["status"] == "ok"), "{op}: {rows:?}");
+    }
+    let export = run(&env, &["audit", "export"]).success();
+    assert!(!export.stdout.contains(&servers().token), "the token reached the audit log");
+}
+
+fn env_rows(env: &Env, op: &str) -> Vec<Value> {
+    let r = run(env, &["--format", "json", "audit", "list", "--all", "--op", op]).success();
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn unknown_users_and_bad_tokens_are_named() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 1);
+    run(&env, &["eval", r#"connect().suspend("ghost", #{reason: "x"})"#]).code(1).stderr_has("no user \"ghost\"");
+    let kind = eval(&env, r#"let k = (); try { connect().get_user("ghost") } catch (e) { k = e.kind } k"#);
+    assert_eq!(kind, "not_found");
+    let mut cmd = env.cmd();
+    cmd.env("SCIM_TOKEN", "not-the-token").args(["eval", r#"connect().list_users()"#]);
+    let r = Run::of(cmd).code(1).stderr_has("401");
+    assert!(r.stderr.contains("token"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not-the-token"), "the token was echoed: {}", r.stderr);
+}
+
+#[test]
+fn protected_accounts_are_refused_by_every_name_on_every_path() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 3);
+    let boss_id = eval(&env, r#"connect().get_user("boss").id"#);
+    let boss_id = boss_id.as_str().unwrap();
+    for target in ["boss", "BOSS", "boss@example.com", "Boss@Example.COM", "ext-boss", boss_id] {
+        for verb in ["suspend", "demote", "delete_user"] {
+            run(&env, &["--yes", "eval", &format!(r#"connect().{verb}("{target}")"#)]).code(1).stderr_has("protected");
+        }
+        run(&env, &["--yes", "eval", &format!(r#"connect().remove_from_group("{target}", "admins")"#)])
+            .code(1)
+            .stderr_has("protected");
+    }
+    // The token's configured identity is guarded too.
+    run(&env, &["--yes", "eval", r#"connect().suspend("root@example.com")"#]).code(1).stderr_has("token belongs to");
+    let bulk = eval(
+        &env,
+        &format!(
+            r#"connect().suspend_all(["boss@example.com", "{boss_id}", "u0001"], #{{reason: "x"}}).map(|r| r.status)"#
+        ),
+    );
+    assert_eq!(bulk, json!(["skipped", "skipped", "ok"]));
+    assert_eq!(eval(&env, r#"connect().get_user("boss").suspended"#), false);
+}
+
+/// Several hundred users in one job, through /Bulk and without it: one intent and one outcome per user, undone
+/// whole by `undo`.
+#[test]
+fn a_bulk_job_of_hundreds_with_and_without_the_bulk_endpoint() {
+    for (label, base, extra) in [
+        ("/Bulk", servers().full.as_str(), ""),
+        ("fan-out", servers().full.as_str(), "bulk = false\n"),
+        ("PUT, no ETags", servers().minimal.as_str(), ""),
+    ] {
+        let env = env_on(base, extra);
+        seed(&env, 300);
+        let n = 300;
+        let statuses = eval(
+            &env,
+            &format!(
+                r#"let ids = []; for i in 0..{n} {{ ids.push(`u${{if i < 10 {{ "000" }} else if i < 100 {{ "00" }} else {{ "0" }}}}${{i}}`); }} ids.push("boss"); connect().suspend_all(ids, #{{reason: "offboarding"}}).map(|r| r.status)"#
+            ),
+        );
+        let statuses = statuses.as_array().unwrap_or_else(|| panic!("{label}: {statuses}"));
+        assert_eq!(statuses.iter().filter(|s| *s == "ok").count(), n, "{label}: {statuses:?}");
+        assert_eq!(statuses.last(), Some(&json!("skipped")), "{label}");
+        assert_eq!(eval(&env, "connect().list_users(#{suspended: true}).len()"), json!(n), "{label}");
+        let rows = env_rows(&env, "suspend");
+        let intents = rows.iter().filter(|r| r["phase"] == "intent").count();
+        let outcomes = rows.iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count();
+        assert_eq!((intents, outcomes), (n, n), "{label}");
+        // A second run finds them all suspended already.
+        let again = eval(&env, r#"connect().suspend_all(["u0000", "u0001"], #{reason: "again"}).map(|r| r.status)"#);
+        assert_eq!(again, json!(["noop", "noop"]), "{label}");
+        let runs = run(&env, &["--format", "json", "runs"]).success();
+        let first: Value = serde_json::from_str(&runs.stdout).unwrap();
+        let job = first
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["outcomes"].as_str().is_some_and(|o| o.contains(&format!("ok {n}"))))
+            .unwrap_or_else(|| panic!("{label}: {first}"));
+        let job = job["run"].to_string();
+        run(&env, &["--yes", "undo", &job]).success();
+        assert_eq!(eval(&env, "connect().list_users(#{suspended: true}).len()"), json!(0), "{label}: undo");
+        run(&env, &["audit", "verify"]).success();
+    }
+}
+
+/// A change to a user made by someone else after steward read it is refused by the server (If-Match), not
+/// overwritten; steward says what happened.
+#[test]
+fn a_concurrent_change_is_a_conflict_not_a_lost_update() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 2);
+    // get_user reads u0001 (and its version); another client then changes it; the delete that follows is
+    // refused because the version steward saw is gone.
+    let r = run(
+        &env,
+        &[
+            "--yes",
+            "eval",
+            r#"let h = connect(); let u = h.get_user("u0001");
+               h.api("PATCH", `Users/${u.id}`, #{schemas: ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], Operations: [#{op: "replace", path: "name.formatted", value: "changed elsewhere"}]});
+               h.delete_user("u0001")"#,
+        ],
+    )
+    .code(1);
+    assert!(r.stderr.contains("changed on the server after steward read it"), "{}", r.stderr);
+    assert!(r.stderr.contains("conflict") || r.stderr.contains("412"), "{}", r.stderr);
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").name"#), "changed elsewhere", "the user is still there");
+    // Read again, the delete goes through.
+    eval(&env, r#"let h = connect(); h.get_user("u0001"); h.delete_user("u0001")"#);
+    run(&env, &["eval", r#"connect().get_user("u0001")"#]).code(1).stderr_has("no user");
+}
+
+#[test]
+fn a_server_that_announces_little_is_spoken_to_in_what_it_has() {
+    let env = env_on(&servers().minimal, "");
+    seed(&env, 3);
+    eval(&env, r#"let s = connect(); s.suspend("u0001"); s.promote("u0002")"#);
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
+    assert_eq!(eval(&env, r#"connect().get_user("u0002").admin"#), true);
+    eval(&env, r#"connect().demote("u0002")"#);
+    assert_eq!(eval(&env, r#"connect().get_user("u0002").admin"#), false);
+    // No /Me here either: whoami says what to configure when the profile names no identity.
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.scim]\nkind = \"scim\"\nurl = \"{}/{}\"\ntoken_env = \"SCIM_TOKEN\"\n",
+        servers().minimal,
+        tenant("n")
+    ));
+    run(&env, &["eval", r#"connect("scim").whoami()"#]).code(1).stderr_has("identity");
+    run(&env, &["eval", r#"connect("scim").promote("x")"#]).code(1).stderr_has("admin_group");
+}
+
+#[test]
+fn offboard_reaches_people_on_a_scim_profile_by_email() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 3);
+    let script = crate::util::repo().join("scripts/offboard.rhai");
+    run(
+        &env,
+        &[
+            "--yes",
+            "run",
+            script.to_str().unwrap(),
+            "--arg",
+            "emails=U0001@example.com,boss@example.com,ghost@example.com",
+            "--arg",
+            "reason=left the company",
+            "--arg",
+            "out=off.csv",
+        ],
+    )
+    .success();
+    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
+    assert!(csv.contains("U0001@example.com,scim,u0001,ok"), "{csv}");
+    assert!(csv.contains("boss@example.com,scim,boss,skipped"), "{csv}");
+    assert!(csv.contains("ghost@example.com,scim,,not found"), "{csv}");
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
+    assert_eq!(eval(&env, r#"connect().get_user("boss").suspended"#), false);
+}
