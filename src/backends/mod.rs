@@ -246,7 +246,8 @@ pub trait Backend: Send + Sync {
     /// Why `target` cannot name a user on this service, if it cannot (checked before any request, so a
     /// spreadsheet formula or a stray cell in a CSV never reaches a URL).
     fn invalid_target(&self, target: &str) -> Option<String> {
-        let bad = target.trim().is_empty() || target.chars().any(|c| c.is_control() || c == '/');
+        // `.` and `..` would climb the URL path they are put in (`users/..` is the collection).
+        let bad = matches!(target.trim(), "" | "." | "..") || target.chars().any(|c| c.is_control() || c == '/');
         bad.then(|| format!("{target:?} is not a user name"))
     }
 

@@ -124,12 +124,14 @@ pub struct Capabilities {
     pub bulk: Option<(usize, usize)>,
     pub users: String,
     pub groups: String,
+    /// The User schema lets `active` be written (true unless `/Schemas` says otherwise): suspension needs it.
+    pub active_writable: bool,
 }
 
 impl Capabilities {
-    /// From the `/ServiceProviderConfig` and `/ResourceTypes` answers; a server that serves neither is assumed to
-    /// do the least (PUT, no ETags, no bulk) but to filter, which looking users up by name needs.
-    pub fn read(config: Option<&Value>, types: Option<&Value>) -> Capabilities {
+    /// From the `/ServiceProviderConfig`, `/ResourceTypes` and `/Schemas` answers; a server that serves none is
+    /// assumed to do the least (PUT, no ETags, no bulk) but to filter, which looking users up by name needs.
+    pub fn read(config: Option<&Value>, types: Option<&Value>, schemas: Option<&Value>) -> Capabilities {
         let supported = |key: &str| {
             config.and_then(|c| c.pointer(&format!("/{key}/supported"))).and_then(Value::as_bool).unwrap_or(false)
         };
@@ -154,6 +156,17 @@ impl Capabilities {
                 .filter(|e| !e.is_empty() && !e.contains(".."))
                 .unwrap_or_else(|| default.to_string())
         };
+        let listed =
+            |v: Option<&Value>| v.and_then(|v| v.get("Resources").and_then(Value::as_array).or(v.as_array())).cloned();
+        let user_schema = listed(schemas)
+            .and_then(|s| s.into_iter().find(|s| s.get("id").and_then(Value::as_str) == Some(USER_SCHEMA)));
+        let active_writable = match user_schema.as_ref().and_then(|s| s.get("attributes")).and_then(Value::as_array) {
+            None => true,
+            Some(attributes) => attributes.iter().any(|a| {
+                a.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case("active"))
+                    && !matches!(a.get("mutability").and_then(Value::as_str), Some("readOnly" | "immutable"))
+            }),
+        };
         Capabilities {
             patch: supported("patch"),
             etag: supported("etag"),
@@ -161,6 +174,7 @@ impl Capabilities {
             bulk,
             users: endpoint("User", "Users"),
             groups: endpoint("Group", "Groups"),
+            active_writable,
         }
     }
 }
@@ -235,7 +249,8 @@ impl Scim {
             .get_or_try_init(|| async {
                 let config = self.optional(Request::new(Method::GET, "ServiceProviderConfig")).await?;
                 let types = self.optional(Request::new(Method::GET, "ResourceTypes")).await?;
-                Ok::<_, ApiError>(Capabilities::read(config.as_ref(), types.as_ref()))
+                let schemas = self.optional(Request::new(Method::GET, "Schemas")).await?;
+                Ok::<_, ApiError>(Capabilities::read(config.as_ref(), types.as_ref(), schemas.as_ref()))
             })
             .await
     }
@@ -374,6 +389,7 @@ impl Scim {
     /// Sets `active` (PATCH where supported, else a PUT of the whole resource); the answer as a change result.
     async fn set_active(&self, action: &Action, active: bool) -> Result<Value, ApiError> {
         let caps = self.caps().await?;
+        require_active(caps)?;
         let target = action.target()?;
         let resource = self.take(target).await?;
         let id = id_of(&resource)?;
@@ -570,7 +586,7 @@ impl Scim {
 
     /// One `/Bulk` request per chunk that fits the server's announced limits; one result per action, in order.
     async fn bulk_set_active(&self, actions: &[Action], active: bool) -> Vec<Result<Value, ApiError>> {
-        let caps = match self.caps().await {
+        let caps = match self.caps().await.and_then(|c| require_active(c).map(|_| c)) {
             Ok(c) => c.clone(),
             Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
         };
@@ -643,6 +659,18 @@ impl Scim {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ApiError::invalid("the /Bulk answer left this operation out"))))
             .collect()
+    }
+}
+
+/// Suspension is `active = false`: a server whose User schema has no writable `active` cannot suspend.
+fn require_active(caps: &Capabilities) -> Result<(), ApiError> {
+    match caps.active_writable {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            ErrorKind::Unsupported,
+            "this SCIM server's User schema has no writable `active` attribute, so it cannot suspend",
+        )
+        .with_hint("delete_user removes the account instead (it asks first)")),
     }
 }
 
@@ -859,7 +887,7 @@ mod tests {
                             "filter": {"supported": true, "maxResults": 200}, "etag": {"supported": true}});
         let types =
             json!({"Resources": [{"name": "User", "endpoint": "/People"}, {"name": "Group", "endpoint": "/Groups"}]});
-        let caps = Capabilities::read(Some(&config), Some(&types));
+        let caps = Capabilities::read(Some(&config), Some(&types), None);
         assert_eq!(
             caps,
             Capabilities {
@@ -868,15 +896,25 @@ mod tests {
                 filter_max: Some(200),
                 bulk: Some((1000, 1048576)),
                 users: "People".into(),
-                groups: "Groups".into()
+                groups: "Groups".into(),
+                active_writable: true
             }
         );
-        let bare = Capabilities::read(Some(&json!({"patch": {"supported": false}})), None);
+        let bare = Capabilities::read(Some(&json!({"patch": {"supported": false}})), None, None);
         assert!(!bare.patch && !bare.etag && bare.bulk.is_none() && bare.filter_max.is_none());
         assert_eq!(bare.users, "Users");
         // An endpoint that climbs out of the base is not followed.
-        let odd = Capabilities::read(None, Some(&json!([{"name": "User", "endpoint": "/../admin"}])));
+        let odd = Capabilities::read(None, Some(&json!([{"name": "User", "endpoint": "/../admin"}])), None);
         assert_eq!(odd.users, "Users");
+        // A User schema without a writable `active` cannot suspend; one that does not say keeps it.
+        let schemas =
+            |active: Value| json!({"Resources": [{"id": USER_SCHEMA, "attributes": [{"name": "userName"}, active]}]});
+        let read_only =
+            Capabilities::read(None, None, Some(&schemas(json!({"name": "active", "mutability": "readOnly"}))));
+        assert!(!read_only.active_writable);
+        assert_eq!(require_active(&read_only).unwrap_err().kind, ErrorKind::Unsupported);
+        assert!(Capabilities::read(None, None, Some(&schemas(json!({"name": "active"})))).active_writable);
+        assert!(!Capabilities::read(None, None, Some(&schemas(json!({"name": "title"})))).active_writable);
     }
 
     #[test]

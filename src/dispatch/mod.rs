@@ -475,6 +475,14 @@ impl Dispatcher {
         if !conn.backend.supported().contains(&action.op) {
             return Err(fail(unsupported(conn.backend.as_ref(), action.op)));
         }
+        // The same check as a bulk item's: a name that is no user name never reaches a URL (api's target is a
+        // path, create_user's a name the service has yet to normalize).
+        let names_a_user = !matches!(action.op, Op::Api | Op::CreateUser);
+        if let Some(why) =
+            action.target.as_deref().filter(|_| names_a_user).and_then(|t| conn.backend.invalid_target(t.trim()))
+        {
+            return Err(fail(ApiError::invalid(why)));
+        }
         if !action.op.is_mutation(&action.params) {
             return self.read(conn, &action).await;
         }

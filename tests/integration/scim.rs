@@ -347,3 +347,15 @@ fn offboard_reaches_people_on_a_scim_profile_by_email() {
     assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
     assert_eq!(eval(&env, r#"connect().get_user("boss").suspended"#), false);
 }
+
+/// Names that try to widen the lookup: a filter's quotes, `or`, a path that climbs. None finds or changes anyone.
+#[test]
+fn a_crafted_name_finds_no_one_and_changes_nothing() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 2);
+    for name in [r#"x\" or userName pr or userName eq \"y"#, "..", "u0001 or 1 eq 1", "u0001/../boss"] {
+        let r = run(&env, &["--yes", "eval", &format!(r#"connect().suspend("{name}", #{{reason: "x"}})"#)]).code(1);
+        assert!(r.stderr.contains("no user") || r.stderr.contains("not a user name"), "{name}: {}", r.stderr);
+    }
+    assert_eq!(eval(&env, "connect().list_users(#{suspended: true}).len()"), 0);
+}
