@@ -3,6 +3,9 @@
 //! a minimal keep-alive client (reqwest, 4 connections) sending the same requests in the same run.
 //! Needs the server: SCIM_BASE_URL/SCIM_TOKEN, or it is started with tests/servers/start-scim.sh.
 
+#[path = "common.rs"]
+mod common;
+
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -195,18 +198,6 @@ fn steward(dir: &std::path::Path, token: &str) -> Duration {
 }
 
 fn server() -> (String, String) {
-    if let (Ok(url), Ok(token)) = (std::env::var("SCIM_BASE_URL"), std::env::var("SCIM_TOKEN")) {
-        return (url, token);
-    }
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/start-scim.sh"))
-        .arg("start")
-        .output()
-        .expect("bash");
-    assert!(out.status.success(), "the SCIM server did not start: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |n: &str| {
-        text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{n}="))).map(str::to_string).expect("env line")
-    };
-    (field("SCIM_BASE_URL"), field("SCIM_TOKEN"))
+    let mut values = common::live_server("tests/servers/start-scim.sh", &["SCIM_BASE_URL", "SCIM_TOKEN"]).into_iter();
+    (values.next().unwrap_or_default(), values.next().unwrap_or_default())
 }

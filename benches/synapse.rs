@@ -2,6 +2,9 @@
 //! Synapse, next to a minimal keep-alive HTTP client with 8 connections doing the same PUTs in the same run.
 //! Needs the server: SYNAPSE_BASE_URL/SYNAPSE_ADMIN_TOKEN, or it is started with tests/servers/start-synapse.sh.
 
+#[path = "common.rs"]
+mod common;
+
 use futures::stream::{self, StreamExt};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,18 +126,7 @@ fn steward(dir: &std::path::Path, token: &str, precheck: bool, audit_in_memory: 
 }
 
 fn server() -> (String, String) {
-    if let (Ok(url), Ok(token)) = (std::env::var("SYNAPSE_BASE_URL"), std::env::var("SYNAPSE_ADMIN_TOKEN")) {
-        return (url, token);
-    }
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/start-synapse.sh"))
-        .arg("start")
-        .output()
-        .expect("bash");
-    assert!(out.status.success(), "Synapse did not start: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |n: &str| {
-        text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{n}="))).map(str::to_string).expect("env line")
-    };
-    (field("SYNAPSE_BASE_URL"), field("SYNAPSE_ADMIN_TOKEN"))
+    let mut values =
+        common::live_server("tests/servers/start-synapse.sh", &["SYNAPSE_BASE_URL", "SYNAPSE_ADMIN_TOKEN"]).into_iter();
+    (values.next().unwrap_or_default(), values.next().unwrap_or_default())
 }

@@ -336,19 +336,23 @@ impl Scim {
         let caps = self.caps().await?;
         let target = target.trim();
         if caps.filter_max.is_some() {
+            // userName first, alone: most names are userNames, and servers answer `userName eq` fastest (an
+            // `or` of three clauses took scim2-server three times as long); then the other names, together.
             let q = quoted(target);
-            let found = self.search(&format!("userName eq {q} or emails.value eq {q} or externalId eq {q}")).await?;
-            match found.len() {
-                0 => {}
-                1 => return Ok(self.remember(target, found.into_iter().next().unwrap_or_default())),
-                _ => {
-                    let who: Vec<&str> =
-                        found.iter().filter_map(|u| u.get("userName").and_then(Value::as_str)).collect();
-                    return Err(ApiError::new(
-                        ErrorKind::Conflict,
-                        format!("{target:?} names more than one user here ({})", who.join(", ")),
-                    )
-                    .with_hint("name the user by its SCIM id"));
+            for filter in [format!("userName eq {q}"), format!("emails.value eq {q} or externalId eq {q}")] {
+                let found = self.search(&filter).await?;
+                match found.len() {
+                    0 => continue,
+                    1 => return Ok(self.remember(target, found.into_iter().next().unwrap_or_default())),
+                    _ => {
+                        let who: Vec<&str> =
+                            found.iter().filter_map(|u| u.get("userName").and_then(Value::as_str)).collect();
+                        return Err(ApiError::new(
+                            ErrorKind::Conflict,
+                            format!("{target:?} names more than one user here ({})", who.join(", ")),
+                        )
+                        .with_hint("name the user by its userName or SCIM id"));
+                    }
                 }
             }
         }
