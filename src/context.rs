@@ -35,7 +35,115 @@ pub struct Context {
     pub sandbox: Option<steward_sandbox::Running>,
 }
 
+/// What the command line and the config decide before anything starts: which profiles this process may reach,
+/// the default one, where the audit log is, the mode and the output. Pure, so it is unit-tested.
+pub struct Settings {
+    pub config: Config,
+    /// The configured profiles (none in a sandbox process: the sandbox's own are added when it starts).
+    pub entries: BTreeMap<String, ProfileEntry>,
+    pub default_profile: Option<String>,
+    pub sandbox: bool,
+    pub audit_path: PathBuf,
+    pub audit_target: AuditTarget,
+    pub mode: Mode,
+    pub output: OutputSettings,
+    pub script_budgets: Budgets,
+}
+
+impl Settings {
+    /// `data_dir`: where the audit log lives unless `--audit-db` says; `stdout_is_tty` picks the default format.
+    pub fn resolve(
+        global: &GlobalArgs,
+        config: Config,
+        data_dir: Option<PathBuf>,
+        stdout_is_tty: bool,
+    ) -> Result<Settings, UsageError> {
+        // A sandbox process sees the sandbox only: no configured (real) profile is reachable from it, and the
+        // configured default does not apply.
+        let (entries, default_profile) = match global.sandbox {
+            true => (BTreeMap::new(), global.profile.clone()),
+            false => {
+                let entries = config
+                    .profiles
+                    .iter()
+                    .map(|(k, p)| {
+                        (k.clone(), ProfileEntry { profile: p.clone(), preset_token: None, preset_extra: Vec::new() })
+                    })
+                    .collect();
+                (entries, global.profile.clone().or_else(|| config.default_profile.clone()))
+            }
+        };
+        let audit_path = match &global.audit_db {
+            Some(p) => p.clone(),
+            None => data_dir.map(|d| d.join("steward").join("audit.db")).ok_or_else(|| {
+                UsageError::new("cannot find a data directory for the audit log; pass --audit-db PATH")
+            })?,
+        };
+        // What a sandbox process does is rehearsal, not evidence: it has a log of its own beside the real one.
+        let in_memory = audit_path.as_os_str() == ":memory:";
+        let audit_path = if global.sandbox && !in_memory { sandbox_log(&audit_path) } else { audit_path };
+        // `--audit-db :memory:` keeps the log in memory (benchmarks, throwaway rehearsals): nothing on disk.
+        let audit_target = if in_memory { AuditTarget::Memory } else { AuditTarget::File(audit_path.clone()) };
+        let mode =
+            Mode { dry_run: global.dry_run, assume_yes: global.yes, max_changes: config.max_changes.unwrap_or(50) };
+        let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
+        let script_budgets = Budgets {
+            deadline: global.timeout.map(Duration::from_secs),
+            cpu: Some(Duration::from_secs(config.script_cpu_seconds.unwrap_or(DEFAULT_SCRIPT_CPU_SECONDS))),
+            memory: Some(config.script_memory_mb.unwrap_or(DEFAULT_SCRIPT_MEMORY_MB).saturating_mul(1 << 20)),
+        };
+        Ok(Settings {
+            config,
+            entries,
+            default_profile,
+            sandbox: global.sandbox,
+            audit_path,
+            audit_target,
+            mode,
+            output: OutputSettings { format, stdout_is_tty },
+            script_budgets,
+        })
+    }
+
+    /// The default profile must be one this process can reach; the error says what to do.
+    pub fn check_default(&self) -> Result<(), UsageError> {
+        match &self.default_profile {
+            Some(d) if !self.entries.contains_key(d) => {
+                let names: Vec<&String> = self.entries.keys().collect();
+                Err(UsageError::new(format!(
+                    "--profile {d}: no such profile (profiles: {names:?}); {}",
+                    crate::connections::unknown_profile_hint(d, self.sandbox)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds the running sandbox's services, one profile per kind, written as a config section would be (so a
+    /// kind's own settings need no code here); `github` is the default unless `--profile` names another.
+    fn add_sandbox(&mut self, running: &steward_sandbox::Running) -> anyhow::Result<()> {
+        for (kind, url, admin_token) in running.services() {
+            let mut text = format!("kind = \"{kind}\"\nurl = \"{url}\"\nconcurrency = 8\ntimeout = 30\n");
+            for (key, value) in steward_sandbox::profile_settings(kind) {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+            let profile: Profile = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("the sandbox's {kind} profile does not read as config: {e}"))?;
+            let preset_extra = steward_sandbox::extra_tokens(kind)
+                .into_iter()
+                .map(|(name, value)| (name, loaded(value.to_string())))
+                .collect();
+            let entry = ProfileEntry { profile, preset_token: Some(loaded(admin_token.to_string())), preset_extra };
+            self.entries.insert(kind.to_string(), entry);
+        }
+        self.default_profile.get_or_insert_with(|| "github".to_string());
+        Ok(())
+    }
+}
+
 impl Context {
+    /// Resolves the settings, then starts what they need: the runtime, the sandbox, the Ctrl-C handler, the
+    /// dispatcher (holding the job when resuming) and the connections.
     pub fn new(
         global: &GlobalArgs,
         run_info: RunInfo,
@@ -44,134 +152,141 @@ impl Context {
     ) -> anyhow::Result<Context> {
         let config = Config::load(global.config.as_deref())?;
         backends::check_config(&config)?;
+        let mut settings = Settings::resolve(global, config, dirs::data_dir(), std::io::stdout().is_terminal())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .thread_name("steward-io")
             .build()?;
-        let mut entries: BTreeMap<String, ProfileEntry> = config
-            .profiles
-            .iter()
-            .map(|(k, p)| {
-                (k.clone(), ProfileEntry { profile: p.clone(), preset_token: None, preset_extra: Vec::new() })
-            })
-            .collect();
-        let mut default_profile = global.profile.clone().or_else(|| config.default_profile.clone());
-        let sandbox = if global.sandbox {
-            // A sandbox process sees the sandbox only: no configured (real) profile is reachable from it, and
-            // the configured default does not apply.
-            entries.clear();
-            default_profile = global.profile.clone();
-            let running = runtime
-                .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
-                .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
-            for (kind, url, admin_token) in running.services() {
-                // Written as a config section would be, so a kind's own settings need no code here.
-                let mut text = format!("kind = \"{kind}\"\nurl = \"{url}\"\nconcurrency = 8\ntimeout = 30\n");
-                for (key, value) in steward_sandbox::profile_settings(kind) {
-                    text.push_str(&format!("{key} = {value}\n"));
-                }
-                let profile: Profile = toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("the sandbox's {kind} profile does not read as config: {e}"))?;
-                let token = loaded(admin_token.to_string());
-                let preset_extra = steward_sandbox::extra_tokens(kind)
-                    .into_iter()
-                    .map(|(name, value)| (name, loaded(value.to_string())))
-                    .collect();
-                entries.insert(kind.to_string(), ProfileEntry { profile, preset_token: Some(token), preset_extra });
+        let sandbox = match settings.sandbox {
+            true => {
+                let running = runtime
+                    .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
+                    .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
+                settings.add_sandbox(&running)?;
+                Some(running)
             }
-            if default_profile.is_none() {
-                default_profile = Some("github".to_string());
-            }
-            Some(running)
-        } else {
-            None
+            false => None,
         };
-        if let Some(d) = &default_profile {
-            if !entries.contains_key(d) {
-                let names: Vec<&String> = entries.keys().collect();
-                return Err(UsageError::new(format!(
-                    "--profile {d}: no such profile (profiles: {names:?}); {}",
-                    crate::connections::unknown_profile_hint(d, global.sandbox)
-                ))
-                .into());
-            }
-        }
-        let audit_path = match &global.audit_db {
-            Some(p) => p.clone(),
-            None => dirs::data_dir().map(|d| d.join("steward").join("audit.db")).ok_or_else(|| {
-                UsageError::new("cannot find a data directory for the audit log; pass --audit-db PATH")
-            })?,
-        };
-        // What a sandbox process does is rehearsal, not evidence: it has a log of its own beside the real one.
-        let audit_path = match global.sandbox && audit_path.as_os_str() != ":memory:" {
-            true => sandbox_log(&audit_path),
-            false => audit_path,
-        };
+        settings.check_default()?;
         let interrupt = Interrupt::default();
         interrupt.install_handler();
-        let max_changes = config.max_changes.unwrap_or(50);
-        let mode = Mode { dry_run: global.dry_run, assume_yes: global.yes, max_changes };
-        // `--audit-db :memory:` keeps the log in memory (benchmarks, throwaway rehearsals): nothing on disk.
-        let audit_target = if audit_path.as_os_str() == ":memory:" {
-            AuditTarget::Memory
-        } else {
-            AuditTarget::File(audit_path.clone())
-        };
-        let fingerprints = Fingerprints::new(audit_target.clone());
-        let run_info = RunInfo { default_profile: default_profile.clone(), ..run_info };
+        let fingerprints = Fingerprints::new(settings.audit_target.clone());
+        let run_info = RunInfo { default_profile: settings.default_profile.clone(), ..run_info };
         let mut dispatcher = Dispatcher::new(
-            audit_target,
-            config.audit_syslog.clone().filter(|_| !global.sandbox),
+            settings.audit_target.clone(),
+            settings.config.audit_syslog.clone().filter(|_| !settings.sandbox),
             run_info,
             prompt,
             Arc::new(crate::output::progress::StderrReporter),
-            mode,
+            settings.mode,
             interrupt.clone(),
         );
         if let Some(run) = resume {
-            let store = crate::audit::AuditStore::open_verified(&audit_path)?;
-            // One process per job at a time, taken before reading what the job did (so nothing read goes stale):
-            // two resumes of one job (of run N and of its continuation N+1 alike) would both send what is left.
-            if let Some(job) = store.job_of(run)? {
-                if !dispatcher.hold_job(job.first).map_err(UsageError::new)? {
-                    return Err(UsageError::new(format!(
-                        "run {run} belongs to job {} (runs {:?}), which another steward process is running or \
-                         resuming right now; wait for it to end",
-                        job.first,
-                        job.runs.iter().rev().collect::<Vec<_>>()
-                    ))
-                    .into());
-                }
-            }
-            dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?);
+            hold_and_resume(&mut dispatcher, &settings.audit_path, run)?;
         }
         let dispatcher = Arc::new(dispatcher);
-        let connections =
-            Arc::new(Connections::new(entries, default_profile, dispatcher.clone(), fingerprints, global.sandbox));
-        let stdout_is_tty = std::io::stdout().is_terminal();
-        let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
-        let script_budgets = Budgets {
-            deadline: global.timeout.map(Duration::from_secs),
-            cpu: Some(Duration::from_secs(config.script_cpu_seconds.unwrap_or(DEFAULT_SCRIPT_CPU_SECONDS))),
-            memory: Some(config.script_memory_mb.unwrap_or(DEFAULT_SCRIPT_MEMORY_MB).saturating_mul(1 << 20)),
-        };
+        let connections = Arc::new(Connections::new(
+            settings.entries,
+            settings.default_profile,
+            dispatcher.clone(),
+            fingerprints,
+            settings.sandbox,
+        ));
         Ok(Context {
-            config,
+            config: settings.config,
             runtime,
             connections,
             dispatcher,
             interrupt,
-            output: OutputSettings { format, stdout_is_tty },
-            audit_path,
-            script_budgets,
+            output: settings.output,
+            audit_path: settings.audit_path,
+            script_budgets: settings.script_budgets,
             sandbox,
         })
     }
+}
+
+/// Takes the job `run` belongs to for this process, then tells the dispatcher what the job already did. One
+/// process per job at a time, taken before reading (so nothing read goes stale): two resumes of one job (of run N
+/// and of its continuation N+1 alike) would both send what is left.
+fn hold_and_resume(dispatcher: &mut Dispatcher, audit_path: &std::path::Path, run: i64) -> anyhow::Result<()> {
+    let store = crate::audit::AuditStore::open_verified(audit_path)?;
+    if let Some(job) = store.job_of(run)? {
+        if !dispatcher.hold_job(job.first).map_err(UsageError::new)? {
+            return Err(UsageError::new(format!(
+                "run {run} belongs to job {} (runs {:?}), which another steward process is running or resuming \
+                 right now; wait for it to end",
+                job.first,
+                job.runs.iter().rev().collect::<Vec<_>>()
+            ))
+            .into());
+        }
+    }
+    dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?);
+    Ok(())
 }
 
 /// The sandbox's audit log: `sandbox-<name>` beside the real one.
 fn sandbox_log(real: &std::path::Path) -> PathBuf {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
     real.with_file_name(format!("sandbox-{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn global(args: &[&str]) -> GlobalArgs {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            global: GlobalArgs,
+        }
+        Cli::parse_from(std::iter::once("steward").chain(args.iter().copied())).global
+    }
+
+    fn config() -> Config {
+        let text = "default_profile = \"prod\"\nmax_changes = 7\n[profiles.prod]\nkind = \"github\"\nurl = \"https://ghe.example.com/api/v3\"\n";
+        Config::parse(text, std::path::Path::new("c.toml")).expect("config")
+    }
+
+    #[test]
+    fn a_sandbox_process_reaches_no_configured_profile_and_keeps_its_own_log() {
+        let s = Settings::resolve(&global(&["--sandbox"]), config(), Some("/data".into()), false).expect("resolves");
+        assert!(
+            s.entries.is_empty() && s.default_profile.is_none(),
+            "the configured profile and default are out of reach"
+        );
+        assert_eq!(s.audit_path, PathBuf::from("/data/steward/sandbox-audit.db"));
+        let Err(e) = Settings::resolve(&global(&["--sandbox", "--profile", "prod"]), config(), None, false) else {
+            panic!("no data directory and no --audit-db must be an error")
+        };
+        assert!(e.to_string().contains("data directory"), "{e}");
+        let s = Settings::resolve(
+            &global(&["--sandbox", "--profile", "prod", "--audit-db", "/x/a.db"]),
+            config(),
+            None,
+            false,
+        )
+        .expect("resolves");
+        let e = s.check_default().unwrap_err().to_string();
+        assert!(e.contains("--profile prod: no such profile") && e.contains("sandbox"), "{e}");
+    }
+
+    #[test]
+    fn the_configured_profiles_default_mode_and_format_come_through() {
+        let s = Settings::resolve(&global(&["--dry-run"]), config(), Some("/data".into()), true).expect("resolves");
+        assert_eq!(s.default_profile.as_deref(), Some("prod"));
+        assert!(s.entries.contains_key("prod") && s.check_default().is_ok());
+        assert!(s.mode.dry_run && !s.mode.assume_yes && s.mode.max_changes == 7);
+        assert_eq!(s.output.format, Format::Table, "a terminal gets tables");
+        assert_eq!(s.audit_path, PathBuf::from("/data/steward/audit.db"));
+        let s = Settings::resolve(&global(&["--audit-db", ":memory:"]), config(), None, false).expect("resolves");
+        assert!(matches!(s.audit_target, AuditTarget::Memory) && s.output.format == Format::Json);
+        let e =
+            Settings::resolve(&global(&["--profile", "nope"]), config(), Some("/d".into()), false).expect("resolves");
+        assert!(e.check_default().unwrap_err().to_string().contains("add [profiles.nope]"));
+    }
 }

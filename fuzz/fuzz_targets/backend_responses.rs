@@ -126,7 +126,7 @@ fuzz_target!(|a: Answer| {
     };
     let token = Some(SecretString::from("fuzz-token-value-0123456789".to_string()));
     let backend = backends::connect("f", profile, token, Vec::new(), None, retry).expect("backend");
-    let op = Op::ALL[a.op as usize % Op::ALL.len()];
+    let op = backends::VERBS[a.op as usize % backends::VERBS.len()].op;
     let target = TARGETS[a.target as usize % TARGETS.len()].to_string();
     let action = Action::new(op, Some(target.clone()), params(op));
     runtime().block_on(async {

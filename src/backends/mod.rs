@@ -48,145 +48,113 @@ pub enum Op {
     Api,
 }
 
+/// What an operation is, declared once: the properties dispatch, undo and the script layer ask of it.
+pub struct Verb {
+    pub op: Op,
+    pub name: &'static str,
+    /// Changes state on the service: needs a durable intent, is skipped in dry run.
+    pub changes: When,
+    /// Destroys something or takes a privilege away: asks for confirmation unless `--yes`.
+    pub destructive: When,
+    /// Takes access or privilege from its target, or acts as it: never on a protected account or the caller's
+    /// own, however the target is named. Granting (promote, unsuspend) is not guarded.
+    pub guarded: bool,
+    /// The operation that undoes this one, where there is one.
+    pub inverse: Option<Op>,
+    /// The bulk form (`suspend_all`), for the ones that have one.
+    pub bulk: Option<&'static str>,
+}
+
+/// When a property holds: never, always, or by the HTTP method an `api()` call names.
+#[derive(Clone, Copy)]
+pub enum When {
+    Never,
+    Always,
+    Method(fn(&str) -> bool),
+}
+
+fn is_write(method: &str) -> bool {
+    !method.eq_ignore_ascii_case("GET")
+}
+
+fn is_delete(method: &str) -> bool {
+    method.eq_ignore_ascii_case("DELETE")
+}
+
+/// Every operation, in the order of `Op` (a test holds them together).
+#[rustfmt::skip]
+pub const VERBS: &[Verb] = &[
+    Verb { op: Op::Whoami, name: "whoami", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::ListUsers, name: "list_users", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::GetUser, name: "get_user", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::CreateUser, name: "create_user", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::RenameUser, name: "rename_user", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::DeleteUser, name: "delete_user", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::Suspend, name: "suspend", changes: When::Always, destructive: When::Never, guarded: true, inverse: Some(Op::Unsuspend), bulk: Some("suspend_all") },
+    Verb { op: Op::Unsuspend, name: "unsuspend", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Suspend), bulk: Some("unsuspend_all") },
+    Verb { op: Op::Promote, name: "promote", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Demote), bulk: Some("promote_all") },
+    Verb { op: Op::Demote, name: "demote", changes: When::Always, destructive: When::Always, guarded: true, inverse: Some(Op::Promote), bulk: Some("demote_all") },
+    Verb { op: Op::CreateImpersonationToken, name: "create_impersonation_token", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::DeleteImpersonationToken, name: "delete_impersonation_token", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::ListKeys, name: "list_keys", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::DeleteKey, name: "delete_key", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::ListTokens, name: "list_tokens", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::DeleteToken, name: "delete_token", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::RateLimit, name: "rate_limit", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::Activity, name: "activity", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::Reset2fa, name: "reset_2fa", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::Impersonate, name: "impersonate", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::Unimpersonate, name: "unimpersonate", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::SetRole, name: "set_role", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::UpdateProfile, name: "update_profile", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::Roles, name: "roles", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::ListGroups, name: "list_groups", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::Api, name: "api", changes: When::Method(is_write), destructive: When::Method(is_delete), guarded: false, inverse: None, bulk: None },
+];
+
+impl When {
+    fn holds(self, params: &Value) -> bool {
+        match self {
+            When::Never => false,
+            When::Always => true,
+            When::Method(test) => test(api_method(params)),
+        }
+    }
+}
+
 impl Op {
-    pub const ALL: &'static [Op] = &[
-        Op::Whoami,
-        Op::ListUsers,
-        Op::GetUser,
-        Op::CreateUser,
-        Op::RenameUser,
-        Op::DeleteUser,
-        Op::Suspend,
-        Op::Unsuspend,
-        Op::Promote,
-        Op::Demote,
-        Op::CreateImpersonationToken,
-        Op::DeleteImpersonationToken,
-        Op::ListKeys,
-        Op::DeleteKey,
-        Op::ListTokens,
-        Op::DeleteToken,
-        Op::RateLimit,
-        Op::Activity,
-        Op::Reset2fa,
-        Op::Impersonate,
-        Op::Unimpersonate,
-        Op::SetRole,
-        Op::UpdateProfile,
-        Op::Roles,
-        Op::ListGroups,
-        Op::AddToGroup,
-        Op::RemoveFromGroup,
-        Op::Api,
-    ];
+    pub fn verb(self) -> &'static Verb {
+        &VERBS[self as usize]
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Op::Whoami => "whoami",
-            Op::ListUsers => "list_users",
-            Op::GetUser => "get_user",
-            Op::CreateUser => "create_user",
-            Op::RenameUser => "rename_user",
-            Op::DeleteUser => "delete_user",
-            Op::Suspend => "suspend",
-            Op::Unsuspend => "unsuspend",
-            Op::Promote => "promote",
-            Op::Demote => "demote",
-            Op::CreateImpersonationToken => "create_impersonation_token",
-            Op::DeleteImpersonationToken => "delete_impersonation_token",
-            Op::ListKeys => "list_keys",
-            Op::DeleteKey => "delete_key",
-            Op::ListTokens => "list_tokens",
-            Op::DeleteToken => "delete_token",
-            Op::RateLimit => "rate_limit",
-            Op::Activity => "activity",
-            Op::Reset2fa => "reset_2fa",
-            Op::Impersonate => "impersonate",
-            Op::Unimpersonate => "unimpersonate",
-            Op::SetRole => "set_role",
-            Op::UpdateProfile => "update_profile",
-            Op::Roles => "roles",
-            Op::ListGroups => "list_groups",
-            Op::AddToGroup => "add_to_group",
-            Op::RemoveFromGroup => "remove_from_group",
-            Op::Api => "api",
-        }
+        self.verb().name
     }
 
     pub fn from_name(name: &str) -> Option<Op> {
-        Op::ALL.iter().copied().find(|op| op.name() == name)
+        VERBS.iter().find(|v| v.name == name).map(|v| v.op)
     }
 
-    /// Changes state on the service (needs a durable intent, is skipped in dry run).
     pub fn is_mutation(self, params: &Value) -> bool {
-        match self {
-            Op::Whoami
-            | Op::ListUsers
-            | Op::GetUser
-            | Op::ListKeys
-            | Op::ListTokens
-            | Op::RateLimit
-            | Op::Activity
-            | Op::Roles
-            | Op::ListGroups => false,
-            Op::Api => !api_method(params).eq_ignore_ascii_case("GET"),
-            _ => true,
-        }
+        self.verb().changes.holds(params)
     }
 
-    /// Destroys something or takes a privilege away: asks for confirmation unless `--yes`.
     pub fn is_destructive(self, params: &Value) -> bool {
-        match self {
-            Op::DeleteUser
-            | Op::Demote
-            | Op::RemoveFromGroup
-            | Op::DeleteImpersonationToken
-            | Op::DeleteKey
-            | Op::DeleteToken => true,
-            Op::Api => api_method(params).eq_ignore_ascii_case("DELETE"),
-            _ => false,
-        }
+        self.verb().destructive.holds(params)
     }
 
-    /// Takes access or privilege from its target, or acts as it: never on a protected account or the caller's
-    /// own, however the target is named. Granting (promote, unsuspend) is not guarded.
     pub fn guards_target(self) -> bool {
-        matches!(
-            self,
-            Op::Suspend
-                | Op::Demote
-                | Op::RemoveFromGroup
-                | Op::DeleteUser
-                | Op::RenameUser
-                | Op::SetRole
-                | Op::Reset2fa
-                | Op::UpdateProfile
-                | Op::Impersonate
-                | Op::CreateImpersonationToken
-                | Op::DeleteImpersonationToken
-        )
+        self.verb().guarded
     }
 
-    /// The bulk form of this operation (`suspend_all`), for the ones that have one.
     pub fn bulk_name(self) -> Option<&'static str> {
-        match self {
-            Op::Suspend => Some("suspend_all"),
-            Op::Unsuspend => Some("unsuspend_all"),
-            Op::Promote => Some("promote_all"),
-            Op::Demote => Some("demote_all"),
-            _ => None,
-        }
+        self.verb().bulk
     }
 
-    /// The operation that undoes this one, where there is one.
     pub fn inverse(self) -> Option<Op> {
-        match self {
-            Op::Suspend => Some(Op::Unsuspend),
-            Op::Unsuspend => Some(Op::Suspend),
-            Op::Promote => Some(Op::Demote),
-            Op::Demote => Some(Op::Promote),
-            _ => None,
-        }
+        self.verb().inverse
     }
 }
 
@@ -531,10 +499,29 @@ pub fn token_as_is(_profile: &crate::config::Profile, token: SecretString) -> Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn checked(text: &str) -> Result<(), crate::config::ConfigError> {
         let config = crate::config::Config::parse(text, std::path::Path::new("/etc/steward.toml")).expect("parses");
         check_config(&config)
+    }
+
+    #[test]
+    fn the_verbs_table_lists_each_operation_once_in_its_place() {
+        for (i, verb) in VERBS.iter().enumerate() {
+            assert_eq!(verb.op as usize, i, "{} is out of place", verb.name);
+            assert_eq!(Op::from_name(verb.name), Some(verb.op));
+            if let Some(inverse) = verb.inverse {
+                assert_eq!(inverse.inverse(), Some(verb.op), "{} and its inverse undo each other", verb.name);
+            }
+            if verb.guarded || !matches!(verb.destructive, When::Never) {
+                assert!(!matches!(verb.changes, When::Never), "{} guards or asks but changes nothing", verb.name);
+            }
+        }
+        assert_eq!(VERBS.len(), Op::Api as usize + 1);
+        let api = |m: &str| json!({"method": m, "path": "x"});
+        assert!(!Op::Api.is_mutation(&api("GET")) && Op::Api.is_mutation(&api("post")));
+        assert!(Op::Api.is_destructive(&api("DELETE")) && !Op::Api.is_destructive(&api("PUT")));
     }
 
     #[test]
