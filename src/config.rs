@@ -176,20 +176,16 @@ impl Profile {
     }
 
     /// Reads the token from its source; the error says which source failed and how to fix it.
-    pub fn resolve_token(&self, name: &str) -> Result<Option<SecretString>, String> {
+    pub fn resolve_token(&self, name: &str) -> Result<Option<SecretString>, TokenError> {
         if let Some(var) = &self.token_env {
-            return match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Ok(Some(loaded(v.trim().to_string()))),
-                _ => Err(format!(
-                    "profile {name}: the environment variable {var} (token_env) is not set; export {var}=<token>"
-                )),
-            };
+            return env_secret(name, var, "token_env").map(Some);
         }
         if let Some(cmd) = &self.token_cmd {
-            let token = run_token_cmd(cmd, TOKEN_CMD_TIMEOUT).map_err(|e| format!("profile {name}: {e}"))?;
+            let token = run_token_cmd(cmd, TOKEN_CMD_TIMEOUT)
+                .map_err(|why| TokenError::Command { profile: name.to_string(), why })?;
             let token = token.trim().to_string();
             if token.is_empty() {
-                return Err(format!("profile {name}: token_cmd printed nothing; it must print the token on stdout"));
+                return Err(TokenError::CommandPrintedNothing { profile: name.to_string() });
             }
             return Ok(Some(loaded(token)));
         }
@@ -197,6 +193,26 @@ impl Profile {
             remember(token.expose_secret());
         }
         Ok(self.token.clone())
+    }
+}
+
+/// A token (or another credential) a profile names that could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("profile {profile}: the environment variable {var} ({key}) is not set; export {var}=<token>")]
+    EnvNotSet { profile: String, var: String, key: String },
+    #[error("profile {profile}: {why}")]
+    Command { profile: String, why: String },
+    #[error("profile {profile}: token_cmd printed nothing; it must print the token on stdout")]
+    CommandPrintedNothing { profile: String },
+}
+
+/// The value of the environment variable `var` that profile `profile`'s `key` names, trimmed and remembered for
+/// redaction; unset or blank is an error saying what to export.
+pub fn env_secret(profile: &str, var: &str, key: &str) -> Result<SecretString, TokenError> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(loaded(v.trim().to_string())),
+        _ => Err(TokenError::EnvNotSet { profile: profile.to_string(), var: var.to_string(), key: key.to_string() }),
     }
 }
 
@@ -466,7 +482,7 @@ mod tests {
         let c =
             parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"STEWARD_TEST_SURELY_UNSET\"\n")
                 .unwrap();
-        let e = c.profiles["x"].resolve_token("x").unwrap_err();
+        let e = c.profiles["x"].resolve_token("x").unwrap_err().to_string();
         assert!(e.contains("export STEWARD_TEST_SURELY_UNSET="), "{e}");
     }
 }

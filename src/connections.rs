@@ -5,7 +5,7 @@ use crate::audit::fingerprint::Fingerprints;
 use crate::backends;
 use crate::config::Profile;
 use crate::dispatch::{Connection, Dispatcher, TokenRecord};
-use crate::http::redact::{loaded, SecretString};
+use crate::http::redact::SecretString;
 use crate::http::retry::RetryPolicy;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -55,26 +55,19 @@ impl Connections {
     }
 
     /// The connection for `name` (or the default profile), built once.
-    pub fn connect(&self, name: Option<&str>) -> Result<Arc<Connection>, String> {
+    pub fn connect(&self, name: Option<&str>) -> Result<Arc<Connection>, ConnectError> {
         let name = match name.or(self.default_profile.as_deref()) {
             Some(n) => n.to_string(),
             None if self.entries.len() == 1 => self.entries.keys().next().cloned().unwrap_or_default(),
-            None => {
-                return Err(format!(
-                    "connect() needs a profile name: no default profile is set (profiles: {}); pass --profile NAME or set default_profile in the config",
-                    self.list_for_message()
-                ))
-            }
+            None => return Err(ConnectError::NoDefault { profiles: self.list_for_message() }),
         };
         if let Some(c) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
             return Ok(c.clone());
         }
-        let entry = self.entries.get(&name).ok_or_else(|| {
-            format!(
-                "unknown profile {name:?} (profiles: {}); {}",
-                self.list_for_message(),
-                unknown_profile_hint(&name, self.sandbox)
-            )
+        let entry = self.entries.get(&name).ok_or_else(|| ConnectError::UnknownProfile {
+            hint: unknown_profile_hint(&name, self.sandbox),
+            profiles: self.list_for_message(),
+            name: name.clone(),
         })?;
         let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
@@ -90,38 +83,59 @@ impl Connections {
     }
 }
 
+/// Why a profile could not be connected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "connect() needs a profile name: no default profile is set (profiles: {profiles}); pass --profile NAME or set default_profile in the config"
+    )]
+    NoDefault { profiles: String },
+    #[error("unknown profile {name:?} (profiles: {profiles}); {hint}")]
+    UnknownProfile { name: String, profiles: String, hint: String },
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenError),
+    /// The token's fingerprint key (beside the audit log) could not be read or made.
+    #[error("profile {profile}: {why}")]
+    Fingerprint { profile: String, why: String },
+    #[error("profile {profile}: {source}")]
+    Backend { profile: String, source: crate::http::error::ApiError },
+}
+
 fn build_connection(
     name: &str,
     entry: &ProfileEntry,
     dispatcher: &Dispatcher,
     fingerprints: &Fingerprints,
-) -> Result<Connection, String> {
+) -> Result<Connection, ConnectError> {
     let p = &entry.profile;
     let token = match &entry.preset_token {
         Some(t) => Some(t.clone()),
         None => p.resolve_token(name)?,
     };
-    let fingerprint = token.as_ref().map(|t| fingerprints.of(t)).transpose()?.unwrap_or_default();
+    let fingerprint = token
+        .as_ref()
+        .map(|t| fingerprints.of(t))
+        .transpose()
+        .map_err(|why| ConnectError::Fingerprint { profile: name.to_string(), why })?
+        .unwrap_or_default();
     let on_pause =
         dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
     let extra = extra_tokens(name, entry)?;
-    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::in_use())?;
+    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::in_use())
+        .map_err(|source| ConnectError::Backend { profile: name.to_string(), source })?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     let token = TokenRecord { source, fingerprint };
     Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))
 }
 
-/// Tokens for single permissions: handed over (sandbox) or read from `<name>_token_env`.
-fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, SecretString)>, String> {
+/// Credentials for single purposes: handed over (sandbox) or read from the variables the kind's keys name.
+fn extra_tokens(name: &str, entry: &ProfileEntry) -> Result<Vec<(&'static str, SecretString)>, ConnectError> {
     if !entry.preset_extra.is_empty() {
         return Ok(entry.preset_extra.clone());
     }
     let mut out = Vec::new();
     for (purpose, key, var) in token_vars(&entry.profile) {
-        let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            format!("profile {name}: the environment variable {var} ({key}) is not set; export {var}=<value>")
-        })?;
-        out.push((purpose, loaded(value.trim().to_string())));
+        out.push((purpose, crate::config::env_secret(name, var, key)?));
     }
     Ok(out)
 }

@@ -213,7 +213,7 @@ impl Context {
 fn hold_and_resume(dispatcher: &mut Dispatcher, audit_path: &std::path::Path, run: i64) -> anyhow::Result<()> {
     let store = crate::audit::AuditStore::open_verified(audit_path)?;
     if let Some(job) = store.job_of(run)? {
-        if !dispatcher.hold_job(job.first).map_err(UsageError::new)? {
+        if !dispatcher.hold_job(job.first)? {
             return Err(UsageError::new(format!(
                 "run {run} belongs to job {} (runs {:?}), which another steward process is running or resuming \
                  right now; wait for it to end",

@@ -19,14 +19,42 @@ pub enum AuditTarget {
 /// Each event's sequence number, or the live run that holds the claim it asked for (the event was not written).
 pub type Slots = Vec<Result<i64, Busy>>;
 
-type Reply = tokio::sync::oneshot::Sender<Result<Slots, String>>;
+/// Why events could not be recorded (so whatever they announced was not sent). Cloned to every caller whose
+/// events were in the failed transaction.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The log could not be opened, or would not take the rows (disk full, locked, a newer schema).
+    #[error("{0}")]
+    Store(String),
+    /// The log failed its integrity check when opened: steward does not add to a damaged or cut-short log.
+    #[error(
+        "the audit log {path} failed its integrity check ({problem}), so no action is taken; run `steward audit verify` and restore the log from a backup"
+    )]
+    Damaged { path: PathBuf, problem: String },
+    /// The run locks beside the log (which tell other processes this run is alive) could not be taken.
+    #[error("{0}")]
+    Lock(String),
+    /// The log's first checkpoint could not be written.
+    #[error("{0}")]
+    Checkpoint(String),
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+impl From<super::AuditError> for WriteError {
+    fn from(e: super::AuditError) -> Self {
+        WriteError::Store(e.to_string())
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Slots, WriteError>>;
 
 /// Events queued for commit.
-pub struct Pending(tokio::sync::oneshot::Receiver<Result<Slots, String>>);
+pub struct Pending(tokio::sync::oneshot::Receiver<Result<Slots, WriteError>>);
 
 impl Pending {
-    pub async fn wait(self) -> Result<Slots, String> {
-        self.0.await.map_err(|_| "the audit writer has stopped".to_string())?
+    pub async fn wait(self) -> Result<Slots, WriteError> {
+        self.0.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -59,12 +87,12 @@ struct SharedLocks {
 }
 
 impl SharedLocks {
-    fn get(&self) -> Result<Option<Arc<RunLocks>>, String> {
+    fn get(&self) -> Result<Option<Arc<RunLocks>>, WriteError> {
         let Some(log) = &self.log else { return Ok(None) };
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         if opened.is_none() {
-            let locks =
-                RunLocks::open(log).map_err(|e| format!("cannot open the run locks beside {}: {e}", log.display()))?;
+            let locks = RunLocks::open(log)
+                .map_err(|e| WriteError::Lock(format!("cannot open the run locks beside {}: {e}", log.display())))?;
             *opened = Some(Arc::new(locks));
         }
         Ok(opened.clone())
@@ -96,41 +124,37 @@ struct State {
 }
 
 impl State {
-    fn store(&mut self) -> Result<&mut AuditStore, String> {
+    fn store(&mut self) -> Result<&mut AuditStore, WriteError> {
         if self.store.is_none() {
             let store = match &self.target {
                 AuditTarget::File(p) => AuditStore::open(p),
                 AuditTarget::Memory => AuditStore::open_in_memory(),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             // Fail closed: nothing is recorded (so nothing is sent) on a log that is damaged or was cut short.
             if let AuditTarget::File(p) = &self.target {
-                if let Some(problem) = checkpoint::problem(p, &store).map_err(|e| e.to_string())? {
-                    return Err(format!(
-                        "the audit log {} failed its integrity check ({problem}), so no action is taken; run `steward audit verify` and restore the log from a backup",
-                        p.display()
-                    ));
+                if let Some(problem) = checkpoint::problem(p, &store)? {
+                    return Err(WriteError::Damaged { path: p.clone(), problem });
                 }
                 // A new log is anchored before its first event, so a log with events always has a checkpoint.
                 if !checkpoint::path_for(p).exists() {
-                    checkpoint::write(p, &store, self.syslog.as_deref())?;
+                    checkpoint::write(p, &store, self.syslog.as_deref()).map_err(WriteError::Checkpoint)?;
                 }
             }
             self.store = Some(store);
         }
-        self.store.as_mut().ok_or_else(|| "the audit log is not open".to_string())
+        self.store.as_mut().ok_or(WriteError::Stopped)
     }
 
-    fn run(&mut self) -> Result<i64, String> {
+    fn run(&mut self) -> Result<i64, WriteError> {
         let id = self.run_id.load(Ordering::SeqCst);
         if id > 0 {
             return Ok(id);
         }
         let info = self.info.clone();
-        let (id, digest) = self.store()?.start_run(&info).map_err(|e| e.to_string())?;
+        let (id, digest) = self.store()?.start_run(&info)?;
         // Held for the life of the process: other processes see this run is alive, and its claims stand.
         if let Some(locks) = self.locks.get()? {
-            locks.hold(id).map_err(|e| format!("cannot lock run {id}: {e}"))?;
+            locks.hold(id).map_err(|e| WriteError::Lock(format!("cannot lock run {id}: {e}")))?;
         }
         self.run_digest = digest;
         self.run_id.store(id, Ordering::SeqCst);
@@ -184,7 +208,7 @@ impl State {
     fn end(&mut self, status: i32) {
         let run = self.run_id.load(Ordering::SeqCst);
         if run > 0 {
-            if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(|e| e.to_string())) {
+            if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(WriteError::from)) {
                 tracing::warn!("could not record the end of run {run}: {e}");
             }
             self.write_checkpoint();
@@ -193,14 +217,14 @@ impl State {
         self.store = None;
     }
 
-    fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, String> {
+    fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, WriteError> {
         let run = self.run()?;
         for e in batch.iter_mut() {
             e.run_id = run;
             e.run_digest = self.run_digest.clone();
         }
         let locks = self.locks.clone();
-        let seqs = self.store()?.append_claiming(batch, &|r| locks.alive_elsewhere(r)).map_err(|e| e.to_string())?;
+        let seqs = self.store()?.append_claiming(batch, &|r| locks.alive_elsewhere(r))?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
         self.keep_wal_on_disk(run)?;
         self.unchecked_rows += seqs.len();
@@ -222,7 +246,7 @@ impl State {
 
     /// SQLite goes on writing to a write-ahead log whose file was deleted (it holds it open), and those rows
     /// would vanish with the process. So fold them into the database file, start a new log, and say so.
-    fn keep_wal_on_disk(&mut self, run: i64) -> Result<(), String> {
+    fn keep_wal_on_disk(&mut self, run: i64) -> Result<(), WriteError> {
         let AuditTarget::File(p) = &self.target else { return Ok(()) };
         // SQLite keeps the write-ahead file beside the real database file, not beside a symlink to it.
         let wal = super::beside(&super::real_path(p), "-wal");
@@ -234,7 +258,7 @@ impl State {
             wal.display()
         );
         tracing::warn!("{what}");
-        self.store()?.fold_wal().map_err(|e| e.to_string())?;
+        self.store()?.fold_wal()?;
         // Closing lets SQLite finish with the deleted file; the next open creates a new one.
         self.store = None;
         let mut note = [Event {
@@ -246,7 +270,7 @@ impl State {
             error: what,
             ..Default::default()
         }];
-        self.store()?.append(&mut note).map_err(|e| e.to_string())?;
+        self.store()?.append(&mut note)?;
         Ok(())
     }
 }
@@ -280,16 +304,18 @@ impl AuditWriter {
 
     /// Takes the lock of a job (its first run) for this process, so no other process runs or resumes it at the
     /// same time; `false` when another one is. A log in memory has no other process.
-    pub fn hold_job(&self, first_run: i64) -> Result<bool, String> {
+    pub fn hold_job(&self, first_run: i64) -> Result<bool, WriteError> {
         match self.locks.get()? {
-            Some(locks) => locks.hold(first_run).map_err(|e| format!("cannot lock run {first_run}: {e}")),
+            Some(locks) => {
+                locks.hold(first_run).map_err(|e| WriteError::Lock(format!("cannot lock run {first_run}: {e}")))
+            }
             None => Ok(true),
         }
     }
 
     /// Appends events and waits until they are durable; returns their sequence numbers (or, for an event
     /// claiming a target another live run holds, that run).
-    pub async fn append(&self, events: Vec<Event>) -> Result<Slots, String> {
+    pub async fn append(&self, events: Vec<Event>) -> Result<Slots, WriteError> {
         self.submit(events).wait().await
     }
 

@@ -454,12 +454,12 @@ pub fn connect(
     extra_tokens: Vec<(&'static str, SecretString)>,
     on_pause: Option<crate::http::PauseObserver>,
     retry: crate::http::retry::RetryPolicy,
-) -> Result<Arc<dyn Backend>, String> {
+) -> Result<Arc<dyn Backend>, ApiError> {
     let kind = kind(&p.kind).ok_or_else(|| {
-        format!("profile {name}: kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", "))
+        ApiError::invalid(format!("kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", ")))
     })?;
     let shape = &kind.client;
-    let base_url = url::Url::parse(&p.url).map_err(|e| format!("profile {name}: url {:?}: {e}", p.url))?;
+    let base_url = url::Url::parse(&p.url).map_err(|e| ApiError::invalid(format!("url {:?}: {e}", p.url)))?;
     let settings = crate::http::ClientSettings {
         base_url,
         auth: token.map(|token| crate::http::Auth { prefix: shape.auth_prefix, token: (shape.token_value)(p, token) }),
@@ -474,9 +474,8 @@ pub fn connect(
         on_pause,
         limits: p.limits(),
     };
-    let client =
-        crate::http::HttpClient::new(settings, shape.error_message).map_err(|e| format!("profile {name}: {e}"))?;
-    (kind.build)(client, name, p, extra_tokens).map_err(|e| e.to_string())
+    let client = crate::http::HttpClient::new(settings, shape.error_message)?;
+    (kind.build)(client, name, p, extra_tokens)
 }
 
 /// How a kind of service wants to be spoken to: auth prefix, default headers, where its error text sits.

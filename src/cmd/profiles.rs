@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, cmd: &ProfilesCommand) -> anyhow::Result<()> {
 /// Tries a profile's token the way its service allows: whoami where there is one, else a read the token's
 /// permission covers (Travis: one page of the activity listing).
 fn test(ctx: &Context, name: Option<&str>) -> anyhow::Result<Value> {
-    let conn = ctx.connections.connect(name).map_err(UsageError::new)?;
+    let conn = ctx.connections.connect(name).map_err(|e| UsageError::new(e.to_string()))?;
     let mut row = json!({
         "profile": conn.profile,
         "kind": conn.backend.kind(),

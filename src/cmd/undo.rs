@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     }
     let mut all = Vec::new();
     for ((profile, op), targets) in plan {
-        let conn = ctx.connections.connect(Some(&profile)).map_err(UsageError::new)?;
+        let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
         let items = targets.into_iter().map(|t| BulkItem { target: Some(t), ..Default::default() }).collect();
         let params = json!({ "reason": format!("steward undo of run {run}") });
         let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, op, items, params))?;

@@ -286,7 +286,7 @@ impl Dispatcher {
     }
 
     /// Takes the lock of a job for this process (see `AuditWriter::hold_job`); `false` when another has it.
-    pub fn hold_job(&self, first_run: i64) -> Result<bool, String> {
+    pub fn hold_job(&self, first_run: i64) -> Result<bool, crate::audit::writer::WriteError> {
         self.audit.hold_job(first_run)
     }
 
@@ -384,9 +384,9 @@ impl Dispatcher {
     /// Records events, intents among them; an intent whose account another live steward process is changing is
     /// not written, and its slot says which run holds it.
     async fn record_claiming(&self, events: Vec<Event>) -> Result<crate::audit::writer::Slots, ApiError> {
-        self.audit.append(events).await.map_err(|m| {
+        self.audit.append(events).await.map_err(|e| {
             self.audit_failed.store(true, Ordering::SeqCst);
-            ApiError::new(ErrorKind::Audit, m)
+            ApiError::new(ErrorKind::Audit, e.to_string())
         })
     }
 

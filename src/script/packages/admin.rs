@@ -278,5 +278,5 @@ fn own_word(handle: &Handle, word: &str) -> ScriptResult<()> {
 }
 
 fn connect(host: &Host, name: Option<&str>) -> ScriptResult<Handle> {
-    host.connections.connect(name).map(|conn| Handle { conn }).map_err(invalid)
+    host.connections.connect(name).map(|conn| Handle { conn }).map_err(|e| invalid(e.to_string()))
 }
