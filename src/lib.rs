@@ -44,6 +44,8 @@ pub fn harden_process() {
 
 /// Runs one invocation; the error (if any) decides the exit code in `main`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything can print: every service's token shapes are hidden from all output.
+    backends::register_token_shapes();
     init_logging(cli.global.verbose);
     let command = cli.command.unwrap_or(Command::Shell);
     // Commands that need no config, profiles or audit log.

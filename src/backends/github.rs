@@ -21,6 +21,11 @@ pub const KIND: super::Kind = super::Kind {
     build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Github::new(client, profile))),
 };
 
+/// GitHub's secondary rate limit is a 403 whose message says so (docs.github.com, "secondary rate limits").
+fn secondary_rate_limit(status: u16, message: Option<&str>) -> bool {
+    status == 403 && message.is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"))
+}
+
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
     auth_prefix: "token ",
     // GitHub prefers its own media type; plain JSON as the second choice keeps strict validators content.
@@ -33,6 +38,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     // GHES has no limit unless its admin sets one; the profile's rate_limit is the place to match it.
     token_value: super::token_as_is,
     default_rate_limit: None,
+    token_shapes: &[r"\bgh[pousr]_[A-Za-z0-9_]{8,}", r"\bgithub_pat_[A-Za-z0-9_]{8,}"],
+    rate_limit_refusal: secondary_rate_limit,
 };
 
 const SUPPORTED: &[Op] = &[
@@ -342,5 +349,17 @@ fn explain_ldap(err: ApiError) -> ApiError {
         )
     } else {
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secondary_limit_403_is_a_rate_limit_and_a_plain_403_is_not() {
+        assert!(secondary_rate_limit(403, Some("You have exceeded a secondary rate limit")));
+        assert!(!secondary_rate_limit(403, Some("Must have admin rights")));
+        assert!(!secondary_rate_limit(404, Some("rate limit")));
     }
 }

@@ -462,7 +462,11 @@ pub fn connect(
     let base_url = url::Url::parse(&p.url).map_err(|e| ApiError::invalid(format!("url {:?}: {e}", p.url)))?;
     let settings = crate::http::ClientSettings {
         base_url,
-        auth: token.map(|token| crate::http::Auth { prefix: shape.auth_prefix, token: (shape.token_value)(p, token) }),
+        auth: token.map(|token| {
+            let token = (shape.token_value)(p, token);
+            std::sync::Arc::new(crate::http::auth::StaticToken::new(shape.auth_prefix, &token))
+                as std::sync::Arc<dyn crate::http::auth::Credentials>
+        }),
         timeout: std::time::Duration::from_secs(p.timeout.unwrap_or(30)),
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
@@ -473,6 +477,7 @@ pub fn connect(
         content_type: shape.content_type,
         on_pause,
         limits: p.limits(),
+        rate_limit_refusal: shape.rate_limit_refusal,
     };
     let client = crate::http::HttpClient::new(settings, shape.error_message)?;
     (kind.build)(client, name, p, extra_tokens)
@@ -488,6 +493,26 @@ pub struct ClientShape {
     pub default_rate_limit: Option<f64>,
     /// The token as the Authorization header carries it after the prefix (Travis: `org_id:secret`).
     pub token_value: fn(&crate::config::Profile, SecretString) -> SecretString,
+    /// Regular expressions for the shapes of this service's tokens, so text of that shape is hidden from any
+    /// output even when steward never loaded that token (`register_token_shapes`).
+    pub token_shapes: &'static [&'static str],
+    /// Whether a refusal (status, the service's message) is the service's rate limit rather than a denial
+    /// (GitHub's secondary limit is a 403 that says so); 429 and exhausted rate headers are known to `http`.
+    pub rate_limit_refusal: crate::http::RateLimitRefusalFn,
+}
+
+/// Hides every kind's token shapes from all output from now on; called once at start.
+pub fn register_token_shapes() {
+    for kind in ALL {
+        if let Err(e) = crate::http::redact::add_token_shapes(kind.client.token_shapes) {
+            tracing::error!("the token shapes of {} do not compile: {e}", kind.name);
+        }
+    }
+}
+
+/// A service whose refusals are never its rate limit.
+pub fn no_rate_limit_refusal(_status: u16, _message: Option<&str>) -> bool {
+    false
 }
 
 /// Most services take the token as it is.
@@ -521,6 +546,23 @@ mod tests {
         let api = |m: &str| json!({"method": m, "path": "x"});
         assert!(!Op::Api.is_mutation(&api("GET")) && Op::Api.is_mutation(&api("post")));
         assert!(Op::Api.is_destructive(&api("DELETE")) && !Op::Api.is_destructive(&api("PUT")));
+    }
+
+    #[test]
+    fn every_kinds_token_shapes_hide_its_tokens() {
+        register_token_shapes();
+        for token in [
+            "ghp_abcdefghijklmnop1234",
+            "github_pat_11AAAAAAA0abcdefghij",
+            "abcdefgh12345678.atlasv1.abcdefghijklmnopqrstuv",
+            "tot_abcdef123456",
+            "org.token 42:s3cr3tvalue",
+            "syt_YWRtaW4_abcdefghij",
+        ] {
+            let out = crate::http::redact::redact(&format!("failed with {token} here"));
+            assert!(!out.contains(token) && out.contains("[REDACTED]"), "{token} survived: {out}");
+        }
+        assert_eq!(crate::http::redact::redact("user octocat not found"), "user octocat not found");
     }
 
     #[test]

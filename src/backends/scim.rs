@@ -40,6 +40,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     token_value: super::token_as_is,
     // SCIM sets no rate limit of its own; a service's 429s are obeyed when they come.
     default_rate_limit: None,
+    token_shapes: &[],
+    rate_limit_refusal: super::no_rate_limit_refusal,
 };
 
 /// A scim profile's own keys.

@@ -33,6 +33,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     token_value: super::token_as_is,
     // The admin API is not rate limited; Synapse's own M_LIMIT_EXCEEDED answers are obeyed when they come.
     default_rate_limit: None,
+    token_shapes: &[r"\bsyt_[A-Za-z0-9_\-]{8,}"],
+    rate_limit_refusal: super::no_rate_limit_refusal,
 };
 
 const SUPPORTED: &[Op] = &[

@@ -70,6 +70,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     // TFE allows 30 requests/s per user; two thirds of it leaves room for the admin's other tools (go-tfe does the same).
     token_value: super::token_as_is,
     default_rate_limit: Some(20.0),
+    token_shapes: &[r"\b[A-Za-z0-9]{8,}\.atlasv1\.[A-Za-z0-9_\-]{8,}"],
+    rate_limit_refusal: super::no_rate_limit_refusal,
 };
 
 const SUPPORTED: &[Op] = &[

@@ -64,6 +64,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     // No published limit: a modest default that adapts to 429s like every other budget.
     token_value: super::token_as_is,
     default_rate_limit: Some(10.0),
+    token_shapes: &[r"\btot_[A-Za-z0-9_\-]{8,}"],
+    rate_limit_refusal: super::no_rate_limit_refusal,
 };
 
 const SUPPORTED: &[Op] = &[

@@ -72,6 +72,8 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     },
     // TCIE runs without travis-ci.com's throttles, but a small server deserves care (≤ 1.5 POST/s advised).
     default_rate_limit: Some(5.0),
+    token_shapes: &[r"\borg\.token\s+\S+"],
+    rate_limit_refusal: super::no_rate_limit_refusal,
 };
 
 const SUPPORTED: &[Op] = &[Op::Activity, Op::Suspend, Op::Unsuspend, Op::Api];

@@ -1,6 +1,7 @@
 //! The HTTP core every backend shares: auth header, TLS, timeouts, User-Agent, retries, rate budget,
 //! status → `ApiError`, and Link pagination. It knows no particular service.
 
+pub mod auth;
 pub mod budget;
 pub mod error;
 pub mod origin;
@@ -23,19 +24,12 @@ use std::time::{Duration, SystemTime};
 
 pub const USER_AGENT: &str = concat!("steward/", env!("CARGO_PKG_VERSION"));
 
-/// How a service wants its token presented.
-#[derive(Clone)]
-pub struct Auth {
-    /// Text before the token in the Authorization header (`"token "`, `"Bearer "`, or `""` for a raw token).
-    pub prefix: &'static str,
-    pub token: SecretString,
-}
-
 /// Everything needed to build a client for one profile.
 #[derive(Clone)]
 pub struct ClientSettings {
     pub base_url: url::Url,
-    pub auth: Option<Auth>,
+    /// Where the `Authorization` header comes from (none: requests go without one).
+    pub auth: Option<Arc<dyn auth::Credentials>>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
@@ -49,7 +43,12 @@ pub struct ClientSettings {
     pub content_type: &'static str,
     pub on_pause: Option<PauseObserver>,
     pub limits: Limits,
+    /// The service's own way of saying a refusal is its rate limit (see `rate_limit_signal`).
+    pub rate_limit_refusal: RateLimitRefusalFn,
 }
+
+/// Does this refusal (status, the service's error message) mean the service's rate limit was hit?
+pub type RateLimitRefusalFn = fn(u16, Option<&str>) -> bool;
 
 /// One request, described before it is sent so it can be retried.
 #[derive(Clone, Debug)]
@@ -138,12 +137,13 @@ pub type PauseObserver = Arc<dyn Fn(Duration, &str) + Send + Sync>;
 pub struct HttpClient {
     inner: reqwest::Client,
     base_url: url::Url,
-    auth: Option<Auth>,
+    auth: Option<Arc<dyn auth::Credentials>>,
     retry: RetryPolicy,
     budget: Arc<RateBudget>,
     default_headers: HeaderMap,
     content_type: &'static str,
     error_message: ErrorMessageFn,
+    rate_limit_refusal: RateLimitRefusalFn,
     on_pause: Option<PauseObserver>,
     limits: Limits,
 }
@@ -175,9 +175,6 @@ impl HttpClient {
         if settings.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        if let Some(auth) = &settings.auth {
-            redact::remember(auth.token.expose_secret());
-        }
         let inner = builder.build().map_err(|e| ApiError::invalid(format!("cannot build the HTTP client: {e}")))?;
         let mut default_headers = HeaderMap::new();
         for (name, value) in settings.default_headers {
@@ -197,6 +194,7 @@ impl HttpClient {
             default_headers,
             content_type: settings.content_type,
             error_message,
+            rate_limit_refusal: settings.rate_limit_refusal,
             on_pause: settings.on_pause,
             limits: settings.limits,
         })
@@ -224,16 +222,20 @@ impl HttpClient {
         })
     }
 
-    fn build(&self, req: &Request) -> Result<reqwest::RequestBuilder, ApiError> {
+    /// The profile's credentials for `req`, unless it carries its own (a token with another permission).
+    fn credentials_for(&self, req: &Request) -> Option<&Arc<dyn auth::Credentials>> {
+        let own_auth = req.secret_headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        self.auth.as_ref().filter(|_| !own_auth)
+    }
+
+    fn build(&self, req: &Request, authorization: Option<&SecretString>) -> Result<reqwest::RequestBuilder, ApiError> {
         let url = self.url_for(&req.path)?;
         let mut builder = self.inner.request(req.method.clone(), url).headers(self.default_headers.clone());
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
-        // A request may carry its own credentials (a token with another permission): then only those.
-        let own_auth = req.secret_headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
-        if let Some(auth) = self.auth.as_ref().filter(|_| !own_auth) {
-            let mut value = HeaderValue::from_str(&format!("{}{}", auth.prefix, auth.token.expose_secret()))
+        if let Some(header) = authorization {
+            let mut value = HeaderValue::from_str(header.expose_secret())
                 .map_err(|_| ApiError::invalid("the token holds characters an HTTP header cannot carry"))?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
@@ -265,6 +267,7 @@ impl HttpClient {
     /// Sends `req`, retrying what the policy calls transient; a non-2xx answer becomes an `ApiError`.
     pub async fn send(&self, req: &Request) -> Result<Response, ApiError> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             attempt += 1;
             // A spent budget whose reset is far off (X-RateLimit-Remaining: 0) is reported, not slept through.
@@ -276,9 +279,14 @@ impl HttpClient {
                 )
                 .with_hint("run again after the service's rate-limit reset (steward does not wait that long)"));
             }
+            let credentials = self.credentials_for(req);
+            let authorization = match credentials {
+                Some(c) => Some(c.header().await?),
+                None => None,
+            };
             let permit = self.budget.acquire().await;
             let started = std::time::Instant::now();
-            let result = self.build(req)?.send().await;
+            let result = self.build(req, authorization.as_ref())?.send().await;
             let (outcome, error) = match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -303,8 +311,18 @@ impl HttpClient {
                         }
                         return Ok(Response { status, headers, body, size: bytes.len() });
                     }
+                    // An expiring token the service no longer takes is renewed once, and the request sent again
+                    // (it was refused, so nothing happened).
+                    if let (401, false, Some(c), Some(sent)) = (status, renewed, credentials, authorization.as_ref()) {
+                        if c.rejected(sent).await {
+                            renewed = true;
+                            drop(permit);
+                            continue;
+                        }
+                    }
                     let message = (self.error_message)(&body);
-                    let (rate_limited, rate_wait) = rate_limit_signal(status, &headers, message.as_deref());
+                    let (rate_limited, rate_wait) =
+                        rate_limit_signal(status, &headers, message.as_deref(), self.rate_limit_refusal);
                     let mut err = ApiError::from_response(status, message);
                     err.retry_after = rate_wait;
                     (Attempt::Answered { status, rate_limited, rate_wait }, err)
@@ -421,15 +439,21 @@ fn exhausted_until(headers: &HeaderMap) -> Option<Duration> {
         .flatten()
 }
 
-/// Is this answer a rate limit, and how long did the server ask us to wait?
-fn rate_limit_signal(status: u16, headers: &HeaderMap, message: Option<&str>) -> (bool, Option<Duration>) {
+/// Is this answer a rate limit, and how long did the server ask us to wait? 429, or a 403 with an exhausted
+/// budget or a Retry-After, is one on any service; `service_says` knows the service's own signs.
+fn rate_limit_signal(
+    status: u16,
+    headers: &HeaderMap,
+    message: Option<&str>,
+    service_says: RateLimitRefusalFn,
+) -> (bool, Option<Duration>) {
     let now = SystemTime::now();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let retry_after = get("retry-after").and_then(|v| retry::parse_retry_after(v, now));
     let exhausted = get("x-ratelimit-remaining").map(|v| v.trim() == "0").unwrap_or(false);
     let reset = get("x-ratelimit-reset").and_then(|v| retry::parse_rate_limit_reset(v, now));
-    let secondary = message.map(|m| m.to_ascii_lowercase().contains("rate limit")).unwrap_or(false);
-    let limited = status == 429 || (status == 403 && (exhausted || secondary || retry_after.is_some()));
+    let refused = (400..500).contains(&status) && service_says(status, message);
+    let limited = status == 429 || refused || (status == 403 && (exhausted || retry_after.is_some()));
     let wait = retry_after.or(if exhausted || status == 429 { reset } else { None });
     (limited, if limited { wait } else { None })
 }
@@ -472,7 +496,7 @@ mod tests {
 
     #[test]
     fn a_429_is_a_rate_limit_with_its_retry_after() {
-        let (limited, wait) = rate_limit_signal(429, &headers(&[("retry-after", "2")]), None);
+        let (limited, wait) = rate_limit_signal(429, &headers(&[("retry-after", "2")]), None, never);
         assert!(limited);
         assert_eq!(wait, Some(Duration::from_secs(2)));
     }
@@ -486,17 +510,22 @@ mod tests {
         assert_eq!(exhausted_until(&headers(&[("x-ratelimit-remaining", "5")])), None);
     }
 
-    #[test]
-    fn a_plain_403_is_not_a_rate_limit() {
-        assert_eq!(rate_limit_signal(403, &HeaderMap::new(), Some("Must have admin rights")), (false, None));
+    fn never(_: u16, _: Option<&str>) -> bool {
+        false
     }
 
     #[test]
-    fn githubs_secondary_limit_403_is_a_rate_limit() {
-        let (limited, wait) =
-            rate_limit_signal(403, &HeaderMap::new(), Some("You have exceeded a secondary rate limit"));
+    fn a_plain_403_is_not_a_rate_limit() {
+        assert_eq!(rate_limit_signal(403, &HeaderMap::new(), Some("Must have admin rights"), never), (false, None));
+    }
+
+    #[test]
+    fn a_service_may_say_a_refusal_is_its_rate_limit() {
+        let says = |status: u16, m: Option<&str>| status == 403 && m.is_some_and(|m| m.contains("slow down"));
+        let (limited, wait) = rate_limit_signal(403, &HeaderMap::new(), Some("please slow down"), says);
         assert!(limited);
         assert_eq!(wait, None);
+        assert!(!rate_limit_signal(403, &HeaderMap::new(), Some("please slow down"), never).0);
     }
 
     #[test]

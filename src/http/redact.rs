@@ -15,22 +15,44 @@ const REDACTED: &str = "[REDACTED]";
 /// Shorter values are too likely to be ordinary words to scrub everywhere.
 const MIN_SECRET_LEN: usize = 6;
 
-fn token_shapes() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(concat!(
-            r"(?i)(?:",
-            r"\bgh[pousr]_[A-Za-z0-9_]{8,}",
-            r"|\bgithub_pat_[A-Za-z0-9_]{8,}",
-            r"|\b[A-Za-z0-9]{8,}\.atlasv1\.[A-Za-z0-9_\-]{8,}",
-            r"|\btot_[A-Za-z0-9_\-]{8,}",
-            r"|\borg\.token\s+\S+",
-            r"|\b(?:bearer|token)\s+[A-Za-z0-9_\-\.=:/+]{8,}",
-            r"|\bsyt_[A-Za-z0-9_\-]{8,}",
-            r")"
-        ))
-        .expect("token regex is valid")
+/// Shapes any service's credential takes in text: after an auth scheme word.
+const GENERIC_SHAPES: &[&str] = &[r"\b(?:bearer|token)\s+[A-Za-z0-9_\-\.=:/+]{8,}"];
+
+/// The token shapes services declare (`ClientShape::token_shapes`), added with `add_token_shapes`, and one
+/// matcher for them all with the generic ones.
+struct Shapes {
+    patterns: Vec<String>,
+    matcher: Regex,
+}
+
+fn shapes() -> &'static RwLock<Shapes> {
+    static SHAPES: OnceLock<RwLock<Shapes>> = OnceLock::new();
+    SHAPES.get_or_init(|| {
+        let patterns: Vec<String> = GENERIC_SHAPES.iter().map(|p| p.to_string()).collect();
+        let matcher = shape_matcher(&patterns).expect("the generic token shapes are valid");
+        RwLock::new(Shapes { patterns, matcher })
     })
+}
+
+fn shape_matcher(patterns: &[String]) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("(?i)(?:{})", patterns.join("|")))
+}
+
+/// Adds regular expressions for the shapes of a service's tokens (GitHub's `ghp_…`); from then on `redact` hides
+/// any text of those shapes, loaded or not. Adding a shape twice is harmless; an invalid one is an error.
+pub fn add_token_shapes(new: &[&str]) -> Result<(), regex::Error> {
+    let mut shapes = shapes().write().unwrap_or_else(|e| e.into_inner());
+    let mut patterns = shapes.patterns.clone();
+    for p in new {
+        if !patterns.iter().any(|known| known == p) {
+            patterns.push(p.to_string());
+        }
+    }
+    if patterns.len() != shapes.patterns.len() {
+        shapes.matcher = shape_matcher(&patterns)?;
+        shapes.patterns = patterns;
+    }
+    Ok(())
 }
 
 /// Every secret value this process has loaded, and a matcher for all their forms.
@@ -101,7 +123,8 @@ fn encoded_forms(secret: &str) -> Vec<String> {
 /// `text` with every secret this process loaded (in any of its forms) and every token shape replaced by
 /// `[REDACTED]`: for messages, logs, files and the audit log.
 pub fn redact(text: &str) -> String {
-    token_shapes().replace_all(&redact_loaded(text), REDACTED).into_owned()
+    let matcher = shapes().read().unwrap_or_else(|e| e.into_inner()).matcher.clone();
+    matcher.replace_all(&redact_loaded(text), REDACTED).into_owned()
 }
 
 /// `text` with every secret this process loaded replaced, but token shapes kept: for a value a person asked
@@ -142,21 +165,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scrubs_every_known_token_shape() {
-        for token in [
-            "ghp_abcdefghijklmnop1234",
-            "github_pat_11AAAAAAA0abcdefghij",
-            "abcdefgh12345678.atlasv1.abcdefghijklmnopqrstuv",
-            "tot_abcdef123456",
-            "org.token 42:s3cr3tvalue",
-            "Bearer abcdefghijkl",
-            "token abcdefghijklmn",
-            "syt_YWRtaW4_abcdefghij",
-        ] {
+    fn scrubs_the_generic_and_each_added_token_shape() {
+        add_token_shapes(&[r"\bzzq_[a-z0-9]{8,}"]).unwrap();
+        add_token_shapes(&[r"\bzzq_[a-z0-9]{8,}"]).unwrap();
+        for token in ["Bearer abcdefghijkl", "token abcdefghijklmn", "zzq_abcdef123456"] {
             let out = redact(&format!("failed with {token} here"));
             assert!(!out.contains(token), "{token} survived: {out}");
             assert!(out.contains("[REDACTED]"), "{out}");
         }
+        assert!(add_token_shapes(&["(unclosed"]).is_err());
+        assert!(redact("zzq_short").contains("zzq_short"), "an invalid shape added nothing");
     }
 
     #[test]
