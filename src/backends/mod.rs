@@ -162,6 +162,15 @@ fn api_method(params: &Value) -> &str {
     params.get("method").and_then(Value::as_str).unwrap_or("GET")
 }
 
+/// What a change came to, as the service answered it.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Done (or, for a read, answered): the service's answer.
+    Done(Value),
+    /// The service said the target already was in the state asked for; nothing changed. Its words.
+    Already(String),
+}
+
 /// One admin operation as dispatch sees it.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -203,6 +212,12 @@ pub trait Backend: Send + Sync {
 
     /// Performs the action and returns its result as JSON (users are normalized `model::User` records).
     async fn execute(&self, action: &Action) -> Result<Value, ApiError>;
+
+    /// Performs a change and says what it came to: done, or (where the service answers so) already in the
+    /// state asked for, nothing changed. Dispatch sends every change through this.
+    async fn settle(&self, action: &Action) -> Result<Outcome, ApiError> {
+        self.execute(action).await.map(Outcome::Done)
+    }
 
     /// Is `target` already in the state `op` would put it in? `Some(true)`: nothing to do (a noop);
     /// `Some(false)`: it needs the change; `None`: this backend cannot tell cheaply. A missing target is an error.

@@ -266,7 +266,7 @@ impl Terraform {
         let req = Request::new(Method::POST, format!("admin/users/{}/actions/{name}", segment(&id)));
         let resp = self.http.send(&req).await.map_err(|e| {
             self.forget(action);
-            already(not_admin_hint(e))
+            not_admin_hint(e)
         })?;
         self.forget(action);
         let mut user = resp.body.get("data").map(|d| self.user(d)).unwrap_or_else(|| json!({}));
@@ -324,14 +324,9 @@ fn not_admin_hint(e: ApiError) -> ApiError {
     }
 }
 
-/// TFE's 400 on an action means "already in that state" (already suspended, not an admin, no 2FA …).
-fn already(mut e: ApiError) -> ApiError {
-    if e.status == Some(400) {
-        e.already = true;
-        e.kind = ErrorKind::Conflict;
-        e.hint = Some("nothing changed: the user already is in that state".into());
-    }
-    e
+/// TFE's 400 on a user action (suspend, unsuspend, grant/revoke admin, disable 2FA) means "already in that state".
+fn already(op: Op, e: &ApiError) -> bool {
+    e.status == Some(400) && matches!(op, Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote | Op::Reset2fa)
 }
 
 #[async_trait]
@@ -357,6 +352,13 @@ impl Backend for Terraform {
         let r = self.resolve(target).await?;
         let on = r.pointer(&format!("/attributes/{attr}")).and_then(Value::as_bool);
         Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    async fn settle(&self, action: &Action) -> Result<super::Outcome, ApiError> {
+        match self.execute(action).await {
+            Err(e) if already(action.op, &e) => Ok(super::Outcome::Already(e.message)),
+            other => other.map(super::Outcome::Done),
+        }
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
@@ -415,9 +417,9 @@ mod tests {
 
     #[test]
     fn a_400_on_an_action_is_already_in_that_state() {
-        let e = already(ApiError::from_response(400, Some("User is already suspended.".into())));
-        assert!(e.already);
-        assert_eq!(e.kind, ErrorKind::Conflict);
-        assert!(!already(ApiError::from_response(404, None)).already);
+        let e = ApiError::from_response(400, Some("User is already suspended.".into()));
+        assert!(already(Op::Suspend, &e));
+        assert!(!already(Op::DeleteUser, &e), "a 400 elsewhere is an error");
+        assert!(!already(Op::Suspend, &ApiError::from_response(404, None)));
     }
 }

@@ -242,7 +242,7 @@ impl TransactionLink {
 
     /// A user-changing request; its answer (the user, or nothing) becomes the result.
     async fn change(&self, action: &Action, req: Request) -> Result<Value, ApiError> {
-        let resp = self.http.send(&req).await.map_err(|e| already(explain(e)));
+        let resp = self.http.send(&req).await.map_err(explain);
         self.forget(action.target.as_deref().unwrap_or_default());
         let resp = resp?;
         let mut out = if resp.body.is_object() { self.user(&resp.body) } else { json!({}) };
@@ -277,13 +277,8 @@ fn explain(e: ApiError) -> ApiError {
 }
 
 /// "already terminated" / "not terminated" are the service saying nothing needs doing.
-fn already(mut e: ApiError) -> ApiError {
-    if e.status == Some(400) && (e.message.contains("ALREADY_TERMINATED") || e.message.contains("NOT_TERMINATED")) {
-        e.already = true;
-        e.kind = ErrorKind::Conflict;
-        e.hint = Some("nothing changed: the user already is in that state".into());
-    }
-    e
+fn already(e: &ApiError) -> bool {
+    e.status == Some(400) && (e.message.contains("ALREADY_TERMINATED") || e.message.contains("NOT_TERMINATED"))
 }
 
 #[async_trait]
@@ -334,6 +329,15 @@ impl Backend for TransactionLink {
         // An organization token has no user of its own: say so, and prove it works by reading the roles.
         self.roles().await?;
         Ok("(organization token)".to_string())
+    }
+
+    async fn settle(&self, action: &Action) -> Result<super::Outcome, ApiError> {
+        match self.execute(action).await {
+            Err(e) if matches!(action.op, Op::Suspend | Op::Unsuspend) && already(&e) => {
+                Ok(super::Outcome::Already(e.message))
+            }
+            other => other.map(super::Outcome::Done),
+        }
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

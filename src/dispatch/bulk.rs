@@ -553,14 +553,17 @@ fn item_params(params: &Value, item: &BulkItem) -> Value {
 /// What one item's request came to, as a result row.
 fn item_result(item: &BulkItem, outcome: Result<Value, ApiError>) -> BulkResult {
     match outcome {
+        Ok(v) if super::is_noop(&v) => {
+            let note = v.get("note").and_then(Value::as_str).map(str::to_string);
+            BulkResult::of(item, ItemStatus::Noop, note)
+        }
         Ok(v) => {
             let mut r = BulkResult::of(item, ItemStatus::Ok, None);
             r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
             r
         }
         Err(e) => {
-            let status = if e.already { ItemStatus::Noop } else { ItemStatus::Failed };
-            let mut r = BulkResult::of(item, status, Some(e.to_string()));
+            let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
             r.http_status = e.status;
             r
         }

@@ -7,7 +7,7 @@ use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::writer::Pending;
 use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
 use crate::backends::model::Account;
-use crate::backends::{unsupported, Action, Backend, Op};
+use crate::backends::{unsupported, Action, Backend, Op, Outcome};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::redact;
@@ -505,8 +505,11 @@ impl Dispatcher {
                         self.event(conn, action.op, Some(&target), &action.params, Phase::Outcome, Status::Noop);
                     e.error = format!("already {}; nothing was sent", bulk::end_state(action.op));
                     self.record(vec![e]).await.map_err(fail)?;
-                    return Ok(json!({"ok": true, "noop": true, "op": action.op.name(), "target": target,
-                        "profile": conn.profile, "note": format!("already {}; nothing was sent", bulk::end_state(action.op))}));
+                    return Ok(noop_answer(
+                        conn,
+                        &action,
+                        &format!("already {}; nothing was sent", bulk::end_state(action.op)),
+                    ));
                 }
                 seen => {
                     if !action.params.is_object() {
@@ -597,7 +600,7 @@ impl Dispatcher {
         failpoint("after_intent_commit");
         let started = Instant::now();
         let result = tokio::select! {
-            r = conn.backend.execute(action) => r,
+            r = conn.backend.settle(action) => answer(conn, action, r),
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, format!("{}; the request may or may not have reached the server", self.interrupt.reason()))),
         };
         failpoint("after_response_before_outcome");
@@ -643,7 +646,7 @@ impl Dispatcher {
                     let again = tokio::select! {
                         r = async {
                             tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
-                            conn.backend.execute(action).await
+                            answer(conn, action, conn.backend.settle(action).await)
                         } => r,
                         _ = self.interrupt.raised() => return result,
                     };
@@ -843,10 +846,32 @@ fn unrecorded() -> ApiError {
     ApiError::new(ErrorKind::Audit, "the audit log did not record the intent; nothing was sent")
 }
 
+/// What a script is told of a change that needed nothing: the target already was in the state asked for.
+fn noop_answer(conn: &Connection, action: &Action, note: &str) -> Value {
+    json!({"ok": true, "noop": true, "op": action.op.name(), "target": action.target, "profile": conn.profile, "note": note})
+}
+
+/// A backend's outcome as dispatch passes it on: "already in that state" is a noop answer.
+fn answer(conn: &Connection, action: &Action, outcome: Result<Outcome, ApiError>) -> Result<Value, ApiError> {
+    outcome.map(|o| match o {
+        Outcome::Done(v) => v,
+        Outcome::Already(said) => noop_answer(conn, action, &format!("nothing changed: the service says {said}")),
+    })
+}
+
+/// Is this answer a noop (nothing needed doing)?
+pub(crate) fn is_noop(answer: &Value) -> bool {
+    answer.get("noop").and_then(Value::as_bool) == Some(true)
+}
+
 /// Status, HTTP status and error of an outcome event, from what the request came to.
 fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
     match result {
         Ok(v) => {
+            if is_noop(v) {
+                e.status = Status::Noop.as_str().to_string();
+                e.error = redact(v.get("note").and_then(Value::as_str).unwrap_or_default());
+            }
             e.http_status = v.get("http_status").and_then(Value::as_i64);
             if let Some(note) = v.get("reconciled").and_then(Value::as_str) {
                 e.error = redact(note);
@@ -855,7 +880,6 @@ fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
         Err(err) => {
             e.status = match err.kind {
                 ErrorKind::Cancelled => Status::Cancelled,
-                _ if err.already => Status::Noop,
                 _ => Status::Failed,
             }
             .as_str()

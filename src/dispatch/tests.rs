@@ -18,6 +18,8 @@ struct Fake {
     lose_answer_after_apply: Mutex<bool>,
     /// The next `execute` fails before applying anything.
     fail_before_apply: Mutex<bool>,
+    /// Admins, who the service says are "already an admin" when promoted (it cannot be asked beforehand).
+    admins: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -65,6 +67,15 @@ impl Backend for Fake {
             Op::Unsuspend => Some(!on),
             _ => None,
         })
+    }
+
+    async fn settle(&self, action: &Action) -> Result<crate::backends::Outcome, ApiError> {
+        let target = Fake::full_id(action.target.as_deref().unwrap_or_default());
+        if action.op == Op::Promote && self.admins.lock().unwrap().contains(&target) {
+            self.calls.lock().unwrap().push(format!("execute promote {target}"));
+            return Ok(crate::backends::Outcome::Already("already an admin".into()));
+        }
+        self.execute(action).await.map(crate::backends::Outcome::Done)
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
@@ -196,4 +207,20 @@ async fn a_single_call_on_an_account_already_in_that_state_sends_nothing() {
     let r = d.perform(&conn, Action::new(Op::Suspend, Some("carol".into()), json!({}))).await.unwrap();
     assert_eq!(r["noop"], true, "{r}");
     assert_eq!(fake.sent("execute"), 0);
+}
+
+#[tokio::test]
+async fn a_service_saying_already_so_is_a_noop_on_both_paths() {
+    let fake = Arc::new(Fake::default());
+    fake.admins.lock().unwrap().push("@bob:hs".into());
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    let r = d.perform(&conn, Action::new(Op::Promote, Some("bob".into()), json!({}))).await.unwrap();
+    assert_eq!(
+        (r["noop"].clone(), r["note"].clone()),
+        (json!(true), json!("nothing changed: the service says already an admin"))
+    );
+    let results = d.perform_all(&conn, Op::Promote, items(&["bob", "carol"]), json!({})).await.unwrap();
+    let statuses: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ItemStatus::Noop, ItemStatus::Ok]);
 }

@@ -14,14 +14,11 @@ pub struct ApiError {
     pub hint: Option<String>,
     /// The server asked us to wait this long before trying again.
     pub retry_after: Option<Duration>,
-    /// The service refused because the target already is in the requested state ("already suspended"):
-    /// a noop for bulk jobs, an error for a single call.
-    pub already: bool,
 }
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError { kind, status: None, message: message.into(), hint: None, retry_after: None, already: false }
+        ApiError { kind, status: None, message: message.into(), hint: None, retry_after: None }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -50,14 +47,7 @@ impl ApiError {
             ErrorKind::Unavailable => Some("the service failed; try again later".to_string()),
             _ => None,
         };
-        ApiError {
-            kind,
-            status: Some(status),
-            message: crate::http::redact::redact(&message),
-            hint,
-            retry_after: None,
-            already: false,
-        }
+        ApiError { kind, status: Some(status), message: crate::http::redact::redact(&message), hint, retry_after: None }
     }
 
     pub fn unsupported(op: &str, kind: &str, supported: &[&str]) -> Self {

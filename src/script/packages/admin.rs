@@ -70,7 +70,15 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("connect", move || -> ScriptResult<Handle> { connect(&h, None) });
     let h = host.clone();
     engine.register_fn("profiles", move || -> Array { h.connections.names().into_iter().map(Dynamic::from).collect() });
+    register_reads(engine, &host);
+    register_changes(engine, &host);
+    register_own_words(engine, &host);
+    register_bulk(engine, &host);
+    register_api(engine, host);
+}
 
+/// The verbs that take no argument, or only an options map.
+fn register_reads(engine: &mut Engine, host: &Rc<Host>) {
     for (name, op) in [
         ("whoami", Op::Whoami),
         ("list_users", Op::ListUsers),
@@ -83,7 +91,27 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle| h.perform(&handle.conn, op, None, Value::Null));
     }
-    // The vendors' own words, as aliases of the common verbs.
+    for (name, op) in [
+        ("list_users", Op::ListUsers),
+        ("activity", Op::Activity),
+        ("user_activity", Op::Activity),
+        ("create_user", Op::CreateUser),
+    ] {
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
+            own_word(handle, name)?;
+            let params = to_json(&opts.into())?;
+            // A new user's login is the action's target, so the audit log names who was created.
+            let target = (op == Op::CreateUser)
+                .then(|| params.get("login").and_then(Value::as_str).map(str::to_string))
+                .flatten();
+            h.perform(&handle.conn, op, target, params)
+        });
+    }
+}
+
+/// The vendors' own words: aliases of the common verbs, and operations only one service has.
+fn register_own_words(engine: &mut Engine, host: &Rc<Host>) {
     for (name, op) in [("grant_admin", Op::Promote), ("revoke_admin", Op::Demote), ("disable_two_factor", Op::Reset2fa)]
     {
         let h = host.clone();
@@ -128,15 +156,6 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             h.perform(&handle.conn, Op::UpdateProfile, Some(target_text(&target)?), to_json(&fields.into())?)
         },
     );
-    for op in [Op::AddToGroup, Op::RemoveFromGroup] {
-        let h = host.clone();
-        engine.register_fn(
-            op.name(),
-            move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
-                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
-            },
-        );
-    }
     let h = host.clone();
     engine.register_fn("roles", move |handle: &mut Handle| -> ScriptResult<Dynamic> {
         own_word(handle, "roles")?;
@@ -147,23 +166,10 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         own_word(handle, "unimpersonate")?;
         h.perform(&handle.conn, Op::Unimpersonate, None, json!({}))
     });
-    for (name, op) in [
-        ("list_users", Op::ListUsers),
-        ("activity", Op::Activity),
-        ("user_activity", Op::Activity),
-        ("create_user", Op::CreateUser),
-    ] {
-        let h = host.clone();
-        engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
-            own_word(handle, name)?;
-            let params = to_json(&opts.into())?;
-            // A new user's login is the action's target, so the audit log names who was created.
-            let target = (op == Op::CreateUser)
-                .then(|| params.get("login").and_then(Value::as_str).map(str::to_string))
-                .flatten();
-            h.perform(&handle.conn, op, target, params)
-        });
-    }
+}
+
+/// The common verbs on one user (or key, or token), with their extra arguments.
+fn register_changes(engine: &mut Engine, host: &Rc<Host>) {
     for op in [
         Op::GetUser,
         Op::DeleteUser,
@@ -191,16 +197,14 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             },
         );
     }
-    for op in [Op::Suspend, Op::Unsuspend, Op::Promote, Op::Demote] {
-        let Some(name) = op.bulk_name() else { continue };
+    for op in [Op::AddToGroup, Op::RemoveFromGroup] {
         let h = host.clone();
-        engine.register_fn(name, move |handle: &mut Handle, ids: Array| {
-            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), json!({}))
-        });
-        let h = host.clone();
-        engine.register_fn(name, move |handle: &mut Handle, ids: Array, opts: Map| -> ScriptResult<Dynamic> {
-            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), to_json(&opts.into())?)
-        });
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
+                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
+            },
+        );
     }
     let h = host.clone();
     engine.register_fn("create_user", move |handle: &mut Handle, login: &str, email: &str| {
@@ -226,6 +230,25 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             )
         },
     );
+}
+
+/// The bulk forms (`suspend_all`) of the verbs that have one.
+fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
+    for verb in crate::backends::VERBS {
+        let (op, Some(name)) = (verb.op, verb.bulk) else { continue };
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, ids: Array| {
+            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), json!({}))
+        });
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, ids: Array, opts: Map| -> ScriptResult<Dynamic> {
+            h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), to_json(&opts.into())?)
+        });
+    }
+}
+
+/// `api(method, path[, body])`: any request under the profile's URL, audited like every action.
+fn register_api(engine: &mut Engine, host: Rc<Host>) {
     let h = host.clone();
     engine.register_fn("api", move |handle: &mut Handle, method: &str, path: &str| {
         h.perform(&handle.conn, Op::Api, Some(path.to_string()), json!({"method": method, "path": path}))
