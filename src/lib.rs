@@ -12,19 +12,19 @@
 pub mod audit;
 pub mod backends;
 pub mod cli;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
-pub mod connections;
-pub mod context;
-pub mod dates;
-pub mod dispatch;
+pub(crate) mod connections;
+pub(crate) mod context;
+pub(crate) mod dates;
+pub(crate) mod dispatch;
 pub mod error;
 pub mod http;
-pub mod interrupt;
-pub mod memory;
+pub(crate) mod interrupt;
+pub(crate) mod memory;
 pub mod output;
-pub mod prompt;
-pub mod repl;
+pub(crate) mod prompt;
+pub(crate) mod repl;
 pub mod script;
 
 use audit::RunInfo;

@@ -709,13 +709,19 @@ fn members(group: &Value) -> HashSet<String> {
         .unwrap_or_default()
 }
 
+/// A resource's id, as a path segment may carry it: an id of `.` or `..` would climb the URL it is put in.
 fn id_of(resource: &Value) -> Result<String, ApiError> {
-    resource
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid("the SCIM server sent a resource without an id"))
+    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+    match id.trim() {
+        "" => Err(ApiError::invalid("the SCIM server sent a resource without an id")),
+        "." | ".." => Err(ApiError::invalid(format!(
+            "the SCIM server sent a resource whose id is {id:?}, which steward does not put in a URL"
+        ))),
+        _ if id.chars().any(char::is_control) => {
+            Err(ApiError::invalid("the SCIM server sent an id with control characters"))
+        }
+        _ => Ok(id.to_string()),
+    }
 }
 
 /// The resource with one attribute replaced, as a PUT sends it (without the read-only `meta`).
@@ -934,6 +940,14 @@ mod tests {
         assert!(f.contains("(title pr)") && f.contains(r#"userName co "ann""#), "{f}");
         assert_eq!(filter_expression(&json!({"admin": true})).unwrap(), None);
         assert_eq!(filter_expression(&json!({"colour": "red"})).unwrap_err().kind, ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn an_id_that_would_climb_the_url_is_refused() {
+        assert_eq!(id_of(&json!({"id": "2819c223"})).unwrap(), "2819c223");
+        for bad in [json!({}), json!({"id": ""}), json!({"id": ".."}), json!({"id": "."}), json!({"id": "a\nb"})] {
+            assert!(id_of(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

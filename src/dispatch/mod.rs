@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use bulk::{BulkItem, BulkReporter, BulkResult, ItemStatus};
+#[cfg(test)]
+use bulk::ItemStatus;
+pub use bulk::{BulkItem, BulkReporter};
 
 /// How the audit log names the acting token: where it came from, and its keyed hash (never the token).
 #[derive(Clone, Debug, Default)]
