@@ -104,6 +104,8 @@ fn describe(ctx: &Context, name: &str) -> Option<Value> {
         "rate_limit": p.rate_limit,
         "timeout": p.timeout.unwrap_or(30),
         "protected": p.protected,
+        // The kind's own keys (role names, a group, names of environment variables: never a secret itself).
+        "settings": serde_json::to_value(&p.settings).unwrap_or(Value::Null),
     }))
 }
 

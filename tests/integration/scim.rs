@@ -124,6 +124,12 @@ fn every_verb_against_a_real_scim_server() {
         assert_eq!(eval(&env, &format!(r#"connect().get_user("{name}").id"#)), json!(id), "{name}");
     }
     assert_eq!(eval(&env, "connect().whoami().login"), "root");
+    let shown = run(&env, &["--format", "json", "profiles", "show", "scim"]).success();
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(
+        (shown["settings"]["admin_group"].clone(), shown["settings"]["page_size"].clone()),
+        (json!("admins"), json!(10))
+    );
 
     eval(&env, r#"let s = connect(); s.suspend("u0003@example.com", #{reason: "left"}); s.promote("ext-u0004")"#);
     assert_eq!(eval(&env, r#"connect().get_user("u0003").suspended"#), true);
