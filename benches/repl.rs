@@ -30,7 +30,7 @@ fn main() {
 
     // Scripts the engine stops by itself: from sending the line to the next answer (the abort included).
     for (what, line, expect) in [
-        ("string doubling (max_string_size)", r#"let s = "x"; loop { s += s; }"#, "too large"),
+        ("string doubling (script_memory_mb = 256)", r#"let s = "x"; loop { s += s; }"#, "holds more than"),
         ("deep recursion (max_call_levels)", "fn f(n) { f(n + 1) } f(0)", "Stack overflow"),
         ("`loop {}` (max_operations)", "loop {}", "operations"),
         ("push loop (script_cpu_seconds = 2)", "let a = []; loop { a.push(a.len()); }", "computed for 2 s"),
@@ -51,7 +51,7 @@ fn main() {
 
 fn spawn(home: &std::path::Path) -> PtySession {
     let config = home.join("config.toml");
-    std::fs::write(&config, "script_cpu_seconds = 2\n").expect("config");
+    std::fs::write(&config, "script_cpu_seconds = 2\nscript_memory_mb = 256\n").expect("config");
     let mut cmd = std::process::Command::new("sh");
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -91,9 +91,8 @@ impl Watchdog {
         if self.interrupt.is_raised() && !self.interrupt.in_grace() {
             return Some(self.interrupt.reason());
         }
-        if !ops.is_multiple_of(SAMPLE_EVERY) {
-            return None;
-        }
+        // The heap is read after every operation (one atomic load): data that doubles each step must not get
+        // many steps past the budget, and Rhai's own size limits are off (see `engine::build`).
         let mut run = self.run.get();
         if let Some(budget) = self.budgets.memory.filter(|b| memory::allocated().saturating_sub(run.heap) > *b) {
             return Some(format!(
@@ -101,6 +100,9 @@ impl Watchdog {
                  script_memory_mb in the config",
                 budget >> 20
             ));
+        }
+        if !ops.is_multiple_of(SAMPLE_EVERY) {
+            return None;
         }
         let now = Instant::now();
         if now.duration_since(run.cpu_read_at) < CPU_READ_EVERY {
