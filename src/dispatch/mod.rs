@@ -12,6 +12,7 @@ use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::redact;
 use crate::interrupt::Interrupt;
+use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -619,6 +620,12 @@ impl Dispatcher {
         result
     }
 
+    /// Whether a change's answer leaves it in doubt: a 5xx, a timeout or a dropped connection (and the log can
+    /// still record what a read finds).
+    fn in_doubt(&self, result: &Result<Value, ApiError>) -> bool {
+        matches!(result, Err(e) if e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500))
+    }
+
     /// A change whose answer leaves it in doubt (a 5xx, a timeout, a dropped connection) may still have been
     /// applied: read the target's state; in place, it counts as done; not in place, it is sent again, and
     /// only then (so the service never sees one change twice), a few times with a growing pause.
@@ -632,9 +639,7 @@ impl Dispatcher {
         let mut result = result;
         for attempt in 0..=RESENDS {
             let Err(e) = &result else { return result };
-            let in_doubt =
-                e.kind == ErrorKind::Unavailable && !self.audit_failed() && e.status.is_none_or(|s| s >= 500);
-            let Some(target) = action.target.as_deref().filter(|_| in_doubt) else { return result };
+            let Some(target) = action.target.as_deref().filter(|_| self.in_doubt(&result)) else { return result };
             match self.unless_stopped(conn.backend.state(action.op, target)).await {
                 Ok(Some(true)) => {
                     return Ok(json!({
@@ -728,6 +733,23 @@ impl Dispatcher {
         outcomes.resize_with(actions.len(), || {
             Err(ApiError::invalid("the service's bulk answer did not mention this item"))
         });
+        // A bulk request whose answer was lost may have been applied: each item in doubt is read, as a single
+        // change would be, and counts as done if it is in place (sent again, singly, only if it is not).
+        let settled: Vec<(usize, Result<Value, ApiError>)> = stream::iter(
+            outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| self.in_doubt(r))
+                .map(|(i, r)| (i, r.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .map(|(i, r)| async move { (i, self.reconcile(conn, &actions[i], r).await) })
+        .buffer_unordered(conn.concurrency.max(1))
+        .collect()
+        .await;
+        for (i, r) in settled {
+            outcomes[i] = r;
+        }
         self.record_outcomes(conn, op, actions, seqs, &outcomes, started.elapsed().as_millis() as i64);
         outcomes
     }

@@ -20,6 +20,8 @@ struct Fake {
     fail_before_apply: Mutex<bool>,
     /// Admins, who the service says are "already an admin" when promoted (it cannot be asked beforehand).
     admins: Mutex<Vec<String>>,
+    /// Suspensions go in bulk requests (of up to 10), as Travis's and a SCIM server's /Bulk do.
+    batches: bool,
 }
 
 impl Fake {
@@ -67,6 +69,29 @@ impl Backend for Fake {
             Op::Unsuspend => Some(!on),
             _ => None,
         })
+    }
+
+    async fn batch_size(&self, op: Op) -> Option<usize> {
+        (self.batches && matches!(op, Op::Suspend | Op::Unsuspend)).then_some(10)
+    }
+
+    async fn execute_batch(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
+        self.calls.lock().unwrap().push(format!("batch {} of {}", op.name(), actions.len()));
+        for a in actions {
+            let target = Fake::full_id(a.target.as_deref().unwrap_or_default());
+            match op {
+                Op::Suspend => self.suspended.lock().unwrap().push(target),
+                _ => self.suspended.lock().unwrap().retain(|t| *t != target),
+            }
+        }
+        let lost = std::mem::take(&mut *self.lose_answer_after_apply.lock().unwrap());
+        actions
+            .iter()
+            .map(|a| match lost {
+                true => Err(ApiError::new(ErrorKind::Unavailable, "the bulk answer was lost")),
+                false => Ok(json!({"ok": true, "target": a.target})),
+            })
+            .collect()
     }
 
     async fn settle(&self, action: &Action) -> Result<crate::backends::Outcome, ApiError> {
@@ -223,4 +248,17 @@ async fn a_service_saying_already_so_is_a_noop_on_both_paths() {
     let results = d.perform_all(&conn, Op::Promote, items(&["bob", "carol"]), json!({})).await.unwrap();
     let statuses: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [ItemStatus::Noop, ItemStatus::Ok]);
+}
+
+#[tokio::test]
+async fn a_bulk_request_whose_answer_was_lost_is_settled_by_reading_not_resent() {
+    let fake = Arc::new(Fake { batches: true, ..Fake::default() });
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    *fake.lose_answer_after_apply.lock().unwrap() = true;
+    let results = d.perform_all(&conn, Op::Suspend, items(&["bob", "carol"]), json!({"reason": "x"})).await.unwrap();
+    let statuses: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ItemStatus::Ok, ItemStatus::Ok], "{results:?}");
+    assert_eq!(fake.sent("batch suspend"), 1);
+    assert_eq!(fake.sent("execute"), 0, "nothing sent twice: {:?}", fake.calls.lock().unwrap());
 }
