@@ -104,13 +104,15 @@ async fn seed(s: &Server, logins: &[String]) {
                 "emails": [{"value": format!("{l}@example.com"), "primary": true}]}})
         })
         .collect();
+    post_bulk(s, &ops).await;
+}
+
+/// Sends `ops` in /Bulk requests of `BULK_OPS`; every request must succeed.
+async fn post_bulk(s: &Server, ops: &[Value]) {
     for chunk in ops.chunks(BULK_OPS) {
-        let resp = s
-            .req(reqwest::Method::POST, "Bulk")
-            .body(json!({"schemas": [BULK], "Operations": chunk}).to_string())
-            .send()
-            .await;
-        assert!(resp.is_ok_and(|r| r.status().is_success()), "seeding failed");
+        let body = json!({"schemas": [BULK], "Operations": chunk}).to_string();
+        let resp = s.req(reqwest::Method::POST, "Bulk").body(body).send().await;
+        assert!(resp.is_ok_and(|r| r.status().is_success()), "a /Bulk request failed");
     }
 }
 
@@ -165,14 +167,7 @@ async fn send_bulk(s: &Server, users: &[(String, String)], active: bool) {
             json!({"method": "PATCH", "bulkId": format!("b{i}"), "path": format!("/Users/{id}"), "version": version, "data": patch_active(active)})
         })
         .collect();
-    for chunk in ops.chunks(BULK_OPS) {
-        let resp = s
-            .req(reqwest::Method::POST, "Bulk")
-            .body(json!({"schemas": [BULK], "Operations": chunk}).to_string())
-            .send()
-            .await;
-        assert!(resp.is_ok_and(|r| r.status().is_success()), "a /Bulk request failed");
-    }
+    post_bulk(s, &ops).await;
 }
 
 /// Puts every user back to `active`.
