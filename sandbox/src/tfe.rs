@@ -40,6 +40,18 @@ pub struct Tfe {
     owners: BTreeMap<String, Vec<String>>,
     /// admin id → the user they impersonate
     impersonating: HashMap<String, String>,
+    /// User API tokens (`at-…`), in creation order: what `/admin/user-tokens` lists and deletes.
+    user_tokens: BTreeMap<String, UserToken>,
+}
+
+/// A user API token's metadata; `secret` is the bearer value it authenticates with, when the sandbox knows one.
+#[derive(Clone, Debug)]
+pub struct UserToken {
+    pub user_id: String,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub secret: Option<String>,
 }
 
 pub type Shared = Arc<Mutex<Tfe>>;
@@ -96,9 +108,33 @@ impl Tfe {
             }
         }
         let admin = ids.iter().find(|(_, n)| n == "admin").map(|(i, _)| i.clone()).unwrap_or_default();
-        t.tokens.insert(ADMIN_TOKEN.into(), admin);
+        t.tokens.insert(ADMIN_TOKEN.into(), admin.clone());
         if let Some((id, _)) = ids.iter().find(|(_, n)| n == "tfuser0001") {
             t.tokens.insert(USER_TOKEN.into(), id.clone());
+        }
+        // Demo user tokens: the admin's own, tfuser0001's (the one USER_TOKEN is), and one or two for the next
+        // few users, so deprovisioning has something to find and delete.
+        let add_token = |t: &mut Tfe, user: &str, description: &str, secret: Option<&str>| {
+            let n = t.user_tokens.len() + 1;
+            let id = format!("at-{}", &user_id(10_000 + n)["user-".len()..]);
+            let token = UserToken {
+                user_id: user.to_string(),
+                description: Some(description.to_string()),
+                created_at: "2024-01-15T09:00:00.000Z".into(),
+                last_used_at: n.is_multiple_of(2).then(|| "2026-11-01T12:00:00.000Z".to_string()),
+                secret: secret.map(str::to_string),
+            };
+            t.user_tokens.insert(id, token);
+        };
+        add_token(&mut t, &admin, "steward admin token", Some(ADMIN_TOKEN));
+        let mut by_name: Vec<&(String, String)> = ids.iter().filter(|(_, n)| n.starts_with("tfuser")).collect();
+        by_name.sort_by(|a, b| a.1.cmp(&b.1));
+        for (i, (id, name)) in by_name.into_iter().take(6).enumerate() {
+            let secret = (name == "tfuser0001").then_some(USER_TOKEN);
+            add_token(&mut t, id, &format!("{name} laptop"), secret);
+            if i % 2 == 0 {
+                add_token(&mut t, id, &format!("{name} CI"), None);
+            }
         }
         t
     }
@@ -231,6 +267,66 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<HashM
     doc(StatusCode::OK, body)
 }
 
+/// `GET /admin/user-tokens`: every user token (JSON:API `authentication-tokens`, paged like the user list).
+async fn list_user_tokens(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let t = s.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(r) = admin(&t, &headers) {
+        return r;
+    }
+    let size: usize = q.get("page[size]").and_then(|v| v.parse().ok()).unwrap_or(20).clamp(1, 100);
+    let number: usize = q.get("page[number]").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let total = t.user_tokens.len();
+    let pages = total.div_ceil(size).max(1);
+    let data: Vec<Value> = t
+        .user_tokens
+        .iter()
+        .skip((number - 1) * size)
+        .take(size)
+        .map(|(id, tok)| {
+            json!({
+                "id": id,
+                "type": "authentication-tokens",
+                "attributes": {"created-at": tok.created_at, "last-used-at": tok.last_used_at, "description": tok.description, "token": null, "expired-at": null},
+                "relationships": {"created-by": {"data": null}, "user": {"data": {"id": tok.user_id, "type": "users"}}},
+            })
+        })
+        .collect();
+    doc(
+        StatusCode::OK,
+        json!({
+            "data": data,
+            "meta": {"pagination": {
+                "current-page": number,
+                "prev-page": if number > 1 { json!(number - 1) } else { Value::Null },
+                "next-page": if number < pages { json!(number + 1) } else { Value::Null },
+                "total-pages": pages,
+                "total-count": total,
+            }},
+        }),
+    )
+}
+
+/// `DELETE /admin/user-tokens/:id`: 204, and the token no longer authenticates.
+async fn delete_user_token(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let mut t = s.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(r) = admin(&t, &headers) {
+        return r;
+    }
+    match t.user_tokens.remove(&id) {
+        Some(tok) => {
+            if let Some(secret) = tok.secret {
+                t.tokens.remove(&secret);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found(),
+    }
+}
+
 async fn remove(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let mut t = s.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(r) = admin(&t, &headers) {
@@ -247,6 +343,7 @@ async fn remove(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<Stri
     }
     t.users.remove(&id);
     t.tokens.retain(|_, uid| *uid != id);
+    t.user_tokens.retain(|_, tok| tok.user_id != id);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -355,6 +452,8 @@ pub fn routes(state: Shared) -> Router {
         .route("/admin/users/{id}", delete(remove))
         .route("/admin/users/{id}/actions/{action}", post(action))
         .route("/admin/users/actions/unimpersonate", post(unimpersonate))
+        .route("/admin/user-tokens", get(list_user_tokens))
+        .route("/admin/user-tokens/{id}", delete(delete_user_token))
         .route("/account/details", get(account))
         .with_state(state)
 }

@@ -84,7 +84,7 @@ impl Tl {
         Value::Array(
             self.users
                 .values()
-                .map(|u| json!({"id": u.id, "email": u.email, "roleId": u.role_id, "status": u.status}))
+                .map(|u| json!({"id": u.id, "email": u.email, "roleId": u.role_id, "status": u.status, "mfa": u.mfa}))
                 .collect(),
         )
     }

@@ -393,10 +393,21 @@ impl AuditStore {
 
     /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).
     pub fn reversible_changes(&self, runs: &[i64]) -> Result<Vec<(String, String, String, String)>, AuditError> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT profile, op, target, params FROM events WHERE run_id IN (SELECT value FROM json_each(?1)) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND op IN ('suspend', 'unsuspend', 'promote', 'demote') ORDER BY seq")
-            .map_err(AuditError::Read)?;
+        self.changes_of(runs, "op IN ('suspend', 'unsuspend', 'promote', 'demote')")
+    }
+
+    /// The successful changes of some runs that steward cannot put back (deleted keys, tokens, sessions,
+    /// memberships, deactivations), oldest first: (profile, op, target, params).
+    pub fn irreversible_changes(&self, runs: &[i64]) -> Result<Vec<(String, String, String, String)>, AuditError> {
+        self.changes_of(
+            runs,
+            "op IN ('delete_key', 'delete_token', 'delete_impersonation_token', 'delete_session', 'remove_from_group', 'delete_user', 'reset_2fa')",
+        )
+    }
+
+    fn changes_of(&self, runs: &[i64], ops: &str) -> Result<Vec<(String, String, String, String)>, AuditError> {
+        let sql = format!("SELECT profile, op, target, params FROM events WHERE run_id IN (SELECT value FROM json_each(?1)) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} ORDER BY seq");
+        let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
         let ids = serde_json::to_string(runs).unwrap_or_else(|_| "[]".into());
         let rows = stmt
             .query_map([ids], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))

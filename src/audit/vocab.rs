@@ -31,6 +31,8 @@ pub enum Status {
     Paused,
     /// The script stopped before its end.
     Aborted,
+    /// What steward read of an account's state (a deprovisioning snapshot or its verification).
+    Observed,
 }
 
 /// Whether the action was meant to reach the service.
@@ -63,6 +65,7 @@ impl Status {
             Status::DryRun => "dry-run",
             Status::Paused => "paused",
             Status::Aborted => "aborted",
+            Status::Observed => "observed",
         }
     }
 }

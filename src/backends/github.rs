@@ -1,5 +1,6 @@
 //! GitHub Enterprise Server: the site-admin user API under `/api/v3` (seed 001, GitHub's GHES 3.22 description).
 
+use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
@@ -181,6 +182,48 @@ impl Github {
         Ok(detailed)
     }
 
+    /// Every public key or personal access token on the instance (`admin/keys`, `admin/tokens`).
+    async fn listing(&self, path: &str) -> Result<Vec<Value>, ApiError> {
+        self.http.list(Request::new(Method::GET, path).query("per_page", 100), Paging::LinkHeader).await
+    }
+
+    /// What each user holds, from one listing of every key and every token on the instance.
+    fn holdings_of(user: &Value, keys: &[Value], tokens: &[Value]) -> Vec<Holding> {
+        let id = user.get("id").and_then(Value::as_u64);
+        let login = user.get("login").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut out = Vec::new();
+        for k in keys.iter().filter(|k| id.is_some() && k.get("user_id").and_then(Value::as_u64) == id) {
+            out.push(Holding {
+                kind: HoldingKind::SshKey,
+                id: k.get("id").map(Value::to_string).unwrap_or_default(),
+                title: text(k, "title").unwrap_or_default(),
+                fingerprint: text(k, "key").and_then(|line| holdings::ssh_fingerprint(&line)),
+                created: text(k, "created_at"),
+                last_used: text(k, "last_used"),
+            });
+        }
+        let owner_of = |t: &Value| {
+            let u = t.get("user");
+            let by_id = u.and_then(|u| u.get("id")).and_then(Value::as_u64);
+            let by_login = u.and_then(|u| u.get("login")).and_then(Value::as_str).map(str::to_lowercase);
+            (by_id.is_some() && by_id == id) || (by_id.is_none() && by_login.as_deref() == Some(login.as_str()))
+        };
+        for t in tokens.iter().filter(|t| owner_of(t)) {
+            out.push(Holding {
+                kind: HoldingKind::Token,
+                id: t.get("id").map(Value::to_string).unwrap_or_default(),
+                title: text(t, "note")
+                    .or_else(|| t.pointer("/app/name").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default(),
+                fingerprint: text(t, "fingerprint"),
+                created: text(t, "created_at"),
+                last_used: text(t, "last_used_at"),
+            });
+        }
+        out
+    }
+
     async fn rate_limit(&self) -> Result<Value, ApiError> {
         match self.send(Request::new(Method::GET, "rate_limit")).await {
             // GHES answers 404 when the site admin has not enabled rate limiting (the default).
@@ -226,6 +269,15 @@ impl Backend for Github {
     }
 
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        // A key or token is removed when the instance no longer lists it (how a resume settles a lost answer).
+        if let Some(path) = match op {
+            Op::DeleteKey => Some("admin/keys"),
+            Op::DeleteToken => Some("admin/tokens"),
+            _ => None,
+        } {
+            let listed = self.listing(path).await?;
+            return Ok(Some(!listed.iter().any(|v| v.get("id").map(Value::to_string).as_deref() == Some(target))));
+        }
         let field = match op {
             Op::Suspend | Op::Unsuspend => "suspended_at",
             Op::Promote | Op::Demote => "site_admin",
@@ -247,6 +299,33 @@ impl Backend for Github {
             other => !other.is_null(),
         };
         Ok(Some(on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    async fn snapshot(&self, target: &str) -> Result<Snapshot, ApiError> {
+        let mut all = self.snapshots(&[target.to_string()]).await;
+        all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
+    }
+
+    /// One listing of every key and token for all the accounts, then each account's own record.
+    async fn snapshots(&self, targets: &[String]) -> Vec<Result<Snapshot, ApiError>> {
+        let listings = futures::future::try_join(self.listing("admin/keys"), self.listing("admin/tokens")).await;
+        let (keys, tokens) = match listings {
+            Ok(both) => both,
+            Err(e) => return targets.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(targets.len());
+        for chunk in targets.chunks(DETAIL_CONCURRENCY) {
+            let reads = chunk.iter().map(|t| holdings::user_snapshot(self, t));
+            for read in futures::future::join_all(reads).await {
+                out.push(read.map(|mut snap| {
+                    snap.holdings = Self::holdings_of(&snap.user, &keys, &tokens);
+                    // GHES deletes a user's impersonation tokens on request but has no way to list them.
+                    snap.unlisted.push(HoldingKind::ImpersonationToken.words().to_string());
+                    snap
+                }));
+            }
+        }
+        out
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

@@ -2,6 +2,7 @@
 //! A backend never audits, prompts or throttles on its own: dispatch does that once for all of them.
 
 pub mod github;
+pub mod holdings;
 pub mod model;
 pub mod scim;
 pub mod synapse;
@@ -45,6 +46,8 @@ pub enum Op {
     ListGroups,
     AddToGroup,
     RemoveFromGroup,
+    ListSessions,
+    DeleteSession,
     Api,
 }
 
@@ -111,6 +114,8 @@ pub const VERBS: &[Verb] = &[
     Verb { op: Op::ListGroups, name: "list_groups", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
     Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
     Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
+    Verb { op: Op::ListSessions, name: "list_sessions", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::DeleteSession, name: "delete_session", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
     Verb { op: Op::Api, name: "api", changes: When::Method(is_write), destructive: When::Method(is_delete), guarded: false, inverse: None, bulk: None },
 ];
 
@@ -268,6 +273,27 @@ pub trait Backend: Send + Sync {
     /// A name as the service compares names: by default without case (logins, emails, ids).
     fn name_key(&self, name: &str) -> String {
         name.trim().to_lowercase()
+    }
+
+    /// The account behind `target` and what it holds (keys, tokens, sessions, groups, 2FA), read for
+    /// deprovisioning; by default only the user record.
+    async fn snapshot(&self, target: &str) -> Result<holdings::Snapshot, ApiError> {
+        holdings::user_snapshot(self, target).await
+    }
+
+    /// `snapshot` of many accounts, one result each in order; a service that lists credentials for everyone at
+    /// once (GHES) reads that listing once for all of them.
+    async fn snapshots(&self, targets: &[String]) -> Vec<Result<holdings::Snapshot, ApiError>> {
+        let mut out = Vec::with_capacity(targets.len());
+        for chunk in targets.chunks(8) {
+            out.extend(futures::future::join_all(chunk.iter().map(|t| self.snapshot(t))).await);
+        }
+        out
+    }
+
+    /// The steps that take everything `snap` shows away, in the order this service needs.
+    fn cascade(&self, snap: &holdings::Snapshot, wishes: &holdings::Wishes) -> holdings::Cascade {
+        holdings::standard_cascade(self, snap, wishes)
     }
 
     /// The login of the account the token belongs to.

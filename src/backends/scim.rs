@@ -793,6 +793,51 @@ impl Backend for Scim {
         Ok(Some(Account { id: id_of(&r)?, names }))
     }
 
+    async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
+        let mut all = self.snapshots(&[target.to_string()]).await;
+        all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
+    }
+
+    /// Each account and the groups it is a member of (the admin group aside: demote takes that one), from one
+    /// listing of every group.
+    async fn snapshots(&self, targets: &[String]) -> Vec<Result<super::holdings::Snapshot, ApiError>> {
+        use super::holdings::{Holding, HoldingKind};
+        let groups = match self.caps().await {
+            Ok(caps) => self.list_all(&caps.groups.clone(), None).await,
+            Err(e) => Err(e),
+        };
+        let groups = match groups {
+            Ok(groups) => groups,
+            Err(e) => return targets.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let admin_id = self.admin_group_id.get().cloned();
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            out.push(super::holdings::user_snapshot(self, t).await.map(|mut snap| {
+                let id = snap.user.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                snap.holdings = groups
+                    .iter()
+                    .filter(|g| members(g).contains(&id))
+                    .filter(|g| admin_id.is_none() || g.get("id").and_then(Value::as_str) != admin_id.as_deref())
+                    .filter(|g| {
+                        let name = g.get("displayName").and_then(Value::as_str);
+                        name.is_none() || name != self.settings.admin_group.as_deref()
+                    })
+                    .map(|g| Holding {
+                        kind: HoldingKind::Group,
+                        id: g.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        title: g.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        fingerprint: None,
+                        created: None,
+                        last_used: None,
+                    })
+                    .collect();
+                snap
+            }));
+        }
+        out
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
         match op {
             Op::Suspend | Op::Unsuspend => {

@@ -48,6 +48,8 @@ const SUPPORTED: &[Op] = &[
     Op::Promote,
     Op::Demote,
     Op::Activity,
+    Op::ListSessions,
+    Op::DeleteSession,
     Op::Api,
 ];
 
@@ -265,6 +267,13 @@ impl Synapse {
         Ok(Value::Array(users))
     }
 
+    /// A user's devices (each a logged-in session with its access token): `GET …/users/<id>/devices`.
+    async fn devices(&self, user_id: &str) -> Result<Vec<Value>, ApiError> {
+        let req = Request::new(Method::GET, format!("_synapse/admin/v2/users/{}/devices", segment(user_id)));
+        let body = self.http.send(&req).await.map_err(|e| not_found(e, user_id))?.body;
+        Ok(body.get("devices").and_then(Value::as_array).cloned().unwrap_or_default())
+    }
+
     async fn change(&self, action: &Action, req: Request) -> Result<Value, ApiError> {
         let id = action.target.clone().unwrap_or_default();
         let resp = self.http.send(&req).await.map_err(|e| not_found(e, &id))?;
@@ -309,6 +318,40 @@ impl Backend for Synapse {
         Ok(Some(account))
     }
 
+    /// The user, and their devices as sessions (display name, last seen; never the access token).
+    async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
+        use super::holdings::{Holding, HoldingKind, Snapshot};
+        let id = self.user_id(target).await?;
+        let mut snap = Snapshot::of_user(&self.user(&self.get_raw(&id).await?, true));
+        snap.holdings = self
+            .devices(&id)
+            .await?
+            .iter()
+            .map(|d| Holding {
+                kind: HoldingKind::Session,
+                id: d.get("device_id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                title: d.get("display_name").and_then(Value::as_str).unwrap_or("(unnamed device)").to_string(),
+                fingerprint: None,
+                created: None,
+                last_used: d.get("last_seen_ts").and_then(Value::as_i64).and_then(ms_to_rfc3339),
+            })
+            .collect();
+        Ok(snap)
+    }
+
+    /// Suspend (or, when asked, deactivate: irreversible, and it revokes every token) and log every device out.
+    fn cascade(&self, snap: &super::holdings::Snapshot, wishes: &super::holdings::Wishes) -> super::holdings::Cascade {
+        let mut plan = super::holdings::standard_cascade(self, snap, wishes);
+        if wishes.deactivate && snap.flag("deactivated") != Some(true) {
+            plan.steps.push(super::holdings::Step {
+                action: Action::new(Op::DeleteUser, Some(snap.target.clone()), json!({"erase": false})),
+                reversible: false,
+                says: "deactivate the account (Synapse cannot reactivate it with its password or tokens)".into(),
+            });
+        }
+        plan
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
         let key = match op {
             Op::Suspend | Op::Unsuspend => "suspended",
@@ -321,6 +364,15 @@ impl Backend for Synapse {
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
+        if action.op == Op::DeleteSession {
+            // The target is a device; its owner comes with it.
+            let owner = action.param_str("owner").ok_or_else(|| {
+                ApiError::invalid("delete_session needs the user too: delete_session(user, device_id)")
+            })?;
+            let owner = self.user_id(owner).await?;
+            let path = format!("_synapse/admin/v2/users/{}/devices/{}", segment(&owner), segment(action.target()?));
+            return self.change(action, Request::new(Method::DELETE, path)).await;
+        }
         let id = match &action.target {
             Some(t) if !t.is_empty() => Some(self.user_id(t).await?),
             _ => None,
@@ -375,6 +427,7 @@ impl Backend for Synapse {
                 self.change(action, req).await
             }
             Op::Activity => self.activity(&action.params).await,
+            Op::ListSessions => Ok(Value::Array(self.devices(id.as_deref().unwrap_or_default()).await?)),
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }

@@ -3,6 +3,7 @@
 //! TFE acts on user ids (`user-…`) and has no single-user endpoint, so a login or email is resolved with
 //! `GET /admin/users?q=…` (exactly one match required); the resolution is remembered for the action that follows.
 
+use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::User;
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
@@ -84,6 +85,8 @@ const SUPPORTED: &[Op] = &[
     Op::Promote,
     Op::Demote,
     Op::Reset2fa,
+    Op::ListTokens,
+    Op::DeleteToken,
     Op::Impersonate,
     Op::Unimpersonate,
     Op::Api,
@@ -284,6 +287,43 @@ impl Terraform {
         }
     }
 
+    /// Every user API token on the installation (`GET /admin/user-tokens`, site admins only), all pages.
+    async fn user_tokens(&self) -> Result<Vec<Value>, ApiError> {
+        let req =
+            Request::new(Method::GET, "admin/user-tokens").query("page[size]", PAGE_SIZE).query("page[number]", 1);
+        let paging = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
+        self.http.list(req, paging).await.map_err(not_admin_hint)
+    }
+
+    /// A token resource as steward shows it: id, owner, description and dates (TFE never returns the secret).
+    fn token(resource: &Value) -> Value {
+        let attr = |k: &str| resource.pointer(&format!("/attributes/{k}")).cloned().unwrap_or(Value::Null);
+        json!({
+            "id": resource.get("id").cloned().unwrap_or(Value::Null),
+            "user_id": resource.pointer("/relationships/user/data/id").cloned().unwrap_or(Value::Null),
+            "description": attr("description"),
+            "created_at": attr("created-at"),
+            "last_used_at": attr("last-used-at"),
+            "expired_at": attr("expired-at"),
+        })
+    }
+
+    fn holdings_of(user_id: &str, tokens: &[Value]) -> Vec<Holding> {
+        tokens
+            .iter()
+            .map(Self::token)
+            .filter(|t| t["user_id"].as_str() == Some(user_id))
+            .map(|t| Holding {
+                kind: HoldingKind::Token,
+                id: t["id"].as_str().unwrap_or_default().to_string(),
+                title: t["description"].as_str().unwrap_or("(no description)").to_string(),
+                fingerprint: None,
+                created: t["created_at"].as_str().map(str::to_string),
+                last_used: t["last_used_at"].as_str().map(str::to_string),
+            })
+            .collect()
+    }
+
     async fn impersonation(&self, action: &Action) -> Result<Value, ApiError> {
         let Some(session) = &self.session else {
             return Err(ApiError::new(
@@ -343,7 +383,34 @@ impl Backend for Terraform {
         self.http.base_url().to_string()
     }
 
+    async fn snapshot(&self, target: &str) -> Result<Snapshot, ApiError> {
+        let mut all = self.snapshots(&[target.to_string()]).await;
+        all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
+    }
+
+    /// One listing of every user token for all the accounts, then each account's record (2FA included).
+    async fn snapshots(&self, targets: &[String]) -> Vec<Result<Snapshot, ApiError>> {
+        let tokens = match self.user_tokens().await {
+            Ok(tokens) => tokens,
+            Err(e) => return targets.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            out.push(holdings::user_snapshot(self, t).await.map(|mut snap| {
+                let id = snap.user.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                snap.holdings = Self::holdings_of(&id, &tokens);
+                snap.two_factor = snap.user.get("two_factor").and_then(Value::as_bool);
+                snap
+            }));
+        }
+        out
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+        if op == Op::DeleteToken {
+            let listed = self.user_tokens().await?;
+            return Ok(Some(!listed.iter().any(|t| t.get("id").and_then(Value::as_str) == Some(target))));
+        }
         let attr = match op {
             Op::Suspend | Op::Unsuspend => "is-suspended",
             Op::Promote | Op::Demote => "is-admin",
@@ -393,6 +460,16 @@ impl Backend for Terraform {
             Op::Promote => self.user_action(action, "grant_admin").await,
             Op::Demote => self.user_action(action, "revoke_admin").await,
             Op::Reset2fa => self.user_action(action, "disable_two_factor").await,
+            Op::ListTokens => Ok(Value::Array(self.user_tokens().await?.iter().map(Self::token).collect())),
+            Op::DeleteToken => {
+                let id = action.target()?;
+                let resp = self
+                    .http
+                    .send(&Request::new(Method::DELETE, format!("admin/user-tokens/{}", segment(id))))
+                    .await
+                    .map_err(not_admin_hint)?;
+                Ok(json!({"ok": true, "op": "delete_token", "target": id, "http_status": resp.status}))
+            }
             Op::Impersonate | Op::Unimpersonate => self.impersonation(action).await,
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),

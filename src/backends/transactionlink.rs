@@ -295,6 +295,23 @@ impl Backend for TransactionLink {
         self.http.base_url().to_string()
     }
 
+    /// The user and their MFA state (`profile.mfaEnabled`); TransactionLink lists no keys or tokens.
+    async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
+        let user = self.execute(&Action::new(Op::GetUser, Some(target.to_string()), Value::Null)).await?;
+        let mut snap = super::holdings::Snapshot::of_user(&user);
+        snap.two_factor = user.pointer("/raw/profile/mfaEnabled").and_then(Value::as_bool);
+        Ok(snap)
+    }
+
+    /// Terminate (steward records the role first, so reinstate gives it back) and reset MFA; never demote
+    /// first, which would lose the role reinstatement restores.
+    fn cascade(&self, snap: &super::holdings::Snapshot, wishes: &super::holdings::Wishes) -> super::holdings::Cascade {
+        let wishes = super::holdings::Wishes { reset_2fa: true, ..wishes.clone() };
+        let mut plan = super::holdings::standard_cascade(self, snap, &wishes);
+        plan.steps.retain(|s| s.action.op != Op::Demote);
+        plan
+    }
+
     async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
         let u = match op {
             Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote => self.find(target).await?,

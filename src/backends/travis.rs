@@ -417,6 +417,28 @@ impl Backend for Travis {
         Ok(suspended.map(|s| s == (op == Op::Suspend)))
     }
 
+    /// The member as the activity listing shows them (id, login, VCS id, suspension), addressed by id.
+    async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
+        let user = self.find(target).await?.ok_or_else(|| {
+            ApiError::new(ErrorKind::NotFound, format!("no member {target:?} in this organization's activity listing"))
+                .with_status(404)
+        })?;
+        let mut snap = super::holdings::Snapshot::of_user(&user);
+        snap.target =
+            user.get("id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+        Ok(snap)
+    }
+
+    fn cascade(&self, snap: &super::holdings::Snapshot, wishes: &super::holdings::Wishes) -> super::holdings::Cascade {
+        let mut plan = super::holdings::standard_cascade(self, snap, wishes);
+        plan.caveats.push(
+            "Travis CI Enterprise suspension frees a seat but does not cut access (its docs say so): cut access at \
+             the identity provider or the VCS"
+                .into(),
+        );
+        plan
+    }
+
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
         match action.op {
             Op::Activity => self.activity(&action.params).await,

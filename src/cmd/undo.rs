@@ -29,7 +29,15 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
         ));
     }
     let changes = store.reversible_changes(&job.runs)?;
+    let lost = store.irreversible_changes(&job.runs)?;
     drop(store);
+    if !lost.is_empty() {
+        output::note(&format!(
+            "cannot be restored by steward ({} changes; recreate them by hand if they are wanted back): {}",
+            lost.len(),
+            lost.iter().map(|(p, op, t, params)| describe_lost(p, op, t, params)).collect::<Vec<_>>().join("; ")
+        ));
+    }
     // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
     let blind: Vec<(String, String)> = changes
         .iter()
@@ -68,6 +76,24 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     }
     output::print_value(&Value::Array(all), ctx.output);
     Ok(())
+}
+
+/// An irreversible change in words: `delete_key 7 ("mona's laptop", of mona) on ghes`.
+fn describe_lost(profile: &str, op: &str, target: &str, params: &str) -> String {
+    let params: Value = serde_json::from_str(params).unwrap_or_default();
+    let said = |k: &str| params.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let detail: Vec<String> = [
+        said("title").map(|t| format!("{t:?}")),
+        said("owner").map(|o| format!("of {o}")),
+        said("group").map(|g| format!("group {g}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match detail.is_empty() {
+        true => format!("{op} {target} on {profile}"),
+        false => format!("{op} {target} ({}) on {profile}", detail.join(", ")),
+    }
 }
 
 /// A change made without reading the target first (`precheck: false`, a service that cannot tell): its

@@ -355,24 +355,11 @@ impl Dispatcher {
                 ),
                 false => format!("{label}: {} of {changes} accounts. Go ahead?", op.name()),
             };
-            match self.prompt.confirm(&question) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(ApiError::new(
-                        ErrorKind::Cancelled,
-                        "declined at the confirmation prompt; nothing was changed",
-                    ))
-                }
-                Err(why) => {
-                    let what = match over_budget {
-                        true => format!("{changes} changes exceed max_changes = {}", self.mode.max_changes),
-                        false => format!("{} takes access away from {changes} accounts", op.name()),
-                    };
-                    return Err(ApiError::new(ErrorKind::Cancelled, format!("{what}: {why}")).with_hint(
-                        "check the plan with --dry-run, then pass --yes (or raise max_changes in the config)",
-                    ));
-                }
-            }
+            let what = match over_budget {
+                true => format!("{changes} changes exceed max_changes = {}", self.mode.max_changes),
+                false => format!("{} takes access away from {changes} accounts", op.name()),
+            };
+            self.ask_job(&question, what)?;
         }
         // Confirmed above if the job alone exceeds the budget; otherwise it counts like single calls do.
         match changes <= self.mode.max_changes {
@@ -381,6 +368,18 @@ impl Dispatcher {
                 self.changes.fetch_add(changes, Ordering::SeqCst);
                 Ok(())
             }
+        }
+    }
+
+    /// Asks once for a whole job: `Ok` to go ahead; declined, or nobody to ask (then `what` says why it asked).
+    pub(super) fn ask_job(&self, question: &str, what: String) -> Result<(), ApiError> {
+        match self.prompt.confirm(question) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err(ApiError::new(ErrorKind::Cancelled, "declined at the confirmation prompt; nothing was changed"))
+            }
+            Err(why) => Err(ApiError::new(ErrorKind::Cancelled, format!("{what}: {why}"))
+                .with_hint("check the plan with --dry-run, then pass --yes (or raise max_changes in the config)")),
         }
     }
 

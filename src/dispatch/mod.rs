@@ -2,6 +2,7 @@
 //! the request, the outcome. Backends only execute; everything around them happens here, once.
 
 pub mod bulk;
+pub mod deprovision;
 
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::writer::Pending;
@@ -234,6 +235,8 @@ pub struct Dispatcher {
     budget_confirmed: std::sync::atomic::AtomicBool,
     /// Reads what earlier runs recorded (the role a user had before termination), opened on first use.
     reader: std::sync::Mutex<Option<crate::audit::AuditStore>>,
+    /// Open intents of earlier runs this run has settled (each gets one outcome, however many jobs look).
+    settled: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Dispatcher {
@@ -261,6 +264,7 @@ impl Dispatcher {
             changes: AtomicUsize::new(0),
             budget_confirmed: std::sync::atomic::AtomicBool::new(false),
             reader: std::sync::Mutex::new(None),
+            settled: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -489,9 +493,9 @@ impl Dispatcher {
         if !action.op.is_mutation(&action.params) {
             return self.read(conn, &action).await;
         }
-        if action.op.guards_target() {
+        if let Some(account) = guarded_account(&action) {
             let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
-            if let Some(why) = guard.refusal(conn.backend.as_ref(), action.target.as_deref().unwrap_or_default()) {
+            if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
                 self.refuse(conn, &action, &why.message).await;
                 return Err(fail(
                     ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
@@ -555,14 +559,23 @@ impl Dispatcher {
 
     /// Intent (durable) → request → outcome: the part of the path every mutation shares, single or bulk.
     async fn execute_recorded(&self, conn: &Connection, action: &Action) -> Result<Value, ApiError> {
-        let action = self.prepared(conn, action).await?;
+        self.execute_recorded_at(conn, action).await.1
+    }
+
+    /// `execute_recorded`, with the sequence number of the intent it wrote (for evidence that cites the log).
+    async fn execute_recorded_at(&self, conn: &Connection, action: &Action) -> (Option<i64>, Result<Value, ApiError>) {
+        let action = match self.prepared(conn, action).await {
+            Ok(action) => action,
+            Err(e) => return (None, Err(e)),
+        };
         let intent =
             self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Intent, Status::Pending);
         // Fail closed: without a durable intent the request is not sent.
-        match self.record_claiming(vec![intent]).await?.first() {
-            Some(Ok(intent_seq)) => self.send_recorded(conn, &action, *intent_seq).await,
-            Some(Err(busy)) => Err(self.busy(conn, &action, *busy).await),
-            None => Err(unrecorded()),
+        match self.record_claiming(vec![intent]).await.map(|slots| slots.into_iter().next()) {
+            Ok(Some(Ok(intent_seq))) => (Some(intent_seq), self.send_recorded(conn, &action, intent_seq).await),
+            Ok(Some(Err(busy))) => (None, Err(self.busy(conn, &action, busy).await)),
+            Ok(None) => (None, Err(unrecorded())),
+            Err(e) => (None, Err(e)),
         }
     }
 
@@ -863,6 +876,15 @@ impl Dispatcher {
         e.error = why.to_string();
         self.record_after(vec![e]).await;
     }
+}
+
+/// The account a change takes something from, which must not be protected or the caller's own: the target of
+/// an operation that guards it, or the `owner` a key, token or session deletion names.
+pub(crate) fn guarded_account(action: &Action) -> Option<&str> {
+    if action.op.guards_target() {
+        return Some(action.target.as_deref().unwrap_or_default());
+    }
+    action.op.is_mutation(&action.params).then(|| action.param_str("owner")).flatten()
 }
 
 /// An intent the audit log's answer left out: nothing is sent for it.

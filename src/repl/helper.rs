@@ -111,7 +111,17 @@ mod tests {
         let h = helper();
         assert_eq!(
             h.candidates(&Slot::Method("", Receiver::Var("t"))),
-            ["activity", "api", "suspend", "suspend_all", "unsuspend", "unsuspend_all", "user_activity"]
+            [
+                "activity",
+                "api",
+                "deprovision",
+                "deprovision_all",
+                "suspend",
+                "suspend_all",
+                "unsuspend",
+                "unsuspend_all",
+                "user_activity"
+            ]
         );
         let github = h.candidates(&Slot::Method("", Receiver::DefaultProfile));
         assert!(github.contains(&"suspend".to_string()) && github.contains(&"create_impersonation_token".to_string()));

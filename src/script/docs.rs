@@ -18,6 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static FnDoc> {
     super::packages::admin::DOCS
         .iter()
         .chain(super::packages::data::DOCS.iter())
+        .chain(super::packages::deprovision::DOCS.iter())
         .chain(super::packages::audit::DOCS.iter())
 }
 

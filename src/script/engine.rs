@@ -89,6 +89,7 @@ pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) 
     engine.on_progress(move |ops| watchdog.check(ops).map(Dynamic::from));
     packages::admin::register(&mut engine, host.clone());
     packages::data::register(&mut engine, host.clone());
+    packages::deprovision::register(&mut engine, host.clone());
     packages::audit::register(&mut engine, host);
 
     let mut stdlib = StaticModuleResolver::new();

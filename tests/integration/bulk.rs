@@ -258,7 +258,14 @@ fn the_other_stock_scripts_run() {
     env.run(&["--yes", "run", &script("demote_from_csv.rhai"), "--arg", "csv=admins.csv"]).code(3);
     assert!(std::fs::read_to_string(env.path("admins-demoted.csv")).unwrap().contains("user0013,ok"));
 
+    // Offboarding deletes what cannot be undone (GHES impersonation tokens at least): without --yes it asks, and
+    // with nobody to ask the run fails, having changed nothing.
+    env.run(&["run", &script("offboard.rhai"), "--arg", "emails=user0014@example.com", "--arg", "reason=left"])
+        .code(1)
+        .stderr_has("cannot be undone");
+    assert!(!suspended(&sb).contains(&"user0014".to_string()));
     env.run(&[
+        "--yes",
         "run",
         &script("offboard.rhai"),
         "--arg",
@@ -271,7 +278,7 @@ fn the_other_stock_scripts_run() {
     assert!(suspended(&sb).contains(&"user0014".to_string()));
     let off = std::fs::read_to_string(env.path("offboard-results.csv")).unwrap();
     assert!(
-        off.contains("user0014@example.com,ghes,user0014,ok") && off.contains("ghost@example.com,ghes,,not found"),
+        off.contains("user0014@example.com,ghes,user0014,done") && off.contains("ghost@example.com,ghes,,not found"),
         "{off}"
     );
 

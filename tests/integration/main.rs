@@ -18,6 +18,8 @@ mod scim;
 mod synapse;
 // The audit log: listing, filters, export, and tamper detection.
 mod audit;
+// Deprovisioning on every sandbox service: the cascade, its evidence, protection, kill -9 and resume, undo.
+mod deprovision;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
 // The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.

@@ -220,10 +220,11 @@ fn offboarding_goes_on_past_a_profile_that_fails_and_always_writes_its_summary()
             assert!(off.contains(&format!("{email},{profile},")), "no row for {email} on {profile}:\n{off}");
         }
     }
-    assert!(off.contains("user0007@example.com,github,user0007,ok"), "{off}");
-    assert!(off.contains("tfuser0007@example.com,terraform,tfuser0007,ok"), "{off}");
-    // Travis cannot list users: it is reported, and did not stop the profiles after it.
-    assert!(off.contains("user0007@example.com,travis,,unsupported"), "{off}");
+    assert!(off.contains("user0007@example.com,github,user0007,done"), "{off}");
+    assert!(off.contains("tfuser0007@example.com,terraform,tfuser0007,done"), "{off}");
+    assert!(off.contains("tluser0007@example.com,transactionlink,tluser0007@example.com,done"), "{off}");
+    // Travis knows no emails: each person is reported there too.
+    assert!(off.contains("user0007@example.com,travis,,not found"), "{off}");
 }
 
 #[test]

@@ -347,8 +347,8 @@ fn offboard_reaches_people_on_a_scim_profile_by_email() {
     )
     .success();
     let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
-    assert!(csv.contains("U0001@example.com,scim,u0001,ok"), "{csv}");
-    assert!(csv.contains("boss@example.com,scim,boss,skipped"), "{csv}");
+    assert!(csv.contains("U0001@example.com,scim,u0001,done"), "{csv}");
+    assert!(csv.contains("boss@example.com,scim,,protected"), "{csv}");
     assert!(csv.contains("ghost@example.com,scim,,not found"), "{csv}");
     assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
     assert_eq!(eval(&env, r#"connect().get_user("boss").suspended"#), false);
@@ -364,4 +364,57 @@ fn a_crafted_name_finds_no_one_and_changes_nothing() {
         assert!(r.stderr.contains("no user") || r.stderr.contains("not a user name"), "{name}: {}", r.stderr);
     }
     assert_eq!(eval(&env, "connect().list_users(#{suspended: true}).len()"), 0);
+}
+
+/// An admin in two groups is demoted (the admin group), deactivated and taken out of every other group, on both
+/// the full server and the one announcing no PATCH; undo gives the admin right and the activity back.
+#[test]
+fn deprovisioning_deactivates_and_takes_the_leaver_out_of_every_group() {
+    for base in [&servers().full, &servers().minimal] {
+        let env = env_on(base, "");
+        seed(&env, 3);
+        for g in ["eng", "oncall"] {
+            eval(
+                &env,
+                &format!(
+                    r#"connect().api("POST", "Groups", #{{schemas: ["urn:ietf:params:scim:schemas:core:2.0:Group"], displayName: "{g}"}})"#
+                ),
+            );
+        }
+        eval(
+            &env,
+            r#"let s = connect(); s.add_to_group("u0001", "eng"); s.add_to_group("u0001", "oncall"); s.add_to_group("u0002", "eng"); s.promote("u0001")"#,
+        );
+        let out = eval(&env, r#"connect().deprovision("u0001@example.com", #{reason: "left"})"#);
+        assert_eq!(out["status"], "done", "{base}: {out:#}");
+        let steps: Vec<(&str, &str)> = out["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["op"].as_str().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            steps,
+            [("demote", "ok"), ("suspend", "ok"), ("remove_from_group", "ok"), ("remove_from_group", "ok")],
+            "{base}"
+        );
+        assert_eq!(out["before"]["holdings"].as_array().unwrap().len(), 2, "admins is demote's, not a holding");
+        assert_eq!(out["after"]["holdings"].as_array().unwrap().len(), 0);
+        assert_eq!(
+            (out["after"]["user"]["admin"].clone(), out["after"]["user"]["suspended"].clone()),
+            (json!(false), json!(true))
+        );
+        let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
+        assert!(
+            groups.as_array().unwrap().contains(&json!("eng:1"))
+                && groups.as_array().unwrap().contains(&json!("oncall:0")),
+            "{groups}"
+        );
+
+        let job = env_rows(&env, "deprovision").iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+        let undo = run(&env, &["--yes", "undo", &job]).success();
+        assert!(undo.stderr.contains("remove_from_group"), "{}", undo.report());
+        let back = eval(&env, r#"connect().get_user("u0001")"#);
+        assert_eq!((back["admin"].clone(), back["suspended"].clone()), (json!(true), json!(false)), "{base}");
+    }
 }

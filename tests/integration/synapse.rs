@@ -211,3 +211,63 @@ fn a_bulk_suspension_of_200_users() {
         audit(&env, "suspend").into_iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count();
     assert_eq!(outcomes, 200);
 }
+
+/// Logs `user` in with its password through the client API: a new device with its own access token.
+fn log_in(user: &str, password: &str, device: &str) -> String {
+    let url = format!("{}/_matrix/client/v3/login", server().url);
+    let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+                      "password": password, "device_id": device, "initial_device_display_name": format!("{device} of {user}")});
+    crate::util::runtime().block_on(async {
+        let r: Value = reqwest::Client::new().post(url).json(&body).send().await.unwrap().json().await.unwrap();
+        r["access_token"].as_str().unwrap_or_else(|| panic!("login failed: {r}")).to_string()
+    })
+}
+
+fn whoami_status(token: &str) -> u16 {
+    let url = format!("{}/_matrix/client/v3/account/whoami", server().url);
+    crate::util::runtime()
+        .block_on(async { reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().status().as_u16() })
+}
+
+#[test]
+fn deprovisioning_logs_every_device_out_and_deactivates_when_asked() {
+    let env = env();
+    let carol = unique("carol");
+    let password = format!("pw-{carol}-long-enough");
+    eval(&env, &format!(r#"connect().create_user(#{{login: "{carol}", password: "{password}"}})"#));
+    let tokens: Vec<String> = ["LAPTOP", "PHONE"].iter().map(|d| log_in(&carol, &password, d)).collect();
+    assert!(tokens.iter().all(|t| whoami_status(t) == 200));
+    let sessions = eval(&env, &format!(r#"connect().list_sessions("{carol}").map(|d| d.device_id)"#));
+    assert_eq!(sessions.as_array().map(Vec::len), Some(2), "{sessions}");
+
+    // A dry run plans it all and sends nothing.
+    let plan = eval(
+        &env,
+        &format!(r#"connect().deprovision("{carol}", #{{reason: "left", deactivate: true, dry_run: true}})"#),
+    );
+    let steps: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["op"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["suspend", "delete_session", "delete_session", "delete_user"], "{plan:#}");
+    assert!(tokens.iter().all(|t| whoami_status(t) == 200), "the dry run logged nobody out");
+
+    let done = eval(&env, &format!(r#"connect().deprovision("{carol}", #{{reason: "left", deactivate: true}})"#));
+    assert_eq!(done["status"], "done", "{done:#}");
+    assert_eq!(done["verified"], true);
+    assert_eq!(done["before"]["holdings"].as_array().unwrap().len(), 2);
+    let titles: Vec<&str> =
+        done["before"]["holdings"].as_array().unwrap().iter().map(|h| h["title"].as_str().unwrap()).collect();
+    assert!(titles.contains(&format!("LAPTOP of {carol}").as_str()), "{titles:?}");
+    assert_eq!(done["after"]["holdings"].as_array().unwrap().len(), 0);
+    assert_eq!(done["after"]["user"]["deactivated"], true);
+    assert!(done["steps"].as_array().unwrap().iter().all(|s| s["status"] == "ok" && s["audit_seq"].is_i64()));
+    for t in &tokens {
+        assert_eq!(whoami_status(t), 401, "a device's token still works after deprovisioning");
+    }
+    // Each session's deletion is in the log under the device, naming its owner; no token is.
+    let rows = audit(&env, "delete_session");
+    assert!(
+        rows.iter().any(|r| r["target"] == "LAPTOP" && r["params"].as_str().unwrap_or("").contains(&carol)),
+        "{rows:?}"
+    );
+    let export = run_as(&env, &server().token, &["audit", "export"]).success().stdout;
+    assert!(tokens.iter().all(|t| !export.contains(t.as_str())));
+}

@@ -49,6 +49,8 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "list_groups", signature: "h.list_groups()", summary: "Every group (id, name, member count; raw has the members), where the service has groups (SCIM).", example: r#"let kind = (); try { connect("github").list_groups(); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "add_to_group", signature: "h.add_to_group(user, group)", summary: "Adds a user to a group (by its displayName or id), where the service has groups (SCIM).", example: r#"let kind = (); try { connect("github").add_to_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "remove_from_group", signature: "h.remove_from_group(user, group)", summary: "Removes a user from a group; asks first unless --yes, and never touches a protected account or your own.", example: r#"let kind = (); try { connect("github").remove_from_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "list_sessions", signature: "h.list_sessions(user)", summary: "A user's logged-in sessions (Synapse: their devices, with display name and when last seen; never the access token).", example: r#"let kind = (); try { connect("github").list_sessions("user0001"); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "delete_session", signature: "h.delete_session(user, session_id)", summary: "Logs one session out (Synapse: deletes the device and its access token); asks first unless --yes, and never on a protected account or your own.", example: r#"let kind = (); try { connect("github").delete_session("user0001", "ABCDEFGH"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
 ];
 
@@ -206,6 +208,19 @@ fn register_changes(engine: &mut Engine, host: &Rc<Host>) {
             },
         );
     }
+    let h = host.clone();
+    engine.register_fn("list_sessions", move |handle: &mut Handle, user: Dynamic| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::ListSessions, Some(target_text(&user)?), json!({}))
+    });
+    // The session is the target; its owner is named so the guard protects it like the account itself.
+    let h = host.clone();
+    engine.register_fn(
+        "delete_session",
+        move |handle: &mut Handle, user: Dynamic, session: Dynamic| -> ScriptResult<Dynamic> {
+            let owner = target_text(&user)?;
+            h.perform(&handle.conn, Op::DeleteSession, Some(target_text(&session)?), json!({"owner": owner}))
+        },
+    );
     let h = host.clone();
     engine.register_fn("create_user", move |handle: &mut Handle, login: &str, email: &str| {
         h.perform(&handle.conn, Op::CreateUser, Some(login.to_string()), json!({"login": login, "email": email}))

@@ -1,0 +1,497 @@
+//! `deprovision`: take away everything a person holds on one profile, with evidence. Per person: resolve the name
+//! to the account → refuse a protected one or the caller's own → snapshot (recorded) → plan (the backend's
+//! cascade) → one confirmation for the whole job → each step through the one audited pipeline → read back and
+//! verify (recorded). A failing step never stops the next one, nor the next person.
+
+use super::{guarded_account, Connection, Dispatcher};
+use crate::audit::vocab::{Mode as EventMode, Phase, Status};
+use crate::audit::Event;
+use crate::backends::holdings::{Cascade, Snapshot, Step, Wishes};
+use crate::backends::{Action, Op};
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use crate::http::redact::redact;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The audit log's name for deprovisioning's own rows (snapshots, verification, refusals).
+const OP: &str = "deprovision";
+
+/// What became of one step of a plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub op: &'static str,
+    pub target: String,
+    pub says: String,
+    pub reversible: bool,
+    /// ok, noop, failed, refused, cancelled or dry-run.
+    pub status: String,
+    pub error: Option<String>,
+    pub http_status: Option<u16>,
+    /// The sequence number of the step's intent in the audit log.
+    pub audit_seq: Option<i64>,
+    /// When the step ended (RFC 3339) and how long it took.
+    pub at: Option<String>,
+    pub ms: Option<u64>,
+}
+
+/// What deprovisioning did to one person on one profile: before → steps → after.
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonReport {
+    /// The name as given (a login, an email, an id).
+    pub person: String,
+    pub profile: String,
+    pub kind: &'static str,
+    /// The account's name on the service, once found.
+    pub account: Option<String>,
+    /// done, partial, failed, nothing to do, dry-run, protected, not found, skipped or cancelled.
+    pub status: String,
+    pub before: Option<Snapshot>,
+    pub after: Option<Snapshot>,
+    pub steps: Vec<StepReport>,
+    /// Whether reading back showed everything planned in place (None when nothing was done).
+    pub verified: Option<bool>,
+    /// What could not be done, or is still there, and why.
+    pub problems: Vec<String>,
+    /// What the service cannot take away through its API.
+    pub caveats: Vec<String>,
+}
+
+impl PersonReport {
+    fn new(conn: &Connection, person: &str) -> Self {
+        PersonReport {
+            person: person.to_string(),
+            profile: conn.profile.clone(),
+            kind: conn.backend.kind(),
+            account: None,
+            status: String::new(),
+            before: None,
+            after: None,
+            steps: Vec::new(),
+            verified: None,
+            problems: Vec::new(),
+            caveats: Vec::new(),
+        }
+    }
+
+    fn ended(mut self, status: &str, problem: Option<String>) -> Self {
+        self.status = status.to_string();
+        self.problems.extend(problem);
+        self
+    }
+}
+
+/// One person in the job, as far as they got.
+struct Person {
+    report: PersonReport,
+    /// The name the service resolves (the input, or the login its email led to).
+    name: Option<String>,
+    plan: Cascade,
+}
+
+impl Dispatcher {
+    /// Deprovisions every person named in `items` on `conn`'s profile; one report per person, in input order.
+    pub async fn deprovision_all(
+        &self,
+        conn: &Connection,
+        items: Vec<super::BulkItem>,
+        params: Value,
+    ) -> Result<Vec<PersonReport>, super::ActionError> {
+        let fail = |e: ApiError| super::ActionError::new(e, conn, OP, None);
+        self.refuse_when_stopped().map_err(fail)?;
+        let reason = params.get("reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
+        let Some(reason) = reason else {
+            return Err(fail(ApiError::invalid(
+                "deprovision needs a reason, for the services' audit logs and ours: deprovision_all(people, #{reason: \"left the company\"})",
+            )));
+        };
+        let flag = |k: &str| params.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let wishes =
+            Wishes { reason: reason.to_string(), deactivate: flag("deactivate"), reset_2fa: flag("reset_2fa") };
+        let dry_run = self.mode.dry_run || flag("dry_run");
+
+        // 1. Who each name is, and whether they may be touched at all.
+        let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
+        let mut people = self.find_people(conn, &items, guard).await.map_err(fail)?;
+
+        // 2. What each holds, recorded before anything changes.
+        let names: Vec<String> = people.iter().filter_map(|p| p.name.clone()).collect();
+        let mut snaps = self.unless_stopped(async { Ok(conn.backend.snapshots(&names).await) }).await.map_err(fail)?;
+        snaps.reverse();
+        let mut observed = Vec::new();
+        for p in people.iter_mut().filter(|p| p.name.is_some()) {
+            match snaps.pop() {
+                Some(Ok(snap)) => {
+                    p.plan = conn.backend.cascade(&snap, &wishes);
+                    p.report.account = Some(snap.target.clone());
+                    p.report.caveats = p.plan.caveats.clone();
+                    observed.push(self.note(conn, &snap.target, Status::Observed, json!({"before": snap}), ""));
+                    p.report.before = Some(snap);
+                }
+                Some(Err(e)) => {
+                    p.name = None;
+                    let status = if e.kind == ErrorKind::NotFound { "not found" } else { "failed" };
+                    p.report.status = status.to_string();
+                    p.report.problems.push(format!("could not read the account: {e}"));
+                }
+                None => p.name = None,
+            }
+        }
+        self.record(observed).await.map_err(fail)?;
+        self.settle_open_intents(conn, &people).await.map_err(fail)?;
+
+        // 3. The plan, shown to the person once, or recorded as a dry run.
+        let steps: usize = people.iter().map(|p| p.plan.steps.len()).sum();
+        if dry_run {
+            let mut events = Vec::new();
+            for p in people.iter_mut().filter(|p| p.name.is_some()) {
+                for step in &p.plan.steps {
+                    let a = &step.action;
+                    let mut e = self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Outcome, Status::DryRun);
+                    e.mode = EventMode::DryRun.as_str().to_string();
+                    events.push(e);
+                    p.report.steps.push(step_report(step, "dry-run", None, None));
+                }
+                p.report.status = if p.plan.steps.is_empty() { "nothing to do" } else { "dry-run" }.to_string();
+            }
+            self.record(events).await.map_err(fail)?;
+            return Ok(people.into_iter().map(|p| p.report).collect());
+        }
+        if steps > 0 {
+            self.confirm_plan(conn, &people, steps).map_err(fail)?;
+        }
+
+        // 4. The steps: people concurrently, each person's steps in the service's order. What an earlier run of
+        // the job finished is not sent again (a resume), even where the service cannot show it.
+        let acted: Vec<(usize, Vec<StepReport>)> =
+            stream::iter(people.iter().enumerate().filter(|(_, p)| p.name.is_some()))
+                .map(|(i, p)| async move { (i, self.act(conn, guard, &p.plan.steps).await) })
+                .buffer_unordered(conn.concurrency.max(1))
+                .collect()
+                .await;
+        self.flush().await;
+        for (i, reports) in acted {
+            people[i].report.steps = reports;
+        }
+
+        // 5. Read back, and say what is still there.
+        let names: Vec<String> = people.iter().filter_map(|p| p.report.account.clone()).collect();
+        let mut after = conn.backend.snapshots(&names).await;
+        after.reverse();
+        let mut verified = Vec::new();
+        for p in people.iter_mut().filter(|p| p.report.account.is_some()) {
+            let target = p.report.account.clone().unwrap_or_default();
+            match after.pop() {
+                Some(Ok(snap)) => {
+                    p.report.problems.extend(remaining(&p.plan, &snap));
+                    let ok = p.report.problems.is_empty();
+                    p.report.verified = Some(ok);
+                    let params = json!({"after": snap, "verified": ok, "problems": p.report.problems});
+                    verified.push(self.note(conn, &target, Status::Observed, params, ""));
+                    p.report.after = Some(snap);
+                }
+                Some(Err(e)) => {
+                    p.report.verified = Some(false);
+                    p.report.problems.push(format!("could not read the account back: {e}"));
+                }
+                None => {}
+            }
+            p.report.status = person_status(&p.report).to_string();
+        }
+        self.record_after(verified).await;
+        // Like a failed bulk item, a person left half done makes the run end with exit code 3.
+        let unfinished = people.iter().filter(|p| matches!(p.report.status.as_str(), "failed" | "partial")).count();
+        self.bulk_failed.fetch_add(unfinished, Ordering::SeqCst);
+        Ok(people.into_iter().map(|p| p.report).collect())
+    }
+
+    /// Each item's account, resolved as the service resolves names (an email through the user list, once), with
+    /// the protected, the caller's own and duplicates decided.
+    async fn find_people(
+        &self,
+        conn: &Connection,
+        items: &[super::BulkItem],
+        guard: &super::Guard,
+    ) -> Result<Vec<Person>, ApiError> {
+        let backend = conn.backend.as_ref();
+        let mut by_email: Option<HashMap<String, String>> = None;
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut people = Vec::with_capacity(items.len());
+        let mut refused = Vec::new();
+        for item in items {
+            let given = item.target.clone().unwrap_or_default();
+            let mut report = PersonReport::new(conn, &given);
+            if let Some(e) = &item.error {
+                people.push(Person {
+                    report: report.ended("failed", Some(e.clone())),
+                    name: None,
+                    plan: Cascade::default(),
+                });
+                continue;
+            }
+            let mut name = given.trim().to_string();
+            let mut account = match backend.invalid_target(&name) {
+                Some(_) if !name.contains('@') => None,
+                _ => self.unless_stopped(backend.resolve(&name)).await?,
+            };
+            if account.is_none() && name.contains('@') {
+                if by_email.is_none() {
+                    by_email = Some(self.email_index(conn).await?);
+                }
+                if let Some(login) = by_email.as_ref().and_then(|m| m.get(&name.to_lowercase())) {
+                    name = login.clone();
+                    account = self.unless_stopped(backend.resolve(&name)).await?;
+                }
+            }
+            let Some(account) = account else {
+                let why = format!("no account {given:?} on {}", conn.profile);
+                people.push(Person {
+                    report: report.ended("not found", Some(why)),
+                    name: None,
+                    plan: Cascade::default(),
+                });
+                continue;
+            };
+            // Every name the account answers to is checked, so an email or an id reaches no protected account.
+            if let Some(why) = account.names.iter().chain([&name]).find_map(|n| guard.refusal(backend, n)) {
+                let mut e = self.note(conn, &name, Status::Refused, json!({"person": given}), &why.message);
+                e.phase = Phase::Outcome.as_str().to_string();
+                refused.push(e);
+                report = report.ended("protected", Some(format!("refused: {} ({})", why.message, why.hint)));
+                people.push(Person { report, name: None, plan: Cascade::default() });
+                continue;
+            }
+            let key = format!("{}:{}", backend.name_key(&account.id), account.id.is_empty());
+            if let Some(first) = seen.get(&key).filter(|_| !account.id.is_empty()) {
+                let why = format!("the same account as {first:?}, deprovisioned once");
+                people.push(Person {
+                    report: report.ended("skipped", Some(why)),
+                    name: None,
+                    plan: Cascade::default(),
+                });
+                continue;
+            }
+            seen.insert(key, given.clone());
+            people.push(Person { report, name: Some(name), plan: Cascade::default() });
+        }
+        self.record(refused).await?;
+        Ok(people)
+    }
+
+    /// Lower-cased email → login, from one listing of the users (for services that look nobody up by email).
+    async fn email_index(&self, conn: &Connection) -> Result<HashMap<String, String>, ApiError> {
+        if !conn.backend.supported().contains(&Op::ListUsers) {
+            return Ok(HashMap::new());
+        }
+        let list = Action::new(Op::ListUsers, None, json!({"detail": true}));
+        let users = self.unless_stopped(conn.backend.execute(&list)).await?;
+        let mut index = HashMap::new();
+        for u in users.as_array().into_iter().flatten() {
+            if let (Some(email), Some(login)) =
+                (u.get("email").and_then(Value::as_str), u.get("login").and_then(Value::as_str))
+            {
+                index.insert(email.to_lowercase(), login.to_string());
+            }
+        }
+        Ok(index)
+    }
+
+    /// A resumed job first settles what its earlier runs left in flight on this profile: a step planned again was
+    /// not applied (this run sends it); one the service shows done was (its answer was lost).
+    async fn settle_open_intents(&self, conn: &Connection, people: &[Person]) -> Result<(), ApiError> {
+        let planned: std::collections::HashSet<(&str, &str)> = people
+            .iter()
+            .flat_map(|p| p.plan.steps.iter())
+            .map(|s| (s.action.op.name(), s.action.target.as_deref().unwrap_or_default()))
+            .collect();
+        let mut events = Vec::new();
+        for ((profile, op_name, target), seq) in &self.open {
+            let Some(op) = Op::from_name(op_name).filter(|_| *profile == conn.profile) else { continue };
+            if self.settled.lock().unwrap_or_else(|e| e.into_inner()).contains(seq) {
+                continue;
+            }
+            let planned = planned.contains(&(op_name.as_str(), target.as_str()));
+            let (status, why) = match (conn.backend.state(op, target).await.ok().flatten(), planned) {
+                (Some(true), _) => (Status::Ok, "settled at resume: the change had been applied (its answer was lost)"),
+                (Some(false), true) => {
+                    (Status::Cancelled, "settled at resume: it had not been applied; this run sends it")
+                }
+                (Some(false), false) => (Status::Cancelled, "settled at resume: it had not been applied"),
+                // Unlistable (GHES impersonation tokens): sent again, which a deletion tolerates.
+                (None, true) => (
+                    Status::Cancelled,
+                    "settled at resume: the service cannot show whether it was applied; this run sends it again",
+                ),
+                (None, false) => continue,
+            };
+            let mut e = self.event(conn, op, Some(target), &json!({}), Phase::Outcome, status);
+            e.intent_seq = Some(*seq);
+            e.error = why.into();
+            self.settled.lock().unwrap_or_else(|e| e.into_inner()).insert(*seq);
+            events.push(e);
+        }
+        self.record(events).await.map(|_| ())
+    }
+
+    /// One question for the whole plan (irreversible steps ask, as every destructive operation does; so does a
+    /// plan larger than max_changes); the answer counts for each of its steps.
+    fn confirm_plan(&self, conn: &Connection, people: &[Person], steps: usize) -> Result<(), ApiError> {
+        let all = || people.iter().flat_map(|p| p.plan.steps.iter());
+        let irreversible = all().filter(|s| !s.reversible).count();
+        let asks = all().any(|s| s.action.op.is_destructive(&s.action.params)) || steps > self.mode.max_changes;
+        if asks && !self.mode.assume_yes {
+            let who = people.iter().filter(|p| !p.plan.steps.is_empty()).count();
+            let question = format!(
+                "deprovision {who} people on {}: {steps} steps, {irreversible} of them cannot be undone (deleting keys, \
+                 tokens, sessions, memberships, deactivating). Go ahead?",
+                conn.profile
+            );
+            self.ask_job(&question, format!("deprovisioning has {irreversible} steps that cannot be undone"))?;
+            self.budget_confirmed.store(true, Ordering::SeqCst);
+        }
+        if self.mode.assume_yes || asks {
+            self.changes.fetch_add(steps, Ordering::SeqCst);
+            Ok(())
+        } else {
+            self.spend(steps)
+        }
+    }
+
+    /// One person's steps, in order, each through intent → request → outcome; a failed step does not stop the
+    /// rest (a key is worth deleting even when the suspension failed).
+    async fn act(&self, conn: &Connection, guard: &super::Guard, steps: &[Step]) -> Vec<StepReport> {
+        let mut reports = Vec::with_capacity(steps.len());
+        for step in steps {
+            if self.interrupt.is_raised() || self.audit_failed() {
+                let why = format!("{}: not sent", self.interrupt.reason());
+                reports.push(step_report(step, "cancelled", Some(why), None));
+                continue;
+            }
+            let key = (
+                conn.profile.clone(),
+                step.action.op.name().to_string(),
+                step.action.target.clone().unwrap_or_default(),
+            );
+            if let Some(run) = self.done.get(&key) {
+                reports.push(step_report(step, "noop", Some(format!("already done in run {run}")), None));
+                continue;
+            }
+            // The same guard as every other path, on the account the step takes something from.
+            let account = guarded_account(&step.action).unwrap_or_default();
+            if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
+                self.refuse(conn, &step.action, &why.message).await;
+                reports.push(step_report(step, "refused", Some(why.message.clone()), None));
+                continue;
+            }
+            let mut action = step.action.clone();
+            if action.op.inverse().is_some() && action.params.is_object() {
+                // The snapshot saw the state before this change: undo may rely on it.
+                action.params["prior_observed"] = json!(true);
+            }
+            let started = Instant::now();
+            let (seq, result) = self.execute_recorded_at(conn, &action).await;
+            let mut report = match &result {
+                Ok(v) if super::is_noop(v) => {
+                    step_report(step, "noop", v.get("note").and_then(Value::as_str).map(str::to_string), seq)
+                }
+                Ok(_) => step_report(step, "ok", None, seq),
+                Err(e) => {
+                    let status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" };
+                    let mut r = step_report(step, status, Some(redact(&e.to_string())), seq);
+                    r.http_status = e.status;
+                    r
+                }
+            };
+            if let Ok(v) = &result {
+                report.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
+            }
+            report.ms = Some(started.elapsed().as_millis() as u64);
+            reports.push(report);
+        }
+        reports
+    }
+
+    /// Records where a run's evidence report went, with each file's SHA-256, so the log links to it.
+    pub async fn evidence_written(&self, files: Value) -> Result<(), super::ActionError> {
+        let e = Event {
+            op: "evidence".into(),
+            params: files.to_string(),
+            mode: EventMode::of(self.mode.dry_run).as_str().into(),
+            phase: Phase::Note.as_str().into(),
+            status: Status::Ok.as_str().into(),
+            ..Default::default()
+        };
+        self.record(vec![e]).await.map(|_| ()).map_err(|e| super::ActionError {
+            kind: e.kind,
+            message: e.message,
+            hint: e.hint,
+            status: e.status,
+            profile: String::new(),
+            op: "write_evidence".into(),
+            target: None,
+        })
+    }
+
+    /// A row of deprovisioning's own (a snapshot, a verification, a refusal) naming the account.
+    fn note(&self, conn: &Connection, target: &str, status: Status, params: Value, error: &str) -> Event {
+        let mut e = self.event(conn, Op::GetUser, Some(target), &params, Phase::Note, status);
+        e.op = OP.to_string();
+        e.error = redact(error);
+        e.claim = String::new();
+        e
+    }
+}
+
+fn step_report(step: &Step, status: &str, error: Option<String>, seq: Option<i64>) -> StepReport {
+    let live = !matches!(status, "dry-run" | "cancelled" | "refused");
+    StepReport {
+        op: step.action.op.name(),
+        target: step.action.target.clone().unwrap_or_default(),
+        says: step.says.clone(),
+        reversible: step.reversible,
+        status: status.to_string(),
+        error,
+        http_status: None,
+        audit_seq: seq,
+        at: live.then(|| crate::dates::rfc3339(chrono::Utc::now())),
+        ms: None,
+    }
+}
+
+/// What reading back shows is still in place of what the plan took away.
+fn remaining(plan: &Cascade, after: &Snapshot) -> Vec<String> {
+    let mut problems = Vec::new();
+    let planned = |op: Op| plan.steps.iter().any(|s| s.action.op == op);
+    if planned(Op::Suspend) && after.flag("suspended") == Some(false) {
+        problems.push("still not suspended".to_string());
+    }
+    if planned(Op::Demote) && after.flag("admin") == Some(true) {
+        problems.push("still an administrator".to_string());
+    }
+    if planned(Op::Reset2fa) && after.two_factor == Some(true) {
+        problems.push("two-factor authentication is still on".to_string());
+    }
+    if planned(Op::DeleteUser) && after.flag("deactivated") == Some(false) {
+        problems.push("still not deactivated".to_string());
+    }
+    for h in &after.holdings {
+        problems.push(format!("{} {:?} ({}) is still there", h.kind.words(), h.title, h.id));
+    }
+    problems
+}
+
+/// A person's status from their steps and the verification.
+fn person_status(r: &PersonReport) -> &'static str {
+    let failed = r.steps.iter().any(|s| matches!(s.status.as_str(), "failed" | "refused" | "cancelled"));
+    let done = r.steps.iter().any(|s| s.status == "ok");
+    match (failed, done, r.verified) {
+        (false, _, Some(true)) if r.steps.iter().all(|s| s.status == "noop") => "nothing to do",
+        (false, _, Some(true)) => "done",
+        (true, true, _) | (false, _, _) => "partial",
+        (true, false, _) => "failed",
+    }
+}

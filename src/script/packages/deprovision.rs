@@ -1,0 +1,68 @@
+//! Deprovisioning: `h.deprovision(person, opts)`, `h.deprovision_all(people, opts)` and `write_evidence(reports,
+//! path)`, the report a reviewer reads.
+
+use crate::script::bridge::Host;
+use crate::script::docs::FnDoc;
+use crate::script::types::{action_error, bulk_items, invalid, to_dynamic, to_json, Handle, ScriptResult};
+use rhai::{Array, Dynamic, Engine, Map};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+pub const DOCS: &[FnDoc] = &[
+    FnDoc { name: "deprovision", signature: "h.deprovision(person, #{reason, deactivate, reset_2fa, dry_run})", summary: "Takes away everything a person holds on this service, in the order it needs: admin rights, suspension, impersonation tokens, SSH keys, API tokens, sessions, groups (and 2FA or deactivation where asked). Snapshot before, one confirmation for the steps that cannot be undone (or --yes), each step audited, read back after. Returns #{person, account, status, before, after, steps, verified, problems, caveats}. `person` is a login, email or id.", example: r#"connect("github").deprovision("user0001", #{reason: "left the company"}).status"#, method: true },
+    FnDoc { name: "deprovision_all", signature: "h.deprovision_all(people, #{reason, …})", summary: "deprovision for many people (logins, emails, ids, user maps or CSV rows), concurrently within the profile's limits; one report each, in order. Protected accounts and your own are refused by every name they answer to.", example: r#"connect("github").deprovision_all(["user0002", "user0003@example.com"], #{reason: "left", dry_run: true}).map(|r| r.status)"#, method: true },
+    FnDoc { name: "write_evidence", signature: "write_evidence(reports, path)", summary: "Writes the reports of deprovision/deprovision_all as PATH.json and a self-contained PATH.html (per person: each service, before → after, each step's time, outcome and audit sequence number), and records both files' SHA-256 in the audit log. Returns #{json, html}.", example: r#"write_evidence(connect("github").deprovision_all(["user0004"], #{reason: "left"}), "evidence").html"#, method: false },
+];
+
+pub fn register(engine: &mut Engine, host: Rc<Host>) {
+    let h = host.clone();
+    engine.register_fn(
+        "deprovision",
+        move |handle: &mut Handle, person: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
+            let all = deprovision_all(&h, handle, vec![person], opts)?;
+            Ok(all.into_array().ok().and_then(|mut a| a.pop()).unwrap_or(Dynamic::UNIT))
+        },
+    );
+    let h = host.clone();
+    engine.register_fn("deprovision_all", move |handle: &mut Handle, people: Array, opts: Map| {
+        deprovision_all(&h, handle, people, opts)
+    });
+    let h = host;
+    engine.register_fn("write_evidence", move |reports: Array, path: &str| -> ScriptResult<Map> {
+        let reports: Vec<Value> = reports.iter().map(to_json).collect::<ScriptResult<_>>()?;
+        let (json_path, html_path) = crate::output::evidence::paths(std::path::Path::new(path));
+        let run = h.dispatcher.run_id();
+        let doc = crate::output::evidence::document(&reports, run, &crate::dates::rfc3339(chrono::Utc::now()));
+        let json_text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        let html_text = crate::output::evidence::html(&doc);
+        for (p, text) in [(&json_path, &json_text), (&html_path, &html_text)] {
+            std::fs::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
+        }
+        let files = json!({
+            "json": json_path.display().to_string(), "json_sha256": sha256(&json_text),
+            "html": html_path.display().to_string(), "html_sha256": sha256(&html_text),
+        });
+        h.runtime.block_on(h.dispatcher.evidence_written(files.clone())).map_err(action_error)?;
+        let mut out = Map::new();
+        out.insert("json".into(), json_path.display().to_string().into());
+        out.insert("html".into(), html_path.display().to_string().into());
+        Ok(out)
+    });
+}
+
+fn deprovision_all(host: &Host, handle: &Handle, people: Array, opts: Map) -> ScriptResult<Dynamic> {
+    let params = to_json(&opts.into())?;
+    // Any name a person goes by will do: the service's own keys first, then an email.
+    let mut keys: Vec<&str> = handle.conn.backend.target_keys().to_vec();
+    keys.push("email");
+    let items = bulk_items(&people, &keys);
+    match host.runtime.block_on(host.dispatcher.deprovision_all(&handle.conn, items, params)) {
+        Ok(reports) => Ok(to_dynamic(serde_json::to_value(reports).unwrap_or_default())),
+        Err(e) => Err(action_error(e)),
+    }
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}

@@ -1,0 +1,309 @@
+//! Deprovisioning end to end on the sandbox's four services: the cascade in each service's order, the evidence
+//! (JSON and HTML, citing the audit log), protection by every name, dry run, a kill -9 midway and its resume, undo.
+
+use crate::util::{Env, Run, Sandbox};
+use serde_json::Value;
+
+const OFFBOARD: &str = "scripts/offboard.rhai";
+
+/// An env with one profile per sandbox service (ghes protects user0002), and the tokens each needs.
+fn env(sb: &Sandbox) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "max_changes = 1000\n\
+         [profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"user0002\"]\ntimeout = 5\n\
+         [profiles.tfe]\nkind = \"terraform\"\nurl = \"{}\"\ntoken_env = \"TFE_TOKEN\"\ntimeout = 5\n\
+         [profiles.tl]\nkind = \"transactionlink\"\nurl = \"{}\"\ntoken_env = \"TL_TOKEN\"\ntimeout = 5\n\
+         [profiles.travis]\nkind = \"travis\"\nurl = \"{}\"\norg_id = \"{}\"\nactivity_token_env = \"TRAVIS_ACTIVITY\"\nsuspend_token_env = \"TRAVIS_SUSPEND\"\ntimeout = 5\n",
+        sb.url(),
+        sb.running.terraform_url(),
+        sb.running.transactionlink_url(),
+        sb.running.travis_url(),
+        steward_sandbox::travis_tokens::ORG_ID,
+    ));
+    env
+}
+
+fn run(env: &Env, args: &[&str], failpoint: Option<&str>) -> Run {
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let mut cmd = env.cmd();
+    cmd.env("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN)
+        .env("TL_TOKEN", steward_sandbox::transactionlink_tokens::ADMIN_TOKEN)
+        .env("TRAVIS_ACTIVITY", secret(steward_sandbox::travis_tokens::ACTIVITY_TOKEN))
+        .env("TRAVIS_SUSPEND", secret(steward_sandbox::travis_tokens::SUSPEND_TOKEN));
+    if let Some(f) = failpoint {
+        cmd.env("STEWARD_FAILPOINT", f);
+    }
+    cmd.args(args);
+    Run::of(cmd)
+}
+
+fn offboard(env: &Env, people: &str, extra: &[&str]) -> Run {
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people = format!("people={people}");
+    let mut args = vec!["run", &script, "--arg", &people, "--arg", "reason=left the company", "--arg", "out=off.csv"];
+    args.extend_from_slice(extra);
+    run(env, &args, None)
+}
+
+fn eval(env: &Env, expr: &str) -> Value {
+    let r = run(env, &["--format", "json", "eval", expr], None).success();
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{}", r.report()))
+}
+
+fn evidence(env: &Env) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(env.path("off-evidence.json")).expect("evidence JSON")).unwrap()
+}
+
+/// The report of `person` on `profile` in the evidence document.
+fn report<'a>(doc: &'a Value, person: &str, profile: &str) -> &'a Value {
+    doc["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["person"] == person)
+        .and_then(|p| p["services"].as_array().unwrap().iter().find(|s| s["profile"] == profile))
+        .unwrap_or_else(|| panic!("no report of {person} on {profile}: {doc:#}"))
+}
+
+fn ops(report: &Value) -> Vec<(String, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["op"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn github_user(sb: &Sandbox, login: &str) -> Value {
+    sb.state()["github"]["users"].as_array().unwrap().iter().find(|u| u["login"] == login).cloned().unwrap()
+}
+
+#[test]
+fn each_service_loses_everything_the_leaver_held_in_its_own_order_with_evidence() {
+    let sb = Sandbox::start(60);
+    let env = env(&sb);
+    let people = "user0001@example.com,user0050,tfuser0001@example.com,tluser0002@example.com,traviuser0004";
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people_arg = format!("people={people}");
+    let args = [
+        "--yes",
+        "run",
+        &script,
+        "--arg",
+        &people_arg,
+        "--arg",
+        "reason=left the company",
+        "--arg",
+        "out=off.csv",
+        "--arg",
+        "reset_2fa=true",
+    ];
+    run(&env, &args, None).success().stdout_has("off-evidence.html");
+
+    let doc = evidence(&env);
+    // GHES: a site admin is demoted before the suspension (GHES refuses to suspend one), then every credential.
+    let admin = report(&doc, "user0050", "ghes");
+    assert_eq!(admin["status"], "done", "{admin:#}");
+    // (user0050 was suspended already: only its admin right and credentials were left to take.)
+    assert_eq!(ops(admin)[0], ("demote".into(), "ok".into()), "{admin:#}");
+    assert!(!ops(admin).iter().any(|(op, _)| op == "suspend"));
+    let u1 = report(&doc, "user0001@example.com", "ghes");
+    assert_eq!(u1["account"], "user0001");
+    let u1_ops: Vec<String> = ops(u1).into_iter().map(|(op, _)| op).collect();
+    assert_eq!(u1_ops, ["suspend", "delete_impersonation_token", "delete_key", "delete_token"], "{u1:#}");
+    assert_eq!(u1["before"]["holdings"].as_array().unwrap().len(), 2);
+    assert!(u1["before"]["holdings"][0]["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    assert_eq!(u1["after"]["holdings"].as_array().unwrap().len(), 0);
+    assert_eq!(u1["verified"], true);
+    let u = github_user(&sb, "user0001");
+    assert!(!u["suspended_at"].is_null());
+    assert!(!github_user(&sb, "user0050")["site_admin"].as_bool().unwrap());
+    let keys = eval(&env, r#"connect("ghes").list_keys().filter(|k| k.user_id == 2).len()"#);
+    assert_eq!(keys, 0, "user0001's key is gone from the instance");
+
+    // Terraform: suspended, its user tokens deleted (the one it used no longer authenticates).
+    let tf = report(&doc, "tfuser0001@example.com", "tfe");
+    assert_eq!(tf["status"], "done", "{tf:#}");
+    assert!(ops(tf).iter().filter(|(op, s)| op == "delete_token" && s == "ok").count() == 2, "{tf:#}");
+    let left = eval(&env, r#"connect("tfe").list_tokens().filter(|t| t.description.starts_with("tfuser0001")).len()"#);
+    assert_eq!(left, 0);
+    let user_token = steward_sandbox::tfe_tokens::USER_TOKEN;
+    let status = crate::util::runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/account/details", sb.running.terraform_url()))
+            .bearer_auth(user_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 401, "the leaver's own token is revoked");
+
+    // TransactionLink: terminated (its role kept for reinstatement), MFA reset, never demoted first.
+    let tl = report(&doc, "tluser0002@example.com", "tl");
+    assert_eq!(ops(tl), [("suspend".to_string(), "ok".to_string()), ("reset_2fa".into(), "ok".into())], "{tl:#}");
+    let tl_user = sb.state()["transactionlink"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "tluser0002@example.com")
+        .cloned()
+        .unwrap();
+    assert_eq!((tl_user["status"].as_str(), tl_user["mfa"].as_bool()), (Some("TERMINATED"), Some(false)));
+
+    // Travis: suspended, and the report says plainly that this does not cut access.
+    let tr = report(&doc, "traviuser0004", "travis");
+    assert_eq!(tr["status"], "done", "{tr:#}");
+    assert!(tr["caveats"][0].as_str().unwrap().contains("does not cut access"));
+
+    // Each step cites its intent in the audit log; the snapshots are there too, and the log verifies.
+    let rows = env.audit_rows(&[]);
+    for step in u1["steps"].as_array().unwrap() {
+        let seq = step["audit_seq"].as_i64().expect("a sequence number");
+        let row = rows.iter().find(|r| r["seq"] == seq).expect("the cited row");
+        assert_eq!((&row["op"], &row["phase"], &row["target"]), (&step["op"], &Value::from("intent"), &step["target"]));
+    }
+    assert!(rows.iter().any(|r| r["op"] == "deprovision" && r["status"] == "observed" && r["target"] == "user0001"));
+    assert!(rows.iter().any(|r| r["op"] == "evidence"), "the report is linked from the run");
+    run(&env, &["audit", "verify"], None).success();
+
+    // The page a reviewer reads, and nothing secret anywhere.
+    let html = std::fs::read_to_string(env.path("off-evidence.html")).unwrap();
+    assert!(html.contains("<h2>user0001@example.com</h2>") && html.contains("cannot be undone"), "{html}");
+    assert!(html.contains("does not cut access") && html.contains("No account on:"));
+    let export = run(&env, &["audit", "export"], None).success().stdout;
+    for text in [&html, &export, &std::fs::read_to_string(env.path("off-evidence.json")).unwrap()] {
+        for secret in [crate::util::ADMIN_TOKEN, steward_sandbox::tfe_tokens::ADMIN_TOKEN, user_token] {
+            assert!(!text.contains(secret), "a token leaked");
+        }
+    }
+
+    // A second run finds nothing left to take. Only what no service can list is deleted again (GHES
+    // impersonation tokens: one may have been made since), so the rerun still proves they are gone.
+    let changes = || sb.count_method("DELETE") + sb.count_method("PUT") + sb.count_method("POST");
+    let (sent, impersonation) = (changes(), sb.count("DELETE /api/v3/admin/users/user0001/authorizations"));
+    run(&env, &args, None).success();
+    assert_eq!(changes(), sent + 2, "only the two GHES accounts' impersonation tokens were deleted again");
+    assert_eq!(sb.count("DELETE /api/v3/admin/users/user0001/authorizations"), impersonation + 1);
+    let again = evidence(&env);
+    let steps = ops(report(&again, "user0001@example.com", "ghes"));
+    assert_eq!(steps, [("delete_impersonation_token".to_string(), "ok".to_string())]);
+    assert_eq!(report(&again, "tfuser0001@example.com", "tfe")["status"], "nothing to do");
+}
+
+#[test]
+fn a_protected_account_is_refused_by_every_name_before_anything_changes() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    for name in ["user0002", "USER0002", "user0002@example.com", " User0002 "] {
+        let out = eval(&env, &format!(r#"connect("ghes").deprovision("{name}", #{{reason: "x"}})"#));
+        assert_eq!(out["status"], "protected", "{name}: {out:#}");
+        assert!(out["steps"].as_array().unwrap().is_empty());
+    }
+    // The caller's own account too, however it is named.
+    let own = eval(&env, r#"connect("ghes").deprovision("admin@example.com", #{reason: "x"})"#);
+    assert_eq!(own["status"], "protected");
+    assert_eq!(sb.count_method("DELETE") + sb.count_method("PUT"), 0, "nothing was changed");
+    let rows = env.audit_rows(&[]);
+    assert!(rows.iter().all(|r| r["phase"] != "intent"), "no intent names the protected account");
+}
+
+#[test]
+fn a_dry_run_shows_the_whole_plan_and_sends_nothing() {
+    let sb = Sandbox::start(60);
+    let env = env(&sb);
+    offboard(&env, "user0001,user0050", &["--dry-run"]).success();
+    let doc = evidence(&env);
+    let plan = ops(report(&doc, "user0050", "ghes"));
+    assert!(plan.iter().all(|(_, s)| s == "dry-run") && plan[0].0 == "demote", "{plan:?}");
+    assert!(ops(report(&doc, "user0001", "ghes")).iter().any(|(op, _)| op == "delete_key"));
+    assert_eq!(sb.count_method("DELETE") + sb.count_method("PUT") + sb.count_method("POST"), 0);
+}
+
+#[test]
+fn without_yes_and_without_a_terminal_the_irreversible_steps_are_refused() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    let r = run(&env, &["eval", r#"connect("ghes").deprovision("user0001", #{reason: "x"})"#], None).code(1);
+    assert!(r.stderr.contains("cannot be undone") && r.stderr.contains("--yes"), "{}", r.report());
+    assert_eq!(sb.count_method("DELETE") + sb.count_method("PUT"), 0);
+}
+
+#[test]
+fn a_kill_mid_deprovision_resumes_without_repeating_anything_and_undo_restores_what_it_can() {
+    let sb = Sandbox::start(60);
+    let env = env(&sb);
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people = "people=user0001,user0003,user0004,user0005,user0050";
+    let args = ["--yes", "run", &script, "--arg", people, "--arg", "reason=left", "--arg", "profiles=ghes"];
+    // Killed (like kill -9) right after the 6th change was applied, before its outcome was recorded.
+    let killed = run(&env, &args, Some("after_response_before_outcome:6"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let pending = run(&env, &["--format", "json", "audit", "list", "--pending"], None).success();
+    assert!(pending.stdout.contains("\"intent\""), "one change is in doubt: {}", pending.report());
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap();
+
+    let mut resume: Vec<&str> = args.to_vec();
+    let job_text = job.to_string();
+    resume.extend(["--resume", &job_text]);
+    run(&env, &resume, None).success();
+
+    // Every change reached the server exactly once, across both runs. The one exception the log must explain:
+    // GHES cannot list impersonation tokens, so a deletion of them in doubt is sent again (a DELETE tolerates it).
+    let stats = sb.stats();
+    let resent: Vec<String> = env
+        .audit_rows(&[])
+        .iter()
+        .filter(|r| {
+            r["op"] == "delete_impersonation_token" && r["error"].as_str().unwrap_or("").contains("sends it again")
+        })
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    for (path, n) in stats["requests"].as_object().unwrap() {
+        let n = n.as_u64().unwrap();
+        if let Some(user) = path.strip_suffix("/authorizations").and_then(|p| p.rsplit('/').next()) {
+            let explained = resent.iter().any(|t| t == user);
+            assert!(n == 1 || (n == 2 && explained), "{path} was sent {n} times (explained: {explained})");
+        } else if !path.starts_with("GET ") {
+            assert_eq!(n, 1, "{path} was sent {n} times");
+        }
+    }
+    for login in ["user0001", "user0003", "user0004", "user0005", "user0050"] {
+        assert!(!github_user(&sb, login)["suspended_at"].is_null(), "{login} is suspended");
+    }
+    assert_eq!(eval(&env, r#"connect("ghes").list_keys().filter(|k| [2, 4, 5, 6].contains(k.user_id)).len()"#), 0);
+    let pending = run(&env, &["--format", "json", "audit", "list", "--pending"], None).success();
+    assert!(!pending.stdout.contains("\"intent\""), "the resume settled the intent in doubt: {}", pending.stdout);
+
+    // Undo puts back the suspensions and the admin right, and names what it cannot put back.
+    let undo = run(&env, &["--yes", "undo", &job_text], None).success();
+    assert!(
+        undo.stderr.contains("cannot be restored by steward") && undo.stderr.contains("delete_key"),
+        "{}",
+        undo.report()
+    );
+    assert!(github_user(&sb, "user0001")["suspended_at"].is_null());
+    assert!(github_user(&sb, "user0050")["site_admin"].as_bool().unwrap(), "user0050 is an admin again");
+}
+
+#[test]
+fn an_unreachable_service_is_reported_for_each_person_and_the_others_go_on() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    // A port nothing listens on (bound, then released).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    env.write_config(&format!(
+        "{config}[profiles.gone]\nkind = \"github\"\nurl = \"http://{dead}/api/v3\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 2\n"
+    ));
+    // The run ends as failed, naming the profile, after writing down every person everywhere.
+    offboard(&env, "user0003,user0004", &["--yes"])
+        .code(1)
+        .stderr_has("offboarding is incomplete: 1 profile(s) failed: [\"gone (unavailable");
+    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
+    assert!(csv.contains("user0003,ghes,user0003,done") && csv.contains("user0004,ghes,user0004,done"), "{csv}");
+    assert!(csv.contains("user0003,gone,,unavailable") && csv.contains("user0004,gone,,unavailable"), "{csv}");
+    assert!(std::fs::read_to_string(env.path("off-evidence.html")).unwrap().contains("unavailable"));
+}
