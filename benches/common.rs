@@ -31,3 +31,16 @@ pub fn live_server(script: &str, names: &[&str]) -> Vec<String> {
     };
     names.iter().map(|n| field(n)).collect()
 }
+
+/// CPU time (user + system) of finished children so far, in seconds.
+#[allow(dead_code)] // each benchmark binary uses a different subset of these helpers
+pub fn children_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage into the pointer we pass and reads nothing from it.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}

@@ -281,6 +281,13 @@ pub trait Backend: Send + Sync {
         holdings::user_snapshot(self, target).await
     }
 
+    /// Reads ahead, in as few requests as the service allows, what looking up these names will need (a job
+    /// naming hundreds of people lists the users once instead of searching for each). Fresh reads: what was
+    /// remembered of these names is dropped first.
+    async fn warm(&self, _names: &[String]) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// `snapshot` of many accounts, one result each in order; a service that lists credentials for everyone at
     /// once (GHES) reads that listing once for all of them.
     async fn snapshots(&self, targets: &[String]) -> Vec<Result<holdings::Snapshot, ApiError>> {

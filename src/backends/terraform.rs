@@ -94,6 +94,9 @@ const SUPPORTED: &[Op] = &[
 
 const PAGE_SIZE: usize = 100;
 
+/// Above this many names, one listing of every user is cheaper than a search for each.
+const WARM_FROM: usize = 3;
+
 /// JSON:API errors: `{"errors":[{"status","title","detail"}]}` (status a string or a number).
 pub fn error_message(body: &Value) -> Option<String> {
     let errors = body.get("errors")?.as_array()?;
@@ -132,11 +135,19 @@ pub struct Terraform {
     session: Option<Session>,
     /// login, email or id (lower-cased) → the user resource, from the latest search.
     resolved: Mutex<HashMap<String, Value>>,
+    /// `resolved` holds every user as listed since the last change: a name it lacks has no user.
+    complete: std::sync::atomic::AtomicBool,
 }
 
 impl Terraform {
     pub fn new(http: HttpClient, profile: &str, session: Option<Session>) -> Self {
-        Terraform { http, profile: profile.to_string(), session, resolved: Mutex::new(HashMap::new()) }
+        Terraform {
+            http,
+            profile: profile.to_string(),
+            session,
+            resolved: Mutex::new(HashMap::new()),
+            complete: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn user(&self, resource: &Value) -> Value {
@@ -214,6 +225,10 @@ impl Terraform {
             return Ok(r.clone());
         }
         let is_id = target.starts_with("user-");
+        if self.complete.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this Terraform Enterprise"))
+                .with_status(404));
+        }
         let candidates = if is_id {
             // An id is found only in the whole listing: keep every record of it, so a job by ids lists once.
             let all = self.list_resources(&[]).await?;
@@ -282,6 +297,7 @@ impl Terraform {
 
     /// The state changed, so the remembered resource is stale.
     fn forget(&self, action: &Action) {
+        self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = &action.target {
             self.resolved.lock().unwrap_or_else(|e| e.into_inner()).remove(&t.to_lowercase());
         }
@@ -388,8 +404,37 @@ impl Backend for Terraform {
         all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
     }
 
+    /// Many names are found in one listing of every user (pages of 100) rather than one search each.
+    async fn warm(&self, names: &[String]) -> Result<(), ApiError> {
+        let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for n in names {
+            kept.remove(&n.to_lowercase());
+        }
+        if names.len() <= WARM_FROM {
+            // Those names are read afresh by search: the rest of the listing no longer speaks for everyone.
+            self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
+            *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+            return Ok(());
+        }
+        for r in self.list_resources(&[]).await? {
+            let attr = |k: &str| r.pointer(&format!("/attributes/{k}")).and_then(Value::as_str).map(str::to_lowercase);
+            for key in [r.get("id").and_then(Value::as_str).map(str::to_lowercase), attr("username"), attr("email")]
+                .into_iter()
+                .flatten()
+            {
+                kept.insert(key, r.clone());
+            }
+        }
+        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+        self.complete.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     /// One listing of every user token for all the accounts, then each account's record (2FA included).
     async fn snapshots(&self, targets: &[String]) -> Vec<Result<Snapshot, ApiError>> {
+        if let Err(e) = self.warm(targets).await {
+            return targets.iter().map(|_| Err(e.clone())).collect();
+        }
         let tokens = match self.user_tokens().await {
             Ok(tokens) => tokens,
             Err(e) => return targets.iter().map(|_| Err(e.clone())).collect(),

@@ -112,6 +112,10 @@ pub struct TransactionLink {
     roles: tokio::sync::OnceCell<Vec<Value>>,
     /// lower-cased id or email → the user, from the latest read (a bulk precheck, then the action).
     seen: Mutex<HashMap<String, Value>>,
+    /// email → id, learned once (an id never changes).
+    ids: Mutex<HashMap<String, String>>,
+    /// `seen` holds the whole organization as listed since the last change: an email it lacks has no user.
+    complete: std::sync::atomic::AtomicBool,
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -130,6 +134,8 @@ impl TransactionLink {
             member_role: settings.member_role,
             roles: tokio::sync::OnceCell::new(),
             seen: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::new()),
+            complete: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -211,21 +217,45 @@ impl TransactionLink {
             let path = format!("organizations/users/{}", segment(target));
             self.http.send(&Request::new(Method::GET, path)).await.map_err(explain)?.body
         } else {
-            self.all_users()
-                .await?
-                .into_iter()
-                .find(|u| u.get("email").and_then(Value::as_str).is_some_and(|e| e.eq_ignore_ascii_case(target)))
-                .ok_or_else(|| {
-                    ApiError::new(ErrorKind::NotFound, format!("no user with email {target:?} in this organization"))
-                        .with_status(404)
-                })?
+            // One listing answers for every email in it: a job naming many people by email lists once, and
+            // until something changes, an email that listing lacks is nobody's.
+            if !self.complete.load(std::sync::atomic::Ordering::SeqCst) {
+                self.remember_all().await?;
+            }
+            let listed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            listed.ok_or_else(|| {
+                ApiError::new(ErrorKind::NotFound, format!("no user with email {target:?} in this organization"))
+                    .with_status(404)
+            })?
         };
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, user.clone());
         Ok(user)
     }
 
+    /// Lists the organization and keeps each user under its email and its id.
+    async fn remember_all(&self) -> Result<(), ApiError> {
+        let users = self.all_users().await?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for u in users {
+            for key in ["email", "id"] {
+                if let Some(k) = u.get(key).and_then(Value::as_str) {
+                    seen.insert(k.to_lowercase(), u.clone());
+                }
+            }
+        }
+        self.complete.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The user changed: every name its remembered record is kept under is dropped.
     fn forget(&self, target: &str) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&target.to_lowercase());
+        self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let id = seen.get(&target.to_lowercase()).and_then(|u| u.get("id").cloned());
+        seen.remove(&target.to_lowercase());
+        if let Some(id) = id {
+            seen.retain(|_, u| u.get("id") != Some(&id));
+        }
     }
 
     async fn id_of(&self, action: &Action) -> Result<String, ApiError> {
@@ -233,11 +263,18 @@ impl TransactionLink {
         if is_uuid(target) {
             return Ok(target.to_string());
         }
+        // An email's id does not change with the user's state: kept apart from the records a change forgets.
+        if let Some(id) = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&target.to_lowercase()) {
+            return Ok(id.clone());
+        }
         let u = self.find(target).await?;
-        u.get("id")
+        let id = u
+            .get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ApiError::invalid("the user record has no id"))
+            .ok_or_else(|| ApiError::invalid("the user record has no id"))?;
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(target.to_lowercase(), id.clone());
+        Ok(id)
     }
 
     /// A user-changing request; its answer (the user, or nothing) becomes the result.
@@ -297,10 +334,43 @@ impl Backend for TransactionLink {
 
     /// The user and their MFA state (`profile.mfaEnabled`); TransactionLink lists no keys or tokens.
     async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
-        let user = self.execute(&Action::new(Op::GetUser, Some(target.to_string()), Value::Null)).await?;
+        // From what `warm`/`snapshots` just read (one listing for everyone), not a fresh listing per person.
+        let user = self.user(&self.find(target).await?);
         let mut snap = super::holdings::Snapshot::of_user(&user);
         snap.two_factor = user.pointer("/raw/profile/mfaEnabled").and_then(Value::as_bool);
         Ok(snap)
+    }
+
+    /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists).
+    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
+        match self.find(name).await {
+            Ok(u) => Ok(Some(super::model::Account::of_user(&self.user(&u)))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names given by email are found in one fresh listing of the organization, not one listing each.
+    async fn warm(&self, names: &[String]) -> Result<(), ApiError> {
+        for n in names {
+            self.forget(n);
+        }
+        match names.iter().any(|n| !is_uuid(n)) {
+            true => self.remember_all().await,
+            false => Ok(()),
+        }
+    }
+
+    /// Every account from one fresh listing of the organization (not one per email).
+    async fn snapshots(&self, targets: &[String]) -> Vec<Result<super::holdings::Snapshot, ApiError>> {
+        if let Err(e) = self.warm(targets).await {
+            return targets.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            out.push(self.snapshot(t).await);
+        }
+        out
     }
 
     /// Terminate (steward records the role first, so reinstate gives it back) and reset MFA; never demote

@@ -85,12 +85,35 @@ impl PersonReport {
     }
 }
 
+/// A name and the account it resolved to (none: the service has no such account).
+type Lookup = (String, Result<Option<crate::backends::model::Account>, ApiError>);
+
 /// One person in the job, as far as they got.
 struct Person {
     report: PersonReport,
     /// The name the service resolves (the input, or the login its email led to).
     name: Option<String>,
     plan: Cascade,
+}
+
+/// One profile's part of a deprovisioning job, planned and not yet acted on.
+struct Planned<'c> {
+    conn: &'c Connection,
+    people: Vec<Person>,
+    dry_run: bool,
+}
+
+/// What a deprovisioning job takes from its options: the reason, the wishes, dry run.
+fn options(params: &Value, dry_run: bool) -> Result<(Wishes, bool), ApiError> {
+    let reason = params.get("reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
+    let Some(reason) = reason else {
+        return Err(ApiError::invalid(
+            "deprovision needs a reason, for the services' audit logs and ours: deprovision_all(people, #{reason: \"left the company\"})",
+        ));
+    };
+    let flag = |k: &str| params.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let wishes = Wishes { reason: reason.to_string(), deactivate: flag("deactivate"), reset_2fa: flag("reset_2fa") };
+    Ok((wishes, dry_run || flag("dry_run")))
 }
 
 impl Dispatcher {
@@ -102,31 +125,94 @@ impl Dispatcher {
         params: Value,
     ) -> Result<Vec<PersonReport>, super::ActionError> {
         let fail = |e: ApiError| super::ActionError::new(e, conn, OP, None);
-        self.refuse_when_stopped().map_err(fail)?;
-        let reason = params.get("reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
-        let Some(reason) = reason else {
-            return Err(fail(ApiError::invalid(
-                "deprovision needs a reason, for the services' audit logs and ours: deprovision_all(people, #{reason: \"left the company\"})",
-            )));
-        };
-        let flag = |k: &str| params.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let wishes =
-            Wishes { reason: reason.to_string(), deactivate: flag("deactivate"), reset_2fa: flag("reset_2fa") };
-        let dry_run = self.mode.dry_run || flag("dry_run");
+        let (wishes, dry_run) = options(&params, self.mode.dry_run).map_err(fail)?;
+        let planned = self.plan(conn, &items, &wishes, dry_run).await.map_err(fail)?;
+        self.confirm_plans(&[&planned]).map_err(fail)?;
+        Ok(self.carry_out(planned).await)
+    }
 
-        // 1. Who each name is, and whether they may be touched at all.
-        let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
-        let mut people = self.find_people(conn, &items, guard).await.map_err(fail)?;
+    /// Deprovisions the same people on several profiles at once: each profile planned concurrently, one
+    /// confirmation for all of them, then every profile's steps concurrently (each within its own limits). A
+    /// profile that cannot be reached or planned gives each person a report saying why; the others go on.
+    pub async fn deprovision_everywhere(
+        &self,
+        conns: &[(String, Result<&Connection, ApiError>)],
+        items: Vec<super::BulkItem>,
+        params: Value,
+    ) -> Result<Vec<PersonReport>, ApiError> {
+        let (wishes, dry_run) = options(&params, self.mode.dry_run)?;
+        self.refuse_when_stopped()?;
+        let plans = futures::future::join_all(conns.iter().map(|(name, conn)| {
+            let (items, wishes) = (&items, &wishes);
+            async move {
+                let conn = conn.as_ref().map_err(|e| (name.clone(), e.clone()))?;
+                self.plan(conn, items, wishes, dry_run).await.map_err(|e| (name.clone(), e))
+            }
+        }))
+        .await;
+        let ready: Vec<&Planned> = plans.iter().filter_map(|p| p.as_ref().ok()).collect();
+        self.confirm_plans(&ready)?;
+        let mut out = Vec::new();
+        let mut runs = Vec::new();
+        for plan in plans {
+            match plan {
+                Ok(planned) => runs.push(self.carry_out(planned)),
+                Err((profile, e)) => out.push((profile, e)),
+            }
+        }
+        let done = futures::future::join_all(runs).await;
+        // Reports in profile order; a failed profile's people say why, in the words of its error.
+        let mut reports = Vec::new();
+        let mut done = done.into_iter();
+        for (name, conn) in conns {
+            if let Some((_, e)) = out.iter().find(|(p, _)| p == name) {
+                for item in &items {
+                    let person = item.target.clone().unwrap_or_default();
+                    let mut r = PersonReport {
+                        person,
+                        profile: name.clone(),
+                        kind: conn.as_ref().map(|c| c.backend.kind()).unwrap_or(""),
+                        account: None,
+                        status: e.kind.as_str().to_string(),
+                        before: None,
+                        after: None,
+                        steps: Vec::new(),
+                        verified: None,
+                        problems: vec![e.to_string()],
+                        caveats: Vec::new(),
+                    };
+                    r.problems.dedup();
+                    reports.push(r);
+                }
+                self.bulk_failed.fetch_add(items.len(), Ordering::SeqCst);
+            } else if let Some(rs) = done.next() {
+                reports.extend(rs);
+            }
+        }
+        Ok(reports)
+    }
 
-        // 2. What each holds, recorded before anything changes.
+    /// Steps 1–3 for one profile: who each name is (and whether they may be touched at all), what each holds
+    /// (recorded before anything changes), what is left in doubt by an earlier run (settled), and the plan (a
+    /// dry run records it and stops there).
+    async fn plan<'c>(
+        &self,
+        conn: &'c Connection,
+        items: &[super::BulkItem],
+        wishes: &Wishes,
+        dry_run: bool,
+    ) -> Result<Planned<'c>, ApiError> {
+        self.refuse_when_stopped()?;
+        let guard = self.unless_stopped(conn.guard()).await?;
+        let mut people = self.find_people(conn, items, guard).await?;
         let names: Vec<String> = people.iter().filter_map(|p| p.name.clone()).collect();
-        let mut snaps = self.unless_stopped(async { Ok(conn.backend.snapshots(&names).await) }).await.map_err(fail)?;
+        let mut snaps = self.unless_stopped(async { Ok(conn.backend.snapshots(&names).await) }).await?;
         snaps.reverse();
         let mut observed = Vec::new();
         for p in people.iter_mut().filter(|p| p.name.is_some()) {
             match snaps.pop() {
                 Some(Ok(snap)) => {
-                    p.plan = conn.backend.cascade(&snap, &wishes);
+                    p.plan = conn.backend.cascade(&snap, wishes);
                     p.report.account = Some(snap.target.clone());
                     p.report.caveats = p.plan.caveats.clone();
                     observed.push(self.note(conn, &snap.target, Status::Observed, json!({"before": snap}), ""));
@@ -141,11 +227,8 @@ impl Dispatcher {
                 None => p.name = None,
             }
         }
-        self.record(observed).await.map_err(fail)?;
-        self.settle_open_intents(conn, &people).await.map_err(fail)?;
-
-        // 3. The plan, shown to the person once, or recorded as a dry run.
-        let steps: usize = people.iter().map(|p| p.plan.steps.len()).sum();
+        self.record(observed).await?;
+        self.settle_open_intents(conn, &people).await?;
         if dry_run {
             let mut events = Vec::new();
             for p in people.iter_mut().filter(|p| p.name.is_some()) {
@@ -158,15 +241,24 @@ impl Dispatcher {
                 }
                 p.report.status = if p.plan.steps.is_empty() { "nothing to do" } else { "dry-run" }.to_string();
             }
-            self.record(events).await.map_err(fail)?;
-            return Ok(people.into_iter().map(|p| p.report).collect());
+            self.record(events).await?;
         }
-        if steps > 0 {
-            self.confirm_plan(conn, &people, steps).map_err(fail)?;
-        }
+        Ok(Planned { conn, people, dry_run })
+    }
 
-        // 4. The steps: people concurrently, each person's steps in the service's order. What an earlier run of
-        // the job finished is not sent again (a resume), even where the service cannot show it.
+    /// Steps 4–5 for one profile: every person's steps (people concurrently, each person's steps in the
+    /// service's order; what an earlier run of the job finished is not sent again), then reading back.
+    async fn carry_out(&self, planned: Planned<'_>) -> Vec<PersonReport> {
+        let Planned { conn, mut people, dry_run } = planned;
+        if dry_run {
+            return people.into_iter().map(|p| p.report).collect();
+        }
+        let guard = match self.unless_stopped(conn.guard()).await {
+            Ok(guard) => guard,
+            Err(e) => {
+                return people.into_iter().map(|p| p.report.ended("failed", Some(e.to_string()))).collect();
+            }
+        };
         let acted: Vec<(usize, Vec<StepReport>)> =
             stream::iter(people.iter().enumerate().filter(|(_, p)| p.name.is_some()))
                 .map(|(i, p)| async move { (i, self.act(conn, guard, &p.plan.steps).await) })
@@ -178,7 +270,6 @@ impl Dispatcher {
             people[i].report.steps = reports;
         }
 
-        // 5. Read back, and say what is still there.
         let names: Vec<String> = people.iter().filter_map(|p| p.report.account.clone()).collect();
         let mut after = conn.backend.snapshots(&names).await;
         after.reverse();
@@ -206,11 +297,12 @@ impl Dispatcher {
         // Like a failed bulk item, a person left half done makes the run end with exit code 3.
         let unfinished = people.iter().filter(|p| matches!(p.report.status.as_str(), "failed" | "partial")).count();
         self.bulk_failed.fetch_add(unfinished, Ordering::SeqCst);
-        Ok(people.into_iter().map(|p| p.report).collect())
+        people.into_iter().map(|p| p.report).collect()
     }
 
-    /// Each item's account, resolved as the service resolves names (an email through the user list, once), with
-    /// the protected, the caller's own and duplicates decided.
+    /// Each item's account, resolved as the service resolves names (concurrently; an email the service cannot
+    /// look up goes through one listing of the users), with the protected, the caller's own and duplicates
+    /// decided. A name that fails to resolve fails that person only.
     async fn find_people(
         &self,
         conn: &Connection,
@@ -218,61 +310,74 @@ impl Dispatcher {
         guard: &super::Guard,
     ) -> Result<Vec<Person>, ApiError> {
         let backend = conn.backend.as_ref();
-        let mut by_email: Option<HashMap<String, String>> = None;
+        let resolve = |name: String| async move {
+            let skip = backend.invalid_target(&name).is_some() && !name.contains('@');
+            let account = match skip {
+                true => Ok(None),
+                false => self.unless_stopped(backend.resolve(&name)).await,
+            };
+            (name, account)
+        };
+        let names: Vec<String> =
+            items.iter().map(|i| i.target.clone().unwrap_or_default().trim().to_string()).collect();
+        self.unless_stopped(backend.warm(&names)).await?;
+        let mut found: Vec<Lookup> = stream::iter(names).map(resolve).buffered(conn.concurrency.max(1)).collect().await;
+        let unknown_email = |(n, a): &Lookup| n.contains('@') && matches!(a, Ok(None));
+        if found.iter().any(unknown_email) {
+            let by_email = self.email_index(conn).await?;
+            let again: Vec<(usize, String)> = found
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| unknown_email(f))
+                .filter_map(|(i, (n, _))| by_email.get(&n.to_lowercase()).map(|login| (i, login.clone())))
+                .collect();
+            let redone: Vec<(usize, Lookup)> = stream::iter(again)
+                .map(|(i, login)| async move { (i, resolve(login).await) })
+                .buffered(conn.concurrency.max(1))
+                .collect()
+                .await;
+            for (i, f) in redone {
+                found[i] = f;
+            }
+        }
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut people = Vec::with_capacity(items.len());
         let mut refused = Vec::new();
-        for item in items {
+        for (item, (name, account)) in items.iter().zip(found) {
             let given = item.target.clone().unwrap_or_default();
-            let mut report = PersonReport::new(conn, &given);
-            if let Some(e) = &item.error {
-                people.push(Person {
-                    report: report.ended("failed", Some(e.clone())),
-                    name: None,
-                    plan: Cascade::default(),
-                });
-                continue;
-            }
-            let mut name = given.trim().to_string();
-            let mut account = match backend.invalid_target(&name) {
-                Some(_) if !name.contains('@') => None,
-                _ => self.unless_stopped(backend.resolve(&name)).await?,
-            };
-            if account.is_none() && name.contains('@') {
-                if by_email.is_none() {
-                    by_email = Some(self.email_index(conn).await?);
+            let report = PersonReport::new(conn, &given);
+            let unplanned = |report: PersonReport| Person { report, name: None, plan: Cascade::default() };
+            let account = match (&item.error, account) {
+                (Some(e), _) => {
+                    people.push(unplanned(report.ended("failed", Some(e.clone()))));
+                    continue;
                 }
-                if let Some(login) = by_email.as_ref().and_then(|m| m.get(&name.to_lowercase())) {
-                    name = login.clone();
-                    account = self.unless_stopped(backend.resolve(&name)).await?;
+                (None, Err(e)) if e.kind == ErrorKind::Cancelled => return Err(e),
+                (None, Err(e)) => {
+                    people.push(unplanned(report.ended("failed", Some(format!("could not look {given:?} up: {e}")))));
+                    continue;
                 }
-            }
-            let Some(account) = account else {
-                let why = format!("no account {given:?} on {}", conn.profile);
-                people.push(Person {
-                    report: report.ended("not found", Some(why)),
-                    name: None,
-                    plan: Cascade::default(),
-                });
-                continue;
+                (None, Ok(None)) => {
+                    let why = format!("no account {given:?} on {}", conn.profile);
+                    people.push(unplanned(report.ended("not found", Some(why))));
+                    continue;
+                }
+                (None, Ok(Some(account))) => account,
             };
             // Every name the account answers to is checked, so an email or an id reaches no protected account.
             if let Some(why) = account.names.iter().chain([&name]).find_map(|n| guard.refusal(backend, n)) {
                 let mut e = self.note(conn, &name, Status::Refused, json!({"person": given}), &why.message);
                 e.phase = Phase::Outcome.as_str().to_string();
                 refused.push(e);
-                report = report.ended("protected", Some(format!("refused: {} ({})", why.message, why.hint)));
-                people.push(Person { report, name: None, plan: Cascade::default() });
+                people.push(unplanned(
+                    report.ended("protected", Some(format!("refused: {} ({})", why.message, why.hint))),
+                ));
                 continue;
             }
-            let key = format!("{}:{}", backend.name_key(&account.id), account.id.is_empty());
-            if let Some(first) = seen.get(&key).filter(|_| !account.id.is_empty()) {
+            let key = if account.id.is_empty() { backend.name_key(&name) } else { backend.name_key(&account.id) };
+            if let Some(first) = seen.get(&key) {
                 let why = format!("the same account as {first:?}, deprovisioned once");
-                people.push(Person {
-                    report: report.ended("skipped", Some(why)),
-                    name: None,
-                    plan: Cascade::default(),
-                });
+                people.push(unplanned(report.ended("skipped", Some(why))));
                 continue;
             }
             seen.insert(key, given.clone());
@@ -337,18 +442,31 @@ impl Dispatcher {
         self.record(events).await.map(|_| ())
     }
 
-    /// One question for the whole plan (irreversible steps ask, as every destructive operation does; so does a
-    /// plan larger than max_changes); the answer counts for each of its steps.
-    fn confirm_plan(&self, conn: &Connection, people: &[Person], steps: usize) -> Result<(), ApiError> {
-        let all = || people.iter().flat_map(|p| p.plan.steps.iter());
+    /// One question for every plan of the job (steps that cannot be undone ask, as every destructive
+    /// operation does; so does a job larger than max_changes); the answer counts for each of their steps.
+    fn confirm_plans(&self, plans: &[&Planned]) -> Result<(), ApiError> {
+        let live: Vec<&&Planned> = plans.iter().filter(|p| !p.dry_run).collect();
+        let all = || live.iter().flat_map(|p| p.people.iter()).flat_map(|p| p.plan.steps.iter());
+        let steps = all().count();
+        if steps == 0 {
+            return Ok(());
+        }
         let irreversible = all().filter(|s| !s.reversible).count();
         let asks = all().any(|s| s.action.op.is_destructive(&s.action.params)) || steps > self.mode.max_changes;
         if asks && !self.mode.assume_yes {
-            let who = people.iter().filter(|p| !p.plan.steps.is_empty()).count();
+            let who: std::collections::BTreeSet<&str> = live
+                .iter()
+                .flat_map(|p| p.people.iter())
+                .filter(|p| !p.plan.steps.is_empty())
+                .map(|p| p.report.person.as_str())
+                .collect();
+            let profiles: Vec<&str> = live.iter().map(|p| p.conn.profile.as_str()).collect();
             let question = format!(
-                "deprovision {who} people on {}: {steps} steps, {irreversible} of them cannot be undone (deleting keys, \
+                "{}deprovision {} people on {}: {steps} steps, {irreversible} of them cannot be undone (deleting keys, \
                  tokens, sessions, memberships, deactivating). Go ahead?",
-                conn.profile
+                plan_text(&live),
+                who.len(),
+                profiles.join(", ")
             );
             self.ask_job(&question, format!("deprovisioning has {irreversible} steps that cannot be undone"))?;
             self.budget_confirmed.store(true, Ordering::SeqCst);
@@ -378,6 +496,11 @@ impl Dispatcher {
             );
             if let Some(run) = self.done.get(&key) {
                 reports.push(step_report(step, "noop", Some(format!("already done in run {run}")), None));
+                continue;
+            }
+            // What a server listed becomes a URL segment: the same check as any target a script gives.
+            if let Some(why) = step.action.target.as_deref().and_then(|t| conn.backend.invalid_target(t.trim())) {
+                reports.push(step_report(step, "failed", Some(why), None));
                 continue;
             }
             // The same guard as every other path, on the account the step takes something from.
@@ -446,6 +569,31 @@ impl Dispatcher {
     }
 }
 
+/// The plan as the person asked to confirm it reads it: one line per account, each step marked when it cannot be
+/// undone; long plans are cut short (`--dry-run` and the evidence show all of it).
+fn plan_text(plans: &[&&Planned]) -> String {
+    const SHOWN: usize = 20;
+    let lines: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.people.iter().map(move |person| (p.conn.profile.as_str(), person)))
+        .filter(|(_, person)| !person.plan.steps.is_empty())
+        .map(|(profile, person)| {
+            let steps: Vec<String> = person
+                .plan
+                .steps
+                .iter()
+                .map(|s| if s.reversible { s.says.clone() } else { format!("{} [cannot be undone]", s.says) })
+                .collect();
+            format!("  {profile} {}: {}", person.report.account.as_deref().unwrap_or_default(), steps.join(" · "))
+        })
+        .collect();
+    let mut text: String = lines.iter().take(SHOWN).map(|l| format!("{l}\n")).collect();
+    if lines.len() > SHOWN {
+        text.push_str(&format!("  … and {} more accounts (--dry-run lists every step)\n", lines.len() - SHOWN));
+    }
+    text
+}
+
 fn step_report(step: &Step, status: &str, error: Option<String>, seq: Option<i64>) -> StepReport {
     let live = !matches!(status, "dry-run" | "cancelled" | "refused");
     StepReport {
@@ -493,5 +641,86 @@ fn person_status(r: &PersonReport) -> &'static str {
         (false, _, Some(true)) => "done",
         (true, true, _) | (false, _, _) => "partial",
         (true, false, _) => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::holdings::{Holding, HoldingKind};
+
+    fn snap(user: Value, holdings: Vec<Holding>) -> Snapshot {
+        let mut s = Snapshot::of_user(&user);
+        s.holdings = holdings;
+        s
+    }
+
+    fn plan(ops: &[Op]) -> Cascade {
+        let mut c = Cascade::default();
+        for op in ops {
+            c.push(*op, "mona", json!({}), op.name().into());
+        }
+        c
+    }
+
+    #[test]
+    fn reading_back_names_everything_still_in_place() {
+        let key = Holding {
+            kind: HoldingKind::SshKey,
+            id: "7".into(),
+            title: "laptop".into(),
+            fingerprint: None,
+            created: None,
+            last_used: None,
+        };
+        let after = snap(json!({"login": "mona", "admin": true, "suspended": false}), vec![key]);
+        let problems = remaining(&plan(&[Op::Demote, Op::Suspend]), &after);
+        assert_eq!(
+            problems,
+            ["still not suspended", "still an administrator", "SSH key \"laptop\" (7) is still there"]
+        );
+        let clean = snap(json!({"login": "mona", "admin": false, "suspended": true}), vec![]);
+        assert!(remaining(&plan(&[Op::Demote, Op::Suspend]), &clean).is_empty());
+        // What the service does not say (a null) is not claimed to be a problem, nor fine: it is just not read.
+        assert!(remaining(&plan(&[Op::Suspend]), &snap(json!({"login": "mona"}), vec![])).is_empty());
+    }
+
+    #[test]
+    fn a_person_is_done_only_when_every_step_went_through_and_reading_back_agrees() {
+        let step = |status: &str| StepReport {
+            op: "suspend",
+            target: "mona".into(),
+            says: String::new(),
+            reversible: true,
+            status: status.into(),
+            error: None,
+            http_status: None,
+            audit_seq: None,
+            at: None,
+            ms: None,
+        };
+        let report = |steps: Vec<StepReport>, verified: Option<bool>| {
+            let mut r = PersonReport {
+                person: "mona".into(),
+                profile: "p".into(),
+                kind: "github",
+                account: None,
+                status: String::new(),
+                before: None,
+                after: None,
+                steps,
+                verified,
+                problems: vec![],
+                caveats: vec![],
+            };
+            r.status = person_status(&r).into();
+            r.status
+        };
+        assert_eq!(report(vec![step("ok"), step("noop")], Some(true)), "done");
+        assert_eq!(report(vec![], Some(true)), "nothing to do");
+        assert_eq!(report(vec![step("ok")], Some(false)), "partial");
+        assert_eq!(report(vec![step("ok"), step("failed")], Some(true)), "partial");
+        assert_eq!(report(vec![step("failed")], Some(false)), "failed");
+        assert_eq!(report(vec![step("refused")], None), "failed");
     }
 }

@@ -301,9 +301,56 @@ fn an_unreachable_service_is_reported_for_each_person_and_the_others_go_on() {
     // The run ends as failed, naming the profile, after writing down every person everywhere.
     offboard(&env, "user0003,user0004", &["--yes"])
         .code(1)
-        .stderr_has("offboarding is incomplete: 1 profile(s) failed: [\"gone (unavailable");
+        .stderr_has("offboarding is incomplete: 1 profile(s) failed: [\"gone\"]");
     let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
     assert!(csv.contains("user0003,ghes,user0003,done") && csv.contains("user0004,ghes,user0004,done"), "{csv}");
     assert!(csv.contains("user0003,gone,,unavailable") && csv.contains("user0004,gone,,unavailable"), "{csv}");
     assert!(std::fs::read_to_string(env.path("off-evidence.html")).unwrap().contains("unavailable"));
+}
+
+#[test]
+fn a_kill_while_every_profile_is_acting_at_once_resumes_each_without_repeating_a_change() {
+    let sb = Sandbox::start(60);
+    let env = env(&sb);
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people = "people=tfuser0001@example.com,tfuser0002@example.com,tfuser0003@example.com,tluser0002@example.com,tluser0004@example.com,tluser0006@example.com,traviuser0004,traviuser0005";
+    let args = [
+        "--yes",
+        "run",
+        &script,
+        "--arg",
+        people,
+        "--arg",
+        "reason=left",
+        "--arg",
+        "profiles=tfe,tl,travis",
+        "--arg",
+        "reset_2fa=true",
+        "--arg",
+        "out=off.csv",
+    ];
+    let killed = run(&env, &args, Some("after_response_before_outcome:5"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(&env, &resume, None).success();
+    for (path, n) in sb.stats()["requests"].as_object().unwrap() {
+        // Travis suspends everyone through one path: two people, one request each.
+        let once = if path.starts_with("POST /travis/") { 2 } else { 1 };
+        if !path.starts_with("GET ") {
+            assert_eq!(n.as_u64(), Some(once), "{path} was sent {n} times across the two runs");
+        }
+    }
+    let doc = evidence(&env);
+    for (person, profile) in
+        [("tfuser0002@example.com", "tfe"), ("tluser0004@example.com", "tl"), ("traviuser0005", "travis")]
+    {
+        let r = report(&doc, person, profile);
+        assert!(matches!(r["status"].as_str(), Some("done" | "nothing to do")), "{person}: {r:#}");
+        assert_eq!(r["verified"], true, "{person}: {r:#}");
+    }
+    let pending = run(&env, &["--format", "json", "audit", "list", "--pending"], None).success();
+    assert!(!pending.stdout.contains("\"intent\""), "every intent is settled: {}", pending.stdout);
+    run(&env, &["audit", "verify"], None).success();
 }

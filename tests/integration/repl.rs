@@ -182,3 +182,27 @@ fn unfinished_lines_continue_under_their_own_prompt_and_mistakes_get_a_pointer()
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn deprovisioning_shows_its_plan_and_asks_once_before_anything_is_taken() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    p.send_line(r#"let r = connect("github").deprovision_all(["user0001", "user0050"], #{reason: "left"})"#).unwrap();
+    p.exp_string("github user0001: suspend").unwrap();
+    p.exp_string(r#"remove SSH key "user0001's laptop" [cannot be undone]"#).unwrap();
+    p.exp_string("github user0050: take administrator rights away").unwrap();
+    p.exp_string("6 steps, 4 of them cannot be undone").unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("n").unwrap();
+    p.exp_string("declined at the confirmation prompt; nothing was changed").unwrap();
+    p.exp_string("steward>").unwrap();
+    // Asked again and accepted: one answer covers every step.
+    p.send_line(r#"connect("github").deprovision_all(["user0001", "user0050"], #{reason: "left"}).map(|r| r.status)"#)
+        .unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.exp_string("done").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}

@@ -1,6 +1,7 @@
 //! Deprovisioning: `h.deprovision(person, opts)`, `h.deprovision_all(people, opts)` and `write_evidence(reports,
 //! path)`, the report a reviewer reads.
 
+use crate::http::error::ApiError;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
 use crate::script::types::{action_error, bulk_items, invalid, to_dynamic, to_json, Handle, ScriptResult};
@@ -11,6 +12,7 @@ use std::rc::Rc;
 pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "deprovision", signature: "h.deprovision(person, #{reason, deactivate, reset_2fa, dry_run})", summary: "Takes away everything a person holds on this service, in the order it needs: admin rights, suspension, impersonation tokens, SSH keys, API tokens, sessions, groups (and 2FA or deactivation where asked). Snapshot before, one confirmation for the steps that cannot be undone (or --yes), each step audited, read back after. Returns #{person, account, status, before, after, steps, verified, problems, caveats}. `person` is a login, email or id.", example: r#"connect("github").deprovision("user0001", #{reason: "left the company"}).status"#, method: true },
     FnDoc { name: "deprovision_all", signature: "h.deprovision_all(people, #{reason, …})", summary: "deprovision for many people (logins, emails, ids, user maps or CSV rows), concurrently within the profile's limits; one report each, in order. Protected accounts and your own are refused by every name they answer to.", example: r#"connect("github").deprovision_all(["user0002", "user0003@example.com"], #{reason: "left", dry_run: true}).map(|r| r.status)"#, method: true },
+    FnDoc { name: "deprovision_everywhere", signature: "deprovision_everywhere(people, #{reason, profiles, …})", summary: "deprovision_all on several profiles at once (`profiles`: names, default every configured profile): each planned concurrently, one confirmation for all, then each profile's steps concurrently within its own limits. A profile that cannot be reached gives each person a report saying why; the others go on. Reports in profile order.", example: r#"deprovision_everywhere(["user0005"], #{reason: "left", profiles: ["github", "terraform"]}).map(|r| `${r.profile}: ${r.status}`)"#, method: false },
     FnDoc { name: "write_evidence", signature: "write_evidence(reports, path)", summary: "Writes the reports of deprovision/deprovision_all as PATH.json and a self-contained PATH.html (per person: each service, before → after, each step's time, outcome and audit sequence number), and records both files' SHA-256 in the audit log. Returns #{json, html}.", example: r#"write_evidence(connect("github").deprovision_all(["user0004"], #{reason: "left"}), "evidence").html"#, method: false },
 ];
 
@@ -26,6 +28,34 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     let h = host.clone();
     engine.register_fn("deprovision_all", move |handle: &mut Handle, people: Array, opts: Map| {
         deprovision_all(&h, handle, people, opts)
+    });
+    let h = host.clone();
+    engine.register_fn("deprovision_everywhere", move |people: Array, opts: Map| -> ScriptResult<Dynamic> {
+        let mut params = to_json(&opts.into())?;
+        let names: Vec<String> = match params.get("profiles").and_then(Value::as_array) {
+            Some(list) => {
+                list.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
+            }
+            None => h.connections.names(),
+        };
+        if let Some(p) = params.as_object_mut() {
+            p.remove("profiles");
+        }
+        let conns: Vec<(String, Result<std::sync::Arc<crate::dispatch::Connection>, ApiError>)> = names
+            .into_iter()
+            .map(|n| {
+                let conn = h.connections.connect(Some(&n)).map_err(|e| ApiError::invalid(e.to_string()));
+                (n, conn)
+            })
+            .collect();
+        let borrowed: Vec<(String, Result<&crate::dispatch::Connection, ApiError>)> =
+            conns.iter().map(|(n, c)| (n.clone(), c.as_ref().map(|c| c.as_ref()).map_err(Clone::clone))).collect();
+        // Across services a person's email is the name they share; a row without one is named by its login or id.
+        let items = bulk_items(&people, &["email", "login", "username", "user", "id", "user_id", "vcs_id"]);
+        match h.runtime.block_on(h.dispatcher.deprovision_everywhere(&borrowed, items, params)) {
+            Ok(reports) => Ok(to_dynamic(serde_json::to_value(reports).unwrap_or_default())),
+            Err(e) => Err(crate::script::types::error_map(e.kind, e.to_string())),
+        }
     });
     let h = host;
     engine.register_fn("write_evidence", move |reports: Array, path: &str| -> ScriptResult<Map> {
