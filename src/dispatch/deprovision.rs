@@ -259,12 +259,16 @@ impl Dispatcher {
                 return people.into_iter().map(|p| p.report.ended("failed", Some(e.to_string()))).collect();
             }
         };
-        let acted: Vec<(usize, Vec<StepReport>)> =
-            stream::iter(people.iter().enumerate().filter(|(_, p)| p.name.is_some()))
-                .map(|(i, p)| async move { (i, self.act(conn, guard, &p.plan.steps).await) })
-                .buffer_unordered(conn.concurrency.max(1))
-                .collect()
-                .await;
+        let acted: Vec<(usize, Vec<StepReport>)> = match conn.backend.batch_size(Op::Suspend).await {
+            Some(size) if size > 1 => self.act_batched(conn, guard, &people, size).await,
+            _ => {
+                stream::iter(people.iter().enumerate().filter(|(_, p)| p.name.is_some()))
+                    .map(|(i, p)| async move { (i, self.act(conn, guard, &p.plan.steps).await) })
+                    .buffer_unordered(conn.concurrency.max(1))
+                    .collect()
+                    .await
+            }
+        };
         self.flush().await;
         for (i, reports) in acted {
             people[i].report.steps = reports;
@@ -484,58 +488,83 @@ impl Dispatcher {
     async fn act(&self, conn: &Connection, guard: &super::Guard, steps: &[Step]) -> Vec<StepReport> {
         let mut reports = Vec::with_capacity(steps.len());
         for step in steps {
-            if self.interrupt.is_raised() || self.audit_failed() {
-                let why = format!("{}: not sent", self.interrupt.reason());
-                reports.push(step_report(step, "cancelled", Some(why), None));
+            if let Some(settled) = self.screen(conn, guard, step).await {
+                reports.push(settled);
                 continue;
-            }
-            let key = (
-                conn.profile.clone(),
-                step.action.op.name().to_string(),
-                step.action.target.clone().unwrap_or_default(),
-            );
-            if let Some(run) = self.done.get(&key) {
-                reports.push(step_report(step, "noop", Some(format!("already done in run {run}")), None));
-                continue;
-            }
-            // What a server listed becomes a URL segment: the same check as any target a script gives.
-            if let Some(why) = step.action.target.as_deref().and_then(|t| conn.backend.invalid_target(t.trim())) {
-                reports.push(step_report(step, "failed", Some(why), None));
-                continue;
-            }
-            // The same guard as every other path, on the account the step takes something from.
-            let account = guarded_account(&step.action).unwrap_or_default();
-            if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
-                self.refuse(conn, &step.action, &why.message).await;
-                reports.push(step_report(step, "refused", Some(why.message.clone()), None));
-                continue;
-            }
-            let mut action = step.action.clone();
-            if action.op.inverse().is_some() && action.params.is_object() {
-                // The snapshot saw the state before this change: undo may rely on it.
-                action.params["prior_observed"] = json!(true);
             }
             let started = Instant::now();
-            let (seq, result) = self.execute_recorded_at(conn, &action).await;
-            let mut report = match &result {
-                Ok(v) if super::is_noop(v) => {
-                    step_report(step, "noop", v.get("note").and_then(Value::as_str).map(str::to_string), seq)
-                }
-                Ok(_) => step_report(step, "ok", None, seq),
-                Err(e) => {
-                    let status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" };
-                    let mut r = step_report(step, status, Some(redact(&e.to_string())), seq);
-                    r.http_status = e.status;
-                    r
-                }
-            };
-            if let Ok(v) = &result {
-                report.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
-            }
-            report.ms = Some(started.elapsed().as_millis() as u64);
-            reports.push(report);
+            let (seq, result) = self.execute_recorded_at(conn, &observed(step)).await;
+            reports.push(report_of(step, seq, &result, started));
         }
         reports
+    }
+
+    /// Where the service takes many suspensions in one request (Travis, a SCIM server with /Bulk): each
+    /// person's steps before the suspension, then every suspension in requests of `size`, then the rest. The
+    /// order within each person's plan is kept.
+    async fn act_batched(
+        &self,
+        conn: &Connection,
+        guard: &super::Guard,
+        people: &[Person],
+        size: usize,
+    ) -> Vec<(usize, Vec<StepReport>)> {
+        let at = |p: &Person| p.plan.steps.iter().position(|s| s.action.op == Op::Suspend);
+        let live: Vec<(usize, &Person)> = people.iter().enumerate().filter(|(_, p)| p.name.is_some()).collect();
+        let phase = |part: fn(&[Step], Option<usize>) -> &[Step]| {
+            stream::iter(live.iter().copied())
+                .map(move |(i, p)| async move { (i, self.act(conn, guard, part(&p.plan.steps, at(p))).await) })
+                .buffer_unordered(conn.concurrency.max(1))
+                .collect::<Vec<_>>()
+        };
+        let before = phase(|steps, at| &steps[..at.unwrap_or(steps.len())]).await;
+        let mut reports: HashMap<usize, Vec<StepReport>> = before.into_iter().collect();
+        let mut suspensions: Vec<(usize, &Step)> = Vec::new();
+        for (i, p) in &live {
+            let Some(step) = at(p).map(|k| &p.plan.steps[k]) else { continue };
+            match self.screen(conn, guard, step).await {
+                Some(settled) => reports.entry(*i).or_default().push(settled),
+                None => suspensions.push((*i, step)),
+            }
+        }
+        for chunk in suspensions.chunks(size) {
+            let actions: Vec<Action> = chunk.iter().map(|(_, step)| observed(step)).collect();
+            let started = Instant::now();
+            let outcomes = self.execute_batch_recorded_at(conn, Op::Suspend, &actions).await;
+            for ((i, step), (seq, result)) in chunk.iter().zip(outcomes) {
+                reports.entry(*i).or_default().push(report_of(step, seq, &result, started));
+            }
+        }
+        let after = phase(|steps, at| at.map(|k| &steps[k + 1..]).unwrap_or(&[])).await;
+        for (i, rest) in after {
+            reports.entry(i).or_default().extend(rest);
+        }
+        reports.into_iter().collect()
+    }
+
+    /// A step settled without a request, if it is: the run was stopped, an earlier run of the job did it, its
+    /// target is no name (a server listed it), or the guard refuses the account it takes from.
+    async fn screen(&self, conn: &Connection, guard: &super::Guard, step: &Step) -> Option<StepReport> {
+        if self.interrupt.is_raised() || self.audit_failed() {
+            let why = format!("{}: not sent", self.interrupt.reason());
+            return Some(step_report(step, "cancelled", Some(why), None));
+        }
+        let key =
+            (conn.profile.clone(), step.action.op.name().to_string(), step.action.target.clone().unwrap_or_default());
+        if let Some(run) = self.done.get(&key) {
+            return Some(step_report(step, "noop", Some(format!("already done in run {run}")), None));
+        }
+        // What a server listed becomes a URL segment: the same check as any target a script gives.
+        if let Some(why) = step.action.target.as_deref().and_then(|t| conn.backend.invalid_target(t.trim())) {
+            return Some(step_report(step, "failed", Some(why), None));
+        }
+        // The same guard as every other path, on the account the step takes something from.
+        let account = guarded_account(&step.action).unwrap_or_default();
+        if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
+            self.refuse(conn, &step.action, &why.message).await;
+            return Some(step_report(step, "refused", Some(why.message.clone()), None));
+        }
+        None
     }
 
     /// Records where a run's evidence report went, with each file's SHA-256, so the log links to it.
@@ -592,6 +621,37 @@ fn plan_text(plans: &[&&Planned]) -> String {
         text.push_str(&format!("  … and {} more accounts (--dry-run lists every step)\n", lines.len() - SHOWN));
     }
     text
+}
+
+/// The step's action as sent: the snapshot saw the state before it, so undo may rely on it.
+fn observed(step: &Step) -> Action {
+    let mut action = step.action.clone();
+    if action.op.inverse().is_some() && action.params.is_object() {
+        action.params["prior_observed"] = json!(true);
+    }
+    action
+}
+
+/// What a sent step came to.
+fn report_of(step: &Step, seq: Option<i64>, result: &Result<Value, ApiError>, started: Instant) -> StepReport {
+    let mut report = match result {
+        Ok(v) if super::is_noop(v) => {
+            step_report(step, "noop", v.get("note").and_then(Value::as_str).map(str::to_string), seq)
+        }
+        Ok(v) => {
+            let mut r = step_report(step, "ok", None, seq);
+            r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
+            r
+        }
+        Err(e) => {
+            let status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" };
+            let mut r = step_report(step, status, Some(redact(&e.to_string())), seq);
+            r.http_status = e.status;
+            r
+        }
+    };
+    report.ms = Some(started.elapsed().as_millis() as u64);
+    report
 }
 
 fn step_report(step: &Step, status: &str, error: Option<String>, seq: Option<i64>) -> StepReport {

@@ -692,16 +692,28 @@ impl Dispatcher {
         op: Op,
         actions: &[Action],
     ) -> Vec<Result<Value, ApiError>> {
+        self.execute_batch_recorded_at(conn, op, actions).await.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// `execute_batch_recorded`, with each item's intent sequence number (none where none was written).
+    async fn execute_batch_recorded_at(
+        &self,
+        conn: &Connection,
+        op: Op,
+        actions: &[Action],
+    ) -> Vec<(Option<i64>, Result<Value, ApiError>)> {
         let intents: Vec<Event> = actions
             .iter()
             .map(|a| self.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending))
             .collect();
         let slots = match self.record_claiming(intents).await {
             Ok(slots) => slots,
-            Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => return actions.iter().map(|_| (None, Err(e.clone()))).collect(),
         };
         // Items another live process holds are left out of the request; the rest go in one.
-        let mut results: Vec<Option<Result<Value, ApiError>>> = vec![None; actions.len()];
+        // Per item: its intent's seq, and what it came to.
+        type Settled = (Option<i64>, Option<Result<Value, ApiError>>);
+        let mut results: Vec<Settled> = vec![(None, None); actions.len()];
         let (mut claimed, mut seqs, mut at) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (action, slot)) in actions.iter().zip(slots).enumerate() {
             match slot {
@@ -709,15 +721,16 @@ impl Dispatcher {
                     claimed.push(action.clone());
                     seqs.push(seq);
                     at.push(i);
+                    results[i].0 = Some(seq);
                 }
-                Err(busy) => results[i] = Some(Err(self.busy(conn, action, busy).await)),
+                Err(busy) => results[i].1 = Some(Err(self.busy(conn, action, busy).await)),
             }
         }
         let outcomes = self.send_batch_recorded(conn, op, &claimed, &seqs).await;
         for (i, outcome) in at.into_iter().zip(outcomes) {
-            results[i] = Some(outcome);
+            results[i].1 = Some(outcome);
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(unrecorded()))).collect()
+        results.into_iter().map(|(seq, r)| (seq, r.unwrap_or_else(|| Err(unrecorded())))).collect()
     }
 
     /// The request and outcomes of a batch whose intents are durable.

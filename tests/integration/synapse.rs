@@ -262,6 +262,16 @@ fn deprovisioning_logs_every_device_out_and_deactivates_when_asked() {
     for t in &tokens {
         assert_eq!(whoami_status(t), 401, "a device's token still works after deprovisioning");
     }
+    // A session deletion names its owner, and the guard reads it: the protected admin's devices stay put, by
+    // either name.
+    for owner in ["admin", "@admin:localhost"] {
+        let r = run_as(
+            &env,
+            &server().token,
+            &["--yes", "eval", &format!(r#"connect().delete_session("{owner}", "ANY")"#)],
+        );
+        assert!(r.status == Some(1) && r.stderr.contains("protected"), "{}", r.report());
+    }
     // Each session's deletion is in the log under the device, naming its owner; no token is.
     let rows = audit(&env, "delete_session");
     assert!(
