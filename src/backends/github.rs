@@ -196,7 +196,7 @@ impl Github {
         for k in keys.iter().filter(|k| id.is_some() && k.get("user_id").and_then(Value::as_u64) == id) {
             out.push(Holding {
                 kind: HoldingKind::SshKey,
-                id: k.get("id").map(Value::to_string).unwrap_or_default(),
+                id: id_text(k),
                 title: text(k, "title").unwrap_or_default(),
                 fingerprint: text(k, "key").and_then(|line| holdings::ssh_fingerprint(&line)),
                 created: text(k, "created_at"),
@@ -212,7 +212,7 @@ impl Github {
         for t in tokens.iter().filter(|t| owner_of(t)) {
             out.push(Holding {
                 kind: HoldingKind::Token,
-                id: t.get("id").map(Value::to_string).unwrap_or_default(),
+                id: id_text(t),
                 title: text(t, "note")
                     .or_else(|| t.pointer("/app/name").and_then(Value::as_str).map(str::to_string))
                     .unwrap_or_default(),
@@ -276,7 +276,7 @@ impl Backend for Github {
             _ => None,
         } {
             let listed = self.listing(path).await?;
-            return Ok(Some(!listed.iter().any(|v| v.get("id").map(Value::to_string).as_deref() == Some(target))));
+            return Ok(Some(!listed.iter().any(|v| id_text(v) == target)));
         }
         let field = match op {
             Op::Suspend | Op::Unsuspend => "suspended_at",
@@ -416,6 +416,15 @@ impl Backend for Github {
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }
+    }
+}
+
+/// A listed resource's id as text (a number, or whatever string a server sent; never its JSON quoting).
+fn id_text(resource: &Value) -> String {
+    match resource.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
     }
 }
 

@@ -459,3 +459,42 @@ fn the_deadline_also_stops_the_reads_the_pipeline_makes_first() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(server.seen().iter().all(|s| !s.line.starts_with("PUT")), "{:?}", server.seen());
 }
+
+/// A server listing a key whose id climbs the URL (`../../users/admin/site_admin`): deprovisioning refuses that
+/// step by name, deletes the honest key, and never sends a path with `..` in it.
+#[test]
+fn a_listed_key_id_that_climbs_the_url_is_refused_and_the_rest_goes_on() {
+    let server = Hostile::start(|seen| {
+        let line = seen.line.as_str();
+        let user = r#"{"login": "mona", "id": 7, "type": "User", "site_admin": false, "suspended_at": "2024-01-01T00:00:00Z"}"#;
+        match line.split_whitespace().take(2).collect::<Vec<_>>().as_slice() {
+            ["GET", "/api/v3/user"] => json(r#"{"login": "admin", "id": 1, "type": "User", "site_admin": true}"#),
+            ["GET", "/api/v3/users/admin"] => {
+                json(r#"{"login": "admin", "id": 1, "type": "User", "site_admin": true, "suspended_at": null}"#)
+            }
+            ["GET", "/api/v3/users/mona"] => json(user),
+            ["GET", p] if p.starts_with("/api/v3/admin/keys") => json(
+                r#"[{"id": "../../users/admin/site_admin", "user_id": 7, "title": "evil", "key": "ssh-ed25519 AAAA x"},
+                    {"id": 5, "user_id": 7, "title": "laptop", "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample mona"}]"#,
+            ),
+            ["GET", p] if p.starts_with("/api/v3/admin/tokens") => json("[]"),
+            ["DELETE", _] => Reply::Json { status: 204, headers: Vec::new(), body: String::new() },
+            _ => Reply::Json { status: 404, headers: Vec::new(), body: r#"{"message": "Not Found"}"#.into() },
+        }
+    });
+    let env = env_for("github", &format!("http://{}/api/v3", server.addr), "");
+    let run = env.run(&["--yes", "--format", "json", "eval", r#"connect("h").deprovision("mona", #{reason: "left"})"#]);
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()));
+    let steps: Vec<(String, String)> = out["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["target"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(steps.contains(&("../../users/admin/site_admin".into(), "failed".into())), "{out:#}");
+    assert!(steps.contains(&("5".into(), "ok".into())), "{out:#}");
+    assert_eq!(out["status"], "partial", "the evil key is still listed, and said so: {out:#}");
+    let sent: Vec<String> = server.seen().into_iter().map(|s| s.line).collect();
+    assert!(sent.iter().all(|l| !l.contains("..") && !l.contains("%2E%2E") && !l.contains("%2e%2e")), "{sent:#?}");
+    assert!(sent.iter().any(|l| l.starts_with("DELETE /api/v3/admin/keys/5 ")), "{sent:#?}");
+}
