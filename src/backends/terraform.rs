@@ -218,14 +218,16 @@ impl Terraform {
         Ok(Value::Array(resources.iter().map(|r| self.user(r)).collect()))
     }
 
-    /// The one user a login, email or id names (TFE's search matches usernames and emails, not ids).
-    async fn resolve(&self, target: &str) -> Result<Value, ApiError> {
+    /// The one user a login, email or id names (TFE's search matches usernames and emails, not ids). With
+    /// `trust_listing`, a name absent from the listing `warm` just read is nobody's without another search; every
+    /// other lookup searches on a miss, so a user created since is found.
+    async fn lookup(&self, target: &str, trust_listing: bool) -> Result<Value, ApiError> {
         let key = target.to_lowercase();
         if let Some(r) = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(r.clone());
         }
         let is_id = target.starts_with("user-");
-        if self.complete.load(std::sync::atomic::Ordering::SeqCst) {
+        if trust_listing && self.complete.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this Terraform Enterprise"))
                 .with_status(404));
         }
@@ -271,7 +273,7 @@ impl Terraform {
     }
 
     async fn id_of(&self, action: &Action) -> Result<String, ApiError> {
-        let r = self.resolve(action.target()?).await?;
+        let r = self.lookup(action.target()?, false).await?;
         r.get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -404,6 +406,15 @@ impl Backend for Terraform {
         all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
     }
 
+    /// An account by login, email or id, trusting the listing `warm` read for a job (see `lookup`).
+    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
+        match self.lookup(name, true).await {
+            Ok(r) => Ok(Some(super::model::Account::of_user(&self.user(&r)))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Many names are found in one listing of every user (pages of 100) rather than one search each.
     async fn warm(&self, names: &[String]) -> Result<(), ApiError> {
         let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -461,7 +472,7 @@ impl Backend for Terraform {
             Op::Promote | Op::Demote => "is-admin",
             _ => return Ok(None),
         };
-        let r = self.resolve(target).await?;
+        let r = self.lookup(target, false).await?;
         let on = r.pointer(&format!("/attributes/{attr}")).and_then(Value::as_bool);
         Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
     }
@@ -480,7 +491,7 @@ impl Backend for Terraform {
                 Ok(self.user(body.get("data").unwrap_or(&Value::Null)))
             }
             Op::ListUsers => self.list_users(&action.params).await,
-            Op::GetUser => Ok(self.user(&self.resolve(action.target()?).await?)),
+            Op::GetUser => Ok(self.user(&self.lookup(action.target()?, false).await?)),
             Op::DeleteUser => {
                 let id = self.id_of(action).await?;
                 let resp = self

@@ -209,6 +209,12 @@ impl TransactionLink {
 
     /// The user an id or an email names.
     async fn find(&self, target: &str) -> Result<Value, ApiError> {
+        self.find_in(target, false).await
+    }
+
+    /// `find`; with `trust_listing`, an email absent from the listing `warm` just read is nobody's without
+    /// listing again. Every other lookup lists again on a miss, so a user added since is found.
+    async fn find_in(&self, target: &str, trust_listing: bool) -> Result<Value, ApiError> {
         let key = target.to_lowercase();
         if let Some(u) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(u.clone());
@@ -217,9 +223,8 @@ impl TransactionLink {
             let path = format!("organizations/users/{}", segment(target));
             self.http.send(&Request::new(Method::GET, path)).await.map_err(explain)?.body
         } else {
-            // One listing answers for every email in it: a job naming many people by email lists once, and
-            // until something changes, an email that listing lacks is nobody's.
-            if !self.complete.load(std::sync::atomic::Ordering::SeqCst) {
+            // One listing answers for every email in it: a job naming many people by email lists once.
+            if !(trust_listing && self.complete.load(std::sync::atomic::Ordering::SeqCst)) {
                 self.remember_all().await?;
             }
             let listed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
@@ -343,7 +348,7 @@ impl Backend for TransactionLink {
 
     /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists).
     async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        match self.find(name).await {
+        match self.find_in(name, true).await {
             Ok(u) => Ok(Some(super::model::Account::of_user(&self.user(&u)))),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

@@ -312,13 +312,8 @@ impl Dispatcher {
             if seen.is_object() {
                 seen["prior_observed"] = json!(true);
             }
-            let mut e = self.event(conn, op, Some(target), &seen, Phase::Outcome, status);
-            e.intent_seq = Some(*seq);
-            e.error = match in_place {
-                true => "settled at resume: the change had been applied (its answer was lost)".into(),
-                false => "settled at resume: it had not been applied; this run sends it".into(),
-            };
-            settled.push(e);
+            let why = if *in_place { super::SETTLED_APPLIED } else { super::SETTLED_RESENT };
+            settled.extend(self.settle(conn, op, target, &seen, *seq, status, why));
         }
         if !settled.is_empty() {
             self.record(settled).await?;

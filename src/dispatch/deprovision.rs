@@ -59,14 +59,20 @@ pub struct PersonReport {
     pub problems: Vec<String>,
     /// What the service cannot take away through its API.
     pub caveats: Vec<String>,
+    /// Set when the whole profile failed (unreachable, not planned): why, in its error's words.
+    pub profile_error: Option<String>,
 }
 
 impl PersonReport {
     fn new(conn: &Connection, person: &str) -> Self {
+        Self::blank(person, &conn.profile, conn.backend.kind())
+    }
+
+    fn blank(person: &str, profile: &str, kind: &'static str) -> Self {
         PersonReport {
             person: person.to_string(),
-            profile: conn.profile.clone(),
-            kind: conn.backend.kind(),
+            profile: profile.to_string(),
+            kind,
             account: None,
             status: String::new(),
             before: None,
@@ -75,6 +81,7 @@ impl PersonReport {
             verified: None,
             problems: Vec::new(),
             caveats: Vec::new(),
+            profile_error: None,
         }
     }
 
@@ -166,22 +173,11 @@ impl Dispatcher {
         let mut done = done.into_iter();
         for (name, conn) in conns {
             if let Some((_, e)) = out.iter().find(|(p, _)| p == name) {
+                let kind = conn.as_ref().map(|c| c.backend.kind()).unwrap_or("");
                 for item in &items {
-                    let person = item.target.clone().unwrap_or_default();
-                    let mut r = PersonReport {
-                        person,
-                        profile: name.clone(),
-                        kind: conn.as_ref().map(|c| c.backend.kind()).unwrap_or(""),
-                        account: None,
-                        status: e.kind.as_str().to_string(),
-                        before: None,
-                        after: None,
-                        steps: Vec::new(),
-                        verified: None,
-                        problems: vec![e.to_string()],
-                        caveats: Vec::new(),
-                    };
-                    r.problems.dedup();
+                    let mut r = PersonReport::blank(item.target.as_deref().unwrap_or_default(), name, kind)
+                        .ended(e.kind.as_str(), Some(e.to_string()));
+                    r.profile_error = Some(e.to_string());
                     reports.push(r);
                 }
                 self.bulk_failed.fetch_add(items.len(), Ordering::SeqCst);
@@ -425,10 +421,8 @@ impl Dispatcher {
             }
             let planned = planned.contains(&(op_name.as_str(), target.as_str()));
             let (status, why) = match (conn.backend.state(op, target).await.ok().flatten(), planned) {
-                (Some(true), _) => (Status::Ok, "settled at resume: the change had been applied (its answer was lost)"),
-                (Some(false), true) => {
-                    (Status::Cancelled, "settled at resume: it had not been applied; this run sends it")
-                }
+                (Some(true), _) => (Status::Ok, super::SETTLED_APPLIED),
+                (Some(false), true) => (Status::Cancelled, super::SETTLED_RESENT),
                 (Some(false), false) => (Status::Cancelled, "settled at resume: it had not been applied"),
                 // Unlistable (GHES impersonation tokens): sent again, which a deletion tolerates.
                 (None, true) => (
@@ -437,11 +431,7 @@ impl Dispatcher {
                 ),
                 (None, false) => continue,
             };
-            let mut e = self.event(conn, op, Some(target), &json!({}), Phase::Outcome, status);
-            e.intent_seq = Some(*seq);
-            e.error = why.into();
-            self.settled.lock().unwrap_or_else(|e| e.into_inner()).insert(*seq);
-            events.push(e);
+            events.extend(self.settle(conn, op, target, &json!({}), *seq, status, why));
         }
         self.record(events).await.map(|_| ())
     }
@@ -772,6 +762,7 @@ mod tests {
                 verified,
                 problems: vec![],
                 caveats: vec![],
+                profile_error: None,
             };
             r.status = person_status(&r).into();
             r.status

@@ -605,6 +605,28 @@ impl Dispatcher {
         out
     }
 
+    /// The outcome row that settles an earlier run's open intent at resume: once per intent, however many jobs
+    /// of this run look at it (`None` once it is settled).
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        conn: &Connection,
+        op: Op,
+        target: &str,
+        params: &Value,
+        seq: i64,
+        status: Status,
+        why: &str,
+    ) -> Option<Event> {
+        if !self.settled.lock().unwrap_or_else(|e| e.into_inner()).insert(seq) {
+            return None;
+        }
+        let mut e = self.event(conn, op, Some(target), params, Phase::Outcome, status);
+        e.intent_seq = Some(seq);
+        e.error = why.to_string();
+        Some(e)
+    }
+
     /// Closes a committed intent whose request was never sent, saying why (Ctrl-C, a failed log, an outage).
     fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64, why: &str) {
         let cancelled = Err(ApiError::new(ErrorKind::Cancelled, why));
@@ -890,6 +912,10 @@ impl Dispatcher {
         self.record_after(vec![e]).await;
     }
 }
+
+/// Why a resume settled an open intent the way it did.
+pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
+pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
 
 /// The account a change takes something from, which must not be protected or the caller's own: the target of
 /// an operation that guards it, or the `owner` a key, token or session deletion names.

@@ -215,8 +215,12 @@ fn a_protected_account_is_refused_by_every_name_before_anything_changes() {
 fn a_dry_run_shows_the_whole_plan_and_sends_nothing() {
     let sb = Sandbox::start(60);
     let env = env(&sb);
-    offboard(&env, "user0001,user0050", &["--dry-run"]).success();
+    offboard(&env, "user0001,user0050,USER0001@example.com", &["--dry-run"]).success();
     let doc = evidence(&env);
+    // Another name for an account already in the job (its email, another case) is that account, planned once.
+    let again = report(&doc, "USER0001@example.com", "ghes");
+    assert_eq!(again["status"], "skipped", "{again:#}");
+    assert!(again["problems"][0].as_str().unwrap().contains("the same account as \"user0001\""), "{again:#}");
     let plan = ops(report(&doc, "user0050", "ghes"));
     assert!(plan.iter().all(|(_, s)| s == "dry-run") && plan[0].0 == "demote", "{plan:?}");
     assert!(ops(report(&doc, "user0001", "ghes")).iter().any(|(op, _)| op == "delete_key"));
@@ -369,4 +373,19 @@ fn a_kill_while_every_profile_is_acting_at_once_resumes_each_without_repeating_a
     let pending = run(&env, &["--format", "json", "audit", "list", "--pending"], None).success();
     assert!(!pending.stdout.contains("\"intent\""), "every intent is settled: {}", pending.stdout);
     run(&env, &["audit", "verify"], None).success();
+}
+
+#[test]
+fn the_evidence_files_carry_no_secret_whatever_a_report_holds() {
+    let sb = Sandbox::start(5);
+    let env = env(&sb);
+    let leak = "ghp_LEAKleakLEAKleak0000000000000001";
+    let expr = format!(
+        r#"write_evidence([#{{person: "x", profile: "ghes", kind: "github", status: "failed", steps: [], problems: ["the server said {leak}"]}}], "ev")"#
+    );
+    run(&env, &["eval", &expr], None).success();
+    for file in ["ev.json", "ev.html"] {
+        let text = std::fs::read_to_string(env.path(file)).unwrap();
+        assert!(!text.contains(leak) && text.contains("[REDACTED]"), "{file}: {text}");
+    }
 }

@@ -2,6 +2,7 @@
 //! path)`, the report a reviewer reads.
 
 use crate::http::error::ApiError;
+use crate::http::redact::redact;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
 use crate::script::types::{action_error, bulk_items, invalid, to_dynamic, to_json, Handle, ScriptResult};
@@ -63,8 +64,9 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let (json_path, html_path) = crate::output::evidence::paths(std::path::Path::new(path));
         let run = h.dispatcher.run_id();
         let doc = crate::output::evidence::document(&reports, run, &crate::dates::rfc3339(chrono::Utc::now()));
-        let json_text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        let html_text = crate::output::evidence::html(&doc);
+        // Scrubbed like every CSV cell and printed line: a report may carry whatever a script put in it.
+        let json_text = redact(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let html_text = redact(&crate::output::evidence::html(&doc));
         for (p, text) in [(&json_path, &json_text), (&html_path, &html_text)] {
             std::fs::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
         }
