@@ -37,6 +37,9 @@ struct Outcome {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::args().any(|a| a == "unconfigured") {
+        return unconfigured_rate(dir.path());
+    }
     let n = 10_000;
     let bound = Duration::from_secs_f64(n as f64 * 0.020 / 32.0);
     println!(
@@ -133,6 +136,35 @@ fn main() {
             limited.elapsed.as_secs_f64() / target,
             limited.requests,
             limited.rate_limited
+        );
+    }
+    unconfigured_rate(dir.path());
+}
+
+/// The same job with no `rate_limit` in the profile: steward learns the server's rate from its 429s.
+fn unconfigured_rate(dir: &Path) {
+    let (n, rate) = (1_000, 50.0);
+    for precheck in [false, true] {
+        let job = Job {
+            users: n,
+            latency_ms: 20,
+            concurrency: 4,
+            client_rate: None,
+            server_rate: Some(rate),
+            precheck,
+            audit: "file",
+        };
+        let out = run(dir, &job);
+        let accepted = out.requests - out.rate_limited;
+        let achieved = accepted as f64 / out.elapsed.as_secs_f64();
+        println!(
+            "suspend {n} users, server limit {rate} req/s, no client rate_limit, concurrency 4, precheck={precheck}: \
+             {:.2} s; {} requests, 429 answers {} ({:.2} %); accepted {achieved:.1} req/s = {:.0} % of the limit",
+            out.elapsed.as_secs_f64(),
+            out.requests,
+            out.rate_limited,
+            100.0 * out.rate_limited as f64 / out.requests as f64,
+            100.0 * achieved / rate
         );
     }
 }

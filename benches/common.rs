@@ -43,3 +43,45 @@ pub fn children_cpu_secs() -> f64 {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
+
+/// What one measured process did: its output, wall time, peak resident memory and CPU time.
+#[allow(dead_code)] // each benchmark binary uses a different subset of these helpers
+pub struct Measured {
+    pub stdout: String,
+    pub stderr: String,
+    pub success: bool,
+    pub elapsed: std::time::Duration,
+    pub peak_rss_mib: f64,
+    pub cpu_secs: f64,
+}
+
+/// Runs `cmd` to its end under `/usr/bin/time`, which forks it from a small process and reports its own peak
+/// memory: a child forked straight from a bench holding a large sandbox would count the bench's pages as its
+/// own (Linux keeps the high-water mark across exec).
+#[allow(dead_code)] // each benchmark binary uses a different subset of these helpers
+pub fn measure(cmd: &std::process::Command) -> Measured {
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = std::process::Command::new("/usr/bin/time");
+    timed.args(["-f", "%M %U %S", "-o"]).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => timed.env(key, v),
+            None => timed.env_remove(key),
+        };
+    }
+    let started = std::time::Instant::now();
+    let out = timed.output().expect("/usr/bin/time runs");
+    let elapsed = started.elapsed();
+    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    let fields: Vec<f64> =
+        text.lines().last().unwrap_or_default().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+    Measured {
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        success: out.status.success(),
+        elapsed,
+        peak_rss_mib: field(0) / 1024.0,
+        cpu_secs: field(1) + field(2),
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::User;
-use super::{unsupported, Action, Backend, ClientShape, Op};
+use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
@@ -69,6 +69,13 @@ const DETAIL_UNASKED: usize = 100;
 
 /// How many single-user reads run at once when a list needs per-user detail (suspension state).
 const DETAIL_CONCURRENCY: usize = 8;
+
+/// Where a users listing stands: its pages, and the users held back while it may still end short.
+struct UserWalk<'a> {
+    pages: crate::http::Pages<'a>,
+    held: Vec<Value>,
+    holding: bool,
+}
 
 pub struct Github {
     http: HttpClient,
@@ -140,13 +147,54 @@ impl Github {
         Ok(json!({"ok": true, "op": action.op.name(), "target": action.target, "http_status": resp.status}))
     }
 
-    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
-        let raw = self.http.list(Request::new(Method::GET, "users").query("per_page", 100), Paging::LinkHeader).await?;
+    /// Every user page by page, a page's filters applied. Suspension, email and name are only on each user's
+    /// own record: read when asked (`detail: true`, or a `suspended` filter), and unasked for a listing that
+    /// ends within 100 users (the admins, a search), so its columns are never blank for want of a read.
+    fn stream_users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        let asked = |k: &str| filter.get(k).and_then(Value::as_bool);
+        let (detail, suspended) = (asked("detail"), asked("suspended"));
+        let each_in_detail = detail == Some(true) || suspended.is_some();
+        let walk = UserWalk {
+            pages: self.http.pages(Request::new(Method::GET, "users").query("per_page", 100), Paging::LinkHeader, hold),
+            held: Vec::new(),
+            holding: detail.is_none() && suspended.is_none(),
+        };
+        Box::pin(futures::stream::try_unfold(walk, move |mut walk| async move {
+            loop {
+                let Some(raw) = walk.pages.next_page().await? else {
+                    // The end: what was held back is a short listing, read in detail.
+                    if walk.held.is_empty() {
+                        return Ok(None);
+                    }
+                    let held = self.with_detail(std::mem::take(&mut walk.held)).await?;
+                    return Ok(Some((held.into_iter().map(|u| self.user(u)).collect(), walk)));
+                };
+                let mut users = self.page_of_users(raw, filter);
+                if each_in_detail {
+                    users = self.with_detail(users).await?;
+                    if let Some(wanted) = suspended {
+                        users.retain(|u| u.get("suspended_at").map(|v| !v.is_null()).unwrap_or(false) == wanted);
+                    }
+                } else if walk.holding {
+                    walk.held.extend(users);
+                    if walk.held.len() <= DETAIL_UNASKED {
+                        continue;
+                    }
+                    // Longer than a short listing: no detail unasked; what was held goes out as it is.
+                    walk.holding = false;
+                    users = std::mem::take(&mut walk.held);
+                }
+                return Ok(Some((users.into_iter().map(|u| self.user(u)).collect(), walk)));
+            }
+        }))
+    }
+
+    /// A page of the listing with the filters the list endpoint cannot apply: users only (not organizations),
+    /// `q` in login, email or name, `admin`.
+    fn page_of_users(&self, raw: Vec<Value>, filter: &Value) -> Vec<Value> {
         let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
         let admin = filter.get("admin").and_then(Value::as_bool);
-        let suspended = filter.get("suspended").and_then(Value::as_bool);
-        let mut users: Vec<Value> = raw
-            .into_iter()
+        raw.into_iter()
             .filter(|u| u.get("type").and_then(Value::as_str).unwrap_or("User") == "User")
             .filter(|u| match &q {
                 Some(q) => ["login", "email", "name"]
@@ -155,31 +203,26 @@ impl Github {
                 None => true,
             })
             .filter(|u| admin.is_none_or(|a| u.get("site_admin").and_then(Value::as_bool) == Some(a)))
-            .collect();
-        // Suspension, email and name are only on each user's own record: fetch them, a few at a time. A short
-        // list (the admins, a search) gets them unasked, so its columns are never blank for want of a read.
-        let detail = filter.get("detail").and_then(Value::as_bool).unwrap_or(users.len() <= DETAIL_UNASKED);
-        if detail || suspended.is_some() {
-            users = self.with_detail(users).await?;
-        }
-        if let Some(wanted) = suspended {
-            users.retain(|u| u.get("suspended_at").map(|v| !v.is_null()).unwrap_or(false) == wanted);
-        }
-        Ok(Value::Array(users.into_iter().map(|u| self.user(u)).collect()))
+            .collect()
     }
 
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        Ok(Value::Array(super::collect_users(self.stream_users(filter, crate::http::Hold::Whole)).await?))
+    }
+
+    /// Each user's own record, a few at a time, in order.
     async fn with_detail(&self, users: Vec<Value>) -> Result<Vec<Value>, ApiError> {
-        let mut detailed = Vec::with_capacity(users.len());
-        for chunk in users.chunks(DETAIL_CONCURRENCY) {
-            let reads = chunk.iter().map(|u| {
+        use futures::StreamExt;
+        futures::stream::iter(users)
+            .map(|u| {
                 let login = u.get("login").and_then(Value::as_str).unwrap_or_default().to_string();
                 async move { self.send(Request::new(Method::GET, format!("users/{}", segment(&login)))).await }
-            });
-            for result in futures::future::join_all(reads).await {
-                detailed.push(result?);
-            }
-        }
-        Ok(detailed)
+            })
+            .buffered(DETAIL_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Every public key or personal access token on the instance (`admin/keys`, `admin/tokens`).
@@ -326,6 +369,10 @@ impl Backend for Github {
             }
         }
         out
+    }
+
+    fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        self.stream_users(filter, hold)
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

@@ -218,6 +218,21 @@ pub trait Backend: Send + Sync {
     /// Performs the action and returns its result as JSON (users are normalized `model::User` records).
     async fn execute(&self, action: &Action) -> Result<Value, ApiError>;
 
+    /// The users `filter` asks for, normalized, a page at a time: what `list_users` collects on services that
+    /// stream and `h.users()` reads lazily (`hold` says which). By default the whole `list_users` answer is one
+    /// page.
+    fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        let _ = hold;
+        Box::pin(futures::stream::once(async move {
+            match self.execute(&Action::new(Op::ListUsers, None, filter.clone())).await? {
+                Value::Array(users) => Ok(users),
+                other => {
+                    Err(ApiError::invalid(format!("list_users gave {}, not a list", crate::http::json_type(&other))))
+                }
+            }
+        }))
+    }
+
     /// Performs a change and says what it came to: done, or (where the service answers so) already in the
     /// state asked for, nothing changed. Dispatch sends every change through this.
     async fn settle(&self, action: &Action) -> Result<Outcome, ApiError> {
@@ -308,6 +323,19 @@ pub trait Backend: Send + Sync {
         let me = self.execute(&Action::new(Op::Whoami, None, Value::Null)).await?;
         Ok(me.get("login").and_then(Value::as_str).unwrap_or_default().to_string())
     }
+}
+
+/// Pages of normalized users, as `Backend::users` yields them.
+pub type UserPages<'a> = futures::stream::BoxStream<'a, Result<Vec<Value>, ApiError>>;
+
+/// The whole of a `users` stream, for `list_users` on services that stream.
+pub async fn collect_users(mut pages: UserPages<'_>) -> Result<Vec<Value>, ApiError> {
+    use futures::StreamExt;
+    let mut users = Vec::new();
+    while let Some(page) = pages.next().await {
+        users.extend(page?);
+    }
+    Ok(users)
 }
 
 /// `resolve` through the service's own user lookup (`get_user`), where it has one.

@@ -5,12 +5,12 @@
 //! Suspension is `active = false`; admin rights are membership of the profile's `admin_group`.
 
 use super::model::{Account, User};
-use super::{unsupported, Action, Backend, ClientShape, Op};
+use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -43,6 +43,10 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
     token_shapes: &[],
     rate_limit_refusal: super::no_rate_limit_refusal,
 };
+
+/// SCIM paging (RFC 7644 §3.4.2.4): `startIndex`/`count`, until `totalResults`.
+const LIST_PAGING: Paging =
+    Paging::StartIndex { param: "startIndex", items: "/Resources", start: "/startIndex", total: "/totalResults" };
 
 /// A scim profile's own keys.
 #[derive(serde::Deserialize)]
@@ -304,6 +308,11 @@ impl Scim {
 
     /// Every page of a listing at `path` (`startIndex`/`count`, until `totalResults`).
     async fn list_all(&self, path: &str, filter: Option<&str>) -> Result<Vec<Value>, ApiError> {
+        self.http.list(self.list_request(path, filter).await?, LIST_PAGING).await
+    }
+
+    /// The first page's request of a listing at `path`, within what the server said it can do.
+    async fn list_request(&self, path: &str, filter: Option<&str>) -> Result<Request, ApiError> {
         let caps = self.caps().await?;
         if filter.is_some() && caps.filter_max.is_none() {
             return Err(ApiError::new(
@@ -316,13 +325,7 @@ impl Scim {
         if let Some(f) = filter {
             req = req.query("filter", f);
         }
-        let paging = Paging::StartIndex {
-            param: "startIndex",
-            items: "/Resources",
-            start: "/startIndex",
-            total: "/totalResults",
-        };
-        self.http.list(req, paging).await
+        Ok(req)
     }
 
     /// The users a filter finds, on one page (lookups expect one or two).
@@ -487,21 +490,37 @@ impl Scim {
         )
     }
 
+    /// The users `params` asks for, page by page (the admin group read once, first).
+    fn stream_users<'a>(&'a self, params: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        let walk = async move {
+            let caps = self.caps().await?;
+            let filter = filter_expression(params)?;
+            let first = self.list_request(&caps.users, filter.as_deref()).await?;
+            let admins = self.admins().await?;
+            let wanted_admin = params.get("admin").and_then(Value::as_bool);
+            if wanted_admin.is_some() && admins.is_none() {
+                self.admin_group().await?;
+            }
+            let admins = std::sync::Arc::new(admins);
+            let pages = stream::try_unfold(self.http.pages(first, LIST_PAGING, hold), move |mut pages| {
+                let admins = admins.clone();
+                async move {
+                    let Some(raw) = pages.next_page().await? else { return Ok(None) };
+                    let users = raw
+                        .iter()
+                        .map(|r| self.user(r, admins.as_ref().as_ref()))
+                        .filter(|u| wanted_admin.is_none_or(|w| u.get("admin").and_then(Value::as_bool) == Some(w)))
+                        .collect();
+                    Ok(Some((users, pages)))
+                }
+            });
+            Ok::<_, ApiError>(pages)
+        };
+        Box::pin(stream::once(walk).try_flatten())
+    }
+
     async fn list_users(&self, params: &Value) -> Result<Value, ApiError> {
-        let caps = self.caps().await?;
-        let filter = filter_expression(params)?;
-        let raw = self.list_all(&caps.users, filter.as_deref()).await?;
-        let admins = self.admins().await?;
-        let wanted_admin = params.get("admin").and_then(Value::as_bool);
-        if wanted_admin.is_some() && admins.is_none() {
-            self.admin_group().await?;
-        }
-        let users = raw
-            .iter()
-            .map(|r| self.user(r, admins.as_ref()))
-            .filter(|u| wanted_admin.is_none_or(|w| u.get("admin").and_then(Value::as_bool) == Some(w)))
-            .collect();
-        Ok(Value::Array(users))
+        Ok(Value::Array(super::collect_users(self.stream_users(params, crate::http::Hold::Whole)).await?))
     }
 
     /// `activity(#{since, status})` from `meta.lastModified`: when each record last changed, which is all SCIM
@@ -864,6 +883,10 @@ impl Backend for Scim {
 
     async fn execute_batch(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
         self.bulk_set_active(actions, op == Op::Unsuspend).await
+    }
+
+    fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        self.stream_users(filter, hold)
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

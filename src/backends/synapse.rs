@@ -4,7 +4,7 @@
 //! whois answers 200 for users that do not exist.
 
 use super::model::User;
-use super::{unsupported, Action, Backend, ClientShape, Op};
+use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
@@ -55,6 +55,9 @@ const SUPPORTED: &[Op] = &[
 
 const PAGE: usize = 100;
 /// Single-user reads in flight when a list needs each user's own record.
+/// `next_token` is a string, and absent (not null) on the last page.
+const USER_PAGING: Paging = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
+
 const DETAIL_CONCURRENCY: usize = 8;
 
 /// `{"errcode": "M_…", "error": "…"}`.
@@ -149,6 +152,12 @@ impl Synapse {
 
     /// Every page of the user list: `from`/`limit`, until `next_token` is absent.
     async fn list_raw(&self, filter: &Value, order_by: Option<(&str, &str)>) -> Result<Vec<Value>, ApiError> {
+        let mut out = self.http.list(Self::users_request(filter, order_by), USER_PAGING).await?;
+        Self::keep_admins_asked(&mut out, filter);
+        Ok(out)
+    }
+
+    fn users_request(filter: &Value, order_by: Option<(&str, &str)>) -> Request {
         // v2 leaves deactivated users out unless asked; v3 reads `deactivated` as "only these".
         let deactivated = filter.get("deactivated").and_then(Value::as_bool);
         let version = if deactivated.is_some() { "v3" } else { "v2" };
@@ -168,21 +177,31 @@ impl Synapse {
         if let Some((key, dir)) = order_by {
             req = req.query("order_by", key).query("dir", dir);
         }
-        // `next_token` is a string, and absent (not null) on the last page.
-        let mut out =
-            self.http.list(req, Paging::Cursor { param: "from", items: "/users", next: "/next_token" }).await?;
+        req
+    }
+
+    /// `admins=true` is a server filter; "not an admin" is not, so it is applied here.
+    fn keep_admins_asked(users: &mut Vec<Value>, filter: &Value) {
         if filter.get("admin").and_then(Value::as_bool) == Some(false) {
-            out.retain(|u| {
+            users.retain(|u| {
                 u.get("admin").and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0))) != Some(true)
             });
         }
-        Ok(out)
     }
 
-    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
-        let raw = self.list_raw(filter, None).await?;
+    /// The users `filter` asks for, page by page; a `suspended` filter reads each user's own record.
+    fn stream_users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        let pages = self.http.pages(Self::users_request(filter, None), USER_PAGING, hold);
+        Box::pin(stream::try_unfold(pages, move |mut pages| async move {
+            let Some(mut raw) = pages.next_page().await? else { return Ok(None) };
+            Self::keep_admins_asked(&mut raw, filter);
+            Ok(Some((self.page_of_users(raw, filter).await?, pages)))
+        }))
+    }
+
+    async fn page_of_users(&self, raw: Vec<Value>, filter: &Value) -> Result<Vec<Value>, ApiError> {
         let Some(wanted) = filter.get("suspended").and_then(Value::as_bool) else {
-            return Ok(Value::Array(raw.iter().map(|u| self.user(u, false)).collect()));
+            return Ok(raw.iter().map(|u| self.user(u, false)).collect());
         };
         // `suspended` is only in each user's own record: read them, a few at a time.
         let ids: Vec<String> =
@@ -199,7 +218,11 @@ impl Synapse {
                 users.push(self.user(&u, true));
             }
         }
-        Ok(Value::Array(users))
+        Ok(users)
+    }
+
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        Ok(Value::Array(super::collect_users(self.stream_users(filter, crate::http::Hold::Whole)).await?))
     }
 
     /// `activity(#{since, status})`: users by last seen; `activity(#{user})`: one user's sessions (whois).
@@ -361,6 +384,10 @@ impl Backend for Synapse {
         let u = self.get_raw(&self.user_id(target).await?).await?;
         let on = u.get(key).and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)));
         Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
+    }
+
+    fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        self.stream_users(filter, hold)
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

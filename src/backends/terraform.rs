@@ -5,7 +5,7 @@
 
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::User;
-use super::{unsupported, Action, Backend, ClientShape, Op};
+use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::redact::SecretString;
@@ -189,16 +189,21 @@ impl Terraform {
     }
 
     async fn list_pages(&self, query: &[(&str, String)], page_size: usize) -> Result<Vec<Value>, ApiError> {
+        let (req, paging) = Self::users_request(query, page_size);
+        self.http.list(req, paging).await.map_err(not_admin_hint)
+    }
+
+    fn users_request(query: &[(&str, String)], page_size: usize) -> (Request, Paging) {
         let mut req = Request::new(Method::GET, "admin/users").query("page[size]", page_size).query("page[number]", 1);
         for (k, v) in query {
             req = req.query(k, v);
         }
         // An out-of-range page is 200 with no data, so only `next-page` ends the walk.
-        let paging = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
-        self.http.list(req, paging).await.map_err(not_admin_hint)
+        (req, Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" })
     }
 
-    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+    /// The users `filter` asks for, page by page (TFE filters on the server).
+    fn stream_users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(q) = filter.get("q").and_then(Value::as_str) {
             query.push(("q", q.to_string()));
@@ -214,8 +219,15 @@ impl Terraform {
         // `page_size` (1–100) is for tuning and tests; 100 is the most TFE is known to allow.
         let size =
             filter.get("page_size").and_then(Value::as_u64).map(|n| n.clamp(1, 100) as usize).unwrap_or(PAGE_SIZE);
-        let resources = self.list_pages(&query, size).await?;
-        Ok(Value::Array(resources.iter().map(|r| self.user(r)).collect()))
+        let (req, paging) = Self::users_request(&query, size);
+        Box::pin(futures::stream::try_unfold(self.http.pages(req, paging, hold), move |mut pages| async move {
+            let Some(raw) = pages.next_page().await.map_err(not_admin_hint)? else { return Ok(None) };
+            Ok(Some((raw.iter().map(|r| self.user(r)).collect(), pages)))
+        }))
+    }
+
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        Ok(Value::Array(super::collect_users(self.stream_users(filter, crate::http::Hold::Whole)).await?))
     }
 
     /// The one user a login, email or id names (TFE's search matches usernames and emails, not ids). With
@@ -482,6 +494,10 @@ impl Backend for Terraform {
             Err(e) if already(action.op, &e) => Ok(super::Outcome::Already(e.message)),
             other => other.map(super::Outcome::Done),
         }
+    }
+
+    fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
+        self.stream_users(filter, hold)
     }
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {

@@ -138,8 +138,21 @@ impl Dispatcher {
         &self,
         conn: &Connection,
         op: Op,
+        items: Vec<BulkItem>,
+        params: Value,
+    ) -> Result<Vec<BulkResult>, ActionError> {
+        self.perform_all_telling(conn, op, items, params, None).await
+    }
+
+    /// `perform_all`, telling `each` of every item's result as soon as it is known (a results file written as
+    /// the job goes, so a job stopped or killed midway leaves what it did on disk).
+    pub async fn perform_all_telling(
+        &self,
+        conn: &Connection,
+        op: Op,
         mut items: Vec<BulkItem>,
         params: Value,
+        each: Option<&EachResult<'_>>,
     ) -> Result<Vec<BulkResult>, ActionError> {
         let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
         let fail = |e: ApiError| ActionError::new(e, conn, op.bulk_name().unwrap_or(op.name()), None);
@@ -194,8 +207,9 @@ impl Dispatcher {
         // Everything decided so far is recorded in one batch: the log says why each item was left alone.
         let mut decided_events = self.decided_events(conn, op, &params, &items, &results);
         let progress = self.reporter.begin(&label, items.len());
+        let outcomes = Outcomes { progress: progress.as_ref(), each };
         for r in results.iter().flatten() {
-            progress.advance(r.status);
+            outcomes.finished(r);
         }
 
         // 4. The changes (or, in dry run, their record).
@@ -205,15 +219,16 @@ impl Dispatcher {
                 let mut e = self.event(conn, op, items[i].target.as_deref(), &params, Phase::Outcome, Status::DryRun);
                 e.mode = EventMode::DryRun.as_str().to_string();
                 decided_events.push(e);
-                results[i] = Some(BulkResult::of(&items[i], ItemStatus::DryRun, None));
-                progress.advance(ItemStatus::DryRun);
+                let r = BulkResult::of(&items[i], ItemStatus::DryRun, None);
+                outcomes.finished(&r);
+                results[i] = Some(r);
             }
             self.record(decided_events).await.map_err(fail)?;
         } else {
             if !decided_events.is_empty() {
                 self.record(decided_events).await.map_err(fail)?;
             }
-            let job = Job { conn, op, items: &items, params: &params, progress: progress.as_ref() };
+            let job = Job { conn, op, items: &items, params: &params, outcomes: &outcomes };
             let done = match conn.backend.batch_size(op).await {
                 Some(size) => self.send_in_batches(&job, &todo, size).await,
                 None => self.send_each(&job, &todo, &failing).await,
@@ -223,7 +238,7 @@ impl Dispatcher {
             }
             self.flush().await;
         }
-        let results = self.finish_job(label, &items, results, progress.as_ref(), started);
+        let results = self.finish_job(label, &items, results, &outcomes, started);
         // Stopped midway, the job still returns every item's result: let the script write them down.
         if self.interrupt.is_raised() {
             self.interrupt.grant_grace(GRACE);
@@ -417,7 +432,7 @@ impl Dispatcher {
                     .zip(outcomes)
                     .map(|(i, outcome)| {
                         let r = item_result(&job.items[i], outcome);
-                        job.progress.advance(r.status);
+                        job.outcomes.finished(&r);
                         (i, r)
                     })
                     .collect::<Vec<_>>()
@@ -463,7 +478,7 @@ impl Dispatcher {
                         None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),
                     },
                 };
-                job.progress.advance(result.status);
+                job.outcomes.finished(&result);
                 (i, result)
             })
             .buffer_unordered(width)
@@ -478,7 +493,7 @@ impl Dispatcher {
         label: String,
         items: &[BulkItem],
         results: Vec<Option<BulkResult>>,
-        progress: &dyn BulkProgress,
+        outcomes: &Outcomes<'_>,
         started: Instant,
     ) -> Vec<BulkResult> {
         let results: Vec<BulkResult> = results
@@ -486,7 +501,9 @@ impl Dispatcher {
             .zip(items)
             .map(|(r, item)| {
                 r.unwrap_or_else(|| {
-                    BulkResult::of(item, ItemStatus::Failed, Some("left undecided (a steward bug)".into()))
+                    let r = BulkResult::of(item, ItemStatus::Failed, Some("left undecided (a steward bug)".into()));
+                    outcomes.finished(&r);
+                    r
                 })
             })
             .collect();
@@ -501,7 +518,7 @@ impl Dispatcher {
             Some(run) => format!("{label} (run {run})"),
             None => label,
         };
-        progress.finish(&label, &counts, started.elapsed());
+        outcomes.progress.finish(&label, &counts, started.elapsed());
         results
     }
 }
@@ -514,13 +531,31 @@ struct Plan<'a> {
     params: &'a Value,
 }
 
+/// Told of each item's result as soon as it is known.
+pub type EachResult<'a> = dyn Fn(&BulkResult) + Send + Sync + 'a;
+
+/// Where each finished item goes: the progress display, and whoever asked to be told.
+struct Outcomes<'a> {
+    progress: &'a dyn BulkProgress,
+    each: Option<&'a EachResult<'a>>,
+}
+
+impl Outcomes<'_> {
+    fn finished(&self, result: &BulkResult) {
+        self.progress.advance(result.status);
+        if let Some(each) = self.each {
+            each(result);
+        }
+    }
+}
+
 /// What the sending steps of a job share.
 struct Job<'a> {
     conn: &'a Connection,
     op: Op,
     items: &'a [BulkItem],
     params: &'a Value,
-    progress: &'a dyn BulkProgress,
+    outcomes: &'a Outcomes<'a>,
 }
 
 impl Job<'_> {

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod deprovision;
+pub mod listing;
 
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::writer::Pending;
@@ -237,6 +238,8 @@ pub struct Dispatcher {
     reader: std::sync::Mutex<Option<crate::audit::AuditStore>>,
     /// Open intents of earlier runs this run has settled (each gets one outcome, however many jobs look).
     settled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Listings still reading in the background; the run's end waits for each to put itself on record.
+    streams: Arc<listing::OpenStreams>,
 }
 
 impl Dispatcher {
@@ -265,6 +268,7 @@ impl Dispatcher {
             budget_confirmed: std::sync::atomic::AtomicBool::new(false),
             reader: std::sync::Mutex::new(None),
             settled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            streams: Arc::default(),
         }
     }
 
@@ -346,6 +350,8 @@ impl Dispatcher {
 
     /// Records how the run ended (only when it recorded anything).
     pub fn finish(&self, exit_status: i32) {
+        // A listing whose reader is gone stops at once; the bound is for one stuck in a request.
+        self.streams.wait(std::time::Duration::from_secs(5));
         self.audit.finish(exit_status);
     }
 
@@ -885,24 +891,23 @@ impl Dispatcher {
             r = conn.backend.execute(action) => r,
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
         };
-        // Reads change nothing, so one record after the fact is enough; whoami is bookkeeping, not an action.
-        if action.op != Op::Whoami {
-            let mut e = self.event(
-                conn,
-                action.op,
-                action.target.as_deref(),
-                &action.params,
-                Phase::Outcome,
-                if result.is_ok() { Status::Ok } else { Status::Failed },
-            );
-            e.duration_ms = Some(started.elapsed().as_millis() as i64);
-            if let Err(err) = &result {
-                e.http_status = err.status.map(i64::from);
-                e.error = redact(&err.to_string());
-            }
-            self.record_after(vec![e]).await;
-        }
+        self.record_read(conn, action, started, result.as_ref().err()).await;
         result.map_err(|e| ActionError::from_api(e, conn, action))
+    }
+
+    /// Reads change nothing, so one record after the fact is enough; whoami is bookkeeping, not an action.
+    async fn record_read(&self, conn: &Connection, action: &Action, started: Instant, failure: Option<&ApiError>) {
+        if action.op == Op::Whoami {
+            return;
+        }
+        let status = if failure.is_none() { Status::Ok } else { Status::Failed };
+        let mut e = self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, status);
+        e.duration_ms = Some(started.elapsed().as_millis() as i64);
+        if let Some(err) = failure {
+            e.http_status = err.status.map(i64::from);
+            e.error = redact(&err.to_string());
+        }
+        self.record_after(vec![e]).await;
     }
 
     async fn refuse(&self, conn: &Connection, action: &Action, why: &str) {

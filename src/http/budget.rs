@@ -3,13 +3,30 @@
 //! It spaces requests to stay under the profile's `rate_limit`, bounds how many are in flight, and when the
 //! server says "slow down" it pauses every worker, not only the one that was told; a limit hit without a stated
 //! wait also halves how many requests may be in flight (AIMD, as GitHub's secondary limits call for).
+//!
+//! A server that limits without saying its rate is learned: at a rate-limit answer the budget takes the rate
+//! the server accepted over the last seconds (the pause it asked for included) as the pace, a little under it,
+//! and probes upward 1 % a second while no limit is hit. So a job provokes a few limit answers, not one per
+//! burst, and still uses nearly all the server allows. A configured `rate_limit` stays the ceiling.
 //! Deadlines use tokio's monotonic clock.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
+
+/// How far back the accepted rate is measured.
+const WINDOW: Duration = Duration::from_secs(10);
+/// The pace is set this far under the rate the server was seen to accept.
+const UNDER: f64 = 0.95;
+/// How fast the pace probes upward while no limit is hit: per second, compounded.
+const PROBE_PER_SECOND: f64 = 1.01;
+/// A limit answer teaches a rate only after this many accepted answers in a row: the limits that follow a
+/// run of accepted requests are a rate's; those that come among failures (a storm, the rest of one wave of
+/// requests in flight) are not, and learning from them would spiral the pace down to nothing.
+const EVIDENCE: usize = 20;
 
 #[derive(Debug)]
 pub struct RateBudget {
@@ -17,6 +34,33 @@ pub struct RateBudget {
     next_slot: Mutex<Instant>,
     in_flight: Semaphore,
     width: AtomicUsize,
+    learned: Mutex<Learned>,
+}
+
+/// What the server's answers taught about its rate.
+#[derive(Debug, Default)]
+struct Learned {
+    /// When each accepted answer of the last `WINDOW` came in.
+    accepted: VecDeque<Instant>,
+    first_answer: Option<Instant>,
+    /// Accepted answers since the last limit answer.
+    streak: usize,
+    /// The pace set at the last limit answer, and when.
+    pace: Option<(f64, Instant)>,
+}
+
+impl Learned {
+    /// The pace now: the one set, raised by the probing since.
+    fn rate(&self, now: Instant) -> Option<f64> {
+        let (base, since) = self.pace?;
+        Some(base * PROBE_PER_SECOND.powf(now.saturating_duration_since(since).as_secs_f64()))
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self.accepted.front().is_some_and(|t| now.saturating_duration_since(*t) > WINDOW) {
+            self.accepted.pop_front();
+        }
+    }
 }
 
 impl RateBudget {
@@ -29,7 +73,43 @@ impl RateBudget {
             next_slot: Mutex::new(Instant::now()),
             in_flight: Semaphore::new(width),
             width: AtomicUsize::new(width),
+            learned: Mutex::new(Learned::default()),
         }
+    }
+
+    /// Told of every answer: accepted, or a rate limit (with the wait the server asked for, if it said).
+    pub fn answered(&self, rate_limited: bool, stated_wait: Option<Duration>) {
+        let now = Instant::now();
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        let first = *learned.first_answer.get_or_insert(now);
+        learned.forget_before(now);
+        if !rate_limited {
+            learned.accepted.push_back(now);
+            learned.streak += 1;
+            return;
+        }
+        if std::mem::take(&mut learned.streak) < EVIDENCE {
+            return;
+        }
+        // What the server let through over the window, spread over the window and the pause it asks for.
+        let seen = now.saturating_duration_since(first).min(WINDOW);
+        let span = seen + stated_wait.unwrap_or(Duration::from_secs(1)).min(WINDOW);
+        let accepted_rate = learned.accepted.len() as f64 / span.as_secs_f64().max(0.001);
+        let pace = learned.rate(now).map_or(accepted_rate, |r| r.min(accepted_rate)) * UNDER;
+        learned.pace = Some((pace.max(0.1), now));
+        tracing::info!(rate = format!("{pace:.1}/s"), "rate limited: pacing requests under what the server accepted");
+    }
+
+    /// The pace learned from the server, if it has limited this run (for tests and reports).
+    pub fn learned_rate(&self) -> Option<f64> {
+        self.learned.lock().unwrap_or_else(|e| e.into_inner()).rate(Instant::now())
+    }
+
+    /// The spacing between requests now: the configured one, or the learned pace where that is slower.
+    fn spacing(&self, now: Instant) -> Duration {
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner()).rate(now);
+        let learned = learned.map(|r| Duration::from_secs_f64(1.0 / r)).unwrap_or(Duration::ZERO);
+        self.interval.unwrap_or(Duration::ZERO).max(learned)
     }
 
     /// Waits for a free slot in flight and for this request's turn; hold the permit until the answer is in.
@@ -55,10 +135,11 @@ impl RateBudget {
 
     async fn wait_turn(&self) {
         let slot = {
-            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
+            let spacing = self.spacing(now);
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
             let slot = (*next).max(now);
-            *next = slot + self.interval.unwrap_or(Duration::ZERO);
+            *next = slot + spacing;
             slot
         };
         // A timer, even one already due, fires on the next millisecond tick: skip it when no wait is needed.
@@ -111,6 +192,50 @@ mod tests {
         budget.halve();
         budget.halve();
         assert_eq!(budget.width(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_sets_the_pace_under_what_the_server_accepted_then_probes_upward() {
+        let budget = RateBudget::new(None, 4);
+        // 50 accepted in the first second, then a limit asking for a second's pause: 50 over 2 s is 25/s.
+        for _ in 0..50 {
+            budget.answered(false, None);
+            tokio::time::advance(Duration::from_millis(20)).await;
+        }
+        assert_eq!(budget.learned_rate(), None, "nothing learned before a limit");
+        budget.answered(true, Some(Duration::from_secs(1)));
+        let pace = budget.learned_rate().expect("a pace");
+        assert!((pace - 25.0 * UNDER).abs() < 0.5, "{pace}");
+        // The limit answers of the other requests in flight teach nothing more.
+        budget.answered(true, Some(Duration::from_secs(1)));
+        assert_eq!(budget.learned_rate(), Some(pace));
+        // Requests are spaced at that pace.
+        let start = Instant::now();
+        for _ in 0..5 {
+            budget.acquire().await;
+        }
+        let spent = start.elapsed().as_secs_f64();
+        assert!((spent - 4.0 / pace).abs() < 0.02, "{spent}");
+        // Ten seconds without a limit: about 10 % faster.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probed = budget.learned_rate().expect("a pace");
+        assert!((probed / pace - 1.01f64.powi(10)).abs() < 0.01, "{probed} vs {pace}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_configured_rate_stays_the_ceiling() {
+        let budget = RateBudget::new(Some(10.0), 4);
+        for _ in 0..100 {
+            budget.answered(false, None);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        budget.answered(true, Some(Duration::from_secs(1)));
+        assert!(budget.learned_rate().expect("learned") > 10.0);
+        let start = Instant::now();
+        for _ in 0..3 {
+            budget.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(200), "10/s configured is slower than what was learned");
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,7 @@ pub mod retry;
 use crate::error::ErrorKind;
 use budget::RateBudget;
 use error::ApiError;
-pub use pagination::{Limits, Paging};
+pub use pagination::{Hold, Limits, Paging};
 use redact::{ExposeSecret, SecretString};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
@@ -302,6 +302,7 @@ impl HttpClient {
                     };
                     tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
                     if success {
+                        self.budget.answered(false, None);
                         // A spent budget: nobody sends again until the server's reset time.
                         if let Some(wait) = exhausted_until(&headers) {
                             self.pause(
@@ -323,6 +324,7 @@ impl HttpClient {
                     let message = (self.error_message)(&body);
                     let (rate_limited, rate_wait) =
                         rate_limit_signal(status, &headers, message.as_deref(), self.rate_limit_refusal);
+                    self.budget.answered(rate_limited, rate_wait);
                     let mut err = ApiError::from_response(status, message);
                     err.retry_after = rate_wait;
                     (Attempt::Answered { status, rate_limited, rate_wait }, err)
@@ -383,37 +385,61 @@ impl HttpClient {
     /// GETs `first` and every page after it as `paging` finds them, concatenating the items, within the
     /// profile's limits: a server that keeps naming pages, repeats one or sends too many items gets an error.
     pub async fn list(&self, first: Request, paging: Paging) -> Result<Vec<Value>, ApiError> {
-        let mut walk = pagination::Walk::new(self.limits);
+        let mut pages = self.pages(first, paging, Hold::Whole);
         let mut items = Vec::new();
-        let mut next = Some(first);
-        while let Some(req) = next.take() {
-            let mut url = self.url_for(&req.path)?;
-            url.query_pairs_mut().extend_pairs(&req.query);
-            walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
-            let resp = self.send(&req).await?;
-            walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
-            let link = resp.header("link").map(str::to_string);
-            let current = paging.param().and_then(|p| req.query.iter().find(|(k, _)| k == p)).map(|(_, v)| v.as_str());
-            let page = paging
-                .read(link.as_deref(), current, resp.body)
-                .map_err(|m| ApiError::invalid(format!("{} {}: {m}", req.method, req.path)).with_status(resp.status))?;
-            walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
-            // An empty page ends a listing whatever it says next: no service pages past its last item.
-            let empty = page.items.is_empty();
-            items.extend(page.items);
-            next = match page.next.filter(|_| !empty) {
-                // A link is relative to the page that named it (RFC 8288); where it leads is judged when sent.
-                Some(pagination::Next::Url(link)) => {
-                    let target = url.join(&link).map_err(|e| {
-                        ApiError::invalid(format!("the next-page link {link:?} is not a URL steward can read: {e}"))
-                    })?;
-                    Some(Request::new(Method::GET, target.to_string()))
-                }
-                Some(pagination::Next::Param(key, value)) => Some(req.with_query(key, value)),
-                None => None,
-            };
+        while let Some(page) = pages.next_page().await? {
+            items.extend(page);
         }
         Ok(items)
+    }
+
+    /// The same walk as `list`, a page at a time: what streams read lazily. `hold` says whether the reader
+    /// keeps every item (then bounded as `list` is) or one page at a time.
+    pub fn pages(&self, first: Request, paging: Paging, hold: Hold) -> Pages<'_> {
+        Pages { http: self, paging, walk: pagination::Walk::new(self.limits, hold), next: Some(first) }
+    }
+}
+
+/// One listing walked page by page under the profile's limits (see `HttpClient::list`).
+pub struct Pages<'a> {
+    http: &'a HttpClient,
+    paging: Paging,
+    walk: pagination::Walk,
+    next: Option<Request>,
+}
+
+impl Pages<'_> {
+    /// The next page's items, or `None` once the listing has ended.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
+        let Some(req) = self.next.take() else { return Ok(None) };
+        let http = self.http;
+        let mut url = http.url_for(&req.path)?;
+        url.query_pairs_mut().extend_pairs(&req.query);
+        self.walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        let resp = http.send(&req).await?;
+        self.walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        let link = resp.header("link").map(str::to_string);
+        let param = self.paging.param();
+        let current = param.and_then(|p| req.query.iter().find(|(k, _)| k == p)).map(|(_, v)| v.as_str());
+        let page = self
+            .paging
+            .read(link.as_deref(), current, resp.body)
+            .map_err(|m| ApiError::invalid(format!("{} {}: {m}", req.method, req.path)).with_status(resp.status))?;
+        self.walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        // An empty page ends a listing whatever it says next: no service pages past its last item.
+        let empty = page.items.is_empty();
+        self.next = match page.next.filter(|_| !empty) {
+            // A link is relative to the page that named it (RFC 8288); where it leads is judged when sent.
+            Some(pagination::Next::Url(link)) => {
+                let target = url.join(&link).map_err(|e| {
+                    ApiError::invalid(format!("the next-page link {link:?} is not a URL steward can read: {e}"))
+                })?;
+                Some(Request::new(Method::GET, target.to_string()))
+            }
+            Some(pagination::Next::Param(key, value)) => Some(req.with_query(key, value)),
+            None => None,
+        };
+        Ok(Some(page.items))
     }
 }
 

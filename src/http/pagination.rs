@@ -41,6 +41,15 @@ impl Default for Limits {
     }
 }
 
+/// Whether a listing's items are held together (`list_users`: counted against `max_items` and
+/// `max_listing_mb`, which bound the memory they take) or walked a page at a time (`users()`: memory stays flat,
+/// so only `max_pages` and the cursor checks bound it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    Whole,
+    Walked,
+}
+
 /// What a page said: its items, and where the next one is (a query parameter's new value, or a whole URL).
 #[derive(Debug, PartialEq)]
 pub struct Page {
@@ -124,20 +133,21 @@ fn scalar(v: Option<&Value>) -> Option<String> {
 /// The guards of one listing: pages and items counted, and every page's resolved address remembered.
 pub struct Walk {
     limits: Limits,
+    hold: Hold,
     seen: HashSet<String>,
     items: usize,
     bytes: usize,
 }
 
 impl Walk {
-    pub fn new(limits: Limits) -> Self {
-        Walk { limits, seen: HashSet::new(), items: 0, bytes: 0 }
+    pub fn new(limits: Limits, hold: Hold) -> Self {
+        Walk { limits, hold, seen: HashSet::new(), items: 0, bytes: 0 }
     }
 
     /// Called with each answer's size in bytes.
     pub fn weigh(&mut self, bytes: usize) -> Result<(), String> {
         self.bytes = self.bytes.saturating_add(bytes);
-        if self.bytes > self.limits.max_listing_bytes {
+        if self.hold == Hold::Whole && self.bytes > self.limits.max_listing_bytes {
             return Err(format!("the listing passed {} MB (max_listing_mb)", self.limits.max_listing_bytes >> 20));
         }
         Ok(())
@@ -163,7 +173,7 @@ impl Walk {
     /// Called with each page's item count.
     pub fn count(&mut self, items: usize) -> Result<(), String> {
         self.items += items;
-        if self.items > self.limits.max_items {
+        if self.hold == Hold::Whole && self.items > self.limits.max_items {
             return Err(format!("the listing passed {} items (max_items)", self.limits.max_items));
         }
         Ok(())
@@ -269,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_walk_refuses_a_page_twice_and_stops_at_its_limits() {
-        let mut walk = Walk::new(Limits { max_pages: 3, max_items: 10, ..Limits::default() });
+        let mut walk = Walk::new(Limits { max_pages: 3, max_items: 10, ..Limits::default() }, Hold::Whole);
         walk.visit("https://h/u?page=1").unwrap();
         let again = walk.visit("https://h/u?page=1").unwrap_err();
         assert!(again.contains("already fetched"), "{again}");
@@ -278,8 +288,18 @@ mod tests {
         assert!(walk.visit("https://h/u?page=4").unwrap_err().contains("max_pages"));
         walk.count(10).unwrap();
         assert!(walk.count(1).unwrap_err().contains("max_items"));
-        let mut walk = Walk::new(Limits { max_listing_bytes: 100, ..Limits::default() });
+        let mut walk = Walk::new(Limits { max_listing_bytes: 100, ..Limits::default() }, Hold::Whole);
         walk.weigh(60).unwrap();
         assert!(walk.weigh(60).unwrap_err().contains("max_listing_mb"));
+        // Walked a page at a time, nothing is held: only pages (and cursors) are bounded.
+        let mut walk = Walk::new(
+            Limits { max_pages: 2, max_items: 10, max_listing_bytes: 100, ..Limits::default() },
+            Hold::Walked,
+        );
+        walk.count(1_000).unwrap();
+        walk.weigh(1_000).unwrap();
+        walk.visit("https://h/u?page=1").unwrap();
+        walk.visit("https://h/u?page=2").unwrap();
+        assert!(walk.visit("https://h/u?page=3").unwrap_err().contains("max_pages"));
     }
 }

@@ -25,13 +25,30 @@ pub struct Line {
 
 /// The rows of a CSV file as maps keyed by the header; any bad line fails the whole read, every bad line named.
 pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, CsvError> {
-    let lines = read_lines(path)?;
-    let problems: Vec<String> = lines.iter().filter_map(|l| l.problem.clone()).collect();
+    let mut rows = Vec::new();
+    read_rows(path, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// `read_csv`, each row handed to `row` as it is parsed (so a caller building its own values never holds the
+/// file twice over); any bad line fails the whole read, every bad line named, after the good ones were handed.
+pub fn read_rows(path: &Path, mut row: impl FnMut(Map<String, Value>)) -> Result<(), CsvError> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut count = 0usize;
+    each_line(path, |line| match line.problem {
+        Some(p) => {
+            count += 1;
+            if problems.len() < 10 {
+                problems.push(p);
+            }
+        }
+        None => row(line.fields),
+    })?;
     if problems.is_empty() {
-        return Ok(lines.into_iter().map(|l| l.fields).collect());
+        return Ok(());
     }
-    let more = problems.len().saturating_sub(10);
-    let mut text = problems.into_iter().take(10).collect::<Vec<_>>().join("; ");
+    let more = count.saturating_sub(problems.len());
+    let mut text = problems.join("; ");
     if more > 0 {
         text.push_str(&format!("; and {more} more"));
     }
@@ -41,6 +58,13 @@ pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, CsvError> {
 /// Every data line, good or bad, so a bulk job can go on with the good ones and list the bad ones.
 /// Only a file that cannot be read or has no usable header is an error.
 pub fn read_lines(path: &Path) -> Result<Vec<Line>, CsvError> {
+    let mut lines = Vec::new();
+    each_line(path, |line| lines.push(line))?;
+    Ok(lines)
+}
+
+/// `read_lines`, each line handed to `f` as it is parsed.
+pub fn each_line(path: &Path, f: impl FnMut(Line)) -> Result<(), CsvError> {
     let shown = path.display().to_string();
     let io = |source| CsvError::Io { path: shown.clone(), source };
     // Checked as a stream first, so a file that lies (a quote that never closes, a line of a gigabyte) is
@@ -51,7 +75,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<Line>, CsvError> {
         ShapeError::Bad(problems) => CsvError::Malformed { path: shown.clone(), problems },
     })?;
     let bytes = std::fs::read(path).map_err(io)?;
-    parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown)
+    parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown, f)
 }
 
 /// The longest line a CSV file may have: far above any real row, far below what could exhaust memory.
@@ -120,7 +144,7 @@ fn check_shape(mut input: impl std::io::BufRead) -> Result<(), ShapeError> {
     Ok(())
 }
 
-fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
+fn parse(bytes: &[u8], shown: &str, mut each: impl FnMut(Line)) -> Result<(), CsvError> {
     let malformed = |problems: String| CsvError::Malformed { path: shown.to_string(), problems };
     // The csv crate does not count the blank lines it skips; the byte offset tells the true line. Positions
     // only grow, so lines are counted from the last one asked about (linear in the file, not quadratic).
@@ -143,7 +167,7 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
     let mut records = reader.byte_records();
     let header: Vec<String> = loop {
         match records.next() {
-            None => return Ok(Vec::new()),
+            None => return Ok(()),
             Some(Err(e)) => return Err(malformed(describe(&e))),
             Some(Ok(r)) if is_blank(&r) => continue,
             Some(Ok(r)) => {
@@ -158,13 +182,12 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
     if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
         return Err(malformed(format!("the column {dup:?} appears twice in the header")));
     }
-    let mut lines = Vec::new();
     for record in records {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
                 let number = line_at(e.position());
-                lines.push(Line { number, fields: Map::new(), problem: Some(describe(&e)) });
+                each(Line { number, fields: Map::new(), problem: Some(describe(&e)) });
                 continue;
             }
         };
@@ -172,22 +195,23 @@ fn parse(bytes: &[u8], shown: &str) -> Result<Vec<Line>, CsvError> {
             continue;
         }
         let number = line_at(record.position());
-        let problem = match text_fields(&record) {
+        let texts = text_fields(&record);
+        let problem = match &texts {
             None => Some(format!("line {number}: not UTF-8 text (save the file as UTF-8)")),
             Some(f) if f.len() != header.len() => {
                 Some(format!("line {number}: {} fields, but the header has {}", f.len(), header.len()))
             }
             Some(_) => None,
         };
-        let fields = match (&problem, text_fields(&record)) {
+        let fields = match (&problem, texts) {
             (None, Some(f)) => {
                 header.iter().cloned().zip(f.into_iter().map(|v| Value::String(restore(v.trim())))).collect()
             }
             _ => Map::new(),
         };
-        lines.push(Line { number, fields, problem });
+        each(Line { number, fields, problem });
     }
-    Ok(lines)
+    Ok(())
 }
 
 fn text_fields(r: &::csv::ByteRecord) -> Option<Vec<String>> {
@@ -226,14 +250,21 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
         return Ok(String::new());
     }
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    // Header cells come from data too (a server's field names), so they are neutralised like the rest.
-    w.write_record(columns.iter().map(|c| neutralise(&redact(c)))).map_err(|e| e.to_string())?;
+    w.write_record(header_cells(&columns)).map_err(|e| e.to_string())?;
     for row in rows {
-        let cells: Vec<String> = columns.iter().map(|c| neutralise(&redact(&super::table::cell_of(row, c)))).collect();
-        w.write_record(&cells).map_err(|e| e.to_string())?;
+        w.write_record(row_cells(row, &columns)).map_err(|e| e.to_string())?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// Header cells come from data too (a server's field names), so they are neutralised like the rest.
+fn header_cells(columns: &[String]) -> Vec<String> {
+    columns.iter().map(|c| neutralise(&redact(c))).collect()
+}
+
+fn row_cells(row: &Value, columns: &[String]) -> Vec<String> {
+    columns.iter().map(|c| neutralise(&redact(&super::table::cell_of(row, c)))).collect()
 }
 
 pub fn write_csv(path: &Path, rows: &[Value], columns: Option<&[String]>) -> Result<usize, CsvError> {
@@ -241,6 +272,61 @@ pub fn write_csv(path: &Path, rows: &[Value], columns: Option<&[String]>) -> Res
     let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write { path: shown.clone(), message })?;
     std::fs::write(path, text).map_err(|e| CsvError::Write { path: shown, message: e.to_string() })?;
     Ok(rows.len())
+}
+
+/// A CSV file written a row at a time, cells as `write_csv` writes them: for listings and results too large
+/// to hold, and for results that must be on disk as they come.
+pub struct CsvSink {
+    writer: ::csv::Writer<std::io::BufWriter<std::fs::File>>,
+    columns: Vec<String>,
+    path: String,
+    rows: usize,
+}
+
+impl CsvSink {
+    /// Creates (or truncates) `path` and writes the header.
+    pub fn create(path: &Path, columns: Vec<String>) -> Result<Self, CsvError> {
+        let shown = path.display().to_string();
+        let file =
+            std::fs::File::create(path).map_err(|e| CsvError::Write { path: shown.clone(), message: e.to_string() })?;
+        let mut sink = CsvSink {
+            writer: ::csv::Writer::from_writer(std::io::BufWriter::new(file)),
+            columns,
+            path: shown,
+            rows: 0,
+        };
+        if !sink.columns.is_empty() {
+            let header = header_cells(&sink.columns);
+            sink.writer.write_record(header).map_err(|e| sink.failed(e))?;
+        }
+        Ok(sink)
+    }
+
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub fn write(&mut self, row: &Value) -> Result<(), CsvError> {
+        let cells = row_cells(row, &self.columns);
+        self.writer.write_record(cells).map_err(|e| self.failed(e))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Pushes what is written so far to the file (results a crash must not lose).
+    pub fn flush(&mut self) -> Result<(), CsvError> {
+        self.writer.flush().map_err(|e| self.failed(e))
+    }
+
+    /// Flushes and closes the file; the number of rows written.
+    pub fn finish(mut self) -> Result<usize, CsvError> {
+        self.flush()?;
+        Ok(self.rows)
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> CsvError {
+        CsvError::Write { path: self.path.clone(), message: e.to_string() }
+    }
 }
 
 #[cfg(test)]

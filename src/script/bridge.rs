@@ -1,10 +1,12 @@
 //! The bridge from synchronous Rhai to the async world: every admin call blocks on the shared runtime here,
 //! and nowhere else.
 
-use super::types::{action_error, to_dynamic, ScriptResult};
+use super::types::{action_error, invalid, to_dynamic, ScriptResult};
 use crate::backends::{Action, Op};
 use crate::connections::Connections;
+use crate::dispatch::bulk::{BulkResult, ItemStatus};
 use crate::dispatch::{BulkItem, Connection, Dispatcher};
+use crate::http::Hold;
 use rhai::Dynamic;
 use serde_json::Value;
 use std::sync::Arc;
@@ -28,11 +30,107 @@ impl Host {
         }
     }
 
-    /// Sends a bulk action and waits for every item; one result map per item.
-    pub fn perform_all(&self, conn: &Connection, op: Op, items: Vec<BulkItem>, params: Value) -> ScriptResult<Dynamic> {
-        match self.runtime.block_on(self.dispatcher.perform_all(conn, op, items, params)) {
-            Ok(results) => Ok(to_dynamic(serde_json::to_value(results).unwrap_or_default())),
-            Err(e) => Err(action_error(e)),
+    /// Starts a lazy listing of users (see `script::listing`).
+    pub fn stream_users(
+        &self,
+        conn: &Arc<Connection>,
+        filter: Value,
+        hold: Hold,
+    ) -> ScriptResult<super::listing::Users> {
+        let pages =
+            self.dispatcher.stream_users(&self.runtime, conn.clone(), filter, hold).map_err(|e| action_error(*e))?;
+        Ok(super::listing::Users::new(self.runtime.clone(), &conn.profile, pages))
+    }
+
+    /// `list_users`: the listing turned into script values a page at a time as it arrives, so the peak is the
+    /// list itself and not also the service's JSON of it.
+    pub fn list_users(&self, conn: &Arc<Connection>, filter: Value) -> ScriptResult<Dynamic> {
+        let users = self.stream_users(conn, filter, Hold::Whole)?;
+        let (mut out, mut packer) = (rhai::Array::new(), super::types::RecordPacker::default());
+        while let Some(page) = users.next_page() {
+            out.extend(page?.into_iter().map(|user| packer.to_dynamic(user)));
+        }
+        Ok(out.into())
+    }
+
+    /// Sends a bulk action and waits for every item; one result map per item. With `results: PATH` in the
+    /// options, each item's result is written to that CSV as it is known instead, and the job's counts come back.
+    pub fn perform_all(
+        &self,
+        conn: &Connection,
+        op: Op,
+        items: Vec<BulkItem>,
+        mut params: Value,
+    ) -> ScriptResult<Dynamic> {
+        let results_path = match params.as_object_mut().and_then(|p| p.remove("results")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(path)) => Some(path),
+            Some(other) => return Err(invalid(format!("results: a CSV path, not {}", crate::http::json_type(&other)))),
+        };
+        let Some(path) = results_path else {
+            return match self.runtime.block_on(self.dispatcher.perform_all(conn, op, items, params)) {
+                Ok(results) => Ok(to_dynamic(serde_json::to_value(results).unwrap_or_default())),
+                Err(e) => Err(action_error(e)),
+            };
+        };
+        let file = ResultsFile::create(&path)?;
+        let each = |r: &BulkResult| file.write(r);
+        let results = self
+            .runtime
+            .block_on(self.dispatcher.perform_all_telling(conn, op, items, params, Some(&each)))
+            .map_err(action_error)?;
+        file.finish()?;
+        let mut summary = rhai::Map::new();
+        summary.insert("total".into(), (results.len() as i64).into());
+        for status in ItemStatus::ALL {
+            let n = results.iter().filter(|r| r.status == status).count() as i64;
+            summary.insert(status.as_str().into(), n.into());
+        }
+        summary.insert("results".into(), path.into());
+        Ok(summary.into())
+    }
+}
+
+/// A bulk job's results CSV, a row written (and flushed) as each item's result is known.
+struct ResultsFile {
+    sink: std::sync::Mutex<crate::output::csv::CsvSink>,
+    /// The first write that failed: the job goes on (it cannot be unsent), the script is told at the end.
+    failed: std::sync::Mutex<Option<String>>,
+    path: String,
+}
+
+/// The columns of a results CSV.
+const RESULT_COLUMNS: [&str; 5] = ["line", "target", "status", "http_status", "error"];
+
+impl ResultsFile {
+    fn create(path: &str) -> ScriptResult<Self> {
+        let columns = RESULT_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let sink = crate::output::csv::CsvSink::create(std::path::Path::new(path), columns)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(ResultsFile { sink: sink.into(), failed: None.into(), path: path.to_string() })
+    }
+
+    fn write(&self, result: &BulkResult) {
+        let row = serde_json::to_value(result).unwrap_or_default();
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = sink.write(&row).and_then(|()| sink.flush()) {
+            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e.to_string());
+        }
+    }
+
+    fn finish(self) -> ScriptResult<()> {
+        let failed = self.failed.into_inner().unwrap_or_else(|e| e.into_inner());
+        let finished = self.sink.into_inner().unwrap_or_else(|e| e.into_inner()).finish();
+        match (failed, finished) {
+            (None, Ok(_)) => Ok(()),
+            (Some(why), _) | (None, Err(crate::output::csv::CsvError::Write { message: why, .. })) => {
+                Err(invalid(format!(
+                "the job ran to its end, but its results could not all be written to {}: {why}; every outcome is in \
+                 the audit log (steward runs show)",
+                self.path
+            )))
+            }
+            (None, Err(e)) => Err(invalid(e.to_string())),
         }
     }
 }

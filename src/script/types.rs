@@ -24,24 +24,83 @@ pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 /// of 10,000 records would otherwise hold 300,000 script values that nobody reads, and every engine size
 /// check would walk them all. Scripts read it like a map: `u.raw.ldap_dn`, `u.raw["site_admin"]`.
 #[derive(Clone, Debug)]
-pub struct RawJson(pub Arc<Value>);
+pub enum RawJson {
+    Tree(Arc<Value>),
+    /// The JSON text, LZ4-compressed against a dictionary (the first record of the same listing, which shares
+    /// its keys and URL prefixes): how a list of many records keeps each one. A GHES user is about 4 KB as a
+    /// tree, 1 KB as text, 0.4 KB packed alone and 0.1 KB packed against its listing's first record.
+    Packed {
+        dict: Arc<[u8]>,
+        bytes: Box<[u8]>,
+    },
+}
 
 impl RawJson {
+    pub fn new(value: Value) -> Self {
+        RawJson::Tree(Arc::new(value))
+    }
+
+    /// The record as JSON (unpacked if need be; what was packed was valid JSON, so reading it back cannot fail
+    /// short of memory corruption, and then it reads as null).
+    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            RawJson::Tree(v) => std::borrow::Cow::Borrowed(v.as_ref()),
+            RawJson::Packed { dict, bytes } => std::borrow::Cow::Owned(
+                lz4_flex::block::decompress_size_prepended_with_dict(bytes, dict)
+                    .ok()
+                    .and_then(|text| serde_json::from_slice(&text).ok())
+                    .unwrap_or(Value::Null),
+            ),
+        }
+    }
+
     pub fn get(&mut self, key: &str) -> Dynamic {
-        self.0.get(key).cloned().map(to_dynamic).unwrap_or(Dynamic::UNIT)
+        self.value().get(key).cloned().map(to_dynamic).unwrap_or(Dynamic::UNIT)
     }
 
     pub fn keys(&mut self) -> rhai::Array {
-        self.0.as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default()
+        self.value().as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default()
     }
 
     pub fn text(&mut self) -> String {
-        self.0.to_string()
+        self.value().to_string()
     }
 }
 
 /// JSON to a script value; objects under a `raw` key stay JSON (see `RawJson`).
 pub fn to_dynamic(value: Value) -> Dynamic {
+    convert(value, None)
+}
+
+/// Turns records kept by the thousand (`list_users`) into script values compactly: each `raw` packed, and the
+/// texts every record of a listing repeats (its kind, its profile, the names in `unknown`) held once.
+#[derive(Default)]
+pub struct RecordPacker {
+    shared: std::collections::HashMap<String, rhai::ImmutableString>,
+    dict: Option<Arc<[u8]>>,
+}
+
+impl RecordPacker {
+    fn pack(&mut self, raw: &Value) -> RawJson {
+        let text = serde_json::to_vec(raw).unwrap_or_default();
+        let dict = self.dict.get_or_insert_with(|| text.as_slice().into()).clone();
+        let bytes = lz4_flex::block::compress_prepend_size_with_dict(&text, &dict).into_boxed_slice();
+        RawJson::Packed { dict, bytes }
+    }
+
+    pub fn to_dynamic(&mut self, record: Value) -> Dynamic {
+        convert(record, Some(self))
+    }
+
+    fn share(&mut self, text: String) -> Dynamic {
+        self.shared.entry(text).or_insert_with_key(|t| t.as_str().into()).clone().into()
+    }
+}
+
+/// Keys whose values repeat across the records of one listing.
+const REPEATED: [&str; 3] = ["kind", "profile", "unknown"];
+
+fn convert(value: Value, mut packer: Option<&mut RecordPacker>) -> Dynamic {
     match value {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => b.into(),
@@ -50,11 +109,27 @@ pub fn to_dynamic(value: Value) -> Dynamic {
             None => n.as_f64().map(Dynamic::from_float).unwrap_or(Dynamic::UNIT),
         },
         Value::String(s) => s.into(),
-        Value::Array(items) => Dynamic::from_array(items.into_iter().map(to_dynamic).collect()),
+        Value::Array(items) => {
+            Dynamic::from_array(items.into_iter().map(|v| convert(v, packer.as_deref_mut())).collect())
+        }
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, v) in map {
-                let v = if k == "raw" && v.is_object() { Dynamic::from(RawJson(Arc::new(v))) } else { to_dynamic(v) };
+                let v = match (k.as_str(), v, packer.as_deref_mut()) {
+                    ("raw", v @ Value::Object(_), Some(p)) => Dynamic::from(p.pack(&v)),
+                    ("raw", v @ Value::Object(_), None) => Dynamic::from(RawJson::new(v)),
+                    (key, Value::String(text), Some(p)) if REPEATED.contains(&key) => p.share(text),
+                    (key, Value::Array(items), Some(p)) if REPEATED.contains(&key) => Dynamic::from_array(
+                        items
+                            .into_iter()
+                            .map(|item| match item {
+                                Value::String(text) => p.share(text),
+                                other => convert(other, None),
+                            })
+                            .collect(),
+                    ),
+                    (_, v, p) => convert(v, p),
+                };
                 out.insert(k.into(), v);
             }
             Dynamic::from_map(out)
@@ -105,10 +180,13 @@ fn to_json_within(value: &Dynamic, depth: usize) -> ScriptResult<Value> {
         return Ok(Value::Object(out));
     }
     if let Some(raw) = value.read_lock::<RawJson>() {
-        return Ok((*raw.0).clone());
+        return Ok(raw.value().into_owned());
     }
     if let Some(h) = value.read_lock::<Handle>() {
         return Ok(Value::String(h.describe()));
+    }
+    if let Some(users) = value.read_lock::<super::listing::Users>() {
+        return Ok(Value::String(users.describe()));
     }
     Ok(Value::String(value.to_string()))
 }
@@ -157,46 +235,57 @@ pub fn bulk_items(items: &rhai::Array, keys: &[&str]) -> Vec<crate::dispatch::Bu
         .iter()
         .enumerate()
         .map(|(i, value)| {
-            let mut item = crate::dispatch::BulkItem::default();
             if let Some(map) = value.read_lock::<Map>() {
-                let text = |k: &str| {
-                    map.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string()).filter(|s| !s.trim().is_empty())
-                };
-                item.line = map.get("_line").and_then(|v| v.as_int().ok());
-                item.error = text("_error");
-                if let Some(reason) = text("reason") {
-                    item.params.insert("reason".into(), reason.into());
-                }
-                let key = keys.iter().find(|k| text(k).is_some());
-                item.target = key.and_then(|k| text(k)).map(|t| t.trim().to_string());
-                // A VCS id (Travis) is another numbering than the service's own: say which.
-                if key == Some(&"vcs_id") {
-                    item.params.insert("vcs_type".into(), text("vcs_type").unwrap_or_else(|| "github".into()).into());
-                }
-                // A row that failed before it named a user (an email nobody has) is still shown by what it gave;
-                // with its error set it is never sent.
-                if item.target.is_none() && item.error.is_some() {
-                    item.target = text("email").map(|e| e.trim().to_string());
-                }
-                if item.target.is_none() && item.error.is_none() {
-                    item.error = Some(if map.contains_key("email") {
-                        "this row has only an email; look the user up first (users::find_by_email)".to_string()
-                    } else {
-                        format!("the row names no user (expected one of: {})", keys.join(", "))
-                    });
-                }
-            } else {
-                match target_text(value) {
-                    Ok(t) if !t.trim().is_empty() => item.target = Some(t.trim().to_string()),
-                    Ok(_) => item.error = Some("an empty login".to_string()),
-                    Err(_) => {
-                        item.error = Some(format!("item {} is a {}, not a login or user map", i + 1, value.type_name()))
-                    }
+                return bulk_item(
+                    |k: &str| {
+                        map.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string()).filter(|s| !s.trim().is_empty())
+                    },
+                    keys,
+                );
+            }
+            let mut item = crate::dispatch::BulkItem::default();
+            match target_text(value) {
+                Ok(t) if !t.trim().is_empty() => item.target = Some(t.trim().to_string()),
+                Ok(_) => item.error = Some("an empty login".to_string()),
+                Err(_) => {
+                    item.error = Some(format!("item {} is a {}, not a login or user map", i + 1, value.type_name()))
                 }
             }
             item
         })
         .collect()
+}
+
+/// One bulk item from a row's fields by name (a script map, a CSV line, a user record); `text` gives a field's
+/// non-blank text. `_line` and `_error` are the CSV line number and what was wrong with it.
+pub fn bulk_item(text: impl Fn(&str) -> Option<String>, keys: &[&str]) -> crate::dispatch::BulkItem {
+    let mut item = crate::dispatch::BulkItem {
+        line: text("_line").and_then(|l| l.trim().parse().ok()),
+        error: text("_error"),
+        ..Default::default()
+    };
+    if let Some(reason) = text("reason") {
+        item.params.insert("reason".into(), reason.into());
+    }
+    let key = keys.iter().find(|k| text(k).is_some());
+    item.target = key.and_then(|k| text(k)).map(|t| t.trim().to_string());
+    // A VCS id (Travis) is another numbering than the service's own: say which.
+    if key == Some(&"vcs_id") {
+        item.params.insert("vcs_type".into(), text("vcs_type").unwrap_or_else(|| "github".into()).into());
+    }
+    // A row that failed before it named a user (an email nobody has) is still shown by what it gave; with its
+    // error set it is never sent.
+    if item.target.is_none() && item.error.is_some() {
+        item.target = text("email").map(|e| e.trim().to_string());
+    }
+    if item.target.is_none() && item.error.is_none() {
+        item.error = Some(if text("email").is_some() {
+            "this row has only an email; look the user up first (users::find_by_email)".to_string()
+        } else {
+            format!("the row names no user (expected one of: {})", keys.join(", "))
+        });
+    }
+    item
 }
 
 /// The error where it was raised, under the function calls and imports it passed through.

@@ -14,16 +14,6 @@ fn status_of<'a>(results: &'a [Value], target: &str) -> &'a str {
     results.iter().find(|r| r["target"] == target).and_then(|r| r["status"].as_str()).unwrap_or("missing")
 }
 
-fn suspended(sb: &Sandbox) -> Vec<String> {
-    sb.state()["github"]["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|u| !u["suspended_at"].is_null())
-        .map(|u| u["login"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_mixed_csv_gives_exactly_the_expected_statuses() {
     let sb = Sandbox::start(30);
@@ -131,7 +121,7 @@ fn a_429_storm_slows_the_job_but_loses_nothing() {
     let r = results(&run);
     assert!(r.iter().all(|x| x["status"] == "ok" || x["status"] == "noop"), "{r:?}");
     for l in &logins {
-        assert!(suspended(&sb).contains(l), "{l} not suspended");
+        assert!(sb.suspended().contains(l), "{l} not suspended");
     }
     assert!(sb.stats()["faults"].as_u64().unwrap() > 0);
     let intents = env.audit_rows(&["--op", "suspend"]).into_iter().filter(|e| e["phase"] == "intent").count();
@@ -160,19 +150,19 @@ fn kill_9_mid_job_then_resume_suspends_everyone_exactly_once() {
         env.cmd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     // Wait until the job is well under way, then kill it without warning.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while suspended(&sb).len() < 400 && std::time::Instant::now() < deadline {
+    while sb.suspended().len() < 400 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
-    let done_before = suspended(&sb).len();
+    let done_before = sb.suspended().len();
     assert!(done_before < n, "the job finished before it was killed ({done_before})");
 
     let mut resume_args = args.to_vec();
     resume_args.extend(["--resume", "1"]);
     env.run(&resume_args).success().stderr_has("resuming run 1");
 
-    assert_eq!(suspended(&sb).len(), n, "everyone is suspended");
+    assert_eq!(sb.suspended().len(), n, "everyone is suspended");
     let stats = sb.stats();
     let puts = stats["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("PUT ")).collect::<Vec<_>>();
     assert!(puts.iter().all(|(_, v)| v.as_u64() == Some(1)), "a user was suspended twice");
@@ -243,7 +233,7 @@ fn the_other_stock_scripts_run() {
     let script = |name: &str| crate::util::repo().join("scripts").join(name).to_string_lossy().to_string();
     env.write("back.csv", "login\nuser0025\nuser0003\n");
     env.run(&["run", &script("bulk_unsuspend.rhai"), "--arg", "csv=back.csv"]).success();
-    assert!(!suspended(&sb).contains(&"user0025".to_string()));
+    assert!(!sb.suspended().contains(&"user0025".to_string()));
     let unsus = std::fs::read_to_string(env.path("back-unsuspended.csv")).unwrap();
     assert!(unsus.contains("user0003,noop"), "{unsus}");
 
@@ -263,7 +253,7 @@ fn the_other_stock_scripts_run() {
     env.run(&["run", &script("offboard.rhai"), "--arg", "emails=user0014@example.com", "--arg", "reason=left"])
         .code(1)
         .stderr_has("cannot be undone");
-    assert!(!suspended(&sb).contains(&"user0014".to_string()));
+    assert!(!sb.suspended().contains(&"user0014".to_string()));
     env.run(&[
         "--yes",
         "run",
@@ -275,7 +265,7 @@ fn the_other_stock_scripts_run() {
     ])
     .success()
     .stdout_has("offboard-results.csv");
-    assert!(suspended(&sb).contains(&"user0014".to_string()));
+    assert!(sb.suspended().contains(&"user0014".to_string()));
     let off = std::fs::read_to_string(env.path("offboard-results.csv")).unwrap();
     assert!(
         off.contains("user0014@example.com,ghes,user0014,done") && off.contains("ghost@example.com,ghes,,not found"),

@@ -1,42 +1,10 @@
 //! Deprovisioning end to end on the sandbox's four services: the cascade in each service's order, the evidence
 //! (JSON and HTML, citing the audit log), protection by every name, dry run, a kill -9 midway and its resume, undo.
 
-use crate::util::{Env, Run, Sandbox};
+use crate::util::{run_services as run, services_env as env, Env, Run, Sandbox};
 use serde_json::Value;
 
 const OFFBOARD: &str = "scripts/offboard.rhai";
-
-/// An env with one profile per sandbox service (ghes protects user0002), and the tokens each needs.
-fn env(sb: &Sandbox) -> Env {
-    let env = Env::new();
-    env.write_config(&format!(
-        "max_changes = 1000\n\
-         [profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"user0002\"]\ntimeout = 5\n\
-         [profiles.tfe]\nkind = \"terraform\"\nurl = \"{}\"\ntoken_env = \"TFE_TOKEN\"\ntimeout = 5\n\
-         [profiles.tl]\nkind = \"transactionlink\"\nurl = \"{}\"\ntoken_env = \"TL_TOKEN\"\ntimeout = 5\n\
-         [profiles.travis]\nkind = \"travis\"\nurl = \"{}\"\norg_id = \"{}\"\nactivity_token_env = \"TRAVIS_ACTIVITY\"\nsuspend_token_env = \"TRAVIS_SUSPEND\"\ntimeout = 5\n",
-        sb.url(),
-        sb.running.terraform_url(),
-        sb.running.transactionlink_url(),
-        sb.running.travis_url(),
-        steward_sandbox::travis_tokens::ORG_ID,
-    ));
-    env
-}
-
-fn run(env: &Env, args: &[&str], failpoint: Option<&str>) -> Run {
-    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
-    let mut cmd = env.cmd();
-    cmd.env("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN)
-        .env("TL_TOKEN", steward_sandbox::transactionlink_tokens::ADMIN_TOKEN)
-        .env("TRAVIS_ACTIVITY", secret(steward_sandbox::travis_tokens::ACTIVITY_TOKEN))
-        .env("TRAVIS_SUSPEND", secret(steward_sandbox::travis_tokens::SUSPEND_TOKEN));
-    if let Some(f) = failpoint {
-        cmd.env("STEWARD_FAILPOINT", f);
-    }
-    cmd.args(args);
-    Run::of(cmd)
-}
 
 fn offboard(env: &Env, people: &str, extra: &[&str]) -> Run {
     let script = crate::util::repo().join(OFFBOARD).display().to_string();

@@ -31,6 +31,8 @@ mod hostile;
 mod fault_cases;
 // Steward's own footing: damaged audit logs, the action budget, deadlines, shared logs, locks, canaries.
 mod reliability;
+// Listings walked lazily, exports streamed.
+mod scale;
 // The crash harness: 50 bulk jobs killed (at random and at failpoints) and resumed, invariants checked.
 mod crash;
 // A FUSE file system that loses what was not fsynced, for power-loss tests.

@@ -43,15 +43,30 @@ fn the_tours_repl_session_runs_on_the_sandbox_as_written() {
     }
 }
 
-#[test]
-fn the_tours_first_script_runs_on_the_sandbox_as_its_header_says() {
-    let script = blocks().into_iter().find(|b| b.starts_with("// admins.rhai")).expect("the first script");
+/// Runs the README script that starts with `// NAME` as its "on the sandbox:" line says, in a fresh env.
+fn run_as_its_header_says(name: &str) -> (Env, crate::util::Run) {
+    let script = blocks().into_iter().find(|b| b.starts_with(&format!("// {name}"))).expect("the script");
     let line = script.lines().find(|l| l.contains("on the sandbox: steward")).expect("how to run it on the sandbox");
     let command = line.split("on the sandbox: ").nth(1).unwrap().trim_end_matches(')');
     let env = Env::new();
-    env.write("admins.rhai", &script);
+    env.write(name, &script);
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    env.run(&args).success().stdout_has("admins written to admins.csv");
+    let run = env.run(&args).success();
+    (env, run)
+}
+
+#[test]
+fn the_tours_first_script_runs_on_the_sandbox_as_its_header_says() {
+    let (env, run) = run_as_its_header_says("admins.rhai");
+    run.stdout_has("admins written to admins.csv");
     let csv = std::fs::read_to_string(env.path("admins.csv")).unwrap();
     assert!(csv.starts_with("login,email,suspended") && csv.lines().count() > 1, "{csv}");
+}
+
+#[test]
+fn the_large_instance_script_runs_on_the_sandbox_as_its_header_says() {
+    let (env, run) = run_as_its_header_says("census.rhai");
+    run.stdout_has("users written to users.csv; 3 of them are admins");
+    let csv = std::fs::read_to_string(env.path("users.csv")).unwrap();
+    assert!(csv.lines().count() > 100 && csv.lines().nth(1).is_some_and(|l| l.contains("admin")), "{csv}");
 }

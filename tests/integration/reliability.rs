@@ -103,16 +103,6 @@ fn two_processes_share_one_audit_log() {
     assert!(intents >= 55, "{intents}");
 }
 
-/// The logins the sandbox's GitHub has suspended, in order.
-fn suspended(sb: &Sandbox) -> Vec<String> {
-    let users = sb.state()["github"]["users"].as_array().cloned().unwrap_or_default();
-    users
-        .iter()
-        .filter(|u| !u["suspended_at"].is_null())
-        .filter_map(|u| u["login"].as_str().map(String::from))
-        .collect()
-}
-
 /// A job killed twice midway (runs 1 and 2), as the crash harness kills them.
 fn job_killed_twice(env: &Env, users: usize) {
     assert!(users > 30, "two kills 15 answers apart leave work for a resume");
@@ -138,7 +128,7 @@ fn a_job_is_run_by_one_process_at_a_time_whichever_of_its_runs_is_resumed() {
         ..Default::default()
     });
     let env = Env::with_sandbox(&sb);
-    let already = suspended(&sb).len();
+    let already = sb.suspended().len();
     job_killed_twice(&env, 120);
     let before = sb.count_method("PUT");
     let mut first = env.cmd();
@@ -159,7 +149,7 @@ fn a_job_is_run_by_one_process_at_a_time_whichever_of_its_runs_is_resumed() {
         let put = format!("PUT /api/v3/users/user{i:04}/suspended");
         assert!(sb.count(&put) <= 1, "{put}: sent at most once over the whole job");
     }
-    assert_eq!(suspended(&sb).len(), 119, "the job finished");
+    assert_eq!(sb.suspended().len(), 119, "the job finished");
     let sent = sb.count_method("PUT");
     assert_eq!(sent as usize, 119 - already, "one PUT per user who was not suspended yet");
     // Resuming the finished job again, by either run, sends nothing.
@@ -185,7 +175,7 @@ fn a_run_still_at_work_cannot_be_resumed_by_another_process() {
     env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).code(2).stderr_has("another steward process");
     let out = first.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let now = suspended(&sb);
+    let now = sb.suspended();
     for id in &ids {
         assert!(now.contains(id), "{id} is suspended");
         assert!(sb.count(&format!("PUT /api/v3/users/{id}/suspended")) <= 1, "{id}: at most once");
@@ -196,13 +186,13 @@ fn a_run_still_at_work_cannot_be_resumed_by_another_process() {
 fn undo_of_any_run_of_a_job_reverses_the_whole_job() {
     let sb = Sandbox::start(60);
     let env = Env::with_sandbox(&sb);
-    let before = suspended(&sb);
+    let before = sb.suspended();
     job_killed_twice(&env, 60);
     env.run(&["--yes", "run", "job.rhai", "--resume", "2"]).success();
-    assert_eq!(suspended(&sb).len(), 59);
+    assert_eq!(sb.suspended().len(), 59);
     // Run 2 holds a part of the job, and the settled answers the kills cut off; undo of it covers all three runs.
     env.run(&["--yes", "undo", "2"]).success().stderr_has("part of job 1 (runs 1, 2, 3)");
-    assert_eq!(suspended(&sb), before, "every suspension the job made was put back, and only those");
+    assert_eq!(sb.suspended(), before, "every suspension the job made was put back, and only those");
     assert_eq!(sb.count_method("DELETE") as usize, 59 - before.len(), "each once");
 }
 

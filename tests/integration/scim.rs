@@ -109,6 +109,13 @@ fn every_verb_against_a_real_scim_server() {
     seed(&env, 25);
     // Listing pages through startIndex/count: 27 users at 10 a page.
     assert_eq!(eval(&env, "connect().list_users().len()"), 27);
+    // Walked lazily, page by page, the same 27 in the same order, admins marked alike.
+    let walked = eval(
+        &env,
+        r#"let h = connect(); let w = []; for u in h.users() { w.push([u.id, u.admin]); }
+           w == h.list_users().map(|u| [u.id, u.admin]) && w.len() == 27"#,
+    );
+    assert_eq!(walked, json!(true));
     let u = eval(&env, r#"connect().get_user("u0003")"#);
     assert_eq!(
         (u["login"].clone(), u["email"].clone(), u["name"].clone()),

@@ -202,6 +202,15 @@ fn a_bulk_suspension_of_200_users() {
     assert_eq!(results.as_array().unwrap().len(), 200);
     assert!(results.as_array().unwrap().iter().all(|s| s == "ok"), "{results}");
     assert_eq!(eval(&env, &format!(r#"connect().list_users(#{{q: "{prefix}", suspended: true}}).len()"#)), 200);
+    // Walked lazily, page by page (`from`/`next_token`), the same 200 in the same order.
+    let walked = eval(
+        &env,
+        &format!(
+            r#"let h = connect(); let w = []; for u in h.users(#{{q: "{prefix}", suspended: true}}) {{ w.push(u.id); }}
+               w == h.list_users(#{{q: "{prefix}", suspended: true}}).map(|u| u.id) && w.len() == 200"#
+        ),
+    );
+    assert_eq!(walked, json!(true));
     let again = eval(
         &env,
         &format!(r#"connect().suspend_all(["{prefix}0", "{prefix}1"], #{{reason: "again"}}).map(|r| r.status)"#),

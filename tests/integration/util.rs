@@ -57,6 +57,16 @@ impl Sandbox {
             .unwrap_or(0)
     }
 
+    /// The logins the sandbox's GitHub has suspended, in order.
+    pub fn suspended(&self) -> Vec<String> {
+        let users = self.state()["github"]["users"].as_array().cloned().unwrap_or_default();
+        users
+            .iter()
+            .filter(|u| !u["suspended_at"].is_null())
+            .filter_map(|u| u["login"].as_str().map(String::from))
+            .collect()
+    }
+
     pub fn state(&self) -> serde_json::Value {
         self.get(&format!("http://{}/_sandbox/state", self.running.addr))
     }
@@ -202,4 +212,37 @@ impl Run {
 /// The repository root (for specs, scripts and servers).
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An env with four sandbox profiles: `ghes` (protecting user0002), `tfe`, `tl` and `travis`; run with `run_services`.
+pub fn services_env(sb: &Sandbox) -> Env {
+    let env = Env::new();
+    env.write_config(&format!(
+        "max_changes = 1000\n\
+         [profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"user0002\"]\ntimeout = 5\n\
+         [profiles.tfe]\nkind = \"terraform\"\nurl = \"{}\"\ntoken_env = \"TFE_TOKEN\"\ntimeout = 5\n\
+         [profiles.tl]\nkind = \"transactionlink\"\nurl = \"{}\"\ntoken_env = \"TL_TOKEN\"\ntimeout = 5\n\
+         [profiles.travis]\nkind = \"travis\"\nurl = \"{}\"\norg_id = \"{}\"\nactivity_token_env = \"TRAVIS_ACTIVITY\"\nsuspend_token_env = \"TRAVIS_SUSPEND\"\ntimeout = 5\n",
+        sb.url(),
+        sb.running.terraform_url(),
+        sb.running.transactionlink_url(),
+        sb.running.travis_url(),
+        steward_sandbox::travis_tokens::ORG_ID,
+    ));
+    env
+}
+
+/// Runs steward in `env` with every sandbox service's token, and a failpoint if given.
+pub fn run_services(env: &Env, args: &[&str], failpoint: Option<&str>) -> Run {
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let mut cmd = env.cmd();
+    cmd.env("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN)
+        .env("TL_TOKEN", steward_sandbox::transactionlink_tokens::ADMIN_TOKEN)
+        .env("TRAVIS_ACTIVITY", secret(steward_sandbox::travis_tokens::ACTIVITY_TOKEN))
+        .env("TRAVIS_SUSPEND", secret(steward_sandbox::travis_tokens::SUSPEND_TOKEN));
+    if let Some(f) = failpoint {
+        cmd.env("STEWARD_FAILPOINT", f);
+    }
+    cmd.args(args);
+    Run::of(cmd)
 }

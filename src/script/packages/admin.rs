@@ -2,8 +2,11 @@
 
 use crate::backends::Op;
 use crate::error::ErrorKind;
+use crate::http::Hold;
 use crate::script::bridge::Host;
+use crate::script::bulk_input;
 use crate::script::docs::FnDoc;
+use crate::script::listing::Users;
 use crate::script::types::{bulk_items, error_map, invalid, target_text, to_json, Handle, RawJson, ScriptResult};
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{json, Value};
@@ -14,6 +17,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "profiles", signature: "profiles()", summary: "The names of the configured profiles.", example: "profiles()", method: false },
     FnDoc { name: "whoami", signature: "h.whoami()", summary: "The account the profile's token belongs to.", example: r#"connect("github").whoami()"#, method: true },
     FnDoc { name: "list_users", signature: "h.list_users() / h.list_users(#{q, admin, suspended, detail})", summary: "Every user (all pages), optionally filtered. On GHES, email, name and suspended are read from each user's own record: unasked for lists of up to 100 users, with `detail: true` for longer ones (`detail: false` skips it); a `suspended` filter always reads them. A record that lacks them lists them in `unknown`, and tables and CSV show `?` for them.", example: r#"connect("github").list_users(#{admin: true})"#, method: true },
+    FnDoc { name: "users", signature: "for u in h.users() { … } / h.users(#{q, admin, suspended, detail})", summary: "Every user, read page by page as a `for` loop walks them (the next page is fetched while the script works on this one), so memory stays flat whatever the number of users; filters as list_users (on GHES, `detail: true` reads each user's own record). Use it for reports over large instances; list_users holds the whole list.", example: r#"let admins = 0; for u in connect("github").users(#{admin: true}) { admins += 1; } admins"#, method: true },
     FnDoc { name: "get_user", signature: "h.get_user(login)", summary: "One user's record; throws not_found if there is none.", example: r#"connect("github").get_user("user0001")"#, method: true },
     FnDoc { name: "create_user", signature: "h.create_user(#{login, email}) / h.create_user(login, email)", summary: "Creates a user (GHES normalizes the login: octo_cat becomes octo-cat).", example: r#"connect("github").create_user(#{login: "mona", email: "mona@example.com"})"#, method: true },
     FnDoc { name: "rename_user", signature: "h.rename_user(login, new_login)", summary: "Renames a user (GHES queues the rename and answers 202).", example: r#"connect("github").rename_user("user0003", "user0003-renamed")"#, method: true },
@@ -32,7 +36,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"let kind = (); try { connect("github").activity(#{since: "2025-02-21"}); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "user_activity", signature: "h.user_activity(#{since, status})", summary: "Travis CI Enterprise's word for activity: members active (or inactive) since a YYYY-MM-DD date, all pages. Users never active appear in neither list; status \"all\" gives both lists.", example: r#"connect("travis").user_activity(#{since: "2026-01-01", status: "inactive"}).len()"#, method: true },
     FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
-    FnDoc { name: "suspend_all", signature: "h.suspend_all(ids, #{reason})", summary: "Suspends many users concurrently (logins, ids, user maps or CSV rows); one #{target, status, http_status, error} per item: ok, noop (already suspended), failed, skipped (protected, duplicate) or dry-run. A reason is required. Options: `dry_run: true` for a plan only; `precheck: false` skips reading each user's state first (half the requests; already-suspended users then report ok, not noop).", example: r#"connect("github").suspend_all(["user0010", "user0011", "user0025"], #{reason: "left the company"})"#, method: true },
+    FnDoc { name: "suspend_all", signature: "h.suspend_all(ids, #{reason}) / h.suspend_all(\"leavers.csv\", #{reason, results}) / h.suspend_all(h.users(filter), #{reason})", summary: "Suspends many users concurrently (logins, ids, user maps or CSV rows; a CSV file's path, read line by line, a malformed line failing with its number; or a walk of the users); one #{target, status, http_status, error} per item: ok, noop (already suspended), failed, skipped (protected, duplicate) or dry-run. A reason is required. Options: `dry_run: true` for a plan only; `precheck: false` skips reading each user's state first (half the requests; already-suspended users then report ok, not noop); `results: \"out.csv\"` writes each item's result to that CSV as it is known and returns the counts instead (#{total, ok, noop, failed, …, results}), for jobs of any size.", example: r#"connect("github").suspend_all(["user0010", "user0011", "user0025"], #{reason: "left the company"})"#, method: true },
     FnDoc { name: "unsuspend_all", signature: "h.unsuspend_all(ids) / h.unsuspend_all(ids, #{reason})", summary: "Lifts many suspensions concurrently; results as suspend_all.", example: r#"connect("github").unsuspend_all(["user0025", "user0050"])"#, method: true },
     FnDoc { name: "promote_all", signature: "h.promote_all(ids)", summary: "Makes many users site administrators; results as suspend_all.", example: r#"connect("github").promote_all(["user0012", "user0013"])"#, method: true },
     FnDoc { name: "demote_all", signature: "h.demote_all(ids)", summary: "Takes administrator rights from many users; results as suspend_all.", example: r#"connect("github").demote_all(["user0050", "user0100"])"#, method: true },
@@ -73,6 +77,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     let h = host.clone();
     engine.register_fn("profiles", move || -> Array { h.connections.names().into_iter().map(Dynamic::from).collect() });
     register_reads(engine, &host);
+    register_streams(engine, &host);
     register_changes(engine, &host);
     register_own_words(engine, &host);
     register_bulk(engine, &host);
@@ -83,7 +88,6 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
 fn register_reads(engine: &mut Engine, host: &Rc<Host>) {
     for (name, op) in [
         ("whoami", Op::Whoami),
-        ("list_users", Op::ListUsers),
         ("list_keys", Op::ListKeys),
         ("list_tokens", Op::ListTokens),
         ("rate_limit", Op::RateLimit),
@@ -93,12 +97,7 @@ fn register_reads(engine: &mut Engine, host: &Rc<Host>) {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle| h.perform(&handle.conn, op, None, Value::Null));
     }
-    for (name, op) in [
-        ("list_users", Op::ListUsers),
-        ("activity", Op::Activity),
-        ("user_activity", Op::Activity),
-        ("create_user", Op::CreateUser),
-    ] {
+    for (name, op) in [("activity", Op::Activity), ("user_activity", Op::Activity), ("create_user", Op::CreateUser)] {
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, opts: Map| -> ScriptResult<Dynamic> {
             own_word(handle, name)?;
@@ -110,6 +109,26 @@ fn register_reads(engine: &mut Engine, host: &Rc<Host>) {
             h.perform(&handle.conn, op, target, params)
         });
     }
+}
+
+/// `h.list_users()`, and `h.users()`: the listing as a lazy sequence for `for`.
+fn register_streams(engine: &mut Engine, host: &Rc<Host>) {
+    engine.register_type_with_name::<Users>("Users");
+    engine.register_iterator_result::<Users, Dynamic>();
+    engine.register_fn("to_string", |u: &mut Users| u.describe());
+    engine.register_fn("to_debug", |u: &mut Users| u.describe());
+    let h = host.clone();
+    engine.register_fn("list_users", move |handle: &mut Handle| h.list_users(&handle.conn, Value::Null));
+    let h = host.clone();
+    engine.register_fn("list_users", move |handle: &mut Handle, filter: Map| -> ScriptResult<Dynamic> {
+        h.list_users(&handle.conn, to_json(&filter.into())?)
+    });
+    let h = host.clone();
+    engine.register_fn("users", move |handle: &mut Handle| h.stream_users(&handle.conn, Value::Null, Hold::Walked));
+    let h = host.clone();
+    engine.register_fn("users", move |handle: &mut Handle, filter: Map| -> ScriptResult<Users> {
+        h.stream_users(&handle.conn, to_json(&filter.into())?, Hold::Walked)
+    });
 }
 
 /// The vendors' own words: aliases of the common verbs, and operations only one service has.
@@ -259,6 +278,17 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         engine.register_fn(name, move |handle: &mut Handle, ids: Array, opts: Map| -> ScriptResult<Dynamic> {
             h.perform_all(&handle.conn, op, bulk_items(&ids, handle.conn.backend.target_keys()), to_json(&opts.into())?)
         });
+        // A CSV file's path, read straight into items; and a walk of the users.
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, csv: &str, opts: Map| -> ScriptResult<Dynamic> {
+            let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
+            h.perform_all(&handle.conn, op, items, to_json(&opts.into())?)
+        });
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, users: Users, opts: Map| -> ScriptResult<Dynamic> {
+            let items = bulk_input::from_users(&users, handle.conn.backend.target_keys())?;
+            h.perform_all(&handle.conn, op, items, to_json(&opts.into())?)
+        });
     }
 }
 
@@ -289,7 +319,11 @@ pub fn offered_on(kind: &str, method: &str) -> bool {
     if let Some((owner, _)) = crate::backends::word_owner(method) {
         return owner.name == kind;
     }
-    let op = Op::from_name(method).or_else(|| method.strip_suffix("_all").and_then(Op::from_name));
+    // `users` is list_users read lazily; `suspend_all` is suspend in bulk.
+    let op = match method {
+        "users" => Some(Op::ListUsers),
+        _ => Op::from_name(method).or_else(|| method.strip_suffix("_all").and_then(Op::from_name)),
+    };
     match (op, crate::backends::kind(kind)) {
         (Some(op), Some(k)) => k.supported.contains(&op),
         _ => true,

@@ -4,6 +4,7 @@ use crate::dates::{parse_date, rfc3339};
 use crate::output;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
+use crate::script::listing::Users;
 use crate::script::types::{invalid, to_dynamic, to_json, ScriptResult};
 use chrono::Utc;
 use rhai::{Array, Dynamic, Engine, Map};
@@ -13,7 +14,7 @@ use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "read_csv", signature: "read_csv(path) / read_csv(path, #{lenient: true})", summary: "The rows of a CSV file as maps keyed by its lower-cased header; a bad line fails the read, naming every bad line. Lenient: every row gets `_line`, bad ones `_error`, and bulk verbs report those as failed.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
-    FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count.", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
+    FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count. Given `h.users()`, it writes each page as it arrives (an export of any size in flat memory; the first page's fields are the columns unless named).", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
     FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
     FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
     FnDoc { name: "parse_date", signature: "parse_date(text)", summary: "A date or time as people type it (2025-02-21, \"2025-02-21 14:30\", RFC 3339, yesterday, 7d, 12h) as RFC 3339 UTC text, which compares correctly as a string.", example: r#"parse_date("2025-02-21")"#, method: false },
@@ -24,36 +25,19 @@ pub const DOCS: &[FnDoc] = &[
 ];
 
 pub fn register(engine: &mut Engine, host: Rc<Host>) {
-    engine.register_fn("read_csv", |path: &str| -> ScriptResult<Array> {
-        let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
-        Ok(rows.into_iter().map(|r| to_dynamic(Value::Object(r))).collect())
-    });
+    engine.register_fn("read_csv", |path: &str| read_csv(path, false));
     engine.register_fn("read_csv", |path: &str, opts: Map| -> ScriptResult<Array> {
-        let lenient = opts.get("lenient").and_then(|v| v.as_bool().ok()).unwrap_or(false);
-        if !lenient {
-            let rows = output::csv::read_csv(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
-            return Ok(rows.into_iter().map(|r| to_dynamic(Value::Object(r))).collect());
-        }
-        let lines = output::csv::read_lines(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
-        for problem in lines.iter().filter_map(|l| l.problem.as_ref()) {
-            output::note(&format!("{path}: {problem}"));
-        }
-        Ok(lines
-            .into_iter()
-            .map(|l| {
-                let mut fields = l.fields;
-                fields.insert("_line".into(), Value::from(l.number));
-                if let Some(p) = l.problem {
-                    fields.insert("_error".into(), Value::String(p));
-                }
-                to_dynamic(Value::Object(fields))
-            })
-            .collect())
+        read_csv(path, opts.get("lenient").and_then(|v| v.as_bool().ok()).unwrap_or(false))
     });
     engine.register_fn("write_csv", |path: &str, rows: Array| write_csv(path, rows, None));
     engine.register_fn("write_csv", |path: &str, rows: Array, columns: Array| {
         let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         write_csv(path, rows, Some(&columns))
+    });
+    engine.register_fn("write_csv", |path: &str, users: Users| write_stream(path, users, None));
+    engine.register_fn("write_csv", |path: &str, users: Users, columns: Array| {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        write_stream(path, users, Some(columns))
     });
     engine
         .register_fn("table", |rows: Dynamic| -> ScriptResult<String> { Ok(output::table::render(&to_json(&rows)?)) });
@@ -89,6 +73,28 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     });
 }
 
+/// The rows of a CSV file as script maps, each made as its line is parsed. Lenient: every line comes back,
+/// numbered (`_line`), a malformed one marked (`_error`) and noted; strict: any bad line fails the read.
+fn read_csv(path: &str, lenient: bool) -> ScriptResult<Array> {
+    let fail = |e: output::csv::CsvError| invalid(e.to_string());
+    let mut rows = Array::new();
+    if !lenient {
+        output::csv::read_rows(Path::new(path), |row| rows.push(to_dynamic(Value::Object(row)))).map_err(fail)?;
+        return Ok(rows);
+    }
+    output::csv::each_line(Path::new(path), |line| {
+        let mut fields = line.fields;
+        fields.insert("_line".into(), Value::from(line.number));
+        if let Some(p) = line.problem {
+            output::note(&format!("{path}: {p}"));
+            fields.insert("_error".into(), Value::String(p));
+        }
+        rows.push(to_dynamic(Value::Object(fields)));
+    })
+    .map_err(fail)?;
+    Ok(rows)
+}
+
 fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResult<i64> {
     let rows = match to_json(&rows.into())? {
         Value::Array(rows) => rows,
@@ -96,6 +102,34 @@ fn write_csv(path: &str, rows: Array, columns: Option<&[String]>) -> ScriptResul
     };
     let n = output::csv::write_csv(Path::new(path), &rows, columns).map_err(|e| invalid(e.to_string()))?;
     Ok(n as i64)
+}
+
+/// `write_csv(path, h.users())`: each page written as it comes, so an export of any size holds two pages. Without
+/// columns named, the first page's fields are the columns.
+fn write_stream(path: &str, users: Users, columns: Option<Vec<String>>) -> ScriptResult<i64> {
+    let fail = |e: output::csv::CsvError| invalid(e.to_string());
+    let mut sink: Option<output::csv::CsvSink> = None;
+    if let Some(columns) = columns {
+        sink = Some(output::csv::CsvSink::create(Path::new(path), columns).map_err(fail)?);
+    }
+    while let Some(page) = users.next_page() {
+        let page = page?;
+        let out = match sink.as_mut() {
+            Some(out) => out,
+            None => sink.insert(
+                output::csv::CsvSink::create(Path::new(path), output::table::ordered_keys(page.iter()))
+                    .map_err(fail)?,
+            ),
+        };
+        for user in &page {
+            out.write(user).map_err(fail)?;
+        }
+    }
+    match sink {
+        Some(out) => Ok(out.finish().map_err(fail)? as i64),
+        // No users and no columns: an empty file, as write_csv of an empty array writes.
+        None => std::fs::write(path, "").map(|_| 0).map_err(|e| invalid(format!("cannot write {path}: {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,99 @@
+//! Streaming reads: a listing read one page ahead of the script, so memory holds a page or two whatever the
+//! number of users. The same checks as any read before it starts; one audit record when it ends.
+
+use super::{ActionError, Connection, Dispatcher};
+use crate::backends::{unsupported, Action, Op};
+use crate::error::ErrorKind;
+use crate::http::error::ApiError;
+use crate::http::Hold;
+use futures::StreamExt;
+use serde_json::Value;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// One page of users, or why the listing stopped.
+pub type UserPage = Result<Vec<Value>, ActionError>;
+
+impl Dispatcher {
+    /// Starts reading the users `filter` asks for, one page ahead of whoever takes them from the receiver:
+    /// pages in order, then the end (or one error, then the end). Dropping the receiver stops the reading.
+    /// `hold`: whether the reader keeps them all (`list_users`) or walks them (`users()`).
+    pub fn stream_users(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        conn: Arc<Connection>,
+        filter: Value,
+        hold: Hold,
+    ) -> Result<mpsc::Receiver<UserPage>, Box<ActionError>> {
+        let action = Action::new(Op::ListUsers, None, filter);
+        let fail = |e: ApiError| Box::new(ActionError::from_api(e, &conn, &action));
+        self.refuse_when_stopped().map_err(fail)?;
+        if !conn.backend.supported().contains(&Op::ListUsers) {
+            return Err(fail(unsupported(conn.backend.as_ref(), Op::ListUsers)));
+        }
+        // Room for one page: the next is fetched only once the reader has taken the one before.
+        let (tx, rx) = mpsc::channel(1);
+        let this = self.clone();
+        let open = self.streams.open();
+        runtime.spawn(async move {
+            let _open = open;
+            let started = Instant::now();
+            let mut failure = None;
+            {
+                let mut pages = conn.backend.users(&action.params, hold);
+                while let Ok(room) = tx.reserve().await {
+                    let next = tokio::select! {
+                        page = pages.next() => page,
+                        _ = this.interrupt.raised() => {
+                            Some(Err(ApiError::new(ErrorKind::Cancelled, this.interrupt.reason())))
+                        }
+                        // The reader left (a `break`, the script's end): the page in flight is not needed.
+                        _ = tx.closed() => None,
+                    };
+                    match next {
+                        Some(Ok(users)) => room.send(Ok(users)),
+                        Some(Err(e)) => {
+                            room.send(Err(ActionError::from_api(e.clone(), &conn, &action)));
+                            failure = Some(e);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            this.record_read(&conn, &action, started, failure.as_ref()).await;
+        });
+        Ok(rx)
+    }
+}
+
+/// How many listings are reading in the background, so the run's end can wait for their records.
+#[derive(Default)]
+pub struct OpenStreams {
+    count: Mutex<usize>,
+    ended: Condvar,
+}
+
+/// Held by a listing's task while it runs.
+pub struct OpenStream(Arc<OpenStreams>);
+
+impl OpenStreams {
+    fn open(self: &Arc<Self>) -> OpenStream {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        OpenStream(self.clone())
+    }
+
+    /// Waits, at most `limit`, until every listing has ended and recorded itself.
+    pub fn wait(&self, limit: Duration) {
+        let count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.ended.wait_timeout_while(count, limit, |n| *n > 0);
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.ended.notify_all();
+    }
+}

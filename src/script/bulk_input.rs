@@ -1,0 +1,52 @@
+//! Where a bulk job's items come from besides an array: a CSV file, read line by line straight into items, and a
+//! walk of the users (`h.users(filter)`). Either way the job holds per item only what it needs (the target, its
+//! line, a reason), never the rows as script values.
+
+use super::listing::Users;
+use super::types::{bulk_item, invalid, ScriptResult};
+use crate::dispatch::BulkItem;
+use crate::output;
+use serde_json::Value;
+use std::path::Path;
+
+/// Every line of the CSV at `path`, leniently: a malformed line becomes an item that fails with its line
+/// number and what is wrong, and the others go ahead (as `read_csv(path, #{lenient: true})` rows would).
+pub fn from_csv(path: &str, keys: &[&str]) -> ScriptResult<Vec<BulkItem>> {
+    let mut items = Vec::new();
+    output::csv::each_line(Path::new(path), |line| {
+        let number = line.number.to_string();
+        let fields = line.fields;
+        let problem = line.problem;
+        if let Some(p) = &problem {
+            output::note(&format!("{path}: {p}"));
+        }
+        items.push(bulk_item(
+            |k: &str| match k {
+                "_line" => Some(number.clone()),
+                "_error" => problem.clone(),
+                _ => fields.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string),
+            },
+            keys,
+        ));
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    Ok(items)
+}
+
+/// Every user a walk yields, by the first of `keys` its record has (a login, else an id).
+pub fn from_users(users: &Users, keys: &[&str]) -> ScriptResult<Vec<BulkItem>> {
+    let mut items = Vec::new();
+    while let Some(page) = users.next_page() {
+        for user in page? {
+            items.push(bulk_item(
+                |k: &str| match user.get(k) {
+                    Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                },
+                keys,
+            ));
+        }
+    }
+    Ok(items)
+}

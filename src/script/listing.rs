@@ -1,0 +1,93 @@
+//! `h.users()`: a listing a script walks with `for`, read one page ahead in the background, so a million users
+//! cost no more memory than two pages of them.
+
+use super::types::{action_error, to_dynamic, ScriptResult};
+use crate::dispatch::listing::UserPage;
+use rhai::Dynamic;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The value `h.users()` returns. Read once: a second `for` over it goes on where the first stopped.
+#[derive(Clone)]
+pub struct Users(Arc<Mutex<Walk>>);
+
+struct Walk {
+    runtime: tokio::runtime::Handle,
+    profile: String,
+    /// `None` once the listing has ended or failed.
+    pages: Option<mpsc::Receiver<UserPage>>,
+    page: std::vec::IntoIter<Value>,
+}
+
+impl Users {
+    pub fn new(runtime: tokio::runtime::Handle, profile: &str, pages: mpsc::Receiver<UserPage>) -> Self {
+        Users(Arc::new(Mutex::new(Walk {
+            runtime,
+            profile: profile.to_string(),
+            pages: Some(pages),
+            page: Vec::new().into_iter(),
+        })))
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Users({}: read as a for loop walks them)", self.0.lock().unwrap_or_else(|e| e.into_inner()).profile)
+    }
+}
+
+impl Users {
+    /// The users not yet walked of the current page, or the next page; `None` at the end.
+    pub fn next_page(&self) -> Option<ScriptResult<Vec<Value>>> {
+        let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let rest: Vec<Value> = walk.page.by_ref().collect();
+        if !rest.is_empty() {
+            return Some(Ok(rest));
+        }
+        walk.next_page()
+    }
+}
+
+impl Walk {
+    fn next_page(&mut self) -> Option<ScriptResult<Vec<Value>>> {
+        let next = self.runtime.block_on(self.pages.as_mut()?.recv());
+        match next {
+            Some(Ok(users)) => Some(Ok(users)),
+            Some(Err(e)) => {
+                self.pages = None;
+                Some(Err(action_error(e)))
+            }
+            None => {
+                self.pages = None;
+                None
+            }
+        }
+    }
+}
+
+impl IntoIterator for Users {
+    type Item = ScriptResult<Dynamic>;
+    type IntoIter = UsersIter;
+
+    fn into_iter(self) -> UsersIter {
+        UsersIter(self.0)
+    }
+}
+
+pub struct UsersIter(Arc<Mutex<Walk>>);
+
+impl Iterator for UsersIter {
+    type Item = ScriptResult<Dynamic>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(user) = walk.page.next() {
+                return Some(Ok(to_dynamic(user)));
+            }
+            match walk.next_page()? {
+                Ok(users) => walk.page = users.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Scale: listings walked lazily (`for u in h.users()`) and exports written as pages arrive, on the sandbox's
+//! services and against a server that fails midway. Memory and speed figures live in `benches/scale.rs`.
+
+use crate::hostile::{json_with, Hostile, Reply};
+use crate::util::{run_services, services_env, Env, Sandbox};
+use serde_json::Value;
+
+fn eval(env: &Env, expr: &str) -> Value {
+    let run = run_services(env, &["--format", "json", "eval", expr], None).success();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.report()))
+}
+
+#[test]
+fn users_walks_the_same_users_as_list_users_on_every_service() {
+    let sb = Sandbox::start(250);
+    let env = services_env(&sb);
+    for profile in ["ghes", "tfe", "tl"] {
+        for filter in ["", "#{admin: true}", "#{suspended: true}", "#{admin: false, suspended: false}"] {
+            let expr = format!(
+                r#"let h = connect("{profile}"); let walked = [];
+                   for u in h.users({filter}) {{ walked.push(u.login); }}
+                   [walked, h.list_users({filter}).map(|u| u.login)]"#
+            );
+            let both = eval(&env, &expr);
+            let walked = both[0].as_array().cloned().unwrap_or_default();
+            assert!(!walked.is_empty(), "{profile} {filter}: nothing walked");
+            assert_eq!(both[0], both[1], "{profile} {filter}");
+        }
+    }
+    // One audit record per listing walked, like any read.
+    let rows: Vec<Value> =
+        env.audit_rows(&["--op", "list_users"]).into_iter().filter(|r| r["profile"] == "ghes").collect();
+    assert_eq!(rows.len(), 8, "4 walks and 4 lists: {rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+}
+
+#[test]
+fn a_loop_that_stops_early_reads_at_most_one_page_ahead() {
+    let sb = Sandbox::start(2_000);
+    let env = Env::with_sandbox(&sb);
+    let n = env.eval_json(r#"let n = 0; for u in connect("ghes").users() { n += 1; if n == 150 { break; } } n"#);
+    assert_eq!(n, 150);
+    let pages = sb.count("GET /api/v3/users");
+    assert!((2..=3).contains(&pages), "users 1-150 are on pages 1-2, and one page may be read ahead: {pages} pages");
+    let rows = env.audit_rows(&["--op", "list_users"]);
+    assert_eq!(rows.len(), 1, "the walk is on record once it ends: {rows:?}");
+    assert_eq!(rows[0]["status"], "ok");
+}
+
+#[test]
+fn a_walk_resumes_where_the_last_loop_stopped_and_ends_once() {
+    let sb = Sandbox::start(150);
+    let env = Env::with_sandbox(&sb);
+    let counts = env.eval_json(
+        r#"let all = connect("ghes").users(); let a = 0; let b = 0;
+           for u in all { a += 1; if a == 10 { break; } }
+           for u in all { b += 1; }
+           let c = 0; for u in all { c += 1; }
+           [a, b, c]"#,
+    );
+    assert_eq!(counts, serde_json::json!([10, 142, 0]), "152 users: 10, then the other 142, then none");
+}
+
+#[test]
+fn a_page_that_fails_midway_is_a_catchable_error_after_the_users_before_it() {
+    // Page 1 is fine and names page 2; page 2 is an HTML error page. (150 users: GHES holds back a listing's
+    // first 100 users until it knows the listing is longer, to read a short one in detail.)
+    let server = Hostile::start(|seen| {
+        if seen.line.contains("page=2") {
+            Reply::Raw { content_type: "text/html", body: b"<html>502 Bad Gateway</html>".to_vec() }
+        } else {
+            let users: Vec<String> = (1..=150)
+                .map(|n| format!(r#"{{"login": "user{n}", "id": {n}, "type": "User", "site_admin": false}}"#))
+                .collect();
+            json_with(
+                &[("Link", "</api/v3/users?per_page=100&page=2>; rel=\"next\"")],
+                format!("[{}]", users.join(",")),
+            )
+        }
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"github\"\nurl = \"{}/api/v3\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n",
+        server.base()
+    ));
+    let out = env.eval_json(
+        r#"let n = 0; let why = ();
+           try { for u in connect("h").users() { n += 1; } } catch (e) { why = e; }
+           #{n: n, kind: why.kind, message: why.message}"#,
+    );
+    assert_eq!(out["n"], 150, "the first page's users were walked: {out}");
+    assert_eq!(out["kind"], "invalid", "{out}");
+    assert!(out["message"].as_str().unwrap_or_default().contains("text/html"), "{out}");
+    let rows = env.audit_rows(&["--op", "list_users"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    // Uncaught, it stops the script with the error and its place.
+    // (A loop with an empty body is not one: Rhai's `for` drops its iterator's errors when there is no body.)
+    let run = env.run(&["eval", r#"let n = 0; for u in connect("h").users() { n += 1; }"#]);
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("not the JSON expected"), "{}", run.report());
+}
+
+#[test]
+fn write_csv_of_a_walk_writes_what_write_csv_of_the_list_writes() {
+    let sb = Sandbox::start(250);
+    let env = Env::with_sandbox(&sb);
+    let streamed = env.path("streamed.csv").display().to_string();
+    let listed = env.path("listed.csv").display().to_string();
+    let n = env.eval_json(&format!(
+        r#"let h = connect("ghes"); [write_csv("{streamed}", h.users()), write_csv("{listed}", h.list_users(#{{detail: false}}))]"#
+    ));
+    assert_eq!(n, serde_json::json!([252, 252]));
+    let (a, b) = (std::fs::read_to_string(&streamed).unwrap(), std::fs::read_to_string(&listed).unwrap());
+    assert_eq!(a, b);
+    // Columns named: only those, in that order; an empty walk writes an empty file.
+    let named = env.path("named.csv").display().to_string();
+    env.eval_json(&format!(r#"write_csv("{named}", connect("ghes").users(#{{admin: true}}), ["login", "admin"])"#));
+    let text = std::fs::read_to_string(&named).unwrap();
+    assert!(text.starts_with("login,admin\nadmin,true\nuser0050,true\n"), "{text}");
+    let none = env.path("none.csv").display().to_string();
+    assert_eq!(env.eval_json(&format!(r#"write_csv("{none}", connect("ghes").users(#{{q: "nobody-here"}}))"#)), 0);
+    assert_eq!(std::fs::read_to_string(&none).unwrap(), "");
+}
+
+#[test]
+fn a_service_without_a_user_listing_says_so_when_the_walk_is_asked_for() {
+    let sb = Sandbox::start(5);
+    let env = services_env(&sb);
+    let run = run_services(&env, &["eval", r#"connect("travis").users()"#], None);
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("list_users is not supported by travis"), "{}", run.report());
+}
+
+#[test]
+fn a_walk_is_bounded_by_pages_not_by_the_items_it_no_longer_holds() {
+    // A Link to a new page every time, 100 users a page: endless.
+    let server = Hostile::start(|seen| {
+        let n: usize =
+            seen.line.split("&page=").nth(1).and_then(|r| r.split([' ', '&']).next()?.parse().ok()).unwrap_or(1);
+        let users: Vec<String> =
+            (0..100).map(|i| format!(r#"{{"login": "u{n}x{i}", "id": {}, "type": "User"}}"#, n * 1000 + i)).collect();
+        let link = format!("</api/v3/users?per_page=100&page={}>; rel=\"next\"", n + 1);
+        json_with(&[("Link", &link)], format!("[{}]", users.join(",")))
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"github\"\nurl = \"{}/api/v3\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\nmax_pages = 50\nmax_items = 1000\n",
+        server.base()
+    ));
+    // Held whole, the 1,000 items stop it first; walked, the 50 pages do, after 5,000 users were walked.
+    let held = env.run(&["eval", r#"connect("h").list_users().len()"#]);
+    assert!(held.stderr.contains("passed 1000 items (max_items)"), "{}", held.report());
+    let walked = env.eval_json(
+        r#"let n = 0; let why = ""; try { for u in connect("h").users() { n += 1; } } catch (e) { why = e.message; } [n, why]"#,
+    );
+    assert_eq!(walked[0], 5_000, "{walked}");
+    assert!(walked[1].as_str().unwrap_or_default().contains("did not end after 50 pages (max_pages)"), "{walked}");
+}
+
+#[test]
+fn a_bulk_job_reads_its_csv_itself_and_writes_each_result_as_it_is_known() {
+    let sb = Sandbox::start(60);
+    let env = Env::with_sandbox(&sb);
+    // Good rows, an already-suspended user (user0025), a protected one (user0002), a row with too many fields,
+    // a duplicate, and a row naming nobody.
+    env.write(
+        "leavers.csv",
+        "login,reason\nuser0010,left\nuser0025,left\nuser0002,left\nuser0011,left,extra\nuser0010,again\n,nobody\nuser0012,left\n",
+    );
+    let expr = r#"connect("ghes").suspend_all("leavers.csv", #{reason: "left", results: "leavers-suspended.csv"})"#;
+    // Failed items make the exit status 3, as with an array.
+    let run = env.run(&["--format", "json", "eval", expr]).code(3);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.report()));
+    assert_eq!(summary["total"], 7, "{summary}");
+    assert_eq!((summary["ok"].clone(), summary["noop"].clone()), (2.into(), 1.into()), "{summary}");
+    assert_eq!((summary["skipped"].clone(), summary["failed"].clone()), (2.into(), 2.into()), "{summary}");
+    assert_eq!(summary["results"], "leavers-suspended.csv");
+    let now = sb.suspended();
+    assert!(["user0010", "user0012"].iter().all(|u| now.contains(&u.to_string())), "{now:?}");
+    assert!(!now.contains(&"user0002".to_string()) && !now.contains(&"user0011".to_string()), "{now:?}");
+    // One row per item, each with its line, in the order results came.
+    let text = std::fs::read_to_string(env.path("leavers-suspended.csv")).unwrap();
+    let mut rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(text.lines().next(), Some("line,target,status,http_status,error"), "{text}");
+    rows.sort();
+    assert_eq!(rows.len(), 7, "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("2,user0010,ok,204")), "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("3,user0025,noop,")), "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("4,user0002,skipped,") && r.contains("protected")), "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("5,,failed,") && r.contains("3 fields, but the header has 2")), "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("7,,failed,") && r.contains("names no user")), "{text}");
+}
+
+#[test]
+fn a_bulk_job_takes_a_walk_of_the_users() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let statuses = env.eval_json(
+        r#"let h = connect("ghes"); h.promote_all(h.users(#{q: "user001"}), #{dry_run: true}).map(|r| `${r.target}:${r.status}`)"#,
+    );
+    let expected: Vec<String> = (10..=19).map(|i| format!("user00{i}:dry-run")).collect();
+    assert_eq!(statuses, serde_json::json!(expected));
+    assert_eq!(sb.count_method("PUT"), 0, "a dry run sends nothing");
+}
+
+#[test]
+fn a_results_file_holds_what_a_killed_job_did_and_the_resume_finishes() {
+    let n = 2_000;
+    let sb = Sandbox::with(steward_sandbox::Options {
+        users: n,
+        latency: std::time::Duration::from_millis(4),
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "max_changes = 100000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nconcurrency = 8\n",
+        sb.url()
+    ));
+    let csv: String = std::iter::once("login".to_string())
+        .chain((1..=n).map(|i| format!("user{i:04}")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    env.write("all.csv", &csv);
+    env.write(
+        "job.rhai",
+        r#"let s = connect("ghes").suspend_all("all.csv", #{reason: "offboarding", results: ARGS.out}); print(s.ok + s.noop);"#,
+    );
+    let mut child = env
+        .cmd()
+        .args(["--yes", "run", "job.rhai", "--arg", "out=first.csv"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sb.suspended().len() < 400 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    let done = sb.suspended().len();
+    assert!(done < n, "the job finished before it was killed ({done})");
+    // What the job did before the kill is on disk: every row written as its item finished.
+    let first = std::fs::read_to_string(env.path("first.csv")).unwrap();
+    let ok_rows = first.lines().filter(|l| l.contains(",ok,") || l.contains(",noop,")).count();
+    assert!(ok_rows >= done.saturating_sub(100) && ok_rows <= done, "{ok_rows} rows for {done} suspended");
+    // A resume is the same script with the same arguments: it writes the file anew, for the whole job.
+    let resumed = env.run(&["--yes", "run", "job.rhai", "--arg", "out=first.csv", "--resume", "1"]).success();
+    assert_eq!(sb.suspended().len(), n);
+    assert_eq!(resumed.stdout.trim(), n.to_string(), "{}", resumed.report());
+    let whole = std::fs::read_to_string(env.path("first.csv")).unwrap();
+    assert_eq!(whole.lines().count(), n + 1, "a header and a row per user");
+    let earlier = whole.lines().filter(|l| l.contains("already done in run 1")).count();
+    assert!(earlier >= done.saturating_sub(100), "{earlier} rows say run 1 did them; {done} were suspended");
+}
