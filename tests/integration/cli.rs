@@ -274,11 +274,7 @@ fn unsafe_kill(pid: i32, signal: i32) {
 
 #[test]
 fn run_ids_are_shown_where_people_need_them_and_runs_lists_them() {
-    let sb = Sandbox::with(steward_sandbox::Options {
-        users: 60,
-        latency: std::time::Duration::from_millis(150),
-        ..Default::default()
-    });
+    let sb = Sandbox::slow(60, 150);
     let env = Env::with_sandbox(&sb);
     env.write("job.rhai", r#"connect("ghes").suspend_all(["user0003", "user0004", "user0002"], #{reason: "x"});"#);
     // A job's summary names its run, the id --resume and undo take.

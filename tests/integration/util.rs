@@ -24,6 +24,15 @@ impl Sandbox {
         Self::with(steward_sandbox::Options { users, ..Default::default() })
     }
 
+    /// `users` demo users, each request answered after `latency_ms`.
+    pub fn slow(users: usize, latency_ms: u64) -> Sandbox {
+        Self::with(steward_sandbox::Options {
+            users,
+            latency: std::time::Duration::from_millis(latency_ms),
+            ..Default::default()
+        })
+    }
+
     pub fn with(opts: steward_sandbox::Options) -> Sandbox {
         let running = runtime().block_on(steward_sandbox::start(opts)).expect("sandbox starts");
         Sandbox { running }
