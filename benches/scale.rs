@@ -30,6 +30,9 @@ fn main() {
     if wanted("push") {
         push_maps(dir.path(), 100_000);
     }
+    if wanted("parallel") {
+        parallel_pages(dir.path(), &runtime, 10_000);
+    }
     if wanted("bulk") {
         bulk_from_csv(dir.path(), &runtime, 100_000);
     }
@@ -219,4 +222,59 @@ fn bulk_from_csv(dir: &Path, runtime: &tokio::runtime::Runtime, n: usize) {
             run.cpu_secs
         );
     }
+}
+
+/// Terraform's users at 20 ms a request, 100 a page: a minimal client following `next-page` one page at a time,
+/// next to steward, which asks for the pages after the first together (the page count is in the first). The
+/// profile lifts TFE's default client-side limit of 20 req/s, which the minimal client does not keep either.
+fn parallel_pages(dir: &Path, runtime: &tokio::runtime::Runtime, n: usize) {
+    let opts =
+        steward_sandbox::Options { users: n, latency: std::time::Duration::from_millis(20), ..Default::default() };
+    let running = runtime.block_on(steward_sandbox::start(opts)).expect("sandbox starts");
+    let url = running.terraform_url();
+    let t = Instant::now();
+    let pages = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let (mut page, mut pages) = (Some(1u64), 0);
+        while let Some(number) = page.take() {
+            let body: serde_json::Value = client
+                .get(format!("{url}/admin/users?page%5Bsize%5D=100&page%5Bnumber%5D={number}"))
+                .bearer_auth(steward_sandbox::tfe_tokens::ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("page")
+                .json()
+                .await
+                .expect("json");
+            page = body.pointer("/meta/pagination/next-page").and_then(serde_json::Value::as_u64);
+            pages += 1;
+        }
+        pages
+    });
+    let minimal = t.elapsed();
+    let config = dir.join("tfe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.tfe]\nkind = \"terraform\"\nurl = \"{url}\"\ntoken_env = \"TFE_TOKEN\"\nrate_limit = 1000\n"
+        ),
+    )
+    .expect("config");
+    let run = measure(
+        Command::new(STEWARD)
+            .args(["--audit-db", ":memory:", "eval", "connect(\"tfe\").list_users().len()"])
+            .env("STEWARD_CONFIG", &config)
+            .env("HOME", dir)
+            .env("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN),
+    );
+    assert!(run.success, "{}", run.stderr);
+    println!(
+        "parallel pages: {} Terraform users, {pages} pages at 20 ms: minimal client page by page {:.2} s; steward \
+         list_users {:.2} s ({:.1}x faster), peak RSS {:.1} MiB",
+        run.stdout.trim(),
+        minimal.as_secs_f64(),
+        run.elapsed.as_secs_f64(),
+        minimal.as_secs_f64() / run.elapsed.as_secs_f64(),
+        run.peak_rss_mib
+    );
 }

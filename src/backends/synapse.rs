@@ -55,8 +55,9 @@ const SUPPORTED: &[Op] = &[
 
 const PAGE: usize = 100;
 /// Single-user reads in flight when a list needs each user's own record.
+/// `from` is an offset into the list and `total` its length (so pages after the first are asked for together);
 /// `next_token` is a string, and absent (not null) on the last page.
-const USER_PAGING: Paging = Paging::Cursor { param: "from", items: "/users", next: "/next_token" };
+const USER_PAGING: Paging = Paging::Offsets { param: "from", items: "/users", next: "/next_token", total: "/total" };
 
 const DETAIL_CONCURRENCY: usize = 8;
 

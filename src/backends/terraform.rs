@@ -36,6 +36,15 @@ pub const KIND: super::Kind = super::Kind {
     },
 };
 
+/// TFE's JSON:API paging: page numbers, with the page count in `meta.pagination` (so pages after the first are
+/// asked for together).
+const USER_PAGING: Paging = Paging::Numbered {
+    param: "page[number]",
+    items: "/data",
+    next: "/meta/pagination/next-page",
+    pages: "/meta/pagination/total-pages",
+};
+
 /// A terraform profile's own keys. Impersonation needs a browser session: the environment variables holding
 /// the `_atlas_session_data` cookie and the `X-CSRF-Token` of a signed-in site admin.
 #[derive(serde::Deserialize)]
@@ -199,7 +208,7 @@ impl Terraform {
             req = req.query(k, v);
         }
         // An out-of-range page is 200 with no data, so only `next-page` ends the walk.
-        (req, Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" })
+        (req, USER_PAGING)
     }
 
     /// The users `filter` asks for, page by page (TFE filters on the server).
@@ -321,7 +330,7 @@ impl Terraform {
     async fn user_tokens(&self) -> Result<Vec<Value>, ApiError> {
         let req =
             Request::new(Method::GET, "admin/user-tokens").query("page[size]", PAGE_SIZE).query("page[number]", 1);
-        let paging = Paging::Cursor { param: "page[number]", items: "/data", next: "/meta/pagination/next-page" };
+        let paging = USER_PAGING;
         self.http.list(req, paging).await.map_err(not_admin_hint)
     }
 

@@ -396,31 +396,126 @@ impl HttpClient {
     /// The same walk as `list`, a page at a time: what streams read lazily. `hold` says whether the reader
     /// keeps every item (then bounded as `list` is) or one page at a time.
     pub fn pages(&self, first: Request, paging: Paging, hold: Hold) -> Pages<'_> {
-        Pages { http: self, paging, walk: pagination::Walk::new(self.limits, hold), next: Some(first) }
+        Pages {
+            http: self,
+            paging,
+            walk: pagination::Walk::new(self.limits, hold),
+            next: Some(first),
+            first: true,
+            ahead: None,
+        }
     }
 }
 
-/// One listing walked page by page under the profile's limits (see `HttpClient::list`).
+/// How many pages of a listing whose length is known may be in flight at once (within the profile's
+/// concurrency): they are held until their turn, so this bounds memory too.
+const PAGES_AHEAD: usize = 8;
+
+/// One listing walked page by page under the profile's limits (see `HttpClient::list`). Where the first page
+/// says how long the listing is (page numbers or offsets with a total), the rest are asked for several at once
+/// and handed on in order; otherwise each page names the next.
 pub struct Pages<'a> {
     http: &'a HttpClient,
     paging: Paging,
     walk: pagination::Walk,
     next: Option<Request>,
+    first: bool,
+    ahead: Option<Ahead<'a>>,
 }
 
-impl Pages<'_> {
+/// The planned pages of a listing: those still to ask for, and those asked for, in order.
+struct Ahead<'a> {
+    template: Request,
+    rest: pagination::Rest,
+    in_flight: futures::stream::FuturesOrdered<futures::future::BoxFuture<'a, Fetched>>,
+}
+
+type Fetched = (Request, url::Url, Result<Response, ApiError>);
+
+impl<'a> Pages<'a> {
     /// The next page's items, or `None` once the listing has ended.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
+        if self.ahead.is_some() {
+            return self.next_planned().await;
+        }
         let Some(req) = self.next.take() else { return Ok(None) };
-        let http = self.http;
-        let mut url = http.url_for(&req.path)?;
+        let url = self.visit(&req)?;
+        let resp = self.http.send(&req).await?;
+        let (items, next) = self.take(&req, &url, resp)?;
+        self.next = next;
+        Ok(Some(items))
+    }
+
+    async fn next_planned(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
+        use futures::StreamExt;
+        self.fill()?;
+        let Some(ahead) = self.ahead.as_mut() else { return Ok(None) };
+        let Some((req, url, resp)) = ahead.in_flight.next().await else {
+            self.ahead = None;
+            return Ok(None);
+        };
+        let (items, next) = self.take(&req, &url, resp?)?;
+        let more = self.ahead.as_ref().is_some_and(|a| !a.in_flight.is_empty() || a.rest.from < a.rest.end);
+        let full = self.ahead.as_ref().and_then(|a| a.rest.full);
+        if items.is_empty() {
+            // The listing shrank since its first page: it ends here.
+            self.ahead = None;
+        } else if more && full.is_some_and(|n| items.len() < n) {
+            // A short page in the middle would leave a gap before the next planned offset: follow the server
+            // from here instead (what was fetched beyond is dropped unread).
+            self.ahead = None;
+            self.next = next;
+        }
+        Ok(Some(items))
+    }
+
+    /// Asks for planned pages until `PAGES_AHEAD` (or the profile's concurrency) are in flight.
+    fn fill(&mut self) -> Result<(), ApiError> {
+        let width = self.http.budget.width().clamp(1, PAGES_AHEAD);
+        loop {
+            let Some(ahead) = self.ahead.as_mut() else { return Ok(()) };
+            if ahead.in_flight.len() >= width {
+                return Ok(());
+            }
+            let Some(value) = ahead.rest.take() else { return Ok(()) };
+            let req = ahead.template.clone().with_query(ahead.rest.param, value);
+            let url = self.visit(&req)?;
+            let http = self.http;
+            if let Some(ahead) = self.ahead.as_mut() {
+                ahead.in_flight.push_back(Box::pin(async move {
+                    let resp = http.send(&req).await;
+                    (req, url, resp)
+                }));
+            }
+        }
+    }
+
+    /// The page's URL, counted against `max_pages` and refused if fetched before.
+    fn visit(&mut self, req: &Request) -> Result<url::Url, ApiError> {
+        let mut url = self.http.url_for(&req.path)?;
         url.query_pairs_mut().extend_pairs(&req.query);
         self.walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
-        let resp = http.send(&req).await?;
+        Ok(url)
+    }
+
+    /// One page's items, and the request for the page it names next (planning the rest after the first).
+    fn take(
+        &mut self,
+        req: &Request,
+        url: &url::Url,
+        resp: Response,
+    ) -> Result<(Vec<Value>, Option<Request>), ApiError> {
         self.walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
         let link = resp.header("link").map(str::to_string);
         let param = self.paging.param();
         let current = param.and_then(|p| req.query.iter().find(|(k, _)| k == p)).map(|(_, v)| v.as_str());
+        let planned = match std::mem::take(&mut self.first) {
+            true => {
+                let items = self.paging.items_in(&resp.body);
+                self.paging.rest(current, &resp.body, items)
+            }
+            false => None,
+        };
         let page = self
             .paging
             .read(link.as_deref(), current, resp.body)
@@ -428,7 +523,12 @@ impl Pages<'_> {
         self.walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
         // An empty page ends a listing whatever it says next: no service pages past its last item.
         let empty = page.items.is_empty();
-        self.next = match page.next.filter(|_| !empty) {
+        if let (Some(rest), false) = (planned, empty) {
+            let in_flight = futures::stream::FuturesOrdered::new();
+            self.ahead = Some(Ahead { template: req.clone(), rest, in_flight });
+            return Ok((page.items, None));
+        }
+        let next = match page.next.filter(|_| !empty) {
             // A link is relative to the page that named it (RFC 8288); where it leads is judged when sent.
             Some(pagination::Next::Url(link)) => {
                 let target = url.join(&link).map_err(|e| {
@@ -436,10 +536,10 @@ impl Pages<'_> {
                 })?;
                 Some(Request::new(Method::GET, target.to_string()))
             }
-            Some(pagination::Next::Param(key, value)) => Some(req.with_query(key, value)),
+            Some(pagination::Next::Param(key, value)) => Some(req.clone().with_query(key, value)),
             None => None,
         };
-        Ok(Some(page.items))
+        Ok((page.items, next))
     }
 }
 

@@ -12,8 +12,14 @@ pub enum Paging {
     LinkHeader,
     /// The items sit at the JSON pointer `items`; the next page is the same request with the query parameter
     /// `param` set to the value at `next` (a page number, an offset or an opaque token), which is absent or
-    /// null on the last page (Terraform's `next-page`, Synapse's `next_token`, Travis's `@pagination`).
+    /// null on the last page (Travis's `@pagination`).
     Cursor { param: &'static str, items: &'static str, next: &'static str },
+    /// A `Cursor` whose values are page numbers, with the number of pages at `pages` (Terraform's
+    /// `meta.pagination.total-pages`): once the first page is in, the rest can be asked for at once.
+    Numbered { param: &'static str, items: &'static str, next: &'static str, pages: &'static str },
+    /// A `Cursor` whose values are item offsets, with the number of items at `total` (Synapse's `from`,
+    /// `next_token` and `total`): the rest can be asked for at once, a page's worth apart.
+    Offsets { param: &'static str, items: &'static str, next: &'static str, total: &'static str },
     /// Zero-based page numbers in `param`, with this page's number and the page count in the body (Spring's
     /// `number` / `totalPages`: TransactionLink).
     PageOfTotal { param: &'static str, items: &'static str, number: &'static str, total: &'static str },
@@ -21,6 +27,29 @@ pub enum Paging {
     /// starts after this page's items, until the total is reached (SCIM's `startIndex` / `totalResults`, RFC 7644
     /// §3.4.2.4; a server may send fewer items than asked for, so the count is what came).
     StartIndex { param: &'static str, items: &'static str, start: &'static str, total: &'static str },
+}
+
+/// The pages after the first, when the first said how many there are: the values `param` takes, `step` apart
+/// from `from` while below `end`. For offsets (`full` set), every page but the last must hold `full` items, or
+/// the next offsets would skip some: a short page sends the walk back to following the server page by page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rest {
+    pub param: &'static str,
+    pub from: u64,
+    pub step: u64,
+    pub end: u64,
+    pub full: Option<usize>,
+}
+
+impl Rest {
+    /// The next value, if any is left.
+    pub fn take(&mut self) -> Option<String> {
+        (self.from < self.end).then(|| {
+            let value = self.from;
+            self.from = self.from.saturating_add(self.step.max(1));
+            value.to_string()
+        })
+    }
 }
 
 /// What one listing may hold, so a server that never stops naming pages (or sends huge ones) cannot exhaust
@@ -70,10 +99,57 @@ impl Paging {
     pub fn param(&self) -> Option<&'static str> {
         match *self {
             Paging::LinkHeader => None,
-            Paging::Cursor { param, .. } | Paging::PageOfTotal { param, .. } | Paging::StartIndex { param, .. } => {
-                Some(param)
-            }
+            Paging::Cursor { param, .. }
+            | Paging::Numbered { param, .. }
+            | Paging::Offsets { param, .. }
+            | Paging::PageOfTotal { param, .. }
+            | Paging::StartIndex { param, .. } => Some(param),
         }
+    }
+
+    /// How many items a page's body holds (before `read` takes them out).
+    pub fn items_in(&self, body: &Value) -> usize {
+        let at = match *self {
+            Paging::LinkHeader => return body.as_array().map_or(0, Vec::len),
+            Paging::Cursor { items, .. }
+            | Paging::Numbered { items, .. }
+            | Paging::Offsets { items, .. }
+            | Paging::PageOfTotal { items, .. }
+            | Paging::StartIndex { items, .. } => items,
+        };
+        body.pointer(at).and_then(Value::as_array).map_or(0, Vec::len)
+    }
+
+    /// The rest of a listing, from its first page (`current`: the value of `param()` that fetched it; `items`:
+    /// how many it held), where the style says how long the listing is; `None` where only each page can say
+    /// what comes next (a link, an opaque cursor), or the page says it is the last.
+    pub fn rest(&self, current: Option<&str>, body: &Value, items: usize) -> Option<Rest> {
+        let number =
+            |pointer: &str| body.pointer(pointer).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+        let current = current.and_then(|c| c.parse::<u64>().ok());
+        let rest = match *self {
+            Paging::LinkHeader | Paging::Cursor { .. } => return None,
+            Paging::Numbered { param, pages, .. } => Rest {
+                param,
+                from: current.unwrap_or(1) + 1,
+                step: 1,
+                end: number(pages)?.saturating_add(1),
+                full: None,
+            },
+            Paging::PageOfTotal { param, number: this, total, .. } => {
+                Rest { param, from: number(this)? + 1, step: 1, end: number(total)?, full: None }
+            }
+            Paging::Offsets { param, total, .. } => {
+                let step = items as u64;
+                Rest { param, from: current.unwrap_or(0) + step, step, end: number(total)?, full: Some(items) }
+            }
+            Paging::StartIndex { param, start, total, .. } => {
+                let step = items as u64;
+                let this = number(start).or(current).unwrap_or(1).max(1);
+                Rest { param, from: this + step, step, end: number(total)?.saturating_add(1), full: Some(items) }
+            }
+        };
+        (items > 0 && rest.from < rest.end).then_some(rest)
     }
 
     /// Reads one page's answer: its items and where the next page is. `current`: the value of `param()` in the
@@ -95,7 +171,9 @@ impl Paging {
                 };
                 Ok(Page { items, next: link_header.and_then(next_link).map(Next::Url) })
             }
-            Paging::Cursor { param, items, next } => {
+            Paging::Cursor { param, items, next }
+            | Paging::Numbered { param, items, next, .. }
+            | Paging::Offsets { param, items, next, .. } => {
                 let mut body = body;
                 let next = scalar(body.pointer(next)).map(|v| Next::Param(param, v));
                 Ok(Page { items: items_at(&mut body, items)?, next })
@@ -268,6 +346,42 @@ mod tests {
         );
         // Without totalResults, nothing says there is more.
         assert_eq!(scim.read(None, None, json!({"Resources": [{}]})).unwrap().next, None);
+    }
+
+    #[test]
+    fn the_rest_of_a_listing_is_planned_where_its_length_is_known() {
+        let values = |mut r: Rest| std::iter::from_fn(move || r.take()).collect::<Vec<_>>();
+        let tfe = Paging::Numbered {
+            param: "page[number]",
+            items: "/data",
+            next: "/meta/pagination/next-page",
+            pages: "/meta/pagination/total-pages",
+        };
+        let body = json!({"data": [1, 2], "meta": {"pagination": {"next-page": 2, "total-pages": 4}}});
+        assert_eq!(values(tfe.rest(Some("1"), &body, 2).unwrap()), ["2", "3", "4"]);
+        let last = json!({"data": [1], "meta": {"pagination": {"next-page": null, "total-pages": 1}}});
+        assert_eq!(tfe.rest(Some("1"), &last, 1), None);
+
+        let synapse = Paging::Offsets { param: "from", items: "/users", next: "/next_token", total: "/total" };
+        let rest = synapse.rest(Some("0"), &json!({"users": [], "total": 250, "next_token": "100"}), 100).unwrap();
+        assert_eq!(rest.full, Some(100));
+        assert_eq!(values(rest), ["100", "200"]);
+
+        let tl = Paging::PageOfTotal { param: "page", items: "/content", number: "/number", total: "/totalPages" };
+        assert_eq!(values(tl.rest(Some("0"), &json!({"number": 0, "totalPages": 3}), 50).unwrap()), ["1", "2"]);
+
+        let scim = Paging::StartIndex {
+            param: "startIndex",
+            items: "/Resources",
+            start: "/startIndex",
+            total: "/totalResults",
+        };
+        // A server capping the page at 50 where 100 were asked: the step is what came.
+        let rest = scim.rest(Some("1"), &json!({"startIndex": 1, "totalResults": 120}), 50).unwrap();
+        assert_eq!(values(rest), ["51", "101"]);
+        // Styles that only know the next page plan nothing; neither does an empty page.
+        assert_eq!(Paging::LinkHeader.rest(None, &json!([]), 100), None);
+        assert_eq!(scim.rest(Some("1"), &json!({"totalResults": 120}), 0), None);
     }
 
     #[test]

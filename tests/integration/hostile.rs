@@ -263,7 +263,8 @@ fn rand_suffix() -> usize {
 
 #[test]
 fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
-    let synapse = Hostile::start(|_| json(r#"{"users": [{"name": "@u:hs"}], "next_token": "5", "total": 9}"#));
+    // (No total: with one, the pages after the first are planned from it and next_token is not followed.)
+    let synapse = Hostile::start(|_| json(r#"{"users": [{"name": "@u:hs"}], "next_token": "5"}"#));
     let env = env_for("synapse", &synapse.base(), "");
     let run = env.run(&["eval", r#"connect("h").list_users().len()"#]);
     assert_ne!(run.status, Some(0), "{}", run.report());

@@ -279,3 +279,45 @@ fn a_results_file_that_cannot_be_written_stops_the_job_before_anything_is_sent()
     assert!(run.stderr.contains("cannot write no/such/dir/out.csv"), "{}", run.report());
     assert_eq!(sb.count_method("PUT"), 0);
 }
+
+#[test]
+fn pages_asked_for_together_come_back_in_order_on_each_service() {
+    // 20 users a page on Terraform (page numbers), every page once, the order the server lists.
+    let sb = Sandbox::slow(500, 20);
+    let env = services_env(&sb);
+    let both = eval(
+        &env,
+        r#"let h = connect("tfe"); let w = []; for u in h.users(#{page_size: 20}) { w.push(u.login); }
+           [w, h.list_users(#{page_size: 20}).map(|u| u.login)]"#,
+    );
+    let walked = both[0].as_array().cloned().unwrap_or_default();
+    assert_eq!(walked.len(), 501, "the admin and 500 demo users");
+    assert_eq!(both[0], both[1]);
+    let distinct: std::collections::HashSet<_> = walked.iter().collect();
+    assert_eq!(distinct.len(), 501, "no user twice");
+    assert_eq!(sb.count("GET /api/v2/admin/users"), 2 * 26, "26 pages, each asked for once per listing");
+}
+
+#[test]
+fn a_short_page_among_offsets_sends_the_walk_back_to_following_the_server() {
+    // Synapse-like: 300 users, 100 a page by offset, but the page at offset 100 holds only 50 (its next_token
+    // says 150). Planned offsets would skip users 150-199; the walk must notice and follow the server.
+    let server = Hostile::start(|seen| {
+        let from: usize =
+            seen.line.split("from=").nth(1).and_then(|r| r.split([' ', '&']).next()?.parse().ok()).unwrap_or(0);
+        let count = if from == 100 { 50 } else { 100.min(300usize.saturating_sub(from)) };
+        let users: Vec<String> =
+            (from..from + count).map(|i| format!(r#"{{"name": "@u{i}:hs", "admin": false}}"#)).collect();
+        let next = from + count;
+        let token = if next < 300 { format!(r#", "next_token": "{next}""#) } else { String::new() };
+        crate::hostile::json(format!(r#"{{"users": [{}], "total": 300{token}}}"#, users.join(",")))
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"synapse\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n",
+        server.base()
+    ));
+    let ids = env.eval_json(r#"let w = []; for u in connect("h").users() { w.push(u.id); } w"#);
+    let expected: Vec<String> = (0..300).map(|i| format!("@u{i}:hs")).collect();
+    assert_eq!(ids, serde_json::json!(expected));
+}
