@@ -428,6 +428,8 @@ struct Ahead<'a> {
     template: Request,
     rest: pagination::Rest,
     in_flight: futures::stream::FuturesOrdered<futures::future::BoxFuture<'a, Fetched>>,
+    /// The addresses of the pages in flight, in order: dropped unread, they are not pages fetched.
+    addresses: std::collections::VecDeque<String>,
 }
 
 type Fetched = (Request, url::Url, Result<Response, ApiError>);
@@ -454,6 +456,7 @@ impl<'a> Pages<'a> {
             self.ahead = None;
             return Ok(None);
         };
+        ahead.addresses.pop_front();
         let (items, next) = self.take(&req, &url, resp?)?;
         let more = self.ahead.as_ref().is_some_and(|a| !a.in_flight.is_empty() || a.rest.from < a.rest.end);
         let full = self.ahead.as_ref().and_then(|a| a.rest.full);
@@ -462,8 +465,13 @@ impl<'a> Pages<'a> {
             self.ahead = None;
         } else if more && full.is_some_and(|n| items.len() < n) {
             // A short page in the middle would leave a gap before the next planned offset: follow the server
-            // from here instead (what was fetched beyond is dropped unread).
-            self.ahead = None;
+            // from here instead. What was asked for beyond it is dropped unread, so the server may name those
+            // pages again.
+            if let Some(ahead) = self.ahead.take() {
+                for address in ahead.addresses {
+                    self.walk.forget(&address);
+                }
+            }
             self.next = next;
         }
         Ok(Some(items))
@@ -482,6 +490,7 @@ impl<'a> Pages<'a> {
             let url = self.visit(&req)?;
             let http = self.http;
             if let Some(ahead) = self.ahead.as_mut() {
+                ahead.addresses.push_back(url.to_string());
                 ahead.in_flight.push_back(Box::pin(async move {
                     let resp = http.send(&req).await;
                     (req, url, resp)
@@ -525,7 +534,8 @@ impl<'a> Pages<'a> {
         let empty = page.items.is_empty();
         if let (Some(rest), false) = (planned, empty) {
             let in_flight = futures::stream::FuturesOrdered::new();
-            self.ahead = Some(Ahead { template: req.clone(), rest, in_flight });
+            let addresses = std::collections::VecDeque::new();
+            self.ahead = Some(Ahead { template: req.clone(), rest, in_flight, addresses });
             return Ok((page.items, None));
         }
         let next = match page.next.filter(|_| !empty) {

@@ -248,6 +248,11 @@ impl Walk {
         Ok(())
     }
 
+    /// A page asked for but dropped unread: it is not one fetched, and does not count.
+    pub fn forget(&mut self, url: &str) {
+        self.seen.remove(url);
+    }
+
     /// Called with each page's item count.
     pub fn count(&mut self, items: usize) -> Result<(), String> {
         self.items += items;

@@ -1,5 +1,5 @@
-//! `h.users()`: a listing a script walks with `for`, read one page ahead in the background, so a million users
-//! cost no more memory than two pages of them.
+//! `h.users()`: a listing a script walks with `for`, read a few pages ahead in the background, so a million
+//! users cost no more memory than a few pages of them.
 
 use super::types::{action_error, to_dynamic, ScriptResult};
 use crate::dispatch::listing::UserPage;
