@@ -204,6 +204,12 @@ fn a_bulk_job_takes_a_walk_of_the_users() {
     let expected: Vec<String> = (10..=19).map(|i| format!("user00{i}:dry-run")).collect();
     assert_eq!(statuses, serde_json::json!(expected));
     assert_eq!(sb.count_method("PUT"), 0, "a dry run sends nothing");
+    // Without options too, from a walk or a file.
+    env.write("ops.csv", "login\nuser0020\n");
+    let done = env.eval_json(
+        r#"let h = connect("ghes"); [h.promote_all(h.users(#{q: "user0021"}))[0].status, h.promote_all("ops.csv")[0].status]"#,
+    );
+    assert_eq!(done, serde_json::json!(["ok", "ok"]));
 }
 
 #[test]

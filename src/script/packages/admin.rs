@@ -280,6 +280,16 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         });
         // A CSV file's path, read straight into items; and a walk of the users.
         let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, csv: &str| -> ScriptResult<Dynamic> {
+            let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
+            h.perform_all(&handle.conn, op, items, json!({}))
+        });
+        let h = host.clone();
+        engine.register_fn(name, move |handle: &mut Handle, users: Users| -> ScriptResult<Dynamic> {
+            let items = bulk_input::from_users(&users, handle.conn.backend.target_keys())?;
+            h.perform_all(&handle.conn, op, items, json!({}))
+        });
+        let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, csv: &str, opts: Map| -> ScriptResult<Dynamic> {
             let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
             h.perform_all(&handle.conn, op, items, to_json(&opts.into())?)
