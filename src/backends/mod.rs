@@ -346,8 +346,14 @@ pub async fn resolve_by_get_user<B: Backend + ?Sized>(
     if !backend.supported().contains(&Op::GetUser) {
         return Ok(None);
     }
-    match backend.execute(&Action::new(Op::GetUser, Some(name.to_string()), Value::Null)).await {
-        Ok(user) => Ok(Some(model::Account::of_user(&user))),
+    let user = backend.execute(&Action::new(Op::GetUser, Some(name.to_string()), Value::Null)).await;
+    Ok(found(user)?.map(|u| model::Account::of_user(&u)))
+}
+
+/// A lookup's answer with "no such account" as `None` rather than an error: what `resolve` reports.
+pub fn found<T>(lookup: Result<T, ApiError>) -> Result<Option<T>, ApiError> {
+    match lookup {
+        Ok(v) => Ok(Some(v)),
         Err(e) if e.kind == crate::error::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

@@ -429,11 +429,7 @@ impl Backend for Terraform {
 
     /// An account by login, email or id, trusting the listing `warm` read for a job (see `lookup`).
     async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        match self.lookup(name, true).await {
-            Ok(r) => Ok(Some(super::model::Account::of_user(&self.user(&r)))),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(super::found(self.lookup(name, true).await)?.map(|r| super::model::Account::of_user(&self.user(&r))))
     }
 
     /// Many names are found in one listing of every user (pages of 100) rather than one search each.

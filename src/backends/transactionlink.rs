@@ -348,11 +348,7 @@ impl Backend for TransactionLink {
 
     /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists).
     async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        match self.find_in(name, true).await {
-            Ok(u) => Ok(Some(super::model::Account::of_user(&self.user(&u)))),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(super::found(self.find_in(name, true).await)?.map(|u| super::model::Account::of_user(&self.user(&u))))
     }
 
     /// Names given by email are found in one fresh listing of the organization, not one listing each.

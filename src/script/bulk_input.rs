@@ -33,6 +33,26 @@ pub fn from_csv(path: &str, keys: &[&str]) -> ScriptResult<Vec<BulkItem>> {
     Ok(items)
 }
 
+/// Refuses a results file that is the input CSV itself, however its path is spelled (`./a.csv`, a symlink, a
+/// hard link): writing results would destroy the list of whom the job was for.
+pub fn results_apart_from(csv: &str, results: Option<&str>) -> ScriptResult<()> {
+    let Some(results) = results else { return Ok(()) };
+    let same = match (std::fs::metadata(csv), std::fs::metadata(results)) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        _ => false,
+    };
+    match same {
+        true => Err(invalid(format!(
+            "results {results:?} is the input file {csv:?}: writing results would overwrite the list of whom the job \
+             is for; name another file (e.g. beside it, NAME-results.csv)"
+        ))),
+        false => Ok(()),
+    }
+}
+
 /// Every user a walk yields, by the first of `keys` its record has (a login, else an id).
 pub fn from_users(users: &Users, keys: &[&str]) -> ScriptResult<Vec<BulkItem>> {
     let mut items = Vec::new();

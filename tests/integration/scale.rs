@@ -330,3 +330,20 @@ fn a_short_page_among_offsets_sends_the_walk_back_to_following_the_server() {
     let expected: Vec<String> = (0..300).map(|i| format!("@u{i}:hs")).collect();
     assert_eq!(ids, serde_json::json!(expected));
 }
+
+#[test]
+fn a_results_file_that_is_the_input_csv_by_another_name_is_refused() {
+    let sb = Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    let input = "login\nuser0010\n";
+    env.write("leavers.csv", input);
+    std::os::unix::fs::symlink(env.path("leavers.csv"), env.path("alias.csv")).unwrap();
+    for results in ["leavers.csv", "./leavers.csv", "alias.csv"] {
+        let expr = format!(r#"connect("ghes").suspend_all("leavers.csv", #{{reason: "x", results: "{results}"}})"#);
+        let run = env.run(&["eval", &expr]);
+        assert_eq!(run.status, Some(1), "{results}: {}", run.report());
+        assert!(run.stderr.contains("is the input file"), "{results}: {}", run.report());
+    }
+    assert_eq!(std::fs::read_to_string(env.path("leavers.csv")).unwrap(), input, "the input is untouched");
+    assert_eq!(sb.count_method("PUT"), 0, "nothing was sent");
+}

@@ -291,8 +291,10 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, csv: &str, opts: Map| -> ScriptResult<Dynamic> {
+            let params = to_json(&opts.into())?;
+            bulk_input::results_apart_from(csv, params.get("results").and_then(Value::as_str))?;
             let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
-            h.perform_all(&handle.conn, op, items, to_json(&opts.into())?)
+            h.perform_all(&handle.conn, op, items, params)
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, users: Users, opts: Map| -> ScriptResult<Dynamic> {
