@@ -22,6 +22,10 @@ pub struct GlobalArgs {
     /// Audit database (default: $XDG_DATA_HOME/steward/audit.db).
     #[arg(long, global = true, env = "STEWARD_AUDIT_DB", hide_env_values = true, value_name = "PATH")]
     pub audit_db: Option<PathBuf>,
+    /// A team's shared audit log on PostgreSQL, postgres://USER@HOST:PORT/DB (default: `audit_url` in the config;
+    /// --audit-db wins over both). The password comes from `audit_password_env` or `audit_password_cmd`.
+    #[arg(long, global = true, env = "STEWARD_AUDIT_URL", hide_env_values = true, value_name = "URL")]
+    pub audit_url: Option<String>,
     /// The profile `connect()` opens when given no name.
     #[arg(long, global = true, env = "STEWARD_PROFILE", hide_env_values = true, value_name = "NAME")]
     pub profile: Option<String>,

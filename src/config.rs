@@ -56,8 +56,8 @@ pub(crate) fn in_plain_words(message: &str) -> (String, String) {
     let hint = if text.contains("unknown field") {
         "remove or correct the key; the README's config section explains each".to_string()
     } else {
-        "top-level keys are: default_profile, max_changes, audit_syslog, script_cpu_seconds, script_memory_mb, \
-         [profiles.NAME]; the README's config section explains each profile key"
+        "top-level keys are: default_profile, max_changes, audit_syslog, audit_url, audit_password_env, \
+         audit_password_cmd, audit_ca_file, script_cpu_seconds, script_memory_mb, [profiles.NAME]; the README's config section explains each profile key"
             .to_string()
     };
     (text, hint)
@@ -86,6 +86,14 @@ pub struct Config {
     pub max_changes: Option<usize>,
     /// A syslog datagram socket (usually `/dev/log`) that gets a copy of every audit checkpoint.
     pub audit_syslog: Option<PathBuf>,
+    /// A team's shared audit log on PostgreSQL (`postgres://USER@HOST:PORT/DB`, no password in it).
+    pub audit_url: Option<String>,
+    /// The environment variable holding the team log's password.
+    pub audit_password_env: Option<String>,
+    /// A command printing the team log's password.
+    pub audit_password_cmd: Option<String>,
+    /// A CA certificate (PEM) the team log's server certificate may chain to, besides the usual roots.
+    pub audit_ca_file: Option<PathBuf>,
     /// CPU seconds a script or REPL line may compute before it is stopped (waiting on servers is free).
     pub script_cpu_seconds: Option<u64>,
     /// Heap in MB a script or REPL line may add before it is stopped.
@@ -181,7 +189,7 @@ impl Profile {
             return env_secret(name, var, "token_env").map(Some);
         }
         if let Some(cmd) = &self.token_cmd {
-            let token = run_token_cmd(cmd, TOKEN_CMD_TIMEOUT)
+            let token = run_secret_cmd("token_cmd", cmd, TOKEN_CMD_TIMEOUT)
                 .map_err(|why| TokenError::Command { profile: name.to_string(), why })?;
             let token = token.trim().to_string();
             if token.is_empty() {
@@ -217,6 +225,28 @@ pub fn env_secret(profile: &str, var: &str, key: &str) -> Result<SecretString, T
 }
 
 impl Config {
+    /// Where the team log's password comes from (`audit_password_env` / `audit_password_cmd`; neither: none, as
+    /// for a server that trusts the connection), read when the log is first reached and remembered for redaction.
+    pub fn audit_password(&self) -> crate::audit::team::PasswordSource {
+        let env = self.audit_password_env.clone();
+        let cmd = self.audit_password_cmd.clone();
+        std::sync::Arc::new(move || {
+            if let Some(var) = &env {
+                return match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => Ok(Some(loaded(v.trim().to_string()))),
+                    _ => Err(format!("audit_password_env names {var}, which is not set; export {var}=<password>")),
+                };
+            }
+            let Some(cmd) = &cmd else { return Ok(None) };
+            let password = run_secret_cmd("audit_password_cmd", cmd, TOKEN_CMD_TIMEOUT)?;
+            let password = password.trim().to_string();
+            if password.is_empty() {
+                return Err("audit_password_cmd printed nothing; it must print the password on stdout".into());
+            }
+            Ok(Some(loaded(password)))
+        })
+    }
+
     /// The config path: `--config`/`STEWARD_CONFIG` (already folded into `explicit` by clap), else the XDG path.
     pub fn default_path() -> Option<PathBuf> {
         dirs::config_dir().map(|d| d.join("steward").join("config.toml"))
@@ -325,9 +355,9 @@ fn is_private(_path: &Path) -> bool {
 /// How long `token_cmd` may take (long enough to type a passphrase into a pinentry).
 const TOKEN_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs `token_cmd` in a process group of its own and returns what it printed. Past `timeout` the whole group
+/// Runs `token_cmd` (or another secret command, named `key` in errors) in a process group of its own and returns what it printed. Past `timeout` the whole group
 /// is killed; after it exits too, so a child it left behind neither lingers nor holds its output open.
-fn run_token_cmd(cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
+fn run_secret_cmd(key: &str, cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let mut child = std::process::Command::new("sh")
@@ -338,7 +368,7 @@ fn run_token_cmd(cmd: &str, timeout: std::time::Duration) -> Result<String, Stri
         .stderr(std::process::Stdio::inherit())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run token_cmd: {e}"))?;
+        .map_err(|e| format!("cannot run {key}: {e}"))?;
     let group = child.id() as libc::pid_t;
     let kill_group = || {
         // SAFETY: killpg only sends a signal; the group is the one this function made for the command.
@@ -364,19 +394,19 @@ fn run_token_cmd(cmd: &str, timeout: std::time::Duration) -> Result<String, Stri
                 kill_group();
                 let _ = child.wait();
                 return Err(format!(
-                    "token_cmd did not finish within {} s and was stopped (with its children); run it by hand to see why",
+                    "{key} did not finish within {} s and was stopped (with its children); run it by hand to see why",
                     timeout.as_secs()
                 ));
             }
-            Err(e) => return Err(format!("cannot wait for token_cmd: {e}")),
+            Err(e) => return Err(format!("cannot wait for {key}: {e}")),
         }
     };
     kill_group();
-    let out = reader.join().map_err(|_| "token_cmd's output could not be read".to_string())?;
+    let out = reader.join().map_err(|_| format!("{key}'s output could not be read"))?;
     if !status.success() {
-        return Err(format!("token_cmd failed ({status}); run it by hand to see why"));
+        return Err(format!("{key} failed ({status}); run it by hand to see why"));
     }
-    String::from_utf8(out).map_err(|_| "token_cmd printed non-UTF-8 bytes".to_string())
+    String::from_utf8(out).map_err(|_| format!("{key} printed non-UTF-8 bytes"))
 }
 
 #[cfg(test)]
@@ -433,7 +463,7 @@ mod tests {
         let pid_file = dir.path().join("child.pid");
         let cmd = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
         let started = std::time::Instant::now();
-        let e = run_token_cmd(&cmd, std::time::Duration::from_millis(500)).unwrap_err();
+        let e = run_secret_cmd("token_cmd", &cmd, std::time::Duration::from_millis(500)).unwrap_err();
         assert!(e.contains("did not finish within 0 s"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
@@ -446,7 +476,10 @@ mod tests {
         let pid_file = dir.path().join("child.pid");
         let cmd = format!("sleep 300 & echo $! > {}; echo tok3n-value", pid_file.display());
         let started = std::time::Instant::now();
-        assert_eq!(run_token_cmd(&cmd, std::time::Duration::from_secs(30)).unwrap().trim(), "tok3n-value");
+        assert_eq!(
+            run_secret_cmd("token_cmd", &cmd, std::time::Duration::from_secs(30)).unwrap().trim(),
+            "tok3n-value"
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
         assert!(!alive(&pid), "the child {pid} outlived token_cmd");

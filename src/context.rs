@@ -2,6 +2,7 @@
 //! runtime, the dispatcher (audit log, prompt, mode), the Ctrl-C flag and the output settings.
 
 use crate::audit::fingerprint::Fingerprints;
+use crate::audit::team::PgTarget;
 use crate::audit::AuditTarget;
 use crate::audit::RunInfo;
 use crate::backends;
@@ -28,7 +29,9 @@ pub struct Context {
     pub dispatcher: Arc<Dispatcher>,
     pub interrupt: Interrupt,
     pub output: OutputSettings,
+    /// The SQLite log, or for a team log the local file its anchors are kept beside.
     pub audit_path: PathBuf,
+    pub audit_target: AuditTarget,
     /// What a script or REPL line may use (`--timeout`, `script_cpu_seconds`, `script_memory_mb`).
     pub script_budgets: Budgets,
     /// Keeps the in-process sandbox alive for the whole run.
@@ -83,7 +86,17 @@ impl Settings {
         let in_memory = audit_path.as_os_str() == ":memory:";
         let audit_path = if global.sandbox && !in_memory { sandbox_log(&audit_path) } else { audit_path };
         // `--audit-db :memory:` keeps the log in memory (benchmarks, throwaway rehearsals): nothing on disk.
-        let audit_target = if in_memory { AuditTarget::Memory } else { AuditTarget::File(audit_path.clone()) };
+        let mut audit_target = if in_memory { AuditTarget::Memory } else { AuditTarget::File(audit_path.clone()) };
+        let mut audit_path = audit_path;
+        // A team log, unless a file was named or this is a sandbox (whose rehearsals stay off the team's record).
+        let team_url = global.audit_url.clone().or_else(|| config.audit_url.clone());
+        if let (Some(url), None, false) = (team_url, &global.audit_db, global.sandbox) {
+            let anchors = audit_path.parent().map(|d| d.join("team")).unwrap_or_else(|| PathBuf::from("team"));
+            let pg = PgTarget::new(&url, config.audit_ca_file.clone(), &anchors, config.audit_password())
+                .map_err(UsageError::new)?;
+            audit_path = pg.anchor.clone();
+            audit_target = AuditTarget::Postgres(Arc::new(pg));
+        }
         let mode =
             Mode { dry_run: global.dry_run, assume_yes: global.yes, max_changes: config.max_changes.unwrap_or(50) };
         let format = global.format.unwrap_or(if stdout_is_tty { Format::Table } else { Format::Json });
@@ -183,7 +196,7 @@ impl Context {
             interrupt.clone(),
         );
         if let Some(run) = resume {
-            hold_and_resume(&mut dispatcher, &settings.audit_path, run)?;
+            hold_and_resume(&mut dispatcher, &settings.audit_target, run)?;
         }
         let dispatcher = Arc::new(dispatcher);
         let connections = Arc::new(Connections::new(
@@ -201,6 +214,7 @@ impl Context {
             interrupt,
             output: settings.output,
             audit_path: settings.audit_path,
+            audit_target: settings.audit_target,
             script_budgets: settings.script_budgets,
             sandbox,
         })
@@ -210,8 +224,8 @@ impl Context {
 /// Takes the job `run` belongs to for this process, then tells the dispatcher what the job already did. One
 /// process per job at a time, taken before reading (so nothing read goes stale): two resumes of one job (of run N
 /// and of its continuation N+1 alike) would both send what is left.
-fn hold_and_resume(dispatcher: &mut Dispatcher, audit_path: &std::path::Path, run: i64) -> anyhow::Result<()> {
-    let store = crate::audit::AuditStore::open_verified(audit_path)?;
+fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -> anyhow::Result<()> {
+    let store = crate::audit::AuditStore::open_verified_target(audit)?;
     if let Some(job) = store.job_of(run)? {
         if !dispatcher.hold_job(job.first)? {
             return Err(UsageError::new(format!(

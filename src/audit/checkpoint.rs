@@ -5,12 +5,12 @@
 //! the public key alone, and nobody without the private key can make one that passes.
 
 use super::chain;
+use super::db::Engine;
 use super::keyfile::write_private;
 use super::signing::{NoteSigner, NoteVerifier};
 use super::store::{AuditError, AuditStore};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use rusqlite::OptionalExtension;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -168,7 +168,13 @@ pub fn problem(db: &Path, store: &AuditStore) -> Result<Option<String>, AuditErr
         Ok(cp) => cp,
         Err(untrusted) => return Ok(Some(untrusted)),
     };
-    if beside.is_none() {
+    if beside.is_none() && store.db().engine() == Engine::Postgres {
+        // A team log is anchored on each machine that acts on it; one this machine has not anchored yet (it
+        // joins the team) is checked whole instead, and anchored by its first run.
+        if let Some(b) = store.verify()?.first_break {
+            return Ok(Some(format!("the chain breaks at seq {}", b.seq())));
+        }
+    } else if beside.is_none() {
         if let Some((seq, _)) = store.head()? {
             return Ok(Some(format!(
                 "the checkpoint {} is missing, yet the log holds events up to seq {seq}: it was deleted, or the log \
@@ -224,18 +230,20 @@ fn send_to_syslog(_socket: &Path, _db: &Path, _cp: &Checkpoint, _note: &str) -> 
 impl AuditStore {
     /// The last event's seq and hash.
     pub fn head(&self) -> Result<Option<(i64, String)>, AuditError> {
-        self.conn()
-            .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(AuditError::Read)
+        let r =
+            self.db().row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", &[]).map_err(AuditError::Read)?;
+        r.map(|r| Ok((r.int(0)?, r.text(1)?))).transpose().map_err(AuditError::Read)
     }
 
     /// What is wrong with the log against a checkpoint, if anything: the cheap check run before writing.
     /// It covers SQLite's own structure, the checkpointed row, and every row after it.
     pub fn check_against(&self, cp: Option<&Checkpoint>) -> Result<Option<String>, AuditError> {
-        let quick: String = self.conn().query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(AuditError::Read)?;
-        if quick != "ok" {
-            return Ok(Some(format!("SQLite reports the file damaged: {quick}")));
+        if self.db().engine() == Engine::Sqlite {
+            let quick = self.db().row("PRAGMA quick_check", &[]).map_err(AuditError::Read)?;
+            let quick = quick.map(|r| r.text(0)).transpose().map_err(AuditError::Read)?.unwrap_or_default();
+            if quick != "ok" {
+                return Ok(Some(format!("SQLite reports the file damaged: {quick}")));
+            }
         }
         let Some(cp) = cp else { return Ok(None) };
         if cp.seq == 0 {
@@ -245,11 +253,8 @@ impl AuditStore {
                 (true, None) => None,
             });
         }
-        let at: Option<String> = self
-            .conn()
-            .query_row("SELECT hash FROM events WHERE seq = ?1", [cp.seq], |r| r.get(0))
-            .optional()
-            .map_err(AuditError::Read)?;
+        let at = self.db().row("SELECT hash FROM events WHERE seq = ?1", &[cp.seq.into()]).map_err(AuditError::Read)?;
+        let at = at.map(|r| r.text(0)).transpose().map_err(AuditError::Read)?;
         match at {
             None => {
                 return Ok(Some(format!(
@@ -273,16 +278,19 @@ impl AuditStore {
 
     /// Verifies the rows after `seq`, starting from its hash.
     fn verify_from(&self, seq: i64, hash: &str) -> Result<Option<chain::Break>, AuditError> {
-        let rows = self.list(&super::query::Filter { since_seq: Some(seq), ..Default::default() })?;
         let mut prev = hash.to_string();
+        // Few rows usually follow a checkpoint: their runs are read as they are met.
         let mut runs = super::query::RunRecords::default();
-        for r in rows {
+        let mut broken = None;
+        self.each_after(seq, &mut |r| {
             if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
-                return Ok(Some(b));
+                broken = Some(b);
+                return Ok(false);
             }
-            prev = r.hash.clone();
-        }
-        Ok(None)
+            prev = r.hash;
+            Ok(true)
+        })?;
+        Ok(broken)
     }
 }
 

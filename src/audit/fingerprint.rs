@@ -58,7 +58,9 @@ impl Fingerprints {
 
     pub fn of(&self, token: &SecretString) -> Result<String, String> {
         let key = self.key.get_or_init(|| match &self.target {
-            AuditTarget::File(db) => FingerprintKey::load_or_create(db),
+            AuditTarget::File(_) | AuditTarget::Postgres(_) => {
+                FingerprintKey::load_or_create(self.target.anchor().unwrap_or(Path::new("audit.db")))
+            }
             AuditTarget::Memory => Ok(FingerprintKey::random()),
         });
         key.as_ref().map(|k| k.fingerprint(token)).map_err(Clone::clone)

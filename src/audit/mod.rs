@@ -1,13 +1,16 @@
-//! The audit log: an append-only, hash-chained SQLite record of every action steward performs.
+//! The audit log: an append-only, hash-chained record of every action steward performs, in a SQLite file for one
+//! admin or a PostgreSQL database for a team.
 
 pub mod chain;
 pub mod checkpoint;
+pub mod db;
 pub mod fingerprint;
 pub mod keyfile;
 pub mod liveness;
 pub mod query;
 pub mod signing;
 pub mod store;
+pub mod team;
 pub mod vocab;
 pub mod writer;
 

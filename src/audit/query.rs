@@ -1,10 +1,8 @@
 //! Reading the audit log back: filtered listing, pending intents, chain verification.
 
 use super::chain::{self, Break, Event};
+use super::db::{DbError, Row as DbRow, Val};
 use super::store::{AuditError, AuditStore};
-use rusqlite::params;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -41,76 +39,81 @@ const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
                        status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+fn row(r: &DbRow) -> Result<Row, DbError> {
     Ok(Row {
         event: Event {
-            seq: r.get(0)?,
-            run_id: r.get(1)?,
-            ts: r.get(2)?,
-            profile: r.get(3)?,
-            kind: r.get(4)?,
-            base_url: r.get(5)?,
-            identity: r.get(6)?,
-            op: r.get(7)?,
-            target: r.get(8)?,
-            params: r.get(9)?,
-            mode: r.get(10)?,
-            phase: r.get(11)?,
-            intent_seq: r.get(12)?,
-            status: r.get(13)?,
-            http_status: r.get(14)?,
-            error: r.get(15)?,
-            duration_ms: r.get(16)?,
-            token_source: r.get(17)?,
-            token_fp: r.get(18)?,
-            run_digest: r.get(21)?,
+            seq: r.int(0)?,
+            run_id: r.int(1)?,
+            ts: r.text(2)?,
+            profile: r.text(3)?,
+            kind: r.text(4)?,
+            base_url: r.text(5)?,
+            identity: r.text(6)?,
+            op: r.text(7)?,
+            target: r.text(8)?,
+            params: r.text(9)?,
+            mode: r.text(10)?,
+            phase: r.text(11)?,
+            intent_seq: r.opt_int(12)?,
+            status: r.text(13)?,
+            http_status: r.opt_int(14)?,
+            error: r.text(15)?,
+            duration_ms: r.opt_int(16)?,
+            token_source: r.text(17)?,
+            token_fp: r.text(18)?,
+            run_digest: r.text(21)?,
             claim: String::new(),
         },
-        prev_hash: r.get(19)?,
-        hash: r.get(20)?,
+        prev_hash: r.text(19)?,
+        hash: r.text(20)?,
     })
 }
+
+/// Rows read per query when walking the whole log, so memory stays flat however long it is.
+const PAGE_ROWS: i64 = 10_000;
 
 impl AuditStore {
     /// Events matching `filter`, oldest first (the newest `limit` of them when a limit is set).
     pub fn list(&self, filter: &Filter) -> Result<Vec<Row>, AuditError> {
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut args: Vec<SqlValue> = Vec::new();
-        let mut add = |clause: &'static str, value: SqlValue| {
-            clauses.push(clause);
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<Val> = Vec::new();
+        let mut add = |clause: &str, value: Val| {
             args.push(value);
+            clauses.push(clause.replace('?', &format!("?{}", args.len())));
         };
         if let Some(v) = &filter.since {
-            add("ts >= ?", SqlValue::Text(v.clone()));
+            add("ts >= ?", v.into());
         }
         if let Some(v) = &filter.until {
-            add("ts < ?", SqlValue::Text(v.clone()));
+            add("ts < ?", v.into());
         }
         if let Some(v) = &filter.profile {
-            add("profile = ?", SqlValue::Text(v.clone()));
+            add("profile = ?", v.into());
         }
         if let Some(v) = &filter.op {
-            add("op = ?", SqlValue::Text(v.clone()));
+            add("op = ?", v.into());
         }
         if let Some(v) = &filter.target {
-            add("target = ?", SqlValue::Text(v.clone()));
+            add("target = ?", v.into());
         }
         if let Some(v) = &filter.token_fp {
             // A fingerprint may be given shortened, as people copy them (`hmac-sha256:1f0c…`).
             let prefix = v.trim_end_matches('…').trim_end_matches("...").to_string();
-            add("instr(token_fp, ?) = 1", SqlValue::Text(prefix));
+            add("substr(token_fp, 1, length(CAST(? AS TEXT))) = ?", prefix.into());
         }
         if let Some(v) = filter.run {
-            add("run_id = ?", SqlValue::Integer(v));
+            add("run_id = ?", v.into());
         }
         if let Some(v) = filter.seq {
-            add("seq = ?", SqlValue::Integer(v));
+            add("seq = ?", v.into());
         }
         if let Some(v) = filter.since_seq {
-            add("seq > ?", SqlValue::Integer(v));
+            add("seq > ?", v.into());
         }
         if filter.pending {
-            clauses.push("phase = 'intent' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = events.seq)");
+            clauses.push(
+                "phase = 'intent' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = events.seq)".into(),
+            );
         }
         let mut sql = format!("SELECT {COLUMNS} FROM events");
         if !clauses.is_empty() {
@@ -118,36 +121,55 @@ impl AuditStore {
             sql.push_str(&clauses.join(" AND "));
         }
         match filter.limit {
-            Some(limit) => sql = format!("SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {limit}) ORDER BY seq"),
+            Some(limit) => {
+                sql = format!("SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {limit}) AS newest ORDER BY seq")
+            }
             None => sql.push_str(" ORDER BY seq"),
         }
-        let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), row)
-            .map_err(AuditError::Read)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(AuditError::Read)?;
-        Ok(rows)
+        let rows = self.db().rows(&sql, &args).map_err(AuditError::Read)?;
+        rows.iter().map(row).collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)
+    }
+
+    /// The rows after `seq` in order, a page at a time, handed to `each` until it says stop (`false`).
+    pub(super) fn each_after(
+        &self,
+        mut seq: i64,
+        each: &mut dyn FnMut(Row) -> Result<bool, AuditError>,
+    ) -> Result<(), AuditError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        loop {
+            let page = self.db().rows(&sql, &[seq.into(), PAGE_ROWS.into()]).map_err(AuditError::Read)?;
+            let full = page.len() as i64 == PAGE_ROWS;
+            for r in &page {
+                let r = row(r).map_err(AuditError::Read)?;
+                seq = r.event.seq;
+                if !each(r)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Recomputes the whole chain; reports how many rows were checked and the first break, if any.
     pub fn verify(&self) -> Result<Verification, AuditError> {
-        let mut stmt =
-            self.conn().prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY seq")).map_err(AuditError::Read)?;
-        let mut rows = stmt.query([]).map_err(AuditError::Read)?;
-        let mut expected_prev = chain::GENESIS.to_string();
         let mut checked = 0;
-        let mut runs = RunRecords::default();
-        while let Some(r) = rows.next().map_err(AuditError::Read)? {
-            let r = row(r).map_err(AuditError::Read)?;
-            if let Err(b) = self.check_row(&expected_prev, &r, &mut runs)? {
-                return Ok(Verification { checked, head: None, first_break: Some(b) });
+        let mut runs = self.run_records()?;
+        let mut prev = chain::GENESIS.to_string();
+        let mut first_break = None;
+        self.each_after(0, &mut |r| {
+            if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
+                first_break = Some(b);
+                return Ok(false);
             }
             checked += 1;
-            expected_prev = r.hash.clone();
-        }
-        let head = (checked > 0).then_some(expected_prev);
-        Ok(Verification { checked, head, first_break: None })
+            prev = r.hash;
+            Ok(true)
+        })?;
+        let head = (first_break.is_none() && checked > 0).then_some(prev);
+        Ok(Verification { checked, head, first_break })
     }
 }
 
@@ -161,11 +183,15 @@ pub struct ScriptRun {
     pub default_profile: Option<String>,
 }
 
-/// The digests of the run records seen so far in one verification (each run is read once).
+/// The digests of the run records, read once for a verification (a run made meanwhile is read when met).
 #[derive(Default)]
-pub(super) struct RunRecords(std::collections::HashMap<i64, Option<String>>);
+pub(super) struct RunRecords(HashMap<i64, Option<String>>);
 
 impl AuditStore {
+    pub(super) fn run_records(&self) -> Result<RunRecords, AuditError> {
+        Ok(RunRecords(self.run_digests(None)?.into_iter().map(|(id, d)| (id, Some(d))).collect()))
+    }
+
     /// One stored row against the row before it, and against the record of the run it is bound to.
     pub(super) fn check_row(
         &self,
@@ -212,11 +238,11 @@ pub struct Job {
 impl AuditStore {
     /// Every run's job: run → the first run of its job.
     pub fn firsts(&self) -> Result<HashMap<i64, i64>, AuditError> {
-        let mut stmt = self.conn().prepare("SELECT id, resumed_from FROM runs").map_err(AuditError::Read)?;
-        let parent: HashMap<i64, Option<i64>> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(AuditError::Read)?
-            .collect::<Result<_, _>>()
+        let rows = self.db().rows("SELECT id, resumed_from FROM runs", &[]).map_err(AuditError::Read)?;
+        let parent: HashMap<i64, Option<i64>> = rows
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.opt_int(1)?)))
+            .collect::<Result<_, DbError>>()
             .map_err(AuditError::Read)?;
         // Walks up to the first run; a cycle (only an edited log has one) ends the walk.
         let first_of = |mut id: i64| {
@@ -251,12 +277,11 @@ impl AuditStore {
         let sql = format!(
             "SELECT r.id, r.started_at, r.os_user, r.host, r.command, r.script_path, r.default_profile, e.ended_at,
                     e.exit_status,
-                    (SELECT group_concat(DISTINCT profile) FROM events WHERE run_id = r.id AND profile != ''),
                     {}, {}, {}, {}, {}, {}, {},
                     (SELECT COUNT(*) FROM events i WHERE i.run_id = r.id AND i.phase = 'intent' AND i.mode = 'live'
                      AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq))
              FROM runs r LEFT JOIN run_ends e ON e.run_id = r.id
-             WHERE ?1 IS NULL OR r.id = ?1 ORDER BY r.id DESC LIMIT ?2",
+             WHERE CAST(?1 AS BIGINT) IS NULL OR r.id = ?1 ORDER BY r.id DESC LIMIT ?2",
             count("ok"),
             count("noop"),
             count("failed"),
@@ -265,33 +290,42 @@ impl AuditStore {
             count("dry-run"),
             count("skipped"),
         );
-        let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
-        let rows = stmt
-            .query_map(params![only, limit as i64], |r| {
-                let id: i64 = r.get(0)?;
+        let rows = self.db().rows(&sql, &[only.into(), (limit as i64).into()]).map_err(AuditError::Read)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id = r.int(0).map_err(AuditError::Read)?;
+            let profiles = self
+                .db()
+                .rows(
+                    "SELECT DISTINCT profile FROM events WHERE run_id = ?1 AND profile != '' ORDER BY profile",
+                    &[id.into()],
+                )
+                .map_err(AuditError::Read)?;
+            let summary = (|| -> Result<RunSummary, DbError> {
                 Ok(RunSummary {
                     run: id,
                     job: firsts.get(&id).copied().unwrap_or(id),
-                    started: r.get(1)?,
-                    who: format!("{}@{}", r.get::<_, String>(2)?, r.get::<_, String>(3)?),
-                    command: r.get(4)?,
-                    script: r.get(5)?,
-                    default_profile: r.get(6)?,
-                    ended: r.get(7)?,
-                    exit_status: r.get(8)?,
-                    profiles: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                    ok: r.get(10)?,
-                    noop: r.get(11)?,
-                    failed: r.get(12)?,
-                    refused: r.get(13)?,
-                    cancelled: r.get(14)?,
-                    dry_run: r.get(15)?,
-                    skipped: r.get(16)?,
-                    pending: r.get(17)?,
+                    started: r.text(1)?,
+                    who: format!("{}@{}", r.text(2)?, r.text(3)?),
+                    command: r.text(4)?,
+                    script: r.opt_text(5)?,
+                    default_profile: r.opt_text(6)?,
+                    ended: r.opt_text(7)?,
+                    exit_status: r.opt_int(8)?,
+                    profiles: profiles.iter().map(|p| p.text(0)).collect::<Result<Vec<_>, _>>()?.join(","),
+                    ok: r.int(9)?,
+                    noop: r.int(10)?,
+                    failed: r.int(11)?,
+                    refused: r.int(12)?,
+                    cancelled: r.int(13)?,
+                    dry_run: r.int(14)?,
+                    skipped: r.int(15)?,
+                    pending: r.int(16)?,
                 })
-            })
-            .map_err(AuditError::Read)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)
+            })();
+            out.push(summary.map_err(AuditError::Read)?);
+        }
+        Ok(out)
     }
 }
 
@@ -324,23 +358,26 @@ pub struct RunSummary {
 impl AuditStore {
     /// The script a run executed and its command line, as recorded (`None`: no such run).
     pub fn run_script(&self, run: i64) -> Result<Option<ScriptRun>, AuditError> {
-        self.conn()
-            .query_row(
-                "SELECT script_path, script_sha256, command, default_profile FROM runs WHERE id = ?1",
-                [run],
-                |r| {
-                    Ok(ScriptRun { path: r.get(0)?, sha256: r.get(1)?, command: r.get(2)?, default_profile: r.get(3)? })
-                },
-            )
-            .optional()
-            .map_err(AuditError::Read)
+        let r = self
+            .db()
+            .row("SELECT script_path, script_sha256, command, default_profile FROM runs WHERE id = ?1", &[run.into()])
+            .map_err(AuditError::Read)?;
+        r.map(|r| {
+            Ok(ScriptRun {
+                path: r.opt_text(0)?,
+                sha256: r.opt_text(1)?,
+                command: r.text(2)?,
+                default_profile: r.opt_text(3)?,
+            })
+        })
+        .transpose()
+        .map_err(AuditError::Read)
     }
 
     /// The operations the log holds events of, for saying what an empty `--op` filter could have been.
     pub fn ops(&self) -> Result<Vec<String>, AuditError> {
-        let mut stmt = self.conn().prepare("SELECT DISTINCT op FROM events ORDER BY op").map_err(AuditError::Read)?;
-        let ops = stmt.query_map([], |r| r.get(0)).map_err(AuditError::Read)?;
-        ops.collect::<Result<Vec<String>, _>>().map_err(AuditError::Read)
+        let rows = self.db().rows("SELECT DISTINCT op FROM events ORDER BY op", &[]).map_err(AuditError::Read)?;
+        rows.iter().map(|r| r.text(0)).collect::<Result<Vec<String>, _>>().map_err(AuditError::Read)
     }
 
     /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it.
@@ -365,14 +402,12 @@ impl AuditStore {
     /// `sql` selects those four columns for the run `?1`.
     fn keyed_in_job(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
         let mut out = HashMap::new();
-        let mut stmt = self.conn().prepare(sql).map_err(AuditError::Read)?;
         let runs = self.job_of(run)?.map(|j| j.runs).unwrap_or_default();
         for id in runs {
-            let rows = stmt
-                .query_map([id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, i64>(3)?)))
-                .map_err(AuditError::Read)?;
-            for row in rows {
-                let (key, value) = row.map_err(AuditError::Read)?;
+            let rows = self.db().rows(sql, &[id.into()]).map_err(AuditError::Read)?;
+            for r in rows {
+                let key = (|| Ok::<_, DbError>(((r.text(0)?, r.text(1)?, r.text(2)?), r.int(3)?)))();
+                let (key, value) = key.map_err(AuditError::Read)?;
                 out.entry(key).or_insert(value);
             }
         }
@@ -381,14 +416,14 @@ impl AuditStore {
 
     /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted).
     pub fn last_params(&self, profile: &str, op: &str, target: &str) -> Result<Option<String>, AuditError> {
-        self.conn()
-            .query_row(
+        let r = self
+            .db()
+            .row(
                 "SELECT params FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
-                [profile, op, target],
-                |r| r.get(0),
+                &[profile.into(), op.into(), target.into()],
             )
-            .optional()
-            .map_err(AuditError::Read)
+            .map_err(AuditError::Read)?;
+        r.map(|r| r.text(0)).transpose().map_err(AuditError::Read)
     }
 
     /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).
@@ -406,15 +441,20 @@ impl AuditStore {
     }
 
     fn changes_of(&self, runs: &[i64], ops: &str) -> Result<Vec<(String, String, String, String)>, AuditError> {
-        let sql = format!("SELECT profile, op, target, params FROM events WHERE run_id IN (SELECT value FROM json_each(?1)) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} ORDER BY seq");
-        let mut stmt = self.conn().prepare(&sql).map_err(AuditError::Read)?;
-        let ids = serde_json::to_string(runs).unwrap_or_else(|_| "[]".into());
-        let rows = stmt
-            .query_map([ids], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(AuditError::Read)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(AuditError::Read)?;
-        Ok(rows)
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = (1..=runs.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT profile, op, target, params FROM events WHERE run_id IN ({}) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} ORDER BY seq",
+            ids.join(", ")
+        );
+        let args: Vec<Val> = runs.iter().map(|r| (*r).into()).collect();
+        let rows = self.db().rows(&sql, &args).map_err(AuditError::Read)?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?)))
+            .collect::<Result<Vec<_>, DbError>>()
+            .map_err(AuditError::Read)
     }
 }
 

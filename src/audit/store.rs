@@ -1,20 +1,26 @@
-//! `AuditStore`: opening the SQLite file (pragmas, numbered migrations keyed on `user_version`) and appending.
+//! `AuditStore`: opening the log (a SQLite file with pragmas and numbered migrations keyed on `user_version`, or
+//! a team's PostgreSQL database, `team`) and appending to its chain.
 
 use super::chain::{self, Event};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::db::{Db, DbError, Engine};
+use super::AuditTarget;
+use rusqlite::{Connection, TransactionBehavior};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open the audit log {path}: {source} (hint: check the directory exists and is writable, or set --audit-db)")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open { path: PathBuf, source: DbError },
+    #[error("cannot reach the team audit log {url}: {why} (hint: check the server is up, `audit_url` and the password source; steward sends nothing while its log is unreachable)")]
+    Connect { url: String, why: String },
     #[error("the audit log {path} has schema version {found}, newer than this steward understands ({supported}); upgrade steward")]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
     #[error("audit log write failed, so the action was not sent: {0} (hint: check disk space and that no other program holds the database)")]
-    Write(rusqlite::Error),
+    Write(DbError),
     #[error("audit log read failed: {0}")]
-    Read(rusqlite::Error),
+    Read(DbError),
     #[error(
         "the audit log changed under steward: {0}; nothing more is recorded or sent (hint: run `steward audit verify`)"
     )]
@@ -23,6 +29,17 @@ pub enum AuditError {
         "the audit log {path} does not verify ({why}), so steward does not act on what it records (hint: run `steward audit verify`)"
     )]
     Untrusted { path: PathBuf, why: String },
+}
+
+impl AuditError {
+    /// The database went away (a PostgreSQL server restarted or unreachable): a new connection may do.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            AuditError::Write(e) | AuditError::Read(e) => e.connection_lost(),
+            AuditError::Connect { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// Another live run has an open intent on the same account: the event was not written.
@@ -56,7 +73,8 @@ pub struct RunInfo {
 }
 
 pub struct AuditStore {
-    conn: Connection,
+    db: Db,
+    /// The SQLite file; for a team log, the local file its anchors (checkpoint, keys) are kept beside.
     path: PathBuf,
     /// The last event this connection wrote: it must still be there, unchanged, when the next is appended, so a
     /// tail cut (or rows edited) under a running process is never built upon and signed.
@@ -75,33 +93,52 @@ impl AuditStore {
             use std::os::unix::fs::OpenOptionsExt;
             let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
         }
-        let conn = Connection::open(path).map_err(|source| AuditError::Open { path: path.into(), source })?;
+        let conn = Connection::open(path).map_err(|e| AuditError::Open { path: path.into(), source: e.into() })?;
         Self::prepare(conn, path)
+    }
+
+    /// The log a target names: a SQLite file, memory, or a team's PostgreSQL database.
+    pub fn open_target(target: &AuditTarget) -> Result<Self, AuditError> {
+        match target {
+            AuditTarget::File(path) => Self::open(path),
+            AuditTarget::Memory => Self::open_in_memory(),
+            AuditTarget::Postgres(pg) => {
+                let db = super::team::open(pg)?;
+                Ok(AuditStore { db, path: pg.anchor.clone(), last_written: None })
+            }
+        }
     }
 
     /// The log at `path`, for reading back what steward will act on (a resume's finished items, what undo
     /// reverses, a user's role before termination): only if every row verifies and the log matches its anchors.
     /// An edited row before the newest checkpoint would otherwise pass the cheap check that writing does.
     pub fn open_verified(path: &Path) -> Result<Self, AuditError> {
-        let store = Self::open(path)?;
-        let untrusted = |why: String| AuditError::Untrusted { path: path.into(), why };
+        Self::open_verified_target(&AuditTarget::File(path.to_path_buf()))
+    }
+
+    /// `open_verified` for any target (a log in memory has no anchors to check).
+    pub fn open_verified_target(target: &AuditTarget) -> Result<Self, AuditError> {
+        let store = Self::open_target(target)?;
+        let untrusted = |why: String| AuditError::Untrusted { path: PathBuf::from(target.to_string()), why };
         if let Some(b) = store.verify()?.first_break {
             return Err(untrusted(format!("the chain breaks at seq {}", b.seq())));
         }
-        if let Some(problem) = super::checkpoint::problem(path, &store)? {
-            return Err(untrusted(problem));
+        if let Some(anchor) = target.anchor() {
+            if let Some(problem) = super::checkpoint::problem(anchor, &store)? {
+                return Err(untrusted(problem));
+            }
         }
         Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Self, AuditError> {
         let conn =
-            Connection::open_in_memory().map_err(|source| AuditError::Open { path: ":memory:".into(), source })?;
+            Connection::open_in_memory().map_err(|e| AuditError::Open { path: ":memory:".into(), source: e.into() })?;
         Self::prepare(conn, Path::new(":memory:"))
     }
 
     fn prepare(mut conn: Connection, path: &Path) -> Result<Self, AuditError> {
-        let open_err = |source| AuditError::Open { path: path.into(), source };
+        let open_err = |e: rusqlite::Error| AuditError::Open { path: path.into(), source: e.into() };
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // WAL lets a REPL and a batch job share the log; FULL makes each commit survive power loss.
         // Switching to WAL needs a moment alone with the file; another process opening it at the same instant
@@ -135,27 +172,38 @@ impl AuditStore {
             tx.pragma_update(None, "user_version", supported).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
-        Ok(AuditStore { conn, path: path.into(), last_written: None })
+        Ok(AuditStore { db: Db::Sqlite(conn), path: path.into(), last_written: None })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The SQLite connection, for tests that edit the file behind steward's back.
+    #[cfg(test)]
     pub(super) fn conn(&self) -> &Connection {
-        &self.conn
+        match &self.db {
+            Db::Sqlite(c) => c,
+            Db::Postgres(_) => panic!("not a SQLite log"),
+        }
     }
 
     /// Copies every frame of the write-ahead log into the database file and empties the log (it must not be
     /// in use by another process's reader); the rows then live in the database file alone.
     pub fn fold_wal(&mut self) -> Result<(), AuditError> {
-        let busy: i64 =
-            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(AuditError::Write)?;
-        if busy != 0 {
-            return Err(AuditError::Write(rusqlite::Error::SqliteFailure(
+        if self.db.engine() != Engine::Sqlite {
+            return Ok(());
+        }
+        let busy = self.db.row("PRAGMA wal_checkpoint(TRUNCATE)", &[]).map_err(AuditError::Write)?;
+        if busy.map(|r| r.int(0)).transpose().map_err(AuditError::Write)? != Some(0) {
+            return Err(AuditError::Write(DbError::Sqlite(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
                 Some("another process is reading the log; the write-ahead log could not be folded in".into()),
-            )));
+            ))));
         }
         Ok(())
     }
@@ -163,43 +211,68 @@ impl AuditStore {
     /// Records a run; returns its id and the digest of its record, which every event of the run carries.
     pub fn start_run(&mut self, info: &RunInfo) -> Result<(i64, String), AuditError> {
         let started = now();
-        self.conn
-            .execute(
-                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![started, info.os_user, info.host, info.command, info.script_path, info.script_sha256, info.resumed_from, info.default_profile],
+        let id = self
+            .db
+            .row(
+                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                &[
+                    started.into(),
+                    (&info.os_user).into(),
+                    (&info.host).into(),
+                    (&info.command).into(),
+                    info.script_path.clone().into(),
+                    info.script_sha256.clone().into(),
+                    info.resumed_from.into(),
+                    info.default_profile.clone().into(),
+                ],
             )
-            .map_err(AuditError::Write)?;
-        let id = self.conn.last_insert_rowid();
+            .map_err(AuditError::Write)?
+            .map(|r| r.int(0))
+            .transpose()
+            .map_err(AuditError::Write)?
+            .ok_or_else(|| AuditError::Write(DbError::Type("the new run has no id".into())))?;
         Ok((id, self.run_digest(id)?.unwrap_or_default()))
     }
 
     /// The digest of run `id`'s record as it stands in the `runs` table now (`None`: no such run).
     pub fn run_digest(&self, id: i64) -> Result<Option<String>, AuditError> {
-        self.conn
-            .query_row(
-                "SELECT started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile FROM runs WHERE id = ?1",
-                [id],
-                |r| {
-                    let text = |i: usize| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
-                    let resumed = r.get::<_, Option<i64>>(6)?.map(|n| n.to_string()).unwrap_or_default();
-                    let mut fields =
-                        vec![id.to_string(), text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, resumed];
-                    // Only when set, so runs recorded before the column keep their digests.
-                    if let Some(profile) = r.get::<_, Option<String>>(7)? {
-                        fields.push(profile);
-                    }
-                    Ok(chain::run_digest(&fields.iter().map(String::as_str).collect::<Vec<_>>()))
-                },
+        Ok(self.run_digests(Some(id))?.remove(&id))
+    }
+
+    /// The digests of every run's record (or of run `only`), by run id.
+    pub(super) fn run_digests(&self, only: Option<i64>) -> Result<HashMap<i64, String>, AuditError> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT id, started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile FROM runs WHERE CAST(?1 AS BIGINT) IS NULL OR id = ?1",
+                &[only.into()],
             )
-            .optional()
-            .map_err(AuditError::Read)
+            .map_err(AuditError::Read)?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let digest = (|| -> Result<(i64, String), DbError> {
+                let id = r.int(0)?;
+                let text = |i: usize| r.opt_text(i).map(Option::unwrap_or_default);
+                let resumed = r.opt_int(7)?.map(|n| n.to_string()).unwrap_or_default();
+                let mut fields =
+                    vec![id.to_string(), text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, text(6)?, resumed];
+                // Only when set, so runs recorded before the column keep their digests.
+                if let Some(profile) = r.opt_text(8)? {
+                    fields.push(profile);
+                }
+                Ok((id, chain::run_digest(&fields.iter().map(String::as_str).collect::<Vec<_>>())))
+            })()
+            .map_err(AuditError::Read)?;
+            out.insert(digest.0, digest.1);
+        }
+        Ok(out)
     }
 
     pub fn end_run(&mut self, run_id: i64, exit_status: i32) -> Result<(), AuditError> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO run_ends (run_id, ended_at, exit_status) VALUES (?1, ?2, ?3)",
-                params![run_id, now(), exit_status],
+                &[run_id.into(), now().into(), i64::from(exit_status).into()],
             )
             .map_err(AuditError::Write)?;
         Ok(())
@@ -214,24 +287,59 @@ impl AuditStore {
 
     /// `append`, where an event with a `claim` is written only if no other run that is still alive
     /// (`alive(run)`) holds an open intent with the same claim; otherwise its slot names that run. The check and
-    /// the write share one transaction under the write lock, so two processes can never both claim a target.
+    /// the write share one transaction under the chain's lock, so two processes can never both claim a target.
     pub fn append_claiming(
         &mut self,
         events: &mut [Event],
         alive: &dyn Fn(i64) -> bool,
     ) -> Result<Vec<Result<i64, Busy>>, AuditError> {
-        // IMMEDIATE takes the write lock before reading the head, so two processes cannot fork the chain.
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(AuditError::Write)?;
-        let head: Option<(i64, String)> = tx
-            .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(AuditError::Write)?;
+        self.db.begin_append().map_err(AuditError::Write)?;
+        match self.append_locked(events, alive) {
+            Ok((seqs, head)) => {
+                self.db.commit().map_err(AuditError::Write)?;
+                if let Some(head) = head {
+                    self.last_written = Some(head);
+                }
+                Ok(seqs)
+            }
+            Err(e) => {
+                self.db.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes run `run`'s lock for this connection, for as long as it lasts; `false` when another process holds
+    /// it. Only a team log keeps run locks in the database (a SQLite log's are files beside it, `liveness`).
+    pub fn hold_run(&self, run: i64) -> Result<bool, AuditError> {
+        match self.db.engine() {
+            Engine::Postgres => super::team::hold(&self.db, run).map_err(AuditError::Write),
+            Engine::Sqlite => Ok(true),
+        }
+    }
+
+    /// Whether another process runs `run` now, as a team log knows it (`None` for a SQLite log: its run locks
+    /// are files beside it).
+    pub fn held_elsewhere(&self, run: i64) -> Result<Option<bool>, AuditError> {
+        match self.db.engine() {
+            Engine::Postgres => super::team::held_elsewhere(&self.db, run).map(Some).map_err(AuditError::Read),
+            Engine::Sqlite => Ok(None),
+        }
+    }
+
+    /// The body of `append_claiming`, inside its transaction: the slots, and the new head if anything was written.
+    #[allow(clippy::type_complexity)]
+    fn append_locked(
+        &self,
+        events: &mut [Event],
+        alive: &dyn Fn(i64) -> bool,
+    ) -> Result<(Vec<Result<i64, Busy>>, Option<(i64, String)>), AuditError> {
+        let w = AuditError::Write;
+        let head = self.db.row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", &[]).map_err(w)?;
+        let head = head.map(|r| Ok::<_, DbError>((r.int(0)?, r.text(1)?))).transpose().map_err(w)?;
         if let Some((seq, hash)) = &self.last_written {
-            let now: Option<String> = tx
-                .query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| r.get(0))
-                .optional()
-                .map_err(AuditError::Write)?;
-            if now.as_ref() != Some(hash) {
+            let now = self.db.row("SELECT hash FROM events WHERE seq = ?1", &[(*seq).into()]).map_err(w)?;
+            if now.map(|r| r.text(0)).transpose().map_err(w)?.as_ref() != Some(hash) {
                 return Err(AuditError::ChangedUnderUs(format!(
                     "event {seq}, which this process wrote, is gone or altered"
                 )));
@@ -239,73 +347,69 @@ impl AuditStore {
         }
         let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_string()));
         let mut seqs = Vec::with_capacity(events.len());
-        {
-            let mut insert = tx
-                .prepare_cached(
+        let ts = now();
+        for e in events.iter_mut() {
+            if !e.claim.is_empty() {
+                let holders = self
+                    .db
+                    .rows(
+                        "SELECT DISTINCT e.run_id FROM events e WHERE e.claim = ?1 AND e.run_id != ?2
+                         AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
+                        &[(&e.claim).into(), e.run_id.into()],
+                    )
+                    .map_err(w)?;
+                let holders = holders.iter().map(|r| r.int(0)).collect::<Result<Vec<i64>, _>>().map_err(w)?;
+                // A team log knows which runs are alive itself: their processes' sessions hold their locks.
+                let alive = |run: i64| match self.db.engine() {
+                    Engine::Postgres => super::team::held_elsewhere(&self.db, run).unwrap_or(true),
+                    Engine::Sqlite => alive(run),
+                };
+                if let Some(run) = holders.into_iter().find(|r| alive(*r)) {
+                    seqs.push(Err(Busy { run }));
+                    continue;
+                }
+            }
+            seq += 1;
+            e.seq = seq;
+            e.ts = ts.clone();
+            let hash = chain::link(&prev, e);
+            self.db
+                .execute(
                     "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
                      intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, claim)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                    &[
+                        e.seq.into(),
+                        e.run_id.into(),
+                        (&e.ts).into(),
+                        (&e.profile).into(),
+                        (&e.kind).into(),
+                        (&e.base_url).into(),
+                        (&e.identity).into(),
+                        (&e.op).into(),
+                        (&e.target).into(),
+                        (&e.params).into(),
+                        (&e.mode).into(),
+                        (&e.phase).into(),
+                        e.intent_seq.into(),
+                        (&e.status).into(),
+                        e.http_status.into(),
+                        (&e.error).into(),
+                        e.duration_ms.into(),
+                        (&e.token_source).into(),
+                        (&e.token_fp).into(),
+                        (&prev).into(),
+                        (&hash).into(),
+                        (&e.run_digest).into(),
+                        Some(e.claim.as_str()).filter(|c| !c.is_empty()).into(),
+                    ],
                 )
-                .map_err(AuditError::Write)?;
-            let mut holders = tx
-                .prepare_cached(
-                    "SELECT DISTINCT e.run_id FROM events e WHERE e.claim = ?1 AND e.run_id != ?2
-                     AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
-                )
-                .map_err(AuditError::Write)?;
-            let ts = now();
-            for e in events.iter_mut() {
-                if !e.claim.is_empty() {
-                    let runs = holders
-                        .query_map(params![e.claim, e.run_id], |r| r.get::<_, i64>(0))
-                        .map_err(AuditError::Write)?
-                        .collect::<Result<Vec<i64>, _>>()
-                        .map_err(AuditError::Write)?;
-                    if let Some(run) = runs.into_iter().find(|r| alive(*r)) {
-                        seqs.push(Err(Busy { run }));
-                        continue;
-                    }
-                }
-                seq += 1;
-                e.seq = seq;
-                e.ts = ts.clone();
-                let hash = chain::link(&prev, e);
-                insert
-                    .execute(params![
-                        e.seq,
-                        e.run_id,
-                        e.ts,
-                        e.profile,
-                        e.kind,
-                        e.base_url,
-                        e.identity,
-                        e.op,
-                        e.target,
-                        e.params,
-                        e.mode,
-                        e.phase,
-                        e.intent_seq,
-                        e.status,
-                        e.http_status,
-                        e.error,
-                        e.duration_ms,
-                        e.token_source,
-                        e.token_fp,
-                        prev,
-                        hash,
-                        e.run_digest,
-                        Some(e.claim.as_str()).filter(|c| !c.is_empty())
-                    ])
-                    .map_err(AuditError::Write)?;
-                seqs.push(Ok(seq));
-                prev = hash;
-            }
+                .map_err(w)?;
+            seqs.push(Ok(seq));
+            prev = hash;
         }
-        tx.commit().map_err(AuditError::Write)?;
-        if seqs.iter().any(Result::is_ok) {
-            self.last_written = Some((seq, prev));
-        }
-        Ok(seqs)
+        let written = seqs.iter().any(Result::is_ok).then_some((seq, prev));
+        Ok((seqs, written))
     }
 }
 
@@ -331,8 +435,8 @@ mod tests {
         assert_eq!(seqs, vec![1, 2]);
         assert_eq!(store.append(&mut [event("demote")]).unwrap(), vec![3]);
         let prev: String =
-            store.conn.query_row("SELECT prev_hash FROM events WHERE seq = 3", [], |r| r.get(0)).unwrap();
-        let hash2: String = store.conn.query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
+            store.conn().query_row("SELECT prev_hash FROM events WHERE seq = 3", [], |r| r.get(0)).unwrap();
+        let hash2: String = store.conn().query_row("SELECT hash FROM events WHERE seq = 2", [], |r| r.get(0)).unwrap();
         assert_eq!(prev, hash2);
     }
 
@@ -357,10 +461,10 @@ mod tests {
     fn the_log_refuses_updates_and_deletes() {
         let mut store = AuditStore::open_in_memory().unwrap();
         store.append(&mut [event("suspend")]).unwrap();
-        assert!(store.conn.execute("UPDATE events SET target = 'x'", []).is_err());
-        assert!(store.conn.execute("DELETE FROM events", []).is_err());
+        assert!(store.conn().execute("UPDATE events SET target = 'x'", []).is_err());
+        assert!(store.conn().execute("DELETE FROM events", []).is_err());
         store.start_run(&RunInfo::default()).unwrap();
-        assert!(store.conn.execute("DELETE FROM runs", []).is_err());
+        assert!(store.conn().execute("DELETE FROM runs", []).is_err());
     }
 
     #[test]

@@ -14,6 +14,40 @@ use std::sync::Arc;
 pub enum AuditTarget {
     File(PathBuf),
     Memory,
+    /// A team's shared log on PostgreSQL.
+    Postgres(Arc<super::team::PgTarget>),
+}
+
+impl AuditTarget {
+    /// The local file the log's anchors (checkpoint, signing and fingerprint keys) are kept beside: the log
+    /// itself for SQLite, this machine's own place for a team log; none for a log in memory.
+    /// Whether there is a log to read yet (a file log is made by the first action; a team log is always there,
+    /// or unreachable, which opening it says).
+    pub fn exists(&self) -> bool {
+        match self {
+            AuditTarget::File(p) => p.exists(),
+            AuditTarget::Memory => false,
+            AuditTarget::Postgres(_) => true,
+        }
+    }
+
+    pub fn anchor(&self) -> Option<&std::path::Path> {
+        match self {
+            AuditTarget::File(p) => Some(p),
+            AuditTarget::Memory => None,
+            AuditTarget::Postgres(pg) => Some(&pg.anchor),
+        }
+    }
+}
+
+impl std::fmt::Display for AuditTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditTarget::File(p) => write!(f, "{}", p.display()),
+            AuditTarget::Memory => f.write_str(":memory:"),
+            AuditTarget::Postgres(pg) => f.write_str(&pg.shown),
+        }
+    }
 }
 
 /// Each event's sequence number, or the live run that holds the claim it asked for (the event was not written).
@@ -60,6 +94,7 @@ impl Pending {
 
 enum Job {
     Append(Vec<Event>, Reply),
+    Hold(i64, mpsc::Sender<Result<bool, WriteError>>),
     Describe(Box<dyn FnOnce(&mut RunInfo) + Send>),
     End(i32, std::sync::mpsc::Sender<()>),
 }
@@ -76,11 +111,10 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
     run_id: Arc<AtomicI64>,
-    locks: Arc<SharedLocks>,
 }
 
-/// The run locks beside a file log, opened on first use (read-only commands never make the file), and shared
-/// by the writer and the resume of a job: one opening per process, so its locks never stand in its own way.
+/// The run locks beside a file log, opened on first use (read-only commands never make the file): one opening
+/// per process, so its locks never stand in its own way. A team log keeps its run locks in the database.
 struct SharedLocks {
     log: Option<PathBuf>,
     opened: std::sync::Mutex<Option<Arc<RunLocks>>>,
@@ -115,7 +149,10 @@ struct State {
     store: Option<AuditStore>,
     info: RunInfo,
     run_id: Arc<AtomicI64>,
-    locks: Arc<SharedLocks>,
+    locks: SharedLocks,
+    /// The runs this process holds (its own and the jobs it resumes): taken again on a new connection to a
+    /// team log, whose locks end with the connection that took them.
+    held: Vec<i64>,
     /// The digest of this run's record, carried by each of its events (binding the record into the chain).
     run_digest: String,
     /// Rows committed since the last checkpoint, and when it was written.
@@ -126,23 +163,41 @@ struct State {
 impl State {
     fn store(&mut self) -> Result<&mut AuditStore, WriteError> {
         if self.store.is_none() {
-            let store = match &self.target {
-                AuditTarget::File(p) => AuditStore::open(p),
-                AuditTarget::Memory => AuditStore::open_in_memory(),
-            }?;
+            let store = AuditStore::open_target(&self.target)?;
             // Fail closed: nothing is recorded (so nothing is sent) on a log that is damaged or was cut short.
-            if let AuditTarget::File(p) = &self.target {
-                if let Some(problem) = checkpoint::problem(p, &store)? {
-                    return Err(WriteError::Damaged { path: p.clone(), problem });
+            if let Some(anchor) = self.target.anchor() {
+                if let Some(problem) = checkpoint::problem(anchor, &store)? {
+                    return Err(WriteError::Damaged { path: PathBuf::from(self.target.to_string()), problem });
                 }
                 // A new log is anchored before its first event, so a log with events always has a checkpoint.
-                if !checkpoint::path_for(p).exists() {
-                    checkpoint::write(p, &store, self.syslog.as_deref()).map_err(WriteError::Checkpoint)?;
+                if !checkpoint::path_for(anchor).exists() {
+                    checkpoint::write(anchor, &store, self.syslog.as_deref()).map_err(WriteError::Checkpoint)?;
+                }
+            }
+            // A new connection to a team log holds no locks yet: take this process's again, unless another
+            // process took one over while the database was out of reach.
+            for run in self.held.clone() {
+                if !store.hold_run(run)? {
+                    return Err(WriteError::Lock(format!(
+                        "run {run} was taken over by another process while the audit log was out of reach;                          this process stops recording (and sending)"
+                    )));
                 }
             }
             self.store = Some(store);
         }
         self.store.as_mut().ok_or(WriteError::Stopped)
+    }
+
+    /// Takes run `run`'s lock for this process; `false` when another process holds it.
+    fn hold(&mut self, run: i64) -> Result<bool, WriteError> {
+        let held = match self.locks.get()? {
+            Some(files) => files.hold(run).map_err(|e| WriteError::Lock(format!("cannot lock run {run}: {e}")))?,
+            None => self.store()?.hold_run(run)?,
+        };
+        if held && !self.held.contains(&run) {
+            self.held.push(run);
+        }
+        Ok(held)
     }
 
     fn run(&mut self) -> Result<i64, WriteError> {
@@ -153,9 +208,7 @@ impl State {
         let info = self.info.clone();
         let (id, digest) = self.store()?.start_run(&info)?;
         // Held for the life of the process: other processes see this run is alive, and its claims stand.
-        if let Some(locks) = self.locks.get()? {
-            locks.hold(id).map_err(|e| WriteError::Lock(format!("cannot lock run {id}: {e}")))?;
-        }
+        self.hold(id)?;
         self.run_digest = digest;
         self.run_id.store(id, Ordering::SeqCst);
         Ok(id)
@@ -173,6 +226,9 @@ impl State {
             };
             match job {
                 Job::Describe(f) => f(&mut self.info),
+                Job::Hold(run, reply) => {
+                    let _ = reply.send(self.hold(run));
+                }
                 Job::End(status, done) => {
                     self.end(status);
                     let _ = done.send(());
@@ -219,12 +275,19 @@ impl State {
 
     fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, WriteError> {
         let run = self.run()?;
+        self.store()?;
         for e in batch.iter_mut() {
             e.run_id = run;
             e.run_digest = self.run_digest.clone();
         }
-        let locks = self.locks.clone();
-        let seqs = self.store()?.append_claiming(batch, &|r| locks.alive_elsewhere(r))?;
+        let locks = &self.locks;
+        let Some(store) = self.store.as_mut() else { return Err(WriteError::Stopped) };
+        let appended = store.append_claiming(batch, &|r| locks.alive_elsewhere(r));
+        // A team log's server went away: the next commit connects anew (and fails closed until it can).
+        if appended.as_ref().is_err_and(super::AuditError::connection_lost) {
+            self.store = None;
+        }
+        let seqs = appended?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
         self.keep_wal_on_disk(run)?;
         self.unchecked_rows += seqs.len();
@@ -235,8 +298,8 @@ impl State {
     }
 
     fn write_checkpoint(&mut self) {
-        if let (AuditTarget::File(p), Some(store)) = (&self.target, &self.store) {
-            if let Err(e) = checkpoint::write(p, store, self.syslog.as_deref()) {
+        if let (Some(anchor), Some(store)) = (self.target.anchor(), &self.store) {
+            if let Err(e) = checkpoint::write(anchor, store, self.syslog.as_deref()) {
                 tracing::warn!("could not write the audit checkpoint: {e}");
             }
         }
@@ -281,16 +344,17 @@ impl AuditWriter {
         let run_id = Arc::new(AtomicI64::new(0));
         let log = match &target {
             AuditTarget::File(p) => Some(p.clone()),
-            AuditTarget::Memory => None,
+            AuditTarget::Memory | AuditTarget::Postgres(_) => None,
         };
-        let locks = Arc::new(SharedLocks { log, opened: std::sync::Mutex::new(None) });
+        let locks = SharedLocks { log, opened: std::sync::Mutex::new(None) };
         let state = State {
             target,
             syslog,
             store: None,
             info,
             run_id: run_id.clone(),
-            locks: locks.clone(),
+            locks,
+            held: Vec::new(),
             run_digest: String::new(),
             unchecked_rows: 0,
             checkpointed_at: std::time::Instant::now(),
@@ -299,18 +363,15 @@ impl AuditWriter {
             .name("steward-audit".into())
             .spawn(move || state.serve(rx))
             .expect("the audit thread starts");
-        AuditWriter { jobs: tx, run_id, locks }
+        AuditWriter { jobs: tx, run_id }
     }
 
     /// Takes the lock of a job (its first run) for this process, so no other process runs or resumes it at the
     /// same time; `false` when another one is. A log in memory has no other process.
     pub fn hold_job(&self, first_run: i64) -> Result<bool, WriteError> {
-        match self.locks.get()? {
-            Some(locks) => {
-                locks.hold(first_run).map_err(|e| WriteError::Lock(format!("cannot lock run {first_run}: {e}")))
-            }
-            None => Ok(true),
-        }
+        let (tx, rx) = mpsc::channel();
+        self.jobs.send(Job::Hold(first_run, tx)).map_err(|_| WriteError::Stopped)?;
+        rx.recv().map_err(|_| WriteError::Stopped)?
     }
 
     /// Appends events and waits until they are durable; returns their sequence numbers (or, for an event

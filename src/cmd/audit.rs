@@ -14,14 +14,14 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::Result<()> {
-    if !ctx.audit_path.exists() {
+    if !ctx.audit_target.exists() {
         return Err(UsageError::new(format!(
             "no audit log at {} yet (steward creates it with the first action; pass --audit-db to read another)",
-            ctx.audit_path.display()
+            ctx.audit_target
         ))
         .into());
     }
-    let mut store = AuditStore::open(&ctx.audit_path)?;
+    let mut store = AuditStore::open_target(&ctx.audit_target)?;
     match cmd {
         AuditCommand::Anchor => anchor(ctx, &mut store)?,
         AuditCommand::List(args) => {
@@ -84,7 +84,7 @@ fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
     };
     output::note(&format!("audit log not anchored: {problem}"));
     let question =
-        format!("its {} events link up from the first; anchor {} as it is now?", v.checked, ctx.audit_path.display());
+        format!("its {} events link up from the first; anchor {} as it is now?", v.checked, ctx.audit_target);
     if !ctx.dispatcher.mode().assume_yes {
         match ctx.dispatcher.prompt().confirm(&question) {
             Ok(true) => {}

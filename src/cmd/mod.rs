@@ -37,7 +37,7 @@ pub fn session(ctx: &Context, args: &[(String, String)], script_dir: Option<&Pat
         runtime: ctx.runtime.handle().clone(),
         dispatcher: ctx.dispatcher.clone(),
         connections: ctx.connections.clone(),
-        audit_path: ctx.audit_path.clone(),
+        audit_target: ctx.audit_target.clone(),
     });
     let watchdog = Rc::new(Watchdog::new(ctx.interrupt.clone(), ctx.script_budgets.clone()));
     let engine = engine::build(host, watchdog.clone(), script_dir);

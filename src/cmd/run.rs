@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
 /// A resume continues the same job: the same script (by its SHA-256, wherever it lies now) with the same
 /// arguments on the same default profile. Anything else would "finish" a job with other work (an unsuspend script resuming a suspension).
 fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) -> anyhow::Result<()> {
-    let store = crate::audit::AuditStore::open_verified(&ctx.audit_path)?;
+    let store = crate::audit::AuditStore::open_verified_target(&ctx.audit_target)?;
     let Some(ScriptRun { path, sha256: recorded_sha, command, default_profile }) = store.run_script(run)? else {
         // A job stopped before it recorded anything did nothing: it starts from the beginning.
         output::note(&format!("run {run} is not in the audit log (it stopped before recording anything): starting the job from the beginning"));

@@ -11,14 +11,17 @@ use crate::output;
 use serde_json::{json, Value};
 
 pub fn run(ctx: &Context, cmd: &Option<RunsCommand>) -> anyhow::Result<()> {
-    if !ctx.audit_path.exists() {
-        output::note(&format!("no runs yet: the audit log {} does not exist", ctx.audit_path.display()));
+    if !ctx.audit_target.exists() {
+        output::note(&format!("no runs yet: the audit log {} does not exist", ctx.audit_target));
         return Ok(());
     }
-    let store = AuditStore::open(&ctx.audit_path)?;
+    let store = AuditStore::open_target(&ctx.audit_target)?;
     // A listing makes no file: without a lock file, no run is alive.
     let locks = RunLocks::open_existing(&ctx.audit_path).ok().flatten();
-    let alive = |run: i64| locks.as_ref().is_some_and(|l| l.held_elsewhere(run).unwrap_or(false));
+    let alive = |run: i64| match store.held_elsewhere(run) {
+        Ok(Some(team)) => team,
+        _ => locks.as_ref().is_some_and(|l| l.held_elsewhere(run).unwrap_or(false)),
+    };
     match cmd {
         None | Some(RunsCommand::List { .. }) => {
             let limit = match cmd {

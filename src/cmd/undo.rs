@@ -10,10 +10,10 @@ use crate::output;
 use serde_json::{json, Value};
 
 pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
-    if !ctx.audit_path.exists() {
-        return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_path.display())).into());
+    if !ctx.audit_target.exists() {
+        return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_target)).into());
     }
-    let store = AuditStore::open_verified(&ctx.audit_path)?;
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
     let Some(job) = store.job_of(run)? else {
         return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
     };

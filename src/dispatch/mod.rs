@@ -863,12 +863,14 @@ impl Dispatcher {
 
     /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
     fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Result<Option<Value>, ApiError> {
-        let (AuditTarget::File(path), Some(target)) = (&self.audit_target, target) else { return Ok(None) };
+        let Some(target) = target.filter(|_| !matches!(self.audit_target, AuditTarget::Memory)) else {
+            return Ok(None);
+        };
         let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Audit, e.to_string());
         // One verified read connection for the run: a bulk unsuspend asks this once per user.
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         if reader.is_none() {
-            *reader = Some(crate::audit::AuditStore::open_verified(path).map_err(unreadable)?);
+            *reader = Some(crate::audit::AuditStore::open_verified_target(&self.audit_target).map_err(unreadable)?);
         }
         let Some(store) = reader.as_ref() else { return Ok(None) };
         let text = store.last_params(&conn.profile, op.name(), target).map_err(unreadable)?;

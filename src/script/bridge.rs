@@ -17,7 +17,7 @@ pub struct Host {
     pub dispatcher: Arc<Dispatcher>,
     pub connections: Arc<Connections>,
     /// The audit log `audit(filter)` reads.
-    pub audit_path: std::path::PathBuf,
+    pub audit_target: crate::audit::AuditTarget,
 }
 
 impl Host {

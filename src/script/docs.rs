@@ -61,7 +61,7 @@ mod tests {
             runtime: runtime.handle().clone(),
             dispatcher,
             connections,
-            audit_path: std::path::PathBuf::from(":memory:"),
+            audit_target: AuditTarget::Memory,
         });
         let watchdog = std::rc::Rc::new(super::super::watchdog::Watchdog::new(interrupt, Default::default()));
         let engine = super::super::engine::build(host, watchdog, None);

@@ -2,6 +2,8 @@
 
 // Helpers shared by every module: temp dirs, the binary, the sandbox, failure reports that explain themselves.
 mod util;
+// A PostgreSQL server of the test's own, for team mode.
+mod pg;
 
 // Command-line behaviour: help, completions, exit codes, config errors, profiles.
 mod cli;
@@ -51,3 +53,5 @@ mod fuzz;
 mod examples;
 // The README's tour, run as written.
 mod readme;
+// Team mode: the audit log on PostgreSQL, shared by processes on several machines.
+mod team;

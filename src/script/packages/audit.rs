@@ -25,7 +25,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
 }
 
 fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
-    if !host.audit_path.exists() {
+    if !host.audit_target.exists() {
         return Ok(Array::new());
     }
     let text = |k: &str| filter.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
@@ -48,7 +48,7 @@ fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
         pending: filter.get("pending").and_then(|v| v.as_bool().ok()).unwrap_or(false),
         limit: int("limit").map(|n| n.max(0) as usize),
     };
-    let store = AuditStore::open(&host.audit_path).map_err(|e| invalid(e.to_string()))?;
+    let store = AuditStore::open_target(&host.audit_target).map_err(|e| invalid(e.to_string()))?;
     let rows = store.list(&f).map_err(|e| invalid(e.to_string()))?;
     Ok(rows.into_iter().map(|r| to_dynamic(serde_json::to_value(r).unwrap_or_default())).collect())
 }

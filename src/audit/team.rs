@@ -1,0 +1,180 @@
+//! The team audit log: the same chain on a shared PostgreSQL database (`audit_url`), so a team's admins on
+//! many machines write one log. Connecting (TLS, a password never inline), the schema, and which runs are
+//! alive: a run holds a session advisory lock for as long as its process lives, which PostgreSQL drops the
+//! moment that process's connection ends (a kill -9, a machine gone past its TCP keepalive).
+
+use super::db::{Db, DbError, Pg, LOCK_SPACE, SCHEMA_LOCK};
+use super::AuditError;
+use rustls::pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// PostgreSQL's schema migrations, in order; `steward_schema` records each one applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+
+/// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
+const RUN_SPACE: i32 = 0x5354_5752; // "STWR"
+
+/// Gives the password when a connection is made (`audit_password_env` / `audit_password_cmd`), or none.
+pub type PasswordSource = Arc<dyn Fn() -> Result<Option<SecretString>, String> + Send + Sync>;
+
+/// Where a team log is and how to reach it.
+pub struct PgTarget {
+    config: postgres::Config,
+    /// `user@host:port/dbname`, as messages name the log (never the password).
+    pub shown: String,
+    /// A CA certificate (PEM) trusted besides the usual roots, for a server with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The local file this machine's anchors of the log (checkpoint, keys) are kept beside.
+    pub anchor: PathBuf,
+    password: PasswordSource,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({})", self.shown)
+    }
+}
+
+impl PgTarget {
+    /// Checks `url` (a `postgres://` URL or a `key=value` string) and refuses one with a password in it.
+    /// `anchors`: the directory this machine keeps its anchors of team logs in.
+    pub fn new(
+        url: &str,
+        ca_file: Option<PathBuf>,
+        anchors: &std::path::Path,
+        password: PasswordSource,
+    ) -> Result<Self, String> {
+        let config = postgres::Config::from_str(url).map_err(|e| {
+            format!("audit_url is not a PostgreSQL connection URL ({e}); write it as postgres://USER@HOST:PORT/DB")
+        })?;
+        if config.get_password().is_some() {
+            return Err("audit_url holds a password; take it out and give it through audit_password_env or \
+                        audit_password_cmd (a URL is shown in messages and kept in shell history)"
+                .into());
+        }
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => return Err("audit_url names no host; write it as postgres://USER@HOST:PORT/DB".into()),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("");
+        let db = config.get_dbname().unwrap_or(user);
+        let shown = format!("postgres://{user}@{host}:{port}/{db}");
+        // One anchor per log, whichever role this machine reaches it as.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{host}:{port}/{db}").as_bytes());
+        let anchor = anchors.join(format!("team-{}.log", hex::encode(&digest[..8])));
+        Ok(PgTarget { config, shown, ca_file, anchor, password })
+    }
+
+    fn connect(&self) -> Result<postgres::Client, AuditError> {
+        let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
+        let mut config = self.config.clone();
+        if let Some(password) = (self.password)().map_err(fail)? {
+            config.password(password.expose_secret());
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        // A machine that vanishes is noticed within about half a minute, and its runs' locks fall with it.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .application_name("steward");
+        let connected = match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => config.connect(postgres::NoTls),
+            _ => config.connect(self.tls().map_err(fail)?),
+        };
+        connected.map_err(|e| fail(DbError::from(e).to_string()))
+    }
+
+    /// TLS that checks the server's certificate and name (the usual web roots plus `ca_file`), whatever the
+    /// `sslmode`: a log reached over an unchecked connection could be anyone's.
+    fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read audit_ca_file {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("audit_ca_file {} is not PEM: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("audit_ca_file {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!("audit_ca_file {} holds no certificate", path.display()));
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
+/// Connects and brings the schema up to date (under a lock, so two machines starting at once migrate once).
+pub fn open(target: &PgTarget) -> Result<Db, AuditError> {
+    let db = Db::Postgres(Box::new(std::sync::Mutex::new(Pg::new(target.connect()?))));
+    let open_err = |source: DbError| AuditError::Open { path: PathBuf::from(&target.shown), source };
+    db.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {SCHEMA_LOCK})")).map_err(open_err)?;
+    let migrated = migrate(&db, target);
+    match migrated {
+        Ok(()) => db.commit().map_err(open_err)?,
+        Err(e) => {
+            db.rollback();
+            return Err(e);
+        }
+    }
+    Ok(db)
+}
+
+fn migrate(db: &Db, target: &PgTarget) -> Result<(), AuditError> {
+    let open_err = |source: DbError| AuditError::Open { path: PathBuf::from(&target.shown), source };
+    let exists = db.row("SELECT to_regclass('steward_schema') IS NOT NULL", &[]).map_err(open_err)?;
+    let exists = exists.map(|r| r.int(0)).transpose().map_err(open_err)? == Some(1);
+    let version = if exists {
+        let v = db.row("SELECT max(version) FROM steward_schema", &[]).map_err(open_err)?;
+        v.map(|r| r.opt_int(0)).transpose().map_err(open_err)?.flatten().unwrap_or(0)
+    } else {
+        0
+    };
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(AuditError::NewerSchema { path: PathBuf::from(&target.shown), found: version, supported });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        db.batch(sql).map_err(open_err)?;
+        db.execute("INSERT INTO steward_schema (version) VALUES (?1)", &[(n as i64 + 1).into()]).map_err(open_err)?;
+    }
+    Ok(())
+}
+
+/// Takes run `run`'s lock for this connection's session; `false` when another session holds it.
+pub(super) fn hold(db: &Db, run: i64) -> Result<bool, DbError> {
+    let key = run_key(run)?;
+    let r = db.row(&format!("SELECT pg_try_advisory_lock({RUN_SPACE}, {key})"), &[])?;
+    Ok(r.map(|r| r.int(0)).transpose()? == Some(1))
+}
+
+/// Whether a session other than this connection's holds run `run`'s lock (its process is alive).
+pub(super) fn held_elsewhere(db: &Db, run: i64) -> Result<bool, DbError> {
+    let key = run_key(run)?;
+    let r = db.row(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = ?1 AND objid::bigint = ?2
+         AND objsubid = 2 AND granted AND pid != pg_backend_pid()",
+        &[i64::from(RUN_SPACE).into(), key.into()],
+    )?;
+    Ok(r.map(|r| r.int(0)).transpose()?.unwrap_or(0) > 0)
+}
+
+fn run_key(run: i64) -> Result<i64, DbError> {
+    i32::try_from(run).map(i64::from).map_err(|_| DbError::Type(format!("run {run} is past the lockable range")))
+}

@@ -1,0 +1,181 @@
+//! A PostgreSQL server of the test's own (DESIGN.md §6): `initdb` in a temp dir, started on 127.0.0.1 and a free
+//! port, stopped however the test ends. As root, the server runs as the `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The superuser's password (host connections need a password; the socket in the temp dir is trusted).
+pub const SUPER_PASSWORD: &str = "pg-super-Secret-42";
+/// A team member's login: a member of `steward_writer`, so it may read and append, nothing else.
+pub const WRITER: &str = "alice";
+pub const WRITER_PASSWORD: &str = "alice-Pg-pass-7731";
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+fn bin_dir() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()));
+    assert!(
+        dir.join("initdb").exists(),
+        "PostgreSQL 15 is not installed at {} (Debian: apt-get install postgresql-15; or set PG_BIN); the team-mode \
+         tests need a real server",
+        dir.display()
+    );
+    dir
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        if is_root() {
+            let ok = Command::new("chown").arg("-R").arg("postgres:postgres").arg(dir.path()).status();
+            assert!(ok.is_ok_and(|s| s.success()), "chown of the PostgreSQL temp dir to postgres");
+        }
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, SUPER_PASSWORD).expect("write pwfile");
+        let port = free_port();
+        let pg = Postgres { dir, port, bin };
+        pg.as_server(
+            &pg.bin.join("initdb"),
+            &[
+                "-D",
+                &pg.data().display().to_string(),
+                "-U",
+                "postgres",
+                "--pwfile",
+                &pw.display().to_string(),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.start_server();
+        pg.sql("CREATE DATABASE steward");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs a server binary as the user the server runs as (`postgres` under root).
+    fn as_server(&self, program: &Path, args: &[&str]) -> std::process::Output {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL binary");
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.as_server(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data().display().to_string(), "-w", "-l", &log, "-o", &opts, "start"],
+        );
+    }
+
+    /// Stops the server at once (connections cut, as when it crashes or is restarted).
+    pub fn stop_server(&self) {
+        self.as_server(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data().display().to_string(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Runs SQL as the superuser on database `db` through the trusted socket; the output of psql.
+    pub fn sql_in(&self, db: &str, sql: &str) -> String {
+        let out = self.as_server(
+            &self.bin.join("psql"),
+            &[
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.sql_in("postgres", sql)
+    }
+
+    /// Like `sql_in`, but the error text when the statement fails (it must).
+    pub fn sql_fails_as(&self, user: &str, password: &str, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user, "-d", "steward", "-At", "-v"])
+            .arg("ON_ERROR_STOP=1")
+            .args(["-c", sql])
+            .env("PGPASSWORD", password);
+        let out = cmd.output().expect("psql runs");
+        assert!(!out.status.success(), "{sql} as {user} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// `postgres://USER@127.0.0.1:PORT/steward`.
+    pub fn url(&self, user: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/steward?sslmode=disable", self.port)
+    }
+
+    /// Makes the writer login (a member of `steward_writer`); the schema must exist (steward made it).
+    pub fn add_writer(&self) {
+        self.sql(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{WRITER}') THEN \
+             CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'; END IF; END $$; GRANT steward_writer TO {WRITER}"
+        ));
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = cmd.args(["-D", &self.data().display().to_string(), "-m", "immediate", "stop"]).output();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}

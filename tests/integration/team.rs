@@ -1,0 +1,199 @@
+//! Team mode: the audit log on a real PostgreSQL server (`audit_url`), shared by several steward processes.
+
+use crate::pg::{self, Postgres};
+use crate::util::{Env, Run, Sandbox};
+use std::process::Command;
+
+/// An env whose audit log is the team log on `pg`, reached as `user` (password from `PGPW`).
+fn team_env(sb: &Sandbox, pg: &Postgres, user: &str) -> Env {
+    let env = Env::with_sandbox(sb);
+    let config = std::fs::read_to_string(env.path("config.toml")).expect("config");
+    env.write_config(&format!(
+        "audit_url = \"{}\"\naudit_password_env = \"PGPW\"\nmax_changes = 1000\n{config}",
+        pg.url(user)
+    ));
+    env
+}
+
+fn password_of(user: &str) -> &'static str {
+    if user == pg::WRITER {
+        pg::WRITER_PASSWORD
+    } else {
+        pg::SUPER_PASSWORD
+    }
+}
+
+/// The steward binary in `env`, on the team log as `user`.
+fn team_cmd(env: &Env, user: &str) -> Command {
+    let mut cmd = env.cmd();
+    cmd.env_remove("STEWARD_AUDIT_DB").env("PGPW", password_of(user));
+    cmd
+}
+
+fn team_run(env: &Env, user: &str, args: &[&str]) -> Run {
+    let mut cmd = team_cmd(env, user);
+    cmd.args(args);
+    Run::of(cmd)
+}
+
+fn rows(env: &Env, user: &str) -> Vec<serde_json::Value> {
+    let run = team_run(env, user, &["--format", "json", "audit", "list", "--all"]).success();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
+}
+
+#[test]
+fn a_team_log_records_each_action_and_verifies() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(20);
+    let env = team_env(&sb, &pg, "postgres");
+    team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0005\", #{reason: \"left\"})"]).success();
+    let events = rows(&env, "postgres");
+    let suspend: Vec<_> = events.iter().filter(|e| e["op"] == "suspend").collect();
+    assert_eq!(suspend.len(), 2, "an intent and an outcome: {events:#?}");
+    assert_eq!((suspend[0]["phase"].as_str(), suspend[1]["phase"].as_str()), (Some("intent"), Some("outcome")));
+    assert_eq!(
+        pg.sql_in("steward", "SELECT count(*) FROM events WHERE op = 'suspend'"),
+        "2",
+        "the rows are in PostgreSQL"
+    );
+    assert!(!env.audit_db().exists(), "no SQLite log was made beside");
+    team_run(&env, "postgres", &["audit", "verify"]).success().stdout_has("audit log OK");
+}
+
+#[test]
+fn the_password_is_never_inline_and_never_shown() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(5);
+    let env = team_env(&sb, &pg, "postgres");
+    let inline = format!("postgres://postgres:{}@127.0.0.1:{}/steward", pg::SUPER_PASSWORD, pg.port);
+    let run = team_run(&env, "postgres", &["--audit-url", &inline, "audit", "list"]).code(2);
+    assert!(run.stderr.contains("audit_password_env"), "{}", run.report());
+    assert!(!run.stderr.contains(pg::SUPER_PASSWORD), "the password is echoed:\n{}", run.report());
+    // A wrong password: the error names the log, not the password.
+    let mut cmd = team_cmd(&env, "postgres");
+    cmd.env("PGPW", "not-the-Password-9").args([
+        "--yes",
+        "eval",
+        "connect().suspend(\"user0003\", #{reason: \"left\"})",
+    ]);
+    let run = Run::of(cmd);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("password authentication failed"), "{}", run.report());
+    assert!(!run.stderr.contains("not-the-Password-9"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0, "nothing was sent without a log");
+}
+
+#[test]
+fn no_database_no_mutation() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(5);
+    let env = team_env(&sb, &pg, "postgres");
+    team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0001\", #{reason: \"left\"})"]).success();
+    pg.stop_server();
+    let run = team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("cannot reach the team audit log"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0, "sent while the log was down:\n{}", run.report());
+    pg.start_server();
+    team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]).success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 1);
+    team_run(&env, "postgres", &["audit", "verify"]).success();
+}
+
+#[test]
+fn four_processes_at_once_write_one_unbroken_chain() {
+    let pg = Postgres::start();
+    // Answers take 20 ms, so the four jobs overlap and their commits interleave.
+    let sb = Sandbox::slow(220, 20);
+    let env = team_env(&sb, &pg, "postgres");
+    // The owner's first use makes the schema; the writers then come in as a team member.
+    team_run(&env, "postgres", &["audit", "verify"]).success();
+    pg.add_writer();
+    let children: Vec<_> = (0..4)
+        .map(|w| {
+            let ids: Vec<String> = (1..=50).map(|i| format!("\"user{:04}\"", 10 + w * 50 + i)).collect();
+            let mut cmd = team_cmd(&env, pg::WRITER);
+            cmd.env("PGPW", pg::WRITER_PASSWORD);
+            let config = env.path(&format!("writer{w}.toml"));
+            let text = std::fs::read_to_string(env.path("config.toml")).expect("config").replace("postgres@", "alice@");
+            std::fs::write(&config, text).expect("write config");
+            cmd.env("STEWARD_CONFIG", &config)
+                .args([
+                    "--yes",
+                    "eval",
+                    &format!("connect().suspend_all([{}], #{{reason: \"left\"}}).len()", ids.join(",")),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("steward starts")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("steward ends");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let events = rows(&env, "postgres");
+    let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "one gapless sequence");
+    let outcomes = events.iter().filter(|e| e["op"] == "suspend" && e["phase"] == "outcome").count();
+    assert_eq!(outcomes, 200, "every suspension has its outcome");
+    let runs: std::collections::HashSet<i64> = events.iter().filter_map(|e| e["run_id"].as_i64()).collect();
+    assert_eq!(runs.len(), 4, "four writers: {runs:?}");
+    let run_of: Vec<i64> = events.iter().filter_map(|e| e["run_id"].as_i64()).collect();
+    let turns = run_of.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(turns > 10, "the writers took turns on the chain only {turns} times: they did not overlap");
+    team_run(&env, "postgres", &["audit", "verify"]).success().stdout_has("audit log OK");
+    assert_eq!(sb.suspended().len(), 200);
+}
+
+/// A team log on a fresh server holding one run: three users suspended (events 1–6).
+fn three_suspended() -> (Postgres, Sandbox, Env) {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(10);
+    let env = team_env(&sb, &pg, "postgres");
+    let suspend = "connect().suspend_all([\"user0001\", \"user0003\", \"user0004\"], #{reason: \"left\"})";
+    team_run(&env, "postgres", &["--yes", "eval", suspend]).success();
+    (pg, sb, env)
+}
+
+#[test]
+fn the_writer_cannot_rewrite_history_and_a_superuser_who_does_is_caught() {
+    let (pg, sb, env) = three_suspended();
+    pg.add_writer();
+    for sql in ["UPDATE events SET target = 'x' WHERE seq = 2", "DELETE FROM events WHERE seq = 2", "TRUNCATE events"] {
+        let e = pg.sql_fails_as(pg::WRITER, pg::WRITER_PASSWORD, sql);
+        assert!(e.contains("permission denied"), "{sql}: {e}");
+    }
+    // The owner has the rights, and the triggers still refuse.
+    let e = pg.sql_fails_as("postgres", pg::SUPER_PASSWORD, "UPDATE events SET target = 'x' WHERE seq = 2");
+    assert!(e.contains("append-only"), "{e}");
+    // A superuser turns the triggers off and edits a row: verify names it.
+    pg.sql_in(
+        "steward",
+        "ALTER TABLE events DISABLE TRIGGER USER; UPDATE events SET target = 'user0009' WHERE seq = 3; \
+         ALTER TABLE events ENABLE TRIGGER USER",
+    );
+    let run = team_run(&env, "postgres", &["audit", "verify"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stdout.contains("BROKEN at seq 3") || run.stderr.contains("BROKEN at seq 3"), "{}", run.report());
+    // Nothing is read back from it for a decision: undoing that run refuses, and sends nothing.
+    let run = team_run(&env, "postgres", &["--yes", "undo", "1"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("does not verify"), "{}", run.report());
+    assert_eq!(sb.count("DELETE /api/v3/users/user0001/suspended"), 0, "{}", run.report());
+}
+
+#[test]
+fn a_deleted_row_and_a_cut_tail_are_caught() {
+    let (pg, _sandbox, env) = three_suspended();
+    let last: i64 = pg.sql_in("steward", "SELECT max(seq) FROM events").parse().expect("a seq");
+    // The tail cut away (the last outcome): the checkpoint this machine holds names a row no longer there.
+    pg.sql_in("steward", &format!("ALTER TABLE events DISABLE TRIGGER USER; DELETE FROM events WHERE seq = {last}"));
+    let run = team_run(&env, "postgres", &["audit", "verify"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(format!("{}{}", run.stdout, run.stderr).contains("no longer in the log"), "{}", run.report());
+    // A row from the middle: the one after it no longer links.
+    pg.sql_in("steward", "DELETE FROM events WHERE seq = 2");
+    let run = team_run(&env, "postgres", &["audit", "verify"]);
+    assert!(format!("{}{}", run.stdout, run.stderr).contains("BROKEN at seq 3"), "{}", run.report());
+}
