@@ -37,6 +37,10 @@ pub struct Event {
     /// (`<profile> <name key>`), so that two processes sharing the log never send to one account at once.
     #[serde(skip)]
     pub claim: String,
+    /// Not part of the record either: the log's head when the job read the target's state. Another run that
+    /// acted on the same claim after it makes that reading stale, and the intent is refused (`Busy`).
+    #[serde(skip)]
+    pub read_at: Option<i64>,
 }
 
 impl Event {

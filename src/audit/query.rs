@@ -63,6 +63,7 @@ fn row(r: &DbRow) -> Result<Row, DbError> {
             token_fp: r.text(18)?,
             run_digest: r.text(21)?,
             claim: String::new(),
+            read_at: None,
         },
         prev_hash: r.text(19)?,
         hash: r.text(20)?,

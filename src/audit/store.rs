@@ -42,10 +42,12 @@ impl AuditError {
     }
 }
 
-/// Another live run has an open intent on the same account: the event was not written.
+/// Another run stands in the way of an intent, which was not written: it holds the account (a live run's open
+/// intent), or it acted on the account after this job read it (`changed`: the job's reading is stale).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Busy {
     pub run: i64,
+    pub changed: bool,
 }
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
@@ -365,8 +367,23 @@ impl AuditStore {
                     Engine::Sqlite => alive(run),
                 };
                 if let Some(run) = holders.into_iter().find(|r| alive(*r)) {
-                    seqs.push(Err(Busy { run }));
+                    seqs.push(Err(Busy { run, changed: false }));
                     continue;
+                }
+                if let Some(read_at) = e.read_at {
+                    let changed = self
+                        .db
+                        .row(
+                            "SELECT i.run_id FROM events i WHERE i.claim = ?1 AND i.run_id != ?2 AND (i.seq > ?3
+                             OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.seq > ?3
+                                        AND o.run_id != ?2)) LIMIT 1",
+                            &[(&e.claim).into(), e.run_id.into(), read_at.into()],
+                        )
+                        .map_err(w)?;
+                    if let Some(run) = changed.map(|r| r.int(0)).transpose().map_err(w)? {
+                        seqs.push(Err(Busy { run, changed: true }));
+                        continue;
+                    }
                 }
             }
             seq += 1;

@@ -95,6 +95,7 @@ impl Pending {
 enum Job {
     Append(Vec<Event>, Reply),
     Hold(i64, mpsc::Sender<Result<bool, WriteError>>),
+    Head(tokio::sync::oneshot::Sender<Result<i64, WriteError>>),
     Describe(Box<dyn FnOnce(&mut RunInfo) + Send>),
     End(i32, std::sync::mpsc::Sender<()>),
 }
@@ -228,6 +229,10 @@ impl State {
                 Job::Describe(f) => f(&mut self.info),
                 Job::Hold(run, reply) => {
                     let _ = reply.send(self.hold(run));
+                }
+                Job::Head(reply) => {
+                    let head = self.store().and_then(|s| Ok(s.head()?.map_or(0, |(seq, _)| seq)));
+                    let _ = reply.send(head);
                 }
                 Job::End(status, done) => {
                     self.end(status);
@@ -372,6 +377,14 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel();
         self.jobs.send(Job::Hold(first_run, tx)).map_err(|_| WriteError::Stopped)?;
         rx.recv().map_err(|_| WriteError::Stopped)?
+    }
+
+    /// The log's newest seq now (0 when empty), every process's events counted: what a job read after this
+    /// is newer than the log's head, so an event another run adds on the same account later makes it stale.
+    pub async fn head(&self) -> Result<i64, WriteError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs.send(Job::Head(tx)).map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Appends events and waits until they are durable; returns their sequence numbers (or, for an event

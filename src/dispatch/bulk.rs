@@ -2,7 +2,7 @@
 //! its shared rate budget. Every item ends in exactly one status; a failing item never stops the others (a
 //! service that fails ten in a row stops the job).
 
-use super::{ActionError, Connection, Dispatcher};
+use super::{ActionError, Connection, Dispatcher, BUSY};
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::backends::{unsupported, Action, Op};
 use crate::error::ErrorKind;
@@ -187,6 +187,12 @@ impl Dispatcher {
         let (mut results, candidates) = self.decide_without_requests(conn, op, guard, &items);
         // 2. The current state of the rest: noops and unknown users are found before any change.
         let failing = FailureStreak::default();
+        // Where the log stood before the reads: another process acting on an account after this job read it
+        // makes that reading stale, and its intent is refused rather than sent on stale knowledge.
+        let read_at = match dry_run {
+            true => None,
+            false => Some(self.log_head().await.map_err(fail)?),
+        };
         let plan = Plan { conn, op, params: &params };
         let read = self.read_states(&plan, &items, candidates, (precheck, &failing), &mut results);
         let todo: Vec<usize> = read
@@ -228,7 +234,7 @@ impl Dispatcher {
             if !decided_events.is_empty() {
                 self.record(decided_events).await.map_err(fail)?;
             }
-            let job = Job { conn, op, items: &items, params: &params, outcomes: &outcomes };
+            let job = Job { conn, op, items: &items, params: &params, outcomes: &outcomes, read_at };
             let done = match conn.backend.batch_size(op).await {
                 Some(size) => self.send_in_batches(&job, &todo, size).await,
                 None => self.send_each(&job, &todo, &failing).await,
@@ -426,7 +432,7 @@ impl Dispatcher {
         stream::iter(todo.chunks(size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
             .map(|chunk| async move {
                 let actions: Vec<Action> = chunk.iter().map(|&i| job.action(i)).collect();
-                let outcomes = self.execute_batch_recorded(job.conn, job.op, &actions).await;
+                let outcomes = self.execute_batch_recorded(job.conn, job.op, &actions, job.read_at).await;
                 chunk
                     .into_iter()
                     .zip(outcomes)
@@ -452,7 +458,9 @@ impl Dispatcher {
         stream::iter(chunks)
             .map(|chunk| {
                 let actions = chunk.iter().map(|&i| job.action(i)).collect();
-                async move { chunk.into_iter().zip(self.record_intents(job.conn, actions).await).collect::<Vec<_>>() }
+                async move {
+                    chunk.into_iter().zip(self.record_intents(job.conn, actions, job.read_at).await).collect::<Vec<_>>()
+                }
             })
             .buffered(2)
             .flat_map(stream::iter)
@@ -519,6 +527,13 @@ impl Dispatcher {
             None => label,
         };
         outcomes.progress.finish(&label, &counts, started.elapsed());
+        let busy = results.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.starts_with(BUSY))).count();
+        if busy > 0 {
+            crate::output::note(&format!(
+                "skipped {busy} accounts another steward process was acting on, or acted on while this job ran; each \
+                 result names the run (`steward audit list --run N` shows what it did)"
+            ));
+        }
         results
     }
 }
@@ -556,6 +571,8 @@ struct Job<'a> {
     items: &'a [BulkItem],
     params: &'a Value,
     outcomes: &'a Outcomes<'a>,
+    /// The log's head before the job read its targets: another run acting on one of them since is caught.
+    read_at: Option<i64>,
 }
 
 impl Job<'_> {
@@ -591,6 +608,8 @@ fn item_result(item: &BulkItem, outcome: Result<Value, ApiError>) -> BulkResult 
             r.http_status = v.get("http_status").and_then(Value::as_u64).map(|s| s as u16);
             r
         }
+        // Another process holds the account, or acted on it since the job read it: left to that process.
+        Err(e) if e.kind == ErrorKind::Busy => BulkResult::of(item, ItemStatus::Skipped, Some(e.message)),
         Err(e) => {
             let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
             r.http_status = e.status;

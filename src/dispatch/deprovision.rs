@@ -520,7 +520,7 @@ impl Dispatcher {
         for chunk in suspensions.chunks(size) {
             let actions: Vec<Action> = chunk.iter().map(|(_, step)| observed(step)).collect();
             let started = Instant::now();
-            let outcomes = self.execute_batch_recorded_at(conn, Op::Suspend, &actions).await;
+            let outcomes = self.execute_batch_recorded_at(conn, Op::Suspend, &actions, None).await;
             for ((i, step), (seq, result)) in chunk.iter().zip(outcomes) {
                 reports.entry(*i).or_default().push(report_of(step, seq, &result, started));
             }

@@ -405,17 +405,30 @@ impl Dispatcher {
 
     /// The error (and the refusal row) for an action whose account another live run holds.
     async fn busy(&self, conn: &Connection, action: &Action, busy: crate::audit::Busy) -> ApiError {
-        let why = format!(
-            "another steward process (run {}) is changing {} on {} right now; nothing was sent",
-            busy.run,
-            action.target.as_deref().unwrap_or_default(),
-            conn.profile
-        );
+        let target = action.target.as_deref().unwrap_or_default();
+        let (why, hint) = match busy.changed {
+            false => (
+                format!(
+                    "{BUSY} (run {}) is changing {target} on {} right now; nothing was sent",
+                    busy.run, conn.profile
+                ),
+                format!("wait for run {} to end (`steward audit list --run {}`), then run again", busy.run, busy.run),
+            ),
+            true => (
+                format!(
+                    "{BUSY} (run {}) acted on {target} on {} after this job read it; nothing was sent",
+                    busy.run, conn.profile
+                ),
+                format!("see what it did (`steward audit list --target {target}`); run again if more is needed"),
+            ),
+        };
         self.refuse(conn, action, &why).await;
-        ApiError::new(ErrorKind::Busy, why).with_hint(format!(
-            "wait for run {} to end (`steward audit list --run {}`), then run again",
-            busy.run, busy.run
-        ))
+        ApiError::new(ErrorKind::Busy, why).with_hint(hint)
+    }
+
+    /// The log's head now, for a job about to read its targets (`Event::read_at`).
+    async fn log_head(&self) -> Result<i64, ApiError> {
+        self.audit.head().await.map_err(|e| ApiError::new(ErrorKind::Audit, e.to_string()))
     }
 
     /// The audit log refused a write in this run: nothing more is sent.
@@ -587,12 +600,21 @@ impl Dispatcher {
 
     /// Prepares several actions and commits all their intents at once (a bulk job does this a chunk ahead of
     /// the requests, so no request waits for its own fsync). One entry per action, in order.
-    async fn record_intents(&self, conn: &Connection, actions: Vec<Action>) -> Vec<Result<(Action, i64), ApiError>> {
+    /// `read_at`: the log's head when the job read the targets' state (see `Event::read_at`).
+    async fn record_intents(
+        &self,
+        conn: &Connection,
+        actions: Vec<Action>,
+        read_at: Option<i64>,
+    ) -> Vec<Result<(Action, i64), ApiError>> {
         let prepared = futures::future::join_all(actions.iter().map(|a| self.prepared(conn, a))).await;
         let events: Vec<Event> = prepared
             .iter()
             .flatten()
-            .map(|a| self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending))
+            .map(|a| Event {
+                read_at,
+                ..self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
+            })
             .collect();
         let slots = match self.record_claiming(events).await {
             Ok(slots) => slots,
@@ -719,8 +741,9 @@ impl Dispatcher {
         conn: &Connection,
         op: Op,
         actions: &[Action],
+        read_at: Option<i64>,
     ) -> Vec<Result<Value, ApiError>> {
-        self.execute_batch_recorded_at(conn, op, actions).await.into_iter().map(|(_, r)| r).collect()
+        self.execute_batch_recorded_at(conn, op, actions, read_at).await.into_iter().map(|(_, r)| r).collect()
     }
 
     /// `execute_batch_recorded`, with each item's intent sequence number (none where none was written).
@@ -729,10 +752,14 @@ impl Dispatcher {
         conn: &Connection,
         op: Op,
         actions: &[Action],
+        read_at: Option<i64>,
     ) -> Vec<(Option<i64>, Result<Value, ApiError>)> {
         let intents: Vec<Event> = actions
             .iter()
-            .map(|a| self.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending))
+            .map(|a| Event {
+                read_at,
+                ..self.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
+            })
             .collect();
         let slots = match self.record_claiming(intents).await {
             Ok(slots) => slots,
@@ -921,6 +948,8 @@ impl Dispatcher {
 }
 
 /// Why a resume settled an open intent the way it did.
+/// How every refusal for another process's account begins (a job's summary counts them by it).
+pub(crate) const BUSY: &str = "another steward process";
 pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
 pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
 

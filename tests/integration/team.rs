@@ -197,3 +197,141 @@ fn a_deleted_row_and_a_cut_tail_are_caught() {
     let run = team_run(&env, "postgres", &["audit", "verify"]);
     assert!(format!("{}{}", run.stdout, run.stderr).contains("BROKEN at seq 3"), "{}", run.report());
 }
+
+/// `cmd` as run on another machine: a UTS namespace of its own with host name `host` (what the runs table
+/// records), the same environment and working directory (not its stdio: set that on the result).
+fn on_machine(cmd: &Command, host: &str) -> Command {
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["-u", "sh", "-c", &format!("hostname {host} && exec \"$0\" \"$@\"")])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// A job suspending users 1..=n but the protected user0002, as the script `job.rhai` in `env`.
+fn write_job(env: &Env, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (1..=n).map(|i| format!("user{i:04}")).filter(|u| u != "user0002").collect();
+    env.write("job.rhai", &format!("connect(\"ghes\").suspend_all({ids:?}, #{{reason: \"job\"}});"));
+    ids
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "waited 30 s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_twice() {
+    let pg = Postgres::start();
+    let sb = Sandbox::slow(120, 20);
+    let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
+    let ids = write_job(&a, 120);
+    write_job(&b, 120);
+    let already = sb.suspended();
+    let mut job = team_cmd(&a, "postgres");
+    job.args(["--yes", "run", "job.rhai"]);
+    let mut job = on_machine(&job, "machine-a");
+    job.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = job.spawn().expect("steward starts on machine A");
+    wait_for("machine A's first 30 suspensions", || sb.count_method("PUT") >= 30);
+    // While A lives, its job is its own: B may not resume it.
+    let mut resume = team_cmd(&b, "postgres");
+    resume.args(["--yes", "run", "job.rhai", "--resume", "1"]);
+    Run::of(on_machine(&resume, "machine-b")).code(2).stderr_has("another steward process");
+    let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let sent_by_a = sb.count_method("PUT");
+    assert!(sent_by_a < ids.len() as u64, "A was killed midway ({sent_by_a} sent)");
+    Run::of(on_machine(&resume, "machine-b")).success();
+    for id in &ids {
+        let sent = sb.count(&format!("PUT /api/v3/users/{id}/suspended"));
+        assert_eq!(sent, u64::from(!already.contains(id)), "{id}: sent once if it was not suspended already");
+    }
+    assert_eq!(sb.suspended().len(), ids.len());
+    let hosts = pg.sql_in("steward", "SELECT string_agg(host, ',' ORDER BY id) FROM runs");
+    assert_eq!(hosts, "machine-a,machine-b", "each run names the machine it ran on");
+    for env in [&a, &b] {
+        team_run(env, "postgres", &["audit", "verify"]).success().stdout_has("audit log OK");
+    }
+    let open = team_run(&b, "postgres", &["--format", "json", "audit", "list", "--pending"]).success();
+    assert_eq!(open.stdout.trim(), "[]", "every intent A left open was settled by B:\n{}", open.report());
+}
+
+#[test]
+fn two_overlapping_jobs_on_two_machines_change_each_account_once() {
+    let pg = Postgres::start();
+    let sb = Sandbox::slow(100, 20);
+    let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
+    let ids = write_job(&a, 100);
+    write_job(&b, 100);
+    let already = sb.suspended();
+    let spawn = |env: &Env, host: &str| {
+        let mut job = team_cmd(env, "postgres");
+        job.args(["--yes", "--format", "json", "run", "job.rhai"]);
+        let mut job = on_machine(&job, host);
+        job.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        job.spawn().expect("steward starts")
+    };
+    let (first, second) = (spawn(&a, "machine-a"), spawn(&b, "machine-b"));
+    let outs = [first.wait_with_output().expect("ends"), second.wait_with_output().expect("ends")];
+    for id in &ids {
+        let sent = sb.count(&format!("PUT /api/v3/users/{id}/suspended"));
+        assert_eq!(sent, u64::from(!already.contains(id)), "{id}: changed once if it was not suspended already");
+    }
+    assert_eq!(sb.suspended().len(), ids.len());
+    // What one job found the other doing, it skipped and said so (or found done: noop).
+    let said: String = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect();
+    let refused = pg.sql_in("steward", "SELECT count(*) FROM events WHERE status = 'refused'");
+    if refused != "0" {
+        assert!(said.contains("accounts another steward process was acting on"), "{said}");
+    }
+    for out in &outs {
+        assert!(out.status.success(), "a skipped account is not a failure: {said}");
+    }
+    team_run(&a, "postgres", &["audit", "verify"]).success();
+}
+
+#[test]
+fn a_database_restart_mid_job_stops_it_and_the_job_resumes() {
+    let pg = Postgres::start();
+    let sb = Sandbox::slow(120, 20);
+    let env = team_env(&sb, &pg, "postgres");
+    let ids = write_job(&env, 120);
+    let already = sb.suspended();
+    let mut job = team_cmd(&env, "postgres");
+    job.args(["--yes", "run", "job.rhai"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = job.spawn().expect("steward starts");
+    wait_for("the first 30 suspensions", || sb.count_method("PUT") >= 30);
+    pg.stop_server();
+    let out = child.wait_with_output().expect("the job ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the job goes on without its log:\n{stderr}");
+    let sent = sb.count_method("PUT");
+    assert!(sent < ids.len() as u64, "nothing more was sent once the log was gone ({sent} sent):\n{stderr}");
+    pg.start_server();
+    // Every request that reached the server has its intent in the log.
+    let intents: u64 = pg
+        .sql_in("steward", "SELECT count(*) FROM events WHERE op = 'suspend' AND phase = 'intent'")
+        .parse()
+        .expect("a count");
+    assert!(intents >= sent, "{sent} requests sent, {intents} intents recorded");
+    team_run(&env, "postgres", &["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    for id in &ids {
+        let sent = sb.count(&format!("PUT /api/v3/users/{id}/suspended"));
+        assert_eq!(sent, u64::from(!already.contains(id)), "{id}: sent once if it was not suspended already");
+    }
+    team_run(&env, "postgres", &["audit", "verify"]).success();
+}
