@@ -29,6 +29,8 @@ pub struct Connections {
     fingerprints: Fingerprints,
     /// Under `--sandbox` only the sandbox's profiles exist; messages say so instead of pointing at the config.
     sandbox: bool,
+    /// In team mode, each service instance's turns are shared with the team's other processes.
+    shared_turns: Option<crate::turns::TurnsFactory>,
 }
 
 impl Connections {
@@ -39,7 +41,21 @@ impl Connections {
         fingerprints: Fingerprints,
         sandbox: bool,
     ) -> Self {
-        Connections { entries, default_profile, live: Mutex::new(HashMap::new()), dispatcher, fingerprints, sandbox }
+        Connections {
+            entries,
+            default_profile,
+            live: Mutex::new(HashMap::new()),
+            dispatcher,
+            fingerprints,
+            sandbox,
+            shared_turns: None,
+        }
+    }
+
+    /// Takes each service instance's turns from the team's shared schedule.
+    pub fn with_shared_turns(mut self, factory: crate::turns::TurnsFactory) -> Self {
+        self.shared_turns = Some(factory);
+        self
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -69,7 +85,7 @@ impl Connections {
             profiles: self.list_for_message(),
             name: name.clone(),
         })?;
-        let conn = Arc::new(build_connection(&name, entry, &self.dispatcher, &self.fingerprints)?);
+        let conn = Arc::new(build_connection(&name, entry, self)?);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
         Ok(conn)
     }
@@ -101,12 +117,8 @@ pub enum ConnectError {
     Backend { profile: String, source: crate::http::error::ApiError },
 }
 
-fn build_connection(
-    name: &str,
-    entry: &ProfileEntry,
-    dispatcher: &Dispatcher,
-    fingerprints: &Fingerprints,
-) -> Result<Connection, ConnectError> {
+fn build_connection(name: &str, entry: &ProfileEntry, all: &Connections) -> Result<Connection, ConnectError> {
+    let (dispatcher, fingerprints) = (&all.dispatcher, &all.fingerprints);
     let p = &entry.profile;
     let token = match &entry.preset_token {
         Some(t) => Some(t.clone()),
@@ -121,7 +133,8 @@ fn build_connection(
     let on_pause =
         dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
     let extra = extra_tokens(name, entry)?;
-    let backend = backends::connect(name, p, token, extra, Some(on_pause), RetryPolicy::in_use())
+    let retry = RetryPolicy::in_use();
+    let backend = backends::connect(name, p, token, extra, Some(on_pause), retry, all.shared_turns.as_ref())
         .map_err(|source| ConnectError::Backend { profile: name.to_string(), source })?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
     let token = TokenRecord { source, fingerprint };

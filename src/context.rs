@@ -199,13 +199,17 @@ impl Context {
             hold_and_resume(&mut dispatcher, &settings.audit_target, run)?;
         }
         let dispatcher = Arc::new(dispatcher);
-        let connections = Arc::new(Connections::new(
+        let mut connections = Connections::new(
             settings.entries,
             settings.default_profile,
             dispatcher.clone(),
             fingerprints,
             settings.sandbox,
-        ));
+        );
+        if let AuditTarget::Postgres(pg) = &settings.audit_target {
+            connections = connections.with_shared_turns(crate::turns::factory(pg.clone()));
+        }
+        let connections = Arc::new(connections);
         Ok(Context {
             config: settings.config,
             runtime,

@@ -26,6 +26,7 @@ pub mod output;
 pub(crate) mod prompt;
 pub(crate) mod repl;
 pub mod script;
+pub mod turns;
 
 use audit::RunInfo;
 use cli::{Cli, Command};

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// PostgreSQL's schema migrations, in order; `steward_schema` records each one applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/postgres/0001_init.sql"), include_str!("migrations/postgres/0002_rate_turns.sql")];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
 const RUN_SPACE: i32 = 0x5354_5752; // "STWR"
@@ -23,7 +24,7 @@ pub type PasswordSource = Arc<dyn Fn() -> Result<Option<SecretString>, String> +
 
 /// Where a team log is and how to reach it.
 pub struct PgTarget {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     /// `user@host:port/dbname`, as messages name the log (never the password).
     pub shown: String,
     /// A CA certificate (PEM) trusted besides the usual roots, for a server with a private CA.
@@ -48,7 +49,7 @@ impl PgTarget {
         anchors: &std::path::Path,
         password: PasswordSource,
     ) -> Result<Self, String> {
-        let config = postgres::Config::from_str(url).map_err(|e| {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
             format!("audit_url is not a PostgreSQL connection URL ({e}); write it as postgres://USER@HOST:PORT/DB")
         })?;
         if config.get_password().is_some() {
@@ -57,9 +58,9 @@ impl PgTarget {
                 .into());
         }
         let host = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
-            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
             None => return Err("audit_url names no host; write it as postgres://USER@HOST:PORT/DB".into()),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -72,10 +73,10 @@ impl PgTarget {
         Ok(PgTarget { config, shown, ca_file, anchor, password })
     }
 
-    fn connect(&self) -> Result<postgres::Client, AuditError> {
-        let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
+    /// The connection settings with the password and the keepalives put in.
+    fn settings(&self) -> Result<tokio_postgres::Config, String> {
         let mut config = self.config.clone();
-        if let Some(password) = (self.password)().map_err(fail)? {
+        if let Some(password) = (self.password)()? {
             config.password(password.expose_secret());
         }
         if config.get_connect_timeout().is_none() {
@@ -88,11 +89,36 @@ impl PgTarget {
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3)
             .application_name("steward");
+        Ok(config)
+    }
+
+    fn connect(&self) -> Result<postgres::Client, AuditError> {
+        let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
+        let config = postgres::Config::from(self.settings().map_err(fail)?);
         let connected = match config.get_ssl_mode() {
             postgres::config::SslMode::Disable => config.connect(postgres::NoTls),
             _ => config.connect(self.tls().map_err(fail)?),
         };
         connected.map_err(|e| fail(DbError::from(e).to_string()))
+    }
+
+    /// An asynchronous connection (for work inside the runtime, such as the shared rate budget); its driver
+    /// runs as a task until the client is dropped.
+    pub async fn connect_async(&self) -> Result<tokio_postgres::Client, String> {
+        let config = self.settings()?;
+        let say = |e: tokio_postgres::Error| DbError::from(e).to_string();
+        match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(say)?;
+                tokio::spawn(connection);
+                Ok(client)
+            }
+            _ => {
+                let (client, connection) = config.connect(self.tls()?).await.map_err(say)?;
+                tokio::spawn(connection);
+                Ok(client)
+            }
+        }
     }
 
     /// TLS that checks the server's certificate and name (the usual web roots plus `ca_file`), whatever the

@@ -536,6 +536,7 @@ pub fn connect(
     extra_tokens: Vec<(&'static str, SecretString)>,
     on_pause: Option<crate::http::PauseObserver>,
     retry: crate::http::retry::RetryPolicy,
+    shared_turns: Option<&crate::turns::TurnsFactory>,
 ) -> Result<Arc<dyn Backend>, ApiError> {
     let kind = kind(&p.kind).ok_or_else(|| {
         ApiError::invalid(format!("kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", ")))
@@ -543,6 +544,7 @@ pub fn connect(
     let shape = &kind.client;
     let base_url = url::Url::parse(&p.url).map_err(|e| ApiError::invalid(format!("url {:?}: {e}", p.url)))?;
     let settings = crate::http::ClientSettings {
+        shared_turns: shared_turns.map(|make| make(&base_url)),
         base_url,
         auth: token.map(|token| {
             let token = (shape.token_value)(p, token);

@@ -94,6 +94,7 @@ mod tests {
             on_pause: None,
             limits: Limits::default(),
             rate_limit_refusal: |_, _| false,
+            shared_turns: None,
         };
         HttpClient::new(settings, |_| None).unwrap()
     }

@@ -9,6 +9,10 @@
 //! and probes upward 1 % a second while no limit is hit. So a job provokes a few limit answers, not one per
 //! burst, and still uses nearly all the server allows. A configured `rate_limit` stays the ceiling.
 //! Deadlines use tokio's monotonic clock.
+//!
+//! In team mode the turns are shared (`SharedTurns`): every process acting on one service instance takes its
+//! turns from one schedule, and a pause one of them is told of holds them all, so together they keep to the
+//! instance's rate.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,9 +32,20 @@ const PROBE_PER_SECOND: f64 = 1.01;
 /// requests in flight) are not, and learning from them would spiral the pace down to nothing.
 const EVIDENCE: usize = 20;
 
+/// A schedule of turns shared with the other processes acting on the same service instance.
+#[async_trait::async_trait]
+pub trait SharedTurns: Send + Sync + std::fmt::Debug {
+    /// Reserves this process's next turn, `spacing` after the turn before it in the shared schedule (zero: no
+    /// spacing, only a pause anyone set); how long from now it comes.
+    async fn take(&self, spacing: Duration) -> Result<Duration, String>;
+    /// Nobody, in any process, sends for `wait`.
+    async fn pause(&self, wait: Duration) -> Result<(), String>;
+}
+
 #[derive(Debug)]
 pub struct RateBudget {
     interval: Option<Duration>,
+    shared: Option<std::sync::Arc<dyn SharedTurns>>,
     next_slot: Mutex<Instant>,
     in_flight: Semaphore,
     width: AtomicUsize,
@@ -70,6 +85,7 @@ impl RateBudget {
         let width = concurrency.max(1);
         RateBudget {
             interval,
+            shared: None,
             next_slot: Mutex::new(Instant::now()),
             in_flight: Semaphore::new(width),
             width: AtomicUsize::new(width),
@@ -98,6 +114,12 @@ impl RateBudget {
         let pace = learned.rate(now).map_or(accepted_rate, |r| r.min(accepted_rate)) * UNDER;
         learned.pace = Some((pace.max(0.1), now));
         tracing::info!(rate = format!("{pace:.1}/s"), "rate limited: pacing requests under what the server accepted");
+    }
+
+    /// The same budget, its turns taken from a schedule shared with other processes.
+    pub fn shared(mut self, turns: std::sync::Arc<dyn SharedTurns>) -> Self {
+        self.shared = Some(turns);
+        self
     }
 
     /// The pace learned from the server, if it has limited this run (for tests and reports).
@@ -134,14 +156,22 @@ impl RateBudget {
     }
 
     async fn wait_turn(&self) {
-        let slot = {
+        let (mut slot, spacing) = {
             let now = Instant::now();
             let spacing = self.spacing(now);
             let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
             let slot = (*next).max(now);
             *next = slot + spacing;
-            slot
+            (slot, spacing)
         };
+        if let Some(shared) = &self.shared {
+            match shared.take(spacing).await {
+                Ok(wait) => slot = slot.max(Instant::now() + wait),
+                // The team's schedule out of reach: this process keeps its own pace (and its audit log, on the
+                // same server, stops it sending anyway).
+                Err(e) => tracing::warn!("the shared rate budget cannot be read: {e}"),
+            }
+        }
         // A timer, even one already due, fires on the next millisecond tick: skip it when no wait is needed.
         if slot > Instant::now() {
             tokio::time::sleep_until(slot).await;
@@ -153,12 +183,19 @@ impl RateBudget {
         self.next_slot.lock().unwrap_or_else(|e| e.into_inner()).saturating_duration_since(Instant::now())
     }
 
-    /// Nobody sends anything for `wait`.
-    pub fn pause_all(&self, wait: Duration) {
-        let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(until) = Instant::now().checked_add(wait) else { return };
-        if until > *next {
-            *next = until;
+    /// Nobody sends anything for `wait` (in team mode, in no process).
+    pub async fn pause_all(&self, wait: Duration) {
+        {
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(until) = Instant::now().checked_add(wait) else { return };
+            if until > *next {
+                *next = until;
+            }
+        }
+        if let Some(shared) = &self.shared {
+            if let Err(e) = shared.pause(wait).await {
+                tracing::warn!("the pause could not be shared with the team: {e}");
+            }
         }
     }
 }
@@ -241,7 +278,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_back_the_next_request() {
         let budget = RateBudget::new(None, 4);
-        budget.pause_all(Duration::from_secs(2));
+        budget.pause_all(Duration::from_secs(2)).await;
         let start = Instant::now();
         budget.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));

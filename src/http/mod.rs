@@ -45,6 +45,8 @@ pub struct ClientSettings {
     pub limits: Limits,
     /// The service's own way of saying a refusal is its rate limit (see `rate_limit_signal`).
     pub rate_limit_refusal: RateLimitRefusalFn,
+    /// Turns shared with the team's other processes on this service instance (team mode), if any.
+    pub shared_turns: Option<Arc<dyn budget::SharedTurns>>,
 }
 
 /// Does this refusal (status, the service's error message) mean the service's rate limit was hit?
@@ -190,7 +192,10 @@ impl HttpClient {
             base_url,
             auth: settings.auth,
             retry: settings.retry,
-            budget: Arc::new(RateBudget::new(settings.rate_limit, settings.concurrency)),
+            budget: Arc::new(match settings.shared_turns {
+                Some(turns) => RateBudget::new(settings.rate_limit, settings.concurrency).shared(turns),
+                None => RateBudget::new(settings.rate_limit, settings.concurrency),
+            }),
             default_headers,
             content_type: settings.content_type,
             error_message,
@@ -205,9 +210,9 @@ impl HttpClient {
     }
 
     /// Every request to this service waits `wait`; the observer hears why.
-    fn pause(&self, wait: Duration, why: &str) {
+    async fn pause(&self, wait: Duration, why: &str) {
         tracing::info!(wait_ms = wait.as_millis() as u64, "{why}");
-        self.budget.pause_all(self.retry.real(wait));
+        self.budget.pause_all(self.retry.real(wait)).await;
         if let Some(observe) = &self.on_pause {
             observe(wait, why);
         }
@@ -308,7 +313,8 @@ impl HttpClient {
                             self.pause(
                                 wait,
                                 "the rate-limit budget is spent (X-RateLimit-Remaining: 0); waiting for its reset",
-                            );
+                            )
+                            .await;
                         }
                         return Ok(Response { status, headers, body, size: bytes.len() });
                     }
@@ -350,7 +356,8 @@ impl HttpClient {
                     tokio::time::sleep(self.retry.real(wait)).await;
                 }
                 Decision::PauseAll(wait) => {
-                    self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message));
+                    self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message))
+                        .await;
                 }
             }
         }

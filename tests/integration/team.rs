@@ -335,3 +335,54 @@ fn a_database_restart_mid_job_stops_it_and_the_job_resumes() {
     }
     team_run(&env, "postgres", &["audit", "verify"]).success();
 }
+
+#[test]
+fn two_processes_share_one_rate_budget_and_provoke_no_limit() {
+    // The server admits 50 requests a second (a bucket of 50); the team's profile says rate_limit = 50.
+    let sb = Sandbox::with(steward_sandbox::Options { users: 190, rate_limit: Some(50.0), ..Default::default() });
+    let pg = Postgres::start();
+    let env = team_env(&sb, &pg, "postgres");
+    let config = std::fs::read_to_string(env.path("config.toml"))
+        .expect("config")
+        .replace("timeout = 5", "timeout = 5\nrate_limit = 50");
+    env.write_config(&config);
+    let jobs = |team: bool| {
+        let started = std::time::Instant::now();
+        let children: Vec<_> = [(11, 100), (101, 190)]
+            .into_iter()
+            .map(|(from, to)| {
+                let ids: Vec<String> = (from..=to).map(|i| format!("\"user{i:04}\"")).collect();
+                let mut cmd = if team { team_cmd(&env, "postgres") } else { env.cmd() };
+                if !team {
+                    // Each on a log of its own, as two machines without a team log would be.
+                    cmd.env("STEWARD_AUDIT_DB", env.path(&format!("solo{from}.db")));
+                }
+                let call = format!(
+                    "connect().{}_all([{}], #{{reason: \"x\"}}).len()",
+                    if team { "suspend" } else { "unsuspend" },
+                    ids.join(",")
+                );
+                cmd.args(["--yes", "eval", &call])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                cmd.spawn().expect("steward starts")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("ends");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        started.elapsed()
+    };
+    let took = jobs(true);
+    let limited = sb.stats()["rate_limited"].as_u64().unwrap_or(0);
+    let sent = sb.stats()["total"].as_u64().unwrap_or(0);
+    assert_eq!(limited, 0, "two processes on one team budget provoked {limited} limit answers in {sent} requests");
+    // 360 requests at 50 a second: the budget is used, not wasted.
+    assert!(took.as_secs_f64() < 9.5, "the shared budget was slow: {took:?} for {sent} requests");
+    // The control: the same two jobs, each on a budget of its own, go at twice the server's rate.
+    jobs(false);
+    let alone = sb.stats()["rate_limited"].as_u64().unwrap_or(0);
+    eprintln!("shared budget: {sent} requests in {took:?}, {limited} limited; alone: {alone} limited");
+    assert!(alone > 0, "without a shared budget the server should have limited the pair (the test proves nothing)");
+}
