@@ -173,6 +173,12 @@ pub struct AuditFilterArgs {
     /// Only the events of this run (`steward runs` lists them).
     #[arg(long)]
     pub run: Option<i64>,
+    /// Only events of runs started by this OS user (a team log holds every admin's).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only events of runs started on this host (a team log holds every machine's).
+    #[arg(long)]
+    pub host: Option<String>,
     /// Only intents without an outcome (interrupted or in doubt).
     #[arg(long)]
     pub pending: bool,

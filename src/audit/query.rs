@@ -18,6 +18,9 @@ pub struct Filter {
     /// Events made with the token of this fingerprint (`steward audit fingerprint`).
     pub token_fp: Option<String>,
     pub run: Option<i64>,
+    /// Events of runs started by this OS user, or on this host.
+    pub os_user: Option<String>,
+    pub host: Option<String>,
     pub seq: Option<i64>,
     /// Only events after this seq.
     pub since_seq: Option<i64>,
@@ -104,6 +107,12 @@ impl AuditStore {
         }
         if let Some(v) = filter.run {
             add("run_id = ?", v.into());
+        }
+        if let Some(v) = &filter.os_user {
+            add("run_id IN (SELECT id FROM runs WHERE os_user = ?)", v.into());
+        }
+        if let Some(v) = &filter.host {
+            add("run_id IN (SELECT id FROM runs WHERE host = ?)", v.into());
         }
         if let Some(v) = filter.seq {
             add("seq = ?", v.into());

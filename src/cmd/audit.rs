@@ -198,6 +198,8 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         || args.op.is_some()
         || args.target.is_some()
         || args.token_fp.is_some()
+        || args.user.is_some()
+        || args.host.is_some()
         || args.run.is_some()
         || args.pending
         || profile.is_some();
@@ -209,6 +211,8 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
         target: args.target.clone(),
         token_fp: args.token_fp.clone(),
         run: args.run,
+        os_user: args.user.clone(),
+        host: args.host.clone(),
         seq: None,
         since_seq: None,
         pending: args.pending,

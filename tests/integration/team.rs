@@ -263,6 +263,17 @@ fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_t
     assert_eq!(sb.suspended().len(), ids.len());
     let hosts = pg.sql_in("steward", "SELECT string_agg(host, ',' ORDER BY id) FROM runs");
     assert_eq!(hosts, "machine-a,machine-b", "each run names the machine it ran on");
+    // Who did what, across the team: the events of one machine, of one OS user, from any machine.
+    let on_a =
+        team_run(&b, "postgres", &["--format", "json", "audit", "list", "--all", "--host", "machine-a"]).success();
+    let on_a: Vec<serde_json::Value> = serde_json::from_str(&on_a.stdout).expect("json");
+    assert!(!on_a.is_empty() && on_a.iter().all(|e| e["run_id"] == 1), "machine A's events are run 1's: {on_a:?}");
+    let user = pg.sql_in("steward", "SELECT os_user FROM runs WHERE id = 2");
+    let by = team_run(&a, "postgres", &["--format", "json", "audit", "list", "--all", "--user", &user, "--run", "2"]);
+    assert!(by.success().stdout.contains("\"run_id\": 2"), "--user and --run narrow together");
+    let script = "audit(#{host: \"machine-b\"}).len() > 0 && audit(#{host: \"machine-z\"}).len() == 0";
+    let seen = team_run(&a, "postgres", &["--format", "json", "eval", script]).success();
+    assert_eq!(seen.stdout.trim(), "true", "the Rhai audit() filters by host too");
     for env in [&a, &b] {
         team_run(env, "postgres", &["audit", "verify"]).success().stdout_has("audit log OK");
     }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[FnDoc {
     name: "audit",
-    signature: "audit() / audit(#{since, until, profile, op, target, token_fp, run, pending, limit})",
+    signature: "audit() / audit(#{since, until, profile, op, target, token_fp, run, user, host, pending, limit})",
     summary: "Events of the audit log (oldest first): who did what, where, when, with what result.",
     example: r#"audit(#{op: "suspend", limit: 5}).map(|e| e.status)"#,
     method: false,
@@ -43,6 +43,8 @@ fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
         target: text("target"),
         token_fp: text("token_fp"),
         run: int("run"),
+        os_user: text("user"),
+        host: text("host"),
         seq: None,
         since_seq: None,
         pending: filter.get("pending").and_then(|v| v.as_bool().ok()).unwrap_or(false),
