@@ -148,6 +148,14 @@ pub enum AuditCommand {
     Anchor,
     /// Export events with their hashes (JSON lines or CSV) for offline review.
     Export(AuditFilterArgs),
+    /// Copy a SQLite audit log into the team log (`audit_url`): its chain and anchors are verified first, each
+    /// event keeps its time, its run's record and its original hash (as `origin`); pushing again copies only
+    /// what was recorded since.
+    Push {
+        /// The SQLite log to copy (for instance ~/.local/share/steward/audit.db).
+        #[arg(value_name = "SQLITE_LOG")]
+        source: std::path::PathBuf,
+    },
     /// The fingerprint this log gives a token read from standard input, to find what that token did
     /// (`audit list --token-fp`). The token is never printed or stored.
     Fingerprint,

@@ -37,6 +37,9 @@ pub struct Event {
     /// (`<profile> <name key>`), so that two processes sharing the log never send to one account at once.
     #[serde(skip)]
     pub claim: String,
+    /// Where the event was first recorded, when `audit push` copied it from another log (empty otherwise):
+    /// `<source log> <source run> <source seq> <source hash>`. Part of the record when set.
+    pub origin: String,
     /// Not part of the record either: the log's head when the job read the target's state. Another run that
     /// acted on the same claim after it makes that reading stale, and the intent is refused (`Busy`).
     #[serde(skip)]
@@ -76,11 +79,16 @@ impl Event {
             out.extend_from_slice(&(f.len() as u64).to_be_bytes());
             out.extend_from_slice(f.as_bytes());
         };
-        if !self.token_fp.is_empty() || !self.run_digest.is_empty() {
+        // An origin follows both (empty or not), as the digest follows the fingerprint.
+        let origin = !self.origin.is_empty();
+        if !self.token_fp.is_empty() || !self.run_digest.is_empty() || origin {
             field(&self.token_fp);
         }
-        if !self.run_digest.is_empty() {
+        if !self.run_digest.is_empty() || origin {
             field(&self.run_digest);
+        }
+        if origin {
+            field(&self.origin);
         }
         out
     }

@@ -7,6 +7,7 @@ pub mod db;
 pub mod fingerprint;
 pub mod keyfile;
 pub mod liveness;
+pub mod push;
 pub mod query;
 pub mod signing;
 pub mod store;

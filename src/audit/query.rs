@@ -40,7 +40,7 @@ pub struct Row {
 
 const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
-                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest";
+                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, origin";
 
 fn row(r: &DbRow) -> Result<Row, DbError> {
     Ok(Row {
@@ -65,6 +65,7 @@ fn row(r: &DbRow) -> Result<Row, DbError> {
             token_source: r.text(17)?,
             token_fp: r.text(18)?,
             run_digest: r.text(21)?,
+            origin: r.text(22)?,
             claim: String::new(),
             read_at: None,
         },

@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_run_digest.sql"),
     include_str!("migrations/0005_claims.sql"),
     include_str!("migrations/0006_run_profile.sql"),
+    include_str!("migrations/0007_origin.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -212,7 +213,11 @@ impl AuditStore {
 
     /// Records a run; returns its id and the digest of its record, which every event of the run carries.
     pub fn start_run(&mut self, info: &RunInfo) -> Result<(i64, String), AuditError> {
-        let started = now();
+        self.import_run(info, &now())
+    }
+
+    /// Records a run that started at `started` (a run copied from another log keeps its time).
+    pub fn import_run(&mut self, info: &RunInfo, started: &str) -> Result<(i64, String), AuditError> {
         let id = self
             .db
             .row(
@@ -351,6 +356,16 @@ impl AuditStore {
         let mut seqs = Vec::with_capacity(events.len());
         let ts = now();
         for e in events.iter_mut() {
+            // An event copied from another log keeps the time it was first recorded.
+            if !e.origin.is_empty() && !e.ts.is_empty() {
+                e.seq = seq + 1;
+                let hash = chain::link(&prev, e);
+                self.insert(e, &prev, &hash).map_err(w)?;
+                seq += 1;
+                seqs.push(Ok(seq));
+                prev = hash;
+                continue;
+            }
             if !e.claim.is_empty() {
                 let holders = self
                     .db
@@ -390,11 +405,20 @@ impl AuditStore {
             e.seq = seq;
             e.ts = ts.clone();
             let hash = chain::link(&prev, e);
-            self.db
+            self.insert(e, &prev, &hash).map_err(w)?;
+            seqs.push(Ok(seq));
+            prev = hash;
+        }
+        let written = seqs.iter().any(Result::is_ok).then_some((seq, prev));
+        Ok((seqs, written))
+    }
+
+    fn insert(&self, e: &Event, prev: &str, hash: &str) -> Result<(), DbError> {
+        self.db
                 .execute(
                     "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
-                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, claim)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, claim, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                     &[
                         e.seq.into(),
                         e.run_id.into(),
@@ -415,18 +439,14 @@ impl AuditStore {
                         e.duration_ms.into(),
                         (&e.token_source).into(),
                         (&e.token_fp).into(),
-                        (&prev).into(),
-                        (&hash).into(),
+                        prev.into(),
+                        hash.into(),
                         (&e.run_digest).into(),
                         Some(e.claim.as_str()).filter(|c| !c.is_empty()).into(),
+                        (&e.origin).into(),
                     ],
-                )
-                .map_err(w)?;
-            seqs.push(Ok(seq));
-            prev = hash;
-        }
-        let written = seqs.iter().any(Result::is_ok).then_some((seq, prev));
-        Ok((seqs, written))
+                )?;
+        Ok(())
     }
 }
 

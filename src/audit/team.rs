@@ -13,8 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// PostgreSQL's schema migrations, in order; `steward_schema` records each one applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/postgres/0001_init.sql"), include_str!("migrations/postgres/0002_rate_turns.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_rate_turns.sql"),
+    include_str!("migrations/postgres/0003_origin.sql"),
+];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
 const RUN_SPACE: i32 = 0x5354_5752; // "STWR"

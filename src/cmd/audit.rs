@@ -63,6 +63,7 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             export(ctx, &rows)?;
         }
         AuditCommand::Fingerprint => fingerprint(ctx, &store)?,
+        AuditCommand::Push { source } => push(ctx, &mut store, source)?,
     }
     Ok(())
 }
@@ -158,6 +159,55 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
             })
             .unwrap_or_default()
     ));
+    Ok(())
+}
+
+/// Copies a SQLite log into the team log, and records that it did (a push is evidence too).
+fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<()> {
+    if !matches!(ctx.audit_target, crate::audit::AuditTarget::Postgres(_)) {
+        return Err(UsageError::new(format!(
+            "audit push copies a log into the team log, and this steward's log is {} (a file): set audit_url in \
+             the config, or pass --audit-url postgres://USER@HOST:PORT/DB",
+            ctx.audit_target
+        ))
+        .into());
+    }
+    if !source.exists() {
+        return Err(UsageError::new(format!("no audit log at {}", source.display())).into());
+    }
+    // Nothing is built on a team log that does not match this machine's anchors.
+    if let Some(problem) = ctx.audit_target.anchor().map(|a| checkpoint::problem(a, team)).transpose()?.flatten() {
+        return Err(UsageError::new(format!("the team log does not verify ({problem}); nothing was copied")).into());
+    }
+    let pushed = crate::audit::push::push(source, team)?;
+    let (run, run_digest) = team.start_run(&crate::run_info())?;
+    let what = match pushed.seqs {
+        Some((first, last)) => format!(
+            "copied {} events of {} runs from {} (source log {}; {} copied before); team seqs {first}..{last}",
+            pushed.events,
+            pushed.runs,
+            source.display(),
+            pushed.source_log,
+            pushed.already
+        ),
+        None => format!("nothing new in {} ({} events copied before)", source.display(), pushed.already),
+    };
+    let mut note = [chain::Event {
+        run_id: run,
+        run_digest,
+        op: "audit_push".into(),
+        phase: "note".into(),
+        status: "pushed".into(),
+        target: source.display().to_string(),
+        error: what.clone(),
+        ..Default::default()
+    }];
+    team.append(&mut note)?;
+    team.end_run(run, 0)?;
+    if let Some(anchor) = ctx.audit_target.anchor() {
+        checkpoint::write(anchor, team, ctx.config.audit_syslog.as_deref()).map_err(anyhow::Error::msg)?;
+    }
+    output::line(&what);
     Ok(())
 }
 

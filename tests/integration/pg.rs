@@ -14,6 +14,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     pub port: u16,
     bin: PathBuf,
+    /// Whether commits reach the disk (benchmarks); tests skip fsync for speed.
+    durable: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -34,6 +36,16 @@ fn is_root() -> bool {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A server whose commits are fsynced, as a real one's are (for benchmarks beside SQLite's FULL sync).
+    #[allow(dead_code)]
+    pub fn start_durable() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         if is_root() {
@@ -43,7 +55,7 @@ impl Postgres {
         let pw = dir.path().join("pw");
         std::fs::write(&pw, SUPER_PASSWORD).expect("write pwfile");
         let port = free_port();
-        let pg = Postgres { dir, port, bin };
+        let pg = Postgres { dir, port, bin, durable };
         pg.as_server(
             &pg.bin.join("initdb"),
             &[
@@ -90,8 +102,9 @@ impl Postgres {
     }
 
     pub fn start_server(&self) {
+        let fsync = if self.durable { "on" } else { "off" };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60",
             self.port,
             self.dir.path().display()
         );

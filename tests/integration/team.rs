@@ -397,3 +397,55 @@ fn two_processes_share_one_rate_budget_and_provoke_no_limit() {
     eprintln!("shared budget: {sent} requests in {took:?}, {limited} limited; alone: {alone} limited");
     assert!(alone > 0, "without a shared budget the server should have limited the pair (the test proves nothing)");
 }
+
+#[test]
+fn a_sqlite_log_is_pushed_once_verified_keeping_its_hashes_and_only_new_events_on_the_next_push() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(20);
+    // One admin's own log first: a single suspension and a job.
+    let solo = Env::with_sandbox(&sb);
+    solo.run(&["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]).success();
+    solo.run(&["--yes", "eval", "connect().suspend_all([\"user0004\", \"user0005\"], #{reason: \"left\"})"]).success();
+    let source = solo.audit_rows(&[]);
+    let team = team_env(&sb, &pg, "postgres");
+    team_run(&team, "postgres", &["--yes", "eval", "connect().suspend(\"user0006\", #{reason: \"left\"})"]).success();
+    let db = solo.audit_db().display().to_string();
+    team_run(&team, "postgres", &["audit", "push", &db])
+        .success()
+        .stdout_has(&format!("copied {} events of 2 runs", source.len()));
+    let copies: Vec<_> = rows(&team, "postgres").into_iter().filter(|e| e["origin"] != "").collect();
+    assert_eq!(copies.len(), source.len(), "every event of the source, once");
+    for (copy, original) in copies.iter().zip(&source) {
+        for field in ["ts", "op", "target", "phase", "status", "params", "token_fp"] {
+            assert_eq!(copy[field], original[field], "{field} kept");
+        }
+        let origin = copy["origin"].as_str().unwrap_or_default().to_string();
+        assert!(origin.ends_with(original["hash"].as_str().unwrap_or("?")), "the original hash is kept: {origin}");
+    }
+    // An outcome still names its own intent, by its new seq.
+    let outcome = copies.iter().find(|e| e["phase"] == "outcome" && e["target"] == "user0004").expect("an outcome");
+    let intent =
+        copies.iter().find(|e| Some(e["seq"].as_i64()) == Some(outcome["intent_seq"].as_i64())).expect("its intent");
+    assert_eq!((intent["phase"].as_str(), intent["target"].as_str()), (Some("intent"), Some("user0004")));
+    team_run(&team, "postgres", &["audit", "verify"]).success().stdout_has("audit log OK");
+    let runs = pg.sql_in("steward", "SELECT count(*) FROM runs WHERE command LIKE '%eval%'");
+    assert_eq!(runs, "3", "the team's own run and the two copied");
+    // Again: nothing new. After more work on the source: only that.
+    team_run(&team, "postgres", &["audit", "push", &db]).success().stdout_has("nothing new");
+    solo.run(&["--yes", "eval", "connect().suspend(\"user0007\", #{reason: \"left\"})"]).success();
+    team_run(&team, "postgres", &["audit", "push", &db]).success().stdout_has("copied 2 events of 1 runs");
+    let pushes = rows(&team, "postgres").into_iter().filter(|e| e["op"] == "audit_push").count();
+    assert_eq!(pushes, 3, "each push is on record");
+    // A source that does not verify is not copied.
+    let conn = rusqlite::Connection::open(solo.audit_db()).expect("open");
+    conn.execute_batch("DROP TRIGGER events_no_update; UPDATE events SET target = 'user0009' WHERE seq = 1;")
+        .expect("edit");
+    drop(conn);
+    let before = rows(&team, "postgres").len();
+    let run = team_run(&team, "postgres", &["audit", "push", &db]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("does not verify"), "{}", run.report());
+    assert_eq!(rows(&team, "postgres").len(), before, "nothing copied from an edited log");
+    // And pushing needs a team log.
+    solo.run(&["audit", "push", &db]).code(2).stderr_has("audit_url");
+}
