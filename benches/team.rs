@@ -57,7 +57,8 @@ fn bulk(pg: &pg::Postgres, dir: &Path) {
         for (i, team) in [false, true].into_iter().enumerate() {
             // A fresh database each time, so no round pays for the rows of the one before.
             if team {
-                pg.sql(&format!("DROP DATABASE IF EXISTS bench{round}; CREATE DATABASE bench{round}"));
+                pg.sql(&format!("DROP DATABASE IF EXISTS bench{round}"));
+                pg.sql(&format!("CREATE DATABASE bench{round}"));
             }
             let t = bulk_run(pg, dir, n, team.then(|| format!("bench{round}")));
             times[i].push(t);
@@ -103,6 +104,7 @@ fn bulk_run(pg: &pg::Postgres, dir: &Path, n: usize, database: Option<String>) -
         .args(["--arg", &format!("csv={}", dir.join("users.csv").display())])
         .env("STEWARD_CONFIG", dir.join("config.toml"))
         .env("XDG_DATA_HOME", &data)
+        .env("XDG_STATE_HOME", data.join("state"))
         .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
         .env("PGPW", pg::SUPER_PASSWORD)
         .env("HOME", dir);
@@ -133,45 +135,49 @@ fn event(run: i64, i: usize) -> Event {
 
 /// Part 2: four writers, each its own connection and run, appending for a few seconds.
 fn writers(pg: &pg::Postgres, dir: &Path) {
-    let target = target(pg, dir);
-    AuditStore::open_target(&target).expect("schema");
-    for batch in [32usize, 1] {
-        let per_writer = if batch == 1 { 1_000 } else { 10_000 };
-        let started = Instant::now();
-        let handles: Vec<_> = (0..4)
-            .map(|w| {
-                let target = target.clone();
-                std::thread::spawn(move || {
-                    let mut store = AuditStore::open_target(&target).expect("open");
-                    let (run, _) = store.start_run(&RunInfo::default()).expect("run");
-                    let mut written = 0;
-                    while written < per_writer {
-                        let mut events: Vec<Event> =
-                            (0..batch).map(|i| event(run, w * per_writer + written + i)).collect();
-                        written += store.append(&mut events).expect("append").len();
-                    }
-                    written
+    let sqlite = AuditTarget::File(dir.join("writers.db"));
+    for (name, target) in [("PostgreSQL", target(pg, dir)), ("SQLite", sqlite)] {
+        AuditStore::open_target(&target).expect("schema");
+        for (phase, (writers, batch)) in [(4usize, 32usize), (4, 1), (1, 1)].into_iter().enumerate() {
+            let per_writer = if batch == 1 { 1_000 } else { 10_000 };
+            // Each phase on accounts of its own: an earlier phase's intents, never settled, would stand in the way.
+            let base = phase * 100_000;
+            let started = Instant::now();
+            let handles: Vec<_> = (0..writers)
+                .map(|w| {
+                    let target = target.clone();
+                    std::thread::spawn(move || {
+                        let mut store = AuditStore::open_target(&target).expect("open");
+                        let (run, _) = store.start_run(&RunInfo::default()).expect("run");
+                        let mut written = 0;
+                        while written < per_writer {
+                            let mut events: Vec<Event> =
+                                (0..batch).map(|i| event(run, base + w * per_writer + written + i)).collect();
+                            written += store.append(&mut events).expect("append").len();
+                        }
+                        written
+                    })
                 })
-            })
-            .collect();
-        let total: usize = handles.into_iter().map(|h| h.join().expect("writer")).sum();
-        let took = started.elapsed().as_secs_f64();
-        println!(
-            "writers: 4 at once, batches of {batch}: {total} events in {took:.2} s = {:.0} events/s ({:.0} commits/s)",
-            total as f64 / took,
-            total as f64 / batch as f64 / took
-        );
+                .collect();
+            let total: usize = handles.into_iter().map(|h| h.join().expect("writer")).sum();
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "writers: {name}, {writers} at once, batches of {batch}: {total} events in {took:.2} s = {:.0} events/s ({:.0} commits/s)",
+                total as f64 / took,
+                total as f64 / batch as f64 / took
+            );
+        }
+        let v = AuditStore::open_target(&target).expect("open").verify().expect("verify");
+        assert!(v.first_break.is_none(), "one unbroken chain");
+        println!("  {name}: the chain of {} events verifies", v.checked);
     }
-    let store = AuditStore::open_target(&target).expect("open");
-    let v = store.verify().expect("verify");
-    assert!(v.first_break.is_none(), "one unbroken chain");
-    println!("  the chain of {} events verifies", v.checked);
 }
 
 /// Part 3: `steward audit verify` over the same number of events in each log, per million.
 fn verify(pg: &pg::Postgres, dir: &Path) {
     let n = 200_000;
-    pg.sql("DROP DATABASE IF EXISTS verify; CREATE DATABASE verify");
+    pg.sql("DROP DATABASE IF EXISTS verify");
+    pg.sql("CREATE DATABASE verify");
     let url = team_url(pg).replace("/steward?", "/verify?");
     let password: steward::audit::team::PasswordSource =
         Arc::new(|| Ok(Some(secrecy::SecretString::from(pg::SUPER_PASSWORD.to_string()))));

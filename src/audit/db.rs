@@ -239,9 +239,9 @@ impl Db {
     pub fn begin_append(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE"),
+            // One round trip for both.
             Db::Postgres(_) => {
-                self.batch("BEGIN")?;
-                let locked = self.batch(&format!("SELECT pg_advisory_xact_lock({LOCK_SPACE}, {CHAIN_LOCK})"));
+                let locked = self.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {CHAIN_LOCK})"));
                 if locked.is_err() {
                     let _ = self.batch("ROLLBACK");
                 }

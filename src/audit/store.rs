@@ -2,7 +2,7 @@
 //! a team's PostgreSQL database, `team`) and appending to its chain.
 
 use super::chain::{self, Event};
-use super::db::{Db, DbError, Engine};
+use super::db::{Db, DbError, Engine, Val};
 use super::AuditTarget;
 use rusqlite::{Connection, TransactionBehavior};
 use std::collections::HashMap;
@@ -335,6 +335,8 @@ impl AuditStore {
     }
 
     /// The body of `append_claiming`, inside its transaction: the slots, and the new head if anything was written.
+    /// A few statements whatever the batch's size (the head, the claims standing, the rows in chunks): each is a
+    /// round trip to a team log's server, and the chain's lock is held meanwhile.
     #[allow(clippy::type_complexity)]
     fn append_locked(
         &self,
@@ -342,112 +344,168 @@ impl AuditStore {
         alive: &dyn Fn(i64) -> bool,
     ) -> Result<(Vec<Result<i64, Busy>>, Option<(i64, String)>), AuditError> {
         let w = AuditError::Write;
-        let head = self.db.row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", &[]).map_err(w)?;
-        let head = head.map(|r| Ok::<_, DbError>((r.int(0)?, r.text(1)?))).transpose().map_err(w)?;
-        if let Some((seq, hash)) = &self.last_written {
-            let now = self.db.row("SELECT hash FROM events WHERE seq = ?1", &[(*seq).into()]).map_err(w)?;
-            if now.map(|r| r.text(0)).transpose().map_err(w)?.as_ref() != Some(hash) {
-                return Err(AuditError::ChangedUnderUs(format!(
-                    "event {seq}, which this process wrote, is gone or altered"
-                )));
-            }
-        }
-        let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_string()));
+        let (mut seq, mut prev) = self.head_checked()?;
+        let standing = self.standing_claims(events).map_err(w)?;
+        // A team log knows which runs are alive itself: their processes' sessions hold their locks. Each run is
+        // asked about once a batch.
+        let known: std::cell::RefCell<HashMap<i64, bool>> = Default::default();
+        let alive = |run: i64| {
+            *known.borrow_mut().entry(run).or_insert_with(|| match self.db.engine() {
+                Engine::Postgres => super::team::held_elsewhere(&self.db, run).unwrap_or(true),
+                Engine::Sqlite => alive(run),
+            })
+        };
         let mut seqs = Vec::with_capacity(events.len());
+        let mut rows: Vec<(usize, String, String)> = Vec::with_capacity(events.len());
         let ts = now();
-        for e in events.iter_mut() {
-            // An event copied from another log keeps the time it was first recorded.
-            if !e.origin.is_empty() && !e.ts.is_empty() {
-                e.seq = seq + 1;
-                let hash = chain::link(&prev, e);
-                self.insert(e, &prev, &hash).map_err(w)?;
-                seq += 1;
-                seqs.push(Ok(seq));
-                prev = hash;
-                continue;
-            }
+        for (i, e) in events.iter_mut().enumerate() {
             if !e.claim.is_empty() {
-                let holders = self
-                    .db
-                    .rows(
-                        "SELECT DISTINCT e.run_id FROM events e WHERE e.claim = ?1 AND e.run_id != ?2
-                         AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
-                        &[(&e.claim).into(), e.run_id.into()],
-                    )
-                    .map_err(w)?;
-                let holders = holders.iter().map(|r| r.int(0)).collect::<Result<Vec<i64>, _>>().map_err(w)?;
-                // A team log knows which runs are alive itself: their processes' sessions hold their locks.
-                let alive = |run: i64| match self.db.engine() {
-                    Engine::Postgres => super::team::held_elsewhere(&self.db, run).unwrap_or(true),
-                    Engine::Sqlite => alive(run),
-                };
-                if let Some(run) = holders.into_iter().find(|r| alive(*r)) {
-                    seqs.push(Err(Busy { run, changed: false }));
+                let on_claim = || standing.iter().filter(|c| c.claim == e.claim);
+                if let Some(c) = on_claim().find(|c| !c.settled && alive(c.run)) {
+                    seqs.push(Err(Busy { run: c.run, changed: false }));
                     continue;
                 }
                 if let Some(read_at) = e.read_at {
-                    let changed = self
-                        .db
-                        .row(
-                            "SELECT i.run_id FROM events i WHERE i.claim = ?1 AND i.run_id != ?2 AND (i.seq > ?3
-                             OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.seq > ?3
-                                        AND o.run_id != ?2)) LIMIT 1",
-                            &[(&e.claim).into(), e.run_id.into(), read_at.into()],
-                        )
-                        .map_err(w)?;
-                    if let Some(run) = changed.map(|r| r.int(0)).transpose().map_err(w)? {
-                        seqs.push(Err(Busy { run, changed: true }));
+                    if let Some(c) = on_claim().find(|c| c.seq > read_at || c.settled_at.is_some_and(|s| s > read_at)) {
+                        seqs.push(Err(Busy { run: c.run, changed: true }));
                         continue;
                     }
                 }
             }
             seq += 1;
             e.seq = seq;
-            e.ts = ts.clone();
+            // An event copied from another log keeps the time it was first recorded.
+            if e.origin.is_empty() || e.ts.is_empty() {
+                e.ts = ts.clone();
+            }
             let hash = chain::link(&prev, e);
-            self.insert(e, &prev, &hash).map_err(w)?;
+            rows.push((i, std::mem::replace(&mut prev, hash.clone()), hash));
             seqs.push(Ok(seq));
-            prev = hash;
+        }
+        for chunk in rows.chunks(INSERT_ROWS) {
+            self.insert(events, chunk).map_err(w)?;
         }
         let written = seqs.iter().any(Result::is_ok).then_some((seq, prev));
         Ok((seqs, written))
     }
 
-    fn insert(&self, e: &Event, prev: &str, hash: &str) -> Result<(), DbError> {
-        self.db
-                .execute(
-                    "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
-                     intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, claim, origin)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                    &[
-                        e.seq.into(),
-                        e.run_id.into(),
-                        (&e.ts).into(),
-                        (&e.profile).into(),
-                        (&e.kind).into(),
-                        (&e.base_url).into(),
-                        (&e.identity).into(),
-                        (&e.op).into(),
-                        (&e.target).into(),
-                        (&e.params).into(),
-                        (&e.mode).into(),
-                        (&e.phase).into(),
-                        e.intent_seq.into(),
-                        (&e.status).into(),
-                        e.http_status.into(),
-                        (&e.error).into(),
-                        e.duration_ms.into(),
-                        (&e.token_source).into(),
-                        (&e.token_fp).into(),
-                        prev.into(),
-                        hash.into(),
-                        (&e.run_digest).into(),
-                        Some(e.claim.as_str()).filter(|c| !c.is_empty()).into(),
-                        (&e.origin).into(),
-                    ],
-                )?;
+    /// The chain's head, once this connection's last event is seen still there and unchanged (a tail cut or an
+    /// edit under a running process is never built upon).
+    fn head_checked(&self) -> Result<(i64, String), AuditError> {
+        let w = AuditError::Write;
+        let mine = self.last_written.as_ref().map_or(-1, |(seq, _)| *seq);
+        let rows = self
+            .db
+            .rows(
+                "SELECT seq, hash FROM events WHERE seq = (SELECT max(seq) FROM events) OR seq = ?1 ORDER BY seq",
+                &[mine.into()],
+            )
+            .map_err(w)?;
+        let rows = rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect::<Result<Vec<_>, DbError>>().map_err(w)?;
+        if let Some((seq, hash)) = &self.last_written {
+            if !rows.iter().any(|(s, h)| s == seq && h == hash) {
+                return Err(AuditError::ChangedUnderUs(format!(
+                    "event {seq}, which this process wrote, is gone or altered"
+                )));
+            }
+        }
+        Ok(rows.last().cloned().unwrap_or((0, chain::GENESIS.to_string())))
+    }
+
+    /// Other runs' intents on the claims these events make that could stand in their way: still open, or made
+    /// or settled after the earliest time one of the events' jobs read its targets. One query for the batch.
+    fn standing_claims(&self, events: &[Event]) -> Result<Vec<Standing>, DbError> {
+        let claimed: Vec<&Event> = events.iter().filter(|e| !e.claim.is_empty()).collect();
+        let Some(me) = claimed.first().map(|e| e.run_id) else { return Ok(Vec::new()) };
+        let read_at = claimed.iter().filter_map(|e| e.read_at).min().unwrap_or(i64::MAX);
+        let mut claims: Vec<&str> = claimed.iter().map(|e| e.claim.as_str()).collect();
+        claims.sort_unstable();
+        claims.dedup();
+        let mut out = Vec::new();
+        for chunk in claims.chunks(INSERT_ROWS) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
+            let sql = format!(
+                "SELECT i.claim, i.run_id, i.seq,
+                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1),
+                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
+                 FROM events i WHERE i.claim IN ({}) AND i.run_id != ?1
+                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
+                      OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND o.seq > ?2))",
+                list.join(", ")
+            );
+            let mut args: Vec<Val> = vec![me.into(), read_at.into()];
+            args.extend(chunk.iter().map(|c| Val::from(*c)));
+            for r in self.db.rows(&sql, &args)? {
+                out.push(Standing {
+                    claim: r.text(0)?,
+                    run: r.int(1)?,
+                    seq: r.int(2)?,
+                    settled_at: r.opt_int(3)?,
+                    settled: r.int(4)? != 0,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts the rows `(index into events, prev_hash, hash)` in one statement.
+    fn insert(&self, events: &[Event], rows: &[(usize, String, String)]) -> Result<(), DbError> {
+        const COLUMNS: usize = 24;
+        let mut args: Vec<Val> = Vec::with_capacity(rows.len() * COLUMNS);
+        let mut values = Vec::with_capacity(rows.len());
+        for (n, (i, prev, hash)) in rows.iter().enumerate() {
+            let e = &events[*i];
+            let at = n * COLUMNS;
+            values.push(format!("({})", (1..=COLUMNS).map(|c| format!("?{}", at + c)).collect::<Vec<_>>().join(", ")));
+            args.extend([
+                e.seq.into(),
+                e.run_id.into(),
+                (&e.ts).into(),
+                (&e.profile).into(),
+                (&e.kind).into(),
+                (&e.base_url).into(),
+                (&e.identity).into(),
+                (&e.op).into(),
+                (&e.target).into(),
+                (&e.params).into(),
+                (&e.mode).into(),
+                (&e.phase).into(),
+                e.intent_seq.into(),
+                (&e.status).into(),
+                e.http_status.into(),
+                (&e.error).into(),
+                e.duration_ms.into(),
+                (&e.token_source).into(),
+                (&e.token_fp).into(),
+                prev.into(),
+                hash.into(),
+                (&e.run_digest).into(),
+                Some(e.claim.as_str()).filter(|c| !c.is_empty()).into(),
+                (&e.origin).into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
+             intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest,
+             claim, origin) VALUES {}",
+            values.join(", ")
+        );
+        self.db.execute(&sql, &args)?;
         Ok(())
     }
+}
+
+/// Rows one INSERT carries at most (24 parameters each, under SQLite's and PostgreSQL's parameter limits).
+const INSERT_ROWS: usize = 400;
+
+/// Another run's intent on a claim a batch makes (see `standing_claims`).
+struct Standing {
+    claim: String,
+    run: i64,
+    seq: i64,
+    /// The seq of its outcome, when another run than the asking one recorded it.
+    settled_at: Option<i64>,
+    settled: bool,
 }
 
 /// RFC 3339 UTC with milliseconds, the one time format of the audit log.
