@@ -95,10 +95,17 @@ pub enum DbError {
 
 /// PostgreSQL's own words for an error from the server (the generic Display says only "db error").
 fn pg_message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
+    if let Some(db) = e.as_db_error() {
+        return format!("PostgreSQL: {} ({})", db.message(), db.code().code());
     }
+    // The causes say what failed ("invalid peer certificate: NotValidForName", "connection refused").
+    let mut text = format!("PostgreSQL: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 impl DbError {

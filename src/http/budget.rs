@@ -46,6 +46,8 @@ pub trait SharedTurns: Send + Sync + std::fmt::Debug {
 pub struct RateBudget {
     interval: Option<Duration>,
     shared: Option<std::sync::Arc<dyn SharedTurns>>,
+    /// Said once: the shared schedule could not be read.
+    shared_failed: std::sync::atomic::AtomicBool,
     next_slot: Mutex<Instant>,
     in_flight: Semaphore,
     width: AtomicUsize,
@@ -86,6 +88,7 @@ impl RateBudget {
         RateBudget {
             interval,
             shared: None,
+            shared_failed: std::sync::atomic::AtomicBool::new(false),
             next_slot: Mutex::new(Instant::now()),
             in_flight: Semaphore::new(width),
             width: AtomicUsize::new(width),
@@ -169,7 +172,10 @@ impl RateBudget {
                 Ok(wait) => slot = slot.max(Instant::now() + wait),
                 // The team's schedule out of reach: this process keeps its own pace (and its audit log, on the
                 // same server, stops it sending anyway).
-                Err(e) => tracing::warn!("the shared rate budget cannot be read: {e}"),
+                Err(e) if !self.shared_failed.swap(true, Ordering::SeqCst) => {
+                    tracing::warn!("the shared rate budget cannot be read (this process keeps its own pace): {e}")
+                }
+                Err(_) => {}
             }
         }
         // A timer, even one already due, fires on the next millisecond tick: skip it when no wait is needed.

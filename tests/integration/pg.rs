@@ -16,6 +16,8 @@ pub struct Postgres {
     bin: PathBuf,
     /// Whether commits reach the disk (benchmarks); tests skip fsync for speed.
     durable: bool,
+    /// TLS: the server's certificate and key (PEM), when it speaks TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -45,7 +47,17 @@ impl Postgres {
         Self::start_with(true)
     }
 
+    /// A server that speaks TLS with this certificate and key (PEM files; copied for the server to own).
+    #[allow(dead_code)]
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Self::start_as(false, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
     fn start_with(durable: bool) -> Postgres {
+        Self::start_as(durable, None)
+    }
+
+    fn start_as(durable: bool, tls: Option<(PathBuf, PathBuf)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         if is_root() {
@@ -55,7 +67,18 @@ impl Postgres {
         let pw = dir.path().join("pw");
         std::fs::write(&pw, SUPER_PASSWORD).expect("write pwfile");
         let port = free_port();
-        let pg = Postgres { dir, port, bin, durable };
+        let tls = tls.map(|(cert, key)| {
+            let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(cert, &c).expect("copy the certificate");
+            std::fs::copy(key, &k).expect("copy the key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+            if is_root() {
+                let _ = Command::new("chown").arg("postgres:postgres").arg(&c).arg(&k).status();
+            }
+            (c, k)
+        });
+        let pg = Postgres { dir, port, bin, durable, tls };
         pg.as_server(
             &pg.bin.join("initdb"),
             &[
@@ -72,6 +95,11 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if pg.tls.is_some() {
+            // Over TCP only TLS is let in, so a session that works is a TLS session.
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+            std::fs::write(pg.data().join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        }
         pg.start_server();
         pg.sql("CREATE DATABASE steward");
         pg
@@ -103,11 +131,14 @@ impl Postgres {
 
     pub fn start_server(&self) {
         let fsync = if self.durable { "on" } else { "off" };
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60",
             self.port,
             self.dir.path().display()
         );
+        if let Some((cert, key)) = &self.tls {
+            opts.push_str(&format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display()));
+        }
         let log = self.dir.path().join("server.log").display().to_string();
         self.as_server(
             &self.bin.join("pg_ctl"),

@@ -36,6 +36,14 @@ fn team_run(env: &Env, user: &str, args: &[&str]) -> Run {
     Run::of(cmd)
 }
 
+/// Waits for steward processes, each of which must succeed (the failure shows its stderr).
+fn all_succeed(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().expect("steward ends");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 fn rows(env: &Env, user: &str) -> Vec<serde_json::Value> {
     let run = team_run(env, user, &["--format", "json", "audit", "list", "--all"]).success();
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()))
@@ -128,10 +136,7 @@ fn four_processes_at_once_write_one_unbroken_chain() {
             cmd.spawn().expect("steward starts")
         })
         .collect();
-    for child in children {
-        let out = child.wait_with_output().expect("steward ends");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    all_succeed(children);
     let events = rows(&env, "postgres");
     let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "one gapless sequence");
@@ -379,10 +384,7 @@ fn two_processes_share_one_rate_budget_and_provoke_no_limit() {
                 cmd.spawn().expect("steward starts")
             })
             .collect();
-        for child in children {
-            let out = child.wait_with_output().expect("ends");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
+        all_succeed(children);
         started.elapsed()
     };
     let took = jobs(true);
@@ -448,4 +450,121 @@ fn a_sqlite_log_is_pushed_once_verified_keeping_its_hashes_and_only_new_events_o
     assert_eq!(rows(&team, "postgres").len(), before, "nothing copied from an edited log");
     // And pushing needs a team log.
     solo.run(&["audit", "push", &db]).code(2).stderr_has("audit_url");
+}
+
+/// A CA, and a server certificate it signed for `san` (`IP:127.0.0.1`, `DNS:db.example`); their paths.
+fn certificates(dir: &std::path::Path, san: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=steward test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=steward test db",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), format!("subjectAltName={san}\n")).expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn tls_to_the_team_log_checks_the_servers_certificate_and_name() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = certificates(certs.path(), "IP:127.0.0.1");
+    let pg = Postgres::start_tls(&cert, &key);
+    let sb = Sandbox::start(10);
+    let env = team_env(&sb, &pg, "postgres");
+    let config =
+        std::fs::read_to_string(env.path("config.toml")).expect("config").replace("sslmode=disable", "sslmode=require");
+    // Without the CA the certificate is not trusted: nothing is recorded, so nothing is sent.
+    env.write_config(&config);
+    let run = team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("cannot reach the team audit log"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0);
+    // With it, the log is reached over TLS (the server lets nothing else in over TCP).
+    env.write_config(&format!("audit_ca_file = \"{}\"\n{config}", ca.display()));
+    team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]).success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 1);
+    let plain = team_run(&env, "postgres", &["--audit-url", &pg.url("postgres"), "audit", "list"]);
+    assert!(
+        plain.stderr.contains("no pg_hba.conf entry") && plain.stderr.contains("no encryption"),
+        "{}",
+        plain.report()
+    );
+    team_run(&env, "postgres", &["audit", "verify"]).success();
+    // A certificate for another name is refused, whoever signed it.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (ca2, cert2, key2) = certificates(other.path(), "DNS:db.example");
+    let pg2 = Postgres::start_tls(&cert2, &key2);
+    let env2 = team_env(&sb, &pg2, "postgres");
+    let config2 = std::fs::read_to_string(env2.path("config.toml"))
+        .expect("config")
+        .replace("sslmode=disable", "sslmode=require");
+    env2.write_config(&format!("audit_ca_file = \"{}\"\n{config2}", ca2.display()));
+    let run = team_run(&env2, "postgres", &["--yes", "eval", "connect().suspend(\"user0004\", #{reason: \"left\"})"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.to_lowercase().contains("certificate"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 0);
+}
+
+#[test]
+fn machines_starting_at_once_on_a_new_database_make_its_schema_once() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(20);
+    let env = team_env(&sb, &pg, "postgres");
+    let children: Vec<_> = (3..=5)
+        .map(|i| {
+            let mut cmd = team_cmd(&env, "postgres");
+            cmd.args(["--yes", "eval", &format!("connect().suspend(\"user{i:04}\", #{{reason: \"left\"}})")])
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("steward starts")
+        })
+        .collect();
+    all_succeed(children);
+    assert_eq!(
+        pg.sql_in("steward", "SELECT string_agg(version::text, ',' ORDER BY version) FROM steward_schema"),
+        "1,2,3"
+    );
+    assert_eq!(rows(&env, "postgres").iter().filter(|e| e["op"] == "suspend").count(), 6);
+    team_run(&env, "postgres", &["audit", "verify"]).success();
 }
