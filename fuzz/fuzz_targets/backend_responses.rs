@@ -125,7 +125,7 @@ fuzz_target!(|a: Answer| {
         time_scale: 1.0,
     };
     let token = Some(SecretString::from("fuzz-token-value-0123456789".to_string()));
-    let backend = backends::connect("f", profile, token, Vec::new(), None, retry).expect("backend");
+    let backend = backends::connect("f", profile, token, Vec::new(), None, retry, None).expect("backend");
     let op = backends::VERBS[a.op as usize % backends::VERBS.len()].op;
     let target = TARGETS[a.target as usize % TARGETS.len()].to_string();
     let action = Action::new(op, Some(target.clone()), params(op));
