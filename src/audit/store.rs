@@ -15,6 +15,8 @@ pub enum AuditError {
     Open { path: PathBuf, source: DbError },
     #[error("cannot reach the team audit log {url}: {why} (hint: check the server is up, `audit_url` and the password source; steward sends nothing while its log is unreachable)")]
     Connect { url: String, why: String },
+    #[error("cannot prepare the team audit log {url}: {source} (hint: the database's owner runs steward once to create the tables and the steward_writer role; then `GRANT steward_writer TO <your role>`)")]
+    TeamSchema { url: String, source: DbError },
     #[error("the audit log {path} has schema version {found}, newer than this steward understands ({supported}); upgrade steward")]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
     #[error("audit log write failed, so the action was not sent: {0} (hint: check disk space and that no other program holds the database)")]

@@ -152,7 +152,7 @@ impl PgTarget {
 /// Connects and brings the schema up to date (under a lock, so two machines starting at once migrate once).
 pub fn open(target: &PgTarget) -> Result<Db, AuditError> {
     let db = Db::Postgres(Box::new(std::sync::Mutex::new(Pg::new(target.connect()?))));
-    let open_err = |source: DbError| AuditError::Open { path: PathBuf::from(&target.shown), source };
+    let open_err = |source: DbError| AuditError::TeamSchema { url: target.shown.clone(), source };
     db.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {SCHEMA_LOCK})")).map_err(open_err)?;
     let migrated = migrate(&db, target);
     match migrated {
@@ -166,7 +166,7 @@ pub fn open(target: &PgTarget) -> Result<Db, AuditError> {
 }
 
 fn migrate(db: &Db, target: &PgTarget) -> Result<(), AuditError> {
-    let open_err = |source: DbError| AuditError::Open { path: PathBuf::from(&target.shown), source };
+    let open_err = |source: DbError| AuditError::TeamSchema { url: target.shown.clone(), source };
     let exists = db.row("SELECT to_regclass('steward_schema') IS NOT NULL", &[]).map_err(open_err)?;
     let exists = exists.map(|r| r.int(0)).transpose().map_err(open_err)? == Some(1);
     let version = if exists {

@@ -568,3 +568,21 @@ fn machines_starting_at_once_on_a_new_database_make_its_schema_once() {
     assert_eq!(rows(&env, "postgres").iter().filter(|e| e["op"] == "suspend").count(), 6);
     team_run(&env, "postgres", &["audit", "verify"]).success();
 }
+
+#[test]
+fn a_role_that_may_not_make_the_tables_is_told_who_must() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(5);
+    pg.sql("CREATE ROLE bob LOGIN PASSWORD 'bob-Pg-pass-2208'");
+    let env = team_env(&sb, &pg, "bob");
+    let mut cmd = team_cmd(&env, "bob");
+    cmd.env("PGPW", "bob-Pg-pass-2208").args(["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]);
+    let run = Run::of(cmd);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(
+        run.stderr.contains("permission denied") && run.stderr.contains("GRANT steward_writer"),
+        "{}",
+        run.report()
+    );
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0);
+}
