@@ -307,4 +307,33 @@ mod tests {
             Settings::resolve(&global(&["--profile", "nope"]), config(), Some("/d".into()), false).expect("resolves");
         assert!(e.check_default().unwrap_err().to_string().contains("add [profiles.nope]"));
     }
+
+    #[test]
+    fn a_team_log_is_used_unless_a_file_is_named_or_this_is_a_sandbox() {
+        let with_url = |url: &str| {
+            let mut c = config();
+            c.audit_url = Some(url.into());
+            c
+        };
+        let team = || with_url("postgres://alice@db.internal:5432/steward");
+        let s = Settings::resolve(&global(&[]), team(), Some("/data".into()), false).expect("resolves");
+        let AuditTarget::Postgres(pg) = &s.audit_target else { panic!("the team log: {:?}", s.audit_target) };
+        assert_eq!(pg.shown, "postgres://alice@db.internal:5432/steward");
+        assert!(s.audit_path.starts_with("/data/steward/team"), "anchors kept locally: {:?}", s.audit_path);
+        let s = Settings::resolve(&global(&["--audit-db", "/x/a.db"]), team(), None, false).expect("resolves");
+        assert!(matches!(s.audit_target, AuditTarget::File(_)), "--audit-db names a file instead");
+        let s = Settings::resolve(&global(&["--sandbox"]), team(), Some("/data".into()), false).expect("resolves");
+        assert!(matches!(s.audit_target, AuditTarget::File(_)), "a sandbox rehearsal stays off the team's record");
+        let with_password = with_url("postgres://alice:hunter2hunter2@db/steward");
+        let e = Settings::resolve(&global(&[]), with_password, Some("/data".into()), false).err().expect("refused");
+        assert!(e.to_string().contains("audit_password_env") && !e.to_string().contains("hunter2"), "{e}");
+        let s = Settings::resolve(
+            &global(&["--audit-url", "postgres://bob@other:5433/team"]),
+            team(),
+            Some("/d".into()),
+            false,
+        )
+        .expect("resolves");
+        assert!(matches!(&s.audit_target, AuditTarget::Postgres(pg) if pg.shown.contains("bob@other:5433")));
+    }
 }
