@@ -19,7 +19,7 @@ pub enum AuditError {
     TeamSchema { url: String, source: DbError },
     #[error("the audit log {path} has schema version {found}, newer than this steward understands ({supported}); upgrade steward")]
     NewerSchema { path: PathBuf, found: i64, supported: i64 },
-    #[error("audit log write failed, so the action was not sent: {0} (hint: check disk space and that no other program holds the database)")]
+    #[error("audit log write failed, so the action was not sent: {0} (hint: check disk space and that no other program holds the database; for a team log, that its server is up)")]
     Write(DbError),
     #[error("audit log read failed: {0}")]
     Read(DbError),

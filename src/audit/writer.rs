@@ -207,7 +207,8 @@ impl State {
             return Ok(id);
         }
         let info = self.info.clone();
-        let (id, digest) = self.store()?.start_run(&info)?;
+        let started = self.store()?.start_run(&info);
+        let (id, digest) = self.unless_lost(started)?;
         // Held for the life of the process: other processes see this run is alive, and its claims stand.
         self.hold(id)?;
         self.run_digest = digest;
@@ -231,7 +232,13 @@ impl State {
                     let _ = reply.send(self.hold(run));
                 }
                 Job::Head(reply) => {
-                    let head = self.store().and_then(|s| Ok(s.head()?.map_or(0, |(seq, _)| seq)));
+                    let head = match self.store() {
+                        Ok(store) => {
+                            let head = store.head();
+                            self.unless_lost(head).map(|h| h.map_or(0, |(seq, _)| seq))
+                        }
+                        Err(e) => Err(e),
+                    };
                     let _ = reply.send(head);
                 }
                 Job::End(status, done) => {
@@ -278,6 +285,14 @@ impl State {
         self.store = None;
     }
 
+    /// A team log's server went away: the next use connects anew (and fails closed until it can).
+    fn unless_lost<T>(&mut self, result: Result<T, super::AuditError>) -> Result<T, WriteError> {
+        if result.as_ref().is_err_and(super::AuditError::connection_lost) {
+            self.store = None;
+        }
+        result.map_err(WriteError::from)
+    }
+
     fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, WriteError> {
         let run = self.run()?;
         self.store()?;
@@ -288,11 +303,7 @@ impl State {
         let locks = &self.locks;
         let Some(store) = self.store.as_mut() else { return Err(WriteError::Stopped) };
         let appended = store.append_claiming(batch, &|r| locks.alive_elsewhere(r));
-        // A team log's server went away: the next commit connects anew (and fails closed until it can).
-        if appended.as_ref().is_err_and(super::AuditError::connection_lost) {
-            self.store = None;
-        }
-        let seqs = appended?;
+        let seqs = self.unless_lost(appended)?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
         self.keep_wal_on_disk(run)?;
         self.unchecked_rows += seqs.len();

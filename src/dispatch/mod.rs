@@ -900,7 +900,12 @@ impl Dispatcher {
             *reader = Some(crate::audit::AuditStore::open_verified_target(&self.audit_target).map_err(unreadable)?);
         }
         let Some(store) = reader.as_ref() else { return Ok(None) };
-        let text = store.last_params(&conn.profile, op.name(), target).map_err(unreadable)?;
+        let text = store.last_params(&conn.profile, op.name(), target);
+        // A team log's server went away: the next read opens (and verifies) the log anew.
+        if text.as_ref().is_err_and(crate::audit::AuditError::connection_lost) {
+            *reader = None;
+        }
+        let text = text.map_err(unreadable)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 

@@ -586,3 +586,32 @@ fn a_role_that_may_not_make_the_tables_is_told_who_must() {
     );
     assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0);
 }
+
+#[test]
+fn a_shell_outlives_a_database_restart_refusing_meanwhile_and_acting_again_after() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(10);
+    let env = team_env(&sb, &pg, "postgres");
+    let mut cmd = Command::new("sh");
+    env.configure(&mut cmd);
+    cmd.env_remove("STEWARD_AUDIT_DB")
+        .env("PGPW", pg::SUPER_PASSWORD)
+        .env("TERM", "xterm")
+        .args(["-c", &format!("stty cols 160 rows 50; exec '{}' --yes", env!("CARGO_BIN_EXE_steward"))]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).expect("the REPL starts on a pty");
+    p.exp_string("steward>").expect("a prompt");
+    let suspend = |p: &mut rexpect::session::PtySession, who: &str, expect: &str| {
+        p.send_line(&format!("connect().suspend(\"{who}\", #{{reason: \"left\"}})")).expect("typed");
+        p.exp_string(expect).unwrap_or_else(|e| panic!("{who}: expected {expect:?}: {e}"));
+        p.exp_string("steward>").expect("a prompt again");
+    };
+    suspend(&mut p, "user0003", "204");
+    pg.stop_server();
+    suspend(&mut p, "user0004", "not sent");
+    pg.start_server();
+    suspend(&mut p, "user0005", "204");
+    p.send_line(":quit").expect("typed");
+    assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 0, "nothing sent while the log was down");
+    assert_eq!(sb.count("PUT /api/v3/users/user0005/suspended"), 1, "acting again once it was back");
+    team_run(&env, "postgres", &["audit", "verify"]).success();
+}
