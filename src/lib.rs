@@ -5,9 +5,10 @@
 //! - `script`: the Rhai engine, its limits, the registered functions and the sync→async bridge
 //! - `dispatch`: the one path every action takes (protection, confirmation, dry run, audit intent/outcome)
 //! - `backends`: one module per service, turning actions into requests
+//! - `turns`: the team's shared rate budget, one schedule per service instance in the team database (an `http` rate
+//!   budget's turns kept by `audit::team`'s database)
 //! - `http`: auth, retries, rate budget, pagination, redaction — no particular service
 //! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team)
-//! - `turns`: the team's shared rate budget, one schedule per service instance in the team database
 //! - `config`, `context`, `error`, `interrupt`, `prompt`: set-up and plumbing
 
 pub mod audit;
