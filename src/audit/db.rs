@@ -109,6 +109,11 @@ fn pg_message(e: &postgres::Error) -> String {
 }
 
 impl DbError {
+    /// A row that would repeat a unique key (an event already copied in).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, DbError::Postgres(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+
     /// The connection itself failed (the server went away): worth opening a new one later.
     pub fn connection_lost(&self) -> bool {
         matches!(self, DbError::Postgres(e) if e.is_closed() || e.as_db_error().is_none())

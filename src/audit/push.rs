@@ -156,7 +156,15 @@ impl Copy<'_> {
             return Ok(());
         }
         let (sources, mut events): (Vec<i64>, Vec<Event>) = std::mem::take(batch).into_iter().unzip();
-        let seqs = self.team.append(&mut events)?;
+        let seqs = match self.team.append(&mut events) {
+            Err(AuditError::Write(e)) if e.is_duplicate() => {
+                return Err(AuditError::Write(DbError::Type(format!(
+                    "another push of this log copied the same events at the same time; nothing was copied twice                      ({pushed_so_far} copied by this one): run it again to copy what is left",
+                    pushed_so_far = pushed.events
+                ))))
+            }
+            other => other?,
+        };
         for (source, seq) in sources.into_iter().zip(&seqs) {
             self.seqs.insert(source, *seq);
         }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_rate_turns.sql"),
     include_str!("migrations/postgres/0003_origin.sql"),
+    include_str!("migrations/postgres/0004_origin_unique.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.

@@ -563,7 +563,7 @@ fn machines_starting_at_once_on_a_new_database_make_its_schema_once() {
     all_succeed(children);
     assert_eq!(
         pg.sql_in("steward", "SELECT string_agg(version::text, ',' ORDER BY version) FROM steward_schema"),
-        "1,2,3"
+        "1,2,3,4"
     );
     assert_eq!(rows(&env, "postgres").iter().filter(|e| e["op"] == "suspend").count(), 6);
     team_run(&env, "postgres", &["audit", "verify"]).success();
@@ -614,4 +614,37 @@ fn a_shell_outlives_a_database_restart_refusing_meanwhile_and_acting_again_after
     assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 0, "nothing sent while the log was down");
     assert_eq!(sb.count("PUT /api/v3/users/user0005/suspended"), 1, "acting again once it was back");
     team_run(&env, "postgres", &["audit", "verify"]).success();
+}
+
+#[test]
+fn two_pushes_of_one_log_at_once_copy_each_event_once() {
+    let pg = Postgres::start();
+    // Thousands of events, so the two pushes overlap whatever their start-up times.
+    let sb = Sandbox::start(1_500);
+    let solo = Env::with_sandbox(&sb);
+    let ids: Vec<String> = (3..=1_500).map(|i| format!("\"user{i:04}\"")).collect();
+    let job = format!("connect().suspend_all([{}], #{{reason: \"left\"}}).len()", ids.join(","));
+    solo.run(&["--yes", "--format", "json", "eval", &job]).success();
+    let source = solo.audit_rows(&[]).len();
+    let team = team_env(&sb, &pg, "postgres");
+    team_run(&team, "postgres", &["audit", "verify"]).success();
+    let db = solo.audit_db().display().to_string();
+    let pushes: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = team_cmd(&team, "postgres");
+            cmd.args(["audit", "push", &db]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("steward starts")
+        })
+        .collect();
+    let outs: Vec<_> = pushes.into_iter().map(|c| c.wait_with_output().expect("ends")).collect();
+    let said: String = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect();
+    assert!(outs.iter().any(|o| o.status.success()), "one push goes through: {said}");
+    for out in outs.iter().filter(|o| !o.status.success()) {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("run it again"), "{said}");
+    }
+    // Whatever the interleaving, a push after both leaves the log whole: each source event copied once.
+    team_run(&team, "postgres", &["audit", "push", &db]).success();
+    let copies = rows(&team, "postgres").into_iter().filter(|e| e["origin"] != "").count();
+    assert_eq!(copies, source, "each event of the source copied exactly once");
+    team_run(&team, "postgres", &["audit", "verify"]).success();
 }
