@@ -19,8 +19,6 @@ pub enum AuditTarget {
 }
 
 impl AuditTarget {
-    /// The local file the log's anchors (checkpoint, signing and fingerprint keys) are kept beside: the log
-    /// itself for SQLite, this machine's own place for a team log; none for a log in memory.
     /// Whether there is a log to read yet (a file log is made by the first action; a team log is always there,
     /// or unreachable, which opening it says).
     pub fn exists(&self) -> bool {
@@ -31,6 +29,8 @@ impl AuditTarget {
         }
     }
 
+    /// The local file the log's anchors (checkpoint, signing and fingerprint keys) are kept beside: the log
+    /// itself for SQLite, this machine's own place for a team log; none for a log in memory.
     pub fn anchor(&self) -> Option<&std::path::Path> {
         match self {
             AuditTarget::File(p) => Some(p),
@@ -180,7 +180,8 @@ impl State {
             for run in self.held.clone() {
                 if !store.hold_run(run)? {
                     return Err(WriteError::Lock(format!(
-                        "run {run} was taken over by another process while the audit log was out of reach;                          this process stops recording (and sending)"
+                        "run {run} was taken over by another process while the audit log was out of reach; \
+                         this process stops recording (and sending)"
                     )));
                 }
             }
