@@ -1,13 +1,15 @@
 //! GitHub Enterprise Server: the site-admin user API under `/api/v3` (seed 001, GitHub's GHES 3.22 description).
 
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
-use super::model::User;
+use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use reqwest::Method;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// What steward knows of this kind of service, for the registry (`backends::ALL`).
@@ -73,8 +75,68 @@ const DETAIL_CONCURRENCY: usize = 8;
 /// Where a users listing stands: its pages, and the users held back while it may still end short.
 struct UserWalk<'a> {
     pages: crate::http::Pages<'a>,
-    held: Vec<Value>,
+    held: Vec<User>,
     holding: bool,
+}
+
+/// The fields of a GHES user record steward reads; any of them missing, null or of another type is not there.
+#[derive(Default, Deserialize)]
+struct Fields {
+    id: Option<Value>,
+    login: Option<Value>,
+    email: Option<Value>,
+    name: Option<Value>,
+    site_admin: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    /// Whether the record has a `suspended_at` that is not null (`None`: it has none at all, as in a listing).
+    #[serde(default, deserialize_with = "set_or_null")]
+    suspended_at: Option<bool>,
+}
+
+impl Fields {
+    fn of_value(record: &Value) -> Fields {
+        Fields::deserialize(record).unwrap_or_default()
+    }
+
+    /// Read straight from the text; a record serde refuses as it stands (a key twice) is read as a tree.
+    fn of_text(record: &RawValue) -> Fields {
+        serde_json::from_str(record.get())
+            .or_else(|_| serde_json::from_str::<Value>(record.get()).map(|v| Fields::of_value(&v)))
+            .unwrap_or_default()
+    }
+}
+
+/// A user from the fields read of its record, and the record.
+fn user_of(profile: &str, fields: Fields, raw: Raw) -> User {
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    };
+    // A listing's record does not say these: mark them unknown (tables and CSV show `?`), not empty.
+    let unknown: &[&str] = match fields.suspended_at {
+        None => &["email", "name", "suspended"],
+        Some(_) => &[],
+    };
+    User {
+        id: fields.id.unwrap_or(Value::Null),
+        login: text(fields.login).unwrap_or_default(),
+        email: text(fields.email),
+        name: text(fields.name),
+        admin: fields.site_admin.as_ref().and_then(Value::as_bool),
+        // `suspended_at` is only in full user objects GHES returns to site admins; a list says nothing of it.
+        suspended: fields.suspended_at,
+        last_active: None,
+        kind: "github".into(),
+        profile: profile.to_string(),
+        raw,
+        extra: Vec::new(),
+        unknown,
+    }
+}
+
+fn set_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(Some(Option::<serde::de::IgnoredAny>::deserialize(d)?.is_some()))
 }
 
 pub struct Github {
@@ -112,29 +174,9 @@ impl Github {
         Github { http, profile: profile.to_string() }
     }
 
-    fn user(&self, raw: Value) -> Value {
-        let text = |k: &str| raw.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-        // `suspended_at` is only in full user objects GHES returns to site admins; a list says nothing about it.
-        let suspended = raw.as_object().and_then(|o| o.get("suspended_at")).map(|v| !v.is_null());
-        let listed_only = suspended.is_none();
-        let mut user = User {
-            id: raw.get("id").cloned().unwrap_or(Value::Null),
-            login: text("login").unwrap_or_default(),
-            email: text("email"),
-            name: text("name"),
-            admin: raw.get("site_admin").and_then(Value::as_bool),
-            suspended,
-            last_active: None,
-            kind: "github",
-            profile: self.profile.clone(),
-            raw,
-        }
-        .into_value();
-        // A listing's record does not say these: mark them unknown (tables and CSV show `?`), not empty.
-        if let (true, Some(o)) = (listed_only, user.as_object_mut()) {
-            o.insert("unknown".into(), json!(["email", "name", "suspended"]));
-        }
-        user
+    /// A user record the service sent as JSON (its own record of one user).
+    fn user(&self, raw: Value) -> User {
+        user_of(&self.profile, Fields::of_value(&raw), Raw::Tree(raw))
     }
 
     async fn send(&self, req: Request) -> Result<Value, ApiError> {
@@ -161,19 +203,19 @@ impl Github {
         };
         Box::pin(futures::stream::try_unfold(walk, move |mut walk| async move {
             loop {
-                let Some(raw) = walk.pages.next_page().await? else {
+                let Some(raw) = walk.pages.next_texts().await? else {
                     // The end: what was held back is a short listing, read in detail.
                     if walk.held.is_empty() {
                         return Ok(None);
                     }
                     let held = self.with_detail(std::mem::take(&mut walk.held)).await?;
-                    return Ok(Some((held.into_iter().map(|u| self.user(u)).collect(), walk)));
+                    return Ok(Some((held, walk)));
                 };
                 let mut users = self.page_of_users(raw, filter);
                 if each_in_detail {
                     users = self.with_detail(users).await?;
                     if let Some(wanted) = suspended {
-                        users.retain(|u| u.get("suspended_at").map(|v| !v.is_null()).unwrap_or(false) == wanted);
+                        users.retain(|u| u.suspended.unwrap_or(false) == wanted);
                     }
                 } else if walk.holding {
                     walk.held.extend(users);
@@ -184,25 +226,31 @@ impl Github {
                     walk.holding = false;
                     users = std::mem::take(&mut walk.held);
                 }
-                return Ok(Some((users.into_iter().map(|u| self.user(u)).collect(), walk)));
+                return Ok(Some((users, walk)));
             }
         }))
     }
 
-    /// A page of the listing with the filters the list endpoint cannot apply: users only (not organizations),
-    /// `q` in login, email or name, `admin`.
-    fn page_of_users(&self, raw: Vec<Value>, filter: &Value) -> Vec<Value> {
+    /// A page of the listing, each record read for the fields steward knows and kept as the text it came in,
+    /// with the filters the list endpoint cannot apply: users only (not organizations), `q` in login, email or
+    /// name, `admin`.
+    fn page_of_users(&self, raw: Vec<Box<RawValue>>, filter: &Value) -> Vec<User> {
         let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
         let admin = filter.get("admin").and_then(Value::as_bool);
+        let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_lowercase);
         raw.into_iter()
-            .filter(|u| u.get("type").and_then(Value::as_str).unwrap_or("User") == "User")
-            .filter(|u| match &q {
-                Some(q) => ["login", "email", "name"]
-                    .iter()
-                    .any(|k| u.get(*k).and_then(Value::as_str).map(|v| v.to_lowercase().contains(q)).unwrap_or(false)),
-                None => true,
+            .filter_map(|record| {
+                let fields = Fields::of_text(&record);
+                let is_user = fields.kind.as_ref().and_then(Value::as_str).unwrap_or("User") == "User";
+                let found = match &q {
+                    Some(q) => [&fields.login, &fields.email, &fields.name]
+                        .into_iter()
+                        .any(|v| text(v).is_some_and(|v| v.contains(q.as_str()))),
+                    None => true,
+                };
+                let admin_ok = admin.is_none_or(|a| fields.site_admin.as_ref().and_then(Value::as_bool) == Some(a));
+                (is_user && found && admin_ok).then(|| user_of(&self.profile, fields, Raw::Text(record)))
             })
-            .filter(|u| admin.is_none_or(|a| u.get("site_admin").and_then(Value::as_bool) == Some(a)))
             .collect()
     }
 
@@ -211,12 +259,12 @@ impl Github {
     }
 
     /// Each user's own record, a few at a time, in order.
-    async fn with_detail(&self, users: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+    async fn with_detail(&self, users: Vec<User>) -> Result<Vec<User>, ApiError> {
         use futures::StreamExt;
         futures::stream::iter(users)
-            .map(|u| {
-                let login = u.get("login").and_then(Value::as_str).unwrap_or_default().to_string();
-                async move { self.send(Request::new(Method::GET, format!("users/{}", segment(&login)))).await }
+            .map(|u| async move {
+                let record = self.send(Request::new(Method::GET, format!("users/{}", segment(&u.login)))).await?;
+                Ok(self.user(record))
             })
             .buffered(DETAIL_CONCURRENCY)
             .collect::<Vec<_>>()
@@ -382,9 +430,9 @@ impl Backend for Github {
             Ok(format!("admin/users/{}{suffix}", segment(action.target()?)))
         };
         match action.op {
-            Op::Whoami => Ok(self.user(self.send(Request::new(Method::GET, "user")).await?)),
+            Op::Whoami => Ok(self.user(self.send(Request::new(Method::GET, "user")).await?).into_value()),
             Op::ListUsers => self.list_users(&action.params).await,
-            Op::GetUser => Ok(self.user(self.send(Request::new(Method::GET, user_path("")?)).await?)),
+            Op::GetUser => Ok(self.user(self.send(Request::new(Method::GET, user_path("")?)).await?).into_value()),
             Op::CreateUser => {
                 let login = action.param_str("login").or(action.target.as_deref()).ok_or_else(|| {
                     ApiError::invalid(
@@ -399,7 +447,7 @@ impl Backend for Github {
                     body["suspended"] = json!(s);
                 }
                 let created = self.send(Request::new(Method::POST, "admin/users").json(body)).await?;
-                Ok(self.user(created))
+                Ok(self.user(created).into_value())
             }
             Op::RenameUser => {
                 let new_login = action.param_str("login").ok_or_else(|| {
@@ -496,5 +544,30 @@ mod tests {
         assert!(secondary_rate_limit(403, Some("You have exceeded a secondary rate limit")));
         assert!(!secondary_rate_limit(403, Some("Must have admin rights")));
         assert!(!secondary_rate_limit(404, Some("rate limit")));
+    }
+
+    #[test]
+    fn a_record_read_from_its_text_is_the_record_read_from_its_tree() {
+        for text in [
+            r#"{"login": "ann", "id": 7, "type": "User", "site_admin": true, "email": "", "x": [[{"y": 1}]]}"#,
+            r#"{"login": "bob", "id": 8, "suspended_at": null, "name": "Bob B", "email": "bob@example.com"}"#,
+            r#"{"login": "cy", "id": "9", "suspended_at": "2026-01-01T00:00:00Z", "site_admin": "yes"}"#,
+            // A key twice (serde refuses it in a struct): read as a tree, the last one wins as there.
+            r#"{"login": "first", "login": "dee", "id": 10}"#,
+            // Of other types than expected, or not a record at all: nothing is read from them.
+            r#"{"login": 11, "id": null, "email": ["e@x"], "type": {"t": 1}}"#,
+            r#"["not", "a", "record"]"#,
+            r#""text""#,
+        ] {
+            let raw = RawValue::from_string(text.to_string()).unwrap();
+            let tree: Value = serde_json::from_str(text).unwrap();
+            let by_text = user_of("ghes", Fields::of_text(&raw), Raw::Text(raw)).into_value();
+            let by_tree = user_of("ghes", Fields::of_value(&tree), Raw::Tree(tree)).into_value();
+            assert_eq!(by_text, by_tree, "{text}");
+        }
+        let read = |text: &str| Fields::of_text(&RawValue::from_string(text.to_string()).unwrap()).suspended_at;
+        assert_eq!(read(r#"{"login": "a"}"#), None, "a listing's record says nothing of suspension");
+        assert_eq!(read(r#"{"suspended_at": null}"#), Some(false));
+        assert_eq!(read(r#"{"suspended_at": "2026-01-01T00:00:00Z"}"#), Some(true));
     }
 }

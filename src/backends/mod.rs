@@ -225,7 +225,7 @@ pub trait Backend: Send + Sync {
         let _ = hold;
         Box::pin(futures::stream::once(async move {
             match self.execute(&Action::new(Op::ListUsers, None, filter.clone())).await? {
-                Value::Array(users) => Ok(users),
+                Value::Array(users) => Ok(users.into_iter().map(model::User::from_value).collect()),
                 other => {
                     Err(ApiError::invalid(format!("list_users gave {}, not a list", crate::http::json_type(&other))))
                 }
@@ -326,14 +326,14 @@ pub trait Backend: Send + Sync {
 }
 
 /// Pages of normalized users, as `Backend::users` yields them.
-pub type UserPages<'a> = futures::stream::BoxStream<'a, Result<Vec<Value>, ApiError>>;
+pub type UserPages<'a> = futures::stream::BoxStream<'a, Result<Vec<model::User>, ApiError>>;
 
 /// The whole of a `users` stream, for `list_users` on services that stream.
 pub async fn collect_users(mut pages: UserPages<'_>) -> Result<Vec<Value>, ApiError> {
     use futures::StreamExt;
     let mut users = Vec::new();
     while let Some(page) = pages.next().await {
-        users.extend(page?);
+        users.extend(page?.into_iter().map(model::User::into_value));
     }
     Ok(users)
 }

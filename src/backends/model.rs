@@ -1,11 +1,12 @@
 //! The normalized records every backend returns, so scripts read `u.login` and `u.suspended` on any service.
 
-use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 
-/// `#{id, login, email, name, admin, suspended, last_active, kind, profile, raw}`.
-/// A field the service does not report is `()` in Rhai (null in JSON), never a guess.
-#[derive(Clone, Debug, Serialize)]
+/// `#{id, login, email, name, admin, suspended, last_active, kind, profile, raw}`, then what the service adds
+/// (`extra`, in order). A field the service does not report is `()` in Rhai (null in JSON), never a guess.
+#[derive(Clone, Debug, Default)]
 pub struct User {
     pub id: Value,
     pub login: String,
@@ -14,10 +15,45 @@ pub struct User {
     pub admin: Option<bool>,
     pub suspended: Option<bool>,
     pub last_active: Option<String>,
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub profile: String,
     /// The service's own JSON, untouched.
-    pub raw: Value,
+    pub raw: Raw,
+    /// The service's own fields after the common ones (`role`, `deactivated`, …).
+    pub extra: Vec<(String, Value)>,
+    /// The common fields this record cannot say (a GHES listing knows no email): tables and CSVs show `?`.
+    pub unknown: &'static [&'static str],
+}
+
+/// The service's own record of a user: parsed, or still the JSON text it came in (a listing of a million users
+/// reads a few fields of each and builds no tree of the rest unless a script asks).
+#[derive(Clone, Debug)]
+pub enum Raw {
+    Tree(Value),
+    Text(Box<RawValue>),
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw::Tree(Value::Null)
+    }
+}
+
+impl Raw {
+    /// The record parsed (text that came as JSON parses again; were it somehow not to, it reads as null).
+    pub fn into_value(self) -> Value {
+        match self {
+            Raw::Tree(v) => v,
+            Raw::Text(t) => serde_json::from_str(t.get()).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn is_object(&self) -> bool {
+        match self {
+            Raw::Tree(v) => v.is_object(),
+            Raw::Text(t) => t.get().trim_start().starts_with('{'),
+        }
+    }
 }
 
 impl User {
@@ -25,7 +61,7 @@ impl User {
     pub fn into_value(self) -> Value {
         let text = |t: Option<String>| t.map(Value::String).unwrap_or(Value::Null);
         let flag = |b: Option<bool>| b.map(Value::Bool).unwrap_or(Value::Null);
-        let mut map = serde_json::Map::with_capacity(10);
+        let mut map = serde_json::Map::with_capacity(10 + self.extra.len());
         map.insert("id".into(), self.id);
         map.insert("login".into(), Value::String(self.login));
         map.insert("email".into(), text(self.email));
@@ -33,37 +69,62 @@ impl User {
         map.insert("admin".into(), flag(self.admin));
         map.insert("suspended".into(), flag(self.suspended));
         map.insert("last_active".into(), text(self.last_active));
-        map.insert("kind".into(), Value::String(self.kind.into()));
+        map.insert("kind".into(), Value::String(self.kind.into_owned()));
         map.insert("profile".into(), Value::String(self.profile));
-        map.insert("raw".into(), self.raw);
+        map.insert("raw".into(), self.raw.into_value());
+        map.extend(self.extra);
+        if !self.unknown.is_empty() {
+            map.insert("unknown".into(), self.unknown.iter().map(|k| Value::from(*k)).collect());
+        }
         Value::Object(map)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_as_json_is_what_serde_would_write() {
-        let user = User {
-            id: Value::from(7),
-            login: "ann".into(),
-            email: Some("ann@example.com".into()),
-            name: None,
-            admin: Some(false),
-            suspended: None,
-            last_active: Some("2026-01-01T00:00:00Z".into()),
-            kind: "github",
-            profile: "ghes".into(),
-            raw: serde_json::json!({"login": "ann", "site_admin": false}),
+    /// A normalized record as JSON (what `into_value` made, or a service's list answer) back into its parts;
+    /// `from_value(u.into_value())` is `u`, its `raw` parsed.
+    pub fn from_value(value: Value) -> User {
+        let mut user = User::default();
+        let Value::Object(map) = value else {
+            user.raw = Raw::Tree(value);
+            return user;
         };
-        let by_serde = serde_json::to_value(&user).unwrap();
-        let by_hand = user.into_value();
-        assert_eq!(by_hand, by_serde);
-        let keys: Vec<&String> = by_hand.as_object().unwrap().keys().collect();
-        let serde_keys: Vec<&String> = by_serde.as_object().unwrap().keys().collect();
-        assert_eq!(keys, serde_keys, "the same order too");
+        let text = |v: Value| match v {
+            Value::String(s) => Some(s),
+            _ => None,
+        };
+        for (key, v) in map {
+            match key.as_str() {
+                "id" => user.id = v,
+                "login" => user.login = text(v).unwrap_or_default(),
+                "email" => user.email = text(v),
+                "name" => user.name = text(v),
+                "admin" => user.admin = v.as_bool(),
+                "suspended" => user.suspended = v.as_bool(),
+                "last_active" => user.last_active = text(v),
+                "kind" => user.kind = Cow::Owned(text(v).unwrap_or_default()),
+                "profile" => user.profile = text(v).unwrap_or_default(),
+                "raw" => user.raw = Raw::Tree(v),
+                _ => user.extra.push((key, v)),
+            }
+        }
+        user
+    }
+
+    /// The value of `key` as `into_value` would give it, `None` where that is null or missing (for those who read
+    /// one field of many records; never `raw`).
+    pub fn field(&self, key: &str) -> Option<Value> {
+        let text = |t: &Option<String>| t.clone().map(Value::String);
+        match key {
+            "id" => Some(self.id.clone()),
+            "login" => Some(Value::String(self.login.clone())),
+            "email" => text(&self.email),
+            "name" => text(&self.name),
+            "admin" => self.admin.map(Value::Bool),
+            "suspended" => self.suspended.map(Value::Bool),
+            "last_active" => text(&self.last_active),
+            "kind" => Some(Value::String(self.kind.to_string())),
+            "profile" => Some(Value::String(self.profile.clone())),
+            _ => self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+        }
     }
 }
 
@@ -87,5 +148,63 @@ impl Account {
         let names =
             ["id", "login", "email", "vcs_id"].iter().filter_map(|k| text(k)).filter(|n| !n.is_empty()).collect();
         Account { id, names }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann() -> User {
+        User {
+            id: Value::from(7),
+            login: "ann".into(),
+            email: Some("ann@example.com".into()),
+            name: None,
+            admin: Some(false),
+            suspended: None,
+            last_active: Some("2026-01-01T00:00:00Z".into()),
+            kind: "github".into(),
+            profile: "ghes".into(),
+            raw: Raw::Text(RawValue::from_string(r#"{"login": "ann", "site_admin": false}"#.into()).unwrap()),
+            extra: vec![("role".into(), serde_json::json!("owner"))],
+            unknown: &["suspended"],
+        }
+    }
+
+    #[test]
+    fn a_record_as_json_has_the_common_fields_first_then_the_services() {
+        let value = ann().into_value();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let expected = [
+            "id",
+            "login",
+            "email",
+            "name",
+            "admin",
+            "suspended",
+            "last_active",
+            "kind",
+            "profile",
+            "raw",
+            "role",
+            "unknown",
+        ];
+        assert_eq!(keys, expected);
+        assert_eq!(value["raw"], serde_json::json!({"login": "ann", "site_admin": false}), "the text parsed");
+        assert_eq!(value["name"], Value::Null);
+        assert_eq!(value["unknown"], serde_json::json!(["suspended"]));
+    }
+
+    #[test]
+    fn a_record_read_back_from_json_is_the_same_record() {
+        let value = ann().into_value();
+        let back = User::from_value(value.clone());
+        assert!(matches!(back.raw, Raw::Tree(_)));
+        assert_eq!(back.into_value(), value);
+        for key in ["id", "login", "email", "admin", "kind", "role"] {
+            assert_eq!(ann().field(key).as_ref(), value.get(key), "{key}");
+        }
+        assert_eq!(ann().field("name"), None);
     }
 }

@@ -4,7 +4,7 @@
 //! of the whole resource, `If-Match` where ETags are announced, `/Bulk` within its announced limits.
 //! Suspension is `active = false`; admin rights are membership of the profile's `admin_group`.
 
-use super::model::{Account, User};
+use super::model::{Account, Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -271,7 +271,7 @@ impl Scim {
         }
     }
 
-    fn user(&self, r: &Value, admins: Option<&HashSet<String>>) -> Value {
+    fn user(&self, r: &Value, admins: Option<&HashSet<String>>) -> User {
         let text = |p: &str| r.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let id = text("/id").unwrap_or_default();
         let emails = r.get("emails").and_then(Value::as_array);
@@ -292,13 +292,16 @@ impl Scim {
             suspended: r.get("active").and_then(Value::as_bool).map(|a| !a),
             // SCIM has no sign-in time; `last_modified` says when the record last changed.
             last_active: None,
-            kind: "scim",
+            kind: "scim".into(),
             profile: self.profile.clone(),
-            raw: r.clone(),
-        }
-        .into_value();
-        user["external_id"] = json!(text("/externalId"));
-        user["last_modified"] = json!(text("/meta/lastModified"));
+            raw: Raw::Tree(r.clone()),
+            extra: Vec::new(),
+            unknown: &[],
+        };
+        user.extra = vec![
+            ("external_id".into(), json!(text("/externalId"))),
+            ("last_modified".into(), json!(text("/meta/lastModified"))),
+        ];
         user
     }
 
@@ -509,7 +512,7 @@ impl Scim {
                     let users = raw
                         .iter()
                         .map(|r| self.user(r, admins.as_ref().as_ref()))
-                        .filter(|u| wanted_admin.is_none_or(|w| u.get("admin").and_then(Value::as_bool) == Some(w)))
+                        .filter(|u| wanted_admin.is_none_or(|w| u.admin == Some(w)))
                         .collect();
                     Ok(Some((users, pages)))
                 }
@@ -553,7 +556,7 @@ impl Scim {
                 _ => false,
             })
             .map(|r| {
-                let mut u = self.user(r, None);
+                let mut u = self.user(r, None).into_value();
                 u["activity_means"] =
                     json!("meta.lastModified: when the record last changed (SCIM reports no sign-ins)");
                 u
@@ -590,7 +593,7 @@ impl Scim {
             }
         }
         let resp = self.http.send(&Request::new(Method::POST, caps.users.clone()).json(body)).await?;
-        let mut user = self.user(&resp.body, None);
+        let mut user = self.user(&resp.body, None).into_value();
         user["http_status"] = json!(resp.status);
         Ok(user)
     }
@@ -895,7 +898,7 @@ impl Backend for Scim {
                 if let Some(me) =
                     self.optional(Request::new(Method::GET, "Me")).await?.filter(|me| me.get("id").is_some())
                 {
-                    return Ok(self.user(&me, self.admins().await?.as_ref()));
+                    return Ok(self.user(&me, self.admins().await?.as_ref()).into_value());
                 }
                 let name = self.settings.identity.as_deref().ok_or_else(|| {
                     ApiError::new(
@@ -905,12 +908,12 @@ impl Backend for Scim {
                     .with_hint("set identity = \"<your userName>\" in the profile, if the token is a person's")
                 })?;
                 let r = self.find(name).await?;
-                Ok(self.user(&r, self.admins().await?.as_ref()))
+                Ok(self.user(&r, self.admins().await?.as_ref()).into_value())
             }
             Op::ListUsers => self.list_users(&action.params).await,
             Op::GetUser => {
                 let r = self.find(action.target()?).await?;
-                Ok(self.user(&r, self.admins().await?.as_ref()))
+                Ok(self.user(&r, self.admins().await?.as_ref()).into_value())
             }
             Op::CreateUser => self.create_user(action).await,
             Op::Suspend | Op::Unsuspend => self.set_active(action, action.op == Op::Unsuspend).await,

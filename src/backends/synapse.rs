@@ -3,7 +3,7 @@
 //! Traps handled here: `creation_ts` is ms in lists and s in the single GET; `suspended` is only in the single GET;
 //! whois answers 200 for users that do not exist.
 
-use super::model::User;
+use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
@@ -113,7 +113,7 @@ impl Synapse {
     }
 
     /// A user record; `created_in_seconds` because the single GET says seconds where lists say milliseconds.
-    fn user(&self, u: &Value, created_in_seconds: bool) -> Value {
+    fn user(&self, u: &Value, created_in_seconds: bool) -> User {
         let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let id = text("name").unwrap_or_default();
         let email = u
@@ -131,18 +131,19 @@ impl Synapse {
             admin: flag("admin"),
             suspended: flag("suspended"),
             last_active: u.get("last_seen_ts").and_then(Value::as_i64).and_then(ms_to_rfc3339),
-            kind: "synapse",
+            kind: "synapse".into(),
             profile: self.profile.clone(),
-            raw: u.clone(),
-        }
-        .into_value();
+            raw: Raw::Tree(u.clone()),
+            extra: Vec::new(),
+            unknown: &[],
+        };
         let created =
             u.get("creation_ts").and_then(Value::as_i64).map(|t| if created_in_seconds { t * 1000 } else { t });
-        if let Some(o) = user.as_object_mut() {
-            o.insert("deactivated".into(), json!(flag("deactivated")));
-            o.insert("locked".into(), json!(flag("locked")));
-            o.insert("created_at".into(), json!(created.and_then(ms_to_rfc3339)));
-        }
+        user.extra = vec![
+            ("deactivated".into(), json!(flag("deactivated"))),
+            ("locked".into(), json!(flag("locked"))),
+            ("created_at".into(), json!(created.and_then(ms_to_rfc3339))),
+        ];
         user
     }
 
@@ -200,7 +201,7 @@ impl Synapse {
         }))
     }
 
-    async fn page_of_users(&self, raw: Vec<Value>, filter: &Value) -> Result<Vec<Value>, ApiError> {
+    async fn page_of_users(&self, raw: Vec<Value>, filter: &Value) -> Result<Vec<User>, ApiError> {
         let Some(wanted) = filter.get("suspended").and_then(Value::as_bool) else {
             return Ok(raw.iter().map(|u| self.user(u, false)).collect());
         };
@@ -255,7 +256,7 @@ impl Synapse {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut out = self.user(&user, true);
+            let mut out = self.user(&user, true).into_value();
             out["connections"] = Value::Array(connections);
             return Ok(out);
         }
@@ -286,7 +287,7 @@ impl Synapse {
                     _ => false,
                 }
             })
-            .map(|u| self.user(u, false))
+            .map(|u| self.user(u, false).into_value())
             .collect();
         Ok(Value::Array(users))
     }
@@ -346,7 +347,7 @@ impl Backend for Synapse {
     async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
         use super::holdings::{Holding, HoldingKind, Snapshot};
         let id = self.user_id(target).await?;
-        let mut snap = Snapshot::of_user(&self.user(&self.get_raw(&id).await?, true));
+        let mut snap = Snapshot::of_user(&self.user(&self.get_raw(&id).await?, true).into_value());
         snap.holdings = self
             .devices(&id)
             .await?
@@ -412,10 +413,10 @@ impl Backend for Synapse {
         match action.op {
             Op::Whoami => {
                 let me = self.me().await?;
-                Ok(self.user(&self.get_raw(&me).await?, true))
+                Ok(self.user(&self.get_raw(&me).await?, true).into_value())
             }
             Op::ListUsers => self.list_users(&action.params).await,
-            Op::GetUser => Ok(self.user(&self.get_raw(id.as_deref().unwrap_or_default()).await?, true)),
+            Op::GetUser => Ok(self.user(&self.get_raw(id.as_deref().unwrap_or_default()).await?, true).into_value()),
             Op::CreateUser => {
                 let login = action.param_str("login").or(action.param_str("user_id")).or(action.target.as_deref()).ok_or_else(|| {
                     ApiError::invalid("create_user needs a login: create_user(#{login: \"alice\", password: \"…\", displayname: \"Alice\"})")
@@ -433,7 +434,7 @@ impl Backend for Synapse {
                 let req = Request::new(Method::PUT, format!("_synapse/admin/v2/users/{}", segment(&uid)))
                     .json(Value::Object(body));
                 let resp = self.http.send(&req).await?;
-                let mut user = self.user(&resp.body, true);
+                let mut user = self.user(&resp.body, true).into_value();
                 user["http_status"] = json!(resp.status);
                 Ok(user)
             }

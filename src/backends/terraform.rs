@@ -4,7 +4,7 @@
 //! `GET /admin/users?q=…` (exactly one match required); the resolution is remembered for the action that follows.
 
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
-use super::model::User;
+use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -159,7 +159,7 @@ impl Terraform {
         }
     }
 
-    fn user(&self, resource: &Value) -> Value {
+    fn user(&self, resource: &Value) -> User {
         let attr = |k: &str| resource.pointer(&format!("/attributes/{k}"));
         let text = |k: &str| attr(k).and_then(Value::as_str).map(str::to_string);
         let organizations: Vec<Value> = resource
@@ -175,20 +175,18 @@ impl Terraform {
             admin: attr("is-admin").and_then(Value::as_bool),
             suspended: attr("is-suspended").and_then(Value::as_bool),
             last_active: None,
-            kind: "terraform",
+            kind: "terraform".into(),
             profile: self.profile.clone(),
-            raw: resource.clone(),
-        }
-        .into_value();
-        if let Some(o) = user.as_object_mut() {
-            o.insert("service_account".into(), attr("is-service-account").cloned().unwrap_or(Value::Null));
-            o.insert(
-                "two_factor".into(),
-                attr("two-factor").and_then(|t| t.get("enabled")).cloned().unwrap_or(Value::Null),
-            );
-            o.insert("organizations".into(), Value::Array(organizations));
-            o.insert("avatar_url".into(), attr("avatar-url").cloned().unwrap_or(Value::Null));
-        }
+            raw: Raw::Tree(resource.clone()),
+            extra: Vec::new(),
+            unknown: &[],
+        };
+        user.extra = vec![
+            ("service_account".into(), attr("is-service-account").cloned().unwrap_or(Value::Null)),
+            ("two_factor".into(), attr("two-factor").and_then(|t| t.get("enabled")).cloned().unwrap_or(Value::Null)),
+            ("organizations".into(), Value::Array(organizations)),
+            ("avatar_url".into(), attr("avatar-url").cloned().unwrap_or(Value::Null)),
+        ];
         user
     }
 
@@ -310,7 +308,7 @@ impl Terraform {
             not_admin_hint(e)
         })?;
         self.forget(action);
-        let mut user = resp.body.get("data").map(|d| self.user(d)).unwrap_or_else(|| json!({}));
+        let mut user = resp.body.get("data").map(|d| self.user(d).into_value()).unwrap_or_else(|| json!({}));
         if let Some(o) = user.as_object_mut() {
             o.insert("http_status".into(), json!(resp.status));
             o.insert("ok".into(), json!(true));
@@ -429,7 +427,8 @@ impl Backend for Terraform {
 
     /// An account by login, email or id, trusting the listing `warm` read for a job (see `lookup`).
     async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        Ok(super::found(self.lookup(name, true).await)?.map(|r| super::model::Account::of_user(&self.user(&r))))
+        Ok(super::found(self.lookup(name, true).await)?
+            .map(|r| super::model::Account::of_user(&self.user(&r).into_value())))
     }
 
     /// Many names are found in one listing of every user (pages of 100) rather than one search each.
@@ -509,10 +508,10 @@ impl Backend for Terraform {
         match action.op {
             Op::Whoami => {
                 let body = self.http.send(&Request::new(Method::GET, "account/details")).await?.body;
-                Ok(self.user(body.get("data").unwrap_or(&Value::Null)))
+                Ok(self.user(body.get("data").unwrap_or(&Value::Null)).into_value())
             }
             Op::ListUsers => self.list_users(&action.params).await,
-            Op::GetUser => Ok(self.user(&self.lookup(action.target()?, false).await?)),
+            Op::GetUser => Ok(self.user(&self.lookup(action.target()?, false).await?).into_value()),
             Op::DeleteUser => {
                 let id = self.id_of(action).await?;
                 let resp = self

@@ -3,7 +3,7 @@
 //! Suspend = terminate; unsuspend = reinstate with the role the user had, which `prepare` reads before the
 //! termination so the audit log keeps it.
 
-use super::model::User;
+use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -139,7 +139,7 @@ impl TransactionLink {
         }
     }
 
-    fn user(&self, r: &Value) -> Value {
+    fn user(&self, r: &Value) -> User {
         let text = |p: &str| r.pointer(p).and_then(Value::as_str).map(str::to_string);
         let name =
             [text("/profile/firstName"), text("/profile/lastName")].into_iter().flatten().collect::<Vec<_>>().join(" ");
@@ -154,16 +154,17 @@ impl TransactionLink {
             // The documented schema shows no status; the live service's `status` is read when present.
             suspended: text("/status").map(|s| s.eq_ignore_ascii_case("TERMINATED")),
             last_active: text("/lastLoginDateTime").or_else(|| text("/profile/lastLoginDateTime")),
-            kind: "transactionlink",
+            kind: "transactionlink".into(),
             profile: self.profile.clone(),
-            raw: r.clone(),
-        }
-        .into_value();
-        if let Some(o) = user.as_object_mut() {
-            o.insert("role_id".into(), json!(role_id));
-            o.insert("role".into(), json!(role_name));
-            o.insert("title".into(), json!(text("/profile/title")));
-        }
+            raw: Raw::Tree(r.clone()),
+            extra: Vec::new(),
+            unknown: &[],
+        };
+        user.extra = vec![
+            ("role_id".into(), json!(role_id)),
+            ("role".into(), json!(role_name)),
+            ("title".into(), json!(text("/profile/title"))),
+        ];
         user
     }
 
@@ -287,7 +288,7 @@ impl TransactionLink {
         let resp = self.http.send(&req).await.map_err(explain);
         self.forget(action.target.as_deref().unwrap_or_default());
         let resp = resp?;
-        let mut out = if resp.body.is_object() { self.user(&resp.body) } else { json!({}) };
+        let mut out = if resp.body.is_object() { self.user(&resp.body).into_value() } else { json!({}) };
         if let Some(o) = out.as_object_mut() {
             o.insert("ok".into(), json!(true));
             o.insert("http_status".into(), json!(resp.status));
@@ -340,7 +341,7 @@ impl Backend for TransactionLink {
     /// The user and their MFA state (`profile.mfaEnabled`); TransactionLink lists no keys or tokens.
     async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
         // From what `warm`/`snapshots` just read (one listing for everyone), not a fresh listing per person.
-        let user = self.user(&self.find(target).await?);
+        let user = self.user(&self.find(target).await?).into_value();
         let mut snap = super::holdings::Snapshot::of_user(&user);
         snap.two_factor = user.pointer("/raw/profile/mfaEnabled").and_then(Value::as_bool);
         Ok(snap)
@@ -348,7 +349,8 @@ impl Backend for TransactionLink {
 
     /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists).
     async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        Ok(super::found(self.find_in(name, true).await)?.map(|u| super::model::Account::of_user(&self.user(&u))))
+        Ok(super::found(self.find_in(name, true).await)?
+            .map(|u| super::model::Account::of_user(&self.user(&u).into_value())))
     }
 
     /// Names given by email are found in one fresh listing of the organization, not one listing each.
@@ -446,7 +448,7 @@ impl Backend for TransactionLink {
                     .all_users()
                     .await?
                     .iter()
-                    .map(|u| self.user(u))
+                    .map(|u| self.user(u).into_value())
                     .filter(|u| {
                         q.as_ref().is_none_or(|q| {
                             ["email", "name"].iter().any(|k| {
@@ -462,7 +464,7 @@ impl Backend for TransactionLink {
             Op::GetUser => {
                 let target = action.target()?;
                 self.forget(target);
-                Ok(self.user(&self.find(target).await?))
+                Ok(self.user(&self.find(target).await?).into_value())
             }
             Op::UpdateProfile => {
                 let id = self.id_of(action).await?;

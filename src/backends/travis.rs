@@ -5,7 +5,7 @@
 //! (`{"user_ids": […]}` or `{"vcs_type", "vcs_ids": […]}`); the answer's `changed`/`skipped` lists become
 //! per-user results.
 
-use super::model::User;
+use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -147,7 +147,7 @@ impl Travis {
         }
     }
 
-    fn user(&self, u: &Value, status: Option<&str>) -> Value {
+    fn user(&self, u: &Value, status: Option<&str>) -> User {
         let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let mut user = User {
             id: u.get("id").cloned().unwrap_or(Value::Null),
@@ -157,16 +157,17 @@ impl Travis {
             admin: None,
             suspended: u.get("suspended").and_then(Value::as_bool),
             last_active: text("last_activity_at"),
-            kind: "travis",
+            kind: "travis".into(),
             profile: self.profile.clone(),
-            raw: u.clone(),
-        }
-        .into_value();
-        if let Some(o) = user.as_object_mut() {
-            o.insert("vcs_id".into(), u.get("vcs_id").cloned().unwrap_or(Value::Null));
-            o.insert("vcs_type".into(), u.get("vcs_type").cloned().unwrap_or(Value::Null));
-            o.insert("status".into(), json!(status));
-        }
+            raw: Raw::Tree(u.clone()),
+            extra: Vec::new(),
+            unknown: &[],
+        };
+        user.extra = vec![
+            ("vcs_id".into(), u.get("vcs_id").cloned().unwrap_or(Value::Null)),
+            ("vcs_type".into(), u.get("vcs_type").cloned().unwrap_or(Value::Null)),
+            ("status".into(), json!(status)),
+        ];
         user
     }
 
@@ -183,7 +184,7 @@ impl Travis {
             .list(self.with_token(req, &self.activity_token, "org.token"), paging)
             .await
             .map_err(explain("activity"))?;
-        Ok(users.iter().map(|u| self.user(u, Some(status))).collect())
+        Ok(users.iter().map(|u| self.user(u, Some(status)).into_value()).collect())
     }
 
     async fn activity(&self, params: &Value) -> Result<Value, ApiError> {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 pub const PAGES_READ_AHEAD: usize = 4;
 
 /// One page of users, or why the listing stopped.
-pub type UserPage = Result<Vec<Value>, ActionError>;
+pub type UserPage = Result<Vec<crate::backends::model::User>, ActionError>;
 
 impl Dispatcher {
     /// Starts reading the users `filter` asks for, a few pages ahead of whoever takes them from the receiver:

@@ -17,6 +17,7 @@ use redact::{ExposeSecret, SecretString};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
 use retry::{Attempt, Decision, RetryPolicy};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,12 +131,38 @@ impl Response {
     }
 }
 
+/// A successful answer whose body is still the bytes that came.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (`Null` when empty): a success must be JSON, or we would read it as "nothing".
+    pub fn json(self, req: &Request) -> Result<Response, ApiError> {
+        let body = match self.bytes.iter().all(u8::is_ascii_whitespace) {
+            true => Value::Null,
+            false => serde_json::from_slice::<Value>(&self.bytes)
+                .map_err(|e| not_json(req, self.status, &self.headers, self.bytes.len(), &e))?,
+        };
+        Ok(Response { status: self.status, headers: self.headers, body, size: self.bytes.len() })
+    }
+}
+
 /// Reads the service's own error text out of an error body; each backend knows its envelope.
 pub type ErrorMessageFn = fn(&Value) -> Option<String>;
 
 /// Told when the service makes every request wait (how long, and why), so the pause can be put on record.
 pub type PauseObserver = Arc<dyn Fn(Duration, &str) + Send + Sync>;
 
+/// Cheap to clone (shared connection pool, budget and credentials): a page fetched ahead runs as its own task.
+#[derive(Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
     base_url: url::Url,
@@ -271,6 +298,12 @@ impl HttpClient {
 
     /// Sends `req`, retrying what the policy calls transient; a non-2xx answer becomes an `ApiError`.
     pub async fn send(&self, req: &Request) -> Result<Response, ApiError> {
+        self.exchange(req).await?.json(req)
+    }
+
+    /// `send`, with a successful answer's body left as the bytes that came (a listing splits them into records
+    /// without building a tree of each).
+    pub async fn exchange(&self, req: &Request) -> Result<Answer, ApiError> {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
@@ -298,13 +331,6 @@ impl HttpClient {
                     let headers = resp.headers().clone();
                     let bytes = self.read_body(resp, req).await?;
                     let success = (200..300).contains(&status);
-                    let body = match serde_json::from_slice::<Value>(&bytes) {
-                        _ if bytes.iter().all(u8::is_ascii_whitespace) => Value::Null,
-                        Ok(body) => body,
-                        // An error page need not be JSON; a success must be, or we would read it as "nothing".
-                        Err(e) if success => return Err(not_json(req, status, &headers, bytes.len(), &e)),
-                        Err(_) => Value::Null,
-                    };
                     tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
                     if success {
                         self.budget.answered(false, None);
@@ -316,8 +342,13 @@ impl HttpClient {
                             )
                             .await;
                         }
-                        return Ok(Response { status, headers, body, size: bytes.len() });
+                        return Ok(Answer { status, headers, bytes });
                     }
+                    // An error page need not be JSON: what is not reads as nothing.
+                    let body = match bytes.iter().all(u8::is_ascii_whitespace) {
+                        true => Value::Null,
+                        false => serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                    };
                     // An expiring token the service no longer takes is renewed once, and the request sent again
                     // (it was refused, so nothing happened).
                     if let (401, false, Some(c), Some(sent)) = (status, renewed, credentials, authorization.as_ref()) {
@@ -410,6 +441,7 @@ impl HttpClient {
             next: Some(first),
             first: true,
             ahead: None,
+            prefetch: None,
         }
     }
 }
@@ -428,6 +460,23 @@ pub struct Pages<'a> {
     next: Option<Request>,
     first: bool,
     ahead: Option<Ahead<'a>>,
+    /// The next page of a walk where each page names the next, asked for as soon as its address was known, so
+    /// the server prepares it while this one is read.
+    prefetch: Option<Prefetch>,
+}
+
+/// A page asked for ahead of the reader: its request, its address, and the task fetching it.
+struct Prefetch {
+    req: Request,
+    url: url::Url,
+    answer: tokio::task::JoinHandle<Result<Answer, ApiError>>,
+}
+
+impl Drop for Pages<'_> {
+    /// A walk left early (a `break`, an interrupt, an error) does not leave its next page being fetched.
+    fn drop(&mut self) {
+        self.drop_ahead();
+    }
 }
 
 /// The planned pages of a listing: those still to ask for, and those asked for, in order.
@@ -447,12 +496,79 @@ impl<'a> Pages<'a> {
         if self.ahead.is_some() {
             return self.next_planned().await;
         }
+        let Some((req, url, answer)) = self.next_answer().await? else { return Ok(None) };
+        let (items, next) = self.take(&req, &url, answer.json(&req)?)?;
+        if let Some(next) = next {
+            self.ask_ahead(next);
+        }
+        Ok(Some(items))
+    }
+
+    /// The next page's records as the JSON text each came in, or `None` once the listing has ended: a reader
+    /// that looks at a few fields of each record need not build a tree of all of them. A page that is a JSON
+    /// array (pages that name the next in a `Link` header) is split as it is; other pages are read as
+    /// `next_page` reads them.
+    pub async fn next_texts(&mut self) -> Result<Option<Vec<Box<RawValue>>>, ApiError> {
+        if !matches!(self.paging, Paging::LinkHeader) {
+            let Some(items) = self.next_page().await? else { return Ok(None) };
+            let texts = items.iter().map(serde_json::value::to_raw_value).collect::<Result<Vec<_>, _>>();
+            return texts.map(Some).map_err(|e| ApiError::invalid(format!("a listed record as JSON text: {e}")));
+        }
+        let Some((req, url, answer)) = self.next_answer().await? else { return Ok(None) };
+        self.walk.weigh(answer.bytes.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        // The next page is asked for before this one is read, so the server prepares it meanwhile.
+        if let Some(link) = answer.header("link").and_then(pagination::next_link) {
+            let next = follow(&url, &link)?;
+            self.ask_ahead(next);
+        }
+        let items = records(&req, &answer)?;
+        self.walk.count(items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        // An empty page ends a listing whatever it says next: no service pages past its last item.
+        if items.is_empty() {
+            self.drop_ahead();
+        }
+        Ok(Some(items))
+    }
+
+    /// Ends the walk here: the page asked for ahead is not fetched (nor counted as fetched).
+    fn drop_ahead(&mut self) {
+        if let Some(p) = self.prefetch.take() {
+            p.answer.abort();
+            self.walk.forget(p.url.as_str());
+        }
+        self.next = None;
+    }
+
+    /// The answer for the page asked for ahead, else for the page named next (`None`: the walk has ended).
+    async fn next_answer(&mut self) -> Result<Option<(Request, url::Url, Answer)>, ApiError> {
+        if let Some(Prefetch { req, url, answer }) = self.prefetch.take() {
+            let answer = answer.await.map_err(|e| {
+                ApiError::invalid(format!("fetching the next page of {} stopped: {e}", shorten(&req.path)))
+            })??;
+            return Ok(Some((req, url, answer)));
+        }
         let Some(req) = self.next.take() else { return Ok(None) };
         let url = self.visit(&req)?;
-        let resp = self.http.send(&req).await?;
-        let (items, next) = self.take(&req, &url, resp)?;
-        self.next = next;
-        Ok(Some(items))
+        let answer = self.http.exchange(&req).await?;
+        Ok(Some((req, url, answer)))
+    }
+
+    /// Asks for the page `next` names now, in its own task, so it is on its way while the reader works on this
+    /// one. A page the walk's guards refuse (or no runtime to run the task) is left for the next call, which
+    /// sends it itself or reports why not.
+    fn ask_ahead(&mut self, next: Request) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.next = Some(next);
+            return;
+        };
+        // Refused now, it is refused again (the same way) when the next call visits it.
+        let Ok(url) = self.visit(&next) else {
+            self.next = Some(next);
+            return;
+        };
+        let (http, req) = (self.http.clone(), next.clone());
+        let answer = runtime.spawn(async move { http.exchange(&req).await });
+        self.prefetch = Some(Prefetch { req: next, url, answer });
     }
 
     async fn next_planned(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
@@ -546,18 +662,35 @@ impl<'a> Pages<'a> {
             return Ok((page.items, None));
         }
         let next = match page.next.filter(|_| !empty) {
-            // A link is relative to the page that named it (RFC 8288); where it leads is judged when sent.
-            Some(pagination::Next::Url(link)) => {
-                let target = url.join(&link).map_err(|e| {
-                    ApiError::invalid(format!("the next-page link {link:?} is not a URL steward can read: {e}"))
-                })?;
-                Some(Request::new(Method::GET, target.to_string()))
-            }
+            Some(pagination::Next::Url(link)) => Some(follow(url, &link)?),
             Some(pagination::Next::Param(key, value)) => Some(req.clone().with_query(key, value)),
             None => None,
         };
         Ok((page.items, next))
     }
+}
+
+/// The request for the page a `Link` header names. A link is relative to the page that named it (RFC 8288);
+/// where it leads is judged when sent.
+fn follow(page: &url::Url, link: &str) -> Result<Request, ApiError> {
+    let target = page
+        .join(link)
+        .map_err(|e| ApiError::invalid(format!("the next-page link {link:?} is not a URL steward can read: {e}")))?;
+    Ok(Request::new(Method::GET, target.to_string()))
+}
+
+/// A page that is a JSON array, split into its records' texts (an empty body: no records).
+fn records(req: &Request, answer: &Answer) -> Result<Vec<Box<RawValue>>, ApiError> {
+    if answer.bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice::<Vec<Box<RawValue>>>(&answer.bytes).map_err(|e| {
+        let what = match serde_json::from_slice::<Value>(&answer.bytes) {
+            Ok(other) => format!("expected a JSON array, got {}", json_type(&other)),
+            Err(_) => return not_json(req, answer.status, &answer.headers, answer.bytes.len(), &e),
+        };
+        ApiError::invalid(format!("{} {}: {what}", req.method, req.path)).with_status(answer.status)
+    })
 }
 
 const LIMIT_HINT: &str = "if the service really holds this much, raise max_pages / max_items / max_listing_mb in the \

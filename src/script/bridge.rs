@@ -48,7 +48,7 @@ impl Host {
         let users = self.stream_users(conn, filter, Hold::Whole)?;
         let (mut out, mut packer) = (rhai::Array::new(), super::types::RecordPacker::default());
         while let Some(page) = users.next_page() {
-            out.extend(page?.into_iter().map(|user| packer.to_dynamic(user)));
+            out.extend(page?.into_iter().map(|user| packer.user(user)));
         }
         Ok(out.into())
     }

@@ -59,8 +59,8 @@ pub fn from_users(users: &Users, keys: &[&str]) -> ScriptResult<Vec<BulkItem>> {
     while let Some(page) = users.next_page() {
         for user in page? {
             items.push(bulk_item(
-                |k: &str| match user.get(k) {
-                    Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                |k: &str| match user.field(k) {
+                    Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
                     Some(Value::Number(n)) => Some(n.to_string()),
                     _ => None,
                 },

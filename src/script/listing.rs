@@ -1,10 +1,10 @@
 //! `h.users()`: a listing a script walks with `for`, read a few pages ahead in the background, so a million
 //! users cost no more memory than a few pages of them.
 
-use super::types::{action_error, to_dynamic, ScriptResult};
+use super::types::{action_error, RecordPacker, ScriptResult};
+use crate::backends::model::User;
 use crate::dispatch::listing::UserPage;
 use rhai::Dynamic;
-use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -17,7 +17,7 @@ struct Walk {
     profile: String,
     /// `None` once the listing has ended or failed.
     pages: Option<mpsc::Receiver<UserPage>>,
-    page: std::vec::IntoIter<Value>,
+    page: std::vec::IntoIter<User>,
 }
 
 impl Users {
@@ -37,9 +37,9 @@ impl Users {
 
 impl Users {
     /// The users not yet walked of the current page, or the next page; `None` at the end.
-    pub fn next_page(&self) -> Option<ScriptResult<Vec<Value>>> {
+    pub fn next_page(&self) -> Option<ScriptResult<Vec<User>>> {
         let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let rest: Vec<Value> = walk.page.by_ref().collect();
+        let rest: Vec<User> = walk.page.by_ref().collect();
         if !rest.is_empty() {
             return Some(Ok(rest));
         }
@@ -48,7 +48,7 @@ impl Users {
 }
 
 impl Walk {
-    fn next_page(&mut self) -> Option<ScriptResult<Vec<Value>>> {
+    fn next_page(&mut self) -> Option<ScriptResult<Vec<User>>> {
         let next = self.runtime.block_on(self.pages.as_mut()?.recv());
         match next {
             Some(Ok(users)) => Some(Ok(users)),
@@ -69,11 +69,12 @@ impl IntoIterator for Users {
     type IntoIter = UsersIter;
 
     fn into_iter(self) -> UsersIter {
-        UsersIter(self.0)
+        UsersIter(self.0, RecordPacker::walking())
     }
 }
 
-pub struct UsersIter(Arc<Mutex<Walk>>);
+/// The walk, and what its records share (their kind and profile texts).
+pub struct UsersIter(Arc<Mutex<Walk>>, RecordPacker);
 
 impl Iterator for UsersIter {
     type Item = ScriptResult<Dynamic>;
@@ -82,7 +83,7 @@ impl Iterator for UsersIter {
         let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(user) = walk.page.next() {
-                return Some(Ok(to_dynamic(user)));
+                return Some(Ok(self.1.user(user)));
             }
             match walk.next_page()? {
                 Ok(users) => walk.page = users.into_iter(),

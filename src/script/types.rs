@@ -1,8 +1,10 @@
 //! Values crossing the Rhai boundary: the `Handle` type, JSON ↔ Dynamic, and errors as catchable maps.
 
+use crate::backends::model::{Raw, User};
 use crate::dispatch::{ActionError, Connection};
 use crate::error::ErrorKind;
 use rhai::{Dynamic, EvalAltResult, Map, Position};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -26,6 +28,8 @@ pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 #[derive(Clone, Debug)]
 pub enum RawJson {
     Tree(Arc<Value>),
+    /// The JSON text as the service sent it (a record of a listing walked with `h.users()`), parsed when read.
+    Text(Box<RawValue>),
     /// The JSON text, LZ4-compressed against a dictionary (the first record of the same listing, which shares
     /// its keys and URL prefixes): how a list of many records keeps each one. A GHES user is about 4 KB as a
     /// tree, 1 KB as text, 0.4 KB packed alone and 0.1 KB packed against its listing's first record.
@@ -40,31 +44,60 @@ impl RawJson {
         RawJson::Tree(Arc::new(value))
     }
 
-    /// The record as JSON (unpacked if need be; what was packed was valid JSON, so reading it back cannot fail
-    /// short of memory corruption, and then it reads as null).
-    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
+    /// The record as JSON. Text that came as JSON can still fail to parse: a record nested deeper than 128
+    /// levels is listed (its fields read, its text kept) but not turned into a tree.
+    pub fn value(&self) -> ScriptResult<std::borrow::Cow<'_, Value>> {
         match self {
-            RawJson::Tree(v) => std::borrow::Cow::Borrowed(v.as_ref()),
-            RawJson::Packed { dict, bytes } => std::borrow::Cow::Owned(
-                lz4_flex::block::decompress_size_prepended_with_dict(bytes, dict)
-                    .ok()
-                    .and_then(|text| serde_json::from_slice(&text).ok())
-                    .unwrap_or(Value::Null),
-            ),
+            RawJson::Tree(v) => Ok(std::borrow::Cow::Borrowed(v.as_ref())),
+            RawJson::Text(t) => parse_raw(t.get().as_bytes()).map(std::borrow::Cow::Owned),
+            RawJson::Packed { .. } => parse_raw(&self.unpacked()).map(std::borrow::Cow::Owned),
         }
     }
 
-    pub fn get(&mut self, key: &str) -> Dynamic {
-        self.value().get(key).cloned().map(to_dynamic).unwrap_or(Dynamic::UNIT)
+    /// A packed record's text (what was packed came out of the compressor, so it unpacks).
+    fn unpacked(&self) -> Vec<u8> {
+        match self {
+            RawJson::Packed { dict, bytes } => {
+                lz4_flex::block::decompress_size_prepended_with_dict(bytes, dict).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
     }
 
-    pub fn keys(&mut self) -> rhai::Array {
-        self.value().as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default()
+    pub fn get(&mut self, key: &str) -> ScriptResult<Dynamic> {
+        Ok(self.parsed()?.get(key).cloned().map(to_dynamic).unwrap_or(Dynamic::UNIT))
     }
 
+    /// The record as JSON, text parsed once and kept so (packed records stay packed).
+    fn parsed(&mut self) -> ScriptResult<std::borrow::Cow<'_, Value>> {
+        if let RawJson::Text(t) = self {
+            *self = RawJson::new(parse_raw(t.get().as_bytes())?);
+        }
+        self.value()
+    }
+
+    pub fn keys(&mut self) -> ScriptResult<rhai::Array> {
+        let value = self.parsed()?;
+        Ok(value.as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default())
+    }
+
+    /// The record's JSON text, as it came where it was kept as text.
     pub fn text(&mut self) -> String {
-        self.value().to_string()
+        match self {
+            RawJson::Tree(v) => v.to_string(),
+            RawJson::Text(t) => t.get().to_string(),
+            RawJson::Packed { .. } => String::from_utf8_lossy(&self.unpacked()).into_owned(),
+        }
     }
+}
+
+fn parse_raw(text: &[u8]) -> ScriptResult<Value> {
+    serde_json::from_slice(text).map_err(|e| {
+        invalid(format!(
+            "the service's record (raw) cannot be read as a tree: {e}; its text is u.raw.to_string(), and the \
+             common fields (u.login, u.id, …) were read"
+        ))
+    })
 }
 
 /// JSON to a script value; objects under a `raw` key stay JSON (see `RawJson`).
@@ -72,33 +105,111 @@ pub fn to_dynamic(value: Value) -> Dynamic {
     convert(value, None)
 }
 
-/// Turns records kept by the thousand (`list_users`) into script values compactly: each `raw` packed, and the
-/// texts every record of a listing repeats (its kind, its profile, the names in `unknown`) held once.
+/// Turns the records of one listing into script values compactly: the texts every record repeats (its kind, its
+/// profile, the names in `unknown`) held once and, for records kept by the thousand (`list_users`), each `raw`
+/// packed.
 #[derive(Default)]
 pub struct RecordPacker {
     shared: std::collections::HashMap<String, rhai::ImmutableString>,
     dict: Option<Arc<[u8]>>,
+    /// A walk's records come and go a page at a time: packing each `raw` would cost time and save nothing.
+    unpacked: bool,
 }
 
 impl RecordPacker {
-    fn pack(&mut self, raw: &Value) -> RawJson {
-        let text = serde_json::to_vec(raw).unwrap_or_default();
-        let dict = self.dict.get_or_insert_with(|| text.as_slice().into()).clone();
+    /// For records a walk hands out one by one (`h.users()`): texts shared, `raw` left as it came.
+    pub fn walking() -> Self {
+        RecordPacker { unpacked: true, ..RecordPacker::default() }
+    }
+
+    fn pack(&mut self, raw: &Raw) -> RawJson {
+        let text = match raw {
+            Raw::Text(t) => std::borrow::Cow::Borrowed(t.get().as_bytes()),
+            Raw::Tree(v) => std::borrow::Cow::Owned(serde_json::to_vec(v).unwrap_or_default()),
+        };
+        let dict = self.dict.get_or_insert_with(|| text.as_ref().into()).clone();
         let bytes = lz4_flex::block::compress_prepend_size_with_dict(&text, &dict).into_boxed_slice();
         RawJson::Packed { dict, bytes }
     }
 
-    pub fn to_dynamic(&mut self, record: Value) -> Dynamic {
-        convert(record, Some(self))
+    pub fn user(&mut self, user: User) -> Dynamic {
+        convert_user(user, self)
     }
 
-    fn share(&mut self, text: String) -> Dynamic {
-        self.shared.entry(text).or_insert_with_key(|t| t.as_str().into()).clone().into()
+    fn share(&mut self, text: &str) -> Dynamic {
+        if let Some(held) = self.shared.get(text) {
+            return held.clone().into();
+        }
+        let held = rhai::ImmutableString::from(text);
+        self.shared.insert(text.to_string(), held.clone());
+        held.into()
+    }
+
+    fn share_all(&mut self, texts: &[&str]) -> Dynamic {
+        Dynamic::from_array(texts.iter().map(|t| self.share(t)).collect())
     }
 }
 
 /// Keys whose values repeat across the records of one listing.
 const REPEATED: [&str; 3] = ["kind", "profile", "unknown"];
+
+/// A normalized user to the script map `convert(user.into_value())` would make, without the JSON in between.
+fn convert_user(user: User, packer: &mut RecordPacker) -> Dynamic {
+    let text = |t: Option<String>| t.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    let flag = |b: Option<bool>| b.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    // Made from all its common fields at once (sorted, then built), not searched for each key.
+    let mut map: Map = [
+        ("id", convert(user.id, None)),
+        ("login", user.login.into()),
+        ("email", text(user.email)),
+        ("name", text(user.name)),
+        ("admin", flag(user.admin)),
+        ("suspended", flag(user.suspended)),
+        ("last_active", text(user.last_active)),
+        ("kind", packer.share(&user.kind)),
+        ("profile", packer.share(&user.profile)),
+        ("raw", raw_to_dynamic(user.raw, Some(&mut *packer))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v))
+    .collect();
+    for (k, v) in user.extra {
+        let v = entry(&k, v, Some(&mut *packer));
+        map.insert(k.into(), v);
+    }
+    if !user.unknown.is_empty() {
+        map.insert("unknown".into(), packer.share_all(user.unknown));
+    }
+    Dynamic::from_map(map)
+}
+
+/// A record's `raw`: an object stays JSON (packed in a listing held whole), anything else is converted.
+fn raw_to_dynamic(raw: Raw, packer: Option<&mut RecordPacker>) -> Dynamic {
+    match (raw, packer) {
+        (raw, Some(p)) if !p.unpacked && raw.is_object() => Dynamic::from(p.pack(&raw)),
+        (Raw::Text(t), _) if t.get().trim_start().starts_with('{') => Dynamic::from(RawJson::Text(t)),
+        (Raw::Tree(v @ Value::Object(_)), _) => Dynamic::from(RawJson::new(v)),
+        (raw, p) => convert(raw.into_value(), p),
+    }
+}
+
+/// One field of a record: `raw` as above, the texts every record of a listing repeats held once.
+fn entry(key: &str, value: Value, packer: Option<&mut RecordPacker>) -> Dynamic {
+    match (key, value, packer) {
+        ("raw", v @ Value::Object(_), p) => raw_to_dynamic(Raw::Tree(v), p),
+        (key, Value::String(text), Some(p)) if REPEATED.contains(&key) => p.share(&text),
+        (key, Value::Array(items), Some(p)) if REPEATED.contains(&key) => Dynamic::from_array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(text) => p.share(&text),
+                    other => convert(other, None),
+                })
+                .collect(),
+        ),
+        (_, v, p) => convert(v, p),
+    }
+}
 
 fn convert(value: Value, mut packer: Option<&mut RecordPacker>) -> Dynamic {
     match value {
@@ -115,21 +226,7 @@ fn convert(value: Value, mut packer: Option<&mut RecordPacker>) -> Dynamic {
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, v) in map {
-                let v = match (k.as_str(), v, packer.as_deref_mut()) {
-                    ("raw", v @ Value::Object(_), Some(p)) => Dynamic::from(p.pack(&v)),
-                    ("raw", v @ Value::Object(_), None) => Dynamic::from(RawJson::new(v)),
-                    (key, Value::String(text), Some(p)) if REPEATED.contains(&key) => p.share(text),
-                    (key, Value::Array(items), Some(p)) if REPEATED.contains(&key) => Dynamic::from_array(
-                        items
-                            .into_iter()
-                            .map(|item| match item {
-                                Value::String(text) => p.share(text),
-                                other => convert(other, None),
-                            })
-                            .collect(),
-                    ),
-                    (_, v, p) => convert(v, p),
-                };
+                let v = entry(&k, v, packer.as_deref_mut());
                 out.insert(k.into(), v);
             }
             Dynamic::from_map(out)
@@ -180,7 +277,7 @@ fn to_json_within(value: &Dynamic, depth: usize) -> ScriptResult<Value> {
         return Ok(Value::Object(out));
     }
     if let Some(raw) = value.read_lock::<RawJson>() {
-        return Ok(raw.value().into_owned());
+        return Ok(raw.value()?.into_owned());
     }
     if let Some(h) = value.read_lock::<Handle>() {
         return Ok(Value::String(h.describe()));
@@ -377,5 +474,64 @@ pub fn error_position(err: &EvalAltResult, file: &str) -> Position {
             }
         }
         other => other.position(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Vec<User> {
+        let text = |t: &str| Raw::Text(RawValue::from_string(t.to_string()).unwrap());
+        let listed = User {
+            id: Value::from(7),
+            login: "ann".into(),
+            admin: Some(false),
+            kind: "github".into(),
+            profile: "ghes".into(),
+            raw: text(r#"{"login": "ann", "id": 7, "ldap_dn": "cn=ann"}"#),
+            unknown: &["email", "name", "suspended"],
+            ..User::default()
+        };
+        let full = User {
+            id: Value::from("u-1"),
+            login: "bob".into(),
+            email: Some("bob@example.com".into()),
+            name: Some("Bob".into()),
+            suspended: Some(true),
+            last_active: Some("2026-01-01T00:00:00Z".into()),
+            kind: "terraform".into(),
+            profile: "tfe".into(),
+            raw: Raw::Tree(serde_json::json!({"id": "u-1", "attributes": {"username": "bob"}})),
+            extra: vec![("organizations".into(), serde_json::json!(["o1"])), ("two_factor".into(), Value::Null)],
+            ..User::default()
+        };
+        let odd = User { raw: text("[1, 2]"), ..User::default() };
+        vec![listed, full, odd]
+    }
+
+    #[test]
+    fn a_user_becomes_the_script_map_its_json_would() {
+        for packer in [RecordPacker::walking(), RecordPacker::default()].iter_mut() {
+            for user in users() {
+                let expected = to_json(&to_dynamic(user.clone().into_value())).unwrap();
+                let made = packer.user(user);
+                assert_eq!(to_json(&made).unwrap(), expected);
+                let map = made.cast::<Map>();
+                let raw = &map["raw"];
+                // An object stays JSON (packed only in a listing held whole); anything else is converted.
+                assert_eq!(raw.is::<RawJson>(), expected["raw"].is_object(), "{expected}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_kept_as_text_is_read_like_a_map() {
+        let mut raw = RawJson::Text(RawValue::from_string(r#"{"ldap_dn": "cn=ann", "n": 2}"#.into()).unwrap());
+        assert_eq!(raw.text(), r#"{"ldap_dn": "cn=ann", "n": 2}"#, "its text as it came");
+        assert_eq!(raw.get("ldap_dn").unwrap().into_string().unwrap(), "cn=ann");
+        assert_eq!(raw.get("n").unwrap().as_int().unwrap(), 2);
+        assert!(raw.get("missing").unwrap().is_unit());
+        assert_eq!(raw.keys().unwrap().len(), 2);
     }
 }

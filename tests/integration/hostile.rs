@@ -302,7 +302,7 @@ fn a_success_that_is_not_json_is_an_error_naming_status_and_type() {
     let cases: [(&str, &'static str, Vec<u8>, &str); 4] = [
         ("html", "text/html", b"<html>Sign in</html>".to_vec(), "text/html"),
         ("invalid utf-8", "application/json", vec![b'[', 0xff, 0xfe, b']'], "application/json"),
-        ("nested 100,000 deep", "application/json", "[".repeat(100_000).into_bytes(), "recursion limit"),
+        ("nested 100,000 deep", "application/json", "[".repeat(100_000).into_bytes(), "not the JSON expected"),
         ("truncated", "application/json", br#"[{"login": "a""#.to_vec(), "not the JSON expected"),
     ];
     for (name, content_type, body, expect) in cases {
@@ -313,6 +313,26 @@ fn a_success_that_is_not_json_is_an_error_naming_status_and_type() {
         assert!(run.stderr.contains("HTTP 200"), "{name}\n{}", run.report());
         assert!(run.stderr.contains(expect), "{name}\n{}", run.report());
     }
+}
+
+#[test]
+fn a_record_nested_past_the_parsers_limit_is_listed_and_its_raw_says_why_it_cannot_be_read() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let record = format!(r#"{{"login": "deep", "id": 7, "type": "User", "site_admin": false, "x": {deep}}}"#);
+    let page = format!("[{record}]");
+    let server = Hostile::start(move |_| json(page.clone()));
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+    // The listing reads the common fields and keeps the record's text: nothing is built 100,000 levels deep.
+    // (`detail: false`: a short listing would read each user's own record, which must parse whole.)
+    let listed = r#"let u = connect("h").list_users(#{detail: false})[0];"#;
+    let run = env.run(&["eval", &format!("{listed} `${{u.login}} ${{u.id}} ${{u.raw.to_string().len()}}`")]);
+    assert_eq!(run.status, Some(0), "{}", run.report());
+    assert_eq!(run.stdout.trim(), format!("\"deep 7 {}\"", record.len()), "{}", run.report());
+    // Reading into it is an error saying what to do instead, not a crash and not a silent null.
+    let run = env.run(&["eval", &format!("{listed} u.raw.x")]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("recursion limit"), "{}", run.report());
+    assert!(run.stderr.contains("u.raw.to_string()"), "{}", run.report());
 }
 
 /// A classic GitHub token: 40 hex characters, no prefix, so no shape rule can know it.

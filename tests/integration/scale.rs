@@ -41,8 +41,9 @@ fn a_loop_that_stops_early_reads_only_a_few_pages_ahead() {
     let n = env.eval_json(r#"let n = 0; for u in connect("ghes").users() { n += 1; if n == 150 { break; } } n"#);
     assert_eq!(n, 150);
     let pages = sb.count("GET /api/v3/users");
-    // Pages 1-2, the four a walk reads ahead (dispatch::listing::PAGES_READ_AHEAD), one in flight.
-    let most = 2 + 4 + 1;
+    // Pages 1-2, the four a walk reads ahead (dispatch::listing::PAGES_READ_AHEAD), one being read and the one
+    // it names, asked for as soon as it is known.
+    let most = 2 + 4 + 1 + 1;
     assert!((2..=most).contains(&pages), "users 1-150 are on pages 1-2, then a few read ahead: {pages} pages");
     let rows = env.audit_rows(&["--op", "list_users"]);
     assert_eq!(rows.len(), 1, "the walk is on record once it ends: {rows:?}");
@@ -329,6 +330,50 @@ fn a_short_page_among_offsets_sends_the_walk_back_to_following_the_server() {
     let ids = env.eval_json(r#"let w = []; for u in connect("h").users() { w.push(u.id); } w"#);
     let expected: Vec<String> = (0..300).map(|i| format!("@u{i}:hs")).collect();
     assert_eq!(ids, serde_json::json!(expected));
+}
+
+#[test]
+fn a_link_walk_asks_for_each_page_once_and_ends_at_an_empty_page_whatever_it_names_next() {
+    // GHES-like pages of 100 named by `Link`; page 4 is empty yet names page 5, which holds a stranger.
+    let server = Hostile::start(|seen| {
+        let page: usize =
+            seen.line.split("&page=").nth(1).and_then(|r| r.split([' ', '&']).next()?.parse().ok()).unwrap_or(1);
+        let users: Vec<String> = match page {
+            1..=3 => (0..100)
+                .map(|i| {
+                    let id = (page - 1) * 100 + i;
+                    format!(r#"{{"login": "u{id}", "id": {id}, "type": "User", "site_admin": false}}"#)
+                })
+                .collect(),
+            5 => vec![r#"{"login": "stranger", "id": 999, "type": "User"}"#.to_string()],
+            _ => Vec::new(),
+        };
+        let link = format!(r#"<users?per_page=100&page={}>; rel="next""#, page + 1);
+        json_with(&[("link", link.as_str())], format!("[{}]", users.join(",")))
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"github\"\nurl = \"{}/api/v3\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n",
+        server.base()
+    ));
+    let logins = env.eval_json(r#"let w = []; for u in connect("h").users(#{detail: false}) { w.push(u.login); } w"#);
+    let expected: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    assert_eq!(logins, serde_json::json!(expected), "pages 1-3 in order; the empty page 4 ends the walk");
+    let asked = |page: usize| {
+        let named = |line: &str| line.contains(&format!("&page={page} ")) || (page == 1 && !line.contains("&page="));
+        server.seen().iter().filter(|s| named(&s.line)).count()
+    };
+    for page in 1..=4 {
+        assert_eq!(
+            asked(page),
+            1,
+            "page {page} asked for once: {:?}",
+            server.seen().iter().map(|s| &s.line).collect::<Vec<_>>()
+        );
+    }
+    // Page 5 is named by the empty page, so it may have been asked for ahead; it is never read.
+    assert!(asked(5) <= 1);
+    assert_eq!(asked(6), 0, "nothing past what the empty page named");
 }
 
 #[test]

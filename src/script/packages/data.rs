@@ -1,5 +1,6 @@
 //! Helpers for scripts: CSV files, tables, JSON, dates, environment, confirmation.
 
+use crate::backends::model::User;
 use crate::dates::{parse_date, rfc3339};
 use crate::output;
 use crate::script::bridge::Host;
@@ -113,7 +114,7 @@ fn write_stream(path: &str, users: Users, columns: Option<Vec<String>>) -> Scrip
         sink = Some(output::csv::CsvSink::create(Path::new(path), columns).map_err(fail)?);
     }
     while let Some(page) = users.next_page() {
-        let page = page?;
+        let page: Vec<Value> = page?.into_iter().map(User::into_value).collect();
         let out = match sink.as_mut() {
             Some(out) => out,
             None => sink.insert(
