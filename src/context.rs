@@ -166,8 +166,11 @@ impl Context {
         let config = Config::load(global.config.as_deref())?;
         backends::check_config(&config)?;
         let mut settings = Settings::resolve(global, config, dirs::data_dir(), std::io::stdout().is_terminal())?;
+        // One worker: steward's async work is mostly waiting on servers, and a second worker mostly handed tasks
+        // back and forth (a million-user walk took a fifth more CPU and time with two). Scripts, the audit writer
+        // and Ctrl-C have threads of their own.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .enable_all()
             .thread_name("steward-io")
             .build()?;

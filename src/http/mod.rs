@@ -410,7 +410,8 @@ impl HttpClient {
         if resp.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_big());
         }
-        let mut bytes = Vec::new();
+        // Room for what the server says it sends (within the cap): a large page is not copied as it grows.
+        let mut bytes = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize).min(cap));
         while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::transport(&e))? {
             if bytes.len() + chunk.len() > cap {
                 return Err(too_big());

@@ -78,6 +78,35 @@ pub fn each_line(path: &Path, f: impl FnMut(Line)) -> Result<(), CsvError> {
     parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown, f)
 }
 
+/// The column names of a CSV file's header, as `read_csv` keys its rows (lower-cased); none for an empty file.
+/// Only the start of the file is read (a header is far shorter than the longest line a file may have).
+pub fn header(path: &Path) -> Result<Vec<String>, CsvError> {
+    let shown = path.display().to_string();
+    let io = |source| CsvError::Io { path: shown.clone(), source };
+    let mut start = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_LINE_BYTES as u64),
+        &mut start,
+    )
+    .map_err(io)?;
+    let bytes = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&start);
+    let mut reader = ::csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(bytes);
+    for record in reader.byte_records() {
+        let malformed = |problems: String| CsvError::Malformed { path: shown.clone(), problems };
+        let record = record.map_err(|e| malformed(format!("the header: {e}")))?;
+        if !is_blank(&record) {
+            let fields = text_fields(&record).ok_or_else(|| malformed("the header is not UTF-8 text".into()))?;
+            return Ok(fields.iter().map(|h| column_name(h)).collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// A header cell as rows are keyed by it.
+fn column_name(cell: &str) -> String {
+    restore(cell.trim()).to_lowercase()
+}
+
 /// The longest line a CSV file may have: far above any real row, far below what could exhaust memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -174,7 +203,7 @@ fn parse(bytes: &[u8], shown: &str, mut each: impl FnMut(Line)) -> Result<(), Cs
                 let line = line_at(r.position());
                 let fields =
                     text_fields(&r).ok_or_else(|| malformed(format!("line {line}: the header is not UTF-8 text")))?;
-                break fields.iter().map(|h| restore(h.trim()).to_lowercase()).collect();
+                break fields.iter().map(|h| column_name(h)).collect();
             }
         }
     };
@@ -380,6 +409,26 @@ mod tests {
         let numbers: Vec<u64> = lines.iter().map(|l| l.number).collect();
         assert_eq!(numbers, [3, 7, 8]);
         assert!(lines[1].problem.as_deref().unwrap_or_default().starts_with("line 7:"), "{lines:?}");
+    }
+
+    #[test]
+    fn the_header_alone_names_the_columns_as_rows_are_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, text: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let path = at("a.csv", b"\xef\xbb\xbf\r\n  \n Login ,\"E-mail, work\",'=Reason\nann,a@x,left\n");
+        assert_eq!(header(&path).unwrap(), ["login", "e-mail, work", "=reason"]);
+        let row = read_csv(&path).unwrap();
+        let keys: Vec<&String> = row[0].keys().collect();
+        assert_eq!(keys, ["login", "e-mail, work", "=reason"], "read_csv keys rows by the same names");
+        assert!(header(&at("empty.csv", b"")).unwrap().is_empty());
+        // Only the start of the file is read: a first line longer than any line may be is not a header.
+        let endless = at("endless.csv", &vec![b'x'; MAX_LINE_BYTES + 10]);
+        assert_eq!(header(&endless).unwrap().len(), 1);
+        assert!(header(&dir.path().join("missing.csv")).unwrap_err().to_string().contains("missing.csv"));
     }
 
     #[test]

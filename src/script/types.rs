@@ -110,7 +110,7 @@ pub fn to_dynamic(value: Value) -> Dynamic {
 /// packed.
 #[derive(Default)]
 pub struct RecordPacker {
-    shared: std::collections::HashMap<String, rhai::ImmutableString>,
+    shared: Vec<rhai::ImmutableString>,
     dict: Option<Arc<[u8]>>,
     /// A walk's records come and go a page at a time: packing each `raw` would cost time and save nothing.
     unpacked: bool,
@@ -136,12 +136,15 @@ impl RecordPacker {
         convert_user(user, self)
     }
 
+    /// The text, held once for the listing (a few distinct ones: a short list searched beats hashing each).
     fn share(&mut self, text: &str) -> Dynamic {
-        if let Some(held) = self.shared.get(text) {
+        if let Some(held) = self.shared.iter().find(|held| held.as_str() == text) {
             return held.clone().into();
         }
         let held = rhai::ImmutableString::from(text);
-        self.shared.insert(text.to_string(), held.clone());
+        if self.shared.len() < MAX_SHARED {
+            self.shared.push(held.clone());
+        }
         held.into()
     }
 
@@ -150,6 +153,9 @@ impl RecordPacker {
     }
 }
 
+/// How many distinct repeated texts a listing holds once (its kind, its profile, the names in `unknown`).
+const MAX_SHARED: usize = 16;
+
 /// Keys whose values repeat across the records of one listing.
 const REPEATED: [&str; 3] = ["kind", "profile", "unknown"];
 
@@ -157,28 +163,27 @@ const REPEATED: [&str; 3] = ["kind", "profile", "unknown"];
 fn convert_user(user: User, packer: &mut RecordPacker) -> Dynamic {
     let text = |t: Option<String>| t.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
     let flag = |b: Option<bool>| b.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
-    // Made from all its common fields at once (sorted, then built), not searched for each key.
+    // Made from all its common fields at once, in key order, so the map is built rather than searched per key.
+    let unknown = (!user.unknown.is_empty()).then(|| packer.share_all(user.unknown));
     let mut map: Map = [
-        ("id", convert(user.id, None)),
-        ("login", user.login.into()),
-        ("email", text(user.email)),
-        ("name", text(user.name)),
         ("admin", flag(user.admin)),
-        ("suspended", flag(user.suspended)),
-        ("last_active", text(user.last_active)),
+        ("email", text(user.email)),
+        ("id", convert(user.id, None)),
         ("kind", packer.share(&user.kind)),
+        ("last_active", text(user.last_active)),
+        ("login", user.login.into()),
+        ("name", text(user.name)),
         ("profile", packer.share(&user.profile)),
         ("raw", raw_to_dynamic(user.raw, Some(&mut *packer))),
+        ("suspended", flag(user.suspended)),
     ]
     .into_iter()
+    .chain(unknown.map(|u| ("unknown", u)))
     .map(|(k, v)| (k.into(), v))
     .collect();
     for (k, v) in user.extra {
         let v = entry(&k, v, Some(&mut *packer));
         map.insert(k.into(), v);
-    }
-    if !user.unknown.is_empty() {
-        map.insert("unknown".into(), packer.share_all(user.unknown));
     }
     Dynamic::from_map(map)
 }

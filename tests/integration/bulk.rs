@@ -26,7 +26,11 @@ fn a_mixed_csv_gives_exactly_the_expected_statuses() {
     let csv = std::fs::read_to_string(env.path("leavers-suspended.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "line,target,status,http_status,error", "{}", run.report());
-    let statuses: Vec<String> = lines[1..].iter().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect();
+    // Each row is written as its result is known (a job of any size holds none back), so in the order they
+    // came; each names its line.
+    let mut statuses: Vec<String> =
+        lines[1..].iter().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect();
+    statuses.sort_by_key(|s| s.split(',').next().and_then(|n| n.parse::<u32>().ok()));
     assert_eq!(
         statuses,
         vec![
@@ -315,4 +319,58 @@ fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
     assert_eq!(results.lines().count(), 119, "a row per input line: {results}");
     assert!(results.contains(",cancelled,"), "{results}");
     assert!(results.matches(",ok,").count() as u64 <= sent, "{results}");
+}
+
+/// A CSV read line by line into a job may name people by email: they are looked up in one walk of the users
+/// (in detail: a GHES listing says no emails), only when some row needs it, and an email two accounts share
+/// names nobody.
+#[test]
+fn rows_named_by_email_are_looked_up_once_and_a_shared_email_names_nobody() {
+    use crate::hostile::{json, Hostile, Reply};
+    let server = Hostile::start(|seen| {
+        let record = |login: &str, id: u32, email: &str| {
+            json(format!(r#"{{"login": "{login}", "id": {id}, "email": "{email}", "suspended_at": null}}"#))
+        };
+        match seen.line.split(' ').take(2).collect::<Vec<_>>().as_slice() {
+            ["GET", "/api/v3/users?per_page=100"] => json(
+                r#"[{"login": "ann", "id": 1, "type": "User"}, {"login": "bea", "id": 2, "type": "User"},
+                    {"login": "cy", "id": 3, "type": "User"}]"#,
+            ),
+            ["GET", "/api/v3/users/ann"] => record("ann", 1, "shared@example.com"),
+            ["GET", "/api/v3/users/bea"] => record("bea", 2, "SHARED@example.com"),
+            ["GET", "/api/v3/users/cy"] => record("cy", 3, "cy@example.com"),
+            // Who steward acts as (never acted on itself).
+            ["GET", "/api/v3/user"] => record("root", 99, "root@example.com"),
+            ["PUT", _] => Reply::Json { status: 204, headers: Vec::new(), body: String::new() },
+            _ => Reply::Json { status: 404, headers: Vec::new(), body: r#"{"message": "Not Found"}"#.into() },
+        }
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"github\"\nurl = \"{}/api/v3\"\ntoken_env = \"GHES_TOKEN\"\ntimeout = 5\n",
+        server.base()
+    ));
+    let walks = || server.seen().iter().filter(|s| s.line.starts_with("GET /api/v3/users?")).count();
+    env.write("by-login.csv", "login\nbea\n");
+    let job = r#"connect("h").suspend_all(ARGS.csv, #{reason: "left", results: ARGS.out}).ok"#;
+    env.write("job.rhai", job);
+    env.run(&["run", "job.rhai", "--arg", "csv=by-login.csv", "--arg", "out=a.csv"]).success();
+    assert_eq!(walks(), 0, "no row named by email: nobody is looked up");
+
+    env.write("mixed.csv", "login,email\n,shared@example.com\n,CY@example.com\n,ghost@example.com\nann,\n");
+    env.run(&["run", "job.rhai", "--arg", "csv=mixed.csv", "--arg", "out=b.csv"]).code(3);
+    assert_eq!(walks(), 1, "one walk for every row named by email");
+    let results = std::fs::read_to_string(env.path("b.csv")).unwrap();
+    let row = |line: &str| results.lines().find(|l| l.starts_with(line)).unwrap_or_default().to_string();
+    assert_eq!(
+        row("2,"),
+        "2,shared@example.com,failed,,\"2 users have the email shared@example.com (ann, bea): name the login instead\"",
+        "{results}"
+    );
+    assert!(row("3,").starts_with("3,cy,ok,204"), "{results}");
+    assert_eq!(row("4,"), "4,ghost@example.com,failed,,no user with email ghost@example.com", "{results}");
+    assert!(row("5,").starts_with("5,ann,ok,204"), "{results}");
+    let puts: Vec<String> =
+        server.seen().iter().filter(|s| s.line.starts_with("PUT")).map(|s| s.line.clone()).collect();
+    assert_eq!(puts.len(), 3, "bea (first job), cy and ann: {puts:?}");
 }

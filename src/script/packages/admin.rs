@@ -281,8 +281,7 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         // A CSV file's path, read straight into items; and a walk of the users.
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, csv: &str| -> ScriptResult<Dynamic> {
-            let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
-            h.perform_all(&handle.conn, op, items, json!({}))
+            h.perform_all(&handle.conn, op, csv_items(&h, handle, csv)?, json!({}))
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, users: Users| -> ScriptResult<Dynamic> {
@@ -293,8 +292,7 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         engine.register_fn(name, move |handle: &mut Handle, csv: &str, opts: Map| -> ScriptResult<Dynamic> {
             let params = to_json(&opts.into())?;
             bulk_input::results_apart_from(csv, params.get("results").and_then(Value::as_str))?;
-            let items = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
-            h.perform_all(&handle.conn, op, items, params)
+            h.perform_all(&handle.conn, op, csv_items(&h, handle, csv)?, params)
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, users: Users, opts: Map| -> ScriptResult<Dynamic> {
@@ -302,6 +300,16 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
             h.perform_all(&handle.conn, op, items, to_json(&opts.into())?)
         });
     }
+}
+
+/// A bulk job's items from a CSV file; rows that name a user only by email are looked up first, in one walk of
+/// the users in detail (a GHES listing says no emails), only when there are any.
+fn csv_items(host: &Host, handle: &Handle, csv: &str) -> ScriptResult<Vec<crate::dispatch::BulkItem>> {
+    let read = bulk_input::from_csv(csv, handle.conn.backend.target_keys())?;
+    if read.by_email.is_empty() {
+        return Ok(read.items);
+    }
+    read.settle_emails(&host.stream_users(&handle.conn, json!({"detail": true}), Hold::Walked)?)
 }
 
 /// `api(method, path[, body])`: any request under the profile's URL, audited like every action.

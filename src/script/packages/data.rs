@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "read_csv", signature: "read_csv(path) / read_csv(path, #{lenient: true})", summary: "The rows of a CSV file as maps keyed by its lower-cased header; a bad line fails the read, naming every bad line. Lenient: every row gets `_line`, bad ones `_error`, and bulk verbs report those as failed.", example: r#"write_csv("leavers.csv", [#{login: "user0001"}]); read_csv("leavers.csv")"#, method: false },
+    FnDoc { name: "csv_columns", signature: "csv_columns(path)", summary: "The column names of a CSV file's header, lower-cased as read_csv keys its rows; only the header is read, so it is cheap on a file of any size.", example: r#"write_csv("leavers.csv", [#{login: "user0010", reason: "left"}]); "reason" in csv_columns("leavers.csv")"#, method: false },
     FnDoc { name: "write_csv", signature: "write_csv(path, rows) / write_csv(path, rows, columns)", summary: "Writes records as CSV, optionally just the named columns in that order (formula-like cells are neutralised); returns the row count. Given `h.users()`, it writes each page as it arrives (an export of any size in flat memory; the first page's fields are the columns unless named).", example: r#"write_csv("admins.csv", connect("github").list_users(#{admin: true}))"#, method: false },
     FnDoc { name: "table", signature: "table(rows)", summary: "Renders records as a text table.", example: r#"print(table(connect("github").list_users(#{admin: true})))"#, method: false },
     FnDoc { name: "json", signature: "json(value)", summary: "A value as pretty JSON text.", example: r#"json(#{login: "bob", admin: false})"#, method: false },
@@ -26,6 +27,10 @@ pub const DOCS: &[FnDoc] = &[
 ];
 
 pub fn register(engine: &mut Engine, host: Rc<Host>) {
+    engine.register_fn("csv_columns", |path: &str| -> ScriptResult<Array> {
+        let names = output::csv::header(Path::new(path)).map_err(|e| invalid(e.to_string()))?;
+        Ok(names.into_iter().map(Dynamic::from).collect())
+    });
     engine.register_fn("read_csv", |path: &str| read_csv(path, false));
     engine.register_fn("read_csv", |path: &str, opts: Map| -> ScriptResult<Array> {
         read_csv(path, opts.get("lenient").and_then(|v| v.as_bool().ok()).unwrap_or(false))
