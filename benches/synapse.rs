@@ -1,5 +1,6 @@
 //! Synapse benchmark (`cargo bench --bench synapse`): `suspend_all` of 1,000 users at concurrency 8 on a live
-//! Synapse, next to a minimal keep-alive HTTP client with 8 connections doing the same PUTs in the same run.
+//! Synapse, next to a minimal keep-alive HTTP client with 8 connections doing the same PUTs in the same run;
+//! then a walk of every user on the server, next to a minimal client following `next_token`.
 //! Needs the server: SYNAPSE_BASE_URL/SYNAPSE_ADMIN_TOKEN, or it is started with tests/servers/start-synapse.sh.
 
 #[path = "common.rs"]
@@ -79,6 +80,53 @@ fn main() {
         steward_checked.as_secs_f64(),
         steward_checked.as_secs_f64() / best_minimal.as_secs_f64()
     );
+    // Walking every user on the server (each run of this bench leaves its 1,000): a minimal client following
+    // `next_token` a page at a time, next to `for u in h.users()`, alternating.
+    for round in 0..2 {
+        let (users, minimal) = rt.block_on(walk_minimal(&client, &url, &token));
+        let (walked, took) = steward_walk(dir.path(), &token);
+        assert_eq!(walked, users, "steward walked as many users as the server listed");
+        println!(
+            "walk {users} users, round {round}: minimal client page by page {:.2} s; steward users() {:.2} s = {:.2}x",
+            minimal.as_secs_f64(),
+            took.as_secs_f64(),
+            took.as_secs_f64() / minimal.as_secs_f64()
+        );
+    }
+}
+
+/// GETs every page of the user listing (100 a page, as steward asks) following `next_token`; parses only that.
+async fn walk_minimal(client: &reqwest::Client, url: &str, token: &str) -> (usize, Duration) {
+    let started = Instant::now();
+    let (mut users, mut from) = (0, Some("0".to_string()));
+    while let Some(at) = from.take() {
+        let page: serde_json::Value = client
+            .get(format!("{url}/_synapse/admin/v2/users?from={at}&limit=100&guests=false"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("page")
+            .json()
+            .await
+            .expect("JSON");
+        users += page["users"].as_array().map_or(0, Vec::len);
+        from = page["next_token"].as_str().map(str::to_string);
+    }
+    (users, started.elapsed())
+}
+
+/// `for u in connect("m").users() { n += 1 }` as a whole process: how many users, and how long.
+fn steward_walk(dir: &std::path::Path, token: &str) -> (usize, Duration) {
+    let started = Instant::now();
+    let out = Command::new(STEWARD)
+        .args(["--audit-db", ":memory:", "eval", r#"let n = 0; for u in connect("m").users() { n += 1; } n"#])
+        .env("STEWARD_CONFIG", dir.join("config.toml"))
+        .env("SYNAPSE_TOKEN", token)
+        .env("HOME", dir)
+        .output()
+        .expect("steward runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0), started.elapsed())
 }
 
 /// Runs one request per id, `C` at a time, and returns how long it took; every answer must be 2xx.

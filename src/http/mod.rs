@@ -500,7 +500,7 @@ impl<'a> Pages<'a> {
         let Some((req, url, answer)) = self.next_answer().await? else { return Ok(None) };
         let (items, next) = self.take(&req, &url, answer.json(&req)?)?;
         if let Some(next) = next {
-            self.ask_ahead(next);
+            self.ask_ahead(next).await;
         }
         Ok(Some(items))
     }
@@ -520,7 +520,7 @@ impl<'a> Pages<'a> {
         // The next page is asked for before this one is read, so the server prepares it meanwhile.
         if let Some(link) = answer.header("link").and_then(pagination::next_link) {
             let next = follow(&url, &link)?;
-            self.ask_ahead(next);
+            self.ask_ahead(next).await;
         }
         let items = records(&req, &answer)?;
         self.walk.count(items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
@@ -557,19 +557,28 @@ impl<'a> Pages<'a> {
     /// Asks for the page `next` names now, in its own task, so it is on its way while the reader works on this
     /// one. A page the walk's guards refuse (or no runtime to run the task) is left for the next call, which
     /// sends it itself or reports why not.
-    fn ask_ahead(&mut self, next: Request) {
+    async fn ask_ahead(&mut self, next: Request) {
+        if self.spawn_ahead(next) {
+            // Let the new task send its request before this one goes on reading: on a runtime with one worker it
+            // would otherwise wait until the page is read (a million-user walk: a fifth more time).
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn spawn_ahead(&mut self, next: Request) -> bool {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.next = Some(next);
-            return;
+            return false;
         };
         // Refused now, it is refused again (the same way) when the next call visits it.
         let Ok(url) = self.visit(&next) else {
             self.next = Some(next);
-            return;
+            return false;
         };
         let (http, req) = (self.http.clone(), next.clone());
         let answer = runtime.spawn(async move { http.exchange(&req).await });
         self.prefetch = Some(Prefetch { req: next, url, answer });
+        true
     }
 
     async fn next_planned(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
