@@ -81,12 +81,17 @@ impl RawJson {
         Ok(value.as_object().map(|o| o.keys().map(|k| Dynamic::from(k.clone())).collect()).unwrap_or_default())
     }
 
-    /// The record's JSON text, as it came where it was kept as text.
+    /// The record's JSON text, as it came where it was kept as text, but with escapes written out: text a
+    /// service escaped (a secret spelt `\u0067hp_…`) is then what redaction sees, as it would in a tree.
     pub fn text(&mut self) -> String {
-        match self {
-            RawJson::Tree(v) => v.to_string(),
+        let text = match self {
+            RawJson::Tree(v) => return v.to_string(),
             RawJson::Text(t) => t.get().to_string(),
             RawJson::Packed { .. } => String::from_utf8_lossy(&self.unpacked()).into_owned(),
+        };
+        match text.contains('\\') {
+            true => serde_json::from_str::<Value>(&text).map(|v| v.to_string()).unwrap_or(text),
+            false => text,
         }
     }
 }

@@ -401,6 +401,30 @@ fn a_secret_echoed_by_a_server_reaches_no_output_file_or_log() {
     }
 }
 
+/// A listing keeps each record's JSON as the text it came in; a server that writes the token there with JSON
+/// escapes (`\u0030…`, which no shape or exact match sees) must not get it printed that way.
+#[test]
+fn a_secret_escaped_inside_a_listed_record_is_scrubbed_when_the_record_is_shown() {
+    let escaped: String = HEX_TOKEN.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+    let page = format!(r#"[{{"login": "ann", "id": 5, "type": "User", "bio": "{escaped}"}}]"#);
+    let server = Hostile::start(move |seen| match seen.line.starts_with("GET /api/v3/user ") {
+        true => json(r#"{"login": "admin", "id": 1, "site_admin": true}"#),
+        false => json(page.clone()),
+    });
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+    for shown in [
+        r#"for u in connect("h").users(#{detail: false}) { print(u.raw); print(u); }"#,
+        r#"let u = connect("h").list_users(#{detail: false})[0]; print(u.raw); print(u); u"#,
+    ] {
+        let mut cmd = env.cmd();
+        cmd.env("GHES_TOKEN", HEX_TOKEN).args(["--format", "json", "eval", shown]);
+        let run = crate::util::Run::of(cmd);
+        assert_eq!(run.status, Some(0), "{}", run.report());
+        assert!(run.stdout.contains("[REDACTED]"), "{shown}: the record was shown, scrubbed\n{}", run.report());
+        assert!(!run.stdout.contains(HEX_TOKEN) && !run.stdout.contains(&escaped[..24]), "{shown}\n{}", run.report());
+    }
+}
+
 #[test]
 fn a_travis_org_token_is_scrubbed_in_every_form() {
     let server = echoing_server();
