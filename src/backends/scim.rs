@@ -283,7 +283,7 @@ impl Scim {
         let name = text("/name/formatted")
             .or_else(|| text("/displayName"))
             .or_else(|| (!given.is_empty()).then(|| given.join(" ")));
-        let mut user = User {
+        User {
             id: json!(id),
             login: text("/userName").unwrap_or_default(),
             email,
@@ -295,14 +295,12 @@ impl Scim {
             kind: "scim".into(),
             profile: self.profile.clone(),
             raw: Raw::Tree(r.clone()),
-            extra: Vec::new(),
+            extra: vec![
+                ("external_id".into(), json!(text("/externalId"))),
+                ("last_modified".into(), json!(text("/meta/lastModified"))),
+            ],
             unknown: &[],
-        };
-        user.extra = vec![
-            ("external_id".into(), json!(text("/externalId"))),
-            ("last_modified".into(), json!(text("/meta/lastModified"))),
-        ];
-        user
+        }
     }
 
     fn users_path(&self, caps: &Capabilities, id: &str) -> String {

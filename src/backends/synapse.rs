@@ -123,7 +123,9 @@ impl Synapse {
             .and_then(|p| p.get("address").and_then(Value::as_str))
             .map(str::to_string);
         let flag = |k: &str| u.get(k).and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)));
-        let mut user = User {
+        let created =
+            u.get("creation_ts").and_then(Value::as_i64).map(|t| if created_in_seconds { t * 1000 } else { t });
+        User {
             id: json!(id),
             login: id.clone(),
             email,
@@ -134,17 +136,13 @@ impl Synapse {
             kind: "synapse".into(),
             profile: self.profile.clone(),
             raw: Raw::Tree(u.clone()),
-            extra: Vec::new(),
+            extra: vec![
+                ("deactivated".into(), json!(flag("deactivated"))),
+                ("locked".into(), json!(flag("locked"))),
+                ("created_at".into(), json!(created.and_then(ms_to_rfc3339))),
+            ],
             unknown: &[],
-        };
-        let created =
-            u.get("creation_ts").and_then(Value::as_i64).map(|t| if created_in_seconds { t * 1000 } else { t });
-        user.extra = vec![
-            ("deactivated".into(), json!(flag("deactivated"))),
-            ("locked".into(), json!(flag("locked"))),
-            ("created_at".into(), json!(created.and_then(ms_to_rfc3339))),
-        ];
-        user
+        }
     }
 
     async fn get_raw(&self, id: &str) -> Result<Value, ApiError> {

@@ -167,7 +167,7 @@ impl Terraform {
             .and_then(Value::as_array)
             .map(|orgs| orgs.iter().filter_map(|o| o.get("id").cloned()).collect())
             .unwrap_or_default();
-        let mut user = User {
+        User {
             id: resource.get("id").cloned().unwrap_or(Value::Null),
             login: text("username").unwrap_or_default(),
             email: text("email"),
@@ -178,16 +178,17 @@ impl Terraform {
             kind: "terraform".into(),
             profile: self.profile.clone(),
             raw: Raw::Tree(resource.clone()),
-            extra: Vec::new(),
+            extra: vec![
+                ("service_account".into(), attr("is-service-account").cloned().unwrap_or(Value::Null)),
+                (
+                    "two_factor".into(),
+                    attr("two-factor").and_then(|t| t.get("enabled")).cloned().unwrap_or(Value::Null),
+                ),
+                ("organizations".into(), Value::Array(organizations)),
+                ("avatar_url".into(), attr("avatar-url").cloned().unwrap_or(Value::Null)),
+            ],
             unknown: &[],
-        };
-        user.extra = vec![
-            ("service_account".into(), attr("is-service-account").cloned().unwrap_or(Value::Null)),
-            ("two_factor".into(), attr("two-factor").and_then(|t| t.get("enabled")).cloned().unwrap_or(Value::Null)),
-            ("organizations".into(), Value::Array(organizations)),
-            ("avatar_url".into(), attr("avatar-url").cloned().unwrap_or(Value::Null)),
-        ];
-        user
+        }
     }
 
     /// Every page of `GET /admin/users` with these query parameters, until `meta.pagination.next-page` is null.

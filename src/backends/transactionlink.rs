@@ -145,7 +145,7 @@ impl TransactionLink {
             [text("/profile/firstName"), text("/profile/lastName")].into_iter().flatten().collect::<Vec<_>>().join(" ");
         let role_id = text("/roleId");
         let role_name = role_id.as_deref().and_then(|id| self.role_name(id));
-        let mut user = User {
+        User {
             id: r.get("id").cloned().unwrap_or(Value::Null),
             login: text("/email").unwrap_or_default(),
             email: text("/email"),
@@ -157,15 +157,13 @@ impl TransactionLink {
             kind: "transactionlink".into(),
             profile: self.profile.clone(),
             raw: Raw::Tree(r.clone()),
-            extra: Vec::new(),
+            extra: vec![
+                ("role_id".into(), json!(role_id)),
+                ("role".into(), json!(role_name)),
+                ("title".into(), json!(text("/profile/title"))),
+            ],
             unknown: &[],
-        };
-        user.extra = vec![
-            ("role_id".into(), json!(role_id)),
-            ("role".into(), json!(role_name)),
-            ("title".into(), json!(text("/profile/title"))),
-        ];
-        user
+        }
     }
 
     fn role_name(&self, id: &str) -> Option<String> {

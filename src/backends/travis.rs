@@ -149,7 +149,7 @@ impl Travis {
 
     fn user(&self, u: &Value, status: Option<&str>) -> User {
         let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-        let mut user = User {
+        User {
             id: u.get("id").cloned().unwrap_or(Value::Null),
             login: text("login").unwrap_or_default(),
             email: text("email"),
@@ -160,15 +160,13 @@ impl Travis {
             kind: "travis".into(),
             profile: self.profile.clone(),
             raw: Raw::Tree(u.clone()),
-            extra: Vec::new(),
+            extra: vec![
+                ("vcs_id".into(), u.get("vcs_id").cloned().unwrap_or(Value::Null)),
+                ("vcs_type".into(), u.get("vcs_type").cloned().unwrap_or(Value::Null)),
+                ("status".into(), json!(status)),
+            ],
             unknown: &[],
-        };
-        user.extra = vec![
-            ("vcs_id".into(), u.get("vcs_id").cloned().unwrap_or(Value::Null)),
-            ("vcs_type".into(), u.get("vcs_type").cloned().unwrap_or(Value::Null)),
-            ("status".into(), json!(status)),
-        ];
-        user
+        }
     }
 
     /// Every page of `/org/{id}/user_activity` for one status.

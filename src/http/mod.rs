@@ -146,7 +146,7 @@ impl Answer {
 
     /// The body as JSON (`Null` when empty): a success must be JSON, or we would read it as "nothing".
     pub fn json(self, req: &Request) -> Result<Response, ApiError> {
-        let body = match self.bytes.iter().all(u8::is_ascii_whitespace) {
+        let body = match no_body(&self.bytes) {
             true => Value::Null,
             false => serde_json::from_slice::<Value>(&self.bytes)
                 .map_err(|e| not_json(req, self.status, &self.headers, self.bytes.len(), &e))?,
@@ -345,7 +345,7 @@ impl HttpClient {
                         return Ok(Answer { status, headers, bytes });
                     }
                     // An error page need not be JSON: what is not reads as nothing.
-                    let body = match bytes.iter().all(u8::is_ascii_whitespace) {
+                    let body = match no_body(&bytes) {
                         true => Value::Null,
                         false => serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
                     };
@@ -689,9 +689,14 @@ fn follow(page: &url::Url, link: &str) -> Result<Request, ApiError> {
     Ok(Request::new(Method::GET, target.to_string()))
 }
 
+/// A body of nothing but whitespace (a 204, an empty page): read as no value at all, never as an error.
+fn no_body(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
 /// A page that is a JSON array, split into its records' texts (an empty body: no records).
 fn records(req: &Request, answer: &Answer) -> Result<Vec<Box<RawValue>>, ApiError> {
-    if answer.bytes.iter().all(u8::is_ascii_whitespace) {
+    if no_body(&answer.bytes) {
         return Ok(Vec::new());
     }
     serde_json::from_slice::<Vec<Box<RawValue>>>(&answer.bytes).map_err(|e| {

@@ -374,3 +374,20 @@ fn rows_named_by_email_are_looked_up_once_and_a_shared_email_names_nobody() {
         server.seen().iter().filter(|s| s.line.starts_with("PUT")).map(|s| s.line.clone()).collect();
     assert_eq!(puts.len(), 3, "bea (first job), cy and ann: {puts:?}");
 }
+
+/// The attack on the email lookup: a protected account named by its email (in another case) in a CSV the stock
+/// script streams. The lookup only finds the login; the job's guard, which resolves every target to its account,
+/// still refuses it, and nothing is sent for it.
+#[test]
+fn a_protected_account_named_by_email_in_a_streamed_csv_is_still_refused() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write("leavers.csv", "email\nUSER0002@Example.com\nuser0010@example.com\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    env.run(&["run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"]).success();
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).unwrap();
+    assert!(results.lines().any(|l| l.starts_with("2,user0002,skipped,,protected")), "{results}");
+    assert!(results.lines().any(|l| l.starts_with("3,user0010,ok,")), "{results}");
+    assert_eq!(sb.count("PUT /api/v3/users/user0002/suspended"), 0, "a protected account is never sent");
+    assert!(!sb.suspended().contains(&"user0002".to_string()));
+}
