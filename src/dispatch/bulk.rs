@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 /// answer, each after its retries): an outage is reported once, instead of hammered with every remaining user.
 const FAILING_SERVICE_STREAK: usize = 10;
 
+/// How many chunks of intents a one-request-per-target job commits ahead of its requests. Intent commits
+/// queue behind outcome commits in the audit writer; with only a chunk or two ahead, the senders wait on them
+/// and slots sit idle (96k suspensions at 20 ms, concurrency 32: 1.17x the bound with 2 chunks ahead, 1.08x
+/// with 8). The cost is what a crash can leave pending for a resume to check: this many chunks at most.
+const INTENT_LOOKAHEAD_CHUNKS: usize = 8;
+
 /// The job's current run of service failures.
 #[derive(Default)]
 struct FailureStreak(AtomicUsize);
@@ -449,9 +455,9 @@ impl Dispatcher {
             .await
     }
 
-    /// Step 4, one request per target. Intents are committed a chunk ahead of the requests: one fsync per
+    /// Step 4, one request per target. Intents are committed chunks ahead of the requests: one fsync per
     /// chunk, off the path of every request, and each still durable before its request leaves. A crash leaves
-    /// at most a few chunks of them pending; a resume checks those targets before acting.
+    /// at most `INTENT_LOOKAHEAD_CHUNKS` chunks of them pending; a resume checks those targets before acting.
     async fn send_each(&self, job: &Job<'_>, todo: &[usize], failing: &FailureStreak) -> Vec<(usize, BulkResult)> {
         let width = job.conn.concurrency.max(1);
         let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
@@ -462,7 +468,7 @@ impl Dispatcher {
                     chunk.into_iter().zip(self.record_intents(job.conn, actions, job.read_at).await).collect::<Vec<_>>()
                 }
             })
-            .buffered(2)
+            .buffered(INTENT_LOOKAHEAD_CHUNKS)
             .flat_map(stream::iter)
             .map(|(i, intent)| async move {
                 let (conn, item) = (job.conn, &job.items[i]);

@@ -598,7 +598,7 @@ impl Dispatcher {
         }
     }
 
-    /// Prepares several actions and commits all their intents at once (a bulk job does this a chunk ahead of
+    /// Prepares several actions and commits all their intents at once (a bulk job does this chunks ahead of
     /// the requests, so no request waits for its own fsync). One entry per action, in order.
     /// `read_at`: the log's head when the job read the targets' state (see `Event::read_at`).
     async fn record_intents(
