@@ -24,6 +24,14 @@ const FAILING_SERVICE_STREAK: usize = 10;
 /// with 8). The cost is what a crash can leave pending for a resume to check: this many chunks at most.
 const INTENT_LOOKAHEAD_CHUNKS: usize = 8;
 
+/// An item of a one-request-per-target job on its way to the send stage.
+enum Ahead {
+    /// Its intent is written (with its sequence number), or could not be.
+    Intent(Result<(Action, i64), ApiError>),
+    /// Settled without an intent: the job had stopped sending.
+    Decided(BulkResult),
+}
+
 /// The job's current run of service failures.
 #[derive(Default)]
 struct FailureStreak(AtomicUsize);
@@ -437,13 +445,20 @@ impl Dispatcher {
     async fn send_in_batches(&self, job: &Job<'_>, todo: &[usize], size: usize) -> Vec<(usize, BulkResult)> {
         stream::iter(todo.chunks(size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
             .map(|chunk| async move {
-                let actions: Vec<Action> = chunk.iter().map(|&i| job.action(i)).collect();
-                let outcomes = self.execute_batch_recorded(job.conn, job.op, &actions, job.read_at).await;
+                let outcomes: Vec<BulkResult> = match self.stopped() {
+                    Some((status, why)) => {
+                        chunk.iter().map(|&i| BulkResult::of(&job.items[i], status, Some(why.clone()))).collect()
+                    }
+                    None => {
+                        let actions: Vec<Action> = chunk.iter().map(|&i| job.action(i)).collect();
+                        let outcomes = self.execute_batch_recorded(job.conn, job.op, &actions, job.read_at).await;
+                        chunk.iter().zip(outcomes).map(|(&i, outcome)| item_result(&job.items[i], outcome)).collect()
+                    }
+                };
                 chunk
                     .into_iter()
                     .zip(outcomes)
-                    .map(|(i, outcome)| {
-                        let r = item_result(&job.items[i], outcome);
+                    .map(|(i, r)| {
                         job.outcomes.finished(&r);
                         (i, r)
                     })
@@ -458,36 +473,36 @@ impl Dispatcher {
     /// Step 4, one request per target. Intents are committed chunks ahead of the requests: one fsync per
     /// chunk, off the path of every request, and each still durable before its request leaves. A crash leaves
     /// at most `INTENT_LOOKAHEAD_CHUNKS` chunks of them pending; a resume checks those targets before acting.
+    /// Once the job sends nothing more, the items left are reported without writing an intent for them.
     async fn send_each(&self, job: &Job<'_>, todo: &[usize], failing: &FailureStreak) -> Vec<(usize, BulkResult)> {
         let width = job.conn.concurrency.max(1);
         let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
+        let not_sent = || self.stopped().or_else(|| failing.stop().map(|e| (ItemStatus::Failed, e.message)));
         stream::iter(chunks)
-            .map(|chunk| {
-                let actions = chunk.iter().map(|&i| job.action(i)).collect();
-                async move {
-                    chunk.into_iter().zip(self.record_intents(job.conn, actions, job.read_at).await).collect::<Vec<_>>()
+            .map(|chunk| async move {
+                if let Some((status, why)) = not_sent() {
+                    let decided = |i| Ahead::Decided(BulkResult::of(&job.items[i], status, Some(why.clone())));
+                    return chunk.into_iter().map(|i| (i, decided(i))).collect::<Vec<_>>();
                 }
+                let actions = chunk.iter().map(|&i| job.action(i)).collect();
+                let intents = self.record_intents(job.conn, actions, job.read_at).await;
+                chunk.into_iter().zip(intents.into_iter().map(Ahead::Intent)).collect()
             })
             .buffered(INTENT_LOOKAHEAD_CHUNKS)
             .flat_map(stream::iter)
-            .map(|(i, intent)| async move {
+            .map(|(i, ahead)| async move {
                 let (conn, item) = (job.conn, &job.items[i]);
-                let result = match intent {
-                    Err(e) => item_result(item, Err(e)),
-                    Ok((action, seq)) if self.audit_failed() => {
-                        let why = "not sent: the audit log cannot record it";
-                        self.close_unsent(conn, &action, seq, why);
-                        BulkResult::of(item, ItemStatus::Failed, Some(why.into()))
+                let result = match ahead {
+                    Ahead::Decided(result) => result,
+                    // Stopped while the intent was being prepared: nothing was written or sent.
+                    Ahead::Intent(Err(e)) if e.kind == ErrorKind::Cancelled => {
+                        BulkResult::of(item, ItemStatus::Cancelled, Some(format!("{} before it was sent", e.message)))
                     }
-                    Ok((action, seq)) if self.interrupt.is_raised() => {
-                        let why = format!("{} before it was sent", self.interrupt.reason());
-                        self.close_unsent(conn, &action, seq, &why);
-                        BulkResult::of(item, ItemStatus::Cancelled, Some(why))
-                    }
-                    Ok((action, seq)) => match failing.stop() {
-                        Some(stop) => {
-                            self.close_unsent(conn, &action, seq, &stop.message);
-                            BulkResult::of(item, ItemStatus::Failed, Some(stop.message))
+                    Ahead::Intent(Err(e)) => item_result(item, Err(e)),
+                    Ahead::Intent(Ok((action, seq))) => match not_sent() {
+                        Some((status, why)) => {
+                            self.close_unsent(conn, &action, seq, &why);
+                            BulkResult::of(item, status, Some(why))
                         }
                         None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),
                     },
@@ -498,6 +513,17 @@ impl Dispatcher {
             .buffer_unordered(width)
             .collect()
             .await
+    }
+
+    /// Why the job sends nothing more, if it must not (its log failed, or the run was stopped), and how each
+    /// item left is reported.
+    fn stopped(&self) -> Option<(ItemStatus, String)> {
+        if self.audit_failed() {
+            return Some((ItemStatus::Failed, "not sent: the audit log cannot record it".into()));
+        }
+        self.interrupt
+            .is_raised()
+            .then(|| (ItemStatus::Cancelled, format!("{} before it was sent", self.interrupt.reason())))
     }
 
     /// Every item's result (one left undecided is reported, never lost), the failures counted for the exit

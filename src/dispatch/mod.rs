@@ -620,14 +620,17 @@ impl Dispatcher {
             Ok(slots) => slots,
             Err(e) => return prepared.into_iter().map(|p| p.and(Err(e.clone()))).collect(),
         };
+        // A slot for each prepared action only: one that failed to prepare wrote no event.
         let mut slots = slots.into_iter();
         let mut out = Vec::with_capacity(prepared.len());
         for p in prepared {
-            out.push(match (p, slots.next()) {
-                (Err(e), _) => Err(e),
-                (Ok(a), Some(Ok(seq))) => Ok((a, seq)),
-                (Ok(a), Some(Err(busy))) => Err(self.busy(conn, &a, busy).await),
-                (Ok(_), None) => Err(unrecorded()),
+            out.push(match p {
+                Err(e) => Err(e),
+                Ok(a) => match slots.next() {
+                    Some(Ok(seq)) => Ok((a, seq)),
+                    Some(Err(busy)) => Err(self.busy(conn, &a, busy).await),
+                    None => Err(unrecorded()),
+                },
             });
         }
         out

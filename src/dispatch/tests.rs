@@ -7,8 +7,8 @@ use crate::dispatch::bulk::{BulkProgress, BulkReporter};
 use async_trait::async_trait;
 use std::sync::Mutex;
 
-/// A service of three accounts: `@alice:hs` (who the token is), `@bob:hs`, `@carol:hs`. It remembers who is
-/// suspended and can lose answers on purpose.
+/// A service of `@alice:hs` (who the token is), `@bob:hs`, `@carol:hs` and `@user1:hs`…`@user99:hs`. It
+/// remembers who is suspended and can lose answers, fail to prepare or stop the run on purpose.
 #[derive(Default)]
 struct Fake {
     suspended: Mutex<Vec<String>>,
@@ -22,6 +22,10 @@ struct Fake {
     admins: Mutex<Vec<String>>,
     /// Suspensions go in bulk requests (of up to 10), as Travis's and a SCIM server's /Bulk do.
     batches: bool,
+    /// Accounts whose `prepare` read fails (as TransactionLink's read of a role can).
+    unpreparable: Mutex<Vec<String>>,
+    /// Changing this account stops the run (Ctrl-C pressed while its request is answered).
+    stop_at: Mutex<Option<(String, Interrupt)>>,
 }
 
 impl Fake {
@@ -56,8 +60,9 @@ impl Backend for Fake {
     async fn resolve(&self, name: &str) -> Result<Option<Account>, ApiError> {
         let id = Fake::full_id(name);
         let local = id.trim_start_matches('@').split(':').next().unwrap_or_default().to_string();
-        Ok(["@alice:hs", "@bob:hs", "@carol:hs"]
-            .contains(&id.as_str())
+        let numbered =
+            local.strip_prefix("user").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| (1..100).contains(&n));
+        Ok((numbered || ["@alice:hs", "@bob:hs", "@carol:hs"].contains(&id.as_str()))
             .then(|| Account { names: vec![id.clone(), local], id }))
     }
 
@@ -69,6 +74,14 @@ impl Backend for Fake {
             Op::Unsuspend => Some(!on),
             _ => None,
         })
+    }
+
+    async fn prepare(&self, action: &Action) -> Result<Option<Value>, ApiError> {
+        let target = Fake::full_id(action.target.as_deref().unwrap_or_default());
+        match self.unpreparable.lock().unwrap().contains(&target) {
+            true => Err(ApiError::new(ErrorKind::Unavailable, format!("could not read {target}"))),
+            false => Ok(None),
+        }
     }
 
     async fn batch_size(&self, op: Op) -> Option<usize> {
@@ -106,6 +119,9 @@ impl Backend for Fake {
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
         let target = Fake::full_id(action.target.as_deref().unwrap_or_default());
         self.calls.lock().unwrap().push(format!("execute {} {target}", action.op.name()));
+        if let Some((_, stop)) = self.stop_at.lock().unwrap().as_ref().filter(|(at, _)| *at == target) {
+            stop.raise();
+        }
         if std::mem::take(&mut *self.fail_before_apply.lock().unwrap()) {
             return Err(ApiError::new(ErrorKind::Unavailable, "connection reset before the request was applied"));
         }
@@ -148,6 +164,14 @@ impl BulkProgress for Quiet {
 }
 
 fn pipeline(answer: Result<bool, String>, assume_yes: bool) -> (Dispatcher, Arc<Scripted>) {
+    pipeline_stopped_by(answer, assume_yes, Interrupt::default())
+}
+
+fn pipeline_stopped_by(
+    answer: Result<bool, String>,
+    assume_yes: bool,
+    interrupt: Interrupt,
+) -> (Dispatcher, Arc<Scripted>) {
     let prompt = Arc::new(Scripted { answer, asked: Mutex::new(Vec::new()) });
     let mode = Mode { dry_run: false, assume_yes, max_changes: 50 };
     let d = Dispatcher::new(
@@ -157,15 +181,19 @@ fn pipeline(answer: Result<bool, String>, assume_yes: bool) -> (Dispatcher, Arc<
         prompt.clone(),
         Arc::new(Quiet),
         mode,
-        Interrupt::default(),
+        interrupt,
     );
     (d, prompt)
 }
 
 fn connection(fake: &Arc<Fake>, protected: &[&str]) -> Connection {
+    connection_of_width(fake, protected, 4)
+}
+
+fn connection_of_width(fake: &Arc<Fake>, protected: &[&str], concurrency: usize) -> Connection {
     let backend: Arc<dyn Backend> = fake.clone();
     let protected = protected.iter().map(|p| p.to_string()).collect();
-    Connection::new("p", backend, protected, TokenRecord::default(), 4)
+    Connection::new("p", backend, protected, TokenRecord::default(), concurrency)
 }
 
 fn items(targets: &[&str]) -> Vec<BulkItem> {
@@ -261,4 +289,42 @@ async fn a_bulk_request_whose_answer_was_lost_is_settled_by_reading_not_resent()
     assert_eq!(statuses, [ItemStatus::Ok, ItemStatus::Ok], "{results:?}");
     assert_eq!(fake.sent("batch suspend"), 1);
     assert_eq!(fake.sent("execute"), 0, "nothing sent twice: {:?}", fake.calls.lock().unwrap());
+}
+
+/// A found bug: an item whose preparation failed took the next item's intent, so each later item of its chunk
+/// was reported against another's intent, and the last as "not recorded".
+#[tokio::test]
+async fn an_item_that_cannot_be_prepared_leaves_the_others_their_own_intents() {
+    let fake = Arc::new(Fake::default());
+    fake.unpreparable.lock().unwrap().push("@bob:hs".into());
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    let results = d.perform_all(&conn, Op::Suspend, items(&["bob", "carol"]), json!({"reason": "x"})).await.unwrap();
+    let statuses: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ItemStatus::Failed, ItemStatus::Ok], "{results:?}");
+    assert!(results[0].error.as_deref().unwrap_or_default().contains("could not read @bob:hs"), "{results:?}");
+    assert_eq!(
+        fake.calls.lock().unwrap().iter().filter(|c| c.starts_with("execute")).collect::<Vec<_>>(),
+        ["execute suspend @carol:hs"]
+    );
+}
+
+/// Ctrl-C during a long job: what was not sent is `cancelled` (not failed), and once stopped the job writes
+/// no more intents, so the log holds the few committed ahead (each closed) instead of two rows per item left.
+#[tokio::test]
+async fn a_stopped_job_reports_the_rest_cancelled_and_writes_no_more_intents() {
+    let stop = Interrupt::default();
+    let fake = Arc::new(Fake { stop_at: Mutex::new(Some(("@user3:hs".into(), stop.clone()))), ..Fake::default() });
+    let conn = connection_of_width(&fake, &[], 1);
+    let (d, _) = pipeline_stopped_by(Ok(true), true, stop);
+    let names: Vec<String> = (1..=60).map(|n| format!("user{n}")).collect();
+    let targets: Vec<&str> = names.iter().map(String::as_str).collect();
+    let results =
+        d.perform_all(&conn, Op::Suspend, items(&targets), json!({"reason": "x", "precheck": false})).await.unwrap();
+    let count = |s: ItemStatus| results.iter().filter(|r| r.status == s).count();
+    assert_eq!((count(ItemStatus::Ok), count(ItemStatus::Cancelled)), (3, 57), "{results:?}");
+    assert_eq!(fake.sent("execute"), 3);
+    // An intent and an outcome for each of the 3 sent and of the at most 8 chunks of 1 committed ahead.
+    let events = d.audit.head().await.unwrap();
+    assert!(events <= 2 * (3 + 8 + 1), "{events} events for 3 requests");
 }

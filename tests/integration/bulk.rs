@@ -290,7 +290,8 @@ fn the_other_stock_scripts_run() {
 }
 
 /// The reported case: a job stopped with Ctrl-C wrote no results CSV. Its bulk call now returns every item's
-/// result (unsent ones `cancelled`), the script writes them down, nothing more is sent, and the exit is 130.
+/// result (unsent ones `cancelled`), the script writes them down, nothing more is sent or logged, and the exit
+/// is 130.
 #[test]
 fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
     let sb =
@@ -319,6 +320,18 @@ fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
     assert_eq!(results.lines().count(), 119, "a row per input line: {results}");
     assert!(results.contains(",cancelled,"), "{results}");
     assert!(results.matches(",ok,").count() as u64 <= sent, "{results}");
+    // Only a request in flight at the stop is in doubt; the rest were never sent and say so, not "failed".
+    for row in results.lines().filter(|r| r.contains(",failed,")) {
+        assert!(row.contains("may or may not have reached the server"), "{row}");
+    }
+    // No intent is written once the job has stopped: those already ahead (at most 8 chunks of 4) are closed,
+    // the rest of the 118 have none, and none is left open for a resume to check.
+    let rows = env.audit_rows(&["--run", "1"]);
+    let intents: Vec<&serde_json::Value> = rows.iter().filter(|r| r["phase"] == "intent").collect();
+    assert!(intents.len() as u64 <= sent + 9 * 4, "{} intents for {sent} requests", intents.len());
+    for intent in intents {
+        assert!(rows.iter().any(|o| o["intent_seq"] == intent["seq"]), "an open intent: {intent}");
+    }
 }
 
 /// A CSV read line by line into a job may name people by email: they are looked up in one walk of the users
