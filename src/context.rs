@@ -166,6 +166,7 @@ impl Context {
         let config = Config::load(global.config.as_deref())?;
         backends::check_config(&config)?;
         let mut settings = Settings::resolve(global, config, dirs::data_dir(), std::io::stdout().is_terminal())?;
+        crate::files::keep(own_files(global, &settings));
         // One worker: steward's async work is mostly waiting on servers, and a second worker mostly handed tasks
         // back and forth (a million-user walk took a fifth more CPU and time with two). Scripts, the audit writer
         // and Ctrl-C have threads of their own.
@@ -249,6 +250,27 @@ fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -
 }
 
 /// The sandbox's audit log: `sandbox-<name>` beside the real one.
+/// What a script may not write over: this process's log and the configured one (a sandbox's is another file),
+/// everything kept beside them, steward's data and state directories, and the config.
+fn own_files(global: &GlobalArgs, settings: &Settings) -> crate::files::OwnFiles {
+    let data = dirs::data_dir().map(|d| d.join("steward"));
+    let configured_log = global.audit_db.clone().or_else(|| data.as_ref().map(|d| d.join("audit.db")));
+    let logs = [Some(settings.audit_path.clone()), configured_log].into_iter().flatten();
+    let state = dirs::state_dir().or_else(dirs::data_local_dir).map(|d| d.join("steward"));
+    let config = global.config.clone().or_else(Config::default_path);
+    let mut own = crate::files::OwnFiles::default();
+    for log in logs.filter(|l| l.as_os_str() != ":memory:") {
+        own = own.log(&log);
+    }
+    for dir in [data, state].into_iter().flatten() {
+        own = own.dir(&dir);
+    }
+    match config {
+        Some(config) => own.file(&config),
+        None => own,
+    }
+}
+
 fn sandbox_log(real: &std::path::Path) -> PathBuf {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
     real.with_file_name(format!("sandbox-{name}"))

@@ -21,6 +21,7 @@ pub(crate) mod context;
 pub(crate) mod dates;
 pub(crate) mod dispatch;
 pub mod error;
+pub(crate) mod files;
 pub mod http;
 pub(crate) mod interrupt;
 pub(crate) mod memory;

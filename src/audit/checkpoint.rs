@@ -155,7 +155,7 @@ fn replace_file(path: &Path, text: &str) -> Result<(), String> {
 /// no longer has.
 pub fn anchor_path(db: &Path) -> Option<PathBuf> {
     let dir = dirs::state_dir().or_else(dirs::data_local_dir)?;
-    let real = super::real_path(db);
+    let real = crate::files::real_path(db);
     let digest = Sha256::digest(real.as_os_str().as_encoded_bytes());
     Some(dir.join("steward").join("anchors").join(format!("{}.checkpoint", hex::encode(&digest[..8]))))
 }

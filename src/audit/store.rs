@@ -11,8 +11,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot open the audit log {path}: {source} (hint: check the directory exists and is writable, or set --audit-db)")]
-    Open { path: PathBuf, source: DbError },
+    // `why` is said in the message, not chained as a source too: printed with its causes it was said three times.
+    #[error("cannot open the audit log {path}: {why} (hint: {})", open_hint(.why))]
+    Open { path: PathBuf, why: DbError },
     #[error("cannot reach the team audit log {url}: {why} (hint: check the server is up, `audit_url` and the password source; steward sends nothing while its log is unreachable)")]
     Connect { url: String, why: String },
     #[error("cannot prepare the team audit log {url}: {source} (hint: the database's owner runs steward once to create the tables and the steward_writer role; then `GRANT steward_writer TO <your role>`)")]
@@ -31,6 +32,18 @@ pub enum AuditError {
         "the audit log {path} does not verify ({why}), so steward does not act on what it records (hint: run `steward audit verify`)"
     )]
     Untrusted { path: PathBuf, why: String },
+}
+
+/// What to do about a log that would not open: a file that is not a database at all was overwritten or is not
+/// steward's; anything else is about where it is.
+fn open_hint(why: &DbError) -> &'static str {
+    match why {
+        DbError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            "this file is not a SQLite database: it was overwritten or is not steward's log; move it aside and put \
+             back a copy (`steward audit verify` checks a copy against its signed checkpoint), or set --audit-db"
+        }
+        _ => "check the directory exists and is writable, or set --audit-db",
+    }
 }
 
 impl AuditError {
@@ -98,7 +111,7 @@ impl AuditStore {
             use std::os::unix::fs::OpenOptionsExt;
             let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
         }
-        let conn = Connection::open(path).map_err(|e| AuditError::Open { path: path.into(), source: e.into() })?;
+        let conn = Connection::open(path).map_err(|e| AuditError::Open { path: path.into(), why: e.into() })?;
         Self::prepare(conn, path)
     }
 
@@ -138,12 +151,12 @@ impl AuditStore {
 
     pub fn open_in_memory() -> Result<Self, AuditError> {
         let conn =
-            Connection::open_in_memory().map_err(|e| AuditError::Open { path: ":memory:".into(), source: e.into() })?;
+            Connection::open_in_memory().map_err(|e| AuditError::Open { path: ":memory:".into(), why: e.into() })?;
         Self::prepare(conn, Path::new(":memory:"))
     }
 
     fn prepare(mut conn: Connection, path: &Path) -> Result<Self, AuditError> {
-        let open_err = |e: rusqlite::Error| AuditError::Open { path: path.into(), source: e.into() };
+        let open_err = |e: rusqlite::Error| AuditError::Open { path: path.into(), why: e.into() };
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // WAL lets a REPL and a batch job share the log; FULL makes each commit survive power loss.
         // Switching to WAL needs a moment alone with the file; another process opening it at the same instant

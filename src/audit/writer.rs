@@ -329,7 +329,7 @@ impl State {
     fn keep_wal_on_disk(&mut self, run: i64) -> Result<(), WriteError> {
         let AuditTarget::File(p) = &self.target else { return Ok(()) };
         // SQLite keeps the write-ahead file beside the real database file, not beside a symlink to it.
-        let wal = super::beside(&super::real_path(p), "-wal");
+        let wal = super::beside(&crate::files::real_path(p), "-wal");
         if wal.exists() {
             return Ok(());
         }

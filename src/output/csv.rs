@@ -299,7 +299,7 @@ fn row_cells(row: &Value, columns: &[String]) -> Vec<String> {
 pub fn write_csv(path: &Path, rows: &[Value], columns: Option<&[String]>) -> Result<usize, CsvError> {
     let shown = path.display().to_string();
     let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write { path: shown.clone(), message })?;
-    std::fs::write(path, text).map_err(|e| CsvError::Write { path: shown, message: e.to_string() })?;
+    crate::files::write(path, text).map_err(|e| CsvError::Write { path: shown, message: e.to_string() })?;
     Ok(rows.len())
 }
 
@@ -317,7 +317,7 @@ impl CsvSink {
     pub fn create(path: &Path, columns: Vec<String>) -> Result<Self, CsvError> {
         let shown = path.display().to_string();
         let file =
-            std::fs::File::create(path).map_err(|e| CsvError::Write { path: shown.clone(), message: e.to_string() })?;
+            crate::files::create(path).map_err(|e| CsvError::Write { path: shown.clone(), message: e.to_string() })?;
         let mut sink = CsvSink {
             writer: ::csv::Writer::from_writer(std::io::BufWriter::new(file)),
             columns,

@@ -50,6 +50,15 @@ fn a_damaged_database_file_stops_every_action() {
         r#"let k = (); try { connect("ghes").suspend("user0007", #{reason: "x"}) } catch (e) { k = e.kind } k"#,
     ]);
     assert_eq!(kind.success().stdout.trim().trim_matches('"'), "audit", "a distinct kind");
+    // A file that is no database at all (written over) is said once, with what to do about it.
+    std::fs::write(&db, "login\nuser0001\n").unwrap();
+    for f in ["audit.db-wal", "audit.db-shm"] {
+        let _ = std::fs::remove_file(env.path(f));
+    }
+    let run = env.run(&["audit", "verify"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert_eq!(run.stderr.matches("file is not a database").count(), 1, "{}", run.report());
+    assert!(run.stderr.contains("put back a copy"), "{}", run.report());
 }
 
 #[test]

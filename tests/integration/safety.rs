@@ -440,3 +440,50 @@ fn the_safety_matrix_undo_never_reaches_a_protected_account() {
         assert!(r.stdout.contains("skipped") || r.stdout.contains("protected"), "{}: {}", s.kind, r.report());
     }
 }
+
+#[test]
+fn a_script_cannot_write_over_the_audit_log_its_anchors_or_the_config_by_any_name() {
+    let sb = Sandbox::start(10);
+    let env = Env::with_sandbox(&sb);
+    env.run(&["--yes", "eval", r#"connect().suspend("user0005", #{reason: "before"})"#]).success();
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    std::os::unix::fs::symlink(env.audit_db(), env.path("link.csv")).unwrap();
+    std::os::unix::fs::symlink(env.path("audit.db-shm"), env.path("dangling.csv")).unwrap();
+    std::fs::hard_link(env.audit_db(), env.path("hard.csv")).unwrap();
+    let rows = r#"[#{login: "x"}]"#;
+    let attempts = [
+        format!(r#"write_csv("audit.db", {rows})"#),
+        format!(r#"write_csv("./audit.db.checkpoint", {rows})"#),
+        format!(r#"write_csv("link.csv", {rows})"#),
+        format!(r#"write_csv("dangling.csv", {rows})"#),
+        format!(r#"write_csv("hard.csv", {rows})"#),
+        format!(r#"write_csv("xdg-data/steward/history", {rows})"#),
+        r#"write_csv("config.toml", connect().users())"#.to_string(),
+        r#"write_evidence([], "audit.db")"#.to_string(),
+        r#"connect().suspend_all(["user0006"], #{reason: "m", results: "audit.db-wal"})"#.to_string(),
+    ];
+    let changes_before = changes(&sb);
+    for expr in &attempts {
+        for sandbox in [false, true] {
+            let mut args = vec!["--yes", "eval", expr.as_str()];
+            if sandbox {
+                args.insert(0, "--sandbox");
+            }
+            let r = env.run(&args);
+            assert_eq!(r.status, Some(1), "{expr} (sandbox: {sandbox}): {}", r.report());
+            assert!(r.stderr.contains("does not write over its own files"), "{expr}: {}", r.report());
+        }
+    }
+    // The stock script, told to put its results on the log: refused before anything is sent.
+    env.write("leavers.csv", "login\nuser0007\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai").display().to_string();
+    let r =
+        env.run(&["--yes", "run", &script, "--arg", "csv=leavers.csv", "--arg", "reason=x", "--arg", "out=audit.db"]);
+    assert_ne!(r.status, Some(0), "{}", r.report());
+    assert_eq!(changes(&sb), changes_before, "a refused write still sent a change");
+    assert_eq!(std::fs::read_to_string(env.path("config.toml")).unwrap(), config);
+    env.run(&["audit", "verify"]).success().stdout_has("audit log OK");
+    assert!(env.audit_rows(&["--op", "suspend"]).iter().any(|r| r["target"] == "user0005"));
+    // Beside them, the user's own files are written as ever.
+    env.run(&["eval", &format!(r#"write_csv("audit-report.csv", {rows})"#)]).success();
+}

@@ -134,7 +134,9 @@ fn write_stream(path: &str, users: Users, columns: Option<Vec<String>>) -> Scrip
     match sink {
         Some(out) => Ok(out.finish().map_err(fail)? as i64),
         // No users and no columns: an empty file, as write_csv of an empty array writes.
-        None => std::fs::write(path, "").map(|_| 0).map_err(|e| invalid(format!("cannot write {path}: {e}"))),
+        None => crate::files::write(Path::new(path), "")
+            .map(|_| 0)
+            .map_err(|e| invalid(format!("cannot write {path}: {e}"))),
     }
 }
 

@@ -68,7 +68,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let json_text = redact(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         let html_text = redact(&crate::output::evidence::html(&doc));
         for (p, text) in [(&json_path, &json_text), (&html_path, &html_text)] {
-            std::fs::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
+            crate::files::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
         }
         let files = json!({
             "json": json_path.display().to_string(), "json_sha256": sha256(&json_text),
