@@ -249,7 +249,6 @@ fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -
     Ok(())
 }
 
-/// The sandbox's audit log: `sandbox-<name>` beside the real one.
 /// What a script may not write over: this process's log and the configured one (a sandbox's is another file),
 /// everything kept beside them, steward's data and state directories, and the config.
 fn own_files(global: &GlobalArgs, settings: &Settings) -> crate::files::OwnFiles {
@@ -271,6 +270,7 @@ fn own_files(global: &GlobalArgs, settings: &Settings) -> crate::files::OwnFiles
     }
 }
 
+/// The sandbox's audit log: `sandbox-<name>` beside the real one.
 fn sandbox_log(real: &std::path::Path) -> PathBuf {
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "audit.db".into());
     real.with_file_name(format!("sandbox-{name}"))
