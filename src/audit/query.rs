@@ -82,44 +82,63 @@ impl AuditStore {
     pub fn list(&self, filter: &Filter) -> Result<Vec<Row>, AuditError> {
         let mut clauses: Vec<String> = Vec::new();
         let mut args: Vec<Val> = Vec::new();
-        let mut add = |clause: &str, value: Val| {
-            args.push(value);
-            clauses.push(clause.replace('?', &format!("?{}", args.len())));
+        // Each `?` takes the next value; a clause given one value uses it for every `?`.
+        let mut add = |clause: &str, values: Vec<Val>| {
+            let (first, last) = (args.len() + 1, args.len() + values.len());
+            args.extend(values);
+            let mut next = first;
+            let mut text = String::with_capacity(clause.len() + 8);
+            for c in clause.chars() {
+                match c {
+                    '?' => {
+                        text.push_str(&format!("?{}", next.min(last)));
+                        next += 1;
+                    }
+                    other => text.push(other),
+                }
+            }
+            clauses.push(text);
         };
         if let Some(v) = &filter.since {
-            add("ts >= ?", v.into());
+            add("ts >= ?", vec![v.into()]);
         }
         if let Some(v) = &filter.until {
-            add("ts < ?", v.into());
+            add("ts < ?", vec![v.into()]);
         }
         if let Some(v) = &filter.profile {
-            add("profile = ?", v.into());
+            add("profile = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.op {
-            add("op = ?", v.into());
+            add("op = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.target {
-            add("target = ?", v.into());
+            // The account a change reached is its target; the name a script gave it, and its stable id, are in
+            // its params (`named`, `account`): any of them finds it. (`replace` spots a substring on both stores.)
+            let quoted = serde_json::Value::from(v.as_str()).to_string();
+            add(
+                "(target = ? OR replace(params, ?, '') <> params OR replace(params, ?, '') <> params)",
+                vec![v.into(), format!("\"named\":{quoted}").into(), format!("\"account\":{quoted}").into()],
+            );
         }
         if let Some(v) = &filter.token_fp {
             // A fingerprint may be given shortened, as people copy them (`hmac-sha256:1f0c…`).
             let prefix = v.trim_end_matches('…').trim_end_matches("...").to_string();
-            add("substr(token_fp, 1, length(CAST(? AS TEXT))) = ?", prefix.into());
+            add("substr(token_fp, 1, length(CAST(? AS TEXT))) = ?", vec![prefix.into()]);
         }
         if let Some(v) = filter.run {
-            add("run_id = ?", v.into());
+            add("run_id = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.os_user {
-            add("run_id IN (SELECT id FROM runs WHERE os_user = ?)", v.into());
+            add("run_id IN (SELECT id FROM runs WHERE os_user = ?)", vec![v.into()]);
         }
         if let Some(v) = &filter.host {
-            add("run_id IN (SELECT id FROM runs WHERE host = ?)", v.into());
+            add("run_id IN (SELECT id FROM runs WHERE host = ?)", vec![v.into()]);
         }
         if let Some(v) = filter.seq {
-            add("seq = ?", v.into());
+            add("seq = ?", vec![v.into()]);
         }
         if let Some(v) = filter.since_seq {
-            add("seq > ?", v.into());
+            add("seq > ?", vec![v.into()]);
         }
         if filter.pending {
             clauses.push(
@@ -232,11 +251,21 @@ impl AuditStore {
     }
 }
 
-/// Items a job finished: (profile, op, target) → the run that did it.
+/// Items a job finished: (profile, op, item key) → the run that did it.
 pub type DoneSet = HashMap<(String, String, String), i64>;
 
-/// Intents a job left without an outcome: (profile, op, target) → the intent's seq.
+/// Intents a job left without an outcome: (profile, op, item key) → the intent's seq.
 pub type OpenIntents = HashMap<(String, String, String), i64>;
+
+/// What a recorded change is known by across a job's runs: the stable id of the account it reached
+/// (`params.account`, recorded since steward resolves accounts), else its target as recorded (a key's or a
+/// token's id, rows from before).
+pub fn item_key(target: &str, params: &serde_json::Value) -> String {
+    match params.get("account").and_then(serde_json::Value::as_str).filter(|a| !a.is_empty()) {
+        Some(account) => account.to_string(),
+        None => target.to_string(),
+    }
+}
 
 /// A job: a run and every resume of it (and of those), one id, its first run's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,7 +425,7 @@ impl AuditStore {
     pub fn done_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
-            "SELECT profile, op, target, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
+            "SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
         )
     }
 
@@ -405,20 +434,22 @@ impl AuditStore {
     pub fn open_intents_in_job(&self, run: i64) -> Result<OpenIntents, AuditError> {
         self.keyed_in_job(
             run,
-            "SELECT profile, op, target, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
+            "SELECT profile, op, target, params, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
         )
     }
 
-    /// `(profile, op, target) → value` over every run of a job, newest run first (the first row of a key wins);
-    /// `sql` selects those four columns for the run `?1`.
+    /// `(profile, op, item key) → value` over every run of a job, newest run first (the first row of a key
+    /// wins); `sql` selects profile, op, target, params and the value for the run `?1`.
     fn keyed_in_job(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
         let mut out = HashMap::new();
         let runs = self.job_of(run)?.map(|j| j.runs).unwrap_or_default();
         for id in runs {
             let rows = self.db().rows(sql, &[id.into()]).map_err(AuditError::Read)?;
             for r in rows {
-                let key = (|| Ok::<_, DbError>(((r.text(0)?, r.text(1)?, r.text(2)?), r.int(3)?)))();
-                let (key, value) = key.map_err(AuditError::Read)?;
+                let row = (|| Ok::<_, DbError>((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.int(4)?)))();
+                let (profile, op, target, params, value) = row.map_err(AuditError::Read)?;
+                let params = serde_json::from_str(&params).unwrap_or(serde_json::Value::Null);
+                let key = (profile, op, item_key(&target, &params));
                 out.entry(key).or_insert(value);
             }
         }

@@ -278,6 +278,12 @@ impl Github {
         self.http.list(Request::new(Method::GET, path).query("per_page", 100), Paging::LinkHeader).await
     }
 
+    /// The key or token (`op` says which listing) whose listed id is `id`, as the instance lists it now.
+    async fn credential(&self, op: Op, id: &str) -> Result<Option<Value>, ApiError> {
+        let path = if op == Op::DeleteKey { "admin/keys" } else { "admin/tokens" };
+        Ok(self.listing(path).await?.into_iter().find(|v| id_text(v) == id.trim()))
+    }
+
     /// What each user holds, from one listing of every key and every token on the instance.
     fn holdings_of(user: &Value, keys: &[Value], tokens: &[Value]) -> Vec<Holding> {
         let id = user.get("id").and_then(Value::as_u64);
@@ -359,37 +365,59 @@ impl Backend for Github {
         (!ok).then(|| format!("{target:?} is not a GitHub login (letters, digits and single hyphens, at most 39)"))
     }
 
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        // A key or token is removed when the instance no longer lists it (how a resume settles a lost answer).
-        if let Some(path) = match op {
-            Op::DeleteKey => Some("admin/keys"),
-            Op::DeleteToken => Some("admin/tokens"),
-            _ => None,
-        } {
-            let listed = self.listing(path).await?;
-            return Ok(Some(!listed.iter().any(|v| id_text(v) == target)));
+    /// GHES addresses every admin path by login and compares logins without case (ASCII only, as
+    /// `invalid_target` holds them): an account's canonical id is its login in lower case, and its numeric id
+    /// (what key listings name owners by) is an alias.
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
+        let Some(mut account) = super::resolve_by_get_user(self, name).await? else { return Ok(None) };
+        if !account.id.is_empty() {
+            account.aliases.push(format!("user_id:{}", account.id));
         }
-        let field = match op {
-            Op::Suspend | Op::Unsuspend => "suspended_at",
-            Op::Promote | Op::Demote => "site_admin",
-            _ => return Ok(None),
-        };
-        let user = self.send(Request::new(Method::GET, format!("users/{}", segment(target)))).await.map_err(|e| {
-            if e.kind == ErrorKind::NotFound {
-                ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this server")).with_status(404)
-            } else {
-                e
-            }
+        account.id = account.address.to_ascii_lowercase();
+        Ok(Some(account))
+    }
+
+    /// A login is its own canonical form (see `lookup`), so a job that reads nothing first still decides on it.
+    fn offline_account(&self, name: &str, _params: &Value) -> Option<super::model::Account> {
+        let login = name.trim();
+        self.invalid_target(login).is_none().then(|| super::model::Account {
+            id: login.to_ascii_lowercase(),
+            names: vec![login.to_string()],
+            address: login.to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
+        // A key or token is removed when the instance no longer lists it (how a resume settles a lost answer).
+        match op {
+            Op::DeleteKey | Op::DeleteToken => Ok(Some(self.credential(op, target).await?.is_none())),
+            _ => super::account_state(self, op, target, params).await,
+        }
+    }
+
+    /// A key's `user_id`, a token's `user.id` (or, where a server left the id out, its login resolved now).
+    async fn owner_of(&self, action: &Action) -> Result<String, ApiError> {
+        let target = action.target()?;
+        let listed = self.credential(action.op, target).await?.ok_or_else(|| {
+            let what = if action.op == Op::DeleteKey { "key" } else { "token" };
+            ApiError::new(ErrorKind::NotFound, format!("no {what} {target:?} on this server (by its listed id)"))
+                .with_status(404)
         })?;
-        let Some(value) = user.get(field) else {
-            // Not a site admin's view of the user: the state is unknown, so act.
-            return Ok(None);
+        let owner = match action.op {
+            Op::DeleteKey => listed.get("user_id").cloned(),
+            _ => listed.pointer("/user/id").cloned(),
         };
-        let on = match value {
-            Value::Bool(b) => *b,
-            other => !other.is_null(),
-        };
-        Ok(Some(on == matches!(op, Op::Suspend | Op::Promote)))
+        match owner {
+            Some(Value::Number(n)) => Ok(format!("user_id:{n}")),
+            _ => match listed.pointer("/user/login").and_then(Value::as_str) {
+                Some(login) => Ok(super::resolve(self, login, &Value::Null).await?.id),
+                None => Err(ApiError::invalid(format!(
+                    "the server lists {} {target} with no owner, so steward cannot tell whose it is; nothing was sent",
+                    action.op.name()
+                ))),
+            },
+        }
     }
 
     async fn snapshot(&self, target: &str) -> Result<Snapshot, ApiError> {

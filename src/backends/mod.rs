@@ -240,10 +240,17 @@ pub trait Backend: Send + Sync {
     }
 
     /// Is `target` already in the state `op` would put it in? `Some(true)`: nothing to do (a noop);
-    /// `Some(false)`: it needs the change; `None`: this backend cannot tell cheaply. A missing target is an error.
-    /// Bulk jobs ask this first, so they report noops, never undo what they did not do, and resume safely.
-    async fn state(&self, _op: Op, _target: &str) -> Result<Option<bool>, ApiError> {
-        Ok(None)
+    /// `Some(false)`: it needs the change; `None`: this backend cannot tell. Read afresh (how a change whose
+    /// answer was lost is settled); a missing target is an error. `params` are the action's. By default: the account, resolved now, and its
+    /// state (`state_of`).
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
+        account_state(self, op, target, params).await
+    }
+
+    /// Is `account` already in the state `op` would put it in, by the record `lookup` read? (A service whose
+    /// records do not say it asks for more: TransactionLink's roles, a SCIM admin group.)
+    async fn state_of(&self, op: Op, account: &model::Account) -> Result<Option<bool>, ApiError> {
+        Ok(record_state(op, &account.record))
     }
 
     /// Why `target` cannot name a user on this service, if it cannot (checked before any request, so a
@@ -278,16 +285,49 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
-    /// The account `name` designates, as the service resolves it: its id and every name it answers to.
-    /// `Ok(None)`: the service has no such account (or no way to look one up). Protected entries and the
-    /// caller's identity are resolved with this, once per connection.
-    async fn resolve(&self, name: &str) -> Result<Option<model::Account>, ApiError> {
+    /// The account `name` designates, read from the service now: its stable id, every name it answers to, the
+    /// address a change names it by, and its record. `Ok(None)`: the service has no such account. `params` are
+    /// the action's (a Travis `vcs_type` says the name is a VCS id). Every decision rests on what this returns,
+    /// checked by `resolve`; protected entries and the caller's identity are resolved with it too, once per
+    /// connection. A name that two accounts answer to is an error naming both, never a pick.
+    async fn lookup(&self, name: &str, params: &Value) -> Result<Option<model::Account>, ApiError> {
+        let _ = params;
         resolve_by_get_user(self, name).await
     }
 
     /// A name as the service compares names: by default without case (logins, emails, ids).
     fn name_key(&self, name: &str) -> String {
         name.trim().to_lowercase()
+    }
+
+    /// Whether a `lookup` that finds nobody proves the service has no such account. Travis's activity listing
+    /// leaves out members who were never active, so there it does not: a protected name it cannot find stops
+    /// guarded work rather than protect nobody.
+    fn lookup_is_exhaustive(&self) -> bool {
+        true
+    }
+
+    /// The account `name` reaches without asking the service, where its requests address accounts by a form of
+    /// the name itself (GHES: the login; Travis: the number): what a job that reads nothing first
+    /// (`precheck: false`) decides on. `None`: only the service can say (then it is asked).
+    fn offline_account(&self, _name: &str, _params: &Value) -> Option<model::Account> {
+        None
+    }
+
+    /// Whether `account` answers to `name` by the service's own comparison (`name_key`): a lookup's answer
+    /// that does not is another account than the one asked for.
+    fn answers_to(&self, account: &model::Account, name: &str) -> bool {
+        let key = self.name_key(name);
+        account.names.iter().map(String::as_str).chain(account.ids()).any(|n| self.name_key(n) == key)
+    }
+
+    /// The stable id of the account a key, token or session deletion takes from, as the service shows it now,
+    /// whatever owner the script named; not found when the service has no such credential.
+    async fn owner_of(&self, action: &Action) -> Result<String, ApiError> {
+        Err(ApiError::new(
+            crate::error::ErrorKind::Unsupported,
+            format!("{} cannot tell whose {} this is", self.kind(), action.op.name()),
+        ))
     }
 
     /// The account behind `target` and what it holds (keys, tokens, sessions, groups, 2FA), read for
@@ -338,7 +378,7 @@ pub async fn collect_users(mut pages: UserPages<'_>) -> Result<Vec<Value>, ApiEr
     Ok(users)
 }
 
-/// `resolve` through the service's own user lookup (`get_user`), where it has one.
+/// `lookup` through the service's own user lookup (`get_user`), where it has one.
 pub async fn resolve_by_get_user<B: Backend + ?Sized>(
     backend: &B,
     name: &str,
@@ -348,6 +388,69 @@ pub async fn resolve_by_get_user<B: Backend + ?Sized>(
     }
     let user = backend.execute(&Action::new(Op::GetUser, Some(name.to_string()), Value::Null)).await;
     Ok(found(user)?.map(|u| model::Account::of_user(&u)))
+}
+
+/// The account a change to `name` will reach, as the server answered a lookup for it: the one function every
+/// path resolves its targets with (the single call, a job, deprovisioning, undo, a resume, the guard's own
+/// entries). A name no account of this service can have is `invalid` before anything is sent; an answer that is
+/// another account than the one asked for (by the service's own comparison of names) is refused and named.
+pub async fn resolve<B: Backend + ?Sized>(backend: &B, name: &str, params: &Value) -> Result<model::Account, ApiError> {
+    let name = name.trim();
+    if let Some(why) = backend.invalid_target(name) {
+        return Err(ApiError::invalid(why));
+    }
+    let Some(account) = backend.lookup(name, params).await? else {
+        return Err(ApiError::new(crate::error::ErrorKind::NotFound, format!("no user {name:?} on this service"))
+            .with_status(404));
+    };
+    if !backend.answers_to(&account, name) {
+        return Err(ApiError::invalid(format!(
+            "the server answered a lookup for {name} with {}, another account; nothing was sent",
+            account.describe()
+        ))
+        .with_hint("the service or something between steward and it is not answering for the name asked; check it"));
+    }
+    if account.id.is_empty() || account.address.is_empty() {
+        return Err(ApiError::invalid(format!("the server's record for {name} has no id; nothing was sent")));
+    }
+    Ok(account)
+}
+
+/// `Backend::state`'s usual way: the account resolved now, and its state.
+pub async fn account_state<B: Backend + ?Sized>(
+    backend: &B,
+    op: Op,
+    target: &str,
+    params: &Value,
+) -> Result<Option<bool>, ApiError> {
+    if !matches!(op, Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote) {
+        return Ok(None);
+    }
+    let account = resolve(backend, target, params).await?;
+    backend.state_of(op, &account).await
+}
+
+/// Whether a normalized user record is in the state `op` puts users in (`None`: the record does not say).
+pub fn record_state(op: Op, record: &Value) -> Option<bool> {
+    let (key, on) = match op {
+        Op::Suspend => ("suspended", true),
+        Op::Unsuspend => ("suspended", false),
+        Op::Promote => ("admin", true),
+        Op::Demote => ("admin", false),
+        _ => return None,
+    };
+    record.get(key).and_then(Value::as_bool).map(|v| v == on)
+}
+
+/// The error for a name more than one account answers to: each named (`login (id)`), and nothing sent. A guess
+/// could take access from the wrong person.
+pub fn ambiguous(name: &str, accounts: Vec<(String, String)>, hint: &str) -> ApiError {
+    let who: Vec<String> = accounts.iter().map(|(login, id)| format!("{login} ({id})")).collect();
+    ApiError::new(
+        crate::error::ErrorKind::Conflict,
+        format!("{name:?} names more than one account here: {}; nothing was sent", who.join(", ")),
+    )
+    .with_hint(hint.to_string())
 }
 
 /// A lookup's answer with "no such account" as `None` rather than an error: what `resolve` reports.

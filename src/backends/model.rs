@@ -128,26 +128,59 @@ impl User {
     }
 }
 
-/// One account as the service knows it: its stable id and every name it answers to, each as `Backend::name_key`
-/// gives it. Protection and self-checks compare these, never the string a script passed.
+/// One account as the service answered a lookup for it: what every decision about a change compares (resolve,
+/// then decide), never the string a script passed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Account {
+    /// The service's stable id for it, as the service writes it: guard, claims, duplicates, done-sets and undo
+    /// compare this and nothing else.
     pub id: String,
+    /// Other stable ids the service addresses it by (Travis: its VCS id as `vcs:<type>:<n>`).
+    pub aliases: Vec<String>,
+    /// Every name it answers to, as the service wrote them (`Backend::answers_to` compares them its own way).
     pub names: Vec<String>,
+    /// What a request that changes it names it by: the id where the service's paths take ids, the login as the
+    /// service spells it where they take logins (GHES).
+    pub address: String,
+    /// The normalized user record the lookup read (`Value::Null` when the service showed none).
+    pub record: Value,
 }
 
 impl Account {
-    /// The id, login and email of a normalized user record (and a Travis `vcs_id`), lower-cased.
+    /// An account as a normalized user record describes it: its id, its id, login and email (and Travis's
+    /// `vcs_id`) as names, addressed by its login (or its id where it has none).
     pub fn of_user(user: &Value) -> Account {
         let text = |k: &str| match user.get(k) {
-            Some(Value::String(s)) => Some(s.trim().to_lowercase()),
+            Some(Value::String(s)) => Some(s.trim().to_string()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
         let id = text("id").unwrap_or_default();
-        let names =
+        let names: Vec<String> =
             ["id", "login", "email", "vcs_id"].iter().filter_map(|k| text(k)).filter(|n| !n.is_empty()).collect();
-        Account { id, names }
+        let address = text("login").filter(|l| !l.is_empty()).unwrap_or_else(|| id.clone());
+        Account { id, aliases: Vec::new(), names, address, record: user.clone() }
+    }
+
+    /// The same account addressed by its id (services whose paths take ids).
+    pub fn by_id(mut self) -> Account {
+        self.address = self.id.clone();
+        self
+    }
+
+    /// Every stable id it has: the id, then the aliases.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str)).filter(|i| !i.is_empty())
+    }
+
+    /// How to name it in a message: its login (or address) and, where that differs, its id.
+    pub fn describe(&self) -> String {
+        let login = self.record.get("login").and_then(Value::as_str).filter(|l| !l.is_empty());
+        let name = login.unwrap_or(&self.address);
+        match name == self.id || self.id.is_empty() {
+            true => name.to_string(),
+            false => format!("{name} (id {})", self.id),
+        }
     }
 }
 

@@ -337,28 +337,31 @@ impl Scim {
         Ok(body.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
-    /// The user `target` names (its userName, an email, its externalId or its id), read now.
+    /// The user `target` names (its userName, an email, its externalId or its id), read now. A name two
+    /// accounts answer to (one's userName, another's email) is an error naming both, never a pick.
     async fn find(&self, target: &str) -> Result<Value, ApiError> {
         let caps = self.caps().await?;
         let target = target.trim();
         if caps.filter_max.is_some() {
             // userName first, alone: most names are userNames, and servers answer `userName eq` fastest (an
-            // `or` of three clauses took scim2-server three times as long); then the other names, together.
+            // `or` of three clauses took scim2-server three times as long); then the other names, together, when
+            // nothing has that userName or the name could be someone else's email.
             let q = quoted(target);
-            for filter in [format!("userName eq {q}"), format!("emails.value eq {q} or externalId eq {q}")] {
-                let found = self.search(&filter).await?;
-                match found.len() {
-                    0 => continue,
-                    1 => return Ok(self.remember(target, found.into_iter().next().unwrap_or_default())),
-                    _ => {
-                        let who: Vec<&str> =
-                            found.iter().filter_map(|u| u.get("userName").and_then(Value::as_str)).collect();
-                        return Err(ApiError::new(
-                            ErrorKind::Conflict,
-                            format!("{target:?} names more than one user here ({})", who.join(", ")),
-                        )
-                        .with_hint("name the user by its userName or SCIM id"));
+            let mut found = self.search(&format!("userName eq {q}")).await?;
+            if found.is_empty() || target.contains('@') {
+                for r in self.search(&format!("emails.value eq {q} or externalId eq {q}")).await? {
+                    if !found.iter().any(|f| f.get("id") == r.get("id")) {
+                        found.push(r);
                     }
+                }
+            }
+            match found.len() {
+                0 => {}
+                1 => return Ok(self.remember(target, found.into_iter().next().unwrap_or_default())),
+                _ => {
+                    let text = |u: &'_ Value, k: &str| u.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                    let who = found.iter().map(|u| (text(u, "userName"), text(u, "id"))).collect();
+                    return Err(super::ambiguous(target, who, "name the user by its userName or SCIM id"));
                 }
             }
         }
@@ -373,8 +376,12 @@ impl Scim {
         }
     }
 
+    /// Keeps a resource just read under the name it was read by and its id (a change addresses it by id).
     fn remember(&self, target: &str, resource: Value) -> Value {
         if let Ok(mut seen) = self.seen.lock() {
+            if let Ok(id) = id_of(&resource) {
+                seen.insert(self.name_key(&id), resource.clone());
+            }
             seen.insert(self.name_key(target), resource.clone());
         }
         resource
@@ -382,7 +389,14 @@ impl Scim {
 
     /// The resource a change acts on: the one just read for it (its version is what `If-Match` sends), else read now.
     async fn take(&self, target: &str) -> Result<Value, ApiError> {
-        let cached = self.seen.lock().ok().and_then(|mut s| s.remove(&self.name_key(target)));
+        let cached = self.seen.lock().ok().and_then(|mut s| {
+            let r = s.remove(&self.name_key(target));
+            // Taken once: the same record kept under its other name would carry a version about to be stale.
+            if let Some(id) = r.as_ref().and_then(|r| r.get("id")) {
+                s.retain(|_, kept| kept.get("id") != Some(id));
+            }
+            r
+        });
         match cached {
             Some(r) => Ok(r),
             None => self.find(target).await,
@@ -793,8 +807,8 @@ impl Backend for Scim {
         }
     }
 
-    /// A SCIM account answers to its id, userName, every email and its externalId.
-    async fn resolve(&self, name: &str) -> Result<Option<Account>, ApiError> {
+    /// A SCIM account answers to its id, userName, every email and its externalId; a change addresses it by id.
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<Account>, ApiError> {
         if name.trim().is_empty() {
             return Ok(None);
         }
@@ -805,12 +819,33 @@ impl Backend for Scim {
         };
         let mut names: Vec<String> = ["/id", "/userName", "/externalId"]
             .iter()
-            .filter_map(|p| r.pointer(p).and_then(Value::as_str).map(|s| self.name_key(s)))
+            .filter_map(|p| r.pointer(p).and_then(Value::as_str).map(str::to_string))
             .collect();
         let emails = r.get("emails").and_then(Value::as_array).cloned().unwrap_or_default();
-        names.extend(emails.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(|e| self.name_key(e)));
-        names.retain(|n| !n.is_empty());
-        Ok(Some(Account { id: id_of(&r)?, names }))
+        names.extend(emails.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(str::to_string));
+        names.retain(|n| !n.trim().is_empty());
+        let id = id_of(&r)?;
+        let record = self.user(&r, None).into_value();
+        Ok(Some(Account { id: id.clone(), aliases: Vec::new(), names, address: id, record }))
+    }
+
+    /// Names compare as SCIM servers compare userNames (RFC 7643 `caseExact: false`) and as people type them:
+    /// Unicode compatibility-normalised (NFKC: `jose\u0301` is `josé`, fullwidth letters and the Kelvin sign
+    /// are their plain forms), then without case.
+    fn name_key(&self, name: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        name.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect()
+    }
+
+    /// Admin rights are membership of the admin group, read now.
+    async fn state_of(&self, op: Op, account: &Account) -> Result<Option<bool>, ApiError> {
+        match op {
+            Op::Promote | Op::Demote => {
+                let is_admin = members(&self.admin_group().await?).contains(&account.id);
+                Ok(Some(is_admin == (op == Op::Promote)))
+            }
+            _ => Ok(super::record_state(op, &account.record)),
+        }
     }
 
     async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
@@ -856,22 +891,6 @@ impl Backend for Scim {
             }));
         }
         out
-    }
-
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        match op {
-            Op::Suspend | Op::Unsuspend => {
-                let r = self.find(target).await?;
-                let active = r.get("active").and_then(Value::as_bool);
-                Ok(active.map(|a| a == (op == Op::Unsuspend)))
-            }
-            Op::Promote | Op::Demote => {
-                let admins = members(&self.admin_group().await?);
-                let is_admin = admins.contains(&id_of(&self.find(target).await?)?);
-                Ok(Some(is_admin == (op == Op::Promote)))
-            }
-            _ => Ok(None),
-        }
     }
 
     async fn batch_size(&self, op: Op) -> Option<usize> {

@@ -97,11 +97,8 @@ impl Synapse {
             .ok_or_else(|| ApiError::invalid("whoami returned no user_id"))
     }
 
-    /// `alice` → `@alice:<server>`; a full Matrix id is kept.
-    async fn user_id(&self, target: &str) -> Result<String, ApiError> {
-        if target.starts_with('@') && target.contains(':') {
-            return Ok(target.to_string());
-        }
+    /// This homeserver's name (the part after `:` in its users' ids), from the token's own id, asked once.
+    async fn server_name(&self) -> Result<&str, ApiError> {
         let server = self
             .server_name
             .get_or_try_init(|| async {
@@ -109,7 +106,16 @@ impl Synapse {
                 Ok::<_, ApiError>(me.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default())
             })
             .await?;
-        Ok(format!("@{}:{server}", target.trim_start_matches('@')))
+        Ok(server.as_str())
+    }
+
+    /// `alice` or `@alice` → `@alice:<server>`; a full Matrix id is kept (`invalid_target` checked the grammar).
+    async fn user_id(&self, target: &str) -> Result<String, ApiError> {
+        match MatrixName::parse(target) {
+            Some(MatrixName::Full(id)) => Ok(id.to_string()),
+            Some(MatrixName::Local(local)) => Ok(format!("@{local}:{}", self.server_name().await?)),
+            None => Err(ApiError::invalid(format!("{target:?} is not a Matrix user id"))),
+        }
     }
 
     /// A user record; `created_in_seconds` because the single GET says seconds where lists say milliseconds.
@@ -314,6 +320,32 @@ fn not_found(e: ApiError, id: &str) -> ApiError {
     }
 }
 
+/// A name as a Matrix user: a full id (`@alice:example.org`) or a localpart (`alice`, `@alice`).
+#[derive(Debug, PartialEq)]
+enum MatrixName<'a> {
+    Full(&'a str),
+    Local(&'a str),
+}
+
+impl<'a> MatrixName<'a> {
+    /// The name's form, or `None` when no Matrix user can have it (`@@alice`, `a:b` without `@`, spaces).
+    fn parse(name: &'a str) -> Option<MatrixName<'a>> {
+        let name = name.trim();
+        let local_ok =
+            |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_graphic() && !matches!(c, ':' | '@' | '/'));
+        match name.strip_prefix('@') {
+            Some(rest) => match rest.split_once(':') {
+                Some((local, server)) => (local_ok(local)
+                    && !server.is_empty()
+                    && server.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '/')))
+                .then_some(MatrixName::Full(name)),
+                None => local_ok(rest).then_some(MatrixName::Local(rest)),
+            },
+            None => local_ok(name).then_some(MatrixName::Local(name)),
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for Synapse {
     fn kind(&self) -> &'static str {
@@ -332,13 +364,53 @@ impl Backend for Synapse {
         self.me().await
     }
 
-    /// A Matrix account answers to its full id and to its bare localpart (`alice` is `@alice:server` here).
-    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        let Some(mut account) = super::resolve_by_get_user(self, name).await? else { return Ok(None) };
+    /// `@alice:server`, `@alice` and `alice` are one Matrix user here; a user of another server is nobody here.
+    fn invalid_target(&self, target: &str) -> Option<String> {
+        MatrixName::parse(target).is_none().then(|| {
+            format!(
+                "{target:?} is not a Matrix user id (@localpart:server, or a localpart: no second @, no : in it, no \
+                 spaces or control characters)"
+            )
+        })
+    }
+
+    /// A Matrix account, read by its full id; it answers to that id and to its localpart, each without case
+    /// (Synapse keeps localparts lower-case).
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
+        let id = self.user_id(name).await?;
+        if id.split_once(':').map(|(_, server)| server) != Some(self.server_name().await?) {
+            return Ok(None);
+        }
+        let raw = match self.get_raw(&id).await {
+            Ok(raw) => raw,
+            // Synapse answers 404 for no such user, 400 for an id it will not look up.
+            Err(e) if matches!(e.status, Some(404 | 400)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut account = super::model::Account::of_user(&self.user(&raw, true).into_value()).by_id();
         if let Some(local) = account.id.strip_prefix('@').and_then(|id| id.split(':').next()) {
             account.names.push(local.to_string());
         }
         Ok(Some(account))
+    }
+
+    fn answers_to(&self, account: &super::model::Account, name: &str) -> bool {
+        let asked = match MatrixName::parse(name) {
+            Some(MatrixName::Full(id)) => id.to_lowercase(),
+            Some(MatrixName::Local(local)) => local.to_lowercase(),
+            None => return false,
+        };
+        account.names.iter().any(|n| n.to_lowercase() == asked)
+    }
+
+    /// A device is addressed under its owner (`users/<id>/devices/<device>`): the owner named with it,
+    /// resolved now, is whose it is.
+    async fn owner_of(&self, action: &Action) -> Result<String, ApiError> {
+        action.target()?;
+        let owner = action
+            .param_str("owner")
+            .ok_or_else(|| ApiError::invalid("delete_session needs the user too: delete_session(user, device_id)"))?;
+        Ok(super::resolve(self, owner, &Value::Null).await?.id)
     }
 
     /// The user, and their devices as sessions (display name, last seen; never the access token).
@@ -375,17 +447,6 @@ impl Backend for Synapse {
         plan
     }
 
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        let key = match op {
-            Op::Suspend | Op::Unsuspend => "suspended",
-            Op::Promote | Op::Demote => "admin",
-            _ => return Ok(None),
-        };
-        let u = self.get_raw(&self.user_id(target).await?).await?;
-        let on = u.get(key).and_then(|v| v.as_bool().or_else(|| v.as_i64().map(|n| n != 0)));
-        Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
-    }
-
     fn users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
         self.stream_users(filter, hold)
     }
@@ -400,8 +461,9 @@ impl Backend for Synapse {
             let path = format!("_synapse/admin/v2/users/{}/devices/{}", segment(&owner), segment(action.target()?));
             return self.change(action, Request::new(Method::DELETE, path)).await;
         }
+        // A raw api() path and a new user's login are not users to look up.
         let id = match &action.target {
-            Some(t) if !t.is_empty() => Some(self.user_id(t).await?),
+            Some(t) if !t.is_empty() && !matches!(action.op, Op::Api | Op::CreateUser) => Some(self.user_id(t).await?),
             _ => None,
         };
         let id_path = |prefix: &str, suffix: &str| -> Result<String, ApiError> {

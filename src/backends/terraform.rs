@@ -285,15 +285,21 @@ impl Terraform {
                 .with_hint(
                     "search by username, email or user id; a token that is not a site admin's also sees nobody",
                 )),
-            many => Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("{target:?} matches {} users; use the user id", many.len()),
-            )),
+            many => {
+                let text = |r: &Value, p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("?").to_string();
+                let who = many.iter().map(|r| (text(r, "/attributes/username"), text(r, "/id"))).collect();
+                Err(super::ambiguous(target, who, "name the user by its user id"))
+            }
         }
     }
 
     async fn id_of(&self, action: &Action) -> Result<String, ApiError> {
-        let r = self.lookup(action.target()?, false).await?;
+        // A change comes addressed by the id dispatch resolved: used as it is, with no second read.
+        let target = action.target()?;
+        if target.starts_with("user-") {
+            return Ok(target.to_string());
+        }
+        let r = self.lookup(target, false).await?;
         r.get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -426,10 +432,37 @@ impl Backend for Terraform {
         all.pop().unwrap_or_else(|| Err(ApiError::invalid("no snapshot")))
     }
 
-    /// An account by login, email or id, trusting the listing `warm` read for a job (see `lookup`).
-    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
+    /// An account by login, email or id, trusting the listing `warm` read for a job (see `lookup`); addressed
+    /// by its id, as every admin path takes it.
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
         Ok(super::found(self.lookup(name, true).await)?
-            .map(|r| super::model::Account::of_user(&self.user(&r).into_value())))
+            .map(|r| super::model::Account::of_user(&self.user(&r).into_value()).by_id()))
+    }
+
+    /// A user id (`user-…`) is the account's own id, as every admin path takes it.
+    fn offline_account(&self, name: &str, _params: &Value) -> Option<super::model::Account> {
+        let id = name.trim();
+        (id.starts_with("user-") && id.len() > 5 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then(
+            || super::model::Account {
+                id: id.to_string(),
+                names: vec![id.to_string()],
+                address: id.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A user API token's owner, from the installation's listing of them.
+    async fn owner_of(&self, action: &Action) -> Result<String, ApiError> {
+        let target = action.target()?.trim();
+        let listed = self.user_tokens().await?;
+        let token = listed.iter().find(|t| t.get("id").and_then(Value::as_str) == Some(target)).ok_or_else(|| {
+            ApiError::new(ErrorKind::NotFound, format!("no user API token {target:?} on this Terraform Enterprise"))
+                .with_status(404)
+        })?;
+        Self::token(token)["user_id"].as_str().map(str::to_string).ok_or_else(|| {
+            ApiError::invalid(format!("the server lists token {target} with no owner; nothing was sent"))
+        })
     }
 
     /// Many names are found in one listing of every user (pages of 100) rather than one search each.
@@ -479,19 +512,12 @@ impl Backend for Terraform {
         out
     }
 
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
         if op == Op::DeleteToken {
             let listed = self.user_tokens().await?;
             return Ok(Some(!listed.iter().any(|t| t.get("id").and_then(Value::as_str) == Some(target))));
         }
-        let attr = match op {
-            Op::Suspend | Op::Unsuspend => "is-suspended",
-            Op::Promote | Op::Demote => "is-admin",
-            _ => return Ok(None),
-        };
-        let r = self.lookup(target, false).await?;
-        let on = r.pointer(&format!("/attributes/{attr}")).and_then(Value::as_bool);
-        Ok(on.map(|on| on == matches!(op, Op::Suspend | Op::Promote)))
+        super::account_state(self, op, target, params).await
     }
 
     async fn settle(&self, action: &Action) -> Result<super::Outcome, ApiError> {

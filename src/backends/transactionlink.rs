@@ -116,6 +116,8 @@ pub struct TransactionLink {
     ids: Mutex<HashMap<String, String>>,
     /// `seen` holds the whole organization as listed since the last change: an email it lacks has no user.
     complete: std::sync::atomic::AtomicBool,
+    /// Emails the latest listing showed on more than one user: lower-cased email → those users' ids.
+    shared: Mutex<HashMap<String, Vec<String>>>,
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -136,6 +138,7 @@ impl TransactionLink {
             seen: Mutex::new(HashMap::new()),
             ids: Mutex::new(HashMap::new()),
             complete: std::sync::atomic::AtomicBool::new(false),
+            shared: Mutex::new(HashMap::new()),
         }
     }
 
@@ -215,6 +218,14 @@ impl TransactionLink {
     /// listing again. Every other lookup lists again on a miss, so a user added since is found.
     async fn find_in(&self, target: &str, trust_listing: bool) -> Result<Value, ApiError> {
         let key = target.to_lowercase();
+        let shared = || self.shared.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let ambiguous = |ids: Vec<String>| {
+            let who = ids.into_iter().map(|id| (target.to_string(), id)).collect();
+            super::ambiguous(target, who, "name the user by its id")
+        };
+        if let Some(ids) = shared() {
+            return Err(ambiguous(ids));
+        }
         if let Some(u) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(u.clone());
         }
@@ -225,6 +236,9 @@ impl TransactionLink {
             // One listing answers for every email in it: a job naming many people by email lists once.
             if !(trust_listing && self.complete.load(std::sync::atomic::Ordering::SeqCst)) {
                 self.remember_all().await?;
+            }
+            if let Some(ids) = shared() {
+                return Err(ambiguous(ids));
             }
             let listed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
             listed.ok_or_else(|| {
@@ -239,14 +253,21 @@ impl TransactionLink {
     /// Lists the organization and keeps each user under its email and its id.
     async fn remember_all(&self) -> Result<(), ApiError> {
         let users = self.all_users().await?;
+        let mut by_email: HashMap<String, Vec<String>> = HashMap::new();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for u in users {
+            let id = u.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(email) = u.get("email").and_then(Value::as_str) {
+                by_email.entry(email.to_lowercase()).or_default().push(id);
+            }
             for key in ["email", "id"] {
                 if let Some(k) = u.get(key).and_then(Value::as_str) {
                     seen.insert(k.to_lowercase(), u.clone());
                 }
             }
         }
+        by_email.retain(|_, ids| ids.len() > 1);
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = by_email;
         self.complete.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -345,10 +366,34 @@ impl Backend for TransactionLink {
         Ok(snap)
     }
 
-    /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists).
-    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        Ok(super::found(self.find_in(name, true).await)?
-            .map(|u| super::model::Account::of_user(&self.user(&u).into_value())))
+    /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists);
+    /// addressed by its id.
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
+        // A UUID is the same in any case (RFC 4122); TransactionLink writes them in lower case.
+        let name = if is_uuid(name.trim()) { name.trim().to_ascii_lowercase() } else { name.to_string() };
+        Ok(super::found(self.find_in(&name, true).await)?
+            .map(|u| super::model::Account::of_user(&self.user(&u).into_value()).by_id()))
+    }
+
+    /// A UUID is an account's own id, in lower case.
+    fn offline_account(&self, name: &str, _params: &Value) -> Option<super::model::Account> {
+        let id = name.trim().to_ascii_lowercase();
+        is_uuid(&id).then(|| super::model::Account {
+            id: id.clone(),
+            names: vec![name.trim().to_string()],
+            address: id,
+            ..Default::default()
+        })
+    }
+
+    /// Suspension is the record's status; admin rights are its role, compared with the role promote/demote set.
+    async fn state_of(&self, op: Op, account: &super::model::Account) -> Result<Option<bool>, ApiError> {
+        if !matches!(op, Op::Promote | Op::Demote) {
+            return Ok(super::record_state(op, &account.record));
+        }
+        let want = if op == Op::Promote { &self.admin_role } else { &self.member_role };
+        let want = self.role_id(want).await?;
+        Ok(account.record.pointer("/raw/roleId").and_then(Value::as_str).map(|r| r == want))
     }
 
     /// Names given by email are found in one fresh listing of the organization, not one listing each.
@@ -381,24 +426,6 @@ impl Backend for TransactionLink {
         let mut plan = super::holdings::standard_cascade(self, snap, &wishes);
         plan.steps.retain(|s| s.action.op != Op::Demote);
         plan
-    }
-
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        let u = match op {
-            Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote => self.find(target).await?,
-            _ => return Ok(None),
-        };
-        Ok(match op {
-            Op::Suspend | Op::Unsuspend => u
-                .get("status")
-                .and_then(Value::as_str)
-                .map(|s| s.eq_ignore_ascii_case("TERMINATED") == (op == Op::Suspend)),
-            _ => {
-                let want = if op == Op::Promote { &self.admin_role } else { &self.member_role };
-                let want = self.role_id(want).await?;
-                u.get("roleId").and_then(Value::as_str).map(|r| r == want)
-            }
-        })
     }
 
     async fn prepare(&self, action: &Action) -> Result<Option<Value>, ApiError> {

@@ -226,11 +226,34 @@ impl Travis {
         Ok(list)
     }
 
-    /// The listing's entry for a user named by id, VCS id or login.
-    async fn find(&self, name: &str) -> Result<Option<Value>, ApiError> {
+    /// The listing's entry for the user `name` names in the space `vcs_type` says: a VCS id when it is set;
+    /// otherwise a Travis user id when the name is digits, else a login. Ids compare as numbers (`01` is `1`).
+    async fn find(&self, name: &str, vcs_type: Option<&str>) -> Result<Option<Value>, ApiError> {
         let key = self.name_key(name);
+        let field = match (vcs_type, is_number(name)) {
+            (Some(_), _) => "vcs_id",
+            (None, true) => "id",
+            (None, false) => "login",
+        };
+        let same_vcs = |u: &Value| {
+            let listed = u.get("vcs_type").and_then(Value::as_str);
+            vcs_type.is_none_or(|t| listed.is_none_or(|v| v.eq_ignore_ascii_case(t)))
+        };
         let everyone = self.everyone().await?;
-        Ok(everyone.iter().find(|u| super::model::Account::of_user(u).names.contains(&key)).cloned())
+        let matches: Vec<&Value> = everyone
+            .iter()
+            .filter(|u| u.get(field).is_some_and(|v| self.name_key(&text_of(v)) == key))
+            .filter(|u| same_vcs(u))
+            .collect();
+        match matches.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            many => {
+                let text = |u: &Value, k: &str| text_of(u.get(k).unwrap_or(&Value::Null));
+                let who = many.iter().map(|u| (text(u, "login"), text(u, "id"))).collect();
+                Err(super::ambiguous(name, who, "name the member by its Travis user id"))
+            }
+        }
     }
 
     /// One bulk request for many targets: Travis ids and VCS ids go in separate requests.
@@ -382,43 +405,90 @@ impl Backend for Travis {
         Ok(format!("(organization {} token)", self.org))
     }
 
-    /// Travis has no user lookup for an organization token; the activity listing (both lists) carries each
-    /// member's id, login and VCS id, so a protected login also stops its numeric ids.
-    async fn resolve(&self, name: &str) -> Result<Option<super::model::Account>, ApiError> {
-        if name.chars().any(char::is_whitespace) {
-            return Ok(None);
-        }
-        let found = self.find(name).await.map_err(|e| {
-            let hint = "protected accounts on Travis are resolved through the activity listing: give the profile an \
-                        activity token (activity_token_env)";
-            ApiError::new(e.kind, format!("cannot resolve the protected account {name:?}: {}", e.message))
-                .with_hint(hint)
-        })?;
-        Ok(found.as_ref().map(super::model::Account::of_user))
+    /// Travis ids and VCS ids are digits (`+1` is no id); a login is what the listing shows.
+    fn invalid_target(&self, target: &str) -> Option<String> {
+        let t = target.trim();
+        let bad = t.is_empty()
+            || t.starts_with(['+', '-'])
+            || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        bad.then(|| format!("{target:?} is not a Travis user id, VCS id or login"))
     }
 
-    /// The activity listing carries each member's `suspended` flag: read from it (one listing for a whole job).
-    /// A user in neither list (never active) or a listing without the flag is "cannot tell", and so is a token
-    /// without the activity permission (suspending needs only the suspend one; undo then says what it skips).
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        if !matches!(op, Op::Suspend | Op::Unsuspend) {
-            return Ok(None);
+    /// Ids compare as numbers (`007` is `7`), logins without case.
+    fn name_key(&self, name: &str) -> String {
+        let name = name.trim();
+        match is_number(name) {
+            true => match name.trim_start_matches('0') {
+                "" => "0".to_string(),
+                digits => digits.to_string(),
+            },
+            false => name.to_lowercase(),
         }
-        let user = match self.find(target).await {
-            Ok(user) => user,
-            Err(e) if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Unauthorized) => {
-                tracing::warn!("cannot read suspension from the activity listing: {e}");
-                return Ok(None);
+    }
+
+    /// Travis has no user lookup for an organization token; the activity listing (both lists) carries each
+    /// member's id, login, VCS id and suspension. A member it does not show (never active, or a token without
+    /// the activity permission) is still the account its number names: Travis's requests take numbers, so a
+    /// user id or VCS id is its own canonical id (`01` is `1`, a VCS id `vcs:<type>:<n>`); a login it does not
+    /// show is nobody steward can address.
+    async fn lookup(&self, name: &str, params: &Value) -> Result<Option<super::model::Account>, ApiError> {
+        let vcs_type = params.get("vcs_type").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let listed = match self.find(name, vcs_type).await {
+            Ok(listed) => listed,
+            Err(e) if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Unauthorized) && is_number(name) => {
+                tracing::warn!("cannot read members from the activity listing: {e}");
+                None
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let hint = "Travis members are found through the activity listing: give the profile an activity \
+                            token (activity_token_env)";
+                return Err(
+                    ApiError { message: format!("cannot look {name:?} up: {}", e.message), ..e }.with_hint(hint)
+                );
+            }
         };
-        let suspended = user.as_ref().and_then(|u| u.get("suspended")).and_then(Value::as_bool);
-        Ok(suspended.map(|s| s == (op == Op::Suspend)))
+        let number = self.name_key(name);
+        let vcs_alias = |t: &str, n: &str| format!("vcs:{}:{n}", t.to_lowercase());
+        Ok(match (listed, vcs_type) {
+            (Some(u), _) => {
+                let mut account = super::model::Account::of_user(&u).by_id();
+                if let (Some(t), Some(v)) = (u.get("vcs_type").and_then(Value::as_str), u.get("vcs_id")) {
+                    account.aliases.push(vcs_alias(t, &self.name_key(&text_of(v))));
+                }
+                // Named by its VCS id, it is addressed by that (the request says `vcs_ids`).
+                if vcs_type.is_some() {
+                    account.address = number;
+                }
+                Some(account)
+            }
+            (None, _) => self.offline_account(name, params),
+        })
+    }
+
+    /// A number is the account it names (`01` is `1`; with a `vcs_type`, the VCS id `vcs:<type>:<n>`), as
+    /// Travis's requests take numbers: what a job that reads nothing first decides on.
+    fn offline_account(&self, name: &str, params: &Value) -> Option<super::model::Account> {
+        let number = is_number(name).then(|| self.name_key(name))?;
+        let id = match params.get("vcs_type").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            Some(t) => format!("vcs:{}:{number}", t.to_lowercase()),
+            None => number.clone(),
+        };
+        Some(super::model::Account { id, names: vec![name.trim().to_string()], address: number, ..Default::default() })
+    }
+
+    fn lookup_is_exhaustive(&self) -> bool {
+        false
+    }
+
+    /// A Travis account answers to its id and its VCS id as numbers, and to its login.
+    fn answers_to(&self, account: &super::model::Account, name: &str) -> bool {
+        let key = self.name_key(name);
+        account.names.iter().any(|n| self.name_key(n) == key)
     }
 
     /// The member as the activity listing shows them (id, login, VCS id, suspension), addressed by id.
     async fn snapshot(&self, target: &str) -> Result<super::holdings::Snapshot, ApiError> {
-        let user = self.find(target).await?.ok_or_else(|| {
+        let user = self.find(target, None).await?.ok_or_else(|| {
             ApiError::new(ErrorKind::NotFound, format!("no member {target:?} in this organization's activity listing"))
                 .with_status(404)
         })?;
@@ -449,6 +519,21 @@ impl Backend for Travis {
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }
+    }
+}
+
+/// A name made of ASCII digits only: a Travis user id or VCS id.
+fn is_number(name: &str) -> bool {
+    let name = name.trim();
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_digit())
+}
+
+/// A listed value as text (a number's digits, a string's contents).
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 

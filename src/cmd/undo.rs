@@ -39,15 +39,20 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
         ));
     }
     // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
-    let blind: Vec<(String, String)> = changes
+    let key = |target: &str, params: &str| {
+        crate::audit::query::item_key(target, &serde_json::from_str(params).unwrap_or_default())
+    };
+    let blind: Vec<(String, String, String)> = changes
         .iter()
         .filter(|(_, _, _, params)| prior_unobserved(params))
-        .map(|(profile, _, target, _)| (profile.clone(), target.clone()))
+        .map(|(profile, _, target, params)| (profile.clone(), key(target, params), target.clone()))
         .collect();
-    let seen: Vec<_> =
-        changes.into_iter().filter(|(p, _, t, _)| !blind.iter().any(|(bp, bt)| bp == p && bt == t)).collect();
+    let seen: Vec<_> = changes
+        .into_iter()
+        .filter(|(p, _, t, params)| !blind.iter().any(|(bp, bk, _)| bp == p && *bk == key(t, params)))
+        .collect();
     if !blind.is_empty() {
-        let mut names: Vec<String> = blind.iter().map(|(p, t)| format!("{t} on {p}")).collect();
+        let mut names: Vec<String> = blind.iter().map(|(p, _, t)| format!("{t} on {p}")).collect();
         names.sort();
         names.dedup();
         output::note(&format!(
@@ -103,21 +108,26 @@ fn prior_unobserved(params: &str) -> bool {
         == Some(false)
 }
 
-/// The changes that put each target back: per (profile, target, kind of change), the run's first change tells
-/// the state before it and the last one the state after; when they differ, the inverse of the last is due.
+/// The changes that put each account back: per (profile, account, kind of change), the run's first change tells
+/// the state before it and the last one the state after; when they differ, the inverse of the last is due. An
+/// account is its stable id as recorded (`params.account`), however each change named it; the reversal names it
+/// by the address its last change reached.
 fn reversal(changes: &[(String, String, String, String)]) -> Vec<((String, Op), Vec<String>)> {
     let family = |op: Op| if matches!(op, Op::Suspend | Op::Unsuspend) { "suspension" } else { "admin" };
-    let mut first_last: Vec<((String, &str, String), Op, Op)> = Vec::new();
-    for (profile, op, target, _) in changes {
+    // (profile, kind of change, account) → the first change, the last one, and the address it reached.
+    type Changed<'a> = ((String, &'a str, String), Op, Op, String);
+    let mut first_last: Vec<Changed> = Vec::new();
+    for (profile, op, target, params) in changes {
         let Some(op) = Op::from_name(op) else { continue };
-        let key = (profile.clone(), family(op), target.clone());
-        match first_last.iter_mut().find(|(k, _, _)| *k == key) {
-            Some(entry) => entry.2 = op,
-            None => first_last.push((key, op, op)),
+        let params: Value = serde_json::from_str(params).unwrap_or_default();
+        let key = (profile.clone(), family(op), crate::audit::query::item_key(target, &params));
+        match first_last.iter_mut().find(|(k, _, _, _)| *k == key) {
+            Some(entry) => (entry.2, entry.3) = (op, target.clone()),
+            None => first_last.push((key, op, op, target.clone())),
         }
     }
     let mut plan: Vec<((String, Op), Vec<String>)> = Vec::new();
-    for ((profile, _, target), first, last) in first_last {
+    for ((profile, _, _), first, last, target) in first_last {
         // Successful toggles alternate: the same first and last change means an odd number of them, so the
         // state moved; different ones mean the run put it back itself.
         let Some(inverse) = last.inverse() else { continue };

@@ -4,6 +4,7 @@
 
 use super::{ActionError, Connection, Dispatcher, BUSY};
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
+use crate::backends::model::Account;
 use crate::backends::{unsupported, Action, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -198,8 +199,10 @@ impl Dispatcher {
         };
 
         // 1. What needs no request at all.
-        let (mut results, candidates) = self.decide_without_requests(conn, op, guard, &items);
-        // 2. The current state of the rest: noops and unknown users are found before any change.
+        let (mut results, candidates) = self.decide_without_requests(conn, &items);
+        // 2. The account each of the rest reaches and its state, read from the service: the protected, the
+        //    duplicates (one account named twice, by any names), what an earlier run did, noops and unknown users
+        //    are found before any change.
         let failing = FailureStreak::default();
         // Where the log stood before the reads: another process acting on an account after this job read it
         // makes that reading stale, and its intent is refused rather than sent on stale knowledge.
@@ -207,15 +210,17 @@ impl Dispatcher {
             true => None,
             false => Some(self.log_head().await.map_err(fail)?),
         };
-        let plan = Plan { conn, op, params: &params };
-        let read = self.read_states(&plan, &items, candidates, (precheck, &failing), &mut results);
+        let plan = Plan { conn, op, params: &params, guard };
+        let mut accounts: Vec<Option<Account>> = vec![None; items.len()];
+        let read = self.resolve_and_decide(&plan, &items, candidates, (precheck, &failing), &mut results);
         let todo: Vec<usize> = read
             .await
             .map_err(fail)?
             .into_iter()
-            .map(|(i, seen)| {
+            .map(|(i, account, seen)| {
                 // What undo may rely on: the state before the change, seen (or not) by the read.
                 items[i].params.insert("prior_observed".into(), json!(seen == Some(false)));
+                accounts[i] = Some(account);
                 i
             })
             .collect();
@@ -234,9 +239,12 @@ impl Dispatcher {
 
         // 4. The changes (or, in dry run, their record).
         if dry_run {
+            let job =
+                Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
             for &i in &todo {
-                let params = item_params(&params, &items[i]);
-                let mut e = self.event(conn, op, items[i].target.as_deref(), &params, Phase::Outcome, Status::DryRun);
+                let action = job.action(i);
+                let mut e =
+                    self.event(conn, op, action.target.as_deref(), &action.params, Phase::Outcome, Status::DryRun);
                 e.mode = EventMode::DryRun.as_str().to_string();
                 decided_events.push(e);
                 let r = BulkResult::of(&items[i], ItemStatus::DryRun, None);
@@ -248,7 +256,8 @@ impl Dispatcher {
             if !decided_events.is_empty() {
                 self.record(decided_events).await.map_err(fail)?;
             }
-            let job = Job { conn, op, items: &items, params: &params, outcomes: &outcomes, read_at };
+            let job =
+                Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
             let done = match conn.backend.batch_size(op).await {
                 Some(size) => self.send_in_batches(&job, &todo, size).await,
                 None => self.send_each(&job, &todo, &failing).await,
@@ -266,109 +275,118 @@ impl Dispatcher {
         Ok(results)
     }
 
-    /// Step 1: each item that is settled without a request (malformed, protected, a duplicate, done by an earlier
-    /// run of the job), and the indexes of the rest.
-    fn decide_without_requests(
-        &self,
-        conn: &Connection,
-        op: Op,
-        guard: Option<&super::Guard>,
-        items: &[BulkItem],
-    ) -> (Vec<Option<BulkResult>>, Vec<usize>) {
+    /// Step 1: each item that is settled without a request (malformed, or naming no possible user of this
+    /// service), and the indexes of the rest.
+    fn decide_without_requests(&self, conn: &Connection, items: &[BulkItem]) -> (Vec<Option<BulkResult>>, Vec<usize>) {
         let mut results: Vec<Option<BulkResult>> = vec![None; items.len()];
-        let mut seen: HashMap<String, i64> = HashMap::new();
         let mut candidates = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let decided = match (&item.error, &item.target) {
-                (Some(e), _) => Some((ItemStatus::Failed, e.clone())),
-                (None, None) => {
-                    Some((ItemStatus::Failed, "the row names no user (expected a login or id)".to_string()))
-                }
-                (None, Some(t)) => {
-                    if let Some(why) = conn.backend.invalid_target(t) {
-                        Some((ItemStatus::Failed, why))
-                    } else if let Some(why) = guard.and_then(|g| g.refusal(conn.backend.as_ref(), t)) {
-                        Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
-                    } else if let Some(first) = seen.get(&conn.backend.name_key(t)) {
-                        Some((ItemStatus::Skipped, format!("duplicate of item {first}")))
-                    } else {
-                        let key = (conn.profile.clone(), op.name().to_string(), t.clone());
-                        self.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
-                    }
-                }
+            let failed = match (&item.error, &item.target) {
+                (Some(e), _) => Some(e.clone()),
+                (None, None) => Some("the row names no user (expected a login or id)".to_string()),
+                (None, Some(t)) => conn.backend.invalid_target(t.trim()),
             };
-            if let Some(t) = &item.target {
-                seen.entry(conn.backend.name_key(t)).or_insert(item.line.unwrap_or(i as i64 + 1));
-            }
-            match decided {
-                Some((status, why)) => results[i] = Some(BulkResult::of(item, status, Some(why))),
+            match failed {
+                Some(why) => results[i] = Some(BulkResult::of(item, ItemStatus::Failed, Some(why))),
                 None => candidates.push(i),
             }
         }
         (results, candidates)
     }
 
-    /// Step 2: reads the candidates' state concurrently (unless `precheck` is off, or `failing` says the
-    /// service is down); settles what the job's earlier runs left in flight against their intents; decides the
-    /// noops and failures; returns what is left to change, in input order, with the state seen before it.
-    async fn read_states(
+    /// Step 2: resolves each candidate to the account the service says it names (concurrently; with
+    /// `precheck: false`, from the name alone where the service addresses accounts by it) and reads its state;
+    /// then decides, in input order, on the account: protected, a duplicate of an earlier item, done by an
+    /// earlier run of the job, a noop. Settles what the job's earlier runs left in flight against their intents.
+    /// Returns what is left to change, in input order, with its account and the state seen before it.
+    async fn resolve_and_decide(
         &self,
         plan: &Plan<'_>,
         items: &[BulkItem],
         candidates: Vec<usize>,
         (precheck, failing): (bool, &FailureStreak),
         results: &mut [Option<BulkResult>],
-    ) -> Result<Vec<(usize, Option<bool>)>, ApiError> {
-        let Plan { conn, op, params } = *plan;
-        let checks: Vec<(usize, Result<Option<bool>, ApiError>)> = stream::iter(candidates)
+    ) -> Result<Vec<(usize, Account, Option<bool>)>, ApiError> {
+        let Plan { conn, op, params, guard } = *plan;
+        let backend = conn.backend.as_ref();
+        let mut reads: Vec<(usize, Result<Read, ApiError>)> = stream::iter(candidates)
             .map(|i| {
                 let target = items[i].target.clone().unwrap_or_default();
+                let item_params = item_params(params, &items[i]);
                 async move {
-                    if !precheck {
-                        return (i, Ok(None));
-                    }
                     if let Some(stop) = failing.stop() {
                         return (i, Err(stop));
                     }
-                    (i, failing.note(self.unless_stopped(conn.backend.state(op, &target)).await))
+                    let read = async {
+                        if let Some(account) = backend.offline_account(&target, &item_params).filter(|_| !precheck) {
+                            return Ok((account, None));
+                        }
+                        let account = crate::backends::resolve(backend, &target, &item_params).await?;
+                        let seen = match precheck {
+                            true => backend.state_of(op, &account).await?,
+                            false => None,
+                        };
+                        Ok((account, seen))
+                    };
+                    (i, failing.note(self.unless_stopped(read).await))
                 }
             })
             .buffer_unordered(conn.concurrency.max(1))
             .collect()
             .await;
+        reads.sort_unstable_by_key(|(i, _)| *i);
+        let mut seen_accounts: HashMap<String, i64> = HashMap::new();
         let mut settled = Vec::new();
-        for (i, state) in &checks {
-            let Some(target) = items[*i].target.as_deref() else { continue };
-            let key = (conn.profile.clone(), op.name().to_string(), target.to_string());
-            let (Some(seq), Ok(Some(in_place))) = (self.open.get(&key), state) else { continue };
-            let status = if *in_place { Status::Ok } else { Status::Cancelled };
-            // A resume runs the same script with the same arguments, so the earlier run read the state first too.
-            let mut seen = item_params(params, &items[*i]);
-            if seen.is_object() {
-                seen["prior_observed"] = json!(true);
+        let mut todo = Vec::new();
+        for (i, read) in reads {
+            let item = &items[i];
+            let (account, state) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
+                    r.http_status = e.status;
+                    results[i] = Some(r);
+                    continue;
+                }
+            };
+            let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+            let decided = if let Some(why) = guard.and_then(|g| g.refusal(backend, &account)) {
+                Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
+            } else if let Some(first) = seen_accounts.get(&account.id) {
+                Some((
+                    ItemStatus::Skipped,
+                    format!("duplicate of item {first}: the same account ({})", account.describe()),
+                ))
+            } else {
+                self.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
+            };
+            seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
+            if let Some((status, why)) = decided {
+                results[i] = Some(BulkResult::of(item, status, Some(why)));
+                continue;
             }
-            let why = if *in_place { super::SETTLED_APPLIED } else { super::SETTLED_RESENT };
-            settled.extend(self.settle(conn, op, target, &seen, *seq, status, why));
+            // What an earlier run of the job left in flight on this account, settled by the state just read.
+            if let (Some(seq), Some(in_place)) = (self.open.get(&key), state) {
+                let status = if in_place { Status::Ok } else { Status::Cancelled };
+                // A resume runs the same script with the same arguments, so the earlier run read the state first too.
+                let mut seen = addressed(op, item, params, &account).params;
+                if seen.is_object() {
+                    seen["prior_observed"] = json!(true);
+                }
+                let why = if in_place { super::SETTLED_APPLIED } else { super::SETTLED_RESENT };
+                settled.extend(self.settle(conn, op, &account.address, &seen, *seq, status, why));
+            }
+            match state {
+                Some(true) => {
+                    results[i] =
+                        Some(BulkResult::of(item, ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
+                }
+                seen => todo.push((i, account, seen)),
+            }
         }
         if !settled.is_empty() {
             self.record(settled).await?;
         }
-        let mut todo = Vec::new();
-        for (i, state) in checks {
-            match state {
-                Ok(Some(true)) => {
-                    results[i] =
-                        Some(BulkResult::of(&items[i], ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
-                }
-                Ok(seen) => todo.push((i, seen)),
-                Err(e) => {
-                    let mut r = BulkResult::of(&items[i], ItemStatus::Failed, Some(e.to_string()));
-                    r.http_status = e.status;
-                    results[i] = Some(r);
-                }
-            }
-        }
-        todo.sort_unstable();
         Ok(todo)
     }
 
@@ -570,12 +588,17 @@ impl Dispatcher {
     }
 }
 
+/// What planning read of an item: the account it names, and its state (`None`: not read, or cannot tell).
+type Read = (Account, Option<bool>);
+
 /// What the planning steps of a job share.
 #[derive(Clone, Copy)]
 struct Plan<'a> {
     conn: &'a Connection,
     op: Op,
     params: &'a Value,
+    /// The accounts the job must leave alone (for operations that take something away).
+    guard: Option<&'a super::Guard>,
 }
 
 /// Told of each item's result as soon as it is known.
@@ -601,6 +624,8 @@ struct Job<'a> {
     conn: &'a Connection,
     op: Op,
     items: &'a [BulkItem],
+    /// The account each item to change resolved to (`None` for the items decided without a change).
+    accounts: &'a [Option<Account>],
     params: &'a Value,
     outcomes: &'a Outcomes<'a>,
     /// The log's head before the job read its targets: another run acting on one of them since is caught.
@@ -608,10 +633,28 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// The action for item `i`: the job's parameters with the row's own.
+    /// The action for item `i`, addressed to the account it resolved to: the job's parameters with the row's own.
     fn action(&self, i: usize) -> Action {
-        Action::new(self.op, self.items[i].target.clone(), item_params(self.params, &self.items[i]))
+        match &self.accounts[i] {
+            Some(account) => addressed(self.op, &self.items[i], self.params, account),
+            None => Action::new(self.op, self.items[i].target.clone(), item_params(self.params, &self.items[i])),
+        }
     }
+}
+
+/// Item `item`'s action addressed to `account`: its address as the target, its stable id as `params.account`,
+/// and the name the row gave as `params.named` where that differs.
+fn addressed(op: Op, item: &BulkItem, params: &Value, account: &Account) -> Action {
+    let mut p = item_params(params, item);
+    if !p.is_object() {
+        p = json!({});
+    }
+    p["account"] = json!(account.id);
+    let named = item.target.as_deref().unwrap_or_default().trim();
+    if named != account.address {
+        p["named"] = json!(named);
+    }
+    Action::new(op, Some(account.address.clone()), p)
 }
 
 /// The job's parameters with the row's own (a non-empty `reason` column wins over the job's).

@@ -3,7 +3,7 @@
 //! cascade) → one confirmation for the whole job → each step through the one audited pipeline → read back and
 //! verify (recorded). A failing step never stops the next one, nor the next person.
 
-use super::{guarded_account, Connection, Dispatcher};
+use super::{Connection, Dispatcher};
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::Event;
 use crate::backends::holdings::{Cascade, Snapshot, Step, Wishes};
@@ -100,6 +100,8 @@ struct Person {
     report: PersonReport,
     /// The name the service resolves (the input, or the login its email led to).
     name: Option<String>,
+    /// The stable id of the account that name resolved to: every step is decided, claimed and keyed on it.
+    account: String,
     plan: Cascade,
 }
 
@@ -209,6 +211,9 @@ impl Dispatcher {
             match snaps.pop() {
                 Some(Ok(snap)) => {
                     p.plan = conn.backend.cascade(&snap, wishes);
+                    for step in &mut p.plan.steps {
+                        keyed_on(&mut step.action, &p.account);
+                    }
                     p.report.account = Some(snap.target.clone());
                     p.report.caveats = p.plan.caveats.clone();
                     observed.push(self.note(conn, &snap.target, Status::Observed, json!({"before": snap}), ""));
@@ -311,10 +316,13 @@ impl Dispatcher {
     ) -> Result<Vec<Person>, ApiError> {
         let backend = conn.backend.as_ref();
         let resolve = |name: String| async move {
-            let skip = backend.invalid_target(&name).is_some() && !name.contains('@');
-            let account = match skip {
-                true => Ok(None),
-                false => self.unless_stopped(backend.resolve(&name)).await,
+            let account = match backend.invalid_target(&name) {
+                // An email this service cannot look up: found through one listing of the users, below.
+                Some(_) if name.contains('@') => Ok(None),
+                Some(why) => Err(ApiError::invalid(why)),
+                None => crate::backends::found(
+                    self.unless_stopped(crate::backends::resolve(backend, &name, &Value::Null)).await,
+                ),
             };
             (name, account)
         };
@@ -325,12 +333,21 @@ impl Dispatcher {
         let unknown_email = |(n, a): &Lookup| n.contains('@') && matches!(a, Ok(None));
         if found.iter().any(unknown_email) {
             let by_email = self.email_index(conn).await?;
-            let again: Vec<(usize, String)> = found
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| unknown_email(f))
-                .filter_map(|(i, (n, _))| by_email.get(&n.to_lowercase()).map(|login| (i, login.clone())))
-                .collect();
+            let mut again: Vec<(usize, String)> = Vec::new();
+            for (i, (name, account)) in found.iter_mut().enumerate().filter(|(_, f)| unknown_email(f)) {
+                match by_email.get(&name.to_lowercase()).map(Vec::as_slice) {
+                    Some([login]) => again.push((i, login.clone())),
+                    // One email, two accounts: a guess could take access from a colleague who is staying.
+                    Some(logins @ [_, _, ..]) => {
+                        *account = Err(ApiError::new(
+                            ErrorKind::Conflict,
+                            format!("{name} is the email of more than one account here ({})", logins.join(", ")),
+                        )
+                        .with_hint("name the person by their login"))
+                    }
+                    _ => {}
+                }
+            }
             let redone: Vec<(usize, Lookup)> = stream::iter(again)
                 .map(|(i, login)| async move { (i, resolve(login).await) })
                 .buffered(conn.concurrency.max(1))
@@ -346,7 +363,8 @@ impl Dispatcher {
         for (item, (name, account)) in items.iter().zip(found) {
             let given = item.target.clone().unwrap_or_default();
             let report = PersonReport::new(conn, &given);
-            let unplanned = |report: PersonReport| Person { report, name: None, plan: Cascade::default() };
+            let unplanned =
+                |report: PersonReport| Person { report, name: None, account: String::new(), plan: Cascade::default() };
             let account = match (&item.error, account) {
                 (Some(e), _) => {
                     people.push(unplanned(report.ended("failed", Some(e.clone()))));
@@ -364,8 +382,8 @@ impl Dispatcher {
                 }
                 (None, Ok(Some(account))) => account,
             };
-            // Every name the account answers to is checked, so an email or an id reaches no protected account.
-            if let Some(why) = account.names.iter().chain([&name]).find_map(|n| guard.refusal(backend, n)) {
+            // Decided on the account the service resolved, so an email or an id reaches no protected account.
+            if let Some(why) = guard.refusal(backend, &account) {
                 let mut e = self.note(conn, &name, Status::Refused, json!({"person": given}), &why.message);
                 e.phase = Phase::Outcome.as_str().to_string();
                 refused.push(e);
@@ -374,32 +392,32 @@ impl Dispatcher {
                 ));
                 continue;
             }
-            let key = if account.id.is_empty() { backend.name_key(&name) } else { backend.name_key(&account.id) };
-            if let Some(first) = seen.get(&key) {
+            if let Some(first) = seen.get(&account.id) {
                 let why = format!("the same account as {first:?}, deprovisioned once");
                 people.push(unplanned(report.ended("skipped", Some(why))));
                 continue;
             }
-            seen.insert(key, given.clone());
-            people.push(Person { report, name: Some(name), plan: Cascade::default() });
+            seen.insert(account.id.clone(), given.clone());
+            people.push(Person { report, name: Some(name), account: account.id, plan: Cascade::default() });
         }
         self.record(refused).await?;
         Ok(people)
     }
 
-    /// Lower-cased email → login, from one listing of the users (for services that look nobody up by email).
-    async fn email_index(&self, conn: &Connection) -> Result<HashMap<String, String>, ApiError> {
+    /// Lower-cased email → the logins of the accounts that have it, from one listing of the users (for
+    /// services that look nobody up by email).
+    async fn email_index(&self, conn: &Connection) -> Result<HashMap<String, Vec<String>>, ApiError> {
         if !conn.backend.supported().contains(&Op::ListUsers) {
             return Ok(HashMap::new());
         }
         let list = Action::new(Op::ListUsers, None, json!({"detail": true}));
         let users = self.unless_stopped(conn.backend.execute(&list)).await?;
-        let mut index = HashMap::new();
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
         for u in users.as_array().into_iter().flatten() {
             if let (Some(email), Some(login)) =
                 (u.get("email").and_then(Value::as_str), u.get("login").and_then(Value::as_str))
             {
-                index.insert(email.to_lowercase(), login.to_string());
+                index.entry(email.to_lowercase()).or_default().push(login.to_string());
             }
         }
         Ok(index)
@@ -408,10 +426,10 @@ impl Dispatcher {
     /// A resumed job first settles what its earlier runs left in flight on this profile: a step planned again was
     /// not applied (this run sends it); one the service shows done was (its answer was lost).
     async fn settle_open_intents(&self, conn: &Connection, people: &[Person]) -> Result<(), ApiError> {
-        let planned: std::collections::HashSet<(&str, &str)> = people
+        let planned: std::collections::HashSet<(&str, String)> = people
             .iter()
             .flat_map(|p| p.plan.steps.iter())
-            .map(|s| (s.action.op.name(), s.action.target.as_deref().unwrap_or_default()))
+            .map(|s| (s.action.op.name(), step_key(&s.action)))
             .collect();
         let mut events = Vec::new();
         for ((profile, op_name, target), seq) in &self.open {
@@ -419,8 +437,8 @@ impl Dispatcher {
             if self.settled.lock().unwrap_or_else(|e| e.into_inner()).contains(seq) {
                 continue;
             }
-            let planned = planned.contains(&(op_name.as_str(), target.as_str()));
-            let (status, why) = match (conn.backend.state(op, target).await.ok().flatten(), planned) {
+            let planned = planned.contains(&(op_name.as_str(), target.clone()));
+            let (status, why) = match (conn.backend.state(op, target, &Value::Null).await.ok().flatten(), planned) {
                 (Some(true), _) => (Status::Ok, super::SETTLED_APPLIED),
                 (Some(false), true) => (Status::Cancelled, super::SETTLED_RESENT),
                 (Some(false), false) => (Status::Cancelled, "settled at resume: it had not been applied"),
@@ -539,8 +557,7 @@ impl Dispatcher {
             let why = format!("{}: not sent", self.interrupt.reason());
             return Some(step_report(step, "cancelled", Some(why), None));
         }
-        let key =
-            (conn.profile.clone(), step.action.op.name().to_string(), step.action.target.clone().unwrap_or_default());
+        let key = (conn.profile.clone(), step.action.op.name().to_string(), step_key(&step.action));
         if let Some(run) = self.done.get(&key) {
             return Some(step_report(step, "noop", Some(format!("already done in run {run}")), None));
         }
@@ -548,9 +565,11 @@ impl Dispatcher {
         if let Some(why) = step.action.target.as_deref().and_then(|t| conn.backend.invalid_target(t.trim())) {
             return Some(step_report(step, "failed", Some(why), None));
         }
-        // The same guard as every other path, on the account the step takes something from.
-        let account = guarded_account(&step.action).unwrap_or_default();
-        if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
+        // The same guard as every other path, on the account the step takes something from (the person's,
+        // resolved when they were found).
+        let owner = step.action.param_str("account").or(step.action.param_str("owner_id")).unwrap_or_default();
+        let takes = super::guard::takes_from(step.action.op, &step.action.params);
+        if let Some(why) = guard.refusal_of_id(owner).filter(|_| takes) {
             self.refuse(conn, &step.action, &why.message).await;
             return Some(step_report(step, "refused", Some(why.message.clone()), None));
         }
@@ -692,6 +711,24 @@ fn person_status(r: &PersonReport) -> &'static str {
         (true, true, _) | (false, _, _) => "partial",
         (true, false, _) => "failed",
     }
+}
+
+/// Marks a step with the account it reaches: a user step's `account` (what claims, done-sets and undo key on),
+/// a key's, token's or session's `owner_id` (what the guard decides on).
+fn keyed_on(action: &mut Action, account: &str) {
+    if !action.params.is_object() {
+        action.params = json!({});
+    }
+    let key = match super::guard::reaches(action.op, &action.params) {
+        super::guard::Reaches::Credential => "owner_id",
+        _ => "account",
+    };
+    action.params[key] = json!(account);
+}
+
+/// What a step is known by across a job's runs (`audit::query::item_key`).
+fn step_key(action: &Action) -> String {
+    crate::audit::query::item_key(action.target.as_deref().unwrap_or_default(), &action.params)
 }
 
 #[cfg(test)]

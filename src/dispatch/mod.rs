@@ -3,12 +3,12 @@
 
 pub mod bulk;
 pub mod deprovision;
+pub mod guard;
 pub mod listing;
 
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::writer::Pending;
 use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
-use crate::backends::model::Account;
 use crate::backends::{unsupported, Action, Backend, Op, Outcome};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -16,7 +16,6 @@ use crate::http::redact::redact;
 use crate::interrupt::Interrupt;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use std::time::Instant;
 #[cfg(test)]
 use bulk::ItemStatus;
 pub use bulk::{BulkItem, BulkReporter};
+pub use guard::Guard;
 
 /// How the audit log names the acting token: where it came from, and its keyed hash (never the token).
 #[derive(Clone, Debug, Default)]
@@ -76,64 +76,6 @@ impl Connection {
     /// protected entry, with every name the service knows them by.
     pub async fn guard(&self) -> Result<&Guard, ApiError> {
         self.guard.get_or_try_init(|| Guard::resolve(self)).await
-    }
-}
-
-/// Every name of every account a guarded operation must leave alone, with why. A target is refused when the
-/// service would read it as one of these accounts (its id, login, email, Matrix localpart, VCS id…), however
-/// the script spelled it.
-#[derive(Debug, Default)]
-pub struct Guard {
-    why: HashMap<String, Refusal>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Refusal {
-    pub message: String,
-    pub hint: &'static str,
-}
-
-impl Guard {
-    async fn resolve(conn: &Connection) -> Result<Guard, ApiError> {
-        let backend = conn.backend.as_ref();
-        let mut guard = Guard::default();
-        let me = conn.identity().await?.to_string();
-        let mine = backend.resolve(&me).await?;
-        guard.add(
-            backend,
-            &me,
-            mine,
-            Refusal {
-                message: format!("{me} is the account this profile's token belongs to"),
-                hint: "act on your own account with another admin's token",
-            },
-        );
-        for entry in &conn.protected {
-            // Fail closed: a protected entry that cannot be looked up stops guarded work on this profile.
-            let account = backend.resolve(entry).await?;
-            guard.add(
-                backend,
-                entry,
-                account,
-                Refusal {
-                    message: format!("{entry} is in profile {}'s protected list", conn.profile),
-                    hint: "remove it from `protected` in the config if this is really intended",
-                },
-            );
-        }
-        Ok(guard)
-    }
-
-    fn add(&mut self, backend: &dyn Backend, name: &str, account: Option<Account>, why: Refusal) {
-        let names = account.map(|a| a.names).unwrap_or_default();
-        for n in names.iter().map(String::as_str).chain([name]) {
-            self.why.entry(backend.name_key(n)).or_insert_with(|| why.clone());
-        }
-    }
-
-    /// Why `target` must be left alone by a guarded operation, if it must.
-    pub fn refusal(&self, backend: &dyn Backend, target: &str) -> Option<&Refusal> {
-        self.why.get(&backend.name_key(target))
     }
 }
 
@@ -377,10 +319,10 @@ impl Dispatcher {
             status: status.as_str().to_string(),
             token_source: conn.token.source.clone(),
             token_fp: conn.token.fingerprint.clone(),
-            // A live intent claims its account (as the service compares names) until its outcome is in.
+            // A live intent claims its account (by the stable id it resolved to) until its outcome is in.
             claim: match (phase, target, self.mode.dry_run) {
                 (Phase::Intent, Some(t), false) if !t.is_empty() => {
-                    format!("{} {}", conn.profile, conn.backend.name_key(t))
+                    format!("{} {}", conn.profile, account_key(conn.backend.as_ref(), t, params))
                 }
                 _ => String::new(),
             },
@@ -512,37 +454,50 @@ impl Dispatcher {
         if !action.op.is_mutation(&action.params) {
             return self.read(conn, &action).await;
         }
-        if let Some(account) = guarded_account(&action) {
-            let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
-            if let Some(why) = guard.refusal(conn.backend.as_ref(), account) {
-                self.refuse(conn, &action, &why.message).await;
-                return Err(fail(
-                    ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
-                ));
+        // Resolve, then decide: the account the request will reach, as the server answers for it.
+        let resolved = match self.unless_stopped(guard::resolve_action(conn.backend.as_ref(), &action)).await {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                if e.kind != ErrorKind::Cancelled {
+                    self.refuse(conn, &action, &redact(&e.to_string())).await;
+                }
+                return Err(fail(e));
             }
-        }
-        // A single call is a plan of one: a change that can be undone reads the target's state first, so a
-        // noop is reported (and recorded) as one, and undo knows what the state was before.
-        let mut action = action;
-        if let (Some(_), Some(target)) = (action.op.inverse(), action.target.clone()) {
-            match self.unless_stopped(conn.backend.state(action.op, &target)).await.map_err(fail)? {
-                Some(true) => {
-                    let mut e =
-                        self.event(conn, action.op, Some(&target), &action.params, Phase::Outcome, Status::Noop);
-                    e.error = format!("already {}; nothing was sent", bulk::end_state(action.op));
-                    self.record(vec![e]).await.map_err(fail)?;
-                    return Ok(noop_answer(
-                        conn,
-                        &action,
-                        &format!("already {}; nothing was sent", bulk::end_state(action.op)),
+        };
+        if let Some(resolved) = &resolved {
+            if guard::takes_from(action.op, &action.params) {
+                let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
+                if let Some(why) = guard::refusal(guard, conn.backend.as_ref(), resolved) {
+                    self.refuse(conn, &resolved.action, &why.message).await;
+                    return Err(fail(
+                        ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
                     ));
                 }
-                seen => {
-                    if !action.params.is_object() {
-                        action.params = json!({});
-                    }
-                    action.params["prior_observed"] = json!(seen == Some(false));
+            }
+        }
+        // A single call is a plan of one: a change that can be undone is decided on the state the resolving read
+        // showed, so a noop is reported (and recorded) as one, and undo knows what the state was before.
+        let (mut action, account) = match resolved {
+            Some(r) => (r.action, r.account),
+            None => (action, None),
+        };
+        if let (Some(_), Some(account)) = (action.op.inverse(), &account) {
+            match self.unless_stopped(conn.backend.state_of(action.op, account)).await.map_err(fail)? {
+                Some(true) => {
+                    let said = format!("already {}; nothing was sent", bulk::end_state(action.op));
+                    let mut e = self.event(
+                        conn,
+                        action.op,
+                        action.target.as_deref(),
+                        &action.params,
+                        Phase::Outcome,
+                        Status::Noop,
+                    );
+                    e.error = said.clone();
+                    self.record(vec![e]).await.map_err(fail)?;
+                    return Ok(noop_answer(conn, &action, &said));
                 }
+                seen => action.params["prior_observed"] = json!(seen == Some(false)),
             }
         }
         if self.mode.dry_run {
@@ -706,7 +661,7 @@ impl Dispatcher {
         for attempt in 0..=RESENDS {
             let Err(e) = &result else { return result };
             let Some(target) = action.target.as_deref().filter(|_| self.in_doubt(&result)) else { return result };
-            match self.unless_stopped(conn.backend.state(action.op, target)).await {
+            match self.unless_stopped(conn.backend.state(action.op, target, &action.params)).await {
                 Ok(Some(true)) => {
                     return Ok(json!({
                         "ok": true, "op": action.op.name(), "target": target, "http_status": e.status,
@@ -961,13 +916,13 @@ pub(crate) const BUSY: &str = "another steward process";
 pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
 pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
 
-/// The account a change takes something from, which must not be protected or the caller's own: the target of
-/// an operation that guards it, or the `owner` a key, token or session deletion names.
-pub(crate) fn guarded_account(action: &Action) -> Option<&str> {
-    if action.op.guards_target() {
-        return Some(action.target.as_deref().unwrap_or_default());
+/// What a change is keyed on for claims, done-sets and undo: the stable id of the account it reached
+/// (`params.account`), else its target as the service compares names (a key, a token, older rows).
+pub(crate) fn account_key(backend: &dyn Backend, target: &str, params: &Value) -> String {
+    match params.get("account").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+        Some(id) => id.to_string(),
+        None => backend.name_key(target),
     }
-    action.op.is_mutation(&action.params).then(|| action.param_str("owner")).flatten()
 }
 
 /// An intent the audit log's answer left out: nothing is sent for it.

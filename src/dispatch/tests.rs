@@ -57,23 +57,21 @@ impl Backend for Fake {
         Ok("@alice:hs".into())
     }
 
-    async fn resolve(&self, name: &str) -> Result<Option<Account>, ApiError> {
+    /// Reads the account (a call counted as `state`): its id, localpart and suspension.
+    async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<Account>, ApiError> {
         let id = Fake::full_id(name);
+        self.calls.lock().unwrap().push(format!("state {id}"));
         let local = id.trim_start_matches('@').split(':').next().unwrap_or_default().to_string();
         let numbered =
             local.strip_prefix("user").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| (1..100).contains(&n));
-        Ok((numbered || ["@alice:hs", "@bob:hs", "@carol:hs"].contains(&id.as_str()))
-            .then(|| Account { names: vec![id.clone(), local], id }))
-    }
-
-    async fn state(&self, op: Op, target: &str) -> Result<Option<bool>, ApiError> {
-        self.calls.lock().unwrap().push(format!("state {}", Fake::full_id(target)));
-        let on = self.suspended.lock().unwrap().contains(&Fake::full_id(target));
-        Ok(match op {
-            Op::Suspend => Some(on),
-            Op::Unsuspend => Some(!on),
-            _ => None,
-        })
+        let suspended = self.suspended.lock().unwrap().contains(&id);
+        Ok((numbered || ["@alice:hs", "@bob:hs", "@carol:hs"].contains(&id.as_str())).then(|| Account {
+            names: vec![id.clone(), local],
+            address: id.clone(),
+            record: json!({"id": id, "suspended": suspended}),
+            id,
+            aliases: Vec::new(),
+        }))
     }
 
     async fn prepare(&self, action: &Action) -> Result<Option<Value>, ApiError> {

@@ -108,11 +108,22 @@ fn keys_and_tokens_are_listed_and_deleted() {
     assert_eq!(env.eval_json(r#"connect("ghes").list_tokens().len()"#), 7);
     env.eval_json(r#"connect("ghes").delete_token(2)"#);
     assert_eq!(env.eval_json(r#"connect("ghes").list_tokens().len()"#), 6);
+    // Token 1 is the one steward acts with, the caller's own: refused before the server could be asked.
     env.run(&["--yes", "eval", r#"connect("ghes").delete_token(1)"#])
         .code(1)
-        .stderr_has("forbidden")
-        .stderr_has("in use");
-    env.run(&["--yes", "eval", r#"connect("ghes").delete_token("abc")"#]).code(1).stderr_has("numeric token id");
+        .stderr_has("protected")
+        .stderr_has("token belongs to");
+    // A key or token named by its id alone is its owner's, as the server lists it: user0002 is protected.
+    let protected_id = env.eval_json(r#"connect("ghes").get_user("user0002").id"#);
+    let key = env.eval_json(&format!(r#"connect("ghes").list_keys().filter(|k| k.user_id == {protected_id})[0].id"#));
+    let token =
+        env.eval_json(&format!(r#"connect("ghes").list_tokens().filter(|t| t.user.id == {protected_id})[0].id"#));
+    for expr in [format!(r#"connect("ghes").delete_key({key})"#), format!(r#"connect("ghes").delete_token({token})"#)] {
+        env.run(&["--yes", "eval", &expr]).code(1).stderr_has("protected").stderr_has("user0002");
+    }
+    env.run(&["--yes", "eval", r#"connect("ghes").delete_token(77)"#]).code(1).stderr_has("no token \"77\"");
+    assert_eq!(sb.count_method("DELETE"), 2, "only key 1 and token 2 were deleted: {}", sb.stats());
+    env.run(&["--yes", "eval", r#"connect("ghes").delete_token("abc")"#]).code(1).stderr_has("no token \"abc\"");
 }
 
 #[test]

@@ -335,8 +335,9 @@ fn services(sb: &Sandbox) -> Vec<Service> {
                 steward_sandbox::travis_tokens::ORG_ID
             ),
             protected: "traviuser0003",
-            // Travis acts on numbers: its own user id and the VCS id name the same person.
-            names: vec!["3".into(), "100003".into()],
+            // Travis acts on numbers, compared as numbers: `03` is user 3. (A VCS id names the same person given
+            // its `vcs_type`: `identity.rs` covers that.)
+            names: vec!["3".into(), "03".into(), "003".into()],
             column: "id",
             other: "4",
         },
@@ -347,7 +348,12 @@ fn services(sb: &Sandbox) -> Vec<Service> {
         let expr = format!(r#"connect().get_user("{}").id"#, s.protected);
         let id = json_of(s.run(&env, &["--format", "json", "eval", &expr], None));
         let id = id.as_str().expect("an id").to_string();
-        s.names.extend([id.clone(), id.to_uppercase()]);
+        // A TransactionLink id is a UUID, the same in any case; a Terraform id is case-sensitive (its upper-case
+        // spelling is nobody's, `nobody_reached` below).
+        match s.kind {
+            "transactionlink" => s.names.extend([id.clone(), id.to_uppercase()]),
+            _ => s.names.push(id),
+        }
     }
     all
 }
@@ -423,7 +429,8 @@ fn the_safety_matrix_undo_never_reaches_a_protected_account() {
         let env = s.env(false);
         // By another name than the protected entry: the id where the service has one (ids are case-sensitive).
         let name = match s.kind {
-            "terraform" | "transactionlink" => s.names[s.names.len() - 2].clone(),
+            "transactionlink" => s.names[s.names.len() - 2].clone(),
+            "terraform" => s.names.last().unwrap().clone(),
             // A bare number is a Travis user id (a VCS id needs #{vcs_type}).
             "travis" => s.names[0].clone(),
             _ => s.names.last().unwrap().trim().to_string(),

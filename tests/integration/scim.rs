@@ -290,27 +290,34 @@ fn a_bulk_job_of_hundreds_with_and_without_the_bulk_endpoint() {
 /// overwritten; steward says what happened.
 #[test]
 fn a_concurrent_change_is_a_conflict_not_a_lost_update() {
-    let env = env_on(&servers().full, "");
+    let env = env_on(&servers().full, "bulk = false\n");
     seed(&env, 2);
-    // get_user reads u0001 (and its version); another client then changes it; the delete that follows is
-    // refused because the version steward saw is gone.
-    let r = run(
+    // Over max_changes, the job asks at the terminal after it read its targets (their versions). While it waits,
+    // another client changes u0001; the change that follows is refused, because the version steward read is gone.
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&config.replace("max_changes = 100000", "max_changes = 0"));
+    env.write(
+        "job.rhai",
+        r#"for r in connect().suspend_all(["u0001"], #{reason: "left"}) { print(`${r.status}: ${r.error}`) }"#,
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_steward"));
+    env.configure(&mut cmd);
+    cmd.env("SCIM_TOKEN", &servers().token).args(["run", "job.rhai"]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).expect("steward starts on a pty");
+    p.exp_string("Go ahead? [y/N]").expect("the job asks");
+    eval(
         &env,
-        &[
-            "--yes",
-            "eval",
-            r#"let h = connect(); let u = h.get_user("u0001");
-               h.api("PATCH", `Users/${u.id}`, #{schemas: ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], Operations: [#{op: "replace", path: "name.formatted", value: "changed elsewhere"}]});
-               h.delete_user("u0001")"#,
-        ],
-    )
-    .code(1);
-    assert!(r.stderr.contains("changed on the server after steward read it"), "{}", r.stderr);
-    assert!(r.stderr.contains("conflict") || r.stderr.contains("412"), "{}", r.stderr);
-    assert_eq!(eval(&env, r#"connect().get_user("u0001").name"#), "changed elsewhere", "the user is still there");
-    // Read again, the delete goes through.
-    eval(&env, r#"let h = connect(); h.get_user("u0001"); h.delete_user("u0001")"#);
-    run(&env, &["eval", r#"connect().get_user("u0001")"#]).code(1).stderr_has("no user");
+        r#"let h = connect(); let u = h.get_user("u0001");
+           h.api("PATCH", `Users/${u.id}`, #{schemas: ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], Operations: [#{op: "replace", path: "name.formatted", value: "changed elsewhere"}]})"#,
+    );
+    p.send_line("y").unwrap();
+    let out = p.exp_eof().expect("the job ends");
+    assert!(out.contains("failed: ") && out.contains("changed on the server after steward read it"), "{out}");
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), false, "the other client's change stands");
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").name"#), "changed elsewhere");
+    // Read again, the change goes through.
+    eval(&env, r#"connect().suspend("u0001", #{reason: "left"})"#);
+    assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
 }
 
 #[test]
@@ -330,7 +337,8 @@ fn a_server_that_announces_little_is_spoken_to_in_what_it_has() {
         tenant("n")
     ));
     run(&env, &["eval", r#"connect("scim").whoami()"#]).code(1).stderr_has("identity");
-    run(&env, &["eval", r#"connect("scim").promote("x")"#]).code(1).stderr_has("admin_group");
+    seed(&env, 1);
+    run(&env, &["eval", r#"connect("scim").promote("u0000")"#]).code(1).stderr_has("admin_group");
 }
 
 #[test]

@@ -120,18 +120,27 @@ fn every_verb_against_a_real_homeserver() {
 #[test]
 fn the_caller_and_protected_accounts_are_refused() {
     let env = env();
-    // `admin` is protected and is the token's own account; it answers to its localpart and its full id.
+    // `admin` is protected and is the token's own account; it answers to its localpart (with or without `@`) and
+    // its full id. Other spellings reach nobody here: Synapse looks ids up as written (`@ADMIN:localhost` is no
+    // user), `@@admin` is no Matrix id at all, and a user of another server is nobody on this one.
     for (expr, says) in [
         (r#"connect().suspend("@admin:localhost")"#, "protected"),
-        (r#"connect().suspend("ADMIN")"#, "protected"),
+        (r#"connect().suspend("@admin")"#, "protected"),
+        (r#"connect().suspend("ADMIN")"#, "not_found"),
+        (r#"connect().suspend("@@admin")"#, "not a Matrix user id"),
+        (r#"connect().suspend("@admin:other.example")"#, "not_found"),
         (r#"connect().demote("admin")"#, "protected"),
+        (r#"connect().demote("@admin")"#, "protected"),
         (r#"connect().demote("@admin:localhost")"#, "protected"),
         (r#"connect().delete_user("@admin:localhost")"#, "protected"),
+        (r#"connect().delete_user("@@admin")"#, "not a Matrix user id"),
     ] {
         run_as(&env, &server().token, &["--yes", "eval", expr]).code(1).stderr_has(says);
     }
-    let bulk = eval(&env, r#"connect().suspend_all(["@admin:localhost", "admin"], #{reason: "x"}).map(|r| r.status)"#);
-    assert_eq!(bulk, serde_json::json!(["skipped", "skipped"]));
+    let expr = r#"connect().suspend_all(["@admin:localhost", "admin", "@admin", "@@admin"], #{reason: "x"}).map(|r| r.status)"#;
+    let bulk = run_as(&env, &server().token, &["--yes", "--format", "json", "eval", expr]).code(3);
+    let bulk: Value = serde_json::from_str(&bulk.stdout).unwrap_or(Value::Null);
+    assert_eq!(bulk, serde_json::json!(["skipped", "skipped", "skipped", "failed"]));
     let admin = eval(&env, r#"connect().get_user("admin")"#);
     assert_eq!(admin["suspended"], false, "{admin}");
     assert_eq!(admin["admin"], true, "{admin}");
