@@ -833,8 +833,7 @@ impl Backend for Scim {
     /// Unicode compatibility-normalised (NFKC: `jose\u0301` is `josé`, fullwidth letters and the Kelvin sign
     /// are their plain forms), then without case.
     fn name_key(&self, name: &str) -> String {
-        use unicode_normalization::UnicodeNormalization;
-        name.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect()
+        scim_key(name)
     }
 
     /// Admin rights are membership of the admin group, read now.
@@ -967,9 +966,32 @@ impl Backend for Scim {
     }
 }
 
+/// A name as SCIM compares userNames (`Backend::name_key`): NFKC, then without case, then NFKC again (lower-casing
+/// can leave a string no longer normalised).
+fn scim_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_compare_unicode_normalised_and_without_case() {
+        for (a, b) in [
+            ("jose\u{301}", "josé"),
+            ("JOSÉ", "josé"),
+            ("ｊｏｓé", "josé"),
+            ("\u{212A}ate", "kate"),
+            (" Kate ", "kate"),
+            ("ﬁona", "fiona"),
+        ] {
+            assert_eq!(scim_key(a), scim_key(b), "{a:?} {b:?}");
+        }
+        assert_ne!(scim_key("jose"), scim_key("josé"));
+        assert_ne!(scim_key("kate1"), scim_key("kate"));
+    }
 
     #[test]
     fn errors_read_the_scim_error_body() {

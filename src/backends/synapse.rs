@@ -529,6 +529,30 @@ mod tests {
     use crate::error::ErrorKind;
 
     #[test]
+    fn matrix_names_are_full_ids_or_localparts_and_nothing_else() {
+        for (name, form) in [
+            ("@alice:example.org", Some(MatrixName::Full("@alice:example.org"))),
+            (" @alice:example.org ", Some(MatrixName::Full("@alice:example.org"))),
+            ("@alice", Some(MatrixName::Local("alice"))),
+            ("alice", Some(MatrixName::Local("alice"))),
+            ("a.b_c=d-e+f", Some(MatrixName::Local("a.b_c=d-e+f"))),
+            ("@@alice", None),
+            ("@@alice:example.org", None),
+            ("al@ice", None),
+            ("alice:example.org", None),
+            ("@:example.org", None),
+            ("@alice:", None),
+            ("@", None),
+            ("", None),
+            ("al ice", None),
+            ("alicé", None),
+            ("a/b", None),
+        ] {
+            assert_eq!(MatrixName::parse(name), form, "{name:?}");
+        }
+    }
+
+    #[test]
     fn errors_read_matrix_envelopes() {
         assert_eq!(
             error_message(&json!({"errcode": "M_NOT_FOUND", "error": "User not found"})).as_deref(),

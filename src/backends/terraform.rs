@@ -323,11 +323,13 @@ impl Terraform {
         Ok(user)
     }
 
-    /// The state changed, so the remembered resource is stale.
+    /// The state changed, so the remembered resource is stale, under every name it was remembered by.
     fn forget(&self, action: &Action) {
         self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = &action.target {
-            self.resolved.lock().unwrap_or_else(|e| e.into_inner()).remove(&t.to_lowercase());
+            let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            let id = kept.remove(&t.to_lowercase()).and_then(|r| r.get("id").cloned()).unwrap_or(json!(t));
+            kept.retain(|_, r| r.get("id") != Some(&id));
         }
     }
 

@@ -414,16 +414,8 @@ impl Backend for Travis {
         bad.then(|| format!("{target:?} is not a Travis user id, VCS id or login"))
     }
 
-    /// Ids compare as numbers (`007` is `7`), logins without case.
     fn name_key(&self, name: &str) -> String {
-        let name = name.trim();
-        match is_number(name) {
-            true => match name.trim_start_matches('0') {
-                "" => "0".to_string(),
-                digits => digits.to_string(),
-            },
-            false => name.to_lowercase(),
-        }
+        travis_key(name)
     }
 
     /// Travis has no user lookup for an organization token; the activity listing (both lists) carries each
@@ -522,6 +514,18 @@ impl Backend for Travis {
     }
 }
 
+/// A Travis name as Travis compares it: ids as numbers (`007` is `7`), logins without case.
+fn travis_key(name: &str) -> String {
+    let name = name.trim();
+    match is_number(name) {
+        true => match name.trim_start_matches('0') {
+            "" => "0".to_string(),
+            digits => digits.to_string(),
+        },
+        false => name.to_lowercase(),
+    }
+}
+
 /// A name made of ASCII digits only: a Travis user id or VCS id.
 fn is_number(name: &str) -> bool {
     let name = name.trim();
@@ -540,6 +544,17 @@ fn text_of(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_compare_as_numbers_and_logins_without_case() {
+        for (a, b) in [("01", "1"), ("0001", "1"), ("100002", "0100002"), ("0", "000"), (" 7 ", "7"), ("Mona", "mona")]
+        {
+            assert_eq!(travis_key(a), travis_key(b), "{a} {b}");
+        }
+        for (a, b) in [("10", "1"), ("+1", "1"), ("1 0", "10"), ("mona", "m0na")] {
+            assert_ne!(travis_key(a), travis_key(b), "{a} {b}");
+        }
+    }
 
     #[test]
     fn errors_read_travis_envelopes() {

@@ -212,15 +212,15 @@ impl Dispatcher {
         };
         let plan = Plan { conn, op, params: &params, guard };
         let mut accounts: Vec<Option<Account>> = vec![None; items.len()];
-        let read = self.resolve_and_decide(&plan, &items, candidates, (precheck, &failing), &mut results);
+        let read =
+            self.resolve_and_decide(&plan, &items, candidates, (precheck, &failing), (&mut results, &mut accounts));
         let todo: Vec<usize> = read
             .await
             .map_err(fail)?
             .into_iter()
-            .map(|(i, account, seen)| {
+            .map(|(i, seen)| {
                 // What undo may rely on: the state before the change, seen (or not) by the read.
                 items[i].params.insert("prior_observed".into(), json!(seen == Some(false)));
-                accounts[i] = Some(account);
                 i
             })
             .collect();
@@ -230,7 +230,7 @@ impl Dispatcher {
         }
 
         // Everything decided so far is recorded in one batch: the log says why each item was left alone.
-        let mut decided_events = self.decided_events(conn, op, &params, &items, &results);
+        let mut decided_events = self.decided_events(conn, op, &params, (&items, &accounts), &results);
         let progress = self.reporter.begin(&label, items.len());
         let outcomes = Outcomes { progress: progress.as_ref(), each };
         for r in results.iter().flatten() {
@@ -298,15 +298,16 @@ impl Dispatcher {
     /// `precheck: false`, from the name alone where the service addresses accounts by it) and reads its state;
     /// then decides, in input order, on the account: protected, a duplicate of an earlier item, done by an
     /// earlier run of the job, a noop. Settles what the job's earlier runs left in flight against their intents.
-    /// Returns what is left to change, in input order, with its account and the state seen before it.
+    /// Each account resolved goes into `accounts`; returns what is left to change, in input order, with the
+    /// state seen before it.
     async fn resolve_and_decide(
         &self,
         plan: &Plan<'_>,
         items: &[BulkItem],
         candidates: Vec<usize>,
         (precheck, failing): (bool, &FailureStreak),
-        results: &mut [Option<BulkResult>],
-    ) -> Result<Vec<(usize, Account, Option<bool>)>, ApiError> {
+        (results, accounts): (&mut [Option<BulkResult>], &mut [Option<Account>]),
+    ) -> Result<Vec<(usize, Option<bool>)>, ApiError> {
         let Plan { conn, op, params, guard } = *plan;
         let backend = conn.backend.as_ref();
         let mut reads: Vec<(usize, Result<Read, ApiError>)> = stream::iter(candidates)
@@ -363,6 +364,7 @@ impl Dispatcher {
             seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {
                 results[i] = Some(BulkResult::of(item, status, Some(why)));
+                accounts[i] = Some(account);
                 continue;
             }
             // What an earlier run of the job left in flight on this account, settled by the state just read.
@@ -381,8 +383,9 @@ impl Dispatcher {
                     results[i] =
                         Some(BulkResult::of(item, ItemStatus::Noop, Some(format!("already {}", end_state(op)))))
                 }
-                seen => todo.push((i, account, seen)),
+                seen => todo.push((i, seen)),
             }
+            accounts[i] = Some(account);
         }
         if !settled.is_empty() {
             self.record(settled).await?;
@@ -437,20 +440,19 @@ impl Dispatcher {
         conn: &Connection,
         op: Op,
         params: &Value,
-        items: &[BulkItem],
+        (items, accounts): (&[BulkItem], &[Option<Account>]),
         results: &[Option<BulkResult>],
     ) -> Vec<crate::audit::Event> {
         let decided = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r)));
         decided
             .map(|(i, r)| {
-                let mut e = self.event(
-                    conn,
-                    op,
-                    r.target.as_deref(),
-                    &item_params(params, &items[i]),
-                    Phase::Outcome,
-                    Status::from(r.status),
-                );
+                // Decided on a resolved account, the row names it as a change to it would.
+                let action = match &accounts[i] {
+                    Some(account) => addressed(op, &items[i], params, account),
+                    None => Action::new(op, r.target.clone(), item_params(params, &items[i])),
+                };
+                let (target, params) = (action.target.as_deref(), &action.params);
+                let mut e = self.event(conn, op, target, params, Phase::Outcome, Status::from(r.status));
                 e.error = r.error.clone().unwrap_or_default();
                 e.http_status = r.http_status.map(i64::from);
                 e

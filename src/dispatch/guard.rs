@@ -30,8 +30,10 @@ impl Guard {
         let backend = conn.backend.as_ref();
         let mut guard = Guard::default();
         let me = conn.identity().await?.to_string();
-        // A token that is nobody's account (an organization's, an application's) names no account to keep.
-        if !me.is_empty() && backend.invalid_target(&me).is_none() {
+        // A token that is nobody's account (an organization's, an application's: backends say so in
+        // parentheses, or say nothing) names no account to keep.
+        let nobody = me.is_empty() || me.starts_with('(') || backend.invalid_target(&me).is_some();
+        if !nobody {
             let mine = Refusal {
                 message: format!("{me} is the account this profile's token belongs to"),
                 hint: "act on your own account with another admin's token",

@@ -458,7 +458,8 @@ impl Dispatcher {
         let resolved = match self.unless_stopped(guard::resolve_action(conn.backend.as_ref(), &action)).await {
             Ok(resolved) => resolved,
             Err(e) => {
-                if e.kind != ErrorKind::Cancelled {
+                // What steward decided (a lying answer, an impossible or ambiguous name) is on record.
+                if matches!(e.kind, ErrorKind::Invalid | ErrorKind::Conflict) {
                     self.refuse(conn, &action, &redact(&e.to_string())).await;
                 }
                 return Err(fail(e));

@@ -26,6 +26,8 @@ mod deprovision;
 mod faults;
 // The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.
 mod safety;
+// Resolve, then decide: names that reach a protected account, names no account has, lying servers.
+mod identity;
 // A hostile server: links to other origins, endless pages and bodies, answers that are not JSON.
 mod hostile;
 // The fault cases of the reliability plan that need a scheduled fault and arrival times: 429, secondary

@@ -433,3 +433,67 @@ fn deprovisioning_deactivates_and_takes_the_leaver_out_of_every_group() {
         assert_eq!((back["admin"].clone(), back["suspended"].clone()), (json!(true), json!(false)), "{base}");
     }
 }
+
+/// Resolve, then decide, on a real SCIM server: it compares userNames as Unicode (`jose\u0301` finds `josé`),
+/// so steward decides on the account it answered with. Found attacking: the decomposed spelling suspended,
+/// demoted and bulk-suspended a protected `josé`; a protected entry written as an email protected whoever had
+/// that *userName*, leaving the person whose email it is exposed by their login.
+#[test]
+fn a_protected_account_is_reached_by_any_spelling_the_server_answers_to_and_refused() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 2);
+    let scim_user = |name: &str, email: &str| {
+        format!(
+            r#"#{{schemas: ["urn:ietf:params:scim:schemas:core:2.0:User"], userName: "{name}", active: true, emails: [#{{value: "{email}", primary: true}}]}}"#
+        )
+    };
+    eval(&env, &format!(r#"connect().api("POST", "Users", {})"#, scim_user("josé", "jose@example.com")));
+    eval(&env, &format!(r#"connect().api("POST", "Users", {})"#, scim_user("kate", "kate@example.com")));
+    // A userName that is another person's email: the name names two accounts.
+    eval(&env, &format!(r#"connect().api("POST", "Users", {})"#, scim_user("u0000@example.com", "other@example.com")));
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(
+        &config.replace("protected = [\"boss\"]", "protected = [\"josé\", \"boss@example.com\", \"kate\"]"),
+    );
+    let changed = || eval(&env, r#"connect().list_users().filter(|u| u.suspended || u.admin).map(|u| u.login)"#);
+    let before = changed();
+    for name in
+        ["josé", "jose\u{301}", "JOSÉ", " josé ", "boss", "BOSS", "boss@example.com", "kate", "KATE", "\u{212A}ate"]
+    {
+        for expr in
+            [format!(r#"connect().suspend("{name}", #{{reason: "x"}})"#), format!(r#"connect().demote("{name}")"#)]
+        {
+            let r = run(&env, &["--yes", "eval", &expr]);
+            assert_eq!(r.status, Some(1), "{expr}: {}", r.report());
+            let reached = r.stderr.contains("protected");
+            assert!(reached || r.stderr.contains("not_found"), "{expr}: {}", r.report());
+            // The spellings the server itself answers to are the protected accounts, and are refused as such.
+            if ["josé", "jose\u{301}", "boss", "boss@example.com", "kate"].contains(&name) {
+                assert!(reached, "{expr}: {}", r.report());
+            }
+        }
+    }
+    let bulk = run(
+        &env,
+        &["--yes", "--format", "json", "eval", "connect().suspend_all([\"jose\u{301}\", \"boss\", \"kate\", \"josé\"], #{reason: \"x\"}).map(|r| r.status)"],
+    )
+    .success();
+    assert_eq!(
+        serde_json::from_str::<Value>(&bulk.stdout).unwrap(),
+        json!(["skipped", "skipped", "skipped", "skipped"])
+    );
+    assert_eq!(changed(), before, "nothing was suspended or demoted");
+    // One name, two accounts (one's userName, another's email): refused naming both, on both paths.
+    run(&env, &["--yes", "eval", r#"connect().suspend("u0000@example.com", #{reason: "x"})"#])
+        .code(1)
+        .stderr_has("names more than one account")
+        .stderr_has("u0000 (");
+    // A protected entry that names two accounts stops guarded work on the profile, rather than guess.
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&config.replace("\"kate\"]", "\"u0000@example.com\"]"));
+    run(&env, &["--yes", "eval", r#"connect().suspend("u0001", #{reason: "x"})"#])
+        .code(1)
+        .stderr_has("protected entry \"u0000@example.com\"")
+        .stderr_has("more than one account");
+    assert_eq!(changed(), before);
+}
