@@ -7,8 +7,9 @@ use crate::config::Profile;
 use crate::dispatch::{Connection, Dispatcher, TokenRecord};
 use crate::http::redact::SecretString;
 use crate::http::retry::RetryPolicy;
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A profile plus, for sandbox profiles, the token handed over in-process.
 #[derive(Clone)]
@@ -77,7 +78,7 @@ impl Connections {
             None if self.entries.len() == 1 => self.entries.keys().next().cloned().unwrap_or_default(),
             None => return Err(ConnectError::NoDefault { profiles: self.list_for_message() }),
         };
-        if let Some(c) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
+        if let Some(c) = self.live.lock().get(&name) {
             return Ok(c.clone());
         }
         let entry = self.entries.get(&name).ok_or_else(|| ConnectError::UnknownProfile {
@@ -86,7 +87,7 @@ impl Connections {
             name: name.clone(),
         })?;
         let conn = Arc::new(build_connection(&name, entry, self)?);
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(name, conn.clone());
+        self.live.lock().insert(name, conn.clone());
         Ok(conn)
     }
 

@@ -5,8 +5,8 @@
 //! checkpoint, keys), its anchors or the config. Every such write opens its file through `create`, which
 //! resolves the path (symlinks, dangling ones too, `..`, hard links by device and inode) and refuses those.
 
+use parking_lot::RwLock;
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
 
 /// Steward's own files in this process: set once when the command's context is built (`keep`).
 static OWN: RwLock<Option<OwnFiles>> = RwLock::new(None);
@@ -140,12 +140,12 @@ impl OwnFiles {
 
 /// Sets steward's own files for this process: from now on `create` refuses them.
 pub fn keep(own: OwnFiles) {
-    *OWN.write().unwrap_or_else(|e| e.into_inner()) = Some(own);
+    *OWN.write() = Some(own);
 }
 
 /// Why `path` must not be written, if it is one of steward's own files.
 pub fn refused(path: &Path) -> Option<std::io::Error> {
-    let own = OWN.read().unwrap_or_else(|e| e.into_inner());
+    let own = OWN.read();
     let what = own.as_ref()?.owner_of(path)?;
     Some(std::io::Error::new(
         std::io::ErrorKind::PermissionDenied,

@@ -1,8 +1,9 @@
 //! Stopping as a value: set by Ctrl-C or by a budget that ran out (`--timeout`), polled by the script engine,
 //! awaited by requests in flight, so a stop acts inside a call as well as between operations.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::Notify;
 
 #[derive(Clone, Default)]
@@ -29,7 +30,7 @@ impl Interrupt {
 
     /// A budget ran out: stop, saying why.
     pub fn stop(&self, why: String) {
-        *self.inner.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *self.inner.why.lock() = Some(why);
         self.raise();
     }
 
@@ -39,12 +40,12 @@ impl Interrupt {
 
     /// Raised by Ctrl-C (exit code 130), not by a budget (a script error).
     pub fn by_ctrl_c(&self) -> bool {
-        self.is_raised() && self.inner.why.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.is_raised() && self.inner.why.lock().is_none()
     }
 
     /// What stopped the run, in words for messages and the audit log.
     pub fn reason(&self) -> String {
-        let why = self.inner.why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let why = self.inner.why.lock().clone();
         why.unwrap_or_else(|| "cancelled by Ctrl-C".to_string())
     }
 
@@ -52,19 +53,19 @@ impl Interrupt {
     /// (a results CSV, a summary). Nothing more is sent in that time (dispatch refuses every action once the
     /// run is stopped); a second Ctrl-C still ends the process at once.
     pub fn grant_grace(&self, how_long: std::time::Duration) {
-        *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now() + how_long);
+        *self.inner.grace_until.lock() = Some(std::time::Instant::now() + how_long);
     }
 
     /// Whether a stopped script is still within its grace (see `grant_grace`).
     pub fn in_grace(&self) -> bool {
-        let until = *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *self.inner.grace_until.lock();
         until.is_some_and(|u| std::time::Instant::now() < u)
     }
 
     /// Clears the flag before the REPL runs its next line.
     pub fn reset(&self) {
-        *self.inner.grace_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.inner.why.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.inner.grace_until.lock() = None;
+        *self.inner.why.lock() = None;
         self.inner.raised.store(false, Ordering::SeqCst);
     }
 

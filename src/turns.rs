@@ -5,8 +5,9 @@
 
 use crate::audit::team::PgTarget;
 use crate::http::budget::SharedTurns;
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -98,7 +99,7 @@ impl PgTurns {
     /// How long the instance stays paused, looked up at most every `PAUSE_LOOK`.
     async fn pause_left(&self) -> Result<Duration, String> {
         let now = Instant::now();
-        if let Some((until, seen)) = *self.pause_seen.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some((until, seen)) = *self.pause_seen.lock() {
             if now.duration_since(seen) < PAUSE_LOOK {
                 return Ok(until.saturating_duration_since(now));
             }
@@ -106,7 +107,7 @@ impl PgTurns {
         let sql =
             format!("SELECT GREATEST(r.paused_until - n.now_us, 0) FROM rate_turns r, {NOW_US} WHERE r.instance = $1");
         let left = Duration::from_micros(self.one(&sql, &[&self.instance]).await?.max(0) as u64);
-        *self.pause_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((now + left, now));
+        *self.pause_seen.lock() = Some((now + left, now));
         Ok(left)
     }
 }
@@ -120,7 +121,7 @@ impl SharedTurns for PgTurns {
         loop {
             let now = Instant::now();
             {
-                let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+                let mut reserved = self.reserved.lock();
                 // A turn long gone is dropped, not spent: sending on it now would bunch requests together.
                 while let Some(turn) = reserved.pop_front() {
                     if turn + spacing >= now {
@@ -130,13 +131,13 @@ impl SharedTurns for PgTurns {
             }
             let count = ((BLOCK.as_micros() / spacing.as_micros().max(1)) as u32).clamp(1, MOST_PER_BLOCK);
             let first = now + self.reserve(count, spacing).await?;
-            let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reserved = self.reserved.lock();
             reserved.extend((0..count).map(|i| first + spacing * i));
         }
     }
 
     async fn pause(&self, wait: Duration) -> Result<(), String> {
-        self.reserved.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.reserved.lock().clear();
         let sql = format!(
             "UPDATE rate_turns r SET paused_until = GREATEST(r.paused_until, n.now_us + $2) FROM {NOW_US}
              WHERE r.instance = $1 RETURNING r.paused_until"

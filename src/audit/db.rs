@@ -2,9 +2,9 @@
 //! rows of integers, text and nulls. SQLite holds one admin's log; PostgreSQL a team's (`audit_url`). The SQL
 //! the log runs is written once, in the dialect both understand; only opening, locking and the schema differ.
 
+use parking_lot::Mutex;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// One value in a row or a parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,7 +205,7 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pg) => off_runtime(|| {
-                let mut pg = pg.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pg = pg.lock();
                 let stmt = pg.statement(sql)?;
                 let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 let rows = pg.client.query(&stmt, &params)?;
@@ -227,7 +227,7 @@ impl Db {
                 Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))? as u64)
             }
             Db::Postgres(pg) => off_runtime(|| {
-                let mut pg = pg.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pg = pg.lock();
                 let stmt = pg.statement(sql)?;
                 let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 Ok(pg.client.execute(&stmt, &params)?)
@@ -239,9 +239,7 @@ impl Db {
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
             Db::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Db::Postgres(pg) => {
-                off_runtime(|| Ok(pg.lock().unwrap_or_else(|e| e.into_inner()).client.batch_execute(sql)?))
-            }
+            Db::Postgres(pg) => off_runtime(|| Ok(pg.lock().client.batch_execute(sql)?)),
         }
     }
 

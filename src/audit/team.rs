@@ -152,7 +152,7 @@ impl PgTarget {
 
 /// Connects and brings the schema up to date (under a lock, so two machines starting at once migrate once).
 pub fn open(target: &PgTarget) -> Result<Db, AuditError> {
-    let db = Db::Postgres(Box::new(std::sync::Mutex::new(Pg::new(target.connect()?))));
+    let db = Db::Postgres(Box::new(parking_lot::Mutex::new(Pg::new(target.connect()?))));
     let open_err = |source: DbError| AuditError::TeamSchema { url: target.shown.clone(), source };
     db.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, {SCHEMA_LOCK})")).map_err(open_err)?;
     let migrated = migrate(&db, target);

@@ -118,13 +118,13 @@ pub struct AuditWriter {
 /// per process, so its locks never stand in its own way. A team log keeps its run locks in the database.
 struct SharedLocks {
     log: Option<PathBuf>,
-    opened: std::sync::Mutex<Option<Arc<RunLocks>>>,
+    opened: parking_lot::Mutex<Option<Arc<RunLocks>>>,
 }
 
 impl SharedLocks {
     fn get(&self) -> Result<Option<Arc<RunLocks>>, WriteError> {
         let Some(log) = &self.log else { return Ok(None) };
-        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let mut opened = self.opened.lock();
         if opened.is_none() {
             let locks = RunLocks::open(log)
                 .map_err(|e| WriteError::Lock(format!("cannot open the run locks beside {}: {e}", log.display())))?;
@@ -363,7 +363,7 @@ impl AuditWriter {
             AuditTarget::File(p) => Some(p.clone()),
             AuditTarget::Memory | AuditTarget::Postgres(_) => None,
         };
-        let locks = SharedLocks { log, opened: std::sync::Mutex::new(None) };
+        let locks = SharedLocks { log, opened: parking_lot::Mutex::new(None) };
         let state = State {
             target,
             syslog,

@@ -11,10 +11,10 @@ use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 /// What steward knows of this kind of service, for the registry (`backends::ALL`).
 pub const KIND: super::Kind = super::Kind {
@@ -378,25 +378,25 @@ impl Scim {
 
     /// Keeps a resource just read under the name it was read by and its id (a change addresses it by id).
     fn remember(&self, target: &str, resource: Value) -> Value {
-        if let Ok(mut seen) = self.seen.lock() {
-            if let Ok(id) = id_of(&resource) {
-                seen.insert(self.name_key(&id), resource.clone());
-            }
-            seen.insert(self.name_key(target), resource.clone());
+        let mut seen = self.seen.lock();
+        if let Ok(id) = id_of(&resource) {
+            seen.insert(self.name_key(&id), resource.clone());
         }
+        seen.insert(self.name_key(target), resource.clone());
         resource
     }
 
     /// The resource a change acts on: the one just read for it (its version is what `If-Match` sends), else read now.
     async fn take(&self, target: &str) -> Result<Value, ApiError> {
-        let cached = self.seen.lock().ok().and_then(|mut s| {
-            let r = s.remove(&self.name_key(target));
+        let cached = {
+            let mut seen = self.seen.lock();
+            let r = seen.remove(&self.name_key(target));
             // Taken once: the same record kept under its other name would carry a version about to be stale.
             if let Some(id) = r.as_ref().and_then(|r| r.get("id")) {
-                s.retain(|_, kept| kept.get("id") != Some(id));
+                seen.retain(|_, kept| kept.get("id") != Some(id));
             }
             r
-        });
+        };
         match cached {
             Some(r) => Ok(r),
             None => self.find(target).await,

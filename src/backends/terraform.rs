@@ -11,10 +11,10 @@ use crate::http::error::ApiError;
 use crate::http::redact::SecretString;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// What steward knows of this kind of service, for the registry (`backends::ALL`).
 pub const KIND: super::Kind = super::Kind {
@@ -243,7 +243,7 @@ impl Terraform {
     /// other lookup searches on a miss, so a user created since is found.
     async fn lookup(&self, target: &str, trust_listing: bool) -> Result<Value, ApiError> {
         let key = target.to_lowercase();
-        if let Some(r) = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(r) = self.resolved.lock().get(&key) {
             return Ok(r.clone());
         }
         let is_id = target.starts_with("user-");
@@ -254,7 +254,7 @@ impl Terraform {
         let candidates = if is_id {
             // An id is found only in the whole listing: keep every record of it, so a job by ids lists once.
             let all = self.list_resources(&[]).await?;
-            let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kept = self.resolved.lock();
             for r in &all {
                 if let Some(id) = r.get("id").and_then(Value::as_str) {
                     kept.insert(id.to_lowercase(), r.clone());
@@ -277,7 +277,7 @@ impl Terraform {
         match matches.as_slice() {
             [one] => {
                 let r = (*one).clone();
-                self.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(key, r.clone());
+                self.resolved.lock().insert(key, r.clone());
                 Ok(r)
             }
             [] => Err(ApiError::new(ErrorKind::NotFound, format!("no user {target:?} on this Terraform Enterprise"))
@@ -327,7 +327,7 @@ impl Terraform {
     fn forget(&self, action: &Action) {
         self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = &action.target {
-            let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kept = self.resolved.lock();
             let id = kept.remove(&t.to_lowercase()).and_then(|r| r.get("id").cloned()).unwrap_or(json!(t));
             kept.retain(|_, r| r.get("id") != Some(&id));
         }
@@ -469,14 +469,14 @@ impl Backend for Terraform {
 
     /// Many names are found in one listing of every user (pages of 100) rather than one search each.
     async fn warm(&self, names: &[String]) -> Result<(), ApiError> {
-        let mut kept = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut kept = self.resolved.lock().clone();
         for n in names {
             kept.remove(&n.to_lowercase());
         }
         if names.len() <= WARM_FROM {
             // Those names are read afresh by search: the rest of the listing no longer speaks for everyone.
             self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
-            *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+            *self.resolved.lock() = kept;
             return Ok(());
         }
         for r in self.list_resources(&[]).await? {
@@ -488,7 +488,7 @@ impl Backend for Terraform {
                 kept.insert(key, r.clone());
             }
         }
-        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+        *self.resolved.lock() = kept;
         self.complete.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }

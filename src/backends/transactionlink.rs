@@ -9,10 +9,10 @@ use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// What steward knows of this kind of service, for the registry (`backends::ALL`).
 pub const KIND: super::Kind = super::Kind {
@@ -218,7 +218,7 @@ impl TransactionLink {
     /// listing again. Every other lookup lists again on a miss, so a user added since is found.
     async fn find_in(&self, target: &str, trust_listing: bool) -> Result<Value, ApiError> {
         let key = target.to_lowercase();
-        let shared = || self.shared.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let shared = || self.shared.lock().get(&key).cloned();
         let ambiguous = |ids: Vec<String>| {
             let who = ids.into_iter().map(|id| (target.to_string(), id)).collect();
             super::ambiguous(target, who, "name the user by its id")
@@ -226,7 +226,7 @@ impl TransactionLink {
         if let Some(ids) = shared() {
             return Err(ambiguous(ids));
         }
-        if let Some(u) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(u) = self.seen.lock().get(&key) {
             return Ok(u.clone());
         }
         let user = if is_uuid(target) {
@@ -240,13 +240,13 @@ impl TransactionLink {
             if let Some(ids) = shared() {
                 return Err(ambiguous(ids));
             }
-            let listed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let listed = self.seen.lock().get(&key).cloned();
             listed.ok_or_else(|| {
                 ApiError::new(ErrorKind::NotFound, format!("no user with email {target:?} in this organization"))
                     .with_status(404)
             })?
         };
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, user.clone());
+        self.seen.lock().insert(key, user.clone());
         Ok(user)
     }
 
@@ -254,7 +254,7 @@ impl TransactionLink {
     async fn remember_all(&self) -> Result<(), ApiError> {
         let users = self.all_users().await?;
         let mut by_email: HashMap<String, Vec<String>> = HashMap::new();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         for u in users {
             let id = u.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(email) = u.get("email").and_then(Value::as_str) {
@@ -267,7 +267,7 @@ impl TransactionLink {
             }
         }
         by_email.retain(|_, ids| ids.len() > 1);
-        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = by_email;
+        *self.shared.lock() = by_email;
         self.complete.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -275,7 +275,7 @@ impl TransactionLink {
     /// The user changed: every name its remembered record is kept under is dropped.
     fn forget(&self, target: &str) {
         self.complete.store(false, std::sync::atomic::Ordering::SeqCst);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         let id = seen.get(&target.to_lowercase()).and_then(|u| u.get("id").cloned());
         seen.remove(&target.to_lowercase());
         if let Some(id) = id {
@@ -289,7 +289,7 @@ impl TransactionLink {
             return Ok(target.to_string());
         }
         // An email's id does not change with the user's state: kept apart from the records a change forgets.
-        if let Some(id) = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&target.to_lowercase()) {
+        if let Some(id) = self.ids.lock().get(&target.to_lowercase()) {
             return Ok(id.clone());
         }
         let u = self.find(target).await?;
@@ -298,7 +298,7 @@ impl TransactionLink {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| ApiError::invalid("the user record has no id"))?;
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(target.to_lowercase(), id.clone());
+        self.ids.lock().insert(target.to_lowercase(), id.clone());
         Ok(id)
     }
 

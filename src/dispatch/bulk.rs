@@ -208,7 +208,7 @@ impl Dispatcher {
         // makes that reading stale, and its intent is refused rather than sent on stale knowledge.
         let read_at = match dry_run {
             true => None,
-            false => Some(self.log_head().await.map_err(fail)?),
+            false => Some(self.recorder.head().await.map_err(fail)?),
         };
         let plan = Plan { conn, op, params: &params, guard };
         let mut accounts: Vec<Option<Account>> = vec![None; items.len()];
@@ -243,18 +243,24 @@ impl Dispatcher {
                 Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
             for &i in &todo {
                 let action = job.action(i);
-                let mut e =
-                    self.event(conn, op, action.target.as_deref(), &action.params, Phase::Outcome, Status::DryRun);
+                let mut e = self.recorder.event(
+                    conn,
+                    op,
+                    action.target.as_deref(),
+                    &action.params,
+                    Phase::Outcome,
+                    Status::DryRun,
+                );
                 e.mode = EventMode::DryRun.as_str().to_string();
                 decided_events.push(e);
                 let r = BulkResult::of(&items[i], ItemStatus::DryRun, None);
                 outcomes.finished(&r);
                 results[i] = Some(r);
             }
-            self.record(decided_events).await.map_err(fail)?;
+            self.recorder.record(decided_events).await.map_err(fail)?;
         } else {
             if !decided_events.is_empty() {
-                self.record(decided_events).await.map_err(fail)?;
+                self.recorder.record(decided_events).await.map_err(fail)?;
             }
             let job =
                 Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
@@ -265,7 +271,7 @@ impl Dispatcher {
             for (i, r) in done {
                 results[i] = Some(r);
             }
-            self.flush().await;
+            self.recorder.flush().await;
         }
         let results = self.finish_job(label, &items, results, &outcomes, started);
         // Stopped midway, the job still returns every item's result: let the script write them down.
@@ -359,7 +365,7 @@ impl Dispatcher {
                     format!("duplicate of item {first}: the same account ({})", account.describe()),
                 ))
             } else {
-                self.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
+                self.earlier.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
             };
             seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {
@@ -368,7 +374,7 @@ impl Dispatcher {
                 continue;
             }
             // What an earlier run of the job left in flight on this account, settled by the state just read.
-            if let (Some(seq), Some(in_place)) = (self.open.get(&key), state) {
+            if let (Some(seq), Some(in_place)) = (self.earlier.open.get(&key), state) {
                 let status = if in_place { Status::Ok } else { Status::Cancelled };
                 // A resume runs the same script with the same arguments, so the earlier run read the state first too.
                 let mut seen = addressed(op, item, params, &account).params;
@@ -376,7 +382,7 @@ impl Dispatcher {
                     seen["prior_observed"] = json!(true);
                 }
                 let why = if in_place { super::SETTLED_APPLIED } else { super::SETTLED_RESENT };
-                settled.extend(self.settle(conn, op, &account.address, &seen, *seq, status, why));
+                settled.extend(self.recorder.settle_once(conn, (op, &account.address, &seen, *seq), status, why));
             }
             match state {
                 Some(true) => {
@@ -388,7 +394,7 @@ impl Dispatcher {
             accounts[i] = Some(account);
         }
         if !settled.is_empty() {
-            self.record(settled).await?;
+            self.recorder.record(settled).await?;
         }
         Ok(todo)
     }
@@ -416,7 +422,7 @@ impl Dispatcher {
         match changes <= self.mode.max_changes {
             true => self.spend(changes),
             false => {
-                self.changes.fetch_add(changes, Ordering::SeqCst);
+                self.budget.changes.fetch_add(changes, Ordering::SeqCst);
                 Ok(())
             }
         }
@@ -452,7 +458,7 @@ impl Dispatcher {
                     None => Action::new(op, r.target.clone(), item_params(params, &items[i])),
                 };
                 let (target, params) = (action.target.as_deref(), &action.params);
-                let mut e = self.event(conn, op, target, params, Phase::Outcome, Status::from(r.status));
+                let mut e = self.recorder.event(conn, op, target, params, Phase::Outcome, Status::from(r.status));
                 e.error = r.error.clone().unwrap_or_default();
                 e.http_status = r.http_status.map(i64::from);
                 e
@@ -521,7 +527,7 @@ impl Dispatcher {
                     Ahead::Intent(Err(e)) => item_result(item, Err(e)),
                     Ahead::Intent(Ok((action, seq))) => match not_sent() {
                         Some((status, why)) => {
-                            self.close_unsent(conn, &action, seq, &why);
+                            self.recorder.close_unsent(conn, &action, seq, &why);
                             BulkResult::of(item, status, Some(why))
                         }
                         None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),

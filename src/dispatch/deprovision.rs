@@ -228,21 +228,22 @@ impl Dispatcher {
                 None => p.name = None,
             }
         }
-        self.record(observed).await?;
+        self.recorder.record(observed).await?;
         self.settle_open_intents(conn, &people).await?;
         if dry_run {
             let mut events = Vec::new();
             for p in people.iter_mut().filter(|p| p.name.is_some()) {
                 for step in &p.plan.steps {
                     let a = &step.action;
-                    let mut e = self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Outcome, Status::DryRun);
+                    let mut e =
+                        self.recorder.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Outcome, Status::DryRun);
                     e.mode = EventMode::DryRun.as_str().to_string();
                     events.push(e);
                     p.report.steps.push(step_report(step, "dry-run", None, None));
                 }
                 p.report.status = if p.plan.steps.is_empty() { "nothing to do" } else { "dry-run" }.to_string();
             }
-            self.record(events).await?;
+            self.recorder.record(events).await?;
         }
         Ok(Planned { conn, people, dry_run })
     }
@@ -270,7 +271,7 @@ impl Dispatcher {
                     .await
             }
         };
-        self.flush().await;
+        self.recorder.flush().await;
         for (i, reports) in acted {
             people[i].report.steps = reports;
         }
@@ -298,7 +299,7 @@ impl Dispatcher {
             }
             p.report.status = person_status(&p.report).to_string();
         }
-        self.record_after(verified).await;
+        self.recorder.record_after(verified).await;
         // Like a failed bulk item, a person left half done makes the run end with exit code 3.
         let unfinished = people.iter().filter(|p| matches!(p.report.status.as_str(), "failed" | "partial")).count();
         self.bulk_failed.fetch_add(unfinished, Ordering::SeqCst);
@@ -400,7 +401,7 @@ impl Dispatcher {
             seen.insert(account.id.clone(), given.clone());
             people.push(Person { report, name: Some(name), account: account.id, plan: Cascade::default() });
         }
-        self.record(refused).await?;
+        self.recorder.record(refused).await?;
         Ok(people)
     }
 
@@ -432,9 +433,9 @@ impl Dispatcher {
             .map(|s| (s.action.op.name(), step_key(&s.action)))
             .collect();
         let mut events = Vec::new();
-        for ((profile, op_name, target), seq) in &self.open {
+        for ((profile, op_name, target), seq) in &self.earlier.open {
             let Some(op) = Op::from_name(op_name).filter(|_| *profile == conn.profile) else { continue };
-            if self.settled.lock().unwrap_or_else(|e| e.into_inner()).contains(seq) {
+            if self.recorder.is_settled(*seq) {
                 continue;
             }
             let planned = planned.contains(&(op_name.as_str(), target.clone()));
@@ -449,9 +450,9 @@ impl Dispatcher {
                 ),
                 (None, false) => continue,
             };
-            events.extend(self.settle(conn, op, target, &json!({}), *seq, status, why));
+            events.extend(self.recorder.settle_once(conn, (op, target, &json!({}), *seq), status, why));
         }
-        self.record(events).await.map(|_| ())
+        self.recorder.record(events).await.map(|_| ())
     }
 
     /// One question for every plan of the job (steps that cannot be undone ask, as every destructive
@@ -481,10 +482,10 @@ impl Dispatcher {
                 profiles.join(", ")
             );
             self.ask_job(&question, format!("deprovisioning has {irreversible} steps that cannot be undone"))?;
-            self.budget_confirmed.store(true, Ordering::SeqCst);
+            self.budget.confirmed.store(true, Ordering::SeqCst);
         }
         if self.mode.assume_yes || asks {
-            self.changes.fetch_add(steps, Ordering::SeqCst);
+            self.budget.changes.fetch_add(steps, Ordering::SeqCst);
             Ok(())
         } else {
             self.spend(steps)
@@ -558,7 +559,7 @@ impl Dispatcher {
             return Some(step_report(step, "cancelled", Some(why), None));
         }
         let key = (conn.profile.clone(), step.action.op.name().to_string(), step_key(&step.action));
-        if let Some(run) = self.done.get(&key) {
+        if let Some(run) = self.earlier.done.get(&key) {
             return Some(step_report(step, "noop", Some(format!("already done in run {run}")), None));
         }
         // What a server listed becomes a URL segment: the same check as any target a script gives.
@@ -570,7 +571,7 @@ impl Dispatcher {
         let owner = step.action.param_str("account").or(step.action.param_str("owner_id")).unwrap_or_default();
         let takes = super::guard::takes_from(step.action.op, &step.action.params);
         if let Some(why) = guard.refusal_of_id(owner).filter(|_| takes) {
-            self.refuse(conn, &step.action, &why.message).await;
+            self.recorder.refusal(conn, &step.action, &why.message).await;
             return Some(step_report(step, "refused", Some(why.message.clone()), None));
         }
         None
@@ -586,7 +587,7 @@ impl Dispatcher {
             status: Status::Ok.as_str().into(),
             ..Default::default()
         };
-        self.record(vec![e]).await.map(|_| ()).map_err(|e| super::ActionError {
+        self.recorder.record(vec![e]).await.map(|_| ()).map_err(|e| super::ActionError {
             kind: e.kind,
             message: e.message,
             hint: e.hint,
@@ -599,7 +600,7 @@ impl Dispatcher {
 
     /// A row of deprovisioning's own (a snapshot, a verification, a refusal) naming the account.
     fn note(&self, conn: &Connection, target: &str, status: Status, params: Value, error: &str) -> Event {
-        let mut e = self.event(conn, Op::GetUser, Some(target), &params, Phase::Note, status);
+        let mut e = self.recorder.event(conn, Op::GetUser, Some(target), &params, Phase::Note, status);
         e.op = OP.to_string();
         e.error = redact(error);
         e.claim = String::new();

@@ -7,8 +7,9 @@ use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::Hold;
 use futures::StreamExt;
+use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -66,7 +67,7 @@ impl Dispatcher {
                     }
                 }
             }
-            this.record_read(&conn, &action, started, failure.as_ref()).await;
+            this.recorder.read_done(&conn, &action, started, failure.as_ref()).await;
         });
         Ok(rx)
     }
@@ -84,20 +85,20 @@ pub struct OpenStream(Arc<OpenStreams>);
 
 impl OpenStreams {
     fn open(self: &Arc<Self>) -> OpenStream {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *self.count.lock() += 1;
         OpenStream(self.clone())
     }
 
     /// Waits, at most `limit`, until every listing has ended and recorded itself.
     pub fn wait(&self, limit: Duration) {
-        let count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self.ended.wait_timeout_while(count, limit, |n| *n > 0);
+        let mut count = self.count.lock();
+        let _ = self.ended.wait_while_for(&mut count, |n| *n > 0, limit);
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        *self.0.count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        *self.0.count.lock() -= 1;
         self.0.ended.notify_all();
     }
 }

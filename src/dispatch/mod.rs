@@ -5,10 +5,10 @@ pub mod bulk;
 pub mod deprovision;
 pub mod guard;
 pub mod listing;
+pub mod recorder;
 
-use crate::audit::vocab::{Mode as EventMode, Phase, Status};
-use crate::audit::writer::Pending;
-use crate::audit::{AuditTarget, AuditWriter, Event, RunInfo};
+use crate::audit::vocab::{Phase, Status};
+use crate::audit::{AuditTarget, Event, RunInfo};
 use crate::backends::{unsupported, Action, Backend, Op, Outcome};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
@@ -25,6 +25,7 @@ use std::time::Instant;
 use bulk::ItemStatus;
 pub use bulk::{BulkItem, BulkReporter};
 pub use guard::Guard;
+use recorder::{unrecorded, Recorder};
 
 /// How the audit log names the acting token: where it came from, and its keyed hash (never the token).
 #[derive(Clone, Debug, Default)]
@@ -160,28 +161,32 @@ impl Default for Mode {
 pub use crate::audit::query::{DoneSet, OpenIntents};
 
 pub struct Dispatcher {
-    audit: AuditWriter,
-    audit_target: AuditTarget,
+    recorder: Recorder,
     prompt: Arc<dyn Prompt>,
     reporter: Arc<dyn BulkReporter>,
     mode: Mode,
     interrupt: Interrupt,
-    done: DoneSet,
-    /// What the job's earlier runs left in flight, settled as the resume reads each target.
-    open: OpenIntents,
+    /// What the job's earlier runs did, when this run resumes it.
+    earlier: Earlier,
     bulk_failed: AtomicUsize,
-    /// Outcomes queued for commit and not yet known to be durable.
-    outstanding: std::sync::Mutex<Vec<Pending>>,
-    audit_failed: std::sync::atomic::AtomicBool,
-    /// Live changes this run has made or started (the action budget).
-    changes: AtomicUsize,
-    budget_confirmed: std::sync::atomic::AtomicBool,
-    /// Reads what earlier runs recorded (the role a user had before termination), opened on first use.
-    reader: std::sync::Mutex<Option<crate::audit::AuditStore>>,
-    /// Open intents of earlier runs this run has settled (each gets one outcome, however many jobs look).
-    settled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    budget: Budget,
     /// Listings still reading in the background; the run's end waits for each to put itself on record.
     streams: Arc<listing::OpenStreams>,
+}
+
+/// What the job's earlier runs did: what they finished (not done again) and what they left in flight (settled as
+/// the resume reads each target), keyed by profile, operation and account.
+#[derive(Default)]
+struct Earlier {
+    done: DoneSet,
+    open: OpenIntents,
+}
+
+/// The run's action budget: live changes made or started, and whether going past `max_changes` was confirmed.
+#[derive(Default)]
+struct Budget {
+    changes: AtomicUsize,
+    confirmed: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -195,21 +200,14 @@ impl Dispatcher {
         interrupt: Interrupt,
     ) -> Self {
         Dispatcher {
-            audit: AuditWriter::spawn(target.clone(), syslog, run_info),
-            audit_target: target,
+            recorder: Recorder::new(target, syslog, run_info, mode.dry_run),
             prompt,
             reporter,
             mode,
             interrupt,
-            done: DoneSet::new(),
-            open: OpenIntents::new(),
+            earlier: Earlier::default(),
             bulk_failed: AtomicUsize::new(0),
-            outstanding: std::sync::Mutex::new(Vec::new()),
-            audit_failed: std::sync::atomic::AtomicBool::new(false),
-            changes: AtomicUsize::new(0),
-            budget_confirmed: std::sync::atomic::AtomicBool::new(false),
-            reader: std::sync::Mutex::new(None),
-            settled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            budget: Budget::default(),
             streams: Arc::default(),
         }
     }
@@ -224,28 +222,23 @@ impl Dispatcher {
 
     /// Names the script this run executes, for the `runs` row (written with the first event).
     pub fn describe_script(&self, path: &str, sha256: &str) {
-        let (path, sha) = (path.to_string(), sha256.to_string());
-        self.audit.describe(move |info| {
-            info.script_path = Some(path);
-            info.script_sha256 = Some(sha);
-        });
+        self.recorder.describe_script(path, sha256);
     }
 
     /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
     pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents) {
-        self.done = done;
-        self.open = open;
-        self.audit.describe(move |info| info.resumed_from = Some(run));
+        self.earlier = Earlier { done, open };
+        self.recorder.resumes(run);
     }
 
     /// Takes the lock of a job for this process (see `AuditWriter::hold_job`); `false` when another has it.
     pub fn hold_job(&self, first_run: i64) -> Result<bool, crate::audit::writer::WriteError> {
-        self.audit.hold_job(first_run)
+        self.recorder.hold_job(first_run)
     }
 
     /// The run id, if this invocation recorded anything.
     pub fn run_id(&self) -> Option<i64> {
-        self.audit.run_id()
+        self.recorder.run_id()
     }
 
     /// Bulk items that failed so far in this run (they decide exit code 3).
@@ -255,136 +248,47 @@ impl Dispatcher {
 
     /// An observer for a profile's HTTP client: each pause the service imposes becomes a note row in the log.
     pub fn pause_recorder(&self, profile: &str, kind: &'static str, base_url: &str) -> crate::http::PauseObserver {
-        let (audit, profile, base_url, mode) =
-            (self.audit.clone(), profile.to_string(), base_url.to_string(), self.mode);
-        let reporter = self.reporter.clone();
+        let (writer, profile, base_url) = (self.recorder.writer().clone(), profile.to_string(), base_url.to_string());
+        let (reporter, note) = (self.reporter.clone(), self.recorder.note("rate_limit", Status::Paused, ""));
         Arc::new(move |wait: std::time::Duration, why: &str| {
             reporter.paused(&profile, wait, why);
             let e = Event {
                 profile: profile.clone(),
                 kind: kind.to_string(),
                 base_url: base_url.clone(),
-                op: "rate_limit".into(),
-                mode: EventMode::of(mode.dry_run).as_str().into(),
-                phase: Phase::Note.as_str().into(),
-                status: Status::Paused.as_str().into(),
                 error: redact(why),
                 duration_ms: Some(wait.as_millis() as i64),
-                ..Default::default()
+                ..note.clone()
             };
             // Not awaited: the writer commits it in order, before the run's end.
-            drop(audit.submit(vec![e]));
+            drop(writer.submit(vec![e]));
         })
     }
 
     /// Records that the script stopped before its end (Ctrl-C, --timeout, an engine limit), with why.
     pub async fn script_aborted(&self, why: &str) {
-        let e = Event {
-            op: "script".into(),
-            mode: EventMode::of(self.mode.dry_run).as_str().into(),
-            phase: Phase::Note.as_str().into(),
-            status: Status::Aborted.as_str().into(),
-            error: redact(why),
-            ..Default::default()
-        };
-        self.record_after(vec![e]).await;
+        self.recorder.record_after(vec![self.recorder.note("script", Status::Aborted, why)]).await;
     }
 
     /// Records how the run ended (only when it recorded anything).
     pub fn finish(&self, exit_status: i32) {
         // A listing whose reader is gone stops at once; the bound is for one stuck in a request.
         self.streams.wait(std::time::Duration::from_secs(5));
-        self.audit.finish(exit_status);
-    }
-
-    fn event(
-        &self,
-        conn: &Connection,
-        op: Op,
-        target: Option<&str>,
-        params: &Value,
-        phase: Phase,
-        status: Status,
-    ) -> Event {
-        Event {
-            profile: conn.profile.clone(),
-            kind: conn.backend.kind().to_string(),
-            base_url: conn.backend.base_url(),
-            identity: conn.known_identity(),
-            op: op.name().to_string(),
-            target: target.unwrap_or_default().to_string(),
-            params: audit_params(params),
-            mode: EventMode::of(self.mode.dry_run).as_str().to_string(),
-            phase: phase.as_str().to_string(),
-            status: status.as_str().to_string(),
-            token_source: conn.token.source.clone(),
-            token_fp: conn.token.fingerprint.clone(),
-            // A live intent claims its account (by the stable id it resolved to) until its outcome is in.
-            claim: match (phase, target, self.mode.dry_run) {
-                (Phase::Intent, Some(t), false) if !t.is_empty() => {
-                    format!("{} {}", conn.profile, account_key(conn.backend.as_ref(), t, params))
-                }
-                _ => String::new(),
-            },
-            ..Default::default()
-        }
-    }
-
-    /// Records events that claim nothing (outcomes, notes, refusals); their sequence numbers.
-    async fn record(&self, events: Vec<Event>) -> Result<Vec<i64>, ApiError> {
-        let slots = self.record_claiming(events).await?;
-        Ok(slots.into_iter().flatten().collect())
-    }
-
-    /// Records events, intents among them; an intent whose account another live steward process is changing is
-    /// not written, and its slot says which run holds it.
-    async fn record_claiming(&self, events: Vec<Event>) -> Result<crate::audit::writer::Slots, ApiError> {
-        self.audit.append(events).await.map_err(|e| {
-            self.audit_failed.store(true, Ordering::SeqCst);
-            ApiError::new(ErrorKind::Audit, e.to_string())
-        })
-    }
-
-    /// The error (and the refusal row) for an action whose account another live run holds.
-    async fn busy(&self, conn: &Connection, action: &Action, busy: crate::audit::Busy) -> ApiError {
-        let target = action.target.as_deref().unwrap_or_default();
-        let (why, hint) = match busy.changed {
-            false => (
-                format!(
-                    "{BUSY} (run {}) is changing {target} on {} right now; nothing was sent",
-                    busy.run, conn.profile
-                ),
-                format!("wait for run {} to end (`steward audit list --run {}`), then run again", busy.run, busy.run),
-            ),
-            true => (
-                format!(
-                    "{BUSY} (run {}) acted on {target} on {} after this job read it; nothing was sent",
-                    busy.run, conn.profile
-                ),
-                format!("see what it did (`steward audit list --target {target}`); run again if more is needed"),
-            ),
-        };
-        self.refuse(conn, action, &why).await;
-        ApiError::new(ErrorKind::Busy, why).with_hint(hint)
-    }
-
-    /// The log's head now, for a job about to read its targets (`Event::read_at`).
-    async fn log_head(&self) -> Result<i64, ApiError> {
-        self.audit.head().await.map_err(|e| ApiError::new(ErrorKind::Audit, e.to_string()))
+        self.recorder.finish(exit_status);
     }
 
     /// The audit log refused a write in this run: nothing more is sent.
     pub fn audit_failed(&self) -> bool {
-        self.audit_failed.load(Ordering::SeqCst)
+        self.recorder.failed()
     }
 
     /// Counts changes against the run's action budget (`max_changes`); past it, asks once, or refuses.
     fn spend(&self, changes: usize) -> Result<(), ApiError> {
-        let before = self.changes.fetch_add(changes, Ordering::SeqCst);
+        let before = self.budget.changes.fetch_add(changes, Ordering::SeqCst);
         if self.mode.assume_yes
             || self.mode.dry_run
             || before + changes <= self.mode.max_changes
-            || self.budget_confirmed.load(Ordering::SeqCst)
+            || self.budget.confirmed.load(Ordering::SeqCst)
         {
             return Ok(());
         }
@@ -392,7 +296,7 @@ impl Dispatcher {
             format!("this run has made {before} changes and max_changes is {}; go on?", self.mode.max_changes);
         match self.prompt.confirm(&question) {
             Ok(true) => {
-                self.budget_confirmed.store(true, Ordering::SeqCst);
+                self.budget.confirmed.store(true, Ordering::SeqCst);
                 Ok(())
             }
             Ok(false) => Err(ApiError::new(ErrorKind::Cancelled, "stopped at the action budget (declined)")),
@@ -413,13 +317,6 @@ impl Dispatcher {
         tokio::select! {
             r = work => r,
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
-        }
-    }
-
-    /// Records an event whose loss must not stop the work (the request already happened, or never will).
-    async fn record_after(&self, events: Vec<Event>) {
-        if let Err(e) = self.record(events).await {
-            tracing::error!("{e}");
         }
     }
 
@@ -460,7 +357,7 @@ impl Dispatcher {
             Err(e) => {
                 // What steward decided (a lying answer, an impossible or ambiguous name) is on record.
                 if matches!(e.kind, ErrorKind::Invalid | ErrorKind::Conflict) {
-                    self.refuse(conn, &action, &redact(&e.to_string())).await;
+                    self.recorder.refusal(conn, &action, &redact(&e.to_string())).await;
                 }
                 return Err(fail(e));
             }
@@ -469,7 +366,7 @@ impl Dispatcher {
             if guard::takes_from(action.op, &action.params) {
                 let guard = self.unless_stopped(conn.guard()).await.map_err(fail)?;
                 if let Some(why) = guard::refusal(guard, conn.backend.as_ref(), resolved) {
-                    self.refuse(conn, &resolved.action, &why.message).await;
+                    self.recorder.refusal(conn, &resolved.action, &why.message).await;
                     return Err(fail(
                         ApiError::new(ErrorKind::Protected, format!("refused: {}", why.message)).with_hint(why.hint),
                     ));
@@ -486,7 +383,7 @@ impl Dispatcher {
             match self.unless_stopped(conn.backend.state_of(action.op, account)).await.map_err(fail)? {
                 Some(true) => {
                     let said = format!("already {}; nothing was sent", bulk::end_state(action.op));
-                    let mut e = self.event(
+                    let mut e = self.recorder.event(
                         conn,
                         action.op,
                         action.target.as_deref(),
@@ -495,16 +392,22 @@ impl Dispatcher {
                         Status::Noop,
                     );
                     e.error = said.clone();
-                    self.record(vec![e]).await.map_err(fail)?;
+                    self.recorder.record(vec![e]).await.map_err(fail)?;
                     return Ok(noop_answer(conn, &action, &said));
                 }
                 seen => action.params["prior_observed"] = json!(seen == Some(false)),
             }
         }
         if self.mode.dry_run {
-            let e =
-                self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, Status::DryRun);
-            self.record(vec![e]).await.map_err(fail)?;
+            let e = self.recorder.event(
+                conn,
+                action.op,
+                action.target.as_deref(),
+                &action.params,
+                Phase::Outcome,
+                Status::DryRun,
+            );
+            self.recorder.record(vec![e]).await.map_err(fail)?;
             return Ok(
                 json!({"dry_run": true, "op": action.op.name(), "target": action.target, "profile": conn.profile}),
             );
@@ -520,7 +423,7 @@ impl Dispatcher {
                 Err(why) => Some(why),
             };
             if let Some(why) = why {
-                self.refuse(conn, &action, &why).await;
+                self.recorder.refusal(conn, &action, &why).await;
                 return Err(fail(ApiError::new(ErrorKind::Cancelled, why)));
             }
         }
@@ -528,7 +431,7 @@ impl Dispatcher {
         // The identity belongs in the intent, and asking for it is a read: do it before the intent is written.
         let _ = self.unless_stopped(conn.identity()).await;
         let result = self.execute_recorded(conn, &action).await;
-        self.flush().await;
+        self.recorder.flush().await;
         result.map_err(fail)
     }
 
@@ -543,12 +446,18 @@ impl Dispatcher {
             Ok(action) => action,
             Err(e) => return (None, Err(e)),
         };
-        let intent =
-            self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Intent, Status::Pending);
+        let intent = self.recorder.event(
+            conn,
+            action.op,
+            action.target.as_deref(),
+            &action.params,
+            Phase::Intent,
+            Status::Pending,
+        );
         // Fail closed: without a durable intent the request is not sent.
-        match self.record_claiming(vec![intent]).await.map(|slots| slots.into_iter().next()) {
+        match self.recorder.claiming(vec![intent]).await.map(|slots| slots.into_iter().next()) {
             Ok(Some(Ok(intent_seq))) => (Some(intent_seq), self.send_recorded(conn, &action, intent_seq).await),
-            Ok(Some(Err(busy))) => (None, Err(self.busy(conn, &action, busy).await)),
+            Ok(Some(Err(busy))) => (None, Err(self.recorder.busy(conn, &action, busy).await)),
             Ok(None) => (None, Err(unrecorded())),
             Err(e) => (None, Err(e)),
         }
@@ -569,10 +478,10 @@ impl Dispatcher {
             .flatten()
             .map(|a| Event {
                 read_at,
-                ..self.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
+                ..self.recorder.event(conn, a.op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
             })
             .collect();
-        let slots = match self.record_claiming(events).await {
+        let slots = match self.recorder.claiming(events).await {
             Ok(slots) => slots,
             Err(e) => return prepared.into_iter().map(|p| p.and(Err(e.clone()))).collect(),
         };
@@ -584,40 +493,12 @@ impl Dispatcher {
                 Err(e) => Err(e),
                 Ok(a) => match slots.next() {
                     Some(Ok(seq)) => Ok((a, seq)),
-                    Some(Err(busy)) => Err(self.busy(conn, &a, busy).await),
+                    Some(Err(busy)) => Err(self.recorder.busy(conn, &a, busy).await),
                     None => Err(unrecorded()),
                 },
             });
         }
         out
-    }
-
-    /// The outcome row that settles an earlier run's open intent at resume: once per intent, however many jobs
-    /// of this run look at it (`None` once it is settled).
-    #[allow(clippy::too_many_arguments)]
-    fn settle(
-        &self,
-        conn: &Connection,
-        op: Op,
-        target: &str,
-        params: &Value,
-        seq: i64,
-        status: Status,
-        why: &str,
-    ) -> Option<Event> {
-        if !self.settled.lock().unwrap_or_else(|e| e.into_inner()).insert(seq) {
-            return None;
-        }
-        let mut e = self.event(conn, op, Some(target), params, Phase::Outcome, status);
-        e.intent_seq = Some(seq);
-        e.error = why.to_string();
-        Some(e)
-    }
-
-    /// Closes a committed intent whose request was never sent, saying why (Ctrl-C, a failed log, an outage).
-    fn close_unsent(&self, conn: &Connection, action: &Action, intent_seq: i64, why: &str) {
-        let cancelled = Err(ApiError::new(ErrorKind::Cancelled, why));
-        self.record_outcomes(conn, action.op, std::slice::from_ref(action), &[intent_seq], &[cancelled], 0);
     }
 
     /// The request and its outcome, for an action whose intent is already durable.
@@ -631,11 +512,10 @@ impl Dispatcher {
         failpoint("after_response_before_outcome");
         let result = self.reconcile(conn, action, result).await;
         let ms = started.elapsed().as_millis() as i64;
-        self.record_outcomes(
+        self.recorder.outcomes(
             conn,
             action.op,
-            std::slice::from_ref(action),
-            &[intent_seq],
+            (std::slice::from_ref(action), &[intent_seq]),
             std::slice::from_ref(&result),
             ms,
         );
@@ -717,10 +597,10 @@ impl Dispatcher {
             .iter()
             .map(|a| Event {
                 read_at,
-                ..self.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
+                ..self.recorder.event(conn, op, a.target.as_deref(), &a.params, Phase::Intent, Status::Pending)
             })
             .collect();
-        let slots = match self.record_claiming(intents).await {
+        let slots = match self.recorder.claiming(intents).await {
             Ok(slots) => slots,
             Err(e) => return actions.iter().map(|_| (None, Err(e.clone()))).collect(),
         };
@@ -737,7 +617,7 @@ impl Dispatcher {
                     at.push(i);
                     results[i].0 = Some(seq);
                 }
-                Err(busy) => results[i].1 = Some(Err(self.busy(conn, action, busy).await)),
+                Err(busy) => results[i].1 = Some(Err(self.recorder.busy(conn, action, busy).await)),
             }
         }
         let outcomes = self.send_batch_recorded(conn, op, &claimed, &seqs).await;
@@ -762,7 +642,7 @@ impl Dispatcher {
             let cancelled =
                 ApiError::new(ErrorKind::Cancelled, format!("{} before it was sent", self.interrupt.reason()));
             let outcomes = actions.iter().map(|_| Err(cancelled.clone())).collect::<Vec<_>>();
-            self.record_outcomes(conn, op, actions, seqs, &outcomes, 0);
+            self.recorder.outcomes(conn, op, (actions, seqs), &outcomes, 0);
             return outcomes;
         }
         failpoint("after_intent_commit");
@@ -790,35 +670,8 @@ impl Dispatcher {
         for (i, r) in settled {
             outcomes[i] = r;
         }
-        self.record_outcomes(conn, op, actions, seqs, &outcomes, started.elapsed().as_millis() as i64);
+        self.recorder.outcomes(conn, op, (actions, seqs), &outcomes, started.elapsed().as_millis() as i64);
         outcomes
-    }
-
-    /// Queues the outcomes without waiting: the worker moves on while they commit, and `flush` waits for them.
-    /// Should the process die first, the intents stay pending and a resume checks the targets' state.
-    fn record_outcomes(
-        &self,
-        conn: &Connection,
-        op: Op,
-        actions: &[Action],
-        seqs: &[i64],
-        outcomes: &[Result<Value, ApiError>],
-        ms: i64,
-    ) {
-        let events = actions
-            .iter()
-            .zip(seqs)
-            .zip(outcomes)
-            .map(|((a, seq), result)| {
-                let mut e = self.event(conn, op, a.target.as_deref(), &a.params, Phase::Outcome, Status::Ok);
-                e.intent_seq = Some(*seq);
-                e.duration_ms = Some(ms);
-                fill_outcome(&mut e, result);
-                e
-            })
-            .collect();
-        let pending = self.audit.submit(events);
-        self.outstanding.lock().unwrap_or_else(|e| e.into_inner()).push(pending);
     }
 
     /// The action with what undoing it will need: the backend's own reading of the target (`prepare`), and for
@@ -827,7 +680,9 @@ impl Dispatcher {
         let mut action = action.clone();
         let mut extra = serde_json::Map::new();
         if action.op == Op::Unsuspend && action.params.get("role").is_none() {
-            if let Some(Value::Object(prev)) = self.recorded_params(conn, Op::Suspend, action.target.as_deref())? {
+            if let Some(Value::Object(prev)) =
+                self.recorder.earlier_params(conn, Op::Suspend, action.target.as_deref())?
+            {
                 extra.extend(prev.into_iter().filter(|(k, _)| k.starts_with("previous_")));
             }
         }
@@ -847,67 +702,14 @@ impl Dispatcher {
         Ok(action)
     }
 
-    /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
-    fn recorded_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Result<Option<Value>, ApiError> {
-        let Some(target) = target.filter(|_| !matches!(self.audit_target, AuditTarget::Memory)) else {
-            return Ok(None);
-        };
-        let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Audit, e.to_string());
-        // One verified read connection for the run: a bulk unsuspend asks this once per user.
-        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if reader.is_none() {
-            *reader = Some(crate::audit::AuditStore::open_verified_target(&self.audit_target).map_err(unreadable)?);
-        }
-        let Some(store) = reader.as_ref() else { return Ok(None) };
-        let text = store.last_params(&conn.profile, op.name(), target);
-        // A team log's server went away: the next read opens (and verifies) the log anew.
-        if text.as_ref().is_err_and(crate::audit::AuditError::connection_lost) {
-            *reader = None;
-        }
-        let text = text.map_err(unreadable)?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
-    }
-
-    /// Waits until every queued outcome is durable (a failed write is logged: the requests already happened).
-    async fn flush(&self) {
-        let pending: Vec<Pending> = std::mem::take(&mut *self.outstanding.lock().unwrap_or_else(|e| e.into_inner()));
-        for p in pending {
-            if let Err(e) = p.wait().await {
-                tracing::error!("{e}");
-            }
-        }
-    }
-
     async fn read(&self, conn: &Connection, action: &Action) -> Result<Value, ActionError> {
         let started = Instant::now();
         let result = tokio::select! {
             r = conn.backend.execute(action) => r,
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
         };
-        self.record_read(conn, action, started, result.as_ref().err()).await;
+        self.recorder.read_done(conn, action, started, result.as_ref().err()).await;
         result.map_err(|e| ActionError::from_api(e, conn, action))
-    }
-
-    /// Reads change nothing, so one record after the fact is enough; whoami is bookkeeping, not an action.
-    async fn record_read(&self, conn: &Connection, action: &Action, started: Instant, failure: Option<&ApiError>) {
-        if action.op == Op::Whoami {
-            return;
-        }
-        let status = if failure.is_none() { Status::Ok } else { Status::Failed };
-        let mut e = self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, status);
-        e.duration_ms = Some(started.elapsed().as_millis() as i64);
-        if let Some(err) = failure {
-            e.http_status = err.status.map(i64::from);
-            e.error = redact(&err.to_string());
-        }
-        self.record_after(vec![e]).await;
-    }
-
-    async fn refuse(&self, conn: &Connection, action: &Action, why: &str) {
-        let mut e =
-            self.event(conn, action.op, action.target.as_deref(), &action.params, Phase::Outcome, Status::Refused);
-        e.error = why.to_string();
-        self.record_after(vec![e]).await;
     }
 }
 
@@ -916,20 +718,6 @@ impl Dispatcher {
 pub(crate) const BUSY: &str = "another steward process";
 pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
 pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
-
-/// What a change is keyed on for claims, done-sets and undo: the stable id of the account it reached
-/// (`params.account`), else its target as the service compares names (a key, a token, older rows).
-pub(crate) fn account_key(backend: &dyn Backend, target: &str, params: &Value) -> String {
-    match params.get("account").and_then(Value::as_str).filter(|id| !id.is_empty()) {
-        Some(id) => id.to_string(),
-        None => backend.name_key(target),
-    }
-}
-
-/// An intent the audit log's answer left out: nothing is sent for it.
-fn unrecorded() -> ApiError {
-    ApiError::new(ErrorKind::Audit, "the audit log did not record the intent; nothing was sent")
-}
 
 /// What a script is told of a change that needed nothing: the target already was in the state asked for.
 fn noop_answer(conn: &Connection, action: &Action, note: &str) -> Value {
@@ -947,58 +735,6 @@ fn answer(conn: &Connection, action: &Action, outcome: Result<Outcome, ApiError>
 /// Is this answer a noop (nothing needed doing)?
 pub(crate) fn is_noop(answer: &Value) -> bool {
     answer.get("noop").and_then(Value::as_bool) == Some(true)
-}
-
-/// Status, HTTP status and error of an outcome event, from what the request came to.
-fn fill_outcome(e: &mut Event, result: &Result<Value, ApiError>) {
-    match result {
-        Ok(v) => {
-            if is_noop(v) {
-                e.status = Status::Noop.as_str().to_string();
-                e.error = redact(v.get("note").and_then(Value::as_str).unwrap_or_default());
-            }
-            e.http_status = v.get("http_status").and_then(Value::as_i64);
-            if let Some(note) = v.get("reconciled").and_then(Value::as_str) {
-                e.error = redact(note);
-            }
-        }
-        Err(err) => {
-            e.status = match err.kind {
-                ErrorKind::Cancelled => Status::Cancelled,
-                _ => Status::Failed,
-            }
-            .as_str()
-            .to_string();
-            e.http_status = err.status.map(i64::from);
-            e.error = redact(&err.to_string());
-        }
-    }
-}
-
-/// Parameters as the audit log keeps them: values of secret-named keys (a new user's password) removed, and
-/// anything shaped like a token scrubbed.
-fn audit_params(params: &Value) -> String {
-    fn scrub(v: &Value) -> Value {
-        match v {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        if !crate::http::redact::looks_secret(k) {
-                            return (k.clone(), scrub(v));
-                        }
-                        // Its value is a secret now: a server echoing it back is scrubbed too.
-                        if let Some(text) = v.as_str() {
-                            crate::http::redact::remember(text);
-                        }
-                        (k.clone(), Value::String("[REDACTED]".into()))
-                    })
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(scrub).collect()),
-            other => other.clone(),
-        }
-    }
-    redact(&scrub(params).to_string())
 }
 
 /// Crash-test hook: `STEWARD_FAILPOINT=NAME:N` aborts the process (like kill -9) the Nth time NAME is passed.

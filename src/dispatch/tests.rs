@@ -323,6 +323,6 @@ async fn a_stopped_job_reports_the_rest_cancelled_and_writes_no_more_intents() {
     assert_eq!((count(ItemStatus::Ok), count(ItemStatus::Cancelled)), (3, 57), "{results:?}");
     assert_eq!(fake.sent("execute"), 3);
     // An intent and an outcome for each of the 3 sent and of the at most 8 chunks of 1 committed ahead.
-    let events = d.audit.head().await.unwrap();
+    let events = d.recorder.head().await.unwrap();
     assert!(events <= 2 * (3 + 8 + 1), "{events} events for 3 requests");
 }

@@ -14,9 +14,9 @@
 //! turns from one schedule, and a pause one of them is told of holds them all, so together they keep to the
 //! instance's rate.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -99,7 +99,7 @@ impl RateBudget {
     /// Told of every answer: accepted, or a rate limit (with the wait the server asked for, if it said).
     pub fn answered(&self, rate_limited: bool, stated_wait: Option<Duration>) {
         let now = Instant::now();
-        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut learned = self.learned.lock();
         let first = *learned.first_answer.get_or_insert(now);
         learned.forget_before(now);
         if !rate_limited {
@@ -127,12 +127,12 @@ impl RateBudget {
 
     /// The pace learned from the server, if it has limited this run (for tests and reports).
     pub fn learned_rate(&self) -> Option<f64> {
-        self.learned.lock().unwrap_or_else(|e| e.into_inner()).rate(Instant::now())
+        self.learned.lock().rate(Instant::now())
     }
 
     /// The spacing between requests now: the configured one, or the learned pace where that is slower.
     fn spacing(&self, now: Instant) -> Duration {
-        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner()).rate(now);
+        let learned = self.learned.lock().rate(now);
         let learned = learned.map(|r| Duration::from_secs_f64(1.0 / r)).unwrap_or(Duration::ZERO);
         self.interval.unwrap_or(Duration::ZERO).max(learned)
     }
@@ -162,7 +162,7 @@ impl RateBudget {
         let (mut slot, spacing) = {
             let now = Instant::now();
             let spacing = self.spacing(now);
-            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self.next_slot.lock();
             let slot = (*next).max(now);
             *next = slot + spacing;
             (slot, spacing)
@@ -186,13 +186,13 @@ impl RateBudget {
 
     /// How long until anyone may send again (zero when nobody waits).
     pub fn paused_for(&self) -> Duration {
-        self.next_slot.lock().unwrap_or_else(|e| e.into_inner()).saturating_duration_since(Instant::now())
+        self.next_slot.lock().saturating_duration_since(Instant::now())
     }
 
     /// Nobody sends anything for `wait` (in team mode, in no process).
     pub async fn pause_all(&self, wait: Duration) {
         {
-            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self.next_slot.lock();
             let Some(until) = Instant::now().checked_add(wait) else { return };
             if until > *next {
                 *next = until;

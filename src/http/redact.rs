@@ -4,9 +4,10 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
+use parking_lot::RwLock;
 use regex::Regex;
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 pub use secrecy::{ExposeSecret, SecretString};
 
@@ -43,7 +44,7 @@ fn shape_matcher(patterns: &[String]) -> Result<Arc<Regex>, regex::Error> {
 /// Adds regular expressions for the shapes of a service's tokens (GitHub's `ghp_…`); from then on `redact` hides
 /// any text of those shapes, loaded or not. Adding a shape twice is harmless; an invalid one is an error.
 pub fn add_token_shapes(new: &[&str]) -> Result<(), regex::Error> {
-    let mut shapes = shapes().write().unwrap_or_else(|e| e.into_inner());
+    let mut shapes = shapes().write();
     let mut patterns = shapes.patterns.clone();
     for p in new {
         if !patterns.iter().any(|known| known == p) {
@@ -74,10 +75,10 @@ pub fn remember(value: &str) {
     if value.len() < MIN_SECRET_LEN {
         return;
     }
-    if known().read().unwrap_or_else(|e| e.into_inner()).values.contains(value) {
+    if known().read().values.contains(value) {
         return;
     }
-    let mut known = known().write().unwrap_or_else(|e| e.into_inner());
+    let mut known = known().write();
     if !known.values.insert(value.to_string()) {
         return;
     }
@@ -125,14 +126,14 @@ fn encoded_forms(secret: &str) -> Vec<String> {
 /// `text` with every secret this process loaded (in any of its forms) and every token shape replaced by
 /// `[REDACTED]`: for messages, logs, files and the audit log.
 pub fn redact(text: &str) -> String {
-    let matcher = shapes().read().unwrap_or_else(|e| e.into_inner()).matcher.clone();
+    let matcher = shapes().read().matcher.clone();
     matcher.replace_all(&redact_loaded(text), REDACTED).into_owned()
 }
 
 /// `text` with every secret this process loaded replaced, but token shapes kept: for a value a person asked
 /// for (a freshly made impersonation token, a user's login token), which the shape rule would hide from them.
 pub fn redact_loaded(text: &str) -> String {
-    let matcher = known().read().unwrap_or_else(|e| e.into_inner()).matcher.clone();
+    let matcher = known().read().matcher.clone();
     match matcher {
         Some(m) => m.replace_all(text, &vec![REDACTED; m.patterns_len()]),
         None => text.to_string(),

@@ -2,9 +2,9 @@
 
 use crate::dispatch::bulk::{BulkProgress, BulkReporter, ItemStatus};
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Chooses the display by whether stderr is a terminal.
@@ -19,11 +19,11 @@ impl BulkReporter for StderrReporter {
     fn paused(&self, profile: &str, wait: Duration, why: &str) {
         let what = format!("{profile}: waiting {:.0} s, as the service asked ({why})", wait.as_secs_f64().ceil());
         tracing::info!("{what}");
-        match ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        match ACTIVE.lock().as_ref() {
             Some(bar) => bar.set_prefix(what),
             None => {
                 // In a log, a storm of 429s is a line every few seconds, not a line each.
-                let mut last = LAST_PAUSE_LINE.lock().unwrap_or_else(|e| e.into_inner());
+                let mut last = LAST_PAUSE_LINE.lock();
                 if last.is_none_or(|at| at.elapsed() >= LINE_EVERY) {
                     *last = Some(Instant::now());
                     super::note(&what);
@@ -44,7 +44,7 @@ impl BulkReporter for StderrReporter {
                     .progress_chars("=> "),
             );
             bar.set_message(label.to_string());
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            *ACTIVE.lock() = Some(bar.clone());
             bar
         });
         Box::new(Progress {
@@ -84,7 +84,7 @@ impl BulkProgress for Progress {
                 bar.set_prefix(if failed > 0 { format!("failed: {failed}") } else { String::new() });
             }
             None => {
-                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                let mut last = self.last_line.lock();
                 if last.elapsed() >= LINE_EVERY {
                     *last = Instant::now();
                     let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
@@ -97,7 +97,7 @@ impl BulkProgress for Progress {
     fn finish(&self, label: &str, counts: &[(ItemStatus, usize)], elapsed: Duration) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *ACTIVE.lock() = None;
             // On a terminal the summary is a small table; in a log, the one line below says the same.
             let rows: Vec<serde_json::Value> =
                 counts.iter().map(|(s, n)| serde_json::json!({"status": s.as_str(), "items": n})).collect();

@@ -93,10 +93,10 @@ impl Host {
 
 /// A bulk job's results CSV, a row written (and flushed) as each item's result is known.
 struct ResultsFile {
-    sink: std::sync::Mutex<crate::output::csv::CsvSink>,
+    sink: parking_lot::Mutex<crate::output::csv::CsvSink>,
     /// The first write that failed: the job goes on (it cannot be unsent), the script is told at the end.
-    failed: std::sync::Mutex<Option<String>>,
-    flushed: std::sync::Mutex<std::time::Instant>,
+    failed: parking_lot::Mutex<Option<String>>,
+    flushed: parking_lot::Mutex<std::time::Instant>,
     path: String,
 }
 
@@ -121,22 +121,22 @@ impl ResultsFile {
 
     fn write(&self, result: &BulkResult) {
         let row = serde_json::to_value(result).unwrap_or_default();
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sink = self.sink.lock();
         let mut written = sink.write(&row);
         // On disk within a tenth of a second of being known, without a write to the file per row.
-        let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut flushed = self.flushed.lock();
         if written.is_ok() && flushed.elapsed() >= FLUSH_EVERY {
             written = sink.flush();
             *flushed = std::time::Instant::now();
         }
         if let Err(e) = written {
-            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e.to_string());
+            self.failed.lock().get_or_insert(e.to_string());
         }
     }
 
     fn finish(self) -> ScriptResult<()> {
-        let failed = self.failed.into_inner().unwrap_or_else(|e| e.into_inner());
-        let finished = self.sink.into_inner().unwrap_or_else(|e| e.into_inner()).finish();
+        let failed = self.failed.into_inner();
+        let finished = self.sink.into_inner().finish();
         match (failed, finished) {
             (None, Ok(_)) => Ok(()),
             (Some(why), _) | (None, Err(crate::output::csv::CsvError::Write { message: why, .. })) => {

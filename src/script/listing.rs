@@ -4,8 +4,9 @@
 use super::types::{action_error, RecordPacker, ScriptResult};
 use crate::backends::model::User;
 use crate::dispatch::listing::UserPage;
+use parking_lot::Mutex;
 use rhai::Dynamic;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// The value `h.users()` returns. Read once: a second `for` over it goes on where the first stopped.
@@ -31,14 +32,14 @@ impl Users {
     }
 
     pub fn describe(&self) -> String {
-        format!("Users({}: read as a for loop walks them)", self.0.lock().unwrap_or_else(|e| e.into_inner()).profile)
+        format!("Users({}: read as a for loop walks them)", self.0.lock().profile)
     }
 }
 
 impl Users {
     /// The users not yet walked of the current page, or the next page; `None` at the end.
     pub fn next_page(&self) -> Option<ScriptResult<Vec<User>>> {
-        let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut walk = self.0.lock();
         let rest: Vec<User> = walk.page.by_ref().collect();
         if !rest.is_empty() {
             return Some(Ok(rest));
@@ -80,7 +81,7 @@ impl Iterator for UsersIter {
     type Item = ScriptResult<Dynamic>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut walk = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut walk = self.0.lock();
         loop {
             if let Some(user) = walk.page.next() {
                 return Some(Ok(self.1.user(user)));

@@ -241,10 +241,11 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_twice() {
     let pg = Postgres::start();
-    let sb = Sandbox::slow(120, 20);
+    // Long enough that A is still at work when B asks to resume, on a loaded two-core machine too.
+    let sb = Sandbox::slow(360, 20);
     let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
-    let ids = write_job(&a, 120);
-    write_job(&b, 120);
+    let ids = write_job(&a, 360);
+    write_job(&b, 360);
     let already = sb.suspended();
     let mut job = team_cmd(&a, "postgres");
     job.args(["--yes", "run", "job.rhai"]);
