@@ -3,7 +3,8 @@
 //! Crate map, in dependency order (each layer only uses the ones below it):
 //! - `cli` (clap types) and `cmd` (one file per subcommand), `repl` (the shell), `output` (tables, JSON, CSV)
 //! - `script`: the Rhai engine, its limits, the registered functions and the sync→async bridge
-//! - `dispatch`: the one path every action takes (protection, confirmation, dry run, audit intent/outcome)
+//! - `dispatch`: the one path every action takes: resolve the account a change reaches, decide (guard, state,
+//!   confirmation, dry run, budget), then a durable intent, the request, the outcome (`recorder` talks to `audit`)
 //! - `backends`: one module per service, turning actions into requests
 //! - `turns`: the team's shared rate budget, one schedule per service instance in the team database (an `http` rate
 //!   budget's turns kept by `audit::team`'s database)

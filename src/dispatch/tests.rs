@@ -2,7 +2,9 @@
 //! fake counts every request, so each rule is checked where it matters (nothing sent where it must not be).
 
 use super::*;
+use crate::audit::AuditTarget;
 use crate::backends::model::Account;
+use crate::backends::{Backend, Op};
 use crate::dispatch::bulk::{BulkProgress, BulkReporter};
 use async_trait::async_trait;
 use std::sync::Mutex;
