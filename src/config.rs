@@ -1,7 +1,7 @@
 //! The config file: profiles (one per service instance), where tokens come from, and the run-wide settings.
 
 use crate::http::origin;
-use crate::http::redact::{loaded, redact, remember, ExposeSecret, SecretString};
+use crate::redact::{loaded, redact, remember, ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

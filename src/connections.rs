@@ -5,8 +5,8 @@ use crate::audit::fingerprint::Fingerprints;
 use crate::backends;
 use crate::config::Profile;
 use crate::dispatch::{Connection, Dispatcher, TokenRecord};
-use crate::http::redact::SecretString;
 use crate::http::retry::RetryPolicy;
+use crate::redact::SecretString;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct Connections {
     /// Under `--sandbox` only the sandbox's profiles exist; messages say so instead of pointing at the config.
     sandbox: bool,
     /// In team mode, each service instance's turns are shared with the team's other processes.
-    shared_turns: Option<crate::turns::TurnsFactory>,
+    shared_turns: Option<crate::http::budget::TurnsFactory>,
 }
 
 impl Connections {
@@ -54,7 +54,7 @@ impl Connections {
     }
 
     /// Takes each service instance's turns from the team's shared schedule.
-    pub fn with_shared_turns(mut self, factory: crate::turns::TurnsFactory) -> Self {
+    pub fn with_shared_turns(mut self, factory: crate::http::budget::TurnsFactory) -> Self {
         self.shared_turns = Some(factory);
         self
     }

@@ -110,19 +110,3 @@ pub struct Interrupted;
 pub struct BulkFailures {
     pub failed: usize,
 }
-
-/// Exit code for an error returned by `run()`, chosen by its type, never by its text.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<ScriptUsage>().is_some()
-        || err.downcast_ref::<crate::config::ConfigError>().is_some()
-    {
-        2
-    } else if err.downcast_ref::<BulkFailures>().is_some() {
-        3
-    } else if err.downcast_ref::<Interrupted>().is_some() {
-        130
-    } else {
-        1
-    }
-}

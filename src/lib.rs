@@ -8,7 +8,8 @@
 //! - `backends`: one module per service, turning actions into requests
 //! - `turns`: the team's shared rate budget, one schedule per service instance in the team database (an `http` rate
 //!   budget's turns kept by `audit::team`'s database)
-//! - `http`: auth, retries, rate budget, pagination, redaction — no particular service
+//! - `http`: auth, retries, rate budget, pagination — no particular service
+//! - `redact`: the secret type and redaction of everything shown or kept, used by every layer above it
 //! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team)
 //! - `config`, `context`, `error`, `interrupt`, `prompt`: set-up and plumbing
 
@@ -25,16 +26,18 @@ pub mod error;
 pub(crate) mod files;
 pub mod http;
 pub(crate) mod interrupt;
+pub(crate) mod invocation;
 pub(crate) mod memory;
 pub mod output;
 pub(crate) mod prompt;
+pub mod redact;
 pub(crate) mod repl;
 pub mod script;
 pub mod turns;
 
-use audit::RunInfo;
 use cli::{Cli, Command};
 use context::Context;
+use invocation::shell_quote;
 use std::sync::Arc;
 
 /// No core dumps of this process: one would hold every token it loaded, in a file anyone with the disk can read.
@@ -72,7 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(_) => global.profile.take(),
         _ => None,
     };
-    let ctx = Context::new(&global, run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
+    let ctx = Context::new(&global, invocation::run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
     let result = match &command {
         Command::Shell => cmd::shell::run(&ctx),
         Command::Run(args) => cmd::run::run(&ctx, args),
@@ -91,13 +94,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let code = match &result {
         Ok(()) => 0,
-        Err(e) => i32::from(error::exit_code(e)),
+        Err(e) => i32::from(exit_code(e)),
     };
     if let (Some(run), true) = (ctx.dispatcher.run_id(), ctx.interrupt.is_raised()) {
-        output::note(&http::redact::redact_loaded(&stopped_hint(run, &command)));
+        output::note(&crate::redact::redact_loaded(&stopped_hint(run, &command)));
     }
     ctx.dispatcher.finish(code);
     result
+}
+
+/// Exit code for an error returned by `run()`, chosen by its type, never by its text (here, at the edge, where
+/// every layer's error types are known).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<error::UsageError>().is_some()
+        || err.downcast_ref::<error::ScriptUsage>().is_some()
+        || err.downcast_ref::<crate::config::ConfigError>().is_some()
+    {
+        2
+    } else if err.downcast_ref::<error::BulkFailures>().is_some() {
+        3
+    } else if err.downcast_ref::<error::Interrupted>().is_some() {
+        130
+    } else {
+        1
+    }
 }
 
 /// Global options that would do nothing for `command` are refused, naming them, rather than ignored.
@@ -131,7 +151,7 @@ fn stopped_hint(run: i64, command: &Command) -> String {
             let mut line = vec!["steward".to_string(), "run".into(), shell_quote(&args.file.display().to_string())];
             for (k, v) in &args.args {
                 // A secret is never printed: the person types it again.
-                let v = if http::redact::looks_secret(k) { "<the same value>" } else { v.as_str() };
+                let v = if crate::redact::looks_secret(k) { "<the same value>" } else { v.as_str() };
                 line.extend(["--arg".into(), shell_quote(&format!("{k}={v}"))]);
             }
             format!(
@@ -142,81 +162,6 @@ fn stopped_hint(run: i64, command: &Command) -> String {
         }
         _ => format!("run {run} stopped before its end; `steward undo {run}` reverses what it did"),
     }
-}
-
-/// Who is acting, where, and how steward was invoked: the `runs` row of this invocation.
-pub(crate) fn run_info() -> RunInfo {
-    let args: Vec<String> = std::env::args().collect();
-    RunInfo {
-        os_user: whoami::username(),
-        host: whoami::fallible::hostname().unwrap_or_default(),
-        command: http::redact::redact(&command_line(&args)),
-        script_path: None,
-        script_sha256: None,
-        resumed_from: None,
-        default_profile: None,
-    }
-}
-
-/// The command line as the audit log keeps it: `--arg` values whose name looks secret are left out.
-fn command_line(args: &[String]) -> String {
-    let mut out = Vec::with_capacity(args.len());
-    let mut after_arg = false;
-    for a in args {
-        let (flag, pair) = match a.strip_prefix("--arg=") {
-            Some(pair) => ("--arg=", pair),
-            None if after_arg => ("", a.as_str()),
-            None => ("", ""),
-        };
-        after_arg = a == "--arg";
-        match pair.split_once('=') {
-            Some((key, _)) if http::redact::looks_secret(key) => out.push(format!("{flag}{key}=[REDACTED]")),
-            _ => out.push(a.clone()),
-        }
-    }
-    out.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
-}
-
-/// A word as a POSIX shell reads it back: as is when plain, else in single quotes.
-pub(crate) fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+#".contains(c));
-    match plain {
-        true => word.to_string(),
-        false => format!("'{}'", word.replace('\'', "'\\''")),
-    }
-}
-
-/// The words of a command line `command_line` wrote (single quotes as a shell reads them).
-pub(crate) fn shell_words(line: &str) -> Vec<String> {
-    let (mut words, mut word, mut quoted, mut in_word) = (Vec::new(), String::new(), false, false);
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            // Outside quotes a backslash takes the next character as it is (`'\''` is a quote in a quoted word).
-            '\\' if !quoted => {
-                word.extend(chars.next());
-                in_word = true;
-            }
-            '\'' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            ' ' if !quoted => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                }
-                in_word = false;
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    words
 }
 
 fn init_logging(verbose: u8) {
@@ -233,39 +178,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_ansi(colour)
         .with_env_filter(filter)
-        .with_writer(|| http::redact::Redacting(std::io::stderr()))
+        .with_writer(|| crate::redact::Redacting(std::io::stderr()))
         .with_target(false)
         .try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recorded_command_lines_read_back_word_for_word_and_keep_no_secret_argument() {
-        let args: Vec<String> = [
-            "steward",
-            "run",
-            "job.rhai",
-            "--arg",
-            "reason=left the company",
-            "--arg=note=it's done",
-            "--arg",
-            "password=hunter2hunter2",
-            "--arg",
-            "csv=a b.csv",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let line = command_line(&args);
-        assert!(!line.contains("hunter2"), "{line}");
-        let words = shell_words(&line);
-        assert_eq!(words[4], "reason=left the company");
-        assert_eq!(words[5], "--arg=note=it's done");
-        assert_eq!(words[7], "password=[REDACTED]");
-        assert_eq!(words[9], "csv=a b.csv");
-        assert_eq!(words.len(), args.len());
-    }
 }

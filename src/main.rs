@@ -26,7 +26,7 @@ fn run(cli: steward::cli::Cli) -> ExitCode {
     match steward::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let code = steward::error::exit_code(&err);
+            let code = steward::exit_code(&err);
             // Script errors, verification reports and failed bulk items were reported where they happened.
             if !steward::error::already_reported(&err) {
                 steward::output::note(&format!("error: {err:#}"));

@@ -4,7 +4,7 @@
 //! them all. Times are the database server's clock, the one clock every machine shares.
 
 use crate::audit::team::PgTarget;
-use crate::http::budget::SharedTurns;
+use crate::http::budget::{SharedTurns, TurnsFactory};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,9 +18,6 @@ const BLOCK: Duration = Duration::from_millis(100);
 const MOST_PER_BLOCK: u32 = 32;
 /// How often a process with no pace of its own looks whether someone paused the instance.
 const PAUSE_LOOK: Duration = Duration::from_millis(100);
-
-/// Builds the shared turns of the service instance at a base URL.
-pub type TurnsFactory = Arc<dyn Fn(&url::Url) -> Arc<dyn SharedTurns> + Send + Sync>;
 
 /// The factory for a team log's database.
 pub fn factory(target: Arc<PgTarget>) -> TurnsFactory {

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use steward::backends::{self, Action, Op};
-use steward::http::redact::SecretString;
+use steward::redact::SecretString;
 use steward::http::retry::RetryPolicy;
 
 #[derive(Arbitrary, Debug)]

@@ -278,6 +278,39 @@ impl Github {
         self.http.list(Request::new(Method::GET, path).query("per_page", 100), Paging::LinkHeader).await
     }
 
+    /// The instance's SSH keys and personal access tokens: listed, or one deleted by its id.
+    async fn credentials(&self, action: &Action) -> Result<Value, ApiError> {
+        match action.op {
+            Op::ListKeys => {
+                let keys = self
+                    .http
+                    .list(Request::new(Method::GET, "admin/keys").query("per_page", 100), Paging::LinkHeader)
+                    .await?;
+                Ok(Value::Array(keys))
+            }
+            Op::DeleteKey => {
+                let path = format!("admin/keys/{}", segment(action.target()?));
+                self.change(Request::new(Method::DELETE, path), action).await
+            }
+            Op::ListTokens => {
+                let tokens = self
+                    .http
+                    .list(Request::new(Method::GET, "admin/tokens").query("per_page", 100), Paging::LinkHeader)
+                    .await?;
+                Ok(Value::Array(tokens))
+            }
+            Op::DeleteToken => {
+                let id = action.target()?;
+                // The spec types token_id as an integer; say so here rather than as a server 404.
+                if id.parse::<u64>().is_err() {
+                    return Err(ApiError::invalid(format!("delete_token needs a numeric token id, got {id:?}")));
+                }
+                self.change(Request::new(Method::DELETE, format!("admin/tokens/{id}")), action).await
+            }
+            other => Err(unsupported(self, other)),
+        }
+    }
+
     /// The key or token (`op` says which listing) whose listed id is `id`, as the instance lists it now.
     async fn credential(&self, op: Op, id: &str) -> Result<Option<Value>, ApiError> {
         let path = if op == Op::DeleteKey { "admin/keys" } else { "admin/tokens" };
@@ -509,32 +542,7 @@ impl Backend for Github {
             Op::DeleteImpersonationToken => {
                 self.change(Request::new(Method::DELETE, admin_path("/authorizations")?), action).await
             }
-            Op::ListKeys => {
-                let keys = self
-                    .http
-                    .list(Request::new(Method::GET, "admin/keys").query("per_page", 100), Paging::LinkHeader)
-                    .await?;
-                Ok(Value::Array(keys))
-            }
-            Op::DeleteKey => {
-                let path = format!("admin/keys/{}", segment(action.target()?));
-                self.change(Request::new(Method::DELETE, path), action).await
-            }
-            Op::ListTokens => {
-                let tokens = self
-                    .http
-                    .list(Request::new(Method::GET, "admin/tokens").query("per_page", 100), Paging::LinkHeader)
-                    .await?;
-                Ok(Value::Array(tokens))
-            }
-            Op::DeleteToken => {
-                let id = action.target()?;
-                // The spec types token_id as an integer; say so here rather than as a server 404.
-                if id.parse::<u64>().is_err() {
-                    return Err(ApiError::invalid(format!("delete_token needs a numeric token id, got {id:?}")));
-                }
-                self.change(Request::new(Method::DELETE, format!("admin/tokens/{id}")), action).await
-            }
+            Op::ListKeys | Op::DeleteKey | Op::ListTokens | Op::DeleteToken => self.credentials(action).await,
             Op::RateLimit => self.rate_limit().await,
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),

@@ -11,7 +11,7 @@ pub mod transactionlink;
 pub mod travis;
 
 use crate::http::error::ApiError;
-use crate::http::redact::SecretString;
+use crate::redact::SecretString;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
@@ -639,7 +639,7 @@ pub fn connect(
     extra_tokens: Vec<(&'static str, SecretString)>,
     on_pause: Option<crate::http::PauseObserver>,
     retry: crate::http::retry::RetryPolicy,
-    shared_turns: Option<&crate::turns::TurnsFactory>,
+    shared_turns: Option<&crate::http::budget::TurnsFactory>,
 ) -> Result<Arc<dyn Backend>, ApiError> {
     let kind = kind(&p.kind).ok_or_else(|| {
         ApiError::invalid(format!("kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", ")))
@@ -691,7 +691,7 @@ pub struct ClientShape {
 /// Hides every kind's token shapes from all output from now on; called once at start.
 pub fn register_token_shapes() {
     for kind in ALL {
-        if let Err(e) = crate::http::redact::add_token_shapes(kind.client.token_shapes) {
+        if let Err(e) = crate::redact::add_token_shapes(kind.client.token_shapes) {
             tracing::error!("the token shapes of {} do not compile: {e}", kind.name);
         }
     }
@@ -746,10 +746,10 @@ mod tests {
             "org.token 42:s3cr3tvalue",
             "syt_YWRtaW4_abcdefghij",
         ] {
-            let out = crate::http::redact::redact(&format!("failed with {token} here"));
+            let out = crate::redact::redact(&format!("failed with {token} here"));
             assert!(!out.contains(token) && out.contains("[REDACTED]"), "{token} survived: {out}");
         }
-        assert_eq!(crate::http::redact::redact("user octocat not found"), "user octocat not found");
+        assert_eq!(crate::redact::redact("user octocat not found"), "user octocat not found");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::redact::SecretString;
 use crate::http::{segment, HttpClient, Paging, Request};
+use crate::redact::SecretString;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use reqwest::Method;
@@ -393,7 +393,7 @@ impl Terraform {
         };
         let cookie = SecretString::from(format!(
             "_atlas_session_data={}",
-            crate::http::redact::ExposeSecret::expose_secret(&session.cookie)
+            crate::redact::ExposeSecret::expose_secret(&session.cookie)
         ));
         let req = req.secret_header("cookie", cookie).secret_header("x-csrf-token", session.csrf.clone());
         let resp = self.http.send(&req).await.map_err(not_admin_hint)?;

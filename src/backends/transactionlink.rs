@@ -250,6 +250,29 @@ impl TransactionLink {
         Ok(user)
     }
 
+    /// The organization's users `filter` asks for (`q` in email or name, `suspended`, `admin`), from one listing.
+    async fn list_users(&self, filter: &Value) -> Result<Value, ApiError> {
+        let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
+        let suspended = filter.get("suspended").and_then(Value::as_bool);
+        let admin = filter.get("admin").and_then(Value::as_bool);
+        let users: Vec<Value> = self
+            .all_users()
+            .await?
+            .iter()
+            .map(|u| self.user(u).into_value())
+            .filter(|u| {
+                q.as_ref().is_none_or(|q| {
+                    ["email", "name"]
+                        .iter()
+                        .any(|k| u.get(*k).and_then(Value::as_str).is_some_and(|v| v.to_lowercase().contains(q)))
+                })
+            })
+            .filter(|u| suspended.is_none_or(|s| u.get("suspended").and_then(Value::as_bool) == Some(s)))
+            .filter(|u| admin.is_none_or(|a| u.get("admin").and_then(Value::as_bool) == Some(a)))
+            .collect();
+        Ok(Value::Array(users))
+    }
+
     /// Lists the organization and keeps each user under its email and its id.
     async fn remember_all(&self) -> Result<(), ApiError> {
         let users = self.all_users().await?;
@@ -465,27 +488,7 @@ impl Backend for TransactionLink {
                 )
             }
             Op::Roles => Ok(Value::Array(self.roles().await?.clone())),
-            Op::ListUsers => {
-                let q = action.params.get("q").and_then(Value::as_str).map(str::to_lowercase);
-                let suspended = action.params.get("suspended").and_then(Value::as_bool);
-                let admin = action.params.get("admin").and_then(Value::as_bool);
-                let users: Vec<Value> = self
-                    .all_users()
-                    .await?
-                    .iter()
-                    .map(|u| self.user(u).into_value())
-                    .filter(|u| {
-                        q.as_ref().is_none_or(|q| {
-                            ["email", "name"].iter().any(|k| {
-                                u.get(*k).and_then(Value::as_str).is_some_and(|v| v.to_lowercase().contains(q))
-                            })
-                        })
-                    })
-                    .filter(|u| suspended.is_none_or(|s| u.get("suspended").and_then(Value::as_bool) == Some(s)))
-                    .filter(|u| admin.is_none_or(|a| u.get("admin").and_then(Value::as_bool) == Some(a)))
-                    .collect();
-                Ok(Value::Array(users))
-            }
+            Op::ListUsers => self.list_users(&action.params).await,
             Op::GetUser => {
                 let target = action.target()?;
                 self.forget(target);

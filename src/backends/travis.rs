@@ -9,8 +9,8 @@ use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::redact::{ExposeSecret, SecretString};
 use crate::http::{segment, HttpClient, Paging, Request};
+use crate::redact::{ExposeSecret, SecretString};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -256,6 +256,54 @@ impl Travis {
         }
     }
 
+    /// What Travis's answer to one bulk request says of each user in it: `changed` and `skipped` name Travis user
+    /// ids, so users given by VCS id can only be told apart when all of them changed.
+    fn per_user(
+        &self,
+        op: Op,
+        by_vcs: bool,
+        ids: Vec<(usize, u64)>,
+        resp: &crate::http::Response,
+    ) -> Vec<(usize, Result<Value, ApiError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        let list = |k: &str| -> Vec<u64> {
+            resp.body
+                .get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default()
+        };
+        let (changed, skipped) = (list("changed"), list("skipped"));
+        // With VCS ids Travis answers in its own user ids, so only a complete success maps per user.
+        let all_vcs_done = by_vcs && skipped.is_empty() && changed.len() == ids.len();
+        let total = ids.len();
+        for (i, id) in ids {
+            out.push((
+                i,
+                if changed.contains(&id) && !by_vcs || all_vcs_done {
+                    Ok(json!({"ok": true, "op": op.name(), "target": id.to_string(), "http_status": resp.status}))
+                } else if !by_vcs {
+                    Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("user {id} was skipped: not a member of organization {} (or unknown)", self.org),
+                    )
+                    .with_status(resp.status))
+                } else {
+                    Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "Travis changed {} of {total} users given by VCS id without saying which",
+                            changed.len()
+                        ),
+                    )
+                    .with_status(resp.status)
+                    .with_hint("use Travis user ids (the id column of activity()) for an exact result per user"))
+                },
+            ));
+        }
+        out
+    }
+
     /// One bulk request for many targets: Travis ids and VCS ids go in separate requests.
     async fn suspend_many(&self, op: Op, actions: &[Action]) -> Vec<Result<Value, ApiError>> {
         // Whatever this request comes to, the kept listing no longer tells the state: read it again next time.
@@ -314,44 +362,8 @@ impl Travis {
                     }
                 }
                 Ok(resp) => {
-                    let list = |k: &str| -> Vec<u64> {
-                        resp.body
-                            .get(k)
-                            .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                            .unwrap_or_default()
-                    };
-                    let (changed, skipped) = (list("changed"), list("skipped"));
-                    // With VCS ids Travis answers in its own user ids, so only a complete success maps per user.
-                    let all_vcs_done = vcs.is_some() && skipped.is_empty() && changed.len() == ids.len();
-                    let total = ids.len();
-                    for (i, id) in ids {
-                        results[i] = Some(if changed.contains(&id) && vcs.is_none() || all_vcs_done {
-                            Ok(
-                                json!({"ok": true, "op": op.name(), "target": id.to_string(), "http_status": resp.status}),
-                            )
-                        } else if vcs.is_none() {
-                            Err(ApiError::new(
-                                ErrorKind::NotFound,
-                                format!(
-                                    "user {id} was skipped: not a member of organization {} (or unknown)",
-                                    self.org
-                                ),
-                            )
-                            .with_status(resp.status))
-                        } else {
-                            Err(ApiError::new(
-                                ErrorKind::NotFound,
-                                format!(
-                                    "Travis changed {} of {total} users given by VCS id without saying which",
-                                    changed.len()
-                                ),
-                            )
-                            .with_status(resp.status)
-                            .with_hint(
-                                "use Travis user ids (the id column of activity()) for an exact result per user",
-                            ))
-                        });
+                    for (i, result) in self.per_user(op, vcs.is_some(), ids, &resp) {
+                        results[i] = Some(result);
                     }
                 }
             }

@@ -7,8 +7,8 @@ use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
 use crate::dates::parse_date;
 use crate::error::{AuditBroken, UsageError};
-use crate::http::redact::SecretString;
 use crate::output;
+use crate::redact::SecretString;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -93,7 +93,7 @@ fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
             Err(why) => return Err(UsageError::new(format!("not anchored: {why}")).into()),
         }
     }
-    let (run, run_digest) = store.start_run(&crate::run_info())?;
+    let (run, run_digest) = store.start_run(&crate::invocation::run_info())?;
     let mut note = [chain::Event {
         run_id: run,
         run_digest,
@@ -180,7 +180,7 @@ fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<(
         return Err(UsageError::new(format!("the team log does not verify ({problem}); nothing was copied")).into());
     }
     let pushed = crate::audit::push::push(source, team)?;
-    let (run, run_digest) = team.start_run(&crate::run_info())?;
+    let (run, run_digest) = team.start_run(&crate::invocation::run_info())?;
     let what = match pushed.seqs {
         Some((first, last)) => format!(
             "copied {} events of {} runs from {} (source log {}; {} copied before); team seqs {first}..{last}",

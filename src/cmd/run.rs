@@ -113,15 +113,15 @@ fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) ->
 
 /// `key=value` as the audit log's command line keeps it (a secret-looking key's value left out).
 fn recorded_form(key: &str, value: &str) -> String {
-    match crate::http::redact::looks_secret(key) {
+    match crate::redact::looks_secret(key) {
         true => format!("{key}=[REDACTED]"),
-        false => crate::http::redact::redact(&format!("{key}={value}")),
+        false => crate::redact::redact(&format!("{key}={value}")),
     }
 }
 
 /// The `--arg` pairs of a recorded command line.
 fn recorded_args(command: &str) -> Vec<String> {
-    let words = crate::shell_words(command);
+    let words = crate::invocation::shell_words(command);
     let mut out = Vec::new();
     for (i, w) in words.iter().enumerate() {
         if let Some(pair) = w.strip_prefix("--arg=") {

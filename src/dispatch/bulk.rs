@@ -130,6 +130,8 @@ pub trait BulkReporter: Send + Sync {
     fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress>;
     /// A service made every worker wait (a 429's Retry-After, a spent budget): say so where people look.
     fn paused(&self, _profile: &str, _wait: std::time::Duration, _why: &str) {}
+    /// Something a person should know about the job as a whole (accounts left to another process).
+    fn note(&self, _text: &str) {}
 }
 
 pub trait BulkProgress: Send + Sync {
@@ -175,22 +177,7 @@ impl Dispatcher {
         if !conn.backend.supported().contains(&op) {
             return Err(fail(unsupported(conn.backend.as_ref(), op)));
         }
-        let job_reason = params.get("reason").and_then(Value::as_str).filter(|r| !r.trim().is_empty());
-        let row_reason =
-            |i: &BulkItem| i.params.get("reason").and_then(Value::as_str).is_some_and(|r| !r.trim().is_empty());
-        if op == Op::Suspend && job_reason.is_none() && items.iter().any(|i| !row_reason(i)) {
-            return Err(fail(ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})")));
-        }
-        // A script may ask for a dry run of one job (`#{dry_run: true}`) even when the run is live.
-        let dry_run = self.mode.dry_run || params.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
-        // `precheck: false` trusts the input and skips reading each target's state first: half the requests,
-        // but an item already in the state reports ok rather than noop (and `undo` would then reverse it).
-        let precheck = params.get("precheck").and_then(Value::as_bool).unwrap_or(true);
-        let mut params = params;
-        if let Some(p) = params.as_object_mut() {
-            p.remove("dry_run");
-            p.remove("precheck");
-        }
+        let JobOptions { params, dry_run, precheck } = self.job_options(op, &items, params).map_err(fail)?;
         let started = Instant::now();
         // Resolved once for the job, and only for operations that take something away (as a single call does).
         let guard = match op.guards_target() {
@@ -230,7 +217,7 @@ impl Dispatcher {
         }
 
         // Everything decided so far is recorded in one batch: the log says why each item was left alone.
-        let mut decided_events = self.decided_events(conn, op, &params, (&items, &accounts), &results);
+        let decided_events = self.decided_events(conn, op, &params, (&items, &accounts), &results);
         let progress = self.reporter.begin(&label, items.len());
         let outcomes = Outcomes { progress: progress.as_ref(), each };
         for r in results.iter().flatten() {
@@ -238,47 +225,76 @@ impl Dispatcher {
         }
 
         // 4. The changes (or, in dry run, their record).
-        if dry_run {
-            let job =
-                Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
-            for &i in &todo {
-                let action = job.action(i);
-                let mut e = self.recorder.event(
-                    conn,
-                    op,
-                    action.target.as_deref(),
-                    &action.params,
-                    Phase::Outcome,
-                    Status::DryRun,
-                );
-                e.mode = EventMode::DryRun.as_str().to_string();
-                decided_events.push(e);
-                let r = BulkResult::of(&items[i], ItemStatus::DryRun, None);
-                outcomes.finished(&r);
-                results[i] = Some(r);
-            }
-            self.recorder.record(decided_events).await.map_err(fail)?;
-        } else {
-            if !decided_events.is_empty() {
-                self.recorder.record(decided_events).await.map_err(fail)?;
-            }
-            let job =
-                Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
-            let done = match conn.backend.batch_size(op).await {
-                Some(size) => self.send_in_batches(&job, &todo, size).await,
-                None => self.send_each(&job, &todo, &failing).await,
-            };
-            for (i, r) in done {
-                results[i] = Some(r);
-            }
-            self.recorder.flush().await;
-        }
+        let job = Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
+        let step = Step { todo: &todo, dry_run, failing: &failing };
+        self.carry_out_job(&job, step, decided_events, &mut results).await.map_err(fail)?;
         let results = self.finish_job(label, &items, results, &outcomes, started);
         // Stopped midway, the job still returns every item's result: let the script write them down.
         if self.interrupt.is_raised() {
             self.interrupt.grant_grace(GRACE);
         }
         Ok(results)
+    }
+
+    /// Step 4: the changes, after the rows of every item decided without one (or, in a dry run, their record).
+    async fn carry_out_job(
+        &self,
+        job: &Job<'_>,
+        step: Step<'_>,
+        mut decided: Vec<crate::audit::Event>,
+        results: &mut [Option<BulkResult>],
+    ) -> Result<(), ApiError> {
+        if step.dry_run {
+            for &i in step.todo {
+                decided.push(self.dry_run_event(job, i));
+                let r = BulkResult::of(&job.items[i], ItemStatus::DryRun, None);
+                job.outcomes.finished(&r);
+                results[i] = Some(r);
+            }
+            return self.recorder.record(decided).await.map(|_| ());
+        }
+        if !decided.is_empty() {
+            self.recorder.record(decided).await?;
+        }
+        let done = match job.conn.backend.batch_size(job.op).await {
+            Some(size) => self.send_in_batches(job, step.todo, size).await,
+            None => self.send_each(job, step.todo, step.failing).await,
+        };
+        for (i, r) in done {
+            results[i] = Some(r);
+        }
+        self.recorder.flush().await;
+        Ok(())
+    }
+
+    /// The job's options, checked: a suspension needs a reason (the job's or each row's); `dry_run: true` makes
+    /// one job a dry run even when the run is live; `precheck: false` trusts the input and skips reading each
+    /// target's state first (an item already in the state then reports ok rather than noop, and is not undone).
+    fn job_options(&self, op: Op, items: &[BulkItem], params: Value) -> Result<JobOptions, ApiError> {
+        let given = |p: &serde_json::Map<String, Value>| {
+            p.get("reason").and_then(Value::as_str).is_some_and(|r| !r.trim().is_empty())
+        };
+        let job_reason = params.as_object().is_some_and(given);
+        if op == Op::Suspend && !job_reason && items.iter().any(|i| !given(&i.params)) {
+            return Err(ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})"));
+        }
+        let dry_run = self.mode.dry_run || params.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+        let precheck = params.get("precheck").and_then(Value::as_bool).unwrap_or(true);
+        let mut params = params;
+        if let Some(p) = params.as_object_mut() {
+            p.remove("dry_run");
+            p.remove("precheck");
+        }
+        Ok(JobOptions { params, dry_run, precheck })
+    }
+
+    /// The record of item `i`'s change in a dry run.
+    fn dry_run_event(&self, job: &Job<'_>, i: usize) -> crate::audit::Event {
+        let action = job.action(i);
+        let (target, params) = (action.target.as_deref(), &action.params);
+        let mut e = self.recorder.event(job.conn, job.op, target, params, Phase::Outcome, Status::DryRun);
+        e.mode = EventMode::DryRun.as_str().to_string();
+        e
     }
 
     /// Step 1: each item that is settled without a request (malformed, or naming no possible user of this
@@ -316,31 +332,7 @@ impl Dispatcher {
     ) -> Result<Vec<(usize, Option<bool>)>, ApiError> {
         let Plan { conn, op, params, guard } = *plan;
         let backend = conn.backend.as_ref();
-        let mut reads: Vec<(usize, Result<Read, ApiError>)> = stream::iter(candidates)
-            .map(|i| {
-                let target = items[i].target.clone().unwrap_or_default();
-                let item_params = item_params(params, &items[i]);
-                async move {
-                    if let Some(stop) = failing.stop() {
-                        return (i, Err(stop));
-                    }
-                    let read = async {
-                        if let Some(account) = backend.offline_account(&target, &item_params).filter(|_| !precheck) {
-                            return Ok((account, None));
-                        }
-                        let account = crate::backends::resolve(backend, &target, &item_params).await?;
-                        let seen = match precheck {
-                            true => backend.state_of(op, &account).await?,
-                            false => None,
-                        };
-                        Ok((account, seen))
-                    };
-                    (i, failing.note(self.unless_stopped(read).await))
-                }
-            })
-            .buffer_unordered(conn.concurrency.max(1))
-            .collect()
-            .await;
+        let mut reads = self.read_accounts(plan, items, candidates, (precheck, failing)).await;
         reads.sort_unstable_by_key(|(i, _)| *i);
         let mut seen_accounts: HashMap<String, i64> = HashMap::new();
         let mut settled = Vec::new();
@@ -397,6 +389,44 @@ impl Dispatcher {
             self.recorder.record(settled).await?;
         }
         Ok(todo)
+    }
+
+    /// Each candidate's account, as the service resolves its name (concurrently), and with `precheck` its state
+    /// (with it off, from the name alone where the service addresses accounts by it); in completion order.
+    async fn read_accounts(
+        &self,
+        plan: &Plan<'_>,
+        items: &[BulkItem],
+        candidates: Vec<usize>,
+        (precheck, failing): (bool, &FailureStreak),
+    ) -> Vec<(usize, Result<Read, ApiError>)> {
+        let Plan { conn, op, params, .. } = *plan;
+        let backend = conn.backend.as_ref();
+        stream::iter(candidates)
+            .map(|i| {
+                let target = items[i].target.clone().unwrap_or_default();
+                let item_params = item_params(params, &items[i]);
+                async move {
+                    if let Some(stop) = failing.stop() {
+                        return (i, Err(stop));
+                    }
+                    let read = async {
+                        if let Some(account) = backend.offline_account(&target, &item_params).filter(|_| !precheck) {
+                            return Ok((account, None));
+                        }
+                        let account = crate::backends::resolve(backend, &target, &item_params).await?;
+                        let seen = match precheck {
+                            true => backend.state_of(op, &account).await?,
+                            false => None,
+                        };
+                        Ok((account, seen))
+                    };
+                    (i, failing.note(self.unless_stopped(read).await))
+                }
+            })
+            .buffer_unordered(conn.concurrency.max(1))
+            .collect()
+            .await
     }
 
     /// Step 3: a destructive operation asks as a single call would, and so does a job larger than max_changes;
@@ -587,13 +617,28 @@ impl Dispatcher {
         outcomes.progress.finish(&label, &counts, started.elapsed());
         let busy = results.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.starts_with(BUSY))).count();
         if busy > 0 {
-            crate::output::note(&format!(
+            self.reporter.note(&format!(
                 "skipped {busy} accounts another steward process was acting on, or acted on while this job ran; each \
                  result names the run (`steward audit list --run N` shows what it did)"
             ));
         }
         results
     }
+}
+
+/// What step 4 of a job acts on: the items left to change, whether it is a dry run, the run of failures.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    todo: &'a [usize],
+    dry_run: bool,
+    failing: &'a FailureStreak,
+}
+
+/// A job's options, read from its parameters (which keep the rest).
+struct JobOptions {
+    params: Value,
+    dry_run: bool,
+    precheck: bool,
 }
 
 /// What planning read of an item: the account it names, and its state (`None`: not read, or cannot tell).

@@ -10,7 +10,7 @@ use crate::backends::holdings::{Cascade, Snapshot, Step, Wishes};
 use crate::backends::{Action, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::redact::redact;
+use crate::redact::redact;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -316,48 +316,7 @@ impl Dispatcher {
         guard: &super::Guard,
     ) -> Result<Vec<Person>, ApiError> {
         let backend = conn.backend.as_ref();
-        let resolve = |name: String| async move {
-            let account = match backend.invalid_target(&name) {
-                // An email this service cannot look up: found through one listing of the users, below.
-                Some(_) if name.contains('@') => Ok(None),
-                Some(why) => Err(ApiError::invalid(why)),
-                None => crate::backends::found(
-                    self.unless_stopped(crate::backends::resolve(backend, &name, &Value::Null)).await,
-                ),
-            };
-            (name, account)
-        };
-        let names: Vec<String> =
-            items.iter().map(|i| i.target.clone().unwrap_or_default().trim().to_string()).collect();
-        self.unless_stopped(backend.warm(&names)).await?;
-        let mut found: Vec<Lookup> = stream::iter(names).map(resolve).buffered(conn.concurrency.max(1)).collect().await;
-        let unknown_email = |(n, a): &Lookup| n.contains('@') && matches!(a, Ok(None));
-        if found.iter().any(unknown_email) {
-            let by_email = self.email_index(conn).await?;
-            let mut again: Vec<(usize, String)> = Vec::new();
-            for (i, (name, account)) in found.iter_mut().enumerate().filter(|(_, f)| unknown_email(f)) {
-                match by_email.get(&name.to_lowercase()).map(Vec::as_slice) {
-                    Some([login]) => again.push((i, login.clone())),
-                    // One email, two accounts: a guess could take access from a colleague who is staying.
-                    Some(logins @ [_, _, ..]) => {
-                        *account = Err(ApiError::new(
-                            ErrorKind::Conflict,
-                            format!("{name} is the email of more than one account here ({})", logins.join(", ")),
-                        )
-                        .with_hint("name the person by their login"))
-                    }
-                    _ => {}
-                }
-            }
-            let redone: Vec<(usize, Lookup)> = stream::iter(again)
-                .map(|(i, login)| async move { (i, resolve(login).await) })
-                .buffered(conn.concurrency.max(1))
-                .collect()
-                .await;
-            for (i, f) in redone {
-                found[i] = f;
-            }
-        }
+        let found = self.look_up_people(conn, items).await?;
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut people = Vec::with_capacity(items.len());
         let mut refused = Vec::new();
@@ -403,6 +362,56 @@ impl Dispatcher {
         }
         self.recorder.record(refused).await?;
         Ok(people)
+    }
+
+    /// Each item's account as the service resolves its name (concurrently; an email the service cannot look up
+    /// goes through one listing of the users, and one email two accounts share is refused, naming both).
+    async fn look_up_people(&self, conn: &Connection, items: &[super::BulkItem]) -> Result<Vec<Lookup>, ApiError> {
+        let backend = conn.backend.as_ref();
+        let resolve = |name: String| async move {
+            let account = match backend.invalid_target(&name) {
+                // An email this service cannot look up: found through one listing of the users, below.
+                Some(_) if name.contains('@') => Ok(None),
+                Some(why) => Err(ApiError::invalid(why)),
+                None => crate::backends::found(
+                    self.unless_stopped(crate::backends::resolve(backend, &name, &Value::Null)).await,
+                ),
+            };
+            (name, account)
+        };
+        let names: Vec<String> =
+            items.iter().map(|i| i.target.clone().unwrap_or_default().trim().to_string()).collect();
+        self.unless_stopped(backend.warm(&names)).await?;
+        let mut found: Vec<Lookup> = stream::iter(names).map(resolve).buffered(conn.concurrency.max(1)).collect().await;
+        let unknown_email = |(n, a): &Lookup| n.contains('@') && matches!(a, Ok(None));
+        if !found.iter().any(unknown_email) {
+            return Ok(found);
+        }
+        let by_email = self.email_index(conn).await?;
+        let mut again: Vec<(usize, String)> = Vec::new();
+        for (i, (name, account)) in found.iter_mut().enumerate().filter(|(_, f)| unknown_email(f)) {
+            match by_email.get(&name.to_lowercase()).map(Vec::as_slice) {
+                Some([login]) => again.push((i, login.clone())),
+                // One email, two accounts: a guess could take access from a colleague who is staying.
+                Some(logins @ [_, _, ..]) => {
+                    *account = Err(ApiError::new(
+                        ErrorKind::Conflict,
+                        format!("{name} is the email of more than one account here ({})", logins.join(", ")),
+                    )
+                    .with_hint("name the person by their login"))
+                }
+                _ => {}
+            }
+        }
+        let redone: Vec<(usize, Lookup)> = stream::iter(again)
+            .map(|(i, login)| async move { (i, resolve(login).await) })
+            .buffered(conn.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, f) in redone {
+            found[i] = f;
+        }
+        Ok(found)
     }
 
     /// Lower-cased email → the logins of the accounts that have it, from one listing of the users (for

@@ -11,7 +11,7 @@ use crate::audit::{AuditTarget, AuditWriter, Busy, Event, RunInfo};
 use crate::backends::{Action, Backend, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::redact::redact;
+use crate::redact::redact;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -345,12 +345,12 @@ fn audit_params(params: &Value) -> String {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        if !crate::http::redact::looks_secret(k) {
+                        if !crate::redact::looks_secret(k) {
                             return (k.clone(), scrub(v));
                         }
                         // Its value is a secret now: a server echoing it back is scrubbed too.
                         if let Some(text) = v.as_str() {
-                            crate::http::redact::remember(text);
+                            crate::redact::remember(text);
                         }
                         (k.clone(), Value::String("[REDACTED]".into()))
                     })

@@ -6,7 +6,7 @@ use crate::audit::vocab::{Phase, Status};
 use crate::backends::{unsupported, Action, Op};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
-use crate::http::redact::redact;
+use crate::redact::redact;
 use serde_json::{json, Value};
 use std::time::Instant;
 

@@ -3,7 +3,7 @@
 //! seam without touching the rest of `http`.
 
 use super::error::ApiError;
-use super::redact::{remember, ExposeSecret, SecretString};
+use crate::redact::{remember, ExposeSecret, SecretString};
 use async_trait::async_trait;
 
 #[async_trait]

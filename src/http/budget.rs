@@ -32,6 +32,9 @@ const PROBE_PER_SECOND: f64 = 1.01;
 /// requests in flight) are not, and learning from them would spiral the pace down to nothing.
 const EVIDENCE: usize = 20;
 
+/// Builds the shared turns of the service instance at a base URL (a team log's database keeps them: `turns`).
+pub type TurnsFactory = std::sync::Arc<dyn Fn(&url::Url) -> std::sync::Arc<dyn SharedTurns> + Send + Sync>;
+
 /// A schedule of turns shared with the other processes acting on the same service instance.
 #[async_trait::async_trait]
 pub trait SharedTurns: Send + Sync + std::fmt::Debug {

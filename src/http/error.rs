@@ -47,7 +47,7 @@ impl ApiError {
             ErrorKind::Unavailable => Some("the service failed; try again later".to_string()),
             _ => None,
         };
-        ApiError { kind, status: Some(status), message: crate::http::redact::redact(&message), hint, retry_after: None }
+        ApiError { kind, status: Some(status), message: crate::redact::redact(&message), hint, retry_after: None }
     }
 
     pub fn unsupported(op: &str, kind: &str, supported: &[&str]) -> Self {
@@ -71,7 +71,7 @@ impl ApiError {
             "connection failed"
         };
         // reqwest's Display names the URL, never headers; redact anyway in case a token sits in a query.
-        let detail = crate::http::redact::redact(&error_chain(err));
+        let detail = crate::redact::redact(&error_chain(err));
         ApiError::new(ErrorKind::Unavailable, format!("{what}: {detail}"))
             .with_hint("check the profile's url and that the service is up (raise `timeout` for slow servers)")
     }

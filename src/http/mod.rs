@@ -6,14 +6,13 @@ pub mod budget;
 pub mod error;
 pub mod origin;
 pub mod pagination;
-pub mod redact;
 pub mod retry;
 
 use crate::error::ErrorKind;
+use crate::redact::{self, ExposeSecret, SecretString};
 use budget::RateBudget;
 use error::ApiError;
 pub use pagination::{Hold, Limits, Paging};
-use redact::{ExposeSecret, SecretString};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
 use retry::{Attempt, Decision, RetryPolicy};
@@ -308,15 +307,7 @@ impl HttpClient {
         let mut renewed = false;
         loop {
             attempt += 1;
-            // A spent budget whose reset is far off (X-RateLimit-Remaining: 0) is reported, not slept through.
-            let paused = self.budget.paused_for();
-            if paused > self.retry.max_rate_limit_wait {
-                return Err(ApiError::new(
-                    ErrorKind::RateLimited,
-                    format!("the service's rate limit is spent for another {} s", paused.as_secs()),
-                )
-                .with_hint("run again after the service's rate-limit reset (steward does not wait that long)"));
-            }
+            self.refuse_if_spent()?;
             let credentials = self.credentials_for(req);
             let authorization = match credentials {
                 Some(c) => Some(c.header().await?),
@@ -372,14 +363,7 @@ impl HttpClient {
                 }
             };
             drop(permit);
-            // A limit hit with no stated wait (GitHub's secondary limits): fewer requests at once from now on.
-            if let Attempt::Answered { rate_limited: true, rate_wait: None, .. } = outcome {
-                self.budget.halve();
-                tracing::warn!(
-                    in_flight = self.budget.width(),
-                    "rate limited without a stated wait; halving concurrency"
-                );
-            }
+            self.slow_down_if_limited(&outcome);
             match self.retry.decide(attempt, &outcome, req.may_repeat(), rand::random::<f64>()) {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
@@ -391,6 +375,27 @@ impl HttpClient {
                         .await;
                 }
             }
+        }
+    }
+
+    /// A spent budget whose reset is far off (X-RateLimit-Remaining: 0) is reported, not slept through.
+    fn refuse_if_spent(&self) -> Result<(), ApiError> {
+        let paused = self.budget.paused_for();
+        if paused <= self.retry.max_rate_limit_wait {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorKind::RateLimited,
+            format!("the service's rate limit is spent for another {} s", paused.as_secs()),
+        )
+        .with_hint("run again after the service's rate-limit reset (steward does not wait that long)"))
+    }
+
+    /// A limit hit with no stated wait (GitHub's secondary limits): fewer requests at once from now on.
+    fn slow_down_if_limited(&self, outcome: &Attempt) {
+        if let Attempt::Answered { rate_limited: true, rate_wait: None, .. } = outcome {
+            self.budget.halve();
+            tracing::warn!(in_flight = self.budget.width(), "rate limited without a stated wait; halving concurrency");
         }
     }
 

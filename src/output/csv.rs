@@ -1,7 +1,7 @@
 //! CSV files for scripts: reading (BOM, quotes, CRLF, blank lines, any header case; bad rows named by line)
 //! and writing (cells a spreadsheet would run as formulas are neutralised).
 
-use crate::http::redact::redact;
+use crate::redact::redact;
 use serde_json::{Map, Value};
 use std::path::Path;
 

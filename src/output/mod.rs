@@ -5,7 +5,7 @@ pub mod evidence;
 pub mod progress;
 pub mod table;
 
-use crate::http::redact::redact;
+use crate::redact::redact;
 use serde_json::Value;
 use std::io::Write;
 
@@ -40,7 +40,7 @@ pub fn render(value: &Value, settings: OutputSettings) -> String {
 /// Writes a rendered value (scrubbed of the secrets this process loaded; a token the person asked for, such
 /// as a new impersonation token, is shown) and a newline, ignoring a closed pipe (`steward eval … | head`).
 pub fn print_value(value: &Value, settings: OutputSettings) {
-    let text = crate::http::redact::redact_loaded(&render(value, settings));
+    let text = crate::redact::redact_loaded(&render(value, settings));
     if text.is_empty() {
         return;
     }

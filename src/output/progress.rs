@@ -32,6 +32,10 @@ impl BulkReporter for StderrReporter {
         }
     }
 
+    fn note(&self, text: &str) {
+        super::note(text);
+    }
+
     fn begin(&self, label: &str, total: usize) -> Box<dyn BulkProgress> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);

@@ -5,8 +5,8 @@ mod helper;
 pub mod input;
 
 use crate::context::Context;
-use crate::http::redact::redact;
 use crate::output;
+use crate::redact::redact;
 use crate::script::{self, diagnostic, docs, Session};
 use helper::{StewardHelper, COMMANDS};
 use input::is_incomplete;

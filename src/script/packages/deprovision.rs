@@ -2,7 +2,7 @@
 //! path)`, the report a reviewer reads.
 
 use crate::http::error::ApiError;
-use crate::http::redact::redact;
+use crate::redact::redact;
 use crate::script::bridge::Host;
 use crate::script::docs::FnDoc;
 use crate::script::types::{action_error, bulk_items, invalid, to_dynamic, to_json, Handle, ScriptResult};

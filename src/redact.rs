@@ -101,8 +101,10 @@ pub fn loaded(value: String) -> SecretString {
 /// three alignments the characters that only the secret decides are kept.
 fn encoded_forms(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_string()];
-    forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
-    forms.push(super::segment(secret));
+    // As a query value (spaces as `+`) and as a path segment (spaces as `%20`, as `http::segment` writes it).
+    let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    forms.push(query.replace('+', "%20"));
+    forms.push(query);
     for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD]
     {
         for offset in 0..3usize {
