@@ -28,10 +28,16 @@ pub use connection::{ActionError, Connection, TokenRecord};
 pub use guard::Guard;
 use recorder::Recorder;
 
+/// Why nobody could be asked (no terminal, an answer that could not be read): the question stands unanswered,
+/// which every caller takes as a refusal.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoAnswer(pub String);
+
 /// Asks the person at the keyboard; injected so the REPL, scripts and cron jobs share one dispatch path.
 pub trait Prompt: Send + Sync {
     /// `Ok(true)` to go ahead; `Err` explains why nobody could be asked.
-    fn confirm(&self, question: &str) -> Result<bool, String>;
+    fn confirm(&self, question: &str) -> Result<bool, NoAnswer>;
 }
 
 /// Run-wide switches from the command line and config.

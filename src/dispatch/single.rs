@@ -124,7 +124,7 @@ impl Dispatcher {
         let why = match self.prompt.confirm(&question) {
             Ok(true) => return Ok(()),
             Ok(false) => "declined at the confirmation prompt".to_string(),
-            Err(why) => why,
+            Err(why) => why.to_string(),
         };
         self.recorder.refusal(conn, action, &why).await;
         Err(ApiError::new(ErrorKind::Cancelled, why))

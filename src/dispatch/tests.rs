@@ -144,9 +144,9 @@ struct Scripted {
 }
 
 impl Prompt for Scripted {
-    fn confirm(&self, question: &str) -> Result<bool, String> {
+    fn confirm(&self, question: &str) -> Result<bool, NoAnswer> {
         self.asked.lock().unwrap().push(question.to_string());
-        self.answer.clone()
+        self.answer.clone().map_err(NoAnswer)
     }
 }
 

@@ -521,14 +521,14 @@ impl<'a> Pages<'a> {
             return texts.map(Some).map_err(|e| ApiError::invalid(format!("a listed record as JSON text: {e}")));
         }
         let Some((req, url, answer)) = self.next_answer().await? else { return Ok(None) };
-        self.walk.weigh(answer.bytes.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        self.walk.weigh(answer.bytes.len()).map_err(|e| ApiError::invalid(e.to_string()).with_hint(LIMIT_HINT))?;
         // The next page is asked for before this one is read, so the server prepares it meanwhile.
         if let Some(link) = answer.header("link").and_then(pagination::next_link) {
             let next = follow(&url, &link)?;
             self.ask_ahead(next).await;
         }
         let items = records(&req, &answer)?;
-        self.walk.count(items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        self.walk.count(items.len()).map_err(|e| ApiError::invalid(e.to_string()).with_hint(LIMIT_HINT))?;
         // An empty page ends a listing whatever it says next: no service pages past its last item.
         if items.is_empty() {
             self.drop_ahead();
@@ -641,7 +641,7 @@ impl<'a> Pages<'a> {
     fn visit(&mut self, req: &Request) -> Result<url::Url, ApiError> {
         let mut url = self.http.url_for(&req.path)?;
         url.query_pairs_mut().extend_pairs(&req.query);
-        self.walk.visit(url.as_str()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        self.walk.visit(url.as_str()).map_err(|e| ApiError::invalid(e.to_string()).with_hint(LIMIT_HINT))?;
         Ok(url)
     }
 
@@ -652,7 +652,7 @@ impl<'a> Pages<'a> {
         url: &url::Url,
         resp: Response,
     ) -> Result<(Vec<Value>, Option<Request>), ApiError> {
-        self.walk.weigh(resp.size).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        self.walk.weigh(resp.size).map_err(|e| ApiError::invalid(e.to_string()).with_hint(LIMIT_HINT))?;
         let link = resp.header("link").map(str::to_string);
         let param = self.paging.param();
         let current = param.and_then(|p| req.query.iter().find(|(k, _)| k == p)).map(|(_, v)| v.as_str());
@@ -667,7 +667,7 @@ impl<'a> Pages<'a> {
             .paging
             .read(link.as_deref(), current, resp.body)
             .map_err(|m| ApiError::invalid(format!("{} {}: {m}", req.method, req.path)).with_status(resp.status))?;
-        self.walk.count(page.items.len()).map_err(|m| ApiError::invalid(m).with_hint(LIMIT_HINT))?;
+        self.walk.count(page.items.len()).map_err(|e| ApiError::invalid(e.to_string()).with_hint(LIMIT_HINT))?;
         // An empty page ends a listing whatever it says next: no service pages past its last item.
         let empty = page.items.is_empty();
         if let (Some(rest), false) = (planned, empty) {

@@ -154,12 +154,14 @@ impl Paging {
 
     /// Reads one page's answer: its items and where the next page is. `current`: the value of `param()` in the
     /// request that fetched it.
-    pub fn read(&self, link_header: Option<&str>, current: Option<&str>, body: Value) -> Result<Page, String> {
-        let items_at = |body: &mut Value, pointer: &str| -> Result<Vec<Value>, String> {
+    pub fn read(&self, link_header: Option<&str>, current: Option<&str>, body: Value) -> Result<Page, ListingError> {
+        let items_at = |body: &mut Value, pointer: &str| -> Result<Vec<Value>, ListingError> {
             match body.pointer_mut(pointer).map(Value::take) {
                 Some(Value::Array(items)) => Ok(items),
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(other) => Err(format!("expected a JSON array at {pointer}, got {}", super::json_type(&other))),
+                Some(other) => {
+                    Err(ListingError::NotAList { at: format!(" at {pointer}"), got: super::json_type(&other) })
+                }
             }
         };
         match *self {
@@ -167,7 +169,7 @@ impl Paging {
                 let items = match body {
                     Value::Array(items) => items,
                     Value::Null => Vec::new(),
-                    other => return Err(format!("expected a JSON array, got {}", super::json_type(&other))),
+                    other => return Err(ListingError::NotAList { at: String::new(), got: super::json_type(&other) }),
                 };
                 Ok(Page { items, next: link_header.and_then(next_link).map(Next::Url) })
             }
@@ -208,6 +210,21 @@ fn scalar(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Why a listing stopped: a page that is not a list, or one of the guards a server that never stops meets.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    #[error("expected a JSON array{at}, got {got}")]
+    NotAList { at: String, got: &'static str },
+    #[error("the listing passed {mb} MB (max_listing_mb)")]
+    TooLarge { mb: usize },
+    #[error("the listing did not end after {pages} pages (max_pages); the server keeps naming another page")]
+    NoEnd { pages: usize },
+    #[error("the server named a page already fetched as the next one ({url}), so the listing would never end")]
+    Repeated { url: String },
+    #[error("the listing passed {items} items (max_items)")]
+    TooMany { items: usize },
+}
+
 /// The guards of one listing: pages and items counted, and every page's resolved address remembered.
 pub struct Walk {
     limits: Limits,
@@ -223,27 +240,21 @@ impl Walk {
     }
 
     /// Called with each answer's size in bytes.
-    pub fn weigh(&mut self, bytes: usize) -> Result<(), String> {
+    pub fn weigh(&mut self, bytes: usize) -> Result<(), ListingError> {
         self.bytes = self.bytes.saturating_add(bytes);
         if self.hold == Hold::Whole && self.bytes > self.limits.max_listing_bytes {
-            return Err(format!("the listing passed {} MB (max_listing_mb)", self.limits.max_listing_bytes >> 20));
+            return Err(ListingError::TooLarge { mb: self.limits.max_listing_bytes >> 20 });
         }
         Ok(())
     }
 
     /// Called before each page is fetched, with its resolved URL (query included).
-    pub fn visit(&mut self, url: &str) -> Result<(), String> {
+    pub fn visit(&mut self, url: &str) -> Result<(), ListingError> {
         if self.seen.len() >= self.limits.max_pages {
-            return Err(format!(
-                "the listing did not end after {} pages (max_pages); the server keeps naming another page",
-                self.limits.max_pages
-            ));
+            return Err(ListingError::NoEnd { pages: self.limits.max_pages });
         }
         if !self.seen.insert(url.to_string()) {
-            return Err(format!(
-                "the server named a page already fetched as the next one ({}), so the listing would never end",
-                super::shorten(url)
-            ));
+            return Err(ListingError::Repeated { url: super::shorten(url) });
         }
         Ok(())
     }
@@ -254,10 +265,10 @@ impl Walk {
     }
 
     /// Called with each page's item count.
-    pub fn count(&mut self, items: usize) -> Result<(), String> {
+    pub fn count(&mut self, items: usize) -> Result<(), ListingError> {
         self.items += items;
         if self.hold == Hold::Whole && self.items > self.limits.max_items {
-            return Err(format!("the listing passed {} items (max_items)", self.limits.max_items));
+            return Err(ListingError::TooMany { items: self.limits.max_items });
         }
         Ok(())
     }
@@ -401,15 +412,18 @@ mod tests {
         let mut walk = Walk::new(Limits { max_pages: 3, max_items: 10, ..Limits::default() }, Hold::Whole);
         walk.visit("https://h/u?page=1").unwrap();
         let again = walk.visit("https://h/u?page=1").unwrap_err();
-        assert!(again.contains("already fetched"), "{again}");
+        assert!(
+            matches!(&again, ListingError::Repeated { .. }) && again.to_string().contains("already fetched"),
+            "{again}"
+        );
         walk.visit("https://h/u?page=2").unwrap();
         walk.visit("https://h/u?page=3").unwrap();
-        assert!(walk.visit("https://h/u?page=4").unwrap_err().contains("max_pages"));
+        assert!(matches!(walk.visit("https://h/u?page=4"), Err(ListingError::NoEnd { pages: 3 })));
         walk.count(10).unwrap();
-        assert!(walk.count(1).unwrap_err().contains("max_items"));
+        assert!(walk.count(1).unwrap_err().to_string().contains("max_items"));
         let mut walk = Walk::new(Limits { max_listing_bytes: 100, ..Limits::default() }, Hold::Whole);
         walk.weigh(60).unwrap();
-        assert!(walk.weigh(60).unwrap_err().contains("max_listing_mb"));
+        assert!(walk.weigh(60).unwrap_err().to_string().contains("max_listing_mb"));
         // Walked a page at a time, nothing is held: only pages (and cursors) are bounded.
         let mut walk = Walk::new(
             Limits { max_pages: 2, max_items: 10, max_listing_bytes: 100, ..Limits::default() },
@@ -419,6 +433,6 @@ mod tests {
         walk.weigh(1_000).unwrap();
         walk.visit("https://h/u?page=1").unwrap();
         walk.visit("https://h/u?page=2").unwrap();
-        assert!(walk.visit("https://h/u?page=3").unwrap_err().contains("max_pages"));
+        assert!(walk.visit("https://h/u?page=3").unwrap_err().to_string().contains("max_pages"));
     }
 }
