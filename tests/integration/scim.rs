@@ -482,6 +482,15 @@ fn a_protected_account_is_reached_by_any_spelling_the_server_answers_to_and_refu
         serde_json::from_str::<Value>(&bulk.stdout).unwrap(),
         json!(["skipped", "skipped", "skipped", "skipped"])
     );
+    // Generated spellings of them too (case, fullwidth, combining marks, spaces, `@`s): nothing changes.
+    let spellings: Vec<String> =
+        ["josé", "kate", "boss"].iter().flat_map(|n| crate::identity::variants(n, 15)).collect();
+    let list = serde_json::to_string(&spellings).unwrap();
+    let script = format!(
+        r#"let h = connect(); for n in {list} {{ try {{ h.suspend(n, #{{reason: "p"}}); }} catch {{}} }} h.suspend_all({list}, #{{reason: "p"}}).filter(|r| r.status == "ok").len()"#
+    );
+    let sent = run(&env, &["--yes", "--format", "json", "eval", &script]);
+    assert!(sent.stdout.trim() == "0", "{}", sent.report());
     assert_eq!(changed(), before, "nothing was suspended or demoted");
     // One name, two accounts (one's userName, another's email): refused naming both, on both paths.
     run(&env, &["--yes", "eval", r#"connect().suspend("u0000@example.com", #{reason: "x"})"#])

@@ -141,6 +141,13 @@ fn the_caller_and_protected_accounts_are_refused() {
     let bulk = run_as(&env, &server().token, &["--yes", "--format", "json", "eval", expr]).code(3);
     let bulk: Value = serde_json::from_str(&bulk.stdout).unwrap_or(Value::Null);
     assert_eq!(bulk, serde_json::json!(["skipped", "skipped", "skipped", "failed"]));
+    // Generated spellings too (case, fullwidth, combining marks, spaces, `@`s): none reaches the admin.
+    let spellings = serde_json::to_string(&crate::identity::variants("admin", 30)).unwrap();
+    let script = format!(
+        r#"let h = connect(); for n in {spellings} {{ try {{ h.suspend(n, #{{reason: "p"}}); h.demote(n); }} catch {{}} }} h.suspend_all({spellings}, #{{reason: "p"}}).filter(|r| r.status == "ok").len()"#
+    );
+    let sent = run_as(&env, &server().token, &["--yes", "--format", "json", "eval", &script]);
+    assert_eq!(sent.stdout.trim(), "0", "{}", sent.report());
     let admin = eval(&env, r#"connect().get_user("admin")"#);
     assert_eq!(admin["suspended"], false, "{admin}");
     assert_eq!(admin["admin"], true, "{admin}");
