@@ -168,6 +168,18 @@ impl Account {
         self
     }
 
+    /// The account without its record, once what it says is decided on: a job keeps one per item, and a record
+    /// (the service's JSON) is a thousand times larger than what deciding needs later (its ids, names and
+    /// login, for messages).
+    pub fn without_record(mut self) -> Account {
+        let login = self.record.get("login").cloned();
+        self.record = match login {
+            Some(login) => serde_json::json!({ "login": login }),
+            None => Value::Null,
+        };
+        self
+    }
+
     /// Every stable id it has: the id, then the aliases.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str)).filter(|i| !i.is_empty())

@@ -362,7 +362,7 @@ impl Dispatcher {
             seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {
                 results[i] = Some(BulkResult::of(item, status, Some(why)));
-                accounts[i] = Some(account);
+                accounts[i] = Some(kept(account));
                 continue;
             }
             // What an earlier run of the job left in flight on this account, settled by the state just read.
@@ -383,7 +383,7 @@ impl Dispatcher {
                 }
                 seen => todo.push((i, seen)),
             }
-            accounts[i] = Some(account);
+            accounts[i] = Some(kept(account));
         }
         if !settled.is_empty() {
             self.recorder.record(settled).await?;
@@ -419,7 +419,7 @@ impl Dispatcher {
                             true => backend.state_of(op, &account).await?,
                             false => None,
                         };
-                        Ok((account, seen))
+                        Ok((account.without_record(), seen))
                     };
                     (i, failing.note(self.unless_stopped(read).await))
                 }
@@ -693,6 +693,12 @@ impl Job<'_> {
             None => Action::new(self.op, self.items[i].target.clone(), item_params(self.params, &self.items[i])),
         }
     }
+}
+
+/// What a job keeps of an item's account once it is decided on: its stable id and its address, which its
+/// intent and outcome name (a job of 100,000 keeps 100,000 of them; names and records were for deciding).
+fn kept(account: Account) -> Account {
+    Account { id: account.id, address: account.address, ..Account::default() }
 }
 
 /// Item `item`'s action addressed to `account`: its address as the target, its stable id as `params.account`,
