@@ -133,7 +133,10 @@ fuzz_target!(|a: Answer| {
         let work = async {
             if backend.supported().contains(&op) {
                 let _ = backend.execute(&action).await;
-                let _ = backend.state(op, &target).await;
+                let _ = backend.state(op, &target, &action.params).await;
+                // Resolving a name, and a credential's owner, read whatever the server answers too.
+                let _ = backends::resolve(backend.as_ref(), &target, &action.params).await;
+                let _ = backend.owner_of(&action).await;
             }
             let _ = backend.identity().await;
         };
