@@ -10,8 +10,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use steward::backends::{self, Action, Op};
-use steward::redact::SecretString;
 use steward::http::retry::RetryPolicy;
+use steward::redact::SecretString;
 
 #[derive(Arbitrary, Debug)]
 enum Header {
