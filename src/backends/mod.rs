@@ -66,6 +66,17 @@ pub struct Verb {
     pub inverse: Option<Op>,
     /// The bulk form (`suspend_all`), for the ones that have one.
     pub bulk: Option<&'static str>,
+    /// Which account a change reaches, for dispatch to resolve and decide on.
+    pub reaches: Reaches,
+}
+
+/// Which account an operation's change reaches: the one its target names, the owner of the key, token or session
+/// its target names, or none (a new user, a raw `api()` path, the caller's own session).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reaches {
+    Nothing,
+    User,
+    Credential,
 }
 
 /// When a property holds: never, always, or by the HTTP method an `api()` call names.
@@ -87,36 +98,36 @@ fn is_delete(method: &str) -> bool {
 /// Every operation, in the order of `Op` (a test holds them together).
 #[rustfmt::skip]
 pub const VERBS: &[Verb] = &[
-    Verb { op: Op::Whoami, name: "whoami", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::ListUsers, name: "list_users", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::GetUser, name: "get_user", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::CreateUser, name: "create_user", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::RenameUser, name: "rename_user", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::DeleteUser, name: "delete_user", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::Suspend, name: "suspend", changes: When::Always, destructive: When::Never, guarded: true, inverse: Some(Op::Unsuspend), bulk: Some("suspend_all") },
-    Verb { op: Op::Unsuspend, name: "unsuspend", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Suspend), bulk: Some("unsuspend_all") },
-    Verb { op: Op::Promote, name: "promote", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Demote), bulk: Some("promote_all") },
-    Verb { op: Op::Demote, name: "demote", changes: When::Always, destructive: When::Always, guarded: true, inverse: Some(Op::Promote), bulk: Some("demote_all") },
-    Verb { op: Op::CreateImpersonationToken, name: "create_impersonation_token", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::DeleteImpersonationToken, name: "delete_impersonation_token", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::ListKeys, name: "list_keys", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::DeleteKey, name: "delete_key", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::ListTokens, name: "list_tokens", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::DeleteToken, name: "delete_token", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::RateLimit, name: "rate_limit", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::Activity, name: "activity", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::Reset2fa, name: "reset_2fa", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::Impersonate, name: "impersonate", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::Unimpersonate, name: "unimpersonate", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::SetRole, name: "set_role", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::UpdateProfile, name: "update_profile", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::Roles, name: "roles", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::ListGroups, name: "list_groups", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None },
-    Verb { op: Op::ListSessions, name: "list_sessions", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::DeleteSession, name: "delete_session", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None },
-    Verb { op: Op::Api, name: "api", changes: When::Method(is_write), destructive: When::Method(is_delete), guarded: false, inverse: None, bulk: None },
+    Verb { op: Op::Whoami, name: "whoami", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::ListUsers, name: "list_users", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::GetUser, name: "get_user", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::CreateUser, name: "create_user", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::RenameUser, name: "rename_user", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::DeleteUser, name: "delete_user", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::Suspend, name: "suspend", changes: When::Always, destructive: When::Never, guarded: true, inverse: Some(Op::Unsuspend), bulk: Some("suspend_all"), reaches: Reaches::User },
+    Verb { op: Op::Unsuspend, name: "unsuspend", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Suspend), bulk: Some("unsuspend_all"), reaches: Reaches::User },
+    Verb { op: Op::Promote, name: "promote", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::Demote), bulk: Some("promote_all"), reaches: Reaches::User },
+    Verb { op: Op::Demote, name: "demote", changes: When::Always, destructive: When::Always, guarded: true, inverse: Some(Op::Promote), bulk: Some("demote_all"), reaches: Reaches::User },
+    Verb { op: Op::CreateImpersonationToken, name: "create_impersonation_token", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::DeleteImpersonationToken, name: "delete_impersonation_token", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::ListKeys, name: "list_keys", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::DeleteKey, name: "delete_key", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None, reaches: Reaches::Credential },
+    Verb { op: Op::ListTokens, name: "list_tokens", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::DeleteToken, name: "delete_token", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None, reaches: Reaches::Credential },
+    Verb { op: Op::RateLimit, name: "rate_limit", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::Activity, name: "activity", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::Reset2fa, name: "reset_2fa", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::Impersonate, name: "impersonate", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::Unimpersonate, name: "unimpersonate", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::SetRole, name: "set_role", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::UpdateProfile, name: "update_profile", changes: When::Always, destructive: When::Never, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::Roles, name: "roles", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::ListGroups, name: "list_groups", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::ListSessions, name: "list_sessions", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
+    Verb { op: Op::DeleteSession, name: "delete_session", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None, reaches: Reaches::Credential },
+    Verb { op: Op::Api, name: "api", changes: When::Method(is_write), destructive: When::Method(is_delete), guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
 ];
 
 impl When {
@@ -160,6 +171,14 @@ impl Op {
 
     pub fn inverse(self) -> Option<Op> {
         self.verb().inverse
+    }
+
+    /// The account a change of this operation reaches (`Nothing` for what changes nothing).
+    pub fn reaches(self, params: &Value) -> Reaches {
+        match self.is_mutation(params) {
+            true => self.verb().reaches,
+            false => Reaches::Nothing,
+        }
     }
 }
 
@@ -728,11 +747,20 @@ mod tests {
             if verb.guarded || !matches!(verb.destructive, When::Never) {
                 assert!(!matches!(verb.changes, When::Never), "{} guards or asks but changes nothing", verb.name);
             }
+            // What guards its target reaches a user; what changes nothing reaches nobody.
+            if verb.guarded {
+                assert_eq!(verb.reaches, Reaches::User, "{}", verb.name);
+            }
+            if matches!(verb.changes, When::Never) {
+                assert_eq!(verb.reaches, Reaches::Nothing, "{}", verb.name);
+            }
         }
         assert_eq!(VERBS.len(), Op::Api as usize + 1);
         let api = |m: &str| json!({"method": m, "path": "x"});
         assert!(!Op::Api.is_mutation(&api("GET")) && Op::Api.is_mutation(&api("post")));
         assert!(Op::Api.is_destructive(&api("DELETE")) && !Op::Api.is_destructive(&api("PUT")));
+        assert_eq!(Op::DeleteKey.reaches(&Value::Null), Reaches::Credential);
+        assert_eq!(Op::Api.reaches(&api("DELETE")), Reaches::Nothing, "a raw path names no account");
     }
 
     #[test]

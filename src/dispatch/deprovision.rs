@@ -729,8 +729,8 @@ fn keyed_on(action: &mut Action, account: &str) {
     if !action.params.is_object() {
         action.params = json!({});
     }
-    let key = match super::guard::reaches(action.op, &action.params) {
-        super::guard::Reaches::Credential => "owner_id",
+    let key = match action.op.reaches(&action.params) {
+        crate::backends::Reaches::Credential => "owner_id",
         _ => "account",
     };
     action.params[key] = json!(account);

@@ -4,7 +4,7 @@
 
 use super::Connection;
 use crate::backends::model::Account;
-use crate::backends::{self, Action, Backend, Op};
+use crate::backends::{self, Action, Backend, Op, Reaches};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use serde_json::{json, Value};
@@ -91,27 +91,6 @@ impl Guard {
     }
 }
 
-/// Which account a change reaches: named by its target (a user), or the owner of the credential it deletes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reaches {
-    /// No account: a read, a new user, a raw `api()` path.
-    Nothing,
-    /// The user its target names.
-    User,
-    /// The owner of the key, token or session its target names.
-    Credential,
-}
-
-/// What an operation reaches; a property of the operation.
-pub(crate) fn reaches(op: Op, params: &Value) -> Reaches {
-    match op {
-        _ if !op.is_mutation(params) => Reaches::Nothing,
-        Op::CreateUser | Op::Unimpersonate | Op::Api => Reaches::Nothing,
-        Op::DeleteKey | Op::DeleteToken | Op::DeleteSession => Reaches::Credential,
-        _ => Reaches::User,
-    }
-}
-
 /// A change, resolved: the action addressed to what the server answered (`target` its account's address,
 /// `params.account` its stable id, `params.named` what the script wrote where that differs), and the account.
 pub(crate) struct Resolved {
@@ -126,7 +105,7 @@ pub(crate) struct Resolved {
 /// raw paths reach no account and pass unchanged.
 pub(crate) async fn resolve_action(backend: &dyn Backend, action: &Action) -> Result<Option<Resolved>, ApiError> {
     let mut action = action.clone();
-    match reaches(action.op, &action.params) {
+    match action.op.reaches(&action.params) {
         Reaches::Nothing => Ok(None),
         Reaches::User => {
             let named = action.target()?.trim().to_string();
@@ -167,7 +146,7 @@ pub(crate) fn refusal<'g>(guard: &'g Guard, backend: &dyn Backend, resolved: &Re
 /// Does `op` take access or privilege from the account it reaches (or act as it)? Every credential deletion
 /// does, whoever the script said owned it.
 pub(crate) fn takes_from(op: Op, params: &Value) -> bool {
-    op.guards_target() || reaches(op, params) == Reaches::Credential
+    op.guards_target() || op.reaches(params) == Reaches::Credential
 }
 
 fn set_param(action: &mut Action, key: &str, value: Value) {
