@@ -318,7 +318,7 @@ impl ToSql for Val {
 
 /// The synchronous PostgreSQL client runs its own small runtime and must not be driven from inside another
 /// (a verb reading the log from async code): there it runs on a thread of its own for the call.
-fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub(super) fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }

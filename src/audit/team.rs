@@ -99,10 +99,16 @@ impl PgTarget {
     fn connect(&self) -> Result<postgres::Client, AuditError> {
         let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
         let config = postgres::Config::from(self.settings().map_err(fail)?);
-        let connected = match config.get_ssl_mode() {
-            postgres::config::SslMode::Disable => config.connect(postgres::NoTls),
-            _ => config.connect(self.tls().map_err(fail)?),
+        // The synchronous client blocks on a runtime of its own: from async code (a verb reading what an earlier
+        // run recorded, as every unsuspend does) it connects on a thread of its own.
+        let tls = match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => None,
+            _ => Some(self.tls().map_err(fail)?),
         };
+        let connected = super::db::off_runtime(|| match tls {
+            None => config.connect(postgres::NoTls),
+            Some(tls) => config.connect(tls),
+        });
         connected.map_err(|e| fail(DbError::from(e).to_string()))
     }
 

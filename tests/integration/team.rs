@@ -285,6 +285,15 @@ fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_t
     }
     let open = team_run(&b, "postgres", &["--format", "json", "audit", "list", "--pending"]).success();
     assert_eq!(open.stdout.trim(), "[]", "every intent A left open was settled by B:\n{}", open.report());
+    // A change names the account it reached; the team log finds it by the name a script gave it too.
+    team_run(&b, "postgres", &["--yes", "eval", r#"connect("ghes").unsuspend("USER0003")"#]).success();
+    for name in ["USER0003", "user0003"] {
+        let rows =
+            team_run(&b, "postgres", &["--format", "json", "audit", "list", "--op", "unsuspend", "--target", name]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&rows.success().stdout).expect("json");
+        assert_eq!(rows.len(), 2, "{name}: the intent and the outcome: {rows:?}");
+        assert!(rows.iter().all(|r| r["target"] == "user0003"), "{rows:?}");
+    }
 }
 
 #[test]
