@@ -281,24 +281,12 @@ impl Github {
     /// The instance's SSH keys and personal access tokens: listed, or one deleted by its id.
     async fn credentials(&self, action: &Action) -> Result<Value, ApiError> {
         match action.op {
-            Op::ListKeys => {
-                let keys = self
-                    .http
-                    .list(Request::new(Method::GET, "admin/keys").query("per_page", 100), Paging::LinkHeader)
-                    .await?;
-                Ok(Value::Array(keys))
-            }
+            Op::ListKeys => Ok(Value::Array(self.listing("admin/keys").await?)),
             Op::DeleteKey => {
                 let path = format!("admin/keys/{}", segment(action.target()?));
                 self.change(Request::new(Method::DELETE, path), action).await
             }
-            Op::ListTokens => {
-                let tokens = self
-                    .http
-                    .list(Request::new(Method::GET, "admin/tokens").query("per_page", 100), Paging::LinkHeader)
-                    .await?;
-                Ok(Value::Array(tokens))
-            }
+            Op::ListTokens => Ok(Value::Array(self.listing("admin/tokens").await?)),
             Op::DeleteToken => {
                 let id = action.target()?;
                 // The spec types token_id as an integer; say so here rather than as a server 404.
