@@ -69,22 +69,33 @@ fn known() -> &'static RwLock<Known> {
     KNOWN.get_or_init(|| RwLock::new(Known { values: BTreeSet::new(), matcher: None }))
 }
 
-/// Remembers `value` as a secret: from now on it never leaves the process in any text `redact` sees.
+/// Remembers `value` as a secret: from now on it never leaves the process in any text `redact` sees. Each part
+/// of a compound secret (`ORG:SECRET`, `user:password`) is remembered too, since a server may echo one alone.
 pub fn remember(value: &str) {
     let value = value.trim();
-    if value.len() < MIN_SECRET_LEN {
+    // A part holding a space is a scheme and its value (`org.token 89`), not a secret of its own.
+    let halves = value.split(':').filter(|p| !p.contains(char::is_whitespace));
+    let parts: Vec<&str> = std::iter::once(value).chain(halves).filter(|p| p.len() >= MIN_SECRET_LEN).collect();
+    if parts.is_empty() {
         return;
     }
-    if known().read().values.contains(value) {
+    if parts.iter().all(|p| known().read().values.contains(*p)) {
         return;
     }
     let mut known = known().write();
-    if !known.values.insert(value.to_string()) {
+    let mut added = false;
+    for part in parts {
+        added |= known.values.insert(part.to_string());
+    }
+    if !added {
         return;
     }
     let forms: BTreeSet<String> = known.values.iter().flat_map(|v| encoded_forms(v)).collect();
+    // One automaton for every form of every secret; ASCII case is ignored, so an upper-cased echo, upper-case
+    // hex and `%2f`/`%2F` all match.
     known.matcher = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
+        .ascii_case_insensitive(true)
         .build(forms.iter().filter(|f| f.len() >= MIN_SECRET_LEN))
         .ok()
         .map(Arc::new);
@@ -96,15 +107,19 @@ pub fn loaded(value: String) -> SecretString {
     SecretString::from(value)
 }
 
-/// The forms a secret takes in text: as is, percent-encoded, and base64 in both alphabets. Base64 of a longer
-/// text holding the secret (`user:token` in a Basic header) depends on where it starts, so for each of the
-/// three alignments the characters that only the secret decides are kept.
+/// The forms a secret takes in text: as is, percent-encoded (as a query value, as a path segment, and byte by
+/// byte), as hex, as a JSON string (escaped as serde writes it, with `\/`, and wholly as `\uXXXX`), and base64
+/// in both alphabets. Base64 of a longer text holding the secret (`user:token` in a Basic header) depends on
+/// where it starts, so for each of the three alignments the characters that only the secret decides are kept.
 fn encoded_forms(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_string()];
     // As a query value (spaces as `+`) and as a path segment (spaces as `%20`, as `http::segment` writes it).
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     forms.push(query.replace('+', "%20"));
     forms.push(query);
+    forms.push(secret.bytes().map(|b| format!("%{b:02X}")).collect());
+    forms.push(secret.bytes().map(|b| format!("{b:02x}")).collect());
+    forms.extend(json_forms(secret));
     for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD]
     {
         for offset in 0..3usize {
@@ -125,6 +140,15 @@ fn encoded_forms(secret: &str) -> Vec<String> {
     forms
 }
 
+/// A secret inside a JSON string: escaped as a serializer writes it, with `/` as `\/`, and every character as
+/// `\uXXXX` (UTF-16, as JSON spells characters past the first plane).
+fn json_forms(secret: &str) -> Vec<String> {
+    let quoted = serde_json::to_string(secret).unwrap_or_default();
+    let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_string();
+    let all_u: String = secret.encode_utf16().map(|unit| format!("\\u{unit:04x}")).collect();
+    vec![escaped.replace('/', "\\/"), escaped, all_u]
+}
+
 /// `text` with every secret this process loaded (in any of its forms) and every token shape replaced by
 /// `[REDACTED]`: for messages, logs, files and the audit log.
 pub fn redact(text: &str) -> String {
@@ -135,11 +159,48 @@ pub fn redact(text: &str) -> String {
 /// `text` with every secret this process loaded replaced, but token shapes kept: for a value a person asked
 /// for (a freshly made impersonation token, a user's login token), which the shape rule would hide from them.
 pub fn redact_loaded(text: &str) -> String {
-    let matcher = known().read().matcher.clone();
-    match matcher {
-        Some(m) => m.replace_all(text, &vec![REDACTED; m.patterns_len()]),
-        None => text.to_string(),
+    let Some(matcher) = known().read().matcher.clone() else {
+        return text.to_string();
+    };
+    if !text.bytes().any(|b| matches!(b, b'\n' | b'\r' | b'\\')) {
+        return matcher.replace_all(text, &vec![REDACTED; matcher.patterns_len()]);
     }
+    // A secret split across lines (a wrapped body, a JSON `\n`) is found in a view without the breaks, and the
+    // original text it spans, breaks included, is replaced.
+    let (view, at) = without_line_breaks(text);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for found in matcher.find_iter(&view) {
+        let (start, end) = (at[found.start()], at[found.end() - 1] + 1);
+        out.push_str(&text[last..start]);
+        out.push_str(REDACTED);
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// `text` without its line breaks (CR, LF and the indentation after them, and JSON's `\n` and `\r`), and for
+/// each byte of that view, where it is in `text`. Only ASCII is removed, so the view stays valid UTF-8.
+fn without_line_breaks(text: &str) -> (String, Vec<usize>) {
+    let bytes = text.as_bytes();
+    let mut view = Vec::with_capacity(bytes.len());
+    let mut at = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped_break = bytes[i] == b'\\' && matches!(bytes.get(i + 1), Some(b'n' | b'r'));
+        if escaped_break || matches!(bytes[i], b'\n' | b'\r') {
+            i += if escaped_break { 2 } else { 1 };
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            continue;
+        }
+        view.push(bytes[i]);
+        at.push(i);
+        i += 1;
+    }
+    (String::from_utf8(view).unwrap_or_default(), at)
 }
 
 /// Does a parameter or argument of this name hold a secret (`password`, `api_token`, `client_secret`…)?
@@ -212,6 +273,50 @@ mod tests {
             }
         }
         assert_eq!(redact("user octocat not found"), "user octocat not found");
+    }
+
+    #[test]
+    fn each_half_of_a_compound_secret_is_scrubbed_in_every_encoding_and_across_lines() {
+        let secret = "Tr4visHalfS3cret/x";
+        remember(&format!("8675309:{secret}"));
+        remember("org.token 42:unrelated");
+        let per_byte: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
+        let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
+        let json_u: String = secret.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (head, tail) = secret.split_at(7);
+        for text in [
+            format!("you sent {secret} alone"),
+            format!("you sent {} shouting", secret.to_uppercase()),
+            format!("per byte {per_byte}"),
+            format!("hex {hex}"),
+            format!("json {json_u}"),
+            format!("json {}", serde_json::to_string(secret).unwrap().replace('/', "\\/")),
+            format!("b64 {}", b64.encode(format!("ab{secret}"))),
+            format!("b64 {}", b64.encode(format!("a{secret}"))),
+            format!("split {head}\n{tail} over two lines"),
+            format!("split {head}\r\n    {tail} with indent"),
+            format!("json split {head}\\n{tail}"),
+        ] {
+            let out = redact(&text);
+            assert!(out.contains("[REDACTED]"), "{text} → {out}");
+            for leaked in [&secret[..10], &per_byte[..12], &hex[..12], &json_u[..18]] {
+                assert!(!out.to_lowercase().contains(&leaked.to_lowercase()), "{leaked} survived in {out}");
+            }
+        }
+        // Text around a split secret is kept, and an auth scheme word is not taken for a secret.
+        assert_eq!(redact(&format!("a {head}\n{tail} b")), "a [REDACTED] b");
+        assert_eq!(redact("org.token 42 refused"), "org.token 42 refused");
+        assert_eq!(redact("line one\nline two\r\n"), "line one\nline two\r\n");
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_before_a_quote_of_it_is_cut() {
+        let token = "cutCutCutSecretValue1234567890";
+        remember(token);
+        let url = format!("{}?access_token={token}", "x".repeat(170));
+        let out = crate::http::shorten(&url);
+        assert!(!out.contains("cutCutCut"), "half the token survived the cut: {out}");
     }
 
     #[test]

@@ -765,8 +765,10 @@ pub fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// At most 200 characters of `text` a server or script sent, for an error message that quotes it.
+/// At most 200 characters of `text` a server or script sent, for an error message that quotes it. Scrubbed
+/// before it is cut: a secret cut in half is no longer one the scrubber can find.
 pub(crate) fn shorten(text: &str) -> String {
+    let text = crate::redact::redact(text);
     match text.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),

@@ -438,6 +438,34 @@ fn a_travis_org_token_is_scrubbed_in_every_form() {
     assert!(!run.stderr.contains("89:s3cr3t"), "{}", run.report());
 }
 
+/// A Travis token given whole as `ORG:SECRET`: a server that echoes the secret half alone, split over lines, or
+/// byte by byte %-encoded, gets none of it printed, logged, written to the results or kept in the audit log.
+#[test]
+fn each_half_of_a_travis_org_token_is_scrubbed_however_a_server_echoes_it() {
+    let secret = "s3cr3tTravisHalf";
+    let server = Hostile::start(move |_| {
+        let per_byte: String = secret.bytes().map(|b| format!("%{b:02X}")).collect();
+        let echo = format!("bad {secret}; {}; {}\n{}; {per_byte}", secret.to_uppercase(), &secret[..6], &secret[6..]);
+        Reply::Json { status: 422, headers: Vec::new(), body: serde_json::json!({ "error_message": echo }).to_string() }
+    });
+    let env = env_for("travis", &server.base(), "org_id = \"8675309\"\n");
+    env.write("job.rhai", r#"write_csv("results.csv", connect("h").suspend_all(["alice"], #{reason: "left"}));"#);
+    let mut cmd = env.cmd();
+    cmd.env("GHES_TOKEN", format!("8675309:{secret}")).args(["-vv", "--yes", "run", "job.rhai"]);
+    let run = crate::util::Run::of(cmd);
+    assert!(run.stderr.contains("[REDACTED]"), "the echo was shown, scrubbed\n{}", run.report());
+    let results = std::fs::read_to_string(env.path("results.csv")).unwrap_or_default();
+    let export = env.run(&["audit", "export", "--format", "json"]).success();
+    let shouted = secret.to_uppercase();
+    for (name, text) in
+        [("stderr", &run.stderr), ("stdout", &run.stdout), ("results", &results), ("audit", &export.stdout)]
+    {
+        for leaked in [secret, &secret[..6], &secret[6..], shouted.as_str(), "%73%33%63%72"] {
+            assert!(!text.contains(leaked), "{name} holds {leaked}\n{text}\n{}", run.report());
+        }
+    }
+}
+
 #[test]
 fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
     let server = Hostile::start(|_| Reply::Silence);
