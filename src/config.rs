@@ -1,7 +1,9 @@
 //! The config file: profiles (one per service instance), where tokens come from, and the run-wide settings.
 
 use crate::http::origin;
+use crate::interrupt::Interrupt;
 use crate::redact::{loaded, redact, remember, ExposeSecret, SecretString};
+use crate::secret_cmd;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -183,13 +185,14 @@ impl Profile {
         }
     }
 
-    /// Reads the token from its source; the error says which source failed and how to fix it.
-    pub fn resolve_token(&self, name: &str) -> Result<Option<SecretString>, TokenError> {
+    /// Reads the token from its source; the error says which source failed and how to fix it. A `token_cmd`
+    /// stops when the run does (`stop`: Ctrl-C, `--timeout`).
+    pub fn resolve_token(&self, name: &str, stop: &Interrupt) -> Result<Option<SecretString>, TokenError> {
         if let Some(var) = &self.token_env {
             return env_secret(name, var, "token_env").map(Some);
         }
         if let Some(cmd) = &self.token_cmd {
-            let token = run_secret_cmd("token_cmd", cmd, TOKEN_CMD_TIMEOUT)
+            let token = secret_cmd::run("token_cmd", cmd, secret_cmd::CAP, stop)
                 .map_err(|why| TokenError::Command { profile: name.to_string(), why })?;
             let token = token.trim().to_string();
             if token.is_empty() {
@@ -226,8 +229,9 @@ pub fn env_secret(profile: &str, var: &str, key: &str) -> Result<SecretString, T
 
 impl Config {
     /// Where the team log's password comes from (`audit_password_env` / `audit_password_cmd`; neither: none, as
-    /// for a server that trusts the connection), read when the log is first reached and remembered for redaction.
-    pub fn audit_password(&self) -> crate::audit::team::PasswordSource {
+    /// for a server that trusts the connection), read when the log is first reached and remembered for redaction;
+    /// a command stops when the run does (`stop`).
+    pub fn audit_password(&self, stop: Interrupt) -> crate::audit::team::PasswordSource {
         let env = self.audit_password_env.clone();
         let cmd = self.audit_password_cmd.clone();
         std::sync::Arc::new(move || {
@@ -238,7 +242,7 @@ impl Config {
                 };
             }
             let Some(cmd) = &cmd else { return Ok(None) };
-            let password = run_secret_cmd("audit_password_cmd", cmd, TOKEN_CMD_TIMEOUT)?;
+            let password = secret_cmd::run("audit_password_cmd", cmd, secret_cmd::CAP, &stop)?;
             let password = password.trim().to_string();
             if password.is_empty() {
                 return Err("audit_password_cmd printed nothing; it must print the password on stdout".into());
@@ -352,63 +356,6 @@ fn is_private(_path: &Path) -> bool {
     false
 }
 
-/// How long `token_cmd` may take (long enough to type a passphrase into a pinentry).
-const TOKEN_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs `token_cmd` (or another secret command, named `key` in errors) in a process group of its own and returns what it printed. Past `timeout` the whole group
-/// is killed; after it exits too, so a child it left behind neither lingers nor holds its output open.
-fn run_secret_cmd(key: &str, cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run {key}: {e}"))?;
-    let group = child.id() as libc::pid_t;
-    let kill_group = || {
-        // SAFETY: killpg only sends a signal; the group is the one this function made for the command.
-        unsafe { libc::killpg(group, libc::SIGKILL) };
-    };
-    let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        if let Some(s) = stdout {
-            // A token is short: a command printing without end is cut at 64 KB.
-            let _ = s.take(64 << 10).read_to_end(&mut out);
-        }
-        out
-    });
-    let deadline = std::time::Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            Ok(None) => {
-                kill_group();
-                let _ = child.wait();
-                return Err(format!(
-                    "{key} did not finish within {} s and was stopped (with its children); run it by hand to see why",
-                    timeout.as_secs()
-                ));
-            }
-            Err(e) => return Err(format!("cannot wait for {key}: {e}")),
-        }
-    };
-    kill_group();
-    let out = reader.join().map_err(|_| format!("{key}'s output could not be read"))?;
-    if !status.success() {
-        return Err(format!("{key} failed ({status}); run it by hand to see why"));
-    }
-    String::from_utf8(out).map_err(|_| format!("{key} printed non-UTF-8 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,47 +405,6 @@ mod tests {
     }
 
     #[test]
-    fn a_hanging_token_cmd_is_stopped_with_its_children() {
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("child.pid");
-        let cmd = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
-        let started = std::time::Instant::now();
-        let e = run_secret_cmd("token_cmd", &cmd, std::time::Duration::from_millis(500)).unwrap_err();
-        assert!(e.contains("did not finish within 0 s"), "{e}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
-        assert!(!alive(&pid), "the child {pid} outlived token_cmd");
-    }
-
-    #[test]
-    fn a_child_left_behind_by_token_cmd_neither_lingers_nor_holds_the_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("child.pid");
-        let cmd = format!("sleep 300 & echo $! > {}; echo tok3n-value", pid_file.display());
-        let started = std::time::Instant::now();
-        assert_eq!(
-            run_secret_cmd("token_cmd", &cmd, std::time::Duration::from_secs(30)).unwrap().trim(),
-            "tok3n-value"
-        );
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
-        assert!(!alive(&pid), "the child {pid} outlived token_cmd");
-    }
-
-    /// Running (a zombie waiting for its reaper counts as gone).
-    fn alive(pid: &str) -> bool {
-        for _ in 0..100 {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
-            if matches!(state, "" | "Z" | "X") {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        true
-    }
-
-    #[test]
     fn a_default_profile_must_exist() {
         assert!(parse("default_profile = \"nope\"\n").is_err());
     }
@@ -515,7 +421,7 @@ mod tests {
         let c =
             parse("[profiles.x]\nkind = \"github\"\nurl = \"https://h\"\ntoken_env = \"STEWARD_TEST_SURELY_UNSET\"\n")
                 .unwrap();
-        let e = c.profiles["x"].resolve_token("x").unwrap_err().to_string();
+        let e = c.profiles["x"].resolve_token("x", &Interrupt::default()).unwrap_err().to_string();
         assert!(e.contains("export STEWARD_TEST_SURELY_UNSET="), "{e}");
     }
 }

@@ -123,7 +123,7 @@ fn build_connection(name: &str, entry: &ProfileEntry, all: &Connections) -> Resu
     let p = &entry.profile;
     let token = match &entry.preset_token {
         Some(t) => Some(t.clone()),
-        None => p.resolve_token(name)?,
+        None => p.resolve_token(name, dispatcher.interrupt())?,
     };
     let fingerprint = token
         .as_ref()

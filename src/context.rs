@@ -51,6 +51,9 @@ pub struct Settings {
     pub mode: Mode,
     pub output: OutputSettings,
     pub script_budgets: Budgets,
+    /// The run's stop (Ctrl-C, `--timeout`), made here so what settings start (a team log's password command)
+    /// stops with the run.
+    pub interrupt: Interrupt,
 }
 
 impl Settings {
@@ -90,10 +93,12 @@ impl Settings {
         let mut audit_path = audit_path;
         // A team log, unless a file was named or this is a sandbox (whose rehearsals stay off the team's record).
         let team_url = global.audit_url.clone().or_else(|| config.audit_url.clone());
+        let interrupt = Interrupt::default();
         if let (Some(url), None, false) = (team_url, &global.audit_db, global.sandbox) {
             let anchors = audit_path.parent().map(|d| d.join("team")).unwrap_or_else(|| PathBuf::from("team"));
-            let pg = PgTarget::new(&url, config.audit_ca_file.clone(), &anchors, config.audit_password())
-                .map_err(UsageError::new)?;
+            let pg =
+                PgTarget::new(&url, config.audit_ca_file.clone(), &anchors, config.audit_password(interrupt.clone()))
+                    .map_err(UsageError::new)?;
             audit_path = pg.anchor.clone();
             audit_target = AuditTarget::Postgres(Arc::new(pg));
         }
@@ -115,6 +120,7 @@ impl Settings {
             mode,
             output: OutputSettings { format, stdout_is_tty },
             script_budgets,
+            interrupt,
         })
     }
 
@@ -186,7 +192,7 @@ impl Context {
             false => None,
         };
         settings.check_default()?;
-        let interrupt = Interrupt::default();
+        let interrupt = settings.interrupt.clone();
         interrupt.install_handler();
         let fingerprints = Fingerprints::new(settings.audit_target.clone());
         let run_info = RunInfo { default_profile: settings.default_profile.clone(), ..run_info };

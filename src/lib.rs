@@ -33,6 +33,7 @@ pub(crate) mod prompt;
 pub mod redact;
 pub(crate) mod repl;
 pub mod script;
+pub(crate) mod secret_cmd;
 pub mod turns;
 
 use cli::{Cli, Command};

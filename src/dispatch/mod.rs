@@ -87,6 +87,11 @@ struct Budget {
 }
 
 impl Dispatcher {
+    /// The run's stop (Ctrl-C, `--timeout`), for work outside dispatch that must end with the run.
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     pub fn new(
         target: AuditTarget,
         syslog: Option<std::path::PathBuf>,

@@ -466,6 +466,63 @@ fn each_half_of_a_travis_org_token_is_scrubbed_however_a_server_echoes_it() {
     }
 }
 
+/// A profile whose token comes from `token_cmd`, against a server that knows the token's owner.
+fn token_cmd_env(token_cmd: &str) -> (Hostile, Env) {
+    let server = Hostile::start(|_| json(r#"{"login": "admin", "id": 1, "site_admin": true}"#));
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.h]\nkind = \"github\"\nurl = \"{}/api/v3\"\ntoken_cmd = {:?}\n",
+        server.base(),
+        token_cmd
+    ));
+    (server, env)
+}
+
+#[test]
+fn a_hanging_token_cmd_ends_at_the_runs_timeout_and_at_ctrl_c() {
+    let (_server, env) = token_cmd_env("sleep 300");
+    let started = std::time::Instant::now();
+    let run = env.run(&["--timeout", "3", "eval", r#"connect("h"); 1"#]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("token_cmd was stopped") && run.stderr.contains("--timeout 3"), "{}", run.report());
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}\n{}", started.elapsed(), run.report());
+
+    let mut child = env
+        .cmd()
+        .args(["eval", r#"connect("h"); 1"#])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    // SAFETY: a signal to the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "one Ctrl-C took {:?}", started.elapsed());
+    assert_ne!(status.code(), Some(0));
+}
+
+#[test]
+fn a_token_cmd_that_leaves_a_daemon_holding_its_output_neither_hangs_nor_leaves_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("daemon.pid");
+    let (_server, env) =
+        token_cmd_env(&format!("setsid sleep 300 & echo $! > {}; echo tok3nValue", pid_file.display()));
+    let started = std::time::Instant::now();
+    let run = env.run(&["--timeout", "20", "eval", r#"connect("h").whoami().login"#]);
+    assert_eq!(run.status, Some(0), "{}", run.report());
+    assert!(run.stdout.contains("admin"), "{}", run.report());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let gone = (0..100).any(|_| {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stat.is_empty() || stat.contains(") Z ")
+    });
+    assert!(gone, "the daemon {pid} outlived steward");
+}
+
 #[test]
 fn the_deadline_stops_a_call_that_waits_on_a_silent_server() {
     let server = Hostile::start(|_| Reply::Silence);
