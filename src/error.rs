@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Unsupported,
     Protected,
     Cancelled,
+    /// Sent, and the run was stopped before the answer came: it may have been applied. The log keeps its intent
+    /// open; a resume reads the account and settles it.
+    InDoubt,
     /// Another steward process is changing the same account right now.
     Busy,
     /// steward's own audit log could not record the action, so nothing was sent.
@@ -34,6 +37,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Protected => "protected",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::InDoubt => "in_doubt",
             ErrorKind::Busy => "busy",
             ErrorKind::Audit => "audit",
         }

@@ -279,7 +279,7 @@ mod tests {
     fn each_half_of_a_compound_secret_is_scrubbed_in_every_encoding_and_across_lines() {
         let secret = "Tr4visHalfS3cret/x";
         remember(&format!("8675309:{secret}"));
-        remember("org.token 42:unrelated");
+        remember("myscheme 4242:unrelated");
         let per_byte: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
         let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
         let json_u: String = secret.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
@@ -306,7 +306,7 @@ mod tests {
         }
         // Text around a split secret is kept, and an auth scheme word is not taken for a secret.
         assert_eq!(redact(&format!("a {head}\n{tail} b")), "a [REDACTED] b");
-        assert_eq!(redact("org.token 42 refused"), "org.token 42 refused");
+        assert_eq!(redact("myscheme 4242 refused"), "myscheme 4242 refused");
         assert_eq!(redact("line one\nline two\r\n"), "line one\nline two\r\n");
     }
 

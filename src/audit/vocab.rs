@@ -22,11 +22,16 @@ pub enum Status {
     Failed,
     /// A rule stopped it (protected, declined, busy).
     Refused,
-    /// Not sent, or not known to be applied, because the run was stopped.
+    /// Not sent, because the run was stopped first.
     Cancelled,
+    /// Sent, and the run stopped before its answer came: it may have been applied. No outcome row says so (the
+    /// intent stays open, which `audit list --pending` shows); a resume reads the target and settles it.
+    InDoubt,
     /// Left alone in a bulk job (protected, a duplicate).
     Skipped,
     DryRun,
+    /// Settled at resume without knowing: the service cannot show whether an earlier run's change was applied.
+    Unknown,
     /// The service made everyone wait.
     Paused,
     /// The script stopped before its end.
@@ -61,8 +66,10 @@ impl Status {
             Status::Failed => "failed",
             Status::Refused => "refused",
             Status::Cancelled => "cancelled",
+            Status::InDoubt => "in-doubt",
             Status::Skipped => "skipped",
             Status::DryRun => "dry-run",
+            Status::Unknown => "unknown",
             Status::Paused => "paused",
             Status::Aborted => "aborted",
             Status::Observed => "observed",

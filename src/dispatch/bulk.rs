@@ -83,6 +83,8 @@ pub enum ItemStatus {
     Skipped,
     /// Not sent: the run was stopped (Ctrl-C, --timeout) before its turn. A resume sends it.
     Cancelled,
+    /// Sent, and the run was stopped before the answer came. A resume reads the account and settles it.
+    InDoubt,
     DryRun,
 }
 
@@ -92,12 +94,13 @@ impl ItemStatus {
         Status::from(self).as_str()
     }
 
-    pub const ALL: [ItemStatus; 6] = [
+    pub const ALL: [ItemStatus; 7] = [
         ItemStatus::Ok,
         ItemStatus::Noop,
         ItemStatus::DryRun,
         ItemStatus::Skipped,
         ItemStatus::Cancelled,
+        ItemStatus::InDoubt,
         ItemStatus::Failed,
     ];
 }
@@ -110,6 +113,7 @@ impl From<ItemStatus> for Status {
             ItemStatus::Failed => Status::Failed,
             ItemStatus::Skipped => Status::Skipped,
             ItemStatus::Cancelled => Status::Cancelled,
+            ItemStatus::InDoubt => Status::InDoubt,
             ItemStatus::DryRun => Status::DryRun,
         }
     }
@@ -365,16 +369,21 @@ impl Dispatcher {
                 accounts[i] = Some(kept(account));
                 continue;
             }
-            // What an earlier run of the job left in flight on this account, settled by the state just read.
-            if let (Some(seq), Some(in_place)) = (self.earlier.open.get(&key), state) {
-                let status = if in_place { Status::Ok } else { Status::Cancelled };
-                // A resume runs the same script with the same arguments, so the earlier run read the state first too.
-                let mut seen = addressed(op, item, params, &account).params;
-                if seen.is_object() {
-                    seen["prior_observed"] = json!(true);
+            // What an earlier run of the job left in flight on this account, settled by its state.
+            // A resume runs the same script with the same arguments, so the earlier run read the state first too.
+            let mut seen = addressed(op, item, params, &account).params;
+            if seen.is_object() {
+                seen["prior_observed"] = json!(true);
+            }
+            let mut state = state;
+            if let Some(earlier) = self.settle_earlier(conn, (op, &account, &seen), state).await {
+                settled.extend(earlier.event);
+                state = earlier.state;
+                if let Some(why) = earlier.hold_back {
+                    results[i] = Some(BulkResult::of(item, ItemStatus::Skipped, Some(why)));
+                    accounts[i] = Some(kept(account));
+                    continue;
                 }
-                let why = if in_place { super::SETTLED_APPLIED } else { super::SETTLED_RESENT };
-                settled.extend(self.recorder.settle_once(conn, (op, &account.address, &seen, *seq), status, why));
             }
             match state {
                 Some(true) => {
@@ -744,6 +753,7 @@ fn item_result(item: &BulkItem, outcome: Result<Value, ApiError>) -> BulkResult 
         }
         // Another process holds the account, or acted on it since the job read it: left to that process.
         Err(e) if e.kind == ErrorKind::Busy => BulkResult::of(item, ItemStatus::Skipped, Some(e.message)),
+        Err(e) if e.kind == ErrorKind::InDoubt => BulkResult::of(item, ItemStatus::InDoubt, Some(e.message)),
         Err(e) => {
             let mut r = BulkResult::of(item, ItemStatus::Failed, Some(e.to_string()));
             r.http_status = e.status;

@@ -663,7 +663,11 @@ fn report_of(step: &Step, seq: Option<i64>, result: &Result<Value, ApiError>, st
             r
         }
         Err(e) => {
-            let status = if e.kind == ErrorKind::Cancelled { "cancelled" } else { "failed" };
+            let status = match e.kind {
+                ErrorKind::Cancelled => "cancelled",
+                ErrorKind::InDoubt => "in doubt",
+                _ => "failed",
+            };
             let mut r = step_report(step, status, Some(redact(&e.to_string())), seq);
             r.http_status = e.status;
             r
@@ -713,7 +717,7 @@ fn remaining(plan: &Cascade, after: &Snapshot) -> Vec<String> {
 
 /// A person's status from their steps and the verification.
 fn person_status(r: &PersonReport) -> &'static str {
-    let failed = r.steps.iter().any(|s| matches!(s.status.as_str(), "failed" | "refused" | "cancelled"));
+    let failed = r.steps.iter().any(|s| matches!(s.status.as_str(), "failed" | "refused" | "cancelled" | "in doubt"));
     let done = r.steps.iter().any(|s| s.status == "ok");
     match (failed, done, r.verified) {
         (false, _, Some(true)) if r.steps.iter().all(|s| s.status == "noop") => "nothing to do",

@@ -7,6 +7,7 @@ pub mod deprovision;
 pub mod guard;
 pub mod listing;
 pub mod recorder;
+mod resume;
 mod send;
 mod single;
 
@@ -238,8 +239,7 @@ impl Dispatcher {
 /// Why a resume settled an open intent the way it did.
 /// How every refusal for another process's account begins (a job's summary counts them by it).
 pub(crate) const BUSY: &str = "another steward process";
-pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
-pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
+pub(crate) use resume::{SETTLED_APPLIED, SETTLED_RESENT};
 
 /// What a script is told of a change that needed nothing: the target already was in the state asked for.
 fn noop_answer(conn: &Connection, action: &Action, note: &str) -> Value {

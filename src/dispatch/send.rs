@@ -93,10 +93,14 @@ impl Dispatcher {
     ) -> Result<Value, ApiError> {
         failpoint("after_intent_commit");
         let started = Instant::now();
-        let result = tokio::select! {
-            r = conn.backend.settle(action) => answer(conn, action, r),
-            _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, format!("{}; the request may or may not have reached the server", self.interrupt.reason()))),
+        let answered = tokio::select! {
+            r = conn.backend.settle(action) => Some(answer(conn, action, r)),
+            _ = self.interrupt.raised() => None,
         };
+        // Stopped in flight: it may have reached the server. No outcome is written, so the intent stays open (in
+        // doubt) and a resume reads the account and settles it: applied by this run (and undone by its undo),
+        // or not (and sent).
+        let Some(result) = answered else { return Err(in_doubt(&self.interrupt.reason())) };
         failpoint("after_response_before_outcome");
         let result = self.reconcile(conn, action, result).await;
         let ms = started.elapsed().as_millis() as i64;
@@ -289,4 +293,14 @@ impl Dispatcher {
         }
         Ok(action)
     }
+}
+
+/// What a change stopped in flight comes to (see `ErrorKind::InDoubt`).
+pub(super) fn in_doubt(reason: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::InDoubt,
+        format!(
+            "{reason} while the request was in flight: it may have been applied; the audit log keeps it in doubt and `steward resume` reads the account and settles it"
+        ),
+    )
 }

@@ -75,7 +75,15 @@ impl Dispatcher {
         }
         let mut action = resolved.action;
         if let (Some(_), Some(account)) = (action.op.inverse(), &resolved.account) {
-            match self.unless_stopped(conn.backend.state_of(action.op, account)).await? {
+            let state = self.unless_stopped(conn.backend.state_of(action.op, account)).await?;
+            // A resume settles what an earlier run of the job left in flight on this account first.
+            if let Some(earlier) = self.settle_earlier(conn, (action.op, account, &action.params), state).await {
+                self.recorder.record(earlier.event.into_iter().collect()).await?;
+                if let Some(why) = earlier.hold_back {
+                    return Err(ApiError::new(ErrorKind::Conflict, why));
+                }
+            }
+            match state {
                 Some(true) => {
                     let said = format!("already {}; nothing was sent", bulk::end_state(action.op));
                     self.record_decided(conn, &action, Status::Noop, &said).await?;

@@ -321,17 +321,70 @@ fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
     assert!(results.contains(",cancelled,"), "{results}");
     assert!(results.matches(",ok,").count() as u64 <= sent, "{results}");
     // Only a request in flight at the stop is in doubt; the rest were never sent and say so, not "failed".
-    for row in results.lines().filter(|r| r.contains(",failed,")) {
-        assert!(row.contains("may or may not have reached the server"), "{row}");
+    assert!(!results.contains(",failed,"), "{results}");
+    let in_doubt: Vec<&str> = results.lines().filter(|r| r.contains(",in-doubt,")).collect();
+    for row in &in_doubt {
+        assert!(row.contains("it may have been applied"), "{row}");
     }
     // No intent is written once the job has stopped: those already ahead (at most 8 chunks of 4) are closed,
-    // the rest of the 118 have none, and none is left open for a resume to check.
+    // the rest of the 118 have none, and only those in flight at the stop are left open, for a resume to settle.
     let rows = env.audit_rows(&["--run", "1"]);
     let intents: Vec<&serde_json::Value> = rows.iter().filter(|r| r["phase"] == "intent").collect();
     assert!(intents.len() as u64 <= sent + 9 * 4, "{} intents for {sent} requests", intents.len());
-    for intent in intents {
-        assert!(rows.iter().any(|o| o["intent_seq"] == intent["seq"]), "an open intent: {intent}");
+    let open: Vec<&&serde_json::Value> =
+        intents.iter().filter(|i| !rows.iter().any(|o| o["intent_seq"] == i["seq"])).collect();
+    assert_eq!(open.len(), in_doubt.len(), "an open intent for each request in doubt, and no other: {open:?}");
+    for intent in open {
+        let target = intent["target"].as_str().unwrap_or_default();
+        assert!(in_doubt.iter().any(|r| r.contains(&format!(",{target},"))), "open, not in doubt: {intent}");
     }
+}
+
+/// Ctrl-C while requests are in flight at 400 ms: what reached the server is not "cancelled". The resume reads
+/// each account in doubt and records it as applied by the run that sent it, so the job's undo puts every user
+/// back as they were before it, and nothing is left pending.
+#[test]
+fn requests_in_flight_at_ctrl_c_are_settled_by_the_resume_and_reversed_by_undo() {
+    let sb = Sandbox::with(Options { users: 60, latency: std::time::Duration::from_millis(400), ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let before = sb.suspended();
+    let rows: String = (3..=60).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{rows}"));
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let args = ["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"];
+    let mut cmd = env.cmd();
+    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    // Stop as the first answers come back: the next requests are on their way.
+    while sb.count_method("PUT") < 6 && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    // SAFETY: a plain signal to the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).expect("results");
+    assert!(results.contains(",in-doubt,"), "the test stopped nothing in flight: {results}");
+    let pending = env.audit_rows(&["--pending"]);
+    assert!(!pending.is_empty(), "what was in flight is pending until a resume settles it");
+
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.extend(["--resume", "1"]);
+    env.run(&resume).success();
+    assert_eq!(env.audit_rows(&["--pending"]), Vec::<serde_json::Value>::new(), "nothing is left pending");
+    let settled = env.audit_rows(&["--run", "2"]);
+    let applied: Vec<&serde_json::Value> = settled
+        .iter()
+        .filter(|r| r["phase"] == "outcome" && r["status"] == "ok")
+        .filter(|r| r["error"].as_str().unwrap_or_default().contains("settled at resume: the change had been applied"))
+        .collect();
+    assert!(!applied.is_empty(), "the requests in doubt had reached the server: {settled:#?}");
+
+    env.run(&["--yes", "undo", "1"]).success();
+    assert_eq!(sb.suspended(), before, "undo of the job put back every user it suspended, those in doubt included");
 }
 
 /// A CSV read line by line into a job may name people by email: they are looked up in one walk of the users

@@ -30,6 +30,18 @@ fn eval(env: &Env, expr: &str) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
 }
 
+/// `job.rhai`, killed once the first batch's answer is in hand and before its outcomes are written.
+fn killed_after_first_batch(env: &Env) -> Run {
+    let mut cmd = env.cmd();
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    cmd.env("TRAVIS_ACTIVITY", secret(ACTIVITY_TOKEN))
+        .env("TRAVIS_SUSPEND", secret(SUSPEND_TOKEN))
+        .env("TRAVIS_INTERNAL", INTERNAL_TOKEN)
+        .env("STEWARD_FAILPOINT", "after_response_before_outcome:1")
+        .args(["--yes", "run", "job.rhai"]);
+    Run::of(cmd)
+}
+
 fn suspended(sb: &Sandbox) -> usize {
     sb.state()["travis"]["users"].as_array().unwrap().iter().filter(|u| u["suspended"] == true).count()
 }
@@ -169,14 +181,7 @@ fn a_resume_settles_an_in_flight_batch_from_the_listing_instead_of_sending_it_ag
     let env = travis_env(&sb);
     let ids = listed_ids(150);
     env.write("job.rhai", &format!("connect().suspend_all({ids:?}, #{{reason: \"job\"}});"));
-    let mut cmd = env.cmd();
-    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
-    cmd.env("TRAVIS_ACTIVITY", secret(ACTIVITY_TOKEN))
-        .env("TRAVIS_SUSPEND", secret(SUSPEND_TOKEN))
-        .env("TRAVIS_INTERNAL", INTERNAL_TOKEN)
-        .env("STEWARD_FAILPOINT", "after_response_before_outcome:1")
-        .args(["--yes", "run", "job.rhai"]);
-    assert_ne!(Run::of(cmd).status, Some(0), "killed with the first batch's answer in hand");
+    assert_ne!(killed_after_first_batch(&env).status, Some(0), "killed with the first batch's answer in hand");
     assert_eq!(sb.count("POST /travis/org/89/suspend"), 1);
     assert_eq!(suspended(&sb), 100, "the first batch of 100 reached Travis");
     run(&env, &["--yes", "run", "job.rhai", "--resume", "1"]).success();
@@ -185,4 +190,39 @@ fn a_resume_settles_an_in_flight_batch_from_the_listing_instead_of_sending_it_ag
     run(&env, &["audit", "list", "--pending"]).success();
     let open = run(&env, &["--format", "json", "audit", "list", "--pending"]).success();
     assert_eq!(serde_json::from_str::<Value>(&open.stdout).unwrap_or(Value::Null), json!([]), "nothing stays pending");
+}
+
+/// The reported case: killed with a batch applied, the resume sent the suspension again to the never-active
+/// members in it (Travis lists only members with activity, so their state cannot be read) and left their intents
+/// pending forever. Now each is settled `unknown`, said so, and not sent again; nothing stays pending.
+#[test]
+fn a_resume_settles_never_active_members_as_unknown_and_never_sends_them_again_blind() {
+    let sb = Sandbox::start(300);
+    let env = travis_env(&sb);
+    let ids: Vec<String> = (1..=300u64).filter(|i| i % 17 != 0).take(150).map(|i| i.to_string()).collect();
+    let first_batch_unlisted: Vec<&String> = ids[..100].iter().filter(|i| i.ends_with('0')).collect();
+    env.write("job.rhai", &format!("connect().suspend_all({ids:?}, #{{reason: \"job\"}});"));
+    let killed = killed_after_first_batch(&env);
+    assert_ne!(killed.status, Some(0), "killed with the first batch's answer in hand");
+    assert_eq!(suspended(&sb), 100, "the first batch of 100 reached Travis\n{}", killed.report());
+
+    run(&env, &["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    // Every member Travis lists is suspended; a never-active one in a batch in flight at the kill is unknown.
+    let listed = ids.iter().filter(|i| !i.ends_with('0')).count();
+    assert!(suspended(&sb) >= listed + first_batch_unlisted.len(), "{}", suspended(&sb));
+    let rows = |args: &[&str]| {
+        let mut all = vec!["--format", "json", "audit", "list", "--all"];
+        all.extend_from_slice(args);
+        serde_json::from_str::<Vec<Value>>(&run(&env, &all).success().stdout).unwrap_or_default()
+    };
+    assert_eq!(rows(&["--pending"]), Vec::<Value>::new(), "nothing stays pending");
+    let run2 = rows(&["--run", "2"]);
+    let unknown: Vec<&Value> = run2.iter().filter(|r| r["status"] == "unknown").collect();
+    assert!(unknown.iter().all(|r| r["target"].as_str().unwrap_or_default().ends_with('0')), "{unknown:#?}");
+    for id in &first_batch_unlisted {
+        assert!(unknown.iter().any(|r| r["target"] == id.as_str()), "{id} is not settled unknown: {unknown:#?}");
+        let sent_again = run2.iter().any(|r| r["phase"] == "intent" && r["target"] == id.as_str());
+        assert!(!sent_again, "never-active member {id} was sent the suspension again");
+    }
+    assert!(unknown.iter().all(|r| r["error"].as_str().unwrap_or_default().contains("not sent again")));
 }

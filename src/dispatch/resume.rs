@@ -1,0 +1,58 @@
+//! A resumed job meets what its earlier runs left in flight (an intent with no outcome: killed, or stopped with
+//! the request on its way): each is settled once, against its intent, by the state this run reads of the
+//! account. One function for the single call and the bulk job.
+
+use super::{Connection, Dispatcher};
+use crate::audit::vocab::Status;
+use crate::audit::Event;
+use crate::backends::model::Account;
+use crate::backends::Op;
+use serde_json::Value;
+
+pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
+pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
+
+/// What an earlier run's open intent on an account came to.
+pub(super) struct Settled {
+    /// The outcome row for the earlier intent (none when this run settled it already).
+    pub event: Option<Event>,
+    /// The account's state as read for it.
+    pub state: Option<bool>,
+    /// The service cannot show whether it was applied: the change is not sent again blind.
+    pub hold_back: Option<String>,
+}
+
+impl Dispatcher {
+    /// Settles the intent an earlier run of this job left open for `op` on `account`, if there is one, by
+    /// `state` (read by this run; read here when the caller has not): applied (`ok`, so the job's undo reverses
+    /// it), not applied (`cancelled`, and this run sends it), or unknowable (`unknown`, said so, not sent again).
+    /// `params`: the action as this run addresses it, for the outcome row.
+    pub(super) async fn settle_earlier(
+        &self,
+        conn: &Connection,
+        (op, account, params): (Op, &Account, &Value),
+        state: Option<bool>,
+    ) -> Option<Settled> {
+        let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+        let seq = *self.earlier.open.get(&key)?;
+        let state = match state {
+            Some(s) => Some(s),
+            None => self.unless_stopped(conn.backend.state_of(op, account)).await.ok().flatten(),
+        };
+        let (status, why, hold_back) = match state {
+            Some(true) => (Status::Ok, SETTLED_APPLIED.to_string(), None),
+            Some(false) => (Status::Cancelled, SETTLED_RESENT.to_string(), None),
+            None => {
+                let why = format!(
+                    "settled at resume: {} cannot show whether the earlier {} of {} was applied; not sent again (check the account on the service)",
+                    conn.profile,
+                    op.name(),
+                    account.describe()
+                );
+                (Status::Unknown, why.clone(), Some(why))
+            }
+        };
+        let event = self.recorder.settle_once(conn, (op, &account.address, params, seq), status, &why);
+        Some(Settled { event, state, hold_back })
+    }
+}
