@@ -25,6 +25,7 @@ pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod files;
 pub mod http;
+pub(crate) mod inputs;
 pub(crate) mod interrupt;
 pub(crate) mod invocation;
 pub(crate) mod memory;

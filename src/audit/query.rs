@@ -414,6 +414,26 @@ impl AuditStore {
         .map_err(AuditError::Read)
     }
 
+    /// The files the job of `run` (all its runs) read, oldest first: (real path, SHA-256), as its `input` notes
+    /// pinned them.
+    pub fn inputs_of_job(&self, run: i64) -> Result<Vec<(String, String)>, AuditError> {
+        let mut runs = self.job_of(run)?.map(|j| j.runs).unwrap_or_default();
+        runs.sort_unstable();
+        let mut out = Vec::new();
+        for id in runs {
+            let sql =
+                "SELECT target, params FROM events WHERE run_id = ?1 AND phase = 'note' AND op = 'input' ORDER BY seq";
+            for r in self.db().rows(sql, &[id.into()]).map_err(AuditError::Read)? {
+                let (path, params) = (r.text(0).map_err(AuditError::Read)?, r.text(1).map_err(AuditError::Read)?);
+                let params: serde_json::Value = serde_json::from_str(&params).unwrap_or_default();
+                if let Some(sha) = params["sha256"].as_str() {
+                    out.push((path, sha.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The operations the log holds events of, for saying what an empty `--op` filter could have been.
     pub fn ops(&self) -> Result<Vec<String>, AuditError> {
         let rows = self.db().rows("SELECT DISTINCT op FROM events ORDER BY op", &[]).map_err(AuditError::Read)?;

@@ -108,6 +108,8 @@ fn same_job(ctx: &Context, run: i64, sha256: &str, args: &[(String, String)]) ->
         ))
         .into());
     }
+    // The files the job read (CSV inputs, imported modules) must be the same files.
+    crate::inputs::expect(store.inputs_of_job(run)?).map_err(|e| UsageError::new(format!("run {run}: {e}")))?;
     Ok(())
 }
 

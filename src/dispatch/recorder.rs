@@ -109,11 +109,25 @@ impl Recorder {
 
     /// Records events, intents among them; an intent whose account another live steward process is changing is
     /// not written, and its slot says which run holds it. A failure marks the log failed: nothing more is sent.
+    /// The files the script read since the last write go first (`inputs`), so no change is recorded before
+    /// the inputs it may rest on.
     pub async fn claiming(&self, events: Vec<Event>) -> Result<Slots, ApiError> {
-        self.writer.append(events).await.map_err(|e| {
+        let inputs: Vec<Event> = crate::inputs::take_unrecorded().into_iter().map(|f| self.input_read(f)).collect();
+        let skip = inputs.len();
+        let slots = self.writer.append(inputs.into_iter().chain(events).collect()).await.map_err(|e| {
             self.failed.store(true, Ordering::SeqCst);
             ApiError::new(ErrorKind::Audit, e.to_string())
-        })
+        })?;
+        Ok(slots.into_iter().skip(skip).collect())
+    }
+
+    /// The note that the script read the file `path` with digest `sha256` (a resume compares it).
+    fn input_read(&self, (path, sha256): (String, String)) -> Event {
+        Event {
+            target: path,
+            params: serde_json::json!({ "sha256": sha256 }).to_string(),
+            ..self.note(INPUT_READ, Status::Observed, "")
+        }
     }
 
     /// Records events whose loss must not stop the work (the request already happened, or never will).
@@ -296,6 +310,9 @@ impl Recorder {
         self.writer.finish(exit_status);
     }
 }
+
+/// The op of the note that pins a file the script read.
+pub const INPUT_READ: &str = "input";
 
 /// An intent the audit log's answer left out: nothing is sent for it.
 pub(super) fn unrecorded() -> ApiError {

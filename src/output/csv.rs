@@ -13,6 +13,8 @@ pub enum CsvError {
     Malformed { path: String, problems: String },
     #[error("cannot write {path}: {message}")]
     Write { path: String, message: String },
+    #[error(transparent)]
+    Changed(#[from] crate::inputs::InputChanged),
 }
 
 /// One data line of a CSV file: its fields by (lower-cased, trimmed) header, or what is wrong with it.
@@ -75,6 +77,8 @@ pub fn each_line(path: &Path, f: impl FnMut(Line)) -> Result<(), CsvError> {
         ShapeError::Bad(problems) => CsvError::Malformed { path: shown.clone(), problems },
     })?;
     let bytes = std::fs::read(path).map_err(io)?;
+    // Pinned by what was parsed, so a resume acts on the same rows or refuses.
+    crate::inputs::read(path, &crate::inputs::digest(&bytes))?;
     parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown, f)
 }
 

@@ -151,10 +151,16 @@ impl rhai::ModuleResolver for BesideTheScript {
         pos: rhai::Position,
     ) -> Result<rhai::Shared<Module>, Box<rhai::EvalAltResult>> {
         // The resolver collection accepts only these two error kinds (anything else is a panic in rhai).
-        self.allowed(path).map_err(|why| {
+        let refused = |why: String| {
             let refused = Box::new(rhai::EvalAltResult::ErrorRuntime(why.into(), pos));
             Box::new(rhai::EvalAltResult::ErrorInModule(path.to_string(), refused, pos))
-        })?;
+        };
+        self.allowed(path).map_err(refused)?;
+        // Pinned like any input: a resume runs the same module or refuses.
+        let file = self.base.join(path).with_extension("rhai");
+        if let Ok(sha) = crate::inputs::digest_file(&file) {
+            crate::inputs::read(&file, &sha).map_err(|e| refused(e.to_string()))?;
+        }
         self.files.resolve(engine, source, path, pos)
     }
 }

@@ -457,3 +457,48 @@ fn a_protected_account_named_by_email_in_a_streamed_csv_is_still_refused() {
     assert_eq!(sb.count("PUT /api/v3/users/user0002/suspended"), 0, "a protected account is never sent");
     assert!(!sb.suspended().contains(&"user0002".to_string()));
 }
+
+/// The reported attacks: after a kill, the input CSV gained 20 rows (or the imported module changed which rows
+/// count), and the resume acted on accounts that were never in the job. Every file the script read is pinned
+/// by its SHA-256 in the audit log; a resume with any changed is refused, naming the file and both digests,
+/// and sends nothing; with the files put back it finishes the job.
+#[test]
+fn a_resume_after_an_input_file_or_imported_module_changed_is_refused() {
+    let sb = Sandbox::start(80);
+    let env = Env::with_sandbox(&sb);
+    let original: String = (10..=29).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{original}"));
+    env.write("rules.rhai", "fn wanted(login) { true }\n");
+    env.write(
+        "job.rhai",
+        r#"import "rules" as rules;
+        let rows = read_csv(ARGS.csv).filter(|r| rules::wanted(r.login)).map(|r| r.login);
+        connect("ghes").suspend_all(rows, #{reason: "left"});"#,
+    );
+    let args = ["--yes", "run", "job.rhai", "--arg", "csv=leavers.csv"];
+    let killed = crate::util::run_services(&env, &args, Some("after_intent_commit:3"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let sent = sb.count_method("PUT");
+    assert!(sent < 20, "the job was killed midway ({sent} sent)");
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", "1"]);
+
+    let extra: String = (51..=70).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{original}{extra}"));
+    let refused = env.run(&resume).code(2);
+    assert!(refused.stderr.contains("leavers.csv changed since the job read it"), "{}", refused.report());
+    assert_eq!(refused.stderr.matches("sha256").count(), 1, "{}", refused.report());
+    assert!(refused.stderr.contains(" now "), "{}", refused.report());
+    assert_eq!(sb.count_method("PUT"), sent, "a refused resume sends nothing");
+
+    env.write("leavers.csv", &format!("login\n{original}"));
+    env.write("rules.rhai", "fn wanted(login) { login != \"nobody\" }\n");
+    env.run(&resume).code(2).stderr_has("rules.rhai changed since the job read it");
+    assert_eq!(sb.count_method("PUT"), sent);
+
+    env.write("rules.rhai", "fn wanted(login) { true }\n");
+    env.run(&resume).success();
+    let suspended = sb.suspended();
+    assert!((10..=29).all(|i| suspended.contains(&format!("user{i:04}"))), "{suspended:?}");
+    assert!(!(51..=70).any(|i| suspended.contains(&format!("user{i:04}"))), "{suspended:?}");
+}

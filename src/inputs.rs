@@ -1,0 +1,106 @@
+//! The files a run's script reads (CSV inputs, imported modules), pinned by their SHA-256. Each digest goes into
+//! the audit log before the first event after the read (so before any change that could rest on the file); a
+//! resume compares every file its job recorded and refuses when one differs, and a file read during a resume
+//! must still be the one the job read.
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A file a resumed job read is not the file it read then.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{path} changed since the job read it (sha256 then {then}, now {now}): a resume must read the same inputs; put the file back, or start a new run for the new file"
+)]
+pub struct InputChanged {
+    pub path: String,
+    pub then: String,
+    pub now: String,
+}
+
+#[derive(Default)]
+struct Pins {
+    /// Real path → digest, as this run read it.
+    read: HashMap<String, String>,
+    /// Read, and not yet in the audit log.
+    unrecorded: Vec<(String, String)>,
+    /// What the job's earlier runs read, when this run resumes it.
+    expected: HashMap<String, String>,
+}
+
+fn pins() -> &'static Mutex<Pins> {
+    static PINS: std::sync::OnceLock<Mutex<Pins>> = std::sync::OnceLock::new();
+    PINS.get_or_init(Mutex::default)
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The SHA-256 of the file at `path`, read as a stream.
+pub fn digest_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The script read the file at `path`, whose content has digest `sha256`: pinned for this run, and checked
+/// against what the job read if this run resumes one.
+pub fn read(path: &Path, sha256: &str) -> Result<(), InputChanged> {
+    let real = crate::files::real_path(path).display().to_string();
+    let mut pins = pins().lock();
+    if let Some(then) = pins.expected.get(&real).filter(|then| *then != sha256) {
+        return Err(InputChanged { path: real, then: then.clone(), now: sha256.to_string() });
+    }
+    if pins.read.get(&real).map(String::as_str) != Some(sha256) {
+        pins.read.insert(real.clone(), sha256.to_string());
+        pins.unrecorded.push((real, sha256.to_string()));
+    }
+    Ok(())
+}
+
+/// The files read since the last call, for the audit log.
+pub fn take_unrecorded() -> Vec<(String, String)> {
+    std::mem::take(&mut pins().lock().unrecorded)
+}
+
+/// This run resumes a job that read `recorded` (real path, digest; the later of two for one path wins): each must
+/// be the same file now, and a file read again during this run must be too.
+pub fn expect(recorded: Vec<(String, String)>) -> Result<(), InputChanged> {
+    let expected: HashMap<String, String> = recorded.into_iter().collect();
+    for (path, then) in &expected {
+        let now = digest_file(Path::new(path)).unwrap_or_else(|e| format!("unreadable: {e}"));
+        if &now != then {
+            return Err(InputChanged { path: path.clone(), then: then.clone(), now });
+        }
+    }
+    pins().lock().expected = expected;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_pinned_once_and_a_changed_one_refused_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pinned-leavers.csv");
+        std::fs::write(&file, "login\nann\n").unwrap();
+        let sha = digest_file(&file).unwrap();
+        assert_eq!(sha, digest(b"login\nann\n"));
+        read(&file, &sha).unwrap();
+        read(&file, &sha).unwrap();
+        let real = crate::files::real_path(&file).display().to_string();
+        let taken: Vec<_> = take_unrecorded().into_iter().filter(|(p, _)| *p == real).collect();
+        assert_eq!(taken, vec![(real.clone(), sha.clone())], "recorded once");
+        expect(vec![(real.clone(), sha.clone())]).unwrap();
+        std::fs::write(&file, "login\nann\nbob\n").unwrap();
+        let e = expect(vec![(real.clone(), sha.clone())]).unwrap_err();
+        assert!(e.to_string().contains(&real) && e.to_string().contains(&sha), "{e}");
+        let now = digest_file(&file).unwrap();
+        assert!(read(&file, &now).unwrap_err().to_string().contains(&now));
+    }
+}
