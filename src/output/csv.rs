@@ -229,7 +229,16 @@ fn parse(bytes: &[u8], shown: &str, mut each: impl FnMut(Line)) -> Result<(), Cs
         }
         let number = line_at(record.position());
         let texts = text_fields(&record);
+        // A quoted field holding line breaks makes several lines one row: almost always a stray quote that
+        // closes lines later. Never merged silently: the row fails, naming the lines it swallowed.
+        let breaks = record.iter().map(|f| f.iter().filter(|b| **b == b'\n').count() as u64).sum::<u64>();
         let problem = match &texts {
+            _ if breaks > 0 => Some(format!(
+                "lines {number}-{}: a quoted field spans {} lines, so they would be read as one row; close the quote \
+                 on the line it opens (a quote inside a quoted field is written \"\")",
+                number + breaks,
+                breaks + 1
+            )),
             None => Some(format!("line {number}: not UTF-8 text (save the file as UTF-8)")),
             Some(f) if f.len() != header.len() => {
                 Some(format!("line {number}: {} fields, but the header has {}", f.len(), header.len()))
@@ -387,10 +396,10 @@ mod tests {
     fn an_unterminated_quote_is_named_by_its_line_not_swallowed() {
         let e = read("login,reason\nann,moved\nbob,\"left\ncarol,x\ndave,y\n").unwrap_err().to_string();
         assert!(e.contains("line 3: a quoted field opens here and never closes"), "{e}");
-        // Quotes that close, across lines and doubled inside, are fine.
-        let rows = read("login,reason\nann,\"two\nlines \"\"quoted\"\"\"\nbob,x\n").unwrap();
+        // Doubled quotes inside a quoted field are a quote.
+        let rows = read("login,reason\nann,\"two \"\"quoted\"\"\"\nbob,x\n").unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0]["reason"], "two\nlines \"quoted\"");
+        assert_eq!(rows[0]["reason"], "two \"quoted\"");
         // A quote inside a plain field is text, as the parser reads it.
         assert_eq!(read("login,reason\nann,27\" screen\nbob,x\n").unwrap()[0]["reason"], "27\" screen");
     }
@@ -412,7 +421,23 @@ mod tests {
         };
         let numbers: Vec<u64> = lines.iter().map(|l| l.number).collect();
         assert_eq!(numbers, [3, 7, 8]);
+        assert!(lines[0].problem.as_deref().unwrap_or_default().starts_with("lines 3-4:"), "{lines:?}");
         assert!(lines[1].problem.as_deref().unwrap_or_default().starts_with("line 7:"), "{lines:?}");
+    }
+
+    /// The reported case: a quote that closes a few lines later swallowed those rows ("2 rows, 0 failed").
+    #[test]
+    fn a_quoted_field_that_closes_lines_later_fails_its_row_naming_the_lines() {
+        let text = "login,reason\nann,\"left\nbob,x\ncarol,y\"\ndave,z\n";
+        let e = read(text).unwrap_err().to_string();
+        assert!(e.contains("lines 2-4: a quoted field spans 3 lines"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, text).unwrap();
+        let lines = read_lines(&p).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].problem.is_some() && lines[1].problem.is_none(), "{lines:?}");
+        assert_eq!(lines[1].number, 5);
     }
 
     #[test]

@@ -502,3 +502,26 @@ fn a_resume_after_an_input_file_or_imported_module_changed_is_refused() {
     assert!((10..=29).all(|i| suspended.contains(&format!("user{i:04}"))), "{suspended:?}");
     assert!(!(51..=70).any(|i| suspended.contains(&format!("user{i:04}"))), "{suspended:?}");
 }
+
+/// The reported case: a quoted field closing a few lines later silently swallowed those rows ("2 rows, 0
+/// failed"). The stock script's job now fails that row, naming the lines in its result and on stderr, and the
+/// rows around it go ahead.
+#[test]
+fn a_stray_quote_in_a_csv_job_fails_its_row_naming_the_lines_it_spans() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write("leavers.csv", "login,reason\nuser0010,\"left\nuser0011,x\nuser0012,y\"\nuser0013,z\n");
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let run = env
+        .run(&["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"])
+        .code(3);
+    assert!(run.stderr.contains("lines 2-4: a quoted field spans 3 lines"), "{}", run.report());
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).expect("results");
+    assert!(results.contains("lines 2-4"), "{results}");
+    assert_eq!(results.matches(",failed,").count(), 1, "{results}");
+    assert_eq!(
+        sb.suspended(),
+        ["user0013", "user0025"],
+        "only the row after the stray quote was acted on (user0025 was already)"
+    );
+}
