@@ -27,6 +27,10 @@ pub struct Checkpoint {
     /// gap or a fork; empty for a log's first checkpoint.
     #[serde(default)]
     pub prev: String,
+    /// Which copy in a state directory was written with it (`copy_id`): that copy must then be there too, so
+    /// deleting it (after which an older log would pass) is noticed; empty in older notes.
+    #[serde(default)]
+    pub copy: String,
 }
 
 pub fn path_for(db: &Path) -> PathBuf {
@@ -34,25 +38,32 @@ pub fn path_for(db: &Path) -> PathBuf {
 }
 
 impl Checkpoint {
-    /// The note text: origin (the key's name), seq, the head hash in base64, `time TS`.
+    /// The note text: origin (the key's name), seq, the head hash in base64, `time TS`, then `prev …` and
+    /// `copy …` when set.
     fn text(&self, origin: &str) -> Result<String, String> {
         let hash = hex::decode(&self.hash).map_err(|_| format!("the head hash {:?} is not hex", self.hash))?;
         let prev = if self.prev.is_empty() { String::new() } else { format!("prev {}\n", self.prev) };
-        Ok(format!("{origin}\n{}\n{}\ntime {}\n{prev}", self.seq, BASE64.encode(hash), self.ts))
+        let copy = if self.copy.is_empty() { String::new() } else { format!("copy {}\n", self.copy) };
+        Ok(format!("{origin}\n{}\n{}\ntime {}\n{prev}{copy}", self.seq, BASE64.encode(hash), self.ts))
     }
 
     fn parse_text(text: &str) -> Result<Checkpoint, String> {
         let lines: Vec<&str> = text.lines().collect();
-        let (prev, lines) = match lines[..] {
-            [a, b, c, d, p] => (p.strip_prefix("prev ").ok_or("its fifth line is not `prev …`")?, [a, b, c, d]),
-            [a, b, c, d] => ("", [a, b, c, d]),
-            _ => return Err("it does not have four or five lines".into()),
+        let [_origin, seq, hash, time, extensions @ ..] = &lines[..] else {
+            return Err("it has fewer than four lines".into());
         };
-        let [_origin, seq, hash, time] = lines;
+        let (mut prev, mut copy) = (String::new(), String::new());
+        for line in extensions {
+            match line.split_once(' ') {
+                Some(("prev", v)) if prev.is_empty() => prev = v.to_string(),
+                Some(("copy", v)) if copy.is_empty() => copy = v.to_string(),
+                _ => return Err(format!("its line {line:?} is neither `prev …` nor `copy …`")),
+            }
+        }
         let seq = seq.parse().map_err(|_| format!("its size {seq:?} is not a number"))?;
         let hash = BASE64.decode(hash).map_err(|_| format!("its hash {hash:?} is not base64"))?;
         let ts = time.strip_prefix("time ").ok_or("its fourth line is not `time …`")?;
-        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string(), signed: true, prev: prev.to_string() })
+        Ok(Checkpoint { seq, hash: hex::encode(hash), ts: ts.to_string(), signed: true, prev, copy })
     }
 }
 
@@ -79,6 +90,7 @@ fn note_of_syslog_line(line: &str) -> Result<String, String> {
         ts: field("ts")?.to_string(),
         signed: true,
         prev: field("prev").map(str::to_string).unwrap_or_default(),
+        copy: field("copy").map(str::to_string).unwrap_or_default(),
     };
     let key = field("key")?;
     Ok(format!("{}\n— {key} {}\n", cp.text(key)?, field("sig")?))
@@ -114,15 +126,34 @@ pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<O
     checked.map(Some).map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", path.display()))
 }
 
-/// Writes the current head, signed (atomically: a temp file renamed over the old one), and sends a copy to
-/// syslog when a socket is configured (`audit_syslog`), so a copy exists beyond the reach of whoever can edit
-/// the files.
+/// How the refusal to sign over a log changed under the process begins.
+pub const NOT_SIGNED: &str = "the audit log changed under this process, so its checkpoint was not moved past what this process verified, and nothing more is recorded";
+
+/// Writes the head, signed, as this process verified it from the last point it knew good (atomically: a temp
+/// file renamed over the old one), and sends a copy to syslog when a socket is configured (`audit_syslog`), so
+/// a copy exists beyond the reach of whoever can edit the files. A log cut or edited under the process is never
+/// signed: the checkpoint names the last point the process verified or wrote instead, which the changed log no
+/// longer has, so every later process (and `audit verify`) sees the change; the error says what was found.
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
-    // An empty log is anchored too (at seq 0, the genesis hash), so a log holding events never lacks one.
-    let (seq, hash) = store.head().map_err(|e| e.to_string())?.unwrap_or((0, chain::GENESIS.to_string()));
+    match store.catch_up().map_err(|e| e.to_string())? {
+        Ok(head) => sign(db, head, syslog),
+        Err(problem) => {
+            let known = store.known_point();
+            if let Some(point) = known.clone() {
+                sign(db, point, syslog)?;
+            }
+            let named = known.map(|(seq, _)| format!("; the checkpoint names seq {seq}, the last event it verified"));
+            Err(format!("{NOT_SIGNED}: {problem}{}", named.unwrap_or_default()))
+        }
+    }
+}
+
+/// Signs `(seq, hash)` as the log's checkpoint, beside it, in the state directory and in syslog.
+fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<(), String> {
     // Chained to the note it replaces (the one beside the log, checked when the log was opened).
     let prev = std::fs::read(path_for(db)).map(|note| hex::encode(Sha256::digest(note))).unwrap_or_default();
-    let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true, prev };
+    let copy = anchor_path(db).map(|a| copy_id(&a)).unwrap_or_default();
+    let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true, prev, copy };
     let signer = NoteSigner::load_or_create(db)?;
     let note = signer.sign(&cp.text(signer.verifier().name())?);
     if let Some(socket) = syslog {
@@ -160,6 +191,11 @@ pub fn anchor_path(db: &Path) -> Option<PathBuf> {
     Some(dir.join("steward").join("anchors").join(format!("{}.checkpoint", hex::encode(&digest[..8]))))
 }
 
+/// What names the copy at `anchor` (a state directory's copy for one log) in the checkpoint written with it.
+fn copy_id(anchor: &Path) -> String {
+    hex::encode(&Sha256::digest(anchor.as_os_str().as_encoded_bytes())[..8])
+}
+
 /// What is wrong with the log at `db` against its anchors, if anything: the one check every action waits on
 /// and `audit verify` reports. The checkpoint beside the log must be there once the log holds events, be
 /// signed by the log's key, and match the log; the copy in the state directory must match it too.
@@ -188,6 +224,13 @@ pub fn problem(db: &Path, store: &AuditStore) -> Result<Option<String>, AuditErr
     }
     let Some(anchor) = anchor_path(db) else { return Ok(None) };
     Ok(match read_copy(db, &anchor, None) {
+        // The two copies are written together: one without the other was deleted, or the log was moved or
+        // copied here without its history (after which an older log would pass unnoticed).
+        Ok(None) if beside.as_ref().is_some_and(|b| !b.copy.is_empty() && b.copy == copy_id(&anchor)) => Some(format!(
+            "the copy of the log's checkpoint kept in {} is missing, while the checkpoint beside the log says it \
+             was written there: it was deleted; if the log is what you expect, `steward audit anchor` anchors it anew",
+            anchor.display()
+        )),
         Ok(None) => None,
         Ok(Some(cp)) => store.check_against(Some(&cp))?.map(|p| {
             format!(
@@ -210,13 +253,14 @@ fn send_to_syslog(socket: &Path, db: &Path, cp: &Checkpoint, note: &str) -> std:
     let signature = note.lines().last().and_then(|l| l.strip_prefix("— ")).unwrap_or_default();
     let (key, sig) = signature.split_once(' ').unwrap_or_default();
     let line = format!(
-        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={}{} key={key} sig={sig}",
+        "<{AUTHPRIV_NOTICE}>{stamp} {host} steward[{}]: audit checkpoint db={} seq={} hash={} ts={}{}{} key={key} sig={sig}",
         std::process::id(),
         db.display(),
         cp.seq,
         cp.hash,
         cp.ts,
-        if cp.prev.is_empty() { String::new() } else { format!(" prev={}", cp.prev) }
+        if cp.prev.is_empty() { String::new() } else { format!(" prev={}", cp.prev) },
+        if cp.copy.is_empty() { String::new() } else { format!(" copy={}", cp.copy) }
     );
     let sender = std::os::unix::net::UnixDatagram::unbound()?;
     sender.send_to(line.as_bytes(), socket).map(|_| ())
@@ -249,8 +293,11 @@ impl AuditStore {
         if cp.seq == 0 {
             return Ok(match (cp.hash == chain::GENESIS, self.verify_from(0, chain::GENESIS)?) {
                 (false, _) => Some("the checkpoint of an empty log names a hash other than the genesis".into()),
-                (true, Some(b)) => Some(format!("the chain breaks at seq {}", b.seq())),
-                (true, None) => None,
+                (true, Err(b)) => Some(format!("the chain breaks at seq {}", b.seq())),
+                (true, Ok(head)) => {
+                    self.know(head);
+                    None
+                }
             });
         }
         let at = self.db().row("SELECT hash FROM events WHERE seq = ?1", &[cp.seq.into()]).map_err(AuditError::Read)?;
@@ -271,26 +318,12 @@ impl AuditStore {
             Some(_) => {}
         }
         match self.verify_from(cp.seq, &cp.hash)? {
-            Some(b) => Ok(Some(format!("the chain breaks at seq {}", b.seq()))),
-            None => Ok(None),
-        }
-    }
-
-    /// Verifies the rows after `seq`, starting from its hash.
-    fn verify_from(&self, seq: i64, hash: &str) -> Result<Option<chain::Break>, AuditError> {
-        let mut prev = hash.to_string();
-        // Few rows usually follow a checkpoint: their runs are read as they are met.
-        let mut runs = super::query::RunRecords::default();
-        let mut broken = None;
-        self.each_after(seq, &mut |r| {
-            if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
-                broken = Some(b);
-                return Ok(false);
+            Err(b) => Ok(Some(format!("the chain breaks at seq {}", b.seq()))),
+            Ok(head) => {
+                self.know(head);
+                Ok(None)
             }
-            prev = r.hash;
-            Ok(true)
-        })?;
-        Ok(broken)
+        }
     }
 }
 
@@ -339,15 +372,17 @@ mod tests {
             ts: "2026-11-25T01:02:03.004Z".into(),
             signed: true,
             prev: "ab".repeat(32),
+            copy: "ef".repeat(8),
         };
         let note = signer.sign(&cp.text(signer.verifier().name()).unwrap());
         assert_eq!(open(&note, signer.verifier()), Ok(cp.clone()));
         let sig = note.lines().last().unwrap().rsplit(' ').next().unwrap();
         let line = format!(
-            "<85>Nov 25 01:02:03 host steward[1]: audit checkpoint db=/x seq=7 hash={} ts={} prev={} key={} sig={sig}",
+            "<85>Nov 25 01:02:03 host steward[1]: audit checkpoint db=/x seq=7 hash={} ts={} prev={} copy={} key={} sig={sig}",
             cp.hash,
             cp.ts,
             cp.prev,
+            cp.copy,
             signer.verifier().name()
         );
         assert_eq!(open(&line, signer.verifier()), Ok(cp));

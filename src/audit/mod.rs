@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod fingerprint;
 pub mod keyfile;
+mod known;
 pub mod liveness;
 pub mod push;
 pub mod query;
@@ -13,6 +14,7 @@ pub mod signing;
 pub mod store;
 pub mod team;
 pub mod vocab;
+pub mod whole;
 pub mod writer;
 
 pub use chain::Event;

@@ -476,16 +476,23 @@ impl AuditStore {
         Ok(out)
     }
 
-    /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted).
+    /// The params of the latest successful `op` on `target` under `profile` (what steward knew when it acted),
+    /// read for a decision: first the rows added since this store last verified the log, then the row itself
+    /// (`known.rs`), so an edit made while a long-running process holds the store is refused, not acted on.
     pub fn last_params(&self, profile: &str, op: &str, target: &str) -> Result<Option<String>, AuditError> {
+        self.catch_up()?.map_err(AuditError::ChangedUnderUs)?;
         let r = self
             .db()
             .row(
-                "SELECT params FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, params FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
                 &[profile.into(), op.into(), target.into()],
             )
             .map_err(AuditError::Read)?;
-        r.map(|r| r.text(0)).transpose().map_err(AuditError::Read)
+        let Some((seq, params)) = r.map(|r| Ok((r.int(0)?, r.text(1)?))).transpose().map_err(AuditError::Read)? else {
+            return Ok(None);
+        };
+        self.row_is_whole(seq)?.map_err(AuditError::ChangedUnderUs)?;
+        Ok(Some(params))
     }
 
     /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).

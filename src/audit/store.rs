@@ -94,9 +94,10 @@ pub struct AuditStore {
     db: Db,
     /// The SQLite file; for a team log, the local file its anchors (checkpoint, keys) are kept beside.
     path: PathBuf,
-    /// The last event this connection wrote: it must still be there, unchanged, when the next is appended, so a
-    /// tail cut (or rows edited) under a running process is never built upon and signed.
-    last_written: Option<(i64, String)>,
+    /// The last point of the chain this connection verified or wrote (`known.rs`): it must still be there,
+    /// unchanged, and the rows after it must verify, before the next is appended or a checkpoint signed, so a tail
+    /// cut (or rows edited) under a running process is never built upon and signed.
+    known: parking_lot::Mutex<Option<(i64, String)>>,
 }
 
 impl AuditStore {
@@ -122,7 +123,7 @@ impl AuditStore {
             AuditTarget::Memory => Self::open_in_memory(),
             AuditTarget::Postgres(pg) => {
                 let db = super::team::open(pg)?;
-                Ok(AuditStore { db, path: pg.anchor.clone(), last_written: None })
+                Ok(AuditStore { db, path: pg.anchor.clone(), known: Default::default() })
             }
         }
     }
@@ -190,7 +191,7 @@ impl AuditStore {
             tx.pragma_update(None, "user_version", supported).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
-        Ok(AuditStore { db: Db::Sqlite(conn), path: path.into(), last_written: None })
+        Ok(AuditStore { db: Db::Sqlite(conn), path: path.into(), known: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -320,7 +321,7 @@ impl AuditStore {
             Ok((seqs, head)) => {
                 self.db.commit().map_err(AuditError::Write)?;
                 if let Some(head) = head {
-                    self.last_written = Some(head);
+                    self.know(head);
                 }
                 Ok(seqs)
             }
@@ -404,27 +405,20 @@ impl AuditStore {
         Ok((seqs, written))
     }
 
-    /// The chain's head, once this connection's last event is seen still there and unchanged (a tail cut or an
-    /// edit under a running process is never built upon).
+    /// The chain's head, once this connection's known point is seen still there and unchanged and every row
+    /// after it verifies (a tail cut or an edit under a running process is never built upon).
     fn head_checked(&self) -> Result<(i64, String), AuditError> {
-        let w = AuditError::Write;
-        let mine = self.last_written.as_ref().map_or(-1, |(seq, _)| *seq);
-        let rows = self
-            .db
-            .rows(
-                "SELECT seq, hash FROM events WHERE seq = (SELECT max(seq) FROM events) OR seq = ?1 ORDER BY seq",
-                &[mine.into()],
-            )
-            .map_err(w)?;
-        let rows = rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect::<Result<Vec<_>, DbError>>().map_err(w)?;
-        if let Some((seq, hash)) = &self.last_written {
-            if !rows.iter().any(|(s, h)| s == seq && h == hash) {
-                return Err(AuditError::ChangedUnderUs(format!(
-                    "event {seq}, which this process wrote, is gone or altered"
-                )));
-            }
-        }
-        Ok(rows.last().cloned().unwrap_or((0, chain::GENESIS.to_string())))
+        self.catch_up()?.map_err(AuditError::ChangedUnderUs)
+    }
+
+    /// The last point of the chain this connection verified or wrote.
+    pub(super) fn known_point(&self) -> Option<(i64, String)> {
+        self.known.lock().clone()
+    }
+
+    /// Moves the known point: verified, or written by this connection.
+    pub(super) fn know(&self, point: (i64, String)) {
+        *self.known.lock() = Some(point);
     }
 
     /// Other runs' intents on the claims these events make that could stand in their way: still open, or made

@@ -159,6 +159,10 @@ struct State {
     /// Rows committed since the last checkpoint, and when it was written.
     unchecked_rows: usize,
     checkpointed_at: std::time::Instant,
+    /// What this process found wrong with the log under it (a cut tail, an edited row): it records nothing more.
+    refused: Option<String>,
+    /// The whole chain's verification, started when the log is first opened (`whole.rs`).
+    whole: Option<Arc<super::whole::WholeCheck>>,
 }
 
 impl State {
@@ -174,6 +178,10 @@ impl State {
                 if !checkpoint::path_for(anchor).exists() {
                     checkpoint::write(anchor, &store, self.syslog.as_deref()).map_err(WriteError::Checkpoint)?;
                 }
+            }
+            if self.whole.is_none() && !matches!(self.target, AuditTarget::Memory) {
+                let head = store.head()?.map_or(0, |(seq, _)| seq);
+                self.whole = Some(super::whole::WholeCheck::start(&self.target, head));
             }
             // A new connection to a team log holds no locks yet: take this process's again, unless another
             // process took one over while the database was out of reach.
@@ -276,9 +284,14 @@ impl State {
 
     fn end(&mut self, status: i32) {
         let run = self.run_id.load(Ordering::SeqCst);
-        if run > 0 {
-            if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(WriteError::from)) {
-                tracing::warn!("could not record the end of run {run}: {e}");
+        // Nothing is written to a log found cut or edited under this process, not even the run's end; its
+        // checkpoint then names the last point the process verified (see `checkpoint::write`), as it did when
+        // the change was first found.
+        if run > 0 && self.refused.is_none() {
+            if self.check_under_us() {
+                if let Err(e) = self.store().and_then(|s| s.end_run(run, status).map_err(WriteError::from)) {
+                    tracing::warn!("could not record the end of run {run}: {e}");
+                }
             }
             self.write_checkpoint();
         }
@@ -295,6 +308,14 @@ impl State {
     }
 
     fn commit(&mut self, batch: &mut [Event]) -> Result<Slots, WriteError> {
+        self.store()?;
+        if let Some(Err(problem)) = self.whole.as_ref().map(|w| w.before_write()) {
+            self.refused.get_or_insert(problem);
+        }
+        if let Some(problem) = &self.refused {
+            let path = PathBuf::from(self.target.to_string());
+            return Err(WriteError::Damaged { path, problem: problem.clone() });
+        }
         let run = self.run()?;
         self.store()?;
         for e in batch.iter_mut() {
@@ -304,6 +325,11 @@ impl State {
         let locks = &self.locks;
         let Some(store) = self.store.as_mut() else { return Err(WriteError::Stopped) };
         let appended = store.append_claiming(batch, &|r| locks.alive_elsewhere(r));
+        if let Err(super::AuditError::ChangedUnderUs(problem)) = &appended {
+            // Found now, anchored now: a kill before the run's end must not leave the change unnoticed.
+            self.refused = Some(problem.clone());
+            self.write_checkpoint();
+        }
         let seqs = self.unless_lost(appended)?;
         // Before anyone is told the rows are durable (and sends a request on the strength of it).
         self.keep_wal_on_disk(run)?;
@@ -316,12 +342,35 @@ impl State {
 
     fn write_checkpoint(&mut self) {
         if let (Some(anchor), Some(store)) = (self.target.anchor(), &self.store) {
-            if let Err(e) = checkpoint::write(anchor, store, self.syslog.as_deref()) {
-                tracing::warn!("could not write the audit checkpoint: {e}");
+            match checkpoint::write(anchor, store, self.syslog.as_deref()) {
+                Err(e) if e.starts_with(checkpoint::NOT_SIGNED) => {
+                    if self.refused.replace(e.clone()).is_none() {
+                        tracing::error!("{e}");
+                    }
+                }
+                Err(e) => tracing::warn!("could not write the audit checkpoint: {e}"),
+                Ok(()) => {}
             }
         }
         self.unchecked_rows = 0;
         self.checkpointed_at = std::time::Instant::now();
+    }
+
+    /// Whether the log is still the one this process verified and wrote (`AuditStore::catch_up`); if not, it is
+    /// said, and nothing more is recorded.
+    fn check_under_us(&mut self) -> bool {
+        let Some(store) = &self.store else { return true };
+        let problem = match store.catch_up() {
+            Ok(Ok(_)) => return true,
+            Ok(Err(problem)) => problem,
+            Err(e) => {
+                tracing::warn!("could not check the audit log before the run's end: {e}");
+                return true;
+            }
+        };
+        tracing::error!("the audit log changed under this process: {problem}; nothing more is recorded (run `steward audit verify`)");
+        self.refused = Some(problem);
+        false
     }
 
     /// SQLite goes on writing to a write-ahead log whose file was deleted (it holds it open), and those rows
@@ -375,6 +424,8 @@ impl AuditWriter {
             run_digest: String::new(),
             unchecked_rows: 0,
             checkpointed_at: std::time::Instant::now(),
+            refused: None,
+            whole: None,
         };
         std::thread::Builder::new()
             .name("steward-audit".into())

@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module drives the real `steward` binary the way a person would.
 
 // Helpers shared by every module: temp dirs, the binary, the sandbox, failure reports that explain themselves.
+mod forger;
 mod util;
 // A PostgreSQL server of the test's own, for team mode.
 mod pg;
@@ -45,6 +46,8 @@ mod lazyfs;
 mod power_loss;
 // The REPL on a pseudo-terminal: typing, Tab, tables, multi-line input, :help, Ctrl-D.
 mod repl;
+// The record holds: logs cut or rewritten under a running process, by a forger that reproduces the chain.
+mod record;
 // Contract test: every GHES request steward makes, validated by Prism against GitHub's own description.
 mod prism;
 // Bulk jobs: statuses, dry run, confirmation, rate limits, kill -9 and resume, undo, stock scripts.
