@@ -272,6 +272,17 @@ fn send_to_syslog(_socket: &Path, _db: &Path, _cp: &Checkpoint, _note: &str) -> 
 }
 
 impl AuditStore {
+    /// What SQLite finds wrong with the file's own structure (`PRAGMA quick_check`, which reads every page), if
+    /// anything; a team log's server keeps its own.
+    pub fn damage(&self) -> Result<Option<String>, AuditError> {
+        if self.db().engine() != Engine::Sqlite {
+            return Ok(None);
+        }
+        let quick = self.db().row("PRAGMA quick_check", &[]).map_err(AuditError::Read)?;
+        let quick = quick.map(|r| r.text(0)).transpose().map_err(AuditError::Read)?.unwrap_or_default();
+        Ok((quick != "ok").then(|| format!("SQLite reports the file damaged: {quick}")))
+    }
+
     /// The last event's seq and hash.
     pub fn head(&self) -> Result<Option<(i64, String)>, AuditError> {
         let r =
@@ -280,15 +291,9 @@ impl AuditStore {
     }
 
     /// What is wrong with the log against a checkpoint, if anything: the cheap check run before writing.
-    /// It covers SQLite's own structure, the checkpointed row, and every row after it.
+    /// It covers the checkpointed row and every row after it; SQLite's own structure is checked with the whole
+    /// chain (`damage`), since reading every page of a long log is not cheap.
     pub fn check_against(&self, cp: Option<&Checkpoint>) -> Result<Option<String>, AuditError> {
-        if self.db().engine() == Engine::Sqlite {
-            let quick = self.db().row("PRAGMA quick_check", &[]).map_err(AuditError::Read)?;
-            let quick = quick.map(|r| r.text(0)).transpose().map_err(AuditError::Read)?.unwrap_or_default();
-            if quick != "ok" {
-                return Ok(Some(format!("SQLite reports the file damaged: {quick}")));
-            }
-        }
         let Some(cp) = cp else { return Ok(None) };
         if cp.seq == 0 {
             return Ok(match (cp.hash == chain::GENESIS, self.verify_from(0, chain::GENESIS)?) {

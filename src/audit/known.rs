@@ -68,17 +68,14 @@ impl AuditStore {
                 }
             }
         };
-        let mut checked = 0;
         let mut broken = None;
-        self.each_after(seq - 1, &mut |r| {
+        for r in self.rows_after(seq - 1, 2)? {
             if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
                 broken = Some(b);
-                return Ok(false);
+                break;
             }
             prev = r.hash;
-            checked += 1;
-            Ok(checked < 2)
-        })?;
+        }
         Ok(broken.map_or(Ok(()), |b| Err(format!("the chain breaks at seq {}", b.seq()))))
     }
 }

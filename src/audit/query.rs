@@ -183,6 +183,13 @@ impl AuditStore {
         }
     }
 
+    /// At most `limit` rows after `seq`, in order (a few rows read back, without a page's worth of reading).
+    pub(super) fn rows_after(&self, seq: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        let page = self.db().rows(&sql, &[seq.into(), limit.into()]).map_err(AuditError::Read)?;
+        page.iter().map(row).collect::<Result<Vec<Row>, DbError>>().map_err(AuditError::Read)
+    }
+
     /// Recomputes the whole chain; reports how many rows were checked and the first break, if any.
     pub fn verify(&self) -> Result<Verification, AuditError> {
         let mut checked = 0;

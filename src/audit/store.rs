@@ -139,6 +139,9 @@ impl AuditStore {
     pub fn open_verified_target(target: &AuditTarget) -> Result<Self, AuditError> {
         let store = Self::open_target(target)?;
         let untrusted = |why: String| AuditError::Untrusted { path: PathBuf::from(target.to_string()), why };
+        if let Some(damage) = store.damage()? {
+            return Err(untrusted(damage));
+        }
         if let Some(b) = store.verify()?.first_break {
             return Err(untrusted(format!("the chain breaks at seq {}", b.seq())));
         }

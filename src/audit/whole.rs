@@ -25,8 +25,10 @@ impl WholeCheck {
             Arc::new(WholeCheck { verdict: Mutex::new(None), done: Condvar::new(), wait: head <= WAIT_UP_TO_ROWS });
         let (me, target) = (check.clone(), target.clone());
         let started = std::thread::Builder::new().name("steward-verify".into()).spawn(move || {
-            let verdict = match AuditStore::open_target(&target).and_then(|s| s.verify()) {
-                Ok(v) => v.first_break.map_or(Ok(()), |b| Err(format!("the chain breaks at seq {}", b.seq()))),
+            let checked = AuditStore::open_target(&target).and_then(|s| Ok((s.damage()?, s.verify()?)));
+            let verdict = match checked {
+                Ok((Some(damage), _)) => Err(damage),
+                Ok((None, v)) => v.first_break.map_or(Ok(()), |b| Err(format!("the chain breaks at seq {}", b.seq()))),
                 // Unreadable here says nothing the writer will not find itself.
                 Err(e) => {
                     tracing::warn!("could not verify the whole audit log: {e}");

@@ -113,6 +113,10 @@ fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
 /// The chain, then the checkpoint: the log's own (`audit.db.checkpoint`) or a copy, checked with the log's key
 /// or the one given.
 fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&str>) -> anyhow::Result<()> {
+    if let Some(damage) = store.damage()? {
+        output::note(&format!("audit log BROKEN: {damage}"));
+        return Err(AuditBroken.into());
+    }
     let v = store.verify()?;
     if let Some(b) = v.first_break {
         let why = match b {
