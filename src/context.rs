@@ -251,7 +251,7 @@ fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -
             .into());
         }
     }
-    dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?);
+    dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?, store.unknown_in_job(run)?);
     Ok(())
 }
 

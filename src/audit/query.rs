@@ -456,6 +456,15 @@ impl AuditStore {
         )
     }
 
+    /// What a resume of the job of `run` settled `unknown` (the service could not show whether it was applied):
+    /// (profile, op, item key) → the run that settled it. Never sent again blind.
+    pub fn unknown_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
+        self.keyed_in_job(
+            run,
+            "SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'unknown'",
+        )
+    }
+
     /// The intents the job of `run` (all its runs) left without an outcome: (profile, op, target) →
     /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
     pub fn open_intents_in_job(&self, run: i64) -> Result<OpenIntents, AuditError> {

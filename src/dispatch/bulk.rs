@@ -361,7 +361,11 @@ impl Dispatcher {
                     format!("duplicate of item {first}: the same account ({})", account.describe()),
                 ))
             } else {
-                self.earlier.done.get(&key).map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
+                self.earlier
+                    .done
+                    .get(&key)
+                    .map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
+                    .or_else(|| self.settled_unknown(conn, op, &account).map(|why| (ItemStatus::Skipped, why)))
             };
             seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {

@@ -78,6 +78,8 @@ pub struct Dispatcher {
 struct Earlier {
     done: DoneSet,
     open: OpenIntents,
+    /// Settled `unknown` by an earlier resume: never sent again blind.
+    unknown: DoneSet,
 }
 
 /// The run's action budget: live changes made or started, and whether going past `max_changes` was confirmed.
@@ -129,8 +131,8 @@ impl Dispatcher {
     }
 
     /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
-    pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents) {
-        self.earlier = Earlier { done, open };
+    pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents, unknown: DoneSet) {
+        self.earlier = Earlier { done, open, unknown };
         self.recorder.resumes(run);
     }
 

@@ -27,6 +27,20 @@ impl Dispatcher {
     /// `state` (read by this run; read here when the caller has not): applied (`ok`, so the job's undo reverses
     /// it), not applied (`cancelled`, and this run sends it), or unknowable (`unknown`, said so, not sent again).
     /// `params`: the action as this run addresses it, for the outcome row.
+    /// Why the change is held back, when an earlier resume of this job settled it `unknown` (the service cannot
+    /// show whether it was applied): it is not sent again blind.
+    pub(super) fn settled_unknown(&self, conn: &Connection, op: Op, account: &Account) -> Option<String> {
+        let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+        self.earlier.unknown.get(&key).map(|run| {
+            format!(
+                "run {run} settled it unknown ({} cannot show whether the earlier {} of {} was applied); not sent again (check the account on the service)",
+                conn.profile,
+                op.name(),
+                account.describe()
+            )
+        })
+    }
+
     pub(super) async fn settle_earlier(
         &self,
         conn: &Connection,

@@ -75,6 +75,9 @@ impl Dispatcher {
         }
         let mut action = resolved.action;
         if let (Some(_), Some(account)) = (action.op.inverse(), &resolved.account) {
+            if let Some(why) = self.settled_unknown(conn, action.op, account) {
+                return Err(ApiError::new(ErrorKind::Conflict, why));
+            }
             let state = self.unless_stopped(conn.backend.state_of(action.op, account)).await?;
             // A resume settles what an earlier run of the job left in flight on this account first.
             if let Some(earlier) = self.settle_earlier(conn, (action.op, account, &action.params), state).await {

@@ -225,4 +225,10 @@ fn a_resume_settles_never_active_members_as_unknown_and_never_sends_them_again_b
         assert!(!sent_again, "never-active member {id} was sent the suspension again");
     }
     assert!(unknown.iter().all(|r| r["error"].as_str().unwrap_or_default().contains("not sent again")));
+    // A later resume of the job does not send them blind either.
+    let posts = sb.count("POST /travis/org/89/suspend");
+    run(&env, &["--yes", "run", "job.rhai", "--resume", "2"]).success();
+    assert_eq!(sb.count("POST /travis/org/89/suspend"), posts, "a later resume sent the suspension again");
+    let run3 = rows(&["--run", "3"]);
+    assert!(run3.iter().all(|r| r["phase"] != "intent"), "{run3:#?}");
 }
