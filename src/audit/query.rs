@@ -183,6 +183,11 @@ impl AuditStore {
         }
     }
 
+    /// The event at `seq`, if the log has it.
+    pub fn event_at(&self, seq: i64) -> Result<Option<Event>, AuditError> {
+        Ok(self.rows_after(seq - 1, 1)?.into_iter().next().map(|r| r.event).filter(|e| e.seq == seq))
+    }
+
     /// At most `limit` rows after `seq`, in order (a few rows read back, without a page's worth of reading).
     pub(super) fn rows_after(&self, seq: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");

@@ -36,6 +36,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let mut session = super::session(ctx, &args.args, dir);
     let name = if from_stdin { "<stdin>".to_string() } else { args.file.display().to_string() };
     match session.eval(&source, Some(&name)) {
+        Ok(_) if args.resume.is_some() && !ctx.interrupt.is_raised() => {
+            let connect = |profile: &str| ctx.connections.connect(Some(profile)).ok();
+            ctx.runtime.block_on(ctx.dispatcher.settle_the_rest(&connect))?;
+            super::after_stop(ctx, &name)
+        }
         Ok(_) => super::after_stop(ctx, &name),
         Err(err) => {
             // A script stopped midway (Ctrl-C, --timeout, a limit) after acting is worth a line in the log.

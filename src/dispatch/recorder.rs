@@ -255,9 +255,34 @@ impl Recorder {
         Some(e)
     }
 
+    /// `settle_once` for an intent whose profile this run could not connect: the outcome names the service as
+    /// the intent did.
+    pub fn settle_without_connection(&self, intent: &Event, status: Status, why: &str) -> Event {
+        self.settled.lock().insert(intent.seq);
+        Event {
+            profile: intent.profile.clone(),
+            kind: intent.kind.clone(),
+            base_url: intent.base_url.clone(),
+            op: intent.op.clone(),
+            target: intent.target.clone(),
+            params: intent.params.clone(),
+            mode: intent.mode.clone(),
+            phase: Phase::Outcome.as_str().into(),
+            status: status.as_str().into(),
+            intent_seq: Some(intent.seq),
+            error: redact(why),
+            ..Default::default()
+        }
+    }
+
     /// Whether this run settled the earlier intent `seq` already.
     pub fn is_settled(&self, seq: i64) -> bool {
         self.settled.lock().contains(&seq)
+    }
+
+    /// The event at `seq` (an earlier run's intent), read from a log that verifies whole.
+    pub fn earlier_event(&self, seq: i64) -> Result<Option<crate::audit::Event>, ApiError> {
+        self.with_reader(|store| store.event_at(seq))
     }
 
     /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
@@ -265,20 +290,27 @@ impl Recorder {
         let Some(target) = target.filter(|_| !matches!(self.target, AuditTarget::Memory)) else {
             return Ok(None);
         };
+        let text = self.with_reader(|store| store.last_params(&conn.profile, op.name(), target))?;
+        Ok(text.and_then(|t: String| serde_json::from_str(&t).ok()))
+    }
+
+    /// `read` on the run's one verified read connection (a bulk unsuspend reads through it once per user).
+    fn with_reader<T: Default>(
+        &self,
+        read: impl FnOnce(&crate::audit::AuditStore) -> Result<T, crate::audit::AuditError>,
+    ) -> Result<T, ApiError> {
         let unreadable = |e: crate::audit::AuditError| ApiError::new(ErrorKind::Audit, e.to_string());
-        // One verified read connection for the run: a bulk unsuspend asks this once per user.
         let mut reader = self.reader.lock();
         if reader.is_none() {
             *reader = Some(crate::audit::AuditStore::open_verified_target(&self.target).map_err(unreadable)?);
         }
-        let Some(store) = reader.as_ref() else { return Ok(None) };
-        let text = store.last_params(&conn.profile, op.name(), target);
+        let Some(store) = reader.as_ref() else { return Ok(T::default()) };
+        let got = read(store);
         // A team log's server went away: the next read opens (and verifies) the log anew.
-        if text.as_ref().is_err_and(crate::audit::AuditError::connection_lost) {
+        if got.as_ref().is_err_and(crate::audit::AuditError::connection_lost) {
             *reader = None;
         }
-        let text = text.map_err(unreadable)?;
-        Ok(text.and_then(|t: String| serde_json::from_str(&t).ok()))
+        got.map_err(unreadable)
     }
 
     /// Names the script this run executes, for the `runs` row (written with the first event).

@@ -7,7 +7,9 @@ use crate::audit::vocab::Status;
 use crate::audit::Event;
 use crate::backends::model::Account;
 use crate::backends::Op;
+use crate::http::error::ApiError;
 use serde_json::Value;
+use std::sync::Arc;
 
 pub(crate) const SETTLED_APPLIED: &str = "settled at resume: the change had been applied (its answer was lost)";
 pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been applied; this run sends it";
@@ -68,5 +70,47 @@ impl Dispatcher {
         };
         let event = self.recorder.settle_once(conn, (op, &account.address, params, seq), status, &why);
         Some(Settled { event, state, hold_back })
+    }
+
+    /// At the end of a resumed run: each intent the job's earlier runs left open that this run did not meet (its
+    /// script took another path, seeing the change in place) is settled by reading the account now (`connect`
+    /// gives the profile's connection), or `unknown` where it cannot be read; so a resume leaves nothing pending.
+    pub async fn settle_the_rest(&self, connect: &dyn Fn(&str) -> Option<Arc<Connection>>) -> Result<usize, ApiError> {
+        let mut events = Vec::new();
+        for ((profile, op_name, _), seq) in &self.earlier.open {
+            if self.recorder.is_settled(*seq) {
+                continue;
+            }
+            let (Some(op), Some(intent)) = (Op::from_name(op_name), self.recorder.earlier_event(*seq)?) else {
+                continue;
+            };
+            let params: Value = serde_json::from_str(&intent.params).unwrap_or(Value::Null);
+            let conn = connect(profile);
+            let state = match &conn {
+                Some(c) => self.unless_stopped(c.backend.state(op, &intent.target, &params)).await.ok().flatten(),
+                None => None,
+            };
+            let (status, why) = match state {
+                Some(true) => (Status::Ok, SETTLED_APPLIED.to_string()),
+                Some(false) => {
+                    (Status::Cancelled, "settled at resume: it had not been applied, and this run's script did not ask for it again".to_string())
+                }
+                None => (
+                    Status::Unknown,
+                    format!(
+                        "settled at resume: this run's script did not reach it and {profile} could not show whether it was applied; check {} on the service",
+                        intent.target
+                    ),
+                ),
+            };
+            let Some(conn) = conn else {
+                events.push(self.recorder.settle_without_connection(&intent, status, &why));
+                continue;
+            };
+            events.extend(self.recorder.settle_once(&conn, (op, &intent.target, &params, *seq), status, &why));
+        }
+        let settled = events.len();
+        self.recorder.record(events).await?;
+        Ok(settled)
     }
 }

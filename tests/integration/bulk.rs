@@ -525,3 +525,28 @@ fn a_stray_quote_in_a_csv_job_fails_its_row_naming_the_lines_it_spans() {
         "only the row after the stray quote was acted on (user0025 was already)"
     );
 }
+
+/// A resume settles every intent its job left open, also those its script no longer reaches (it saw the change
+/// in place and took another path): read now, recorded as applied by the run that sent it, so `audit list
+/// --pending` is empty after the resume and undo of the job reverses the change.
+#[test]
+fn a_resume_settles_the_intents_its_script_no_longer_reaches() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write(
+        "job.rhai",
+        r#"let h = connect("ghes");
+        if !h.get_user("user0010").suspended { h.suspend("user0010", #{reason: "left"}); }"#,
+    );
+    let killed =
+        crate::util::run_services(&env, &["--yes", "run", "job.rhai"], Some("after_response_before_outcome:1"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    assert!(sb.suspended().contains(&"user0010".to_string()), "the suspension reached the server");
+    assert_eq!(env.audit_rows(&["--pending"]).len(), 1);
+    env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    assert_eq!(env.audit_rows(&["--pending"]), Vec::<Value>::new(), "nothing is left pending");
+    let settled = env.audit_rows(&["--run", "2", "--op", "suspend"]);
+    assert!(settled.iter().any(|r| r["status"] == "ok" && r["intent_seq"].is_i64()), "{settled:#?}");
+    env.run(&["--yes", "undo", "1"]).success();
+    assert!(!sb.suspended().contains(&"user0010".to_string()), "undo of the job reversed the settled change");
+}
