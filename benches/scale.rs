@@ -36,6 +36,67 @@ fn main() {
     if wanted("bulk") {
         bulk_from_csv(dir.path(), &runtime, 100_000);
     }
+    if wanted("rows") {
+        rows_in_flat_memory(dir.path(), &runtime, 3_000_000);
+    }
+}
+
+/// A CSV job of `n` rows, in a dry run with `precheck: false` (GitHub accounts are addressed by login, so no
+/// row needs a request): what the job itself holds as it reads, plans, records and reports every row, in
+/// windows. Its audit log (a file) gets an event per row.
+fn rows_in_flat_memory(dir: &Path, runtime: &tokio::runtime::Runtime, n: usize) {
+    let running = sandbox(runtime, 10);
+    let config = dir.join("rows.toml");
+    let profile = format!(
+        "max_changes = 100000000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        running.github_url()
+    );
+    std::fs::write(&config, profile).expect("config");
+    let csv = dir.join("rows.csv");
+    let mut text = String::with_capacity(n * 10 + 8);
+    text.push_str("login\n");
+    for i in 1..=n {
+        text.push_str(&format!("u{i:07}\n"));
+    }
+    std::fs::write(&csv, &text).expect("csv");
+    drop(text);
+    let job = dir.join("rows.rhai");
+    let script = "let s = connect(\"ghes\").suspend_all(ARGS.csv, #{reason: \"bench\", precheck: false, dry_run: true, results: ARGS.out}); s.total";
+    std::fs::write(&job, script).expect("script");
+    // `STEWARD_BASELINE=/path/to/an/older/steward` runs the same job with it first, side by side.
+    let baseline = std::env::var("STEWARD_BASELINE").ok();
+    for (name, binary) in baseline.iter().map(|b| ("baseline", b.as_str())).chain([("steward", STEWARD)]) {
+        rows_job(dir, &config, &job, &csv, n, name, binary);
+    }
+}
+
+fn rows_job(dir: &Path, config: &Path, job: &Path, csv: &Path, n: usize, name: &str, binary: &str) {
+    let run = measure(
+        Command::new(binary)
+            .args(["--yes", "--audit-db"])
+            .arg(dir.join(format!("rows-{name}.db")))
+            .arg("run")
+            .arg(job)
+            .args([
+                "--arg",
+                &format!("csv={}", csv.display()),
+                "--arg",
+                &format!("out={}", dir.join("rows-out.csv").display()),
+            ])
+            .env("STEWARD_CONFIG", config)
+            .env("HOME", dir)
+            .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN),
+    );
+    assert!(run.success, "{}", run.stderr);
+    let rows = std::fs::read_to_string(dir.join("rows-out.csv")).map(|t| t.lines().count() - 1).unwrap_or(0);
+    assert_eq!(rows, n, "a result row per input row");
+    println!(
+        "rows ({name}): a CSV job of {n} rows (dry run, precheck false, results to a file, audit log on disk): {:.1} s; \
+         peak RSS {:.1} MiB; CPU {:.1} s",
+        run.elapsed.as_secs_f64(),
+        run.peak_rss_mib,
+        run.cpu_secs
+    );
 }
 
 fn sandbox(runtime: &tokio::runtime::Runtime, users: usize) -> steward_sandbox::Running {

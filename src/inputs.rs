@@ -34,16 +34,36 @@ fn pins() -> &'static Mutex<Pins> {
     PINS.get_or_init(Mutex::default)
 }
 
-/// The SHA-256 of `bytes`, in hex.
-pub fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// The SHA-256 of the file at `path`, read as a stream.
 pub fn digest_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// A reader that computes the SHA-256 of what passes through it.
+pub struct Digesting<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> Digesting<R> {
+    pub fn new(inner: R) -> Self {
+        Digesting { inner, hasher: Sha256::new() }
+    }
+
+    /// The digest of everything read, in hex.
+    pub fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Digesting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The script read the file at `path`, whose content has digest `sha256`: pinned for this run, and checked
@@ -90,7 +110,7 @@ mod tests {
         let file = dir.path().join("pinned-leavers.csv");
         std::fs::write(&file, "login\nann\n").unwrap();
         let sha = digest_file(&file).unwrap();
-        assert_eq!(sha, digest(b"login\nann\n"));
+        assert_eq!(sha, hex::encode(Sha256::digest(b"login\nann\n")));
         read(&file, &sha).unwrap();
         read(&file, &sha).unwrap();
         let real = crate::files::real_path(&file).display().to_string();

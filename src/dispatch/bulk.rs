@@ -171,43 +171,123 @@ impl Dispatcher {
         &self,
         conn: &Connection,
         op: Op,
-        mut items: Vec<BulkItem>,
+        items: Vec<BulkItem>,
         params: Value,
         each: Option<&EachResult<'_>>,
     ) -> Result<Vec<BulkResult>, ActionError> {
-        let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
         let fail = |e: ApiError| ActionError::new(e, conn, op.bulk_name().unwrap_or(op.name()), None);
-        self.refuse_when_stopped().map_err(fail)?;
-        if !conn.backend.supported().contains(&op) {
-            return Err(fail(unsupported(conn.backend.as_ref(), op)));
+        let mut job = self.begin_job(conn, op, (&items, items.len()), params, each).await.map_err(fail)?;
+        let results = self.job_window(&mut job, items).await.map_err(fail)?;
+        self.end_job(job);
+        Ok(results)
+    }
+
+    /// A job over items that come in windows (a CSV of any length, read as the job goes): each window is
+    /// planned, confirmed (the first, for the whole job: `total` items at most) and carried out before the next
+    /// is read, so memory holds one window and what the job must remember of every account (a 64-bit digest of
+    /// each, to find the same account named twice). Every item's result goes to `each`; returns the counts.
+    pub async fn perform_all_windowed(
+        &self,
+        conn: &Connection,
+        op: Op,
+        (total, next): (usize, &mut (dyn FnMut() -> Result<Vec<BulkItem>, ApiError> + Send)),
+        params: Value,
+        each: &EachResult<'_>,
+    ) -> Result<Vec<(ItemStatus, usize)>, ActionError> {
+        let fail = |e: ApiError| ActionError::new(e, conn, op.bulk_name().unwrap_or(op.name()), None);
+        let first = next().map_err(fail)?;
+        let mut job = self.begin_job(conn, op, (&first, total), params, Some(each)).await.map_err(fail)?;
+        let mut window = first;
+        while !window.is_empty() {
+            if let Some(why) = self.job_options_refused(op, &window, &job.params) {
+                return Err(fail(why));
+            }
+            match self.stopped() {
+                // Stopped (Ctrl-C, --timeout, a failed log): the rows left are reported, nothing more is read.
+                Some((status, why)) => self.window_unsent(&mut job, &window, status, &why),
+                None => drop(self.job_window(&mut job, window).await.map_err(fail)?),
+            }
+            window = next().map_err(fail)?;
         }
-        let JobOptions { params, dry_run, precheck } = self.job_options(op, &items, params).map_err(fail)?;
-        let started = Instant::now();
+        Ok(self.end_job(job))
+    }
+
+    /// A window of a job that stopped before it: each item reported as not sent, nothing read or recorded.
+    fn window_unsent(&self, job: &mut JobRun<'_>, items: &[BulkItem], status: ItemStatus, why: &str) {
+        let progress = job.progress.get_or_insert_with(|| self.reporter.begin(&job.label, job.total));
+        let outcomes = Outcomes { progress: progress.as_ref(), each: job.each };
+        for item in items {
+            outcomes.finished(&BulkResult::of(item, status, Some(why.to_string())));
+            *job.counts.entry(status).or_default() += 1;
+        }
+    }
+
+    /// What a job holds from its start to its end, across its windows of items.
+    async fn begin_job<'a>(
+        &self,
+        conn: &'a Connection,
+        op: Op,
+        (first, total): (&[BulkItem], usize),
+        params: Value,
+        each: Option<&'a EachResult<'a>>,
+    ) -> Result<JobRun<'a>, ApiError> {
+        let label = format!("{} on {}", op.bulk_name().unwrap_or(op.name()), conn.profile);
+        self.refuse_when_stopped()?;
+        if !conn.backend.supported().contains(&op) {
+            return Err(unsupported(conn.backend.as_ref(), op));
+        }
+        let JobOptions { params, dry_run, precheck } = self.job_options(op, first, params)?;
         // Resolved once for the job, and only for operations that take something away (as a single call does).
         let guard = match op.guards_target() {
-            true => Some(self.unless_stopped(conn.guard()).await.map_err(fail)?),
+            true => Some(self.unless_stopped(conn.guard()).await?),
             false => None,
         };
+        Ok(JobRun {
+            conn,
+            op,
+            label,
+            params,
+            dry_run,
+            precheck,
+            guard,
+            total,
+            started: Instant::now(),
+            failing: FailureStreak::default(),
+            // Sized for the whole job at once: growing it doubles, and the copy would be the job's peak.
+            seen: HashMap::with_capacity(total),
+            progress: None,
+            each,
+            confirmed: false,
+            counts: HashMap::new(),
+            busy: 0,
+        })
+    }
 
+    /// One window of a job's items, planned and carried out; every item's result, in input order.
+    async fn job_window(&self, job: &mut JobRun<'_>, mut items: Vec<BulkItem>) -> Result<Vec<BulkResult>, ApiError> {
+        let (conn, op) = (job.conn, job.op);
         // 1. What needs no request at all.
         let (mut results, candidates) = self.decide_without_requests(conn, &items);
         // 2. The account each of the rest reaches and its state, read from the service: the protected, the
         //    duplicates (one account named twice, by any names), what an earlier run did, noops and unknown users
         //    are found before any change.
-        let failing = FailureStreak::default();
         // Where the log stood before the reads: another process acting on an account after this job read it
         // makes that reading stale, and its intent is refused rather than sent on stale knowledge.
-        let read_at = match dry_run {
+        let read_at = match job.dry_run {
             true => None,
-            false => Some(self.recorder.head().await.map_err(fail)?),
+            false => Some(self.recorder.head().await?),
         };
-        let plan = Plan { conn, op, params: &params, guard };
+        let plan = Plan { conn, op, params: &job.params, guard: job.guard };
         let mut accounts: Vec<Option<Account>> = vec![None; items.len()];
-        let read =
-            self.resolve_and_decide(&plan, &items, candidates, (precheck, &failing), (&mut results, &mut accounts));
-        let todo: Vec<usize> = read
-            .await
-            .map_err(fail)?
+        let todo: Vec<usize> = self
+            .resolve_and_decide(
+                &plan,
+                &items,
+                candidates,
+                (job.precheck, &job.failing, &mut job.seen),
+                (&mut results, &mut accounts),
+            )
+            .await?
             .into_iter()
             .map(|(i, seen)| {
                 // What undo may rely on: the state before the change, seen (or not) by the read.
@@ -215,29 +295,64 @@ impl Dispatcher {
                 i
             })
             .collect();
-        // 3. A second look, once for the whole job.
-        if !dry_run {
-            self.confirm_job(&label, op, &params, todo.len()).map_err(fail)?;
+        // 3. A second look, once for the whole job (the first window asks for all the job may change).
+        if !job.dry_run && !job.confirmed {
+            let changes = if job.total > items.len() { job.total } else { todo.len() };
+            self.confirm_job(&job.label, op, &job.params, changes)?;
+            job.confirmed = true;
         }
 
+        // Shown once the job is confirmed (a bar drawn under a question would hide it).
+        let progress = job.progress.get_or_insert_with(|| self.reporter.begin(&job.label, job.total));
         // Everything decided so far is recorded in one batch: the log says why each item was left alone.
-        let decided_events = self.decided_events(conn, op, &params, (&items, &accounts), &results);
-        let progress = self.reporter.begin(&label, items.len());
-        let outcomes = Outcomes { progress: progress.as_ref(), each };
+        let decided_events = self.decided_events(conn, op, &job.params, (&items, &accounts), &results);
+        let outcomes = Outcomes { progress: progress.as_ref(), each: job.each };
         for r in results.iter().flatten() {
             outcomes.finished(r);
         }
 
         // 4. The changes (or, in dry run, their record).
-        let job = Job { conn, op, items: &items, accounts: &accounts, params: &params, outcomes: &outcomes, read_at };
-        let step = Step { todo: &todo, dry_run, failing: &failing };
-        self.carry_out_job(&job, step, decided_events, &mut results).await.map_err(fail)?;
-        let results = self.finish_job(label, &items, results, &outcomes, started);
+        let run =
+            Job { conn, op, items: &items, accounts: &accounts, params: &job.params, outcomes: &outcomes, read_at };
+        let step = Step { todo: &todo, dry_run: job.dry_run, failing: &job.failing };
+        self.carry_out_job(&run, step, decided_events, &mut results).await?;
+        let results = self.window_results(&items, results, &outcomes);
+        for r in &results {
+            *job.counts.entry(r.status).or_default() += 1;
+            job.busy += usize::from(r.error.as_deref().is_some_and(|e| e.starts_with(BUSY)));
+        }
+        Ok(results)
+    }
+
+    /// The job's end: its counts shown and returned, a note for the accounts left to other processes, and when
+    /// it was stopped midway, time for the script to write its results down.
+    fn end_job(&self, job: JobRun<'_>) -> Vec<(ItemStatus, usize)> {
+        let counts: Vec<(ItemStatus, usize)> = ItemStatus::ALL
+            .iter()
+            .map(|s| (*s, job.counts.get(s).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let failed = job.counts.get(&ItemStatus::Failed).copied().unwrap_or(0);
+        self.bulk_failed.fetch_add(failed, Ordering::SeqCst);
+        // The run id is what `--resume`, `undo` and `steward runs show` take: say it where people look.
+        let label = match self.run_id() {
+            Some(run) => format!("{} (run {run})", job.label),
+            None => job.label,
+        };
+        let progress = job.progress.unwrap_or_else(|| self.reporter.begin(&label, job.total));
+        progress.finish(&label, &counts, job.started.elapsed());
+        if job.busy > 0 {
+            self.reporter.note(&format!(
+                "skipped {} accounts another steward process was acting on, or acted on while this job ran; each \
+                 result names the run (`steward audit list --run N` shows what it did)",
+                job.busy
+            ));
+        }
         // Stopped midway, the job still returns every item's result: let the script write them down.
         if self.interrupt.is_raised() {
             self.interrupt.grant_grace(GRACE);
         }
-        Ok(results)
+        counts
     }
 
     /// Step 4: the changes, after the rows of every item decided without one (or, in a dry run, their record).
@@ -275,12 +390,8 @@ impl Dispatcher {
     /// one job a dry run even when the run is live; `precheck: false` trusts the input and skips reading each
     /// target's state first (an item already in the state then reports ok rather than noop, and is not undone).
     fn job_options(&self, op: Op, items: &[BulkItem], params: Value) -> Result<JobOptions, ApiError> {
-        let given = |p: &serde_json::Map<String, Value>| {
-            p.get("reason").and_then(Value::as_str).is_some_and(|r| !r.trim().is_empty())
-        };
-        let job_reason = params.as_object().is_some_and(given);
-        if op == Op::Suspend && !job_reason && items.iter().any(|i| !given(&i.params)) {
-            return Err(ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})"));
+        if let Some(refused) = self.job_options_refused(op, items, &params) {
+            return Err(refused);
         }
         let dry_run = self.mode.dry_run || params.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
         let precheck = params.get("precheck").and_then(Value::as_bool).unwrap_or(true);
@@ -290,6 +401,17 @@ impl Dispatcher {
             p.remove("precheck");
         }
         Ok(JobOptions { params, dry_run, precheck })
+    }
+
+    /// Why the job cannot take these items: a suspension needs a reason, the job's or each row's.
+    fn job_options_refused(&self, op: Op, items: &[BulkItem], params: &Value) -> Option<ApiError> {
+        let given = |p: &serde_json::Map<String, Value>| {
+            p.get("reason").and_then(Value::as_str).is_some_and(|r| !r.trim().is_empty())
+        };
+        let job_reason = params.as_object().is_some_and(given);
+        (op == Op::Suspend && !job_reason && items.iter().any(|i| !given(&i.params))).then(|| {
+            ApiError::invalid("suspend_all needs a reason, for the service's audit log and ours: suspend_all(ids, #{reason: \"left the company\"})")
+        })
     }
 
     /// The record of item `i`'s change in a dry run.
@@ -331,14 +453,13 @@ impl Dispatcher {
         plan: &Plan<'_>,
         items: &[BulkItem],
         candidates: Vec<usize>,
-        (precheck, failing): (bool, &FailureStreak),
+        (precheck, failing, seen_accounts): (bool, &FailureStreak, &mut SeenAccounts),
         (results, accounts): (&mut [Option<BulkResult>], &mut [Option<Account>]),
     ) -> Result<Vec<(usize, Option<bool>)>, ApiError> {
         let Plan { conn, op, params, guard } = *plan;
         let backend = conn.backend.as_ref();
         let mut reads = self.read_accounts(plan, items, candidates, (precheck, failing)).await;
         reads.sort_unstable_by_key(|(i, _)| *i);
-        let mut seen_accounts: HashMap<String, i64> = HashMap::new();
         let mut settled = Vec::new();
         let mut todo = Vec::new();
         for (i, read) in reads {
@@ -355,7 +476,7 @@ impl Dispatcher {
             let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
             let decided = if let Some(why) = guard.and_then(|g| g.refusal(backend, &account)) {
                 Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
-            } else if let Some(first) = seen_accounts.get(&account.id) {
+            } else if let Some(first) = seen_accounts.get(&account_digest(&account.id)) {
                 Some((
                     ItemStatus::Skipped,
                     format!("duplicate of item {first}: the same account ({})", account.describe()),
@@ -367,7 +488,7 @@ impl Dispatcher {
                     .map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
                     .or_else(|| self.settled_unknown(conn, op, &account).map(|why| (ItemStatus::Skipped, why)))
             };
-            seen_accounts.entry(account.id.clone()).or_insert(item.line.unwrap_or(i as i64 + 1));
+            seen_accounts.entry(account_digest(&account.id)).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {
                 results[i] = Some(BulkResult::of(item, status, Some(why)));
                 accounts[i] = Some(kept(account));
@@ -595,17 +716,14 @@ impl Dispatcher {
             .then(|| (ItemStatus::Cancelled, format!("{} before it was sent", self.interrupt.reason())))
     }
 
-    /// Every item's result (one left undecided is reported, never lost), the failures counted for the exit
-    /// status, and the summary, which names the run.
-    fn finish_job(
+    /// Every item's result of a window (one left undecided is reported, never lost).
+    fn window_results(
         &self,
-        label: String,
         items: &[BulkItem],
         results: Vec<Option<BulkResult>>,
         outcomes: &Outcomes<'_>,
-        started: Instant,
     ) -> Vec<BulkResult> {
-        let results: Vec<BulkResult> = results
+        results
             .into_iter()
             .zip(items)
             .map(|(r, item)| {
@@ -615,28 +733,45 @@ impl Dispatcher {
                     r
                 })
             })
-            .collect();
-        let counts: Vec<(ItemStatus, usize)> = ItemStatus::ALL
-            .iter()
-            .map(|s| (*s, results.iter().filter(|r| r.status == *s).count()))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        self.bulk_failed.fetch_add(results.iter().filter(|r| r.status == ItemStatus::Failed).count(), Ordering::SeqCst);
-        // The run id is what `--resume`, `undo` and `steward runs show` take: say it where people look.
-        let label = match self.run_id() {
-            Some(run) => format!("{label} (run {run})"),
-            None => label,
-        };
-        outcomes.progress.finish(&label, &counts, started.elapsed());
-        let busy = results.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.starts_with(BUSY))).count();
-        if busy > 0 {
-            self.reporter.note(&format!(
-                "skipped {busy} accounts another steward process was acting on, or acted on while this job ran; each \
-                 result names the run (`steward audit list --run N` shows what it did)"
-            ));
-        }
-        results
+            .collect()
     }
+}
+
+/// The accounts a job has met, by a 64-bit digest of their stable ids (a job of millions holds 16 bytes for
+/// each), with the line (or position) of the item that named each first.
+type SeenAccounts = HashMap<u64, i64>;
+
+/// The digest `SeenAccounts` keeps of an account's stable id (SipHash; the same for the whole job). Two ids
+/// sharing one (about one chance in 10^7 in a job of 3,000,000 accounts) make the second item a reported
+/// duplicate, never a change to the wrong account.
+fn account_digest(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A job from its start to its end, across its windows of items.
+struct JobRun<'a> {
+    conn: &'a Connection,
+    op: Op,
+    label: String,
+    params: Value,
+    dry_run: bool,
+    precheck: bool,
+    guard: Option<&'a super::Guard>,
+    /// How many items the job has in all (the first window's question covers them all).
+    total: usize,
+    started: Instant,
+    failing: FailureStreak,
+    seen: SeenAccounts,
+    /// Shown from the first window's confirmation on.
+    progress: Option<Box<dyn BulkProgress>>,
+    each: Option<&'a EachResult<'a>>,
+    confirmed: bool,
+    counts: HashMap<ItemStatus, usize>,
+    /// Items left to another steward process.
+    busy: usize,
 }
 
 /// What step 4 of a job acts on: the items left to change, whether it is a dry run, the run of failures.

@@ -3,7 +3,10 @@
 
 use crate::redact::redact;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::Path;
+use std::rc::Rc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
@@ -65,21 +68,77 @@ pub fn read_lines(path: &Path) -> Result<Vec<Line>, CsvError> {
     Ok(lines)
 }
 
-/// `read_lines`, each line handed to `f` as it is parsed.
+/// `read_lines`, each line handed to `f` as it is parsed. The file is read as a stream, twice: first its shape
+/// and digest (a file that lies, such as a quote that never closes or a line of a gigabyte, is named with its line
+/// before anything is parsed, and the digest pins it for a resume before any row can be acted on), then its rows,
+/// one at a time: memory stays flat however long the file.
 pub fn each_line(path: &Path, f: impl FnMut(Line)) -> Result<(), CsvError> {
     let shown = path.display().to_string();
     let io = |source| CsvError::Io { path: shown.clone(), source };
-    // Checked as a stream first, so a file that lies (a quote that never closes, a line of a gigabyte) is
-    // named with its line before it is held in memory.
-    let file = std::fs::File::open(path).map_err(io)?;
-    check_shape(std::io::BufReader::new(file)).map_err(|e| match e {
+    let mut digesting = crate::inputs::Digesting::new(std::fs::File::open(path).map_err(io)?);
+    check_shape(std::io::BufReader::new(&mut digesting)).map_err(|e| match e {
         ShapeError::Io(source) => io(source),
         ShapeError::Bad(problems) => CsvError::Malformed { path: shown.clone(), problems },
     })?;
-    let bytes = std::fs::read(path).map_err(io)?;
-    // Pinned by what was parsed, so a resume acts on the same rows or refuses.
-    crate::inputs::read(path, &crate::inputs::digest(&bytes))?;
-    parse(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes), &shown, f)
+    // Pinned by what was read, so a resume acts on the same rows or refuses.
+    crate::inputs::read(path, &digesting.finish())?;
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let bom = std::io::BufRead::fill_buf(&mut file).map_err(io)?.starts_with(b"\xef\xbb\xbf");
+    if bom {
+        std::io::BufRead::consume(&mut file, 3);
+    }
+    let breaks = Rc::new(RefCell::new(Breaks::default()));
+    parse(Counting { inner: file, at: 0, breaks: breaks.clone() }, &breaks, &shown, f)
+}
+
+/// Where the line breaks of a stream being parsed lie, from the last record asked about to as far as the parser
+/// has read ahead (a buffer's worth): enough to give each record its true line number without the whole file.
+#[derive(Default)]
+struct Breaks {
+    /// Byte offset of each CR or LF not yet passed, and whether it is an LF.
+    ahead: VecDeque<(u64, bool)>,
+    /// LFs before the first of them.
+    passed: u64,
+}
+
+impl Breaks {
+    /// The line a record (or an error) at byte `at` starts on. The csv crate does not count the blank lines it
+    /// skips, and a record's position may start at them: the breaks right at it are stepped over.
+    fn line_at(&mut self, pos: Option<&::csv::Position>) -> u64 {
+        let Some(mut at) = pos.map(::csv::Position::byte) else { return 0 };
+        while let Some(&(offset, lf)) = self.ahead.front() {
+            if offset > at {
+                break;
+            }
+            if offset == at {
+                at += 1;
+            }
+            self.passed += u64::from(lf);
+            self.ahead.pop_front();
+        }
+        self.passed + 1
+    }
+}
+
+/// A reader that notes where the line breaks it passes on lie (`Breaks`).
+struct Counting<R> {
+    inner: R,
+    at: u64,
+    breaks: Rc<RefCell<Breaks>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if matches!(b, b'\n' | b'\r') {
+                breaks.ahead.push_back((self.at + i as u64, *b == b'\n'));
+            }
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// The column names of a CSV file's header, as `read_csv` keys its rows (lower-cased); none for an empty file.
@@ -177,26 +236,16 @@ fn check_shape(mut input: impl std::io::BufRead) -> Result<(), ShapeError> {
     Ok(())
 }
 
-fn parse(bytes: &[u8], shown: &str, mut each: impl FnMut(Line)) -> Result<(), CsvError> {
+fn parse(
+    input: impl std::io::Read,
+    breaks: &RefCell<Breaks>,
+    shown: &str,
+    mut each: impl FnMut(Line),
+) -> Result<(), CsvError> {
     let malformed = |problems: String| CsvError::Malformed { path: shown.to_string(), problems };
-    // The csv crate does not count the blank lines it skips; the byte offset tells the true line. Positions
-    // only grow, so lines are counted from the last one asked about (linear in the file, not quadratic).
-    let counted = std::cell::Cell::new((0usize, 1u64));
-    let line_at = |pos: Option<&::csv::Position>| {
-        let Some(p) = pos else { return 0 };
-        let mut at = (p.byte() as usize).min(bytes.len());
-        // A record's position may start at the blank lines skipped before it.
-        while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
-            at += 1;
-        }
-        let (from, line) = counted.get();
-        let (from, line) = if at >= from { (from, line) } else { (0, 1) };
-        let line = line + bytes[from..at].iter().filter(|b| **b == b'\n').count() as u64;
-        counted.set((at, line));
-        line
-    };
+    let line_at = |pos: Option<&::csv::Position>| breaks.borrow_mut().line_at(pos);
     let describe = |e: &::csv::Error| format!("line {}: {e}", line_at(e.position()));
-    let mut reader = ::csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(bytes);
+    let mut reader = ::csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(input);
     let mut records = reader.byte_records();
     let header: Vec<String> = loop {
         match records.next() {

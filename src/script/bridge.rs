@@ -80,15 +80,53 @@ impl Host {
             .block_on(self.dispatcher.perform_all_telling(conn, op, items, params, Some(&each)))
             .map_err(action_error)?;
         file.finish()?;
-        let mut summary = rhai::Map::new();
-        summary.insert("total".into(), (results.len() as i64).into());
-        for status in ItemStatus::ALL {
-            let n = results.iter().filter(|r| r.status == status).count() as i64;
-            summary.insert(status.as_str().into(), n.into());
-        }
-        summary.insert("results".into(), path.into());
-        Ok(summary.into())
+        let counts =
+            ItemStatus::ALL.map(|status| (status, results.iter().filter(|r| r.status == status).count())).to_vec();
+        Ok(summary(&counts, path))
     }
+
+    /// A bulk job over a CSV of any length, its results written to `results` as they are known: read, planned
+    /// and carried out in windows of rows (`bulk_input::windows`), so memory stays flat; the job's counts.
+    pub fn perform_all_csv(
+        &self,
+        conn: &Arc<Connection>,
+        op: Op,
+        csv: &str,
+        mut params: Value,
+    ) -> ScriptResult<Dynamic> {
+        let path = match params.as_object_mut().and_then(|p| p.remove("results")) {
+            Some(Value::String(path)) => path,
+            _ => return Err(invalid("a job over a CSV file in windows writes its results: #{results: PATH}")),
+        };
+        let keys = conn.backend.target_keys();
+        let (total, emails) = super::bulk_input::survey(csv, keys)?;
+        let index = match emails.is_empty() {
+            true => None,
+            false => {
+                let users = self.stream_users(conn, serde_json::json!({"detail": true}), Hold::Walked)?;
+                Some(super::bulk_input::EmailIndex::walk(emails, &users)?)
+            }
+        };
+        let mut next = super::bulk_input::windows(csv, keys, index);
+        let file = ResultsFile::create(&path)?;
+        let each = |r: &BulkResult| file.write(r);
+        let job = self.dispatcher.perform_all_windowed(conn, op, (total, &mut next), params, &each);
+        let counts = self.runtime.block_on(job).map_err(action_error)?;
+        file.finish()?;
+        Ok(summary(&counts, path))
+    }
+}
+
+/// `#{total, ok, noop, …, results}`: a job's counts, and where its results went.
+fn summary(counts: &[(ItemStatus, usize)], results: String) -> Dynamic {
+    let mut summary = rhai::Map::new();
+    summary.insert("total".into(), (counts.iter().map(|(_, n)| *n).sum::<usize>() as i64).into());
+    for status in ItemStatus::ALL {
+        let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+        summary.insert(status.as_str().into(), (n as i64).into());
+    }
+    summary.insert("results".into(), results.into());
+    summary.into()
 }
 
 /// A bulk job's results CSV, a row written (and flushed) as each item's result is known.

@@ -289,6 +289,25 @@ fn the_other_stock_scripts_run() {
         .stderr_has("not supported");
 }
 
+/// `scripts/bulk_suspend.rhai` over `leavers.csv`, stopped with Ctrl-C once the service has seen `puts` PUTs; it
+/// ends with 130.
+fn bulk_suspend_stopped_after(sb: &Sandbox, env: &Env, puts: u64) {
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    let mut cmd = env.cmd();
+    cmd.args(["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while sb.count_method("PUT") < puts && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: a plain signal to the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The reported case: a job stopped with Ctrl-C wrote no results CSV. Its bulk call now returns every item's
 /// result (unsent ones `cancelled`), the script writes them down, nothing more is sent or logged, and the exit
 /// is 130.
@@ -299,20 +318,7 @@ fn a_job_stopped_with_ctrl_c_still_writes_its_results_and_sends_nothing_more() {
     let env = Env::with_sandbox(&sb);
     let rows: String = (3..=120).map(|i| format!("user{i:04}\n")).collect();
     env.write("leavers.csv", &format!("login\n{rows}"));
-    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
-    let mut cmd = env.cmd();
-    cmd.args(["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let started = std::time::Instant::now();
-    while sb.count_method("PUT") < 5 && started.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // SAFETY: a plain signal to the child this test spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    bulk_suspend_stopped_after(&sb, &env, 5);
     let sent = sb.count_method("PUT");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(sb.count_method("PUT"), sent, "nothing is sent after the process ended");
@@ -549,4 +555,53 @@ fn a_resume_settles_the_intents_its_script_no_longer_reaches() {
     assert!(settled.iter().any(|r| r["status"] == "ok" && r["intent_seq"].is_i64()), "{settled:#?}");
     env.run(&["--yes", "undo", "1"]).success();
     assert!(!sb.suspended().contains(&"user0010".to_string()), "undo of the job reversed the settled change");
+}
+
+/// A CSV longer than a window (5,000 rows) is read, planned and carried out window by window: every row gets its
+/// result, an account named again in a later window is a duplicate (never sent twice), and each user is
+/// suspended once.
+#[test]
+fn a_csv_job_longer_than_a_window_acts_once_per_account_across_windows() {
+    let n = 11_000;
+    let sb = Sandbox::start(n);
+    let env = Env::with_sandbox(&sb);
+    let rows: String = (1..=n).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{rows}USER0003\n"));
+    let script = crate::util::repo().join("scripts/bulk_suspend.rhai");
+    env.run(&["--yes", "run", script.to_str().unwrap(), "--arg", "csv=leavers.csv", "--arg", "reason=left"])
+        .success()
+        .stdout_has(&format!("({} rows, 0 failed)", n + 1));
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).expect("results");
+    assert_eq!(results.lines().count(), n + 2, "a result per row, and the header");
+    // Rows are written as their results are known: the duplicate is found by its line.
+    let last = results.lines().find(|l| l.starts_with(&format!("{},", n + 2))).unwrap_or_default();
+    assert!(last.contains(",skipped,") && last.contains("duplicate of item 4"), "{last}");
+    // The sandbox profile protects user0002.
+    let odd: Vec<&str> = results.lines().skip(1).filter(|l| !l.contains(",ok,") && !l.contains(",noop,")).collect();
+    assert_eq!(odd.len(), 2, "{odd:?}");
+    assert_eq!(sb.suspended().len(), n - 1);
+    let stats = sb.stats();
+    let puts = stats["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("PUT ")).count();
+    assert_eq!(puts, n - n / 25 - 1, "one PUT per user not suspended before");
+    assert!(stats["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("PUT ")).all(|(_, v)| v == 1));
+}
+
+/// Ctrl-C in a job's first window: the windows after it are reported row by row as not sent, and nothing of
+/// theirs is read or sent.
+#[test]
+fn ctrl_c_in_a_windowed_job_reports_the_later_windows_unsent_and_reads_nothing_of_them() {
+    let n = 6_000;
+    let sb = Sandbox::with(Options { users: n, latency: Duration::from_millis(30), ..Default::default() });
+    let env = Env::with_sandbox(&sb);
+    let rows: String = (1..=n).map(|i| format!("user{i:04}\n")).collect();
+    env.write("leavers.csv", &format!("login\n{rows}"));
+    bulk_suspend_stopped_after(&sb, &env, 20);
+    let results = std::fs::read_to_string(env.path("leavers-suspended.csv")).expect("results");
+    assert_eq!(results.lines().count(), n + 1, "a result for every row");
+    let late: Vec<&str> = results.lines().filter(|l| l.starts_with("5002,")).collect();
+    assert!(late.iter().all(|l| l.contains(",cancelled,")), "{late:?}");
+    let stats = sb.stats();
+    let second = |k: &&String| k.contains("/users/user5") && !k.contains("/users/user5000");
+    let touched = stats["requests"].as_object().unwrap().keys().filter(second).count();
+    assert_eq!(touched, 0, "nothing of the second window was read or sent");
 }

@@ -292,7 +292,11 @@ fn register_bulk(engine: &mut Engine, host: &Rc<Host>) {
         engine.register_fn(name, move |handle: &mut Handle, csv: &str, opts: Map| -> ScriptResult<Dynamic> {
             let params = to_json(&opts.into())?;
             bulk_input::results_apart_from(csv, params.get("results").and_then(Value::as_str))?;
-            h.perform_all(&handle.conn, op, csv_items(&h, handle, csv)?, params)
+            // Results written as they come: the job reads, plans and acts in windows, in flat memory.
+            match params.get("results").is_some_and(Value::is_string) {
+                true => h.perform_all_csv(&handle.conn, op, csv, params),
+                false => h.perform_all(&handle.conn, op, csv_items(&h, handle, csv)?, params),
+            }
         });
         let h = host.clone();
         engine.register_fn(name, move |handle: &mut Handle, users: Users, opts: Map| -> ScriptResult<Dynamic> {
