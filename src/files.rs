@@ -155,10 +155,24 @@ pub fn refused(path: &Path) -> Option<std::io::Error> {
 
 /// Creates (or truncates) a file a script asked for, unless it is one of steward's own.
 pub fn create(path: &Path) -> std::io::Result<std::fs::File> {
-    match refused(path) {
-        Some(e) => Err(e),
-        None => std::fs::File::create(path),
+    if let Some(e) = refused(path) {
+        return Err(e);
     }
+    let file = std::fs::File::create(path)?;
+    created().lock().insert(real_path(path));
+    Ok(file)
+}
+
+/// The files scripts in this process created, by their real paths.
+fn created() -> &'static parking_lot::Mutex<std::collections::HashSet<PathBuf>> {
+    static CREATED: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    CREATED.get_or_init(Default::default)
+}
+
+/// Whether a script in this process wrote the file at `real` (its own output, read back: not an input).
+pub fn written_here(real: &Path) -> bool {
+    created().lock().contains(real)
 }
 
 /// Writes a whole file a script asked for, unless it is one of steward's own.

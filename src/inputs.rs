@@ -1,22 +1,27 @@
 //! The files a run's script reads (CSV inputs, imported modules), pinned by their SHA-256. Each digest goes into
 //! the audit log before the first event after the read (so before any change that could rest on the file); a
 //! resume compares every file its job recorded and refuses when one differs, and a file read during a resume
-//! must still be the one the job read.
+//! must still be the one the job read. A file the script wrote itself in this process is its own output, not an
+//! input.
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A file a resumed job read is not the file it read then.
+/// A file a resumed job reads is not a file the job read then.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "{path} changed since the job read it (sha256 then {then}, now {now}): a resume must read the same inputs; put the file back, or start a new run for the new file"
-)]
-pub struct InputChanged {
-    pub path: String,
-    pub then: String,
-    pub now: String,
+pub enum InputChanged {
+    #[error(
+        "{path} changed since the job read it (sha256 then {then}, now {now}): a resume must read the same inputs; put the file back, or start a new run for the new file"
+    )]
+    Changed { path: String, then: String, now: String },
+    /// Read by this resume, never by the job: another file under a name the job used (a link pointed elsewhere,
+    /// another working directory), or a file the job stopped before reading.
+    #[error(
+        "{path} was not read by the job this run resumes (a path that now leads to another file, another working directory, or a file the job never reached): a resume acts only on what the job read; start a new run"
+    )]
+    NotRead { path: String },
 }
 
 #[derive(Default)]
@@ -25,8 +30,8 @@ struct Pins {
     read: HashMap<String, String>,
     /// Read, and not yet in the audit log.
     unrecorded: Vec<(String, String)>,
-    /// What the job's earlier runs read, when this run resumes it.
-    expected: HashMap<String, String>,
+    /// What the job's earlier runs read, when this run resumes one.
+    expected: Option<HashMap<String, String>>,
 }
 
 fn pins() -> &'static Mutex<Pins> {
@@ -69,16 +74,7 @@ impl<R: std::io::Read> std::io::Read for Digesting<R> {
 /// The script read the file at `path`, whose content has digest `sha256`: pinned for this run, and checked
 /// against what the job read if this run resumes one.
 pub fn read(path: &Path, sha256: &str) -> Result<(), InputChanged> {
-    let real = crate::files::real_path(path).display().to_string();
-    let mut pins = pins().lock();
-    if let Some(then) = pins.expected.get(&real).filter(|then| *then != sha256) {
-        return Err(InputChanged { path: real, then: then.clone(), now: sha256.to_string() });
-    }
-    if pins.read.get(&real).map(String::as_str) != Some(sha256) {
-        pins.read.insert(real.clone(), sha256.to_string());
-        pins.unrecorded.push((real, sha256.to_string()));
-    }
-    Ok(())
+    pins().lock().read(path, sha256)
 }
 
 /// The files read since the last call, for the audit log.
@@ -87,17 +83,46 @@ pub fn take_unrecorded() -> Vec<(String, String)> {
 }
 
 /// This run resumes a job that read `recorded` (real path, digest; the later of two for one path wins): each must
-/// be the same file now, and a file read again during this run must be too.
+/// be the same file now, and every file this run reads must be one of them, unchanged.
 pub fn expect(recorded: Vec<(String, String)>) -> Result<(), InputChanged> {
-    let expected: HashMap<String, String> = recorded.into_iter().collect();
-    for (path, then) in &expected {
-        let now = digest_file(Path::new(path)).unwrap_or_else(|e| format!("unreadable: {e}"));
-        if &now != then {
-            return Err(InputChanged { path: path.clone(), then: then.clone(), now });
+    pins().lock().expect(recorded)
+}
+
+impl Pins {
+    fn read(&mut self, path: &Path, sha256: &str) -> Result<(), InputChanged> {
+        let real = crate::files::real_path(path);
+        // What the script wrote itself and reads back is its own output, written again by a resume.
+        if crate::files::written_here(&real) {
+            return Ok(());
         }
+        let real = real.display().to_string();
+        if let Some(expected) = &self.expected {
+            match expected.get(&real) {
+                None => return Err(InputChanged::NotRead { path: real }),
+                Some(then) if then != sha256 => {
+                    return Err(InputChanged::Changed { path: real, then: then.clone(), now: sha256.to_string() })
+                }
+                Some(_) => {}
+            }
+        }
+        if self.read.get(&real).map(String::as_str) != Some(sha256) {
+            self.read.insert(real.clone(), sha256.to_string());
+            self.unrecorded.push((real, sha256.to_string()));
+        }
+        Ok(())
     }
-    pins().lock().expected = expected;
-    Ok(())
+
+    fn expect(&mut self, recorded: Vec<(String, String)>) -> Result<(), InputChanged> {
+        let expected: HashMap<String, String> = recorded.into_iter().collect();
+        for (path, then) in &expected {
+            let now = digest_file(Path::new(path)).unwrap_or_else(|e| format!("unreadable: {e}"));
+            if &now != then {
+                return Err(InputChanged::Changed { path: path.clone(), then: then.clone(), now });
+            }
+        }
+        self.expected = Some(expected);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -111,16 +136,22 @@ mod tests {
         std::fs::write(&file, "login\nann\n").unwrap();
         let sha = digest_file(&file).unwrap();
         assert_eq!(sha, hex::encode(Sha256::digest(b"login\nann\n")));
-        read(&file, &sha).unwrap();
-        read(&file, &sha).unwrap();
+        // A process's own pins, so no other test's reads are checked against them.
+        let mut pins = Pins::default();
+        pins.read(&file, &sha).unwrap();
+        pins.read(&file, &sha).unwrap();
         let real = crate::files::real_path(&file).display().to_string();
-        let taken: Vec<_> = take_unrecorded().into_iter().filter(|(p, _)| *p == real).collect();
-        assert_eq!(taken, vec![(real.clone(), sha.clone())], "recorded once");
-        expect(vec![(real.clone(), sha.clone())]).unwrap();
+        assert_eq!(std::mem::take(&mut pins.unrecorded), vec![(real.clone(), sha.clone())], "recorded once");
+        pins.expect(vec![(real.clone(), sha.clone())]).unwrap();
         std::fs::write(&file, "login\nann\nbob\n").unwrap();
-        let e = expect(vec![(real.clone(), sha.clone())]).unwrap_err();
+        let e = pins.expect(vec![(real.clone(), sha.clone())]).unwrap_err();
         assert!(e.to_string().contains(&real) && e.to_string().contains(&sha), "{e}");
         let now = digest_file(&file).unwrap();
-        assert!(read(&file, &now).unwrap_err().to_string().contains(&now));
+        assert!(pins.read(&file, &now).unwrap_err().to_string().contains(&now));
+        // A file the job never read is refused too (a link now pointing elsewhere reads another real path).
+        let other = dir.path().join("other.csv");
+        std::fs::write(&other, "login\nmallory\n").unwrap();
+        let e = pins.read(&other, &digest_file(&other).unwrap()).unwrap_err();
+        assert!(matches!(e, InputChanged::NotRead { .. }), "{e}");
     }
 }

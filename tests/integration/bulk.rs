@@ -605,3 +605,51 @@ fn ctrl_c_in_a_windowed_job_reports_the_later_windows_unsent_and_reads_nothing_o
     let touched = stats["requests"].as_object().unwrap().keys().filter(second).count();
     assert_eq!(touched, 0, "nothing of the second window was read or sent");
 }
+
+/// Another file under the name the job read: the input is a link, pointed elsewhere before the resume (the
+/// file the job read is still there, unchanged). The resume reads another real file than the job did: refused.
+#[test]
+fn a_resume_through_a_link_that_now_leads_to_another_file_is_refused() {
+    let sb = Sandbox::start(80);
+    let env = Env::with_sandbox(&sb);
+    let original: String = (10..=29).map(|i| format!("user{i:04}\n")).collect();
+    let extra: String = (51..=70).map(|i| format!("user{i:04}\n")).collect();
+    env.write("a.csv", &format!("login\n{original}"));
+    env.write("b.csv", &format!("login\n{original}{extra}"));
+    std::os::unix::fs::symlink(env.path("a.csv"), env.path("leavers.csv")).unwrap();
+    env.write("job.rhai", r#"connect("ghes").suspend_all(ARGS.csv, #{reason: "left", results: "out.csv"});"#);
+    let args = ["--yes", "run", "job.rhai", "--arg", "csv=leavers.csv"];
+    let killed = crate::util::run_services(&env, &args, Some("after_intent_commit:3"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let sent = sb.count_method("PUT");
+    std::fs::remove_file(env.path("leavers.csv")).unwrap();
+    std::os::unix::fs::symlink(env.path("b.csv"), env.path("leavers.csv")).unwrap();
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", "1"]);
+    let refused = env.run(&resume);
+    assert_ne!(refused.status, Some(0), "{}", refused.report());
+    assert!(refused.stderr.contains("b.csv was not read by the job"), "{}", refused.report());
+    assert_eq!(sb.count_method("PUT"), sent, "nothing was sent");
+    assert!(!(51..=70).any(|i| sb.suspended().contains(&format!("user{i:04}"))));
+}
+
+/// A file the script writes and reads back is its own output, not an input: a resume writes it again (here with
+/// another time in it) and goes on.
+#[test]
+fn a_file_the_script_writes_and_reads_back_does_not_stop_its_resume() {
+    let sb = Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    env.write(
+        "job.rhai",
+        r#"let at = `${now()}`;
+        write_csv("list.csv", ["user0010", "user0011", "user0012", "user0013"].map(|l| #{login: l, at: at}));
+        connect("ghes").suspend_all(read_csv("list.csv"), #{reason: "left"});"#,
+    );
+    let killed = crate::util::run_services(&env, &["--yes", "run", "job.rhai"], Some("after_intent_commit:2"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    // `now()` counts seconds: the resume writes another time into the file.
+    std::thread::sleep(Duration::from_millis(1100));
+    env.run(&["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    let suspended = sb.suspended();
+    assert!((10..=13).all(|i| suspended.contains(&format!("user{i:04}"))), "{suspended:?}");
+}
