@@ -357,3 +357,59 @@ fn the_evidence_files_carry_no_secret_whatever_a_report_holds() {
         assert!(!text.contains(leak) && text.contains("[REDACTED]"), "{file}: {text}");
     }
 }
+
+/// The reported case: Ctrl-C during an offboarding left "cancelled, may or may not have reached the server" as the
+/// log's last word on keys the service deleted. A deletion in flight at the stop now stays in doubt (its intent
+/// open); the resume reads the keys and settles each, and every key is deleted once.
+#[test]
+fn ctrl_c_mid_offboarding_leaves_the_deletions_in_flight_in_doubt_for_the_resume() {
+    let sb = Sandbox::with(steward_sandbox::Options {
+        users: 60,
+        latency: std::time::Duration::from_millis(300),
+        ..Default::default()
+    });
+    let env = env(&sb);
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people = "people=user0003,user0004,user0005,user0006";
+    let args = ["--yes", "run", &script, "--arg", people, "--arg", "reason=left", "--arg", "profiles=ghes"];
+    let mut cmd = env.cmd();
+    cmd.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while sb.count_method("DELETE") < 1 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: a plain signal to the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rows = env.audit_rows(&[]);
+    let guessed: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["status"] == "cancelled" && r["error"].as_str().unwrap_or("").contains("may or may not"))
+        .collect();
+    assert!(guessed.is_empty(), "{guessed:#?}");
+    let in_doubt = env.audit_rows(&["--pending"]);
+    assert!(!in_doubt.is_empty(), "what was in flight is in doubt until the resume");
+    let deletions = in_doubt.iter().any(|r| r["op"].as_str().unwrap_or("").starts_with("delete_"));
+    assert!(deletions, "the stop came while deletions were in flight: {in_doubt:#?}");
+
+    let job = rows.iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(&env, &resume, None).success();
+    assert_eq!(env.audit_rows(&["--pending"]), Vec::<Value>::new(), "the resume settled every step in doubt");
+    let left = eval(&env, r#"connect("ghes").list_keys().filter(|k| [4, 5, 6, 7].contains(k.user_id))"#);
+    let keys: Vec<String> = env
+        .audit_rows(&["--op", "delete_key"])
+        .iter()
+        .map(|r| format!("{} {} {} {} {}", r["run_id"], r["target"], r["phase"], r["status"], r["error"]))
+        .collect();
+    assert_eq!(left, serde_json::json!([]), "{keys:#?}");
+    let stats = sb.stats();
+    for (path, n) in stats["requests"].as_object().unwrap() {
+        if path.starts_with("DELETE ") && path.contains("/keys/") {
+            assert_eq!(n.as_u64(), Some(1), "{path} was sent {n} times");
+        }
+    }
+}
