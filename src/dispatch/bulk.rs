@@ -297,8 +297,12 @@ impl Dispatcher {
             .collect();
         // 3. A second look, once for the whole job (the first window asks for all the job may change).
         if !job.dry_run && !job.confirmed {
-            let changes = if job.total > items.len() { job.total } else { todo.len() };
-            self.confirm_job(&job.label, op, &job.params, changes)?;
+            // A job read in windows knows only how many rows it has: it asks for them all, saying so.
+            let (changes, label) = match job.total > items.len() {
+                true => (job.total, format!("{}, a CSV of {} rows (each counted as a change)", job.label, job.total)),
+                false => (todo.len(), job.label.clone()),
+            };
+            self.confirm_job(&label, op, &job.params, changes)?;
             job.confirmed = true;
         }
 
