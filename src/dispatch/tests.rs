@@ -328,3 +328,40 @@ async fn a_stopped_job_reports_the_rest_cancelled_and_writes_no_more_intents() {
     let events = d.recorder.head().await.unwrap();
     assert!(events <= 2 * (3 + 8 + 1), "{events} events for 3 requests");
 }
+
+/// A job in windows: an account named again in a later window is a duplicate (sent once), every item is told,
+/// and once the run is stopped the windows after are reported cancelled without a read or a send.
+#[tokio::test]
+async fn a_windowed_job_finds_duplicates_across_windows_and_stops_between_them() {
+    let fake = Arc::new(Fake::default());
+    let conn = connection(&fake, &[]);
+    let (d, _) = pipeline(Ok(true), true);
+    let mut windows = vec![items(&["bob"]), items(&["carol", "user7"]), items(&["@bob:hs"])].into_iter();
+    let mut next = move || Ok(windows.next().unwrap_or_default());
+    let told = Mutex::new(Vec::new());
+    let each =
+        |r: &super::bulk::BulkResult| told.lock().unwrap().push((r.target.clone().unwrap_or_default(), r.status));
+    let params = json!({"reason": "x"});
+    let counts = d.perform_all_windowed(&conn, Op::Suspend, (4, &mut next), params, &each).await.unwrap();
+    assert_eq!(counts, [(ItemStatus::Ok, 3), (ItemStatus::Skipped, 1)], "{:?}", told.lock().unwrap());
+    assert_eq!(fake.sent("execute"), 3, "bob once, across windows");
+    assert_eq!(told.lock().unwrap().len(), 4);
+
+    let stop = Interrupt::default();
+    let (d, _) = pipeline_stopped_by(Ok(true), true, stop.clone());
+    let fake = Arc::new(Fake::default());
+    let conn = connection(&fake, &[]);
+    let mut windows = vec![items(&["user1"]), items(&["user2", "user3"])].into_iter();
+    let mut next = move || {
+        let window = windows.next().unwrap_or_default();
+        // Ctrl-C as the second window is read.
+        if window.len() == 2 {
+            stop.raise();
+        }
+        Ok(window)
+    };
+    let counts = d.perform_all_windowed(&conn, Op::Suspend, (3, &mut next), json!({"reason": "x"}), &|_| {}).await;
+    assert_eq!(counts.unwrap(), [(ItemStatus::Ok, 1), (ItemStatus::Cancelled, 2)]);
+    let later = fake.calls.lock().unwrap().iter().filter(|c| c.contains("user2") || c.contains("user3")).count();
+    assert_eq!(later, 0, "nothing of the second window was read or sent");
+}
