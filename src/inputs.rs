@@ -22,6 +22,9 @@ pub enum InputChanged {
         "{path} was not read by the job this run resumes (a path that now leads to another file, another working directory, or a file the job never reached): a resume acts only on what the job read; start a new run"
     )]
     NotRead { path: String },
+    /// Replaced between the reading that pinned it and the reading of its rows.
+    #[error("{path} changed while steward read it (sha256 {then} when checked, {now} when its rows were read); run again once nothing writes to it")]
+    ChangedWhileRead { path: String, then: String, now: String },
 }
 
 #[derive(Default)]

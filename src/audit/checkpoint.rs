@@ -126,24 +126,39 @@ pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<O
     checked.map(Some).map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", path.display()))
 }
 
-/// How the refusal to sign over a log changed under the process begins.
-pub const NOT_SIGNED: &str = "the audit log changed under this process, so its checkpoint was not moved past what this process verified, and nothing more is recorded";
+/// Why a checkpoint was not written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckpointError {
+    /// The log changed under the process: it signed the last point it verified instead, and records nothing more.
+    #[error(
+        "the audit log changed under this process, so its checkpoint was not moved past what this process verified, and nothing more is recorded: {0}"
+    )]
+    ChangedUnderUs(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for CheckpointError {
+    fn from(why: String) -> Self {
+        CheckpointError::Failed(why)
+    }
+}
 
 /// Writes the head, signed, as this process verified it from the last point it knew good (atomically: a temp
 /// file renamed over the old one), and sends a copy to syslog when a socket is configured (`audit_syslog`), so
 /// a copy exists beyond the reach of whoever can edit the files. A log cut or edited under the process is never
 /// signed: the checkpoint names the last point the process verified or wrote instead, which the changed log no
 /// longer has, so every later process (and `audit verify`) sees the change; the error says what was found.
-pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), String> {
+pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), CheckpointError> {
     match store.catch_up().map_err(|e| e.to_string())? {
-        Ok(head) => sign(db, head, syslog),
+        Ok(head) => Ok(sign(db, head, syslog)?),
         Err(problem) => {
             let known = store.known_point();
             if let Some(point) = known.clone() {
                 sign(db, point, syslog)?;
             }
             let named = known.map(|(seq, _)| format!("; the checkpoint names seq {seq}, the last event it verified"));
-            Err(format!("{NOT_SIGNED}: {problem}{}", named.unwrap_or_default()))
+            Err(CheckpointError::ChangedUnderUs(format!("{problem}{}", named.unwrap_or_default())))
         }
     }
 }

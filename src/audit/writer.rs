@@ -176,7 +176,8 @@ impl State {
                 }
                 // A new log is anchored before its first event, so a log with events always has a checkpoint.
                 if !checkpoint::path_for(anchor).exists() {
-                    checkpoint::write(anchor, &store, self.syslog.as_deref()).map_err(WriteError::Checkpoint)?;
+                    checkpoint::write(anchor, &store, self.syslog.as_deref())
+                        .map_err(|e| WriteError::Checkpoint(e.to_string()))?;
                 }
             }
             if self.whole.is_none() && !matches!(self.target, AuditTarget::Memory) {
@@ -343,8 +344,8 @@ impl State {
     fn write_checkpoint(&mut self) {
         if let (Some(anchor), Some(store)) = (self.target.anchor(), &self.store) {
             match checkpoint::write(anchor, store, self.syslog.as_deref()) {
-                Err(e) if e.starts_with(checkpoint::NOT_SIGNED) => {
-                    if self.refused.replace(e.clone()).is_none() {
+                Err(e @ checkpoint::CheckpointError::ChangedUnderUs(_)) => {
+                    if self.refused.replace(e.to_string()).is_none() {
                         tracing::error!("{e}");
                     }
                 }

@@ -105,7 +105,7 @@ fn anchor(ctx: &Context, store: &mut AuditStore) -> anyhow::Result<()> {
     }];
     let seq = store.append(&mut note)?[0];
     store.end_run(run, 0)?;
-    checkpoint::write(&ctx.audit_path, store, ctx.config.audit_syslog.as_deref()).map_err(anyhow::Error::msg)?;
+    checkpoint::write(&ctx.audit_path, store, ctx.config.audit_syslog.as_deref())?;
     output::line(&format!("anchored: the log's checkpoint now names seq {seq}, the event that records this"));
     Ok(())
 }
@@ -209,7 +209,7 @@ fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<(
     team.append(&mut note)?;
     team.end_run(run, 0)?;
     if let Some(anchor) = ctx.audit_target.anchor() {
-        checkpoint::write(anchor, team, ctx.config.audit_syslog.as_deref()).map_err(anyhow::Error::msg)?;
+        checkpoint::write(anchor, team, ctx.config.audit_syslog.as_deref())?;
     }
     output::line(&what);
     Ok(())

@@ -199,15 +199,16 @@ impl Dispatcher {
         let mut job = self.begin_job(conn, op, (&first, total), params, Some(each)).await.map_err(fail)?;
         let mut window = first;
         while !window.is_empty() {
-            if let Some(why) = self.job_options_refused(op, &window, &job.params) {
-                return Err(fail(why));
-            }
             match self.stopped() {
                 // Stopped (Ctrl-C, --timeout, a failed log): the rows left are reported, nothing more is read.
                 Some((status, why)) => self.window_unsent(&mut job, &window, status, &why),
                 None => drop(self.job_window(&mut job, window).await.map_err(fail)?),
             }
             window = next().map_err(fail)?;
+            // The first window was checked as the job began.
+            if let Some(why) = self.job_options_refused(op, &window, &job.params) {
+                return Err(fail(why));
+            }
         }
         Ok(self.end_job(job))
     }
@@ -505,7 +506,9 @@ impl Dispatcher {
                 seen["prior_observed"] = json!(true);
             }
             let mut state = state;
-            if let Some(earlier) = self.settle_earlier(conn, (op, &account, &seen), state).await {
+            // With `precheck`, the state was read already (`None`: the service cannot show it).
+            let read = precheck.then_some(state);
+            if let Some(earlier) = self.settle_earlier(conn, (op, &account, &seen), read).await {
                 settled.extend(earlier.event);
                 state = earlier.state;
                 if let Some(why) = earlier.hold_back {

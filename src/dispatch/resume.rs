@@ -25,10 +25,6 @@ pub(super) struct Settled {
 }
 
 impl Dispatcher {
-    /// Settles the intent an earlier run of this job left open for `op` on `account`, if there is one, by
-    /// `state` (read by this run; read here when the caller has not): applied (`ok`, so the job's undo reverses
-    /// it), not applied (`cancelled`, and this run sends it), or unknowable (`unknown`, said so, not sent again).
-    /// `params`: the action as this run addresses it, for the outcome row.
     /// Why the change is held back, when an earlier resume of this job settled it `unknown` (the service cannot
     /// show whether it was applied): it is not sent again blind.
     pub(super) fn settled_unknown(&self, conn: &Connection, op: Op, account: &Account) -> Option<String> {
@@ -43,16 +39,20 @@ impl Dispatcher {
         })
     }
 
+    /// Settles the intent an earlier run of this job left open for `op` on `account`, if there is one, by its
+    /// state: `read` when this run read it already (`Some(None)`: the service cannot show it), else read here.
+    /// Applied (`ok`, so the job's undo reverses it), not applied (`cancelled`, and this run sends it), or
+    /// unknowable (`unknown`, said so, not sent again). `params`: the action as this run addresses it.
     pub(super) async fn settle_earlier(
         &self,
         conn: &Connection,
         (op, account, params): (Op, &Account, &Value),
-        state: Option<bool>,
+        read: Option<Option<bool>>,
     ) -> Option<Settled> {
         let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
         let seq = *self.earlier.open.get(&key)?;
-        let state = match state {
-            Some(s) => Some(s),
+        let state = match read {
+            Some(state) => state,
             None => self.unless_stopped(conn.backend.state_of(op, account)).await.ok().flatten(),
         };
         let (status, why, hold_back) = match state {

@@ -80,7 +80,7 @@ impl Dispatcher {
             }
             let state = self.unless_stopped(conn.backend.state_of(action.op, account)).await?;
             // A resume settles what an earlier run of the job left in flight on this account first.
-            if let Some(earlier) = self.settle_earlier(conn, (action.op, account, &action.params), state).await {
+            if let Some(earlier) = self.settle_earlier(conn, (action.op, account, &action.params), Some(state)).await {
                 self.recorder.record(earlier.event.into_iter().collect()).await?;
                 if let Some(why) = earlier.hold_back {
                     return Err(ApiError::new(ErrorKind::Conflict, why));

@@ -81,14 +81,21 @@ pub fn each_line(path: &Path, f: impl FnMut(Line)) -> Result<(), CsvError> {
         ShapeError::Bad(problems) => CsvError::Malformed { path: shown.clone(), problems },
     })?;
     // Pinned by what was read, so a resume acts on the same rows or refuses.
-    crate::inputs::read(path, &digesting.finish())?;
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let pinned = digesting.finish();
+    crate::inputs::read(path, &pinned)?;
+    let mut file = std::io::BufReader::new(crate::inputs::Digesting::new(std::fs::File::open(path).map_err(io)?));
     let bom = std::io::BufRead::fill_buf(&mut file).map_err(io)?.starts_with(b"\xef\xbb\xbf");
     if bom {
         std::io::BufRead::consume(&mut file, 3);
     }
     let breaks = Rc::new(RefCell::new(Breaks::default()));
-    parse(Counting { inner: file, at: 0, breaks: breaks.clone() }, &breaks, &shown, f)
+    let mut rows = Counting { inner: file, at: 0, breaks: breaks.clone() };
+    parse(&mut rows, &breaks, &shown, f)?;
+    // The rows parsed are the file pinned: one replaced between the two readings is an error, not a silent swap.
+    match rows.inner.into_inner().finish() {
+        parsed if parsed == pinned => Ok(()),
+        now => Err(crate::inputs::InputChanged::ChangedWhileRead { path: shown, then: pinned, now }.into()),
+    }
 }
 
 /// Where the line breaks of a stream being parsed lie, from the last record asked about to as far as the parser
