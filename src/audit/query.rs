@@ -271,11 +271,14 @@ pub type OpenIntents = HashMap<(String, String, String), i64>;
 
 /// What a recorded change is known by across a job's runs: the stable id of the account it reached
 /// (`params.account`, recorded since steward resolves accounts), else its target as recorded (a key's or a
-/// token's id, rows from before).
+/// token's id, rows from before); and the object it reached on that account, where one account has many (a
+/// group), so one removal done never stands for another that failed.
 pub fn item_key(target: &str, params: &serde_json::Value) -> String {
-    match params.get("account").and_then(serde_json::Value::as_str).filter(|a| !a.is_empty()) {
-        Some(account) => account.to_string(),
-        None => target.to_string(),
+    let text = |k: &str| params.get(k).and_then(serde_json::Value::as_str).filter(|a| !a.is_empty());
+    let account = text("account").unwrap_or(target);
+    match text("group") {
+        Some(group) => format!("{account} group={group}"),
+        None => account.to_string(),
     }
 }
 
@@ -505,15 +508,27 @@ impl AuditStore {
         let r = self
             .db()
             .row(
-                "SELECT seq, params FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, params, intent_seq FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
                 &[profile.into(), op.into(), target.into()],
             )
             .map_err(AuditError::Read)?;
-        let Some((seq, params)) = r.map(|r| Ok((r.int(0)?, r.text(1)?))).transpose().map_err(AuditError::Read)? else {
+        let row = r.map(|r| Ok((r.int(0)?, r.text(1)?, r.opt_int(2)?))).transpose().map_err(AuditError::Read)?;
+        let Some((seq, params, intent)) = row else {
             return Ok(None);
         };
         self.row_is_whole(seq)?.map_err(AuditError::ChangedUnderUs)?;
-        Ok(Some(params))
+        // What the intent recorded (a role held before) stands unless the outcome says otherwise: an outcome a
+        // resume settled names only what that run knew.
+        let Some(intent) = intent.map(|i| self.event_at(i)).transpose()?.flatten() else {
+            return Ok(Some(params));
+        };
+        self.row_is_whole(intent.seq)?.map_err(AuditError::ChangedUnderUs)?;
+        let mut merged: serde_json::Value = serde_json::from_str(&intent.params).unwrap_or_default();
+        match (merged.as_object_mut(), serde_json::from_str::<serde_json::Value>(&params)) {
+            (Some(base), Ok(serde_json::Value::Object(over))) => base.extend(over),
+            _ => return Ok(Some(params)),
+        }
+        Ok(Some(merged.to_string()))
     }
 
     /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).
@@ -578,6 +593,18 @@ mod tests {
         s.append(&mut [event("suspend", "bob", "outcome", Some(1))]).unwrap();
         s.append(&mut [event("promote", "ann", "intent", None)]).unwrap();
         s
+    }
+
+    #[test]
+    fn a_step_is_known_by_its_account_and_the_group_it_reaches() {
+        use serde_json::json;
+        assert_eq!(item_key("mona", &json!({"account": "42"})), "42");
+        assert_eq!(item_key("7", &json!({"owner_id": "42"})), "7", "a key is known by its own id");
+        let eng = item_key("mona", &json!({"account": "42", "group": "eng"}));
+        let ops = item_key("mona", &json!({"account": "42", "group": "ops"}));
+        assert_ne!(eng, ops, "one removal done never stands for another");
+        assert_ne!(eng, item_key("mona", &json!({"account": "42"})));
+        assert_eq!(item_key("mona", &json!({"group": "eng"})), "mona group=eng");
     }
 
     #[test]

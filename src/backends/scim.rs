@@ -106,6 +106,8 @@ const BULK_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const LOOKUP_CONCURRENCY: usize = 8;
 /// Operations per `/Bulk` request even when the server allows more: one lost answer settles at most this many.
 const MAX_BULK_OPERATIONS: usize = 200;
+/// How often a membership change sent as a whole member list is read again after a 412 before it fails.
+const MEMBERSHIP_CONFLICT_RETRIES: usize = 5;
 
 /// `{"schemas": [...Error], "status": "400", "scimType": "invalidFilter", "detail": "…"}` (RFC 7644 §3.12).
 pub fn error_message(body: &Value) -> Option<String> {
@@ -235,6 +237,8 @@ pub struct Scim {
     admin_group_id: tokio::sync::OnceCell<String>,
     /// name key → the resource as last read (id and version), for the change that follows a lookup.
     seen: Mutex<HashMap<String, Value>>,
+    /// group id → the one writer of its whole member list at a time (servers without PATCH).
+    group_writers: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Scim {
@@ -246,6 +250,7 @@ impl Scim {
             caps: tokio::sync::OnceCell::new(),
             admin_group_id: tokio::sync::OnceCell::new(),
             seen: Mutex::new(HashMap::new()),
+            group_writers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -468,29 +473,46 @@ impl Scim {
         Ok(Some(members(&self.admin_group().await?)))
     }
 
-    /// Adds `user_id` to the group or removes it (PATCH where supported, else a PUT of the whole group).
-    async fn change_membership(&self, group: &Value, user_id: &str, add: bool) -> Result<u16, ApiError> {
+    /// Adds `user_id` to the group or removes it. With PATCH, one operation naming the member
+    /// (`members[value eq "…"]`): it needs no version of the group, so a job's concurrent changes of one group
+    /// never conflict. Without PATCH the whole member list is sent (PUT): one writer per group at a time, the
+    /// group read afresh under it, and a 412 (someone else changed the group) reads it again and retries while
+    /// the change is still needed. The answer: the HTTP status and how many conflicts were retried.
+    async fn change_membership(&self, group: &Value, user_id: &str, add: bool) -> Result<(u16, usize), ApiError> {
         let caps = self.caps().await?;
-        let path = format!("{}/{}", caps.groups, segment(&id_of(group)?));
-        let req = match caps.patch {
-            true => {
-                let op = match add {
-                    true => json!({"op": "add", "path": "members", "value": [{"value": user_id}]}),
-                    false => json!({"op": "remove", "path": format!("members[value eq {}]", quoted(user_id))}),
-                };
-                Request::new(Method::PATCH, path).json(json!({"schemas": [PATCH_SCHEMA], "Operations": [op]}))
+        let gid = id_of(group)?;
+        let path = format!("{}/{}", caps.groups, segment(&gid));
+        let name = group.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
+        if caps.patch {
+            let op = match add {
+                true => json!({"op": "add", "path": "members", "value": [{"value": user_id}]}),
+                false => json!({"op": "remove", "path": format!("members[value eq {}]", quoted(user_id))}),
+            };
+            let req = Request::new(Method::PATCH, path).json(json!({"schemas": [PATCH_SCHEMA], "Operations": [op]}));
+            return Ok((self.http.send(&req).await.map_err(|e| conflict_hint(e, &name))?.status, 0));
+        }
+        let writer = self.group_writers.lock().entry(gid).or_default().clone();
+        let _one_at_a_time = writer.lock().await;
+        let mut conflicts = 0;
+        loop {
+            let group = self.http.send(&Request::new(Method::GET, path.clone())).await?.body;
+            let mut list: Vec<Value> = group.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+            let present = list.iter().any(|m| m.get("value").and_then(Value::as_str) == Some(user_id));
+            if present == add {
+                // Someone else made the change meanwhile: nothing left to send.
+                return Ok((200, conflicts));
             }
-            false => {
-                let mut list: Vec<Value> = group.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
-                list.retain(|m| m.get("value").and_then(Value::as_str) != Some(user_id));
-                if add {
-                    list.push(json!({"value": user_id}));
-                }
-                Request::new(Method::PUT, path).json(replaced(group, "members", Value::Array(list)))
+            list.retain(|m| m.get("value").and_then(Value::as_str) != Some(user_id));
+            if add {
+                list.push(json!({"value": user_id}));
             }
-        };
-        let name = group.get("displayName").and_then(Value::as_str).unwrap_or_default();
-        Ok(self.http.send(&self.if_match(caps, req, group)).await.map_err(|e| conflict_hint(e, name))?.status)
+            let req = Request::new(Method::PUT, path.clone()).json(replaced(&group, "members", Value::Array(list)));
+            match self.http.send(&self.if_match(caps, req, &group)).await {
+                Ok(resp) => return Ok((resp.status, conflicts)),
+                Err(e) if e.status == Some(412) && conflicts < MEMBERSHIP_CONFLICT_RETRIES => conflicts += 1,
+                Err(e) => return Err(conflict_hint(e, &name)),
+            }
+        }
     }
 
     async fn membership(&self, action: &Action, group: Value) -> Result<Value, ApiError> {
@@ -498,11 +520,14 @@ impl Scim {
         let user = self.take(target).await?;
         let id = id_of(&user)?;
         let add = matches!(action.op, Op::Promote | Op::AddToGroup);
-        let status = self.change_membership(&group, &id, add).await?;
+        let (status, conflicts) = self.change_membership(&group, &id, add).await?;
         let name = group.get("displayName").cloned().unwrap_or(Value::Null);
-        Ok(
-            json!({"ok": true, "op": action.op.name(), "target": target, "id": id, "group": name, "http_status": status}),
-        )
+        let mut answer = json!({"ok": true, "op": action.op.name(), "target": target, "id": id, "group": name, "http_status": status});
+        if conflicts > 0 {
+            answer["reconciled"] =
+                json!(format!("the group changed under this change {conflicts} time(s) (412); read again and retried"));
+        }
+        Ok(answer)
     }
 
     /// The users `params` asks for, page by page (the admin group read once, first).

@@ -66,9 +66,21 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
         output::note(&format!("run {run} made no reversible change that still stands; nothing to undo"));
         return Ok(());
     }
-    let mut all = Vec::new();
+    // The whole reversal is planned and asked about once, before the first change (every profile connected
+    // first, so one that cannot be reached stops nothing halfway).
+    let mut jobs = Vec::new();
     for ((profile, op), targets) in plan {
         let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
+        jobs.push((profile, op, targets, conn));
+    }
+    let changes: usize = jobs.iter().map(|(_, _, targets, _)| targets.len()).sum();
+    let question = format!("{}undo job {}: {changes} changes. Go ahead?", plan_text(&jobs), job.first);
+    let parts: Vec<String> =
+        jobs.iter().map(|(profile, op, targets, _)| format!("{} {} on {profile}", op.name(), targets.len())).collect();
+    let what = format!("undo of job {} ({})", job.first, parts.join(", "));
+    ctx.dispatcher.confirm_plan(&question, &what, changes)?;
+    let mut all = Vec::new();
+    for (profile, op, targets, conn) in jobs {
         let items = targets.into_iter().map(|t| BulkItem { target: Some(t), ..Default::default() }).collect();
         let params = json!({ "reason": format!("steward undo of run {run}") });
         let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, op, items, params))?;
@@ -81,6 +93,21 @@ pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
     }
     output::print_value(&Value::Array(all), ctx.output);
     Ok(())
+}
+
+/// The reversal as the person asked to confirm it reads it: one line per profile and operation, long lists cut
+/// short (`--dry-run` shows every item).
+fn plan_text<C>(jobs: &[(String, Op, Vec<String>, C)]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = String::new();
+    for (profile, op, targets, _) in jobs {
+        let mut named = targets.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if targets.len() > SHOWN {
+            named.push_str(&format!(" … and {} more", targets.len() - SHOWN));
+        }
+        text.push_str(&format!("  {} on {profile}: {named}\n", op.name()));
+    }
+    text
 }
 
 /// An irreversible change in words: `delete_key 7 ("mona's laptop", of mona) on ghes`.

@@ -573,6 +573,10 @@ impl Dispatcher {
     /// Step 3: a destructive operation asks as a single call would, and so does a job larger than max_changes;
     /// no terminal and no --yes means refused. Then the job counts against the run's action budget.
     fn confirm_job(&self, label: &str, op: Op, params: &Value, changes: usize) -> Result<(), ApiError> {
+        if self.budget.planned.load(Ordering::SeqCst) {
+            // Part of a plan asked about (and counted) as a whole.
+            return Ok(());
+        }
         let destructive = op.is_destructive(params);
         let over_budget = changes > self.mode.max_changes;
         if changes > 0 && (destructive || over_budget) && !self.mode.assume_yes {

@@ -102,6 +102,9 @@ struct Person {
     name: Option<String>,
     /// The stable id of the account that name resolved to: every step is decided, claimed and keyed on it.
     account: String,
+    /// What a request that changes the account names it by, as every other path addresses it (so a later
+    /// single call finds what this job recorded: a role held before a termination).
+    address: String,
     plan: Cascade,
 }
 
@@ -213,6 +216,9 @@ impl Dispatcher {
                     p.plan = conn.backend.cascade(&snap, wishes);
                     for step in &mut p.plan.steps {
                         keyed_on(&mut step.action, &p.account);
+                        if step.action.target.as_deref() == Some(snap.target.as_str()) {
+                            step.action.target = Some(p.address.clone());
+                        }
                     }
                     p.report.account = Some(snap.target.clone());
                     p.report.caveats = p.plan.caveats.clone();
@@ -323,8 +329,13 @@ impl Dispatcher {
         for (item, (name, account)) in items.iter().zip(found) {
             let given = item.target.clone().unwrap_or_default();
             let report = PersonReport::new(conn, &given);
-            let unplanned =
-                |report: PersonReport| Person { report, name: None, account: String::new(), plan: Cascade::default() };
+            let unplanned = |report: PersonReport| Person {
+                report,
+                name: None,
+                account: String::new(),
+                address: String::new(),
+                plan: Cascade::default(),
+            };
             let account = match (&item.error, account) {
                 (Some(e), _) => {
                     people.push(unplanned(report.ended("failed", Some(e.clone()))));
@@ -358,7 +369,13 @@ impl Dispatcher {
                 continue;
             }
             seen.insert(account.id.clone(), given.clone());
-            people.push(Person { report, name: Some(name), account: account.id, plan: Cascade::default() });
+            people.push(Person {
+                report,
+                name: Some(name),
+                account: account.id,
+                address: account.address,
+                plan: Cascade::default(),
+            });
         }
         self.recorder.record(refused).await?;
         Ok(people)
@@ -434,7 +451,8 @@ impl Dispatcher {
     }
 
     /// A resumed job first settles what its earlier runs left in flight on this profile: a step planned again was
-    /// not applied (this run sends it); one the service shows done was (its answer was lost).
+    /// not applied (this run sends it); one the service shows done was (its answer was lost). Each is settled
+    /// against its intent as recorded (its target, and its params: what undo needs, like a role held before).
     async fn settle_open_intents(&self, conn: &Connection, people: &[Person]) -> Result<(), ApiError> {
         let planned: std::collections::HashSet<(&str, String)> = people
             .iter()
@@ -442,13 +460,16 @@ impl Dispatcher {
             .map(|s| (s.action.op.name(), step_key(&s.action)))
             .collect();
         let mut events = Vec::new();
-        for ((profile, op_name, target), seq) in &self.earlier.open {
+        for ((profile, op_name, key), seq) in &self.earlier.open {
             let Some(op) = Op::from_name(op_name).filter(|_| *profile == conn.profile) else { continue };
             if self.recorder.is_settled(*seq) {
                 continue;
             }
-            let planned = planned.contains(&(op_name.as_str(), target.clone()));
-            let (status, why) = match (conn.backend.state(op, target, &Value::Null).await.ok().flatten(), planned) {
+            let Some(intent) = self.recorder.earlier_event(*seq)? else { continue };
+            let params: Value = serde_json::from_str(&intent.params).unwrap_or(Value::Null);
+            let planned = planned.contains(&(op_name.as_str(), key.clone()));
+            let state = self.unless_stopped(conn.backend.state(op, &intent.target, &params)).await.ok().flatten();
+            let (status, why) = match (state, planned) {
                 (Some(true), _) => (Status::Ok, super::SETTLED_APPLIED),
                 (Some(false), true) => (Status::Cancelled, super::SETTLED_RESENT),
                 (Some(false), false) => (Status::Cancelled, "settled at resume: it had not been applied"),
@@ -459,7 +480,7 @@ impl Dispatcher {
                 ),
                 (None, false) => continue,
             };
-            events.extend(self.recorder.settle_once(conn, (op, target, &json!({}), *seq), status, why));
+            events.extend(self.recorder.settle_once(conn, (op, &intent.target, &params, *seq), status, why));
         }
         self.recorder.record(events).await.map(|_| ())
     }

@@ -87,6 +87,8 @@ struct Earlier {
 struct Budget {
     changes: AtomicUsize,
     confirmed: std::sync::atomic::AtomicBool,
+    /// The run asked once for everything it will change (`confirm_plan`): its jobs ask nothing more.
+    planned: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -185,6 +187,23 @@ impl Dispatcher {
     /// The audit log refused a write in this run: nothing more is sent.
     pub fn audit_failed(&self) -> bool {
         self.recorder.failed()
+    }
+
+    /// For a command that plans all it will change before the first change (`steward undo`): one question for
+    /// the whole plan (`--yes` answers it; without a terminal it is refused before anything is sent), its
+    /// `changes` counted against `max_changes` at once; the jobs that carry it out ask nothing more.
+    /// `what` names the plan in a line, for the refusal when nobody can answer.
+    pub fn confirm_plan(&self, question: &str, what: &str, changes: usize) -> Result<(), ApiError> {
+        if changes == 0 || self.mode.dry_run {
+            return Ok(());
+        }
+        if !self.mode.assume_yes {
+            self.ask_job(question, format!("{what}: {changes} changes, asked about as a whole before the first"))?;
+        }
+        self.budget.changes.fetch_add(changes, Ordering::SeqCst);
+        self.budget.confirmed.store(true, Ordering::SeqCst);
+        self.budget.planned.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Counts changes against the run's action budget (`max_changes`); past it, asks once, or refuses.

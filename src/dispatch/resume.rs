@@ -49,7 +49,7 @@ impl Dispatcher {
         (op, account, params): (Op, &Account, &Value),
         read: Option<Option<bool>>,
     ) -> Option<Settled> {
-        let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+        let key = (conn.profile.clone(), op.name().to_string(), crate::audit::query::item_key(&account.id, params));
         let seq = *self.earlier.open.get(&key)?;
         let state = match read {
             Some(state) => state,

@@ -413,3 +413,85 @@ fn ctrl_c_mid_offboarding_leaves_the_deletions_in_flight_in_doubt_for_the_resume
         }
     }
 }
+
+/// Found: a TransactionLink termination whose answer was lost, settled by the resume, could not be undone ("did
+/// not record this user's role") although its intent had recorded the role. The settled outcome carries the
+/// intent's params, and undo reads what the intent recorded.
+#[test]
+fn a_termination_settled_at_resume_is_undone_with_the_role_its_intent_recorded() {
+    let sb = Sandbox::start(20);
+    let env = env(&sb);
+    let tl_user = |sb: &Sandbox| {
+        sb.state()["transactionlink"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "tluser0003@example.com")
+            .cloned()
+            .unwrap()
+    };
+    let role = tl_user(&sb)["roleId"].clone();
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let args = [
+        "--yes",
+        "run",
+        &script,
+        "--arg",
+        "people=tluser0003@example.com",
+        "--arg",
+        "reason=left",
+        "--arg",
+        "profiles=tl",
+    ];
+    // The termination is applied; steward is killed before its outcome is recorded.
+    let killed = run(&env, &args, Some("after_response_before_outcome:1"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    assert_eq!(tl_user(&sb)["status"], "TERMINATED");
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(&env, &resume, None).success();
+    let undo = run(&env, &["--yes", "undo", &job], None);
+    let suspensions: Vec<Value> = env.audit_rows(&[]).into_iter().filter(|r| r["op"] == "suspend").collect();
+    assert_eq!(undo.status, Some(0), "{}\n{suspensions:#?}", undo.report());
+    let back = tl_user(&sb);
+    assert_eq!((back["status"].as_str(), &back["roleId"]), (Some("ACTIVE"), &role), "{back:#}");
+}
+
+/// Found: `undo` without a terminal or `--yes` made 48 changes, then refused at max_changes, leaving a
+/// half-restored state. Undo now plans the whole reversal and asks once before the first change: without an
+/// answer it changes nothing; with `--yes` it restores everything in one run, max_changes counting the plan.
+#[test]
+fn undo_asks_once_for_the_whole_reversal_before_its_first_change() {
+    let sb = Sandbox::start(60);
+    let env = env(&sb);
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let people = "people=user0001,user0003,user0004,user0005,user0050";
+    run(&env, &["--yes", "run", &script, "--arg", people, "--arg", "reason=left", "--arg", "profiles=ghes"], None)
+        .success();
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    // Smaller than the reversal (4 unsuspensions; user0050 was suspended already, and is promoted back): the
+    // whole plan counts, once.
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&config.replace("max_changes = 1000", "max_changes = 2"));
+    let state = |sb: &Sandbox| {
+        ["user0001", "user0003", "user0004", "user0005", "user0050"]
+            .map(|l| (github_user(sb, l)["suspended_at"].is_null(), github_user(sb, l)["site_admin"].clone()))
+    };
+    let before = state(&sb);
+    let refused = run(&env, &["undo", &job], None);
+    assert_ne!(refused.status, Some(0), "{}", refused.report());
+    assert!(
+        refused.stderr.contains("5 changes") && refused.stderr.contains("unsuspend 4 on ghes, promote 1 on ghes"),
+        "{}",
+        refused.report()
+    );
+    assert_eq!(state(&sb), before, "nothing changed without an answer");
+    assert!(env.audit_rows(&[]).iter().all(|r| r["op"] != "unsuspend"), "no intent was written");
+    run(&env, &["--yes", "undo", &job], None).success();
+    for login in ["user0001", "user0003", "user0004", "user0005"] {
+        assert!(github_user(&sb, login)["suspended_at"].is_null(), "{login} is active again");
+    }
+    assert!(!github_user(&sb, "user0050")["suspended_at"].is_null(), "suspended before the job, and still");
+    assert!(github_user(&sb, "user0050")["site_admin"].as_bool().unwrap(), "user0050 is an admin again");
+}

@@ -506,3 +506,98 @@ fn a_protected_account_is_reached_by_any_spelling_the_server_answers_to_and_refu
         .stderr_has("more than one account");
     assert_eq!(changed(), before);
 }
+
+/// Creates groups on the tenant and puts users in them: `members` is (group, [logins]).
+fn groups_with(env: &Env, members: &[(&str, Vec<String>)]) {
+    let mut script = String::from("let s = connect();\n");
+    for (g, logins) in members {
+        if *g != "admins" {
+            script.push_str(&format!(
+                "s.api(\"POST\", \"Groups\", #{{schemas: [\"urn:ietf:params:scim:schemas:core:2.0:Group\"], displayName: \"{g}\"}});\n"
+            ));
+        }
+        for l in logins {
+            script.push_str(&match *g {
+                "admins" => format!("s.promote(\"{l}\");\n"),
+                _ => format!("s.add_to_group(\"{l}\", \"{g}\");\n"),
+            });
+        }
+    }
+    env.write("groups.rhai", &script);
+    run(env, &["--yes", "run", "groups.rhai"]).success();
+}
+
+/// Found offboarding 48 people: concurrent removals of one job from the same group read the same group version,
+/// one won, the rest got 412, and it took 9 runs to finish. Now one run ends every person done, on the server with
+/// PATCH (a removal names the member, needing no version) and on the one without (one writer per group, a 412
+/// read again and retried).
+#[test]
+fn one_jobs_removals_from_the_same_groups_never_conflict_with_each_other() {
+    for base in [&servers().full, &servers().minimal] {
+        let env = env_on(base, "");
+        seed(&env, 24);
+        let all: Vec<String> = (0..24).map(|i| format!("u{i:04}")).collect();
+        groups_with(&env, &[("eng", all.clone()), ("oncall", all[..12].to_vec()), ("admins", all[..6].to_vec())]);
+        let script = crate::util::repo().join("scripts/offboard.rhai");
+        let people = format!("people={}", all.join(","));
+        let r = run(
+            &env,
+            &[
+                "--yes",
+                "run",
+                script.to_str().unwrap(),
+                "--arg",
+                &people,
+                "--arg",
+                "reason=left",
+                "--arg",
+                "out=off.csv",
+            ],
+        );
+        assert_eq!(r.status, Some(0), "{base}: {}", r.report());
+        let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
+        assert_eq!(
+            csv.lines().filter(|l| l.contains(",done,")).count(),
+            24,
+            "{base}: every person done in one run:\n{csv}"
+        );
+        let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
+        for g in ["eng:0", "oncall:0", "admins:0"] {
+            assert!(groups.as_array().unwrap().contains(&json!(g)), "{base}: {groups}");
+        }
+        assert_eq!(eval(&env, "connect().list_users(#{suspended: true}).len()"), json!(24), "{base}");
+    }
+}
+
+/// Found resuming an offboarding: a person's failed group removals were reported "noop: already done in run N"
+/// because another removal of that person had succeeded, so no resume ever finished. A step is now known by the
+/// person, the service, the step and the group: killed after the second removal was applied, the resume settles
+/// that one and sends the third, once.
+#[test]
+fn a_resume_sends_exactly_the_group_removals_the_killed_run_did_not_make() {
+    let env = env_on(&servers().full, "");
+    seed(&env, 2);
+    let one = vec!["u0001".to_string()];
+    groups_with(&env, &[("eng", one.clone()), ("oncall", one.clone()), ("ops", one)]);
+    let script = crate::util::repo().join("scripts/offboard.rhai");
+    let script = script.to_str().unwrap();
+    let args = ["--yes", "run", script, "--arg", "people=u0001", "--arg", "reason=left", "--arg", "out=off.csv"];
+    // The suspension, then the first two removals are applied; killed before the second's outcome is recorded.
+    let mut cmd = env.cmd();
+    cmd.env("SCIM_TOKEN", &servers().token).env("STEWARD_FAILPOINT", "after_response_before_outcome:3").args(args);
+    let killed = Run::of(cmd);
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let left = eval(&env, "connect().list_groups().filter(|g| g.members > 0).map(|g| g.name)");
+    assert_eq!(left.as_array().unwrap().len(), 1, "one group is left: {left}");
+    let job = env_rows(&env, "deprovision").iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(&env, &resume).success();
+    assert_eq!(eval(&env, "connect().list_groups().filter(|g| g.members > 0).len()"), json!(0));
+    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
+    assert!(csv.contains("u0001,scim,u0001,done"), "{csv}");
+    let removals = env_rows(&env, "remove_from_group");
+    let sent: Vec<&Value> = removals.iter().filter(|r| r["phase"] == "intent").collect();
+    assert_eq!(sent.len(), 3, "each group's removal was sent once: {removals:#?}");
+    assert!(removals.iter().any(|r| r["error"].as_str().unwrap_or("").contains("settled at resume")), "{removals:#?}");
+}
