@@ -175,6 +175,44 @@ pub fn written_here(real: &Path) -> bool {
     created().lock().contains(real)
 }
 
+/// Why a file a script will write at `path` could not be written, found before it acts (an offboarding checks
+/// where its evidence goes before its first change): one of steward's own files, a directory, a folder that is
+/// not there or takes no new file.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    if let Some(e) = refused(path) {
+        return Err(e);
+    }
+    if path.is_dir() {
+        return Err(std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory; name a file"));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", parent.display()),
+        ));
+    }
+    // Only a file made there proves a file can be made there (permissions, a read-only mount, ACLs).
+    let probe = parent.join(format!(".steward-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// `path` with `tag` before its extension (`off.csv`, `run12` → `off-run12.csv`): a file of one run that no
+/// other run writes over.
+pub fn tagged(path: &Path, tag: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{tag}"),
+    };
+    path.with_file_name(name)
+}
+
 /// Writes a whole file a script asked for, unless it is one of steward's own.
 pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
@@ -187,6 +225,17 @@ mod tests {
 
     fn dir() -> tempfile::TempDir {
         tempfile::tempdir().expect("temp dir")
+    }
+
+    #[test]
+    fn a_run_tag_goes_before_the_extension_and_a_missing_folder_is_found_before_writing() {
+        assert_eq!(tagged(Path::new("out/off.csv"), "run12"), PathBuf::from("out/off-run12.csv"));
+        assert_eq!(tagged(Path::new("off-evidence"), "run3"), PathBuf::from("off-evidence-run3"));
+        let d = dir();
+        assert!(check_writable(&d.path().join("x.csv")).is_ok());
+        assert!(check_writable(&d.path().join("no/such/x.csv")).unwrap_err().to_string().contains("does not exist"));
+        assert!(check_writable(d.path()).is_err(), "a directory");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "the probe is gone");
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl Ghes {
         id
     }
 
+    /// A person's GHES account (`Options::people`); its id.
+    pub fn add_person(&mut self, login: &str, email: Option<&str>, site_admin: bool) -> u64 {
+        self.add(login, email, Some(&format!("Person {login}")), site_admin)
+    }
+
     fn by_login(&self, login: &str) -> Option<&GhUser> {
         self.logins.get(&login.to_lowercase()).and_then(|id| self.users.get(id))
     }

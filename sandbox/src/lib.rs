@@ -73,12 +73,39 @@ pub struct Options {
     pub faults: Faults,
     /// A JSON array of users (steward's `list_users` JSON) to start from instead of demo users.
     pub seed: Option<PathBuf>,
+    /// People with accounts under different names on several services, added after the demo users.
+    pub people: Vec<Person>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { port: 0, users: 100, latency: Duration::ZERO, rate_limit: None, faults: Faults::none(), seed: None }
+        Options {
+            port: 0,
+            users: 100,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            faults: Faults::none(),
+            seed: None,
+            people: Vec::new(),
+        }
     }
+}
+
+/// One person's accounts, as an enterprise's services hold them: a GHES login and email, a Terraform user name
+/// with the same email, a TransactionLink account by email, and a Travis member signed in with the GHES login
+/// (its VCS id the GHES user's id). `None`: no account there.
+#[derive(Clone, Debug, Default)]
+pub struct Person {
+    pub ghes: Option<String>,
+    /// The email GHES and Terraform record (None: they record none).
+    pub email: Option<String>,
+    pub tfe: Option<String>,
+    /// The TransactionLink account's email (it signs people in by email).
+    pub tl: Option<String>,
+    /// A Travis member, by the GHES login (needs `ghes`).
+    pub travis: bool,
+    /// Site admin on GHES and admin on TransactionLink.
+    pub admin: bool,
 }
 
 /// Counters the tests read to prove what reached the server.
@@ -192,6 +219,20 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let mut state = ghes::Ghes::seeded(opts.users, seed);
     state.base = format!("http://{addr}/api/v3");
+    let (mut tfe, mut tl, mut travis) =
+        (tfe::Tfe::seeded(opts.users), transactionlink::Tl::seeded(opts.users), travis::Travis::seeded(opts.users));
+    for p in &opts.people {
+        let ghes_id = p.ghes.as_deref().map(|login| state.add_person(login, p.email.as_deref(), p.admin));
+        if let Some(username) = &p.tfe {
+            tfe.add_person(username, p.email.as_deref().unwrap_or_default());
+        }
+        if let Some(email) = &p.tl {
+            tl.add_person(email, p.admin);
+        }
+        if let (true, Some(login), Some(vcs_id)) = (p.travis, &p.ghes, ghes_id) {
+            travis.add_person(login, vcs_id);
+        }
+    }
     state.rate_limit_per_hour = opts.rate_limit.map(|r| (r * 3600.0) as u64);
     let shared = Arc::new(Shared {
         started: std::time::Instant::now(),
@@ -202,9 +243,9 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         latency: opts.latency,
         faults: opts.faults,
         ghes: Arc::new(Mutex::new(state)),
-        tfe: Arc::new(Mutex::new(tfe::Tfe::seeded(opts.users))),
-        transactionlink: Arc::new(Mutex::new(transactionlink::Tl::seeded(opts.users))),
-        travis: Arc::new(Mutex::new(travis::Travis::seeded(opts.users))),
+        tfe: Arc::new(Mutex::new(tfe)),
+        transactionlink: Arc::new(Mutex::new(tl)),
+        travis: Arc::new(Mutex::new(travis)),
     });
     let api = Router::new()
         .nest("/api/v3", ghes::routes(shared.ghes.clone()))

@@ -72,6 +72,21 @@ fn user_id(n: usize) -> String {
 }
 
 impl Tfe {
+    /// A person's Terraform account (`Options::people`).
+    pub fn add_person(&mut self, username: &str, email: &str) {
+        let u = TfUser {
+            id: user_id(50_000 + self.users.len()),
+            username: username.to_string(),
+            email: email.to_string(),
+            admin: false,
+            suspended: false,
+            service_account: false,
+            two_factor: false,
+            organizations: vec!["shared".to_string()],
+        };
+        self.users.insert(u.id.clone(), u);
+    }
+
     pub fn seeded(n: usize) -> Self {
         let mut t = Tfe::default();
         let mut add = |i: usize, username: String, admin: bool| {

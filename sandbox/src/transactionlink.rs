@@ -52,6 +52,21 @@ pub fn user_id(n: usize) -> String {
 }
 
 impl Tl {
+    /// A person's TransactionLink account by email (`Options::people`).
+    pub fn add_person(&mut self, email: &str, admin: bool) {
+        let u = TlUser {
+            id: user_id(50_000 + self.users.len()),
+            email: email.to_string(),
+            role_id: if admin { ROLE_ADMIN } else { ROLE_MEMBER }.to_string(),
+            first_name: None,
+            last_name: None,
+            title: None,
+            status: "ACTIVE",
+            mfa: true,
+        };
+        self.users.insert(u.id.clone(), u);
+    }
+
     pub fn seeded(n: usize) -> Self {
         let mut t = Tl::default();
         for i in 1..=n {

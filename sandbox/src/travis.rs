@@ -42,6 +42,14 @@ pub struct Travis {
 pub type Shared = Arc<Mutex<Travis>>;
 
 impl Travis {
+    /// A member signed in with a GHES login, its VCS id that GHES user's id (`Options::people`).
+    pub fn add_person(&mut self, login: &str, vcs_id: u64) {
+        let id = 50_000 + self.users.len() as u64;
+        let user =
+            TravisUser { id, login: login.to_string(), vcs_id, member: true, suspended: false, idle_days: Some(3) };
+        self.users.insert(id, user);
+    }
+
     pub fn seeded(n: usize) -> Self {
         let mut t = Travis::default();
         for i in 1..=n as u64 {

@@ -70,6 +70,27 @@ pub struct Verb {
     pub reaches: Reaches,
 }
 
+/// A kind of identifier a person is known by across services (`Backend::finds_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdKind {
+    /// An email address: shared by a person's accounts wherever the services record it.
+    Email,
+    /// A login, user name or id as this service writes it (a name given for this service).
+    Login,
+    /// A login on the version-control server (GHES) that this service mirrors (Travis signs people in with it).
+    VcsLogin,
+}
+
+impl IdKind {
+    pub fn words(self) -> &'static str {
+        match self {
+            IdKind::Email => "email",
+            IdKind::Login => "login",
+            IdKind::VcsLogin => "GHES login",
+        }
+    }
+}
+
 /// Which account an operation's change reaches: the one its target names, the owner of the key, token or session
 /// its target names, or none (a new user, a raw `api()` path, the caller's own session).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,6 +299,12 @@ pub trait Backend: Send + Sync {
         // `.` and `..` would climb the URL path they are put in (`users/..` is the collection).
         let bad = matches!(target.trim(), "" | "." | "..") || target.chars().any(|c| c.is_control() || c == '/');
         bad.then(|| format!("{target:?} is not a user name"))
+    }
+
+    /// Whether this service can look a person up by this kind of identifier, so that not finding them by it
+    /// means they have no account here (an email on a service that records none cannot say so).
+    fn finds_by(&self, kind: IdKind) -> bool {
+        kind != IdKind::VcsLogin
     }
 
     /// The columns a CSV row may name its user by, in order of preference.

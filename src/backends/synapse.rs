@@ -118,6 +118,16 @@ impl Synapse {
         }
     }
 
+    /// The Matrix id of the account an email is bound to (Synapse stores emails in lower case), if any.
+    async fn user_of_email(&self, email: &str) -> Result<Option<String>, ApiError> {
+        let path = format!("_synapse/admin/v1/threepid/email/users/{}", segment(email));
+        match self.http.send(&Request::new(Method::GET, path)).await {
+            Ok(r) => Ok(r.body.get("user_id").and_then(Value::as_str).map(str::to_string)),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A user record; `created_in_seconds` because the single GET says seconds where lists say milliseconds.
     fn user(&self, u: &Value, created_in_seconds: bool) -> User {
         let text = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
@@ -346,6 +356,18 @@ impl<'a> MatrixName<'a> {
     }
 }
 
+/// `name` as an email address (lower-cased, as Synapse stores them), when it is one: something@domain, which no
+/// Matrix name can be (a localpart has no `@`; a full id starts with one).
+fn email_of(name: &str) -> Option<String> {
+    let name = name.trim();
+    let (local, domain) = name.split_once('@')?;
+    let ok = !local.is_empty()
+        && domain.contains('.')
+        && !domain.contains('@')
+        && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, ':' | '/'));
+    ok.then(|| name.to_lowercase())
+}
+
 #[async_trait]
 impl Backend for Synapse {
     fn kind(&self) -> &'static str {
@@ -366,18 +388,24 @@ impl Backend for Synapse {
 
     /// `@alice:server`, `@alice` and `alice` are one Matrix user here; a user of another server is nobody here.
     fn invalid_target(&self, target: &str) -> Option<String> {
-        MatrixName::parse(target).is_none().then(|| {
+        (MatrixName::parse(target).is_none() && email_of(target).is_none()).then(|| {
             format!(
                 "{target:?} is not a Matrix user id (@localpart:server, or a localpart: no second @, no : in it, no \
-                 spaces or control characters)"
+                 spaces or control characters) nor an email"
             )
         })
     }
 
-    /// A Matrix account, read by its full id; it answers to that id and to its localpart, each without case
-    /// (Synapse keeps localparts lower-case).
+    /// A Matrix account, read by its full id (an email is looked up among the accounts' third-party ids first);
+    /// it answers to that id and to its localpart, each without case (Synapse keeps localparts lower-case).
     async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
-        let id = self.user_id(name).await?;
+        let id = match email_of(name) {
+            Some(email) => match self.user_of_email(&email).await? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+            None => self.user_id(name).await?,
+        };
         if id.split_once(':').map(|(_, server)| server) != Some(self.server_name().await?) {
             return Ok(None);
         }
@@ -395,6 +423,14 @@ impl Backend for Synapse {
     }
 
     fn answers_to(&self, account: &super::model::Account, name: &str) -> bool {
+        if let Some(email) = email_of(name) {
+            // One of the emails bound to the account, as its record reads them.
+            let bound = account.record.pointer("/raw/threepids").and_then(Value::as_array).into_iter().flatten();
+            return bound
+                .filter(|t| t.get("medium").and_then(Value::as_str) == Some("email"))
+                .filter_map(|t| t.get("address").and_then(Value::as_str))
+                .any(|a| a.to_lowercase() == email);
+        }
         let asked = match MatrixName::parse(name) {
             Some(MatrixName::Full(id)) => id.to_lowercase(),
             Some(MatrixName::Local(local)) => local.to_lowercase(),

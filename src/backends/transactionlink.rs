@@ -391,6 +391,11 @@ impl Backend for TransactionLink {
 
     /// An account by email or id, from the remembered listing when `warm` read one (else `find` lists);
     /// addressed by its id.
+    /// People sign in by email; there is no login (an id, a UUID, is the account's own).
+    fn finds_by(&self, kind: super::IdKind) -> bool {
+        kind == super::IdKind::Email
+    }
+
     async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
         // A UUID is the same in any case (RFC 4122); TransactionLink writes them in lower case.
         let name = if is_uuid(name.trim()) { name.trim().to_ascii_lowercase() } else { name.to_string() };

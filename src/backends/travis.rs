@@ -418,6 +418,11 @@ impl Backend for Travis {
     }
 
     /// Travis ids and VCS ids are digits (`+1` is no id); a login is what the listing shows.
+    /// Its members are the VCS server's users, by their VCS login; Travis records no email for them.
+    fn finds_by(&self, kind: super::IdKind) -> bool {
+        kind != super::IdKind::Email
+    }
+
     fn invalid_target(&self, target: &str) -> Option<String> {
         let t = target.trim();
         let bad = t.is_empty()

@@ -17,6 +17,7 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
             rate_limit: args.rate_limit,
             faults,
             seed: args.seed.clone(),
+            people: Vec::new(),
         };
         let running = steward_sandbox::start(opts).await.map_err(|e| {
             UsageError::new(format!(

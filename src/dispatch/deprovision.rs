@@ -3,6 +3,7 @@
 //! cascade) → one confirmation for the whole job → each step through the one audited pipeline → read back and
 //! verify (recorded). A failing step never stops the next one, nor the next person.
 
+use super::people::{Finding, IdentityMap};
 use super::{Connection, Dispatcher};
 use crate::audit::vocab::{Mode as EventMode, Phase, Status};
 use crate::audit::Event;
@@ -21,6 +22,11 @@ use std::time::Instant;
 /// The audit log's name for deprovisioning's own rows (snapshots, verification, refusals).
 const OP: &str = "deprovision";
 
+/// A person's status where the service was searched by identifiers it can search, and none named an account.
+pub const NO_ACCOUNT: &str = "no account";
+/// A person's status where no identifier known for them is one the service can search.
+pub const COULD_NOT_CHECK: &str = "could not check";
+
 /// What became of one step of a plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
@@ -37,6 +43,8 @@ pub struct StepReport {
     /// When the step ended (RFC 3339) and how long it took.
     pub at: Option<String>,
     pub ms: Option<u64>,
+    /// The earlier run of the job that made it (a resumed run's page lists them); none for this run's.
+    pub run: Option<i64>,
 }
 
 /// What deprovisioning did to one person on one profile: before → steps → after.
@@ -48,11 +56,23 @@ pub struct PersonReport {
     pub kind: &'static str,
     /// The account's name on the service, once found.
     pub account: Option<String>,
-    /// done, partial, failed, nothing to do, dry-run, protected, not found, skipped or cancelled.
+    /// How the account was found (`email ann@example.com (from ghes)`, `login ann`).
+    pub found_by: Option<String>,
+    /// Where there is no account: the identifiers it was looked up by.
+    pub checked: Vec<String>,
+    /// done, partial, failed, nothing to do, dry-run, protected, refused, no account, could not check, skipped
+    /// or cancelled.
     pub status: String,
     pub before: Option<Snapshot>,
     pub after: Option<Snapshot>,
     pub steps: Vec<StepReport>,
+    /// In a resumed job: what the earlier runs did to this account, with the run that did it.
+    pub earlier_steps: Vec<StepReport>,
+    /// The account the profile's token acts as, and the token's fingerprint (never the token).
+    pub acting_as: Option<String>,
+    pub token_fingerprint: String,
+    /// Why (the job's reason).
+    pub reason: String,
     /// Whether reading back showed everything planned in place (None when nothing was done).
     pub verified: Option<bool>,
     /// What could not be done, or is still there, and why.
@@ -64,8 +84,13 @@ pub struct PersonReport {
 }
 
 impl PersonReport {
-    fn new(conn: &Connection, person: &str) -> Self {
-        Self::blank(person, &conn.profile, conn.backend.kind())
+    fn new(conn: &Connection, person: &str, reason: &str) -> Self {
+        let mut r = Self::blank(person, &conn.profile, conn.backend.kind());
+        let identity = conn.known_identity();
+        r.acting_as = (!identity.is_empty()).then_some(identity);
+        r.token_fingerprint = conn.token.fingerprint.clone();
+        r.reason = reason.to_string();
+        r
     }
 
     fn blank(person: &str, profile: &str, kind: &'static str) -> Self {
@@ -74,10 +99,16 @@ impl PersonReport {
             profile: profile.to_string(),
             kind,
             account: None,
+            found_by: None,
+            checked: Vec::new(),
             status: String::new(),
             before: None,
             after: None,
             steps: Vec::new(),
+            earlier_steps: Vec::new(),
+            acting_as: None,
+            token_fingerprint: String::new(),
+            reason: String::new(),
             verified: None,
             problems: Vec::new(),
             caveats: Vec::new(),
@@ -91,9 +122,6 @@ impl PersonReport {
         self
     }
 }
-
-/// A name and the account it resolved to (none: the service has no such account).
-type Lookup = (String, Result<Option<crate::backends::model::Account>, ApiError>);
 
 /// One person in the job, as far as they got.
 struct Person {
@@ -138,9 +166,14 @@ impl Dispatcher {
     ) -> Result<Vec<PersonReport>, super::ActionError> {
         let fail = |e: ApiError| super::ActionError::new(e, conn, OP, None);
         let (wishes, dry_run) = options(&params, self.mode.dry_run).map_err(fail)?;
-        let planned = self.plan(conn, &items, &wishes, dry_run).await.map_err(fail)?;
+        let map = IdentityMap::from_rows(params.get("identity_map")).map_err(fail)?;
+        let mut findings = self.identify(&[conn], &items, &map).await.map_err(fail)?;
+        let findings = findings.pop().unwrap_or(Ok(Vec::new())).map_err(fail)?;
+        let planned = self.plan(conn, &items, findings, &wishes, dry_run).await.map_err(fail)?;
         self.confirm_plans(&[&planned]).map_err(fail)?;
-        Ok(self.carry_out(planned).await)
+        let reports = self.carry_out(planned).await;
+        self.flag_found_nowhere(&reports);
+        Ok(reports)
     }
 
     /// Deprovisions the same people on several profiles at once: each profile planned concurrently, one
@@ -153,12 +186,19 @@ impl Dispatcher {
         params: Value,
     ) -> Result<Vec<PersonReport>, ApiError> {
         let (wishes, dry_run) = options(&params, self.mode.dry_run)?;
+        let map = IdentityMap::from_rows(params.get("identity_map"))?;
         self.refuse_when_stopped()?;
+        // Who each person is, on every reachable profile at once (what one service knows finds them on another).
+        let reachable: Vec<&Connection> = conns.iter().filter_map(|(_, c)| c.as_ref().ok().copied()).collect();
+        let mut findings: HashMap<String, Result<Vec<Finding>, ApiError>> =
+            reachable.iter().map(|c| c.profile.clone()).zip(self.identify(&reachable, &items, &map).await?).collect();
         let plans = futures::future::join_all(conns.iter().map(|(name, conn)| {
             let (items, wishes) = (&items, &wishes);
+            let found = findings.remove(name).unwrap_or(Ok(Vec::new()));
             async move {
                 let conn = conn.as_ref().map_err(|e| (name.clone(), e.clone()))?;
-                self.plan(conn, items, wishes, dry_run).await.map_err(|e| (name.clone(), e))
+                let found = found.map_err(|e| (name.clone(), e))?;
+                self.plan(conn, items, found, wishes, dry_run).await.map_err(|e| (name.clone(), e))
             }
         }))
         .await;
@@ -190,7 +230,15 @@ impl Dispatcher {
                 reports.extend(rs);
             }
         }
+        self.flag_found_nowhere(&reports);
         Ok(reports)
+    }
+
+    /// A person matched on no service at all (a typo in the HR list, or accounts no identifier reached) is
+    /// not offboarded, whatever the rest did: the run ends with exit code 3, and the evidence says so.
+    fn flag_found_nowhere(&self, reports: &[PersonReport]) {
+        let nowhere = found_nowhere(reports);
+        self.bulk_failed.fetch_add(nowhere.len(), Ordering::SeqCst);
     }
 
     /// Steps 1–3 for one profile: who each name is (and whether they may be touched at all), what each holds
@@ -200,12 +248,13 @@ impl Dispatcher {
         &self,
         conn: &'c Connection,
         items: &[super::BulkItem],
+        findings: Vec<Finding>,
         wishes: &Wishes,
         dry_run: bool,
     ) -> Result<Planned<'c>, ApiError> {
         self.refuse_when_stopped()?;
         let guard = self.unless_stopped(conn.guard()).await?;
-        let mut people = self.find_people(conn, items, guard).await?;
+        let mut people = self.find_people(conn, items, findings, guard, &wishes.reason).await?;
         let names: Vec<String> = people.iter().filter_map(|p| p.name.clone()).collect();
         let mut snaps = self.unless_stopped(async { Ok(conn.backend.snapshots(&names).await) }).await?;
         snaps.reverse();
@@ -227,8 +276,7 @@ impl Dispatcher {
                 }
                 Some(Err(e)) => {
                     p.name = None;
-                    let status = if e.kind == ErrorKind::NotFound { "not found" } else { "failed" };
-                    p.report.status = status.to_string();
+                    p.report.status = "failed".to_string();
                     p.report.problems.push(format!("could not read the account: {e}"));
                 }
                 None => p.name = None,
@@ -236,6 +284,7 @@ impl Dispatcher {
         }
         self.recorder.record(observed).await?;
         self.settle_open_intents(conn, &people).await?;
+        self.earlier_steps(conn, &mut people)?;
         if dry_run {
             let mut events = Vec::new();
             for p in people.iter_mut().filter(|p| p.name.is_some()) {
@@ -307,28 +356,29 @@ impl Dispatcher {
         }
         self.recorder.record_after(verified).await;
         // Like a failed bulk item, a person left half done makes the run end with exit code 3.
-        let unfinished = people.iter().filter(|p| matches!(p.report.status.as_str(), "failed" | "partial")).count();
+        let unfinished =
+            people.iter().filter(|p| matches!(p.report.status.as_str(), "failed" | "partial" | "refused")).count();
         self.bulk_failed.fetch_add(unfinished, Ordering::SeqCst);
         people.into_iter().map(|p| p.report).collect()
     }
 
-    /// Each item's account, resolved as the service resolves names (concurrently; an email the service cannot
-    /// look up goes through one listing of the users), with the protected, the caller's own and duplicates
-    /// decided. A name that fails to resolve fails that person only.
+    /// Each person's account on this profile as `identify` found it, with the protected, the caller's own and
+    /// duplicates decided. What could not be found or checked is said per person, in words an auditor can use.
     async fn find_people(
         &self,
         conn: &Connection,
         items: &[super::BulkItem],
+        findings: Vec<Finding>,
         guard: &super::Guard,
+        reason: &str,
     ) -> Result<Vec<Person>, ApiError> {
         let backend = conn.backend.as_ref();
-        let found = self.look_up_people(conn, items).await?;
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut people = Vec::with_capacity(items.len());
         let mut refused = Vec::new();
-        for (item, (name, account)) in items.iter().zip(found) {
+        for (item, finding) in items.iter().zip(findings) {
             let given = item.target.clone().unwrap_or_default();
-            let report = PersonReport::new(conn, &given);
+            let mut report = PersonReport::new(conn, &given, reason);
             let unplanned = |report: PersonReport| Person {
                 report,
                 name: None,
@@ -336,22 +386,37 @@ impl Dispatcher {
                 address: String::new(),
                 plan: Cascade::default(),
             };
-            let account = match (&item.error, account) {
-                (Some(e), _) => {
-                    people.push(unplanned(report.ended("failed", Some(e.clone()))));
+            let (account, name) = match finding {
+                Finding::Found { account, name, by } => {
+                    report.found_by = Some(by.describe());
+                    (account, name)
+                }
+                Finding::Failed(e) if item.error.is_some() => {
+                    people.push(unplanned(report.ended("failed", Some(e.message))));
                     continue;
                 }
-                (None, Err(e)) if e.kind == ErrorKind::Cancelled => return Err(e),
-                (None, Err(e)) => {
+                Finding::Failed(e) => {
                     people.push(unplanned(report.ended("failed", Some(format!("could not look {given:?} up: {e}")))));
                     continue;
                 }
-                (None, Ok(None)) => {
-                    let why = format!("no account {given:?} on {}", conn.profile);
-                    people.push(unplanned(report.ended("not found", Some(why))));
+                Finding::Refused(e) => {
+                    people.push(unplanned(report.ended("refused", Some(e.to_string()))));
                     continue;
                 }
-                (None, Ok(Some(account))) => account,
+                Finding::NoAccount { checked } => {
+                    let why = format!("no account on {} (checked by {})", conn.profile, checked.join(", "));
+                    report.checked = checked;
+                    people.push(unplanned(report.ended(NO_ACCOUNT, Some(why))));
+                    continue;
+                }
+                Finding::CouldNotCheck { needs } => {
+                    people.push(unplanned(report.ended(COULD_NOT_CHECK, Some(needs))));
+                    continue;
+                }
+            };
+            let name = match name.is_empty() {
+                true => account.address.clone(),
+                false => name,
             };
             // Decided on the account the service resolved, so an email or an id reaches no protected account.
             if let Some(why) = guard.refusal(backend, &account) {
@@ -379,75 +444,6 @@ impl Dispatcher {
         }
         self.recorder.record(refused).await?;
         Ok(people)
-    }
-
-    /// Each item's account as the service resolves its name (concurrently; an email the service cannot look up
-    /// goes through one listing of the users, and one email two accounts share is refused, naming both).
-    async fn look_up_people(&self, conn: &Connection, items: &[super::BulkItem]) -> Result<Vec<Lookup>, ApiError> {
-        let backend = conn.backend.as_ref();
-        let resolve = |name: String| async move {
-            let account = match backend.invalid_target(&name) {
-                // An email this service cannot look up: found through one listing of the users, below.
-                Some(_) if name.contains('@') => Ok(None),
-                Some(why) => Err(ApiError::invalid(why)),
-                None => crate::backends::found(
-                    self.unless_stopped(crate::backends::resolve(backend, &name, &Value::Null)).await,
-                ),
-            };
-            (name, account)
-        };
-        let names: Vec<String> =
-            items.iter().map(|i| i.target.clone().unwrap_or_default().trim().to_string()).collect();
-        self.unless_stopped(backend.warm(&names)).await?;
-        let mut found: Vec<Lookup> = stream::iter(names).map(resolve).buffered(conn.concurrency.max(1)).collect().await;
-        let unknown_email = |(n, a): &Lookup| n.contains('@') && matches!(a, Ok(None));
-        if !found.iter().any(unknown_email) {
-            return Ok(found);
-        }
-        let by_email = self.email_index(conn).await?;
-        let mut again: Vec<(usize, String)> = Vec::new();
-        for (i, (name, account)) in found.iter_mut().enumerate().filter(|(_, f)| unknown_email(f)) {
-            match by_email.get(&name.to_lowercase()).map(Vec::as_slice) {
-                Some([login]) => again.push((i, login.clone())),
-                // One email, two accounts: a guess could take access from a colleague who is staying.
-                Some(logins @ [_, _, ..]) => {
-                    *account = Err(ApiError::new(
-                        ErrorKind::Conflict,
-                        format!("{name} is the email of more than one account here ({})", logins.join(", ")),
-                    )
-                    .with_hint("name the person by their login"))
-                }
-                _ => {}
-            }
-        }
-        let redone: Vec<(usize, Lookup)> = stream::iter(again)
-            .map(|(i, login)| async move { (i, resolve(login).await) })
-            .buffered(conn.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, f) in redone {
-            found[i] = f;
-        }
-        Ok(found)
-    }
-
-    /// Lower-cased email → the logins of the accounts that have it, from one listing of the users (for
-    /// services that look nobody up by email).
-    async fn email_index(&self, conn: &Connection) -> Result<HashMap<String, Vec<String>>, ApiError> {
-        if !conn.backend.supported().contains(&Op::ListUsers) {
-            return Ok(HashMap::new());
-        }
-        let list = Action::new(Op::ListUsers, None, json!({"detail": true}));
-        let users = self.unless_stopped(conn.backend.execute(&list)).await?;
-        let mut index: HashMap<String, Vec<String>> = HashMap::new();
-        for u in users.as_array().into_iter().flatten() {
-            if let (Some(email), Some(login)) =
-                (u.get("email").and_then(Value::as_str), u.get("login").and_then(Value::as_str))
-            {
-                index.entry(email.to_lowercase()).or_default().push(login.to_string());
-            }
-        }
-        Ok(index)
     }
 
     /// A resumed job first settles what its earlier runs left in flight on this profile: a step planned again was
@@ -483,6 +479,39 @@ impl Dispatcher {
             events.extend(self.recorder.settle_once(conn, (op, &intent.target, &params, *seq), status, why));
         }
         self.recorder.record(events).await.map(|_| ())
+    }
+
+    /// In a resumed job, what its earlier runs did to each person's account on this profile (settled at this
+    /// resume included), so the page says what was done and when, not "nothing to do".
+    fn earlier_steps(&self, conn: &Connection, people: &mut [Person]) -> Result<(), ApiError> {
+        let Some(run) = self.run_info.resumed_from else { return Ok(()) };
+        let history = self.recorder.job_outcomes(run)?;
+        for p in people.iter_mut().filter(|p| p.name.is_some()) {
+            for e in history.iter().filter(|e| e.profile == conn.profile && matches!(e.status.as_str(), "ok" | "noop"))
+            {
+                let params: Value = serde_json::from_str(&e.params).unwrap_or(Value::Null);
+                let whose = ["account", "owner_id"].iter().find_map(|k| params.get(*k).and_then(Value::as_str));
+                let Some(op) = Op::from_name(&e.op).filter(|_| whose == Some(p.account.as_str())) else { continue };
+                p.report.earlier_steps.push(StepReport {
+                    op: op.name(),
+                    target: e.target.clone(),
+                    says: params
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .map(|t| format!("{} {t:?}", op.name()))
+                        .unwrap_or_else(|| op.name().to_string()),
+                    reversible: op.inverse().is_some(),
+                    status: e.status.clone(),
+                    error: (!e.error.is_empty()).then(|| e.error.clone()),
+                    http_status: e.http_status.map(|s| s as u16),
+                    audit_seq: Some(e.intent_seq.unwrap_or(e.seq)),
+                    at: Some(e.ts.clone()),
+                    ms: e.duration_ms.map(|m| m as u64),
+                    run: Some(e.run_id),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// One question for every plan of the job (steps that cannot be undone ask, as every destructive
@@ -711,6 +740,7 @@ fn step_report(step: &Step, status: &str, error: Option<String>, seq: Option<i64
         audit_seq: seq,
         at: live.then(|| crate::dates::rfc3339(chrono::Utc::now())),
         ms: None,
+        run: None,
     }
 }
 
@@ -736,12 +766,35 @@ fn remaining(plan: &Cascade, after: &Snapshot) -> Vec<String> {
     problems
 }
 
-/// A person's status from their steps and the verification.
+/// The people of a job (as given) found on no service: neither an account nor a refusal anywhere.
+pub fn found_nowhere(reports: &[PersonReport]) -> Vec<&str> {
+    let mut people: Vec<&str> = Vec::new();
+    for r in reports {
+        if !people.contains(&r.person.as_str()) {
+            people.push(&r.person);
+        }
+    }
+    let matched = |person: &str| {
+        reports
+            .iter()
+            .filter(|r| r.person == person)
+            .any(|r| matched(&r.status, r.account.is_some() || r.found_by.is_some()))
+    };
+    people.into_iter().filter(|p| !matched(p)).collect()
+}
+
+/// Whether a person's report on one service matched them there: an account was found (even one refused, or two
+/// an identifier named), rather than none, none checkable, or no answer.
+pub fn matched(status: &str, found: bool) -> bool {
+    found || !matches!(status, NO_ACCOUNT | COULD_NOT_CHECK | "failed")
+}
+
+/// A person's status from their steps (an earlier run's of the job count) and the verification.
 fn person_status(r: &PersonReport) -> &'static str {
     let failed = r.steps.iter().any(|s| matches!(s.status.as_str(), "failed" | "refused" | "cancelled" | "in doubt"));
-    let done = r.steps.iter().any(|s| s.status == "ok");
+    let done = r.steps.iter().chain(&r.earlier_steps).any(|s| s.status == "ok");
     match (failed, done, r.verified) {
-        (false, _, Some(true)) if r.steps.iter().all(|s| s.status == "noop") => "nothing to do",
+        (false, false, Some(true)) => "nothing to do",
         (false, _, Some(true)) => "done",
         (true, true, _) | (false, _, _) => "partial",
         (true, false, _) => "failed",
@@ -820,6 +873,7 @@ mod tests {
             audit_seq: None,
             at: None,
             ms: None,
+            run: None,
         };
         let report = |steps: Vec<StepReport>, verified: Option<bool>| {
             let mut r = PersonReport {
@@ -827,6 +881,12 @@ mod tests {
                 profile: "p".into(),
                 kind: "github",
                 account: None,
+                found_by: None,
+                checked: vec![],
+                earlier_steps: vec![],
+                acting_as: None,
+                token_fingerprint: String::new(),
+                reason: String::new(),
                 status: String::new(),
                 before: None,
                 after: None,

@@ -6,6 +6,7 @@ mod connection;
 pub mod deprovision;
 pub mod guard;
 pub mod listing;
+pub mod people;
 pub mod recorder;
 mod resume;
 mod send;
@@ -70,6 +71,8 @@ pub struct Dispatcher {
     budget: Budget,
     /// Listings still reading in the background; the run's end waits for each to put itself on record.
     streams: Arc<listing::OpenStreams>,
+    /// Who started the run and how (for evidence a reviewer reads).
+    run_info: RunInfo,
 }
 
 /// What the job's earlier runs did: what they finished (not done again) and what they left in flight (settled as
@@ -107,7 +110,7 @@ impl Dispatcher {
         interrupt: Interrupt,
     ) -> Self {
         Dispatcher {
-            recorder: Recorder::new(target, syslog, run_info, mode.dry_run),
+            recorder: Recorder::new(target, syslog, run_info.clone(), mode.dry_run),
             prompt,
             reporter,
             mode,
@@ -116,7 +119,13 @@ impl Dispatcher {
             bulk_failed: AtomicUsize::new(0),
             budget: Budget::default(),
             streams: Arc::default(),
+            run_info,
         }
+    }
+
+    /// Who started the run and how: OS user, host, command, the run it resumes.
+    pub fn run_info(&self) -> &RunInfo {
+        &self.run_info
     }
 
     pub fn mode(&self) -> Mode {
@@ -135,6 +144,7 @@ impl Dispatcher {
     /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
     pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents, unknown: DoneSet) {
         self.earlier = Earlier { done, open, unknown };
+        self.run_info.resumed_from = Some(run);
         self.recorder.resumes(run);
     }
 

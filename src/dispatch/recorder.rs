@@ -285,6 +285,21 @@ impl Recorder {
         self.with_reader(|store| store.event_at(seq))
     }
 
+    /// The live outcomes of every earlier run of the job `run` belongs to (the run a resume continues, and
+    /// the runs before it), oldest first, read from a log that verifies whole.
+    pub fn job_outcomes(&self, run: i64) -> Result<Vec<crate::audit::Event>, ApiError> {
+        self.with_reader(|store| {
+            let runs = store.job_of(run)?.map(|j| j.runs).unwrap_or_default();
+            let mut out = Vec::new();
+            for r in runs {
+                let rows = store.list(&crate::audit::query::Filter { run: Some(r), ..Default::default() })?;
+                out.extend(rows.into_iter().map(|row| row.event).filter(|e| e.phase == "outcome" && e.mode == "live"));
+            }
+            out.sort_by_key(|e| e.seq);
+            Ok(out)
+        })
+    }
+
     /// What steward recorded when it last did `op` to `target`, read from a log that verifies whole.
     pub fn earlier_params(&self, conn: &Connection, op: Op, target: Option<&str>) -> Result<Option<Value>, ApiError> {
         let Some(target) = target.filter(|_| !matches!(self.target, AuditTarget::Memory)) else {

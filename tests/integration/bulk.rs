@@ -267,12 +267,15 @@ fn the_other_stock_scripts_run() {
         "--arg",
         "reason=left",
     ])
-    .success()
-    .stdout_has("offboard-results.csv");
+    // A person found on no service (ghost) is not offboarded: said on the terminal, and the exit code is 3.
+    .code(3)
+    .stdout_has("offboard-results-run")
+    .stdout_has("found on no service");
     assert!(sb.suspended().contains(&"user0014".to_string()));
-    let off = std::fs::read_to_string(env.path("offboard-results.csv")).unwrap();
+    let off = std::fs::read_to_string(env.run_file("offboard-results.csv")).unwrap();
     assert!(
-        off.contains("user0014@example.com,ghes,user0014,done") && off.contains("ghost@example.com,ghes,,not found"),
+        off.contains("user0014@example.com,ghes,user0014,email user0014@example.com,done")
+            && off.contains("ghost@example.com,ghes,,,no account"),
         "{off}"
     );
 

@@ -20,7 +20,7 @@ fn eval(env: &Env, expr: &str) -> Value {
 }
 
 fn evidence(env: &Env) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(env.path("off-evidence.json")).expect("evidence JSON")).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(env.run_file("off-evidence.json")).expect("evidence JSON")).unwrap()
 }
 
 /// The report of `person` on `profile` in the evidence document.
@@ -67,7 +67,7 @@ fn each_service_loses_everything_the_leaver_held_in_its_own_order_with_evidence(
         "--arg",
         "reset_2fa=true",
     ];
-    run(&env, &args, None).success().stdout_has("off-evidence.html");
+    run(&env, &args, None).success().stdout_has("off-evidence-run");
 
     let doc = evidence(&env);
     // GHES: a site admin is demoted before the suspension (GHES refuses to suspend one), then every credential.
@@ -139,11 +139,11 @@ fn each_service_loses_everything_the_leaver_held_in_its_own_order_with_evidence(
     run(&env, &["audit", "verify"], None).success();
 
     // The page a reviewer reads, and nothing secret anywhere.
-    let html = std::fs::read_to_string(env.path("off-evidence.html")).unwrap();
+    let html = std::fs::read_to_string(env.run_file("off-evidence.html")).unwrap();
     assert!(html.contains("<h2>user0001@example.com</h2>") && html.contains("cannot be undone"), "{html}");
     assert!(html.contains("does not cut access") && html.contains("No account on:"));
     let export = run(&env, &["audit", "export"], None).success().stdout;
-    for text in [&html, &export, &std::fs::read_to_string(env.path("off-evidence.json")).unwrap()] {
+    for text in [&html, &export, &std::fs::read_to_string(env.run_file("off-evidence.json")).unwrap()] {
         for secret in [crate::util::ADMIN_TOKEN, steward_sandbox::tfe_tokens::ADMIN_TOKEN, user_token] {
             assert!(!text.contains(secret), "a token leaked");
         }
@@ -275,10 +275,11 @@ fn an_unreachable_service_is_reported_for_each_person_and_the_others_go_on() {
     offboard(&env, "user0003,user0004", &["--yes"])
         .code(1)
         .stderr_has("offboarding is incomplete: 1 profile(s) failed: [\"gone\"]");
-    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
-    assert!(csv.contains("user0003,ghes,user0003,done") && csv.contains("user0004,ghes,user0004,done"), "{csv}");
-    assert!(csv.contains("user0003,gone,,unavailable") && csv.contains("user0004,gone,,unavailable"), "{csv}");
-    assert!(std::fs::read_to_string(env.path("off-evidence.html")).unwrap().contains("unavailable"));
+    let csv = std::fs::read_to_string(env.run_file("off.csv")).unwrap();
+    assert!(csv.contains("user0003,ghes,user0003,login user0003,done,"), "{csv}");
+    assert!(csv.contains("user0004,ghes,user0004,login user0004,done,"), "{csv}");
+    assert!(csv.contains("user0003,gone,,,unavailable") && csv.contains("user0004,gone,,,unavailable"), "{csv}");
+    assert!(std::fs::read_to_string(env.run_file("off-evidence.html")).unwrap().contains("unavailable"));
 }
 
 #[test]
@@ -494,4 +495,110 @@ fn undo_asks_once_for_the_whole_reversal_before_its_first_change() {
     }
     assert!(!github_user(&sb, "user0050")["suspended_at"].is_null(), "suspended before the job, and still");
     assert!(github_user(&sb, "user0050")["site_admin"].as_bool().unwrap(), "user0050 is an admin again");
+}
+
+/// A person, not a string. Found offboarding 48 leavers: where a service could not search the one name given (an
+/// email on Travis, a login on TransactionLink) the evidence said "No account", and 10 accounts stayed active.
+/// Now each person is found on each service by what that service can search (what was given, what another service
+/// records for them, an identity map); the rest is "no account (checked by …)" or "could not check", never
+/// confused. One email two accounts share refuses that person there, naming both; a typo matches nowhere and
+/// makes the exit code 3.
+#[test]
+fn a_person_is_found_on_every_service_under_each_name_the_services_link() {
+    use steward_sandbox::Person;
+    let person = |ghes: Option<&str>, email: Option<&str>, tfe: Option<&str>, tl: Option<&str>, travis: bool| Person {
+        ghes: ghes.map(str::to_string),
+        email: email.map(str::to_string),
+        tfe: tfe.map(str::to_string),
+        tl: tl.map(str::to_string),
+        travis,
+        admin: false,
+    };
+    let people = vec![
+        // Named by a GHES login: GHES records the email Terraform and TransactionLink know her by; Travis knows
+        // her GHES login.
+        Person {
+            admin: true,
+            ..person(Some("anndev"), Some("ann@corp.example"), Some("annb"), Some("ann@corp.example"), true)
+        },
+        // Named by email: GHES finds him by it, which gives Travis his login.
+        person(Some("bobk"), Some("bob@corp.example"), None, Some("bob@corp.example"), true),
+        // Only TransactionLink, under another email: the identity map says so.
+        person(None, None, None, Some("carol.w@corp.example"), false),
+        // Two GHES accounts share one email.
+        person(Some("dan"), Some("ops@corp.example"), None, None, false),
+        person(Some("erin"), Some("ops@corp.example"), None, None, false),
+        // A GHES account that records no email: TransactionLink (by email only) cannot be checked for her.
+        person(Some("fay"), None, None, None, false),
+    ];
+    let sb = Sandbox::with(steward_sandbox::Options { users: 10, people, ..Default::default() });
+    let env = env(&sb);
+    env.write("map.csv", "person,profile,account\ncarol@corp.example,tl,carol.w@corp.example\n");
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let r = run(
+        &env,
+        &[
+            "--yes",
+            "run",
+            &script,
+            "--arg",
+            "people=anndev,bob@corp.example,carol@corp.example,ops@corp.example,fay,annn@corp.example",
+            "--arg",
+            "reason=left",
+            "--arg",
+            "identity_map=map.csv",
+            "--arg",
+            "out=off.csv",
+        ],
+        None,
+    );
+    // The typo matches nowhere: said on the terminal and in the exit code.
+    assert_eq!(r.status, Some(3), "{}", r.report());
+    assert!(r.stdout.contains("found on no service") && r.stdout.contains("annn@corp.example"), "{}", r.report());
+
+    let doc = evidence(&env);
+    let status = |person: &str, profile: &str| report(&doc, person, profile)["status"].as_str().unwrap().to_string();
+    for profile in ["ghes", "tfe", "tl", "travis"] {
+        assert_eq!(status("anndev", profile), "done", "anndev on {profile}: {:#}", report(&doc, "anndev", profile));
+    }
+    assert_eq!(report(&doc, "anndev", "tl")["found_by"], "email ann@corp.example (from ghes)");
+    assert_eq!(report(&doc, "anndev", "travis")["found_by"], "login anndev");
+    assert_eq!(report(&doc, "bob@corp.example", "travis")["found_by"], "GHES login bobk (from ghes)");
+    for profile in ["ghes", "tl", "travis"] {
+        assert_eq!(status("bob@corp.example", profile), "done", "bob on {profile}");
+    }
+    assert_eq!(status("bob@corp.example", "tfe"), "no account");
+    assert_eq!(report(&doc, "bob@corp.example", "tfe")["checked"], serde_json::json!(["email bob@corp.example"]));
+    assert_eq!(status("carol@corp.example", "tl"), "done");
+    assert_eq!(report(&doc, "carol@corp.example", "tl")["found_by"], "account carol.w@corp.example (identity map)");
+    // Travis records no email and carol has no GHES login: it could not be checked, and says what it needs.
+    assert_eq!(status("carol@corp.example", "travis"), "could not check");
+    assert_eq!(status("ops@corp.example", "ghes"), "refused");
+    let problems = report(&doc, "ops@corp.example", "ghes")["problems"].to_string();
+    assert!(problems.contains("dan") && problems.contains("erin"), "{problems}");
+    assert_eq!(status("fay", "tl"), "could not check");
+    assert_eq!(status("fay", "ghes"), "done");
+    assert_eq!(doc["summary"]["found_nowhere"], serde_json::json!(["annn@corp.example"]));
+
+    // At the servers: every account of each person is suspended, nobody else's.
+    let state = sb.state();
+    let find = |service: &str, key: &str, value: &str| {
+        state[service]["users"].as_array().unwrap().iter().find(|u| u[key] == value).cloned().unwrap()
+    };
+    for login in ["anndev", "bobk", "fay"] {
+        assert!(!find("github", "login", login)["suspended_at"].is_null(), "{login} on GHES");
+    }
+    for login in ["dan", "erin"] {
+        assert!(find("github", "login", login)["suspended_at"].is_null(), "{login} is not touched");
+    }
+    assert_eq!(find("terraform", "username", "annb")["is-suspended"], true);
+    for email in ["ann@corp.example", "bob@corp.example", "carol.w@corp.example"] {
+        assert_eq!(find("transactionlink", "email", email)["status"], "TERMINATED", "{email}");
+    }
+    for login in ["anndev", "bobk"] {
+        assert_eq!(find("travis", "login", login)["suspended"], true, "{login} on Travis");
+    }
+    let html = std::fs::read_to_string(env.run_file("off-evidence.html")).unwrap();
+    assert!(html.contains("Found on no service") && html.contains("Could not check tl"), "{html}");
+    assert!(html.contains("run by") && html.contains("left"), "who and why are on the page");
 }

@@ -219,7 +219,7 @@ fn deprovisioning_by_an_email_two_accounts_share_refuses_naming_both() {
             r#"connect("ghes").deprovision_all(["team@example.com", "bob@example.com"], #{reason: "left"}).map(|p| [p.person, p.status, p.problems])"#,
         ]);
     let people: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
-    assert_eq!(people[0][1], "failed", "{}", r.report());
+    assert_eq!(people[0][1], "refused", "{}", r.report());
     let problem = people[0][2].to_string();
     assert!(
         problem.contains("more than one account") && problem.contains("ann") && problem.contains("ann-staying"),

@@ -213,18 +213,23 @@ fn offboarding_goes_on_past_a_profile_that_fails_and_always_writes_its_summary()
         "out=off.csv",
     ]);
     assert!(matches!(run.status, Some(0) | Some(3)), "{}", run.report());
-    let off = std::fs::read_to_string(env.path("off.csv")).expect("the summary is written");
+    let off = std::fs::read_to_string(env.run_file("off.csv")).expect("the summary is written");
     // Each of the three people has a row on every sandbox profile, whatever happened there.
     for email in ["user0007@example.com", "tfuser0007@example.com", "tluser0007@example.com"] {
         for profile in ["github", "terraform", "transactionlink", "travis"] {
             assert!(off.contains(&format!("{email},{profile},")), "no row for {email} on {profile}:\n{off}");
         }
     }
-    assert!(off.contains("user0007@example.com,github,user0007,done"), "{off}");
-    assert!(off.contains("tfuser0007@example.com,terraform,tfuser0007,done"), "{off}");
-    assert!(off.contains("tluser0007@example.com,transactionlink,tluser0007@example.com,done"), "{off}");
-    // Travis knows no emails: each person is reported there too.
-    assert!(off.contains("user0007@example.com,travis,,not found"), "{off}");
+    assert!(off.contains("user0007@example.com,github,user0007,email user0007@example.com,done"), "{off}");
+    assert!(off.contains("tfuser0007@example.com,terraform,tfuser0007,email tfuser0007@example.com,done"), "{off}");
+    assert!(
+        off.contains("tluser0007@example.com,transactionlink,tluser0007@example.com,email tluser0007@example.com,done"),
+        "{off}"
+    );
+    // Travis knows no emails: it is searched by the GHES login GHES knows the person by, and says so; a person
+    // with no GHES account could not be checked there (never "no account").
+    assert!(off.contains("user0007@example.com,travis,,,no account,0,no account on travis (checked by GHES login user0007 (from github))"), "{off}");
+    assert!(off.contains("tluser0007@example.com,travis,,,could not check,"), "{off}");
 }
 
 #[test]

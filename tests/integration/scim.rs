@@ -360,11 +360,11 @@ fn offboard_reaches_people_on_a_scim_profile_by_email() {
             "out=off.csv",
         ],
     )
-    .success();
-    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
-    assert!(csv.contains("U0001@example.com,scim,u0001,done"), "{csv}");
-    assert!(csv.contains("boss@example.com,scim,,protected"), "{csv}");
-    assert!(csv.contains("ghost@example.com,scim,,not found"), "{csv}");
+    .code(3);
+    let csv = std::fs::read_to_string(env.run_file("off.csv")).unwrap();
+    assert!(csv.contains("U0001@example.com,scim,u0001,email U0001@example.com,done"), "{csv}");
+    assert!(csv.contains("boss@example.com,scim,,email boss@example.com,protected"), "{csv}");
+    assert!(csv.contains("ghost@example.com,scim,,,no account"), "{csv}");
     assert_eq!(eval(&env, r#"connect().get_user("u0001").suspended"#), true);
     assert_eq!(eval(&env, r#"connect().get_user("boss").suspended"#), false);
 }
@@ -555,7 +555,7 @@ fn one_jobs_removals_from_the_same_groups_never_conflict_with_each_other() {
             ],
         );
         assert_eq!(r.status, Some(0), "{base}: {}", r.report());
-        let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
+        let csv = std::fs::read_to_string(env.run_file("off.csv")).unwrap();
         assert_eq!(
             csv.lines().filter(|l| l.contains(",done,")).count(),
             24,
@@ -594,8 +594,8 @@ fn a_resume_sends_exactly_the_group_removals_the_killed_run_did_not_make() {
     resume.extend(["--resume", &job]);
     run(&env, &resume).success();
     assert_eq!(eval(&env, "connect().list_groups().filter(|g| g.members > 0).len()"), json!(0));
-    let csv = std::fs::read_to_string(env.path("off.csv")).unwrap();
-    assert!(csv.contains("u0001,scim,u0001,done"), "{csv}");
+    let csv = std::fs::read_to_string(env.run_file("off.csv")).unwrap();
+    assert!(csv.contains("u0001,scim,u0001,login u0001,done"), "{csv}");
     let removals = env_rows(&env, "remove_from_group");
     let sent: Vec<&Value> = removals.iter().filter(|r| r["phase"] == "intent").collect();
     assert_eq!(sent.len(), 3, "each group's removal was sent once: {removals:#?}");

@@ -110,6 +110,19 @@ impl Env {
         self.dir.path().join(name)
     }
 
+    /// The newest run's file of a job that tags its files with the run (`off.csv` → `off-run12.csv`).
+    pub fn run_file(&self, name: &str) -> PathBuf {
+        let (stem, ext) = name.rsplit_once('.').map(|(s, e)| (s, format!(".{e}"))).unwrap_or((name, String::new()));
+        let prefix = format!("{stem}-run");
+        let newest = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_prefix(&prefix)?.strip_suffix(ext.as_str())?.parse::<i64>().ok())
+            .max()
+            .unwrap_or_else(|| panic!("no {prefix}N{ext} in {}", self.dir.path().display()));
+        self.path(&format!("{prefix}{newest}{ext}"))
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).expect("write file");

@@ -23,6 +23,8 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "days_ago", signature: "days_ago(n)", summary: "The time n days before now, as RFC 3339 UTC text.", example: "days_ago(90)", method: false },
     FnDoc { name: "now", signature: "now()", summary: "The current time as RFC 3339 UTC text.", example: "now()", method: false },
     FnDoc { name: "env", signature: "env(name)", summary: "An environment variable's value, or () when unset.", example: r#"env("HOME")"#, method: false },
+    FnDoc { name: "run_file", signature: "run_file(path)", summary: "The path with this run's id before its extension (off.csv → off-run12.csv), so each run's report is kept and no run writes over another's.", example: r#"run_file("offboard.csv")"#, method: false },
+    FnDoc { name: "check_output", signature: "check_output(path)", summary: "Fails, naming the path and why, unless a file can be written there (its folder exists and takes a new file; not one of steward's own files): call it before acting, so a job never ends unable to write its report.", example: r#"check_output("offboard.csv")"#, method: false },
     FnDoc { name: "confirm", signature: "confirm(question)", summary: "Asks yes/no at the terminal; true under --yes; false when nobody can be asked.", example: r#"if confirm("Proceed?") { "going ahead" } else { "stopped" }"#, method: false },
 ];
 
@@ -57,6 +59,17 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("now", || rfc3339(Utc::now()));
     engine.register_fn("env", |name: &str| -> Dynamic {
         std::env::var(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    });
+    let h = host.clone();
+    engine.register_fn("run_file", move |path: &str| -> String {
+        let tag = match h.dispatcher.run_id() {
+            Some(run) => format!("run{run}"),
+            None => Utc::now().format("%Y%m%dT%H%M%S").to_string(),
+        };
+        crate::files::tagged(Path::new(path), &tag).display().to_string()
+    });
+    engine.register_fn("check_output", |path: &str| -> ScriptResult<()> {
+        crate::files::check_writable(Path::new(path)).map_err(|e| invalid(format!("cannot write {path}: {e}")))
     });
     let h = host;
     engine.register_fn("confirm", move |question: &str| -> ScriptResult<bool> {

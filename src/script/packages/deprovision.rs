@@ -52,7 +52,22 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let borrowed: Vec<(String, Result<&crate::dispatch::Connection, ApiError>)> =
             conns.iter().map(|(n, c)| (n.clone(), c.as_ref().map(|c| c.as_ref()).map_err(Clone::clone))).collect();
         // Across services a person's email is the name they share; a row without one is named by its login or id.
-        let items = bulk_items(&people, &["email", "login", "username", "user", "id", "user_id", "vcs_id"]);
+        // Every other name the row gives is an identifier too (`also`): a service that cannot search the email
+        // may find them by their login.
+        let keys = ["email", "login", "username", "user", "id", "user_id", "vcs_id"];
+        let mut items = bulk_items(&people, &keys);
+        for (item, person) in items.iter_mut().zip(&people) {
+            let Some(row) = person.read_lock::<rhai::Map>() else { continue };
+            let also: Vec<Value> = keys
+                .iter()
+                .filter_map(|k| row.get(*k).filter(|v| !v.is_unit()).map(|v| v.to_string().trim().to_string()))
+                .filter(|v| !v.is_empty() && Some(v) != item.target.as_ref())
+                .map(Value::String)
+                .collect();
+            if !also.is_empty() {
+                item.params.insert("also".into(), Value::Array(also));
+            }
+        }
         match h.runtime.block_on(h.dispatcher.deprovision_everywhere(&borrowed, items, params)) {
             Ok(reports) => Ok(to_dynamic(serde_json::to_value(reports).unwrap_or_default())),
             Err(e) => Err(crate::script::types::error_map(e.kind, e.to_string())),
@@ -62,8 +77,16 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("write_evidence", move |reports: Array, path: &str| -> ScriptResult<Map> {
         let reports: Vec<Value> = reports.iter().map(to_json).collect::<ScriptResult<_>>()?;
         let (json_path, html_path) = crate::output::evidence::paths(std::path::Path::new(path));
-        let run = h.dispatcher.run_id();
-        let doc = crate::output::evidence::document(&reports, run, &crate::dates::rfc3339(chrono::Utc::now()));
+        let info = h.dispatcher.run_info();
+        let provenance = crate::output::evidence::Provenance {
+            run: h.dispatcher.run_id(),
+            resumed_from: info.resumed_from,
+            os_user: info.os_user.clone(),
+            host: info.host.clone(),
+            command: info.command.clone(),
+            generated_at: crate::dates::rfc3339(chrono::Utc::now()),
+        };
+        let doc = crate::output::evidence::document(&reports, &provenance);
         // Scrubbed like every CSV cell and printed line: a report may carry whatever a script put in it.
         let json_text = redact(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         let html_text = redact(&crate::output::evidence::html(&doc));
