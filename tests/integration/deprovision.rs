@@ -222,6 +222,22 @@ fn a_kill_mid_deprovision_resumes_without_repeating_anything_and_undo_restores_w
     let job_text = job.to_string();
     resume.extend(["--resume", &job_text]);
     run(&env, &resume, None).success();
+    // The resumed run's page says what the killed run did, with its run number: nobody it deprovisioned reads
+    // as "nothing to do".
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.run_file("offboard-results-evidence.json")).unwrap()).unwrap();
+    assert_eq!(doc["resumed_from"], job, "{doc:#}");
+    for login in ["user0001", "user0003", "user0004", "user0005", "user0050"] {
+        let r = report(&doc, login, "ghes");
+        assert_eq!(r["status"], "done", "{login}: {r:#}");
+    }
+    let earlier: Vec<&Value> = doc["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["services"][0]["earlier_steps"].as_array().unwrap().iter())
+        .collect();
+    assert!(earlier.len() >= 5 && earlier.iter().all(|s| s["run"] == job), "{earlier:#?}");
 
     // Every change reached the server exactly once, across both runs. The one exception the log must explain:
     // GHES cannot list impersonation tokens, so a deletion of them in doubt is sent again (a DELETE tolerates it).
@@ -601,4 +617,38 @@ fn a_person_is_found_on_every_service_under_each_name_the_services_link() {
     let html = std::fs::read_to_string(env.run_file("off-evidence.html")).unwrap();
     assert!(html.contains("Found on no service") && html.contains("Could not check tl"), "{html}");
     assert!(html.contains("run by") && html.contains("left"), "who and why are on the page");
+}
+
+/// Found: the dry run printed "steps 0" for everyone (the plan was only in the evidence files), each dry run or
+/// re-run wrote over the previous run's evidence, and an evidence path steward must refuse was refused only after
+/// the first person was deprovisioned. Now: the plan on the terminal, one set of files per run, and the paths
+/// checked before anything is sent.
+#[test]
+fn the_plan_is_on_the_terminal_each_run_keeps_its_files_and_a_bad_path_stops_before_acting() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    let dry = offboard(&env, "user0003", &["--dry-run", "--arg", "profiles=ghes"]).success();
+    assert!(
+        dry.stdout.contains("suspend") && dry.stdout.contains("remove SSH key") && dry.stdout.contains("dry-run"),
+        "{}",
+        dry.report()
+    );
+    let first = env.run_file("off.csv");
+    offboard(&env, "user0003", &["--yes", "--arg", "profiles=ghes"]).success();
+    let second = env.run_file("off.csv");
+    assert_ne!(first, second, "each run has its own summary");
+    assert!(std::fs::read_to_string(&first).unwrap().contains("dry-run"), "the dry run's is kept");
+    assert!(std::fs::read_to_string(&second).unwrap().contains(",done,"));
+    assert!(env.run_file("off-evidence.html").exists());
+
+    // The audit log itself, and a folder that is not there: refused before any request that changes anything.
+    let before = sb.count_method("PUT") + sb.count_method("DELETE");
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    for out in ["out=audit.db", "out=no/such/folder/off.csv"] {
+        let r = run(&env, &["--yes", "run", &script, "--arg", "people=user0004", "--arg", "reason=left", "--arg", out], None);
+        assert_eq!(r.status, Some(1), "{}", r.report());
+        assert!(r.stderr.contains("cannot write"), "{}", r.report());
+    }
+    assert_eq!(sb.count_method("PUT") + sb.count_method("DELETE"), before, "nothing was changed");
+    assert!(github_user(&sb, "user0004")["suspended_at"].is_null());
 }
