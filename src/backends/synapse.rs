@@ -111,6 +111,12 @@ impl Synapse {
 
     /// `alice` or `@alice` → `@alice:<server>`; a full Matrix id is kept (`invalid_target` checked the grammar).
     async fn user_id(&self, target: &str) -> Result<String, ApiError> {
+        if let Some(email) = email_of(target) {
+            return self.user_of_email(&email).await?.ok_or_else(|| {
+                ApiError::new(crate::error::ErrorKind::NotFound, format!("no user has the email {email} here"))
+                    .with_status(404)
+            });
+        }
         match MatrixName::parse(target) {
             Some(MatrixName::Full(id)) => Ok(id.to_string()),
             Some(MatrixName::Local(local)) => Ok(format!("@{local}:{}", self.server_name().await?)),

@@ -225,7 +225,8 @@ fn a_kill_mid_deprovision_resumes_without_repeating_anything_and_undo_restores_w
     // The resumed run's page says what the killed run did, with its run number: nobody it deprovisioned reads
     // as "nothing to do".
     let doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(env.run_file("offboard-results-evidence.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(env.run_file("offboard-results-evidence.json")).unwrap())
+            .unwrap();
     assert_eq!(doc["resumed_from"], job, "{doc:#}");
     for login in ["user0001", "user0003", "user0004", "user0005", "user0050"] {
         let r = report(&doc, login, "ghes");
@@ -645,7 +646,11 @@ fn the_plan_is_on_the_terminal_each_run_keeps_its_files_and_a_bad_path_stops_bef
     let before = sb.count_method("PUT") + sb.count_method("DELETE");
     let script = crate::util::repo().join(OFFBOARD).display().to_string();
     for out in ["out=audit.db", "out=no/such/folder/off.csv"] {
-        let r = run(&env, &["--yes", "run", &script, "--arg", "people=user0004", "--arg", "reason=left", "--arg", out], None);
+        let r = run(
+            &env,
+            &["--yes", "run", &script, "--arg", "people=user0004", "--arg", "reason=left", "--arg", out],
+            None,
+        );
         assert_eq!(r.status, Some(1), "{}", r.report());
         assert!(r.stderr.contains("cannot write"), "{}", r.report());
     }

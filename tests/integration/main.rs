@@ -23,6 +23,8 @@ mod synapse;
 mod audit;
 // Deprovisioning on every sandbox service: the cascade, its evidence, protection, kill -9 and resume, undo.
 mod deprovision;
+// Offboarding people across all six services at once (the sandbox's four, a live SCIM server, a live Synapse).
+mod offboarding;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
 // The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.

@@ -5,14 +5,14 @@ use crate::util::{Env, Run};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-struct Servers {
-    full: String,
-    minimal: String,
-    token: String,
+pub(crate) struct Servers {
+    pub(crate) full: String,
+    pub(crate) minimal: String,
+    pub(crate) token: String,
 }
 
 /// The running servers: from `.ci/run` (SCIM_BASE_URL, SCIM_MINIMAL_URL, SCIM_TOKEN) or started here, once.
-fn servers() -> &'static Servers {
+pub(crate) fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Servers> = OnceLock::new();
     SERVERS.get_or_init(|| {
         let var = |k: &str| std::env::var(k).ok();
@@ -35,7 +35,7 @@ fn servers() -> &'static Servers {
 }
 
 /// A tenant name unique to one test and one run.
-fn tenant(prefix: &str) -> String {
+pub(crate) fn tenant(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}{}x{nanos:x}", std::process::id())
 }

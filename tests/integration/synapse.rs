@@ -5,13 +5,13 @@ use crate::util::{Env, Run};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-struct Server {
-    url: String,
-    token: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) token: String,
 }
 
 /// The running server: from `.ci/run` (SYNAPSE_BASE_URL, SYNAPSE_ADMIN_TOKEN) or started here, once.
-fn server() -> &'static Server {
+pub(crate) fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         if let (Ok(url), Ok(token)) = (std::env::var("SYNAPSE_BASE_URL"), std::env::var("SYNAPSE_ADMIN_TOKEN")) {
@@ -33,7 +33,7 @@ fn server() -> &'static Server {
 }
 
 /// Logins unique to one test and one run, so tests share the server without seeing each other's users.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}{}x{nanos:x}", std::process::id())
 }
