@@ -657,3 +657,73 @@ fn the_plan_is_on_the_terminal_each_run_keeps_its_files_and_a_bad_path_stops_bef
     assert_eq!(sb.count_method("PUT") + sb.count_method("DELETE"), before, "nothing was changed");
     assert!(github_user(&sb, "user0004")["suspended_at"].is_null());
 }
+
+/// The headless browser the evidence page is opened in: `STEWARD_CHROMIUM`, else Debian's `chromium`.
+fn chromium() -> String {
+    let bin = std::env::var("STEWARD_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let found = std::process::Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "no headless browser: install Debian's chromium (apt-get install chromium) or set STEWARD_CHROMIUM");
+    bin
+}
+
+/// The page as a real browser leaves it after loading (scripts, if any ran, had 2 s of virtual time).
+fn rendered(page: &std::path::Path) -> String {
+    let out = std::process::Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--virtual-time-budget=2000", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The evidence page in a real browser (Chromium, headless): it renders offline with who, why and what on it,
+/// and no value executes, neither a service's nor one a script put in a report (a `status` was written into the
+/// page unescaped, so a script ran in it). Escaping alone is checked too: with the page's Content-Security-Policy
+/// taken out, still nothing runs.
+#[test]
+fn the_evidence_page_renders_in_a_real_browser_and_no_value_runs() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    let hostile = [
+        r#"<script>document.body.dataset.pwned='script'</script>"#,
+        r#""><img src=x onerror="document.body.dataset.pwned='attr'">"#,
+        r#"x' onmouseover='document.body.dataset.pwned=1"#,
+    ];
+    let list = serde_json::to_string(&hostile).unwrap();
+    env.write(
+        "page.rhai",
+        &format!(
+            r#"let bad = {list};
+               let reports = connect("ghes").deprovision_all(["user0003", "nobody-here"], #{{reason: `left ${{bad[0]}}`}});
+               reports[0].status = bad[1];
+               reports[0].problems = bad;
+               reports[0].steps[0].says = bad[2];
+               reports[1].person = bad[0];
+               write_evidence(reports, "page").html"#
+        ),
+    );
+    run(&env, &["--yes", "run", "page.rhai"], None);
+    let page = env.path("page.html");
+    let html = std::fs::read_to_string(&page).expect("the page is written");
+    // Offline: no element that fetches or runs anything (the hostile text is text), no url() in its style, and a
+    // policy that forbids fetching anyway.
+    for tag in ["<script", "<img", "<link", "<iframe", "<object", "<embed", "url(", "@import"] {
+        assert!(!html.contains(tag), "the page would fetch or run something ({tag})");
+    }
+    assert!(html.contains("Content-Security-Policy"));
+    let dom = rendered(&page);
+    for tag in ["<img", "<iframe"] {
+        assert!(!dom.contains(tag), "the browser made an element of a value ({tag}):\n{dom}");
+    }
+    for text in ["Deprovisioning evidence", "reason", "run by", "command", "user0003", "Found on no service"] {
+        assert!(dom.contains(text), "{text:?} is not on the rendered page:\n{dom}");
+    }
+    assert!(!dom.contains("data-pwned"), "a value ran in the page:\n{dom}");
+    // Escaping alone holds: without the policy, still nothing runs.
+    let bare = env.write("bare.html", &html.replace("Content-Security-Policy", "x-no-policy"));
+    let dom = rendered(&bare);
+    assert!(!dom.contains("data-pwned"), "a value ran once the policy was gone:\n{dom}");
+    assert!(dom.contains("&lt;script&gt;"), "the hostile text is shown as text");
+}
