@@ -307,6 +307,12 @@ pub trait Backend: Send + Sync {
         kind != IdKind::VcsLogin
     }
 
+    /// Why not finding a person here does not show they have no account, where it does not (Travis lists only
+    /// members who were ever active). `None`: a lookup that finds no one means there is no such account.
+    fn misses_hide_accounts(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The columns a CSV row may name its user by, in order of preference.
     fn target_keys(&self) -> &'static [&'static str] {
         &["login", "username", "user", "id", "user_id", "vcs_id"]

@@ -423,6 +423,12 @@ impl Backend for Travis {
         kind != super::IdKind::Email
     }
 
+    fn misses_hide_accounts(&self) -> Option<&'static str> {
+        Some(
+            "Travis lists only members who were ever active (one never active is in neither activity list), so not finding someone does not show they have no account; check the admin-v2 User Activity tab",
+        )
+    }
+
     fn invalid_target(&self, target: &str) -> Option<String> {
         let t = target.trim();
         let bad = t.is_empty()

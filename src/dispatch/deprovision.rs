@@ -682,7 +682,13 @@ fn plan_text(plans: &[&&Planned]) -> String {
                 .iter()
                 .map(|s| if s.reversible { s.says.clone() } else { format!("{} [cannot be undone]", s.says) })
                 .collect();
-            format!("  {profile} {}: {}", person.report.account.as_deref().unwrap_or_default(), steps.join(" · "))
+            // How an account was found, when it was not by the name given: a link the person confirming can check.
+            let how = match person.report.found_by.as_deref() {
+                Some(by) if by.contains("(from") || by.contains("(identity map)") => format!(" [found by {by}]"),
+                _ => String::new(),
+            };
+            let account = person.report.account.as_deref().unwrap_or_default();
+            format!("  {profile} {account}{how}: {}", steps.join(" · "))
         })
         .collect();
     let mut text: String = lines.iter().take(SHOWN).map(|l| format!("{l}\n")).collect();
@@ -768,19 +774,19 @@ fn remaining(plan: &Cascade, after: &Snapshot) -> Vec<String> {
 
 /// The people of a job (as given) found on no service: neither an account nor a refusal anywhere.
 pub fn found_nowhere(reports: &[PersonReport]) -> Vec<&str> {
-    let mut people: Vec<&str> = Vec::new();
+    let mut people: Vec<(&str, bool)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
     for r in reports {
-        if !people.contains(&r.person.as_str()) {
-            people.push(&r.person);
+        let here = matched(&r.status, r.account.is_some() || r.found_by.is_some());
+        match at.get(r.person.as_str()) {
+            Some(&i) => people[i].1 |= here,
+            None => {
+                at.insert(&r.person, people.len());
+                people.push((&r.person, here));
+            }
         }
     }
-    let matched = |person: &str| {
-        reports
-            .iter()
-            .filter(|r| r.person == person)
-            .any(|r| matched(&r.status, r.account.is_some() || r.found_by.is_some()))
-    };
-    people.into_iter().filter(|p| !matched(p)).collect()
+    people.into_iter().filter(|(_, m)| !m).map(|(p, _)| p).collect()
 }
 
 /// Whether a person's report on one service matched them there: an account was found (even one refused, or two

@@ -380,9 +380,11 @@ fn finding(conn: &Connection, seen: Seen, item: &BulkItem) -> Finding {
     if let Some(e) = seen.failed {
         return Finding::Failed(e);
     }
-    match seen.tried.is_empty() {
-        false => Finding::NoAccount { checked: seen.tried.iter().map(Identifier::describe).collect() },
-        true => Finding::CouldNotCheck { needs: needs(conn.backend.as_ref()) },
+    let checked: Vec<String> = seen.tried.iter().map(Identifier::describe).collect();
+    match (checked.is_empty(), conn.backend.misses_hide_accounts()) {
+        (true, _) => Finding::CouldNotCheck { needs: needs(conn.backend.as_ref()) },
+        (false, None) => Finding::NoAccount { checked },
+        (false, Some(why)) => Finding::CouldNotCheck { needs: format!("not found by {}; {why}", checked.join(", ")) },
     }
 }
 

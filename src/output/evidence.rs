@@ -105,11 +105,15 @@ fn summary(reports: &[Value]) -> Value {
 /// Reports grouped by the person as given, in first-seen order.
 fn people(reports: &[Value]) -> Vec<(String, Vec<Value>)> {
     let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for r in reports {
         let person = text(r, "person");
-        match out.iter_mut().find(|(p, _)| *p == person) {
-            Some((_, rs)) => rs.push(r.clone()),
-            None => out.push((person, vec![r.clone()])),
+        match at.get(&person) {
+            Some(&i) => out[i].1.push(r.clone()),
+            None => {
+                at.insert(person.clone(), out.len());
+                out.push((person, vec![r.clone()]));
+            }
         }
     }
     out

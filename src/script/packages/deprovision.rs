@@ -14,7 +14,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "deprovision", signature: "h.deprovision(person, #{reason, deactivate, reset_2fa, dry_run})", summary: "Takes away everything a person holds on this service, in the order it needs: admin rights, suspension, impersonation tokens, SSH keys, API tokens, sessions, groups (and 2FA or deactivation where asked). Snapshot before, one confirmation for the steps that cannot be undone (or --yes), each step audited, read back after. Returns #{person, account, status, before, after, steps, verified, problems, caveats}. `person` is a login, email or id.", example: r#"connect("github").deprovision("user0001", #{reason: "left the company"}).status"#, method: true },
     FnDoc { name: "deprovision_all", signature: "h.deprovision_all(people, #{reason, …})", summary: "deprovision for many people (logins, emails, ids, user maps or CSV rows), concurrently within the profile's limits; one report each, in order. Protected accounts and your own are refused by every name they answer to.", example: r#"connect("github").deprovision_all(["user0002", "user0003@example.com"], #{reason: "left", dry_run: true}).map(|r| r.status)"#, method: true },
     FnDoc { name: "deprovision_everywhere", signature: "deprovision_everywhere(people, #{reason, profiles, …})", summary: "deprovision_all on several profiles at once (`profiles`: names, default every configured profile): each planned concurrently, one confirmation for all, then each profile's steps concurrently within its own limits. A profile that cannot be reached gives each person a report saying why; the others go on. Reports in profile order.", example: r#"deprovision_everywhere(["user0005"], #{reason: "left", profiles: ["github", "terraform"]}).map(|r| `${r.profile}: ${r.status}`)"#, method: false },
-    FnDoc { name: "write_evidence", signature: "write_evidence(reports, path)", summary: "Writes the reports of deprovision/deprovision_all as PATH.json and a self-contained PATH.html (per person: each service, before → after, each step's time, outcome and audit sequence number), and records both files' SHA-256 in the audit log. Returns #{json, html}.", example: r#"write_evidence(connect("github").deprovision_all(["user0004"], #{reason: "left"}), "evidence").html"#, method: false },
+    FnDoc { name: "write_evidence", signature: "write_evidence(reports, path)", summary: "Writes the reports of deprovision/deprovision_all as PATH.json and a self-contained PATH.html (who ran it, as whom, why; per person: each service, how the account was found, before → after, each step's time, outcome and audit sequence number), and records both files' SHA-256 in the audit log. Returns #{json, html, summary} (summary: people, accounts, by_status, found_nowhere, could_not_check).", example: r#"write_evidence(connect("github").deprovision_all(["user0004"], #{reason: "left"}), "evidence").html"#, method: false },
 ];
 
 pub fn register(engine: &mut Engine, host: Rc<Host>) {
@@ -101,6 +101,9 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         let mut out = Map::new();
         out.insert("json".into(), json_path.display().to_string().into());
         out.insert("html".into(), html_path.display().to_string().into());
+        // The counts a script prints (people, accounts, who was found nowhere, what could not be checked),
+        // computed once here rather than by the script walking every report for every person.
+        out.insert("summary".into(), to_dynamic(doc["summary"].clone()));
         Ok(out)
     });
 }
