@@ -832,6 +832,20 @@ impl Backend for Scim {
         }
     }
 
+    /// A membership is applied when the group (read now) lists the user or no longer does: how a resume settles
+    /// a removal whose answer was lost, rather than sending it again (a second removal finds no member: 400).
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
+        if !matches!(op, Op::AddToGroup | Op::RemoveFromGroup) {
+            return super::account_state(self, op, target, params).await;
+        }
+        let Some(name) = params.get("group").and_then(Value::as_str).filter(|g| !g.is_empty()) else {
+            return Ok(None);
+        };
+        let user = super::resolve(self, target, params).await?;
+        let member = members(&self.group(name).await?).contains(&user.id);
+        Ok(Some(member == (op == Op::AddToGroup)))
+    }
+
     /// A SCIM account answers to its id, userName, every email and its externalId; a change addresses it by id.
     async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<Account>, ApiError> {
         if name.trim().is_empty() {

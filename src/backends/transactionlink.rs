@@ -414,6 +414,15 @@ impl Backend for TransactionLink {
         })
     }
 
+    /// An MFA reset is applied when the record (read now) says MFA is off; the rest as every service does.
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
+        if op != Op::Reset2fa {
+            return super::account_state(self, op, target, params).await;
+        }
+        let account = super::resolve(self, target, params).await?;
+        Ok(account.record.pointer("/raw/profile/mfaEnabled").and_then(Value::as_bool).map(|on| !on))
+    }
+
     /// Suspension is the record's status; admin rights are its role, compared with the role promote/demote set.
     async fn state_of(&self, op: Op, account: &super::model::Account) -> Result<Option<bool>, ApiError> {
         if !matches!(op, Op::Promote | Op::Demote) {

@@ -727,3 +727,43 @@ fn the_evidence_page_renders_in_a_real_browser_and_no_value_runs() {
     assert!(!dom.contains("data-pwned"), "a value ran once the policy was gone:\n{dom}");
     assert!(dom.contains("&lt;script&gt;"), "the hostile text is shown as text");
 }
+
+/// An MFA reset whose answer was lost (killed after TransactionLink applied it) is settled at resume by reading
+/// the account's MFA state, not sent again: the HR run is idempotent at the server, and the log says why.
+#[test]
+fn an_mfa_reset_in_doubt_is_settled_by_reading_the_account_not_sent_again() {
+    let sb = Sandbox::start(10);
+    let env = env(&sb);
+    let script = crate::util::repo().join(OFFBOARD).display().to_string();
+    let args = [
+        "--yes",
+        "run",
+        &script,
+        "--arg",
+        "people=tluser0004@example.com",
+        "--arg",
+        "reason=left",
+        "--arg",
+        "profiles=tl",
+    ];
+    // Terminate (1), then the MFA reset (2) reaches the server; killed before its outcome is recorded.
+    let killed = run(&env, &args, Some("after_response_before_outcome:2"));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(&env, &resume, None).success();
+    let resets: u64 = sb.stats()["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path.ends_with("/reset-mfa"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(resets, 1, "the reset reached the server once");
+    let settled = env.audit_rows(&[]).into_iter().find(|r| r["op"] == "reset_2fa" && r["status"] == "ok");
+    assert!(
+        settled.as_ref().is_some_and(|r| r["error"].as_str().unwrap_or("").contains("had been applied")),
+        "{settled:#?}"
+    );
+}

@@ -271,8 +271,8 @@ fn fifty_people_across_six_services_offboarded_killed_resumed_and_undone() {
     }
 
     // Nothing reached a sandbox service twice across both runs (GHES impersonation-token deletions in doubt are
-    // sent again, which the log explains; a DELETE tolerates it), and on every service no change was applied
-    // twice: one `ok` outcome per step at most.
+    // sent again, which the log explains; a DELETE tolerates it; every other step in doubt is settled by reading
+    // the service), and on every service no change was applied twice: one `ok` outcome per step at most.
     for (path, n) in w.sb.stats()["requests"].as_object().unwrap() {
         let n = n.as_u64().unwrap();
         if !path.starts_with("GET ") && !path.ends_with("/authorizations") {
