@@ -43,6 +43,18 @@ fn ops(report: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs `args` killed (like kill -9) after the `n`th change reached its server, before its outcome was recorded,
+/// then resumes the job to its end; the job's run id.
+fn killed_then_resumed(env: &Env, args: &[&str], n: usize) -> String {
+    let killed = run(env, args, Some(&format!("after_response_before_outcome:{n}")));
+    assert_ne!(killed.status, Some(0), "{}", killed.report());
+    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.extend(["--resume", &job]);
+    run(env, &resume, None).success();
+    job
+}
+
 fn github_user(sb: &Sandbox, login: &str) -> Value {
     sb.state()["github"]["users"].as_array().unwrap().iter().find(|u| u["login"] == login).cloned().unwrap()
 }
@@ -320,12 +332,7 @@ fn a_kill_while_every_profile_is_acting_at_once_resumes_each_without_repeating_a
         "--arg",
         "out=off.csv",
     ];
-    let killed = run(&env, &args, Some("after_response_before_outcome:5"));
-    assert_ne!(killed.status, Some(0), "{}", killed.report());
-    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
-    let mut resume: Vec<&str> = args.to_vec();
-    resume.extend(["--resume", &job]);
-    run(&env, &resume, None).success();
+    killed_then_resumed(&env, &args, 5);
     for (path, n) in sb.stats()["requests"].as_object().unwrap() {
         // Travis suspends everyone through one path, many ids per request: the two people went in one or two.
         let most = if path.starts_with("POST /travis/") { 2 } else { 1 };
@@ -747,12 +754,7 @@ fn an_mfa_reset_in_doubt_is_settled_by_reading_the_account_not_sent_again() {
         "profiles=tl",
     ];
     // Terminate (1), then the MFA reset (2) reaches the server; killed before its outcome is recorded.
-    let killed = run(&env, &args, Some("after_response_before_outcome:2"));
-    assert_ne!(killed.status, Some(0), "{}", killed.report());
-    let job = env.audit_rows(&[]).iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
-    let mut resume = args.to_vec();
-    resume.extend(["--resume", &job]);
-    run(&env, &resume, None).success();
+    killed_then_resumed(&env, &args, 2);
     let resets: u64 = sb.stats()["requests"]
         .as_object()
         .unwrap()
