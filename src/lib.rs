@@ -11,7 +11,7 @@
 //! - `http`: auth, retries, rate budget, pagination — no particular service
 //! - `redact`: the secret type and redaction of everything shown or kept, used by every layer above it
 //! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team)
-//! - `config`, `context`, `error`, `interrupt`, `prompt`: set-up and plumbing
+//! - `config`, `context`, `error`, `interrupt`, `prompt`, `suggest`: set-up and plumbing
 
 pub mod audit;
 pub mod backends;
@@ -35,6 +35,7 @@ pub mod redact;
 pub(crate) mod repl;
 pub mod script;
 pub(crate) mod secret_cmd;
+pub(crate) mod suggest;
 pub mod turns;
 
 use cli::{Cli, Command};

@@ -597,12 +597,7 @@ pub fn settings<S: KindSettings>(p: &crate::config::Profile) -> Result<S, KeyPro
     let keys = keys_of::<S>();
     if let Some(unknown) = p.settings.keys().find(|k| !keys.contains(&k.as_str())) {
         let known: Vec<&str> = crate::config::COMMON_KEYS.iter().chain(keys).copied().collect();
-        let guess = known
-            .iter()
-            .copied()
-            .max_by(|a, b| strsim::jaro_winkler(unknown, a).total_cmp(&strsim::jaro_winkler(unknown, b)));
-        let guess = guess
-            .filter(|g| strsim::jaro_winkler(unknown, g) > 0.8)
+        let guess = crate::suggest::closest(unknown, known.iter().copied())
             .map(|g| format!("did you mean {g}? "))
             .unwrap_or_default();
         let own = match keys.is_empty() {

@@ -485,7 +485,15 @@ impl Dispatcher {
     /// resume included), so the page says what was done and when, not "nothing to do".
     fn earlier_steps(&self, conn: &Connection, people: &mut [Person]) -> Result<(), ApiError> {
         let Some(run) = self.run_info.resumed_from else { return Ok(()) };
-        let history = self.recorder.job_outcomes(run)?;
+        let mut history = self.recorder.job_outcomes(run)?;
+        // What this resume settled is an earlier run's step: it is listed under the run that sent it.
+        let this_run = self.run_id();
+        for e in history.iter_mut().filter(|e| Some(e.run_id) == this_run) {
+            if let Some(intent) = e.intent_seq.map(|s| self.recorder.earlier_event(s)).transpose()?.flatten() {
+                e.run_id = intent.run_id;
+            }
+        }
+        history.retain(|e| Some(e.run_id) != this_run);
         for p in people.iter_mut().filter(|p| p.name.is_some()) {
             for e in history.iter().filter(|e| e.profile == conn.profile && matches!(e.status.as_str(), "ok" | "noop"))
             {

@@ -1,5 +1,6 @@
 //! The Rhai surface: the engine and its limits, the bridge to async HTTP, and the registered functions.
 
+pub mod arguments;
 pub mod bridge;
 pub mod bulk_input;
 pub mod diagnostic;

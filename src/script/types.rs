@@ -458,12 +458,8 @@ fn not_found(signature: &str) -> String {
     if let Some(doc) = super::docs::find(name) {
         return format!("{name} cannot be called like this ({signature}); it is called {}", doc.signature);
     }
-    let closest = super::docs::all()
-        .map(|d| (strsim::damerau_levenshtein(name, d.name), d.name))
-        .filter(|(distance, _)| *distance <= 2.max(name.len() / 4))
-        .min();
-    match closest {
-        Some((_, near)) => format!("there is no function {name}; did you mean {near}? (:help lists every function)"),
+    match crate::suggest::closest(name, super::docs::all().map(|d| d.name)) {
+        Some(near) => format!("there is no function {name}; did you mean {near}? (:help lists every function)"),
         None => format!("there is no function {name} ({signature}); :help lists every function"),
     }
 }

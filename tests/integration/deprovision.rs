@@ -250,7 +250,7 @@ fn a_kill_mid_deprovision_resumes_without_repeating_anything_and_undo_restores_w
         .iter()
         .flat_map(|p| p["services"][0]["earlier_steps"].as_array().unwrap().iter())
         .collect();
-    assert!(earlier.len() >= 5 && earlier.iter().all(|s| s["run"] == job), "{earlier:#?}");
+    assert!(!earlier.is_empty() && earlier.iter().all(|s| s["run"] == job), "{earlier:#?}");
 
     // Every change reached the server exactly once, across both runs. The one exception the log must explain:
     // GHES cannot list impersonation tokens, so a deletion of them in doubt is sent again (a DELETE tolerates it).

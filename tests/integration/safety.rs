@@ -502,3 +502,42 @@ fn a_script_cannot_write_over_the_audit_log_its_anchors_or_the_config_by_any_nam
     // Beside them, the user's own files are written as ever.
     env.run(&["eval", &format!(r#"write_csv("audit-report.csv", {rows})"#)]).success();
 }
+
+/// Found by a newcomer: an unknown `--arg` was silently ignored, so `offboard.rhai --arg profile=ghes` (it takes
+/// `profiles`) acted on every configured profile, and `bulk_suspend.rhai --arg profle=tfe` suspended a user on
+/// the default profile; `--arg deactivate=yes` was silently false. Every stock script now declares what it
+/// takes: a misspelling is refused (exit 2) naming the one meant, before anything is read or sent.
+#[test]
+fn a_misspelled_argument_stops_a_stock_script_before_it_acts() {
+    let sb = Sandbox::start(10);
+    let env = crate::util::services_env(&sb);
+    let script = |name: &str| crate::util::repo().join("scripts").join(name).display().to_string();
+    env.write("leavers.csv", "login\nuser0003\n");
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "offboard.rhai",
+            &["--arg", "people=user0003", "--arg", "reason=left", "--arg", "profile=ghes"],
+            "did you mean --arg profiles?",
+        ),
+        (
+            "bulk_suspend.rhai",
+            &["--arg", "csv=leavers.csv", "--arg", "reason=left", "--arg", "profle=tfe"],
+            "did you mean --arg profile?",
+        ),
+        (
+            "offboard.rhai",
+            &["--arg", "people=user0003", "--arg", "reason=left", "--arg", "deactivate=sure"],
+            "deactivate is true or false",
+        ),
+    ];
+    for (name, args, says) in cases {
+        let path = script(name);
+        let mut all = vec!["--yes", "run", path.as_str()];
+        all.extend_from_slice(args);
+        let r = crate::util::run_services(&env, &all, None);
+        assert_eq!(r.status, Some(2), "{name} {args:?}: {}", r.report());
+        assert!(r.stderr.contains(says), "{name} {args:?}: {}", r.report());
+    }
+    assert_eq!(sb.count_method("PUT") + sb.count_method("POST") + sb.count_method("DELETE"), 0, "nothing was sent");
+    assert!(!env.path("audit.db").exists(), "nothing was recorded: the log was never even opened");
+}

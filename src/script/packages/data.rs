@@ -23,6 +23,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "days_ago", signature: "days_ago(n)", summary: "The time n days before now, as RFC 3339 UTC text.", example: "days_ago(90)", method: false },
     FnDoc { name: "now", signature: "now()", summary: "The current time as RFC 3339 UTC text.", example: "now()", method: false },
     FnDoc { name: "env", signature: "env(name)", summary: "An environment variable's value, or () when unset.", example: r#"env("HOME")"#, method: false },
+    FnDoc { name: "arguments", signature: "arguments(ARGS, #{name: \"text\" | \"flag\", …})", summary: "The script's --arg values, checked against the ones it declares: one it does not take is refused (naming the closest it does), a flag is true or false (yes/no) and comes back as a boolean. Stock scripts start with it, so a typo never acts as if the argument were missing.", example: r#"arguments(#{}, #{csv: "text", apply: "flag"})"#, method: false },
     FnDoc { name: "run_file", signature: "run_file(path)", summary: "The path with this run's id before its extension (off.csv → off-run12.csv), so each run's report is kept and no run writes over another's.", example: r#"run_file("offboard.csv")"#, method: false },
     FnDoc { name: "check_output", signature: "check_output(path)", summary: "Fails, naming the path and why, unless a file can be written there (its folder exists and takes a new file; not one of steward's own files): call it before acting, so a job never ends unable to write its report.", example: r#"check_output("offboard.csv")"#, method: false },
     FnDoc { name: "confirm", signature: "confirm(question)", summary: "Asks yes/no at the terminal; true under --yes; false when nobody can be asked.", example: r#"if confirm("Proceed?") { "going ahead" } else { "stopped" }"#, method: false },
@@ -67,6 +68,14 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
             None => Utc::now().format("%Y%m%dT%H%M%S").to_string(),
         };
         crate::files::tagged(Path::new(path), &tag).display().to_string()
+    });
+    engine.register_fn("arguments", |given: Map, spec: Map| -> ScriptResult<Map> {
+        crate::script::arguments::check(&given, &spec).map_err(|message| {
+            let mut m = Map::new();
+            m.insert("kind".into(), "usage".into());
+            m.insert("message".into(), message.into());
+            Box::new(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE))
+        })
     });
     engine.register_fn("check_output", |path: &str| -> ScriptResult<()> {
         crate::files::check_writable(Path::new(path)).map_err(|e| invalid(format!("cannot write {path}: {e}")))
