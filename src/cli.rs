@@ -67,6 +67,9 @@ pub enum Command {
     Profiles(ProfilesCommand),
     /// The runs in the audit log (newest first): their job, script, profiles, how they ended, what they did.
     Runs {
+        /// How many of the newest runs to list (as `runs list --limit`; default 20).
+        #[arg(long)]
+        limit: Option<usize>,
         #[command(subcommand)]
         sub: Option<RunsCommand>,
     },

@@ -85,7 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(&ctx, args),
         Command::Audit(sub) => cmd::audit::run(&ctx, audit_profile.as_deref(), sub),
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
-        Command::Runs { sub } => cmd::runs::run(&ctx, sub),
+        Command::Runs { sub, limit } => cmd::runs::run(&ctx, sub, *limit),
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
     };

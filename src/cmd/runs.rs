@@ -10,7 +10,8 @@ use crate::error::UsageError;
 use crate::output;
 use serde_json::{json, Value};
 
-pub fn run(ctx: &Context, cmd: &Option<RunsCommand>) -> anyhow::Result<()> {
+/// `limit`: `steward runs --limit N`, the same as `runs list --limit N`.
+pub fn run(ctx: &Context, cmd: &Option<RunsCommand>, limit: Option<usize>) -> anyhow::Result<()> {
     if !ctx.audit_target.exists() {
         output::note(&format!("no runs yet: the audit log {} does not exist", ctx.audit_target));
         return Ok(());
@@ -26,7 +27,7 @@ pub fn run(ctx: &Context, cmd: &Option<RunsCommand>) -> anyhow::Result<()> {
         None | Some(RunsCommand::List { .. }) => {
             let limit = match cmd {
                 Some(RunsCommand::List { limit }) => *limit,
-                _ => 20,
+                _ => limit.unwrap_or(20),
             };
             let rows: Vec<Value> = store.runs(limit, None)?.iter().map(|r| row(r, alive(r.run))).collect();
             output::print_value(&Value::Array(rows), ctx.output);

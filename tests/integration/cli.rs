@@ -309,6 +309,14 @@ fn run_ids_are_shown_where_people_need_them_and_runs_lists_them() {
             || shown["command"].as_str().unwrap().contains("--resume 3")
     );
     env.run(&["runs", "show", "99"]).code(2).stderr_has("there is no run 99");
+    // `runs --limit` as a newcomer types it (it was refused: only `runs list --limit` took it).
+    for args in
+        [&["--format", "json", "runs", "--limit", "2"][..], &["--format", "json", "runs", "list", "--limit", "2"]]
+    {
+        let newest: serde_json::Value = serde_json::from_str(&env.run(args).success().stdout).unwrap();
+        let ids: Vec<i64> = newest.as_array().unwrap().iter().filter_map(|r| r["run"].as_i64()).collect();
+        assert_eq!(ids, [4, 3], "{args:?}");
+    }
 }
 
 #[test]
