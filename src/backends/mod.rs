@@ -505,6 +505,19 @@ pub fn ambiguous(name: &str, accounts: Vec<(String, String)>, hint: &str) -> Api
     .with_hint(hint.to_string())
 }
 
+/// `name` as an email address, lower-cased, when it is one: something@domain.tld, printable, with no `:` or `/`
+/// (which no Matrix id, login or path segment can be mistaken for). The one test of "is this an email" that
+/// finding people and addressing them by email share.
+pub fn email_of(name: &str) -> Option<String> {
+    let name = name.trim();
+    let (local, domain) = name.split_once('@')?;
+    let ok = !local.is_empty()
+        && domain.contains('.')
+        && !domain.contains('@')
+        && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, ':' | '/'));
+    ok.then(|| name.to_lowercase())
+}
+
 /// A lookup's answer with "no such account" as `None` rather than an error: what `resolve` reports.
 pub fn found<T>(lookup: Result<T, ApiError>) -> Result<Option<T>, ApiError> {
     match lookup {

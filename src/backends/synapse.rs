@@ -111,7 +111,7 @@ impl Synapse {
 
     /// `alice` or `@alice` → `@alice:<server>`; a full Matrix id is kept (`invalid_target` checked the grammar).
     async fn user_id(&self, target: &str) -> Result<String, ApiError> {
-        if let Some(email) = email_of(target) {
+        if let Some(email) = super::email_of(target) {
             return self.user_of_email(&email).await?.ok_or_else(|| {
                 ApiError::new(crate::error::ErrorKind::NotFound, format!("no user has the email {email} here"))
                     .with_status(404)
@@ -362,18 +362,6 @@ impl<'a> MatrixName<'a> {
     }
 }
 
-/// `name` as an email address (lower-cased, as Synapse stores them), when it is one: something@domain, which no
-/// Matrix name can be (a localpart has no `@`; a full id starts with one).
-fn email_of(name: &str) -> Option<String> {
-    let name = name.trim();
-    let (local, domain) = name.split_once('@')?;
-    let ok = !local.is_empty()
-        && domain.contains('.')
-        && !domain.contains('@')
-        && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, ':' | '/'));
-    ok.then(|| name.to_lowercase())
-}
-
 #[async_trait]
 impl Backend for Synapse {
     fn kind(&self) -> &'static str {
@@ -394,7 +382,7 @@ impl Backend for Synapse {
 
     /// `@alice:server`, `@alice` and `alice` are one Matrix user here; a user of another server is nobody here.
     fn invalid_target(&self, target: &str) -> Option<String> {
-        (MatrixName::parse(target).is_none() && email_of(target).is_none()).then(|| {
+        (MatrixName::parse(target).is_none() && super::email_of(target).is_none()).then(|| {
             format!(
                 "{target:?} is not a Matrix user id (@localpart:server, or a localpart: no second @, no : in it, no \
                  spaces or control characters) nor an email"
@@ -405,7 +393,7 @@ impl Backend for Synapse {
     /// A Matrix account, read by its full id (an email is looked up among the accounts' third-party ids first);
     /// it answers to that id and to its localpart, each without case (Synapse keeps localparts lower-case).
     async fn lookup(&self, name: &str, _params: &Value) -> Result<Option<super::model::Account>, ApiError> {
-        let id = match email_of(name) {
+        let id = match super::email_of(name) {
             Some(email) => match self.user_of_email(&email).await? {
                 Some(id) => id,
                 None => return Ok(None),
@@ -429,7 +417,7 @@ impl Backend for Synapse {
     }
 
     fn answers_to(&self, account: &super::model::Account, name: &str) -> bool {
-        if let Some(email) = email_of(name) {
+        if let Some(email) = super::email_of(name) {
             // One of the emails bound to the account, as its record reads them.
             let bound = account.record.pointer("/raw/threepids").and_then(Value::as_array).into_iter().flatten();
             return bound

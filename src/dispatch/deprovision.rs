@@ -133,6 +133,9 @@ struct Person {
     /// What a request that changes the account names it by, as every other path addresses it (so a later
     /// single call finds what this job recorded: a role held before a termination).
     address: String,
+    /// Found through a link (another service's record, the identity map), not by the name given: the
+    /// confirmation says how, so a wrong link is seen before anything changes.
+    linked: bool,
     plan: Cascade,
 }
 
@@ -384,12 +387,13 @@ impl Dispatcher {
                 name: None,
                 account: String::new(),
                 address: String::new(),
+                linked: false,
                 plan: Cascade::default(),
             };
-            let (account, name) = match finding {
+            let (account, name, linked) = match finding {
                 Finding::Found { account, name, by } => {
                     report.found_by = Some(by.describe());
-                    (account, name)
+                    (account, name, by.from != super::people::GIVEN)
                 }
                 Finding::Failed(e) if item.error.is_some() => {
                     people.push(unplanned(report.ended("failed", Some(e.message))));
@@ -439,6 +443,7 @@ impl Dispatcher {
                 name: Some(name),
                 account: account.id,
                 address: account.address,
+                linked,
                 plan: Cascade::default(),
             });
         }
@@ -485,7 +490,7 @@ impl Dispatcher {
     /// resume included), so the page says what was done and when, not "nothing to do".
     fn earlier_steps(&self, conn: &Connection, people: &mut [Person]) -> Result<(), ApiError> {
         let Some(run) = self.run_info.resumed_from else { return Ok(()) };
-        let mut history = self.recorder.job_outcomes(run)?;
+        let mut history = self.recorder.job_outcomes(run, &conn.profile)?;
         // What this resume settled is an earlier run's step: it is listed under the run that sent it.
         let this_run = self.run_id();
         for e in history.iter_mut().filter(|e| Some(e.run_id) == this_run) {
@@ -495,8 +500,7 @@ impl Dispatcher {
         }
         history.retain(|e| Some(e.run_id) != this_run);
         for p in people.iter_mut().filter(|p| p.name.is_some()) {
-            for e in history.iter().filter(|e| e.profile == conn.profile && matches!(e.status.as_str(), "ok" | "noop"))
-            {
+            for e in history.iter().filter(|e| matches!(e.status.as_str(), "ok" | "noop")) {
                 let params: Value = serde_json::from_str(&e.params).unwrap_or(Value::Null);
                 let whose = ["account", "owner_id"].iter().find_map(|k| params.get(*k).and_then(Value::as_str));
                 let Some(op) = Op::from_name(&e.op).filter(|_| whose == Some(p.account.as_str())) else { continue };
@@ -691,8 +695,8 @@ fn plan_text(plans: &[&&Planned]) -> String {
                 .map(|s| if s.reversible { s.says.clone() } else { format!("{} [cannot be undone]", s.says) })
                 .collect();
             // How an account was found, when it was not by the name given: a link the person confirming can check.
-            let how = match person.report.found_by.as_deref() {
-                Some(by) if by.contains("(from") || by.contains("(identity map)") => format!(" [found by {by}]"),
+            let how = match (person.linked, person.report.found_by.as_deref()) {
+                (true, Some(by)) => format!(" [found by {by}]"),
                 _ => String::new(),
             };
             let account = person.report.account.as_deref().unwrap_or_default();

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 /// email, which leads to a TransactionLink account; nothing links further than that).
 const ROUNDS: usize = 3;
 
+/// Where an identifier came from when the job's input named it.
+pub const GIVEN: &str = "given";
+
 /// One identifier of a person, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identifier {
@@ -39,7 +42,7 @@ impl Identifier {
     pub fn describe(&self) -> String {
         match (&self.only, self.from.as_str()) {
             (Some(_), _) => format!("account {} (identity map)", self.value),
-            (None, "given") => format!("{} {}", self.kind.words(), self.value),
+            (None, GIVEN) => format!("{} {}", self.kind.words(), self.value),
             (None, from) => format!("{} {} (from {from})", self.kind.words(), self.value),
         }
     }
@@ -51,9 +54,9 @@ impl Identifier {
 
 /// The kind of a name as given: an email (something@domain), else a login or id of the service it is used on.
 fn kind_of(name: &str) -> IdKind {
-    match name.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !name.contains(':') => IdKind::Email,
-        _ => IdKind::Login,
+    match crate::backends::email_of(name) {
+        Some(_) => IdKind::Email,
+        None => IdKind::Login,
     }
 }
 
@@ -301,7 +304,7 @@ fn given(item: &BulkItem, conns: &[&Connection], map: &IdentityMap) -> Vec<Ident
     let names: Vec<&str> = std::iter::once(primary.as_str()).chain(also).filter(|n| !n.trim().is_empty()).collect();
     let mut ids: Vec<Identifier> = Vec::new();
     for name in &names {
-        let id = Identifier::new(kind_of(name), name, "given");
+        let id = Identifier::new(kind_of(name), name, GIVEN);
         if !ids.iter().any(|k| k.same(&id)) {
             ids.push(id);
         }

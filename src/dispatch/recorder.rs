@@ -285,14 +285,19 @@ impl Recorder {
         self.with_reader(|store| store.event_at(seq))
     }
 
-    /// The live outcomes of every earlier run of the job `run` belongs to (the run a resume continues, and
-    /// the runs before it), oldest first, read from a log that verifies whole.
-    pub fn job_outcomes(&self, run: i64) -> Result<Vec<crate::audit::Event>, ApiError> {
+    /// The live outcomes on `profile` of every run of the job `run` belongs to (the run a resume continues,
+    /// the runs before it, and this one), oldest first, read from a log that verifies whole.
+    pub fn job_outcomes(&self, run: i64, profile: &str) -> Result<Vec<crate::audit::Event>, ApiError> {
         self.with_reader(|store| {
             let runs = store.job_of(run)?.map(|j| j.runs).unwrap_or_default();
             let mut out = Vec::new();
             for r in runs {
-                let rows = store.list(&crate::audit::query::Filter { run: Some(r), ..Default::default() })?;
+                let only = crate::audit::query::Filter {
+                    run: Some(r),
+                    profile: Some(profile.to_string()),
+                    ..Default::default()
+                };
+                let rows = store.list(&only)?;
                 out.extend(rows.into_iter().map(|row| row.event).filter(|e| e.phase == "outcome" && e.mode == "live"));
             }
             out.sort_by_key(|e| e.seq);
