@@ -28,6 +28,8 @@ pub struct GhUser {
     pub site_admin: bool,
     pub suspended_at: Option<String>,
     pub ldap_dn: Option<String>,
+    /// When the account was last active (Unix seconds); `None`: never. What the all-users report says.
+    pub last_active: Option<u64>,
 }
 
 #[derive(Default)]
@@ -45,6 +47,18 @@ pub struct Ghes {
     pub base: String,
     /// Requests per hour `/rate_limit` reports; None = rate limiting disabled (the GHES default).
     pub rate_limit_per_hour: Option<u64>,
+    /// Whether the all-users report has been generated (the first request for it is answered 202).
+    report_ready: bool,
+}
+
+/// How many days ago seeded user `i` (`user0001` is 1) was last active; `None`: never. Every tenth user from
+/// the third was never active; the rest spread over 0–199 days, so "inactive for 90 days" is a real share.
+pub fn days_idle(i: usize) -> Option<u64> {
+    (i % 10 != 3).then_some(((i * 7) % 200) as u64)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A seed user from `--seed users.json` (steward's own `list_users` JSON works as is).
@@ -57,6 +71,9 @@ pub struct SeedUser {
     pub admin: Option<bool>,
     #[serde(default)]
     pub suspended: Option<bool>,
+    /// RFC 3339 (`2026-01-01T00:00:00Z`) or a date; absent: never active.
+    #[serde(default)]
+    pub last_active: Option<String>,
 }
 
 const CREATED: &str = "2024-01-15T09:00:00Z";
@@ -65,6 +82,7 @@ impl Ghes {
     pub fn seeded(users: usize, seed: Option<Vec<SeedUser>>) -> Self {
         let mut g = Ghes { next_user_id: 1, next_auth_id: 1, ..Default::default() };
         let admin = g.add("admin", Some("admin@example.com"), Some("Site Admin"), true);
+        g.users.get_mut(&admin).expect("just added").last_active = Some(unix_now());
         g.tokens.insert(ADMIN_TOKEN.to_string(), admin);
         match seed {
             Some(list) => {
@@ -73,9 +91,11 @@ impl Ghes {
                         continue;
                     }
                     let id = g.add(&s.login, s.email.as_deref(), s.name.as_deref(), s.admin.unwrap_or(false));
+                    let u = g.users.get_mut(&id).expect("just added");
                     if s.suspended == Some(true) {
-                        g.users.get_mut(&id).expect("just added").suspended_at = Some(CREATED.to_string());
+                        u.suspended_at = Some(CREATED.to_string());
                     }
+                    u.last_active = s.last_active.as_deref().and_then(crate::parse_time);
                 }
             }
             None => {
@@ -88,6 +108,7 @@ impl Ghes {
                     if i % 25 == 0 {
                         u.suspended_at = Some(CREATED.to_string());
                     }
+                    u.last_active = days_idle(i).map(|days| unix_now().saturating_sub(days * 86_400));
                 }
                 let ldap = g.add("ldap-user", Some("ldap-user@example.com"), Some("Directory User"), false);
                 g.users.get_mut(&ldap).expect("just added").ldap_dn =
@@ -125,6 +146,7 @@ impl Ghes {
                 site_admin,
                 suspended_at: None,
                 ldap_dn: None,
+                last_active: None,
             },
         );
         id
@@ -132,7 +154,10 @@ impl Ghes {
 
     /// A person's GHES account (`Options::people`); its id.
     pub fn add_person(&mut self, login: &str, email: Option<&str>, site_admin: bool) -> u64 {
-        self.add(login, email, Some(&format!("Person {login}")), site_admin)
+        let id = self.add(login, email, Some(&format!("Person {login}")), site_admin);
+        // People offboarded in tests were at work yesterday.
+        self.users.get_mut(&id).expect("just added").last_active = Some(unix_now().saturating_sub(86_400));
+        id
     }
 
     fn by_login(&self, login: &str) -> Option<&GhUser> {
@@ -667,6 +692,56 @@ fn now() -> String {
     crate::ghes_time(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     )
+}
+
+/// `GET /stafftools/reports/all_users.csv` (GHES "Accessing reports for your instance"): HTTP Basic with a site
+/// admin's login and token. Signed out, GHES sends the browser to sign in (302); a non-admin is told nothing is
+/// there (404). The first request starts the report and is answered 202; later ones get the CSV, made afresh.
+async fn all_users_report(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    use base64::Engine as _;
+    let mut g = state.lock().unwrap_or_else(|e| e.into_inner());
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let me = basic.and_then(|pair| {
+        let (login, token) = pair.split_once(':')?;
+        let user = g.tokens.get(token).and_then(|id| g.users.get(id))?;
+        user.login.eq_ignore_ascii_case(login).then(|| user.clone())
+    });
+    let Some(me) = me else {
+        return (StatusCode::FOUND, [("location", "/login?return_to=%2Fstafftools%2Freports")], "").into_response();
+    };
+    if !me.site_admin || me.suspended_at.is_some() {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    if !g.report_ready {
+        g.report_ready = true;
+        return (StatusCode::ACCEPTED, "").into_response();
+    }
+    let now = unix_now();
+    let mut csv = String::from("created_at,id,login,email,role,suspended?,last_logged_ip,repos,ssh_keys,org_memberships,dormant?,last_active,raw_login,2fa_enabled?\n");
+    for u in g.users.values() {
+        let dormant = u.last_active.is_none_or(|t| now.saturating_sub(t) >= 90 * 86_400);
+        let last_active = u.last_active.map(crate::ghes_time).unwrap_or_default();
+        let role = if u.site_admin { "admin" } else { "user" };
+        csv.push_str(&format!(
+            "{CREATED},{},{},{},{role},{},,0,0,0,{dormant},{last_active},{},false\n",
+            u.id,
+            u.login,
+            u.email.as_deref().unwrap_or(""),
+            u.suspended_at.is_some(),
+            u.login,
+        ));
+    }
+    ([("content-type", "text/csv; charset=utf-8")], csv).into_response()
+}
+
+/// Routes outside the API: the site-admin reports, at the instance's root.
+pub fn root_routes(state: Shared) -> Router {
+    Router::new().route("/stafftools/reports/all_users.csv", get(all_users_report)).with_state(state)
 }
 
 pub fn routes(state: Shared) -> Router {

@@ -252,6 +252,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         .nest("/api/v2", tfe::routes(shared.tfe.clone()))
         .nest("/transactionlink", transactionlink::routes(shared.transactionlink.clone()))
         .nest("/travis", travis::routes(shared.travis.clone()))
+        .merge(ghes::root_routes(shared.ghes.clone()))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), conditions));
     let app = Router::new()
         .route("/_sandbox/stats", get(stats))
@@ -442,6 +443,17 @@ pub(crate) fn ghes_time(secs: u64) -> String {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A seed's time: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS` (then `Z` or `+00:00`), in UTC; as Unix seconds.
+pub(crate) fn parse_time(text: &str) -> Option<u64> {
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u32>().ok();
+    let days = days_from_civil(i64::from(num(0..4)?), num(5..7)?, num(8..10)?);
+    let secs = match text.len() > 10 {
+        true => num(11..13)? * 3600 + num(14..16)? * 60 + num(17..19)?,
+        false => 0,
+    };
+    u64::try_from(days * 86_400 + i64::from(secs)).ok()
 }
 
 /// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).

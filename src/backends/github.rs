@@ -21,7 +21,14 @@ pub const KIND: super::Kind = super::Kind {
     check: super::check_settings::<super::NoSettings>,
     keys: super::keys_of::<super::NoSettings>,
     token_envs: &[],
-    build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Github::new(client, profile))),
+    build: |client, profile, _config, extra_tokens| {
+        let token = extra_tokens.into_iter().find(|(purpose, _)| *purpose == "main").map(|(_, t)| t);
+        Ok(std::sync::Arc::new(Github::new(client, profile).with_token(token)))
+    },
+    activity: super::ActivitySource::Seen {
+        what: "last_active in the site-admin all-users report (/stafftools/reports/all_users.csv)",
+        misses: None,
+    },
 };
 
 /// GitHub's secondary rate limit is a 403 whose message says so (docs.github.com, "secondary rate limits").
@@ -63,6 +70,7 @@ const SUPPORTED: &[Op] = &[
     Op::ListTokens,
     Op::DeleteToken,
     Op::RateLimit,
+    Op::Activity,
     Op::Api,
 ];
 
@@ -142,6 +150,8 @@ fn set_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D
 pub struct Github {
     http: HttpClient,
     profile: String,
+    /// The profile's token, for the one resource that takes it as a password (the all-users report).
+    token: Option<crate::redact::SecretString>,
 }
 
 /// GitHub's error body: `{"message": "...", "errors": [...], "documentation_url": "..."}`.
@@ -171,7 +181,52 @@ pub fn error_message(body: &Value) -> Option<String> {
 
 impl Github {
     pub fn new(http: HttpClient, profile: &str) -> Self {
-        Github { http, profile: profile.to_string() }
+        Github { http, profile: profile.to_string(), token: None }
+    }
+
+    pub fn with_token(mut self, token: Option<crate::redact::SecretString>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// `activity(#{since, status})` and `activity(#{user})`, from GHES's all-users report (`ghes_report`), read
+    /// as the token's own login.
+    async fn activity(&self, opts: &Value) -> Result<Value, ApiError> {
+        let token = self.token.as_ref().ok_or_else(|| {
+            ApiError::new(ErrorKind::Unauthorized, "the all-users report needs the profile's token, and it has none")
+        })?;
+        let me = self.send(Request::new(Method::GET, "user")).await?;
+        let login = me
+            .get("login")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid("GHES did not say whose token this is (GET /user has no login)"))?;
+        let rows = super::ghes_report::fetch(&self.http, login, token).await?;
+        if let Some(name) = opts.get("user").and_then(Value::as_str) {
+            // Resolve, then decide: the account the name reaches, matched to its row by login (GHES's canonical
+            // form, without case) or id, never by the string given.
+            let account = self
+                .lookup(name, &Value::Null)
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no user {name:?} on this service")))?;
+            let id =
+                account.aliases.iter().find_map(|a| a.strip_prefix("user_id:")).and_then(|i| i.parse::<u64>().ok());
+            let row = rows
+                .into_iter()
+                .find(|r| r.login.to_ascii_lowercase() == account.id || (id.is_some() && r.id == id))
+                .ok_or_else(|| {
+                    ApiError::new(ErrorKind::NotFound, format!("{name:?} is not in GHES's all-users report")).with_hint(
+                        "GHES regenerates the report from time to time; an account made since is not in it yet",
+                    )
+                })?;
+            return Ok(row.into_user(&self.profile).into_value());
+        }
+        let query = super::ActivityQuery::read(opts)?;
+        Ok(Value::Array(
+            rows.into_iter()
+                .filter(|r| query.wants(r.last_active))
+                .map(|r| r.into_user(&self.profile).into_value())
+                .collect(),
+        ))
     }
 
     /// A user record the service sent as JSON (its own record of one user).
@@ -480,6 +535,7 @@ impl Backend for Github {
         };
         match action.op {
             Op::Whoami => Ok(self.user(self.send(Request::new(Method::GET, "user")).await?).into_value()),
+            Op::Activity => self.activity(&action.params).await,
             Op::ListUsers => self.list_users(&action.params).await,
             Op::GetUser => Ok(self.user(self.send(Request::new(Method::GET, user_path("")?)).await?).into_value()),
             Op::CreateUser => {

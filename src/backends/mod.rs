@@ -1,6 +1,7 @@
 //! Backends: one module per service, each turning an `Action` into requests and the answers into steward values.
 //! A backend never audits, prompts or throttles on its own: dispatch does that once for all of them.
 
+pub mod ghes_report;
 pub mod github;
 pub mod holdings;
 pub mod model;
@@ -10,10 +11,11 @@ pub mod terraform;
 pub mod transactionlink;
 pub mod travis;
 
+use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::redact::SecretString;
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Every operation steward knows. One name means one thing on every backend.
@@ -68,6 +70,83 @@ pub struct Verb {
     pub bulk: Option<&'static str>,
     /// Which account a change reaches, for dispatch to resolve and decide on.
     pub reaches: Reaches,
+}
+
+/// Where a kind of service's activity dates come from, for `activity` and for anything that decides "inactive"
+/// on them (reports, `suspend_inactive`, policies). Unknown is never inactive: a service without sign-in dates
+/// refuses to call anyone inactive, and says why.
+#[derive(Clone, Copy, Debug)]
+pub enum ActivitySource {
+    /// Dates of use (sign-ins, requests): `what` they are, and who the listing cannot show, if anyone.
+    Seen { what: &'static str, misses: Option<&'static str> },
+    /// Dates the record changed, which are not use: listed as such, never read as inactivity.
+    Changes { what: &'static str },
+    /// None at all: why.
+    Nothing { why: &'static str },
+}
+
+impl ActivitySource {
+    /// What a script or a plan reads: `#{source, sign_ins, misses}` (`misses`, `why` only where they apply).
+    pub fn describe(&self) -> Value {
+        match self {
+            ActivitySource::Seen { what, misses } => json!({"source": what, "sign_ins": true, "misses": misses}),
+            ActivitySource::Changes { what } => json!({"source": what, "sign_ins": false, "misses": null,
+                "why": "these dates say when the record changed, not when the person used the service: steward never calls anyone inactive on them"}),
+            ActivitySource::Nothing { why } => json!({"source": null, "sign_ins": false, "misses": null, "why": why}),
+        }
+    }
+
+    /// The refusal for asking "who is inactive" where the dates cannot tell.
+    pub fn refuses_inactivity(&self, kind: &str) -> Option<ApiError> {
+        let why = match self {
+            ActivitySource::Seen { .. } => return None,
+            ActivitySource::Changes { what } => format!("{kind} reports no sign-ins, only {what}: when a record changed is not when its person was last active, so steward calls no one inactive on it"),
+            ActivitySource::Nothing { why } => format!("{kind} has no activity data: {why}"),
+        };
+        Some(ApiError::new(ErrorKind::Unsupported, why).with_hint(
+            "plan inactivity on a service that records sign-ins (github, synapse, travis), or list the users and decide by another column",
+        ))
+    }
+}
+
+/// `activity(#{since, status})`'s question, read once for every service that answers it from dates of use:
+/// `active` (seen on or after `since`), `inactive` (not seen since `since`, never seen included), `never`, `all`.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivityQuery {
+    pub status: &'static str,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ActivityQuery {
+    pub fn read(opts: &Value) -> Result<Self, ApiError> {
+        let since = opts
+            .get("since")
+            .and_then(Value::as_str)
+            .map(|s| crate::dates::parse_date(s).map_err(|e| ApiError::invalid(format!("since: {e}"))))
+            .transpose()?;
+        let asked = opts.get("status").and_then(Value::as_str).unwrap_or("all");
+        let status = ["active", "inactive", "never", "all"].into_iter().find(|s| *s == asked).ok_or_else(|| {
+            ApiError::invalid(format!("status {asked:?}: use \"active\", \"inactive\", \"never\" or \"all\""))
+        })?;
+        if since.is_none() && matches!(status, "active" | "inactive") {
+            return Err(ApiError::invalid(format!(
+                "activity(#{{status: \"{status}\"}}) needs a date: activity(#{{since: \"2025-02-21\", status: \"{status}\"}})"
+            )));
+        }
+        Ok(ActivityQuery { status, since })
+    }
+
+    /// Does a user last seen at `seen` (`None`: never) answer the question?
+    pub fn wants(&self, seen: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+        match (self.status, seen, self.since) {
+            ("all", _, _) => true,
+            ("never", seen, _) => seen.is_none(),
+            ("active", Some(t), Some(s)) => t >= s,
+            ("inactive", Some(t), Some(s)) => t < s,
+            ("inactive", None, _) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A kind of identifier a person is known by across services (`Backend::finds_by`).
@@ -541,8 +620,21 @@ pub async fn api(http: &crate::http::HttpClient, action: &Action) -> Result<Valu
 }
 
 pub fn unsupported(backend: &dyn Backend, op: Op) -> ApiError {
+    // Activity a service does not keep: say why, not only that it is missing.
+    if let (Op::Activity, Some(kind)) = (op, kind(backend.kind())) {
+        if let Some(refusal) = kind.activity.refuses_inactivity(backend.kind()) {
+            return refusal;
+        }
+    }
     let names: Vec<&str> = backend.supported().iter().map(|op| op.name()).collect();
     ApiError::unsupported(op.name(), backend.kind(), &names)
+}
+
+/// Where `kind`'s activity dates come from (`Nothing` for a kind steward does not know).
+pub fn activity_source(kind_name: &str) -> ActivitySource {
+    kind(kind_name)
+        .map(|k| k.activity)
+        .unwrap_or(ActivitySource::Nothing { why: "steward does not know this kind of service" })
 }
 
 /// A kind of service, declared once by its module: its name, what it supports, how to speak to it, its own
@@ -563,6 +655,8 @@ pub struct Kind {
     pub token_envs: &'static [(&'static str, &'static str)],
     /// Verbs in this service's own words, callable on its handles only: (word, the common verb it is, or "").
     pub words: &'static [(&'static str, &'static str)],
+    /// Where its activity dates come from (or why it has none).
+    pub activity: ActivitySource,
 }
 
 /// The kind whose own word `word` is, and the common verb it stands for ("" when there is none).
@@ -705,6 +799,11 @@ pub fn connect(
         ApiError::invalid(format!("kind {:?} is not known (known kinds: {})", p.kind, kind_names().join(", ")))
     })?;
     let shape = &kind.client;
+    // A backend that must present the token another way for one resource (GHES's reports take Basic) gets it.
+    let mut extra_tokens = extra_tokens;
+    if let Some(t) = &token {
+        extra_tokens.push(("main", t.clone()));
+    }
     let base_url = url::Url::parse(&p.url).map_err(|e| ApiError::invalid(format!("url {:?}: {e}", p.url)))?;
     let settings = crate::http::ClientSettings {
         shared_turns: shared_turns.map(|make| make(&base_url)),

@@ -30,6 +30,7 @@ pub const KIND: super::Kind = super::Kind {
             super::settings::<Settings>(config).map_err(|k| ApiError::invalid(format!("{}: {}", k.key, k.message)))?;
         Ok(std::sync::Arc::new(Scim::new(client, profile, settings)))
     },
+    activity: super::ActivitySource::Changes { what: "meta.lastModified (when each record last changed)" },
 };
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
@@ -564,7 +565,7 @@ impl Scim {
     }
 
     /// `activity(#{since, status})` from `meta.lastModified`: when each record last changed, which is all SCIM
-    /// tells (not a sign-in). Users whose record changed since the date are "active".
+    /// tells (not a sign-in). Users whose record changed since the date are "active"; nobody is "inactive".
     async fn activity(&self, opts: &Value) -> Result<Value, ApiError> {
         let since = opts
             .get("since")
@@ -572,8 +573,14 @@ impl Scim {
             .map(|s| crate::dates::parse_date(s).map_err(ApiError::invalid))
             .transpose()?;
         let status = opts.get("status").and_then(Value::as_str).unwrap_or("all");
-        if !matches!(status, "active" | "inactive" | "all") {
-            return Err(ApiError::invalid(format!("status {status:?}: use \"active\", \"inactive\" or \"all\"")));
+        // A record's last change is not its person's last sign-in: nobody is called inactive on it.
+        if matches!(status, "inactive" | "never") {
+            if let Some(refusal) = KIND.activity.refuses_inactivity("scim") {
+                return Err(refusal);
+            }
+        }
+        if !matches!(status, "active" | "all") {
+            return Err(ApiError::invalid(format!("status {status:?}: use \"active\" or \"all\"")));
         }
         let caps = self.caps().await?;
         let raw = self.list_all(&caps.users, None).await?;
@@ -588,8 +595,6 @@ impl Scim {
             .filter(|r| match (status, since, changed(r)) {
                 ("all", _, _) | ("active", None, _) => true,
                 ("active", Some(s), Some(t)) => t >= s,
-                ("inactive", Some(s), Some(t)) => t < s,
-                ("inactive", _, None) => true,
                 _ => false,
             })
             .map(|r| {

@@ -23,6 +23,10 @@ pub const KIND: super::Kind = super::Kind {
     keys: super::keys_of::<super::NoSettings>,
     token_envs: &[],
     build: |client, profile, _config, _extra_tokens| Ok(std::sync::Arc::new(Synapse::new(client, profile))),
+    activity: super::ActivitySource::Seen {
+        what: "last_seen_ts: the last request from any of the user's devices",
+        misses: None,
+    },
 };
 
 pub const CLIENT_SHAPE: ClientShape = ClientShape {
@@ -280,32 +284,14 @@ impl Synapse {
             out["connections"] = Value::Array(connections);
             return Ok(out);
         }
-        let since = opts
-            .get("since")
-            .and_then(Value::as_str)
-            .map(|s| crate::dates::parse_date(s).map_err(ApiError::invalid))
-            .transpose()?;
-        let status = opts.get("status").and_then(Value::as_str).unwrap_or("all");
-        if !matches!(status, "active" | "inactive" | "never" | "all") {
-            return Err(ApiError::invalid(format!(
-                "status {status:?}: use \"active\", \"inactive\", \"never\" or \"all\""
-            )));
-        }
+        let query = super::ActivityQuery::read(opts)?;
         let raw = self.list_raw(opts, Some(("last_seen_ts", "b"))).await?;
-        let since_ms = since.map(|d| d.timestamp_millis());
         let users = raw
             .iter()
             .filter(|u| {
-                let seen = u.get("last_seen_ts").and_then(Value::as_i64);
-                match (status, seen, since_ms) {
-                    ("never", seen, _) => seen.is_none(),
-                    ("active", Some(t), Some(s)) => t >= s,
-                    ("active", Some(_), None) => true,
-                    ("inactive", Some(t), Some(s)) => t < s,
-                    ("inactive", None, _) => true,
-                    ("all", _, _) => true,
-                    _ => false,
-                }
+                let seen =
+                    u.get("last_seen_ts").and_then(Value::as_i64).and_then(chrono::DateTime::from_timestamp_millis);
+                query.wants(seen)
             })
             .map(|u| self.user(u, false).into_value())
             .collect();

@@ -34,6 +34,7 @@ pub const KIND: super::Kind = super::Kind {
     build: |client, profile, _config, extra_tokens| {
         Ok(std::sync::Arc::new(Terraform::new(client, profile, Session::from_tokens(extra_tokens))))
     },
+    activity: super::ActivitySource::Nothing { why: "its admin users API records no sign-in or last-use date" },
 };
 
 /// TFE's JSON:API paging: page numbers, with the page count in `meta.pagination` (so pages after the first are

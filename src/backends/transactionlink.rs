@@ -34,6 +34,7 @@ pub const KIND: super::Kind = super::Kind {
             super::settings::<Settings>(config).map_err(|k| ApiError::invalid(format!("{}: {}", k.key, k.message)))?;
         Ok(std::sync::Arc::new(TransactionLink::new(client, profile, settings)))
     },
+    activity: super::ActivitySource::Nothing { why: "its user API records no sign-in or last-use date" },
 };
 
 /// A transactionlink profile's own keys: the role names `promote` and `demote` set.

@@ -33,6 +33,10 @@ pub const KIND: super::Kind = super::Kind {
             super::settings::<Settings>(config).map_err(|k| ApiError::invalid(format!("{}: {}", k.key, k.message)))?;
         Ok(std::sync::Arc::new(Travis::new(client, profile, settings, extra_tokens)))
     },
+    activity: super::ActivitySource::Seen {
+        what: "last_activity_at in the organization's user activity listing",
+        misses: Some(NEVER_ACTIVE),
+    },
 };
 
 /// A travis profile's own keys. Organization tokens carry one permission each, so a profile may name one for
@@ -77,6 +81,9 @@ pub const CLIENT_SHAPE: ClientShape = ClientShape {
 };
 
 const SUPPORTED: &[Op] = &[Op::Activity, Op::Suspend, Op::Unsuspend, Op::Api];
+
+/// Who Travis's activity listing cannot show: what `activity` and every inactivity report say about it.
+const NEVER_ACTIVE: &str = "members who were never active have no last activity, so they are in neither the active nor the inactive list, and an organization token cannot list members otherwise: they are not in this listing (admin-v2's User Activity tab shows them)";
 
 /// Ids per bulk request: small enough for any proxy's body limit, large enough that 1,000 users are 10 requests.
 const BATCH: usize = 100;
@@ -202,11 +209,8 @@ impl Travis {
                 all.extend(self.activity_pages(&date, "inactive").await?);
                 Ok(Value::Array(all))
             }
-            "never" => Err(ApiError::new(
-                ErrorKind::Unsupported,
-                "Travis cannot list users who were never active: they have no last activity, so they appear in neither the active nor the inactive list, and an organization token cannot list members otherwise",
-            )
-            .with_hint("use status \"inactive\" for users idle since the date, or the admin-v2 User Activity tab")),
+            "never" => Err(ApiError::new(ErrorKind::Unsupported, format!("Travis cannot list them: {NEVER_ACTIVE}"))
+                .with_hint("use status \"inactive\" for users idle since the date, or the admin-v2 User Activity tab")),
             other => Err(ApiError::invalid(format!("status {other:?}: use \"active\", \"inactive\" or \"all\""))),
         }
     }

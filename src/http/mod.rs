@@ -235,6 +235,11 @@ impl HttpClient {
         &self.base_url
     }
 
+    /// How long a wait of `wait` really sleeps (the retry policy's time scale: tests shrink it).
+    pub fn real(&self, wait: Duration) -> Duration {
+        self.retry.real(wait)
+    }
+
     /// Every request to this service waits `wait`; the observer hears why.
     async fn pause(&self, wait: Duration, why: &str) {
         tracing::info!(wait_ms = wait.as_millis() as u64, "{why}");

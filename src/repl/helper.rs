@@ -113,6 +113,7 @@ mod tests {
             h.candidates(&Slot::Method("", Receiver::Var("t"))),
             [
                 "activity",
+                "activity_source",
                 "api",
                 "deprovision",
                 "deprovision_all",

@@ -283,13 +283,41 @@ fn the_other_stock_scripts_run() {
     let report = std::fs::read_to_string(env.path("report.csv")).unwrap();
     assert!(report.contains(",suspend,user0014,live,ok,"), "{report}");
 
-    // GHES keeps no activity data: the reports say so instead of guessing.
-    env.run(&["run", &script("inactive_report.rhai"), "--arg", "since=2025-02-21"])
-        .code(1)
-        .stderr_has("activity is not supported by github");
-    env.run(&["run", &script("suspend_inactive.rhai"), "--arg", "since=2025-02-21"])
-        .code(1)
-        .stderr_has("not supported");
+    // GHES's activity is its all-users report (answered 202 while GHES makes it, then the CSV): the report and
+    // the suspension reach exactly the accounts idle 90 days or more, or never active.
+    let idle = |i: usize| steward_sandbox::ghes::days_idle(i).is_none_or(|d| d >= 90);
+    let mut inactive: Vec<String> = (1..=30).filter(|i| idle(*i)).map(|i| format!("user{i:04}")).collect();
+    inactive.push("ldap-user".into());
+    env.run(&["run", &script("inactive_report.rhai"), "--arg", "since=90d", "--arg", "out=inactive.csv"])
+        .success()
+        .stdout_has("activity from last_active in the site-admin all-users report");
+    let listed: Vec<String> = std::fs::read_to_string(env.path("inactive.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(listed, inactive);
+    assert_eq!(sb.count("GET /stafftools/reports/all_users.csv"), 2, "202, then the report");
+    env.run(&[
+        "--yes",
+        "run",
+        &script("suspend_inactive.rhai"),
+        "--arg",
+        "since=90d",
+        "--arg",
+        "apply=true",
+        "--arg",
+        "out=dormant.csv",
+    ])
+    .code(3);
+    // GHES refuses to suspend a user its LDAP sync manages: that one fails, saying so; the rest are suspended.
+    let results = std::fs::read_to_string(env.path("dormant.csv")).unwrap();
+    assert!(results.lines().any(|l| l.starts_with("ldap-user,failed,403")), "{results}");
+    let suspended = sb.suspended();
+    assert!(inactive.iter().filter(|u| *u != "ldap-user").all(|u| suspended.contains(u)), "{suspended:?}");
+    let active = (1..=30).filter(|i| !idle(*i) && i % 25 != 0).map(|i| format!("user{i:04}"));
+    assert!(active.clone().all(|u| !suspended.contains(&u)), "{suspended:?}");
 }
 
 /// `scripts/bulk_suspend.rhai` over `leavers.csv`, stopped with Ctrl-C once the service has seen `puts` PUTs; it

@@ -630,3 +630,58 @@ fn a_listed_key_id_that_climbs_the_url_is_refused_and_the_rest_goes_on() {
     assert!(sent.iter().all(|l| !l.contains("..") && !l.contains("%2E%2E") && !l.contains("%2e%2e")), "{sent:#?}");
     assert!(sent.iter().any(|l| l.starts_with("DELETE /api/v3/admin/keys/5 ")), "{sent:#?}");
 }
+
+/// GHES's all-users report from a hostile instance: a report that is never ready ends at the run's deadline (or
+/// steward's own bound), one that redirects elsewhere is refused with the credentials kept home, a sign-in page
+/// is not read as "nobody is inactive", and an error page echoing the Basic credentials is scrubbed.
+#[test]
+fn a_hostile_all_users_report_ends_in_a_clear_error() {
+    let elsewhere = Hostile::elsewhere();
+    let other = elsewhere.addr;
+    let me = r#"{"login": "admin", "id": 1, "site_admin": true}"#;
+    type Answer = Box<dyn Fn(&Seen) -> Reply + Send + Sync>;
+    let cases: Vec<(Answer, &str)> = vec![
+        (Box::new(|_| Reply::Json { status: 202, headers: Vec::new(), body: String::new() }), "still generating"),
+        (
+            Box::new(move |_| Reply::Json {
+                status: 302,
+                headers: vec![("Location".into(), format!("http://{other}/stafftools/reports/all_users.csv"))],
+                body: String::new(),
+            }),
+            "GHES refused /stafftools/reports/all_users.csv (HTTP 302)",
+        ),
+        (
+            Box::new(|_| Reply::Raw { content_type: "text/html", body: b"<html><body>Sign in</body></html>".to_vec() }),
+            "an HTML page (a sign-in page?)",
+        ),
+        (
+            Box::new(|seen| Reply::Json {
+                status: 401,
+                headers: Vec::new(),
+                body:
+                    serde_json::json!({ "message": format!("bad {}", seen.authorization.clone().unwrap_or_default()) })
+                        .to_string(),
+            }),
+            "HTTP 401",
+        ),
+    ];
+    for (report, says) in cases {
+        let server = Hostile::start(move |seen| match seen.line.starts_with("GET /api/v3/user ") {
+            true => json(me),
+            false => report(seen),
+        });
+        let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+        let mut cmd = env.cmd();
+        // Ten minutes of asking again, in a thousandth of the time.
+        cmd.env("STEWARD_TIME_SCALE", "0.001")
+            .args(["eval", r#"connect("h").activity(#{since: "90d", status: "inactive"}).len()"#]);
+        let run = crate::util::Run::of(cmd);
+        assert_eq!(run.status, Some(1), "{says}\n{}", run.report());
+        assert!(run.stderr.contains(says), "{says}\n{}", run.report());
+        assert!(!run.stdout.trim().starts_with('0'), "a failed report is not 'nobody inactive'\n{}", run.report());
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("admin:{ADMIN_TOKEN}"));
+        assert!(!run.stderr.contains(&basic) && !run.stderr.contains(ADMIN_TOKEN), "{}", run.report());
+        assert!(server.seen().iter().any(|s| s.authorization.as_deref() == Some(&format!("Basic {basic}"))));
+    }
+    assert!(elsewhere.seen().is_empty(), "the redirect was followed: {:?}", elsewhere.seen());
+}

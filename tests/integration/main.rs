@@ -25,6 +25,8 @@ mod audit;
 mod deprovision;
 // Offboarding people across all six services at once (the sandbox's four, a live SCIM server, a live Synapse).
 mod offboarding;
+// Activity on every service: where its dates come from, who its listing cannot show, why a service has none.
+mod activity;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
 // The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.

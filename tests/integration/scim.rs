@@ -185,6 +185,10 @@ fn every_verb_against_a_real_scim_server() {
     let act = eval(&env, r#"connect().activity(#{since: "7d", status: "active"})"#);
     assert_eq!(act.as_array().unwrap().len(), 27, "every record here changed today");
     assert!(act[0]["activity_means"].as_str().unwrap().contains("lastModified"), "{}", act[0]);
+    // ... which is not use: nobody is called inactive on it.
+    run(&env, &["eval", r#"connect().activity(#{since: "7d", status: "inactive"})"#])
+        .code(1)
+        .stderr_has("scim reports no sign-ins, only meta.lastModified");
 
     // Every change is in the audit log with its outcome, and the token is not.
     for op in

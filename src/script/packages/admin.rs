@@ -7,7 +7,9 @@ use crate::script::bridge::Host;
 use crate::script::bulk_input;
 use crate::script::docs::FnDoc;
 use crate::script::listing::Users;
-use crate::script::types::{bulk_items, error_map, invalid, target_text, to_json, Handle, RawJson, ScriptResult};
+use crate::script::types::{
+    bulk_items, error_map, invalid, target_text, to_dynamic, to_json, Handle, RawJson, ScriptResult,
+};
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -33,7 +35,8 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "list_tokens", signature: "h.list_tokens()", summary: "Every personal access token (for all users, admins included).", example: r#"connect("github").list_tokens()"#, method: true },
     FnDoc { name: "delete_token", signature: "h.delete_token(token_id)", summary: "Deletes a personal access token; asks first unless --yes (GHES refuses a token in use).", example: r#"connect("github").delete_token(2)"#, method: true },
     FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
-    FnDoc { name: "activity", signature: "h.activity(#{since, status})", summary: "Users active or inactive since a date, where the service reports activity.", example: r#"let kind = (); try { connect("github").activity(#{since: "2025-02-21"}); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "activity", signature: "h.activity(#{since, status}) / h.activity(#{user})", summary: "Users active, inactive or never active since a date, from the service's own dates of use (GHES: the all-users report; Synapse: last seen; Travis: last activity); a service without them refuses, saying why.", example: r#"connect("github").activity(#{since: "2000-01-01", status: "inactive"}).len()"#, method: true },
+    FnDoc { name: "activity_source", signature: "h.activity_source()", summary: "Where the service's activity dates come from, whether they are sign-ins, and who its listing cannot show (`misses`).", example: r#"connect("travis").activity_source().misses != ()"#, method: true },
     FnDoc { name: "user_activity", signature: "h.user_activity(#{since, status})", summary: "Travis CI Enterprise's word for activity: members active (or inactive) since a YYYY-MM-DD date, all pages. Users never active appear in neither list; status \"all\" gives both lists.", example: r#"connect("travis").user_activity(#{since: "2026-01-01", status: "inactive"}).len()"#, method: true },
     FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
     FnDoc { name: "suspend_all", signature: "h.suspend_all(ids, #{reason}) / h.suspend_all(\"leavers.csv\", #{reason, results}) / h.suspend_all(h.users(filter), #{reason})", summary: "Suspends many users concurrently (logins, ids, user maps or CSV rows; a CSV file's path, read line by line, a malformed line failing with its number; or a walk of the users); one #{target, status, http_status, error} per item: ok, noop (already suspended), failed, skipped (protected, duplicate), cancelled (not sent: the run stopped), in-doubt (sent as the run stopped: a resume settles it) or dry-run. A reason is required. Options: `dry_run: true` for a plan only; `precheck: false` skips reading each user's state first (half the requests; already-suspended users then report ok, not noop); `results: \"out.csv\"` writes each item's result to that CSV as it is known and returns the counts instead (#{total, ok, noop, failed, …, results}), for jobs of any size (a CSV is then read, planned and carried out 5,000 rows at a time, in flat memory).", example: r#"connect("github").suspend_all(["user0010", "user0011", "user0025"], #{reason: "left the company"})"#, method: true },
@@ -64,6 +67,9 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("to_debug", |h: &mut Handle| h.describe());
     engine.register_get("profile", |h: &mut Handle| h.conn.profile.clone());
     engine.register_get("kind", |h: &mut Handle| h.conn.backend.kind().to_string());
+    engine.register_fn("activity_source", |h: &mut Handle| {
+        to_dynamic(crate::backends::activity_source(h.conn.backend.kind()).describe())
+    });
     engine.register_type_with_name::<RawJson>("Json");
     engine.register_indexer_get(RawJson::get);
     engine.register_fn("keys", RawJson::keys);
