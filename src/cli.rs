@@ -73,6 +73,9 @@ pub enum Command {
         #[command(subcommand)]
         sub: Option<RunsCommand>,
     },
+    /// Lifecycle policies (TOML files): check, plan, apply, and run the due ones unattended.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run's job (the run and
     /// its resumes), as a new run.
     Undo {
@@ -85,6 +88,41 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: its syntax, keys and rules, with the line of each mistake.
+    Check {
+        /// A policy file, or the name of one in the policies directory.
+        policy: String,
+    },
+    /// Who the policy reaches now, at which stage and why; recorded in the audit log with its digest.
+    Plan {
+        policy: String,
+        /// The policies directory (default: $XDG_CONFIG_HOME/steward/policies).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Act on a recorded plan (`--plan DIGEST`), or on a fresh one, through the one pipeline; each account is read
+    /// again first and one active since the plan is left alone.
+    Apply {
+        policy: String,
+        /// The digest (or its first 12 or more characters) `policy plan` printed.
+        #[arg(long, value_name = "DIGEST")]
+        plan: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Plan and apply every due policy that declares `unattended = true`, within its own guards (for cron, a
+    /// systemd timer, a Kubernetes CronJob). Exit 0 done, 3 some changes failed, 4 halted by a guard, 1 failed.
+    Run {
+        /// Only the policies whose `every` has passed since their last plan (the only mode there is; say it).
+        #[arg(long, required = true)]
+        due: bool,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

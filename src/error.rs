@@ -108,6 +108,14 @@ pub fn already_reported(err: &anyhow::Error) -> bool {
 #[error("cancelled by Ctrl-C")]
 pub struct Interrupted;
 
+/// A policy's guard stopped a run before it acted (too large a share, too many changes, too few admins): exit
+/// code 4, so monitoring tells "halted, look at it" from "failed" and from "done".
+#[derive(Debug, thiserror::Error)]
+#[error("halted by a guard: {why}")]
+pub struct Halted {
+    pub why: String,
+}
+
 /// Some items of a bulk job failed; they and the summary were printed: exit code 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} bulk items failed (see the results above)")]

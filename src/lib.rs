@@ -2,6 +2,7 @@
 //!
 //! Crate map, in dependency order (each layer only uses the ones below it):
 //! - `cli` (clap types) and `cmd` (one file per subcommand), `repl` (the shell), `output` (tables, JSON, CSV)
+//! - `policy`: lifecycle rules read from TOML and planned (pure; `cmd::policy` gathers the facts and acts)
 //! - `script`: the Rhai engine, its limits, the registered functions and the sync→async bridge
 //! - `dispatch`: the one path every action takes: resolve the account a change reaches, decide (guard, state,
 //!   confirmation, dry run, budget), then a durable intent, the request, the outcome (`recorder` talks to `audit`)
@@ -30,6 +31,7 @@ pub(crate) mod interrupt;
 pub(crate) mod invocation;
 pub(crate) mod memory;
 pub mod output;
+pub mod policy;
 pub(crate) mod prompt;
 pub mod redact;
 pub(crate) mod repl;
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
         Command::Runs { sub, limit } => cmd::runs::run(&ctx, sub, *limit),
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
+        Command::Policy(sub) => cmd::policy::run(&ctx, sub),
         Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
     };
     // Failed bulk items were reported as they happened; they still make the exit status 3.
@@ -118,6 +121,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         3
     } else if err.downcast_ref::<error::Interrupted>().is_some() {
         130
+    } else if err.downcast_ref::<error::Halted>().is_some() {
+        4
     } else {
         1
     }

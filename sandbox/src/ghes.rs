@@ -160,6 +160,12 @@ impl Ghes {
         id
     }
 
+    /// The user was active now; `false` when there is no such user.
+    pub fn mark_active(&mut self, login: &str) -> bool {
+        let now = unix_now();
+        self.by_login_mut(login).map(|u| u.last_active = Some(now)).is_some()
+    }
+
     fn by_login(&self, login: &str) -> Option<&GhUser> {
         self.logins.get(&login.to_lowercase()).and_then(|id| self.users.get(id))
     }

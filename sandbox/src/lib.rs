@@ -258,6 +258,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/timeline", get(timeline))
         .route("/_sandbox/state", get(state_dump))
+        .route("/_sandbox/github/seen/{login}", axum::routing::post(seen_now))
         .with_state(shared)
         .merge(api);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -423,6 +424,15 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
 async fn timeline(State(s): State<Arc<Shared>>) -> Json<Value> {
     let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
     Json(json!({"arrivals": st.arrivals, "faulted": st.faulted}))
+}
+
+/// `POST /_sandbox/github/seen/{login}`: the GHES user was active just now (what a person signing in does), so
+/// tests can show a plan's target becoming active before the plan is applied.
+async fn seen_now(State(s): State<Arc<Shared>>, axum::extract::Path(login): axum::extract::Path<String>) -> StatusCode {
+    match s.ghes.lock().unwrap_or_else(|e| e.into_inner()).mark_active(&login) {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
+    }
 }
 
 async fn state_dump(State(s): State<Arc<Shared>>) -> Json<Value> {

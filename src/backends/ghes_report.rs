@@ -37,6 +37,7 @@ pub struct Row {
 
 impl Row {
     pub fn into_user(self, profile: &str) -> User {
+        let created = self.created_at.as_deref().and_then(report_time).map(crate::dates::rfc3339);
         let raw = json!({
             "id": self.id, "login": self.login, "email": self.email, "role": self.admin.map(|a| if a { "admin" } else { "user" }),
             "suspended?": self.suspended, "last_active": self.last_active.map(crate::dates::rfc3339),
@@ -54,6 +55,7 @@ impl Row {
             profile: profile.to_string(),
             raw: Raw::Tree(raw),
             extra: vec![
+                ("created_at".into(), json!(created)),
                 ("dormant".into(), json!(self.dormant)),
                 ("two_factor".into(), json!(self.two_factor)),
                 ("activity_means".into(), json!("last_active in GHES's all-users report")),

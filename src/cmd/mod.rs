@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod completions;
 pub mod eval;
+pub mod policy;
 pub mod profiles;
 pub mod run;
 pub mod runs;

@@ -216,6 +216,29 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// A plan whose policy declares it may run unattended (`unattended = true`, within its own guards): counted
+    /// like a confirmed one, asked about by no one. The policy's guards, checked before, are its limits.
+    pub fn accept_declared_plan(&self, changes: usize) {
+        self.budget.changes.fetch_add(changes, Ordering::SeqCst);
+        self.budget.confirmed.store(true, Ordering::SeqCst);
+        self.budget.planned.store(true, Ordering::SeqCst);
+    }
+
+    /// Records a decision of this run's own for later runs to read back (a policy's plan): a note with a target
+    /// and parameters, durable before this returns.
+    pub async fn record_note(
+        &self,
+        op: &str,
+        target: &str,
+        params: &Value,
+        status: Status,
+        why: &str,
+    ) -> Result<(), ApiError> {
+        let event =
+            Event { target: target.to_string(), params: params.to_string(), ..self.recorder.note(op, status, why) };
+        self.recorder.record(vec![event]).await.map(|_| ())
+    }
+
     /// Counts changes against the run's action budget (`max_changes`); past it, asks once, or refuses.
     fn spend(&self, changes: usize) -> Result<(), ApiError> {
         let before = self.budget.changes.fetch_add(changes, Ordering::SeqCst);

@@ -27,6 +27,8 @@ mod deprovision;
 mod offboarding;
 // Activity on every service: where its dates come from, who its listing cannot show, why a service has none.
 mod activity;
+// Policies: check, plan, apply a recorded plan, guards, the unattended runner.
+mod policy;
 // The HTTP core against fault injection: retries, rate limits, timeouts.
 mod faults;
 // The safety rules on resolved accounts, on the single and the bulk path, with the server's counters.

@@ -76,6 +76,14 @@ impl Sandbox {
             .collect()
     }
 
+    /// The GHES user `login` was active just now (`POST /_sandbox/github/seen/{login}`).
+    pub fn github_seen(&self, login: &str) {
+        let url = format!("http://{}/_sandbox/github/seen/{login}", self.running.addr);
+        let status = runtime()
+            .block_on(async move { reqwest::Client::new().post(url).send().await.expect("sandbox answers").status() });
+        assert!(status.is_success(), "{login}: {status}");
+    }
+
     pub fn state(&self) -> serde_json::Value {
         self.get(&format!("http://{}/_sandbox/state", self.running.addr))
     }

@@ -1,0 +1,463 @@
+//! `steward policy check|plan|apply|run --due`: gathers what a policy needs (each profile's accounts with their
+//! dates of use; the accounts it spares, resolved), lets `policy::plan` decide, records the plan, and applies a
+//! recorded plan through the one pipeline.
+
+use crate::audit::vocab::Status;
+use crate::audit::AuditStore;
+use crate::backends::{Action, Op};
+use crate::cli::PolicyCommand;
+use crate::context::Context;
+use crate::dispatch::BulkItem;
+use crate::error::{Halted, UsageError};
+use crate::output;
+use crate::policy::plan::{self, Candidate, Plan};
+use crate::policy::Policy;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The audit log's name for a recorded plan.
+const PLAN_OP: &str = "policy_plan";
+
+pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
+    match sub {
+        PolicyCommand::Check { policy } => {
+            let p = Policy::load(&locate(policy, None)?).map_err(|e| UsageError::new(e.to_string()))?;
+            output::line(&format!(
+                "{}: ok ({} profiles, {} stages)",
+                p.path.display(),
+                p.spec.profiles.len(),
+                p.spec.stages.len()
+            ));
+            Ok(())
+        }
+        PolicyCommand::Plan { policy, dir } => {
+            let p = load(policy, dir.as_deref())?;
+            let plan = plan_and_record(ctx, &p)?;
+            show(ctx, &plan);
+            match plan.halted {
+                Some(why) => Err(Halted { why }.into()),
+                None => Ok(()),
+            }
+        }
+        PolicyCommand::Apply { policy, plan, dir } => {
+            let p = load(policy, dir.as_deref())?;
+            let plan = match plan {
+                Some(digest) => recorded_plan(ctx, &p, digest)?,
+                None => plan_and_record(ctx, &p)?,
+            };
+            apply(ctx, &p, &plan, false)
+        }
+        PolicyCommand::Run { due: _, dir } => run_due(ctx, &dir.clone().unwrap_or_else(default_dir)),
+    }
+}
+
+fn default_dir() -> PathBuf {
+    dirs::config_dir().unwrap_or_else(|| PathBuf::from(".")).join("steward").join("policies")
+}
+
+/// A policy named by its file, or by its name in the policies directory.
+fn locate(name: &str, dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let as_path = PathBuf::from(name);
+    if as_path.exists() {
+        return Ok(as_path);
+    }
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
+    let in_dir = dir.join(format!("{name}.toml"));
+    match in_dir.exists() {
+        true => Ok(in_dir),
+        false => Err(UsageError::new(format!("no policy {name:?}: neither a file nor {}", in_dir.display())).into()),
+    }
+}
+
+fn load(name: &str, dir: Option<&Path>) -> anyhow::Result<Policy> {
+    Policy::load(&locate(name, dir)?).map_err(|e| UsageError::new(e.to_string()).into())
+}
+
+/// What a plan is made from: every profile's accounts, who its listing cannot show, and who is spared and why.
+struct Facts {
+    accounts: Vec<Candidate>,
+    misses: BTreeMap<String, String>,
+    /// (profile, the service's key of a name the spared account answers to) → why.
+    spared: HashMap<(String, String), String>,
+    keys: HashMap<String, std::sync::Arc<dyn crate::backends::Backend>>,
+}
+
+impl Facts {
+    fn spared(&self, c: &Candidate) -> Option<String> {
+        let backend = self.keys.get(&c.profile)?;
+        self.spared.get(&(c.profile.clone(), backend.name_key(&c.login))).cloned()
+    }
+}
+
+/// Reads each profile's activity and resolves the names the policy and the log spare. A profile whose service
+/// has no dates of use stops the plan before anything is read (unknown is never inactive).
+fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyhow::Result<Facts> {
+    let spec = &policy.spec;
+    let mut facts =
+        Facts { accounts: Vec::new(), misses: BTreeMap::new(), spared: HashMap::new(), keys: HashMap::new() };
+    let mut conns = Vec::new();
+    for profile in &spec.profiles {
+        let conn = ctx.connections.connect(Some(profile)).map_err(|e| UsageError::new(e.to_string()))?;
+        let kind = conn.backend.kind();
+        if let Some(refusal) = crate::backends::activity_source(kind).refuses_inactivity(kind) {
+            return Err(UsageError::new(format!("policy {}: profile {profile}: {refusal}", policy.name)).into());
+        }
+        conns.push(conn);
+    }
+    let restored = restored_recently(ctx, now - chrono::Duration::days(i64::from(spec.grace.restored_days)))?;
+    for conn in conns {
+        let profile = conn.profile.clone();
+        if let crate::backends::ActivitySource::Seen { misses: Some(m), .. } =
+            crate::backends::activity_source(conn.backend.kind())
+        {
+            facts.misses.insert(profile.clone(), m.to_string());
+        }
+        let read = Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}));
+        let users = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, read))?;
+        for u in users.as_array().into_iter().flatten() {
+            facts.accounts.push(candidate(&profile, u));
+        }
+        // Names to spare on this profile, each resolved to the account it reaches (by the service's rules).
+        let mut names: Vec<(String, String)> = Vec::new();
+        names.extend(spec.scope.exclude.iter().map(|n| (n.clone(), format!("excluded by the policy's scope ({n})"))));
+        names.extend(conn.protected.iter().map(|n| (n.clone(), format!("protected by profile {profile}"))));
+        for e in spec.exceptions.iter().map(|e| e.get_ref()) {
+            if e.profile.as_ref().is_some_and(|p| *p != profile) {
+                continue;
+            }
+            let ends =
+                chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0));
+            match ends.map(|d| d.and_utc() > now) {
+                Some(true) => names.push((e.account.clone(), format!("exception until {}: {}", e.until, e.reason))),
+                _ => output::note(&format!(
+                    "policy {}: the exception for {} ended on {}",
+                    policy.name, e.account, e.until
+                )),
+            }
+        }
+        for (p, target, when) in restored.iter().filter(|(p, _, _)| *p == profile) {
+            let days = spec.grace.restored_days;
+            names.push((target.clone(), format!("restored by a person on {when} (grace: {days} days)")));
+            let _ = p;
+        }
+        for (name, why) in names {
+            let found = ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null));
+            let Ok(Some(account)) = found else { continue };
+            for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
+                facts.spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
+            }
+        }
+        facts.keys.insert(profile, conn.backend.clone());
+    }
+    Ok(facts)
+}
+
+/// One account of an activity listing, as planning reads it.
+fn candidate(profile: &str, u: &Value) -> Candidate {
+    let time = |k: &str| {
+        u.get(k)
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Candidate {
+        profile: profile.to_string(),
+        login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
+        admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
+        suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
+        last_active: time("last_active"),
+        created: time("created_at"),
+    }
+}
+
+/// Accounts a person unsuspended or promoted since `since` (steward's own log): (profile, target, when).
+fn restored_recently(ctx: &Context, since: DateTime<Utc>) -> anyhow::Result<Vec<(String, String, String)>> {
+    if !ctx.audit_target.exists() {
+        return Ok(Vec::new());
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let mut out = Vec::new();
+    for op in ["unsuspend", "promote"] {
+        let filter = crate::audit::query::Filter {
+            since: Some(crate::dates::rfc3339(since)),
+            op: Some(op.into()),
+            ..Default::default()
+        };
+        for row in store.list(&filter)? {
+            let e = row.event;
+            if e.phase == "outcome" && e.status == "ok" && e.mode == "live" {
+                out.push((e.profile, e.target, e.ts.get(..10).unwrap_or_default().to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the plan and records it (digest, steps, what was spared) in the audit log.
+fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
+    let now = Utc::now();
+    let facts = gather(ctx, policy, now)?;
+    let plan = plan::make(&policy.name, &policy.sha256, &policy.spec, now, &facts.accounts, &facts.misses, &|c| {
+        facts.spared(c)
+    });
+    let status = if plan.halted.is_some() { Status::Refused } else { Status::Observed };
+    let why = plan.halted.clone().unwrap_or_default();
+    ctx.runtime.block_on(ctx.dispatcher.record_note(
+        PLAN_OP,
+        &policy.name,
+        &serde_json::to_value(&plan)?,
+        status,
+        &why,
+    ))?;
+    Ok(plan)
+}
+
+/// The plan recorded for `policy` whose digest starts with `digest` (12 characters at least), read from the
+/// verified log and checked against its own steps and the policy file as it is now.
+fn recorded_plan(ctx: &Context, policy: &Policy, digest: &str) -> anyhow::Result<Plan> {
+    if digest.len() < 12 {
+        return Err(UsageError::new("--plan needs 12 or more characters of the digest `policy plan` printed").into());
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let filter = crate::audit::query::Filter {
+        op: Some(PLAN_OP.into()),
+        target: Some(policy.name.clone()),
+        ..Default::default()
+    };
+    let plan = store
+        .list(&filter)?
+        .into_iter()
+        .filter_map(|r| serde_json::from_str::<Plan>(&r.event.params).ok())
+        .find(|p| p.digest.starts_with(digest))
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "no plan {digest} of policy {} in the audit log; `steward policy plan {}` makes one",
+                policy.name, policy.name
+            ))
+        })?;
+    if plan::digest(&plan.policy_sha256, &plan.steps) != plan.digest {
+        return Err(UsageError::new(format!("plan {digest}: its steps do not match its digest; plan again")).into());
+    }
+    if plan.policy_sha256 != policy.sha256 {
+        return Err(UsageError::new(format!(
+            "plan {digest} was made from another version of {}: plan again with the file as it is now",
+            policy.path.display()
+        ))
+        .into());
+    }
+    Ok(plan)
+}
+
+/// The plan on the terminal: its steps (as a table, CSV or JSON), then a summary per profile on stderr.
+fn show(ctx: &Context, plan: &Plan) {
+    let rows: Vec<Value> = plan
+        .steps
+        .iter()
+        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "idle_days": s.idle_days, "last_active": s.last_active, "why": s.why}))
+        .collect();
+    output::print_value(&Value::Array(rows), ctx.output);
+    for (profile, s) in &plan.profiles {
+        output::note(&format!(
+            "{profile}: {} accounts, {} never active, {} changes planned",
+            s.accounts, s.never_active, s.changes
+        ));
+        if let Some(m) = &s.misses {
+            output::note(&format!("warning: {profile}: not in this plan: {m}"));
+        }
+    }
+    for l in &plan.left_alone {
+        output::note(&format!("left alone: {} on {}: {}", l.account, l.profile, l.why));
+    }
+    match &plan.halted {
+        Some(why) => {
+            output::note(&format!("plan {} of policy {}: HALTED by a guard: {why}", short(&plan.digest), plan.policy))
+        }
+        None => output::note(&format!(
+            "plan {} of policy {}: {} changes; apply it with `steward policy apply {} --plan {}`",
+            short(&plan.digest),
+            plan.policy,
+            plan.steps.len(),
+            plan.policy,
+            short(&plan.digest)
+        )),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..16).unwrap_or(digest)
+}
+
+/// Acts on `plan`: each account read again (one listing per profile) and left alone if it was active since the
+/// plan or is gone; the rest sent through the pipeline, asked about once (or accepted by the policy's own
+/// declaration when `unattended`).
+fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<()> {
+    if let Some(why) = &plan.halted {
+        show(ctx, plan);
+        return Err(Halted { why: why.clone() }.into());
+    }
+    if plan.steps.is_empty() {
+        output::note(&format!("policy {}: nothing to do", policy.name));
+        return Ok(());
+    }
+    let now = Utc::now();
+    let fresh = gather(ctx, policy, now)?;
+    let seen: HashMap<(&str, &str), &Candidate> =
+        fresh.accounts.iter().map(|c| ((c.profile.as_str(), c.login.as_str()), c)).collect();
+    let mut jobs: BTreeMap<(String, crate::policy::StageAction), Vec<BulkItem>> = BTreeMap::new();
+    let mut drifted = Vec::new();
+    for step in &plan.steps {
+        let now_seen = seen.get(&(step.profile.as_str(), step.account.as_str()));
+        let planned_at = step
+            .last_active
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let why_not = match now_seen {
+            None => Some("no longer listed".to_string()),
+            Some(c) if c.last_active > planned_at => Some(format!(
+                "active since the plan (last active {})",
+                c.last_active.map(crate::dates::rfc3339).unwrap_or_default()
+            )),
+            Some(c) => fresh.spared(c),
+        };
+        if let Some(why) = why_not {
+            drifted.push(json!({"profile": step.profile, "target": step.account, "op": step.action.name(), "status": "skipped", "error": why}));
+            continue;
+        }
+        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, short(&plan.digest));
+        let params = serde_json::Map::from_iter([("reason".to_string(), json!(reason))]);
+        jobs.entry((step.profile.clone(), step.action)).or_default().push(BulkItem {
+            target: Some(step.account.clone()),
+            params,
+            ..Default::default()
+        });
+    }
+    let changes: usize = jobs.values().map(Vec::len).sum();
+    let mut conns = Vec::new();
+    for ((profile, action), items) in jobs {
+        let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
+        conns.push((profile, action, items, conn));
+    }
+    let what = format!("policy {} plan {}", policy.name, short(&plan.digest));
+    match unattended {
+        true => ctx.dispatcher.accept_declared_plan(changes),
+        false => {
+            let lines: Vec<String> = conns
+                .iter()
+                .map(|(p, a, items, _)| format!("  {} {} accounts on {p}", a.name(), items.len()))
+                .collect();
+            let question = format!("{}\n{what}: {changes} changes. Go ahead?", lines.join("\n"));
+            ctx.dispatcher.confirm_plan(&question, &what, changes)?;
+        }
+    }
+    let mut all = drifted;
+    for (profile, action, items, conn) in conns {
+        let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, action.op(), items, json!({})))?;
+        for r in results {
+            let mut v = serde_json::to_value(&r)?;
+            v["profile"] = json!(profile);
+            v["op"] = json!(action.name());
+            all.push(v);
+        }
+    }
+    output::print_value(&Value::Array(all), ctx.output);
+    Ok(())
+}
+
+/// `policy run --due`: every unattended policy whose `every` has passed since its last plan, one at a time under
+/// a lock beside the audit log (a double-fired cron acts once), then one summary line.
+fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| UsageError::new(format!("cannot read the policies directory {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let (mut applied, mut halted, mut failed, mut not_due) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for file in files {
+        let policy = match Policy::load(&file) {
+            Ok(p) => p,
+            Err(e) => {
+                output::note(&format!("error: {e}"));
+                failed.push(file.display().to_string());
+                continue;
+            }
+        };
+        if !policy.spec.unattended {
+            output::note(&format!(
+                "{}: not unattended (unattended = true declares it may act with no one to ask); skipped",
+                policy.name
+            ));
+            continue;
+        }
+        let lock = match claim(ctx, &policy)? {
+            Some(lock) => lock,
+            None => {
+                output::note(&format!("{}: another runner is applying it; skipped", policy.name));
+                continue;
+            }
+        };
+        if !is_due(ctx, &policy)? {
+            not_due += 1;
+            continue;
+        }
+        let result = plan_and_record(ctx, &policy).and_then(|plan| {
+            show(ctx, &plan);
+            apply(ctx, &policy, &plan, true)
+        });
+        drop(lock);
+        match result {
+            Ok(()) => applied.push(policy.name),
+            Err(e) if e.downcast_ref::<Halted>().is_some() => halted.push(policy.name),
+            Err(e) if e.downcast_ref::<crate::error::Interrupted>().is_some() => return Err(e),
+            Err(e) => {
+                output::note(&format!("error: policy {}: {e:#}", policy.name));
+                failed.push(policy.name);
+            }
+        }
+    }
+    output::line(&format!(
+        "policies: {} applied, {} halted by a guard{}, {} failed, {not_due} not due",
+        applied.len(),
+        halted.len(),
+        if halted.is_empty() { String::new() } else { format!(" ({})", halted.join(", ")) },
+        failed.len()
+    ));
+    if !failed.is_empty() {
+        return Err(crate::error::ScriptFailed.into());
+    }
+    if !halted.is_empty() {
+        return Err(Halted { why: halted.join(", ") }.into());
+    }
+    Ok(())
+}
+
+/// Due when no plan of it was recorded within its `every`.
+fn is_due(ctx: &Context, policy: &Policy) -> anyhow::Result<bool> {
+    if !ctx.audit_target.exists() {
+        return Ok(true);
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let since = Utc::now() - crate::policy::every(&policy.spec);
+    let filter = crate::audit::query::Filter {
+        op: Some(PLAN_OP.into()),
+        target: Some(policy.name.clone()),
+        since: Some(crate::dates::rfc3339(since)),
+        ..Default::default()
+    };
+    Ok(store.list(&filter)?.iter().all(|r| r.event.mode != "live"))
+}
+
+/// This process's claim on running `policy` now: an exclusive lock on a file beside the audit log; `None` when
+/// another process holds it.
+fn claim(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<std::fs::File>> {
+    let path = PathBuf::from(format!("{}.policy-{}.lock", ctx.audit_path.display(), policy.name));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,304 @@
+//! Policies: lifecycle rules kept in a TOML file ("suspend at 90 days idle, never the break-glass accounts, halt
+//! past a quarter of the users") that steward plans, records and applies through the one pipeline, by hand or
+//! unattended (`steward policy run --due`). This module reads and checks the file; `plan` decides who is at
+//! which stage; `cmd::policy` gathers the facts and acts.
+
+pub mod plan;
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// One policy file, checked.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes: a plan names the policy text it was made from.
+    pub sha256: String,
+    pub spec: Spec,
+}
+
+/// The file's contents (every key documented in the README's policy section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The profiles it covers; each must have activity data (GHES, Synapse, Travis).
+    pub profiles: Vec<String>,
+    /// May `steward policy run --due` act on it with no one to ask (its guards are its limits)?
+    #[serde(default)]
+    pub unattended: bool,
+    /// How often `run --due` runs it: `1d`, `12h` (default `1d`).
+    #[serde(default = "one_day")]
+    pub every: String,
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<Spanned<Stage>>,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub grace: Grace,
+    #[serde(default, rename = "exception")]
+    pub exceptions: Vec<Spanned<Exception>>,
+    #[serde(default)]
+    pub guard: Guard,
+}
+
+fn one_day() -> String {
+    "1d".into()
+}
+
+/// A step accounts reach after so many days without activity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub action: StageAction,
+    pub after_days: u32,
+}
+
+/// In the order they are applied: an administrator is demoted before being suspended (GHES will not suspend a
+/// site admin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageAction {
+    Demote,
+    Suspend,
+}
+
+impl StageAction {
+    pub fn op(self) -> crate::backends::Op {
+        match self {
+            StageAction::Suspend => crate::backends::Op::Suspend,
+            StageAction::Demote => crate::backends::Op::Demote,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.op().name()
+    }
+}
+
+/// Who the policy looks at.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Accounts never touched (break-glass, service accounts): names, each resolved to its account.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Time an account is left alone for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grace {
+    /// An account a person unsuspended or promoted (steward's audit log) within this many days is left alone.
+    #[serde(default = "seven")]
+    pub restored_days: u32,
+    /// An account never active is counted idle from its creation, once it is this many days old; where the
+    /// service does not say when it was made, it is left alone (unknown is never inactive).
+    #[serde(default = "thirty")]
+    pub new_account_days: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+impl Default for Grace {
+    fn default() -> Self {
+        Grace { restored_days: seven(), new_account_days: thirty() }
+    }
+}
+
+/// One account left alone until a date, and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    pub account: String,
+    /// The profile it is on (default: every profile of the policy).
+    pub profile: Option<String>,
+    /// `YYYY-MM-DD`: the exception ends at the start of that day (UTC).
+    pub until: String,
+    pub reason: String,
+}
+
+/// Limits that halt a run rather than let it act.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The largest share of a profile's accounts in scope one run may change (default 0.25).
+    #[serde(default = "quarter")]
+    pub max_share: f64,
+    /// The most changes one run may make across the policy (default: no limit beyond the share).
+    pub max_count: Option<usize>,
+    /// Administrators (not suspended) each profile keeps after the run (default 1).
+    #[serde(default = "one")]
+    pub min_admins: usize,
+}
+
+fn quarter() -> f64 {
+    0.25
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard { max_share: quarter(), max_count: None, min_admins: one() }
+    }
+}
+
+/// A policy file that cannot be used: the file, the line where known, what is wrong and what to write.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct PolicyError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Policy {
+    /// Reads and checks the policy at `path`: syntax, unknown keys, and whether its rules make sense.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let fail = |line: Option<usize>, message: String| PolicyError { path: path.to_path_buf(), line, message };
+        let bytes = std::fs::read(path).map_err(|e| fail(None, format!("cannot read it: {e}")))?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| fail(None, "it is not UTF-8 text".into()))?;
+        let spec: Spec = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            fail(line, e.message().to_string())
+        })?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy").to_string();
+        check(&spec, &text).map_err(|(at, message)| fail(at.map(|a| line_of(&text, a)), message))?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        Ok(Policy { name, path: path.to_path_buf(), sha256, spec })
+    }
+}
+
+/// The 1-based line of byte `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// What the rules must be, beyond their types: (byte offset where known, what is wrong).
+fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
+    let key = |k: &str| text.find(&format!("\n{k}")).map(|i| i + 1).or_else(|| text.starts_with(k).then_some(0));
+    if spec.profiles.is_empty() {
+        return Err((key("profiles"), "profiles is empty: name the profiles the policy covers".into()));
+    }
+    let count = spec.every.get(..spec.every.len().saturating_sub(1)).and_then(|n| n.trim().parse::<u32>().ok());
+    if !spec.every.ends_with(['d', 'h']) || count.is_none_or(|n| n == 0) {
+        return Err((
+            key("every"),
+            format!("every = {:?}: write a number of days or hours (\"1d\", \"12h\")", spec.every),
+        ));
+    }
+    if spec.stages.is_empty() {
+        return Err((
+            None,
+            "the policy has no [[stage]]: add one, e.g. [[stage]] action = \"suspend\" after_days = 90".into(),
+        ));
+    }
+    let mut last: Option<(u32, StageAction)> = None;
+    for stage in &spec.stages {
+        let (at, s) = (stage.span().start, stage.get_ref());
+        if s.after_days < 30 {
+            return Err((
+                Some(at),
+                format!(
+                    "after_days = {}: a stage acts on accounts idle 30 days or more (a shorter time catches holidays)",
+                    s.after_days
+                ),
+            ));
+        }
+        if let Some((days, action)) = last {
+            if s.after_days <= days {
+                return Err((
+                    Some(at),
+                    format!(
+                        "this stage's after_days ({}) must come after the one before it ({days}, {})",
+                        s.after_days,
+                        action.name()
+                    ),
+                ));
+            }
+        }
+        last = Some((s.after_days, s.action));
+    }
+    if !(spec.guard.max_share > 0.0 && spec.guard.max_share <= 1.0) {
+        return Err((
+            key("max_share"),
+            format!("max_share = {}: a share between 0 and 1 (0.25 is a quarter)", spec.guard.max_share),
+        ));
+    }
+    for exception in &spec.exceptions {
+        let (at, e) = (exception.span().start, exception.get_ref());
+        if chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").is_err() {
+            return Err((Some(at), format!("until = {:?}: write the day the exception ends, YYYY-MM-DD", e.until)));
+        }
+        if e.reason.trim().is_empty() {
+            return Err((Some(at), format!("the exception for {:?} needs a reason", e.account)));
+        }
+        if let Some(p) = e.profile.as_ref().filter(|p| !spec.profiles.contains(p)) {
+            return Err((
+                Some(at),
+                format!("profile {p:?} is not one of the policy's profiles ({})", spec.profiles.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `every` as a duration.
+pub fn every(spec: &Spec) -> chrono::Duration {
+    let n: i64 = spec.every[..spec.every.len() - 1].trim().parse().unwrap_or(1);
+    match spec.every.ends_with('h') {
+        true => chrono::Duration::hours(n),
+        false => chrono::Duration::days(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Policy, PolicyError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dormant.toml");
+        std::fs::write(&path, text).unwrap();
+        Policy::load(&path)
+    }
+
+    const GOOD: &str = "profiles = [\"ghes\"]\nunattended = true\n\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n\n[scope]\nexclude = [\"breakglass\"]\n\n[[exception]]\naccount = \"alice\"\nuntil = \"2027-01-31\"\nreason = \"sabbatical\"\n";
+
+    #[test]
+    fn a_good_policy_reads_with_its_defaults() {
+        let p = load(GOOD).unwrap();
+        assert_eq!((p.name.as_str(), p.spec.guard.max_share, p.spec.grace.restored_days), ("dormant", 0.25, 7));
+        assert_eq!(every(&p.spec), chrono::Duration::days(1));
+        assert_eq!(p.sha256.len(), 64);
+    }
+
+    #[test]
+    fn mistakes_name_the_line_and_what_to_write() {
+        for (text, line, says) in [
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_day = 90\n", Some(4), "unknown field `after_day`"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"delete\"\nafter_days = 90\n", Some(3), "unknown variant `delete`"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 7\n", Some(2), "30 days or more"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"demote\"\nafter_days = 90\n[[stage]]\naction = \"suspend\"\nafter_days = 60\n", Some(5), "must come after"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[exception]]\naccount = \"a\"\nuntil = \"soon\"\nreason = \"x\"\n", Some(5), "YYYY-MM-DD"),
+            ("profiles = []\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n", Some(1), "profiles is empty"),
+            ("profiles = [\"ghes\"]\n", None, "no [[stage]]"),
+            ("profiles = [\"ghes\"]\n[guard]\nmax_share = 2.5\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n", Some(3), "between 0 and 1"),
+        ] {
+            let e = load(text).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert!(e.to_string().contains("dormant.toml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Who a policy reaches, at which stage, and why: pure, from the facts `cmd::policy` gathers (each profile's
+//! accounts with their dates of use, who is left alone and why), so every rule is unit-tested without a server.
+
+use super::{Spec, StageAction};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One account as its service's activity listing shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Candidate {
+    pub profile: String,
+    /// What a change addresses it by (its login).
+    pub login: String,
+    pub admin: bool,
+    pub suspended: bool,
+    pub last_active: Option<DateTime<Utc>>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// A change the plan makes, and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub profile: String,
+    pub account: String,
+    pub action: StageAction,
+    /// Days since last active (or since creation, for an account never active).
+    pub idle_days: i64,
+    pub last_active: Option<String>,
+    pub why: String,
+}
+
+/// An account the policy reaches but leaves alone, and why (an exception, a grace, unknown activity).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftAlone {
+    pub profile: String,
+    pub account: String,
+    pub why: String,
+}
+
+/// Per profile: how many accounts the listing showed, and how many days idle they are (for the histogram).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfileSummary {
+    pub accounts: usize,
+    pub never_active: usize,
+    pub changes: usize,
+    /// Idle days in buckets of 30 (`0-29`, `30-59`, …, `360+`) → accounts.
+    pub idle_histogram: BTreeMap<String, usize>,
+    /// Who the listing cannot show (Travis: members never active), when someone.
+    pub misses: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub policy: String,
+    pub policy_sha256: String,
+    pub made_at: String,
+    pub steps: Vec<Step>,
+    pub left_alone: Vec<LeftAlone>,
+    pub profiles: BTreeMap<String, ProfileSummary>,
+    /// Why a guard stops this plan from being applied, when one does.
+    pub halted: Option<String>,
+    /// SHA-256 over the policy's text and the steps: what `apply --plan` names and checks.
+    pub digest: String,
+}
+
+/// The plan `spec` makes of `accounts` at `now`; `left_alone(candidate)` says why one is spared, if it is
+/// (resolved exclusions, exceptions, restored accounts: the caller resolves names, this decides on them).
+pub fn make(
+    name: &str,
+    policy_sha256: &str,
+    spec: &Spec,
+    now: DateTime<Utc>,
+    accounts: &[Candidate],
+    misses: &BTreeMap<String, String>,
+    left_alone: &dyn Fn(&Candidate) -> Option<String>,
+) -> Plan {
+    let mut plan = Plan {
+        policy: name.to_string(),
+        policy_sha256: policy_sha256.to_string(),
+        made_at: crate::dates::rfc3339(now),
+        steps: Vec::new(),
+        left_alone: Vec::new(),
+        profiles: BTreeMap::new(),
+        halted: None,
+        digest: String::new(),
+    };
+    for p in &spec.profiles {
+        let summary = plan.profiles.entry(p.clone()).or_default();
+        summary.misses = misses.get(p).cloned();
+    }
+    for c in accounts {
+        let summary = plan.profiles.entry(c.profile.clone()).or_default();
+        summary.accounts += 1;
+        let idle = match (c.last_active, c.created) {
+            (Some(t), _) => Some((now - t).num_days().max(0)),
+            (None, created) => {
+                summary.never_active += 1;
+                created.map(|t| (now - t).num_days().max(0))
+            }
+        };
+        let bucket = match idle {
+            Some(d) if d >= 360 => "360+".to_string(),
+            Some(d) => format!("{:03}-{:03}", d / 30 * 30, d / 30 * 30 + 29),
+            None => "never".to_string(),
+        };
+        *summary.idle_histogram.entry(bucket).or_default() += 1;
+        let spare = |why: String| LeftAlone { profile: c.profile.clone(), account: c.login.clone(), why };
+        let grace = i64::from(spec.grace.new_account_days);
+        // An account never active: from its creation, after a grace; where that is unknown, left alone.
+        let unknown = match (c.last_active, idle) {
+            (None, None) => Some(
+                "never active, and the service does not say when the account was made: unknown is never inactive"
+                    .to_string(),
+            ),
+            (None, Some(age)) if age < grace => {
+                Some(format!("never active, made {age} days ago (grace for new accounts: {grace} days)"))
+            }
+            _ => None,
+        };
+        if let Some(why) = unknown {
+            if !due_actions(spec, c, i64::MAX).is_empty() {
+                plan.left_alone.push(spare(why));
+            }
+            continue;
+        }
+        let due = due_actions(spec, c, idle.unwrap_or_default());
+        if due.is_empty() {
+            continue;
+        }
+        if let Some(why) = left_alone(c) {
+            plan.left_alone.push(spare(why));
+            continue;
+        }
+        let days = idle.unwrap_or_default();
+        for (action, after) in due {
+            let since = match c.last_active {
+                Some(_) => format!("idle {days} days"),
+                None => format!("never active, made {days} days ago"),
+            };
+            plan.steps.push(Step {
+                profile: c.profile.clone(),
+                account: c.login.clone(),
+                action,
+                idle_days: days,
+                last_active: c.last_active.map(crate::dates::rfc3339),
+                why: format!("{since}; the {} stage starts at {after} days", action.name()),
+            });
+        }
+    }
+    for step in &plan.steps {
+        if let Some(s) = plan.profiles.get_mut(&step.profile) {
+            s.changes += 1;
+        }
+    }
+    plan.halted = guard(spec, accounts, &plan);
+    plan.digest = digest(&plan.policy_sha256, &plan.steps);
+    plan
+}
+
+/// The stage actions `c` has reached and still needs: each stage whose day has come, unless the account is
+/// already that way (suspended; not an admin).
+fn due_actions(spec: &Spec, c: &Candidate, idle: i64) -> Vec<(StageAction, u32)> {
+    spec.stages
+        .iter()
+        .map(|s| s.get_ref())
+        .filter(|s| idle >= i64::from(s.after_days))
+        .filter(|s| match s.action {
+            StageAction::Suspend => !c.suspended,
+            StageAction::Demote => c.admin,
+        })
+        .map(|s| (s.action, s.after_days))
+        .collect()
+}
+
+/// Why the guards halt `plan`, if they do: too large a share of a profile, too many changes, too few admins left.
+fn guard(spec: &Spec, accounts: &[Candidate], plan: &Plan) -> Option<String> {
+    let g = &spec.guard;
+    let mut reasons = Vec::new();
+    for (profile, s) in &plan.profiles {
+        let changed: std::collections::BTreeSet<&str> =
+            plan.steps.iter().filter(|st| &st.profile == profile).map(|st| st.account.as_str()).collect();
+        if s.accounts > 0 && changed.len() as f64 > g.max_share * s.accounts as f64 {
+            reasons.push(format!(
+                "{profile}: {} of {} accounts ({:.0} %) would change, more than max_share {:.0} %",
+                changed.len(),
+                s.accounts,
+                100.0 * changed.len() as f64 / s.accounts as f64,
+                100.0 * g.max_share
+            ));
+        }
+        let admins = accounts.iter().filter(|c| &c.profile == profile && c.admin && !c.suspended);
+        let kept = admins.filter(|c| !changed.contains(c.login.as_str())).count();
+        let had = accounts.iter().filter(|c| &c.profile == profile && c.admin && !c.suspended).count();
+        if kept < g.min_admins && kept < had {
+            reasons.push(format!(
+                "{profile}: {kept} administrators would be left, fewer than min_admins {}",
+                g.min_admins
+            ));
+        }
+    }
+    if let Some(max) = g.max_count.filter(|m| plan.steps.len() > *m) {
+        reasons.push(format!("{} changes, more than max_count {max}", plan.steps.len()));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// SHA-256 over the policy's text digest and every step (profile, account, action), in order.
+pub fn digest(policy_sha256: &str, steps: &[Step]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(policy_sha256.as_bytes());
+    for s in steps {
+        h.update(format!("\n{}\t{}\t{}", s.profile, s.account, s.action.name()).as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Grace, Guard, Scope, Stage};
+
+    fn spec(stages: &[(StageAction, u32)]) -> Spec {
+        let text = stages
+            .iter()
+            .map(|(a, d)| format!("[[stage]]\naction = \"{}\"\nafter_days = {d}\n", a.name()))
+            .collect::<String>();
+        let parsed: Spec = toml::from_str(&format!("profiles = [\"p\"]\n{text}")).unwrap();
+        Spec {
+            scope: Scope::default(),
+            grace: Grace::default(),
+            guard: Guard { max_share: 1.0, ..Guard::default() },
+            ..parsed
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn user(login: &str, idle: Option<i64>) -> Candidate {
+        Candidate {
+            profile: "p".into(),
+            login: login.into(),
+            last_active: idle.map(|d| now() - chrono::Duration::days(d)),
+            ..Default::default()
+        }
+    }
+
+    fn plan_of(spec: &Spec, accounts: &[Candidate]) -> Plan {
+        make("t", "sha", spec, now(), accounts, &BTreeMap::new(), &|_| None)
+    }
+
+    #[test]
+    fn each_account_gets_the_stages_it_has_reached_and_still_needs() {
+        let s = spec(&[(StageAction::Demote, 60), (StageAction::Suspend, 90)]);
+        let admin = Candidate { admin: true, ..user("boss", Some(95)) };
+        let gone = Candidate { suspended: true, ..user("gone", Some(400)) };
+        let p = plan_of(&s, &[user("fresh", Some(10)), user("idle", Some(89)), user("dormant", Some(90)), admin, gone]);
+        let steps: Vec<(&str, &str)> = p.steps.iter().map(|s| (s.account.as_str(), s.action.name())).collect();
+        assert_eq!(steps, [("dormant", "suspend"), ("boss", "demote"), ("boss", "suspend")]);
+        assert!(p.steps[0].why.contains("idle 90 days; the suspend stage starts at 90 days"), "{:?}", p.steps[0]);
+        assert_eq!(p.profiles["p"].accounts, 5);
+        assert_eq!(p.profiles["p"].idle_histogram["090-119"], 2);
+    }
+
+    #[test]
+    fn never_active_accounts_count_from_creation_and_unknown_is_never_inactive() {
+        let s = spec(&[(StageAction::Suspend, 90)]);
+        let made = |days: i64| Some(now() - chrono::Duration::days(days));
+        let old = Candidate { created: made(200), ..user("old", None) };
+        let new = Candidate { created: made(3), ..user("new", None) };
+        let p = plan_of(&s, &[old, new, user("unknown", None)]);
+        assert_eq!(p.steps.iter().map(|s| s.account.as_str()).collect::<Vec<_>>(), ["old"]);
+        assert!(p.steps[0].why.starts_with("never active, made 200 days ago"));
+        let spared: Vec<&str> = p.left_alone.iter().map(|l| l.why.as_str()).collect();
+        assert!(
+            spared[0].contains("grace for new accounts") && spared[1].contains("unknown is never inactive"),
+            "{spared:?}"
+        );
+    }
+
+    #[test]
+    fn what_the_caller_spares_is_listed_with_its_reason_and_not_changed() {
+        let s = spec(&[(StageAction::Suspend, 90)]);
+        let p =
+            make("t", "sha", &s, now(), &[user("alice", Some(120)), user("bob", Some(120))], &BTreeMap::new(), &|c| {
+                (c.login == "alice").then(|| "exception until 2027-01-31: sabbatical".to_string())
+            });
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.left_alone[0].account, "alice");
+    }
+
+    #[test]
+    fn guards_halt_a_plan_past_its_share_count_or_admins() {
+        let mut s = spec(&[(StageAction::Suspend, 90)]);
+        s.guard.max_share = 0.25;
+        let accounts: Vec<Candidate> =
+            (0..10).map(|i| user(&format!("u{i}"), Some(if i < 4 { 100 } else { 5 }))).collect();
+        let p = plan_of(&s, &accounts);
+        assert!(p
+            .halted
+            .as_deref()
+            .unwrap()
+            .contains("p: 4 of 10 accounts (40 %) would change, more than max_share 25 %"));
+        s.guard.max_share = 0.5;
+        assert_eq!(plan_of(&s, &accounts).halted, None);
+        s.guard.max_count = Some(3);
+        assert!(plan_of(&s, &accounts).halted.unwrap().contains("4 changes, more than max_count 3"));
+        s.guard.max_count = None;
+        let admins =
+            [Candidate { admin: true, ..user("a1", Some(100)) }, Candidate { admin: true, ..user("a2", Some(5)) }];
+        s.guard.min_admins = 2;
+        s.guard.max_share = 1.0;
+        assert!(plan_of(&s, &admins)
+            .halted
+            .unwrap()
+            .contains("1 administrators would be left, fewer than min_admins 2"));
+    }
+
+    #[test]
+    fn the_digest_names_the_policy_text_and_every_step() {
+        let s = spec(&[(StageAction::Suspend, 90)]);
+        let a = plan_of(&s, &[user("x", Some(100))]);
+        let b = plan_of(&s, &[user("y", Some(100))]);
+        assert_ne!(a.digest, b.digest);
+        assert_eq!(a.digest, digest("sha", &a.steps));
+        assert_ne!(a.digest, digest("other policy text", &a.steps));
+        let _ = Stage { action: StageAction::Suspend, after_days: 90 };
+    }
+}

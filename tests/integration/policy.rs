@@ -1,0 +1,150 @@
+//! Policies end to end on the sandbox's GHES (activity from its all-users report): check, plan, apply a recorded
+//! plan, guards that halt, the unattended runner, and what a plan spares (scope, exceptions, people's restores,
+//! protected accounts, accounts active since the plan).
+
+use crate::util::{run_services, services_env, Env, Run, Sandbox};
+use std::collections::BTreeSet;
+
+/// GHES users of a 30-user sandbox idle 90 days or more (or never active) and not suspended already.
+fn dormant() -> BTreeSet<String> {
+    let idle = |i: usize| steward_sandbox::ghes::days_idle(i).is_none_or(|d| d >= 90);
+    let mut all: BTreeSet<String> =
+        (1..=30).filter(|i| idle(*i) && i % 25 != 0).map(|i| format!("user{i:04}")).collect();
+    all.insert("ldap-user".into());
+    all
+}
+
+const POLICY: &str = "profiles = [\"ghes\"]\nunattended = true\n\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n\n[scope]\nexclude = [\"USER0014\", \"ldap-user\"]\n\n[guard]\nmax_share = 0.6\n\n[[exception]]\naccount = \"user0016\"\nuntil = \"2099-01-01\"\nreason = \"sabbatical\"\n";
+
+/// The digest prefix `policy plan` printed.
+fn digest_of(run: &Run) -> String {
+    let line =
+        run.stderr.lines().find(|l| l.starts_with("plan ")).unwrap_or_else(|| panic!("no plan line\n{}", run.report()));
+    line.split_whitespace().nth(1).unwrap_or_default().to_string()
+}
+
+fn planned(run: &Run) -> BTreeSet<String> {
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.report()));
+    rows.as_array().unwrap().iter().map(|r| r["account"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_policy_is_checked_with_the_line_of_each_mistake() {
+    let env = Env::new();
+    env.write("good.toml", POLICY);
+    env.run(&["policy", "check", "good.toml"]).success().stdout_has("good.toml: ok (1 profiles, 1 stages)");
+    env.write("bad.toml", "profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_dys = 90\n");
+    env.run(&["policy", "check", "bad.toml"]).code(2).stderr_has("bad.toml:4: unknown field `after_dys`");
+}
+
+#[test]
+fn a_recorded_plan_is_applied_as_planned_and_spares_what_it_should() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write("dormant.toml", POLICY);
+    // A person put user0015 back this week: the policy gives them the grace.
+    env.run(&["--yes", "eval", r#"let h = connect(); h.suspend("user0015", #{reason: "x"}); h.unsuspend("user0015")"#])
+        .success();
+    let plan = env.run(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
+    let mut expected = dormant();
+    for spared in ["user0014", "ldap-user", "user0016", "user0015"] {
+        expected.remove(spared);
+    }
+    assert_eq!(planned(&plan), expected);
+    for says in [
+        "left alone: user0014 on ghes: excluded by the policy's scope (USER0014)",
+        "left alone: user0016 on ghes: exception until 2099-01-01: sabbatical",
+        "left alone: user0015 on ghes: restored by a person on",
+    ] {
+        assert!(plan.stderr.contains(says), "{says}\n{}", plan.report());
+    }
+    let digest = digest_of(&plan);
+    let puts_before = sb.count_method("PUT");
+    // Someone signs in after the plan: the apply leaves them alone.
+    sb.github_seen("user0017");
+    // No terminal and no --yes: the whole plan is asked about once, and refused; nothing is sent.
+    env.run(&["policy", "apply", "dormant.toml", "--plan", &digest]).code(1);
+    assert_eq!(sb.count_method("PUT"), puts_before);
+    let applied =
+        env.run(&["--yes", "--format", "json", "policy", "apply", "dormant.toml", "--plan", &digest]).success();
+    assert!(applied.stdout.contains("active since the plan"), "{}", applied.report());
+    let suspended: BTreeSet<String> = sb.suspended().into_iter().collect();
+    let mut done = expected.clone();
+    done.remove("user0017");
+    assert!(done.is_subset(&suspended), "{done:?} {suspended:?}");
+    for spared in ["user0014", "user0015", "user0016", "user0017"] {
+        assert!(!suspended.contains(spared), "{spared}");
+    }
+    assert_eq!(sb.count_method("PUT") - puts_before, done.len() as u64, "one request per account");
+    // Each change says which policy and plan made it, in the audit log.
+    let rows = env.audit_rows(&["--op", "suspend"]);
+    assert!(rows.iter().any(|r| r["params"].as_str().unwrap_or_default().contains("policy dormant: idle")), "{rows:?}");
+    // The policy file edited since: its plans are refused.
+    env.write("dormant.toml", &POLICY.replace("0.6", "0.7"));
+    env.run(&["--yes", "policy", "apply", "dormant.toml", "--plan", &digest]).code(2).stderr_has("another version");
+}
+
+#[test]
+fn a_guard_halts_a_plan_that_would_change_too_much_with_its_own_exit_code() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    env.write("dormant.toml", &POLICY.replace("max_share = 0.6", "max_share = 0.25"));
+    let plan = env.run(&["policy", "plan", "dormant.toml"]).code(4);
+    assert!(
+        plan.stderr.contains("HALTED by a guard: ghes:") && plan.stderr.contains("more than max_share 25 %"),
+        "{}",
+        plan.report()
+    );
+    let digest = digest_of(&plan);
+    env.run(&["--yes", "policy", "apply", "dormant.toml", "--plan", &digest]).code(4).stderr_has("halted by a guard");
+    assert_eq!(sb.count_method("PUT"), 0);
+}
+
+#[test]
+fn the_unattended_runner_acts_once_on_what_is_due() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    std::fs::create_dir_all(env.path("policies")).unwrap();
+    env.write("policies/dormant.toml", POLICY);
+    env.write("policies/by-hand.toml", &POLICY.replace("unattended = true\n", ""));
+    let dir = env.path("policies");
+    let dir = dir.to_str().unwrap();
+    // Two runners fired at once (a doubled cron line): the accounts are suspended once.
+    let spawn = || {
+        let mut cmd = env.cmd();
+        cmd.args(["policy", "run", "--due", "--dir", dir])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let text: Vec<String> = outs
+        .iter()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    assert!(outs.iter().all(|o| o.status.code() == Some(0)), "{text:?}");
+    assert_eq!(text.iter().filter(|t| t.contains("policies: 1 applied")).count(), 1, "{text:?}");
+    assert!(text.iter().all(|t| t.contains("by-hand: not unattended")), "{text:?}");
+    let mut expected = dormant();
+    for spared in ["user0014", "ldap-user", "user0016"] {
+        expected.remove(spared);
+    }
+    assert_eq!(sb.count_method("PUT"), expected.len() as u64, "each account once: {text:?}");
+    // Run again at once: not due, nothing sent.
+    env.run(&["policy", "run", "--due", "--dir", dir])
+        .success()
+        .stdout_has("0 applied, 0 halted by a guard, 0 failed, 1 not due");
+    assert_eq!(sb.count_method("PUT"), expected.len() as u64);
+}
+
+#[test]
+fn a_policy_on_a_service_without_dates_of_use_is_refused_before_anything_is_read() {
+    let sb = Sandbox::start(5);
+    let env = services_env(&sb);
+    env.write("p.toml", &POLICY.replace("[\"ghes\"]", "[\"ghes\", \"tfe\"]"));
+    run_services(&env, &["policy", "plan", "p.toml"], None)
+        .code(2)
+        .stderr_has("profile tfe: terraform has no activity data");
+    assert_eq!(sb.count("GET /stafftools/reports/all_users.csv"), 0);
+}
