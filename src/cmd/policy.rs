@@ -294,7 +294,9 @@ fn short(digest: &str) -> &str {
 /// declaration when `unattended`).
 fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<()> {
     if let Some(why) = &plan.halted {
-        show(ctx, plan);
+        if !unattended {
+            show(ctx, plan);
+        }
         return Err(Halted { why: why.clone() }.into());
     }
     if plan.steps.is_empty() {
@@ -362,7 +364,9 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
             all.push(v);
         }
     }
-    output::print_value(&Value::Array(all), ctx.output);
+    if !unattended {
+        output::print_value(&Value::Array(all), ctx.output);
+    }
     Ok(())
 }
 
@@ -403,8 +407,11 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
             not_due += 1;
             continue;
         }
+        // Unattended, the plan and results are in the audit log; the terminal gets one line (and any halt).
         let result = plan_and_record(ctx, &policy).and_then(|plan| {
-            show(ctx, &plan);
+            if let Some(why) = &plan.halted {
+                output::note(&format!("{}: plan {} HALTED by a guard: {why}", policy.name, short(&plan.digest)));
+            }
             apply(ctx, &policy, &plan, true)
         });
         drop(lock);

@@ -148,3 +148,52 @@ fn a_policy_on_a_service_without_dates_of_use_is_refused_before_anything_is_read
         .stderr_has("profile tfe: terraform has no activity data");
     assert_eq!(sb.count("GET /stafftools/reports/all_users.csv"), 0);
 }
+
+/// Where Debian's `faketime` package puts the library that fakes a process's wall clock.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// steward run `days` days from now (its wall clock moved by libfaketime; the sandbox keeps real time).
+fn at(env: &Env, days: i64, args: &[&str]) -> Run {
+    assert!(std::path::Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing: apt-get install faketime");
+    let mut cmd = env.cmd();
+    cmd.env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", format!("+{days}d"))
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .args(args);
+    Run::of(cmd)
+}
+
+/// Months go by under `policy run --due`: an account reaches its stage as it idles, a person's restore is
+/// honoured for the grace and not after, and an exception holds until its day.
+#[test]
+fn months_go_by_grace_is_kept_and_exceptions_expire() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    std::fs::create_dir_all(env.path("policies")).unwrap();
+    let ends = (chrono::Utc::now() + chrono::Duration::days(100)).format("%Y-%m-%d").to_string();
+    env.write(
+        "policies/dormant.toml",
+        &format!(
+            "profiles = [\"ghes\"]\nunattended = true\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\nexclude = [\"ldap-user\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n[[exception]]\naccount = \"user0001\"\nuntil = \"{ends}\"\nreason = \"parental leave\"\n"
+        ),
+    );
+    let dir = env.path("policies");
+    let due = ["policy", "run", "--due", "--dir", dir.to_str().unwrap()];
+    let suspended = |login: &str| sb.suspended().iter().any(|s| s == login);
+    // Today: user0014 (idle 98 days) is suspended; user0001 (idle 7) is not.
+    at(&env, 0, &due).success().stdout_has("1 applied");
+    assert!(suspended("user0014") && !suspended("user0001"));
+    // A day later a person puts user0014 back; two days after that the policy leaves them alone.
+    at(&env, 1, &["--yes", "eval", r#"connect().unsuspend("user0014")"#]).success();
+    at(&env, 3, &due).success();
+    assert!(!suspended("user0014"), "re-suspended within the grace");
+    // Past the 7 days' grace, still idle: suspended again.
+    at(&env, 10, &due).success();
+    assert!(suspended("user0014"), "the grace ended");
+    // 90 days on, user0001 is idle 97 days but on leave until day 100; at day 120 the exception has ended.
+    at(&env, 90, &due).success();
+    assert!(!suspended("user0001"), "the exception holds");
+    let later = at(&env, 120, &due).success();
+    assert!(suspended("user0001"), "the exception ended\n{}", later.report());
+    assert!(later.stderr.contains(&format!("the exception for user0001 ended on {ends}")), "{}", later.report());
+}
