@@ -115,6 +115,15 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Approve a recorded plan, as a second admin (a policy with `require_approval = true` applies only plans
+    /// approved by someone other than who made them).
+    Approve {
+        policy: String,
+        #[arg(long, value_name = "DIGEST")]
+        plan: String,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Plan and apply every due policy that declares `unattended = true`, within its own guards (for cron, a
     /// systemd timer, a Kubernetes CronJob). Exit 0 done, 3 some changes failed, 4 halted by a guard, 1 failed.
     Run {

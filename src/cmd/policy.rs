@@ -17,8 +17,10 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The audit log's name for a recorded plan.
+/// The audit log's names for a recorded plan, its approval by a second admin, and its application.
 const PLAN_OP: &str = "policy_plan";
+const APPROVAL_OP: &str = "policy_approval";
+const APPLIED_OP: &str = "policy_applied";
 
 pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
     match sub {
@@ -48,6 +50,10 @@ pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
                 None => plan_and_record(ctx, &p)?,
             };
             apply(ctx, &p, &plan, false)
+        }
+        PolicyCommand::Approve { policy, plan, dir } => {
+            let p = load(policy, dir.as_deref())?;
+            approve(ctx, &p, plan)
         }
         PolicyCommand::Run { due: _, dir } => run_due(ctx, &dir.clone().unwrap_or_else(default_dir)),
     }
@@ -199,9 +205,10 @@ fn restored_recently(ctx: &Context, since: DateTime<Utc>) -> anyhow::Result<Vec<
 fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
     let now = Utc::now();
     let facts = gather(ctx, policy, now)?;
-    let plan = plan::make(&policy.name, &policy.sha256, &policy.spec, now, &facts.accounts, &facts.misses, &|c| {
+    let mut plan = plan::make(&policy.name, &policy.sha256, &policy.spec, now, &facts.accounts, &facts.misses, &|c| {
         facts.spared(c)
     });
+    plan.planned_by = who(ctx);
     let status = if plan.halted.is_some() { Status::Refused } else { Status::Observed };
     let why = plan.halted.clone().unwrap_or_default();
     ctx.runtime.block_on(ctx.dispatcher.record_note(
@@ -285,6 +292,87 @@ fn show(ctx: &Context, plan: &Plan) {
     }
 }
 
+/// Who this process runs as, the way runs are shown: `user@host`.
+fn who(ctx: &Context) -> String {
+    let info = ctx.dispatcher.run_info();
+    format!("{}@{}", info.os_user, info.host)
+}
+
+/// `policy approve`: a second admin's approval of a recorded plan, put on record.
+fn approve(ctx: &Context, policy: &Policy, digest: &str) -> anyhow::Result<()> {
+    let plan = recorded_plan(ctx, policy, digest)?;
+    if plan.halted.is_some() {
+        return Err(Halted {
+            why: format!("plan {} was halted by a guard; it cannot be approved", short(&plan.digest)),
+        }
+        .into());
+    }
+    let me = who(ctx);
+    if me == plan.planned_by {
+        return Err(UsageError::new(format!(
+            "you ({me}) made plan {}: another admin approves it (from their own account)",
+            short(&plan.digest)
+        ))
+        .into());
+    }
+    let params = json!({"digest": plan.digest, "approver": me, "planned_by": plan.planned_by});
+    ctx.runtime.block_on(ctx.dispatcher.record_note(APPROVAL_OP, &policy.name, &params, Status::Ok, ""))?;
+    output::line(&format!("plan {} of policy {} approved by {me}", short(&plan.digest), policy.name));
+    Ok(())
+}
+
+/// The recorded notes `op` about `policy` whose parameters carry `digest`.
+fn notes_about(ctx: &Context, policy: &Policy, op: &str, digest: &str) -> anyhow::Result<Vec<Value>> {
+    if !ctx.audit_target.exists() {
+        return Ok(Vec::new());
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let filter =
+        crate::audit::query::Filter { op: Some(op.into()), target: Some(policy.name.clone()), ..Default::default() };
+    Ok(store
+        .list(&filter)?
+        .into_iter()
+        .filter(|r| r.event.mode == "live")
+        .filter_map(|r| serde_json::from_str::<Value>(&r.event.params).ok())
+        .filter(|p| p.get("digest").and_then(Value::as_str) == Some(digest))
+        .collect())
+}
+
+/// Whether someone other than its maker approved `plan`.
+fn approved(ctx: &Context, policy: &Policy, plan: &Plan) -> anyhow::Result<bool> {
+    let approvals = notes_about(ctx, policy, APPROVAL_OP, &plan.digest)?;
+    Ok(approvals.iter().any(|a| a.get("approver").and_then(Value::as_str).is_some_and(|who| who != plan.planned_by)))
+}
+
+/// The newest approved plan of `policy` not yet applied, if any (what an unattended run applies).
+fn approved_unapplied(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<Plan>> {
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let filter = crate::audit::query::Filter {
+        op: Some(PLAN_OP.into()),
+        target: Some(policy.name.clone()),
+        ..Default::default()
+    };
+    let plans: Vec<Plan> = store
+        .list(&filter)?
+        .into_iter()
+        .filter(|r| r.event.mode == "live")
+        .filter_map(|r| serde_json::from_str::<Plan>(&r.event.params).ok())
+        .collect();
+    drop(store);
+    for plan in plans.into_iter().rev() {
+        let current =
+            plan.policy_sha256 == policy.sha256 && plan::digest(&plan.policy_sha256, &plan.steps) == plan.digest;
+        if current
+            && plan.halted.is_none()
+            && approved(ctx, policy, &plan)?
+            && notes_about(ctx, policy, APPLIED_OP, &plan.digest)?.is_empty()
+        {
+            return Ok(Some(plan));
+        }
+    }
+    Ok(None)
+}
+
 fn short(digest: &str) -> &str {
     digest.get(..16).unwrap_or(digest)
 }
@@ -298,6 +386,16 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
             show(ctx, plan);
         }
         return Err(Halted { why: why.clone() }.into());
+    }
+    if policy.spec.require_approval && !approved(ctx, policy, plan)? {
+        return Err(UsageError::new(format!(
+            "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
+            policy.name,
+            policy.name,
+            short(&plan.digest),
+            plan.planned_by
+        ))
+        .into());
     }
     if plan.steps.is_empty() {
         output::note(&format!("policy {}: nothing to do", policy.name));
@@ -364,6 +462,8 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
             all.push(v);
         }
     }
+    let applied = json!({"digest": plan.digest, "changes": changes});
+    ctx.runtime.block_on(ctx.dispatcher.record_note(APPLIED_OP, &policy.name, &applied, Status::Ok, ""))?;
     if !unattended {
         output::print_value(&Value::Array(all), ctx.output);
     }
@@ -379,7 +479,7 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let (mut applied, mut halted, mut failed, mut not_due) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut applied, mut halted, mut failed, mut not_due, mut awaiting) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
     for file in files {
         let policy = match Policy::load(&file) {
             Ok(p) => p,
@@ -403,20 +503,12 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
                 continue;
             }
         };
-        if !is_due(ctx, &policy)? {
-            not_due += 1;
-            continue;
-        }
-        // Unattended, the plan and results are in the audit log; the terminal gets one line (and any halt).
-        let result = plan_and_record(ctx, &policy).and_then(|plan| {
-            if let Some(why) = &plan.halted {
-                output::note(&format!("{}: plan {} HALTED by a guard: {why}", policy.name, short(&plan.digest)));
-            }
-            apply(ctx, &policy, &plan, true)
-        });
+        let result = due_work(ctx, &policy);
         drop(lock);
         match result {
-            Ok(()) => applied.push(policy.name),
+            Ok(Due::Applied) => applied.push(policy.name),
+            Ok(Due::Awaiting) => awaiting += 1,
+            Ok(Due::NotDue) => not_due += 1,
             Err(e) if e.downcast_ref::<Halted>().is_some() => halted.push(policy.name),
             Err(e) if e.downcast_ref::<crate::error::Interrupted>().is_some() => return Err(e),
             Err(e) => {
@@ -426,11 +518,12 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
         }
     }
     output::line(&format!(
-        "policies: {} applied, {} halted by a guard{}, {} failed, {not_due} not due",
+        "policies: {} applied, {} halted by a guard{}, {} failed, {not_due} not due{}",
         applied.len(),
         halted.len(),
         if halted.is_empty() { String::new() } else { format!(" ({})", halted.join(", ")) },
-        failed.len()
+        failed.len(),
+        if awaiting > 0 { format!(", {awaiting} awaiting approval") } else { String::new() }
     ));
     if !failed.is_empty() {
         return Err(crate::error::ScriptFailed.into());
@@ -439,6 +532,39 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
         return Err(Halted { why: halted.join(", ") }.into());
     }
     Ok(())
+}
+
+/// What an unattended run did with one policy.
+enum Due {
+    Applied,
+    Awaiting,
+    NotDue,
+}
+
+/// One policy's turn in `run --due`, under its claim. A policy that needs approvals applies its newest approved
+/// plan, or (when due) makes one for a second admin to approve; any other is planned and applied when due. The
+/// plan and the results are in the audit log; the terminal gets the summary line (and any halt).
+fn due_work(ctx: &Context, policy: &Policy) -> anyhow::Result<Due> {
+    if policy.spec.require_approval {
+        if let Some(plan) = approved_unapplied(ctx, policy)? {
+            apply(ctx, policy, &plan, true)?;
+            return Ok(Due::Applied);
+        }
+    }
+    if !is_due(ctx, policy)? {
+        return Ok(Due::NotDue);
+    }
+    let plan = plan_and_record(ctx, policy)?;
+    if let Some(why) = &plan.halted {
+        output::note(&format!("{}: plan {} HALTED by a guard: {why}", policy.name, short(&plan.digest)));
+        return Err(Halted { why: why.clone() }.into());
+    }
+    if policy.spec.require_approval {
+        output::note(&format!("{}: plan {} awaits approval by a second admin", policy.name, short(&plan.digest)));
+        return Ok(Due::Awaiting);
+    }
+    apply(ctx, policy, &plan, true)?;
+    Ok(Due::Applied)
 }
 
 /// Due when no plan of it was recorded within its `every`.

@@ -28,6 +28,9 @@ pub struct Spec {
     /// May `steward policy run --due` act on it with no one to ask (its guards are its limits)?
     #[serde(default)]
     pub unattended: bool,
+    /// Must a second admin approve each plan (`steward policy approve`) before it is applied?
+    #[serde(default)]
+    pub require_approval: bool,
     /// How often `run --due` runs it: `1d`, `12h` (default `1d`).
     #[serde(default = "one_day")]
     pub every: String,

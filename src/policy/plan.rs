@@ -62,6 +62,9 @@ pub struct Plan {
     pub halted: Option<String>,
     /// SHA-256 over the policy's text and the steps: what `apply --plan` names and checks.
     pub digest: String,
+    /// Who made it (`user@host`): an approval must come from someone else.
+    #[serde(default)]
+    pub planned_by: String,
 }
 
 /// The plan `spec` makes of `accounts` at `now`; `left_alone(candidate)` says why one is spared, if it is
@@ -84,6 +87,7 @@ pub fn make(
         profiles: BTreeMap::new(),
         halted: None,
         digest: String::new(),
+        planned_by: String::new(),
     };
     for p in &spec.profiles {
         let summary = plan.profiles.entry(p.clone()).or_default();

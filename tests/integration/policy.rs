@@ -197,3 +197,52 @@ fn months_go_by_grace_is_kept_and_exceptions_expire() {
     assert!(suspended("user0001"), "the exception ended\n{}", later.report());
     assert!(later.stderr.contains(&format!("the exception for user0001 ended on {ends}")), "{}", later.report());
 }
+
+/// `steward ARGS` as another person: another uid (a user namespace maps this process to uid 4242), the same
+/// files.
+fn as_someone_else(env: &Env, args: &[&str]) -> Run {
+    let mut cmd = std::process::Command::new("unshare");
+    env.configure(&mut cmd);
+    cmd.args(["--user", "--map-user=4242", "--map-group=4242", env!("CARGO_BIN_EXE_steward")]).args(args);
+    Run::of(cmd)
+}
+
+#[test]
+fn a_plan_that_needs_approval_is_applied_only_once_another_admin_approves_it() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    std::fs::create_dir_all(env.path("policies")).unwrap();
+    let policy = POLICY.replace("unattended = true\n", "unattended = true\nrequire_approval = true\n");
+    env.write("policies/dormant.toml", &policy);
+    let dir = env.path("policies");
+    let dir = dir.to_str().unwrap();
+    // Unattended: the due run makes the plan and waits for an approval; nothing is sent.
+    let first = env.run(&["policy", "run", "--due", "--dir", dir]).success().stdout_has("1 awaiting approval");
+    let digest = first
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("dormant: plan "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{}", first.report()))
+        .to_string();
+    assert_eq!(sb.count_method("PUT"), 0);
+    env.run(&["--yes", "policy", "apply", "dormant", "--dir", dir, "--plan", &digest])
+        .code(2)
+        .stderr_has("needs each plan approved by a second admin");
+    // Its maker cannot approve it; someone else can.
+    env.run(&["policy", "approve", "dormant", "--dir", dir, "--plan", &digest])
+        .code(2)
+        .stderr_has("another admin approves it");
+    as_someone_else(&env, &["policy", "approve", "dormant", "--dir", dir, "--plan", &digest])
+        .success()
+        .stdout_has("approved by");
+    // The next due run applies the approved plan, once.
+    env.run(&["policy", "run", "--due", "--dir", dir]).success().stdout_has("1 applied");
+    let mut expected = dormant();
+    for spared in ["user0014", "ldap-user", "user0016"] {
+        expected.remove(spared);
+    }
+    assert_eq!(sb.count_method("PUT"), expected.len() as u64);
+    env.run(&["policy", "run", "--due", "--dir", dir]).success().stdout_has("0 applied");
+    assert_eq!(sb.count_method("PUT"), expected.len() as u64);
+}
