@@ -506,9 +506,9 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
         let result = due_work(ctx, &policy);
         drop(lock);
         match result {
-            Ok(Due::Applied) => applied.push(policy.name),
-            Ok(Due::Awaiting) => awaiting += 1,
-            Ok(Due::NotDue) => not_due += 1,
+            Ok(Turn::Applied) => applied.push(policy.name),
+            Ok(Turn::Awaiting) => awaiting += 1,
+            Ok(Turn::NotDue) => not_due += 1,
             Err(e) if e.downcast_ref::<Halted>().is_some() => halted.push(policy.name),
             Err(e) if e.downcast_ref::<crate::error::Interrupted>().is_some() => return Err(e),
             Err(e) => {
@@ -535,7 +535,7 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// What an unattended run did with one policy.
-enum Due {
+enum Turn {
     Applied,
     Awaiting,
     NotDue,
@@ -544,15 +544,15 @@ enum Due {
 /// One policy's turn in `run --due`, under its claim. A policy that needs approvals applies its newest approved
 /// plan, or (when due) makes one for a second admin to approve; any other is planned and applied when due. The
 /// plan and the results are in the audit log; the terminal gets the summary line (and any halt).
-fn due_work(ctx: &Context, policy: &Policy) -> anyhow::Result<Due> {
+fn due_work(ctx: &Context, policy: &Policy) -> anyhow::Result<Turn> {
     if policy.spec.require_approval {
         if let Some(plan) = approved_unapplied(ctx, policy)? {
             apply(ctx, policy, &plan, true)?;
-            return Ok(Due::Applied);
+            return Ok(Turn::Applied);
         }
     }
     if !is_due(ctx, policy)? {
-        return Ok(Due::NotDue);
+        return Ok(Turn::NotDue);
     }
     let plan = plan_and_record(ctx, policy)?;
     if let Some(why) = &plan.halted {
@@ -561,10 +561,10 @@ fn due_work(ctx: &Context, policy: &Policy) -> anyhow::Result<Due> {
     }
     if policy.spec.require_approval {
         output::note(&format!("{}: plan {} awaits approval by a second admin", policy.name, short(&plan.digest)));
-        return Ok(Due::Awaiting);
+        return Ok(Turn::Awaiting);
     }
     apply(ctx, policy, &plan, true)?;
-    Ok(Due::Applied)
+    Ok(Turn::Applied)
 }
 
 /// Due when no plan of it was recorded within its `every`.
