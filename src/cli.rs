@@ -104,6 +104,10 @@ pub enum PolicyCommand {
         /// The policies directory (default: $XDG_CONFIG_HOME/steward/policies).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also write the plan as a self-contained HTML page (a histogram of days idle per profile, every change
+        /// and every account left alone).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Act on a recorded plan (`--plan DIGEST`), or on a fresh one, through the one pipeline; each account is read
     /// again first and one active since the plan is left alone.

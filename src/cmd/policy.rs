@@ -34,10 +34,19 @@ pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        PolicyCommand::Plan { policy, dir } => {
+        PolicyCommand::Plan { policy, dir, html } => {
             let p = load(policy, dir.as_deref())?;
+            if let Some(path) = html {
+                crate::files::check_writable(path).map_err(|e| UsageError::new(e.to_string()))?;
+            }
             let plan = plan_and_record(ctx, &p)?;
             show(ctx, &plan);
+            if let Some(path) = html {
+                let first = p.spec.stages.iter().map(|s| s.get_ref().after_days).min();
+                std::fs::write(path, crate::output::plan_page::page(&plan, first))
+                    .map_err(|e| UsageError::new(format!("cannot write {}: {e}", path.display())))?;
+                output::note(&format!("page: {}", path.display()));
+            }
             match plan.halted {
                 Some(why) => Err(Halted { why }.into()),
                 None => Ok(()),
@@ -279,15 +288,15 @@ fn show(ctx: &Context, plan: &Plan) {
     }
     match &plan.halted {
         Some(why) => {
-            output::note(&format!("plan {} of policy {}: HALTED by a guard: {why}", short(&plan.digest), plan.policy))
+            output::note(&format!("plan {} of policy {}: HALTED by a guard: {why}", plan.short_digest(), plan.policy))
         }
         None => output::note(&format!(
             "plan {} of policy {}: {} changes; apply it with `steward policy apply {} --plan {}`",
-            short(&plan.digest),
+            plan.short_digest(),
             plan.policy,
             plan.steps.len(),
             plan.policy,
-            short(&plan.digest)
+            plan.short_digest()
         )),
     }
 }
@@ -303,7 +312,7 @@ fn approve(ctx: &Context, policy: &Policy, digest: &str) -> anyhow::Result<()> {
     let plan = recorded_plan(ctx, policy, digest)?;
     if plan.halted.is_some() {
         return Err(Halted {
-            why: format!("plan {} was halted by a guard; it cannot be approved", short(&plan.digest)),
+            why: format!("plan {} was halted by a guard; it cannot be approved", plan.short_digest()),
         }
         .into());
     }
@@ -311,13 +320,13 @@ fn approve(ctx: &Context, policy: &Policy, digest: &str) -> anyhow::Result<()> {
     if me == plan.planned_by {
         return Err(UsageError::new(format!(
             "you ({me}) made plan {}: another admin approves it (from their own account)",
-            short(&plan.digest)
+            plan.short_digest()
         ))
         .into());
     }
     let params = json!({"digest": plan.digest, "approver": me, "planned_by": plan.planned_by});
     ctx.runtime.block_on(ctx.dispatcher.record_note(APPROVAL_OP, &policy.name, &params, Status::Ok, ""))?;
-    output::line(&format!("plan {} of policy {} approved by {me}", short(&plan.digest), policy.name));
+    output::line(&format!("plan {} of policy {} approved by {me}", plan.short_digest(), policy.name));
     Ok(())
 }
 
@@ -373,10 +382,6 @@ fn approved_unapplied(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<P
     Ok(None)
 }
 
-fn short(digest: &str) -> &str {
-    digest.get(..16).unwrap_or(digest)
-}
-
 /// Acts on `plan`: each account read again (one listing per profile) and left alone if it was active since the
 /// plan or is gone; the rest sent through the pipeline, asked about once (or accepted by the policy's own
 /// declaration when `unattended`).
@@ -392,7 +397,7 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
             "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
             policy.name,
             policy.name,
-            short(&plan.digest),
+            plan.short_digest(),
             plan.planned_by
         ))
         .into());
@@ -426,7 +431,7 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
             drifted.push(json!({"profile": step.profile, "target": step.account, "op": step.action.name(), "status": "skipped", "error": why}));
             continue;
         }
-        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, short(&plan.digest));
+        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, plan.short_digest());
         let params = serde_json::Map::from_iter([("reason".to_string(), json!(reason))]);
         jobs.entry((step.profile.clone(), step.action)).or_default().push(BulkItem {
             target: Some(step.account.clone()),
@@ -440,7 +445,7 @@ fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyho
         let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
         conns.push((profile, action, items, conn));
     }
-    let what = format!("policy {} plan {}", policy.name, short(&plan.digest));
+    let what = format!("policy {} plan {}", policy.name, plan.short_digest());
     match unattended {
         true => ctx.dispatcher.accept_declared_plan(changes),
         false => {
@@ -556,11 +561,11 @@ fn due_work(ctx: &Context, policy: &Policy) -> anyhow::Result<Turn> {
     }
     let plan = plan_and_record(ctx, policy)?;
     if let Some(why) = &plan.halted {
-        output::note(&format!("{}: plan {} HALTED by a guard: {why}", policy.name, short(&plan.digest)));
+        output::note(&format!("{}: plan {} HALTED by a guard: {why}", policy.name, plan.short_digest()));
         return Err(Halted { why: why.clone() }.into());
     }
     if policy.spec.require_approval {
-        output::note(&format!("{}: plan {} awaits approval by a second admin", policy.name, short(&plan.digest)));
+        output::note(&format!("{}: plan {} awaits approval by a second admin", policy.name, plan.short_digest()));
         return Ok(Turn::Awaiting);
     }
     apply(ctx, policy, &plan, true)?;

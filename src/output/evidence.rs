@@ -2,6 +2,7 @@
 //! person: each service, before → after, each step with its time, outcome and audit sequence number, what could
 //! not be done and why). Pure rendering of the reports `deprovision_all` returned; no secrets are in them.
 
+use super::html::esc;
 use crate::dispatch::deprovision::{matched, COULD_NOT_CHECK, NO_ACCOUNT};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -127,22 +128,6 @@ fn text(v: &Value, key: &str) -> String {
     }
 }
 
-/// Text made safe inside HTML elements and attributes.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A snapshot in a few words: admin, suspended, credentials, 2FA.
 fn state(snap: &Value) -> String {
     if snap.is_null() {
@@ -170,23 +155,11 @@ fn state(snap: &Value) -> String {
     s
 }
 
-const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}\
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\
-th{background:#f5f5f5}.s{font-weight:600;padding:.1rem .4rem;border-radius:.3rem}\
-.done,.ok,.noop,.nothing{background:#e3f4e3}.partial,.dry-run,.skipped{background:#fff4d6}\
-.failed,.refused,.cancelled,.protected,.could{background:#fbe3e3}.muted{color:#666}ul{margin:.2rem 0}\
-.warn{background:#fff4d6;padding:.4rem .6rem;border-left:4px solid #d9a400}";
-
 /// The HTML page: self-contained (no script, no request leaves it), every value escaped.
 pub fn html(doc: &Value) -> String {
     let mut h = String::new();
     let run = doc.get("run").and_then(Value::as_i64).map(|r| format!("run {r}")).unwrap_or_else(|| "no run".into());
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"><title>Deprovisioning evidence, {}</title><style>{STYLE}</style></head><body>",
-        esc(&run)
-    );
+    let _ = write!(h, "{}", super::html::head(&format!("Deprovisioning evidence, {run}")));
     let _ = write!(
         h,
         "<h1>Deprovisioning evidence</h1><p class=\"muted\">steward {}, {} · generated {} · every step below is in the audit log \

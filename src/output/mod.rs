@@ -2,6 +2,8 @@
 
 pub mod csv;
 pub mod evidence;
+pub mod html;
+pub mod plan_page;
 pub mod progress;
 pub mod table;
 

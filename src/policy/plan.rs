@@ -67,6 +67,13 @@ pub struct Plan {
     pub planned_by: String,
 }
 
+impl Plan {
+    /// The digest's first 16 characters: how people name a plan (`apply --plan` takes 12 or more).
+    pub fn short_digest(&self) -> &str {
+        self.digest.get(..16).unwrap_or(&self.digest)
+    }
+}
+
 /// The plan `spec` makes of `accounts` at `now`; `left_alone(candidate)` says why one is spared, if it is
 /// (resolved exclusions, exceptions, restored accounts: the caller resolves names, this decides on them).
 pub fn make(

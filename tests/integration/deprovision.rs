@@ -665,26 +665,6 @@ fn the_plan_is_on_the_terminal_each_run_keeps_its_files_and_a_bad_path_stops_bef
     assert!(github_user(&sb, "user0004")["suspended_at"].is_null());
 }
 
-/// The headless browser the evidence page is opened in: `STEWARD_CHROMIUM`, else Debian's `chromium`.
-fn chromium() -> String {
-    let bin = std::env::var("STEWARD_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let found = std::process::Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found, "no headless browser: install Debian's chromium (apt-get install chromium) or set STEWARD_CHROMIUM");
-    bin
-}
-
-/// The page as a real browser leaves it after loading (scripts, if any ran, had 2 s of virtual time).
-fn rendered(page: &std::path::Path) -> String {
-    let out = std::process::Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        .args(["--virtual-time-budget=2000", "--dump-dom"])
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs");
-    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 /// The evidence page in a real browser (Chromium, headless): it renders offline with who, why and what on it,
 /// and no value executes, neither a service's nor one a script put in a report (a `status` was written into the
 /// page unescaped, so a script ran in it). Escaping alone is checked too: with the page's Content-Security-Policy
@@ -720,7 +700,7 @@ fn the_evidence_page_renders_in_a_real_browser_and_no_value_runs() {
         assert!(!html.contains(tag), "the page would fetch or run something ({tag})");
     }
     assert!(html.contains("Content-Security-Policy"));
-    let dom = rendered(&page);
+    let dom = crate::util::rendered(&page);
     for tag in ["<img", "<iframe"] {
         assert!(!dom.contains(tag), "the browser made an element of a value ({tag}):\n{dom}");
     }
@@ -730,7 +710,7 @@ fn the_evidence_page_renders_in_a_real_browser_and_no_value_runs() {
     assert!(!dom.contains("data-pwned"), "a value ran in the page:\n{dom}");
     // Escaping alone holds: without the policy, still nothing runs.
     let bare = env.write("bare.html", &html.replace("Content-Security-Policy", "x-no-policy"));
-    let dom = rendered(&bare);
+    let dom = crate::util::rendered(&bare);
     assert!(!dom.contains("data-pwned"), "a value ran once the policy was gone:\n{dom}");
     assert!(dom.contains("&lt;script&gt;"), "the hostile text is shown as text");
 }

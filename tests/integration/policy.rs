@@ -246,3 +246,34 @@ fn a_plan_that_needs_approval_is_applied_only_once_another_admin_approves_it() {
     env.run(&["policy", "run", "--due", "--dir", dir]).success().stdout_has("0 applied");
     assert_eq!(sb.count_method("PUT"), expected.len() as u64);
 }
+
+/// The plan's page in a real browser (headless Chromium): it renders offline with the histogram, the changes and
+/// who is left alone, and no value runs (an exception's reason is the policy author's text, a login the
+/// server's).
+#[test]
+fn the_plan_page_renders_in_a_real_browser_and_no_value_runs() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let hostile = r#"<script>document.body.dataset.pwned='script'</script><img src=x onerror="document.body.dataset.pwned='attr'">"#;
+    env.write("dormant.toml", &POLICY.replace("reason = \"sabbatical\"", &format!("reason = '''{hostile}'''")));
+    env.run(&["policy", "plan", "dormant.toml", "--html", "plan.html"]).success().stderr_has("page: plan.html");
+    let dom = crate::util::rendered(&env.path("plan.html"));
+    assert!(!dom.contains("data-pwned"), "a value ran in the page");
+    for shown in [
+        "Policy dormant",
+        "days idle, ghes",
+        "090-119 days",
+        "360+ days",
+        "user0015",
+        "idle 105 days",
+        "left alone",
+        "&lt;script&gt;",
+    ] {
+        assert!(dom.to_lowercase().contains(&shown.to_lowercase()), "{shown} is not on the page");
+    }
+    assert!(dom.contains("class=\"bar due\""), "the buckets a stage reaches are marked");
+    // A halted plan says so at the top.
+    env.write("tight.toml", &POLICY.replace("max_share = 0.6", "max_share = 0.1"));
+    env.run(&["policy", "plan", "tight.toml", "--html", "tight.html"]).code(4);
+    assert!(crate::util::rendered(&env.path("tight.html")).contains("Halted by a guard"));
+}

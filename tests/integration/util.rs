@@ -276,3 +276,23 @@ pub fn run_services(env: &Env, args: &[&str], failpoint: Option<&str>) -> Run {
     cmd.args(args);
     Run::of(cmd)
 }
+
+/// The headless browser the evidence page is opened in: `STEWARD_CHROMIUM`, else Debian's `chromium`.
+pub fn chromium() -> String {
+    let bin = std::env::var("STEWARD_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let found = std::process::Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "no headless browser: install Debian's chromium (apt-get install chromium) or set STEWARD_CHROMIUM");
+    bin
+}
+
+/// The page as a real browser leaves it after loading (scripts, if any ran, had 2 s of virtual time).
+pub fn rendered(page: &std::path::Path) -> String {
+    let out = std::process::Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--virtual-time-budget=2000", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
