@@ -10,6 +10,7 @@
 //! - `turns`: the team's shared rate budget, one schedule per service instance in the team database (an `http` rate
 //!   budget's turns kept by `audit::team`'s database)
 //! - `http`: auth, retries, rate budget, pagination — no particular service
+//! - `notify`: webhooks and e-mail, tried again and reported, never failing the work they tell about
 //! - `redact`: the secret type and redaction of everything shown or kept, used by every layer above it
 //! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team)
 //! - `config`, `context`, `error`, `interrupt`, `prompt`, `suggest`: set-up and plumbing
@@ -30,6 +31,7 @@ pub(crate) mod inputs;
 pub(crate) mod interrupt;
 pub(crate) mod invocation;
 pub(crate) mod memory;
+pub(crate) mod notify;
 pub mod output;
 pub mod policy;
 pub(crate) mod prompt;

@@ -23,9 +23,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-#[cfg(test)]
-use bulk::ItemStatus;
-pub use bulk::{BulkItem, BulkReporter};
+pub use bulk::{BulkItem, BulkReporter, ItemStatus};
 pub use connection::{ActionError, Connection, TokenRecord};
 pub use guard::Guard;
 use recorder::Recorder;

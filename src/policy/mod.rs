@@ -44,6 +44,8 @@ pub struct Spec {
     pub exceptions: Vec<Spanned<Exception>>,
     #[serde(default)]
     pub guard: Guard,
+    #[serde(default, rename = "notify")]
+    pub notify: Vec<Spanned<Notify>>,
 }
 
 fn one_day() -> String {
@@ -58,25 +60,90 @@ pub struct Stage {
     pub after_days: u32,
 }
 
-/// In the order they are applied: an administrator is demoted before being suspended (GHES will not suspend a
-/// site admin).
+/// In the order they are applied: a warning first; an administrator is demoted before being suspended (GHES
+/// will not suspend a site admin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageAction {
+    /// Tell the person (and the channels): no change to the account.
+    Warn,
     Demote,
     Suspend,
 }
 
 impl StageAction {
-    pub fn op(self) -> crate::backends::Op {
+    /// The change it makes (`None`: a warning changes nothing).
+    pub fn op(self) -> Option<crate::backends::Op> {
         match self {
-            StageAction::Suspend => crate::backends::Op::Suspend,
-            StageAction::Demote => crate::backends::Op::Demote,
+            StageAction::Warn => None,
+            StageAction::Suspend => Some(crate::backends::Op::Suspend),
+            StageAction::Demote => Some(crate::backends::Op::Demote),
         }
     }
 
     pub fn name(self) -> &'static str {
-        self.op().name()
+        match self.op() {
+            Some(op) => op.name(),
+            None => "warn",
+        }
+    }
+}
+
+/// Where a policy tells what it did: a webhook, e-mail, or a Matrix room.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    pub kind: NotifyKind,
+    /// The stages it tells about (`warn`, `demote`, `suspend`; default: every one).
+    #[serde(default)]
+    pub on: Vec<StageAction>,
+    /// webhook: the environment variable holding its URL (a webhook URL is a secret).
+    pub url_env: Option<String>,
+    /// email: `smtp://host:587` (STARTTLS), `smtps://host:465`, or `smtp+plain://127.0.0.1:25` (a local relay).
+    pub smtp: Option<String>,
+    pub from: Option<String>,
+    /// email: addresses that get every message (an ops list).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// email: also write to each account's own address (a warning reaches the person it is about).
+    #[serde(default)]
+    pub person: bool,
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    /// matrix: the Synapse profile whose token posts, and the room (`!id:server`) it posts in.
+    pub profile: Option<String>,
+    pub room: Option<String>,
+    /// The text about one account: `{account}`, `{profile}`, `{action}`, `{why}`, `{policy}` are filled in.
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    Webhook,
+    Email,
+    Matrix,
+}
+
+impl Notify {
+    /// Does it tell about `action`?
+    pub fn tells(&self, action: StageAction) -> bool {
+        self.on.is_empty() || self.on.contains(&action)
+    }
+
+    /// How the audit log names it: `webhook OPS_HOOK`, `email ops@x, person`, `matrix !room:server`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            NotifyKind::Webhook => format!("webhook {}", self.url_env.as_deref().unwrap_or("?")),
+            NotifyKind::Email => {
+                let mut to = self.to.clone();
+                if self.person {
+                    to.push("the person".into());
+                }
+                format!("email {}", to.join(", "))
+            }
+            NotifyKind::Matrix => format!("matrix {}", self.room.as_deref().unwrap_or("?")),
+        }
     }
 }
 
@@ -237,6 +304,30 @@ fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
             key("max_share"),
             format!("max_share = {}: a share between 0 and 1 (0.25 is a quarter)", spec.guard.max_share),
         ));
+    }
+    for n in &spec.notify {
+        let (at, n) = (n.span().start, n.get_ref());
+        let missing = |what: &str| Err((Some(at), format!("a {:?} notify needs {what}", n.kind).to_lowercase()));
+        match n.kind {
+            NotifyKind::Webhook if n.url_env.is_none() => return missing("url_env (the variable holding its URL)"),
+            NotifyKind::Email if n.smtp.is_none() || n.from.is_none() => return missing("smtp and from"),
+            NotifyKind::Email if n.to.is_empty() && !n.person => return missing("to = [addresses] or person = true"),
+            NotifyKind::Email if url::Url::parse(n.smtp.as_deref().unwrap_or_default()).is_err() => {
+                return Err((
+                    Some(at),
+                    format!("smtp = {:?}: write smtp://host:port", n.smtp.as_deref().unwrap_or_default()),
+                ));
+            }
+            NotifyKind::Matrix if n.profile.is_none() || n.room.is_none() => {
+                return missing("profile (a synapse profile) and room")
+            }
+            _ => {}
+        }
+    }
+    let warns = spec.stages.iter().any(|s| s.get_ref().action == StageAction::Warn);
+    if warns && !spec.notify.iter().any(|n| n.get_ref().tells(StageAction::Warn)) {
+        let at = spec.stages.iter().find(|s| s.get_ref().action == StageAction::Warn).map(|s| s.span().start);
+        return Err((at, "a warn stage tells people, so the policy needs a [[notify]] that tells about warn".into()));
     }
     for exception in &spec.exceptions {
         let (at, e) = (exception.span().start, exception.get_ref());

@@ -16,6 +16,10 @@ pub struct Candidate {
     pub suspended: bool,
     pub last_active: Option<DateTime<Utc>>,
     pub created: Option<DateTime<Utc>>,
+    /// Where a warning about it reaches the person.
+    pub email: Option<String>,
+    /// Warned by this policy since it was last active (a warning is given once per idle spell).
+    pub warned: bool,
 }
 
 /// A change the plan makes, and the numbers behind it.
@@ -28,6 +32,9 @@ pub struct Step {
     pub idle_days: i64,
     pub last_active: Option<String>,
     pub why: String,
+    /// The account's e-mail, for a warning that reaches the person.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// An account the policy reaches but leaves alone, and why (an exception, a grace, unknown activity).
@@ -156,10 +163,11 @@ pub fn make(
                 idle_days: days,
                 last_active: c.last_active.map(crate::dates::rfc3339),
                 why: format!("{since}; the {} stage starts at {after} days", action.name()),
+                email: c.email.clone(),
             });
         }
     }
-    for step in &plan.steps {
+    for step in plan.steps.iter().filter(|s| s.action.op().is_some()) {
         if let Some(s) = plan.profiles.get_mut(&step.profile) {
             s.changes += 1;
         }
@@ -170,18 +178,25 @@ pub fn make(
 }
 
 /// The stage actions `c` has reached and still needs: each stage whose day has come, unless the account is
-/// already that way (suspended; not an admin).
+/// already that way (suspended; not an admin). A warning is given once per idle spell, and not when a change
+/// is due anyway (the change's own notice tells).
 fn due_actions(spec: &Spec, c: &Candidate, idle: i64) -> Vec<(StageAction, u32)> {
-    spec.stages
+    let reached: Vec<(StageAction, u32)> = spec
+        .stages
         .iter()
         .map(|s| s.get_ref())
         .filter(|s| idle >= i64::from(s.after_days))
         .filter(|s| match s.action {
             StageAction::Suspend => !c.suspended,
             StageAction::Demote => c.admin,
+            StageAction::Warn => !c.suspended && !c.warned,
         })
         .map(|s| (s.action, s.after_days))
-        .collect()
+        .collect();
+    match reached.iter().any(|(a, _)| a.op().is_some()) {
+        true => reached.into_iter().filter(|(a, _)| a.op().is_some()).collect(),
+        false => reached,
+    }
 }
 
 /// Why the guards halt `plan`, if they do: too large a share of a profile, too many changes, too few admins left.
@@ -189,8 +204,12 @@ fn guard(spec: &Spec, accounts: &[Candidate], plan: &Plan) -> Option<String> {
     let g = &spec.guard;
     let mut reasons = Vec::new();
     for (profile, s) in &plan.profiles {
-        let changed: std::collections::BTreeSet<&str> =
-            plan.steps.iter().filter(|st| &st.profile == profile).map(|st| st.account.as_str()).collect();
+        let changed: std::collections::BTreeSet<&str> = plan
+            .steps
+            .iter()
+            .filter(|st| &st.profile == profile && st.action.op().is_some())
+            .map(|st| st.account.as_str())
+            .collect();
         if s.accounts > 0 && changed.len() as f64 > g.max_share * s.accounts as f64 {
             reasons.push(format!(
                 "{profile}: {} of {} accounts ({:.0} %) would change, more than max_share {:.0} %",
@@ -210,8 +229,9 @@ fn guard(spec: &Spec, accounts: &[Candidate], plan: &Plan) -> Option<String> {
             ));
         }
     }
-    if let Some(max) = g.max_count.filter(|m| plan.steps.len() > *m) {
-        reasons.push(format!("{} changes, more than max_count {max}", plan.steps.len()));
+    let changes = plan.steps.iter().filter(|s| s.action.op().is_some()).count();
+    if let Some(max) = g.max_count.filter(|m| changes > *m) {
+        reasons.push(format!("{changes} changes, more than max_count {max}"));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }

@@ -277,3 +277,213 @@ fn the_plan_page_renders_in_a_real_browser_and_no_value_runs() {
     env.run(&["policy", "plan", "tight.toml", "--html", "tight.html"]).code(4);
     assert!(crate::util::rendered(&env.path("tight.html")).contains("Halted by a guard"));
 }
+
+/// A webhook receiver on loopback: keeps each request's body; answers 500 to the first `failures` requests.
+struct Receiver {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn receiver(failures: usize) -> Receiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook/s3cretHookToken9", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().flatten().enumerate() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            kept.lock().unwrap().push(String::from_utf8_lossy(&body).to_string());
+            let status = if n < failures { "500 Internal Server Error" } else { "200 OK" };
+            let mut stream = stream;
+            let _ = stream
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").as_bytes());
+        }
+    });
+    Receiver { url, bodies }
+}
+
+/// aiosmtpd (PyPI) on loopback, every message kept in a Maildir; stopped when dropped.
+struct SmtpSink {
+    port: u16,
+    maildir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    fn start(dir: &std::path::Path) -> SmtpSink {
+        let python = std::env::var("SMTP_SINK_PYTHON").unwrap_or_else(|_| {
+            let out = std::process::Command::new("bash")
+                .arg(crate::util::repo().join("tests/servers/start-smtp.sh"))
+                .arg("install")
+                .output()
+                .expect("bash runs");
+            assert!(out.status.success(), "aiosmtpd did not install: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("export SMTP_SINK_PYTHON=").to_string()
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = dir.join("maildir");
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("aiosmtpd starts");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 20, "aiosmtpd did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SmtpSink { port, maildir, child }
+    }
+
+    /// Every message received, as text.
+    fn messages(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(self.maildir.join(sub)).into_iter().flatten().flatten() {
+                all.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+/// One request to the live Synapse's client API as its admin; the JSON answer.
+fn matrix(method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    let s = crate::synapse::server();
+    let (url, token) = (format!("{}/_matrix/client/v3/{path}", s.url), s.token.clone());
+    crate::util::runtime().block_on(async move {
+        let mut req = reqwest::Client::new().request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("synapse answers").json().await.expect("json")
+    })
+}
+
+/// A new room on the live Synapse with its admin in it: the room id.
+fn matrix_room() -> String {
+    let r = matrix(reqwest::Method::POST, "createRoom", Some(serde_json::json!({"name": "steward ops"})));
+    r["room_id"].as_str().expect("a room id").to_string()
+}
+
+/// The texts of the room's latest messages.
+fn matrix_messages(room: &str) -> Vec<String> {
+    let room: String = url::form_urlencoded::byte_serialize(room.as_bytes()).collect();
+    let r = matrix(reqwest::Method::GET, &format!("rooms/{room}/messages?dir=b&limit=20"), None);
+    r["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Warn at 60 days, suspend at 90: the people warned get an e-mail of their own (a real SMTP server), the ops list
+/// one for all, a webhook (failing once, then taking it) and a Matrix room (the live Synapse) hear of every change;
+/// each delivery is in the audit log, the webhook's secret URL nowhere; a warning is given once.
+#[test]
+fn warnings_and_notices_reach_people_and_channels_once() {
+    let sb = Sandbox::start(30);
+    let env = Env::new();
+    let smtp = SmtpSink::start(env.dir.path());
+    let hook = receiver(1);
+    let room = matrix_room();
+    env.write_config(&format!(
+        "default_profile = \"ghes\"\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nprotected = [\"user0002\"]\ntimeout = 5\n[profiles.chat]\nkind = \"synapse\"\nurl = \"{}\"\ntoken_env = \"SYNAPSE_TOKEN\"\n",
+        sb.url(),
+        crate::synapse::server().url
+    ));
+    env.write(
+        "dormant.toml",
+        &format!(
+            "profiles = [\"ghes\"]\n[[stage]]\naction = \"warn\"\nafter_days = 60\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\nexclude = [\"ldap-user\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n\
+             [[notify]]\nkind = \"email\"\nsmtp = \"smtp+plain://127.0.0.1:{}\"\nfrom = \"steward@example.com\"\nto = [\"ops@example.com\"]\nperson = true\non = [\"warn\"]\n\
+             [[notify]]\nkind = \"webhook\"\nurl_env = \"OPS_HOOK\"\n\
+             [[notify]]\nkind = \"matrix\"\nprofile = \"chat\"\nroom = \"{room}\"\n",
+            smtp.port
+        ),
+    );
+    let steward = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("OPS_HOOK", &hook.url)
+            .env("SYNAPSE_TOKEN", &crate::synapse::server().token)
+            .env("STEWARD_TIME_SCALE", "0.01")
+            .args(args);
+        Run::of(cmd)
+    };
+    let warned = ["user0009", "user0010", "user0011", "user0012"];
+    let plan = steward(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
+    let rows: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let warns: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "warn")
+        .map(|r| r["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(warns, warned);
+    let applied = steward(&["--yes", "policy", "apply", "dormant.toml", "--plan", &digest_of(&plan)]).success();
+    // The people warned, one e-mail each; the ops list, one for all.
+    let mails = smtp.messages();
+    for login in warned {
+        assert!(
+            mails
+                .iter()
+                .any(|m| m.contains(&format!("To: {login}@example.com")) && m.contains("warn") && m.contains("idle")),
+            "{login}: {mails:?}"
+        );
+    }
+    assert!(
+        mails.iter().any(|m| m.contains("To: ops@example.com") && warned.iter().all(|w| m.contains(w))),
+        "{mails:?}"
+    );
+    // The webhook: refused once, taken on the second try; it lists the suspensions and the warnings.
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(
+        bodies[1].contains("\"text\"")
+            && bodies[1].contains("suspend user0014 on ghes")
+            && bodies[1].contains("warn user0009"),
+        "{}",
+        bodies[1]
+    );
+    // The Matrix room.
+    assert!(
+        matrix_messages(&room).iter().any(|m| m.contains("steward policy dormant") && m.contains("suspend user0014")),
+        "{:?}",
+        matrix_messages(&room)
+    );
+    // Every delivery recorded; the webhook's URL (its secret) nowhere.
+    let rows = env.audit_rows(&["--op", "notify"]);
+    assert_eq!(rows.iter().filter(|r| r["status"] == "ok").count(), 4 + 1 + 1 + 1, "{rows:?}");
+    assert!(rows.iter().any(|r| r["params"].as_str().unwrap_or_default().contains("\"tries\":2")), "{rows:?}");
+    let export = env.run(&["audit", "export", "--format", "json"]).success();
+    for text in [&export.stdout, &applied.stdout, &applied.stderr] {
+        assert!(!text.contains("s3cretHookToken9"), "the webhook URL leaked");
+    }
+    // Planned again: the warnings were given, so nobody is warned twice.
+    let again = steward(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
+    assert!(!again.stdout.contains("\"warn\""), "{}", again.stdout);
+}

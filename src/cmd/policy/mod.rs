@@ -4,23 +4,29 @@
 
 use crate::audit::vocab::Status;
 use crate::audit::AuditStore;
-use crate::backends::{Action, Op};
 use crate::cli::PolicyCommand;
 use crate::context::Context;
-use crate::dispatch::BulkItem;
 use crate::error::{Halted, UsageError};
 use crate::output;
-use crate::policy::plan::{self, Candidate, Plan};
+use crate::policy::plan::{self, Plan};
 use crate::policy::Policy;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The audit log's names for a recorded plan, its approval by a second admin, and its application.
+mod apply;
+mod gather;
+
+use apply::apply;
+use gather::gather;
+
+/// The audit log's names for a recorded plan, its approval by a second admin, its application, a warning given
+/// to an account, and a notification delivered (or not).
 const PLAN_OP: &str = "policy_plan";
 const APPROVAL_OP: &str = "policy_approval";
 const APPLIED_OP: &str = "policy_applied";
+const WARNED_OP: &str = "policy_warned";
+const NOTIFY_OP: &str = "notify";
 
 pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
     match sub {
@@ -88,126 +94,6 @@ fn locate(name: &str, dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn load(name: &str, dir: Option<&Path>) -> anyhow::Result<Policy> {
     Policy::load(&locate(name, dir)?).map_err(|e| UsageError::new(e.to_string()).into())
-}
-
-/// What a plan is made from: every profile's accounts, who its listing cannot show, and who is spared and why.
-struct Facts {
-    accounts: Vec<Candidate>,
-    misses: BTreeMap<String, String>,
-    /// (profile, the service's key of a name the spared account answers to) → why.
-    spared: HashMap<(String, String), String>,
-    keys: HashMap<String, std::sync::Arc<dyn crate::backends::Backend>>,
-}
-
-impl Facts {
-    fn spared(&self, c: &Candidate) -> Option<String> {
-        let backend = self.keys.get(&c.profile)?;
-        self.spared.get(&(c.profile.clone(), backend.name_key(&c.login))).cloned()
-    }
-}
-
-/// Reads each profile's activity and resolves the names the policy and the log spare. A profile whose service
-/// has no dates of use stops the plan before anything is read (unknown is never inactive).
-fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyhow::Result<Facts> {
-    let spec = &policy.spec;
-    let mut facts =
-        Facts { accounts: Vec::new(), misses: BTreeMap::new(), spared: HashMap::new(), keys: HashMap::new() };
-    let mut conns = Vec::new();
-    for profile in &spec.profiles {
-        let conn = ctx.connections.connect(Some(profile)).map_err(|e| UsageError::new(e.to_string()))?;
-        let kind = conn.backend.kind();
-        if let Some(refusal) = crate::backends::activity_source(kind).refuses_inactivity(kind) {
-            return Err(UsageError::new(format!("policy {}: profile {profile}: {refusal}", policy.name)).into());
-        }
-        conns.push(conn);
-    }
-    let restored = restored_recently(ctx, now - chrono::Duration::days(i64::from(spec.grace.restored_days)))?;
-    for conn in conns {
-        let profile = conn.profile.clone();
-        if let crate::backends::ActivitySource::Seen { misses: Some(m), .. } =
-            crate::backends::activity_source(conn.backend.kind())
-        {
-            facts.misses.insert(profile.clone(), m.to_string());
-        }
-        let read = Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}));
-        let users = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, read))?;
-        for u in users.as_array().into_iter().flatten() {
-            facts.accounts.push(candidate(&profile, u));
-        }
-        // Names to spare on this profile, each resolved to the account it reaches (by the service's rules).
-        let mut names: Vec<(String, String)> = Vec::new();
-        names.extend(spec.scope.exclude.iter().map(|n| (n.clone(), format!("excluded by the policy's scope ({n})"))));
-        names.extend(conn.protected.iter().map(|n| (n.clone(), format!("protected by profile {profile}"))));
-        for e in spec.exceptions.iter().map(|e| e.get_ref()) {
-            if e.profile.as_ref().is_some_and(|p| *p != profile) {
-                continue;
-            }
-            let ends =
-                chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0));
-            match ends.map(|d| d.and_utc() > now) {
-                Some(true) => names.push((e.account.clone(), format!("exception until {}: {}", e.until, e.reason))),
-                _ => output::note(&format!(
-                    "policy {}: the exception for {} ended on {}",
-                    policy.name, e.account, e.until
-                )),
-            }
-        }
-        for (p, target, when) in restored.iter().filter(|(p, _, _)| *p == profile) {
-            let days = spec.grace.restored_days;
-            names.push((target.clone(), format!("restored by a person on {when} (grace: {days} days)")));
-            let _ = p;
-        }
-        for (name, why) in names {
-            let found = ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null));
-            let Ok(Some(account)) = found else { continue };
-            for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
-                facts.spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
-            }
-        }
-        facts.keys.insert(profile, conn.backend.clone());
-    }
-    Ok(facts)
-}
-
-/// One account of an activity listing, as planning reads it.
-fn candidate(profile: &str, u: &Value) -> Candidate {
-    let time = |k: &str| {
-        u.get(k)
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    Candidate {
-        profile: profile.to_string(),
-        login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
-        admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
-        suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
-        last_active: time("last_active"),
-        created: time("created_at"),
-    }
-}
-
-/// Accounts a person unsuspended or promoted since `since` (steward's own log): (profile, target, when).
-fn restored_recently(ctx: &Context, since: DateTime<Utc>) -> anyhow::Result<Vec<(String, String, String)>> {
-    if !ctx.audit_target.exists() {
-        return Ok(Vec::new());
-    }
-    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
-    let mut out = Vec::new();
-    for op in ["unsuspend", "promote"] {
-        let filter = crate::audit::query::Filter {
-            since: Some(crate::dates::rfc3339(since)),
-            op: Some(op.into()),
-            ..Default::default()
-        };
-        for row in store.list(&filter)? {
-            let e = row.event;
-            if e.phase == "outcome" && e.status == "ok" && e.mode == "live" {
-                out.push((e.profile, e.target, e.ts.get(..10).unwrap_or_default().to_string()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Makes the plan and records it (digest, steps, what was spared) in the audit log.
@@ -380,99 +266,6 @@ fn approved_unapplied(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<P
         }
     }
     Ok(None)
-}
-
-/// Acts on `plan`: each account read again (one listing per profile) and left alone if it was active since the
-/// plan or is gone; the rest sent through the pipeline, asked about once (or accepted by the policy's own
-/// declaration when `unattended`).
-fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<()> {
-    if let Some(why) = &plan.halted {
-        if !unattended {
-            show(ctx, plan);
-        }
-        return Err(Halted { why: why.clone() }.into());
-    }
-    if policy.spec.require_approval && !approved(ctx, policy, plan)? {
-        return Err(UsageError::new(format!(
-            "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
-            policy.name,
-            policy.name,
-            plan.short_digest(),
-            plan.planned_by
-        ))
-        .into());
-    }
-    if plan.steps.is_empty() {
-        output::note(&format!("policy {}: nothing to do", policy.name));
-        return Ok(());
-    }
-    let now = Utc::now();
-    let fresh = gather(ctx, policy, now)?;
-    let seen: HashMap<(&str, &str), &Candidate> =
-        fresh.accounts.iter().map(|c| ((c.profile.as_str(), c.login.as_str()), c)).collect();
-    let mut jobs: BTreeMap<(String, crate::policy::StageAction), Vec<BulkItem>> = BTreeMap::new();
-    let mut drifted = Vec::new();
-    for step in &plan.steps {
-        let now_seen = seen.get(&(step.profile.as_str(), step.account.as_str()));
-        let planned_at = step
-            .last_active
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let why_not = match now_seen {
-            None => Some("no longer listed".to_string()),
-            Some(c) if c.last_active > planned_at => Some(format!(
-                "active since the plan (last active {})",
-                c.last_active.map(crate::dates::rfc3339).unwrap_or_default()
-            )),
-            Some(c) => fresh.spared(c),
-        };
-        if let Some(why) = why_not {
-            drifted.push(json!({"profile": step.profile, "target": step.account, "op": step.action.name(), "status": "skipped", "error": why}));
-            continue;
-        }
-        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, plan.short_digest());
-        let params = serde_json::Map::from_iter([("reason".to_string(), json!(reason))]);
-        jobs.entry((step.profile.clone(), step.action)).or_default().push(BulkItem {
-            target: Some(step.account.clone()),
-            params,
-            ..Default::default()
-        });
-    }
-    let changes: usize = jobs.values().map(Vec::len).sum();
-    let mut conns = Vec::new();
-    for ((profile, action), items) in jobs {
-        let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
-        conns.push((profile, action, items, conn));
-    }
-    let what = format!("policy {} plan {}", policy.name, plan.short_digest());
-    match unattended {
-        true => ctx.dispatcher.accept_declared_plan(changes),
-        false => {
-            let lines: Vec<String> = conns
-                .iter()
-                .map(|(p, a, items, _)| format!("  {} {} accounts on {p}", a.name(), items.len()))
-                .collect();
-            let question = format!("{}\n{what}: {changes} changes. Go ahead?", lines.join("\n"));
-            ctx.dispatcher.confirm_plan(&question, &what, changes)?;
-        }
-    }
-    let mut all = drifted;
-    for (profile, action, items, conn) in conns {
-        let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, action.op(), items, json!({})))?;
-        for r in results {
-            let mut v = serde_json::to_value(&r)?;
-            v["profile"] = json!(profile);
-            v["op"] = json!(action.name());
-            all.push(v);
-        }
-    }
-    let applied = json!({"digest": plan.digest, "changes": changes});
-    ctx.runtime.block_on(ctx.dispatcher.record_note(APPLIED_OP, &policy.name, &applied, Status::Ok, ""))?;
-    if !unattended {
-        output::print_value(&Value::Array(all), ctx.output);
-    }
-    Ok(())
 }
 
 /// `policy run --due`: every unattended policy whose `every` has passed since its last plan, one at a time under

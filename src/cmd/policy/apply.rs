@@ -1,0 +1,288 @@
+//! Acting on a plan: each account read again (one listing per profile) and one active or spared since left
+//! alone; the changes sent through the one pipeline; then the people and channels the policy names told, each
+//! delivery recorded, a failed one reported without failing the work.
+
+use super::gather::gather;
+use super::{APPLIED_OP, NOTIFY_OP, WARNED_OP};
+use crate::audit::vocab::Status;
+use crate::backends::{Action, Op};
+use crate::context::Context;
+use crate::dispatch::BulkItem;
+use crate::error::{Halted, UsageError};
+use crate::output;
+use crate::policy::plan::{Candidate, Plan, Step};
+use crate::policy::{Notify, NotifyKind, Policy, StageAction};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Acts on `plan`: each account read again (one listing per profile) and left alone if it was active since the
+/// plan, is gone, or is spared since; the changes sent through the pipeline, asked about once (or accepted by the
+/// policy's own declaration when `unattended`); then the warnings and notices delivered.
+pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<()> {
+    if let Some(why) = &plan.halted {
+        if !unattended {
+            super::show(ctx, plan);
+        }
+        return Err(Halted { why: why.clone() }.into());
+    }
+    if policy.spec.require_approval && !super::approved(ctx, policy, plan)? {
+        return Err(UsageError::new(format!(
+            "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
+            policy.name,
+            policy.name,
+            plan.short_digest(),
+            plan.planned_by
+        ))
+        .into());
+    }
+    if plan.steps.is_empty() {
+        output::note(&format!("policy {}: nothing to do", policy.name));
+        return Ok(());
+    }
+    let fresh = gather(ctx, policy, Utc::now())?;
+    let seen: HashMap<(&str, &str), &Candidate> =
+        fresh.accounts.iter().map(|c| ((c.profile.as_str(), c.login.as_str()), c)).collect();
+    let mut jobs: BTreeMap<(String, StageAction), Vec<(BulkItem, &Step)>> = BTreeMap::new();
+    let mut warnings: Vec<&Step> = Vec::new();
+    let mut results = Vec::new();
+    for step in &plan.steps {
+        if let Some(why) = drifted(step, seen.get(&(step.profile.as_str(), step.account.as_str())).copied(), &fresh) {
+            results.push(json!({"profile": step.profile, "target": step.account, "op": step.action.name(), "status": "skipped", "error": why}));
+            continue;
+        }
+        if step.action.op().is_none() {
+            warnings.push(step);
+            continue;
+        }
+        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, plan.short_digest());
+        let params = serde_json::Map::from_iter([("reason".to_string(), json!(reason))]);
+        let item = BulkItem { target: Some(step.account.clone()), params, ..Default::default() };
+        jobs.entry((step.profile.clone(), step.action)).or_default().push((item, step));
+    }
+    let changes: usize = jobs.values().map(Vec::len).sum();
+    let mut conns = Vec::new();
+    for ((profile, action), items) in jobs {
+        let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
+        conns.push((action, items, conn));
+    }
+    let what = format!("policy {} plan {}", policy.name, plan.short_digest());
+    match unattended {
+        true => ctx.dispatcher.accept_declared_plan(changes),
+        false => {
+            let mut lines: Vec<String> = conns
+                .iter()
+                .map(|(a, items, c)| format!("  {} {} accounts on {}", a.name(), items.len(), c.profile))
+                .collect();
+            if !warnings.is_empty() {
+                lines.push(format!("  warn {} accounts (no change to them)", warnings.len()));
+            }
+            let question = format!("{}\n{what}: {changes} changes. Go ahead?", lines.join("\n"));
+            ctx.dispatcher.confirm_plan(&question, &what, changes)?;
+        }
+    }
+    // What happened to each step, for the notices: the changes that were made, and every warning due.
+    let mut told: Vec<&Step> = warnings.clone();
+    for (action, items, conn) in conns {
+        let op = action.op().ok_or_else(|| anyhow::anyhow!("a warning is not a change"))?;
+        let (items, steps): (Vec<BulkItem>, Vec<&Step>) = items.into_iter().unzip();
+        let done = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, op, items, json!({})))?;
+        for (r, step) in done.into_iter().zip(steps) {
+            if matches!(r.status, crate::dispatch::ItemStatus::Ok) {
+                told.push(step);
+            }
+            let mut v = serde_json::to_value(&r)?;
+            v["profile"] = json!(conn.profile);
+            v["op"] = json!(action.name());
+            results.push(v);
+        }
+    }
+    if !ctx.dispatcher.mode().dry_run {
+        tell(ctx, policy, plan, &told)?;
+    }
+    let applied = json!({"digest": plan.digest, "changes": changes, "warnings": warnings.len()});
+    ctx.runtime.block_on(ctx.dispatcher.record_note(APPLIED_OP, &policy.name, &applied, Status::Ok, ""))?;
+    if !unattended {
+        output::print_value(&Value::Array(results), ctx.output);
+    }
+    Ok(())
+}
+
+/// Why `step` is not taken after all, read again now: the account is gone, was active since the plan, or is
+/// spared since (an exception added, a person's restore).
+fn drifted(step: &Step, now_seen: Option<&Candidate>, fresh: &super::gather::Facts) -> Option<String> {
+    let planned_at =
+        step.last_active.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+    match now_seen {
+        None => Some("no longer listed".to_string()),
+        Some(c) if c.last_active > planned_at => Some(format!(
+            "active since the plan (last active {})",
+            c.last_active.map(crate::dates::rfc3339).unwrap_or_default()
+        )),
+        Some(c) => fresh.spared(c),
+    }
+}
+
+/// Tells what `told` holds (warnings due, changes made) to each notify the policy names for those stages: the
+/// person (e-mail, one message each) and the channels (one message each, listing them all). Every delivery is
+/// recorded; an account's warning counts as given once someone was told of it.
+fn tell(ctx: &Context, policy: &Policy, plan: &Plan, told: &[&Step]) -> anyhow::Result<()> {
+    let scale = crate::http::retry::RetryPolicy::in_use().time_scale;
+    let mut warned: Vec<&Step> = Vec::new();
+    for n in policy.spec.notify.iter().map(|n| n.get_ref()) {
+        let steps: Vec<&Step> = told.iter().copied().filter(|s| n.tells(s.action)).collect();
+        if steps.is_empty() {
+            continue;
+        }
+        // The person, about their own account.
+        if n.kind == NotifyKind::Email && n.person {
+            for step in &steps {
+                let Some(address) = &step.email else {
+                    output::note(&format!(
+                        "policy {}: {} on {} has no e-mail address to tell",
+                        policy.name, step.account, step.profile
+                    ));
+                    continue;
+                };
+                let message = about_one(policy, n, step);
+                let result = deliver_email(ctx, n, std::slice::from_ref(address), &message, scale);
+                let ok = record(ctx, policy, plan, &format!("email {address}"), std::slice::from_ref(step), result)?;
+                if ok && step.action == StageAction::Warn {
+                    warned.push(step);
+                }
+            }
+        }
+        // The channels, about everyone at once.
+        let message = summary(policy, plan, &steps);
+        let result = match n.kind {
+            NotifyKind::Email if n.to.is_empty() => continue,
+            NotifyKind::Email => deliver_email(ctx, n, &n.to, &message, scale),
+            NotifyKind::Webhook => deliver_webhook(ctx, n, &message, scale),
+            NotifyKind::Matrix => deliver_matrix(ctx, n, plan, &message),
+        };
+        if record(ctx, policy, plan, &n.label(), &steps, result)? {
+            warned.extend(steps.iter().filter(|s| s.action == StageAction::Warn));
+        }
+    }
+    warned.sort_by_key(|s| (&s.profile, &s.account));
+    warned.dedup_by_key(|s| (&s.profile, &s.account));
+    for step in warned {
+        let params = json!({"profile": step.profile, "account": step.account, "plan": plan.digest});
+        ctx.runtime.block_on(ctx.dispatcher.record_note(WARNED_OP, &policy.name, &params, Status::Ok, ""))?;
+    }
+    Ok(())
+}
+
+/// The message about one account, from the notify's template or the default.
+fn about_one(policy: &Policy, n: &Notify, step: &Step) -> crate::notify::Message {
+    let template = n.template.as_deref().unwrap_or("{account} on {profile}: {action} ({why}), by policy {policy}");
+    let text = template
+        .replace("{account}", &step.account)
+        .replace("{profile}", &step.profile)
+        .replace("{action}", step.action.name())
+        .replace("{why}", &step.why)
+        .replace("{policy}", &policy.name);
+    crate::notify::Message {
+        subject: format!("{}: {} on {}", step.action.name(), step.account, step.profile),
+        text,
+        details: json!({"policy": policy.name, "account": step.account, "profile": step.profile, "action": step.action.name()}),
+    }
+}
+
+/// The message about every account of a run, for a channel: a line each (the first 50), and the counts.
+fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Message {
+    const SHOWN: usize = 50;
+    let mut lines: Vec<String> = steps
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("{} {} on {}: {}", s.action.name(), s.account, s.profile, s.why))
+        .collect();
+    if steps.len() > SHOWN {
+        lines.push(format!("… and {} more (steward audit list --op policy_plan)", steps.len() - SHOWN));
+    }
+    let text = format!(
+        "steward policy {} (plan {}): {} accounts\n{}",
+        policy.name,
+        plan.short_digest(),
+        steps.len(),
+        lines.join("\n")
+    );
+    let changes: Vec<Value> = steps
+        .iter()
+        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "why": s.why}))
+        .collect();
+    crate::notify::Message {
+        subject: format!("steward policy {}: {} accounts", policy.name, steps.len()),
+        text,
+        details: json!({"policy": policy.name, "plan": plan.digest, "changes": changes}),
+    }
+}
+
+fn secret_from_env(var: &str) -> Result<crate::redact::SecretString, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => {
+            crate::redact::remember(&v);
+            Ok(crate::redact::SecretString::from(v.trim().to_string()))
+        }
+        _ => Err(format!("the environment variable {var} is not set")),
+    }
+}
+
+fn deliver_webhook(ctx: &Context, n: &Notify, message: &crate::notify::Message, scale: f64) -> Result<u32, String> {
+    let url = secret_from_env(n.url_env.as_deref().unwrap_or_default())?;
+    ctx.runtime.block_on(crate::notify::webhook(&url, message, scale))
+}
+
+fn deliver_email(
+    ctx: &Context,
+    n: &Notify,
+    to: &[String],
+    message: &crate::notify::Message,
+    scale: f64,
+) -> Result<u32, String> {
+    let url = url::Url::parse(n.smtp.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let password = n.password_env.as_deref().map(secret_from_env).transpose()?;
+    let smtp = crate::notify::Smtp { url, from: n.from.clone().unwrap_or_default(), user: n.user.clone(), password };
+    ctx.runtime.block_on(crate::notify::email(&smtp, to, message, scale))
+}
+
+/// A room message through the Synapse profile's own connection (`api`, audited like every request); the plan's
+/// digest is the transaction id, so a retried send is one message.
+fn deliver_matrix(ctx: &Context, n: &Notify, plan: &Plan, message: &crate::notify::Message) -> Result<u32, String> {
+    let (profile, room) = (n.profile.as_deref().unwrap_or_default(), n.room.as_deref().unwrap_or_default());
+    let conn = ctx.connections.connect(Some(profile)).map_err(|e| e.to_string())?;
+    let path = format!(
+        "_matrix/client/v3/rooms/{}/send/m.room.message/steward-{}",
+        crate::http::segment(room),
+        plan.short_digest()
+    );
+    let params = json!({"method": "PUT", "path": path, "body": {"msgtype": "m.text", "body": message.text}});
+    ctx.runtime
+        .block_on(ctx.dispatcher.perform(&conn, Action::new(Op::Api, None, params)))
+        .map(|_| 1)
+        .map_err(|e| e.to_string())
+}
+
+/// Records one delivery (to whom, about which accounts, how it went) and says on the terminal when it failed;
+/// whether it was delivered.
+fn record(
+    ctx: &Context,
+    policy: &Policy,
+    plan: &Plan,
+    to: &str,
+    steps: &[&Step],
+    result: Result<u32, String>,
+) -> anyhow::Result<bool> {
+    let about: Vec<String> =
+        steps.iter().map(|s| format!("{} {} on {}", s.action.name(), s.account, s.profile)).collect();
+    let (status, why, tries) = match &result {
+        Ok(tries) => (Status::Ok, String::new(), *tries),
+        Err(e) => (Status::Failed, e.clone(), 0),
+    };
+    if let Err(e) = &result {
+        output::note(&format!("warning: policy {}: could not tell {to}: {e}", policy.name));
+    }
+    let params = json!({"policy": policy.name, "plan": plan.digest, "to": to, "about": about, "tries": tries});
+    ctx.runtime.block_on(ctx.dispatcher.record_note(NOTIFY_OP, &policy.name, &params, status, &why))?;
+    Ok(result.is_ok())
+}

@@ -1,0 +1,172 @@
+//! What a plan is made from: each profile's accounts with their dates of use, who its listing cannot show, and
+//! the accounts spared (excluded, excepted, restored by a person, protected), each name resolved to its account
+//! by the service's own rules.
+
+use super::WARNED_OP;
+use crate::audit::AuditStore;
+use crate::backends::{Action, Op};
+use crate::context::Context;
+use crate::error::UsageError;
+use crate::output;
+use crate::policy::plan::Candidate;
+use crate::policy::Policy;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a plan is made from: every profile's accounts, who its listing cannot show, and who is spared and why.
+pub(super) struct Facts {
+    pub(super) accounts: Vec<Candidate>,
+    pub(super) misses: BTreeMap<String, String>,
+    /// (profile, the service's key of a name the spared account answers to) → why.
+    spared: HashMap<(String, String), String>,
+    keys: HashMap<String, std::sync::Arc<dyn crate::backends::Backend>>,
+}
+
+impl Facts {
+    pub(super) fn spared(&self, c: &Candidate) -> Option<String> {
+        let backend = self.keys.get(&c.profile)?;
+        self.spared.get(&(c.profile.clone(), backend.name_key(&c.login))).cloned()
+    }
+}
+
+/// Reads each profile's activity and resolves the names the policy and the log spare. A profile whose service
+/// has no dates of use stops the plan before anything is read (unknown is never inactive).
+pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyhow::Result<Facts> {
+    let spec = &policy.spec;
+    let mut facts =
+        Facts { accounts: Vec::new(), misses: BTreeMap::new(), spared: HashMap::new(), keys: HashMap::new() };
+    let mut conns = Vec::new();
+    for profile in &spec.profiles {
+        let conn = ctx.connections.connect(Some(profile)).map_err(|e| UsageError::new(e.to_string()))?;
+        let kind = conn.backend.kind();
+        if let Some(refusal) = crate::backends::activity_source(kind).refuses_inactivity(kind) {
+            return Err(UsageError::new(format!("policy {}: profile {profile}: {refusal}", policy.name)).into());
+        }
+        conns.push(conn);
+    }
+    let restored = restored_recently(ctx, now - chrono::Duration::days(i64::from(spec.grace.restored_days)))?;
+    let warned = warned(ctx, policy)?;
+    for conn in conns {
+        let profile = conn.profile.clone();
+        if let crate::backends::ActivitySource::Seen { misses: Some(m), .. } =
+            crate::backends::activity_source(conn.backend.kind())
+        {
+            facts.misses.insert(profile.clone(), m.to_string());
+        }
+        let read = Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}));
+        let users = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, read))?;
+        for u in users.as_array().into_iter().flatten() {
+            let mut c = candidate(&profile, u);
+            // Warned once per idle spell: a warning given after the account was last active still stands.
+            let key = (profile.clone(), conn.backend.name_key(&c.login));
+            c.warned = warned.get(&key).is_some_and(|at| c.last_active.is_none_or(|seen| *at > seen));
+            facts.accounts.push(c);
+        }
+        // Names to spare on this profile, each resolved to the account it reaches (by the service's rules).
+        let mut names: Vec<(String, String)> = Vec::new();
+        names.extend(spec.scope.exclude.iter().map(|n| (n.clone(), format!("excluded by the policy's scope ({n})"))));
+        names.extend(conn.protected.iter().map(|n| (n.clone(), format!("protected by profile {profile}"))));
+        for e in spec.exceptions.iter().map(|e| e.get_ref()) {
+            if e.profile.as_ref().is_some_and(|p| *p != profile) {
+                continue;
+            }
+            let ends =
+                chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0));
+            match ends.map(|d| d.and_utc() > now) {
+                Some(true) => names.push((e.account.clone(), format!("exception until {}: {}", e.until, e.reason))),
+                _ => output::note(&format!(
+                    "policy {}: the exception for {} ended on {}",
+                    policy.name, e.account, e.until
+                )),
+            }
+        }
+        for (p, target, when) in restored.iter().filter(|(p, _, _)| *p == profile) {
+            let days = spec.grace.restored_days;
+            names.push((target.clone(), format!("restored by a person on {when} (grace: {days} days)")));
+            let _ = p;
+        }
+        for (name, why) in names {
+            let found = ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null));
+            let Ok(Some(account)) = found else { continue };
+            for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
+                facts.spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
+            }
+        }
+        facts.keys.insert(profile, conn.backend.clone());
+    }
+    Ok(facts)
+}
+
+/// One account of an activity listing, as planning reads it.
+fn candidate(profile: &str, u: &Value) -> Candidate {
+    let time = |k: &str| {
+        u.get(k)
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Candidate {
+        profile: profile.to_string(),
+        login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
+        admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
+        suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
+        last_active: time("last_active"),
+        created: time("created_at"),
+        email: u.get("email").and_then(Value::as_str).filter(|e| e.contains('@')).map(str::to_string),
+        warned: false,
+    }
+}
+
+/// When this policy last warned each account: (profile, the service's key of the account's name) → time.
+fn warned(ctx: &Context, policy: &Policy) -> anyhow::Result<HashMap<(String, String), DateTime<Utc>>> {
+    let mut out = HashMap::new();
+    if !ctx.audit_target.exists() {
+        return Ok(out);
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let filter = crate::audit::query::Filter {
+        op: Some(WARNED_OP.into()),
+        target: Some(policy.name.clone()),
+        ..Default::default()
+    };
+    let mut keys: HashMap<String, std::sync::Arc<dyn crate::backends::Backend>> = HashMap::new();
+    for row in store.list(&filter)?.into_iter().filter(|r| r.event.mode == "live") {
+        let params: Value = serde_json::from_str(&row.event.params).unwrap_or_default();
+        let text = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let (profile, account) = (text("profile"), text("account"));
+        let Ok(at) = DateTime::parse_from_rfc3339(&row.event.ts) else { continue };
+        let backend = match keys.get(&profile) {
+            Some(b) => b.clone(),
+            None => match ctx.connections.connect(Some(&profile)) {
+                Ok(conn) => keys.entry(profile.clone()).or_insert(conn.backend.clone()).clone(),
+                Err(_) => continue,
+            },
+        };
+        out.insert((profile, backend.name_key(&account)), at.with_timezone(&Utc));
+    }
+    Ok(out)
+}
+
+/// Accounts a person unsuspended or promoted since `since` (steward's own log): (profile, target, when).
+fn restored_recently(ctx: &Context, since: DateTime<Utc>) -> anyhow::Result<Vec<(String, String, String)>> {
+    if !ctx.audit_target.exists() {
+        return Ok(Vec::new());
+    }
+    let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let mut out = Vec::new();
+    for op in ["unsuspend", "promote"] {
+        let filter = crate::audit::query::Filter {
+            since: Some(crate::dates::rfc3339(since)),
+            op: Some(op.into()),
+            ..Default::default()
+        };
+        for row in store.list(&filter)? {
+            let e = row.event;
+            if e.phase == "outcome" && e.status == "ok" && e.mode == "live" {
+                out.push((e.profile, e.target, e.ts.get(..10).unwrap_or_default().to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
