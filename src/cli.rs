@@ -76,6 +76,9 @@ pub enum Command {
     /// Lifecycle policies (TOML files): check, plan, apply, and run the due ones unattended.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Changes waiting for their time: timed ones taken back (`until`, `for`), and `h.schedule(…)`.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run's job (the run and
     /// its resumes), as a new run.
     Undo {
@@ -89,6 +92,20 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// The changes waiting, soonest first: id, when, profile, what, on whom, why, the run that scheduled it.
+    List,
+    /// Cancel a waiting change (recorded).
+    Cancel {
+        /// Its id, as `schedule list` shows it.
+        id: i64,
+    },
+    /// Carry out every due change now (`policy run --due` does this too). A restore leaves alone an account
+    /// changed since. Exit 3 when one failed.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]

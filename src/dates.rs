@@ -38,6 +38,13 @@ pub fn parse_date_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
     })
 }
 
+/// A length of time as people write it (`4h`, `30m`, `2d`, `1w`), or why it is not one.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    age(text.trim()).filter(|d| *d > Duration::zero()).ok_or_else(|| {
+        format!("{text:?} is not a length of time: write a whole number and a unit, such as 30m, 4h, 2d or 1w")
+    })
+}
+
 /// `7d`, `12h`, `30m`, `2w`: a whole number and a unit.
 fn age(text: &str) -> Option<Duration> {
     let unit = text.chars().last()?;

@@ -92,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs { sub, limit } => cmd::runs::run(&ctx, sub, *limit),
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Policy(sub) => cmd::policy::run(&ctx, sub),
+        Command::Schedule(sub) => cmd::schedule::run(&ctx, sub),
         Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
     };
     // Failed bulk items were reported as they happened; they still make the exit status 3.

@@ -8,6 +8,7 @@ pub mod profiles;
 pub mod run;
 pub mod runs;
 pub mod sandbox;
+pub mod schedule;
 pub mod shell;
 pub mod undo;
 

@@ -238,6 +238,7 @@ impl Dispatcher {
             return Err(unsupported(conn.backend.as_ref(), op));
         }
         let JobOptions { params, dry_run, precheck } = self.job_options(op, first, params)?;
+        super::timed::restore_at(op, &params, chrono::Utc::now())?;
         // Resolved once for the job, and only for operations that take something away (as a single call does).
         let guard = match op.guards_target() {
             true => Some(self.unless_stopped(conn.guard()).await?),

@@ -11,6 +11,7 @@ pub mod recorder;
 mod resume;
 mod send;
 mod single;
+pub mod timed;
 
 use crate::audit::vocab::Status;
 use crate::audit::{AuditTarget, Event, RunInfo};

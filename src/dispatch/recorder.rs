@@ -189,7 +189,7 @@ impl Recorder {
         ms: i64,
     ) {
         let (actions, seqs) = sent;
-        let events = actions
+        let mut events: Vec<Event> = actions
             .iter()
             .zip(seqs)
             .zip(outcomes)
@@ -201,8 +201,44 @@ impl Recorder {
                 e
             })
             .collect();
+        // A timed change that was made is followed by the change that takes it back, scheduled.
+        for ((a, seq), result) in actions.iter().zip(seqs).zip(outcomes) {
+            if result.is_ok() && !self.dry_run {
+                events.extend(self.timed_restore(conn, a, *seq));
+            }
+        }
         let pending = self.writer.submit(events);
         self.outstanding.lock().push(pending);
+    }
+
+    /// Records a change to be made later (`Dispatcher::schedule`), durable before this returns.
+    pub async fn schedule(&self, conn: &Connection, op: Op, target: &str, params: &Value) -> Result<(), ApiError> {
+        let mut e = self.event(conn, op, Some(target), params, Phase::Note, Status::Pending);
+        e.op = super::timed::SCHEDULE_OP.into();
+        self.record(vec![e]).await.map(|_| ())
+    }
+
+    /// The `schedule` note that takes back the timed change `a` (intent `seq`), when it is timed: its inverse, at
+    /// the time `until` or `for` names, on the account it reached.
+    fn timed_restore(&self, conn: &Connection, a: &Action, seq: i64) -> Option<Event> {
+        let inverse = a.op.inverse()?;
+        let at = match super::timed::restore_at(a.op, &a.params, chrono::Utc::now()) {
+            Ok(at) => at?,
+            Err(e) => {
+                return Some(self.note(super::timed::SCHEDULE_OP, Status::Failed, &format!("not scheduled: {e}")))
+            }
+        };
+        let said = |k: &str| a.params.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let params = serde_json::json!({
+            "op": inverse.name(),
+            "at": crate::dates::rfc3339(at),
+            "account": said("account"),
+            "after_seq": seq,
+            "reason": format!("timed: back at {} after {} ({})", crate::dates::rfc3339(at), a.op.name(), said("reason")),
+        });
+        let mut e = self.event(conn, inverse, a.target.as_deref(), &params, Phase::Note, Status::Pending);
+        e.op = super::timed::SCHEDULE_OP.into();
+        Some(e)
     }
 
     /// Closes a committed intent whose request was never sent, saying why (Ctrl-C, a failed log, an outage).

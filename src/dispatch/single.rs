@@ -36,6 +36,8 @@ impl Dispatcher {
         if !action.op.is_mutation(&action.params) {
             return self.read(conn, &action).await;
         }
+        // A timed change whose time cannot be kept is refused before anything is read or sent.
+        super::timed::restore_at(action.op, &action.params, chrono::Utc::now()).map_err(fail)?;
         let action = match self.decide(conn, action).await.map_err(fail)? {
             Decided::Send(action) => action,
             Decided::Answered(answer) => return Ok(answer),
@@ -125,7 +127,11 @@ impl Dispatcher {
     /// A destructive change asks first (`op TARGET on PROFILE?`) unless `--yes`; declined, or nobody to ask, it
     /// is refused and recorded as such.
     async fn confirm_single(&self, conn: &Connection, action: &Action) -> Result<(), ApiError> {
-        if !action.op.is_destructive(&action.params) || self.mode.assume_yes {
+        // Asked already: with --yes, or as part of a whole plan (undo, a policy, the scheduled changes due).
+        if !action.op.is_destructive(&action.params)
+            || self.mode.assume_yes
+            || self.budget.planned.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return Ok(());
         }
         let question = match &action.target {

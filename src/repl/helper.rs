@@ -117,6 +117,7 @@ mod tests {
                 "api",
                 "deprovision",
                 "deprovision_all",
+                "schedule",
                 "suspend",
                 "suspend_all",
                 "unsuspend",

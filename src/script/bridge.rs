@@ -30,6 +30,14 @@ impl Host {
         }
     }
 
+    /// `h.schedule(at, op, target, opts)`: a change recorded to be made at `at`.
+    pub fn schedule(&self, conn: &Connection, op: Op, target: &str, at: &str, params: Value) -> ScriptResult<Dynamic> {
+        match self.runtime.block_on(self.dispatcher.schedule(conn, op, target, at, params)) {
+            Ok(value) => Ok(to_dynamic(value)),
+            Err(e) => Err(invalid(e.to_string())),
+        }
+    }
+
     /// Starts a lazy listing of users (see `script::listing`).
     pub fn stream_users(
         &self,

@@ -487,3 +487,72 @@ fn warnings_and_notices_reach_people_and_channels_once() {
     let again = steward(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
     assert!(!again.stdout.contains("\"warn\""), "{}", again.stdout);
 }
+
+/// A GHES user's site-admin flag, as the sandbox holds it.
+fn site_admin(sb: &Sandbox, login: &str) -> bool {
+    let users = sb.state()["github"]["users"].as_array().cloned().unwrap_or_default();
+    users.iter().any(|u| u["login"] == login && u["site_admin"] == true)
+}
+
+/// Timed and scheduled changes as time goes by: a 4-hour admin grant is taken back after 4 hours, a suspension
+/// until a day ends on that day (single call and bulk job alike), a change scheduled for later happens then, a
+/// cancelled one never; an account a person changed since is left alone, and said so.
+#[test]
+fn timed_changes_are_taken_back_on_time_and_not_when_changed_since() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let until = (chrono::Utc::now() + chrono::Duration::days(10)).format("%Y-%m-%d").to_string();
+    let script = format!(
+        r#"let h = connect();
+        h.promote("user0003", #{{"for": "4h", reason: "on call"}});
+        h.suspend("user0004", #{{"until": "{until}", reason: "leave"}});
+        h.suspend("user0007", #{{"until": "{until}", reason: "leave"}});
+        h.suspend_all(["user0009", "user0010"], #{{"until": "{until}", reason: "project pause"}});
+        h.schedule("2d", "suspend", "user0005", #{{reason: "leaves on Friday"}});
+        h.schedule("3d", "suspend", "user0008", #{{reason: "maybe"}});"#
+    );
+    at(&env, 0, &["--yes", "eval", &script]).success();
+    assert!(site_admin(&sb, "user0003"));
+    let list = at(&env, 0, &["--format", "json", "schedule", "list"]).success();
+    let waiting: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(waiting.as_array().unwrap().len(), 7, "{waiting}");
+    let cancel = waiting.as_array().unwrap().iter().find(|w| w["target"] == "user0008").unwrap()["id"].to_string();
+    at(&env, 0, &["schedule", "cancel", &cancel]).success().stdout_has("cancelled: suspend user0008");
+    // A person unsuspends user0007 early, then suspends it again for another reason.
+    at(&env, 1, &["--yes", "eval", r#"connect().unsuspend("user0007")"#]).success();
+    at(&env, 1, &["--yes", "eval", r#"connect().suspend("user0007", #{reason: "security incident"})"#]).success();
+    // Four hours and a bit later: the admin grant is taken back; nothing else is due.
+    let due = |days: i64| {
+        let mut cmd = env.cmd();
+        cmd.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME", format!("+{days}d"))
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(["schedule", "run"]);
+        Run::of(cmd)
+    };
+    let mut cmd = env.cmd();
+    cmd.env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", "+5h")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .args(["schedule", "run"]);
+    Run::of(cmd).success().stdout_has("scheduled: 1 done, 0 left alone, 0 failed, 5 waiting");
+    assert!(!site_admin(&sb, "user0003"), "the 4-hour grant was taken back");
+    due(3).success().stdout_has("scheduled: 1 done");
+    assert!(sb.suspended().contains(&"user0005".to_string()));
+    assert!(!sb.suspended().contains(&"user0008".to_string()), "a cancelled change never happens");
+    // Past the day: the suspensions end, but user0007 (changed since by a person) is left alone, still suspended.
+    let end = due(11).success();
+    assert!(end.stdout.contains("scheduled: 3 done, 1 left alone, 0 failed, 0 waiting"), "{}", end.report());
+    assert!(
+        end.stderr.contains("left alone: unsuspend user0007 on ghes: changed since: suspend by run"),
+        "{}",
+        end.report()
+    );
+    let suspended = sb.suspended();
+    for back in ["user0004", "user0009", "user0010"] {
+        assert!(!suspended.contains(&back.to_string()), "{back}");
+    }
+    assert!(suspended.contains(&"user0007".to_string()));
+    // Nothing is left waiting, and running again does nothing.
+    due(12).success().stdout_has("scheduled: 0 done, 0 left alone, 0 failed, 0 waiting");
+}

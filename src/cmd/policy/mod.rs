@@ -277,6 +277,8 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    // What waits for its time goes first (a 4-hour admin grant taken back is due whatever the policies say).
+    let scheduled = crate::cmd::schedule::run_due(ctx)?;
     let (mut applied, mut halted, mut failed, mut not_due, mut awaiting) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
     for file in files {
         let policy = match Policy::load(&file) {
@@ -315,14 +317,19 @@ fn run_due(ctx: &Context, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    let ran_any = scheduled.done + scheduled.left_alone + scheduled.failed > 0;
     output::line(&format!(
-        "policies: {} applied, {} halted by a guard{}, {} failed, {not_due} not due{}",
+        "policies: {} applied, {} halted by a guard{}, {} failed, {not_due} not due{}{}",
         applied.len(),
         halted.len(),
         if halted.is_empty() { String::new() } else { format!(" ({})", halted.join(", ")) },
         failed.len(),
-        if awaiting > 0 { format!(", {awaiting} awaiting approval") } else { String::new() }
+        if awaiting > 0 { format!(", {awaiting} awaiting approval") } else { String::new() },
+        if ran_any { format!("; {}", crate::cmd::schedule::summary(&scheduled)) } else { String::new() }
     ));
+    if scheduled.failed > 0 && failed.is_empty() && halted.is_empty() {
+        return Err(crate::error::BulkFailures { failed: scheduled.failed }.into());
+    }
     if !failed.is_empty() {
         return Err(crate::error::ScriptFailed.into());
     }

@@ -36,6 +36,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "delete_token", signature: "h.delete_token(token_id)", summary: "Deletes a personal access token; asks first unless --yes (GHES refuses a token in use).", example: r#"connect("github").delete_token(2)"#, method: true },
     FnDoc { name: "rate_limit", signature: "h.rate_limit()", summary: "The service's rate-limit budget (`enabled: false` when the admin turned limits off).", example: r#"connect("github").rate_limit()"#, method: true },
     FnDoc { name: "activity", signature: "h.activity(#{since, status}) / h.activity(#{user})", summary: "Users active, inactive or never active since a date, from the service's own dates of use (GHES: the all-users report; Synapse: last seen; Travis: last activity); a service without them refuses, saying why.", example: r#"connect("github").activity(#{since: "2000-01-01", status: "inactive"}).len()"#, method: true },
+    FnDoc { name: "schedule", signature: "h.schedule(at, verb, user, #{reason})", summary: "A change made later (by `steward schedule run` or `policy run --due`), through the same checks then; only a change steward can take back waits. Timed changes: `h.suspend(u, #{reason, until: \"2027-01-15\"})`, `h.promote(u, #{for: \"4h\"})` are taken back at that time unless the account was changed since.", example: r#"connect("github").schedule("2d", "suspend", "user0001", #{reason: "leaves on Friday"}).scheduled"#, method: true },
     FnDoc { name: "activity_source", signature: "h.activity_source()", summary: "Where the service's activity dates come from, whether they are sign-ins, and who its listing cannot show (`misses`).", example: r#"connect("travis").activity_source().misses != ()"#, method: true },
     FnDoc { name: "user_activity", signature: "h.user_activity(#{since, status})", summary: "Travis CI Enterprise's word for activity: members active (or inactive) since a YYYY-MM-DD date, all pages. Users never active appear in neither list; status \"all\" gives both lists.", example: r#"connect("travis").user_activity(#{since: "2026-01-01", status: "inactive"}).len()"#, method: true },
     FnDoc { name: "reset_2fa", signature: "h.reset_2fa(login)", summary: "Resets a user's two-factor authentication, where the service allows it.", example: r#"let why = (); try { connect("github").reset_2fa("user0008"); } catch (e) { why = e.message; } why"#, method: true },
@@ -67,6 +68,17 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     engine.register_fn("to_debug", |h: &mut Handle| h.describe());
     engine.register_get("profile", |h: &mut Handle| h.conn.profile.clone());
     engine.register_get("kind", |h: &mut Handle| h.conn.backend.kind().to_string());
+    let h = host.clone();
+    engine.register_fn(
+        "schedule",
+        move |handle: &mut Handle, at: &str, op: &str, target: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
+            let op =
+                Op::from_name(op).ok_or_else(|| invalid(format!("schedule: {op:?} is not a verb steward knows")))?;
+            let target = target_text(&target)?;
+            let params = to_json(&opts.into())?;
+            h.schedule(&handle.conn, op, &target, at, params)
+        },
+    );
     engine.register_fn("activity_source", |h: &mut Handle| {
         to_dynamic(crate::backends::activity_source(h.conn.backend.kind()).describe())
     });
@@ -215,7 +227,7 @@ fn register_changes(engine: &mut Engine, host: &Rc<Host>) {
             h.perform(&handle.conn, op, Some(target_text(&target)?), json!({}))
         });
     }
-    for op in [Op::Suspend, Op::Unsuspend] {
+    for op in [Op::Suspend, Op::Unsuspend, Op::Promote, Op::Demote] {
         let h = host.clone();
         engine.register_fn(
             op.name(),
