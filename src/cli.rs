@@ -14,7 +14,9 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Global options (for the shell, run, eval, audit, runs, undo and profiles)")]
+#[command(
+    next_help_heading = "Global options (for the shell, run, eval, audit, runs, undo, policy, schedule and profiles)"
+)]
 pub struct GlobalArgs {
     /// Config file (default: $XDG_CONFIG_HOME/steward/config.toml).
     #[arg(long, global = true, env = "STEWARD_CONFIG", hide_env_values = true, value_name = "PATH")]
