@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod claim;
 pub mod db;
 pub mod fingerprint;
 pub mod keyfile;

@@ -32,6 +32,8 @@ pub enum AuditError {
         "the audit log {path} does not verify ({why}), so steward does not act on what it records (hint: run `steward audit verify`)"
     )]
     Untrusted { path: PathBuf, why: String },
+    #[error("cannot take the claim {path}: {source} (hint: check that directory is writable)")]
+    Claim { path: PathBuf, source: std::io::Error },
 }
 
 /// What to do about a log that would not open: a file that is not a database at all was overwritten or is not

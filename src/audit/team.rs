@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_rate_turns.sql"),
     include_str!("migrations/postgres/0003_origin.sql"),
     include_str!("migrations/postgres/0004_origin_unique.sql"),
+    include_str!("migrations/postgres/0005_claims.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.

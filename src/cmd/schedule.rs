@@ -126,12 +126,13 @@ pub fn pending(ctx: &Context) -> anyhow::Result<Vec<Scheduled>> {
     Ok(out)
 }
 
-/// Carries out every due scheduled change, under a claim beside the audit log (two runners at once act once).
+/// Carries out every due scheduled change, under a claim (`audit::claim`: two runners at once act once).
 pub fn run_due(ctx: &Context) -> anyhow::Result<Ran> {
-    let path = std::path::PathBuf::from(format!("{}.schedules.lock", ctx.audit_path.display()));
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    lock.lock()?;
     let mut ran = Ran::default();
+    let Some(lock) = crate::audit::claim::claim(&ctx.audit_target, &ctx.audit_path, "schedules")? else {
+        output::note("scheduled changes: another runner is carrying them out now");
+        return Ok(ran);
+    };
     let now = Utc::now();
     let all = pending(ctx)?;
     // Each was asked about (or declared) when it was made: the run that carries it out asks no one.

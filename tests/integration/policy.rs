@@ -6,7 +6,7 @@ use crate::util::{run_services, services_env, Env, Run, Sandbox};
 use std::collections::BTreeSet;
 
 /// GHES users of a 30-user sandbox idle 90 days or more (or never active) and not suspended already.
-fn dormant() -> BTreeSet<String> {
+pub(crate) fn dormant() -> BTreeSet<String> {
     let idle = |i: usize| steward_sandbox::ghes::days_idle(i).is_none_or(|d| d >= 90);
     let mut all: BTreeSet<String> =
         (1..=30).filter(|i| idle(*i) && i % 25 != 0).map(|i| format!("user{i:04}")).collect();
@@ -14,7 +14,7 @@ fn dormant() -> BTreeSet<String> {
     all
 }
 
-const POLICY: &str = "profiles = [\"ghes\"]\nunattended = true\n\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n\n[scope]\nexclude = [\"USER0014\", \"ldap-user\"]\n\n[guard]\nmax_share = 0.6\n\n[[exception]]\naccount = \"user0016\"\nuntil = \"2099-01-01\"\nreason = \"sabbatical\"\n";
+pub(crate) const POLICY: &str = "profiles = [\"ghes\"]\nunattended = true\n\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n\n[scope]\nexclude = [\"USER0014\", \"ldap-user\"]\n\n[guard]\nmax_share = 0.6\n\n[[exception]]\naccount = \"user0016\"\nuntil = \"2099-01-01\"\nreason = \"sabbatical\"\n";
 
 /// The digest prefix `policy plan` printed.
 fn digest_of(run: &Run) -> String {

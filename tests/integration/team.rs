@@ -573,7 +573,7 @@ fn machines_starting_at_once_on_a_new_database_make_its_schema_once() {
     all_succeed(children);
     assert_eq!(
         pg.sql_in("steward", "SELECT string_agg(version::text, ',' ORDER BY version) FROM steward_schema"),
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     assert_eq!(rows(&env, "postgres").iter().filter(|e| e["op"] == "suspend").count(), 6);
     team_run(&env, "postgres", &["audit", "verify"]).success();
@@ -657,4 +657,50 @@ fn two_pushes_of_one_log_at_once_copy_each_event_once() {
     let copies = rows(&team, "postgres").into_iter().filter(|e| e["origin"] != "").count();
     assert_eq!(copies, source, "each event of the source copied exactly once");
     team_run(&team, "postgres", &["audit", "verify"]).success();
+}
+
+/// Two machines on one team log fire `policy run --due` at once (and a timed change is due): the policy's turn
+/// and the scheduled changes are claimed in the team database (`FOR UPDATE SKIP LOCKED`), so each account is
+/// changed once and one runner applies the policy.
+#[test]
+fn two_machines_running_due_policies_at_once_act_once() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(30);
+    let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
+    for env in [&a, &b] {
+        std::fs::create_dir_all(env.path("policies")).unwrap();
+        env.write("policies/dormant.toml", crate::policy::POLICY);
+    }
+    // A one-hour admin grant, made an hour and a bit "ago" (its restore is due now).
+    let mut grant = team_cmd(&a, "postgres");
+    grant
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME", "-2h")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    grant.args(["--yes", "eval", r#"connect().promote("user0001", #{"for": "1h", reason: "on call"})"#]);
+    Run::of(grant).success();
+    let spawn = |env: &Env, host: &str| {
+        let mut cmd = team_cmd(env, "postgres");
+        let dir = env.path("policies");
+        cmd.args(["policy", "run", "--due", "--dir", dir.to_str().unwrap()]);
+        let mut cmd = on_machine(&cmd, host);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("steward starts")
+    };
+    let (first, second) = (spawn(&a, "machine-a"), spawn(&b, "machine-b"));
+    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let said: Vec<String> = outs
+        .iter()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    assert!(outs.iter().all(|o| o.status.success()), "{said:?}");
+    assert_eq!(said.iter().filter(|t| t.contains("policies: 1 applied")).count(), 1, "{said:?}");
+    let mut expected = crate::policy::dormant();
+    for spared in ["user0014", "ldap-user", "user0016"] {
+        expected.remove(spared);
+    }
+    // Each dormant account suspended once, the grant taken back once (the promote itself was the first PUT).
+    assert_eq!(sb.count_method("PUT"), expected.len() as u64 + 1, "{said:?}");
+    assert_eq!(sb.count("DELETE /api/v3/users/user0001/site_admin"), 1, "{said:?}");
+    team_run(&a, "postgres", &["audit", "verify"]).success();
 }

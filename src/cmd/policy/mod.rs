@@ -388,14 +388,7 @@ fn is_due(ctx: &Context, policy: &Policy) -> anyhow::Result<bool> {
     Ok(store.list(&filter)?.iter().all(|r| r.event.mode != "live"))
 }
 
-/// This process's claim on running `policy` now: an exclusive lock on a file beside the audit log; `None` when
-/// another process holds it.
-fn claim(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<std::fs::File>> {
-    let path = PathBuf::from(format!("{}.policy-{}.lock", ctx.audit_path.display(), policy.name));
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
-    }
+/// This process's claim on running `policy` now (see `audit::claim`); `None` when another runner holds it.
+fn claim(ctx: &Context, policy: &Policy) -> anyhow::Result<Option<crate::audit::claim::Claim>> {
+    Ok(crate::audit::claim::claim(&ctx.audit_target, &ctx.audit_path, &format!("policy-{}", policy.name))?)
 }
