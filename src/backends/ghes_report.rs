@@ -36,6 +36,18 @@ pub struct Row {
 }
 
 impl Row {
+    /// What planning holds of it.
+    pub fn into_seen(self) -> super::model::Seen {
+        super::model::Seen {
+            created: self.created_at.as_deref().and_then(report_time),
+            login: self.login,
+            email: self.email,
+            admin: self.admin.unwrap_or(false),
+            suspended: self.suspended.unwrap_or(false),
+            last_active: self.last_active,
+        }
+    }
+
     pub fn into_user(self, profile: &str) -> User {
         let created = self.created_at.as_deref().and_then(report_time).map(crate::dates::rfc3339);
         let raw = json!({
@@ -65,8 +77,9 @@ impl Row {
     }
 }
 
-/// Reads the report as `login` with `token`, waiting (within bounds) while GHES generates it.
-pub async fn fetch(http: &HttpClient, login: &str, token: &SecretString) -> Result<Vec<Row>, ApiError> {
+/// Reads the report as `login` with `token`, waiting (within bounds) while GHES generates it: its bytes, for
+/// `parse` or `parse_into`.
+pub async fn fetch(http: &HttpClient, login: &str, token: &SecretString) -> Result<Vec<u8>, ApiError> {
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{}", token.expose_secret()));
     let req = Request::new(Method::GET, report_url(http)?)
@@ -77,7 +90,7 @@ pub async fn fetch(http: &HttpClient, login: &str, token: &SecretString) -> Resu
     loop {
         let answer = http.exchange(&req).await.map_err(refused)?;
         if answer.status != 202 {
-            return parse(&answer.bytes);
+            return Ok(answer.bytes);
         }
         // 202: no cached report yet; GHES is generating it.
         if started.elapsed() >= http.real(GENERATING_AT_MOST) {
@@ -115,6 +128,11 @@ fn refused(e: ApiError) -> ApiError {
 /// The report's rows. Anything that is not the report (a sign-in page, another CSV) is refused, and so is a
 /// date steward cannot read: an unreadable date must never pass for "never active".
 pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
+    parse_into(bytes, |row| row)
+}
+
+/// `parse`, each row made into a `T` as it is read (a million rows never held twice).
+pub fn parse_into<T>(bytes: &[u8], mut each: impl FnMut(Row) -> T) -> Result<Vec<T>, ApiError> {
     let not_report = |why: String| {
         ApiError::invalid(format!("GHES answered {PATH} with something other than the all-users report: {why}"))
             .with_hint(NEEDS)
@@ -157,7 +175,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
                 })
             })
             .transpose()?;
-        rows.push(Row {
+        rows.push(each(Row {
             id: text(id_at).and_then(|t| t.parse().ok()),
             login: login.to_string(),
             email: text(email_at).map(str::to_string),
@@ -167,7 +185,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
             dormant: flag(dormant_at),
             created_at: text(created_at).map(str::to_string),
             two_factor: flag(two_factor_at),
-        });
+        }));
     }
     Ok(rows)
 }

@@ -489,6 +489,13 @@ pub trait Backend: Send + Sync {
         holdings::standard_cascade(self, snap, wishes)
     }
 
+    /// Every account with its dates of use, compact (a policy's planning): by default `activity` of all,
+    /// each record read down to what planning needs.
+    async fn activity_seen(&self) -> Result<Vec<model::Seen>, ApiError> {
+        let all = self.execute(&Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}))).await?;
+        Ok(all.as_array().into_iter().flatten().map(model::Seen::of_user).collect())
+    }
+
     /// The login of the account the token belongs to.
     async fn identity(&self) -> Result<String, ApiError> {
         let me = self.execute(&Action::new(Op::Whoami, None, Value::Null)).await?;

@@ -25,6 +25,39 @@ pub struct User {
     pub unknown: &'static [&'static str],
 }
 
+/// One account's dates of use, compact: what a policy over a million accounts holds instead of their records
+/// (`Backend::activity_seen`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    pub login: String,
+    pub email: Option<String>,
+    pub admin: bool,
+    pub suspended: bool,
+    /// `None`: never active.
+    pub last_active: Option<chrono::DateTime<chrono::Utc>>,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Seen {
+    /// From a normalized user record (`last_active` and `created_at` in RFC 3339).
+    pub fn of_user(u: &Value) -> Seen {
+        let time = |k: &str| {
+            u.get(k)
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        Seen {
+            login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
+            email: u.get("email").and_then(Value::as_str).filter(|e| e.contains('@')).map(str::to_string),
+            admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
+            suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
+            last_active: time("last_active"),
+            created: time("created_at"),
+        }
+    }
+}
+
 /// The service's own record of a user: parsed, or still the JSON text it came in (a listing of a million users
 /// reads a few fields of each and builds no tree of the rest unless a script asks).
 #[derive(Clone, Debug)]

@@ -224,17 +224,18 @@ impl Dispatcher {
     }
 
     /// Records a decision of this run's own for later runs to read back (a policy's plan): a note with a target
-    /// and parameters, durable before this returns.
+    /// and parameters (serialized straight to text: a plan of 200,000 steps builds no tree), durable before this
+    /// returns.
     pub async fn record_note(
         &self,
         op: &str,
         target: &str,
-        params: &Value,
+        params: &impl serde::Serialize,
         status: Status,
         why: &str,
     ) -> Result<(), ApiError> {
-        let event =
-            Event { target: target.to_string(), params: params.to_string(), ..self.recorder.note(op, status, why) };
+        let params = serde_json::to_string(params).map_err(|e| ApiError::invalid(format!("{op}: {e}")))?;
+        let event = Event { target: target.to_string(), params, ..self.recorder.note(op, status, why) };
         self.recorder.record(vec![event]).await.map(|_| ())
     }
 

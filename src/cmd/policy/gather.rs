@@ -4,7 +4,7 @@
 
 use super::WARNED_OP;
 use crate::audit::AuditStore;
-use crate::backends::{Action, Op};
+use crate::audit::vocab::Status;
 use crate::context::Context;
 use crate::error::UsageError;
 use crate::output;
@@ -54,10 +54,13 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
         {
             facts.misses.insert(profile.clone(), m.to_string());
         }
-        let read = Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}));
-        let users = ctx.runtime.block_on(ctx.dispatcher.perform(&conn, read))?;
-        for u in users.as_array().into_iter().flatten() {
-            let mut c = candidate(&profile, u);
+        // Read straight into what planning holds (a million records are never built), and put on record.
+        let seen = ctx.runtime.block_on(conn.backend.activity_seen()).map_err(|e| anyhow::anyhow!("profile {profile}: activity: {e}"))?;
+        let read = json!({"profile": profile, "accounts": seen.len()});
+        ctx.runtime.block_on(ctx.dispatcher.record_note("activity", &profile, &read, Status::Observed, ""))?;
+        facts.accounts.reserve(seen.len());
+        for s in seen {
+            let mut c = candidate(&profile, s);
             // Warned once per idle spell: a warning given after the account was last active still stands.
             let key = (profile.clone(), conn.backend.name_key(&c.login));
             c.warned = warned.get(&key).is_some_and(|at| c.last_active.is_none_or(|seen| *at > seen));
@@ -99,21 +102,15 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
 }
 
 /// One account of an activity listing, as planning reads it.
-fn candidate(profile: &str, u: &Value) -> Candidate {
-    let time = |k: &str| {
-        u.get(k)
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
+fn candidate(profile: &str, s: crate::backends::model::Seen) -> Candidate {
     Candidate {
         profile: profile.to_string(),
-        login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
-        admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
-        suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
-        last_active: time("last_active"),
-        created: time("created_at"),
-        email: u.get("email").and_then(Value::as_str).filter(|e| e.contains('@')).map(str::to_string),
+        login: s.login,
+        admin: s.admin,
+        suspended: s.suspended,
+        last_active: s.last_active,
+        created: s.created,
+        email: s.email,
         warned: false,
     }
 }

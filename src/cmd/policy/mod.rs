@@ -109,7 +109,7 @@ fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
     ctx.runtime.block_on(ctx.dispatcher.record_note(
         PLAN_OP,
         &policy.name,
-        &serde_json::to_value(&plan)?,
+        &plan,
         status,
         &why,
     ))?;

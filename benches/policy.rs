@@ -1,0 +1,91 @@
+//! Policy planning at scale (`cargo bench --bench policy`, issue 37): a policy over the sandbox's GHES with
+//! `STEWARD_BENCH_USERS` accounts (default 1,000,000), whose activity is the all-users report. Side by side in
+//! one run: a minimal client fetching and parsing the same report (the floor), steward listing that activity
+//! (`activity(#{status: "all"}).len()`), and steward planning the policy (`policy plan`, recorded in the audit
+//! log, the changes written as CSV). Each steward figure is one whole process (wall, peak RSS, CPU).
+
+#[path = "common.rs"]
+mod common;
+use common::{measure, Measured};
+
+use std::process::Command;
+use std::time::Instant;
+
+const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
+
+fn main() {
+    let users: usize = std::env::var("STEWARD_BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let t = Instant::now();
+    let running = runtime
+        .block_on(steward_sandbox::start(steward_sandbox::Options { users, ..Default::default() }))
+        .expect("sandbox starts");
+    println!("sandbox of {users} users ready in {:.1} s", t.elapsed().as_secs_f64());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "script_memory_mb = 16384\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nmax_response_mb = 4096\ntimeout = 600\n",
+            running.github_url()
+        ),
+    )
+    .expect("config");
+    let policy = dir.path().join("dormant.toml");
+    std::fs::write(&policy, "profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 180\n[guard]\nmax_share = 1.0\nmin_admins = 0\n")
+        .expect("policy");
+
+    let floor = minimal_client(&runtime, &format!("http://{}", running.addr));
+    let steward = |args: &[&str]| -> Measured {
+        let mut cmd = Command::new(STEWARD);
+        cmd.env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
+            .env("STEWARD_CONFIG", &config)
+            .env("STEWARD_AUDIT_DB", dir.path().join("audit.db"))
+            .env("HOME", dir.path())
+            .args(args);
+        let m = measure(&cmd);
+        assert!(m.success, "steward failed: {}", m.stderr);
+        m
+    };
+    let listing = steward(&["--format", "json", "eval", r#"connect("ghes").activity(#{status: "all"}).len()"#]);
+    let plan = steward(&["--format", "csv", "policy", "plan", policy.to_str().expect("utf-8 path")]);
+    let steps = plan.stdout.lines().count().saturating_sub(1);
+    println!("\n{users} accounts; the plan suspends {steps}");
+    println!("{:<44} {:>9} {:>10} {:>8}", "", "wall s", "peak MiB", "CPU s");
+    println!("{:<44} {:>9.2} {:>10} {:>8}", "minimal client: fetch + parse the report", floor, "-", "-");
+    for (name, m) in [("steward: activity listing", &listing), ("steward: policy plan (recorded, CSV out)", &plan)] {
+        println!("{name:<44} {:>9.2} {:>10.0} {:>8.2}", m.elapsed.as_secs_f64(), m.peak_rss_mib, m.cpu_secs);
+    }
+    println!(
+        "plan / listing: {:.2}x wall; plan / minimal client: {:.2}x",
+        plan.elapsed.as_secs_f64() / listing.elapsed.as_secs_f64(),
+        plan.elapsed.as_secs_f64() / floor
+    );
+}
+
+/// The same report a minimal client fetches (Basic auth, asking again while it is generated) and parses: seconds.
+fn minimal_client(runtime: &tokio::runtime::Runtime, root: &str) -> f64 {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", steward_sandbox::ADMIN_TOKEN));
+    let url = format!("{root}/stafftools/reports/all_users.csv");
+    // Once to have the report made (GHES answers 202 the first time), then timed.
+    let fetch = || {
+        runtime.block_on(async {
+            loop {
+                let resp = reqwest::Client::new().get(&url).header("authorization", format!("Basic {basic}")).send().await.expect("report");
+                if resp.status().as_u16() == 202 {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+                return resp.bytes().await.expect("body");
+            }
+        })
+    };
+    fetch();
+    let t = Instant::now();
+    let body = fetch();
+    let mut reader = csv::Reader::from_reader(&body[..]);
+    let rows = reader.records().filter(|r| r.is_ok()).count();
+    assert!(rows > 0);
+    t.elapsed().as_secs_f64()
+}
