@@ -72,7 +72,12 @@ fn minimal_client(runtime: &tokio::runtime::Runtime, root: &str) -> f64 {
     let fetch = || {
         runtime.block_on(async {
             loop {
-                let resp = reqwest::Client::new().get(&url).header("authorization", format!("Basic {basic}")).send().await.expect("report");
+                let resp = reqwest::Client::new()
+                    .get(&url)
+                    .header("authorization", format!("Basic {basic}"))
+                    .send()
+                    .await
+                    .expect("report");
                 if resp.status().as_u16() == 202 {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;

@@ -492,7 +492,8 @@ pub trait Backend: Send + Sync {
     /// Every account with its dates of use, compact (a policy's planning): by default `activity` of all,
     /// each record read down to what planning needs.
     async fn activity_seen(&self) -> Result<Vec<model::Seen>, ApiError> {
-        let all = self.execute(&Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}))).await?;
+        let all =
+            self.execute(&Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}))).await?;
         Ok(all.as_array().into_iter().flatten().map(model::Seen::of_user).collect())
     }
 

@@ -685,3 +685,31 @@ fn a_hostile_all_users_report_ends_in_a_clear_error() {
     }
     assert!(elsewhere.seen().is_empty(), "the redirect was followed: {:?}", elsewhere.seen());
 }
+
+/// A policy's break-glass exclusion that cannot be resolved (the server errs on that one lookup) stops the plan:
+/// planning without knowing whom it spares could suspend the very account it must never touch.
+#[test]
+fn a_policy_whose_exclusion_cannot_be_resolved_plans_nothing() {
+    let report = "created_at,id,login,email,role,suspended?,last_logged_ip,repos,ssh_keys,org_memberships,dormant?,last_active,raw_login,2fa_enabled?\n\
+                  2020-01-01T00:00:00Z,2,breakglass,,admin,false,,0,0,0,true,2021-01-01T00:00:00Z,breakglass,true\n\
+                  2020-01-01T00:00:00Z,3,idle,,user,false,,0,0,0,true,2021-01-01T00:00:00Z,idle,false\n";
+    let server = Hostile::start(move |seen| {
+        if seen.line.starts_with("GET /api/v3/user ") {
+            json(r#"{"login": "admin", "id": 1, "site_admin": true}"#)
+        } else if seen.line.starts_with("GET /stafftools/reports/all_users.csv") {
+            Reply::Raw { content_type: "text/csv", body: report.as_bytes().to_vec() }
+        } else if seen.line.starts_with("GET /api/v3/users/breakglass") {
+            Reply::Json { status: 500, headers: Vec::new(), body: r#"{"message": "Server Error"}"#.into() }
+        } else {
+            json(r#"{"login": "idle", "id": 3, "site_admin": false}"#)
+        }
+    });
+    let env = env_for("github", &format!("{}/api/v3", server.base()), "");
+    env.write("p.toml", "profiles = [\"h\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\nexclude = [\"breakglass\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n");
+    let mut cmd = env.cmd();
+    cmd.env("STEWARD_TIME_SCALE", "0.001").args(["--yes", "policy", "apply", "p.toml"]);
+    let run = crate::util::Run::of(cmd);
+    assert_eq!(run.status, Some(1), "{}", run.report());
+    assert!(run.stderr.contains("cannot resolve \"breakglass\""), "{}", run.report());
+    assert!(server.seen().iter().all(|s| !s.line.starts_with("PUT ")), "something was suspended: {:?}", server.seen());
+}

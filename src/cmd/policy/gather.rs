@@ -3,8 +3,8 @@
 //! by the service's own rules.
 
 use super::WARNED_OP;
-use crate::audit::AuditStore;
 use crate::audit::vocab::Status;
+use crate::audit::AuditStore;
 use crate::context::Context;
 use crate::error::UsageError;
 use crate::output;
@@ -55,7 +55,10 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
             facts.misses.insert(profile.clone(), m.to_string());
         }
         // Read straight into what planning holds (a million records are never built), and put on record.
-        let seen = ctx.runtime.block_on(conn.backend.activity_seen()).map_err(|e| anyhow::anyhow!("profile {profile}: activity: {e}"))?;
+        let seen = ctx
+            .runtime
+            .block_on(conn.backend.activity_seen())
+            .map_err(|e| anyhow::anyhow!("profile {profile}: activity: {e}"))?;
         let read = json!({"profile": profile, "accounts": seen.len()});
         ctx.runtime.block_on(ctx.dispatcher.record_note("activity", &profile, &read, Status::Observed, ""))?;
         facts.accounts.reserve(seen.len());
@@ -90,8 +93,21 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
             let _ = p;
         }
         for (name, why) in names {
-            let found = ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null));
-            let Ok(Some(account)) = found else { continue };
+            // Fail safe: a name that cannot be resolved now stops the plan (acting without knowing whom it spares
+            // could reach the break-glass account); a name no account has is said, and spares no one.
+            let account = match ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null)) {
+                Ok(Some(account)) => account,
+                Ok(None) => {
+                    output::note(&format!("policy {}: {name:?} ({why}) is no account on {profile}", policy.name));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "policy {}: cannot resolve {name:?} ({why}) on {profile}: {e}; nothing is planned while it is unknown whom the policy spares",
+                        policy.name
+                    ))
+                }
+            };
             for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
                 facts.spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
             }

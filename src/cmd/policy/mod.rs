@@ -106,13 +106,7 @@ fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
     plan.planned_by = who(ctx);
     let status = if plan.halted.is_some() { Status::Refused } else { Status::Observed };
     let why = plan.halted.clone().unwrap_or_default();
-    ctx.runtime.block_on(ctx.dispatcher.record_note(
-        PLAN_OP,
-        &policy.name,
-        &plan,
-        status,
-        &why,
-    ))?;
+    ctx.runtime.block_on(ctx.dispatcher.record_note(PLAN_OP, &policy.name, &plan, status, &why))?;
     Ok(plan)
 }
 
