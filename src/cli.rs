@@ -75,6 +75,9 @@ pub enum Command {
         #[command(subcommand)]
         sub: Option<RunsCommand>,
     },
+    /// The stock scripts inside steward (`steward run NAME` runs one from anywhere); with a name, its header:
+    /// what it does and every --arg it takes.
+    Scripts { name: Option<String> },
     /// Lifecycle policies (TOML files): check, plan, apply, and run the due ones unattended.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -175,7 +178,8 @@ pub enum RunsCommand {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The script file (`-` reads it from standard input).
+    /// The script file, or a stock script's name (`bulk_suspend`; `steward scripts` lists them), or `-` to
+    /// read it from standard input.
     pub file: PathBuf,
     /// A script argument, readable as ARGS.key (repeatable).
     #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]

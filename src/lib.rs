@@ -66,6 +66,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that need no config, profiles or audit log.
     match &command {
         Command::Completions { shell } => return cmd::completions::run(*shell),
+        Command::Scripts { name } => {
+            use std::io::IsTerminal;
+            let stdout_is_tty = std::io::stdout().is_terminal();
+            let format =
+                cli.global.format.unwrap_or(if stdout_is_tty { output::Format::Table } else { output::Format::Json });
+            return cmd::scripts::run(name.as_deref(), output::OutputSettings { format, stdout_is_tty });
+        }
         Command::Sandbox(args) => {
             refuse_global_options("sandbox", &cli.global)?;
             return cmd::sandbox::run(args);
@@ -93,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Policy(sub) => cmd::policy::run(&ctx, sub),
         Command::Schedule(sub) => cmd::schedule::run(&ctx, sub),
-        Command::Completions { .. } | Command::Sandbox(_) => Ok(()),
+        Command::Completions { .. } | Command::Sandbox(_) | Command::Scripts { .. } => Ok(()),
     };
     // Failed bulk items were reported as they happened; they still make the exit status 3.
     let result = match (result, ctx.dispatcher.bulk_failures()) {

@@ -9,6 +9,7 @@ pub mod run;
 pub mod runs;
 pub mod sandbox;
 pub mod schedule;
+pub mod scripts;
 pub mod shell;
 pub mod undo;
 

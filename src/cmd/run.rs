@@ -17,24 +17,32 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     // `-` reads the script from standard input (a heredoc, a pipe); its imports are looked up in the current
     // directory.
     let from_stdin = args.file.as_os_str() == "-";
-    let source = match from_stdin {
-        true => std::io::read_to_string(std::io::stdin())
+    let stock = stock_named(&args.file)?;
+    let source = match (from_stdin, stock) {
+        (true, _) => std::io::read_to_string(std::io::stdin())
             .map_err(|e| UsageError::new(format!("cannot read the script from standard input: {e}")))?,
-        false => std::fs::read_to_string(&args.file)
+        (false, Some((_, source))) => source.to_string(),
+        (false, None) => std::fs::read_to_string(&args.file)
             .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?,
     };
     let sha256 = hex::encode(Sha256::digest(source.as_bytes()));
     if let Some(run) = args.resume {
         same_job(ctx, run, &sha256, &args.args)?;
     }
-    ctx.dispatcher.describe_script(&args.file.display().to_string(), &sha256);
+    let name = match (from_stdin, stock) {
+        (true, _) => "<stdin>".to_string(),
+        (false, Some((stock, _))) => format!("stock:{stock}"),
+        (false, None) => args.file.display().to_string(),
+    };
+    ctx.dispatcher.describe_script(&name, &sha256);
     let here = std::path::PathBuf::from(".");
-    let dir = match from_stdin {
-        true => Some(here.as_path()),
-        false => args.file.parent().filter(|d| !d.as_os_str().is_empty()),
+    // A stock script imports only the stdlib; a file may import its neighbours.
+    let dir = match (from_stdin, stock) {
+        (true, _) => Some(here.as_path()),
+        (false, Some(_)) => None,
+        (false, None) => args.file.parent().filter(|d| !d.as_os_str().is_empty()),
     };
     let mut session = super::session(ctx, &args.args, dir);
-    let name = if from_stdin { "<stdin>".to_string() } else { args.file.display().to_string() };
     match session.eval(&source, Some(&name)) {
         Ok(_) if args.resume.is_some() && !ctx.interrupt.is_raised() => {
             let connect = |profile: &str| ctx.connections.connect(Some(profile)).ok();
@@ -63,6 +71,29 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             } else {
                 Err(ScriptFailed.into())
             }
+        }
+    }
+}
+
+/// The stock script `file` names, when it names one and no file: a bare name (`bulk_suspend`, or with `.rhai`)
+/// that is not a file here. A bare name that is neither is refused with the stock script meant.
+fn stock_named(file: &std::path::Path) -> anyhow::Result<Option<(&'static str, &'static str)>> {
+    let text = file.to_string_lossy();
+    let bare = file.components().count() == 1 && !text.contains(['/', '\\']);
+    if !bare || file.exists() || text == "-" {
+        return Ok(None);
+    }
+    match crate::script::stock::find(&text) {
+        Some(found) => Ok(Some(found)),
+        None => {
+            let names = crate::script::stock::STOCK.iter().map(|(n, _)| *n);
+            let meant = crate::suggest::closest(text.strip_suffix(".rhai").unwrap_or(&text), names)
+                .map(|n| format!("; did you mean {n}?"))
+                .unwrap_or_default();
+            Err(UsageError::new(format!(
+                "no script {text}: not a file here, nor a stock script{meant} (`steward scripts` lists them)"
+            ))
+            .into())
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod engine;
 pub mod listing;
 pub mod packages;
+pub mod stock;
 pub mod types;
 pub mod watchdog;
 

@@ -146,7 +146,8 @@ fn a_script_syntax_error_names_file_line_column_with_a_caret() {
 
 #[test]
 fn a_missing_script_is_a_usage_error() {
-    Env::new().run(&["run", "nope.rhai"]).code(2).stderr_has("cannot read the script nope.rhai");
+    Env::new().run(&["run", "nope.rhai"]).code(2).stderr_has("no script nope.rhai: not a file here, nor a stock script");
+    Env::new().run(&["run", "dir/nope.rhai"]).code(2).stderr_has("cannot read the script dir/nope.rhai");
 }
 
 #[test]
@@ -417,4 +418,33 @@ fn help_tables_and_csv_read_exactly_as_expected() {
     let users = r#"[#{login: "bob", id: 7, email: "bob@example.com", admin: false, suspended: ()}, #{login: "=cmd", id: 8, email: (), admin: true, suspended: true}]"#;
     expect_exactly("users-table.txt", &env.run(&["--format", "table", "eval", users]).success().stdout);
     expect_exactly("users.csv", &env.run(&["--format", "csv", "eval", users]).success().stdout);
+}
+
+/// The stock scripts are inside the binary: run by name from a directory with no `scripts/` (what `cargo
+/// install` leaves), listed by `steward scripts`, each one's header shown by name; a misspelled name is refused
+/// with the one meant, and a file of that name still wins.
+#[test]
+fn stock_scripts_run_by_name_from_anywhere() {
+    let sb = Sandbox::start(12);
+    let env = Env::with_sandbox(&sb);
+    assert!(!env.path("scripts").exists());
+    env.write("leavers.csv", "login\nuser0010\nuser0011\n");
+    env.run(&["--yes", "run", "bulk_suspend", "--arg", "csv=leavers.csv", "--arg", "reason=left"]).success();
+    let suspended = sb.suspended();
+    assert!(suspended.contains(&"user0010".to_string()) && suspended.contains(&"user0011".to_string()));
+    // The run names the stock script it ran.
+    let runs = env.run(&["--format", "json", "runs", "--limit", "1"]).success();
+    assert!(runs.stdout.contains("stock:bulk_suspend"), "{}", runs.stdout);
+    let list = env.run(&["--format", "json", "scripts"]).success();
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 10);
+    assert!(list.stdout.contains("\"offboard\"") && list.stdout.contains("suspend every user listed in a CSV file"));
+    env.run(&["scripts", "suspend_inactive"])
+        .success()
+        .stdout_has("--arg apply=true")
+        .stdout_has("steward run suspend_inactive");
+    env.run(&["run", "bulk_suspnd", "--arg", "csv=leavers.csv"]).code(2).stderr_has("did you mean bulk_suspend?");
+    env.run(&["scripts", "ofboard"]).code(2).stderr_has("did you mean offboard?");
+    env.write("bulk_suspend", "print(\"a file of that name\")");
+    env.run(&["run", "bulk_suspend"]).success().stdout_has("a file of that name");
 }
