@@ -72,6 +72,10 @@ pub enum Command {
         /// How many of the newest runs to list (as `runs list --limit`; default 20).
         #[arg(long)]
         limit: Option<usize>,
+        /// Also the runs that only read (an eval, a REPL line, `profiles test`); by default only those that changed
+        /// something or recorded a decision.
+        #[arg(long)]
+        all: bool,
         #[command(subcommand)]
         sub: Option<RunsCommand>,
     },
@@ -168,6 +172,9 @@ pub enum RunsCommand {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Also the runs that only read.
+        #[arg(long)]
+        all: bool,
     },
     /// One run: its command, its job's runs, and every outcome it recorded.
     Show {

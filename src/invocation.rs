@@ -14,6 +14,7 @@ pub(crate) fn run_info() -> RunInfo {
         script_sha256: None,
         resumed_from: None,
         default_profile: None,
+        started_at: Some(crate::audit::store::now()),
     }
 }
 

@@ -96,7 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(&ctx, args),
         Command::Audit(sub) => cmd::audit::run(&ctx, audit_profile.as_deref(), sub),
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
-        Command::Runs { sub, limit } => cmd::runs::run(&ctx, sub, *limit),
+        Command::Runs { sub, limit, all } => cmd::runs::run(&ctx, sub, *limit, *all),
         Command::Undo { run } => cmd::undo::run(&ctx, *run),
         Command::Policy(sub) => cmd::policy::run(&ctx, sub),
         Command::Schedule(sub) => cmd::schedule::run(&ctx, sub),

@@ -130,6 +130,7 @@ impl Copy<'_> {
                     script_sha256: record.opt_text(5).map_err(r)?,
                     resumed_from: record.opt_int(6).map_err(r)?.and_then(|up| self.runs.get(&up).map(|(id, _)| *id)),
                     default_profile: record.opt_text(7).map_err(r)?,
+                    started_at: None,
                 };
                 pushed.runs += 1;
                 self.team.import_run(&info, &record.text(0).map_err(r)?)?

@@ -323,11 +323,30 @@ impl AuditStore {
         Ok(Some(Job { first, runs }))
     }
 
-    /// The newest `limit` runs (or just `only`), newest first, with what each did.
-    pub fn runs(&self, limit: usize, only: Option<i64>) -> Result<Vec<RunSummary>, AuditError> {
+    /// The newest `limit` runs (or just `only`), newest first, with what each did: outcomes of the operations
+    /// not named in `reads` (a listing, a lookup changes nothing). Unless `all`, only the runs that changed
+    /// something or recorded a decision (an intent, a change's outcome, a plan, a scheduled change).
+    pub fn runs(
+        &self,
+        limit: usize,
+        only: Option<i64>,
+        reads: &[&str],
+        all: bool,
+    ) -> Result<Vec<RunSummary>, AuditError> {
         let firsts = self.firsts()?;
+        // The names are steward's own (`Op` names), never input: safe to write into the statement.
+        let reads = reads.iter().map(|r| format!("'{}'", r.replace('\'', ""))).collect::<Vec<_>>().join(", ");
+        let reads = if reads.is_empty() { "''".to_string() } else { reads };
         let count = |status: &str| {
-            format!("(SELECT COUNT(*) FROM events WHERE run_id = r.id AND phase = 'outcome' AND status = '{status}')")
+            format!("(SELECT COUNT(*) FROM events WHERE run_id = r.id AND phase = 'outcome' AND status = '{status}' AND op NOT IN ({reads}))")
+        };
+        let did_something = match all {
+            true => "TRUE".to_string(),
+            false => format!(
+                "EXISTS (SELECT 1 FROM events d WHERE d.run_id = r.id AND (d.phase = 'intent' \
+                 OR (d.phase = 'outcome' AND d.op NOT IN ({reads})) \
+                 OR d.op IN ('policy_plan', 'policy_approval', 'policy_applied', 'schedule', 'schedule_done')))"
+            ),
         };
         let sql = format!(
             "SELECT r.id, r.started_at, r.os_user, r.host, r.command, r.script_path, r.default_profile, e.ended_at,
@@ -336,7 +355,7 @@ impl AuditStore {
                     (SELECT COUNT(*) FROM events i WHERE i.run_id = r.id AND i.phase = 'intent' AND i.mode = 'live'
                      AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq))
              FROM runs r LEFT JOIN run_ends e ON e.run_id = r.id
-             WHERE CAST(?1 AS BIGINT) IS NULL OR r.id = ?1 ORDER BY r.id DESC LIMIT ?2",
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR r.id = ?1) AND ({did_something}) ORDER BY r.id DESC LIMIT ?2",
             count("ok"),
             count("noop"),
             count("failed"),

@@ -90,6 +90,8 @@ pub struct RunInfo {
     pub resumed_from: Option<i64>,
     /// The profile `connect()` opens when given no name, if any.
     pub default_profile: Option<String>,
+    /// When the process started (`runs` shows it; the run's row is written with its first event, later).
+    pub started_at: Option<String>,
 }
 
 pub struct AuditStore {
@@ -234,7 +236,8 @@ impl AuditStore {
 
     /// Records a run; returns its id and the digest of its record, which every event of the run carries.
     pub fn start_run(&mut self, info: &RunInfo) -> Result<(i64, String), AuditError> {
-        self.import_run(info, &now())
+        let started = info.started_at.clone().unwrap_or_else(now);
+        self.import_run(info, &started)
     }
 
     /// Records a run that started at `started` (a run copied from another log keeps its time).

@@ -10,8 +10,17 @@ use crate::error::UsageError;
 use crate::output;
 use serde_json::{json, Value};
 
-/// `limit`: `steward runs --limit N`, the same as `runs list --limit N`.
-pub fn run(ctx: &Context, cmd: &Option<RunsCommand>, limit: Option<usize>) -> anyhow::Result<()> {
+/// The operations that change nothing: their outcomes are reads, left out of a run's counts.
+fn reads() -> Vec<&'static str> {
+    crate::backends::VERBS
+        .iter()
+        .filter(|v| matches!(v.changes, crate::backends::When::Never))
+        .map(|v| v.name)
+        .collect()
+}
+
+/// `limit`: `steward runs --limit N`, the same as `runs list --limit N`; `all`: runs that only read too.
+pub fn run(ctx: &Context, cmd: &Option<RunsCommand>, limit: Option<usize>, all: bool) -> anyhow::Result<()> {
     if !ctx.audit_target.exists() {
         output::note(&format!("no runs yet: the audit log {} does not exist", ctx.audit_target));
         return Ok(());
@@ -25,15 +34,16 @@ pub fn run(ctx: &Context, cmd: &Option<RunsCommand>, limit: Option<usize>) -> an
     };
     match cmd {
         None | Some(RunsCommand::List { .. }) => {
-            let limit = match cmd {
-                Some(RunsCommand::List { limit }) => *limit,
-                _ => limit.unwrap_or(20),
+            let (limit, all) = match cmd {
+                Some(RunsCommand::List { limit, all: listed_all }) => (*limit, *listed_all || all),
+                _ => (limit.unwrap_or(20), all),
             };
-            let rows: Vec<Value> = store.runs(limit, None)?.iter().map(|r| row(r, alive(r.run))).collect();
+            let rows: Vec<Value> =
+                store.runs(limit, None, &reads(), all)?.iter().map(|r| row(r, alive(r.run))).collect();
             output::print_value(&Value::Array(rows), ctx.output);
         }
         Some(RunsCommand::Show { run }) => {
-            let Some(summary) = store.runs(1, Some(*run))?.pop() else {
+            let Some(summary) = store.runs(1, Some(*run), &reads(), true)?.pop() else {
                 return Err(UsageError::new(format!("there is no run {run}; `steward runs` lists them")).into());
             };
             let job = store.job_of(*run)?.map(|j| j.runs).unwrap_or_default();

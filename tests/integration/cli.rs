@@ -146,7 +146,10 @@ fn a_script_syntax_error_names_file_line_column_with_a_caret() {
 
 #[test]
 fn a_missing_script_is_a_usage_error() {
-    Env::new().run(&["run", "nope.rhai"]).code(2).stderr_has("no script nope.rhai: not a file here, nor a stock script");
+    Env::new()
+        .run(&["run", "nope.rhai"])
+        .code(2)
+        .stderr_has("no script nope.rhai: not a file here, nor a stock script");
     Env::new().run(&["run", "dir/nope.rhai"]).code(2).stderr_has("cannot read the script dir/nope.rhai");
 }
 
@@ -447,4 +450,34 @@ fn stock_scripts_run_by_name_from_anywhere() {
     env.run(&["scripts", "ofboard"]).code(2).stderr_has("did you mean offboard?");
     env.write("bulk_suspend", "print(\"a file of that name\")");
     env.run(&["run", "bulk_suspend"]).success().stdout_has("a file of that name");
+}
+
+/// `steward runs` lists the runs that changed something, with the outcomes of changes only and the time the
+/// process started; the runs that only read (an eval, `profiles test`) are there with `--all`.
+#[test]
+fn runs_are_the_runs_that_changed_something() {
+    let sb = Sandbox::slow(5, 300);
+    let env = Env::with_sandbox(&sb);
+    env.run(&["eval", r#"connect().list_users().len()"#]).success();
+    // A run that reads for a while (two slow lookups) before its one change.
+    env.run(&["--yes", "eval", r#"let h = connect(); h.get_user("user0003"); h.suspend("user0004", #{reason: "x"})"#])
+        .success();
+    env.run(&["eval", r#"connect().get_user("user0001")"#]).success();
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.run(&["--format", "json", "runs"]).success().stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "reads-only runs are left out: {runs:?}");
+    assert_eq!(runs[0]["outcomes"], "ok 1", "the change's outcome, not the reads': {:?}", runs[0]);
+    let all: serde_json::Value =
+        serde_json::from_str(&env.run(&["--format", "json", "runs", "--all"]).success().stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    // Started when the process started, not at its first write (after the slow reads).
+    let shown: serde_json::Value = serde_json::from_str(
+        &env.run(&["--format", "json", "runs", "show", &runs[0]["run"].to_string()]).success().stdout,
+    )
+    .unwrap();
+    let rows = env.audit_rows(&["--op", "suspend"]);
+    let first_event = rows.iter().filter_map(|r| r["ts"].as_str()).min().unwrap().to_string();
+    let started = runs[0]["started"].as_str().unwrap_or_else(|| panic!("{shown}")).to_string();
+    assert!(started < first_event, "started {started}, first event {first_event}");
 }
