@@ -136,6 +136,9 @@ pub struct Profile {
     pub max_pages: Option<usize>,
     pub max_items: Option<usize>,
     pub max_listing_mb: Option<usize>,
+    /// The origin the service writes in its own links when the profile reaches it by another name (an IP, a
+    /// tunnel, another port): links to it are followed, and sent to `url`'s origin.
+    pub link_origin: Option<String>,
     /// The kind's own keys, as the file has them.
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -158,6 +161,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "max_pages",
     "max_items",
     "max_listing_mb",
+    "link_origin",
 ];
 
 impl Profile {
@@ -318,6 +322,13 @@ impl Config {
         if let Err(why) = checked {
             // The URL itself is not quoted: it may hold a password.
             return Err(err("url", format!("the URL {why}"), "for GHES use https://HOST/api/v3"));
+        }
+        if let Some(alias) = &p.link_origin {
+            let checked =
+                url::Url::parse(alias).map_err(|_| "is not an http(s) URL").and_then(|u| origin::check_alias(&u));
+            if let Err(why) = checked {
+                return Err(err("link_origin", format!("{alias:?} {why}"), "write the origin the service names in its links, e.g. link_origin = \"https://github.example.com\""));
+            }
         }
         let sources = [p.token_env.is_some(), p.token_cmd.is_some(), p.token.is_some()].iter().filter(|s| **s).count();
         if sources > 1 {

@@ -831,6 +831,7 @@ pub fn connect(
         content_type: shape.content_type,
         on_pause,
         limits: p.limits(),
+        link_origin: p.link_origin.as_deref().and_then(|o| url::Url::parse(o).ok()),
         rate_limit_refusal: shape.rate_limit_refusal,
     };
     let client = crate::http::HttpClient::new(settings, shape.error_message)?;

@@ -95,6 +95,7 @@ mod tests {
             limits: Limits::default(),
             rate_limit_refusal: |_, _| false,
             shared_turns: None,
+            link_origin: None,
         };
         HttpClient::new(settings, |_| None).unwrap()
     }

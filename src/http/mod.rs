@@ -47,6 +47,8 @@ pub struct ClientSettings {
     pub rate_limit_refusal: RateLimitRefusalFn,
     /// Turns shared with the team's other processes on this service instance (team mode), if any.
     pub shared_turns: Option<Arc<dyn budget::SharedTurns>>,
+    /// The origin the service writes in its links when the profile reaches it by another name (`link_origin`).
+    pub link_origin: Option<url::Url>,
 }
 
 /// Does this refusal (status, the service's error message) mean the service's rate limit was hit?
@@ -174,6 +176,7 @@ pub struct HttpClient {
     rate_limit_refusal: RateLimitRefusalFn,
     on_pause: Option<PauseObserver>,
     limits: Limits,
+    link_origin: Option<url::Url>,
 }
 
 impl HttpClient {
@@ -228,6 +231,7 @@ impl HttpClient {
             rate_limit_refusal: settings.rate_limit_refusal,
             on_pause: settings.on_pause,
             limits: settings.limits,
+            link_origin: settings.link_origin,
         })
     }
 
@@ -251,7 +255,7 @@ impl HttpClient {
 
     /// Where `path` leads, held to the profile's origin (see `origin`): the token goes nowhere else.
     fn url_for(&self, path: &str) -> Result<url::Url, ApiError> {
-        origin::resolve(&self.base_url, path).map_err(|e| {
+        origin::resolve_aliased(&self.base_url, self.link_origin.as_ref(), path).map_err(|e| {
             ApiError::invalid(e.to_string()).with_hint(
                 "a server's next-page link or an api() path named another host, scheme or port; nothing was sent",
             )

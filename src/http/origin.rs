@@ -10,7 +10,7 @@ use url::Url;
 pub enum OriginError {
     #[error("{text:?} is not a URL steward can read: {reason}")]
     Unreadable { text: String, reason: String },
-    #[error("{text:?} leads to {found}, not to the profile's {expected}; steward sends its token only to the profile's origin")]
+    #[error("{text:?} leads to {found}, not to the profile's {expected}; steward sends its token only to the profile's origin (if that is this service under another name, say so in the profile: link_origin = \"{found}\")")]
     OtherOrigin { text: String, found: String, expected: String },
 }
 
@@ -38,6 +38,37 @@ pub fn resolve(base: &Url, path: &str) -> Result<Url, OriginError> {
     Ok(url)
 }
 
+/// `resolve`, where links naming `alias` (the origin the service writes in its own links, `link_origin`) are
+/// the profile's own origin under another name: such a URL is kept with its path and query and sent to `base`'s
+/// origin. Nothing else changes: any other origin is refused as before.
+pub fn resolve_aliased(base: &Url, alias: Option<&Url>, path: &str) -> Result<Url, OriginError> {
+    match (resolve(base, path), alias) {
+        (Err(OriginError::OtherOrigin { text, found, expected }), Some(alias)) => {
+            let url = base
+                .join(path.trim())
+                .map_err(|e| OriginError::Unreadable { text: text.clone(), reason: e.to_string() })?;
+            if url.origin() != alias.origin() || !url.username().is_empty() || url.password().is_some() {
+                return Err(OriginError::OtherOrigin { text, found, expected });
+            }
+            let mut home = base.clone();
+            home.set_path(url.path());
+            home.set_query(url.query());
+            home.set_fragment(None);
+            Ok(home)
+        }
+        (result, _) => result,
+    }
+}
+
+/// An origin a profile may declare as its service's other name: http(s), a host, no user, password or path.
+pub fn check_alias(url: &Url) -> Result<(), &'static str> {
+    check_base(url)?;
+    match url.path() == "/" && url.query().is_none() {
+        true => Ok(()),
+        false => Err("is more than an origin; write only scheme, host and port"),
+    }
+}
+
 /// A base URL a profile may name: http(s), and no user name or password (they would be sent, and recorded).
 pub fn check_base(url: &Url) -> Result<(), &'static str> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -52,6 +83,31 @@ pub fn check_base(url: &Url) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_alias_is_the_profiles_own_origin_and_nothing_else_is() {
+        let base = Url::parse("https://10.0.0.5:8443/api/v3/").unwrap();
+        let alias = Url::parse("https://github.example.com").unwrap();
+        let next = "https://github.example.com/api/v3/users?since=100";
+        let home = resolve_aliased(&base, Some(&alias), next).unwrap();
+        assert_eq!(home.as_str(), "https://10.0.0.5:8443/api/v3/users?since=100");
+        // Without the alias, or to any other origin, or with credentials in it: refused as before.
+        assert!(resolve_aliased(&base, None, next).is_err());
+        for other in [
+            "https://github.example.com.evil.test/api/v3/users",
+            "http://github.example.com/api/v3/users",
+            "https://github.example.com:444/x",
+            "https://u:p@github.example.com/x",
+        ] {
+            assert!(resolve_aliased(&base, Some(&alias), other).is_err(), "{other}");
+        }
+        assert!(resolve_aliased(&base, None, next)
+            .unwrap_err()
+            .to_string()
+            .contains("link_origin = \"https://github.example.com\""));
+        assert!(check_alias(&Url::parse("https://github.example.com/api/v3").unwrap()).is_err());
+        assert!(check_alias(&alias).is_ok());
+    }
 
     fn base() -> Url {
         Url::parse("https://ghe.example.com/api/v3/").unwrap()

@@ -713,3 +713,41 @@ fn a_policy_whose_exclusion_cannot_be_resolved_plans_nothing() {
     assert!(run.stderr.contains("cannot resolve \"breakglass\""), "{}", run.report());
     assert!(server.seen().iter().all(|s| !s.line.starts_with("PUT ")), "something was suspended: {:?}", server.seen());
 }
+
+/// An appliance reached under another name (an IP and port) writes its own hostname in its `Link` headers: with
+/// `link_origin` naming that hostname, the links are followed to the profile's own URL (302 users over three
+/// pages); without it, the listing is refused as before, and the error names the key.
+#[test]
+fn a_declared_link_origin_follows_the_appliances_own_links_home() {
+    let server = Hostile::start(|seen| {
+        let page: usize = seen
+            .line
+            .split("&page=")
+            .nth(1)
+            .and_then(|p| p.split([' ', '&']).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let (from, count) = match page {
+            1 => (1, 100),
+            2 => (101, 100),
+            _ => (201, 102),
+        };
+        let users: Vec<String> = (from..from + count)
+            .map(|n| format!(r#"{{"login": "user{n}", "id": {n}, "type": "User", "site_admin": false}}"#))
+            .collect();
+        let link = format!("<http://appliance.example/api/v3/users?per_page=100&page={}>; rel=\"next\"", page + 1);
+        let headers: Vec<(&str, &str)> = if page < 3 { vec![("Link", link.as_str())] } else { Vec::new() };
+        json_with(&headers, format!("[{}]", users.join(",")))
+    });
+    let url = format!("{}/api/v3", server.base());
+    let aliased = env_for("github", &url, "link_origin = \"http://appliance.example\"\n");
+    let run = aliased.run(&["--format", "json", "eval", r#"connect("h").list_users(#{detail: false}).len()"#]);
+    assert_eq!(run.stdout.trim(), "302", "{}\n{:?}", run.report(), server.seen().iter().map(|s| s.line.clone()).collect::<Vec<_>>());
+    let plain = env_for("github", &url, "");
+    let refused = plain.run(&["eval", r#"connect("h").list_users(#{detail: false}).len()"#]);
+    assert_eq!(refused.status, Some(1), "{}", refused.report());
+    assert!(refused.stderr.contains("link_origin = \"http://appliance.example\""), "{}", refused.report());
+    // A link origin that is more than an origin is refused when the config is read.
+    let bad = env_for("github", &url, "link_origin = \"http://appliance.example/api/v3\"\n");
+    bad.run(&["eval", "1"]).code(2).stderr_has("link_origin");
+}
