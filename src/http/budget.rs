@@ -52,6 +52,9 @@ pub struct RateBudget {
     /// Said once: the shared schedule could not be read.
     shared_failed: std::sync::atomic::AtomicBool,
     next_slot: Mutex<Instant>,
+    /// Until when the server asked everyone to wait: a turn reserved before the pause and due inside it waits
+    /// for its end too.
+    paused_until: Mutex<Instant>,
     in_flight: Semaphore,
     width: AtomicUsize,
     learned: Mutex<Learned>,
@@ -93,6 +96,7 @@ impl RateBudget {
             shared: None,
             shared_failed: std::sync::atomic::AtomicBool::new(false),
             next_slot: Mutex::new(Instant::now()),
+            paused_until: Mutex::new(Instant::now()),
             in_flight: Semaphore::new(width),
             width: AtomicUsize::new(width),
             learned: Mutex::new(Learned::default()),
@@ -185,6 +189,14 @@ impl RateBudget {
         if slot > Instant::now() {
             tokio::time::sleep_until(slot).await;
         }
+        // The turn came; a pause set meanwhile holds it too (nothing is sent inside a pause the server asked for).
+        loop {
+            let until = *self.paused_until.lock();
+            if until <= Instant::now() {
+                break;
+            }
+            tokio::time::sleep_until(until).await;
+        }
     }
 
     /// How long until anyone may send again (zero when nobody waits).
@@ -200,6 +212,10 @@ impl RateBudget {
             if until > *next {
                 *next = until;
             }
+            let mut paused = self.paused_until.lock();
+            if until > *paused {
+                *paused = until;
+            }
         }
         if let Some(shared) = &self.shared {
             if let Err(e) = shared.pause(wait).await {
@@ -212,6 +228,26 @@ impl RateBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A turn reserved before a pause, and due inside it, is held to the pause's end.
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_reserved_before_a_pause_waits_for_its_end() {
+        let budget = std::sync::Arc::new(RateBudget::new(Some(10.0), 4));
+        let start = Instant::now();
+        budget.acquire().await;
+        // The next turn is at 100 ms; a pause of 1 s is asked for at 50 ms, while it waits.
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                let _permit = budget.acquire().await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        budget.pause_all(Duration::from_secs(1)).await;
+        let sent_at = waiting.await.unwrap();
+        assert!(sent_at >= start + Duration::from_millis(1050), "sent {:?} after the start", sent_at - start);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn spaces_requests_at_the_configured_rate() {

@@ -108,6 +108,27 @@ fn case_01_a_429_pauses_the_whole_job_for_its_retry_after() {
     assert!(notes[0]["duration_ms"].as_i64().unwrap() >= 2_900, "{notes:?}");
 }
 
+/// Case 1 with a paced profile (`rate_limit`): turns reserved ahead before the 429 wait for the pause's end;
+/// past the requests already on the wire when it came, nothing reaches the server inside the pause.
+#[test]
+fn case_01_turns_reserved_before_a_pause_are_held_to_its_end() {
+    let sb = sandbox("429@37,retry_after=2", 130);
+    let env = Env::with_sandbox(&sb);
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&config.replace("timeout = 5\n", "timeout = 5\nrate_limit = 25\nconcurrency = 8\n"));
+    let targets = logins(11..=110);
+    let (code, results) = suspend_all(&env, &targets, 1.0);
+    assert_eq!(code, Some(0));
+    every_target_suspended_once(&sb, &env, &targets, &results);
+    let (n, at) = fault_at(&sb, "429");
+    assert_eq!(
+        arrived_between(&sb, n, at + 100, at + 1_900),
+        0,
+        "requests were sent inside the pause: {:?}",
+        arrivals(&sb).iter().filter(|(m, t, _)| *m > n && *t > at && *t < at + 2_000).collect::<Vec<_>>()
+    );
+}
+
 /// Case 1, the HTTP-date form of Retry-After (whole seconds: the wait is at least two of the three).
 #[test]
 fn case_01_a_retry_after_date_is_obeyed_too() {

@@ -742,7 +742,13 @@ fn a_declared_link_origin_follows_the_appliances_own_links_home() {
     let url = format!("{}/api/v3", server.base());
     let aliased = env_for("github", &url, "link_origin = \"http://appliance.example\"\n");
     let run = aliased.run(&["--format", "json", "eval", r#"connect("h").list_users(#{detail: false}).len()"#]);
-    assert_eq!(run.stdout.trim(), "302", "{}\n{:?}", run.report(), server.seen().iter().map(|s| s.line.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        run.stdout.trim(),
+        "302",
+        "{}\n{:?}",
+        run.report(),
+        server.seen().iter().map(|s| s.line.clone()).collect::<Vec<_>>()
+    );
     let plain = env_for("github", &url, "");
     let refused = plain.run(&["eval", r#"connect("h").list_users(#{detail: false}).len()"#]);
     assert_eq!(refused.status, Some(1), "{}", refused.report());
