@@ -983,7 +983,7 @@ mod tests {
         assert!(p.settings.is_empty());
         for key in crate::config::COMMON_KEYS {
             let value = match *key {
-                "kind" | "url" | "token_env" | "token_cmd" | "token" | "ca_file" => "\"v\"",
+                "kind" | "url" | "token_env" | "token_cmd" | "token" | "ca_file" | "link_origin" => "\"v\"",
                 "insecure" => "true",
                 "protected" => "[]",
                 "rate_limit" => "1.0",
