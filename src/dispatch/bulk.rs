@@ -338,7 +338,9 @@ impl Dispatcher {
             .map(|s| (*s, job.counts.get(s).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        let failed = job.counts.get(&ItemStatus::Failed).copied().unwrap_or(0);
+        // An item left in doubt is not done either: the run ends with 3, for a resume to settle it.
+        let failed =
+            [ItemStatus::Failed, ItemStatus::InDoubt].iter().map(|s| job.counts.get(s).copied().unwrap_or(0)).sum();
         self.bulk_failed.fetch_add(failed, Ordering::SeqCst);
         // The run id is what `--resume`, `undo` and `steward runs show` take: say it where people look.
         let label = match self.run_id() {

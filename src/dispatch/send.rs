@@ -103,6 +103,10 @@ impl Dispatcher {
         let Some(result) = answered else { return Err(in_doubt(&self.interrupt.reason())) };
         failpoint("after_response_before_outcome");
         let result = self.reconcile(conn, action, result).await;
+        // Still in doubt after the read that would settle it failed too: the intent stays open for a resume.
+        if matches!(&result, Err(e) if e.kind == ErrorKind::InDoubt) {
+            return result;
+        }
         let ms = started.elapsed().as_millis() as i64;
         self.recorder.outcomes(
             conn,
@@ -159,6 +163,9 @@ impl Dispatcher {
                         second
                     });
                 }
+                // The read failed as well: whether the change was applied is unknown. It is not `failed` (it may
+                // stand on the server): it stays open, in doubt, for a resume to read and settle.
+                Err(read) => return Err(left_in_doubt(e, &read)),
                 _ => return result,
             }
         }
@@ -262,7 +269,16 @@ impl Dispatcher {
         for (i, r) in settled {
             outcomes[i] = r;
         }
-        self.recorder.outcomes(conn, op, (actions, seqs), &outcomes, started.elapsed().as_millis() as i64);
+        // Those still in doubt keep their intents open (see `send_recorded`); the rest get their outcome.
+        let (mut done, mut done_seqs, mut done_outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        for ((action, seq), outcome) in actions.iter().zip(seqs).zip(&outcomes) {
+            if !matches!(outcome, Err(e) if e.kind == ErrorKind::InDoubt) {
+                done.push(action.clone());
+                done_seqs.push(*seq);
+                done_outcomes.push(outcome.clone());
+            }
+        }
+        self.recorder.outcomes(conn, op, (&done, &done_seqs), &done_outcomes, started.elapsed().as_millis() as i64);
         outcomes
     }
 
@@ -293,6 +309,17 @@ impl Dispatcher {
         }
         Ok(action)
     }
+}
+
+/// A change whose answer was lost (`lost`) and whose settling read failed (`read`): in doubt, said why.
+fn left_in_doubt(lost: &ApiError, read: &ApiError) -> ApiError {
+    ApiError::new(
+        ErrorKind::InDoubt,
+        format!(
+            "the answer was lost ({}) and the read that would settle it failed too ({}): it may have been applied; left open for `steward run … --resume` to read and settle",
+            lost.message, read.message
+        ),
+    )
 }
 
 /// What a change stopped in flight comes to (see `ErrorKind::InDoubt`).

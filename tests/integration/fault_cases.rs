@@ -314,3 +314,34 @@ fn a_pause_is_shown_while_it_lasts() {
     let expr = r#"connect("ghes").suspend_all(["user0003", "user0004", "user0005"], #{reason: "x", precheck: false})"#;
     env.run(&["--yes", "eval", expr]).success().stderr_has("ghes: waiting 1 s, as the service asked");
 }
+
+/// Doubt stays doubt (issue 41): a suspension applied by the server whose answer is lost (500), and whose
+/// settling read fails too (503s), is neither `failed` nor done: its intent stays open (`audit list --pending`),
+/// the job ends with 3, a resume reads the account and settles it as applied without sending it again, and
+/// `undo` then restores it.
+#[test]
+fn a_change_whose_answer_and_settling_read_are_lost_stays_in_doubt_until_a_resume() {
+    let sb = sandbox("apply500@5,503@6-13", 10);
+    let env = Env::with_sandbox(&sb);
+    env.write("job.rhai", r#"connect("ghes").suspend_all(["user0003"], #{reason: "doubt"})"#);
+    let run = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("STEWARD_TIME_SCALE", "0.01").args(args);
+        crate::util::Run::of(cmd)
+    };
+    let first = run(&["--yes", "run", "job.rhai"]).code(3);
+    assert!(first.stderr.contains("in-doubt 1"), "{}", first.report());
+    let (n, _) = fault_at(&sb, "apply500");
+    assert_eq!(
+        arrivals(&sb).iter().find(|(m, _, _)| *m == n).map(|(_, _, w)| w.as_str()),
+        Some("PUT /api/v3/users/user0003/suspended")
+    );
+    assert!(sb.suspended().contains(&"user0003".to_string()), "the server applied it");
+    let pending = env.audit_rows(&["--pending"]);
+    assert!(pending.iter().any(|r| r["op"] == "suspend" && r["target"] == "user0003"), "{pending:?}");
+    run(&["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    assert!(env.audit_rows(&["--pending"]).is_empty());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 1, "settled by reading, not sent again");
+    run(&["--yes", "undo", "1"]).success();
+    assert!(!sb.suspended().contains(&"user0003".to_string()), "undo restored it");
+}
