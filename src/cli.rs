@@ -184,10 +184,15 @@ pub enum RunsCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// The script file, or a stock script's name (`bulk_suspend`; `steward scripts` lists them), or `-` to
     /// read it from standard input.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "help")]
+    pub file: Option<PathBuf>,
+    /// Print help; with a script, the --args it declares (name, kind, meaning) instead of running it.
+    #[arg(short = 'h', long, action = clap::ArgAction::SetTrue)]
+    pub help: bool,
     /// A script argument, readable as ARGS.key (repeatable).
     #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub args: Vec<(String, String)>,

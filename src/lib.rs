@@ -66,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that need no config, profiles or audit log.
     match &command {
         Command::Completions { shell } => return cmd::completions::run(*shell),
+        Command::Run(args) if args.help => return cmd::run::help(args),
         Command::Scripts { name } => {
             use std::io::IsTerminal;
             let stdout_is_tty = std::io::stdout().is_terminal();
@@ -166,7 +167,8 @@ fn refuse_global_options(command: &str, global: &cli::GlobalArgs) -> anyhow::Res
 fn stopped_hint(run: i64, command: &Command) -> String {
     match command {
         Command::Run(args) => {
-            let mut line = vec!["steward".to_string(), "run".into(), shell_quote(&args.file.display().to_string())];
+            let file = args.file.as_deref().map(|f| f.display().to_string()).unwrap_or_default();
+            let mut line = vec!["steward".to_string(), "run".into(), shell_quote(&file)];
             for (k, v) in &args.args {
                 // A secret is never printed: the person types it again.
                 let v = if crate::redact::looks_secret(k) { "<the same value>" } else { v.as_str() };

@@ -8,7 +8,33 @@ use crate::output;
 use crate::script::diagnostic;
 use sha2::{Digest, Sha256};
 
+/// `steward run [SCRIPT] --help`: the script's declared --args (read from its source, never run), or the
+/// command's own help.
+pub fn help(args: &RunArgs) -> anyhow::Result<()> {
+    let Some(file) = &args.file else {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        cli.build();
+        if let Some(run) = cli.find_subcommand_mut("run") {
+            // A closed pipe (`| head`) is not an error here.
+            let _ = run.clone().bin_name("steward run").print_long_help();
+        }
+        return Ok(());
+    };
+    let (name, source) = match stock_named(file)? {
+        Some((stock, source)) => (stock.to_string(), source.to_string()),
+        None => (
+            file.display().to_string(),
+            std::fs::read_to_string(file)
+                .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", file.display())))?,
+        ),
+    };
+    output::line(&crate::script::arguments::usage(&name, &source));
+    Ok(())
+}
+
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
+    let file = args.file.clone().unwrap_or_default();
     if let Some(run) = args.resume {
         output::note(&format!(
             "resuming run {run}: what it finished is skipped, what it left in flight is checked first"
@@ -16,14 +42,14 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     }
     // `-` reads the script from standard input (a heredoc, a pipe); its imports are looked up in the current
     // directory.
-    let from_stdin = args.file.as_os_str() == "-";
-    let stock = stock_named(&args.file)?;
+    let from_stdin = file.as_os_str() == "-";
+    let stock = stock_named(&file)?;
     let source = match (from_stdin, stock) {
         (true, _) => std::io::read_to_string(std::io::stdin())
             .map_err(|e| UsageError::new(format!("cannot read the script from standard input: {e}")))?,
         (false, Some((_, source))) => source.to_string(),
-        (false, None) => std::fs::read_to_string(&args.file)
-            .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", args.file.display())))?,
+        (false, None) => std::fs::read_to_string(&file)
+            .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", file.display())))?,
     };
     let sha256 = hex::encode(Sha256::digest(source.as_bytes()));
     if let Some(run) = args.resume {
@@ -32,7 +58,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let name = match (from_stdin, stock) {
         (true, _) => "<stdin>".to_string(),
         (false, Some((stock, _))) => format!("stock:{stock}"),
-        (false, None) => args.file.display().to_string(),
+        (false, None) => file.display().to_string(),
     };
     ctx.dispatcher.describe_script(&name, &sha256);
     let here = std::path::PathBuf::from(".");
@@ -40,7 +66,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let dir = match (from_stdin, stock) {
         (true, _) => Some(here.as_path()),
         (false, Some(_)) => None,
-        (false, None) => args.file.parent().filter(|d| !d.as_os_str().is_empty()),
+        (false, None) => file.parent().filter(|d| !d.as_os_str().is_empty()),
     };
     let mut session = super::session(ctx, &args.args, dir);
     match session.eval(&source, Some(&name)) {

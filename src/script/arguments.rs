@@ -5,6 +5,53 @@
 
 use rhai::{Dynamic, Map};
 
+/// The `--arg`s a script declares, read from its source (never run): each `key: "kind"` of its
+/// `arguments(ARGS, #{…})` call, in order.
+pub fn declared(source: &str) -> Vec<(String, String)> {
+    let Some(start) = source.find("arguments(ARGS,") else { return Vec::new() };
+    let rest = &source[start..];
+    let (Some(open), Some(close)) = (rest.find("#{"), rest.find('}')) else { return Vec::new() };
+    if close < open {
+        return Vec::new();
+    }
+    rest[open + 2..close]
+        .split(',')
+        .filter_map(|pair| {
+            let (key, kind) = pair.split_once(':')?;
+            let key = key.trim().trim_matches('"').to_string();
+            let kind = kind.trim().trim_matches('"').to_string();
+            (!key.is_empty()).then_some((key, kind))
+        })
+        .collect()
+}
+
+/// `steward run SCRIPT --help`: what the script does (its header's first sentence) and each declared `--arg`
+/// with its kind and, where the header's `Arguments:` lines say, its meaning.
+pub fn usage(name: &str, source: &str) -> String {
+    let header = crate::script::stock::header(source);
+    let meaning = |key: &str| {
+        header
+            .lines()
+            .map(str::trim_start)
+            .find_map(|l| l.strip_prefix(key).filter(|r| r.starts_with(' ')).map(|r| r.trim().to_string()))
+    };
+    let args = declared(source);
+    let mut out = format!("steward run {name}: {}\n", crate::script::stock::summary(source));
+    if args.is_empty() {
+        out.push_str(
+            "\nIt declares no --arg (a script declares them with `let ARGS = arguments(ARGS, #{name: \"text\"})`).",
+        );
+        return out;
+    }
+    out.push_str("\nArguments (--arg KEY=VALUE; a flag is true or false):\n");
+    let width = args.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, kind) in &args {
+        let says = meaning(key).unwrap_or_default();
+        out.push_str(&format!("  {key:<width$}  {kind:<4}  {says}\n"));
+    }
+    out.trim_end().to_string()
+}
+
 /// The arguments as the script reads them (flags as booleans), or why they are refused.
 pub fn check(given: &Map, spec: &Map) -> Result<Map, String> {
     let mut out = Map::new();

@@ -481,3 +481,27 @@ fn runs_are_the_runs_that_changed_something() {
     let started = runs[0]["started"].as_str().unwrap_or_else(|| panic!("{shown}")).to_string();
     assert!(started < first_event, "started {started}, first event {first_event}");
 }
+
+/// `steward run SCRIPT --help` prints the --args the script declares, with their meaning, and runs nothing; a
+/// script of one's own declares them the same way; `steward run --help` is the command's own help.
+#[test]
+fn run_script_help_lists_its_declared_arguments_without_running_it() {
+    let env = Env::new();
+    let help = env.run(&["run", "suspend_inactive", "--help"]).success();
+    assert!(
+        help.stdout.contains("steward run suspend_inactive: report the users inactive since a date"),
+        "{}",
+        help.report()
+    );
+    assert!(help.stdout.contains("apply    flag  true to suspend (default: plan only)"), "{}", help.report());
+    env.write("mine.rhai", "// mine.rhai: greet someone.\n//\n// Arguments:\n//   who   the one to greet\nlet ARGS = arguments(ARGS, #{ who: \"text\", loud: \"flag\" });\nthrow \"ran\";\n");
+    let mine = env.run(&["run", "mine.rhai", "-h"]).success();
+    assert!(
+        mine.stdout.contains("who   text  the one to greet") && mine.stdout.contains("loud  flag"),
+        "{}",
+        mine.report()
+    );
+    assert!(!env.audit_db().exists(), "nothing ran, nothing was recorded");
+    env.run(&["run", "--help"]).success().stdout_has("Usage: steward run");
+    env.run(&["run"]).code(2).stderr_has("<FILE>");
+}
