@@ -154,6 +154,29 @@ pub struct Scope {
     /// Accounts never touched (break-glass, service accounts): names, each resolved to its account.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Administrators: `include` them (the default), `exclude` them, or look at `only` them.
+    #[serde(default)]
+    pub admins: Admins,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admins {
+    #[default]
+    Include,
+    Exclude,
+    Only,
+}
+
+impl Scope {
+    /// Whether an account that is (or is not) an administrator is the policy's to look at.
+    pub fn takes(&self, admin: bool) -> bool {
+        match self.admins {
+            Admins::Include => true,
+            Admins::Exclude => !admin,
+            Admins::Only => admin,
+        }
+    }
 }
 
 /// Time an account is left alone for.

@@ -107,7 +107,7 @@ pub fn make(
         let summary = plan.profiles.entry(p.clone()).or_default();
         summary.misses = misses.get(p).cloned();
     }
-    for c in accounts {
+    for c in accounts.iter().filter(|c| spec.scope.takes(c.admin)) {
         let summary = plan.profiles.entry(c.profile.clone()).or_default();
         summary.accounts += 1;
         let idle = match (c.last_active, c.created) {
@@ -348,6 +348,19 @@ mod tests {
             .halted
             .unwrap()
             .contains("1 administrators would be left, fewer than min_admins 2"));
+    }
+
+    #[test]
+    fn a_scope_of_admins_only_or_none_is_what_the_plan_counts_and_changes() {
+        let mut s = spec(&[(StageAction::Suspend, 90)]);
+        let accounts =
+            [Candidate { admin: true, ..user("boss", Some(100)) }, user("dev", Some(100)), user("new", Some(1))];
+        s.scope.admins = crate::policy::Admins::Only;
+        let p = plan_of(&s, &accounts);
+        assert_eq!((p.steps.len(), p.steps[0].account.as_str(), p.profiles["p"].accounts), (1, "boss", 1));
+        s.scope.admins = crate::policy::Admins::Exclude;
+        let p = plan_of(&s, &accounts);
+        assert_eq!((p.steps.len(), p.steps[0].account.as_str(), p.profiles["p"].accounts), (1, "dev", 2));
     }
 
     #[test]
