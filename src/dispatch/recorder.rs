@@ -280,15 +280,22 @@ impl Recorder {
         intent: (Op, &str, &Value, i64),
         status: Status,
         why: &str,
-    ) -> Option<Event> {
+    ) -> Vec<Event> {
         let (op, target, params, seq) = intent;
         if !self.settled.lock().insert(seq) {
-            return None;
+            return Vec::new();
         }
         let mut e = self.event(conn, op, Some(target), params, Phase::Outcome, status);
         e.intent_seq = Some(seq);
         e.error = why.to_string();
-        Some(e)
+        let mut events = vec![e];
+        // A timed change found applied at resume is taken back in time like one answered at once (a `for`
+        // counts from now: the change's own time is not known closer than "before this resume").
+        if status == Status::Ok && !self.dry_run {
+            let action = Action::new(op, Some(target.to_string()), params.clone());
+            events.extend(self.timed_restore(conn, &action, seq));
+        }
+        events
     }
 
     /// `settle_once` for an intent whose profile this run could not connect: the outcome names the service as
@@ -549,8 +556,8 @@ mod tests {
         let log = dir.path().join("audit.db");
         let (r, conn) = (on_file(&log, "a"), conn());
         let params = json!({"account": "u1"});
-        assert!(r.settle_once(&conn, (Op::Suspend, "u1", &params, 7), Status::Ok, "applied").is_some());
-        assert!(r.settle_once(&conn, (Op::Suspend, "u1", &params, 7), Status::Ok, "applied").is_none());
+        assert!(!r.settle_once(&conn, (Op::Suspend, "u1", &params, 7), Status::Ok, "applied").is_empty());
+        assert!(r.settle_once(&conn, (Op::Suspend, "u1", &params, 7), Status::Ok, "applied").is_empty());
         assert!(r.is_settled(7) && !r.is_settled(8));
         let seq = r.claiming(vec![intent(&r, &conn, "u2")]).await.unwrap()[0].unwrap();
         let action = Action::new(Op::Suspend, Some("u2".into()), params.clone());

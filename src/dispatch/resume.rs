@@ -16,8 +16,9 @@ pub(crate) const SETTLED_RESENT: &str = "settled at resume: it had not been appl
 
 /// What an earlier run's open intent on an account came to.
 pub(super) struct Settled {
-    /// The outcome row for the earlier intent (none when this run settled it already).
-    pub event: Option<Event>,
+    /// The outcome row for the earlier intent, and the restore a timed change schedules (none when this run
+    /// settled it already).
+    pub event: Vec<Event>,
     /// The account's state as read for it.
     pub state: Option<bool>,
     /// The service cannot show whether it was applied: the change is not sent again blind.

@@ -345,3 +345,26 @@ fn a_change_whose_answer_and_settling_read_are_lost_stays_in_doubt_until_a_resum
     run(&["--yes", "undo", "1"]).success();
     assert!(!sb.suspended().contains(&"user0003".to_string()), "undo restored it");
 }
+
+/// A timed suspension left in doubt and found applied at resume is taken back in time, like one answered at
+/// once: the resume schedules its restore.
+#[test]
+fn a_timed_change_settled_at_resume_still_schedules_its_restore() {
+    let sb = sandbox("apply500@5,503@6-13", 10);
+    let env = Env::with_sandbox(&sb);
+    let until = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string();
+    env.write(
+        "job.rhai",
+        &format!(r#"connect("ghes").suspend_all(["user0003"], #{{reason: "leave", "until": "{until}"}})"#),
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("STEWARD_TIME_SCALE", "0.01").args(args);
+        crate::util::Run::of(cmd)
+    };
+    run(&["--yes", "run", "job.rhai"]).code(3).stderr_has("in-doubt 1");
+    run(&["--yes", "run", "job.rhai", "--resume", "1"]).success();
+    let waiting = run(&["--format", "json", "schedule", "list"]).success();
+    let rows: Value = serde_json::from_str(&waiting.stdout).unwrap();
+    assert!(rows.as_array().unwrap().iter().any(|r| r["op"] == "unsuspend" && r["target"] == "user0003"), "{rows}");
+}
