@@ -134,12 +134,38 @@ fn build_connection(name: &str, entry: &ProfileEntry, all: &Connections) -> Resu
     let on_pause =
         dispatcher.pause_recorder(name, backends::kind(&p.kind).map(|k| k.name).unwrap_or("unknown"), &p.url);
     let extra = extra_tokens(name, entry)?;
+    let record_extra = extra.clone();
     let retry = RetryPolicy::in_use();
-    let backend = backends::connect(name, p, token, extra, Some(on_pause), retry, all.shared_turns.as_ref())
+    let backend = backends::connect(name, p, token.clone(), extra, Some(on_pause), retry, all.shared_turns.as_ref())
         .map_err(|source| ConnectError::Backend { profile: name.to_string(), source })?;
     let source = if entry.preset_token.is_some() { "sandbox".to_string() } else { p.token_source() };
-    let token = TokenRecord { source, fingerprint };
+    let token = match token.is_some() || record_extra.is_empty() {
+        true => TokenRecord { source, fingerprint },
+        false => credentials_record(name, entry, &record_extra, fingerprints)?,
+    };
     Ok(Connection::new(name, backend, p.protected.clone(), token, p.concurrency.unwrap_or(4)))
+}
+
+/// What the log records of a profile that acts on credentials for single purposes and no main token (Travis):
+/// each one's purpose and source, and each one's fingerprint, space-separated, so any of them finds its events.
+fn credentials_record(
+    name: &str,
+    entry: &ProfileEntry,
+    extra: &[(&'static str, SecretString)],
+    fingerprints: &Fingerprints,
+) -> Result<TokenRecord, ConnectError> {
+    let vars = token_vars(&entry.profile);
+    let mut sources = Vec::new();
+    let mut fps = Vec::new();
+    for (purpose, token) in extra {
+        let source = match entry.preset_extra.is_empty() {
+            true => vars.iter().find(|(p, _, _)| p == purpose).map(|(_, _, var)| format!("env:{var}")),
+            false => Some("sandbox".to_string()),
+        };
+        sources.push(format!("{purpose}={}", source.unwrap_or_else(|| "none".into())));
+        fps.push(fingerprints.of(token).map_err(|why| ConnectError::Fingerprint { profile: name.to_string(), why })?);
+    }
+    Ok(TokenRecord { source: sources.join(" "), fingerprint: fps.join(" ") })
 }
 
 /// Credentials for single purposes: handed over (sandbox) or read from the variables the kind's keys name.

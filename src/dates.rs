@@ -58,6 +58,17 @@ fn age(text: &str) -> Option<Duration> {
     }
 }
 
+/// A length of time as a person says it, in its largest whole unit: `45 s`, `2 min`, `3 h`, `3650 days`.
+pub fn spoken(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -2,6 +2,10 @@
 //! the team log's database (`rate_turns`, keyed by the instance's base URL), so five machines running jobs
 //! against one GHES together keep to its `rate_limit`, and a pause one of them is told of (a 429's wait) holds
 //! them all. Times are the database server's clock, the one clock every machine shares.
+//!
+//! The row is advice, not a lock: any writer may update it, so a pause longer than any steward asks for (a rate
+//! limit's longest wait) or a schedule running further ahead than that is ignored and reported, and a process
+//! held by a pause reads the row again every second, so a pause lifted by hand frees it at once.
 
 use crate::audit::team::PgTarget;
 use crate::http::budget::{SharedTurns, TurnsFactory};
@@ -18,6 +22,12 @@ const BLOCK: Duration = Duration::from_millis(100);
 const MOST_PER_BLOCK: u32 = 32;
 /// How often a process with no pace of its own looks whether someone paused the instance.
 const PAUSE_LOOK: Duration = Duration::from_millis(100);
+/// The longest pause a steward asks of the others; a row asking more was not written by one.
+const LONGEST_PAUSE: Duration = crate::http::retry::LONGEST_RATE_LIMIT_WAIT;
+/// How far ahead of now the schedule can honestly run: the longest pause and the turns reserved behind it.
+const LONGEST_AHEAD: Duration = Duration::from_secs(LONGEST_PAUSE.as_secs() + 60);
+/// How often a process held by a pause reads the row again.
+const RELOOK: Duration = Duration::from_secs(1);
 
 /// The factory for a team log's database.
 pub fn factory(target: Arc<PgTarget>) -> TurnsFactory {
@@ -35,8 +45,10 @@ pub struct PgTurns {
     client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Turns reserved and not used yet.
     reserved: Mutex<VecDeque<Instant>>,
-    /// For a process without a pace: until when the instance is paused, and when that was looked up.
+    /// Until when the instance is paused, and when that was looked up.
     pause_seen: Mutex<Option<(Instant, Instant)>>,
+    /// Said once: the row held a pause no steward asks for.
+    implausible_said: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgTurns {
@@ -55,6 +67,7 @@ impl PgTurns {
             client: tokio::sync::Mutex::new(None),
             reserved: Mutex::new(VecDeque::new()),
             pause_seen: Mutex::new(None),
+            implausible_said: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -69,12 +82,12 @@ impl PgTurns {
                 &[&self.instance],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::audit::db::DbError::from(e).to_string())?;
             *client = Some(c);
         }
         let Some(c) = client.as_ref() else { return Err("no connection".into()) };
         match c.query_one(sql, params).await {
-            Ok(row) => row.try_get::<_, i64>(0).map_err(|e| e.to_string()),
+            Ok(row) => row.try_get::<_, i64>(0).map_err(|e| crate::audit::db::DbError::from(e).to_string()),
             Err(e) => {
                 *client = None;
                 Err(crate::audit::db::DbError::from(e).to_string())
@@ -82,18 +95,24 @@ impl PgTurns {
         }
     }
 
-    /// Reserves `count` turns `spacing` apart from the shared schedule; the first one's delay from now.
+    /// Reserves `count` turns `spacing` apart from the shared schedule; the first one's delay from now. A schedule
+    /// or a pause further ahead than a steward puts it is not built on.
     async fn reserve(&self, count: u32, spacing: Duration) -> Result<Duration, String> {
         let span = (spacing * count).as_micros() as i64;
         let sql = format!(
-            "UPDATE rate_turns r SET next_at = GREATEST(r.next_at, r.paused_until, n.now_us) + $2 FROM {NOW_US}
-             WHERE r.instance = $1 RETURNING r.next_at - $2 - n.now_us"
+            "UPDATE rate_turns r SET next_at = GREATEST(
+                 CASE WHEN r.next_at - n.now_us <= $3 THEN r.next_at ELSE 0 END,
+                 CASE WHEN r.paused_until - n.now_us <= $4 THEN r.paused_until ELSE 0 END,
+                 n.now_us) + $2
+             FROM {NOW_US} WHERE r.instance = $1 RETURNING r.next_at - $2 - n.now_us"
         );
-        let first = self.one(&sql, &[&self.instance, &span]).await?;
+        let (ahead, pause) = (LONGEST_AHEAD.as_micros() as i64, LONGEST_PAUSE.as_micros() as i64);
+        let first = self.one(&sql, &[&self.instance, &span, &ahead, &pause]).await?;
         Ok(Duration::from_micros(first.max(0) as u64))
     }
 
-    /// How long the instance stays paused, looked up at most every `PAUSE_LOOK`.
+    /// How long the instance stays paused, looked up at most every `PAUSE_LOOK`; a pause longer than any
+    /// steward asks for is reported once and taken as none.
     async fn pause_left(&self) -> Result<Duration, String> {
         let now = Instant::now();
         if let Some((until, seen)) = *self.pause_seen.lock() {
@@ -101,19 +120,45 @@ impl PgTurns {
                 return Ok(until.saturating_duration_since(now));
             }
         }
-        let sql =
-            format!("SELECT GREATEST(r.paused_until - n.now_us, 0) FROM rate_turns r, {NOW_US} WHERE r.instance = $1");
+        let sql = format!("SELECT r.paused_until - n.now_us FROM rate_turns r, {NOW_US} WHERE r.instance = $1");
         let left = Duration::from_micros(self.one(&sql, &[&self.instance]).await?.max(0) as u64);
+        let left = if left > LONGEST_PAUSE {
+            if !self.implausible_said.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                tracing::warn!(
+                    "the team's rate row for {} asks everyone to pause {}, longer than the {} a steward ever asks: \
+                     ignored (someone wrote the row by hand; `UPDATE rate_turns SET paused_until = 0` clears it)",
+                    self.instance,
+                    crate::dates::spoken(left),
+                    crate::dates::spoken(LONGEST_PAUSE)
+                );
+            }
+            Duration::ZERO
+        } else {
+            left
+        };
         *self.pause_seen.lock() = Some((now + left, now));
         Ok(left)
+    }
+
+    /// Waits out a pause the team is in, reading the row again every `RELOOK` (a pause lifted frees it then).
+    async fn sit_out_pause(&self) -> Result<(), String> {
+        loop {
+            let left = self.pause_left().await?;
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.reserved.lock().clear();
+            tokio::time::sleep(left.min(RELOOK)).await;
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl SharedTurns for PgTurns {
     async fn take(&self, spacing: Duration) -> Result<Duration, String> {
+        self.sit_out_pause().await?;
         if spacing.is_zero() {
-            return self.pause_left().await;
+            return Ok(Duration::ZERO);
         }
         loop {
             let now = Instant::now();
@@ -136,10 +181,12 @@ impl SharedTurns for PgTurns {
     async fn pause(&self, wait: Duration) -> Result<(), String> {
         self.reserved.lock().clear();
         let sql = format!(
-            "UPDATE rate_turns r SET paused_until = GREATEST(r.paused_until, n.now_us + $2) FROM {NOW_US}
-             WHERE r.instance = $1 RETURNING r.paused_until"
+            "UPDATE rate_turns r SET paused_until = GREATEST(
+                 CASE WHEN r.paused_until - n.now_us <= $3 THEN r.paused_until ELSE 0 END, n.now_us + $2)
+             FROM {NOW_US} WHERE r.instance = $1 RETURNING r.paused_until"
         );
-        self.one(&sql, &[&self.instance, &(wait.as_micros() as i64)]).await.map(|_| ())
+        let wait = wait.min(LONGEST_PAUSE).as_micros() as i64;
+        self.one(&sql, &[&self.instance, &wait, &(LONGEST_PAUSE.as_micros() as i64)]).await.map(|_| ())
     }
 }
 

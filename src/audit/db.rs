@@ -133,14 +133,24 @@ pub enum Db {
 }
 
 pub struct Pg {
-    client: postgres::Client,
+    /// Dropped off the runtime (`Drop`): closing the synchronous client blocks, which panics inside one.
+    client: std::mem::ManuallyDrop<postgres::Client>,
     /// Statements prepared on this connection, by their SQL as the log writes it (`?1`).
     prepared: HashMap<String, postgres::Statement>,
 }
 
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.prepared.clear();
+        // SAFETY: the client is taken once, here, and `self` is never used again.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) };
+        off_runtime(move || drop(client));
+    }
+}
+
 impl Pg {
     pub fn new(client: postgres::Client) -> Self {
-        Pg { client, prepared: HashMap::new() }
+        Pg { client: std::mem::ManuallyDrop::new(client), prepared: HashMap::new() }
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {

@@ -3,6 +3,9 @@
 //! The key (32 random bytes, `audit.db.key`, mode 0600) sits beside the log. A plain hash of a token could be
 //! tested against guessed or leaked tokens by anyone holding an export; a keyed one only by someone holding
 //! the key, who is asked to prove it with `steward audit fingerprint` (as Vault does with `/sys/audit-hash`).
+//!
+//! A team log keeps one key for the whole team in its database (`steward_keys`), so a token has one fingerprint
+//! whichever machine used it; a machine's own key file from before is still consulted when looking a token up.
 
 use super::keyfile::{self, KEY_BYTES};
 use super::AuditTarget;
@@ -43,6 +46,17 @@ impl FingerprintKey {
     pub fn load(db: &Path) -> Result<Option<Self>, String> {
         Ok(keyfile::load(&key_path(db), WHAT)?.map(FingerprintKey))
     }
+
+    /// The key `target`'s events are fingerprinted under: the team's for a team log, else the file's.
+    pub fn of_log(target: &AuditTarget) -> Result<Self, String> {
+        match target {
+            AuditTarget::Postgres(pg) => super::team::shared_key(pg, "token_fingerprint")
+                .map(FingerprintKey)
+                .map_err(|e| format!("cannot read the team's token-fingerprint key: {e}")),
+            AuditTarget::File(path) => Self::load_or_create(path),
+            AuditTarget::Memory => Ok(Self::random()),
+        }
+    }
 }
 
 /// The key of one audit log, loaded when the first token needs a fingerprint.
@@ -57,12 +71,7 @@ impl Fingerprints {
     }
 
     pub fn of(&self, token: &SecretString) -> Result<String, String> {
-        let key = self.key.get_or_init(|| match &self.target {
-            AuditTarget::File(_) | AuditTarget::Postgres(_) => {
-                FingerprintKey::load_or_create(self.target.anchor().unwrap_or(Path::new("audit.db")))
-            }
-            AuditTarget::Memory => Ok(FingerprintKey::random()),
-        });
+        let key = self.key.get_or_init(|| FingerprintKey::of_log(&self.target));
         key.as_ref().map(|k| k.fingerprint(token)).map_err(Clone::clone)
     }
 }

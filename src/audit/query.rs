@@ -123,7 +123,11 @@ impl AuditStore {
         if let Some(v) = &filter.token_fp {
             // A fingerprint may be given shortened, as people copy them (`hmac-sha256:1f0c…`).
             let prefix = v.trim_end_matches('…').trim_end_matches("...").to_string();
-            add("substr(token_fp, 1, length(CAST(? AS TEXT))) = ?", vec![prefix.into()]);
+            // A run on several credentials (Travis's) records each, space-separated: any of them matches.
+            add(
+                "(substr(token_fp, 1, length(CAST(? AS TEXT))) = ? OR replace(token_fp, ' ' || CAST(? AS TEXT), '') <> token_fp)",
+                vec![prefix.into()],
+            );
         }
         if let Some(v) = filter.run {
             add("run_id = ?", vec![v.into()]);

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_origin.sql"),
     include_str!("migrations/postgres/0004_origin_unique.sql"),
     include_str!("migrations/postgres/0005_claims.sql"),
+    include_str!("migrations/postgres/0006_team_keys.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
@@ -54,7 +55,8 @@ impl PgTarget {
         anchors: &std::path::Path,
         password: PasswordSource,
     ) -> Result<Self, String> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let (url, sslmode) = take_sslmode(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             format!("audit_url is not a PostgreSQL connection URL ({e}); write it as postgres://USER@HOST:PORT/DB")
         })?;
         if config.get_password().is_some() {
@@ -68,6 +70,13 @@ impl PgTarget {
             Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
             None => return Err("audit_url names no host; write it as postgres://USER@HOST:PORT/DB".into()),
         };
+        let on_socket = !matches!(config.get_hosts().first(), Some(tokio_postgres::config::Host::Tcp(_)));
+        config.ssl_mode(match sslmode {
+            Some(mode) => mode,
+            // Unsaid: TLS, checked, over a network; none through a local socket (the file system guards it).
+            None if on_socket => tokio_postgres::config::SslMode::Disable,
+            None => tokio_postgres::config::SslMode::Require,
+        });
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let user = config.get_user().unwrap_or("");
         let db = config.get_dbname().unwrap_or(user);
@@ -157,6 +166,52 @@ impl PgTarget {
     }
 }
 
+/// Takes libpq's `sslmode` out of a connection URL or key=value string: `disable`, or `require`, `verify-ca` and
+/// `verify-full` (steward checks the certificate and the name for each: see `tls`). `prefer` and `allow` are
+/// refused: against a server (or a man in the middle) offering no TLS they go on in plain text. The rest of the
+/// string is given back for the driver to read; `None` when no sslmode was given.
+fn take_sslmode(url: &str) -> Result<(String, Option<tokio_postgres::config::SslMode>), String> {
+    use tokio_postgres::config::SslMode;
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let (head, params, sep) = match (is_url, url.split_once('?')) {
+        (true, Some((head, query))) => (head.to_string(), query.split('&').collect::<Vec<_>>(), "&"),
+        (true, None) => return Ok((url.to_string(), None)),
+        (false, _) => (String::new(), url.split_whitespace().collect(), " "),
+    };
+    let mut mode = None;
+    let mut kept = Vec::new();
+    for param in params {
+        let Some(value) = param.strip_prefix("sslmode=") else {
+            kept.push(param);
+            continue;
+        };
+        mode = Some(match value.trim_matches('\'') {
+            "disable" => SslMode::Disable,
+            "require" | "verify-ca" | "verify-full" => SslMode::Require,
+            "prefer" | "allow" => {
+                return Err(format!(
+                    "audit_url has sslmode={value}, which goes on in plain text when the server offers no TLS (or \
+                     someone between you and it says so); use sslmode=require or sslmode=verify-full (steward checks \
+                     the server's certificate and name for either), or sslmode=disable on a network you trust"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "audit_url has sslmode={other}, which steward does not know; use require, verify-ca, verify-full \
+                     or disable"
+                ))
+            }
+        });
+    }
+    let rest = kept.join(sep);
+    let url = match (is_url, rest.is_empty()) {
+        (true, true) => head,
+        (true, false) => format!("{head}?{rest}"),
+        (false, _) => rest,
+    };
+    Ok((url, mode))
+}
+
 /// Connects and brings the schema up to date (under a lock, so two machines starting at once migrate once).
 pub fn open(target: &PgTarget) -> Result<Db, AuditError> {
     let db = Db::Postgres(Box::new(parking_lot::Mutex::new(Pg::new(target.connect()?))));
@@ -194,6 +249,27 @@ fn migrate(db: &Db, target: &PgTarget) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// The team's key `name` (32 bytes), kept in the log's database so every machine uses the same; the first
+/// machine that asks makes it (two asking at once keep the one that landed first).
+pub fn shared_key(target: &PgTarget, name: &str) -> Result<[u8; super::keyfile::KEY_BYTES], AuditError> {
+    let db = open(target)?;
+    let read_err = |source: DbError| AuditError::TeamSchema { url: target.shown.clone(), source };
+    let fresh = hex::encode(rand::random::<[u8; super::keyfile::KEY_BYTES]>());
+    db.execute(
+        "INSERT INTO steward_keys (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        &[name.into(), fresh.into()],
+    )
+    .map_err(read_err)?;
+    let value = db.row("SELECT value FROM steward_keys WHERE name = ?1", &[name.into()]).map_err(read_err)?;
+    let value = value.map(|r| r.text(0)).transpose().map_err(read_err)?.unwrap_or_default();
+    hex::decode(value.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        read_err(DbError::Type(format!(
+            "the team's {name} key in steward_keys is not {} hex bytes",
+            super::keyfile::KEY_BYTES
+        )))
+    })
+}
+
 /// Takes run `run`'s lock for this connection's session; `false` when another session holds it.
 pub(super) fn hold(db: &Db, run: i64) -> Result<bool, DbError> {
     let key = run_key(run)?;
@@ -201,12 +277,14 @@ pub(super) fn hold(db: &Db, run: i64) -> Result<bool, DbError> {
     Ok(r.map(|r| r.int(0)).transpose()? == Some(1))
 }
 
-/// Whether a session other than this connection's holds run `run`'s lock (its process is alive).
+/// Whether a session other than this connection's holds run `run`'s lock (its process is alive). `pg_locks` is
+/// the whole server's: another database's run of the same number (a second team's log) is not this one's.
 pub(super) fn held_elsewhere(db: &Db, run: i64) -> Result<bool, DbError> {
     let key = run_key(run)?;
     let r = db.row(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = ?1 AND objid::bigint = ?2
-         AND objsubid = 2 AND granted AND pid != pg_backend_pid()",
+         AND objsubid = 2 AND granted AND pid != pg_backend_pid()
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         &[i64::from(RUN_SPACE).into(), key.into()],
     )?;
     Ok(r.map(|r| r.int(0)).transpose()?.unwrap_or(0) > 0)
@@ -214,4 +292,45 @@ pub(super) fn held_elsewhere(db: &Db, run: i64) -> Result<bool, DbError> {
 
 fn run_key(run: i64) -> Result<i64, DbError> {
     i32::try_from(run).map(i64::from).map_err(|_| DbError::Type(format!("run {run} is past the lockable range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_postgres::config::SslMode;
+
+    fn mode_of(url: &str) -> Result<SslMode, String> {
+        let target = PgTarget::new(url, None, std::path::Path::new("/nonexistent"), Arc::new(|| Ok(None)))?;
+        Ok(target.config.get_ssl_mode())
+    }
+
+    #[test]
+    fn sslmodes_that_can_fall_back_to_plain_text_are_refused_and_libpq_spellings_are_understood() {
+        for bad in ["prefer", "allow"] {
+            let err = mode_of(&format!("postgres://a@db.example:5432/steward?sslmode={bad}")).unwrap_err();
+            assert!(err.contains(&format!("sslmode={bad}")) && err.contains("sslmode=require"), "{err}");
+            let err = mode_of(&format!("host=db.example user=a dbname=steward sslmode={bad}")).unwrap_err();
+            assert!(err.contains("plain text"), "{err}");
+        }
+        for good in ["require", "verify-ca", "verify-full"] {
+            assert_eq!(mode_of(&format!("postgres://a@db.example/steward?sslmode={good}")), Ok(SslMode::Require));
+            assert_eq!(mode_of(&format!("host=db.example user=a sslmode='{good}' dbname=s")), Ok(SslMode::Require));
+        }
+        let err = mode_of("postgres://a@db.example/steward?sslmode=verify-everything").unwrap_err();
+        assert!(err.contains("does not know"), "{err}");
+        assert_eq!(mode_of("postgres://a@db.example/steward?sslmode=disable"), Ok(SslMode::Disable));
+        // Unsaid: checked TLS over the network, none through a local socket.
+        assert_eq!(mode_of("postgres://a@db.example/steward"), Ok(SslMode::Require));
+        assert_eq!(mode_of("postgres://a@db.example/steward?connect_timeout=5"), Ok(SslMode::Require));
+        assert_eq!(mode_of("host=/run/postgresql user=a dbname=steward"), Ok(SslMode::Disable));
+        // The other parameters survive the sslmode being taken out.
+        let t = PgTarget::new(
+            "postgres://a@db.example/steward?sslmode=verify-full&connect_timeout=7",
+            None,
+            std::path::Path::new("/x"),
+            Arc::new(|| Ok(None)),
+        )
+        .expect("a URL");
+        assert_eq!(t.config.get_connect_timeout(), Some(&Duration::from_secs(7)));
+    }
 }

@@ -2,13 +2,13 @@
 
 use crate::audit::query::{Filter, Row};
 use crate::audit::signing::{self, NoteSigner, NoteVerifier};
-use crate::audit::{chain, checkpoint, fingerprint, AuditStore};
+use crate::audit::{chain, checkpoint, fingerprint, AuditStore, AuditTarget};
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::context::Context;
 use crate::dates::parse_date;
 use crate::error::{AuditBroken, UsageError};
 use crate::output;
-use crate::redact::SecretString;
+use crate::redact::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -215,25 +215,41 @@ fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// Reads one token from stdin and prints its fingerprint under this log's key (made only by actions, never here).
+/// Reads one token from stdin and prints its fingerprint under this log's key (a file log's key is made only by
+/// actions, never here), with the events it made; on a team log also under this machine's own key from before
+/// the team shared one, so older events are found too.
 fn fingerprint(ctx: &Context, store: &AuditStore) -> anyhow::Result<()> {
-    let Some(key) = fingerprint::FingerprintKey::load(&ctx.audit_path).map_err(anyhow::Error::msg)? else {
-        return Err(UsageError::new(format!(
-            "no token-fingerprint key at {}: no action in this log recorded a fingerprint yet (the key is made \
-             beside the log by the first action; if the log was copied here, copy its .key file with it)",
-            fingerprint::key_path(&ctx.audit_path).display()
-        ))
-        .into());
+    let key = match &ctx.audit_target {
+        AuditTarget::File(path) => {
+            fingerprint::FingerprintKey::load(path).map_err(anyhow::Error::msg)?.ok_or_else(|| {
+                UsageError::new(format!(
+                "no token-fingerprint key at {}: no action in this log recorded a fingerprint yet (the key is made \
+                 beside the log by the first action; if the log was copied here, copy its .key file with it)",
+                fingerprint::key_path(path).display()
+            ))
+            })?
+        }
+        other => fingerprint::FingerprintKey::of_log(other).map_err(anyhow::Error::msg)?,
     };
     let mut token = String::new();
     std::io::stdin().read_line(&mut token)?;
-    let token = token.trim();
-    if token.is_empty() {
+    let token = SecretString::from(token.trim().to_string());
+    if token.expose_secret().is_empty() {
         return Err(UsageError::new("audit fingerprint reads the token from standard input, and got none").into());
     }
-    let fp = key.fingerprint(&SecretString::from(token.to_string()));
-    let used = store.list(&Filter { token_fp: Some(fp.clone()), ..Default::default() })?.len();
-    output::print_value(&json!({ "token_fp": fp, "events": used }), ctx.output);
+    let count = |fp: &str| -> anyhow::Result<usize> {
+        Ok(store.list(&Filter { token_fp: Some(fp.to_string()), ..Default::default() })?.len())
+    };
+    let fp = key.fingerprint(&token);
+    let mut found = json!({ "token_fp": fp, "events": count(&fp)? });
+    if let AuditTarget::Postgres(pg) = &ctx.audit_target {
+        if let Some(old) = fingerprint::FingerprintKey::load(&pg.anchor).map_err(anyhow::Error::msg)? {
+            let old_fp = old.fingerprint(&token);
+            found["machine_token_fp"] = json!(old_fp);
+            found["machine_events"] = json!(count(&old_fp)?);
+        }
+    }
+    output::print_value(&found, ctx.output);
     Ok(())
 }
 

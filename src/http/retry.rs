@@ -7,6 +7,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The longest a rate limit makes steward wait before it reports the limit instead (the default policy's).
+pub const LONGEST_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     /// Attempts in all, the first one included.
@@ -26,7 +29,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
-            max_rate_limit_wait: Duration::from_secs(120),
+            max_rate_limit_wait: LONGEST_RATE_LIMIT_WAIT,
             time_scale: 1.0,
         }
     }

@@ -652,7 +652,13 @@ fn the_plan_is_on_the_terminal_each_run_keeps_its_files_and_a_bad_path_stops_bef
     // The audit log itself, and a folder that is not there: refused before any request that changes anything.
     let before = sb.count_method("PUT") + sb.count_method("DELETE");
     let script = crate::util::repo().join(OFFBOARD).display().to_string();
-    for out in ["out=audit.db", "out=no/such/folder/off.csv"] {
+    // (A team log is no file here: only the folder then.)
+    let outs: &[&str] = if env.team_log.is_some() {
+        &["out=no/such/folder/off.csv"]
+    } else {
+        &["out=audit.db", "out=no/such/folder/off.csv"]
+    };
+    for out in outs {
         let r = run(
             &env,
             &["--yes", "run", &script, "--arg", "people=user0004", "--arg", "reason=left", "--arg", out],

@@ -209,6 +209,64 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// The suite's one server when it runs on the team store (`STEWARD_TEST_STORE=postgres`), started on first use
+/// and stopped when the test binary exits.
+pub fn shared() -> &'static Postgres {
+    static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        extern "C" fn stop_shared() {
+            if let Some(pg) = shared_if_started() {
+                pg.stop_now();
+                let _ = std::fs::remove_dir_all(pg.dir.path());
+            }
+        }
+        // SAFETY: registers a plain function with no preconditions; it runs once, at exit.
+        unsafe { libc::atexit(stop_shared) };
+        Postgres::start()
+    });
+    fn shared_if_started() -> Option<&'static Postgres> {
+        SHARED.get()
+    }
+    SHARED.get().expect("started above")
+}
+
+impl Postgres {
+    /// A new empty database on this server, named for the caller; its key=value connection string for the
+    /// owner through the server's trusted socket (no password, no TLS: the socket is in the server's temp dir).
+    pub fn new_database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("t{}_{n}", std::process::id());
+        self.sql(&format!("CREATE DATABASE {name}"));
+        format!("host={} port={} user=postgres dbname={name} sslmode=disable", self.dir.path().display(), self.port)
+    }
+
+    /// Holds run `run`'s lock in database `db` from a session of its own (as that run's process would), until the
+    /// returned child is dropped.
+    pub fn hold_run_lock(&self, db: &str, run: i64) -> HeldLock {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-h", &self.dir.path().display().to_string(), "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // steward's run locks: (0x5354_5752 "STWR", run).
+        writeln!(stdin, "SELECT 'held' FROM pg_advisory_lock(1398036306, {run});").expect("psql reads");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("psql answers");
+        assert_eq!(line.trim(), "held", "the lock is held");
+        HeldLock { child, _stdin: stdin }
+    }
+
+    fn stop_now(&self) {
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
@@ -222,4 +280,17 @@ impl Drop for Postgres {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A session holding a lock; dropping it ends the session.
+pub struct HeldLock {
+    child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

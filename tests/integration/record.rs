@@ -23,7 +23,7 @@ fn line(p: &mut PtySession, text: &str) -> String {
 }
 
 fn sandbox_log(env: &Env) -> std::path::PathBuf {
-    env.path("sandbox-audit.db")
+    env.sandbox_log()
 }
 
 /// The reported attack: while a REPL was open, the log's tail was cut, erasing a suspension the service carried

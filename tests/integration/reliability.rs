@@ -10,6 +10,9 @@ fn suspend(env: &Env, login: &str) -> Run {
 
 #[test]
 fn a_log_cut_short_stops_every_action_but_can_still_be_read() {
+    if crate::util::sqlite_only("a_log_cut_short_stops_every_action_but_can_still_be_read") {
+        return;
+    }
     let sb = Sandbox::start(20);
     let env = Env::with_sandbox(&sb);
     suspend(&env, "user0003").success();
@@ -30,6 +33,9 @@ fn a_log_cut_short_stops_every_action_but_can_still_be_read() {
 
 #[test]
 fn a_damaged_database_file_stops_every_action() {
+    if crate::util::sqlite_only("a_damaged_database_file_stops_every_action") {
+        return;
+    }
     let sb = Sandbox::start(20);
     let env = Env::with_sandbox(&sb);
     suspend(&env, "user0003").success();
@@ -207,7 +213,6 @@ fn undo_of_any_run_of_a_job_reverses_the_whole_job() {
 
 #[test]
 fn two_processes_never_send_to_one_account_at_once() {
-    use steward::audit::liveness::RunLocks;
     let sb = Sandbox::start(5);
     let env = Env::with_sandbox(&sb);
     // Run 1 records its intent for user0003 and goes no further; while its process lives, that is a claim.
@@ -216,8 +221,7 @@ fn two_processes_never_send_to_one_account_at_once() {
         .args(["eval", r#"connect("ghes").suspend("user0003", #{reason: "one"})"#]);
     assert_ne!(Run::of(cmd).status, Some(0));
     // Stand in for run 1's process still being at work: hold its lock as that process would.
-    let alive = RunLocks::open(&env.audit_db()).unwrap();
-    assert!(alive.hold(1).unwrap());
+    let alive = env.hold_run(1);
     for call in [
         r#"connect("ghes").suspend("user0003", #{reason: "two"})"#,
         r#"connect("ghes").suspend("USER0003", #{reason: "two"})"#,
@@ -295,6 +299,9 @@ fn canary_tokens_appear_nowhere() {
 
 #[test]
 fn a_full_disk_stops_the_job_before_any_unrecorded_request() {
+    if crate::util::sqlite_only("a_full_disk_stops_the_job_before_any_unrecorded_request") {
+        return;
+    }
     let sb = Sandbox::start(40);
     let env = Env::with_sandbox(&sb);
     suspend(&env, "user0003").success();
@@ -410,6 +417,9 @@ fn suspended_at_server(sb: &Sandbox) -> Vec<String> {
 
 #[test]
 fn a_write_ahead_log_deleted_mid_job_loses_no_row_even_when_the_job_is_then_killed() {
+    if crate::util::sqlite_only("a_write_ahead_log_deleted_mid_job_loses_no_row_even_when_the_job_is_then_killed") {
+        return;
+    }
     // Fault case 7: SQLite keeps writing to a deleted -wal it holds open; without a fold, every row since the
     // deletion would vanish with the process, leaving requests at the server that the log never saw.
     let sb =

@@ -26,7 +26,7 @@ fn password_of(user: &str) -> &'static str {
 /// The steward binary in `env`, on the team log as `user`.
 fn team_cmd(env: &Env, user: &str) -> Command {
     let mut cmd = env.cmd();
-    cmd.env_remove("STEWARD_AUDIT_DB").env("PGPW", password_of(user));
+    cmd.env_remove("STEWARD_AUDIT_DB").env_remove("STEWARD_AUDIT_URL").env("PGPW", password_of(user));
     cmd
 }
 
@@ -703,4 +703,98 @@ fn two_machines_running_due_policies_at_once_act_once() {
     assert_eq!(sb.count_method("PUT"), expected.len() as u64 + 1, "{said:?}");
     assert_eq!(sb.count("DELETE /api/v3/users/user0001/site_admin"), 1, "{said:?}");
     team_run(&a, "postgres", &["audit", "verify"]).success();
+}
+
+#[test]
+fn a_rate_row_written_by_hand_is_advice_not_a_lock() {
+    let sb = Sandbox::start(20);
+    let pg = Postgres::start();
+    let env = team_env(&sb, &pg, "postgres");
+    let config = std::fs::read_to_string(env.path("config.toml")).expect("config");
+    env.write_config(&config.replace("timeout = 5", "timeout = 5\nrate_limit = 20"));
+    let suspend = |login: &str| format!("connect().suspend(\"{login}\", #{{reason: \"left\"}})");
+    team_run(&env, "postgres", &["--yes", "eval", &suspend("user0011")]).success();
+    let now_us = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+    // Any writer may set the row: ten years of pause, the schedule as far ahead. Ignored, and said.
+    let decade = 10 * 365 * 86_400 * 1_000_000_i64;
+    pg.sql_in(
+        "steward",
+        &format!("UPDATE rate_turns SET paused_until = {now_us} + {decade}, next_at = {now_us} + {decade}"),
+    );
+    let started = std::time::Instant::now();
+    let run = team_run(&env, "postgres", &["--yes", "eval", &suspend("user0012")]).success();
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "held by the row: {:?}", started.elapsed());
+    assert!(run.stderr.contains("364") && run.stderr.contains(" days") && run.stderr.contains("ignored"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0012/suspended"), 1);
+
+    // A pause a steward could have asked for (90 s) holds everyone, and lifting it frees a waiting process at once.
+    pg.sql_in("steward", &format!("UPDATE rate_turns SET paused_until = {now_us} + 90000000, next_at = 0"));
+    let mut cmd = team_cmd(&env, "postgres");
+    cmd.args(["--yes", "eval", &suspend("user0013")]).stdout(std::process::Stdio::null());
+    let started = std::time::Instant::now();
+    let child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("steward starts");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(sb.count("PUT /api/v3/users/user0013/suspended"), 0, "sent inside the team's pause");
+    pg.sql_in("steward", "UPDATE rate_turns SET paused_until = 0");
+    all_succeed(vec![child]);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "the lifted pause still held it: {took:?}");
+    assert_eq!(sb.count("PUT /api/v3/users/user0013/suspended"), 1);
+}
+
+#[test]
+fn sslmodes_that_fall_back_to_plain_text_are_refused_before_connecting() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(5);
+    let env = team_env(&sb, &pg, "postgres");
+    let config = std::fs::read_to_string(env.path("config.toml")).expect("config");
+    for (mode, says) in [("prefer", "sslmode=prefer"), ("allow", "sslmode=allow")] {
+        env.write_config(&config.replace("sslmode=disable", &format!("sslmode={mode}")));
+        team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"x\"})"])
+            .code(2)
+            .stderr_has(says)
+            .stderr_has("sslmode=require");
+    }
+    // Unsaid, over the network: TLS, which this server does not speak; nothing is sent in plain text.
+    env.write_config(&config.replace("?sslmode=disable", ""));
+    let run = team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"x\"})"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("TLS") || run.stderr.contains("tls") || run.stderr.contains("SSL"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0);
+}
+
+#[test]
+fn a_token_has_one_fingerprint_on_every_machine_of_the_team() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(10);
+    let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
+    for (env, login) in [(&a, "user0003"), (&b, "user0004")] {
+        team_run(env, "postgres", &["--yes", "eval", &format!("connect().suspend(\"{login}\", #{{reason: \"x\"}})")])
+            .success();
+    }
+    let fps: std::collections::BTreeSet<String> =
+        rows(&a, "postgres").iter().filter_map(|r| r["token_fp"].as_str().map(String::from)).collect();
+    assert_eq!(fps.len(), 1, "one token, one fingerprint, whichever machine used it: {fps:?}");
+    // Either machine, asked what the token did, finds both machines' events.
+    let mut cmd = team_cmd(&b, "postgres");
+    cmd.args(["--format", "json", "audit", "fingerprint"]);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("steward starts");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(format!("{}\n", crate::util::ADMIN_TOKEN).as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("ends");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(found["token_fp"].as_str(), fps.iter().next().map(String::as_str));
+    assert_eq!(found["events"], 4, "two machines' intents and outcomes: {found}");
+    let listed = team_run(
+        &a,
+        "postgres",
+        &["--format", "json", "audit", "list", "--token-fp", &fps.iter().next().unwrap()[..20]],
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed.success().stdout).expect("json");
+    assert_eq!(listed.len(), 4);
+    // The key is the team's, in its database: no machine keeps a copy beside its anchors.
+    assert_eq!(pg.sql_in("steward", "SELECT count(*) FROM steward_keys"), "1");
 }

@@ -196,18 +196,12 @@ fn a_role_edited_in_the_log_never_drives_a_reinstatement() {
     eval(&env, r#"connect().get_user("tluser0001@example.com")"#);
     // Someone with the file rewrites the role steward recorded before the termination: member becomes owner.
     // The row sits before the newest checkpoint, which the cheap pre-write check does not re-read.
-    let conn = rusqlite::Connection::open(env.audit_db()).unwrap();
-    conn.execute_batch("DROP TRIGGER events_no_update;").unwrap();
-    let edited = conn
-        .execute(
-            &format!(
-                "UPDATE events SET params = replace(params, '{ROLE_MEMBER}', 'owner-role-id') WHERE op = 'suspend'"
-            ),
-            [],
-        )
-        .unwrap();
-    assert!(edited > 0, "the role is in the suspension's params");
-    drop(conn);
+    let before =
+        env.log_value(&format!("SELECT count(*) FROM events WHERE op = 'suspend' AND params LIKE '%{ROLE_MEMBER}%'"));
+    assert_ne!(before, "0", "the role is in the suspension's params");
+    env.edit_log(&format!(
+        "UPDATE events SET params = replace(params, '{ROLE_MEMBER}', 'owner-role-id') WHERE op = 'suspend'"
+    ));
     run(&env, ADMIN_TOKEN, &["--yes", "eval", r#"connect().unsuspend("tluser0051@example.com")"#])
         .code(1)
         .stderr_has("does not verify");

@@ -232,3 +232,34 @@ fn a_resume_settles_never_active_members_as_unknown_and_never_sends_them_again_b
     let run3 = rows(&["--run", "3"]);
     assert!(run3.iter().all(|r| r["phase"] != "intent"), "{run3:#?}");
 }
+
+#[test]
+fn a_profile_of_single_purpose_tokens_records_each_ones_source_and_fingerprint() {
+    let sb = Sandbox::start(10);
+    let env = Env::new();
+    env.write_config(&format!(
+        "default_profile = \"travis\"\n[profiles.travis]\nkind = \"travis\"\nurl = \"{}\"\norg_id = \"{ORG_ID}\"\n\
+         activity_token_env = \"TRAVIS_ACTIVITY\"\nsuspend_token_env = \"TRAVIS_SUSPEND\"\n",
+        sb.running.travis_url()
+    ));
+    eval(&env, "connect().suspend(3, #{reason: \"left\"})");
+    let rows = env.audit_rows(&["--op", "suspend"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        let source = r["token_source"].as_str().unwrap_or_default();
+        assert!(
+            source.contains("suspend=env:TRAVIS_SUSPEND") && source.contains("activity=env:TRAVIS_ACTIVITY"),
+            "{r}"
+        );
+        let fps: Vec<&str> = r["token_fp"].as_str().unwrap_or_default().split(' ').collect();
+        assert_eq!(fps.len(), 2, "a fingerprint per token: {r}");
+        assert!(fps.iter().all(|f| f.starts_with("hmac-sha256:")), "{r}");
+    }
+    // Either token's fingerprint (even shortened) finds what the run did.
+    let fps: Vec<String> =
+        rows[0]["token_fp"].as_str().unwrap_or_default().split(' ').map(|f| f[..20].to_string()).collect();
+    for fp in &fps {
+        assert_eq!(env.audit_rows(&["--token-fp", fp]).len(), 2, "{fp}");
+    }
+    assert!(!env.log_contents().contains(SUSPEND_TOKEN.split_once(':').map(|(_, s)| s).unwrap_or(SUSPEND_TOKEN)));
+}

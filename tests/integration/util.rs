@@ -94,14 +94,32 @@ impl Sandbox {
     }
 }
 
+/// Whether this run of the suite keeps its audit logs on PostgreSQL (`STEWARD_TEST_STORE=postgres`; `.ci/run`
+/// runs the suite on each store): every `Env` then gets a database of its own on one server, as a team would.
+pub fn on_postgres() -> bool {
+    std::env::var("STEWARD_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// For a test about the SQLite file itself (its bytes, WAL, fsync, sidecar files): `true` (and a line saying so)
+/// when the suite runs on PostgreSQL, where the test has nothing to check; team.rs covers that store's own.
+pub fn sqlite_only(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!("{test}: about the SQLite file; not run on the PostgreSQL store");
+    }
+    on_postgres()
+}
+
 /// A scratch directory with its own config, data dirs and audit log.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The connection string of this env's team log when the suite runs on PostgreSQL.
+    pub team_log: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: tempfile::tempdir().expect("tempdir") }
+        let team_log = on_postgres().then(|| crate::pg::shared().new_database());
+        Env { dir: tempfile::tempdir().expect("tempdir"), team_log }
     }
 
     /// An env whose config has a `ghes` profile on the sandbox (token from GHES_TOKEN), protecting user0002.
@@ -141,6 +159,96 @@ impl Env {
         self.write("config.toml", text)
     }
 
+    /// Stands in for run `run`'s process being alive: holds its lock as that process would (a lock byte beside a
+    /// SQLite log, the run's advisory lock on a team log) until the guard is dropped.
+    pub fn hold_run(&self, run: i64) -> Box<dyn std::any::Any> {
+        match &self.team_log {
+            Some(url) => {
+                let db = url.split_whitespace().find_map(|kv| kv.strip_prefix("dbname=")).expect("a dbname");
+                Box::new(crate::pg::shared().hold_run_lock(db, run))
+            }
+            None => {
+                let locks = steward::audit::liveness::RunLocks::open(&self.audit_db()).expect("the lock file");
+                assert!(locks.hold(run).expect("lock"), "run {run} is free to hold");
+                Box::new(locks)
+            }
+        }
+    }
+
+    /// The sandbox's own log (`--sandbox`): SQLite beside where the real log's file is or would be.
+    pub fn sandbox_log(&self) -> PathBuf {
+        match self.team_log {
+            Some(_) => self.path("xdg-data/steward/sandbox-audit.db"),
+            None => self.path("sandbox-audit.db"),
+        }
+    }
+
+    /// The team log's database name, when this env's log is on PostgreSQL.
+    fn team_db(&self) -> Option<&str> {
+        self.team_log.as_deref()?.split_whitespace().find_map(|kv| kv.strip_prefix("dbname="))
+    }
+
+    /// Edits the log behind steward's back, as someone with the file (SQLite: its triggers dropped) or a superuser
+    /// (PostgreSQL: triggers off for the statement) would: `sql` runs on either store.
+    pub fn edit_log(&self, sql: &str) {
+        match self.team_db() {
+            Some(db) => {
+                let off = "ALTER TABLE events DISABLE TRIGGER USER; ALTER TABLE runs DISABLE TRIGGER USER;";
+                let on = "ALTER TABLE events ENABLE TRIGGER USER; ALTER TABLE runs ENABLE TRIGGER USER;";
+                crate::pg::shared().sql_in(db, &format!("{off} {sql}; {on}"));
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.audit_db()).expect("open the log");
+                let triggers: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .expect("the triggers");
+                for t in triggers {
+                    conn.execute_batch(&format!("DROP TRIGGER {t}")).expect("drop a trigger");
+                }
+                conn.execute_batch(sql).expect("the edit");
+            }
+        }
+    }
+
+    /// One value a query on the log gives (as text), on either store.
+    pub fn log_value(&self, sql: &str) -> String {
+        match self.team_db() {
+            Some(db) => crate::pg::shared().sql_in(db, sql),
+            None => {
+                let conn = rusqlite::Connection::open(self.audit_db()).expect("open the log");
+                conn.query_row(sql, [], |r| {
+                    Ok(match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Null => String::new(),
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    })
+                })
+                .expect("the query")
+            }
+        }
+    }
+
+    /// Everything the log holds, as text (to search it for what must never be there): the SQLite file and its
+    /// write-ahead log, or the team database's tables.
+    pub fn log_contents(&self) -> String {
+        match self.team_db() {
+            Some(db) => ["events", "runs", "run_ends"]
+                .iter()
+                .map(|t| crate::pg::shared().sql_in(db, &format!("SELECT t::text FROM {t} t")))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => {
+                let db = std::fs::read(self.audit_db()).expect("audit.db");
+                let wal = std::fs::read(self.path("audit.db-wal")).unwrap_or_default();
+                format!("{}{}", String::from_utf8_lossy(&db), String::from_utf8_lossy(&wal))
+            }
+        }
+    }
+
     pub fn audit_db(&self) -> PathBuf {
         self.path("audit.db")
     }
@@ -160,9 +268,12 @@ impl Env {
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
             .env("XDG_DATA_HOME", self.path("xdg-data"))
-            .env("STEWARD_AUDIT_DB", self.audit_db())
             .env("GHES_TOKEN", ADMIN_TOKEN)
             .env("NO_COLOR", "1");
+        match &self.team_log {
+            Some(url) => cmd.env("STEWARD_AUDIT_URL", url),
+            None => cmd.env("STEWARD_AUDIT_DB", self.audit_db()),
+        };
         if self.path("config.toml").exists() {
             cmd.env("STEWARD_CONFIG", self.path("config.toml"));
         }
