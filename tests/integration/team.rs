@@ -725,7 +725,11 @@ fn a_rate_row_written_by_hand_is_advice_not_a_lock() {
     let started = std::time::Instant::now();
     let run = team_run(&env, "postgres", &["--yes", "eval", &suspend("user0012")]).success();
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "held by the row: {:?}", started.elapsed());
-    assert!(run.stderr.contains("364") && run.stderr.contains(" days") && run.stderr.contains("ignored"), "{}", run.report());
+    assert!(
+        run.stderr.contains("364") && run.stderr.contains(" days") && run.stderr.contains("ignored"),
+        "{}",
+        run.report()
+    );
     assert_eq!(sb.count("PUT /api/v3/users/user0012/suspended"), 1);
 
     // A pause a steward could have asked for (90 s) holds everyone, and lifting it frees a waiting process at once.
