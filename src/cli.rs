@@ -1,5 +1,6 @@
 //! Command-line types (clap derive): plain data, no I/O. `context.rs` turns them into working objects.
 
+use crate::audit::runref::RunRef;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -91,8 +92,9 @@ pub enum Command {
     /// Reverse the successful suspensions, unsuspensions, promotions and demotions of a run's job (the run and
     /// its resumes), as a new run.
     Undo {
-        /// Any run of the job to undo (`steward runs` shows run ids).
-        run: i64,
+        /// Any run of the job to undo (`steward runs` shows run ids; `pushed:41` names a run by its number in a
+        /// log `audit push` copied here).
+        run: RunRef,
     },
     /// Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C.
     Sandbox(SandboxArgs),
@@ -178,8 +180,8 @@ pub enum RunsCommand {
     },
     /// One run: its command, its job's runs, and every outcome it recorded.
     Show {
-        /// The run id.
-        run: i64,
+        /// The run id (or `pushed:41`: by its number in a log `audit push` copied here).
+        run: RunRef,
     },
 }
 
@@ -198,7 +200,7 @@ pub struct RunArgs {
     pub args: Vec<(String, String)>,
     /// Continue an interrupted run: what it finished is not sent again; what was in flight is checked first.
     #[arg(long, value_name = "RUN")]
-    pub resume: Option<i64>,
+    pub resume: Option<RunRef>,
 }
 
 #[derive(Debug, Args)]

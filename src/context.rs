@@ -167,7 +167,7 @@ impl Context {
         global: &GlobalArgs,
         run_info: RunInfo,
         prompt: Arc<dyn Prompt>,
-        resume: Option<i64>,
+        resume: Option<crate::audit::runref::RunRef>,
     ) -> anyhow::Result<Context> {
         let config = Config::load(global.config.as_deref())?;
         backends::check_config(&config)?;
@@ -206,7 +206,7 @@ impl Context {
             interrupt.clone(),
         );
         if let Some(run) = resume {
-            hold_and_resume(&mut dispatcher, &settings.audit_target, run)?;
+            hold_and_resume(&mut dispatcher, &settings.audit_target, &run)?;
         }
         let dispatcher = Arc::new(dispatcher);
         let mut connections = Connections::new(
@@ -238,8 +238,13 @@ impl Context {
 /// Takes the job `run` belongs to for this process, then tells the dispatcher what the job already did. One
 /// process per job at a time, taken before reading (so nothing read goes stale): two resumes of one job (of run N
 /// and of its continuation N+1 alike) would both send what is left.
-fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -> anyhow::Result<()> {
+fn hold_and_resume(
+    dispatcher: &mut Dispatcher,
+    audit: &AuditTarget,
+    named: &crate::audit::runref::RunRef,
+) -> anyhow::Result<()> {
     let store = crate::audit::AuditStore::open_verified_target(audit)?;
+    let run = found_run(&store, named)?;
     if let Some(job) = store.job_of(run)? {
         if !dispatcher.hold_job(job.first)? {
             return Err(UsageError::new(format!(
@@ -253,6 +258,22 @@ fn hold_and_resume(dispatcher: &mut Dispatcher, audit: &AuditTarget, run: i64) -
     }
     dispatcher.resume(run, store.done_in_job(run)?, store.open_intents_in_job(run)?, store.unknown_in_job(run)?);
     Ok(())
+}
+
+/// The run `named` names in `store`, said aloud when it is not the number typed; a name that is unclear is a
+/// usage error naming the candidates.
+pub fn found_run(store: &crate::audit::AuditStore, named: &crate::audit::runref::RunRef) -> anyhow::Result<i64> {
+    use crate::audit::runref::RunRefError;
+    match store.find_run(named) {
+        Ok(found) => {
+            if let Some(said) = found.said {
+                crate::output::note(&said);
+            }
+            Ok(found.run)
+        }
+        Err(RunRefError::Unclear(why)) => Err(UsageError::new(why).into()),
+        Err(RunRefError::Audit(e)) => Err(e.into()),
+    }
 }
 
 /// What a script may not write over: this process's log and the configured one (a sandbox's is another file),

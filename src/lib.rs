@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let resume = match &command {
-        Command::Run(args) => args.resume,
+        Command::Run(args) => args.resume.clone(),
         _ => None,
     };
     // For `audit`, --profile filters the log, which may hold profiles today's config no longer has.
@@ -98,13 +98,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(sub) => cmd::audit::run(&ctx, audit_profile.as_deref(), sub),
         Command::Profiles(sub) => cmd::profiles::run(&ctx, sub),
         Command::Runs { sub, limit, all } => cmd::runs::run(&ctx, sub, *limit, *all),
-        Command::Undo { run } => cmd::undo::run(&ctx, *run),
+        Command::Undo { run } => cmd::undo::run(&ctx, run),
         Command::Policy(sub) => cmd::policy::run(&ctx, sub),
         Command::Schedule(sub) => cmd::schedule::run(&ctx, sub),
         Command::Completions { .. } | Command::Sandbox(_) | Command::Scripts { .. } => Ok(()),
     };
     // Failed bulk items were reported as they happened; they still make the exit status 3.
     let result = match (result, ctx.dispatcher.bulk_failures()) {
+        // The log stopped recording: what was not sent is reported as cancelled, and the run did not finish.
+        (Ok(()), 0) if ctx.dispatcher.audit_failed() => {
+            Err(anyhow::anyhow!("the audit log stopped recording during the run, so the rest was not sent"))
+        }
         (Ok(()), 0) => Ok(()),
         (Ok(()), failed) => Err(error::BulkFailures { failed }.into()),
         (err, _) => err,
@@ -113,8 +117,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(()) => 0,
         Err(e) => i32::from(exit_code(e)),
     };
-    if let (Some(run), true) = (ctx.dispatcher.run_id(), ctx.interrupt.is_raised()) {
-        output::note(&crate::redact::redact_loaded(&stopped_hint(run, &command)));
+    if let (Some(run), true) = (ctx.dispatcher.run_id(), ctx.interrupt.is_raised() || ctx.dispatcher.audit_failed()) {
+        output::note(&crate::redact::redact_loaded(&stopped_hint(run, &command, ctx.dispatcher.audit_failed())));
     }
     ctx.dispatcher.finish(code);
     result
@@ -163,8 +167,13 @@ fn refuse_global_options(command: &str, global: &cli::GlobalArgs) -> anyhow::Res
     }
 }
 
-/// What to do about a run that was stopped (Ctrl-C, --timeout) before its end, naming its id.
-fn stopped_hint(run: i64, command: &Command) -> String {
+/// What to do about a run that was stopped (Ctrl-C, --timeout, its audit log out of reach) before its end,
+/// naming its id.
+fn stopped_hint(run: i64, command: &Command, log_lost: bool) -> String {
+    let when = match log_lost {
+        true => " (its audit log could not record); once the log is reachable again",
+        false => ";",
+    };
     match command {
         Command::Run(args) => {
             let file = args.file.as_deref().map(|f| f.display().to_string()).unwrap_or_default();
@@ -175,12 +184,12 @@ fn stopped_hint(run: i64, command: &Command) -> String {
                 line.extend(["--arg".into(), shell_quote(&format!("{k}={v}"))]);
             }
             format!(
-                "run {run} stopped before its end; finish it with `{} --resume {run}`, or reverse what it did with \
-                 `steward undo {run}`",
+                "run {run} stopped before its end{when} finish it with `{} --resume {run}`, or reverse what it did \
+                 with `steward undo {run}`",
                 line.join(" ")
             )
         }
-        _ => format!("run {run} stopped before its end; `steward undo {run}` reverses what it did"),
+        _ => format!("run {run} stopped before its end{when} `steward undo {run}` reverses what it did"),
     }
 }
 

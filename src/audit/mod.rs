@@ -11,6 +11,7 @@ mod known;
 pub mod liveness;
 pub mod push;
 pub mod query;
+pub mod runref;
 pub mod signing;
 pub mod store;
 pub mod team;

@@ -133,7 +133,7 @@ impl Copy<'_> {
                     started_at: None,
                 };
                 pushed.runs += 1;
-                self.team.import_run(&info, &record.text(0).map_err(r)?)?
+                self.team.import_run(&info, &record.text(0).map_err(r)?, Some(&format!("{} {source_run}", self.log)))?
             }
         };
         self.runs.insert(source_run, found.clone());

@@ -199,23 +199,75 @@ impl AuditStore {
         page.iter().map(row).collect::<Result<Vec<Row>, DbError>>().map_err(AuditError::Read)
     }
 
-    /// Recomputes the whole chain; reports how many rows were checked and the first break, if any.
+    /// Recomputes the whole chain; reports how many rows were checked, the first break, if any, and the rows
+    /// that link up but are not what steward writes (`Suspect`).
     pub fn verify(&self) -> Result<Verification, AuditError> {
         let mut checked = 0;
         let mut runs = self.run_records()?;
         let mut prev = chain::GENESIS.to_string();
         let mut first_break = None;
+        let mut suspects = Vec::new();
+        let clock = self.clock_ms()?;
+        let mut last_seq = 0;
         self.each_after(0, &mut |r| {
             if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
                 first_break = Some(b);
                 return Ok(false);
             }
+            if r.event.seq != last_seq + 1 {
+                suspects.push(Suspect::Gap { after: last_seq, next: r.event.seq });
+            }
+            let ts = chrono::DateTime::parse_from_rfc3339(&r.event.ts).map(|t| t.timestamp_millis());
+            if ts.map_or(true, |t| t > clock + AHEAD_MS) {
+                suspects.push(Suspect::AheadOfClock { seq: r.event.seq, ts: r.event.ts.clone() });
+            }
+            last_seq = r.event.seq;
             checked += 1;
             prev = r.hash;
             Ok(true)
         })?;
+        if first_break.is_none() {
+            suspects.extend(self.foreign_rows()?);
+        }
         let head = (first_break.is_none() && checked > 0).then_some(prev);
-        Ok(Verification { checked, head, first_break })
+        Ok(Verification { checked, head, first_break, suspects })
+    }
+
+    /// The log's clock now, in Unix milliseconds: the database server's for a team log (every machine's rows are
+    /// held to that one clock), this machine's for a file.
+    fn clock_ms(&self) -> Result<i64, AuditError> {
+        match self.db().engine() {
+            crate::audit::db::Engine::Postgres => {
+                let r = self
+                    .db()
+                    .row("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", &[])
+                    .map_err(AuditError::Read)?;
+                r.map(|r| r.int(0))
+                    .transpose()
+                    .map_err(AuditError::Read)?
+                    .ok_or(AuditError::Read(DbError::Type("the database gave no time".into())))
+            }
+            crate::audit::db::Engine::Sqlite => Ok(chrono::Utc::now().timestamp_millis()),
+        }
+    }
+
+    /// Rows written by another than the writer of the run they sit in (a teammate's row in another's run).
+    fn foreign_rows(&self) -> Result<Vec<Suspect>, AuditError> {
+        let sql =
+            "SELECT e.seq, e.run_id, coalesce(e.writer, ''), coalesce(r.writer, '') FROM events e JOIN runs r ON \
+                   r.id = e.run_id WHERE coalesce(e.writer, '') <> coalesce(r.writer, '') ORDER BY e.seq LIMIT 1000";
+        let rows = self.db().rows(sql, &[]).map_err(AuditError::Read)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Suspect::ForeignWriter {
+                    seq: r.int(0)?,
+                    run: r.int(1)?,
+                    writer: r.text(2)?,
+                    run_writer: r.text(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()
+            .map_err(AuditError::Read)
     }
 }
 
@@ -357,7 +409,8 @@ impl AuditStore {
                     e.exit_status,
                     {}, {}, {}, {}, {}, {}, {},
                     (SELECT COUNT(*) FROM events i WHERE i.run_id = r.id AND i.phase = 'intent' AND i.mode = 'live'
-                     AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq))
+                     AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)),
+                    r.origin
              FROM runs r LEFT JOIN run_ends e ON e.run_id = r.id
              WHERE (CAST(?1 AS BIGINT) IS NULL OR r.id = ?1) AND ({did_something}) ORDER BY r.id DESC LIMIT ?2",
             count("ok"),
@@ -399,6 +452,7 @@ impl AuditStore {
                     dry_run: r.int(14)?,
                     skipped: r.int(15)?,
                     pending: r.int(16)?,
+                    pushed_from: r.opt_text(17)?,
                 })
             })();
             out.push(summary.map_err(AuditError::Read)?);
@@ -431,6 +485,8 @@ pub struct RunSummary {
     pub skipped: i64,
     /// Intents still without an outcome (a resume of the job settles them).
     pub pending: i64,
+    /// `<log> <run>`: the log and run number `audit push` copied it from.
+    pub pushed_from: Option<String>,
 }
 
 impl AuditStore {
@@ -478,12 +534,13 @@ impl AuditStore {
         rows.iter().map(|r| r.text(0)).collect::<Result<Vec<String>, _>>().map_err(AuditError::Read)
     }
 
-    /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it.
+    /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it. Only rows
+    /// written by their run's writer count (`BY_ITS_RUN`): a teammate's row in another's run settles nothing.
     /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
     pub fn done_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
-            "SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop')",
+            &format!("SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop') AND {}", by_its_run("events")),
         )
     }
 
@@ -492,7 +549,7 @@ impl AuditStore {
     pub fn unknown_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
-            "SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'unknown'",
+            &format!("SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'unknown' AND {}", by_its_run("events")),
         )
     }
 
@@ -501,7 +558,7 @@ impl AuditStore {
     pub fn open_intents_in_job(&self, run: i64) -> Result<OpenIntents, AuditError> {
         self.keyed_in_job(
             run,
-            "SELECT profile, op, target, params, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq)",
+            &format!("SELECT profile, op, target, params, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND {} AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq AND {})", by_its_run("e"), by_its_run("o")),
         )
     }
 
@@ -531,7 +588,7 @@ impl AuditStore {
         let r = self
             .db()
             .row(
-                "SELECT seq, params, intent_seq FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' ORDER BY seq DESC LIMIT 1",
+                &format!("SELECT seq, params, intent_seq FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {} ORDER BY seq DESC LIMIT 1", by_its_run("events")),
                 &[profile.into(), op.into(), target.into()],
             )
             .map_err(AuditError::Read)?;
@@ -574,8 +631,9 @@ impl AuditStore {
         }
         let ids: Vec<String> = (1..=runs.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
-            "SELECT profile, op, target, params FROM events WHERE run_id IN ({}) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} ORDER BY seq",
-            ids.join(", ")
+            "SELECT profile, op, target, params FROM events WHERE run_id IN ({}) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} AND {} ORDER BY seq",
+            ids.join(", "),
+            by_its_run("events")
         );
         let args: Vec<Val> = runs.iter().map(|r| (*r).into()).collect();
         let rows = self.db().rows(&sql, &args).map_err(AuditError::Read)?;
@@ -586,12 +644,55 @@ impl AuditStore {
     }
 }
 
+/// The condition that row `alias` of `events` was written by the writer of its run: what resume, undo and
+/// claims rest a decision on. A team log's database stamps every row with the role that wrote it
+/// (`session_user`), so a teammate's row inside another's run fails it; a SQLite log's rows carry no writer.
+pub(super) fn by_its_run(alias: &str) -> String {
+    format!("coalesce({alias}.writer, '') = coalesce((SELECT w.writer FROM runs w WHERE w.id = {alias}.run_id), '')")
+}
+
 #[derive(Clone, Debug)]
 pub struct Verification {
     pub checked: usize,
     /// Hash of the last event when the chain is whole.
     pub head: Option<String>,
     pub first_break: Option<Break>,
+    /// Rows that link up but that steward did not write as they stand.
+    pub suspects: Vec<Suspect>,
+}
+
+/// How far a row's time may run ahead of the log's clock (a machine's clock a little fast) before it is suspect.
+const AHEAD_MS: i64 = 5 * 60 * 1000;
+
+/// A row that links into the chain but is not what steward writes: decisions do not rest on it, and `audit
+/// verify` names it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Suspect {
+    /// Written by `writer` into run `run`, which `run_writer` started (a teammate's row in another's run).
+    ForeignWriter { seq: i64, run: i64, writer: String, run_writer: String },
+    /// Sequence numbers skipped: nothing between `after` and `next` (a row written past the head).
+    Gap { after: i64, next: i64 },
+    /// A time ahead of the log's clock (or not a time at all).
+    AheadOfClock { seq: i64, ts: String },
+}
+
+impl std::fmt::Display for Suspect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Suspect::ForeignWriter { seq, run, writer, run_writer } => write!(
+                f,
+                "seq {seq} sits in run {run}, started by {}, but was written by {} (resume, undo and claims ignore it)",
+                if run_writer.is_empty() { "no recorded role" } else { run_writer },
+                if writer.is_empty() { "no recorded role" } else { writer }
+            ),
+            Suspect::Gap { after, next } => {
+                write!(f, "no rows between seq {after} and seq {next}: seq {next} was written past the head")
+            }
+            Suspect::AheadOfClock { seq, ts } => {
+                write!(f, "seq {seq} has the time {ts}, ahead of the log's clock")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

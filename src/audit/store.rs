@@ -76,6 +76,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_claims.sql"),
     include_str!("migrations/0006_run_profile.sql"),
     include_str!("migrations/0007_origin.sql"),
+    include_str!("migrations/0008_writer_origin.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -237,15 +238,21 @@ impl AuditStore {
     /// Records a run; returns its id and the digest of its record, which every event of the run carries.
     pub fn start_run(&mut self, info: &RunInfo) -> Result<(i64, String), AuditError> {
         let started = info.started_at.clone().unwrap_or_else(now);
-        self.import_run(info, &started)
+        self.import_run(info, &started, None)
     }
 
     /// Records a run that started at `started` (a run copied from another log keeps its time).
-    pub fn import_run(&mut self, info: &RunInfo, started: &str) -> Result<(i64, String), AuditError> {
+    /// `origin`: the log and run it was first recorded as, for a run `audit push` copies.
+    pub fn import_run(
+        &mut self,
+        info: &RunInfo,
+        started: &str,
+        origin: Option<&str>,
+    ) -> Result<(i64, String), AuditError> {
         let id = self
             .db
             .row(
-                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
                 &[
                     started.into(),
                     (&info.os_user).into(),
@@ -255,6 +262,7 @@ impl AuditStore {
                     info.script_sha256.clone().into(),
                     info.resumed_from.into(),
                     info.default_profile.clone().into(),
+                    origin.into(),
                 ],
             )
             .map_err(AuditError::Write)?
@@ -431,6 +439,7 @@ impl AuditStore {
 
     /// Other runs' intents on the claims these events make that could stand in their way: still open, or made
     /// or settled after the earliest time one of the events' jobs read its targets. One query for the batch.
+    /// An intent is settled only by an outcome its own run's writer wrote (`by_its_run`).
     fn standing_claims(&self, events: &[Event]) -> Result<Vec<Standing>, DbError> {
         let claimed: Vec<&Event> = events.iter().filter(|e| !e.claim.is_empty()).collect();
         let Some(me) = claimed.first().map(|e| e.run_id) else { return Ok(Vec::new()) };
@@ -443,12 +452,13 @@ impl AuditStore {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
             let sql = format!(
                 "SELECT i.claim, i.run_id, i.seq,
-                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1),
-                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
+                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND {by_o}),
+                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND {by_o})
                  FROM events i WHERE i.claim IN ({}) AND i.run_id != ?1
-                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
+                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND {by_o})
                       OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND o.seq > ?2))",
-                list.join(", ")
+                list.join(", "),
+                by_o = super::query::by_its_run("o"),
             );
             let mut args: Vec<Val> = vec![me.into(), read_at.into()];
             args.extend(chunk.iter().map(|c| Val::from(*c)));

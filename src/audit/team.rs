@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0004_origin_unique.sql"),
     include_str!("migrations/postgres/0005_claims.sql"),
     include_str!("migrations/postgres/0006_team_keys.sql"),
+    include_str!("migrations/postgres/0007_writer_origin.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
@@ -108,7 +109,10 @@ impl PgTarget {
 
     fn connect(&self) -> Result<postgres::Client, AuditError> {
         let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
-        let config = postgres::Config::from(self.settings().map_err(fail)?);
+        let mut config = postgres::Config::from(self.settings().map_err(fail)?);
+        // What the server says besides (the set-up's "steward_writer was not made (no CREATEROLE)…") is shown,
+        // not dropped.
+        config.notice_callback(|notice| tracing::warn!("the team log's database says: {}", notice.message()));
         // The synchronous client blocks on a runtime of its own: from async code (a verb reading what an earlier
         // run recorded, as every unsuspend does) it connects on a thread of its own.
         let tls = match config.get_ssl_mode() {

@@ -151,6 +151,24 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
         ));
         return Err(AuditBroken.into());
     }
+    if !v.suspects.is_empty() {
+        const SHOWN: usize = 20;
+        let mut text = format!(
+            "audit log SUSPECT: the chain of {} events links up and matches its checkpoint, but {} rows are not as \
+             steward writes them:",
+            v.checked,
+            v.suspects.len()
+        );
+        for s in v.suspects.iter().take(SHOWN) {
+            text.push_str(&format!("\n  {s}"));
+        }
+        if v.suspects.len() > SHOWN {
+            text.push_str(&format!("\n  … and {} more", v.suspects.len() - SHOWN));
+        }
+        text.push_str("\n(`steward audit show SEQ` shows a row; ask whoever wrote it)");
+        output::note(&text);
+        return Err(AuditBroken.into());
+    }
     output::line(&format!(
         "audit log OK: {} events, chain head {}{}",
         v.checked,

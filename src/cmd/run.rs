@@ -35,7 +35,7 @@ pub fn help(args: &RunArgs) -> anyhow::Result<()> {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let file = args.file.clone().unwrap_or_default();
-    if let Some(run) = args.resume {
+    if let Some(run) = ctx.dispatcher.resumed_from() {
         output::note(&format!(
             "resuming run {run}: what it finished is skipped, what it left in flight is checked first"
         ));
@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             .map_err(|e| UsageError::new(format!("cannot read the script {}: {e}", file.display())))?,
     };
     let sha256 = hex::encode(Sha256::digest(source.as_bytes()));
-    if let Some(run) = args.resume {
+    if let Some(run) = ctx.dispatcher.resumed_from() {
         same_job(ctx, run, &sha256, &args.args)?;
     }
     let name = match (from_stdin, stock) {

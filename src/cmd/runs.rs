@@ -42,7 +42,8 @@ pub fn run(ctx: &Context, cmd: &Option<RunsCommand>, limit: Option<usize>, all: 
                 store.runs(limit, None, &reads(), all)?.iter().map(|r| row(r, alive(r.run))).collect();
             output::print_value(&Value::Array(rows), ctx.output);
         }
-        Some(RunsCommand::Show { run }) => {
+        Some(RunsCommand::Show { run: named }) => {
+            let run = &crate::context::found_run(&store, named)?;
             let Some(summary) = store.runs(1, Some(*run), &reads(), true)?.pop() else {
                 return Err(UsageError::new(format!("there is no run {run}; `steward runs` lists them")).into());
             };
@@ -85,7 +86,10 @@ fn row(r: &RunSummary, alive: bool) -> Value {
         // No end recorded and nobody at work on it: killed, or the machine went down.
         (None, false) => "stopped".to_string(),
     };
-    let what = r.script.clone().unwrap_or_else(|| "(eval or REPL)".to_string());
+    let mut what = r.script.clone().unwrap_or_else(|| "(eval or REPL)".to_string());
+    if let Some((log, n)) = r.pushed_from.as_deref().and_then(|o| o.split_once(' ')) {
+        what.push_str(&format!(" [pushed: run {n} of log {log}, `pushed:{n}`]"));
+    }
     let mut outcomes: Vec<String> = [
         ("ok", r.ok),
         ("noop", r.noop),

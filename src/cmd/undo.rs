@@ -1,6 +1,7 @@
 //! `steward undo RUN`: puts back what a run's job (the run, the run it resumed, its resumes) changed, as a new audited run with the usual dry-run and
 //! confirmation rules. Only successful, reversible changes count: a noop changed nothing, so nothing is undone.
 
+use crate::audit::runref::RunRef;
 use crate::audit::AuditStore;
 use crate::backends::Op;
 use crate::context::Context;
@@ -9,11 +10,12 @@ use crate::error::UsageError;
 use crate::output;
 use serde_json::{json, Value};
 
-pub fn run(ctx: &Context, run: i64) -> anyhow::Result<()> {
+pub fn run(ctx: &Context, named: &RunRef) -> anyhow::Result<()> {
     if !ctx.audit_target.exists() {
         return Err(UsageError::new(format!("no audit log at {}; nothing to undo", ctx.audit_target)).into());
     }
     let store = AuditStore::open_verified_target(&ctx.audit_target)?;
+    let run = crate::context::found_run(&store, named)?;
     let Some(job) = store.job_of(run)? else {
         return Err(UsageError::new(format!("there is no run {run}; `steward audit list` shows the runs")).into());
     };

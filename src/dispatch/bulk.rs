@@ -702,6 +702,10 @@ impl Dispatcher {
                     Ahead::Intent(Err(e)) if e.kind == ErrorKind::Cancelled => {
                         BulkResult::of(item, ItemStatus::Cancelled, Some(format!("{} before it was sent", e.message)))
                     }
+                    // Its intent could not be recorded, so it was never sent: cancelled, for a resume to send.
+                    Ahead::Intent(Err(e)) if e.kind == ErrorKind::Audit => {
+                        BulkResult::of(item, ItemStatus::Cancelled, Some(format!("not sent: {}", e.message)))
+                    }
                     Ahead::Intent(Err(e)) => item_result(item, Err(e)),
                     Ahead::Intent(Ok((action, seq))) => match not_sent() {
                         Some((status, why)) => {
@@ -722,8 +726,9 @@ impl Dispatcher {
     /// Why the job sends nothing more, if it must not (its log failed, or the run was stopped), and how each
     /// item left is reported.
     fn stopped(&self) -> Option<(ItemStatus, String)> {
+        // Never sent, so cancelled (not failed): the run's end says how to resume once the log is back.
         if self.audit_failed() {
-            return Some((ItemStatus::Failed, "not sent: the audit log cannot record it".into()));
+            return Some((ItemStatus::Cancelled, "not sent: the audit log cannot record it".into()));
         }
         self.interrupt
             .is_raised()

@@ -141,6 +141,11 @@ impl Dispatcher {
     }
 
     /// Makes this run a continuation of `run`: what that chain of runs finished is not done again.
+    /// The run this process resumes the job of, if it is a resume.
+    pub fn resumed_from(&self) -> Option<i64> {
+        self.run_info.resumed_from
+    }
+
     pub fn resume(&mut self, run: i64, done: DoneSet, open: OpenIntents, unknown: DoneSet) {
         self.earlier = Earlier { done, open, unknown };
         self.run_info.resumed_from = Some(run);

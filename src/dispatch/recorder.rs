@@ -31,6 +31,8 @@ pub struct Recorder {
     reader: Mutex<Option<crate::audit::AuditStore>>,
     /// Open intents of earlier runs this run has settled (each gets one outcome, however many jobs look).
     settled: Mutex<HashSet<i64>>,
+    /// Errors of the log already said, with how many times each came again (said once, counted at the end).
+    said: Mutex<Vec<(String, usize)>>,
 }
 
 impl Recorder {
@@ -48,6 +50,7 @@ impl Recorder {
             failed: AtomicBool::new(false),
             reader: Mutex::new(None),
             settled: Mutex::new(HashSet::new()),
+            said: Mutex::new(Vec::new()),
         }
     }
 
@@ -133,7 +136,19 @@ impl Recorder {
     /// Records events whose loss must not stop the work (the request already happened, or never will).
     pub async fn record_after(&self, events: Vec<Event>) {
         if let Err(e) = self.record(events).await {
-            tracing::error!("{e}");
+            self.say_once(&e.to_string());
+        }
+    }
+
+    /// Says a failure of the log the first time it comes; a repeat is only counted (`finish` says how often).
+    fn say_once(&self, error: &str) {
+        let mut said = self.said.lock();
+        match said.iter_mut().find(|(text, _)| text == error) {
+            Some((_, again)) => *again += 1,
+            None => {
+                tracing::error!("{error}");
+                said.push((error.to_string(), 0));
+            }
         }
     }
 
@@ -252,7 +267,7 @@ impl Recorder {
         let pending: Vec<Pending> = std::mem::take(&mut *self.outstanding.lock());
         for p in pending {
             if let Err(e) = p.wait().await {
-                tracing::error!("{e}");
+                self.say_once(&e.to_string());
             }
         }
     }
@@ -402,6 +417,10 @@ impl Recorder {
 
     /// Records how the run ended (only when it recorded anything).
     pub fn finish(&self, exit_status: i32) {
+        for (error, again) in self.said.lock().iter().filter(|(_, again)| *again > 0) {
+            let first: String = error.chars().take(80).collect();
+            tracing::error!("(\"{first}…\" came {again} more times)");
+        }
         self.writer.finish(exit_status);
     }
 }

@@ -181,14 +181,30 @@ impl Postgres {
         self.sql_in("postgres", sql)
     }
 
-    /// Like `sql_in`, but the error text when the statement fails (it must).
-    pub fn sql_fails_as(&self, user: &str, password: &str, sql: &str) -> String {
+    /// Runs SQL on `steward` as `user` over TCP (a team member's session); the output of psql.
+    pub fn sql_as(&self, user: &str, password: &str, sql: &str) -> String {
+        let out = self.psql_as(user, password, sql);
+        assert!(out.status.success(), "{sql} as {user}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn psql_as(&self, user: &str, password: &str, sql: &str) -> std::process::Output {
         let mut cmd = Command::new(self.bin.join("psql"));
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user, "-d", "steward", "-At", "-v"])
             .arg("ON_ERROR_STOP=1")
             .args(["-c", sql])
             .env("PGPASSWORD", password);
-        let out = cmd.output().expect("psql runs");
+        cmd.output().expect("psql runs")
+    }
+
+    /// Another team member's login, `name`, with the writer role.
+    pub fn add_member(&self, name: &str, password: &str) {
+        self.sql(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'; GRANT steward_writer TO {name}"));
+    }
+
+    /// Like `sql_in`, but the error text when the statement fails (it must).
+    pub fn sql_fails_as(&self, user: &str, password: &str, sql: &str) -> String {
+        let out = self.psql_as(user, password, sql);
         assert!(!out.status.success(), "{sql} as {user} should have failed: {}", String::from_utf8_lossy(&out.stdout));
         String::from_utf8_lossy(&out.stderr).to_string()
     }

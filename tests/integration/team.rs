@@ -239,13 +239,13 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_twice() {
+fn a_job_killed_on_one_machine_is_resumed_on_another_unsuspended_and_undone_each_change_sent_once() {
     let pg = Postgres::start();
     // Long enough that A is still at work when B asks to resume, on a loaded two-core machine too.
-    let sb = Sandbox::slow(360, 20);
+    let sb = Sandbox::slow(1000, 20);
     let (a, b) = (team_env(&sb, &pg, "postgres"), team_env(&sb, &pg, "postgres"));
-    let ids = write_job(&a, 360);
-    write_job(&b, 360);
+    let ids = write_job(&a, 1000);
+    write_job(&b, 1000);
     let already = sb.suspended();
     let mut job = team_cmd(&a, "postgres");
     job.args(["--yes", "run", "job.rhai"]);
@@ -294,6 +294,17 @@ fn a_job_killed_on_one_machine_is_resumed_on_another_with_nothing_lost_or_sent_t
         assert_eq!(rows.len(), 2, "{name}: the intent and the outcome: {rows:?}");
         assert!(rows.iter().all(|r| r["target"] == "user0003"), "{rows:?}");
     }
+    // Machine A undoes the whole job (its run and B's resume): each account the job suspended is unsuspended
+    // once; user0003, unsuspended already, is left as it is.
+    let mut undo = team_cmd(&a, "postgres");
+    undo.args(["--yes", "undo", "2"]);
+    Run::of(on_machine(&undo, "machine-a")).success();
+    for id in ids.iter().filter(|id| !already.contains(*id)) {
+        let sent = sb.count(&format!("DELETE /api/v3/users/{id}/suspended"));
+        assert_eq!(sent, 1, "{id}: unsuspended once");
+    }
+    assert_eq!(sb.suspended(), already, "the job is undone, what was suspended before it stays so");
+    team_run(&b, "postgres", &["audit", "verify"]).success();
 }
 
 #[test]
@@ -345,6 +356,12 @@ fn a_database_restart_mid_job_stops_it_and_the_job_resumes() {
     let out = child.wait_with_output().expect("the job ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the job goes on without its log:\n{stderr}");
+    // What was never sent is cancelled, not failed; the way on is printed; the log's error is said once.
+    assert!(!stderr.contains(" failed "), "never-sent items are not failures:\n{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert!(stderr.contains("job.rhai --resume 1"), "how to resume is said:\n{stderr}");
+    let said = stderr.lines().filter(|l| l.contains("audit log write failed") && !l.contains("more times")).count();
+    assert!(said <= 1, "the log's error said {said} times:\n{stderr}");
     let sent = sb.count_method("PUT");
     assert!(sent < ids.len() as u64, "nothing more was sent once the log was gone ({sent} sent):\n{stderr}");
     pg.start_server();
@@ -571,10 +588,11 @@ fn machines_starting_at_once_on_a_new_database_make_its_schema_once() {
         })
         .collect();
     all_succeed(children);
-    assert_eq!(
-        pg.sql_in("steward", "SELECT string_agg(version::text, ',' ORDER BY version) FROM steward_schema"),
-        "1,2,3,4,5"
-    );
+    // Each migration applied once, in order.
+    let applied = pg.sql_in("steward", "SELECT string_agg(version::text, ',' ORDER BY version) FROM steward_schema");
+    let newest: usize = pg.sql_in("steward", "SELECT max(version) FROM steward_schema").parse().expect("a version");
+    assert_eq!(applied, (1..=newest).map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+    assert!(newest >= 7, "{applied}");
     assert_eq!(rows(&env, "postgres").iter().filter(|e| e["op"] == "suspend").count(), 6);
     team_run(&env, "postgres", &["audit", "verify"]).success();
 }
@@ -801,4 +819,253 @@ fn a_token_has_one_fingerprint_on_every_machine_of_the_team() {
     assert_eq!(listed.len(), 4);
     // The key is the team's, in its database: no machine keeps a copy beside its anchors.
     assert_eq!(pg.sql_in("steward", "SELECT count(*) FROM steward_keys"), "1");
+}
+
+/// A chain-valid row as a teammate with the writer role could forge one: `event` linked onto the log's head
+/// (read from `audit export`), inserted as `member` with every column steward writes.
+fn forge_row(
+    pg: &Postgres,
+    (env, user): (&Env, &str),
+    member: (&str, &str),
+    event: &mut steward::audit::chain::Event,
+) -> String {
+    let export = team_run(env, user, &["audit", "export"]).success().stdout;
+    let head: serde_json::Value = serde_json::from_str(export.lines().last().expect("a head")).expect("json");
+    event.seq = head["seq"].as_i64().expect("seq") + 1;
+    let prev = head["hash"].as_str().expect("hash").to_string();
+    let hash = steward::audit::chain::link(&prev, event);
+    let q = |s: &str| format!("$f${s}$f$");
+    let n = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "NULL".into());
+    pg.sql_as(
+        member.0,
+        member.1,
+        &format!(
+            "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, \
+             intent_seq, status, http_status, error, duration_ms, token_source, prev_hash, hash, token_fp, run_digest, \
+             origin) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            event.seq,
+            event.run_id,
+            q(&event.ts),
+            q(&event.profile),
+            q(&event.kind),
+            q(&event.base_url),
+            q(&event.identity),
+            q(&event.op),
+            q(&event.target),
+            q(&event.params),
+            q(&event.mode),
+            q(&event.phase),
+            n(event.intent_seq),
+            q(&event.status),
+            n(event.http_status),
+            q(&event.error),
+            n(event.duration_ms),
+            q(&event.token_source),
+            q(&prev),
+            q(&hash),
+            q(&event.token_fp),
+            q(&event.run_digest),
+            q(&event.origin),
+        ),
+    );
+    hash
+}
+
+/// The event `audit export` printed as `row`.
+fn event_of(row: &serde_json::Value) -> steward::audit::chain::Event {
+    let s = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+    steward::audit::chain::Event {
+        seq: row["seq"].as_i64().unwrap_or_default(),
+        run_id: row["run_id"].as_i64().unwrap_or_default(),
+        ts: s("ts"),
+        profile: s("profile"),
+        kind: s("kind"),
+        base_url: s("base_url"),
+        identity: s("identity"),
+        op: s("op"),
+        target: s("target"),
+        params: s("params"),
+        mode: s("mode"),
+        phase: s("phase"),
+        intent_seq: row["intent_seq"].as_i64(),
+        status: s("status"),
+        http_status: row["http_status"].as_i64(),
+        error: s("error"),
+        duration_ms: row["duration_ms"].as_i64(),
+        token_source: s("token_source"),
+        token_fp: s("token_fp"),
+        run_digest: s("run_digest"),
+        origin: s("origin"),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_teammates_forged_outcome_in_another_admins_job_settles_nothing() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(12);
+    let owner = team_env(&sb, &pg, "postgres");
+    team_run(&owner, "postgres", &["--yes", "eval", "connect().suspend(\"user0011\", #{reason: \"setup\"})"]).success();
+    pg.add_writer();
+    pg.add_member("bob", "bob-Pg-pass-2210");
+    // Alice's job of leavers dies after recording its intents, before sending any of them.
+    let alice = team_env(&sb, &pg, pg::WRITER);
+    let leavers = ["user0003", "user0004", "user0005", "user0006"];
+    alice.write("job.rhai", &format!("connect(\"ghes\").suspend_all({leavers:?}, #{{reason: \"left\"}});"));
+    let mut job = team_cmd(&alice, pg::WRITER);
+    job.env("STEWARD_FAILPOINT", "after_intent_commit:1").args(["--yes", "run", "job.rhai"]);
+    assert_ne!(Run::of(job).status, Some(0));
+    assert_eq!(sb.count_method("PUT"), 1, "only the setup's suspension reached the server");
+    let rows: Vec<serde_json::Value> = team_run(&alice, pg::WRITER, &["audit", "export"])
+        .success()
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let intent = rows.iter().find(|r| r["target"] == "user0003" && r["phase"] == "intent").expect("alice's intent");
+    let job_run = intent["run_id"].as_i64().expect("run");
+
+    // Bob, with the writer role only, forges a chain-valid "ok" outcome for Alice's open intent on user0003,
+    // and one for user0004 as if the job had finished it.
+    let bob = ("bob", "bob-Pg-pass-2210");
+    for target in ["user0003", "user0004"] {
+        let intent = rows.iter().find(|r| r["target"] == target && r["phase"] == "intent").expect("intent");
+        let mut outcome = event_of(intent);
+        outcome.phase = "outcome".into();
+        outcome.intent_seq = intent["seq"].as_i64();
+        outcome.status = "ok".into();
+        outcome.http_status = Some(204);
+        outcome.duration_ms = Some(12);
+        forge_row(&pg, (&alice, pg::WRITER), bob, &mut outcome);
+    }
+    // Naming Alice as the writer is refused by the database itself.
+    let mut claimed = event_of(intent);
+    claimed.phase = "note".into();
+    let refused = pg.sql_fails_as(
+        "bob",
+        "bob-Pg-pass-2210",
+        &format!("INSERT INTO runs (started_at, os_user, host, command, writer) VALUES ('{}', 'alice', 'h', 'steward', 'alice')", claimed.ts),
+    );
+    assert!(refused.contains("writer is the role writing it"), "{refused}");
+
+    // Alice's resume settles nothing on Bob's word: each leaver is read and suspended, once.
+    team_run(&alice, pg::WRITER, &["--yes", "run", "job.rhai", "--resume", &job_run.to_string()]).success();
+    for login in leavers {
+        assert_eq!(sb.count(&format!("PUT /api/v3/users/{login}/suspended")), 1, "{login} was suspended once");
+    }
+    assert_eq!(sb.suspended().len(), 5, "every leaver is suspended: {:?}", sb.suspended());
+    // audit verify names both rows and who wrote them, on every machine.
+    let verify = team_run(&owner, "postgres", &["audit", "verify"]);
+    assert_eq!(verify.status, Some(1), "{}", verify.report());
+    let said = format!("{}{}", verify.stdout, verify.stderr);
+    assert!(said.contains("SUSPECT") && said.matches("written by bob").count() == 2, "{said}");
+    assert!(said.contains(&format!("started by {}", pg::WRITER)), "{said}");
+}
+
+#[test]
+fn a_row_past_the_head_or_ahead_of_the_clock_is_named_and_the_clock_is_held_to_the_database() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(10);
+    let env = team_env(&sb, &pg, "postgres");
+    team_run(&env, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"x\"})"]).success();
+    pg.add_writer();
+    let rows: Vec<serde_json::Value> = team_run(&env, "postgres", &["audit", "export"])
+        .success()
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    // A row dated 2099 is refused as it is written.
+    let mut future = event_of(&rows[0]);
+    future.phase = "note".into();
+    future.ts = "2099-01-01T00:00:00.000Z".into();
+    let export = team_run(&env, "postgres", &["audit", "export"]).success().stdout;
+    let head: serde_json::Value = serde_json::from_str(export.lines().last().expect("head")).expect("json");
+    future.seq = head["seq"].as_i64().expect("seq") + 1;
+    let hash = steward::audit::chain::link(head["hash"].as_str().expect("hash"), &future);
+    let e = pg.sql_fails_as(
+        pg::WRITER,
+        pg::WRITER_PASSWORD,
+        &format!(
+            "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, status, error, token_source, prev_hash, hash) \
+             VALUES ({}, 1, '{}', '', '', '', '', 'note', 'x', '{{}}', 'live', 'note', 'ok', '', '', '{}', '{hash}')",
+            future.seq, future.ts, head["hash"].as_str().expect("hash")
+        ),
+    );
+    assert!(e.contains("ahead of the database's clock"), "{e}");
+    // A chained row a hundred past the head: the chain links, and verify names the gap.
+    let mut far = event_of(&rows[0]);
+    far.phase = "note".into();
+    let export_head = head["seq"].as_i64().expect("seq");
+    let mut at_gap = far.clone();
+    at_gap.seq = export_head + 100;
+    let gap_hash = steward::audit::chain::link(head["hash"].as_str().expect("hash"), &at_gap);
+    pg.sql_as(
+        pg::WRITER,
+        pg::WRITER_PASSWORD,
+        &format!(
+            "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, status, error, token_source, prev_hash, hash, token_fp, run_digest, origin) \
+             VALUES ({}, {}, '{}', $f${}$f$, $f${}$f$, $f${}$f$, $f${}$f$, $f${}$f$, $f${}$f$, $f${}$f$, $f${}$f$, 'note', $f${}$f$, '', $f${}$f$, '{}', '{gap_hash}', $f${}$f$, $f${}$f$, '')",
+            at_gap.seq, at_gap.run_id, at_gap.ts, at_gap.profile, at_gap.kind, at_gap.base_url, at_gap.identity,
+            at_gap.op, at_gap.target, at_gap.params, at_gap.mode, at_gap.status, at_gap.token_source,
+            head["hash"].as_str().expect("hash"), at_gap.token_fp, at_gap.run_digest
+        ),
+    );
+    let verify = team_run(&env, "postgres", &["audit", "verify"]);
+    let said = format!("{}{}", verify.stdout, verify.stderr);
+    assert_eq!(verify.status, Some(1), "{}", verify.report());
+    assert!(said.contains(&format!("no rows between seq {export_head} and seq {}", export_head + 100)), "{said}");
+    assert!(said.contains("written by alice"), "alice wrote into run 1 (the owner's): {said}");
+}
+
+#[test]
+fn a_run_number_from_before_a_push_is_never_taken_for_another_job() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(20);
+    // The team log's run 1 suspends user0010; one admin's own log's run 1 suspends user0003.
+    let team = team_env(&sb, &pg, "postgres");
+    team_run(&team, "postgres", &["--yes", "eval", "connect().suspend(\"user0010\", #{reason: \"left\"})"]).success();
+    let solo = Env::with_sandbox(&sb);
+    solo.run(&["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]).success();
+    let db = solo.audit_db().display().to_string();
+    team_run(&team, "postgres", &["audit", "push", &db]).success();
+    let pushed_as: i64 = pg.sql_in("steward", "SELECT id FROM runs WHERE origin IS NOT NULL").parse().expect("one run");
+    assert_ne!(pushed_as, 1, "the pushed run got a new number");
+
+    // `undo 1`, as the admin's old hint said: two jobs answer to it; nothing is sent, both are named.
+    let run = team_run(&team, "postgres", &["--yes", "undo", "1"]).code(2);
+    assert!(run.stderr.contains("here:1") && run.stderr.contains(&format!("now run {pushed_as}")), "{}", run.report());
+    assert_eq!(sb.count_method("DELETE"), 0, "nothing undone on an unclear run");
+    // Named plainly, each is found; the pushed one by its old number, said aloud.
+    let run = team_run(&team, "postgres", &["--yes", "undo", "pushed:1"]).success();
+    assert!(run.stderr.contains(&format!("is run {pushed_as} in this log")), "{}", run.report());
+    assert_eq!(sb.count("DELETE /api/v3/users/user0003/suspended"), 1, "the pushed job was undone");
+    assert_eq!(sb.count("DELETE /api/v3/users/user0010/suspended"), 0, "the team's run 1 was left alone");
+    let shown = team_run(&team, "postgres", &["--format", "json", "runs", "show", "here:1"]).success();
+    assert!(shown.stdout.contains("user0010"), "{}", shown.report());
+    // `runs` marks the pushed run with the name it had.
+    let runs = team_run(&team, "postgres", &["--format", "json", "runs"]).success();
+    assert!(runs.stdout.contains("[pushed: run 1 of log"), "{}", runs.report());
+    // A resume names its run the same way: `--resume 1` is unclear too.
+    solo.write("job.rhai", "connect().suspend_all([\"user0004\"], #{reason: \"x\"});");
+    let mut resume = team_cmd(&team, "postgres");
+    resume.current_dir(solo.dir.path()).args(["--yes", "run", "job.rhai", "--resume", "1"]);
+    Run::of(resume).code(2).stderr_has("here:1");
+}
+
+#[test]
+fn an_owner_who_may_not_make_roles_is_told_the_set_up_it_could_not_do() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(5);
+    // The database's owner is an ordinary login, without CREATEROLE.
+    pg.sql(&format!(
+        "CREATE ROLE keeper LOGIN PASSWORD '{}'; ALTER DATABASE steward OWNER TO keeper",
+        pg::SUPER_PASSWORD
+    ));
+    pg.sql_in("steward", "ALTER SCHEMA public OWNER TO keeper");
+    let env = team_env(&sb, &pg, "keeper");
+    let run =
+        team_run(&env, "keeper", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"x\"})"]).success();
+    assert!(run.stderr.contains("steward_writer was not made (no CREATEROLE)"), "{}", run.report());
+    assert_eq!(pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'steward_writer'"), "0");
 }

@@ -109,6 +109,18 @@ pub fn sqlite_only(test: &str) -> bool {
     on_postgres()
 }
 
+/// For a test that moves steward's clock (faketime) hours or months ahead: `true` (and a line saying so) on the
+/// PostgreSQL store, which refuses rows dated ahead of its database's clock by design (`team::
+/// a_row_past_the_head_or_ahead_of_the_clock_is_named_and_the_clock_is_held_to_the_database`).
+pub fn moves_the_clock_ahead(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!(
+            "{test}: moves this machine's clock ahead, which a team log refuses; not run on the PostgreSQL store"
+        );
+    }
+    on_postgres()
+}
+
 /// A scratch directory with its own config, data dirs and audit log.
 pub struct Env {
     pub dir: tempfile::TempDir,
