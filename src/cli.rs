@@ -250,6 +250,15 @@ pub enum AuditCommand {
     /// The fingerprint this log gives a token read from standard input, to find what that token did
     /// (`audit list --token-fp`). The token is never printed or stored.
     Fingerprint,
+    /// Set aside the row where a team log's chain breaks (a row a teammate wrote past the chain), so actions go
+    /// on: the row is kept, skipped by the chain and named by `audit verify`. The log's owner only; recorded.
+    SetAside {
+        /// The seq `audit verify` names as where the chain breaks.
+        seq: i64,
+        /// Why, for the record (who looked at the row, what it was).
+        #[arg(long)]
+        why: String,
+    },
 }
 
 #[derive(Debug, Args, Default)]

@@ -43,11 +43,14 @@ impl AuditStore {
         let mut runs = super::query::RunRecords::default();
         let mut broken = None;
         self.each_after(seq, &mut |r| {
-            if let Err(b) = self.check_row(&last.1, &r, &mut runs)? {
-                broken = Some(b);
-                return Ok(false);
+            match self.check_row(&last.1, &r, &mut runs)? {
+                super::query::Step::Broken(b) => {
+                    broken = Some(b);
+                    return Ok(false);
+                }
+                super::query::Step::SetAside => self.met_set_aside(r.event.seq),
+                super::query::Step::Linked => last = (r.event.seq, r.hash),
             }
-            last = (r.event.seq, r.hash);
             Ok(true)
         })?;
         Ok(broken.map_or(Ok(last), Err))
@@ -70,11 +73,14 @@ impl AuditStore {
         };
         let mut broken = None;
         for r in self.rows_after(seq - 1, 2)? {
-            if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
-                broken = Some(b);
-                break;
+            match self.check_row(&prev, &r, &mut runs)? {
+                super::query::Step::Broken(b) => {
+                    broken = Some(b);
+                    break;
+                }
+                super::query::Step::SetAside => {}
+                super::query::Step::Linked => prev = r.hash,
             }
-            prev = r.hash;
         }
         Ok(broken.map_or(Ok(()), |b| Err(format!("the chain breaks at seq {}", b.seq()))))
     }

@@ -210,9 +210,16 @@ impl AuditStore {
         let clock = self.clock_ms()?;
         let mut last_seq = 0;
         self.each_after(0, &mut |r| {
-            if let Err(b) = self.check_row(&prev, &r, &mut runs)? {
-                first_break = Some(b);
-                return Ok(false);
+            match self.check_row(&prev, &r, &mut runs)? {
+                Step::Broken(b) => {
+                    first_break = Some(b);
+                    return Ok(false);
+                }
+                Step::SetAside => {
+                    last_seq = r.event.seq;
+                    return Ok(true);
+                }
+                Step::Linked => {}
             }
             if r.event.seq != last_seq + 1 {
                 suspects.push(Suspect::Gap { after: last_seq, next: r.event.seq });
@@ -290,8 +297,29 @@ impl AuditStore {
         Ok(RunRecords(self.run_digests(None)?.into_iter().map(|(id, d)| (id, Some(d))).collect()))
     }
 
-    /// One stored row against the row before it, and against the record of the run it is bound to.
-    pub(super) fn check_row(
+    /// One stored row against the row before it, and against the record of the run it is bound to; a row that
+    /// breaks the chain but that the log's owner set aside (`set_aside`) is skipped: the next links past it.
+    pub(super) fn check_row(&self, expected_prev: &str, r: &Row, runs: &mut RunRecords) -> Result<Step, AuditError> {
+        Ok(match self.check_linked(expected_prev, r, runs)? {
+            Ok(()) => Step::Linked,
+            Err(_) if self.is_set_aside(r.event.seq, &r.hash)? => Step::SetAside,
+            Err(b) => Step::Broken(b),
+        })
+    }
+
+    fn is_set_aside(&self, seq: i64, hash: &str) -> Result<bool, AuditError> {
+        let sql = "SELECT 1 FROM steward_set_aside WHERE seq = ?1 AND hash = ?2";
+        Ok(self.db().row(sql, &[seq.into(), hash.into()]).map_err(AuditError::Read)?.is_some())
+    }
+
+    /// The rows set aside: (seq, why).
+    pub fn set_aside_rows(&self) -> Result<Vec<(i64, String)>, AuditError> {
+        let rows =
+            self.db().rows("SELECT seq, why FROM steward_set_aside ORDER BY seq", &[]).map_err(AuditError::Read)?;
+        rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect::<Result<Vec<_>, DbError>>().map_err(AuditError::Read)
+    }
+
+    fn check_linked(
         &self,
         expected_prev: &str,
         r: &Row,
@@ -649,6 +677,14 @@ impl AuditStore {
 /// (`session_user`), so a teammate's row inside another's run fails it; a SQLite log's rows carry no writer.
 pub(super) fn by_its_run(alias: &str) -> String {
     format!("coalesce({alias}.writer, '') = coalesce((SELECT w.writer FROM runs w WHERE w.id = {alias}.run_id), '')")
+}
+
+/// How a row stands in the chain.
+pub(super) enum Step {
+    Linked,
+    /// It breaks the chain, and the log's owner set it aside: skipped.
+    SetAside,
+    Broken(chain::Break),
 }
 
 #[derive(Clone, Debug)]

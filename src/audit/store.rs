@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_run_profile.sql"),
     include_str!("migrations/0007_origin.sql"),
     include_str!("migrations/0008_writer_origin.sql"),
+    include_str!("migrations/0009_set_aside.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -103,6 +104,9 @@ pub struct AuditStore {
     /// unchanged, and the rows after it must verify, before the next is appended or a checkpoint signed, so a tail
     /// cut (or rows edited) under a running process is never built upon and signed.
     known: parking_lot::Mutex<Option<(i64, String)>>,
+    /// The highest seq of a row set aside (skipped by the chain) met past the known point: the next row is
+    /// numbered after it, though it links to the row before it.
+    set_aside_top: std::sync::atomic::AtomicI64,
 }
 
 impl AuditStore {
@@ -128,7 +132,12 @@ impl AuditStore {
             AuditTarget::Memory => Self::open_in_memory(),
             AuditTarget::Postgres(pg) => {
                 let db = super::team::open(pg)?;
-                Ok(AuditStore { db, path: pg.anchor.clone(), known: Default::default() })
+                Ok(AuditStore {
+                    db,
+                    path: pg.anchor.clone(),
+                    known: Default::default(),
+                    set_aside_top: Default::default(),
+                })
             }
         }
     }
@@ -199,7 +208,12 @@ impl AuditStore {
             tx.pragma_update(None, "user_version", supported).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
-        Ok(AuditStore { db: Db::Sqlite(conn), path: path.into(), known: Default::default() })
+        Ok(AuditStore {
+            db: Db::Sqlite(conn),
+            path: path.into(),
+            known: Default::default(),
+            set_aside_top: Default::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -377,6 +391,7 @@ impl AuditStore {
     ) -> Result<(Vec<Result<i64, Busy>>, Option<(i64, String)>), AuditError> {
         let w = AuditError::Write;
         let (mut seq, mut prev) = self.head_checked()?;
+        seq = seq.max(self.set_aside_top.load(std::sync::atomic::Ordering::SeqCst));
         let standing = self.standing_claims(events).map_err(w)?;
         // A team log knows which runs are alive itself: their processes' sessions hold their locks. Each run is
         // asked about once a batch.
@@ -430,6 +445,26 @@ impl AuditStore {
     /// The last point of the chain this connection verified or wrote.
     pub(super) fn known_point(&self) -> Option<(i64, String)> {
         self.known.lock().clone()
+    }
+
+    /// Records that row `seq` (whose hash is `hash`) is set aside. Only the team log's owner may: a writer's
+    /// attempt is refused by the database, and said so.
+    pub fn set_aside(&self, seq: i64, hash: &str, why: &str) -> Result<(), AuditError> {
+        let done = self.db.execute(
+            "INSERT INTO steward_set_aside (seq, hash, why) VALUES (?1, ?2, ?3)",
+            &[seq.into(), hash.into(), why.into()],
+        );
+        match done {
+            Err(e) if e.to_string().contains("permission denied") => {
+                Err(AuditError::Write(DbError::Type(format!("only the team log's owner may set a row aside ({e})"))))
+            }
+            other => other.map(|_| ()).map_err(AuditError::Write),
+        }
+    }
+
+    /// A row set aside at `seq` was met: the next row is numbered after it.
+    pub(super) fn met_set_aside(&self, seq: i64) {
+        self.set_aside_top.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Moves the known point: verified, or written by this connection.

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0005_claims.sql"),
     include_str!("migrations/postgres/0006_team_keys.sql"),
     include_str!("migrations/postgres/0007_writer_origin.sql"),
+    include_str!("migrations/postgres/0008_set_aside.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.

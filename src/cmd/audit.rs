@@ -46,6 +46,7 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             print_rows(ctx, &rows, true);
         }
         AuditCommand::Verify { checkpoint, key } => verify(ctx, &store, checkpoint.as_deref(), key.as_deref())?,
+        AuditCommand::SetAside { seq, why } => set_aside(ctx, &mut store, *seq, why)?,
         AuditCommand::Key => {
             let signer = NoteSigner::load(&ctx.audit_path).map_err(anyhow::Error::msg)?;
             let Some(signer) = signer else {
@@ -151,6 +152,9 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
         ));
         return Err(AuditBroken.into());
     }
+    for (seq, why) in store.set_aside_rows()? {
+        output::note(&format!("seq {seq} is set aside by the log's owner (skipped by the chain): {why}"));
+    }
     if !v.suspects.is_empty() {
         const SHOWN: usize = 20;
         let mut text = format!(
@@ -181,6 +185,55 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
             })
             .unwrap_or_default()
     ));
+    Ok(())
+}
+
+/// Sets aside the row where a team log's chain breaks, so the team can act again; the row stays, and both the
+/// setting aside (`steward_set_aside`, which only the owner may add to) and an `audit_set_aside` event record it.
+fn set_aside(ctx: &Context, store: &mut AuditStore, seq: i64, why: &str) -> anyhow::Result<()> {
+    if !matches!(ctx.audit_target, AuditTarget::Postgres(_)) {
+        return Err(UsageError::new(
+            "audit set-aside is for a team log, where a teammate can write a row past the chain; a file log that \
+             does not verify was edited: restore it from a backup, or `steward audit anchor` a log you replaced",
+        )
+        .into());
+    }
+    if why.trim().is_empty() {
+        return Err(UsageError::new("say --why: who looked at the row and what it was").into());
+    }
+    let breaks_at = store.verify()?.first_break.map(|b| b.seq());
+    match breaks_at {
+        Some(at) if at == seq => {}
+        Some(at) => {
+            return Err(UsageError::new(format!(
+                "the chain breaks at seq {at}, not {seq}: only the row where it breaks can be set aside"
+            ))
+            .into())
+        }
+        None => return Err(UsageError::new("the chain links up whole: there is nothing to set aside").into()),
+    }
+    let Some(row) = store.list(&Filter { seq: Some(seq), ..Default::default() })?.pop() else {
+        return Err(UsageError::new(format!("no event {seq}")).into());
+    };
+    store.set_aside(seq, &row.hash, why)?;
+    let (run, run_digest) = store.start_run(&crate::invocation::run_info())?;
+    let mut note = [chain::Event {
+        run_id: run,
+        run_digest,
+        op: "audit_set_aside".into(),
+        phase: "note".into(),
+        status: "set_aside".into(),
+        target: seq.to_string(),
+        params: json!({ "seq": seq, "hash": row.hash, "op": row.event.op, "run": row.event.run_id }).to_string(),
+        error: why.to_string(),
+        ..Default::default()
+    }];
+    store.append(&mut note)?;
+    store.end_run(run, 0)?;
+    if let Some(anchor) = ctx.audit_target.anchor() {
+        checkpoint::write(anchor, store, ctx.config.audit_syslog.as_deref())?;
+    }
+    output::line(&format!("seq {seq} is set aside: the chain links past it, and `audit verify` names it"));
     Ok(())
 }
 

@@ -339,8 +339,11 @@ impl Dispatcher {
             .filter(|(_, n)| *n > 0)
             .collect();
         // An item left in doubt is not done either: the run ends with 3, for a resume to settle it.
-        let failed =
+        let failed: usize =
             [ItemStatus::Failed, ItemStatus::InDoubt].iter().map(|s| job.counts.get(s).copied().unwrap_or(0)).sum();
+        // Items its log's failure kept from being sent are cancelled, and the job is not done: exit 3 as well.
+        let unsent = if self.audit_failed() { job.counts.get(&ItemStatus::Cancelled).copied().unwrap_or(0) } else { 0 };
+        let failed = failed + unsent;
         self.bulk_failed.fetch_add(failed, Ordering::SeqCst);
         // The run id is what `--resume`, `undo` and `steward runs show` take: say it where people look.
         let label = match self.run_id() {

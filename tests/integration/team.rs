@@ -1069,3 +1069,54 @@ fn an_owner_who_may_not_make_roles_is_told_the_set_up_it_could_not_do() {
     assert!(run.stderr.contains("steward_writer was not made (no CREATEROLE)"), "{}", run.report());
     assert_eq!(pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'steward_writer'"), "0");
 }
+
+#[test]
+fn a_row_written_past_the_chain_stops_the_team_until_the_owner_sets_it_aside_on_the_record() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(10);
+    let owner = team_env(&sb, &pg, "postgres");
+    team_run(&owner, "postgres", &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"x\"})"]).success();
+    pg.add_writer();
+    // A teammate writes a row that does not link to the chain.
+    let head: i64 = pg.sql_in("steward", "SELECT max(seq) FROM events").parse().expect("a seq");
+    let bad = head + 1;
+    pg.sql_as(
+        pg::WRITER,
+        pg::WRITER_PASSWORD,
+        &format!(
+            "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, \
+             status, error, token_source, prev_hash, hash) VALUES ({bad}, 999, '2026-12-01T00:00:00.000Z', '', '', '', \
+             '', 'note', 'x', '{{}}', 'live', 'note', 'ok', '', '', 'not-a-hash', 'not-a-hash-either')"
+        ),
+    );
+    // Fail closed: nothing is sent while the chain breaks.
+    let suspend = |login: &str| format!("connect().suspend(\"{login}\", #{{reason: \"x\"}})");
+    let run = team_run(&owner, "postgres", &["--yes", "eval", &suspend("user0004")]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 0);
+    // Only the row where it breaks, only by the owner, and only with a reason.
+    let alice = team_env(&sb, &pg, pg::WRITER);
+    team_run(&alice, pg::WRITER, &["audit", "set-aside", &bad.to_string(), "--why", "mine"])
+        .code(1)
+        .stderr_has("only the team log's owner");
+    team_run(&owner, "postgres", &["audit", "set-aside", &head.to_string(), "--why", "x"])
+        .code(2)
+        .stderr_has(&format!("breaks at seq {bad}"));
+    team_run(
+        &owner,
+        "postgres",
+        &["audit", "set-aside", &bad.to_string(), "--why", "alice's test row, looked at by the owner"],
+    )
+    .success();
+    // The team acts again; the row is kept, skipped, and named.
+    team_run(&owner, "postgres", &["--yes", "eval", &suspend("user0004")]).success();
+    assert_eq!(sb.count("PUT /api/v3/users/user0004/suspended"), 1);
+    let verify = team_run(&owner, "postgres", &["audit", "verify"]).success();
+    assert!(verify.stderr.contains(&format!("seq {bad} is set aside")), "{}", verify.report());
+    assert_eq!(pg.sql_in("steward", &format!("SELECT count(*) FROM events WHERE seq = {bad}")), "1", "kept");
+    let noted = rows(&owner, "postgres").into_iter().filter(|e| e["op"] == "audit_set_aside").count();
+    assert_eq!(noted, 1, "the setting aside is on the record");
+    // Another machine, new to the log, verifies it whole too.
+    let other = team_env(&sb, &pg, "postgres");
+    team_run(&other, "postgres", &["--yes", "eval", &suspend("user0005")]).success();
+}

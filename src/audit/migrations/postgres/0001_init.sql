@@ -82,13 +82,23 @@ CREATE TRIGGER run_ends_no_truncate BEFORE TRUNCATE ON run_ends
 REVOKE ALL ON steward_schema, runs, run_ends, events FROM PUBLIC;
 DO $$
 BEGIN
+    -- Roles are the server's, not the database's: another database's first use (a second team's log) may make
+    -- it at the same moment.
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'steward_writer') THEN
         CREATE ROLE steward_writer NOLOGIN;
     END IF;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN NULL;
+    WHEN insufficient_privilege THEN
+        RAISE NOTICE 'steward_writer was not made (no CREATEROLE): grant SELECT, INSERT to the admins yourself';
+END
+$$;
+DO $$
+BEGIN
     GRANT SELECT ON steward_schema TO steward_writer;
     GRANT SELECT, INSERT ON runs, run_ends, events TO steward_writer;
     GRANT USAGE ON SEQUENCE runs_id_seq TO steward_writer;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'steward_writer was not made (no CREATEROLE): grant SELECT, INSERT to the admins yourself';
+EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+    NULL;
 END
 $$;
