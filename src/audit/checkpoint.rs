@@ -176,14 +176,16 @@ fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<
             tracing::warn!("could not send the audit checkpoint to syslog at {}: {e}", socket.display());
         }
     }
-    replace_file(&path_for(db), &note)?;
-    // The second copy, outside the log's directory: losing it only loses rollback detection, so it warns.
+    // The second copy, outside the log's directory, first: the note beside the log names it, so a kill between
+    // the two writes must leave the copy newer than that note (which still matches the log), never missing.
+    // Losing it only loses rollback detection, so it warns.
     if let Some(anchor) = anchor_path(db) {
         let written = anchor.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string());
         if let Err(e) = written.and_then(|()| replace_file(&anchor, &note)) {
             tracing::warn!("could not keep a copy of the audit checkpoint at {}: {e}", anchor.display());
         }
     }
+    replace_file(&path_for(db), &note)?;
     Ok(())
 }
 

@@ -42,35 +42,35 @@ const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
                        status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, origin";
 
-fn row(r: &DbRow) -> Result<Row, DbError> {
+fn row(mut r: DbRow) -> Result<Row, DbError> {
     Ok(Row {
         event: Event {
             seq: r.int(0)?,
             run_id: r.int(1)?,
-            ts: r.text(2)?,
-            profile: r.text(3)?,
-            kind: r.text(4)?,
-            base_url: r.text(5)?,
-            identity: r.text(6)?,
-            op: r.text(7)?,
-            target: r.text(8)?,
-            params: r.text(9)?,
-            mode: r.text(10)?,
-            phase: r.text(11)?,
+            ts: r.take_text(2)?,
+            profile: r.take_text(3)?,
+            kind: r.take_text(4)?,
+            base_url: r.take_text(5)?,
+            identity: r.take_text(6)?,
+            op: r.take_text(7)?,
+            target: r.take_text(8)?,
+            params: r.take_text(9)?,
+            mode: r.take_text(10)?,
+            phase: r.take_text(11)?,
             intent_seq: r.opt_int(12)?,
-            status: r.text(13)?,
+            status: r.take_text(13)?,
             http_status: r.opt_int(14)?,
-            error: r.text(15)?,
+            error: r.take_text(15)?,
             duration_ms: r.opt_int(16)?,
-            token_source: r.text(17)?,
-            token_fp: r.text(18)?,
-            run_digest: r.text(21)?,
-            origin: r.text(22)?,
+            token_source: r.take_text(17)?,
+            token_fp: r.take_text(18)?,
+            run_digest: r.take_text(21)?,
+            origin: r.take_text(22)?,
             claim: String::new(),
             read_at: None,
         },
-        prev_hash: r.text(19)?,
-        hash: r.text(20)?,
+        prev_hash: r.take_text(19)?,
+        hash: r.take_text(20)?,
     })
 }
 
@@ -161,7 +161,7 @@ impl AuditStore {
             None => sql.push_str(" ORDER BY seq"),
         }
         let rows = self.db().rows(&sql, &args).map_err(AuditError::Read)?;
-        rows.iter().map(row).collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)
+        rows.into_iter().map(row).collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)
     }
 
     /// The rows after `seq` in order, a page at a time, handed to `each` until it says stop (`false`).
@@ -174,7 +174,7 @@ impl AuditStore {
         loop {
             let page = self.db().rows(&sql, &[seq.into(), PAGE_ROWS.into()]).map_err(AuditError::Read)?;
             let full = page.len() as i64 == PAGE_ROWS;
-            for r in &page {
+            for r in page {
                 let r = row(r).map_err(AuditError::Read)?;
                 seq = r.event.seq;
                 if !each(r)? {
@@ -196,7 +196,7 @@ impl AuditStore {
     pub(super) fn rows_after(&self, seq: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         let page = self.db().rows(&sql, &[seq.into(), limit.into()]).map_err(AuditError::Read)?;
-        page.iter().map(row).collect::<Result<Vec<Row>, DbError>>().map_err(AuditError::Read)
+        page.into_iter().map(row).collect::<Result<Vec<Row>, DbError>>().map_err(AuditError::Read)
     }
 
     /// Recomputes the whole chain; reports how many rows were checked, the first break, if any, and the rows
@@ -782,6 +782,29 @@ mod tests {
         let s = store_with_events();
         let pending = s.list(&Filter { pending: true, ..Default::default() }).unwrap();
         assert_eq!(pending.iter().map(|r| r.event.seq).collect::<Vec<_>>(), vec![3]);
+    }
+
+    /// The pages of a whole verification are hashed ahead on other threads: a log of several pages verifies, and
+    /// an edit or a broken link on any page is still the first break, at its seq.
+    #[test]
+    fn a_log_of_many_pages_verifies_and_its_first_break_is_found_wherever_it_is() {
+        let mut s = AuditStore::open_in_memory().unwrap();
+        let n = 2 * PAGE_ROWS + 7;
+        let mut batch: Vec<Event> = (0..n).map(|i| event("suspend", &format!("u{i}"), "intent", None)).collect();
+        for chunk in batch.chunks_mut(5_000) {
+            s.append(chunk).unwrap();
+        }
+        let v = s.verify().unwrap();
+        assert_eq!((v.checked as i64, v.first_break.is_none()), (n, true));
+        s.conn().execute_batch("DROP TRIGGER events_no_update").unwrap();
+        s.conn().execute("UPDATE events SET target = 'x' WHERE seq = ?1", [PAGE_ROWS + 3]).unwrap();
+        s.conn().execute("UPDATE events SET prev_hash = 'y' WHERE seq = ?1", [2 * PAGE_ROWS + 2]).unwrap();
+        let v = s.verify().unwrap();
+        assert_eq!(v.first_break.map(|b| b.seq()), Some(PAGE_ROWS + 3));
+        assert_eq!(v.checked as i64, PAGE_ROWS + 2);
+        s.conn().execute("UPDATE events SET target = 'u10002' WHERE seq = ?1", [PAGE_ROWS + 3]).unwrap();
+        let v = s.verify().unwrap();
+        assert!(matches!(v.first_break, Some(chain::Break::Unlinked { seq }) if seq == 2 * PAGE_ROWS + 2), "{v:?}");
     }
 
     #[test]

@@ -474,7 +474,6 @@ impl AuditStore {
 
     /// Other runs' intents on the claims these events make that could stand in their way: still open, or made
     /// or settled after the earliest time one of the events' jobs read its targets. One query for the batch.
-    /// An intent is settled only by an outcome its own run's writer wrote (`by_its_run`).
     fn standing_claims(&self, events: &[Event]) -> Result<Vec<Standing>, DbError> {
         let claimed: Vec<&Event> = events.iter().filter(|e| !e.claim.is_empty()).collect();
         let Some(me) = claimed.first().map(|e| e.run_id) else { return Ok(Vec::new()) };
@@ -487,13 +486,12 @@ impl AuditStore {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
             let sql = format!(
                 "SELECT i.claim, i.run_id, i.seq,
-                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND {by_o}),
-                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND {by_o})
+                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1),
+                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
                  FROM events i WHERE i.claim IN ({}) AND i.run_id != ?1
-                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND {by_o})
+                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
                       OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND o.seq > ?2))",
-                list.join(", "),
-                by_o = super::query::by_its_run("o"),
+                list.join(", ")
             );
             let mut args: Vec<Val> = vec![me.into(), read_at.into()];
             args.extend(chunk.iter().map(|c| Val::from(*c)));
