@@ -116,6 +116,11 @@ fn pg_message(e: &postgres::Error) -> String {
 }
 
 impl DbError {
+    /// The role may not do this (PostgreSQL's insufficient_privilege), however the server words it.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, DbError::Postgres(e) if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE))
+    }
+
     /// A row that would repeat a unique key (an event already copied in).
     pub fn is_duplicate(&self) -> bool {
         matches!(self, DbError::Postgres(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION))

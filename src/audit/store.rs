@@ -455,7 +455,7 @@ impl AuditStore {
             &[seq.into(), hash.into(), why.into()],
         );
         match done {
-            Err(e) if e.to_string().contains("permission denied") => {
+            Err(e) if e.is_denied() => {
                 Err(AuditError::Write(DbError::Type(format!("only the team log's owner may set a row aside ({e})"))))
             }
             other => other.map(|_| ()).map_err(AuditError::Write),

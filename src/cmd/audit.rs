@@ -216,23 +216,15 @@ fn set_aside(ctx: &Context, store: &mut AuditStore, seq: i64, why: &str) -> anyh
         return Err(UsageError::new(format!("no event {seq}")).into());
     };
     store.set_aside(seq, &row.hash, why)?;
-    let (run, run_digest) = store.start_run(&crate::invocation::run_info())?;
-    let mut note = [chain::Event {
-        run_id: run,
-        run_digest,
+    let note = chain::Event {
         op: "audit_set_aside".into(),
-        phase: "note".into(),
         status: "set_aside".into(),
         target: seq.to_string(),
         params: json!({ "seq": seq, "hash": row.hash, "op": row.event.op, "run": row.event.run_id }).to_string(),
         error: why.to_string(),
         ..Default::default()
-    }];
-    store.append(&mut note)?;
-    store.end_run(run, 0)?;
-    if let Some(anchor) = ctx.audit_target.anchor() {
-        checkpoint::write(anchor, store, ctx.config.audit_syslog.as_deref())?;
-    }
+    };
+    record_in_a_run_of_its_own(ctx, store, note)?;
     output::line(&format!("seq {seq} is set aside: the chain links past it, and `audit verify` names it"));
     Ok(())
 }
@@ -255,7 +247,6 @@ fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<(
         return Err(UsageError::new(format!("the team log does not verify ({problem}); nothing was copied")).into());
     }
     let pushed = crate::audit::push::push(source, team)?;
-    let (run, run_digest) = team.start_run(&crate::invocation::run_info())?;
     let what = match pushed.seqs {
         Some((first, last)) => format!(
             "copied {} events of {} runs from {} (source log {}; {} copied before); team seqs {first}..{last}",
@@ -267,22 +258,27 @@ fn push(ctx: &Context, team: &mut AuditStore, source: &Path) -> anyhow::Result<(
         ),
         None => format!("nothing new in {} ({} events copied before)", source.display(), pushed.already),
     };
-    let mut note = [chain::Event {
-        run_id: run,
-        run_digest,
+    let note = chain::Event {
         op: "audit_push".into(),
-        phase: "note".into(),
         status: "pushed".into(),
         target: source.display().to_string(),
         error: what.clone(),
         ..Default::default()
-    }];
-    team.append(&mut note)?;
-    team.end_run(run, 0)?;
-    if let Some(anchor) = ctx.audit_target.anchor() {
-        checkpoint::write(anchor, team, ctx.config.audit_syslog.as_deref())?;
-    }
+    };
+    record_in_a_run_of_its_own(ctx, team, note)?;
     output::line(&what);
+    Ok(())
+}
+
+/// Records what an `audit` command did to the log itself (a push, a row set aside) as a note in a run of its
+/// own, and anchors the log after it.
+fn record_in_a_run_of_its_own(ctx: &Context, store: &mut AuditStore, note: chain::Event) -> anyhow::Result<()> {
+    let (run_id, run_digest) = store.start_run(&crate::invocation::run_info())?;
+    store.append(&mut [chain::Event { run_id, run_digest, phase: "note".into(), ..note }])?;
+    store.end_run(run_id, 0)?;
+    if let Some(anchor) = ctx.audit_target.anchor() {
+        checkpoint::write(anchor, store, ctx.config.audit_syslog.as_deref())?;
+    }
     Ok(())
 }
 
