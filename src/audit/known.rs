@@ -42,6 +42,7 @@ impl AuditStore {
         // Few rows usually follow the point: their runs are read as they are met.
         let mut runs = super::query::RunRecords::default();
         let mut broken = None;
+        let mut seals = None;
         self.each_after(seq, &mut |r| {
             match self.check_row(&last.1, &r, &mut runs)? {
                 super::query::Step::Broken(b) => {
@@ -49,10 +50,21 @@ impl AuditStore {
                     return Ok(false);
                 }
                 super::query::Step::SetAside => self.met_set_aside(r.event.seq),
-                super::query::Step::Linked => last = (r.event.seq, r.hash),
+                super::query::Step::Linked => {
+                    // The machines are read only when rows were added since the point.
+                    let seals = match &mut seals {
+                        Some(check) => check,
+                        None => seals.insert(self.seal_check()?),
+                    };
+                    self.check_seal(seals, &r)?;
+                    last = (r.event.seq, r.hash);
+                }
             }
             Ok(true)
         })?;
+        if let Some(check) = seals {
+            self.distrust(&check.finish());
+        }
         Ok(broken.map_or(Ok(last), Err))
     }
 

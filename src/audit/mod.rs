@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod keyfile;
 mod known;
 pub mod liveness;
+pub mod machine;
 pub mod push;
 pub mod query;
 pub mod runref;

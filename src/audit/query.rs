@@ -36,11 +36,20 @@ pub struct Row {
     pub event: Event,
     pub prev_hash: String,
     pub hash: String,
+    /// The machine that wrote it (`machine.rs`), its seal if it closes a transaction, and the role that wrote
+    /// it (a team log's); empty in rows from before.
+    #[serde(skip)]
+    pub machine: String,
+    #[serde(skip)]
+    pub seal: String,
+    #[serde(skip)]
+    pub writer: String,
 }
 
 const COLUMNS: &str =
     "seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, \
-                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, origin";
+                       status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest, origin, \
+                       coalesce(machine, ''), coalesce(seal, ''), coalesce(writer, '')";
 
 fn row(mut r: DbRow) -> Result<Row, DbError> {
     Ok(Row {
@@ -71,6 +80,9 @@ fn row(mut r: DbRow) -> Result<Row, DbError> {
         },
         prev_hash: r.take_text(19)?,
         hash: r.take_text(20)?,
+        machine: r.take_text(23)?,
+        seal: r.take_text(24)?,
+        writer: r.take_text(25)?,
     })
 }
 
@@ -209,6 +221,7 @@ impl AuditStore {
         let mut suspects = Vec::new();
         let clock = self.clock_ms()?;
         let mut last_seq = 0;
+        let mut seals = self.seal_check()?;
         self.each_after(0, &mut |r| {
             match self.check_row(&prev, &r, &mut runs)? {
                 Step::Broken(b) => {
@@ -228,6 +241,7 @@ impl AuditStore {
             if ts.map_or(true, |t| t > clock + AHEAD_MS) {
                 suspects.push(Suspect::AheadOfClock { seq: r.event.seq, ts: r.event.ts.clone() });
             }
+            self.check_seal(&mut seals, &r)?;
             last_seq = r.event.seq;
             checked += 1;
             prev = r.hash;
@@ -235,6 +249,9 @@ impl AuditStore {
         })?;
         if first_break.is_none() {
             suspects.extend(self.foreign_rows()?);
+            let unsealed = seals.finish();
+            self.distrust(&unsealed);
+            suspects.extend(Suspect::unsealed(&unsealed));
         }
         let head = (first_break.is_none() && checked > 0).then_some(prev);
         Ok(Verification { checked, head, first_break, suspects })
@@ -563,12 +580,13 @@ impl AuditStore {
     }
 
     /// What the job of `run` (all its runs) finished: (profile, op, target) → the run that did it. Only rows
-    /// written by their run's writer count (`BY_ITS_RUN`): a teammate's row in another's run settles nothing.
-    /// Items with an intent and no outcome are not in it: they are in doubt and get checked again.
+    /// written by their run's writer and machine count (`by_its_run`, `trusts`): a teammate's row in another's
+    /// run settles nothing. Items with an intent and no outcome are not in it: they are in doubt and get checked
+    /// again.
     pub fn done_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
-            &format!("SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop') AND {}", by_its_run("events")),
+            &format!("SELECT profile, op, target, params, run_id, seq FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status IN ('ok', 'noop') AND {}", by_its_run("events")),
         )
     }
 
@@ -577,29 +595,50 @@ impl AuditStore {
     pub fn unknown_in_job(&self, run: i64) -> Result<DoneSet, AuditError> {
         self.keyed_in_job(
             run,
-            &format!("SELECT profile, op, target, params, run_id FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'unknown' AND {}", by_its_run("events")),
+            &format!("SELECT profile, op, target, params, run_id, seq FROM events WHERE run_id = ?1 AND phase = 'outcome' AND mode = 'live' AND status = 'unknown' AND {}", by_its_run("events")),
         )
     }
 
     /// The intents the job of `run` (all its runs) left without an outcome: (profile, op, target) →
-    /// the intent's seq. A resume settles each by reading the target, and records that against the intent.
+    /// the intent's seq. A resume settles each by reading the target, and records that against the intent. An
+    /// outcome that is not its run's own (another writer's, or unsealed) leaves the intent open.
     pub fn open_intents_in_job(&self, run: i64) -> Result<OpenIntents, AuditError> {
-        self.keyed_in_job(
+        let closed = format!(
+            "SELECT o.seq, o.intent_seq FROM events o WHERE o.intent_seq IN (SELECT e.seq FROM events e WHERE e.run_id = ?1 AND e.phase = 'intent') AND {}",
+            by_its_run("o")
+        );
+        let mut closed_intents = std::collections::HashSet::new();
+        for id in self.job_of(run)?.map(|j| j.runs).unwrap_or_default() {
+            for r in self.db().rows(&closed, &[id.into()]).map_err(AuditError::Read)? {
+                let (outcome, intent) = (|| Ok((r.int(0)?, r.int(1)?)))().map_err(AuditError::Read)?;
+                if self.trusts(outcome) {
+                    closed_intents.insert(intent);
+                }
+            }
+        }
+        let mut open = self.keyed_in_job(
             run,
-            &format!("SELECT profile, op, target, params, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND {} AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = e.seq AND {})", by_its_run("e"), by_its_run("o")),
-        )
+            &format!("SELECT profile, op, target, params, seq, seq FROM events e WHERE run_id = ?1 AND phase = 'intent' AND mode = 'live' AND {}", by_its_run("e")),
+        )?;
+        open.retain(|_, seq| !closed_intents.contains(seq));
+        Ok(open)
     }
 
     /// `(profile, op, item key) → value` over every run of a job, newest run first (the first row of a key
-    /// wins); `sql` selects profile, op, target, params and the value for the run `?1`.
+    /// wins); `sql` selects profile, op, target, params, the value and the row's seq for the run `?1`. Rows
+    /// found unsealed are left out.
     fn keyed_in_job(&self, run: i64, sql: &str) -> Result<HashMap<(String, String, String), i64>, AuditError> {
         let mut out = HashMap::new();
         let runs = self.job_of(run)?.map(|j| j.runs).unwrap_or_default();
         for id in runs {
             let rows = self.db().rows(sql, &[id.into()]).map_err(AuditError::Read)?;
             for r in rows {
-                let row = (|| Ok::<_, DbError>((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.int(4)?)))();
-                let (profile, op, target, params, value) = row.map_err(AuditError::Read)?;
+                let row =
+                    (|| Ok::<_, DbError>((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.int(4)?, r.int(5)?)))();
+                let (profile, op, target, params, value, seq) = row.map_err(AuditError::Read)?;
+                if !self.trusts(seq) {
+                    continue;
+                }
                 let params = serde_json::from_str(&params).unwrap_or(serde_json::Value::Null);
                 let key = (profile, op, item_key(&target, &params));
                 out.entry(key).or_insert(value);
@@ -613,21 +652,26 @@ impl AuditStore {
     /// (`known.rs`), so an edit made while a long-running process holds the store is refused, not acted on.
     pub fn last_params(&self, profile: &str, op: &str, target: &str) -> Result<Option<String>, AuditError> {
         self.catch_up()?.map_err(AuditError::ChangedUnderUs)?;
-        let r = self
+        let rows = self
             .db()
-            .row(
-                &format!("SELECT seq, params, intent_seq FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {} ORDER BY seq DESC LIMIT 1", by_its_run("events")),
+            .rows(
+                &format!("SELECT seq, params, intent_seq FROM events WHERE profile = ?1 AND op = ?2 AND target = ?3 AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {} ORDER BY seq DESC", by_its_run("events")),
                 &[profile.into(), op.into(), target.into()],
             )
             .map_err(AuditError::Read)?;
-        let row = r.map(|r| Ok((r.int(0)?, r.text(1)?, r.opt_int(2)?))).transpose().map_err(AuditError::Read)?;
-        let Some((seq, params, intent)) = row else {
+        // The newest a decision may rest on: rows found unsealed are passed over.
+        let newest = rows
+            .into_iter()
+            .map(|r| Ok::<_, DbError>((r.int(0)?, r.text(1)?, r.opt_int(2)?)))
+            .find(|row| row.as_ref().map_or(true, |(seq, _, _)| self.trusts(*seq)));
+        let Some((seq, params, intent)) = newest.transpose().map_err(AuditError::Read)? else {
             return Ok(None);
         };
         self.row_is_whole(seq)?.map_err(AuditError::ChangedUnderUs)?;
         // What the intent recorded (a role held before) stands unless the outcome says otherwise: an outcome a
         // resume settled names only what that run knew.
-        let Some(intent) = intent.map(|i| self.event_at(i)).transpose()?.flatten() else {
+        let trusted_intent = intent.filter(|i| self.trusts(*i));
+        let Some(intent) = trusted_intent.map(|i| self.event_at(i)).transpose()?.flatten() else {
             return Ok(Some(params));
         };
         self.row_is_whole(intent.seq)?.map_err(AuditError::ChangedUnderUs)?;
@@ -659,24 +703,33 @@ impl AuditStore {
         }
         let ids: Vec<String> = (1..=runs.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
-            "SELECT profile, op, target, params FROM events WHERE run_id IN ({}) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} AND {} ORDER BY seq",
+            "SELECT profile, op, target, params, seq FROM events WHERE run_id IN ({}) AND phase = 'outcome' AND mode = 'live' AND status = 'ok' AND {ops} AND {} ORDER BY seq",
             ids.join(", "),
             by_its_run("events")
         );
         let args: Vec<Val> = runs.iter().map(|r| (*r).into()).collect();
         let rows = self.db().rows(&sql, &args).map_err(AuditError::Read)?;
-        rows.iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?)))
-            .collect::<Result<Vec<_>, DbError>>()
-            .map_err(AuditError::Read)
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let row = (|| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.int(4)?)))();
+            let (profile, op, target, params, seq) = row.map_err(AuditError::Read)?;
+            if self.trusts(seq) {
+                out.push((profile, op, target, params));
+            }
+        }
+        Ok(out)
     }
 }
 
-/// The condition that row `alias` of `events` was written by the writer of its run: what resume, undo and
-/// claims rest a decision on. A team log's database stamps every row with the role that wrote it
-/// (`session_user`), so a teammate's row inside another's run fails it; a SQLite log's rows carry no writer.
+/// The condition that row `alias` of `events` was written by the writer and the machine of its run: what resume
+/// and undo rest a decision on. A team log's database stamps every row with the role that wrote it
+/// (`session_user`), so a teammate's row inside another's run fails it; a SQLite log's rows carry no writer. The
+/// machine a row names is its own say: that its machine sealed it is checked as the log is verified (`trusts`).
 pub(super) fn by_its_run(alias: &str) -> String {
-    format!("coalesce({alias}.writer, '') = coalesce((SELECT w.writer FROM runs w WHERE w.id = {alias}.run_id), '')")
+    format!(
+        "EXISTS (SELECT 1 FROM runs w WHERE w.id = {alias}.run_id AND coalesce(w.writer, '') = coalesce({alias}.writer, '') \
+         AND coalesce(w.machine, '') = coalesce({alias}.machine, ''))"
+    )
 }
 
 /// How a row stands in the chain.
@@ -710,6 +763,32 @@ pub enum Suspect {
     Gap { after: i64, next: i64 },
     /// A time ahead of the log's clock (or not a time at all).
     AheadOfClock { seq: i64, ts: String },
+    /// Rows `from..=to` (`count` of them) that no seal of the machine they name covers (`why`, for the first).
+    Unsealed { from: i64, to: i64, count: usize, machine: String, why: String },
+}
+
+impl Suspect {
+    /// Unsealed rows, one suspect for each stretch of them with one machine and one reason.
+    fn unsealed(found: &[super::machine::Unsealed]) -> Vec<Suspect> {
+        let mut out: Vec<Suspect> = Vec::new();
+        for u in found {
+            if let Some(Suspect::Unsealed { to, count, machine, why, .. }) = out.last_mut() {
+                if *machine == u.machine && *why == u.why {
+                    *to = u.seq;
+                    *count += 1;
+                    continue;
+                }
+            }
+            out.push(Suspect::Unsealed {
+                from: u.seq,
+                to: u.seq,
+                count: 1,
+                machine: u.machine.clone(),
+                why: u.why.clone(),
+            });
+        }
+        out
+    }
 }
 
 impl std::fmt::Display for Suspect {
@@ -726,6 +805,11 @@ impl std::fmt::Display for Suspect {
             }
             Suspect::AheadOfClock { seq, ts } => {
                 write!(f, "seq {seq} has the time {ts}, ahead of the log's clock")
+            }
+            Suspect::Unsealed { from, to, count, machine, why } => {
+                let rows = if from == to { format!("seq {from}") } else { format!("{count} rows in seq {from}..{to}") };
+                let machine = if machine.is_empty() { String::new() } else { format!(" (machine {machine})") };
+                write!(f, "{rows}{machine}: {why} (resume and undo ignore it)")
             }
         }
     }

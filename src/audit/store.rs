@@ -32,6 +32,8 @@ pub enum AuditError {
         "the audit log {path} does not verify ({why}), so steward does not act on what it records (hint: run `steward audit verify`)"
     )]
     Untrusted { path: PathBuf, why: String },
+    #[error("cannot use this machine's signing key: {0}")]
+    MachineKey(String),
     #[error("cannot take the claim {path}: {source} (hint: check that directory is writable)")]
     Claim { path: PathBuf, source: std::io::Error },
 }
@@ -78,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_origin.sql"),
     include_str!("migrations/0008_writer_origin.sql"),
     include_str!("migrations/0009_set_aside.sql"),
+    include_str!("migrations/0010_machines.sql"),
 ];
 
 /// Who started a run and how; one row per steward invocation that performed an action.
@@ -107,6 +110,8 @@ pub struct AuditStore {
     /// The highest seq of a row set aside (skipped by the chain) met past the known point: the next row is
     /// numbered after it, though it links to the row before it.
     set_aside_top: std::sync::atomic::AtomicI64,
+    /// This machine's key and what this connection learned of the log's machines and unsealed rows.
+    pub(super) sealing: super::machine::Sealing,
 }
 
 impl AuditStore {
@@ -137,6 +142,7 @@ impl AuditStore {
                     path: pg.anchor.clone(),
                     known: Default::default(),
                     set_aside_top: Default::default(),
+                    sealing: Default::default(),
                 })
             }
         }
@@ -213,6 +219,7 @@ impl AuditStore {
             path: path.into(),
             known: Default::default(),
             set_aside_top: Default::default(),
+            sealing: Default::default(),
         })
     }
 
@@ -263,10 +270,11 @@ impl AuditStore {
         started: &str,
         origin: Option<&str>,
     ) -> Result<(i64, String), AuditError> {
+        let machine = self.machine_key()?.id().to_string();
         let id = self
             .db
             .row(
-                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                "INSERT INTO runs (started_at, os_user, host, command, script_path, script_sha256, resumed_from, default_profile, origin, machine) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
                 &[
                     started.into(),
                     (&info.os_user).into(),
@@ -277,6 +285,7 @@ impl AuditStore {
                     info.resumed_from.into(),
                     info.default_profile.clone().into(),
                     origin.into(),
+                    machine.into(),
                 ],
             )
             .map_err(AuditError::Write)?
@@ -352,11 +361,13 @@ impl AuditStore {
                 self.db.commit().map_err(AuditError::Write)?;
                 if let Some(head) = head {
                     self.know(head);
+                    self.sealing.registered();
                 }
                 Ok(seqs)
             }
             Err(e) => {
                 self.db.rollback();
+                self.sealing.rolled_back();
                 Err(e)
             }
         }
@@ -392,7 +403,7 @@ impl AuditStore {
         let w = AuditError::Write;
         let (mut seq, mut prev) = self.head_checked()?;
         seq = seq.max(self.set_aside_top.load(std::sync::atomic::Ordering::SeqCst));
-        let standing = self.standing_claims(events).map_err(w)?;
+        let standing = self.standing_claims(events)?;
         // A team log knows which runs are alive itself: their processes' sessions hold their locks. Each run is
         // asked about once a batch.
         let known: std::cell::RefCell<HashMap<i64, bool>> = Default::default();
@@ -429,10 +440,17 @@ impl AuditStore {
             rows.push((i, std::mem::replace(&mut prev, hash.clone()), hash));
             seqs.push(Ok(seq));
         }
-        for chunk in rows.chunks(INSERT_ROWS) {
-            self.insert(events, chunk).map_err(w)?;
-        }
         let written = seqs.iter().any(Result::is_ok).then_some((seq, prev));
+        if let (Some((first, ..)), Some((last, _, hash))) = (rows.first(), rows.last()) {
+            // Sealed by this machine, in the same transaction: its rows are never in the log unsealed.
+            let key = self.machine_key()?;
+            let seal = key.seal(events[*first].seq, events[*last].seq, hash);
+            self.register_machine(events[*first].seq)?;
+            let sealed = Sealed { machine: key.id(), last: *last, seal: &seal };
+            for chunk in rows.chunks(INSERT_ROWS) {
+                self.insert(events, chunk, &sealed).map_err(w)?;
+            }
+        }
         Ok((seqs, written))
     }
 
@@ -474,7 +492,9 @@ impl AuditStore {
 
     /// Other runs' intents on the claims these events make that could stand in their way: still open, or made
     /// or settled after the earliest time one of the events' jobs read its targets. One query for the batch.
-    fn standing_claims(&self, events: &[Event]) -> Result<Vec<Standing>, DbError> {
+    /// Only rows written by their run's writer and machine count (`by_its_run`), and an outcome its machine did
+    /// not seal settles nothing: a teammate cannot free an account another's live job is acting on.
+    fn standing_claims(&self, events: &[Event]) -> Result<Vec<Standing>, AuditError> {
         let claimed: Vec<&Event> = events.iter().filter(|e| !e.claim.is_empty()).collect();
         let Some(me) = claimed.first().map(|e| e.run_id) else { return Ok(Vec::new()) };
         let read_at = claimed.iter().filter_map(|e| e.read_at).min().unwrap_or(i64::MAX);
@@ -484,33 +504,49 @@ impl AuditStore {
         let mut out = Vec::new();
         for chunk in claims.chunks(INSERT_ROWS) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
+            // One join on the intent index, grouped per intent (a correlated `max(seq)` per intent is answered by
+            // PostgreSQL walking the whole primary key backwards).
             let sql = format!(
-                "SELECT i.claim, i.run_id, i.seq,
-                        (SELECT max(o.seq) FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1),
-                        EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
-                 FROM events i WHERE i.claim IN ({}) AND i.run_id != ?1
-                 AND (i.seq > ?2 OR NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq)
-                      OR EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = i.seq AND o.run_id != ?1 AND o.seq > ?2))",
-                list.join(", ")
+                "SELECT i.claim, i.run_id, i.seq, max(CASE WHEN o.run_id != ?1 THEN o.seq END), max(o.seq)
+                 FROM events i LEFT JOIN events o ON o.intent_seq = i.seq AND {}
+                 WHERE i.claim IN ({}) AND i.run_id != ?1 AND {}
+                 GROUP BY i.claim, i.run_id, i.seq
+                 HAVING i.seq > ?2 OR count(o.seq) = 0 OR max(CASE WHEN o.run_id != ?1 THEN o.seq END) > ?2
+                     OR i.run_id IN ({})",
+                super::query::by_its_run("o"),
+                list.join(", "),
+                super::query::by_its_run("i"),
+                self.maybe_live_runs(),
             );
             let mut args: Vec<Val> = vec![me.into(), read_at.into()];
             args.extend(chunk.iter().map(|c| Val::from(*c)));
-            for r in self.db.rows(&sql, &args)? {
-                out.push(Standing {
-                    claim: r.text(0)?,
-                    run: r.int(1)?,
-                    seq: r.int(2)?,
-                    settled_at: r.opt_int(3)?,
-                    settled: r.int(4)? != 0,
-                });
+            for r in self.db.rows(&sql, &args).map_err(AuditError::Read)? {
+                let read = || Ok::<_, DbError>((r.text(0)?, r.int(1)?, r.int(2)?, r.opt_int(3)?, r.opt_int(4)?));
+                let (claim, run, seq, settled_at, newest) = read().map_err(AuditError::Read)?;
+                // The newest outcome must be its machine's own; if not, the intent stands open.
+                let settled = match newest {
+                    Some(outcome) => self.row_is_sealed(outcome)?,
+                    None => false,
+                };
+                out.push(Standing { claim, run, seq, settled_at: settled_at.filter(|_| settled), settled });
             }
         }
         Ok(out)
     }
 
+    /// A query for the runs that may still be at work, whose intents are always looked at (an outcome that
+    /// seems to settle one may be forged): a team log knows the runs whose sessions hold their locks; a SQLite
+    /// log, the runs that never recorded their end.
+    fn maybe_live_runs(&self) -> String {
+        match self.db.engine() {
+            Engine::Postgres => super::team::live_runs(),
+            Engine::Sqlite => "SELECT id FROM runs WHERE id NOT IN (SELECT run_id FROM run_ends)".to_string(),
+        }
+    }
+
     /// Inserts the rows `(index into events, prev_hash, hash)` in one statement.
-    fn insert(&self, events: &[Event], rows: &[(usize, String, String)]) -> Result<(), DbError> {
-        const COLUMNS: usize = 24;
+    fn insert(&self, events: &[Event], rows: &[(usize, String, String)], sealed: &Sealed) -> Result<(), DbError> {
+        const COLUMNS: usize = 26;
         let mut args: Vec<Val> = Vec::with_capacity(rows.len() * COLUMNS);
         let mut values = Vec::with_capacity(rows.len());
         for (n, (i, prev, hash)) in rows.iter().enumerate() {
@@ -542,12 +578,14 @@ impl AuditStore {
                 (&e.run_digest).into(),
                 Some(e.claim.as_str()).filter(|c| !c.is_empty()).into(),
                 (&e.origin).into(),
+                sealed.machine.into(),
+                (*i == sealed.last).then_some(sealed.seal).into(),
             ]);
         }
         let sql = format!(
             "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase,
              intent_seq, status, http_status, error, duration_ms, token_source, token_fp, prev_hash, hash, run_digest,
-             claim, origin) VALUES {}",
+             claim, origin, machine, seal) VALUES {}",
             values.join(", ")
         );
         self.db.execute(&sql, &args)?;
@@ -555,8 +593,16 @@ impl AuditStore {
     }
 }
 
-/// Rows one INSERT carries at most (24 parameters each, under SQLite's and PostgreSQL's parameter limits).
+/// Rows one INSERT carries at most (26 parameters each, under SQLite's and PostgreSQL's parameter limits).
 const INSERT_ROWS: usize = 400;
+
+/// Which machine writes a transaction's rows, and the seal its last row (`last`, an index into the events)
+/// carries.
+struct Sealed<'a> {
+    machine: &'a str,
+    last: usize,
+    seal: &'a str,
+}
 
 /// Another run's intent on a claim a batch makes (see `standing_claims`).
 struct Standing {
@@ -629,6 +675,50 @@ mod tests {
         AuditStore::open(&path).unwrap().append(&mut [event("suspend")]).unwrap();
         let mut again = AuditStore::open(&path).unwrap();
         assert_eq!(again.append(&mut [event("unsuspend")]).unwrap(), vec![2]);
+    }
+
+    /// A live run's intent on an account stands until that run's own machine seals an outcome for it: an
+    /// outcome forged into the run (chain-valid, naming its machine) does not free the account for another job.
+    #[test]
+    fn a_forged_outcome_does_not_free_a_live_runs_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut alice = AuditStore::open(&path).unwrap();
+        let (run, digest) = alice.start_run(&RunInfo::default()).unwrap();
+        let claim = "ghes user0003";
+        let mut intent = event("suspend");
+        intent.run_id = run;
+        intent.run_digest = digest;
+        intent.claim = claim.into();
+        let seq = alice.append(std::slice::from_mut(&mut intent)).unwrap()[0];
+        let machine: String =
+            alice.conn().query_row("SELECT machine FROM runs WHERE id = ?1", [run], |r| r.get(0)).unwrap();
+        // The forger links an "ok" outcome onto the head, as Alice's run and machine, with no seal.
+        let mut forged = intent.clone();
+        forged.seq = seq + 1;
+        forged.phase = "outcome".into();
+        forged.status = "ok".into();
+        forged.intent_seq = Some(seq);
+        let prev: String =
+            alice.conn().query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+        let hash = chain::link(&prev, &forged);
+        alice
+            .conn()
+            .execute(
+                "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, intent_seq, status, error, token_source, token_fp, prev_hash, hash, run_digest, origin, machine) \
+                 VALUES (?1, ?2, ?3, '', '', '', '', 'suspend', '', '', '', 'outcome', ?4, 'ok', '', '', '', ?5, ?6, ?7, '', ?8)",
+                rusqlite::params![forged.seq, run, forged.ts, seq, prev, hash, forged.run_digest, machine],
+            )
+            .unwrap();
+        let mut bob = AuditStore::open(&path).unwrap();
+        let (bobs, _) = bob.start_run(&RunInfo::default()).unwrap();
+        let mut wants = event("unsuspend");
+        wants.run_id = bobs;
+        wants.claim = claim.into();
+        let slots = bob.append_claiming(std::slice::from_mut(&mut wants), &|r| r == run).unwrap();
+        assert_eq!(slots, vec![Err(Busy { run, changed: false })], "the account is still Alice's");
+        assert!(!bob.row_is_sealed(seq + 1).unwrap());
+        assert!(bob.row_is_sealed(seq).unwrap(), "Alice's own intent is sealed");
     }
 
     #[test]

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0006_team_keys.sql"),
     include_str!("migrations/postgres/0007_writer_origin.sql"),
     include_str!("migrations/postgres/0008_set_aside.sql"),
+    include_str!("migrations/postgres/0009_machines.sql"),
 ];
 
 /// The advisory-lock namespace of runs: (RUN_SPACE, run id) is held by the process running it.
@@ -280,6 +281,16 @@ pub(super) fn hold(db: &Db, run: i64) -> Result<bool, DbError> {
     let key = run_key(run)?;
     let r = db.row(&format!("SELECT pg_try_advisory_lock({RUN_SPACE}, {key})"), &[])?;
     Ok(r.map(|r| r.int(0)).transpose()? == Some(1))
+}
+
+/// A query for the runs whose locks a session other than this connection's holds (their processes are alive),
+/// in this database.
+pub(super) fn live_runs() -> String {
+    format!(
+        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = {RUN_SPACE} \
+         AND objsubid = 2 AND granted AND pid != pg_backend_pid() \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
 }
 
 /// Whether a session other than this connection's holds run `run`'s lock (its process is alive). `pg_locks` is

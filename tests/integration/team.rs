@@ -829,6 +829,17 @@ fn forge_row(
     member: (&str, &str),
     event: &mut steward::audit::chain::Event,
 ) -> String {
+    forge_row_of(pg, (env, user), member, event, None)
+}
+
+/// `forge_row`, the row naming `machine` as the one that wrote it.
+fn forge_row_of(
+    pg: &Postgres,
+    (env, user): (&Env, &str),
+    member: (&str, &str),
+    event: &mut steward::audit::chain::Event,
+    machine: Option<&str>,
+) -> String {
     let export = team_run(env, user, &["audit", "export"]).success().stdout;
     let head: serde_json::Value = serde_json::from_str(export.lines().last().expect("a head")).expect("json");
     event.seq = head["seq"].as_i64().expect("seq") + 1;
@@ -842,7 +853,7 @@ fn forge_row(
         &format!(
             "INSERT INTO events (seq, run_id, ts, profile, kind, base_url, identity, op, target, params, mode, phase, \
              intent_seq, status, http_status, error, duration_ms, token_source, prev_hash, hash, token_fp, run_digest, \
-             origin) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+             origin, machine) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             event.seq,
             event.run_id,
             q(&event.ts),
@@ -866,9 +877,16 @@ fn forge_row(
             q(&event.token_fp),
             q(&event.run_digest),
             q(&event.origin),
+            machine.map_or_else(|| "NULL".to_string(), q),
         ),
     );
     hash
+}
+
+/// Every row `audit export` prints, as JSON.
+fn exported(env: &Env, user: &str) -> Vec<serde_json::Value> {
+    let export = team_run(env, user, &["audit", "export"]).success().stdout;
+    export.lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 
 /// The event `audit export` printed as `row`.
@@ -916,12 +934,7 @@ fn a_teammates_forged_outcome_in_another_admins_job_settles_nothing() {
     job.env("STEWARD_FAILPOINT", "after_intent_commit:1").args(["--yes", "run", "job.rhai"]);
     assert_ne!(Run::of(job).status, Some(0));
     assert_eq!(sb.count_method("PUT"), 1, "only the setup's suspension reached the server");
-    let rows: Vec<serde_json::Value> = team_run(&alice, pg::WRITER, &["audit", "export"])
-        .success()
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
+    let rows = exported(&alice, pg::WRITER);
     let intent = rows.iter().find(|r| r["target"] == "user0003" && r["phase"] == "intent").expect("alice's intent");
     let job_run = intent["run_id"].as_i64().expect("run");
 
@@ -960,6 +973,75 @@ fn a_teammates_forged_outcome_in_another_admins_job_settles_nothing() {
     let said = format!("{}{}", verify.stdout, verify.stderr);
     assert!(said.contains("SUSPECT") && said.matches("written by bob").count() == 2, "{said}");
     assert!(said.contains(&format!("started by {}", pg::WRITER)), "{said}");
+}
+
+/// Two admins who share one login (the writer role's) are told apart by their machines' keys: rows that name
+/// Alice's machine but that it did not seal settle nothing, and `audit verify` names them.
+#[test]
+fn a_teammate_sharing_a_login_cannot_write_rows_that_pass_for_another_machines() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(12);
+    let owner = team_env(&sb, &pg, "postgres");
+    owner.write("job.rhai", "connect(\"ghes\").suspend_all([\"user0002\"], #{reason: \"setup\"});");
+    team_run(&owner, "postgres", &["--yes", "run", "job.rhai"]).success();
+    pg.add_writer();
+    let (alice, bob) = (team_env(&sb, &pg, pg::WRITER), team_env(&sb, &pg, pg::WRITER));
+    let leavers = ["user0003", "user0004", "user0005", "user0006"];
+    alice.write("job.rhai", &format!("connect(\"ghes\").suspend_all({leavers:?}, #{{reason: \"left\"}});"));
+    let mut job = team_cmd(&alice, pg::WRITER);
+    job.env("STEWARD_FAILPOINT", "after_intent_commit:1").args(["--yes", "run", "job.rhai"]);
+    assert_ne!(Run::of(job).status, Some(0));
+    // Bob's machine joins the log on the same login (its own key, registered with its first row).
+    bob.write("look.rhai", "connect(\"ghes\").suspend_all([\"user0010\"], #{reason: \"bob\"});");
+    team_run(&bob, pg::WRITER, &["--yes", "run", "look.rhai"]).success();
+    let machines = pg.sql_in("steward", "SELECT count(*) FROM steward_machines");
+    assert_eq!(machines, "3", "the owner's, Alice's and Bob's machines are registered");
+
+    let rows = exported(&alice, pg::WRITER);
+    let intent_of = |t: &str| rows.iter().find(|r| r["target"] == t && r["phase"] == "intent").expect("intent");
+    let job_run = intent_of("user0003")["run_id"].as_i64().expect("run");
+    let alices_machine = pg.sql_in("steward", &format!("SELECT machine FROM runs WHERE id = {job_run}"));
+    assert_eq!(alices_machine.len(), 16, "{alices_machine}");
+    // Bob forges "ok" outcomes in Alice's job, as her machine (user0003, user0004) and as none (user0005).
+    let login = (pg::WRITER, pg::WRITER_PASSWORD);
+    for (target, machine) in
+        [("user0003", Some(alices_machine.as_str())), ("user0004", Some(&alices_machine)), ("user0005", None)]
+    {
+        let intent = intent_of(target);
+        let mut outcome = event_of(intent);
+        outcome.phase = "outcome".into();
+        outcome.intent_seq = intent["seq"].as_i64();
+        outcome.status = "ok".into();
+        outcome.http_status = Some(204);
+        forge_row_of(&pg, (&alice, pg::WRITER), login, &mut outcome, machine);
+    }
+    // And a suspension of user0002 (the owner's) as if Alice's job had made it, for her undo to reverse.
+    let mut planted = event_of(intent_of("user0006"));
+    planted.target = "user0002".into();
+    planted.params = planted.params.replace("user0006", "user0002");
+    planted.phase = "outcome".into();
+    planted.status = "ok".into();
+    forge_row_of(&pg, (&alice, pg::WRITER), login, &mut planted, Some(&alices_machine));
+
+    // Alice's resume settles nothing on the forged rows: each leaver is read and suspended, once.
+    team_run(&alice, pg::WRITER, &["--yes", "run", "job.rhai", "--resume", &job_run.to_string()]).success();
+    for login in leavers {
+        assert_eq!(sb.count(&format!("PUT /api/v3/users/{login}/suspended")), 1, "{login} was suspended once");
+    }
+    // Undo reverses what the job did, and not the suspension planted in it.
+    team_run(&alice, pg::WRITER, &["--yes", "undo", &job_run.to_string()]).success();
+    for login in leavers {
+        assert_eq!(sb.count(&format!("DELETE /api/v3/users/{login}/suspended")), 1, "{login} was unsuspended once");
+    }
+    assert_eq!(sb.count("DELETE /api/v3/users/user0002/suspended"), 0, "undo reversed a planted row");
+    let verify = team_run(&bob, pg::WRITER, &["audit", "verify"]);
+    assert_eq!(verify.status, Some(1), "{}", verify.report());
+    let said = format!("{}{}", verify.stdout, verify.stderr);
+    assert!(said.contains("SUSPECT"), "{said}");
+    assert!(said.contains("2 rows in seq"), "{said}");
+    let unsealed = format!("(machine {alices_machine}): no seal of its machine covers it");
+    assert_eq!(said.matches(&unsealed).count(), 2, "{said}");
+    assert!(said.contains("it names no machine"), "{said}");
 }
 
 #[test]
