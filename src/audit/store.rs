@@ -505,24 +505,30 @@ impl AuditStore {
         for chunk in claims.chunks(INSERT_ROWS) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
             // One join on the intent index, grouped per intent (a correlated `max(seq)` per intent is answered by
-            // PostgreSQL walking the whole primary key backwards).
+            // PostgreSQL walking the whole primary key backwards). Whether the intent is its run's own is read as a
+            // column: as a condition, PostgreSQL joins the runs first and scans every event for the claims.
             let sql = format!(
-                "SELECT i.claim, i.run_id, i.seq, max(CASE WHEN o.run_id != ?1 THEN o.seq END), max(o.seq)
+                "SELECT i.claim, i.run_id, i.seq, max(CASE WHEN o.run_id != ?1 THEN o.seq END), max(o.seq), {}
                  FROM events i LEFT JOIN events o ON o.intent_seq = i.seq AND {}
-                 WHERE i.claim IN ({}) AND i.run_id != ?1 AND {}
+                 WHERE i.claim IN ({}) AND i.run_id != ?1
                  GROUP BY i.claim, i.run_id, i.seq
                  HAVING i.seq > ?2 OR count(o.seq) = 0 OR max(CASE WHEN o.run_id != ?1 THEN o.seq END) > ?2
                      OR i.run_id IN ({})",
+                super::query::by_its_run("i"),
                 super::query::by_its_run("o"),
                 list.join(", "),
-                super::query::by_its_run("i"),
                 self.maybe_live_runs(),
             );
             let mut args: Vec<Val> = vec![me.into(), read_at.into()];
             args.extend(chunk.iter().map(|c| Val::from(*c)));
             for r in self.db.rows(&sql, &args).map_err(AuditError::Read)? {
-                let read = || Ok::<_, DbError>((r.text(0)?, r.int(1)?, r.int(2)?, r.opt_int(3)?, r.opt_int(4)?));
-                let (claim, run, seq, settled_at, newest) = read().map_err(AuditError::Read)?;
+                let read = || {
+                    Ok::<_, DbError>((r.text(0)?, r.int(1)?, r.int(2)?, r.opt_int(3)?, r.opt_int(4)?, r.int(5)? != 0))
+                };
+                let (claim, run, seq, settled_at, newest, its_runs) = read().map_err(AuditError::Read)?;
+                if !its_runs {
+                    continue;
+                }
                 // The newest outcome must be its machine's own; if not, the intent stands open.
                 let settled = match newest {
                     Some(outcome) => self.row_is_sealed(outcome)?,
