@@ -217,17 +217,27 @@ fn copy_id(anchor: &Path) -> String {
 /// and `audit verify` reports. The checkpoint beside the log must be there once the log holds events, be
 /// signed by the log's key, and match the log; the copy in the state directory must match it too.
 pub fn problem(db: &Path, store: &AuditStore) -> Result<Option<String>, AuditError> {
+    problem_of(db, store, false)
+}
+
+/// `problem`, for a caller that has just verified the whole chain itself (`open_verified`, `audit verify`): a
+/// team log this machine has not anchored yet is not walked a second time.
+pub fn problem_after_verify(db: &Path, store: &AuditStore) -> Result<Option<String>, AuditError> {
+    problem_of(db, store, true)
+}
+
+fn problem_of(db: &Path, store: &AuditStore, chain_verified: bool) -> Result<Option<String>, AuditError> {
     let beside = match read(db) {
         Ok(cp) => cp,
         Err(untrusted) => return Ok(Some(untrusted)),
     };
-    if beside.is_none() && store.db().engine() == Engine::Postgres {
+    if beside.is_none() && store.db().engine() == Engine::Postgres && !chain_verified {
         // A team log is anchored on each machine that acts on it; one this machine has not anchored yet (it
         // joins the team) is checked whole instead, and anchored by its first run.
         if let Some(b) = store.verify()?.first_break {
             return Ok(Some(format!("the chain breaks at seq {}", b.seq())));
         }
-    } else if beside.is_none() {
+    } else if beside.is_none() && store.db().engine() == Engine::Sqlite {
         if let Some((seq, _)) = store.head()? {
             return Ok(Some(format!(
                 "the checkpoint {} is missing, yet the log holds events up to seq {seq}: it was deleted, or the log \

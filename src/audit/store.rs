@@ -166,7 +166,7 @@ impl AuditStore {
             return Err(untrusted(format!("the chain breaks at seq {}", b.seq())));
         }
         if let Some(anchor) = target.anchor() {
-            if let Some(problem) = super::checkpoint::problem(anchor, &store)? {
+            if let Some(problem) = super::checkpoint::problem_after_verify(anchor, &store)? {
                 return Err(untrusted(problem));
             }
         }

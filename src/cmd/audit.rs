@@ -141,7 +141,7 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
     let problem = match (&cp, copy.is_none() && key.is_none()) {
         (Err(untrusted), _) => Some(untrusted.clone()),
         // The log's own anchors: the checkpoint beside it, and the copy in the state directory.
-        (Ok(_), true) => checkpoint::problem(&ctx.audit_path, store)?,
+        (Ok(_), true) => checkpoint::problem_after_verify(&ctx.audit_path, store)?,
         (Ok(cp), false) => store.check_against(cp.as_ref())?,
     };
     if let Some(problem) = problem {
