@@ -173,9 +173,15 @@ fn writers(pg: &pg::Postgres, dir: &Path) {
     }
 }
 
-/// Part 3: `steward audit verify` over the same number of events in each log, per million.
+/// Part 3: `steward audit verify` over the same number of events in each log, per million: written in
+/// transactions of 2,000 (a bulk job's group commits), and of one row each (single actions, each its own
+/// transaction and so its own machine seal: the most signatures a log can hold).
 fn verify(pg: &pg::Postgres, dir: &Path) {
-    let n = 200_000;
+    verify_of(pg, dir, 200_000, 2_000);
+    verify_of(pg, dir, 10_000, 1);
+}
+
+fn verify_of(pg: &pg::Postgres, dir: &Path, n: usize, batch: usize) {
     pg.sql("DROP DATABASE IF EXISTS verify");
     pg.sql("CREATE DATABASE verify");
     let url = team_url(pg).replace("/steward?", "/verify?");
@@ -183,12 +189,12 @@ fn verify(pg: &pg::Postgres, dir: &Path) {
         Arc::new(|| Ok(Some(secrecy::SecretString::from(pg::SUPER_PASSWORD.to_string()))));
     let team =
         AuditTarget::Postgres(Arc::new(PgTarget::new(&url, None, &dir.join("anchors-v"), password).expect("url")));
-    let sqlite = AuditTarget::File(dir.join("verify.db"));
+    let sqlite = AuditTarget::File(dir.join(format!("verify-{batch}.db")));
     for (name, target) in [("SQLite", &sqlite), ("PostgreSQL", &team)] {
         let mut store = AuditStore::open_target(target).expect("open");
         let (run, _) = store.start_run(&RunInfo::default()).expect("run");
-        for chunk in 0..n / 2_000 {
-            let mut events: Vec<Event> = (0..2_000).map(|i| event(run, chunk * 2_000 + i)).collect();
+        for chunk in 0..n / batch {
+            let mut events: Vec<Event> = (0..batch).map(|i| event(run, chunk * batch + i)).collect();
             store.append(&mut events).expect("append");
         }
         if let AuditTarget::File(p) = target {
@@ -205,7 +211,10 @@ fn verify(pg: &pg::Postgres, dir: &Path) {
         let took = started.elapsed().as_secs_f64();
         let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(said.contains(&format!("{n} events")), "{said}");
-        println!("verify: {name}, {n} events: {took:.2} s = {:.1} s per million events", took * 1_000_000.0 / n as f64);
+        println!(
+            "verify: {name}, {n} events in transactions of {batch}: {took:.2} s = {:.1} s per million events",
+            took * 1_000_000.0 / n as f64
+        );
     }
 }
 

@@ -4,16 +4,16 @@
 //! transaction's first and last seq and the last row's hash, which the chain ties to every row before it.
 //!
 //! A teammate who shares a login, or holds the writer role, can append rows that link into the chain, but
-//! cannot seal them as another machine: `SealCheck` finds every row no seal of its own machine covers, and
+//! cannot seal them as another machine: `seal_check` finds every row no seal of its own machine covers, and
 //! decisions (resume, undo) leave those rows out.
 
 use super::db::{DbError, Engine};
 use super::keyfile;
 use super::query::Row;
+use super::seal_check::{SealCheck, SealedRow, Unsealed};
 use super::store::{AuditError, AuditStore};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -228,7 +228,7 @@ impl AuditStore {
 }
 
 /// A machine's id: the first 8 bytes of SHA-256 over its public key, in hex.
-fn machine_id(key: &VerifyingKey) -> String {
+pub(super) fn machine_id(key: &VerifyingKey) -> String {
     let mut h = Sha256::new();
     h.update(b"steward-machine\n");
     h.update(key.as_bytes());
@@ -236,7 +236,7 @@ fn machine_id(key: &VerifyingKey) -> String {
 }
 
 /// What a seal signs: which machine, which rows, and the last row's hash.
-fn message(machine: &str, first: i64, last: i64, hash: &str) -> Vec<u8> {
+pub(super) fn message(machine: &str, first: i64, last: i64, hash: &str) -> Vec<u8> {
     format!("steward-seal/1\n{machine}\n{first}\n{last}\n{hash}\n").into_bytes()
 }
 
@@ -252,200 +252,9 @@ pub struct Machine {
     pub from_seq: i64,
 }
 
-/// A row no seal of its machine covers, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Unsealed {
-    pub seq: i64,
-    pub machine: String,
-    pub why: String,
-}
-
-/// What the check needs of a row.
-pub struct SealedRow<'a> {
-    pub seq: i64,
-    pub hash: &'a str,
-    pub machine: &'a str,
-    pub seal: &'a str,
-    pub writer: &'a str,
-}
-
-/// Walks rows in seq order and names those no valid seal of their own machine covers. Rows wait in `pending`
-/// until the seal that closes their transaction; honest transactions are contiguous, so it stays short.
-pub struct SealCheck {
-    machines: HashMap<String, Machine>,
-    /// Rows before this carry no machine and need no seal (written before machines signed).
-    epoch: i64,
-    pending: Vec<(i64, String)>,
-    found: Vec<Unsealed>,
-}
-
-impl SealCheck {
-    pub fn new(machines: Vec<Machine>) -> Self {
-        let epoch = machines.iter().map(|m| m.from_seq).min().unwrap_or(i64::MAX);
-        let machines = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
-        SealCheck { machines, epoch, pending: Vec::new(), found: Vec::new() }
-    }
-
-    /// Whether `id` is registered (a machine that joined after the check began is read again by the caller).
-    pub fn knows(&self, id: &str) -> bool {
-        self.machines.contains_key(id)
-    }
-
-    /// Where sealing began: rows from here on must name a machine.
-    pub fn epoch(&self) -> i64 {
-        self.epoch
-    }
-
-    /// Machines read again: one that joined since the check began.
-    pub fn learn(&mut self, machines: Vec<Machine>) {
-        for m in machines {
-            self.epoch = self.epoch.min(m.from_seq);
-            self.machines.insert(m.id.clone(), m);
-        }
-    }
-
-    pub fn row(&mut self, r: &SealedRow) {
-        if r.machine.is_empty() {
-            if r.seq >= self.epoch {
-                self.found.push(Unsealed {
-                    seq: r.seq,
-                    machine: String::new(),
-                    why: "it names no machine, so no machine's seal vouches for it".into(),
-                });
-            }
-            return;
-        }
-        self.pending.push((r.seq, r.machine.to_string()));
-        if r.seal.is_empty() {
-            return;
-        }
-        let first = match self.open(r) {
-            Ok(first) => first,
-            Err(why) => {
-                // A seal that does not verify covers nothing; its rows wait for one that does, and are named at
-                // the end if none comes.
-                self.found.push(Unsealed { seq: r.seq, machine: r.machine.to_string(), why });
-                return;
-            }
-        };
-        for (seq, machine) in std::mem::take(&mut self.pending) {
-            if seq >= first && machine == r.machine {
-                continue;
-            }
-            let why = if seq < first {
-                "no seal of its machine covers it".to_string()
-            } else {
-                format!("it sits inside a transaction sealed by machine {}", r.machine)
-            };
-            self.found.push(Unsealed { seq, machine, why });
-        }
-    }
-
-    /// The first seq a row's seal covers, if the seal is its machine's and verifies.
-    fn open(&self, r: &SealedRow) -> Result<i64, String> {
-        let Some(m) = self.machines.get(r.machine) else {
-            return Err(format!("its machine {} is not registered in the log", r.machine));
-        };
-        if m.writer != r.writer {
-            return Err(format!(
-                "its machine {} was registered by {}, but the row was written by {}",
-                r.machine,
-                shown(&m.writer),
-                shown(r.writer)
-            ));
-        }
-        let bad = || format!("its seal does not verify with machine {}'s key", r.machine);
-        let (first, sig) = r.seal.split_once(' ').ok_or_else(bad)?;
-        let first: i64 = first.parse().map_err(|_| bad())?;
-        let key = hex::decode(&m.public_key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()).ok_or_else(bad)?;
-        let key = VerifyingKey::from_bytes(&key).map_err(|_| bad())?;
-        if machine_id(&key) != m.id || first > r.seq {
-            return Err(bad());
-        }
-        let sig = hex::decode(sig).ok().and_then(|s| Signature::from_slice(&s).ok()).ok_or_else(bad)?;
-        key.verify(&message(&m.id, first, r.seq, r.hash), &sig).map_err(|_| bad())?;
-        Ok(first)
-    }
-
-    /// Every row found unsealed, the rows still waiting for a seal included.
-    pub fn finish(mut self) -> Vec<Unsealed> {
-        for (seq, machine) in std::mem::take(&mut self.pending) {
-            self.found.push(Unsealed { seq, machine, why: "no seal of its machine covers it".into() });
-        }
-        self.found.sort_by_key(|u| u.seq);
-        self.found.dedup_by_key(|u| u.seq);
-        self.found
-    }
-}
-
-fn shown(role: &str) -> &str {
-    if role.is_empty() {
-        "no recorded role"
-    } else {
-        role
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn machine(key: &MachineKey, from_seq: i64) -> Machine {
-        Machine { id: key.id().into(), public_key: key.public_hex(), host: "h".into(), writer: String::new(), from_seq }
-    }
-
-    fn row<'a>(seq: i64, hash: &'a str, machine: &'a str, seal: &'a str) -> SealedRow<'a> {
-        SealedRow { seq, hash, machine, seal, writer: "" }
-    }
-
-    #[test]
-    fn sealed_transactions_pass_and_a_forged_row_in_them_does_not() {
-        let (a, b) = (MachineKey::ephemeral(), MachineKey::ephemeral());
-        let mut check = SealCheck::new(vec![machine(&a, 3), machine(&b, 5)]);
-        // Rows 1-2 were written before machines signed.
-        check.row(&row(1, "h1", "", ""));
-        check.row(&row(2, "h2", "", ""));
-        // A's transaction 3-4, B's 5, then B's rows 6-7 claiming to be A's, then A's 8 sealed from 8.
-        check.row(&row(3, "h3", a.id(), ""));
-        check.row(&row(4, "h4", a.id(), &a.seal(3, 4, "h4")));
-        check.row(&row(5, "h5", b.id(), &b.seal(5, 5, "h5")));
-        check.row(&row(6, "h6", a.id(), ""));
-        check.row(&row(7, "h7", a.id(), ""));
-        check.row(&row(8, "h8", a.id(), &a.seal(8, 8, "h8")));
-        // B signs a range reaching back over A's rows it forged nothing in, and a row with no machine at all.
-        check.row(&row(9, "h9", a.id(), &b.seal(9, 9, "h9")));
-        check.row(&row(10, "h10", "", ""));
-        // A seal whose hash is not its row's (the row was changed after sealing).
-        check.row(&row(11, "h11x", b.id(), &b.seal(11, 11, "h11")));
-        let found: Vec<i64> = check.finish().iter().map(|u| u.seq).collect();
-        assert_eq!(found, vec![6, 7, 9, 10, 11]);
-    }
-
-    #[test]
-    fn a_seal_stretched_over_another_machines_rows_covers_only_its_own() {
-        let (a, b) = (MachineKey::ephemeral(), MachineKey::ephemeral());
-        let mut check = SealCheck::new(vec![machine(&a, 1), machine(&b, 1)]);
-        check.row(&row(1, "h1", b.id(), ""));
-        check.row(&row(2, "h2", a.id(), &a.seal(1, 2, "h2")));
-        let found = check.finish();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].seq, 1);
-        assert!(found[0].why.contains("inside a transaction sealed by"), "{:?}", found[0]);
-    }
-
-    #[test]
-    fn a_machine_registered_by_another_role_or_not_at_all_seals_nothing() {
-        let a = MachineKey::ephemeral();
-        let mut registered = machine(&a, 1);
-        registered.writer = "bob".into();
-        let mut check = SealCheck::new(vec![registered]);
-        check.row(&SealedRow { seq: 1, hash: "h1", machine: a.id(), seal: &a.seal(1, 1, "h1"), writer: "alice" });
-        let found = check.finish();
-        assert!(found[0].why.contains("registered by bob"), "{found:?}");
-        let mut check = SealCheck::new(vec![]);
-        check.row(&row(1, "h1", a.id(), &a.seal(1, 1, "h1")));
-        assert!(check.finish()[0].why.contains("not registered"));
-    }
 
     #[test]
     fn a_key_on_disk_is_the_same_machine_each_time() {

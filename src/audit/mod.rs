@@ -13,6 +13,7 @@ pub mod machine;
 pub mod push;
 pub mod query;
 pub mod runref;
+pub mod seal_check;
 pub mod signing;
 pub mod store;
 pub mod team;

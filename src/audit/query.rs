@@ -772,7 +772,7 @@ pub enum Suspect {
 
 impl Suspect {
     /// Unsealed rows, one suspect for each stretch of them with one machine and one reason.
-    fn unsealed(found: &[super::machine::Unsealed]) -> Vec<Suspect> {
+    fn unsealed(found: &[super::seal_check::Unsealed]) -> Vec<Suspect> {
         let mut out: Vec<Suspect> = Vec::new();
         for u in found {
             if let Some(Suspect::Unsealed { to, count, machine, why, .. }) = out.last_mut() {
