@@ -1044,6 +1044,34 @@ fn a_teammate_sharing_a_login_cannot_write_rows_that_pass_for_another_machines()
     assert!(said.contains("it names no machine"), "{said}");
 }
 
+/// A machine's public key that another role registered first (copied from another log, say) is refused, saying
+/// so, before anything is sent: rows sealed with it would not verify as this machine's.
+#[test]
+fn a_machine_key_another_role_registered_first_is_refused_saying_so() {
+    let pg = Postgres::start();
+    let sb = Sandbox::start(6);
+    let owner = team_env(&sb, &pg, "postgres");
+    team_run(&owner, "postgres", &["--yes", "eval", "connect().suspend(\"user0005\", #{reason: \"setup\"})"]).success();
+    pg.add_writer();
+    pg.add_member("bob", "bob-Pg-pass-2210");
+    let alice = team_env(&sb, &pg, pg::WRITER);
+    let key = steward::audit::machine::MachineKey::load_or_create(&alice.path(".local/state/steward/machine-key"))
+        .expect("alice's machine key");
+    pg.sql_as(
+        "bob",
+        "bob-Pg-pass-2210",
+        &format!(
+            "INSERT INTO steward_machines (id, public_key, host, from_seq, joined_at) VALUES ('{}', '{}', 'h', 1, 'x')",
+            key.id(),
+            key.public_hex()
+        ),
+    );
+    let run = team_run(&alice, pg::WRITER, &["--yes", "eval", "connect().suspend(\"user0003\", #{reason: \"left\"})"]);
+    assert_ne!(run.status, Some(0), "{}", run.report());
+    assert!(run.stderr.contains("registered in the team log by bob"), "{}", run.report());
+    assert_eq!(sb.count("PUT /api/v3/users/user0003/suspended"), 0, "nothing was sent");
+}
+
 #[test]
 fn a_row_past_the_head_or_ahead_of_the_clock_is_named_and_the_clock_is_held_to_the_database() {
     let pg = Postgres::start();
