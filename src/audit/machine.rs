@@ -181,6 +181,7 @@ impl AuditStore {
     pub(super) fn check_seal(&self, check: &mut SealCheck, r: &Row) -> Result<(), AuditError> {
         if !r.machine.is_empty() && !check.knows(&r.machine) {
             check.learn(self.machines(Some(&r.machine))?);
+            check.asked_for(&r.machine);
         }
         check.row(&SealedRow {
             seq: r.event.seq,
@@ -198,21 +199,30 @@ impl AuditStore {
         if !self.trusts(seq) {
             return Ok(false);
         }
+        let own = self.db().row("SELECT coalesce(machine, '') FROM events WHERE seq = ?1", &[seq.into()]);
+        let Some(machine) = own.map_err(AuditError::Read)?.map(|r| r.text(0)).transpose().map_err(AuditError::Read)?
+        else {
+            return Ok(false);
+        };
+        // Decided without looking further: a row from before machines signed may be followed by a long stretch
+        // of such rows, which the search for the next seal would walk.
+        if machine.is_empty() {
+            return Ok(seq < self.seal_check()?.epoch());
+        }
         let sql = "SELECT seq, hash, coalesce(machine, ''), seal, coalesce(writer, '') FROM events \
-                   WHERE seq >= ?1 AND (seq = ?1 OR seal IS NOT NULL) ORDER BY seq LIMIT 2";
-        let rows = self.db().rows(sql, &[seq.into()]).map_err(AuditError::Read)?;
-        let read = |r: &super::db::Row| -> Result<(i64, String, String, String, String), DbError> {
+                   WHERE seq >= ?1 AND seal IS NOT NULL ORDER BY seq LIMIT 1";
+        let closing = self.db().row(sql, &[seq.into()]).map_err(AuditError::Read)?;
+        let read = |r: super::db::Row| -> Result<(i64, String, String, String, String), DbError> {
             Ok((r.int(0)?, r.text(1)?, r.text(2)?, r.opt_text(3)?.unwrap_or_default(), r.text(4)?))
         };
-        let rows = rows.iter().map(read).collect::<Result<Vec<_>, _>>().map_err(AuditError::Read)?;
-        let Some((_, _, machine, ..)) = rows.iter().find(|r| r.0 == seq) else { return Ok(false) };
-        let Some(closing) = rows.iter().find(|r| !r.3.is_empty()) else {
-            return Ok(machine.is_empty() && seq < self.seal_check()?.epoch());
+        let Some((s, hash, m, seal, writer)) = closing.map(read).transpose().map_err(AuditError::Read)? else {
+            return Ok(false);
         };
-        let mut check = SealCheck::new(self.machines(Some(&closing.2))?);
-        check.row(&SealedRow { seq, hash: "", machine, seal: "", writer: "" });
-        let (s, hash, m, seal, writer) = closing;
-        check.row(&SealedRow { seq: *s, hash, machine: m, seal, writer });
+        let mut check = SealCheck::new(self.machines(Some(&m))?);
+        if s != seq {
+            check.row(&SealedRow { seq, hash: "", machine: &machine, seal: "", writer: "" });
+        }
+        check.row(&SealedRow { seq: s, hash: &hash, machine: &m, seal: &seal, writer: &writer });
         Ok(check.finish().iter().all(|u| u.seq != seq))
     }
 

@@ -44,6 +44,7 @@ pub struct SealCheck {
     machines: HashMap<String, Machine>,
     /// Each machine's public key, if it is a valid one whose id is the machine's.
     keys: HashMap<String, Option<VerifyingKey>>,
+    asked: std::collections::HashSet<String>,
     /// Rows before this carry no machine and need no seal (written before machines signed).
     epoch: i64,
     /// Rows since the last seal: (seq, the machine each names, as an index into `names`).
@@ -59,6 +60,7 @@ impl SealCheck {
         let mut check = SealCheck {
             machines: HashMap::new(),
             keys: HashMap::new(),
+            asked: Default::default(),
             epoch: i64::MAX,
             pending: Vec::new(),
             names: Vec::new(),
@@ -70,9 +72,15 @@ impl SealCheck {
         check
     }
 
-    /// Whether `id` is registered (a machine that joined after the check began is read again by the caller).
+    /// Whether `id` is registered, or was looked for already (a machine that joined after the check began is
+    /// read again by the caller, once: rows naming a machine that was never registered ask nothing more).
     pub fn knows(&self, id: &str) -> bool {
-        self.machines.contains_key(id)
+        self.machines.contains_key(id) || self.asked.contains(id)
+    }
+
+    /// The caller read the machines again for `id`: whatever it found, `id` is not asked about again.
+    pub fn asked_for(&mut self, id: &str) {
+        self.asked.insert(id.to_string());
     }
 
     /// Where sealing began: rows from here on must name a machine.
@@ -296,6 +304,9 @@ mod tests {
         let found = check.finish();
         assert!(found[0].why.contains("registered by bob"), "{found:?}");
         let mut check = SealCheck::new(vec![]);
+        assert!(!check.knows(a.id()));
+        check.asked_for(a.id());
+        assert!(check.knows(a.id()), "a machine looked for once is not looked for again");
         check.row(&row(1, "h1", a.id(), &a.seal(1, 1, "h1")));
         assert!(check.finish()[0].why.contains("not registered"));
     }
