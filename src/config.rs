@@ -197,7 +197,7 @@ impl Profile {
         }
         if let Some(cmd) = &self.token_cmd {
             let token = secret_cmd::run("token_cmd", cmd, secret_cmd::CAP, stop)
-                .map_err(|why| TokenError::Command { profile: name.to_string(), why })?;
+                .map_err(|source| TokenError::Command { profile: name.to_string(), source })?;
             let token = token.trim().to_string();
             if token.is_empty() {
                 return Err(TokenError::CommandPrintedNothing { profile: name.to_string() });
@@ -216,8 +216,8 @@ impl Profile {
 pub enum TokenError {
     #[error("profile {profile}: the environment variable {var} ({key}) is not set; export {var}=<token>")]
     EnvNotSet { profile: String, var: String, key: String },
-    #[error("profile {profile}: {why}")]
-    Command { profile: String, why: String },
+    #[error("profile {profile}: {source}")]
+    Command { profile: String, source: secret_cmd::SecretCmdError },
     #[error("profile {profile}: token_cmd printed nothing; it must print the token on stdout")]
     CommandPrintedNothing { profile: String },
 }
@@ -236,20 +236,21 @@ impl Config {
     /// for a server that trusts the connection), read when the log is first reached and remembered for redaction;
     /// a command stops when the run does (`stop`).
     pub fn audit_password(&self, stop: Interrupt) -> crate::audit::team::PasswordSource {
+        use crate::audit::team::PasswordError;
         let env = self.audit_password_env.clone();
         let cmd = self.audit_password_cmd.clone();
         std::sync::Arc::new(move || {
             if let Some(var) = &env {
                 return match std::env::var(var) {
                     Ok(v) if !v.trim().is_empty() => Ok(Some(loaded(v.trim().to_string()))),
-                    _ => Err(format!("audit_password_env names {var}, which is not set; export {var}=<password>")),
+                    _ => Err(PasswordError::EnvNotSet { var: var.clone() }),
                 };
             }
             let Some(cmd) = &cmd else { return Ok(None) };
             let password = secret_cmd::run("audit_password_cmd", cmd, secret_cmd::CAP, &stop)?;
             let password = password.trim().to_string();
             if password.is_empty() {
-                return Err("audit_password_cmd printed nothing; it must print the password on stdout".into());
+                return Err(PasswordError::CommandPrintedNothing);
             }
             Ok(Some(loaded(password)))
         })

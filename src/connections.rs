@@ -113,7 +113,7 @@ pub enum ConnectError {
     Token(#[from] crate::config::TokenError),
     /// The token's fingerprint key (beside the audit log) could not be read or made.
     #[error("profile {profile}: {why}")]
-    Fingerprint { profile: String, why: String },
+    Fingerprint { profile: String, why: crate::audit::keyfile::KeyError },
     #[error("profile {profile}: {source}")]
     Backend { profile: String, source: crate::http::error::ApiError },
 }

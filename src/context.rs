@@ -98,7 +98,7 @@ impl Settings {
             let anchors = audit_path.parent().map(|d| d.join("team")).unwrap_or_else(|| PathBuf::from("team"));
             let pg =
                 PgTarget::new(&url, config.audit_ca_file.clone(), &anchors, config.audit_password(interrupt.clone()))
-                    .map_err(UsageError::new)?;
+                    .map_err(|e| UsageError::new(e.to_string()))?;
             audit_path = pg.anchor.clone();
             audit_target = AuditTarget::Postgres(Arc::new(pg));
         }

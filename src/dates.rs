@@ -3,14 +3,28 @@
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 
+/// Why text a person typed is not a date or a length of time (what to write instead).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DateError {
+    #[error(
+        "{0:?} is not a date: use YYYY-MM-DD (2025-02-21), a time (2025-02-21 14:30, UTC, or RFC 3339), today, \
+         yesterday, or an age such as 7d, 12h, 2w"
+    )]
+    NotADate(String),
+    #[error("{0:?} reaches too far back")]
+    TooFarBack(String),
+    #[error("{0:?} is not a length of time: write a whole number and a unit, such as 30m, 4h, 2d or 1w")]
+    NotALength(String),
+}
+
 /// A date or time as a person types it, in UTC: `YYYY-MM-DD` (midnight), `YYYY-MM-DD HH:MM[:SS]`, RFC 3339,
 /// `today`, `yesterday`, `now`, or an age such as `7d`, `12h`, `30m`, `2w` (that long before now).
-pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_date(text: &str) -> Result<DateTime<Utc>, DateError> {
     parse_date_at(text, Utc::now())
 }
 
 /// `parse_date` with "now" given, for tests.
-pub fn parse_date_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub fn parse_date_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, DateError> {
     let text = text.trim();
     let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or_default();
     match text.to_ascii_lowercase().as_str() {
@@ -20,7 +34,7 @@ pub fn parse_date_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
         _ => {}
     }
     if let Some(age) = age(text) {
-        return now.checked_sub_signed(age).ok_or_else(|| format!("{text:?} reaches too far back"));
+        return now.checked_sub_signed(age).ok_or_else(|| DateError::TooFarBack(text.to_string()));
     }
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(midnight(d));
@@ -30,19 +44,12 @@ pub fn parse_date_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
             return Ok(t.and_utc());
         }
     }
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-        format!(
-            "{text:?} is not a date: use YYYY-MM-DD (2025-02-21), a time (2025-02-21 14:30, UTC, or RFC 3339), \
-             today, yesterday, or an age such as 7d, 12h, 2w"
-        )
-    })
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|_| DateError::NotADate(text.to_string()))
 }
 
 /// A length of time as people write it (`4h`, `30m`, `2d`, `1w`), or why it is not one.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    age(text.trim()).filter(|d| *d > Duration::zero()).ok_or_else(|| {
-        format!("{text:?} is not a length of time: write a whole number and a unit, such as 30m, 4h, 2d or 1w")
-    })
+pub fn parse_duration(text: &str) -> Result<Duration, DateError> {
+    age(text.trim()).filter(|d| *d > Duration::zero()).ok_or_else(|| DateError::NotALength(text.to_string()))
 }
 
 /// `7d`, `12h`, `30m`, `2w`: a whole number and a unit.

@@ -1,19 +1,29 @@
 //! steward: a scriptable admin shell for the user accounts of enterprise services.
 //!
-//! Crate map, in dependency order (each layer only uses the ones below it):
-//! - `cli` (clap types) and `cmd` (one file per subcommand), `repl` (the shell), `output` (tables, JSON, CSV)
-//! - `policy`: lifecycle rules read from TOML and planned (pure; `cmd::policy` gathers the facts and acts)
+//! Crate map, top to bottom: each layer uses only the ones below it (no module imports one above it, and there
+//! are no cycles).
+//! - `cmd` (one file per subcommand), `repl` (the shell), `context` (one run put together: config, the log,
+//!   connections, the dispatcher, the engine), `cli` (clap types)
 //! - `script`: the Rhai engine, its limits, the registered functions and the sync→async bridge
+//! - `output`: tables, JSON, CSV, evidence and plan pages
+//! - `connections`: profiles connected on first use; `prompt`: the terminal's answers to dispatch's questions
+//! - `policy`: lifecycle rules read from TOML and planned (pure; `cmd::policy` gathers the facts and acts)
 //! - `dispatch`: the one path every action takes: resolve the account a change reaches, decide (guard, state,
 //!   confirmation, dry run, budget), then a durable intent, the request, the outcome (`recorder` talks to `audit`)
 //! - `backends`: one module per service, turning actions into requests
+//! - `config`: the config file, profiles and where their secrets come from
 //! - `turns`: the team's shared rate budget, one schedule per service instance in the team database (an `http` rate
 //!   budget's turns kept by `audit::team`'s database)
 //! - `http`: auth, retries, rate budget, pagination — no particular service
 //! - `notify`: webhooks and e-mail, tried again and reported, never failing the work they tell about
-//! - `redact`: the secret type and redaction of everything shown or kept, used by every layer above it
-//! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team)
-//! - `config`, `context`, `error`, `interrupt`, `prompt`, `suggest`: set-up and plumbing
+//! - `audit`: the append-only, hash-chained log (SQLite for one admin, PostgreSQL for a team); `invocation`: who
+//!   runs what, as the log records it
+//! - plumbing every layer may use: `redact` (the secret type and redaction of everything shown or kept), `error`,
+//!   `dates`, `files`, `inputs` (files a run reads, pinned by digest), `interrupt`, `secret_cmd`, `memory`,
+//!   `suggest`
+
+// No function over about 80 lines (clippy.toml).
+#![warn(clippy::too_many_lines)]
 
 pub mod audit;
 pub mod backends;
@@ -30,6 +40,8 @@ pub mod http;
 pub(crate) mod inputs;
 pub(crate) mod interrupt;
 pub(crate) mod invocation;
+#[cfg(test)]
+mod layers;
 pub(crate) mod memory;
 pub(crate) mod notify;
 pub mod output;

@@ -21,8 +21,27 @@ const MAX_OUTPUT: usize = 64 << 10;
 /// Set in the command's environment; every process it starts inherits it unless it clears its environment.
 const COOKIE_VAR: &str = "STEWARD_SECRET_CMD";
 
+/// Why a secret command gave no secret; `key` is the setting that names the command (`token_cmd`, …).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretCmdError {
+    #[error("cannot run {key}: {source}")]
+    Start { key: String, source: std::io::Error },
+    #[error("{key}'s output could not be read: {source}")]
+    Output { key: String, source: std::io::Error },
+    #[error("{key} failed ({status}); run it by hand to see why")]
+    Failed { key: String, status: std::process::ExitStatus },
+    #[error("{key} printed non-UTF-8 bytes")]
+    NotUtf8 { key: String },
+    #[error("{key} was stopped (with its children): {reason}")]
+    Stopped { key: String, reason: String },
+    #[error("{key} did not finish within {secs} s and was stopped (with its children); run it by hand to see why")]
+    TimedOut { key: String, secs: u64 },
+}
+
 /// Runs `cmd` with `sh -c` and returns what it printed on stdout. `key` names it in errors.
-pub fn run(key: &str, cmd: &str, cap: Duration, stop: &Interrupt) -> Result<String, String> {
+pub fn run(key: &str, cmd: &str, cap: Duration, stop: &Interrupt) -> Result<String, SecretCmdError> {
+    let key_ = || key.to_string();
+    let output = |source| SecretCmdError::Output { key: key_(), source };
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let cookie = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
     let child = Command::new("sh")
@@ -34,30 +53,27 @@ pub fn run(key: &str, cmd: &str, cap: Duration, stop: &Interrupt) -> Result<Stri
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {key}: {e}"))?;
+        .map_err(|source| SecretCmdError::Start { key: key_(), source })?;
     let mut running = Running { child, cookie };
-    let mut stdout = running.child.stdout.take().ok_or_else(|| format!("{key}'s output could not be read"))?;
-    set_nonblocking(&stdout).map_err(|e| format!("{key}'s output could not be read: {e}"))?;
+    let mut stdout = running.child.stdout.take().ok_or_else(|| output(std::io::ErrorKind::BrokenPipe.into()))?;
+    set_nonblocking(&stdout).map_err(output)?;
     let deadline = Instant::now() + cap;
     let mut out = Vec::new();
     loop {
         // Whether it has ended, asked before reading: all it wrote before ending is then in the pipe.
-        let ended = running.child.try_wait().map_err(|e| format!("cannot wait for {key}: {e}"))?;
-        drain(&mut stdout, &mut out).map_err(|e| format!("{key}'s output could not be read: {e}"))?;
+        let ended = running.child.try_wait().map_err(output)?;
+        drain(&mut stdout, &mut out).map_err(output)?;
         if let Some(status) = ended {
             if !status.success() {
-                return Err(format!("{key} failed ({status}); run it by hand to see why"));
+                return Err(SecretCmdError::Failed { key: key_(), status });
             }
-            return String::from_utf8(out).map_err(|_| format!("{key} printed non-UTF-8 bytes"));
+            return String::from_utf8(out).map_err(|_| SecretCmdError::NotUtf8 { key: key_() });
         }
         if stop.is_raised() {
-            return Err(format!("{key} was stopped (with its children): {}", stop.reason()));
+            return Err(SecretCmdError::Stopped { key: key_(), reason: stop.reason().to_string() });
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{key} did not finish within {} s and was stopped (with its children); run it by hand to see why",
-                cap.as_secs()
-            ));
+            return Err(SecretCmdError::TimedOut { key: key_(), secs: cap.as_secs() });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -138,6 +154,8 @@ mod tests {
         let cmd = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
         let started = Instant::now();
         let e = run("token_cmd", &cmd, Duration::from_millis(500), &never()).unwrap_err();
+        assert!(matches!(e, SecretCmdError::TimedOut { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("did not finish within 0 s"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(!alive(&std::fs::read_to_string(&pid_file).unwrap()), "the child outlived token_cmd");
@@ -178,13 +196,15 @@ mod tests {
         });
         let started = Instant::now();
         let e = run("token_cmd", "sleep 300", CAP, &stop).unwrap_err();
+        assert!(matches!(e, SecretCmdError::Stopped { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("--timeout 3 s") && e.contains("token_cmd was stopped"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]
     fn a_failing_command_and_endless_output_are_errors_or_cut() {
-        assert!(run("token_cmd", "exit 3", CAP, &never()).unwrap_err().contains("failed"));
+        assert!(matches!(run("token_cmd", "exit 3", CAP, &never()), Err(SecretCmdError::Failed { .. })));
         let out = run("token_cmd", "head -c 1000000 /dev/zero | tr '\\0' a", CAP, &never()).unwrap();
         assert_eq!(out.len(), MAX_OUTPUT);
     }

@@ -8,7 +8,7 @@
 //! held by a pause reads the row again every second, so a pause lifted by hand frees it at once.
 
 use crate::audit::team::PgTarget;
-use crate::http::budget::{SharedTurns, TurnsFactory};
+use crate::http::budget::{SharedTurns, TurnsError, TurnsFactory};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -73,31 +73,31 @@ impl PgTurns {
 
     /// One statement returning one BIGINT, on the connection (made, and its row made, on first use; made anew
     /// after a failure).
-    async fn one(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<i64, String> {
+    async fn one(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<i64, TurnsError> {
         let mut client = self.client.lock().await;
         if client.is_none() {
-            let c = self.target.connect_async().await?;
+            let c = self.target.connect_async().await.map_err(|e| TurnsError::Unreachable(e.into()))?;
             c.execute(
                 "INSERT INTO rate_turns (instance) VALUES ($1) ON CONFLICT (instance) DO NOTHING",
                 &[&self.instance],
             )
             .await
-            .map_err(|e| crate::audit::db::DbError::from(e).to_string())?;
+            .map_err(row_error)?;
             *client = Some(c);
         }
-        let Some(c) = client.as_ref() else { return Err("no connection".into()) };
+        let Some(c) = client.as_ref() else { return Err(TurnsError::Unreachable("no connection".into())) };
         match c.query_one(sql, params).await {
-            Ok(row) => row.try_get::<_, i64>(0).map_err(|e| crate::audit::db::DbError::from(e).to_string()),
+            Ok(row) => row.try_get::<_, i64>(0).map_err(row_error),
             Err(e) => {
                 *client = None;
-                Err(crate::audit::db::DbError::from(e).to_string())
+                Err(row_error(e))
             }
         }
     }
 
     /// Reserves `count` turns `spacing` apart from the shared schedule; the first one's delay from now. A schedule
     /// or a pause further ahead than a steward puts it is not built on.
-    async fn reserve(&self, count: u32, spacing: Duration) -> Result<Duration, String> {
+    async fn reserve(&self, count: u32, spacing: Duration) -> Result<Duration, TurnsError> {
         let span = (spacing * count).as_micros() as i64;
         let sql = format!(
             "UPDATE rate_turns r SET next_at = GREATEST(
@@ -113,7 +113,7 @@ impl PgTurns {
 
     /// How long the instance stays paused, looked up at most every `PAUSE_LOOK`; a pause longer than any
     /// steward asks for is reported once and taken as none.
-    async fn pause_left(&self) -> Result<Duration, String> {
+    async fn pause_left(&self) -> Result<Duration, TurnsError> {
         let now = Instant::now();
         if let Some((until, seen)) = *self.pause_seen.lock() {
             if now.duration_since(seen) < PAUSE_LOOK {
@@ -141,7 +141,7 @@ impl PgTurns {
     }
 
     /// Waits out a pause the team is in, reading the row again every `RELOOK` (a pause lifted frees it then).
-    async fn sit_out_pause(&self) -> Result<(), String> {
+    async fn sit_out_pause(&self) -> Result<(), TurnsError> {
         loop {
             let left = self.pause_left().await?;
             if left.is_zero() {
@@ -153,9 +153,14 @@ impl PgTurns {
     }
 }
 
+/// A statement on the rate row failed (said as the log's database errors are).
+fn row_error(e: tokio_postgres::Error) -> TurnsError {
+    TurnsError::Row(crate::audit::db::DbError::from(e).into())
+}
+
 #[async_trait::async_trait]
 impl SharedTurns for PgTurns {
-    async fn take(&self, spacing: Duration) -> Result<Duration, String> {
+    async fn take(&self, spacing: Duration) -> Result<Duration, TurnsError> {
         self.sit_out_pause().await?;
         if spacing.is_zero() {
             return Ok(Duration::ZERO);
@@ -178,7 +183,7 @@ impl SharedTurns for PgTurns {
         }
     }
 
-    async fn pause(&self, wait: Duration) -> Result<(), String> {
+    async fn pause(&self, wait: Duration) -> Result<(), TurnsError> {
         self.reserved.lock().clear();
         let sql = format!(
             "UPDATE rate_turns r SET paused_until = GREATEST(

@@ -7,6 +7,7 @@
 use super::chain;
 use super::db::Engine;
 use super::keyfile::write_private;
+use super::keyfile::KeyError;
 use super::signing::{NoteSigner, NoteVerifier};
 use super::store::{AuditError, AuditStore};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Checkpoint {
@@ -98,17 +100,17 @@ fn note_of_syslog_line(line: &str) -> Result<String, String> {
 
 /// The checkpoint beside the log at `db`, checked with the log's own key. `Ok(None)` when there is none yet;
 /// an error, naming the file, when it was edited, forged, or can no longer be checked.
-pub fn read(db: &Path) -> Result<Option<Checkpoint>, String> {
+pub fn read(db: &Path) -> Result<Option<Checkpoint>, ReadError> {
     read_copy(db, &path_for(db), None)
 }
 
 /// A checkpoint at `path`: the file beside the log at `db`, or a copy kept elsewhere (a saved syslog line
 /// too), checked with `key` if given, else with the log's own key.
-pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<Option<Checkpoint>, String> {
+pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<Option<Checkpoint>, ReadError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read the checkpoint {}: {e}", path.display())),
+        Err(source) => return Err(ReadError::Io { path: path.into(), source }),
     };
     let own = if key.is_none() { NoteSigner::load(db)? } else { None };
     let verifier = key.or(own.as_ref().map(NoteSigner::verifier));
@@ -123,7 +125,18 @@ pub fn read_copy(db: &Path, path: &Path, key: Option<&NoteVerifier>) -> Result<O
         )),
         (Some(v), false) => open(&text, v),
     };
-    checked.map(Some).map_err(|why| format!("the checkpoint {} cannot be trusted: {why}", path.display()))
+    checked.map(Some).map_err(|why| ReadError::Untrusted { path: path.into(), why })
+}
+
+/// Why a checkpoint copy could not be read, or cannot be trusted (what is wrong with it, in words).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the checkpoint {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("the checkpoint {path} cannot be trusted: {why}")]
+    Untrusted { path: PathBuf, why: String },
 }
 
 /// Why a checkpoint was not written.
@@ -134,14 +147,15 @@ pub enum CheckpointError {
         "the audit log changed under this process, so its checkpoint was not moved past what this process verified, and nothing more is recorded: {0}"
     )]
     ChangedUnderUs(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<String> for CheckpointError {
-    fn from(why: String) -> Self {
-        CheckpointError::Failed(why)
-    }
+    #[error("the audit log could not be read to sign its head: {0}")]
+    Log(Arc<AuditError>),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The head as the log holds it cannot be written as a note (its hash is not hex: the row was damaged).
+    #[error("the head cannot be signed: {0}")]
+    Head(String),
+    #[error("cannot write the checkpoint {path}: {source}")]
+    Write { path: PathBuf, source: Arc<std::io::Error> },
 }
 
 /// Writes the head, signed, as this process verified it from the last point it knew good (atomically: a temp
@@ -150,7 +164,7 @@ impl From<String> for CheckpointError {
 /// signed: the checkpoint names the last point the process verified or wrote instead, which the changed log no
 /// longer has, so every later process (and `audit verify`) sees the change; the error says what was found.
 pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(), CheckpointError> {
-    match store.catch_up().map_err(|e| e.to_string())? {
+    match store.catch_up().map_err(|e| CheckpointError::Log(Arc::new(e)))? {
         Ok(head) => Ok(sign(db, head, syslog)?),
         Err(problem) => {
             let known = store.known_point();
@@ -164,13 +178,13 @@ pub fn write(db: &Path, store: &AuditStore, syslog: Option<&Path>) -> Result<(),
 }
 
 /// Signs `(seq, hash)` as the log's checkpoint, beside it, in the state directory and in syslog.
-fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<(), String> {
+fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<(), CheckpointError> {
     // Chained to the note it replaces (the one beside the log, checked when the log was opened).
     let prev = std::fs::read(path_for(db)).map(|note| hex::encode(Sha256::digest(note))).unwrap_or_default();
     let copy = anchor_path(db).map(|a| copy_id(&a)).unwrap_or_default();
     let cp = Checkpoint { seq, hash, ts: super::store::now(), signed: true, prev, copy };
     let signer = NoteSigner::load_or_create(db)?;
-    let note = signer.sign(&cp.text(signer.verifier().name())?);
+    let note = signer.sign(&cp.text(signer.verifier().name()).map_err(CheckpointError::Head)?);
     if let Some(socket) = syslog {
         if let Err(e) = send_to_syslog(socket, db, &cp, &note) {
             tracing::warn!("could not send the audit checkpoint to syslog at {}: {e}", socket.display());
@@ -180,7 +194,8 @@ fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<
     // the two writes must leave the copy newer than that note (which still matches the log), never missing.
     // Losing it only loses rollback detection, so it warns.
     if let Some(anchor) = anchor_path(db) {
-        let written = anchor.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string());
+        let made = anchor.parent().map_or(Ok(()), std::fs::create_dir_all);
+        let written = made.map_err(|e| CheckpointError::Write { path: anchor.clone(), source: Arc::new(e) });
         if let Err(e) = written.and_then(|()| replace_file(&anchor, &note)) {
             tracing::warn!("could not keep a copy of the audit checkpoint at {}: {e}", anchor.display());
         }
@@ -190,11 +205,12 @@ fn sign(db: &Path, (seq, hash): (i64, String), syslog: Option<&Path>) -> Result<
 }
 
 /// Writes `text` whole or not at all: a private temp file, fsynced, renamed over `path`.
-fn replace_file(path: &Path, text: &str) -> Result<(), String> {
+fn replace_file(path: &Path, text: &str) -> Result<(), CheckpointError> {
     // Its own temp file: two processes sharing a log may write their checkpoints at the same moment.
     let tmp = path.with_extension(format!("checkpoint.{}.tmp", std::process::id()));
-    write_private(&tmp, text.as_bytes(), false).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    let failed = |p: &Path, e| CheckpointError::Write { path: p.into(), source: Arc::new(e) };
+    write_private(&tmp, text.as_bytes(), false).map_err(|e| failed(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
 }
 
 /// Where the second copy of the log's newest checkpoint lives: in the user's state directory
@@ -229,7 +245,7 @@ pub fn problem_after_verify(db: &Path, store: &AuditStore) -> Result<Option<Stri
 fn problem_of(db: &Path, store: &AuditStore, chain_verified: bool) -> Result<Option<String>, AuditError> {
     let beside = match read(db) {
         Ok(cp) => cp,
-        Err(untrusted) => return Ok(Some(untrusted)),
+        Err(untrusted) => return Ok(Some(untrusted.to_string())),
     };
     if beside.is_none() && store.db().engine() == Engine::Postgres && !chain_verified {
         // A team log is anchored on each machine that acts on it; one this machine has not anchored yet (it
@@ -266,7 +282,7 @@ fn problem_of(db: &Path, store: &AuditStore, chain_verified: bool) -> Result<Opt
                 anchor.display()
             )
         }),
-        Err(untrusted) => Some(untrusted),
+        Err(untrusted) => Some(untrusted.to_string()),
     })
 }
 
@@ -372,7 +388,7 @@ mod tests {
         let cp = read(&db).unwrap().unwrap();
         assert_eq!((cp.seq, cp.signed), (3, false));
         NoteSigner::load_or_create(&db).unwrap();
-        assert!(read(&db).unwrap_err().contains("unsigned"));
+        assert!(read(&db).unwrap_err().to_string().contains("unsigned"));
     }
 
     #[test]

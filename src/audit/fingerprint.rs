@@ -7,7 +7,7 @@
 //! A team log keeps one key for the whole team in its database (`steward_keys`), so a token has one fingerprint
 //! whichever machine used it; a machine's own key file from before is still consulted when looking a token up.
 
-use super::keyfile::{self, KEY_BYTES};
+use super::keyfile::{self, KeyError, KEY_BYTES};
 use super::AuditTarget;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -38,21 +38,21 @@ impl FingerprintKey {
     }
 
     /// The key of the log at `db`, made on first use.
-    pub fn load_or_create(db: &Path) -> Result<Self, String> {
+    pub fn load_or_create(db: &Path) -> Result<Self, KeyError> {
         keyfile::load_or_create(&key_path(db), WHAT).map(FingerprintKey)
     }
 
     /// The key of the log at `db`, if one was made.
-    pub fn load(db: &Path) -> Result<Option<Self>, String> {
+    pub fn load(db: &Path) -> Result<Option<Self>, KeyError> {
         Ok(keyfile::load(&key_path(db), WHAT)?.map(FingerprintKey))
     }
 
     /// The key `target`'s events are fingerprinted under: the team's for a team log, else the file's.
-    pub fn of_log(target: &AuditTarget) -> Result<Self, String> {
+    pub fn of_log(target: &AuditTarget) -> Result<Self, KeyError> {
         match target {
             AuditTarget::Postgres(pg) => super::team::shared_key(pg, "token_fingerprint")
                 .map(FingerprintKey)
-                .map_err(|e| format!("cannot read the team's token-fingerprint key: {e}")),
+                .map_err(|e| KeyError::Team { what: "token-fingerprint key", why: e.to_string() }),
             AuditTarget::File(path) => Self::load_or_create(path),
             AuditTarget::Memory => Ok(Self::random()),
         }
@@ -62,7 +62,7 @@ impl FingerprintKey {
 /// The key of one audit log, loaded when the first token needs a fingerprint.
 pub struct Fingerprints {
     target: AuditTarget,
-    key: OnceLock<Result<FingerprintKey, String>>,
+    key: OnceLock<Result<FingerprintKey, KeyError>>,
 }
 
 impl Fingerprints {
@@ -70,7 +70,7 @@ impl Fingerprints {
         Fingerprints { target, key: OnceLock::new() }
     }
 
-    pub fn of(&self, token: &SecretString) -> Result<String, String> {
+    pub fn of(&self, token: &SecretString) -> Result<String, KeyError> {
         let key = self.key.get_or_init(|| FingerprintKey::of_log(&self.target));
         key.as_ref().map(|k| k.fingerprint(token)).map_err(Clone::clone)
     }
@@ -118,6 +118,8 @@ mod tests {
         let db = dir.path().join("audit.db");
         std::fs::write(key_path(&db), "not hex").unwrap();
         let err = FingerprintKey::load_or_create(&db).err().unwrap();
+        assert!(matches!(err, KeyError::Damaged { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("audit.db.key") && err.contains("damaged"), "{err}");
         assert_eq!(std::fs::read_to_string(key_path(&db)).unwrap(), "not hex");
     }

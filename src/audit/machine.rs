@@ -8,7 +8,7 @@
 //! decisions (resume, undo) leave those rows out.
 
 use super::db::{DbError, Engine};
-use super::keyfile;
+use super::keyfile::{self, KeyError};
 use super::query::Row;
 use super::seal_check::{SealCheck, SealedRow, Unsealed};
 use super::store::{AuditError, AuditStore};
@@ -36,7 +36,7 @@ pub struct MachineKey {
 
 impl MachineKey {
     /// The key at `path`, made on first use.
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         keyfile::load_or_create(path, WHAT).map(Self::from_seed)
     }
 
@@ -129,12 +129,8 @@ impl AuditStore {
             let row = row.map(|r| Ok::<_, DbError>((r.text(0)?, r.text(1)?, r.text(2)?)));
             if let Some((writer, me, public)) = row.transpose().map_err(AuditError::Write)? {
                 if writer != me || public != key.public_hex() {
-                    return Err(AuditError::MachineKey(format!(
-                        "this machine's key ({}) is registered in the team log by {writer}, not by you ({me}): \
-                         someone copied its public key there first; move {} away to make a new key",
-                        key.id(),
-                        key_path(self.path()).display()
-                    )));
+                    let (machine, path) = (key.id().to_string(), key_path(self.path()));
+                    return Err(AuditError::MachineTaken { machine, writer, me, path });
                 }
             }
         }

@@ -86,48 +86,51 @@ fn row(mut r: DbRow) -> Result<Row, DbError> {
     })
 }
 
-/// Rows read per query when walking the whole log, so memory stays flat however long it is.
-const PAGE_ROWS: i64 = 10_000;
+/// A filter's SQL conditions and the values they take, numbered in order.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    args: Vec<Val>,
+}
 
-impl AuditStore {
-    /// Events matching `filter`, oldest first (the newest `limit` of them when a limit is set).
-    pub fn list(&self, filter: &Filter) -> Result<Vec<Row>, AuditError> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<Val> = Vec::new();
-        // Each `?` takes the next value; a clause given one value uses it for every `?`.
-        let mut add = |clause: &str, values: Vec<Val>| {
-            let (first, last) = (args.len() + 1, args.len() + values.len());
-            args.extend(values);
-            let mut next = first;
-            let mut text = String::with_capacity(clause.len() + 8);
-            for c in clause.chars() {
-                match c {
-                    '?' => {
-                        text.push_str(&format!("?{}", next.min(last)));
-                        next += 1;
-                    }
-                    other => text.push(other),
+impl Where {
+    /// Each `?` takes the next value; a clause given one value uses it for every `?`.
+    fn add(&mut self, clause: &str, values: Vec<Val>) {
+        let (first, last) = (self.args.len() + 1, self.args.len() + values.len());
+        self.args.extend(values);
+        let mut next = first;
+        let mut text = String::with_capacity(clause.len() + 8);
+        for c in clause.chars() {
+            match c {
+                '?' => {
+                    text.push_str(&format!("?{}", next.min(last)));
+                    next += 1;
                 }
+                other => text.push(other),
             }
-            clauses.push(text);
-        };
+        }
+        self.clauses.push(text);
+    }
+
+    fn of(filter: &Filter) -> Where {
+        let mut w = Where::default();
         if let Some(v) = &filter.since {
-            add("ts >= ?", vec![v.into()]);
+            w.add("ts >= ?", vec![v.into()]);
         }
         if let Some(v) = &filter.until {
-            add("ts < ?", vec![v.into()]);
+            w.add("ts < ?", vec![v.into()]);
         }
         if let Some(v) = &filter.profile {
-            add("profile = ?", vec![v.into()]);
+            w.add("profile = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.op {
-            add("op = ?", vec![v.into()]);
+            w.add("op = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.target {
             // The account a change reached is its target; the name a script gave it, and its stable id, are in
             // its params (`named`, `account`): any of them finds it. (`replace` spots a substring on both stores.)
             let quoted = serde_json::Value::from(v.as_str()).to_string();
-            add(
+            w.add(
                 "(target = ? OR replace(params, ?, '') <> params OR replace(params, ?, '') <> params)",
                 vec![v.into(), format!("\"named\":{quoted}").into(), format!("\"account\":{quoted}").into()],
             );
@@ -136,31 +139,42 @@ impl AuditStore {
             // A fingerprint may be given shortened, as people copy them (`hmac-sha256:1f0c…`).
             let prefix = v.trim_end_matches('…').trim_end_matches("...").to_string();
             // A run on several credentials (Travis's) records each, space-separated: any of them matches.
-            add(
+            w.add(
                 "(substr(token_fp, 1, length(CAST(? AS TEXT))) = ? OR replace(token_fp, ' ' || CAST(? AS TEXT), '') <> token_fp)",
                 vec![prefix.into()],
             );
         }
         if let Some(v) = filter.run {
-            add("run_id = ?", vec![v.into()]);
+            w.add("run_id = ?", vec![v.into()]);
         }
         if let Some(v) = &filter.os_user {
-            add("run_id IN (SELECT id FROM runs WHERE os_user = ?)", vec![v.into()]);
+            w.add("run_id IN (SELECT id FROM runs WHERE os_user = ?)", vec![v.into()]);
         }
         if let Some(v) = &filter.host {
-            add("run_id IN (SELECT id FROM runs WHERE host = ?)", vec![v.into()]);
+            w.add("run_id IN (SELECT id FROM runs WHERE host = ?)", vec![v.into()]);
         }
         if let Some(v) = filter.seq {
-            add("seq = ?", vec![v.into()]);
+            w.add("seq = ?", vec![v.into()]);
         }
         if let Some(v) = filter.since_seq {
-            add("seq > ?", vec![v.into()]);
+            w.add("seq > ?", vec![v.into()]);
         }
         if filter.pending {
-            clauses.push(
+            w.clauses.push(
                 "phase = 'intent' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.intent_seq = events.seq)".into(),
             );
         }
+        w
+    }
+}
+
+/// Rows read per query when walking the whole log, so memory stays flat however long it is.
+const PAGE_ROWS: i64 = 10_000;
+
+impl AuditStore {
+    /// Events matching `filter`, oldest first (the newest `limit` of them when a limit is set).
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Row>, AuditError> {
+        let Where { clauses, args } = Where::of(filter);
         let mut sql = format!("SELECT {COLUMNS} FROM events");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");

@@ -3,7 +3,7 @@
 //! 0600); its public half (`steward audit key`) lets anyone holding a copy of a checkpoint, from syslog say,
 //! tell a real one from a forged one without being able to make one.
 
-use super::keyfile;
+use super::keyfile::{self, KeyError};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -39,11 +39,11 @@ impl NoteSigner {
     }
 
     /// The log's signing key, made with its first checkpoint.
-    pub fn load_or_create(db: &Path) -> Result<Self, String> {
+    pub fn load_or_create(db: &Path) -> Result<Self, KeyError> {
         keyfile::load_or_create(&key_path(db), WHAT).map(Self::from_seed)
     }
 
-    pub fn load(db: &Path) -> Result<Option<Self>, String> {
+    pub fn load(db: &Path) -> Result<Option<Self>, KeyError> {
         Ok(keyfile::load(&key_path(db), WHAT)?.map(Self::from_seed))
     }
 

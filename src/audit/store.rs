@@ -15,7 +15,7 @@ pub enum AuditError {
     #[error("cannot open the audit log {path}: {why} (hint: {})", open_hint(.why))]
     Open { path: PathBuf, why: DbError },
     #[error("cannot reach the team audit log {url}: {why} (hint: check the server is up, `audit_url` and the password source; steward sends nothing while its log is unreachable)")]
-    Connect { url: String, why: String },
+    Connect { url: String, why: super::team::TeamError },
     #[error("cannot prepare the team audit log {url}: {source} (hint: the database's owner runs steward once to create the tables and the steward_writer role; then `GRANT steward_writer TO <your role>`)")]
     TeamSchema { url: String, source: DbError },
     #[error("the audit log {path} has schema version {found}, newer than this steward understands ({supported}); upgrade steward")]
@@ -33,7 +33,12 @@ pub enum AuditError {
     )]
     Untrusted { path: PathBuf, why: String },
     #[error("cannot use this machine's signing key: {0}")]
-    MachineKey(String),
+    MachineKey(#[from] super::keyfile::KeyError),
+    #[error(
+        "cannot use this machine's signing key: it ({machine}) is registered in the team log by {writer}, not by \
+         you ({me}): someone copied its public key there first; move {} away to make a new key", path.display()
+    )]
+    MachineTaken { machine: String, writer: String, me: String, path: PathBuf },
     #[error("cannot take the claim {path}: {source} (hint: check that directory is writable)")]
     Claim { path: PathBuf, source: std::io::Error },
 }

@@ -29,7 +29,48 @@ const MIGRATIONS: &[&str] = &[
 const RUN_SPACE: i32 = 0x5354_5752; // "STWR"
 
 /// Gives the password when a connection is made (`audit_password_env` / `audit_password_cmd`), or none.
-pub type PasswordSource = Arc<dyn Fn() -> Result<Option<SecretString>, String> + Send + Sync>;
+pub type PasswordSource = Arc<dyn Fn() -> Result<Option<SecretString>, PasswordError> + Send + Sync>;
+
+/// Why a team log's URL is refused, or a connection to it could not be made; each says what to write or do.
+#[derive(Debug, thiserror::Error)]
+pub enum TeamError {
+    #[error("audit_url is not a PostgreSQL connection URL ({0}); write it as postgres://USER@HOST:PORT/DB")]
+    NotAUrl(String),
+    #[error(
+        "audit_url holds a password; take it out and give it through audit_password_env or audit_password_cmd (a \
+         URL is shown in messages and kept in shell history)"
+    )]
+    PasswordInUrl,
+    #[error("audit_url names no host; write it as postgres://USER@HOST:PORT/DB")]
+    NoHost,
+    #[error(
+        "audit_url has sslmode={0}, which goes on in plain text when the server offers no TLS (or someone between \
+         you and it says so); use sslmode=require or sslmode=verify-full (steward checks the server's certificate \
+         and name for either), or sslmode=disable on a network you trust"
+    )]
+    PlainTextFallback(String),
+    #[error("audit_url has sslmode={0}, which steward does not know; use require, verify-ca, verify-full or disable")]
+    UnknownSslMode(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("audit_ca_file {path}: {why}")]
+    CaFile { path: String, why: String },
+    #[error("TLS cannot be set up: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// Why the team log's password could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("audit_password_env names {var}, which is not set; export {var}=<password>")]
+    EnvNotSet { var: String },
+    #[error(transparent)]
+    Command(#[from] crate::secret_cmd::SecretCmdError),
+    #[error("audit_password_cmd printed nothing; it must print the password on stdout")]
+    CommandPrintedNothing,
+}
 
 /// Where a team log is and how to reach it.
 pub struct PgTarget {
@@ -57,21 +98,17 @@ impl PgTarget {
         ca_file: Option<PathBuf>,
         anchors: &std::path::Path,
         password: PasswordSource,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TeamError> {
         let (url, sslmode) = take_sslmode(url)?;
-        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
-            format!("audit_url is not a PostgreSQL connection URL ({e}); write it as postgres://USER@HOST:PORT/DB")
-        })?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| TeamError::NotAUrl(e.to_string()))?;
         if config.get_password().is_some() {
-            return Err("audit_url holds a password; take it out and give it through audit_password_env or \
-                        audit_password_cmd (a URL is shown in messages and kept in shell history)"
-                .into());
+            return Err(TeamError::PasswordInUrl);
         }
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
             Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => return Err("audit_url names no host; write it as postgres://USER@HOST:PORT/DB".into()),
+            None => return Err(TeamError::NoHost),
         };
         let on_socket = !matches!(config.get_hosts().first(), Some(tokio_postgres::config::Host::Tcp(_)));
         config.ssl_mode(match sslmode {
@@ -91,7 +128,7 @@ impl PgTarget {
     }
 
     /// The connection settings with the password and the keepalives put in.
-    fn settings(&self) -> Result<tokio_postgres::Config, String> {
+    fn settings(&self) -> Result<tokio_postgres::Config, TeamError> {
         let mut config = self.config.clone();
         if let Some(password) = (self.password)()? {
             config.password(password.expose_secret());
@@ -110,7 +147,7 @@ impl PgTarget {
     }
 
     fn connect(&self) -> Result<postgres::Client, AuditError> {
-        let fail = |why: String| AuditError::Connect { url: self.shown.clone(), why };
+        let fail = |why: TeamError| AuditError::Connect { url: self.shown.clone(), why };
         let mut config = postgres::Config::from(self.settings().map_err(fail)?);
         // What the server says besides (the set-up's "steward_writer was not made (no CREATEROLE)…") is shown,
         // not dropped.
@@ -125,14 +162,14 @@ impl PgTarget {
             None => config.connect(postgres::NoTls),
             Some(tls) => config.connect(tls),
         });
-        connected.map_err(|e| fail(DbError::from(e).to_string()))
+        connected.map_err(|e| fail(DbError::from(e).into()))
     }
 
     /// An asynchronous connection (for work inside the runtime, such as the shared rate budget); its driver
     /// runs as a task until the client is dropped.
-    pub async fn connect_async(&self) -> Result<tokio_postgres::Client, String> {
+    pub async fn connect_async(&self) -> Result<tokio_postgres::Client, TeamError> {
         let config = self.settings()?;
-        let say = |e: tokio_postgres::Error| DbError::from(e).to_string();
+        let say = |e: tokio_postgres::Error| TeamError::from(DbError::from(e));
         match config.get_ssl_mode() {
             tokio_postgres::config::SslMode::Disable => {
                 let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(say)?;
@@ -149,23 +186,23 @@ impl PgTarget {
 
     /// TLS that checks the server's certificate and name (the usual web roots plus `ca_file`), whatever the
     /// `sslmode`: a log reached over an unchecked connection could be anyone's.
-    fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TeamError> {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         if let Some(path) = &self.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("cannot read audit_ca_file {}: {e}", path.display()))?;
+            let bad = |why: String| TeamError::CaFile { path: path.display().to_string(), why };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
             let mut added = 0;
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("audit_ca_file {} is not PEM: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("audit_ca_file {}: {e}", path.display()))?;
+                let cert = cert.map_err(|e| bad(format!("is not PEM: {e}")))?;
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
                 added += 1;
             }
             if added == 0 {
-                return Err(format!("audit_ca_file {} holds no certificate", path.display()));
+                return Err(bad("holds no certificate".into()));
             }
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
@@ -176,7 +213,7 @@ impl PgTarget {
 /// `verify-full` (steward checks the certificate and the name for each: see `tls`). `prefer` and `allow` are
 /// refused: against a server (or a man in the middle) offering no TLS they go on in plain text. The rest of the
 /// string is given back for the driver to read; `None` when no sslmode was given.
-fn take_sslmode(url: &str) -> Result<(String, Option<tokio_postgres::config::SslMode>), String> {
+fn take_sslmode(url: &str) -> Result<(String, Option<tokio_postgres::config::SslMode>), TeamError> {
     use tokio_postgres::config::SslMode;
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
     let (head, params, sep) = match (is_url, url.split_once('?')) {
@@ -194,19 +231,8 @@ fn take_sslmode(url: &str) -> Result<(String, Option<tokio_postgres::config::Ssl
         mode = Some(match value.trim_matches('\'') {
             "disable" => SslMode::Disable,
             "require" | "verify-ca" | "verify-full" => SslMode::Require,
-            "prefer" | "allow" => {
-                return Err(format!(
-                    "audit_url has sslmode={value}, which goes on in plain text when the server offers no TLS (or \
-                     someone between you and it says so); use sslmode=require or sslmode=verify-full (steward checks \
-                     the server's certificate and name for either), or sslmode=disable on a network you trust"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "audit_url has sslmode={other}, which steward does not know; use require, verify-ca, verify-full \
-                     or disable"
-                ))
-            }
+            "prefer" | "allow" => return Err(TeamError::PlainTextFallback(value.to_string())),
+            other => return Err(TeamError::UnknownSslMode(other.to_string())),
         });
     }
     let rest = kept.join(sep);
@@ -316,8 +342,8 @@ mod tests {
     use tokio_postgres::config::SslMode;
 
     fn mode_of(url: &str) -> Result<SslMode, String> {
-        let target = PgTarget::new(url, None, std::path::Path::new("/nonexistent"), Arc::new(|| Ok(None)))?;
-        Ok(target.config.get_ssl_mode())
+        let target = PgTarget::new(url, None, std::path::Path::new("/nonexistent"), Arc::new(|| Ok(None)));
+        Ok(target.map_err(|e| e.to_string())?.config.get_ssl_mode())
     }
 
     #[test]

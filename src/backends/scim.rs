@@ -570,7 +570,7 @@ impl Scim {
         let since = opts
             .get("since")
             .and_then(Value::as_str)
-            .map(|s| crate::dates::parse_date(s).map_err(ApiError::invalid))
+            .map(|s| crate::dates::parse_date(s).map_err(|e| ApiError::invalid(e.to_string())))
             .transpose()?;
         let status = opts.get("status").and_then(Value::as_str).unwrap_or("all");
         // A record's last change is not its person's last sign-in: nobody is called inactive on it.

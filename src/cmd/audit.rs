@@ -139,7 +139,7 @@ fn verify(ctx: &Context, store: &AuditStore, copy: Option<&Path>, key: Option<&s
     let source = copy.map(Path::to_path_buf).unwrap_or_else(|| checkpoint::path_for(&ctx.audit_path));
     let cp = checkpoint::read_copy(&ctx.audit_path, &source, key.as_ref());
     let problem = match (&cp, copy.is_none() && key.is_none()) {
-        (Err(untrusted), _) => Some(untrusted.clone()),
+        (Err(untrusted), _) => Some(untrusted.to_string()),
         // The log's own anchors: the checkpoint beside it, and the copy in the state directory.
         (Ok(_), true) => checkpoint::problem_after_verify(&ctx.audit_path, store)?,
         (Ok(cp), false) => store.check_against(cp.as_ref())?,
@@ -326,7 +326,7 @@ fn filter(args: &AuditFilterArgs, profile: Option<&str>, default_limit: bool) ->
             .map(|s| {
                 parse_date(s)
                     .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .map_err(|e| UsageError::new(e).into())
+                    .map_err(|e| UsageError::new(e.to_string()).into())
             })
             .transpose()
     };

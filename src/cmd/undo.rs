@@ -40,29 +40,7 @@ pub fn run(ctx: &Context, named: &RunRef) -> anyhow::Result<()> {
             lost.iter().map(|(p, op, t, params)| describe_lost(p, op, t, params)).collect::<Vec<_>>().join("; ")
         ));
     }
-    // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
-    let key = |target: &str, params: &str| {
-        crate::audit::query::item_key(target, &serde_json::from_str(params).unwrap_or_default())
-    };
-    let blind: Vec<(String, String, String)> = changes
-        .iter()
-        .filter(|(_, _, _, params)| prior_unobserved(params))
-        .map(|(profile, _, target, params)| (profile.clone(), key(target, params), target.clone()))
-        .collect();
-    let seen: Vec<_> = changes
-        .into_iter()
-        .filter(|(p, _, t, params)| !blind.iter().any(|(bp, bk, _)| bp == p && *bk == key(t, params)))
-        .collect();
-    if !blind.is_empty() {
-        let mut names: Vec<String> = blind.iter().map(|(p, _, t)| format!("{t} on {p}")).collect();
-        names.sort();
-        names.dedup();
-        output::note(&format!(
-            "not undone: {} (their state before run {run} changed them was not observed, so steward cannot tell \
-             what to put back; check them by hand)",
-            names.join(", ")
-        ));
-    }
+    let seen = observed_only(changes, run);
     let plan = reversal(&seen);
     if plan.is_empty() {
         output::note(&format!("run {run} made no reversible change that still stands; nothing to undo"));
@@ -95,6 +73,35 @@ pub fn run(ctx: &Context, named: &RunRef) -> anyhow::Result<()> {
     }
     output::print_value(&Value::Array(all), ctx.output);
     Ok(())
+}
+
+/// The changes whose state before was observed: undo puts back only what was seen before the change; a target
+/// changed blind is left alone, and named.
+fn observed_only(changes: Vec<(String, String, String, String)>, run: i64) -> Vec<(String, String, String, String)> {
+    // Undo puts back only what was seen before the change; a target changed blind is left alone, and named.
+    let key = |target: &str, params: &str| {
+        crate::audit::query::item_key(target, &serde_json::from_str(params).unwrap_or_default())
+    };
+    let blind: Vec<(String, String, String)> = changes
+        .iter()
+        .filter(|(_, _, _, params)| prior_unobserved(params))
+        .map(|(profile, _, target, params)| (profile.clone(), key(target, params), target.clone()))
+        .collect();
+    let seen: Vec<_> = changes
+        .into_iter()
+        .filter(|(p, _, t, params)| !blind.iter().any(|(bp, bk, _)| bp == p && *bk == key(t, params)))
+        .collect();
+    if !blind.is_empty() {
+        let mut names: Vec<String> = blind.iter().map(|(p, _, t)| format!("{t} on {p}")).collect();
+        names.sort();
+        names.dedup();
+        output::note(&format!(
+            "not undone: {} (their state before run {run} changed them was not observed, so steward cannot tell \
+             what to put back; check them by hand)",
+            names.join(", ")
+        ));
+    }
+    seen
 }
 
 /// The reversal as the person asked to confirm it reads it: one line per profile and operation, long lists cut

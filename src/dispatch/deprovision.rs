@@ -139,6 +139,49 @@ struct Person {
     plan: Cascade,
 }
 
+impl Person {
+    /// A person with nothing planned: their report already says why.
+    fn unplanned(report: PersonReport) -> Person {
+        Person {
+            report,
+            name: None,
+            account: String::new(),
+            address: String::new(),
+            linked: false,
+            plan: Cascade::default(),
+        }
+    }
+}
+
+/// The account `finding` found for a person (with the name the service resolves and whether a link led to
+/// it), their report saying how; or none, their report ended saying why, in words an auditor can use.
+fn found(
+    finding: Finding,
+    report: &mut PersonReport,
+    item: &super::BulkItem,
+    conn: &Connection,
+    given: &str,
+) -> Option<(crate::backends::model::Account, String, bool)> {
+    let (status, why) = match finding {
+        Finding::Found { account, name, by } => {
+            report.found_by = Some(by.describe());
+            return Some((account, name, by.from != super::people::GIVEN));
+        }
+        Finding::Failed(e) if item.error.is_some() => ("failed", e.message),
+        Finding::Failed(e) => ("failed", format!("could not look {given:?} up: {e}")),
+        Finding::Refused(e) => ("refused", e.to_string()),
+        Finding::NoAccount { checked } => {
+            let why = format!("no account on {} (checked by {})", conn.profile, checked.join(", "));
+            report.checked = checked;
+            (NO_ACCOUNT, why)
+        }
+        Finding::CouldNotCheck { needs } => (COULD_NOT_CHECK, needs),
+    };
+    report.status = status.to_string();
+    report.problems.push(why);
+    None
+}
+
 /// One profile's part of a deprovisioning job, planned and not yet acted on.
 struct Planned<'c> {
     conn: &'c Connection,
@@ -382,41 +425,9 @@ impl Dispatcher {
         for (item, finding) in items.iter().zip(findings) {
             let given = item.target.clone().unwrap_or_default();
             let mut report = PersonReport::new(conn, &given, reason);
-            let unplanned = |report: PersonReport| Person {
-                report,
-                name: None,
-                account: String::new(),
-                address: String::new(),
-                linked: false,
-                plan: Cascade::default(),
-            };
-            let (account, name, linked) = match finding {
-                Finding::Found { account, name, by } => {
-                    report.found_by = Some(by.describe());
-                    (account, name, by.from != super::people::GIVEN)
-                }
-                Finding::Failed(e) if item.error.is_some() => {
-                    people.push(unplanned(report.ended("failed", Some(e.message))));
-                    continue;
-                }
-                Finding::Failed(e) => {
-                    people.push(unplanned(report.ended("failed", Some(format!("could not look {given:?} up: {e}")))));
-                    continue;
-                }
-                Finding::Refused(e) => {
-                    people.push(unplanned(report.ended("refused", Some(e.to_string()))));
-                    continue;
-                }
-                Finding::NoAccount { checked } => {
-                    let why = format!("no account on {} (checked by {})", conn.profile, checked.join(", "));
-                    report.checked = checked;
-                    people.push(unplanned(report.ended(NO_ACCOUNT, Some(why))));
-                    continue;
-                }
-                Finding::CouldNotCheck { needs } => {
-                    people.push(unplanned(report.ended(COULD_NOT_CHECK, Some(needs))));
-                    continue;
-                }
+            let Some((account, name, linked)) = found(finding, &mut report, item, conn, &given) else {
+                people.push(Person::unplanned(report));
+                continue;
             };
             let name = match name.is_empty() {
                 true => account.address.clone(),
@@ -427,14 +438,14 @@ impl Dispatcher {
                 let mut e = self.note(conn, &name, Status::Refused, json!({"person": given}), &why.message);
                 e.phase = Phase::Outcome.as_str().to_string();
                 refused.push(e);
-                people.push(unplanned(
+                people.push(Person::unplanned(
                     report.ended("protected", Some(format!("refused: {} ({})", why.message, why.hint))),
                 ));
                 continue;
             }
             if let Some(first) = seen.get(&account.id) {
                 let why = format!("the same account as {first:?}, deprovisioned once");
-                people.push(unplanned(report.ended("skipped", Some(why))));
+                people.push(Person::unplanned(report.ended("skipped", Some(why))));
                 continue;
             }
             seen.insert(account.id.clone(), given.clone());

@@ -35,14 +35,24 @@ const EVIDENCE: usize = 20;
 /// Builds the shared turns of the service instance at a base URL (a team log's database keeps them: `turns`).
 pub type TurnsFactory = std::sync::Arc<dyn Fn(&url::Url) -> std::sync::Arc<dyn SharedTurns> + Send + Sync>;
 
+/// Why the team's shared schedule could not be read or written (its keeper's error, which this layer does not
+/// know, kept as the cause).
+#[derive(Debug, thiserror::Error)]
+pub enum TurnsError {
+    #[error("cannot reach the team's database: {0}")]
+    Unreachable(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the team's rate row: {0}")]
+    Row(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// A schedule of turns shared with the other processes acting on the same service instance.
 #[async_trait::async_trait]
 pub trait SharedTurns: Send + Sync + std::fmt::Debug {
     /// Reserves this process's next turn, `spacing` after the turn before it in the shared schedule (zero: no
     /// spacing, only a pause anyone set); how long from now it comes.
-    async fn take(&self, spacing: Duration) -> Result<Duration, String>;
+    async fn take(&self, spacing: Duration) -> Result<Duration, TurnsError>;
     /// Nobody, in any process, sends for `wait`.
-    async fn pause(&self, wait: Duration) -> Result<(), String>;
+    async fn pause(&self, wait: Duration) -> Result<(), TurnsError>;
 }
 
 #[derive(Debug)]

@@ -338,7 +338,7 @@ fn restore(cell: &str) -> String {
 
 /// Rows of records as CSV text, scrubbed of secrets; the columns are the union of the records' keys in table order (user records
 /// lead with login, email…), or exactly `columns` when given. Nested values are written as JSON.
-pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<String, String> {
+pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<String, ::csv::Error> {
     let columns = match columns {
         Some(c) => c.to_vec(),
         None => super::table::ordered_keys(rows.iter()),
@@ -348,12 +348,13 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
         return Ok(String::new());
     }
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(header_cells(&columns)).map_err(|e| e.to_string())?;
+    w.write_record(header_cells(&columns))?;
     for row in rows {
-        w.write_record(row_cells(row, &columns)).map_err(|e| e.to_string())?;
+        w.write_record(row_cells(row, &columns))?;
     }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    // Every cell is a `String`: the bytes are UTF-8.
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e).into())
 }
 
 /// Header cells come from data too (a server's field names), so they are neutralised like the rest.
@@ -367,7 +368,8 @@ fn row_cells(row: &Value, columns: &[String]) -> Vec<String> {
 
 pub fn write_csv(path: &Path, rows: &[Value], columns: Option<&[String]>) -> Result<usize, CsvError> {
     let shown = path.display().to_string();
-    let text = to_csv_string(rows, columns).map_err(|message| CsvError::Write { path: shown.clone(), message })?;
+    let text =
+        to_csv_string(rows, columns).map_err(|e| CsvError::Write { path: shown.clone(), message: e.to_string() })?;
     crate::files::write(path, text).map_err(|e| CsvError::Write { path: shown, message: e.to_string() })?;
     Ok(rows.len())
 }

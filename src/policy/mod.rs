@@ -278,7 +278,7 @@ fn line_of(text: &str, at: usize) -> usize {
 }
 
 /// What the rules must be, beyond their types: (byte offset where known, what is wrong).
-fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
+fn check(spec: &Spec, text: &str) -> Result<(), Problem> {
     let key = |k: &str| text.find(&format!("\n{k}")).map(|i| i + 1).or_else(|| text.starts_with(k).then_some(0));
     if spec.profiles.is_empty() {
         return Err((key("profiles"), "profiles is empty: name the profiles the policy covers".into()));
@@ -296,6 +296,28 @@ fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
             "the policy has no [[stage]]: add one, e.g. [[stage]] action = \"suspend\" after_days = 90".into(),
         ));
     }
+    check_stages(spec)?;
+    if !(spec.guard.max_share > 0.0 && spec.guard.max_share <= 1.0) {
+        return Err((
+            key("max_share"),
+            format!("max_share = {}: a share between 0 and 1 (0.25 is a quarter)", spec.guard.max_share),
+        ));
+    }
+    check_notify(spec)?;
+    let warns = spec.stages.iter().any(|s| s.get_ref().action == StageAction::Warn);
+    if warns && !spec.notify.iter().any(|n| n.get_ref().tells(StageAction::Warn)) {
+        let at = spec.stages.iter().find(|s| s.get_ref().action == StageAction::Warn).map(|s| s.span().start);
+        return Err((at, "a warn stage tells people, so the policy needs a [[notify]] that tells about warn".into()));
+    }
+    check_exceptions(spec)?;
+    Ok(())
+}
+
+/// A rule's problem: the byte offset where it is written, if known, and what is wrong.
+type Problem = (Option<usize>, String);
+
+/// Each stage acts on accounts idle 30 days or more, later than the stage before it.
+fn check_stages(spec: &Spec) -> Result<(), Problem> {
     let mut last: Option<(u32, StageAction)> = None;
     for stage in &spec.stages {
         let (at, s) = (stage.span().start, stage.get_ref());
@@ -322,12 +344,11 @@ fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
         }
         last = Some((s.after_days, s.action));
     }
-    if !(spec.guard.max_share > 0.0 && spec.guard.max_share <= 1.0) {
-        return Err((
-            key("max_share"),
-            format!("max_share = {}: a share between 0 and 1 (0.25 is a quarter)", spec.guard.max_share),
-        ));
-    }
+    Ok(())
+}
+
+/// Each notification has what its kind needs to be delivered.
+fn check_notify(spec: &Spec) -> Result<(), Problem> {
     for n in &spec.notify {
         let (at, n) = (n.span().start, n.get_ref());
         let missing = |what: &str| Err((Some(at), format!("a {:?} notify needs {what}", n.kind).to_lowercase()));
@@ -347,11 +368,11 @@ fn check(spec: &Spec, text: &str) -> Result<(), (Option<usize>, String)> {
             _ => {}
         }
     }
-    let warns = spec.stages.iter().any(|s| s.get_ref().action == StageAction::Warn);
-    if warns && !spec.notify.iter().any(|n| n.get_ref().tells(StageAction::Warn)) {
-        let at = spec.stages.iter().find(|s| s.get_ref().action == StageAction::Warn).map(|s| s.span().start);
-        return Err((at, "a warn stage tells people, so the policy needs a [[notify]] that tells about warn".into()));
-    }
+    Ok(())
+}
+
+/// Each exception ends on a day, gives a reason, and names one of the policy's profiles.
+fn check_exceptions(spec: &Spec) -> Result<(), Problem> {
     for exception in &spec.exceptions {
         let (at, e) = (exception.span().start, exception.get_ref());
         if chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").is_err() {

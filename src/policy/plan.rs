@@ -108,64 +108,7 @@ pub fn make(
         summary.misses = misses.get(p).cloned();
     }
     for c in accounts.iter().filter(|c| spec.scope.takes(c.admin)) {
-        let summary = plan.profiles.entry(c.profile.clone()).or_default();
-        summary.accounts += 1;
-        let idle = match (c.last_active, c.created) {
-            (Some(t), _) => Some((now - t).num_days().max(0)),
-            (None, created) => {
-                summary.never_active += 1;
-                created.map(|t| (now - t).num_days().max(0))
-            }
-        };
-        let bucket = match idle {
-            Some(d) if d >= 360 => "360+".to_string(),
-            Some(d) => format!("{:03}-{:03}", d / 30 * 30, d / 30 * 30 + 29),
-            None => "never".to_string(),
-        };
-        *summary.idle_histogram.entry(bucket).or_default() += 1;
-        let spare = |why: String| LeftAlone { profile: c.profile.clone(), account: c.login.clone(), why };
-        let grace = i64::from(spec.grace.new_account_days);
-        // An account never active: from its creation, after a grace; where that is unknown, left alone.
-        let unknown = match (c.last_active, idle) {
-            (None, None) => Some(
-                "never active, and the service does not say when the account was made: unknown is never inactive"
-                    .to_string(),
-            ),
-            (None, Some(age)) if age < grace => {
-                Some(format!("never active, made {age} days ago (grace for new accounts: {grace} days)"))
-            }
-            _ => None,
-        };
-        if let Some(why) = unknown {
-            if !due_actions(spec, c, i64::MAX).is_empty() {
-                plan.left_alone.push(spare(why));
-            }
-            continue;
-        }
-        let due = due_actions(spec, c, idle.unwrap_or_default());
-        if due.is_empty() {
-            continue;
-        }
-        if let Some(why) = left_alone(c) {
-            plan.left_alone.push(spare(why));
-            continue;
-        }
-        let days = idle.unwrap_or_default();
-        for (action, after) in due {
-            let since = match c.last_active {
-                Some(_) => format!("idle {days} days"),
-                None => format!("never active, made {days} days ago"),
-            };
-            plan.steps.push(Step {
-                profile: c.profile.clone(),
-                account: c.login.clone(),
-                action,
-                idle_days: days,
-                last_active: c.last_active.map(crate::dates::rfc3339),
-                why: format!("{since}; the {} stage starts at {after} days", action.name()),
-                email: c.email.clone(),
-            });
-        }
+        plan_account(&mut plan, spec, c, now, left_alone);
     }
     for step in plan.steps.iter().filter(|s| s.action.op().is_some()) {
         if let Some(s) = plan.profiles.get_mut(&step.profile) {
@@ -175,6 +118,81 @@ pub fn make(
     plan.halted = guard(spec, accounts, &plan);
     plan.digest = digest(&plan.policy_sha256, &plan.steps);
     plan
+}
+
+/// One account's part of the plan: counted in its profile's summary, then its due steps, or why it is spared.
+fn plan_account(
+    plan: &mut Plan,
+    spec: &Spec,
+    c: &Candidate,
+    now: DateTime<Utc>,
+    left_alone: &dyn Fn(&Candidate) -> Option<String>,
+) {
+    let summary = plan.profiles.entry(c.profile.clone()).or_default();
+    summary.accounts += 1;
+    let idle = match (c.last_active, c.created) {
+        (Some(t), _) => Some((now - t).num_days().max(0)),
+        (None, created) => {
+            summary.never_active += 1;
+            created.map(|t| (now - t).num_days().max(0))
+        }
+    };
+    *summary.idle_histogram.entry(idle_bucket(idle)).or_default() += 1;
+    let spare = |why: String| LeftAlone { profile: c.profile.clone(), account: c.login.clone(), why };
+    if let Some(why) = unknown_idleness(c, idle, i64::from(spec.grace.new_account_days)) {
+        if !due_actions(spec, c, i64::MAX).is_empty() {
+            plan.left_alone.push(spare(why));
+        }
+        return;
+    }
+    let days = idle.unwrap_or_default();
+    let due = due_actions(spec, c, days);
+    if due.is_empty() {
+        return;
+    }
+    if let Some(why) = left_alone(c) {
+        plan.left_alone.push(spare(why));
+        return;
+    }
+    let since = match c.last_active {
+        Some(_) => format!("idle {days} days"),
+        None => format!("never active, made {days} days ago"),
+    };
+    for (action, after) in due {
+        plan.steps.push(Step {
+            profile: c.profile.clone(),
+            account: c.login.clone(),
+            action,
+            idle_days: days,
+            last_active: c.last_active.map(crate::dates::rfc3339),
+            why: format!("{since}; the {} stage starts at {after} days", action.name()),
+            email: c.email.clone(),
+        });
+    }
+}
+
+/// The idle histogram's bucket for `idle` days: 30-day spans, then "360+"; "never" where it is unknown.
+fn idle_bucket(idle: Option<i64>) -> String {
+    match idle {
+        Some(d) if d >= 360 => "360+".to_string(),
+        Some(d) => format!("{:03}-{:03}", d / 30 * 30, d / 30 * 30 + 29),
+        None => "never".to_string(),
+    }
+}
+
+/// Why an account never active cannot be called inactive yet: its creation is unknown (unknown is never
+/// inactive), or it is within the grace for new accounts. `None`: its idleness is known.
+fn unknown_idleness(c: &Candidate, idle: Option<i64>, grace: i64) -> Option<String> {
+    match (c.last_active, idle) {
+        (None, None) => Some(
+            "never active, and the service does not say when the account was made: unknown is never inactive"
+                .to_string(),
+        ),
+        (None, Some(age)) if age < grace => {
+            Some(format!("never active, made {age} days ago (grace for new accounts: {grace} days)"))
+        }
+        _ => None,
+    }
 }
 
 /// The stage actions `c` has reached and still needs: each stage whose day has come, unless the account is

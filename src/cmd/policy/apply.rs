@@ -9,6 +9,7 @@ use crate::backends::{Action, Op};
 use crate::context::Context;
 use crate::dispatch::BulkItem;
 use crate::error::{Halted, UsageError};
+use crate::notify::NotifyError;
 use crate::output;
 use crate::policy::plan::{Candidate, Plan, Step};
 use crate::policy::{Notify, NotifyKind, Policy, StageAction};
@@ -20,24 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 /// plan, is gone, or is spared since; the changes sent through the pipeline, asked about once (or accepted by the
 /// policy's own declaration when `unattended`); then the warnings and notices delivered.
 pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<()> {
-    if let Some(why) = &plan.halted {
-        if !unattended {
-            super::show(ctx, plan);
-        }
-        return Err(Halted { why: why.clone() }.into());
-    }
-    if policy.spec.require_approval && !super::approved(ctx, policy, plan)? {
-        return Err(UsageError::new(format!(
-            "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
-            policy.name,
-            policy.name,
-            plan.short_digest(),
-            plan.planned_by
-        ))
-        .into());
-    }
-    if plan.steps.is_empty() {
-        output::note(&format!("policy {}: nothing to do", policy.name));
+    if !ready(ctx, policy, plan, unattended)? {
         return Ok(());
     }
     let fresh = gather(ctx, policy, Utc::now())?;
@@ -66,21 +50,7 @@ pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: boo
         let conn = ctx.connections.connect(Some(&profile)).map_err(|e| UsageError::new(e.to_string()))?;
         conns.push((action, items, conn));
     }
-    let what = format!("policy {} plan {}", policy.name, plan.short_digest());
-    match unattended {
-        true => ctx.dispatcher.accept_declared_plan(changes),
-        false => {
-            let mut lines: Vec<String> = conns
-                .iter()
-                .map(|(a, items, c)| format!("  {} {} accounts on {}", a.name(), items.len(), c.profile))
-                .collect();
-            if !warnings.is_empty() {
-                lines.push(format!("  warn {} accounts (no change to them)", warnings.len()));
-            }
-            let question = format!("{}\n{what}: {changes} changes. Go ahead?", lines.join("\n"));
-            ctx.dispatcher.confirm_plan(&question, &what, changes)?;
-        }
-    }
+    confirm(ctx, &format!("policy {} plan {}", policy.name, plan.short_digest()), &conns, warnings.len(), unattended)?;
     // What happened to each step, for the notices: the changes that were made, and every warning due.
     let mut told: Vec<&Step> = warnings.clone();
     for (action, items, conn) in conns {
@@ -107,6 +77,51 @@ pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: boo
     }
     Ok(())
 }
+
+/// Whether `plan` may be acted on: not halted by its guard, approved where the policy asks for it, and with
+/// something to do (`false`: nothing to do, said).
+fn ready(ctx: &Context, policy: &Policy, plan: &Plan, unattended: bool) -> anyhow::Result<bool> {
+    if let Some(why) = &plan.halted {
+        if !unattended {
+            super::show(ctx, plan);
+        }
+        return Err(Halted { why: why.clone() }.into());
+    }
+    if policy.spec.require_approval && !super::approved(ctx, policy, plan)? {
+        return Err(UsageError::new(format!(
+            "policy {} needs each plan approved by a second admin: `steward policy approve {} --plan {}` (not by {})",
+            policy.name,
+            policy.name,
+            plan.short_digest(),
+            plan.planned_by
+        ))
+        .into());
+    }
+    if plan.steps.is_empty() {
+        output::note(&format!("policy {}: nothing to do", policy.name));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The jobs' changes as one question (or, `unattended`, accepted by the policy's own declaration).
+fn confirm(ctx: &Context, what: &str, conns: &[Job], warnings: usize, unattended: bool) -> anyhow::Result<()> {
+    let changes: usize = conns.iter().map(|(_, items, _)| items.len()).sum();
+    if unattended {
+        ctx.dispatcher.accept_declared_plan(changes);
+        return Ok(());
+    }
+    let mut lines: Vec<String> =
+        conns.iter().map(|(a, items, c)| format!("  {} {} accounts on {}", a.name(), items.len(), c.profile)).collect();
+    if warnings > 0 {
+        lines.push(format!("  warn {warnings} accounts (no change to them)"));
+    }
+    let question = format!("{}\n{what}: {changes} changes. Go ahead?", lines.join("\n"));
+    Ok(ctx.dispatcher.confirm_plan(&question, what, changes)?)
+}
+
+/// One profile's changes of one stage: the items and the plan steps they come from, and the connection.
+type Job<'p> = (StageAction, Vec<(BulkItem, &'p Step)>, std::sync::Arc<crate::dispatch::Connection>);
 
 /// Why `step` is not taken after all, read again now: the account is gone, was active since the plan, or is
 /// spared since (an exception added, a person's restore).
@@ -218,17 +233,22 @@ fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Mess
     }
 }
 
-fn secret_from_env(var: &str) -> Result<crate::redact::SecretString, String> {
+fn secret_from_env(var: &str) -> Result<crate::redact::SecretString, NotifyError> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => {
             crate::redact::remember(&v);
             Ok(crate::redact::SecretString::from(v.trim().to_string()))
         }
-        _ => Err(format!("the environment variable {var} is not set")),
+        _ => Err(NotifyError::Setup(format!("the environment variable {var} is not set"))),
     }
 }
 
-fn deliver_webhook(ctx: &Context, n: &Notify, message: &crate::notify::Message, scale: f64) -> Result<u32, String> {
+fn deliver_webhook(
+    ctx: &Context,
+    n: &Notify,
+    message: &crate::notify::Message,
+    scale: f64,
+) -> Result<u32, NotifyError> {
     let url = secret_from_env(n.url_env.as_deref().unwrap_or_default())?;
     ctx.runtime.block_on(crate::notify::webhook(&url, message, scale))
 }
@@ -239,8 +259,8 @@ fn deliver_email(
     to: &[String],
     message: &crate::notify::Message,
     scale: f64,
-) -> Result<u32, String> {
-    let url = url::Url::parse(n.smtp.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+) -> Result<u32, NotifyError> {
+    let url = url::Url::parse(n.smtp.as_deref().unwrap_or_default()).map_err(|e| NotifyError::Setup(e.to_string()))?;
     let password = n.password_env.as_deref().map(secret_from_env).transpose()?;
     let smtp = crate::notify::Smtp { url, from: n.from.clone().unwrap_or_default(), user: n.user.clone(), password };
     ctx.runtime.block_on(crate::notify::email(&smtp, to, message, scale))
@@ -248,9 +268,14 @@ fn deliver_email(
 
 /// A room message through the Synapse profile's own connection (`api`, audited like every request); the plan's
 /// digest is the transaction id, so a retried send is one message.
-fn deliver_matrix(ctx: &Context, n: &Notify, plan: &Plan, message: &crate::notify::Message) -> Result<u32, String> {
+fn deliver_matrix(
+    ctx: &Context,
+    n: &Notify,
+    plan: &Plan,
+    message: &crate::notify::Message,
+) -> Result<u32, NotifyError> {
     let (profile, room) = (n.profile.as_deref().unwrap_or_default(), n.room.as_deref().unwrap_or_default());
-    let conn = ctx.connections.connect(Some(profile)).map_err(|e| e.to_string())?;
+    let conn = ctx.connections.connect(Some(profile)).map_err(|e| NotifyError::Setup(e.to_string()))?;
     let path = format!(
         "_matrix/client/v3/rooms/{}/send/m.room.message/steward-{}",
         crate::http::segment(room),
@@ -260,7 +285,7 @@ fn deliver_matrix(ctx: &Context, n: &Notify, plan: &Plan, message: &crate::notif
     ctx.runtime
         .block_on(ctx.dispatcher.perform(&conn, Action::new(Op::Api, None, params)))
         .map(|_| 1)
-        .map_err(|e| e.to_string())
+        .map_err(|e| NotifyError::Room(e.to_string()))
 }
 
 /// Records one delivery (to whom, about which accounts, how it went) and says on the terminal when it failed;
@@ -271,13 +296,13 @@ fn record(
     plan: &Plan,
     to: &str,
     steps: &[&Step],
-    result: Result<u32, String>,
+    result: Result<u32, NotifyError>,
 ) -> anyhow::Result<bool> {
     let about: Vec<String> =
         steps.iter().map(|s| format!("{} {} on {}", s.action.name(), s.account, s.profile)).collect();
     let (status, why, tries) = match &result {
         Ok(tries) => (Status::Ok, String::new(), *tries),
-        Err(e) => (Status::Failed, e.clone(), 0),
+        Err(e) => (Status::Failed, e.to_string(), 0),
     };
     if let Err(e) = &result {
         output::note(&format!("warning: policy {}: could not tell {to}: {e}", policy.name));

@@ -69,52 +69,75 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
             c.warned = warned.get(&key).is_some_and(|at| c.last_active.is_none_or(|seen| *at > seen));
             facts.accounts.push(c);
         }
-        // Names to spare on this profile, each resolved to the account it reaches (by the service's rules).
-        let mut names: Vec<(String, String)> = Vec::new();
-        names.extend(spec.scope.exclude.iter().map(|n| (n.clone(), format!("excluded by the policy's scope ({n})"))));
-        names.extend(conn.protected.iter().map(|n| (n.clone(), format!("protected by profile {profile}"))));
-        for e in spec.exceptions.iter().map(|e| e.get_ref()) {
-            if e.profile.as_ref().is_some_and(|p| *p != profile) {
-                continue;
-            }
-            let ends =
-                chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0));
-            match ends.map(|d| d.and_utc() > now) {
-                Some(true) => names.push((e.account.clone(), format!("exception until {}: {}", e.until, e.reason))),
-                _ => output::note(&format!(
-                    "policy {}: the exception for {} ended on {}",
-                    policy.name, e.account, e.until
-                )),
-            }
-        }
-        for (p, target, when) in restored.iter().filter(|(p, _, _)| *p == profile) {
-            let days = spec.grace.restored_days;
-            names.push((target.clone(), format!("restored by a person on {when} (grace: {days} days)")));
-            let _ = p;
-        }
-        for (name, why) in names {
-            // Fail safe: a name that cannot be resolved now stops the plan (acting without knowing whom it spares
-            // could reach the break-glass account); a name no account has is said, and spares no one.
-            let account = match ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null)) {
-                Ok(Some(account)) => account,
-                Ok(None) => {
-                    output::note(&format!("policy {}: {name:?} ({why}) is no account on {profile}", policy.name));
-                    continue;
-                }
-                Err(e) => {
-                    return Err(anyhow::anyhow!(
-                        "policy {}: cannot resolve {name:?} ({why}) on {profile}: {e}; nothing is planned while it is unknown whom the policy spares",
-                        policy.name
-                    ))
-                }
-            };
-            for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
-                facts.spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
-            }
-        }
+        let names = names_to_spare(policy, &profile, &conn.protected, &restored, now);
+        spare(ctx, policy, &conn, names, &mut facts.spared)?;
         facts.keys.insert(profile, conn.backend.clone());
     }
     Ok(facts)
+}
+
+/// The names the policy spares on `profile`, each with why: its scope's exclusions, the profile's protected
+/// accounts, exceptions still running (one that ended is said), and accounts a person restored within the grace.
+fn names_to_spare(
+    policy: &Policy,
+    profile: &str,
+    protected: &[String],
+    restored: &[(String, String, String)],
+    now: DateTime<Utc>,
+) -> Vec<(String, String)> {
+    // Names to spare on this profile, each resolved to the account it reaches (by the service's rules).
+    let mut names: Vec<(String, String)> = Vec::new();
+    names
+        .extend(policy.spec.scope.exclude.iter().map(|n| (n.clone(), format!("excluded by the policy's scope ({n})"))));
+    names.extend(protected.iter().map(|n| (n.clone(), format!("protected by profile {profile}"))));
+    for e in policy.spec.exceptions.iter().map(|e| e.get_ref()) {
+        if e.profile.as_ref().is_some_and(|p| p != profile) {
+            continue;
+        }
+        let ends = chrono::NaiveDate::parse_from_str(&e.until, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0));
+        match ends.map(|d| d.and_utc() > now) {
+            Some(true) => names.push((e.account.clone(), format!("exception until {}: {}", e.until, e.reason))),
+            _ => output::note(&format!("policy {}: the exception for {} ended on {}", policy.name, e.account, e.until)),
+        }
+    }
+    let days = policy.spec.grace.restored_days;
+    for (_, target, when) in restored.iter().filter(|(p, _, _)| p == profile) {
+        names.push((target.clone(), format!("restored by a person on {when} (grace: {days} days)")));
+    }
+    names
+}
+
+/// Each spared name resolved to the account it reaches (by the service's rules), every name of that account
+/// spared for the same reason.
+fn spare(
+    ctx: &Context,
+    policy: &Policy,
+    conn: &crate::dispatch::Connection,
+    names: Vec<(String, String)>,
+    spared: &mut HashMap<(String, String), String>,
+) -> anyhow::Result<()> {
+    let profile = &conn.profile;
+    for (name, why) in names {
+        // Fail safe: a name that cannot be resolved now stops the plan (acting without knowing whom it spares
+        // could reach the break-glass account); a name no account has is said, and spares no one.
+        let account = match ctx.runtime.block_on(conn.backend.lookup(&name, &Value::Null)) {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                output::note(&format!("policy {}: {name:?} ({why}) is no account on {profile}", policy.name));
+                continue;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "policy {}: cannot resolve {name:?} ({why}) on {profile}: {e}; nothing is planned while it is unknown whom the policy spares",
+                    policy.name
+                ))
+            }
+        };
+        for n in account.names.iter().chain(std::iter::once(&account.address)).chain(std::iter::once(&account.id)) {
+            spared.entry((profile.clone(), conn.backend.name_key(n))).or_insert_with(|| why.clone());
+        }
+    }
+    Ok(())
 }
 
 /// One account of an activity listing, as planning reads it.

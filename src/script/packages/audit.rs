@@ -31,7 +31,11 @@ fn query(host: &Host, filter: Map) -> ScriptResult<Array> {
     let text = |k: &str| filter.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
     let time = |k: &str| -> ScriptResult<Option<String>> {
         text(k)
-            .map(|t| parse_date(&t).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).map_err(invalid))
+            .map(|t| {
+                parse_date(&t)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .map_err(|e| invalid(e.to_string()))
+            })
             .transpose()
     };
     let int = |k: &str| filter.get(k).and_then(|v| v.as_int().ok());

@@ -54,7 +54,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         serde_json::to_string_pretty(&to_json(&value)?).map_err(|e| invalid(e.to_string()))
     });
     engine.register_fn("parse_date", |text: &str| -> ScriptResult<String> {
-        parse_date(text).map(rfc3339).map_err(invalid)
+        parse_date(text).map(rfc3339).map_err(|e| invalid(e.to_string()))
     });
     engine.register_fn("days_ago", |n: i64| rfc3339(Utc::now() - chrono::Duration::days(n)));
     engine.register_fn("now", || rfc3339(Utc::now()));
@@ -170,6 +170,6 @@ mod tests {
     fn dates_parse_to_comparable_utc_text() {
         assert_eq!(rfc3339(parse_date("2025-02-21").unwrap()), "2025-02-21T00:00:00Z");
         assert_eq!(rfc3339(parse_date("2025-02-21T10:00:00+02:00").unwrap()), "2025-02-21T08:00:00Z");
-        assert!(parse_date("21/02/2025").unwrap_err().contains("YYYY-MM-DD"));
+        assert!(parse_date("21/02/2025").unwrap_err().to_string().contains("YYYY-MM-DD"));
     }
 }

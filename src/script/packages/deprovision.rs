@@ -31,81 +31,93 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
         deprovision_all(&h, handle, people, opts)
     });
     let h = host.clone();
-    engine.register_fn("deprovision_everywhere", move |people: Array, opts: Map| -> ScriptResult<Dynamic> {
-        let mut params = to_json(&opts.into())?;
-        let names: Vec<String> = match params.get("profiles").and_then(Value::as_array) {
-            Some(list) => {
-                list.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
-            }
-            None => h.connections.names(),
-        };
-        if let Some(p) = params.as_object_mut() {
-            p.remove("profiles");
-        }
-        let conns: Vec<(String, Result<std::sync::Arc<crate::dispatch::Connection>, ApiError>)> = names
-            .into_iter()
-            .map(|n| {
-                let conn = h.connections.connect(Some(&n)).map_err(|e| ApiError::invalid(e.to_string()));
-                (n, conn)
-            })
-            .collect();
-        let borrowed: Vec<(String, Result<&crate::dispatch::Connection, ApiError>)> =
-            conns.iter().map(|(n, c)| (n.clone(), c.as_ref().map(|c| c.as_ref()).map_err(Clone::clone))).collect();
-        // Across services a person's email is the name they share; a row without one is named by its login or id.
-        // Every other name the row gives is an identifier too (`also`): a service that cannot search the email
-        // may find them by their login.
-        let keys = ["email", "login", "username", "user", "id", "user_id", "vcs_id"];
-        let mut items = bulk_items(&people, &keys);
-        for (item, person) in items.iter_mut().zip(&people) {
-            let Some(row) = person.read_lock::<rhai::Map>() else { continue };
-            let also: Vec<Value> = keys
-                .iter()
-                .filter_map(|k| row.get(*k).filter(|v| !v.is_unit()).map(|v| v.to_string().trim().to_string()))
-                .filter(|v| !v.is_empty() && Some(v) != item.target.as_ref())
-                .map(Value::String)
-                .collect();
-            if !also.is_empty() {
-                item.params.insert("also".into(), Value::Array(also));
-            }
-        }
-        match h.runtime.block_on(h.dispatcher.deprovision_everywhere(&borrowed, items, params)) {
-            Ok(reports) => Ok(to_dynamic(serde_json::to_value(reports).unwrap_or_default())),
-            Err(e) => Err(crate::script::types::error_map(e.kind, e.to_string())),
-        }
+    engine.register_fn("deprovision_everywhere", move |people: Array, opts: Map| {
+        deprovision_everywhere(&h, people, opts)
     });
     let h = host;
-    engine.register_fn("write_evidence", move |reports: Array, path: &str| -> ScriptResult<Map> {
-        let reports: Vec<Value> = reports.iter().map(to_json).collect::<ScriptResult<_>>()?;
-        let (json_path, html_path) = crate::output::evidence::paths(std::path::Path::new(path));
-        let info = h.dispatcher.run_info();
-        let provenance = crate::output::evidence::Provenance {
-            run: h.dispatcher.run_id(),
-            resumed_from: info.resumed_from,
-            os_user: info.os_user.clone(),
-            host: info.host.clone(),
-            command: info.command.clone(),
-            generated_at: crate::dates::rfc3339(chrono::Utc::now()),
-        };
-        let doc = crate::output::evidence::document(&reports, &provenance);
-        // Scrubbed like every CSV cell and printed line: a report may carry whatever a script put in it.
-        let json_text = redact(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-        let html_text = redact(&crate::output::evidence::html(&doc));
-        for (p, text) in [(&json_path, &json_text), (&html_path, &html_text)] {
-            crate::files::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
+    engine.register_fn("write_evidence", move |reports: Array, path: &str| write_evidence(&h, reports, path));
+}
+
+/// `deprovision_everywhere(people, opts)`: every named profile (default: all), each connected or said why not.
+fn deprovision_everywhere(host: &Host, people: Array, opts: Map) -> ScriptResult<Dynamic> {
+    let mut params = to_json(&opts.into())?;
+    let names: Vec<String> = match params.get("profiles").and_then(Value::as_array) {
+        Some(list) => list.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
+        None => host.connections.names(),
+    };
+    if let Some(p) = params.as_object_mut() {
+        p.remove("profiles");
+    }
+    let conns: Vec<(String, Result<std::sync::Arc<crate::dispatch::Connection>, ApiError>)> = names
+        .into_iter()
+        .map(|n| {
+            let conn = host.connections.connect(Some(&n)).map_err(|e| ApiError::invalid(e.to_string()));
+            (n, conn)
+        })
+        .collect();
+    let borrowed: Vec<(String, Result<&crate::dispatch::Connection, ApiError>)> =
+        conns.iter().map(|(n, c)| (n.clone(), c.as_ref().map(|c| c.as_ref()).map_err(Clone::clone))).collect();
+    let items = people_items(&people);
+    match host.runtime.block_on(host.dispatcher.deprovision_everywhere(&borrowed, items, params)) {
+        Ok(reports) => Ok(to_dynamic(serde_json::to_value(reports).unwrap_or_default())),
+        Err(e) => Err(crate::script::types::error_map(e.kind, e.to_string())),
+    }
+}
+
+/// The people of `deprovision_everywhere` as bulk items, each named by its email where it has one.
+fn people_items(people: &Array) -> Vec<crate::dispatch::BulkItem> {
+    // Across services a person's email is the name they share; a row without one is named by its login or id.
+    // Every other name the row gives is an identifier too (`also`): a service that cannot search the email
+    // may find them by their login.
+    let keys = ["email", "login", "username", "user", "id", "user_id", "vcs_id"];
+    let mut items = bulk_items(people, &keys);
+    for (item, person) in items.iter_mut().zip(people) {
+        let Some(row) = person.read_lock::<rhai::Map>() else { continue };
+        let also: Vec<Value> = keys
+            .iter()
+            .filter_map(|k| row.get(*k).filter(|v| !v.is_unit()).map(|v| v.to_string().trim().to_string()))
+            .filter(|v| !v.is_empty() && Some(v) != item.target.as_ref())
+            .map(Value::String)
+            .collect();
+        if !also.is_empty() {
+            item.params.insert("also".into(), Value::Array(also));
         }
-        let files = json!({
-            "json": json_path.display().to_string(), "json_sha256": sha256(&json_text),
-            "html": html_path.display().to_string(), "html_sha256": sha256(&html_text),
-        });
-        h.runtime.block_on(h.dispatcher.evidence_written(files.clone())).map_err(action_error)?;
-        let mut out = Map::new();
-        out.insert("json".into(), json_path.display().to_string().into());
-        out.insert("html".into(), html_path.display().to_string().into());
-        // The counts a script prints (people, accounts, who was found nowhere, what could not be checked),
-        // computed once here rather than by the script walking every report for every person.
-        out.insert("summary".into(), to_dynamic(doc["summary"].clone()));
-        Ok(out)
+    }
+    items
+}
+
+/// `write_evidence(reports, path)`: the JSON and HTML a reviewer reads, their digests recorded in the log.
+fn write_evidence(host: &Host, reports: Array, path: &str) -> ScriptResult<Map> {
+    let reports: Vec<Value> = reports.iter().map(to_json).collect::<ScriptResult<_>>()?;
+    let (json_path, html_path) = crate::output::evidence::paths(std::path::Path::new(path));
+    let info = host.dispatcher.run_info();
+    let provenance = crate::output::evidence::Provenance {
+        run: host.dispatcher.run_id(),
+        resumed_from: info.resumed_from,
+        os_user: info.os_user.clone(),
+        host: info.host.clone(),
+        command: info.command.clone(),
+        generated_at: crate::dates::rfc3339(chrono::Utc::now()),
+    };
+    let doc = crate::output::evidence::document(&reports, &provenance);
+    // Scrubbed like every CSV cell and printed line: a report may carry whatever a script put in it.
+    let json_text = redact(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    let html_text = redact(&crate::output::evidence::html(&doc));
+    for (p, text) in [(&json_path, &json_text), (&html_path, &html_text)] {
+        crate::files::write(p, text).map_err(|e| invalid(format!("cannot write {}: {e}", p.display())))?;
+    }
+    let files = json!({
+        "json": json_path.display().to_string(), "json_sha256": sha256(&json_text),
+        "html": html_path.display().to_string(), "html_sha256": sha256(&html_text),
     });
+    host.runtime.block_on(host.dispatcher.evidence_written(files.clone())).map_err(action_error)?;
+    let mut out = Map::new();
+    out.insert("json".into(), json_path.display().to_string().into());
+    out.insert("html".into(), html_path.display().to_string().into());
+    // The counts a script prints (people, accounts, who was found nowhere, what could not be checked),
+    // computed once here rather than by the script walking every report for every person.
+    out.insert("summary".into(), to_dynamic(doc["summary"].clone()));
+    Ok(out)
 }
 
 fn deprovision_all(host: &Host, handle: &Handle, people: Array, opts: Map) -> ScriptResult<Dynamic> {
