@@ -36,6 +36,9 @@ pub struct Context {
     pub script_budgets: Budgets,
     /// Keeps the in-process sandbox alive for the whole run.
     pub sandbox: Option<steward_sandbox::Running>,
+    /// Where the sandbox's services are kept between processes (beside the sandbox's log), so a rehearsal of
+    /// `undo` or `--resume` spans commands as it would on the real services.
+    sandbox_state: Option<PathBuf>,
 }
 
 /// What the command line and the config decide before anything starts: which profiles this process may reach,
@@ -181,10 +184,15 @@ impl Context {
             .enable_all()
             .thread_name("steward-io")
             .build()?;
+        let sandbox_state = match (&settings.audit_target, settings.sandbox) {
+            (AuditTarget::File(log), true) => Some(sandbox_state_path(log)),
+            _ => None,
+        };
         let sandbox = match settings.sandbox {
             true => {
+                let saved = sandbox_state.as_deref().map(read_sandbox_state).transpose()?.flatten();
                 let running = runtime
-                    .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, ..Default::default() }))
+                    .block_on(steward_sandbox::start(steward_sandbox::Options { port: 0, saved, ..Default::default() }))
                     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
                 settings.add_sandbox(&running)?;
                 Some(running)
@@ -231,8 +239,44 @@ impl Context {
             audit_target: settings.audit_target,
             script_budgets: settings.script_budgets,
             sandbox,
+            sandbox_state,
         })
     }
+
+    /// Keeps the sandbox's services as this process leaves them, for the next `--sandbox` process (a file
+    /// written whole, then renamed over the last one); a failure is said, not fatal: it was a rehearsal.
+    pub fn keep_sandbox_state(&self) {
+        let (Some(running), Some(path)) = (&self.sandbox, &self.sandbox_state) else { return };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let kept = std::fs::write(&tmp, running.saved().to_string()).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = kept {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("the sandbox's state could not be kept at {}: {e}", path.display());
+        }
+    }
+}
+
+/// Beside the sandbox's log: its services' state (`sandbox-audit.db` → `sandbox-audit.db.services.json`).
+fn sandbox_state_path(log: &std::path::Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".services.json");
+    PathBuf::from(name)
+}
+
+/// What an earlier `--sandbox` process left, if any; one that does not read is an error saying how to start afresh.
+fn read_sandbox_state(path: &std::path::Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("cannot read the sandbox's state {}: {e}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        UsageError::new(format!(
+            "the sandbox's state {} does not read ({e}); delete it to start the sandbox afresh",
+            path.display()
+        ))
+        .into()
+    })
 }
 
 /// Takes the job `run` belongs to for this process, then tells the dispatcher what the job already did. One

@@ -129,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         output::note(&crate::redact::redact_loaded(&stopped_hint(run, &command, ctx.dispatcher.audit_failed())));
     }
     ctx.dispatcher.finish(code);
+    ctx.keep_sandbox_state();
     result
 }
 

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ pub const ADMIN_TOKEN: &str = "ghp_sandboxAdminToken000000000000000001";
 pub const USER_TOKEN: &str = "ghp_sandboxUserToken0000000000000000002";
 const DOCS: &str = "https://docs.github.com/enterprise-server@3.22/rest";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GhUser {
     pub id: u64,
     pub login: String,
@@ -79,6 +79,28 @@ pub struct SeedUser {
 const CREATED: &str = "2024-01-15T09:00:00Z";
 
 impl Ghes {
+    /// What a rehearsal spanning processes keeps (`crate::Saved`): the users, their keys and tokens.
+    pub fn saved(&self) -> Value {
+        json!({
+            "users": self.users, "tokens": self.tokens, "keys": self.keys, "pats": self.pats,
+            "impersonation": self.impersonation, "next_user_id": self.next_user_id, "next_auth_id": self.next_auth_id,
+        })
+    }
+
+    /// Puts back what `saved` kept (the base URL and rate limit stay this start's).
+    pub fn restore(&mut self, saved: &Value) -> Result<(), serde_json::Error> {
+        let field = |k: &str| saved.get(k).cloned().unwrap_or(Value::Null);
+        self.users = serde_json::from_value(field("users"))?;
+        self.tokens = serde_json::from_value(field("tokens"))?;
+        self.keys = serde_json::from_value(field("keys"))?;
+        self.pats = serde_json::from_value(field("pats"))?;
+        self.impersonation = serde_json::from_value(field("impersonation"))?;
+        self.next_user_id = serde_json::from_value(field("next_user_id"))?;
+        self.next_auth_id = serde_json::from_value(field("next_auth_id"))?;
+        self.logins = self.users.values().map(|u| (u.login.to_lowercase(), u.id)).collect();
+        Ok(())
+    }
+
     pub fn seeded(users: usize, seed: Option<Vec<SeedUser>>) -> Self {
         let mut g = Ghes { next_user_id: 1, next_auth_id: 1, ..Default::default() };
         let admin = g.add("admin", Some("admin@example.com"), Some("Site Admin"), true);

@@ -75,6 +75,8 @@ pub struct Options {
     pub seed: Option<PathBuf>,
     /// People with accounts under different names on several services, added after the demo users.
     pub people: Vec<Person>,
+    /// What an earlier sandbox left (`Running::saved`): a rehearsal spanning processes starts where it stopped.
+    pub saved: Option<serde_json::Value>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             faults: Faults::none(),
             seed: None,
             people: Vec::new(),
+            saved: None,
         }
     }
 }
@@ -163,9 +166,21 @@ struct Shared {
 pub struct Running {
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shared: Arc<Shared>,
 }
 
 impl Running {
+    /// The state of every emulated service now, for `Options::saved` of a later start.
+    pub fn saved(&self) -> Value {
+        let s = &self.shared;
+        json!({
+            "github": s.ghes.lock().unwrap_or_else(|e| e.into_inner()).saved(),
+            "terraform": s.tfe.lock().unwrap_or_else(|e| e.into_inner()).saved(),
+            "transactionlink": s.transactionlink.lock().unwrap_or_else(|e| e.into_inner()).saved(),
+            "travis": s.travis.lock().unwrap_or_else(|e| e.into_inner()).saved(),
+        })
+    }
+
     pub fn github_url(&self) -> String {
         format!("http://{}/api/v3", self.addr)
     }
@@ -234,6 +249,16 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         }
     }
     state.rate_limit_per_hour = opts.rate_limit.map(|r| (r * 3600.0) as u64);
+    if let Some(saved) = &opts.saved {
+        let bad = |e: serde_json::Error| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the saved sandbox state does not read: {e}"))
+        };
+        let part = |k: &str| saved.get(k).cloned().unwrap_or(Value::Null);
+        state.restore(&part("github")).map_err(bad)?;
+        tfe.restore(&part("terraform")).map_err(bad)?;
+        tl.restore(&part("transactionlink")).map_err(bad)?;
+        travis.restore(&part("travis")).map_err(bad)?;
+    }
     let shared = Arc::new(Shared {
         started: std::time::Instant::now(),
         stats: Mutex::new(Stats::default()),
@@ -259,7 +284,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
         .route("/_sandbox/timeline", get(timeline))
         .route("/_sandbox/state", get(state_dump))
         .route("/_sandbox/github/seen/{login}", axum::routing::post(seen_now))
-        .with_state(shared)
+        .with_state(shared.clone())
         .merge(api);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -269,7 +294,7 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
             })
             .await;
     });
-    Ok(Running { addr, shutdown: Some(tx) })
+    Ok(Running { addr, shutdown: Some(tx), shared })
 }
 
 /// Latency, the rate limit, fault injection and counting: everything the API routes go through.

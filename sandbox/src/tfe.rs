@@ -19,7 +19,7 @@ pub const ADMIN_TOKEN: &str = "sandboxAdmin0001.atlasv1.sandboxTokenForTheTerraf
 pub const USER_TOKEN: &str = "sandboxUser00002.atlasv1.sandboxTokenForAnOrdinaryTerraformEnterpriseUser";
 const MEDIA: &str = "application/vnd.api+json";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TfUser {
     pub id: String,
     pub username: String,
@@ -31,7 +31,7 @@ pub struct TfUser {
     pub organizations: Vec<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Tfe {
     /// id → user, in creation order by id
     users: BTreeMap<String, TfUser>,
@@ -45,7 +45,7 @@ pub struct Tfe {
 }
 
 /// A user API token's metadata; `secret` is the bearer value it authenticates with, when the sandbox knows one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct UserToken {
     pub user_id: String,
     pub description: Option<String>,
@@ -72,6 +72,16 @@ fn user_id(n: usize) -> String {
 }
 
 impl Tfe {
+    /// What a rehearsal spanning processes keeps (`crate::Saved`): all of it.
+    pub fn saved(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    pub fn restore(&mut self, saved: &Value) -> Result<(), serde_json::Error> {
+        *self = serde_json::from_value(saved.clone())?;
+        Ok(())
+    }
+
     /// A person's Terraform account (`Options::people`).
     pub fn add_person(&mut self, username: &str, email: &str) {
         let u = TfUser {

@@ -26,7 +26,7 @@ pub const ROLE_OWNER: &str = "7a0c0000-0000-4000-8000-00000000000a";
 pub const ROLE_ADMIN: &str = "7a0c0000-0000-4000-8000-00000000000b";
 pub const ROLE_MEMBER: &str = "7a0c0000-0000-4000-8000-00000000000c";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TlUser {
     pub id: String,
     pub email: String,
@@ -34,7 +34,7 @@ pub struct TlUser {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub title: Option<String>,
-    pub status: &'static str,
+    pub status: String,
     pub mfa: bool,
 }
 
@@ -52,6 +52,17 @@ pub fn user_id(n: usize) -> String {
 }
 
 impl Tl {
+    /// What a rehearsal spanning processes keeps (`crate::Saved`): the users.
+    pub fn saved(&self) -> Value {
+        json!({"users": self.users})
+    }
+
+    /// Puts back the users `saved` kept (the tokens are this start's, the same every time).
+    pub fn restore(&mut self, saved: &Value) -> Result<(), serde_json::Error> {
+        self.users = serde_json::from_value(saved.get("users").cloned().unwrap_or(Value::Null))?;
+        Ok(())
+    }
+
     /// A person's TransactionLink account by email (`Options::people`).
     pub fn add_person(&mut self, email: &str, admin: bool) {
         let u = TlUser {
@@ -61,7 +72,7 @@ impl Tl {
             first_name: None,
             last_name: None,
             title: None,
-            status: "ACTIVE",
+            status: "ACTIVE".into(),
             mfa: true,
         };
         self.users.insert(u.id.clone(), u);
@@ -84,7 +95,7 @@ impl Tl {
                 first_name: Some(format!("First{i}")),
                 last_name: Some(format!("Last{i}")),
                 title: Some("Analyst".to_string()),
-                status: if i % 25 == 0 && i % 50 != 0 { "TERMINATED" } else { "ACTIVE" },
+                status: if i % 25 == 0 && i % 50 != 0 { "TERMINATED" } else { "ACTIVE" }.into(),
                 mfa: i % 2 == 0,
             };
             t.users.insert(u.id.clone(), u);
@@ -262,7 +273,7 @@ async fn terminate(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<S
             error(StatusCode::BAD_REQUEST, "OWNER_CANNOT_BE_TERMINATED", "The organization owner cannot be terminated.")
         }
         Ok(u) => {
-            u.status = "TERMINATED";
+            u.status = "TERMINATED".into();
             Json(resource(u)).into_response()
         }
         Err(r) => r,
@@ -283,7 +294,7 @@ async fn reinstate(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<S
             error(StatusCode::BAD_REQUEST, "USER_NOT_TERMINATED", "The user is not terminated.")
         }
         Ok(u) => {
-            u.status = "ACTIVE";
+            u.status = "ACTIVE".into();
             u.role_id = role;
             Json(resource(u)).into_response()
         }

@@ -21,7 +21,7 @@ pub const ACTIVITY_TOKEN: &str = "89:sandboxActivityTokenSecret0001";
 pub const SUSPEND_TOKEN: &str = "89:sandboxSuspendTokenSecret00002";
 pub const INTERNAL_TOKEN: &str = "steward-app:sandboxInternalAppToken03";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TravisUser {
     pub id: u64,
     pub login: String,
@@ -42,6 +42,17 @@ pub struct Travis {
 pub type Shared = Arc<Mutex<Travis>>;
 
 impl Travis {
+    /// What a rehearsal spanning processes keeps (`crate::Saved`): the users.
+    pub fn saved(&self) -> Value {
+        json!({"users": self.users})
+    }
+
+    /// Puts back the users `saved` kept (the tokens are this start's, the same every time).
+    pub fn restore(&mut self, saved: &Value) -> Result<(), serde_json::Error> {
+        self.users = serde_json::from_value(saved.get("users").cloned().unwrap_or(Value::Null))?;
+        Ok(())
+    }
+
     /// A member signed in with a GHES login, its VCS id that GHES user's id (`Options::people`).
     pub fn add_person(&mut self, login: &str, vcs_id: u64) {
         let id = 50_000 + self.users.len() as u64;

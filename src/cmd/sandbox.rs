@@ -18,6 +18,7 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
             faults,
             seed: args.seed.clone(),
             people: Vec::new(),
+            saved: None,
         };
         let running = steward_sandbox::start(opts).await.map_err(|e| {
             UsageError::new(format!(

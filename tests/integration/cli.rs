@@ -113,6 +113,36 @@ fn the_sandbox_flag_needs_no_config_and_no_server() {
     assert!(own.contains("--users") && !own.contains("--dry-run") && global.contains("--dry-run"), "{}", help.stdout);
 }
 
+/// A rehearsal spans commands as it would on the real services: what one `--sandbox` process changed is there
+/// for the next (kept beside the sandbox's log), so `undo` of a suspension puts it back instead of finding the
+/// user "already active" in a fresh sandbox.
+#[test]
+fn a_sandbox_rehearsal_spans_commands_and_undo_puts_back_what_it_changed() {
+    let env = Env::new();
+    let suspended = |env: &Env| {
+        let expr = r#"connect("github").get_user("user0007").suspended"#;
+        env.run(&["--sandbox", "--format", "json", "eval", expr]).success().stdout.trim().to_string()
+    };
+    assert_eq!(suspended(&env), "false");
+    let expr = r#"connect("github").suspend("user0007", #{reason: "rehearsal"}).ok"#;
+    env.run(&["--sandbox", "--yes", "--format", "json", "eval", expr]).success().stdout_has("true");
+    assert_eq!(suspended(&env), "true", "the next process sees the suspension");
+    let runs: serde_json::Value =
+        serde_json::from_str(&env.run(&["--sandbox", "--format", "json", "runs"]).success().stdout).unwrap();
+    let run = runs[0]["run"].as_i64().expect("the suspension's run").to_string();
+    let undo = env.run(&["--sandbox", "--yes", "--format", "json", "undo", &run]).success();
+    assert!(undo.stdout.contains("\"status\": \"ok\""), "undo put it back: {}", undo.report());
+    assert_eq!(suspended(&env), "false");
+    // A state that does not read is refused, saying how to start afresh; the real log is never touched.
+    let state = env.path("sandbox-audit.db.services.json");
+    assert!(state.exists(), "kept beside the sandbox's log");
+    std::fs::write(&state, "{not json").unwrap();
+    env.run(&["--sandbox", "eval", "1"]).code(2).stderr_has("delete it to start the sandbox afresh");
+    std::fs::remove_file(&state).unwrap();
+    assert_eq!(suspended(&env), "false");
+    assert!(!env.audit_db().exists(), "rehearsals stay off the real log");
+}
+
 #[test]
 fn a_long_ghes_listing_marks_what_it_does_not_know_and_a_short_one_reads_it() {
     let env = Env::new();
