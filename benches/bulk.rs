@@ -5,35 +5,10 @@
 #[path = "common.rs"]
 mod common;
 use common::children_peak_rss_mib;
+use common::suspend_job::{run, Job};
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-const SCRIPT: &str = r#"
-let rows = read_csv(ARGS.csv);
-let opts = #{ reason: "benchmark", precheck: ARGS.precheck == "true" };
-let results = connect("ghes").suspend_all(rows, opts);
-let ok = results.filter(|r| r.status == "ok" || r.status == "noop").len();
-if ok != rows.len() { throw `only ${ok} of ${rows.len()} done: ${results.filter(|r| r.status == "failed")[0].error}`; }
-"#;
-
-struct Job<'a> {
-    users: usize,
-    latency_ms: u64,
-    concurrency: usize,
-    client_rate: Option<f64>,
-    server_rate: Option<f64>,
-    precheck: bool,
-    audit: &'a str,
-}
-
-struct Outcome {
-    elapsed: Duration,
-    rate_limited: u64,
-    requests: u64,
-}
+use std::time::Duration;
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -47,30 +22,8 @@ fn main() {
         bound.as_secs_f64()
     );
     for precheck in [false, true] {
-        let file = run(
-            dir.path(),
-            &Job {
-                users: n,
-                latency_ms: 20,
-                concurrency: 32,
-                client_rate: None,
-                server_rate: None,
-                precheck,
-                audit: "file",
-            },
-        );
-        let memory = run(
-            dir.path(),
-            &Job {
-                users: n,
-                latency_ms: 20,
-                concurrency: 32,
-                client_rate: None,
-                server_rate: None,
-                precheck,
-                audit: ":memory:",
-            },
-        );
+        let file = run(dir.path(), &Job { users: n, precheck, ..Job::default() });
+        let memory = run(dir.path(), &Job { users: n, precheck, audit: ":memory:", ..Job::default() });
         let requests_per_user = file.requests as f64 / n as f64;
         println!(
             "  precheck={precheck}: {:.2} s = {:.2}x the bound ({requests_per_user:.1} requests per user; bound for that many: {:.2} s = {:.2}x); audit cost {:+.2} s (in-memory log: {:.2} s); peak RSS {:.1} MiB",
@@ -85,30 +38,8 @@ fn main() {
     }
     // Concurrency 1 is how a shell loop over curl or `gh api` works; 500 users keep it short.
     let serial_n = 500;
-    let serial = run(
-        dir.path(),
-        &Job {
-            users: serial_n,
-            latency_ms: 20,
-            concurrency: 1,
-            client_rate: None,
-            server_rate: None,
-            precheck: false,
-            audit: "file",
-        },
-    );
-    let parallel = run(
-        dir.path(),
-        &Job {
-            users: serial_n,
-            latency_ms: 20,
-            concurrency: 32,
-            client_rate: None,
-            server_rate: None,
-            precheck: false,
-            audit: "file",
-        },
-    );
+    let serial = run(dir.path(), &Job { users: serial_n, concurrency: 1, ..Job::default() });
+    let parallel = run(dir.path(), &Job { users: serial_n, ..Job::default() });
     println!(
         "suspend {serial_n} users (precheck=false): concurrency 1 {:.2} s, concurrency 32 {:.2} s: {:.1}x faster",
         serial.elapsed.as_secs_f64(),
@@ -122,12 +53,11 @@ fn main() {
             dir.path(),
             &Job {
                 users: limited_n,
-                latency_ms: 20,
                 concurrency: 4,
                 client_rate: Some(50.0),
                 server_rate: Some(50.0),
                 precheck,
-                audit: "file",
+                ..Job::default()
             },
         );
         println!(
@@ -145,15 +75,7 @@ fn main() {
 fn unconfigured_rate(dir: &Path) {
     let (n, rate) = (1_000, 50.0);
     for precheck in [false, true] {
-        let job = Job {
-            users: n,
-            latency_ms: 20,
-            concurrency: 4,
-            client_rate: None,
-            server_rate: Some(rate),
-            precheck,
-            audit: "file",
-        };
+        let job = Job { users: n, concurrency: 4, server_rate: Some(rate), precheck, ..Job::default() };
         let out = run(dir, &job);
         let accepted = out.requests - out.rate_limited;
         let achieved = accepted as f64 / out.elapsed.as_secs_f64();
@@ -167,65 +89,4 @@ fn unconfigured_rate(dir: &Path) {
             100.0 * achieved / rate
         );
     }
-}
-
-fn run(dir: &Path, job: &Job) -> Outcome {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let opts = steward_sandbox::Options {
-        users: job.users,
-        latency: Duration::from_millis(job.latency_ms),
-        rate_limit: job.server_rate,
-        ..Default::default()
-    };
-    let sandbox = runtime.block_on(steward_sandbox::start(opts)).expect("sandbox");
-    let mut config = format!(
-        "max_changes = 1000000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nconcurrency = {}\n",
-        sandbox.github_url(),
-        job.concurrency
-    );
-    if let Some(r) = job.client_rate {
-        config.push_str(&format!("rate_limit = {r}\n"));
-    }
-    std::fs::write(dir.join("config.toml"), config).expect("config");
-    let mut csv = String::from("login\n");
-    for i in 1..=job.users {
-        csv.push_str(&format!("user{i:04}\n"));
-    }
-    std::fs::write(dir.join("users.csv"), csv).expect("csv");
-    std::fs::write(dir.join("job.rhai"), SCRIPT).expect("script");
-    let audit = if job.audit == ":memory:" {
-        ":memory:".to_string()
-    } else {
-        dir.join(format!("audit-{}.db", rand_suffix())).display().to_string()
-    };
-    let started = Instant::now();
-    let out = Command::new(STEWARD)
-        .args(["--yes", "run"])
-        .arg(dir.join("job.rhai"))
-        .args([
-            "--arg",
-            &format!("csv={}", dir.join("users.csv").display()),
-            "--arg",
-            &format!("precheck={}", job.precheck),
-        ])
-        .env("STEWARD_CONFIG", dir.join("config.toml"))
-        .env("STEWARD_AUDIT_DB", &audit)
-        .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
-        .env("HOME", dir)
-        .output()
-        .expect("steward runs");
-    let elapsed = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stats: serde_json::Value = runtime
-        .block_on(async { reqwest::get(format!("http://{}/_sandbox/stats", sandbox.addr)).await?.json().await })
-        .expect("stats");
-    Outcome {
-        elapsed,
-        rate_limited: stats["rate_limited"].as_u64().unwrap_or(0),
-        requests: stats["total"].as_u64().unwrap_or(0),
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }

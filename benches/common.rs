@@ -85,3 +85,124 @@ pub fn measure(cmd: &std::process::Command) -> Measured {
         cpu_secs: field(1) + field(2),
     }
 }
+
+/// One `steward run` suspending users from a CSV against a sandbox of its own (the bulk and faults benches).
+#[allow(dead_code)] // each benchmark binary uses a different subset of these helpers
+pub mod suspend_job {
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
+    const SCRIPT: &str = r#"
+    let rows = read_csv(ARGS.csv);
+    let opts = #{ reason: "benchmark", precheck: ARGS.precheck == "true" };
+    let results = connect("ghes").suspend_all(rows, opts);
+    let ok = results.filter(|r| r.status == "ok" || r.status == "noop").len();
+    if ok != rows.len() { throw `only ${ok} of ${rows.len()} done: ${results.filter(|r| r.status == "failed")[0].error}`; }
+    "#;
+
+    pub struct Job<'a> {
+        pub users: usize,
+        pub latency_ms: u64,
+        pub concurrency: usize,
+        pub client_rate: Option<f64>,
+        pub server_rate: Option<f64>,
+        pub precheck: bool,
+        pub audit: &'a str,
+        /// The sandbox's faults (`--faults` syntax), empty for none.
+        pub faults: &'a str,
+        /// Another steward binary to run instead of this build's (a build from before a change, side by side).
+        pub binary: Option<&'a str>,
+    }
+
+    impl Default for Job<'_> {
+        /// 20 ms a request, concurrency 32, no limits, one request per user, a file log, no faults.
+        fn default() -> Self {
+            Job {
+                users: 0,
+                latency_ms: 20,
+                concurrency: 32,
+                client_rate: None,
+                server_rate: None,
+                precheck: false,
+                audit: "file",
+                faults: "",
+                binary: None,
+            }
+        }
+    }
+
+    pub struct Outcome {
+        pub elapsed: Duration,
+        pub rate_limited: u64,
+        pub requests: u64,
+        /// The faults the sandbox served: request number, milliseconds since it started, fault name.
+        pub faulted: Vec<(u64, u64, String)>,
+    }
+
+    pub fn run(dir: &Path, job: &Job) -> Outcome {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let opts = steward_sandbox::Options {
+            users: job.users,
+            latency: Duration::from_millis(job.latency_ms),
+            rate_limit: job.server_rate,
+            faults: steward_sandbox::faults::Faults::parse(job.faults, 7).expect("faults"),
+            ..Default::default()
+        };
+        let sandbox = runtime.block_on(steward_sandbox::start(opts)).expect("sandbox");
+        let mut config = format!(
+            "max_changes = 1000000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nconcurrency = {}\n",
+            sandbox.github_url(),
+            job.concurrency
+        );
+        if let Some(r) = job.client_rate {
+            config.push_str(&format!("rate_limit = {r}\n"));
+        }
+        std::fs::write(dir.join("config.toml"), config).expect("config");
+        let mut csv = String::from("login\n");
+        for i in 1..=job.users {
+            csv.push_str(&format!("user{i:04}\n"));
+        }
+        std::fs::write(dir.join("users.csv"), csv).expect("csv");
+        std::fs::write(dir.join("job.rhai"), SCRIPT).expect("script");
+        let audit = if job.audit == ":memory:" {
+            ":memory:".to_string()
+        } else {
+            dir.join(format!("audit-{}.db", rand_suffix())).display().to_string()
+        };
+        let started = Instant::now();
+        let out = Command::new(job.binary.unwrap_or(STEWARD))
+            .args(["--yes", "run"])
+            .arg(dir.join("job.rhai"))
+            .args([
+                "--arg",
+                &format!("csv={}", dir.join("users.csv").display()),
+                "--arg",
+                &format!("precheck={}", job.precheck),
+            ])
+            .env("STEWARD_CONFIG", dir.join("config.toml"))
+            .env("STEWARD_AUDIT_DB", &audit)
+            .env("GHES_TOKEN", steward_sandbox::ADMIN_TOKEN)
+            .env("HOME", dir)
+            .output()
+            .expect("steward runs");
+        let elapsed = started.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let get = |path: &str| -> serde_json::Value {
+            let url = format!("http://{}/_sandbox/{path}", sandbox.addr);
+            runtime.block_on(async { reqwest::get(url).await?.json().await }).expect("sandbox answers")
+        };
+        let (stats, timeline) = (get("stats"), get("timeline"));
+        Outcome {
+            elapsed,
+            rate_limited: stats["rate_limited"].as_u64().unwrap_or(0),
+            requests: stats["total"].as_u64().unwrap_or(0),
+            faulted: serde_json::from_value(timeline["faulted"].clone()).unwrap_or_default(),
+        }
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    }
+}
