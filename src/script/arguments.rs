@@ -1,7 +1,8 @@
-//! A script's `--arg`s, declared: `let ARGS = arguments(ARGS, #{csv: "text", reason: "text", apply: "flag"});`.
-//! A key the script does not take is refused, naming the closest one it does ("did you mean profiles?"), so a
-//! typo never runs as if the argument were absent (on every profile, or on the default one); a flag is true or
-//! false (yes/no), never silently false.
+//! A script's `--arg`s, declared: `let ARGS = arguments(ARGS, #{csv: "required text", out: "text = out.csv",
+//! apply: "flag"});`. A key the script does not take is refused, naming the closest one it does ("did you mean
+//! profiles?"), so a typo never runs as if the argument were absent (on every profile, or on the default one); a
+//! flag is true or false (yes/no), never silently false, and false when not given; a `required` one not given is
+//! refused before the script goes on; one with `= VALUE` (no comma in it) takes that value when not given.
 
 use rhai::{Dynamic, Map};
 
@@ -44,36 +45,87 @@ pub fn usage(name: &str, source: &str) -> String {
         return out;
     }
     out.push_str("\nArguments (--arg KEY=VALUE; a flag is true or false):\n");
-    let width = args.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (key, kind) in &args {
+    let shown: Vec<(&str, String)> = args.iter().map(|(k, kind)| (k.as_str(), Spec::of(kind).shown())).collect();
+    let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let kind_width = shown.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    for (key, kind) in &shown {
         let says = meaning(key).unwrap_or_default();
-        out.push_str(&format!("  {key:<width$}  {kind:<4}  {says}\n"));
+        out.push_str(&format!("  {key:<width$}  {kind:<kind_width$}  {says}\n"));
     }
     out.trim_end().to_string()
 }
 
-/// The arguments as the script reads them (flags as booleans), or why they are refused.
+/// One declared argument: its kind (`text` or `flag`), whether it must be given, and its value when not.
+struct Spec<'a> {
+    kind: &'a str,
+    required: bool,
+    default: Option<&'a str>,
+}
+
+impl<'a> Spec<'a> {
+    /// `"text"`, `"flag"`, `"required text"`, `"text = out.csv"`, `"flag = true"`.
+    fn of(declared: &'a str) -> Spec<'a> {
+        let (kind, default) = match declared.split_once('=') {
+            Some((kind, default)) => (kind.trim(), Some(default.trim())),
+            None => (declared.trim(), None),
+        };
+        match kind.strip_prefix("required") {
+            Some(kind) => Spec { kind: kind.trim(), required: true, default },
+            None => Spec { kind, required: false, default },
+        }
+    }
+
+    /// As `steward run SCRIPT --help` shows it.
+    fn shown(&self) -> String {
+        match (self.required, self.default) {
+            (true, _) => format!("{}, required", self.kind),
+            (false, Some(d)) => format!("{} = {d}", self.kind),
+            (false, None) => self.kind.to_string(),
+        }
+    }
+
+    /// `text` as the script reads it: a flag as a boolean.
+    fn parse(&self, key: &str, text: &str) -> Result<Dynamic, String> {
+        match self.kind {
+            "text" => Ok(Dynamic::from(text.to_string())),
+            "flag" => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" => Ok(Dynamic::TRUE),
+                "false" | "no" => Ok(Dynamic::FALSE),
+                _ => Err(format!("--arg {key}={text}: {key} is true or false")),
+            },
+            other => Err(format!(
+                "the script declares --arg {key} as {other:?}; arguments() knows \"text\" and \"flag\" (\"required \
+                 text\", \"text = VALUE\")"
+            )),
+        }
+    }
+}
+
+/// The arguments as the script reads them (flags as booleans, defaults filled in), or why they are refused.
 pub fn check(given: &Map, spec: &Map) -> Result<Map, String> {
     let mut out = Map::new();
     for (key, value) in given {
-        let Some(kind) = spec.get(key.as_str()) else {
+        let Some(declared) = spec.get(key.as_str()) else {
             return Err(unknown(key, spec));
         };
-        let text = value.to_string();
-        let parsed = match kind.to_string().as_str() {
-            "text" => Dynamic::from(text),
-            "flag" => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "yes" => Dynamic::TRUE,
-                "false" | "no" => Dynamic::FALSE,
-                _ => return Err(format!("--arg {key}={text}: {key} is true or false")),
-            },
-            other => {
-                return Err(format!(
-                    "the script declares --arg {key} as {other:?}; arguments() knows \"text\" and \"flag\""
-                ))
-            }
-        };
-        out.insert(key.clone(), parsed);
+        out.insert(key.clone(), Spec::of(&declared.to_string()).parse(key, &value.to_string())?);
+    }
+    for (key, declared) in spec {
+        if out.contains_key(key.as_str()) {
+            continue;
+        }
+        let declared = declared.to_string();
+        let spec = Spec::of(&declared);
+        if spec.required {
+            return Err(format!(
+                "this script needs --arg {key}=… (run it with --help for each argument and what it means)"
+            ));
+        }
+        match (spec.default, spec.kind) {
+            (Some(d), _) => _ = out.insert(key.clone(), spec.parse(key, d)?),
+            (None, "flag") => _ = out.insert(key.clone(), Dynamic::FALSE),
+            (None, _) => {}
+        }
     }
     Ok(out)
 }
@@ -105,6 +157,24 @@ mod tests {
         assert!(e.contains("did you mean --arg profiles?"), "{e}");
         let e = check(&map(&[("colour", "red")]), &spec).unwrap_err();
         assert!(!e.contains("did you mean") && e.contains("it takes: deactivate, people, profiles, reason"), "{e}");
+    }
+
+    #[test]
+    fn a_required_argument_not_given_is_refused_and_a_default_fills_in() {
+        let spec =
+            map(&[("csv", "required text"), ("out", "text = out.csv"), ("apply", "flag"), ("dry", "flag = true")]);
+        let e = check(&map(&[("out", "x.csv")]), &spec).unwrap_err();
+        assert!(e.contains("needs --arg csv=…"), "{e}");
+        let ok = check(&map(&[("csv", "a.csv")]), &spec).unwrap();
+        assert_eq!(ok["csv"].to_string(), "a.csv");
+        assert_eq!(ok["out"].to_string(), "out.csv", "the default");
+        assert!(!ok["apply"].as_bool().unwrap(), "a flag not given is false");
+        assert!(ok["dry"].as_bool().unwrap(), "a flag's default");
+        let ok = check(&map(&[("csv", "a.csv"), ("out", "mine.csv")]), &spec).unwrap();
+        assert_eq!(ok["out"].to_string(), "mine.csv", "what is given wins");
+        let source = r#"let ARGS = arguments(ARGS, #{ csv: "required text", out: "text = out.csv" });"#;
+        let help = usage("x", source);
+        assert!(help.contains("text, required") && help.contains("text = out.csv"), "{help}");
     }
 
     #[test]

@@ -106,7 +106,7 @@ fn suspensions_in_bulk_need_a_reason() {
     env.run(&["run", script.to_str().unwrap(), "--arg", "csv=leavers.csv"])
         .code(2)
         .stderr_has("this script needs --arg reason=\"…\"");
-    env.run(&["run", script.to_str().unwrap()]).code(2).stderr_has("needs --arg csv=FILE");
+    env.run(&["run", script.to_str().unwrap()]).code(2).stderr_has("needs --arg csv=…");
     // Rows that all carry their own reason need no --arg.
     env.write("with-reasons.csv", "login,reason\nuser0003,left\n");
     env.run(&["run", script.to_str().unwrap(), "--arg", "csv=with-reasons.csv"]).success();

@@ -134,8 +134,12 @@ fn a_sandbox_rehearsal_spans_commands_and_undo_puts_back_what_it_changed() {
     assert!(undo.stdout.contains("\"status\": \"ok\""), "undo put it back: {}", undo.report());
     assert_eq!(suspended(&env), "false");
     // A state that does not read is refused, saying how to start afresh; the real log is never touched.
-    let state = env.path("sandbox-audit.db.services.json");
-    assert!(state.exists(), "kept beside the sandbox's log");
+    // Beside the sandbox's log: next to the file log, or in the data directory when the real log is a team's.
+    let state =
+        [env.path("sandbox-audit.db.services.json"), env.path("xdg-data/steward/sandbox-audit.db.services.json")]
+            .into_iter()
+            .find(|p| p.exists())
+            .expect("kept beside the sandbox's log");
     std::fs::write(&state, "{not json").unwrap();
     env.run(&["--sandbox", "eval", "1"]).code(2).stderr_has("delete it to start the sandbox afresh");
     std::fs::remove_file(&state).unwrap();
@@ -523,7 +527,12 @@ fn run_script_help_lists_its_declared_arguments_without_running_it() {
         "{}",
         help.report()
     );
-    assert!(help.stdout.contains("apply    flag  true to suspend (default: plan only)"), "{}", help.report());
+    let line =
+        |key: &str| help.stdout.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_default().to_string();
+    let (since, apply) = (line("since "), line("apply "));
+    assert!(since.contains("text, required") && since.contains("YYYY-MM-DD"), "{}", help.report());
+    assert!(apply.contains("flag") && apply.contains("true to suspend (default: plan only)"), "{}", help.report());
+    env.run(&["--sandbox", "run", "suspend_inactive"]).code(2).stderr_has("this script needs --arg since=…");
     env.write("mine.rhai", "// mine.rhai: greet someone.\n//\n// Arguments:\n//   who   the one to greet\nlet ARGS = arguments(ARGS, #{ who: \"text\", loud: \"flag\" });\nthrow \"ran\";\n");
     let mine = env.run(&["run", "mine.rhai", "-h"]).success();
     assert!(
