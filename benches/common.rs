@@ -139,6 +139,8 @@ pub mod suspend_job {
         pub requests: u64,
         /// The faults the sandbox served: request number, milliseconds since it started, fault name.
         pub faulted: Vec<(u64, u64, String)>,
+        /// When the sandbox started, in Unix milliseconds (to place a fault's `at` on the wall clock).
+        pub sandbox_started_ms: u64,
     }
 
     pub fn run(dir: &Path, job: &Job) -> Outcome {
@@ -150,6 +152,7 @@ pub mod suspend_job {
             faults: steward_sandbox::faults::Faults::parse(job.faults, 7).expect("faults"),
             ..Default::default()
         };
+        let sandbox_started_ms = unix_ms();
         let sandbox = runtime.block_on(steward_sandbox::start(opts)).expect("sandbox");
         let mut config = format!(
             "max_changes = 1000000\n[profiles.ghes]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\nconcurrency = {}\n",
@@ -199,7 +202,12 @@ pub mod suspend_job {
             rate_limited: stats["rate_limited"].as_u64().unwrap_or(0),
             requests: stats["total"].as_u64().unwrap_or(0),
             faulted: serde_json::from_value(timeline["faulted"].clone()).unwrap_or_default(),
+            sandbox_started_ms,
         }
+    }
+
+    fn unix_ms() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
     fn rand_suffix() -> u64 {

@@ -12,8 +12,10 @@ use common::suspend_job::{run, Job, Outcome};
 
 /// Faults that ask everyone to wait `retry_after` (1 s): their pauses are part of the expected time.
 const PAUSING: &[&str] = &["429", "429date", "exhausted"];
-/// Faults that are retried or settled without a pause the server names.
-const OTHERS: &[&str] = &["secondary", "503", "500", "drop", "reset"];
+/// Faults that are retried or settled without a pause the server names. (GitHub's secondary limit, a 403 with
+/// no wait, is left out: steward waits the minute GitHub's docs ask for, so 5 % of them is ~100 minutes of pauses;
+/// fault case 01b tests it.)
+const OTHERS: &[&str] = &["503", "500", "drop", "reset"];
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -42,7 +44,7 @@ fn main() {
             let said = format!("  5 % {fault:9}  {name:8}: {took:6.2} s; {served} faults in {requests} requests");
             match PAUSING.contains(fault) {
                 true => {
-                    let pauses = paused_secs(&out, 1_000);
+                    let pauses = paused_secs(&out, fault);
                     let expected = clean + pauses;
                     println!(
                         "{said}; pauses asked {pauses:.2} s; {:.2}x clean + pauses ({expected:.2} s; target <= 1.30x)",
@@ -55,15 +57,23 @@ fn main() {
     }
 }
 
-/// The time the server asked everyone to wait: each fault's `wait_ms` from when it was served, overlapping
-/// asks counted once.
-fn paused_secs(out: &Outcome, wait_ms: u64) -> f64 {
-    let mut spans: Vec<(u64, u64)> = out.faulted.iter().map(|(_, at, _)| (*at, at + wait_ms)).collect();
+/// The time the server asked everyone to wait, overlapping asks counted once. Each ask ends: a 429's
+/// `Retry-After: 1` a second after it was served; a `Retry-After` date, at that whole second (served time + 1 s,
+/// cut to the second); a spent budget's `X-RateLimit-Reset` (the next whole second), inclusive as GitHub means
+/// it: the end of that second.
+fn paused_secs(out: &Outcome, fault: &str) -> f64 {
+    let t0 = out.sandbox_started_ms;
+    let end = |at: u64| match fault {
+        "429date" => (t0 + at + 1_000) / 1_000 * 1_000 - t0,
+        "exhausted" => ((t0 + at) / 1_000 + 2) * 1_000 - t0,
+        _ => at + 1_000,
+    };
+    let mut spans: Vec<(u64, u64)> = out.faulted.iter().map(|(_, at, _)| (*at, end(*at))).collect();
     spans.sort_unstable();
-    let (mut total, mut end) = (0, 0);
+    let (mut total, mut last) = (0, 0);
     for (from, to) in spans {
-        total += to.saturating_sub(from.max(end));
-        end = end.max(to);
+        total += to.saturating_sub(from.max(last));
+        last = last.max(to);
     }
     total as f64 / 1000.0
 }
