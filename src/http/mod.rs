@@ -371,18 +371,22 @@ impl HttpClient {
                     (Attempt::NoAnswer { before_send: e.is_connect() }, ApiError::transport(&e))
                 }
             };
-            drop(permit);
             self.slow_down_if_limited(&outcome);
-            match self.retry.decide(attempt, &outcome, req.may_repeat(), rand::random::<f64>()) {
+            let decision = self.retry.decide(attempt, &outcome, req.may_repeat(), rand::random::<f64>());
+            // The pause is set before this slot is given up: a worker waiting for it would otherwise send inside
+            // the pause the server just asked for.
+            if let Decision::PauseAll(wait) = decision {
+                self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message))
+                    .await;
+            }
+            drop(permit);
+            match decision {
                 Decision::GiveUp => return Err(error),
                 Decision::RetryAfter(wait) => {
                     tracing::info!(method = %req.method, path = %req.path, attempt, wait_ms = wait.as_millis() as u64, "retrying: {error}");
                     tokio::time::sleep(self.retry.real(wait)).await;
                 }
-                Decision::PauseAll(wait) => {
-                    self.pause(wait, &format!("rate limited ({}); every request to this service waits", error.message))
-                        .await;
-                }
+                Decision::PauseAll(_) => {}
             }
         }
     }
