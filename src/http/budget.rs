@@ -311,10 +311,11 @@ impl RateBudget {
             return;
         }
         self.width.fetch_add(n, Ordering::SeqCst);
-        // A permit still owed by a halving is forgiven before a new one is added.
-        let owed = self.owed.load(Ordering::SeqCst);
-        let forgiven = owed.min(n);
-        self.owed.fetch_sub(forgiven, Ordering::SeqCst);
+        // A permit still owed by a halving is forgiven before a new one is added (taken in one step: `acquire`
+        // pays owed permits concurrently, and a load-then-subtract could wrap the count and starve every worker).
+        let forgiven = match self.owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |o| Some(o - o.min(n))) {
+            Ok(owed) | Err(owed) => owed.min(n),
+        };
         self.in_flight.add_permits(n - forgiven);
     }
 
