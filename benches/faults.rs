@@ -14,9 +14,8 @@ use common::suspend_job::{run, Job, Outcome};
 const PAUSING: &[&str] = &["429", "429date", "exhausted"];
 /// Faults that are retried or settled without a pause the server names. (GitHub's secondary limit, a 403 with
 /// no wait, is left out: steward waits the minute GitHub's docs ask for, so 5 % of them is ~100 minutes of pauses;
-/// fault case 01b tests it. A 500 is left out too: one that lands on the connection's identity check stops the
-/// job, as it should when steward cannot tell whom it acts as.)
-const OTHERS: &[&str] = &["503", "drop", "reset"];
+/// fault case 01b tests it.)
+const OTHERS: &[&str] = &["500", "503", "drop", "reset"];
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();

@@ -126,7 +126,7 @@ impl Dispatcher {
 
     /// A change whose answer leaves it in doubt (a 5xx, a timeout, a dropped connection) may still have been
     /// applied: read the target's state; in place, it counts as done; not in place, it is sent again, and
-    /// only then (so the service never sees one change twice), a few times with a growing pause.
+    /// only then (so the service never sees one change twice), a few times (see `resend_pause`).
     pub(super) async fn reconcile(
         &self,
         conn: &Connection,
@@ -150,7 +150,7 @@ impl Dispatcher {
                     let first = e.message.clone();
                     let again = tokio::select! {
                         r = async {
-                            tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                            tokio::time::sleep(resend_pause(attempt)).await;
                             answer(conn, action, conn.backend.settle(action).await)
                         } => r,
                         _ = self.interrupt.raised() => return result,
@@ -308,6 +308,16 @@ impl Dispatcher {
             }
         }
         Ok(action)
+    }
+}
+
+/// The pause before a change is sent again after a read found it not in place. The first goes right away: the
+/// read was just answered, so the service is taking requests, and a pause here holds up the item for nothing.
+/// Later ones wait longer each time (250 ms, 500 ms, 1 s) for a service that keeps failing that one change.
+fn resend_pause(attempt: u32) -> std::time::Duration {
+    match attempt {
+        0 => std::time::Duration::ZERO,
+        n => std::time::Duration::from_millis(250 << (n - 1).min(8)),
     }
 }
 

@@ -28,6 +28,10 @@ struct Fake {
     unpreparable: Mutex<Vec<String>>,
     /// Changing this account stops the run (Ctrl-C pressed while its request is answered).
     stop_at: Mutex<Option<(String, Interrupt)>>,
+    /// Changing the first account waits until the second has been changed (an item held up, as by a retry's
+    /// backoff); `executed` wakes it.
+    hold: Mutex<Option<(String, String)>>,
+    executed: tokio::sync::Notify,
 }
 
 impl Fake {
@@ -118,7 +122,16 @@ impl Backend for Fake {
 
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
         let target = Fake::full_id(action.target.as_deref().unwrap_or_default());
+        let until = self.hold.lock().unwrap().clone().filter(|(held, _)| *held == target).map(|(_, until)| until);
+        while let Some(until) = &until {
+            let next = self.executed.notified();
+            if self.sent(&format!("execute {} {until}", action.op.name())) > 0 {
+                break;
+            }
+            next.await;
+        }
         self.calls.lock().unwrap().push(format!("execute {} {target}", action.op.name()));
+        self.executed.notify_waiters();
         if let Some((_, stop)) = self.stop_at.lock().unwrap().as_ref().filter(|(at, _)| *at == target) {
             stop.raise();
         }
@@ -327,6 +340,22 @@ async fn a_stopped_job_reports_the_rest_cancelled_and_writes_no_more_intents() {
     // An intent and an outcome for each of the 3 sent and of the at most 8 chunks of 1 committed ahead.
     let events = d.recorder.head().await.unwrap();
     assert!(events <= 2 * (3 + 8 + 1), "{events} events for 3 requests");
+}
+
+/// An item held up (as by a retry's backoff) holds no request slot: at a concurrency of one, the next item is
+/// sent while it waits.
+#[tokio::test]
+async fn an_item_held_up_does_not_hold_up_the_next() {
+    let fake = Arc::new(Fake { hold: Mutex::new(Some(("@user1:hs".into(), "@user2:hs".into()))), ..Fake::default() });
+    let conn = connection_of_width(&fake, &[], 1);
+    let (d, _) = pipeline(Ok(true), true);
+    let job = d.perform_all(&conn, Op::Suspend, items(&["user1", "user2"]), json!({"reason": "x", "precheck": false}));
+    let results = tokio::time::timeout(std::time::Duration::from_secs(10), job).await.expect("the job stalled");
+    let statuses: Vec<ItemStatus> = results.unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ItemStatus::Ok, ItemStatus::Ok]);
+    let calls = fake.calls.lock().unwrap().clone();
+    let sent: Vec<&String> = calls.iter().filter(|c| c.starts_with("execute")).collect();
+    assert_eq!(sent, ["execute suspend @user2:hs", "execute suspend @user1:hs"]);
 }
 
 /// A job in windows: an account named again in a later window is a duplicate (sent once), every item is told,

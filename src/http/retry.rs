@@ -1,7 +1,7 @@
 //! Retry policy, pure: which outcomes are transient, how long to wait, when to give up.
 //!
 //! Rate-limit answers (429, or 403 with an exhausted budget) are retried for every method, because the server
-//! refused them before doing anything. Server errors and broken connections are retried only for reads (and
+//! refused them before doing anything. Server errors (500, 502-504) and broken connections are retried only for reads (and
 //! for any request whose connection failed before it was sent): a change that timed out may have been
 //! applied, so dispatch reads the target's state before anything is sent again, even for a PUT.
 
@@ -86,7 +86,9 @@ impl RetryPolicy {
                     Decision::PauseAll(wait)
                 }
             }
-            Attempt::Answered { status, rate_wait, .. } if repeatable && matches!(status, 502..=504) => {
+            // A 500 too: a read the server failed once is usually answered the next time (GitHub's own clients
+            // retry it); 501 and 505 say the request will never work.
+            Attempt::Answered { status, rate_wait, .. } if repeatable && matches!(status, 500 | 502..=504) => {
                 Decision::RetryAfter(rate_wait.unwrap_or_else(|| self.backoff(attempt, jitter)).min(self.max_delay))
             }
             Attempt::NoAnswer { before_send } if repeatable || before_send => {
@@ -159,11 +161,13 @@ mod tests {
     #[test]
     fn server_errors_are_retried_only_when_idempotent() {
         let p = RetryPolicy::default();
-        for status in [502, 503, 504] {
+        for status in [500, 502, 503, 504] {
             assert!(matches!(p.decide(1, &answered(status), true, 0.5), Decision::RetryAfter(_)));
             assert_eq!(p.decide(1, &answered(status), false, 0.5), Decision::GiveUp);
         }
-        assert_eq!(p.decide(1, &answered(500), true, 0.5), Decision::GiveUp);
+        for status in [501, 505] {
+            assert_eq!(p.decide(1, &answered(status), true, 0.5), Decision::GiveUp, "{status}");
+        }
     }
 
     #[test]
