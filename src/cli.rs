@@ -97,6 +97,7 @@ pub enum Command {
         run: RunRef,
     },
     /// Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C.
+    #[command(disable_help_flag = true)]
     Sandbox(SandboxArgs),
     /// Print a shell completion script.
     Completions {
@@ -303,13 +304,17 @@ pub enum ProfilesCommand {
     /// Every configured profile.
     List,
     /// One profile's settings (never its token).
-    Show { name: String },
+    Show {
+        #[arg(value_name = "PROFILE")]
+        name: String,
+    },
     /// The profile names, one per line (for shell completion).
     #[command(hide = true)]
     Names,
     /// Try the profile's token (whoami, or what the service lets a token do) and report its identity and rights.
     Test {
         /// The profile (default: the default profile).
+        #[arg(value_name = "PROFILE")]
         name: Option<String>,
         /// Test every profile; exits 1 if any fails.
         #[arg(long, conflicts_with = "name")]
@@ -341,6 +346,21 @@ pub struct SandboxArgs {
     /// Start from these users (a JSON array, e.g. saved `list_users` output) instead of demo users.
     #[arg(long)]
     pub seed: Option<PathBuf>,
+    /// Print help.
+    // Its own: the global options do nothing for the sandbox (they are refused), so its help leaves them out.
+    #[arg(short, long, action = clap::ArgAction::SetTrue)]
+    pub help: bool,
+}
+
+impl SandboxArgs {
+    /// `steward sandbox --help`: this command's own options only.
+    pub fn help_text() -> String {
+        let cmd = clap::Command::new("sandbox")
+            .bin_name("steward sandbox")
+            .about("Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C")
+            .disable_help_flag(true);
+        <SandboxArgs as Args>::augment_args(cmd).render_help().to_string()
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

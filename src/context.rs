@@ -248,7 +248,12 @@ impl Context {
     pub fn keep_sandbox_state(&self) {
         let (Some(running), Some(path)) = (&self.sandbox, &self.sandbox_state) else { return };
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let kept = std::fs::write(&tmp, running.saved().to_string()).and_then(|()| std::fs::rename(&tmp, path));
+        // The data directory may not exist yet: a first command that wrote nothing to the log made none.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let kept = dir
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, running.saved().to_string()))
+            .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = kept {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!("the sandbox's state could not be kept at {}: {e}", path.display());

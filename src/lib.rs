@@ -87,6 +87,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             return cmd::scripts::run(name.as_deref(), output::OutputSettings { format, stdout_is_tty });
         }
         Command::Sandbox(args) => {
+            if args.help {
+                print!("{}", cli::SandboxArgs::help_text());
+                return Ok(());
+            }
             refuse_global_options("sandbox", &cli.global)?;
             return cmd::sandbox::run(args);
         }
@@ -102,7 +106,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(_) => global.profile.take(),
         _ => None,
     };
-    let ctx = Context::new(&global, invocation::run_info(), Arc::new(prompt::TerminalPrompt), resume)?;
+    let prompt = Arc::new(prompt::TerminalPrompt::default());
+    let ctx = Context::new(&global, invocation::run_info(), prompt.clone(), resume)?;
+    prompt.stops(ctx.interrupt.clone());
     let result = match &command {
         Command::Shell => cmd::shell::run(&ctx),
         Command::Run(args) => cmd::run::run(&ctx, args),
@@ -197,6 +203,10 @@ fn stopped_hint(run: i64, command: &Command, log_lost: bool) -> String {
                  with `steward undo {run}`",
                 line.join(" ")
             )
+        }
+        // An undo is finished by undoing the same job again: what it already put back reads as already so.
+        Command::Undo { run: job } => {
+            format!("this undo (run {run}) stopped before its end{when} `steward undo {job}` again puts back the rest")
         }
         _ => format!("run {run} stopped before its end{when} `steward undo {run}` reverses what it did"),
     }

@@ -254,47 +254,60 @@ impl Github {
     fn stream_users<'a>(&'a self, filter: &'a Value, hold: crate::http::Hold) -> UserPages<'a> {
         let asked = |k: &str| filter.get(k).and_then(Value::as_bool);
         let (detail, suspended) = (asked("detail"), asked("suspended"));
-        let each_in_detail = detail == Some(true) || suspended.is_some();
+        // A listing's records carry no email: a search for one reads each record (slow on a large appliance, but
+        // never a false "nobody has it").
+        let email_q = filter.get("q").and_then(Value::as_str).filter(|q| q.contains('@')).map(str::to_lowercase);
+        let each_in_detail = detail == Some(true) || suspended.is_some() || email_q.is_some();
         let walk = UserWalk {
             pages: self.http.pages(Request::new(Method::GET, "users").query("per_page", 100), Paging::LinkHeader, hold),
             held: Vec::new(),
             holding: detail.is_none() && suspended.is_none(),
         };
-        Box::pin(futures::stream::try_unfold(walk, move |mut walk| async move {
-            loop {
-                let Some(raw) = walk.pages.next_texts().await? else {
-                    // The end: what was held back is a short listing, read in detail.
-                    if walk.held.is_empty() {
-                        return Ok(None);
+        Box::pin(futures::stream::try_unfold(walk, move |mut walk| {
+            let email_q = email_q.clone();
+            async move {
+                loop {
+                    let Some(raw) = walk.pages.next_texts().await? else {
+                        // The end: what was held back is a short listing, read in detail.
+                        if walk.held.is_empty() {
+                            return Ok(None);
+                        }
+                        let held = self.with_detail(std::mem::take(&mut walk.held)).await?;
+                        return Ok(Some((held, walk)));
+                    };
+                    let mut users = self.page_of_users(raw, filter, email_q.is_none());
+                    if each_in_detail {
+                        users = self.with_detail(users).await?;
+                        if let Some(wanted) = suspended {
+                            users.retain(|u| u.suspended.unwrap_or(false) == wanted);
+                        }
+                        if let Some(q) = &email_q {
+                            users.retain(|u| {
+                                [Some(&u.login), u.email.as_ref(), u.name.as_ref()]
+                                    .into_iter()
+                                    .any(|v| v.is_some_and(|v| v.to_lowercase().contains(q.as_str())))
+                            });
+                        }
+                    } else if walk.holding {
+                        walk.held.extend(users);
+                        if walk.held.len() <= DETAIL_UNASKED {
+                            continue;
+                        }
+                        // Longer than a short listing: no detail unasked; what was held goes out as it is.
+                        walk.holding = false;
+                        users = std::mem::take(&mut walk.held);
                     }
-                    let held = self.with_detail(std::mem::take(&mut walk.held)).await?;
-                    return Ok(Some((held, walk)));
-                };
-                let mut users = self.page_of_users(raw, filter);
-                if each_in_detail {
-                    users = self.with_detail(users).await?;
-                    if let Some(wanted) = suspended {
-                        users.retain(|u| u.suspended.unwrap_or(false) == wanted);
-                    }
-                } else if walk.holding {
-                    walk.held.extend(users);
-                    if walk.held.len() <= DETAIL_UNASKED {
-                        continue;
-                    }
-                    // Longer than a short listing: no detail unasked; what was held goes out as it is.
-                    walk.holding = false;
-                    users = std::mem::take(&mut walk.held);
+                    return Ok(Some((users, walk)));
                 }
-                return Ok(Some((users, walk)));
             }
         }))
     }
 
     /// A page of the listing, each record read for the fields steward knows and kept as the text it came in,
     /// with the filters the list endpoint cannot apply: users only (not organizations), `q` in login, email or
-    /// name, `admin`.
-    fn page_of_users(&self, raw: Vec<Box<RawValue>>, filter: &Value) -> Vec<User> {
-        let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase);
+    /// name (unless `with_q` is false: an email is searched in each user's own record), `admin`.
+    fn page_of_users(&self, raw: Vec<Box<RawValue>>, filter: &Value, with_q: bool) -> Vec<User> {
+        let q = filter.get("q").and_then(Value::as_str).map(str::to_lowercase).filter(|_| with_q);
         let admin = filter.get("admin").and_then(Value::as_bool);
         let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_lowercase);
         raw.into_iter()

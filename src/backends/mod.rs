@@ -793,6 +793,16 @@ pub fn kind_names() -> Vec<&'static str> {
     ALL.iter().map(|k| k.name).collect()
 }
 
+/// The requests per second a profile keeps to, and where that comes from: its own `rate_limit`, else its kind's
+/// default (below the service's documented limit), else none (the pace is learned from the server's answers).
+pub fn rate_limit(p: &crate::config::Profile) -> (Option<f64>, &'static str) {
+    match (p.rate_limit, kind(&p.kind).and_then(|k| k.client.default_rate_limit)) {
+        (Some(own), _) => (Some(own), "the profile's rate_limit"),
+        (None, Some(default)) => (Some(default), "this kind's default (set rate_limit to change it)"),
+        (None, None) => (None, "none set: paced by the server's answers (429s, rate headers)"),
+    }
+}
+
 /// The backend for profile `name`: an HTTP client shaped for its kind (auth, headers, rate, timeouts) under it.
 pub fn connect(
     name: &str,
@@ -824,7 +834,7 @@ pub fn connect(
         timeout: std::time::Duration::from_secs(p.timeout.unwrap_or(30)),
         ca_file: p.ca_file.clone(),
         insecure: p.insecure,
-        rate_limit: p.rate_limit.or(shape.default_rate_limit),
+        rate_limit: rate_limit(p).0,
         concurrency: p.concurrency.unwrap_or(4),
         retry,
         default_headers: shape.default_headers.to_vec(),

@@ -10,6 +10,7 @@ use crate::error::{AuditBroken, UsageError};
 use crate::output;
 use crate::redact::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -26,7 +27,8 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
         AuditCommand::Anchor => anchor(ctx, &mut store)?,
         AuditCommand::List(args) => {
             let rows = store.list(&filter(args, profile, true)?)?;
-            print_rows(ctx, &rows, false);
+            let open = open_intents(&store, &rows)?;
+            print_rows(ctx, &rows, Shown::Listed(&open));
             // An empty answer to a misspelt operation is not "nothing happened": say which exist.
             if let (true, Some(op)) = (rows.is_empty(), &args.op) {
                 let ops = store.ops()?;
@@ -43,7 +45,7 @@ pub fn run(ctx: &Context, profile: Option<&str>, cmd: &AuditCommand) -> anyhow::
             if rows.is_empty() {
                 return Err(UsageError::new("no such event; `steward audit list` shows the recent ones").into());
             }
-            print_rows(ctx, &rows, true);
+            print_rows(ctx, &rows, Shown::Whole);
         }
         AuditCommand::Verify { checkpoint, key } => verify(ctx, &store, checkpoint.as_deref(), key.as_deref())?,
         AuditCommand::SetAside { seq, why } => set_aside(ctx, &mut store, *seq, why)?,
@@ -366,21 +368,40 @@ fn shortened(error: &str, seq: i64) -> String {
     }
 }
 
-fn print_rows(ctx: &Context, rows: &[Row], full: bool) {
-    let value: Value = if ctx.output.format == Format::Table && !full {
-        rows.iter()
+/// How rows are shown: listed a line each (the intents still open among them known), or each whole.
+enum Shown<'a> {
+    Listed(&'a HashSet<i64>),
+    Whole,
+}
+
+/// Which of the intents among `rows` are still open (no outcome recorded): one query from the first of them.
+fn open_intents(store: &AuditStore, rows: &[Row]) -> anyhow::Result<HashSet<i64>> {
+    let first = rows.iter().filter(|r| r.event.phase == "intent").map(|r| r.event.seq).min();
+    let Some(first) = first else { return Ok(HashSet::new()) };
+    let open = store.list(&Filter { pending: true, since_seq: Some(first - 1), ..Default::default() })?;
+    Ok(open.into_iter().map(|r| r.event.seq).collect())
+}
+
+fn print_rows(ctx: &Context, rows: &[Row], shown: Shown<'_>) {
+    let value: Value = match (&shown, ctx.output.format == Format::Table) {
+        (Shown::Listed(open), true) => rows
+            .iter()
             .map(|Row { event: r, .. }| {
+                // An intent is written `pending` and stays so in the log; its line says whether it still is.
+                let status = match (r.phase.as_str(), open.contains(&r.seq)) {
+                    ("intent", false) if r.status == "pending" => "closed",
+                    _ => r.status.as_str(),
+                };
                 json!({
                     "seq": r.seq, "time": r.ts, "run": r.run_id, "profile": r.profile, "identity": r.identity,
-                    "op": r.op, "target": r.target, "mode": r.mode, "phase": r.phase, "status": r.status,
+                    "op": r.op, "target": r.target, "mode": r.mode, "phase": r.phase, "status": status,
                     "http": r.http_status, "error": shortened(&r.error, r.seq),
                 })
             })
-            .collect()
-    } else {
-        serde_json::to_value(rows).unwrap_or_default()
+            .collect(),
+        _ => serde_json::to_value(rows).unwrap_or_default(),
     };
-    match (&value, full && ctx.output.format == Format::Table) {
+    match (&value, matches!(shown, Shown::Whole) && ctx.output.format == Format::Table) {
         (Value::Array(items), true) => {
             for item in items {
                 output::print_value(item, ctx.output);

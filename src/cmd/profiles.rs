@@ -94,6 +94,7 @@ fn test(ctx: &Context, name: Option<&str>) -> anyhow::Result<Value> {
 fn describe(ctx: &Context, name: &str) -> Option<Value> {
     let e = ctx.connections.entry(name)?;
     let p = &e.profile;
+    let (rate_limit, rate_limit_from) = crate::backends::rate_limit(p);
     Some(json!({
         "profile": name,
         "kind": p.kind,
@@ -101,7 +102,8 @@ fn describe(ctx: &Context, name: &str) -> Option<Value> {
         "token_source": if e.preset_token.is_some() { "sandbox".to_string() } else { tokens(p) },
         "default": ctx.connections.default_name() == Some(name),
         "concurrency": p.concurrency.unwrap_or(4),
-        "rate_limit": p.rate_limit,
+        "rate_limit": rate_limit,
+        "rate_limit_from": rate_limit_from,
         "timeout": p.timeout.unwrap_or(30),
         "protected": p.protected,
         // The kind's own keys (role names, a group, names of environment variables: never a secret itself).

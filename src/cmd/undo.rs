@@ -72,7 +72,8 @@ pub fn run(ctx: &Context, named: &RunRef) -> anyhow::Result<()> {
         }
     }
     output::print_value(&Value::Array(all), ctx.output);
-    Ok(())
+    // Stopped (Ctrl-C: 130, `--timeout`: a failure) like any other run, not "some items failed".
+    super::after_stop(ctx, &format!("undo of job {}", job.first))
 }
 
 /// The changes whose state before was observed: undo puts back only what was seen before the change; a target

@@ -320,12 +320,30 @@ fn is_blank(r: &::csv::ByteRecord) -> bool {
     r.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
 }
 
-/// A cell a spreadsheet would not run as a formula: a leading `= + - @` (or tab/CR) gets a `'` in front.
+/// A cell a spreadsheet would not run as a formula: a leading `= + - @` (or tab/CR) gets a `'` in front. A plain
+/// number (`-5`, `+1.5e3`) is left as it is: a spreadsheet reads it as that number, never as a formula.
 pub fn neutralise(cell: &str) -> String {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !is_plain_number(cell) => format!("'{cell}"),
         _ => cell.to_string(),
     }
+}
+
+/// A sign, digits with at most one point, and an optional exponent: nothing else (`-inf`, `-1+2` are not).
+fn is_plain_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['-', '+']).unwrap_or(cell);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => {
+            (digits(whole) || whole.is_empty()) && (digits(fraction) || fraction.is_empty()) && mantissa.len() > 1
+        }
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
 }
 
 /// A cell as it was before `neutralise`: what steward writes, it reads back unchanged.
@@ -577,8 +595,14 @@ mod tests {
     fn formulas_are_neutralised_on_write() {
         let text = to_csv_string(&[json!({"login": "=HYPERLINK(\"x\")", "n": "-1", "ok": "plain"})], None).unwrap();
         assert!(text.contains("'=HYPERLINK"), "{text}");
-        assert!(text.contains("'-1"), "{text}");
         assert!(text.contains(",plain"), "{text}");
+        // A number is a number, in a spreadsheet too; a sign in front of anything else is neutralised.
+        for number in ["-1", "-5", "+3", "-1.5", "-.5", "-2e10", "+1.5E-3"] {
+            assert_eq!(neutralise(number), number);
+        }
+        for formula in ["-1+2", "-inf", "-NaN", "-", "+", "-.", "-1e", "-2e+", "-1-1", "+A1", "-5,cmd|' /C calc'!A0"] {
+            assert_eq!(neutralise(formula), format!("'{formula}"), "{formula}");
+        }
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl StewardHelper {
             }
             Slot::Profile(w) => (w, self.profiles.clone()),
             Slot::Command(w) => (w, COMMANDS.iter().map(|(c, _)| c.to_string()).collect()),
+            Slot::Help(w) => (w, docs::all().map(|d| d.name.to_string()).collect()),
             Slot::Name(w) => (
                 w,
                 docs::all()
@@ -86,7 +87,16 @@ impl Completer for StewardHelper {
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         let (start, slot) = slot(line, pos);
-        let pairs = self.candidates(&slot).into_iter().map(|c| Pair { display: c.clone(), replacement: c }).collect();
+        // A profile name is completed with its closing quote, unless the line already has one.
+        let close = match slot {
+            Slot::Profile(_) if !line[pos..].starts_with('"') => "\"",
+            _ => "",
+        };
+        let pairs = self
+            .candidates(&slot)
+            .into_iter()
+            .map(|c| Pair { replacement: format!("{c}{close}"), display: c })
+            .collect();
         Ok((start, pairs))
     }
 }
@@ -131,6 +141,21 @@ mod tests {
         let tl = h.candidates(&Slot::Method("", Receiver::Profile("tl")));
         assert!(tl.contains(&"terminate".to_string()) && tl.contains(&"set_role".to_string()), "{tl:?}");
         assert!(!tl.contains(&"revoke_admin".to_string()));
+    }
+
+    #[test]
+    fn help_completes_methods_and_a_profile_closes_its_quote() {
+        let h = helper();
+        let (start, slot) = crate::repl::input::slot(":help susp", 10);
+        assert_eq!(start, 6);
+        assert_eq!(h.candidates(&slot), ["suspend", "suspend_all"]);
+        let history = rustyline::history::DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let (_, pairs) = h.complete(r#"connect("t"#, 10, &ctx).unwrap();
+        let offered: Vec<&str> = pairs.iter().map(|p| p.replacement.as_str()).collect();
+        assert_eq!(offered, [r#"tl""#, r#"tr""#]);
+        let (_, pairs) = h.complete(r#"connect("t").x"#, 10, &ctx).unwrap();
+        assert_eq!(pairs.iter().map(|p| p.replacement.as_str()).collect::<Vec<_>>(), ["tl", "tr"], "quote kept");
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum Slot<'a> {
     Profile(&'a str),
     /// A `:command` at the start of the line.
     Command(&'a str),
+    /// After `:help `: any function or method's name.
+    Help(&'a str),
     /// Anywhere else: a function, variable or keyword.
     Name(&'a str),
 }
@@ -116,6 +118,9 @@ pub fn slot(line: &str, pos: usize) -> (usize, Slot<'_>) {
     let before = &line[..pos];
     if before.starts_with(':') && !before.contains(char::is_whitespace) {
         return (0, Slot::Command(before));
+    }
+    if let Some(word) = before.strip_prefix(":help ").map(str::trim_start) {
+        return (pos - word.len(), Slot::Help(word));
     }
     if let Some(i) = before.rfind("connect(") {
         let rest = before[i + "connect(".len()..].trim_start();
@@ -181,6 +186,6 @@ mod tests {
     fn names_and_commands() {
         assert_eq!(slot("let u = read_c", 14), (8, Slot::Name("read_c")));
         assert_eq!(slot(":he", 3), (0, Slot::Command(":he")));
-        assert_eq!(slot(":help susp", 10), (6, Slot::Name("susp")), ":help takes a function name");
+        assert_eq!(slot(":help susp", 10), (6, Slot::Help("susp")), ":help takes any function or method name");
     }
 }

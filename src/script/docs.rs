@@ -45,7 +45,7 @@ mod tests {
             AuditTarget::Memory,
             None,
             crate::audit::RunInfo::default(),
-            Arc::new(crate::prompt::TerminalPrompt),
+            Arc::new(crate::prompt::TerminalPrompt::default()),
             Arc::new(crate::output::progress::SilentReporter),
             crate::dispatch::Mode::default(),
             interrupt.clone(),

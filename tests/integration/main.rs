@@ -8,6 +8,8 @@ mod pg;
 
 // Command-line behaviour: help, completions, exit codes, config errors, profiles.
 mod cli;
+// The trips of a newcomer's second hour, each driven as that person did.
+mod second_hour;
 // Every GHES operation end to end against the sandbox, with the audit trail each leaves.
 mod ghes;
 // Terraform Enterprise against the sandbox: every operation and documented status, paging, rate limits.

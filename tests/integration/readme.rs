@@ -59,6 +59,8 @@ fn run_as_its_header_says(name: &str) -> (Env, crate::util::Run) {
 fn the_tours_first_script_runs_on_the_sandbox_as_its_header_says() {
     let (env, run) = run_as_its_header_says("admins.rhai");
     run.stdout_has("admins written to admins.csv");
+    // Its --args are declared: a misspelled one is refused, naming the one meant.
+    env.run(&["--sandbox", "run", "admins.rhai", "--arg", "profle=github"]).code(2).stderr_has("profile");
     let csv = std::fs::read_to_string(env.path("admins.csv")).unwrap();
     assert!(csv.starts_with("login,email,suspended") && csv.lines().count() > 1, "{csv}");
 }
@@ -69,4 +71,113 @@ fn the_large_instance_script_runs_on_the_sandbox_as_its_header_says() {
     run.stdout_has("users written to users.csv; 3 of them are admins");
     let csv = std::fs::read_to_string(env.path("users.csv")).unwrap();
     assert!(csv.lines().count() > 100 && csv.lines().nth(1).is_some_and(|l| l.contains("admin")), "{csv}");
+}
+
+/// Runs each `steward …` line of a README block as a person types it at a terminal (bash on a pty, the binary on
+/// PATH, `y` to each `[y/N]`), in `env`; `…` lines are templates and left out; `12`, the README's example run, is
+/// the run `run` names. Returns each line's run (its output, both streams, as `stdout`).
+fn run_block_as_written(
+    env: &Env,
+    block: &str,
+    tokens: &[(&str, String)],
+    run: impl Fn() -> String,
+) -> Vec<crate::util::Run> {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_steward")).parent().unwrap().display().to_string();
+    let mut runs = Vec::new();
+    for line in block.lines().filter(|l| l.starts_with("steward ") && !l.contains('…')) {
+        let mut command = line.split("  #").next().unwrap_or(line).trim().to_string();
+        if command.contains(" 12") {
+            command = command.replace(" 12", &format!(" {}", run()));
+        }
+        let mut cmd = std::process::Command::new("bash");
+        env.configure(&mut cmd);
+        cmd.env("PATH", format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()))
+            .args(["-c", &format!("stty cols 250 rows 50; {command}")]);
+        cmd.envs(tokens.iter().map(|(k, v)| (*k, v.as_str())));
+        runs.push(at_a_terminal(cmd));
+    }
+    runs
+}
+
+/// `cmd` on a pseudo-terminal, answering `y` to each question, as a person at a terminal would.
+fn at_a_terminal(cmd: std::process::Command) -> crate::util::Run {
+    use rexpect::process::wait::WaitStatus;
+    use rexpect::ReadUntil;
+    let command = format!("{cmd:?}");
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("a pty");
+    let mut seen = String::new();
+    loop {
+        let (before, matched) =
+            p.exp_any(vec![ReadUntil::String("[y/N]".into()), ReadUntil::EOF]).unwrap_or_else(|e| {
+                panic!(
+                    "{command}: {e}
+{seen}"
+                )
+            });
+        seen.push_str(&before);
+        seen.push_str(&matched);
+        if matched != "[y/N]" {
+            break;
+        }
+        p.send_line("y").expect("an answer");
+    }
+    let status = match p.process.wait() {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        _ => None,
+    };
+    crate::util::Run { command, status, stdout: seen, stderr: String::new() }
+}
+
+/// The bulk-jobs section's commands, as written, on the sandbox as the README's `ghes` profile: the dry run, the
+/// job, the newest runs, one run, and the undo that puts everyone back. (Its resume line is a template; bulk.rs
+/// stops and resumes that job.)
+#[test]
+fn the_bulk_job_commands_run_as_written() {
+    let block = blocks().into_iter().find(|b| b.contains("steward run bulk_suspend") && b.contains("steward undo"));
+    let block = block.expect("the bulk-jobs block");
+    let sb = crate::util::Sandbox::start(20);
+    let env = Env::with_sandbox(&sb);
+    let before = sb.suspended();
+    env.write("leavers.csv", "login\nuser0005\nuser0006\n");
+    let job = || {
+        let run = env.log_value("SELECT COALESCE(MAX(run_id), 0) FROM events WHERE op = 'suspend' AND mode = 'live'");
+        assert_ne!(run, "0", "the job ran before its run is named");
+        run
+    };
+    let runs = run_block_as_written(&env, &block, &[], job);
+    assert_eq!(runs.len(), 5, "dry run, job, undo, runs, runs show");
+    for run in &runs {
+        assert_eq!(run.status, Some(0), "{}", run.report());
+    }
+    assert!(runs[0].stdout.contains("dry-run") || runs[0].stderr.contains("dry-run"), "{}", runs[0].report());
+    assert!(runs[3].stdout.contains("bulk_suspend"), "runs lists the job: {}", runs[3].report());
+    assert_eq!(sb.suspended(), before, "the undo put back both users");
+    let undone = env.log_value("SELECT COUNT(*) FROM events WHERE op = 'unsuspend' AND status = 'ok'");
+    assert_eq!(undone, "2", "the undo unsuspended the two the job suspended");
+}
+
+/// The offboarding section's commands, as written, on the sandbox's four services as the README's profiles: the
+/// dry run for two people nobody has here (each reported as found on no service: exit 3), then the CSV job on
+/// every profile.
+#[test]
+fn the_offboarding_commands_run_as_written() {
+    let block = blocks().into_iter().find(|b| b.contains("steward run offboard --arg people=")).expect("the block");
+    let sb = crate::util::Sandbox::start(20);
+    let env = crate::util::services_env(&sb);
+    env.write("leavers.csv", "email\nuser0009@example.com\n");
+    let secret = |t: &str| t.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let tokens = [
+        ("TFE_TOKEN", steward_sandbox::tfe_tokens::ADMIN_TOKEN.to_string()),
+        ("TL_TOKEN", steward_sandbox::transactionlink_tokens::ADMIN_TOKEN.to_string()),
+        ("TRAVIS_ACTIVITY", secret(steward_sandbox::travis_tokens::ACTIVITY_TOKEN)),
+        ("TRAVIS_SUSPEND", secret(steward_sandbox::travis_tokens::SUSPEND_TOKEN)),
+    ];
+    let runs = run_block_as_written(&env, &block, &tokens, || "12".into());
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].status, Some(3), "{}", runs[0].report());
+    let told = format!("{}{}", runs[0].stdout, runs[0].stderr);
+    assert!(told.contains("no account on ghes (checked by email ann@example.com)"), "{}", runs[0].report());
+    assert!(told.contains("no account on ghes (checked by login bob)"), "{}", runs[0].report());
+    assert_eq!(runs[1].status, Some(0), "{}", runs[1].report());
+    assert!(sb.suspended().contains(&"user0009".to_string()), "the CSV job offboarded user0009 on ghes");
 }

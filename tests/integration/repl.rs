@@ -84,7 +84,8 @@ fn a_session_with_tables_completion_multiline_help_and_ctrl_d() {
     // Tab inside connect(" offers profile names.
     type_and_tab(&mut p, r#"connect("git"#);
     p.exp_string("hub").unwrap();
-    p.send_line(r#"").profile"#).unwrap();
+    // The name came with its closing quote.
+    p.send_line(").profile").unwrap();
     p.exp_string("github").unwrap();
     p.exp_string("steward>").unwrap();
 
@@ -202,6 +203,42 @@ fn deprovisioning_shows_its_plan_and_asks_once_before_anything_is_taken() {
     p.exp_string("[y/N]").unwrap();
     p.send_line("y").unwrap();
     p.exp_string("done").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
+
+/// Ctrl-C at a confirmation answers at once, without Enter: nothing is changed and the session goes on.
+#[test]
+fn ctrl_c_at_a_confirmation_answers_at_once_and_changes_nothing() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    p.send_line(r#"connect("github").deprovision_all(["user0001"], #{reason: "left"})"#).unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_line(r#"connect("github").get_user("user0001").suspended"#).unwrap();
+    p.exp_string("false").unwrap();
+    p.exp_string("steward>").unwrap();
+    // The next question is asked and answered as usual: the stop was this one's only.
+    p.send_line(r#"connect("github").deprovision_all(["user0001"], #{reason: "left"}).map(|r| r.status)"#).unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.exp_string("done").unwrap();
+    p.exp_string("steward>").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
+
+/// Tab after `:help ` completes any operation, methods too (a profile name's closing quote: the session test).
+#[test]
+fn help_completes_any_operation() {
+    let env = Env::new();
+    let mut p = spawn(&env);
+    type_and_tab(&mut p, ":help unsusp");
+    p.send_line("").unwrap();
+    // Completed, or this would be "no function named unsusp".
+    p.exp_string("h.unsuspend(").unwrap();
     p.exp_string("steward>").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
