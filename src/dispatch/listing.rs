@@ -48,13 +48,15 @@ impl Dispatcher {
             {
                 let mut pages = conn.backend.users(&action.params, hold);
                 while let Ok(room) = tx.reserve().await {
+                    // The stop first: a page polled after it would ask for the next.
                     let next = tokio::select! {
-                        page = pages.next() => page,
+                        biased;
                         _ = this.interrupt.raised() => {
                             Some(Err(ApiError::new(ErrorKind::Cancelled, this.interrupt.reason())))
                         }
                         // The reader left (a `break`, the script's end): the page in flight is not needed.
                         _ = tx.closed() => None,
+                        page = pages.next() => page,
                     };
                     match next {
                         Some(Ok(users)) => room.send(Ok(users)),

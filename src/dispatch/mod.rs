@@ -276,9 +276,11 @@ impl Dispatcher {
         &self,
         work: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        // The stop first: a read polled after it would be sent (see `send_recorded`).
         tokio::select! {
-            r = work => r,
+            biased;
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
+            r = work => r,
         }
     }
 

@@ -11,6 +11,8 @@ use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 impl Dispatcher {
@@ -93,10 +95,20 @@ impl Dispatcher {
     ) -> Result<Value, ApiError> {
         failpoint("after_intent_commit");
         let started = Instant::now();
+        let sent = Arc::new(AtomicBool::new(false));
+        // The stop is looked at first: polled after a stop, a change waiting for a slot another item just gave
+        // up would take it and leave after the stop (seen: 5 PUTs sent after Ctrl-C).
         let answered = tokio::select! {
-            r = conn.backend.settle(action) => Some(answer(conn, action, r)),
+            biased;
             _ = self.interrupt.raised() => None,
+            r = crate::http::watch_changes(sent.clone(), conn.backend.settle(action)) => Some(answer(conn, action, r)),
         };
+        // Stopped while still waiting for its turn (its change never left): cancelled, and said so in the log.
+        if answered.is_none() && !sent.load(Ordering::SeqCst) {
+            let why = format!("{} before it was sent", self.interrupt.reason());
+            self.recorder.close_unsent(conn, action, intent_seq, &why);
+            return Err(ApiError::new(ErrorKind::Cancelled, why));
+        }
         // Stopped in flight: it may have reached the server. No outcome is written, so the intent stays open (in
         // doubt) and a resume reads the account and settles it: applied by this run (and undone by its undo),
         // or not (and sent).
@@ -149,11 +161,12 @@ impl Dispatcher {
                 Ok(Some(false)) if attempt < RESENDS && !self.interrupt.is_raised() => {
                     let first = e.message.clone();
                     let again = tokio::select! {
+                        biased;
+                        _ = self.interrupt.raised() => return result,
                         r = async {
                             tokio::time::sleep(resend_pause(attempt)).await;
                             answer(conn, action, conn.backend.settle(action).await)
                         } => r,
-                        _ = self.interrupt.raised() => return result,
                     };
                     result = again.map_err(|mut second| {
                         second.message = format!(

@@ -151,8 +151,9 @@ impl Dispatcher {
     async fn read(&self, conn: &Connection, action: &Action) -> Result<Value, ActionError> {
         let started = Instant::now();
         let result = tokio::select! {
-            r = conn.backend.execute(action) => r,
+            biased;
             _ = self.interrupt.raised() => Err(ApiError::new(ErrorKind::Cancelled, self.interrupt.reason())),
+            r = conn.backend.execute(action) => r,
         };
         self.recorder.read_done(conn, action, started, result.as_ref().err()).await;
         result.map_err(|e| ActionError::from_api(e, conn, action))

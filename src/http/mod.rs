@@ -24,6 +24,24 @@ use std::time::{Duration, SystemTime};
 
 pub const USER_AGENT: &str = concat!("steward/", env!("CARGO_PKG_VERSION"));
 
+tokio::task_local! {
+    /// Set once a request that is not a read has left within `watch_changes`.
+    static CHANGE_SENT: Arc<std::sync::atomic::AtomicBool>;
+}
+
+/// Tells a `watch_changes` around this request, if any, that a request other than a read is leaving.
+fn note_sent(req: &Request) {
+    if !req.may_repeat() {
+        let _ = CHANGE_SENT.try_with(|sent| sent.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+/// Runs `work`; `sent` says afterwards (even when `work` was dropped before its end, as a stopped run drops it)
+/// whether any request other than a read left while it ran. A change still waiting for its turn had not.
+pub async fn watch_changes<F: std::future::Future>(sent: Arc<std::sync::atomic::AtomicBool>, work: F) -> F::Output {
+    CHANGE_SENT.scope(sent, work).await
+}
+
 /// Everything needed to build a client for one profile.
 #[derive(Clone)]
 pub struct ClientSettings {
@@ -324,7 +342,9 @@ impl HttpClient {
             };
             let permit = self.budget.acquire().await;
             let started = std::time::Instant::now();
-            let result = self.build(req, authorization.as_ref())?.send().await;
+            let request = self.build(req, authorization.as_ref())?;
+            note_sent(req);
+            let result = request.send().await;
             let (outcome, error) = match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();

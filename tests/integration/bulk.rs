@@ -407,6 +407,11 @@ fn requests_in_flight_at_ctrl_c_are_settled_by_the_resume_and_reversed_by_undo()
     assert!(results.contains(",in-doubt,"), "the test stopped nothing in flight: {results}");
     let pending = env.audit_rows(&["--pending"]);
     assert!(!pending.is_empty(), "what was in flight is pending until a resume settles it");
+    // In doubt is only what had left (at most the profile's 4 in flight); items still waiting for their turn
+    // were never sent: cancelled, their intents closed.
+    let in_doubt = results.lines().filter(|l| l.contains(",in-doubt,")).count();
+    assert!(in_doubt <= 4 && pending.len() <= 4, "{in_doubt} in doubt, {} pending: {results}", pending.len());
+    assert!(results.contains(",cancelled,"), "{results}");
 
     let mut resume: Vec<&str> = args.to_vec();
     resume.extend(["--resume", "1"]);
