@@ -157,6 +157,10 @@ pub struct Scope {
     /// Administrators: `include` them (the default), `exclude` them, or look at `only` them.
     #[serde(default)]
     pub admins: Admins,
+    /// Only accounts whose e-mail is at one of these domains (`contractors.example.com`; any case). An account
+    /// whose service does not say its e-mail is then out of scope: unknown is never in scope.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -169,14 +173,26 @@ pub enum Admins {
 }
 
 impl Scope {
-    /// Whether an account that is (or is not) an administrator is the policy's to look at.
-    pub fn takes(&self, admin: bool) -> bool {
-        match self.admins {
+    /// Whether an account, an administrator or not, with this e-mail if its service says one, is the policy's
+    /// to look at.
+    pub fn takes(&self, admin: bool, email: Option<&str>) -> bool {
+        let role = match self.admins {
             Admins::Include => true,
             Admins::Exclude => !admin,
             Admins::Only => admin,
-        }
+        };
+        role && (self.domains.is_empty() || email.and_then(domain_of).is_some_and(|d| self.at_domain(&d)))
     }
+
+    fn at_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(domain))
+    }
+}
+
+/// The domain of an e-mail (what follows its last `@`), if it has one.
+fn domain_of(email: &str) -> Option<String> {
+    let (local, domain) = email.trim().rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
 }
 
 /// Time an account is left alone for.
@@ -304,6 +320,15 @@ fn check(spec: &Spec, text: &str) -> Result<(), Problem> {
         ));
     }
     check_notify(spec)?;
+    if let Some(bad) = spec.scope.domains.iter().find(|d| {
+        let d = d.trim().trim_start_matches('@');
+        d.is_empty() || d.contains(['@', ' ', '*', '/']) || !d.contains('.')
+    }) {
+        return Err((
+            key("domains"),
+            format!("domains: {bad:?} is not a domain: write the part after the @, e.g. \"contractors.example.com\""),
+        ));
+    }
     let warns = spec.stages.iter().any(|s| s.get_ref().action == StageAction::Warn);
     if warns && !spec.notify.iter().any(|n| n.get_ref().tells(StageAction::Warn)) {
         let at = spec.stages.iter().find(|s| s.get_ref().action == StageAction::Warn).map(|s| s.span().start);
@@ -432,6 +457,7 @@ mod tests {
             ("profiles = []\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n", Some(1), "profiles is empty"),
             ("profiles = [\"ghes\"]\n", None, "no [[stage]]"),
             ("profiles = [\"ghes\"]\n[guard]\nmax_share = 2.5\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n", Some(3), "between 0 and 1"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\ndomains = [\"*@x.com\"]\n", Some(6), "not a domain"),
         ] {
             let e = load(text).unwrap_err();
             assert_eq!(e.line, line, "{text}: {e}");

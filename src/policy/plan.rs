@@ -107,7 +107,7 @@ pub fn make(
         let summary = plan.profiles.entry(p.clone()).or_default();
         summary.misses = misses.get(p).cloned();
     }
-    for c in accounts.iter().filter(|c| spec.scope.takes(c.admin)) {
+    for c in accounts.iter().filter(|c| spec.scope.takes(c.admin, c.email.as_deref())) {
         plan_account(&mut plan, spec, c, now, left_alone);
     }
     for step in plan.steps.iter().filter(|s| s.action.op().is_some()) {
@@ -379,6 +379,26 @@ mod tests {
         s.scope.admins = crate::policy::Admins::Exclude;
         let p = plan_of(&s, &accounts);
         assert_eq!((p.steps.len(), p.steps[0].account.as_str(), p.profiles["p"].accounts), (1, "dev", 2));
+    }
+
+    #[test]
+    fn a_scope_of_domains_takes_only_accounts_known_to_be_at_them() {
+        let mut s = spec(&[(StageAction::Suspend, 90)]);
+        let at =
+            |login: &str, email: Option<&str>| Candidate { email: email.map(str::to_string), ..user(login, Some(100)) };
+        let accounts = [
+            at("ann", Some("ann@Contractors.Example.com")),
+            at("bob", Some("bob@example.com")),
+            at("cy", None),
+            at("dee", Some("dee@contractors.example.com.evil.test")),
+            at("eve", Some("contractors.example.com")),
+        ];
+        s.scope.domains = vec!["@contractors.example.com".into()];
+        let p = plan_of(&s, &accounts);
+        assert_eq!(p.steps.iter().map(|st| st.account.as_str()).collect::<Vec<_>>(), ["ann"]);
+        assert_eq!(p.profiles["p"].accounts, 1, "the share is of the accounts in scope");
+        s.scope.domains.clear();
+        assert_eq!(plan_of(&s, &accounts).steps.len(), 5);
     }
 
     #[test]

@@ -562,3 +562,28 @@ fn timed_changes_are_taken_back_on_time_and_not_when_changed_since() {
     // Nothing is left waiting, and running again does nothing.
     due(12).success().stdout_has("scheduled: 0 done, 0 left alone, 0 failed, 0 waiting");
 }
+
+/// A scope by e-mail domain: only accounts the service says are at that domain are planned (the contractors),
+/// whatever the case of the address; the others are not even counted.
+#[test]
+fn a_scope_by_domain_plans_only_the_accounts_at_it() {
+    if crate::util::moves_the_clock_ahead("a_scope_by_domain_plans_only_the_accounts_at_it") {
+        return;
+    }
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let made = r#"let h = connect();
+        h.create_user(#{login: "temp-ann", email: "ann@Contractors.Example.com"});
+        h.create_user(#{login: "temp-bob", email: "bob@example.com"}); 1"#;
+    env.run(&["--yes", "eval", made]).success();
+    env.write(
+        "contractors.toml",
+        "profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\ndomains = [\"contractors.example.com\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n",
+    );
+    // A hundred days on, everyone is idle (the two new accounts never signed in).
+    let plan = at(&env, 100, &["--format", "json", "policy", "plan", "contractors.toml"]).success();
+    assert_eq!(planned(&plan), BTreeSet::from(["temp-ann".to_string()]), "{}", plan.report());
+    env.write("everyone.toml", "profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[guard]\nmax_share = 1.0\nmin_admins = 0\n");
+    let all = at(&env, 100, &["--format", "json", "policy", "plan", "everyone.toml"]).success();
+    assert!(planned(&all).contains("temp-bob") && planned(&all).len() > 20, "{}", all.report());
+}
