@@ -341,6 +341,9 @@ fn a_server_that_announces_little_is_spoken_to_in_what_it_has() {
         tenant("n")
     ));
     run(&env, &["eval", r#"connect("scim").whoami()"#]).code(1).stderr_has("identity");
+    // `profiles test` still tries such a token (a provisioning token is nobody's): by a read it covers.
+    let tested = run(&env, &["--format", "json", "profiles", "test", "scim"]).success();
+    assert!(tested.stdout.contains("ok: the token can read scim's users"), "{}", tested.report());
     seed(&env, 1);
     run(&env, &["eval", r#"connect("scim").promote("u0000")"#]).code(1).stderr_has("admin_group");
 }
