@@ -28,6 +28,9 @@ pub struct Spec {
     /// May `steward policy run --due` act on it with no one to ask (its guards are its limits)?
     #[serde(default)]
     pub unattended: bool,
+    /// May a stage delete accounts? Never by default: a deleted account cannot be restored.
+    #[serde(default)]
+    pub allow_delete: bool,
     /// Must a second admin approve each plan (`steward policy approve`) before it is applied?
     #[serde(default)]
     pub require_approval: bool,
@@ -61,7 +64,7 @@ pub struct Stage {
 }
 
 /// In the order they are applied: a warning first; an administrator is demoted before being suspended (GHES
-/// will not suspend a site admin).
+/// will not suspend a site admin); the account is suspended before it is deactivated or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageAction {
@@ -69,22 +72,51 @@ pub enum StageAction {
     Warn,
     Demote,
     Suspend,
+    /// Deactivate the account where the service deactivates (Matrix Synapse: locked out for good, every token
+    /// revoked; the account stays).
+    Deactivate,
+    /// Delete the account where the service deletes: never by default (`allow_delete = true`), never undone.
+    Delete,
 }
 
 impl StageAction {
-    /// The change it makes (`None`: a warning changes nothing).
+    /// The change it makes (`None`: a warning changes nothing). Deactivating and deleting are both the
+    /// service's `delete_user`: which one a service does is checked against its kind (`fits`).
     pub fn op(self) -> Option<crate::backends::Op> {
         match self {
             StageAction::Warn => None,
-            StageAction::Suspend => Some(crate::backends::Op::Suspend),
             StageAction::Demote => Some(crate::backends::Op::Demote),
+            StageAction::Suspend => Some(crate::backends::Op::Suspend),
+            StageAction::Deactivate | StageAction::Delete => Some(crate::backends::Op::DeleteUser),
         }
     }
 
     pub fn name(self) -> &'static str {
-        match self.op() {
-            Some(op) => op.name(),
-            None => "warn",
+        match self {
+            StageAction::Warn => "warn",
+            StageAction::Demote => "demote",
+            StageAction::Suspend => "suspend",
+            StageAction::Deactivate => "deactivate",
+            StageAction::Delete => "delete",
+        }
+    }
+
+    /// Whether a service of `kind` that can do `supported` does what this stage says, and if not, why (said
+    /// before anything is read: a deactivation is not a deletion, nor the other way round).
+    pub fn fits(self, kind: &str, supported: &[crate::backends::Op]) -> Result<(), String> {
+        let Some(op) = self.op() else { return Ok(()) };
+        // Synapse's delete_user deactivates; everywhere else it deletes.
+        let deactivates = kind == "synapse";
+        match self {
+            StageAction::Deactivate if !deactivates => Err(format!(
+                "{kind} has no deactivation (its accounts are suspended, or deleted by a delete stage with \
+                 allow_delete = true)"
+            )),
+            StageAction::Delete if deactivates => {
+                Err(format!("{kind} deactivates accounts rather than deleting them: write a deactivate stage"))
+            }
+            _ if !supported.contains(&op) => Err(format!("{kind} cannot {} accounts", self.name())),
+            _ => Ok(()),
         }
     }
 }
@@ -94,7 +126,7 @@ impl StageAction {
 #[serde(deny_unknown_fields)]
 pub struct Notify {
     pub kind: NotifyKind,
-    /// The stages it tells about (`warn`, `demote`, `suspend`; default: every one).
+    /// The stages it tells about (`warn`, `demote`, `suspend`, `deactivate`, `delete`; default: every one).
     #[serde(default)]
     pub on: Vec<StageAction>,
     /// webhook: the environment variable holding its URL (a webhook URL is a secret).
@@ -367,6 +399,14 @@ fn check_stages(spec: &Spec) -> Result<(), Problem> {
                 ));
             }
         }
+        if s.action == StageAction::Delete && !spec.allow_delete {
+            return Err((
+                Some(at),
+                "a delete stage deletes accounts for good: write allow_delete = true at the top of the policy \
+                 if that is meant (or suspend, or deactivate where the service deactivates)"
+                    .into(),
+            ));
+        }
         last = Some((s.after_days, s.action));
     }
     Ok(())
@@ -450,7 +490,8 @@ mod tests {
     fn mistakes_name_the_line_and_what_to_write() {
         for (text, line, says) in [
             ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_day = 90\n", Some(4), "unknown field `after_day`"),
-            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"delete\"\nafter_days = 90\n", Some(3), "unknown variant `delete`"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"erase\"\nafter_days = 90\n", Some(3), "unknown variant `erase`"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"delete\"\nafter_days = 90\n", Some(2), "allow_delete = true"),
             ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 7\n", Some(2), "30 days or more"),
             ("profiles = [\"ghes\"]\n[[stage]]\naction = \"demote\"\nafter_days = 90\n[[stage]]\naction = \"suspend\"\nafter_days = 60\n", Some(5), "must come after"),
             ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[exception]]\naccount = \"a\"\nuntil = \"soon\"\nreason = \"x\"\n", Some(5), "YYYY-MM-DD"),

@@ -165,9 +165,17 @@ fn plan_account(
             action,
             idle_days: days,
             last_active: c.last_active.map(crate::dates::rfc3339),
-            why: format!("{since}; the {} stage starts at {after} days", action.name()),
+            why: format!("{since}; the {} stage starts at {after} days{}", action.name(), lasting(action)),
             email: c.email.clone(),
         });
+    }
+}
+
+/// What a reader of the plan must know of a step that cannot be taken back.
+fn lasting(action: StageAction) -> &'static str {
+    match action {
+        StageAction::Deactivate | StageAction::Delete => " (cannot be undone)",
+        _ => "",
     }
 }
 
@@ -208,6 +216,8 @@ fn due_actions(spec: &Spec, c: &Candidate, idle: i64) -> Vec<(StageAction, u32)>
             StageAction::Suspend => !c.suspended,
             StageAction::Demote => c.admin,
             StageAction::Warn => !c.suspended && !c.warned,
+            // Still listed, so not yet deactivated or deleted (a deactivated Synapse account is not listed).
+            StageAction::Deactivate | StageAction::Delete => true,
         })
         .map(|s| (s.action, s.after_days))
         .collect();
@@ -379,6 +389,42 @@ mod tests {
         s.scope.admins = crate::policy::Admins::Exclude;
         let p = plan_of(&s, &accounts);
         assert_eq!((p.steps.len(), p.steps[0].account.as_str(), p.profiles["p"].accounts), (1, "dev", 2));
+    }
+
+    #[test]
+    fn later_stages_deactivate_or_delete_after_the_suspension_and_say_they_last() {
+        let s = spec(&[(StageAction::Suspend, 90), (StageAction::Delete, 180)]);
+        let accounts = [
+            Candidate { suspended: true, ..user("old", Some(200)) },
+            user("older", Some(300)),
+            user("idle", Some(100)),
+        ];
+        let p = plan_of(&s, &accounts);
+        let steps: Vec<(&str, StageAction)> = p.steps.iter().map(|st| (st.account.as_str(), st.action)).collect();
+        assert_eq!(
+            steps,
+            [
+                ("old", StageAction::Delete),
+                ("older", StageAction::Suspend),
+                ("older", StageAction::Delete),
+                ("idle", StageAction::Suspend)
+            ]
+        );
+        assert!(p.steps[0].why.ends_with("the delete stage starts at 180 days (cannot be undone)"), "{:?}", p.steps[0]);
+        assert!(!p.steps[3].why.contains("undone"));
+    }
+
+    #[test]
+    fn a_stage_fits_only_a_service_that_does_what_it_says() {
+        use crate::backends::Op;
+        let all = [Op::Suspend, Op::Demote, Op::DeleteUser];
+        assert!(StageAction::Deactivate.fits("synapse", &all).is_ok());
+        assert!(StageAction::Deactivate.fits("github", &all).unwrap_err().contains("no deactivation"));
+        assert!(StageAction::Delete.fits("github", &all).is_ok());
+        assert!(StageAction::Delete.fits("synapse", &all).unwrap_err().contains("write a deactivate stage"));
+        assert!(StageAction::Delete.fits("travis", &[Op::Suspend]).unwrap_err().contains("cannot delete"));
+        assert!(StageAction::Suspend.fits("travis", &[Op::Suspend]).is_ok());
+        assert!(StageAction::Warn.fits("travis", &[]).is_ok());
     }
 
     #[test]

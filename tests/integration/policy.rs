@@ -587,3 +587,51 @@ fn a_scope_by_domain_plans_only_the_accounts_at_it() {
     let all = at(&env, 100, &["--format", "json", "policy", "plan", "everyone.toml"]).success();
     assert!(planned(&all).contains("temp-bob") && planned(&all).len() > 20, "{}", all.report());
 }
+
+/// Later stages: accounts idle past the delete stage are suspended, then deleted, only where the policy allows
+/// deletion and the service deletes; a deactivate stage on a service that has no deactivation is refused before
+/// anything is read.
+#[test]
+fn a_delete_stage_deletes_only_when_allowed_and_a_deactivation_only_where_there_is_one() {
+    if crate::util::moves_the_clock_ahead(
+        "a_delete_stage_deletes_only_when_allowed_and_a_deactivation_only_where_there_is_one",
+    ) {
+        return;
+    }
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let policy = "profiles = [\"ghes\"]\nallow_delete = true\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[stage]]\naction = \"delete\"\nafter_days = 180\n[scope]\nexclude = [\"ldap-user\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n";
+    env.write("leavers.toml", policy);
+    env.write("careless.toml", &policy.replace("allow_delete = true\n", ""));
+    env.run(&["policy", "check", "careless.toml"]).code(2).stderr_has("allow_delete = true");
+    env.write("deactivate.toml", &policy.replace("\"delete\"", "\"deactivate\""));
+    env.run(&["policy", "plan", "deactivate.toml"]).code(2).stderr_has("github has no deactivation");
+    assert_eq!(sb.count_method("GET"), 0, "refused before anything was read");
+
+    // Today user0014 is idle 98 days: suspended, not deleted. Two hundred days on, every idle one is deleted.
+    let plan = env.run(&["--format", "json", "policy", "plan", "leavers.toml"]).success();
+    let steps: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let of = |login: &str| -> Vec<String> {
+        let rows = steps.as_array().unwrap().iter().filter(|s| s["account"] == login);
+        rows.map(|s| s["action"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    assert_eq!(of("user0014"), ["suspend"], "{}", plan.report());
+    let later = at(&env, 200, &["--format", "json", "policy", "plan", "leavers.toml"]).success();
+    let digest = digest_of(&later);
+    let steps: serde_json::Value = serde_json::from_str(&later.stdout).unwrap();
+    let deleted: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "delete")
+        .map(|s| s["account"].as_str().unwrap_or_default())
+        .collect();
+    assert!(deleted.contains(&"user0014") && !deleted.contains(&"ldap-user"), "{}", later.report());
+    assert!(later.stdout.contains("(cannot be undone)"), "{}", later.report());
+    at(&env, 200, &["--yes", "policy", "apply", "leavers.toml", "--plan", &digest]).success();
+    let gone = env.eval_json(r#"connect().list_users().map(|u| u.login)"#);
+    let left: Vec<&str> = gone.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(!left.contains(&"user0014") && left.contains(&"ldap-user"), "{left:?}");
+    let rows = env.audit_rows(&["--op", "delete_user"]);
+    assert!(rows.iter().any(|r| r["target"] == "user0014" && r["status"] == "ok"), "{rows:?}");
+}

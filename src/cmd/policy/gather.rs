@@ -43,6 +43,13 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
         if let Some(refusal) = crate::backends::activity_source(kind).refuses_inactivity(kind) {
             return Err(UsageError::new(format!("policy {}: profile {profile}: {refusal}", policy.name)).into());
         }
+        for stage in spec.stages.iter().map(|s| s.get_ref()) {
+            if let Err(why) = stage.action.fits(kind, conn.backend.supported()) {
+                let says =
+                    format!("policy {}: profile {profile}: the {} stage: {why}", policy.name, stage.action.name());
+                return Err(UsageError::new(says).into());
+            }
+        }
         conns.push(conn);
     }
     let restored = restored_recently(ctx, now - chrono::Duration::days(i64::from(spec.grace.restored_days)))?;
