@@ -181,3 +181,24 @@ fn the_offboarding_commands_run_as_written() {
     assert_eq!(runs[1].status, Some(0), "{}", runs[1].report());
     assert!(sb.suspended().contains(&"user0009".to_string()), "the CSV job offboarded user0009 on ghes");
 }
+
+/// The audit-log section's commands, as written, on a log a job of 31 suspensions wrote (more than 42 events,
+/// so `audit show 42` has its event).
+#[test]
+fn the_audit_log_commands_run_as_written() {
+    let block = blocks().into_iter().find(|b| b.starts_with("steward audit list ")).expect("the audit-log block");
+    let sb = crate::util::Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    let users: Vec<String> = (3..=33).map(|i| format!("\"user{i:04}\"")).collect();
+    let job = format!(r#"connect("ghes").suspend_all([{}], #{{reason: "left"}}).len()"#, users.join(", "));
+    env.run(&["--yes", "eval", &job]).success();
+    let runs = run_block_as_written(&env, &block, &[], || "12".into());
+    assert_eq!(runs.len(), 7, "list, list by op, by fingerprint, pending, show, verify, export");
+    for run in &runs {
+        assert_eq!(run.status, Some(0), "{}", run.report());
+    }
+    assert!(runs[1].stdout.contains("user0033"), "the suspensions on ghes: {}", runs[1].report());
+    assert!(runs[4].stdout.contains("42"), "{}", runs[4].report());
+    let exported = std::fs::read_to_string(env.path("audit.jsonl")).expect("audit.jsonl");
+    assert!(exported.lines().count() > 42, "{exported}");
+}
