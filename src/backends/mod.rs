@@ -562,6 +562,14 @@ pub async fn account_state<B: Backend + ?Sized>(
     target: &str,
     params: &Value,
 ) -> Result<Option<bool>, ApiError> {
+    if op == Op::DeleteUser {
+        // Gone is done; so is an account the service keeps but has deactivated (Synapse).
+        return match resolve(backend, target, params).await {
+            Ok(account) => Ok(Some(account.record.get("deactivated").and_then(Value::as_bool).unwrap_or(false))),
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => Ok(Some(true)),
+            Err(e) => Err(e),
+        };
+    }
     if !matches!(op, Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote) {
         return Ok(None);
     }

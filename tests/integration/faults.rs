@@ -162,3 +162,23 @@ fn a_bulk_job_behind_a_proxy_dropping_answers_sends_each_change_once() {
         assert!(sb.count(&format!("PUT /api/v3/users/{id}/suspended")) <= 1, "{id} was sent twice");
     }
 }
+
+/// A deletion the server applied but whose answer was lost (a 500 after applying) is settled by reading the
+/// account: it is gone, so the deletion is done, recorded ok, and never sent again.
+#[test]
+fn a_deletion_whose_answer_was_lost_is_found_done_by_a_read() {
+    let delete = r#"connect("ghes").delete_user("user0007"); 1"#;
+    // Where the DELETE falls in the run's requests, from the same run on a sandbox without faults.
+    let clean = faulty("", 10);
+    Env::with_sandbox(&clean).run(&["--yes", "eval", delete]).success();
+    let arrivals: Vec<(u64, u64, String)> = serde_json::from_value(clean.timeline()["arrivals"].clone()).unwrap();
+    let (n, _, _) = arrivals.iter().find(|(_, _, what)| what.starts_with("DELETE")).expect("a DELETE").clone();
+    let sb = faulty(&format!("apply500@{n}"), 10);
+    let env = Env::with_sandbox(&sb);
+    env.run(&["--yes", "eval", delete]).success();
+    assert_eq!(sb.count("DELETE /api/v3/admin/users/user0007"), 1, "sent once: {}", sb.stats());
+    let rows = env.audit_rows(&["--op", "delete_user"]);
+    let outcome = rows.iter().find(|r| r["phase"] == "outcome").expect("an outcome");
+    assert_eq!(outcome["status"], "ok", "{rows:?}");
+    assert!(outcome["error"].as_str().unwrap_or_default().contains("change is in place"), "{rows:?}");
+}
