@@ -355,10 +355,10 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// `steward sandbox --help`: this command's own options only.
     pub fn help_text() -> String {
-        let cmd = clap::Command::new("sandbox")
-            .bin_name("steward sandbox")
-            .about("Serve the emulated admin APIs on 127.0.0.1 until Ctrl-C")
-            .disable_help_flag(true);
+        // The about line as `steward --help` lists it (the doc comment on `Command::Sandbox`).
+        let listed = <Cli as clap::CommandFactory>::command();
+        let about = listed.find_subcommand("sandbox").and_then(|c| c.get_about()).cloned().unwrap_or_default();
+        let cmd = clap::Command::new("sandbox").bin_name("steward sandbox").about(about).disable_help_flag(true);
         <SandboxArgs as Args>::augment_args(cmd).render_help().to_string()
     }
 }

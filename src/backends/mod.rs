@@ -331,6 +331,12 @@ pub trait Backend: Send + Sync {
     /// The operations this backend implements; dispatch refuses the others with a clear error.
     fn supported(&self) -> &'static [Op];
 
+    /// Whether its `delete_user` deactivates (the account stays, locked out for good: Synapse) rather than
+    /// deletes. What a policy's deactivate and delete stages are checked against.
+    fn deletion_deactivates(&self) -> bool {
+        false
+    }
+
     /// The service's base URL, recorded in the audit log.
     fn base_url(&self) -> String;
 

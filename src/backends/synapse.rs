@@ -354,6 +354,11 @@ impl Backend for Synapse {
         "synapse"
     }
 
+    /// `delete_user` is Synapse's deactivation (`_synapse/admin/v1/deactivate`).
+    fn deletion_deactivates(&self) -> bool {
+        true
+    }
+
     fn supported(&self) -> &'static [Op] {
         SUPPORTED
     }

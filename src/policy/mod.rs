@@ -101,12 +101,15 @@ impl StageAction {
         }
     }
 
-    /// Whether a service of `kind` that can do `supported` does what this stage says, and if not, why (said
-    /// before anything is read: a deactivation is not a deletion, nor the other way round).
-    pub fn fits(self, kind: &str, supported: &[crate::backends::Op]) -> Result<(), String> {
+    /// Whether `backend` does what this stage says, and if not, why (said before anything is read: a
+    /// deactivation is not a deletion, nor the other way round).
+    pub fn fits(self, backend: &dyn crate::backends::Backend) -> Result<(), String> {
+        self.fits_service(backend.kind(), backend.supported(), backend.deletion_deactivates())
+    }
+
+    /// `fits`, for a service of `kind` that can do `supported` and whose deletion does or does not deactivate.
+    fn fits_service(self, kind: &str, supported: &[crate::backends::Op], deactivates: bool) -> Result<(), String> {
         let Some(op) = self.op() else { return Ok(()) };
-        // Synapse's delete_user deactivates; everywhere else it deletes.
-        let deactivates = kind == "synapse";
         match self {
             StageAction::Deactivate if !deactivates => Err(format!(
                 "{kind} has no deactivation (its accounts are suspended, or deleted by a delete stage with \

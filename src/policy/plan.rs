@@ -418,13 +418,15 @@ mod tests {
     fn a_stage_fits_only_a_service_that_does_what_it_says() {
         use crate::backends::Op;
         let all = [Op::Suspend, Op::Demote, Op::DeleteUser];
-        assert!(StageAction::Deactivate.fits("synapse", &all).is_ok());
-        assert!(StageAction::Deactivate.fits("github", &all).unwrap_err().contains("no deactivation"));
-        assert!(StageAction::Delete.fits("github", &all).is_ok());
-        assert!(StageAction::Delete.fits("synapse", &all).unwrap_err().contains("write a deactivate stage"));
-        assert!(StageAction::Delete.fits("travis", &[Op::Suspend]).unwrap_err().contains("cannot delete"));
-        assert!(StageAction::Suspend.fits("travis", &[Op::Suspend]).is_ok());
-        assert!(StageAction::Warn.fits("travis", &[]).is_ok());
+        assert!(StageAction::Deactivate.fits_service("synapse", &all, true).is_ok());
+        assert!(StageAction::Deactivate.fits_service("github", &all, false).unwrap_err().contains("no deactivation"));
+        assert!(StageAction::Delete.fits_service("github", &all, false).is_ok());
+        let deletes = StageAction::Delete.fits_service("synapse", &all, true);
+        assert!(deletes.unwrap_err().contains("write a deactivate stage"));
+        let travis = StageAction::Delete.fits_service("travis", &[Op::Suspend], false);
+        assert!(travis.unwrap_err().contains("cannot delete"));
+        assert!(StageAction::Suspend.fits_service("travis", &[Op::Suspend], false).is_ok());
+        assert!(StageAction::Warn.fits_service("travis", &[], false).is_ok());
     }
 
     #[test]

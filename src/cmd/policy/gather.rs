@@ -44,7 +44,7 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
             return Err(UsageError::new(format!("policy {}: profile {profile}: {refusal}", policy.name)).into());
         }
         for stage in spec.stages.iter().map(|s| s.get_ref()) {
-            if let Err(why) = stage.action.fits(kind, conn.backend.supported()) {
+            if let Err(why) = stage.action.fits(conn.backend.as_ref()) {
                 let says =
                     format!("policy {}: profile {profile}: the {} stage: {why}", policy.name, stage.action.name());
                 return Err(UsageError::new(says).into());
