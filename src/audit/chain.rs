@@ -47,8 +47,9 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn canonical(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+    /// The bytes the chain hashes, each field length-prefixed, handed to `out` a piece at a time (a plan of a
+    /// hundred thousand steps is hashed where it lies, not copied first).
+    pub fn canonical_into(&self, out: &mut dyn FnMut(&[u8])) {
         let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
         for field in [
             self.seq.to_string().as_str(),
@@ -70,14 +71,14 @@ impl Event {
             &opt(self.duration_ms),
             &self.token_source,
         ] {
-            out.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            out.extend_from_slice(field.as_bytes());
+            out(&(field.len() as u64).to_be_bytes());
+            out(field.as_bytes());
         }
         // Appended only when set, so rows written before fingerprints and run digests keep their hashes. A digest
         // always follows a fingerprint field (empty or not), so the two can never be read as each other.
         let mut field = |f: &str| {
-            out.extend_from_slice(&(f.len() as u64).to_be_bytes());
-            out.extend_from_slice(f.as_bytes());
+            out(&(f.len() as u64).to_be_bytes());
+            out(f.as_bytes());
         };
         // An origin follows both (empty or not), as the digest follows the fingerprint.
         let origin = !self.origin.is_empty();
@@ -90,7 +91,6 @@ impl Event {
         if origin {
             field(&self.origin);
         }
-        out
     }
 }
 
@@ -98,7 +98,7 @@ impl Event {
 pub fn link(prev_hash: &str, fields: &Event) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    hasher.update(fields.canonical());
+    fields.canonical_into(&mut |bytes| hasher.update(bytes));
     lower_hex(&hasher.finalize())
 }
 

@@ -6,15 +6,16 @@ use parking_lot::Mutex;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use std::collections::HashMap;
 
-/// One value in a row or a parameter.
+/// One value in a row or a parameter: a parameter's text is borrowed where it lies (an event's parameters can
+/// be tens of megabytes, and the database copies them once anyway).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Val {
+pub enum Val<'a> {
     Null,
     Int(i64),
-    Text(String),
+    Text(std::borrow::Cow<'a, str>),
 }
 
-impl Val {
+impl Val<'_> {
     pub fn int(&self) -> Option<i64> {
         match self {
             Val::Int(i) => Some(*i),
@@ -29,34 +30,34 @@ impl Val {
     }
 }
 
-impl From<i64> for Val {
+impl From<i64> for Val<'_> {
     fn from(v: i64) -> Self {
         Val::Int(v)
     }
 }
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_string())
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(v: &'a str) -> Self {
+        Val::Text(v.into())
     }
 }
-impl From<&String> for Val {
-    fn from(v: &String) -> Self {
-        Val::Text(v.clone())
+impl<'a> From<&'a String> for Val<'a> {
+    fn from(v: &'a String) -> Self {
+        Val::Text(v.as_str().into())
     }
 }
-impl From<String> for Val {
+impl From<String> for Val<'_> {
     fn from(v: String) -> Self {
-        Val::Text(v)
+        Val::Text(v.into())
     }
 }
-impl<T: Into<Val>> From<Option<T>> for Val {
+impl<'a, T: Into<Val<'a>>> From<Option<T>> for Val<'a> {
     fn from(v: Option<T>) -> Self {
         v.map_or(Val::Null, Into::into)
     }
 }
 
 /// A row read back: columns by position, with typed getters that name what was wrong.
-pub struct Row(Vec<Val>);
+pub struct Row(Vec<Val<'static>>);
 
 impl Row {
     pub fn int(&self, i: usize) -> Result<i64, DbError> {
@@ -84,7 +85,7 @@ impl Row {
     /// Column `i`'s text, taken out of the row (no copy: reading a million rows makes no second string each).
     pub fn take_text(&mut self, i: usize) -> Result<String, DbError> {
         match self.0.get_mut(i) {
-            Some(Val::Text(t)) => Ok(std::mem::take(t)),
+            Some(Val::Text(t)) => Ok(std::mem::take(t).into_owned()),
             _ => Err(DbError::Type(format!("column {i} is not text"))),
         }
     }
@@ -210,7 +211,7 @@ impl Db {
             Db::Sqlite(conn) => {
                 let mut stmt = conn.prepare_cached(sql)?;
                 let columns = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(sqlite_value)))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
                     let mut row = Vec::with_capacity(columns);
@@ -218,7 +219,9 @@ impl Db {
                         row.push(match r.get_ref(i)? {
                             rusqlite::types::ValueRef::Null => Val::Null,
                             rusqlite::types::ValueRef::Integer(n) => Val::Int(n),
-                            rusqlite::types::ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Val::Text(String::from_utf8_lossy(t).into_owned().into())
+                            }
                             other => return Err(DbError::Type(format!("column {i} holds {:?}", other.data_type()))),
                         });
                     }
@@ -246,7 +249,7 @@ impl Db {
         match self {
             Db::Sqlite(conn) => {
                 let mut stmt = conn.prepare_cached(sql)?;
-                Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))? as u64)
+                Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
             }
             Db::Postgres(pg) => off_runtime(|| {
                 let mut pg = pg.lock();
@@ -296,11 +299,15 @@ impl Db {
     }
 }
 
-fn sqlite_value(v: &Val) -> rusqlite::types::Value {
-    match v {
-        Val::Null => rusqlite::types::Value::Null,
-        Val::Int(i) => rusqlite::types::Value::Integer(*i),
-        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
+/// A parameter as SQLite takes it, its text borrowed (SQLite makes its own copy).
+impl rusqlite::ToSql for Val<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Val::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
     }
 }
 
@@ -320,7 +327,7 @@ fn pg_row(r: &postgres::Row) -> Result<Row, DbError> {
     Ok(Row(row))
 }
 
-impl ToSql for Val {
+impl ToSql for Val<'_> {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Val::Null => Ok(IsNull::Yes),
@@ -331,7 +338,7 @@ impl ToSql for Val {
                 Type::TEXT | Type::VARCHAR => i.to_string().to_sql(ty, out),
                 ref other => Err(format!("an integer where PostgreSQL expects {other}").into()),
             },
-            Val::Text(s) => s.as_str().to_sql(ty, out),
+            Val::Text(s) => s.as_ref().to_sql(ty, out),
         }
     }
 

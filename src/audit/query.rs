@@ -88,14 +88,14 @@ fn row(mut r: DbRow) -> Result<Row, DbError> {
 
 /// A filter's SQL conditions and the values they take, numbered in order.
 #[derive(Default)]
-struct Where {
+struct Where<'a> {
     clauses: Vec<String>,
-    args: Vec<Val>,
+    args: Vec<Val<'a>>,
 }
 
-impl Where {
+impl<'a> Where<'a> {
     /// Each `?` takes the next value; a clause given one value uses it for every `?`.
-    fn add(&mut self, clause: &str, values: Vec<Val>) {
+    fn add(&mut self, clause: &str, values: Vec<Val<'a>>) {
         let (first, last) = (self.args.len() + 1, self.args.len() + values.len());
         self.args.extend(values);
         let mut next = first;
@@ -112,7 +112,7 @@ impl Where {
         self.clauses.push(text);
     }
 
-    fn of(filter: &Filter) -> Where {
+    fn of(filter: &'a Filter) -> Where<'a> {
         let mut w = Where::default();
         if let Some(v) = &filter.since {
             w.add("ts >= ?", vec![v.into()]);

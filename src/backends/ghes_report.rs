@@ -77,9 +77,14 @@ impl Row {
     }
 }
 
-/// Reads the report as `login` with `token`, waiting (within bounds) while GHES generates it: its bytes, for
-/// `parse` or `parse_into`.
-pub async fn fetch(http: &HttpClient, login: &str, token: &SecretString) -> Result<Vec<u8>, ApiError> {
+/// Reads the report as `login` with `token`, waiting (within bounds) while GHES generates it, and hands each
+/// row to `each` as it arrives (a report of a million rows is never held whole): how many rows it had.
+pub async fn fetch_rows(
+    http: &HttpClient,
+    login: &str,
+    token: &SecretString,
+    each: &mut (dyn FnMut(Row) + Send),
+) -> Result<usize, ApiError> {
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{}", token.expose_secret()));
     let req = Request::new(Method::GET, report_url(http)?)
@@ -88,9 +93,13 @@ pub async fn fetch(http: &HttpClient, login: &str, token: &SecretString) -> Resu
     let started = std::time::Instant::now();
     let mut wait = Duration::from_secs(2);
     loop {
-        let answer = http.exchange(&req).await.map_err(refused)?;
+        let mut answer = http.open(&req).await.map_err(refused)?;
         if answer.status != 202 {
-            return Ok(answer.bytes);
+            let mut rows = Rows::default();
+            while let Some(chunk) = answer.chunk().await? {
+                rows.push(&chunk, each)?;
+            }
+            return rows.finish(each);
         }
         // 202: no cached report yet; GHES is generating it.
         if started.elapsed() >= http.real(GENERATING_AT_MOST) {
@@ -128,35 +137,114 @@ fn refused(e: ApiError) -> ApiError {
 /// The report's rows. Anything that is not the report (a sign-in page, another CSV) is refused, and so is a
 /// date steward cannot read: an unreadable date must never pass for "never active".
 pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
-    parse_into(bytes, |row| row)
+    let mut rows = Vec::new();
+    let mut reader = Rows::default();
+    reader.push(bytes, &mut |row| rows.push(row))?;
+    reader.finish(&mut |row| rows.push(row))?;
+    Ok(rows)
 }
 
-/// `parse`, each row made into a `T` as it is read (a million rows never held twice).
-pub fn parse_into<T>(bytes: &[u8], mut each: impl FnMut(Row) -> T) -> Result<Vec<T>, ApiError> {
-    let not_report = |why: String| {
-        ApiError::invalid(format!("GHES answered {PATH} with something other than the all-users report: {why}"))
-            .with_hint(NEEDS)
-    };
-    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).trim_start().to_ascii_lowercase();
-    if head.starts_with('<') {
-        return Err(not_report("an HTML page (a sign-in page?)".into()));
+/// Where each column the report has sits (the report's own order, whatever it is).
+struct Columns {
+    count: usize,
+    login: usize,
+    last_active: usize,
+    id: Option<usize>,
+    email: Option<usize>,
+    role: Option<usize>,
+    suspended: Option<usize>,
+    dormant: Option<usize>,
+    created_at: Option<usize>,
+    two_factor: Option<usize>,
+}
+
+/// The longest line the report may have: a report line is a few hundred bytes; one that never ends is not it.
+const MAX_LINE: usize = 1 << 20;
+
+/// The report read as it arrives: its header first, then each line made a `Row`.
+struct Rows {
+    csv: super::csv_stream::CsvStream,
+    columns: Option<Columns>,
+    rows: usize,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows { csv: super::csv_stream::CsvStream::new(MAX_LINE), columns: None, rows: 0 }
     }
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
-    let headers = reader.headers().map_err(|e| not_report(format!("its first line is not CSV ({e})")))?.clone();
-    let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-    let (Some(login_at), Some(active_at)) = (column("login"), column("last_active")) else {
-        return Err(not_report(format!(
-            "it has no login and last_active columns (columns: {})",
-            shorten_columns(&headers)
-        )));
-    };
-    let (id_at, email_at, role_at, suspended_at) =
-        (column("id"), column("email"), column("role"), column("suspended?"));
-    let (dormant_at, created_at, two_factor_at) = (column("dormant?"), column("created_at"), column("2fa_enabled?"));
-    let mut rows = Vec::new();
-    for (n, record) in reader.records().enumerate() {
-        let line = n + 2;
-        let record = record.map_err(|e| not_report(format!("line {line}: {e}")))?;
+}
+
+impl Rows {
+    fn push(&mut self, chunk: &[u8], each: &mut (dyn FnMut(Row) + Send)) -> Result<(), ApiError> {
+        if self.columns.is_none() && chunk.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+            return Err(not_report("an HTML page (a sign-in page?)".into()));
+        }
+        let read = self.csv.push(chunk, &mut take(&mut self.columns, &mut self.rows, each));
+        read.map_err(unreadable)
+    }
+
+    /// What is left once the body ended: how many rows there were.
+    fn finish(mut self, each: &mut (dyn FnMut(Row) + Send)) -> Result<usize, ApiError> {
+        let read = self.csv.finish(&mut take(&mut self.columns, &mut self.rows, each));
+        read.map_err(unreadable)?;
+        match self.columns {
+            Some(_) => Ok(self.rows),
+            None => Err(not_report("it is empty".into())),
+        }
+    }
+}
+
+/// What each record of the report becomes: the first its header, each after it a row handed to `each`.
+fn take<'a>(
+    columns: &'a mut Option<Columns>,
+    rows: &'a mut usize,
+    each: &'a mut (dyn FnMut(Row) + Send),
+) -> impl FnMut(usize, &super::csv_stream::Record) -> Result<(), ApiError> + 'a {
+    move |line, record| {
+        match columns {
+            None => *columns = Some(Columns::of(record)?),
+            Some(c) => {
+                each(c.row(line, record)?);
+                *rows += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Columns {
+    fn of(header: &super::csv_stream::Record) -> Result<Columns, ApiError> {
+        let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+        let (Some(login), Some(last_active)) = (column("login"), column("last_active")) else {
+            let names: Vec<&str> = header.iter().take(8).collect();
+            return Err(not_report(format!(
+                "it has no login and last_active columns (columns: {})",
+                crate::http::shorten(&names.join(", "))
+            )));
+        };
+        Ok(Columns {
+            count: header.len(),
+            login,
+            last_active,
+            id: column("id"),
+            email: column("email"),
+            role: column("role"),
+            suspended: column("suspended?"),
+            dormant: column("dormant?"),
+            created_at: column("created_at"),
+            two_factor: column("2fa_enabled?"),
+        })
+    }
+
+    /// Line `line` of the report as a row.
+    fn row(&self, line: usize, record: &super::csv_stream::Record) -> Result<Row, ApiError> {
+        if record.len() != self.count {
+            return Err(not_report(format!(
+                "line {line} has {} fields where the header names {}",
+                record.len(),
+                self.count
+            )));
+        }
         let text = |at: Option<usize>| at.and_then(|i| record.get(i)).map(str::trim).filter(|t| !t.is_empty());
         let flag = |at: Option<usize>| {
             text(at).and_then(|t| match t.to_ascii_lowercase().as_str() {
@@ -165,34 +253,44 @@ pub fn parse_into<T>(bytes: &[u8], mut each: impl FnMut(Row) -> T) -> Result<Vec
                 _ => None,
             })
         };
-        let Some(login) = text(Some(login_at)) else {
+        let Some(login) = text(Some(self.login)) else {
             return Err(not_report(format!("line {line} names no login")));
         };
-        let last_active = text(Some(active_at))
+        let last_active = text(Some(self.last_active))
             .map(|t| {
                 report_time(t).ok_or_else(|| {
                     not_report(format!("line {line} ({login}): last_active {t:?} is not a time steward can read"))
                 })
             })
             .transpose()?;
-        rows.push(each(Row {
-            id: text(id_at).and_then(|t| t.parse().ok()),
+        Ok(Row {
+            id: text(self.id).and_then(|t| t.parse().ok()),
             login: login.to_string(),
-            email: text(email_at).map(str::to_string),
-            admin: text(role_at).map(|r| r.eq_ignore_ascii_case("admin") || r.eq_ignore_ascii_case("site_admin")),
-            suspended: flag(suspended_at),
+            email: text(self.email).map(str::to_string),
+            admin: text(self.role).map(|r| r.eq_ignore_ascii_case("admin") || r.eq_ignore_ascii_case("site_admin")),
+            suspended: flag(self.suspended),
             last_active,
-            dormant: flag(dormant_at),
-            created_at: text(created_at).map(str::to_string),
-            two_factor: flag(two_factor_at),
-        }));
+            dormant: flag(self.dormant),
+            created_at: text(self.created_at).map(str::to_string),
+            two_factor: flag(self.two_factor),
+        })
     }
-    Ok(rows)
 }
 
-fn shorten_columns(headers: &csv::StringRecord) -> String {
-    let names: Vec<&str> = headers.iter().take(8).collect();
-    crate::http::shorten(&names.join(", "))
+/// An answer that is not the report, with what it takes to get the report.
+fn not_report(why: String) -> ApiError {
+    ApiError::invalid(format!("GHES answered {PATH} with something other than the all-users report: {why}"))
+        .with_hint(NEEDS)
+}
+
+fn unreadable(e: super::csv_stream::StreamError<ApiError>) -> ApiError {
+    match e {
+        super::csv_stream::StreamError::NotUtf8(line) => not_report(format!("line {line} is not UTF-8")),
+        super::csv_stream::StreamError::TooLong(line) => {
+            not_report(format!("line {line} is longer than {} MB", MAX_LINE >> 20))
+        }
+        super::csv_stream::StreamError::Refused(e) => e,
+    }
 }
 
 /// A time as the report writes it: ISO 8601 / RFC 3339, or Ruby's `2024-01-15 09:00:00 UTC` / `… -0800`.

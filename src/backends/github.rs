@@ -190,7 +190,7 @@ impl Github {
     }
 
     /// GHES's all-users report (`ghes_report`), read as the token's own login.
-    async fn report(&self) -> Result<Vec<u8>, ApiError> {
+    async fn report_rows(&self, each: &mut (dyn FnMut(super::ghes_report::Row) + Send)) -> Result<usize, ApiError> {
         let token = self.token.as_ref().ok_or_else(|| {
             ApiError::new(ErrorKind::Unauthorized, "the all-users report needs the profile's token, and it has none")
         })?;
@@ -199,12 +199,13 @@ impl Github {
             .get("login")
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::invalid("GHES did not say whose token this is (GET /user has no login)"))?;
-        super::ghes_report::fetch(&self.http, login, token).await
+        super::ghes_report::fetch_rows(&self.http, login, token, each).await
     }
 
     /// `activity(#{since, status})` and `activity(#{user})`, from the all-users report.
     async fn activity(&self, opts: &Value) -> Result<Value, ApiError> {
-        let rows = super::ghes_report::parse(&self.report().await?)?;
+        let mut rows = Vec::new();
+        self.report_rows(&mut |row| rows.push(row)).await?;
         if let Some(name) = opts.get("user").and_then(Value::as_str) {
             // Resolve, then decide: the account the name reaches, matched to its row by login (GHES's canonical
             // form, without case) or id, never by the string given.
@@ -471,8 +472,8 @@ impl Backend for Github {
     }
 
     /// The report's rows, straight into what planning holds (no record of each is built).
-    async fn activity_seen(&self) -> Result<Vec<super::model::Seen>, ApiError> {
-        super::ghes_report::parse_into(&self.report().await?, super::ghes_report::Row::into_seen)
+    async fn activity_seen(&self, each: &mut (dyn FnMut(super::model::Seen) + Send)) -> Result<usize, ApiError> {
+        self.report_rows(&mut |row| each(row.into_seen())).await
     }
 
     /// A login is its own canonical form (see `lookup`), so a job that reads nothing first still decides on it.

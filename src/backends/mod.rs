@@ -1,6 +1,7 @@
 //! Backends: one module per service, each turning an `Action` into requests and the answers into steward values.
 //! A backend never audits, prompts or throttles on its own: dispatch does that once for all of them.
 
+mod csv_stream;
 pub mod ghes_report;
 pub mod github;
 pub mod holdings;
@@ -495,12 +496,13 @@ pub trait Backend: Send + Sync {
         holdings::standard_cascade(self, snap, wishes)
     }
 
-    /// Every account with its dates of use, compact (a policy's planning): by default `activity` of all,
-    /// each record read down to what planning needs.
-    async fn activity_seen(&self) -> Result<Vec<model::Seen>, ApiError> {
-        let all =
-            self.execute(&Action::new(Op::Activity, None, json!({"since": "2000-01-01", "status": "all"}))).await?;
-        Ok(all.as_array().into_iter().flatten().map(model::Seen::of_user).collect())
+    /// Every account with its dates of use, compact, each handed to `each` (a policy's planning): by default
+    /// `activity` of all, each record read down to what planning needs. How many accounts there were.
+    async fn activity_seen(&self, each: &mut (dyn FnMut(model::Seen) + Send)) -> Result<usize, ApiError> {
+        let all = self.execute(&Action::new(Op::Activity, None, json!({"since": ALL_TIME, "status": "all"}))).await?;
+        let records = all.as_array().map(Vec::as_slice).unwrap_or_default();
+        records.iter().for_each(|u| each(model::Seen::of_user(u)));
+        Ok(records.len())
     }
 
     /// The login of the account the token belongs to.
@@ -509,6 +511,9 @@ pub trait Backend: Send + Sync {
         Ok(me.get("login").and_then(Value::as_str).unwrap_or_default().to_string())
     }
 }
+
+/// The day before any account: activity "since" it is everyone's (what a policy's planning reads).
+pub const ALL_TIME: &str = "2000-01-01";
 
 /// Pages of normalized users, as `Backend::users` yields them.
 pub type UserPages<'a> = futures::stream::BoxStream<'a, Result<Vec<model::User>, ApiError>>;

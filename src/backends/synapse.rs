@@ -472,6 +472,19 @@ impl Backend for Synapse {
         self.stream_users(filter, hold)
     }
 
+    /// Every local user a page at a time (as `activity` lists them: deactivated ones left out), each straight
+    /// into what planning holds.
+    async fn activity_seen(&self, each: &mut (dyn FnMut(super::model::Seen) + Send)) -> Result<usize, ApiError> {
+        let first = Self::users_request(&Value::Null, Some(("last_seen_ts", "b")));
+        let mut pages = self.http.pages(first, USER_PAGING, crate::http::Hold::Walked);
+        let mut seen = 0;
+        while let Some(page) = pages.next_page().await? {
+            seen += page.len();
+            page.iter().for_each(|u| each(super::model::Seen::of_user(&self.user(u, false).into_value())));
+        }
+        Ok(seen)
+    }
+
     async fn execute(&self, action: &Action) -> Result<Value, ApiError> {
         if action.op == Op::DeleteSession {
             // The target is a device; its owner comes with it.

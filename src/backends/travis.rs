@@ -6,7 +6,7 @@
 //! per-user results.
 
 use super::model::{Raw, User};
-use super::{unsupported, Action, Backend, ClientShape, Op};
+use super::{unsupported, Action, Backend, ClientShape, Op, ALL_TIME};
 use crate::error::ErrorKind;
 use crate::http::error::ApiError;
 use crate::http::{segment, HttpClient, Paging, Request};
@@ -88,6 +88,7 @@ const NEVER_ACTIVE: &str = "members who were never active have no last activity,
 /// Ids per bulk request: small enough for any proxy's body limit, large enough that 1,000 users are 10 requests.
 const BATCH: usize = 100;
 const PAGE: usize = 100;
+const ACTIVITY_PAGING: Paging = Paging::Cursor { param: "offset", items: "/users", next: "/@pagination/next/offset" };
 
 /// `org.token` wants `ORG_ID:SECRET`; a profile may hold only the secret.
 /// Travis takes an organization token as `org_id:secret`; a token that already has its prefix is left alone.
@@ -178,18 +179,19 @@ impl Travis {
 
     /// Every page of `/org/{id}/user_activity` for one status.
     async fn activity_pages(&self, date: &str, status: &str) -> Result<Vec<Value>, ApiError> {
+        let users =
+            self.http.list(self.activity_request(date, status), ACTIVITY_PAGING).await.map_err(explain("activity"))?;
+        Ok(users.iter().map(|u| self.user(u, Some(status)).into_value()).collect())
+    }
+
+    /// The first page of `/org/{id}/user_activity` for one status, with the organization token.
+    fn activity_request(&self, date: &str, status: &str) -> Request {
         let req = Request::new(Method::GET, format!("org/{}/user_activity", segment(&self.org)))
             .query("date", date)
             .query("status", status)
             .query("limit", PAGE)
             .query("offset", 0);
-        let paging = Paging::Cursor { param: "offset", items: "/users", next: "/@pagination/next/offset" };
-        let users = self
-            .http
-            .list(self.with_token(req, &self.activity_token, "org.token"), paging)
-            .await
-            .map_err(explain("activity"))?;
-        Ok(users.iter().map(|u| self.user(u, Some(status)).into_value()).collect())
+        self.with_token(req, &self.activity_token, "org.token")
     }
 
     async fn activity(&self, params: &Value) -> Result<Value, ApiError> {
@@ -397,6 +399,20 @@ impl Backend for Travis {
 
     fn supported(&self) -> &'static [Op] {
         SUPPORTED
+    }
+
+    /// Both activity listings, a page at a time, each member straight into what planning holds.
+    async fn activity_seen(&self, each: &mut (dyn FnMut(super::model::Seen) + Send)) -> Result<usize, ApiError> {
+        let mut seen = 0;
+        for status in ["active", "inactive"] {
+            let first = self.activity_request(ALL_TIME, status);
+            let mut pages = self.http.pages(first, ACTIVITY_PAGING, crate::http::Hold::Walked);
+            while let Some(page) = pages.next_page().await.map_err(explain("activity"))? {
+                seen += page.len();
+                page.iter().for_each(|u| each(super::model::Seen::of_user(&self.user(u, Some(status)).into_value())));
+            }
+        }
+        Ok(seen)
     }
 
     fn base_url(&self) -> String {

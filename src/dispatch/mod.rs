@@ -239,7 +239,7 @@ impl Dispatcher {
         status: Status,
         why: &str,
     ) -> Result<(), ApiError> {
-        let params = serde_json::to_string(params).map_err(|e| ApiError::invalid(format!("{op}: {e}")))?;
+        let params = exact_json(params).map_err(|e| ApiError::invalid(format!("{op}: {e}")))?;
         let event = Event { target: target.to_string(), params, ..self.recorder.note(op, status, why) };
         self.recorder.record(vec![event]).await.map(|_| ())
     }
@@ -333,3 +333,24 @@ fn failpoint(name: &str) {
 
 #[cfg(test)]
 mod tests;
+
+/// `value` as JSON text in a buffer of exactly its size: a plan's record can be tens of megabytes, and a buffer
+/// grown by doubling would hold up to twice that.
+fn exact_json(value: &impl serde::Serialize) -> serde_json::Result<String> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let mut text = Vec::with_capacity(count.0);
+    serde_json::to_writer(&mut text, value)?;
+    // serde_json writes UTF-8.
+    String::from_utf8(text).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}

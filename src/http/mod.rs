@@ -174,6 +174,43 @@ impl Answer {
     }
 }
 
+/// A successful answer's body: read whole, or still on the wire (`HttpClient::open`).
+enum Body {
+    Read(Vec<u8>),
+    Open(reqwest::Response),
+}
+
+/// A successful answer whose body is read a chunk at a time, refused once it passes the profile's
+/// `max_listing_mb`.
+pub struct OpenAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    resp: Option<reqwest::Response>,
+    read: usize,
+    cap: usize,
+    /// `GET path`, for an error that names the request.
+    what: String,
+}
+
+impl OpenAnswer {
+    /// The body's next chunk as it arrives; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ApiError> {
+        let Some(resp) = self.resp.as_mut() else { return Ok(None) };
+        let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::transport(&e))? else { return Ok(None) };
+        self.read += chunk.len();
+        if self.read > self.cap {
+            return Err(body_too_big(&self.what, self.cap, "max_listing_mb"));
+        }
+        Ok(Some(chunk))
+    }
+}
+
+/// A body past the profile's bound (`key`: `max_response_mb`, or `max_listing_mb` for one read as it comes).
+fn body_too_big(what: &str, cap: usize, key: &str) -> ApiError {
+    ApiError::invalid(format!("the answer to {what} is larger than {} MB; steward stopped reading it", cap >> 20))
+        .with_hint(format!("raise {key} in the profile if this service really sends such answers"))
+}
+
 /// Reads the service's own error text out of an error body; each backend knows its envelope.
 pub type ErrorMessageFn = fn(&Value) -> Option<String>;
 
@@ -330,6 +367,34 @@ impl HttpClient {
     /// `send`, with a successful answer's body left as the bytes that came (a listing splits them into records
     /// without building a tree of each).
     pub async fn exchange(&self, req: &Request) -> Result<Answer, ApiError> {
+        let (status, headers, body) = self.exchange_with(req, false).await?;
+        let bytes = match body {
+            Body::Read(bytes) => bytes,
+            Body::Open(resp) => self.read_body(resp, req).await?,
+        };
+        Ok(Answer { status, headers, bytes })
+    }
+
+    /// `exchange`, with a successful answer's body left on the wire, to be read a chunk at a time (within the
+    /// profile's `max_listing_mb`): a report of a million rows is parsed as it comes, never held whole. A
+    /// body that breaks off is an error for the caller (it has read part of it), not retried here.
+    pub async fn open(&self, req: &Request) -> Result<OpenAnswer, ApiError> {
+        let (status, headers, body) = self.exchange_with(req, true).await?;
+        // Read as it comes and never held, a body is bounded as a listing is (`max_listing_mb`), not as one
+        // answer held whole (`max_response_mb`): an all-users report of a large instance is a listing.
+        let cap = self.limits.max_listing_bytes;
+        let what = format!("{} {}", req.method, req.path);
+        match body {
+            Body::Open(resp) if resp.content_length().is_some_and(|n| n > cap as u64) => {
+                Err(body_too_big(&what, cap, "max_listing_mb"))
+            }
+            Body::Open(resp) => Ok(OpenAnswer { status, headers, resp: Some(resp), read: 0, cap, what }),
+            Body::Read(_) => Ok(OpenAnswer { status, headers, resp: None, read: 0, cap, what }),
+        }
+    }
+
+    /// The loop behind `exchange` and `open`: a success's body is left open when `open`, or read whole.
+    async fn exchange_with(&self, req: &Request, open: bool) -> Result<(u16, HeaderMap, Body), ApiError> {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
@@ -349,21 +414,17 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    let bytes = self.read_body(resp, req).await?;
-                    let success = (200..300).contains(&status);
-                    tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
-                    if success {
-                        self.budget.answered(false, None);
-                        // A spent budget: nobody sends again until the server's reset time.
-                        if let Some(wait) = exhausted_until(&headers) {
-                            self.pause(
-                                wait,
-                                "the rate-limit budget is spent (X-RateLimit-Remaining: 0); waiting for its reset",
-                            )
-                            .await;
-                        }
-                        return Ok(Answer { status, headers, bytes });
+                    if (200..300).contains(&status) {
+                        let body = match open {
+                            true => Body::Open(resp),
+                            false => Body::Read(self.read_body(resp, req).await?),
+                        };
+                        tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
+                        self.succeeded(&headers).await;
+                        return Ok((status, headers, body));
                     }
+                    let bytes = self.read_body(resp, req).await?;
+                    tracing::debug!(method = %req.method, path = %req.path, status, ms = started.elapsed().as_millis() as u64, "http");
                     // An error page need not be JSON: what is not reads as nothing.
                     let body = match no_body(&bytes) {
                         true => Value::Null,
@@ -411,6 +472,15 @@ impl HttpClient {
         }
     }
 
+    /// A success told to the budget; a spent budget (X-RateLimit-Remaining: 0) stops every request until the
+    /// server's reset time.
+    async fn succeeded(&self, headers: &HeaderMap) {
+        self.budget.answered(false, None);
+        if let Some(wait) = exhausted_until(headers) {
+            self.pause(wait, "the rate-limit budget is spent (X-RateLimit-Remaining: 0); waiting for its reset").await;
+        }
+    }
+
     /// A spent budget whose reset is far off (X-RateLimit-Remaining: 0) is reported, not slept through.
     fn refuse_if_spent(&self) -> Result<(), ApiError> {
         let paused = self.budget.paused_for();
@@ -436,15 +506,7 @@ impl HttpClient {
     /// endless body costs at most that much).
     async fn read_body(&self, mut resp: reqwest::Response, req: &Request) -> Result<Vec<u8>, ApiError> {
         let cap = self.limits.max_body_bytes;
-        let too_big = || {
-            ApiError::invalid(format!(
-                "the answer to {} {} is larger than {} MB; steward stopped reading it",
-                req.method,
-                req.path,
-                cap >> 20
-            ))
-            .with_hint("raise max_response_mb in the profile if this service really sends such answers")
-        };
+        let too_big = || body_too_big(&format!("{} {}", req.method, req.path), cap, "max_response_mb");
         if resp.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_big());
         }

@@ -375,6 +375,20 @@ pub fn to_csv_string(rows: &[Value], columns: Option<&[String]>) -> Result<Strin
     String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e).into())
 }
 
+/// One row as CSV text, cells as `to_csv_string` writes them, after the header when `header` is given: for
+/// rows printed as they come.
+pub fn row_text(header: Option<&[String]>, row: &Value, columns: &[String]) -> String {
+    let mut w = ::csv::WriterBuilder::new().buffer_capacity(512).from_writer(Vec::new());
+    let written = header
+        .map_or(Ok(()), |h| w.write_record(header_cells(h)))
+        .and_then(|_| w.write_record(row_cells(row, columns)));
+    match (written, w.into_inner()) {
+        // Every cell is a `String`: the bytes are UTF-8.
+        (Ok(()), Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
 /// Header cells come from data too (a server's field names), so they are neutralised like the rest.
 fn header_cells(columns: &[String]) -> Vec<String> {
     columns.iter().map(|c| neutralise(&redact(c))).collect()

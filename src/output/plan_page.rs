@@ -67,8 +67,8 @@ pub fn page(plan: &Plan, first_stage_days: Option<u32>) -> String {
             esc(&s.account),
             esc(s.action.name()),
             s.idle_days,
-            esc(s.last_active.as_deref().unwrap_or("never")),
-            esc(&s.why)
+            esc(&s.last_active.map(crate::dates::rfc3339).unwrap_or_else(|| "never".into())),
+            esc(&s.why())
         );
     }
     h.push_str("</table><h2>Left alone</h2><table id=\"spared\"><tr><th>Profile</th><th>Account</th><th>Why</th></tr>");

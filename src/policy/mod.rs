@@ -160,6 +160,13 @@ pub enum NotifyKind {
     Matrix,
 }
 
+impl Spec {
+    /// Whether an e-mail notify writes to the person about `action` (so the plan keeps each account's address).
+    pub fn writes_to_person(&self, action: StageAction) -> bool {
+        self.notify.iter().map(|n| n.get_ref()).any(|n| n.kind == NotifyKind::Email && n.person && n.tells(action))
+    }
+}
+
 impl Notify {
     /// Does it tell about `action`?
     pub fn tells(&self, action: StageAction) -> bool {

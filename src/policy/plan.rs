@@ -22,19 +22,82 @@ pub struct Candidate {
     pub warned: bool,
 }
 
-/// A change the plan makes, and the numbers behind it.
+/// A change the plan makes, and the numbers behind it. Recorded as a row, `[profile, account, action, idle_days,
+/// after_days, last_active, email]`: a plan of 190,000 steps is a record of ~17 MB, not ~45 (a plan recorded as
+/// objects, with its `why` written out, still reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StepRow", from = "StepRecord")]
 pub struct Step {
     pub profile: String,
     pub account: String,
     pub action: StageAction,
     /// Days since last active (or since creation, for an account never active).
     pub idle_days: i64,
-    pub last_active: Option<String>,
-    pub why: String,
-    /// The account's e-mail, for a warning that reaches the person.
-    #[serde(default)]
+    /// The day the step's stage starts.
+    pub after_days: u32,
+    pub last_active: Option<DateTime<Utc>>,
+    /// The account's e-mail, where the policy writes to the person about this stage.
     pub email: Option<String>,
+}
+
+impl Step {
+    /// Why the step is in the plan, in words: how long the account is idle, and the stage's day.
+    pub fn why(&self) -> String {
+        let days = self.idle_days;
+        let since = match self.last_active {
+            Some(_) => format!("idle {days} days"),
+            None => format!("never active, made {days} days ago"),
+        };
+        format!("{since}; the {} stage starts at {} days{}", self.action.name(), self.after_days, lasting(self.action))
+    }
+}
+
+type StepRow = (String, String, StageAction, i64, u32, Option<String>, Option<String>);
+
+impl From<Step> for StepRow {
+    fn from(s: Step) -> StepRow {
+        let last_active = s.last_active.map(crate::dates::rfc3339);
+        (s.profile, s.account, s.action, s.idle_days, s.after_days, last_active, s.email)
+    }
+}
+
+/// A recorded time (RFC 3339); one that does not read is left out, as it was never a time.
+fn time(text: Option<String>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&text?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// A step as the log holds it: a row, or an object (plans recorded before steps were rows).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StepRecord {
+    Row(StepRow),
+    Object {
+        profile: String,
+        account: String,
+        action: StageAction,
+        idle_days: i64,
+        last_active: Option<String>,
+        #[serde(default)]
+        why: String,
+        #[serde(default)]
+        email: Option<String>,
+    },
+}
+
+impl From<StepRecord> for Step {
+    fn from(r: StepRecord) -> Step {
+        match r {
+            StepRecord::Row((profile, account, action, idle_days, after_days, last_active, email)) => {
+                Step { profile, account, action, idle_days, after_days, last_active: time(last_active), email }
+            }
+            StepRecord::Object { profile, account, action, idle_days, last_active, why, email } => {
+                // Its stage's day, as its `why` said it ("… starts at 90 days").
+                let after = why.split("starts at ").nth(1).and_then(|t| t.split(' ').next()?.parse().ok());
+                let after_days = after.unwrap_or(0);
+                Step { profile, account, action, idle_days, after_days, last_active: time(last_active), email }
+            }
+        }
+    }
 }
 
 /// An account the policy reaches but leaves alone, and why (an exception, a grace, unknown activity).
@@ -92,32 +155,84 @@ pub fn make(
     misses: &BTreeMap<String, String>,
     left_alone: &dyn Fn(&Candidate) -> Option<String>,
 ) -> Plan {
-    let mut plan = Plan {
-        policy: name.to_string(),
-        policy_sha256: policy_sha256.to_string(),
-        made_at: crate::dates::rfc3339(now),
-        steps: Vec::new(),
-        left_alone: Vec::new(),
-        profiles: BTreeMap::new(),
-        halted: None,
-        digest: String::new(),
-        planned_by: String::new(),
-    };
-    for p in &spec.profiles {
-        let summary = plan.profiles.entry(p.clone()).or_default();
-        summary.misses = misses.get(p).cloned();
+    let mut planner = Planner::new(name, policy_sha256, spec, now, misses);
+    for c in accounts {
+        planner.add(c, left_alone);
     }
-    for c in accounts.iter().filter(|c| spec.scope.takes(c.admin, c.email.as_deref())) {
-        plan_account(&mut plan, spec, c, now, left_alone);
-    }
-    for step in plan.steps.iter().filter(|s| s.action.op().is_some()) {
-        if let Some(s) = plan.profiles.get_mut(&step.profile) {
-            s.changes += 1;
+    planner.finish()
+}
+
+/// A plan made an account at a time, as a listing arrives (a million accounts are never held): what the guards
+/// need is counted on the way.
+pub struct Planner<'a> {
+    plan: Plan,
+    spec: &'a Spec,
+    now: DateTime<Utc>,
+    /// Per profile: accounts a step changes, administrators (not suspended), and those of them a step changes.
+    counts: BTreeMap<String, GuardCounts>,
+}
+
+#[derive(Default)]
+struct GuardCounts {
+    changed: usize,
+    admins: usize,
+    admins_changed: usize,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(
+        name: &str,
+        policy_sha256: &str,
+        spec: &'a Spec,
+        now: DateTime<Utc>,
+        misses: &BTreeMap<String, String>,
+    ) -> Self {
+        let mut plan = Plan {
+            policy: name.to_string(),
+            policy_sha256: policy_sha256.to_string(),
+            made_at: crate::dates::rfc3339(now),
+            steps: Vec::new(),
+            left_alone: Vec::new(),
+            profiles: BTreeMap::new(),
+            halted: None,
+            digest: String::new(),
+            planned_by: String::new(),
+        };
+        for p in &spec.profiles {
+            let summary = plan.profiles.entry(p.clone()).or_default();
+            summary.misses = misses.get(p).cloned();
         }
+        Planner { plan, spec, now, counts: BTreeMap::new() }
     }
-    plan.halted = guard(spec, accounts, &plan);
-    plan.digest = digest(&plan.policy_sha256, &plan.steps);
-    plan
+
+    /// One account of a listing: its steps, or why it is spared (`left_alone`), and what the guards count.
+    pub fn add(&mut self, c: &Candidate, left_alone: &dyn Fn(&Candidate) -> Option<String>) {
+        let before = self.plan.steps.len();
+        if self.spec.scope.takes(c.admin, c.email.as_deref()) {
+            plan_account(&mut self.plan, self.spec, c, self.now, left_alone);
+        }
+        let changed = self.plan.steps[before..].iter().any(|s| s.action.op().is_some());
+        let counts = match self.counts.get_mut(&c.profile) {
+            Some(counts) => counts,
+            None => self.counts.entry(c.profile.clone()).or_default(),
+        };
+        let admin = c.admin && !c.suspended;
+        counts.changed += usize::from(changed);
+        counts.admins += usize::from(admin);
+        counts.admins_changed += usize::from(admin && changed);
+    }
+
+    pub fn finish(mut self) -> Plan {
+        let plan = &mut self.plan;
+        for step in plan.steps.iter().filter(|s| s.action.op().is_some()) {
+            if let Some(s) = plan.profiles.get_mut(&step.profile) {
+                s.changes += 1;
+            }
+        }
+        plan.halted = guard(self.spec, &self.counts, plan);
+        plan.digest = digest(&plan.policy_sha256, &plan.steps);
+        self.plan
+    }
 }
 
 /// One account's part of the plan: counted in its profile's summary, then its due steps, or why it is spared.
@@ -154,19 +269,16 @@ fn plan_account(
         plan.left_alone.push(spare(why));
         return;
     }
-    let since = match c.last_active {
-        Some(_) => format!("idle {days} days"),
-        None => format!("never active, made {days} days ago"),
-    };
-    for (action, after) in due {
+    for (action, after_days) in due {
         plan.steps.push(Step {
             profile: c.profile.clone(),
             account: c.login.clone(),
             action,
             idle_days: days,
-            last_active: c.last_active.map(crate::dates::rfc3339),
-            why: format!("{since}; the {} stage starts at {after} days{}", action.name(), lasting(action)),
-            email: c.email.clone(),
+            after_days,
+            last_active: c.last_active,
+            // Only where the policy writes to the person about this stage: a plan holds what its policy uses.
+            email: c.email.clone().filter(|_| spec.writes_to_person(action)),
         });
     }
 }
@@ -228,29 +340,22 @@ fn due_actions(spec: &Spec, c: &Candidate, idle: i64) -> Vec<(StageAction, u32)>
 }
 
 /// Why the guards halt `plan`, if they do: too large a share of a profile, too many changes, too few admins left.
-fn guard(spec: &Spec, accounts: &[Candidate], plan: &Plan) -> Option<String> {
+fn guard(spec: &Spec, counts: &BTreeMap<String, GuardCounts>, plan: &Plan) -> Option<String> {
     let g = &spec.guard;
     let mut reasons = Vec::new();
     for (profile, s) in &plan.profiles {
-        let changed: std::collections::BTreeSet<&str> = plan
-            .steps
-            .iter()
-            .filter(|st| &st.profile == profile && st.action.op().is_some())
-            .map(|st| st.account.as_str())
-            .collect();
-        if s.accounts > 0 && changed.len() as f64 > g.max_share * s.accounts as f64 {
+        let Some(c) = counts.get(profile) else { continue };
+        if s.accounts > 0 && c.changed as f64 > g.max_share * s.accounts as f64 {
             reasons.push(format!(
                 "{profile}: {} of {} accounts ({:.0} %) would change, more than max_share {:.0} %",
-                changed.len(),
+                c.changed,
                 s.accounts,
-                100.0 * changed.len() as f64 / s.accounts as f64,
+                100.0 * c.changed as f64 / s.accounts as f64,
                 100.0 * g.max_share
             ));
         }
-        let admins = accounts.iter().filter(|c| &c.profile == profile && c.admin && !c.suspended);
-        let kept = admins.filter(|c| !changed.contains(c.login.as_str())).count();
-        let had = accounts.iter().filter(|c| &c.profile == profile && c.admin && !c.suspended).count();
-        if kept < g.min_admins && kept < had {
+        let kept = c.admins - c.admins_changed;
+        if kept < g.min_admins && kept < c.admins {
             reasons.push(format!(
                 "{profile}: {kept} administrators would be left, fewer than min_admins {}",
                 g.min_admins
@@ -319,7 +424,7 @@ mod tests {
         let p = plan_of(&s, &[user("fresh", Some(10)), user("idle", Some(89)), user("dormant", Some(90)), admin, gone]);
         let steps: Vec<(&str, &str)> = p.steps.iter().map(|s| (s.account.as_str(), s.action.name())).collect();
         assert_eq!(steps, [("dormant", "suspend"), ("boss", "demote"), ("boss", "suspend")]);
-        assert!(p.steps[0].why.contains("idle 90 days; the suspend stage starts at 90 days"), "{:?}", p.steps[0]);
+        assert!(p.steps[0].why().contains("idle 90 days; the suspend stage starts at 90 days"), "{:?}", p.steps[0]);
         assert_eq!(p.profiles["p"].accounts, 5);
         assert_eq!(p.profiles["p"].idle_histogram["090-119"], 2);
     }
@@ -332,7 +437,7 @@ mod tests {
         let new = Candidate { created: made(3), ..user("new", None) };
         let p = plan_of(&s, &[old, new, user("unknown", None)]);
         assert_eq!(p.steps.iter().map(|s| s.account.as_str()).collect::<Vec<_>>(), ["old"]);
-        assert!(p.steps[0].why.starts_with("never active, made 200 days ago"));
+        assert!(p.steps[0].why().starts_with("never active, made 200 days ago"));
         let spared: Vec<&str> = p.left_alone.iter().map(|l| l.why.as_str()).collect();
         assert!(
             spared[0].contains("grace for new accounts") && spared[1].contains("unknown is never inactive"),
@@ -410,8 +515,12 @@ mod tests {
                 ("idle", StageAction::Suspend)
             ]
         );
-        assert!(p.steps[0].why.ends_with("the delete stage starts at 180 days (cannot be undone)"), "{:?}", p.steps[0]);
-        assert!(!p.steps[3].why.contains("undone"));
+        assert!(
+            p.steps[0].why().ends_with("the delete stage starts at 180 days (cannot be undone)"),
+            "{:?}",
+            p.steps[0]
+        );
+        assert!(!p.steps[3].why().contains("undone"));
     }
 
     #[test]
@@ -447,6 +556,26 @@ mod tests {
         assert_eq!(p.profiles["p"].accounts, 1, "the share is of the accounts in scope");
         s.scope.domains.clear();
         assert_eq!(plan_of(&s, &accounts).steps.len(), 5);
+    }
+
+    #[test]
+    fn a_step_is_recorded_as_a_row_and_a_step_recorded_as_an_object_still_reads() {
+        let mut s = spec(&[(StageAction::Suspend, 90)]);
+        let x = [Candidate { email: Some("x@example.com".into()), ..user("x", Some(100)) }];
+        assert_eq!(plan_of(&s, &x).steps[0].email, None, "no notify writes to the person: no address is kept");
+        let person: Spec = toml::from_str(
+            "profiles = [\"p\"]\n[[notify]]\nkind = \"email\"\nperson = true\non = [\"suspend\"]\nsmtp = \"smtp+plain://127.0.0.1:25\"\n",
+        )
+        .unwrap();
+        s.notify = person.notify;
+        let p = plan_of(&s, &x);
+        let text = serde_json::to_string(&p.steps).unwrap();
+        assert_eq!(text, r#"[["p","x","suspend",100,90,"2026-08-28T12:00:00Z","x@example.com"]]"#);
+        assert_eq!(serde_json::from_str::<Vec<Step>>(&text).unwrap(), p.steps);
+        let old = r#"[{"profile":"p","account":"x","action":"suspend","idle_days":100,"last_active":"2026-08-28T12:00:00Z","why":"idle 100 days; the suspend stage starts at 90 days","email":"x@example.com"}]"#;
+        let read: Vec<Step> = serde_json::from_str(old).unwrap();
+        assert_eq!(read, p.steps);
+        assert_eq!(read[0].why(), "idle 100 days; the suspend stage starts at 90 days");
     }
 
     #[test]

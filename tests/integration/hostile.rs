@@ -686,6 +686,70 @@ fn a_hostile_all_users_report_ends_in_a_clear_error() {
     assert!(elsewhere.seen().is_empty(), "the redirect was followed: {:?}", elsewhere.seen());
 }
 
+/// The all-users report is read as it arrives (never held whole), so its bounds are a listing's: a line that
+/// never ends stops at the report's longest line, and a report past `max_listing_mb` stops there; neither is read
+/// as "nobody is inactive", and a policy plans nothing from either. A report larger than one answer may be
+/// (`max_response_mb`) is read whole.
+#[test]
+fn a_report_read_as_it_arrives_is_bounded_as_a_listing() {
+    let me = r#"{"login": "admin", "id": 1, "site_admin": true}"#;
+    let header = "created_at,id,login,email,role,suspended?,last_logged_ip,repos,ssh_keys,org_memberships,dormant?,last_active,raw_login,2fa_enabled?\n";
+    let line = |n: usize| {
+        format!("2020-01-01T00:00:00Z,{n},user{n},,user,false,,0,0,0,true,2021-01-01T00:00:00Z,user{n},false\n")
+    };
+    // ~2.1 MB: over a 1 MB max_response_mb and a 1 MB max_listing_mb alike.
+    let big: String = std::iter::once(header.to_string()).chain((0..20_000).map(line)).collect();
+    let report = |body: String| {
+        move |seen: &Seen| match seen.line.starts_with("GET /api/v3/user ") {
+            true => json(me),
+            false => Reply::Raw { content_type: "text/csv", body: body.clone().into_bytes() },
+        }
+    };
+    let count = r#"connect("h").activity(#{since: "90d", status: "inactive"}).len()"#;
+    let cases: Vec<(Hostile, &str, Option<&str>)> = vec![
+        (
+            Hostile::start(|seen| match seen.line.starts_with("GET /api/v3/user ") {
+                true => json(r#"{"login": "admin", "id": 1, "site_admin": true}"#),
+                false => Reply::Endless,
+            }),
+            "",
+            Some("line 1 is longer than 1 MB"),
+        ),
+        (
+            Hostile::start(report(big.clone())),
+            "max_listing_mb = 1\n",
+            Some("larger than 1 MB; steward stopped reading it (hint: raise max_listing_mb"),
+        ),
+        (Hostile::start(report(big)), "max_response_mb = 1\n", None),
+    ];
+    for (server, limits, says) in cases {
+        let env = env_for("github", &format!("{}/api/v3", server.base()), limits);
+        let mut cmd = env.cmd();
+        cmd.args(["eval", count]);
+        let run = crate::util::Run::of(cmd);
+        match says {
+            Some(says) => {
+                assert_eq!(run.status, Some(1), "{says}\n{}", run.report());
+                assert!(run.stderr.contains(says), "{says}\n{}", run.report());
+                assert!(!run.stdout.trim().starts_with('0'), "a cut report is not 'nobody inactive'\n{}", run.report());
+                env.write(
+                    "p.toml",
+                    "profiles = [\"h\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[guard]\nmax_share = 1.0\n",
+                );
+                let mut plan = env.cmd();
+                plan.args(["--format", "csv", "policy", "plan", "p.toml"]);
+                let planned = crate::util::Run::of(plan);
+                assert_eq!(planned.status, Some(1), "{}", planned.report());
+                assert!(planned.stdout.trim().is_empty() && planned.stderr.contains(says), "{}", planned.report());
+            }
+            None => {
+                assert_eq!(run.status, Some(0), "{}", run.report());
+                assert_eq!(run.stdout.trim(), "20000", "{}", run.report());
+            }
+        }
+    }
+}
+
 /// A policy's break-glass exclusion that cannot be resolved (the server errs on that one lookup) stops the plan:
 /// planning without knowing whom it spares could suspend the very account it must never touch.
 #[test]

@@ -635,3 +635,43 @@ fn a_delete_stage_deletes_only_when_allowed_and_a_deactivation_only_where_there_
     let rows = env.audit_rows(&["--op", "delete_user"]);
     assert!(rows.iter().any(|r| r["target"] == "user0014" && r["status"] == "ok"), "{rows:?}");
 }
+
+/// A policy over Travis reads both of its activity listings a page at a time (250 members: three pages each)
+/// straight into the plan: every member listed is counted once, exactly those idle 90 days or more are planned,
+/// and the plan says whom Travis cannot show.
+#[test]
+fn a_policy_over_travis_plans_every_listed_member_once_and_says_whom_it_cannot_see() {
+    let sb = Sandbox::start(250);
+    let env = services_env(&sb);
+    env.write("t.toml", "profiles = [\"travis\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[guard]\nmax_share = 1.0\nmin_admins = 0\n");
+    let listed = run_services(
+        &env,
+        &["--format", "json", "eval", r#"connect("travis").activity(#{since: "2000-01-01", status: "all"})"#],
+        None,
+    )
+    .success();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let now = chrono::Utc::now();
+    let idle: BTreeSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["suspended"] != true)
+        .filter(|u| {
+            let seen = u["last_active"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            seen.is_some_and(|t| (now - t.with_timezone(&chrono::Utc)).num_days() >= 90)
+        })
+        .map(|u| u["login"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!idle.is_empty() && idle.len() < listed.as_array().unwrap().len(), "{listed}");
+    let plan = run_services(&env, &["--format", "json", "policy", "plan", "t.toml"], None).success();
+    assert_eq!(planned(&plan), idle, "{}", plan.report());
+    let count = format!("travis: {} accounts", listed.as_array().unwrap().len());
+    assert!(plan.stderr.contains(&count), "{count}\n{}", plan.report());
+    assert!(
+        plan.stderr.contains("warning: travis: not in this plan: members who were never active"),
+        "{}",
+        plan.report()
+    );
+    assert_eq!(sb.count_method("PUT") + sb.count_method("POST"), 0, "planning changes nothing");
+}

@@ -306,3 +306,27 @@ fn deprovisioning_logs_every_device_out_and_deactivates_when_asked() {
     let export = run_as(&env, &server().token, &["audit", "export"]).success().stdout;
     assert!(tokens.iter().all(|t| !export.contains(t.as_str())));
 }
+
+/// A policy plans over the live homeserver's users, read a page at a time straight into the plan: a user made a
+/// moment ago is there, in its grace as a new account, every user is counted, and planning changes nothing.
+#[test]
+fn a_policy_plans_over_the_homeservers_users_a_page_at_a_time() {
+    let env = env();
+    let alice = unique("planned");
+    eval(&env, &format!(r#"connect().create_user(#{{login: "{alice}", password: "pw-{alice}-secret"}})"#));
+    env.write(
+        "p.toml",
+        "profiles = [\"matrix\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 30\n[guard]\nmax_share = 1.0\nmin_admins = 0\n",
+    );
+    let plan = run_as(&env, &server().token, &["--format", "json", "policy", "plan", "p.toml"]).success();
+    let spared = format!(
+        "left alone: @{alice}:localhost on matrix: never active, made 0 days ago (grace for new accounts: 30 days)"
+    );
+    assert!(plan.stderr.contains(&spared), "{spared}\n{}", plan.report());
+    let counted = plan.stderr.lines().find_map(|l| l.strip_prefix("matrix: ")).unwrap_or_default();
+    let accounts: usize = counted.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let listed = eval(&env, r#"connect().list_users().len()"#).as_u64().unwrap_or(0) as usize;
+    // Other tests add users to the shared server meanwhile: at least the users listed a moment before.
+    assert!(accounts >= 2 && listed >= accounts, "{accounts} planned, {listed} listed\n{}", plan.report());
+    assert!(audit(&env, "suspend").is_empty() && audit(&env, "deactivate_user").is_empty());
+}

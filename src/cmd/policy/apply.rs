@@ -24,14 +24,12 @@ pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: boo
     if !ready(ctx, policy, plan, unattended)? {
         return Ok(());
     }
-    let fresh = gather(ctx, policy, Utc::now())?;
-    let seen: HashMap<(&str, &str), &Candidate> =
-        fresh.accounts.iter().map(|c| ((c.profile.as_str(), c.login.as_str()), c)).collect();
+    let drift = read_again(ctx, policy, plan)?;
     let mut jobs: BTreeMap<(String, StageAction), Vec<(BulkItem, &Step)>> = BTreeMap::new();
     let mut warnings: Vec<&Step> = Vec::new();
     let mut results = Vec::new();
     for step in &plan.steps {
-        if let Some(why) = drifted(step, seen.get(&(step.profile.as_str(), step.account.as_str())).copied(), &fresh) {
+        if let Some(why) = drift.get(&(step.profile.as_str(), step.account.as_str())).cloned().flatten() {
             results.push(json!({"profile": step.profile, "target": step.account, "op": step.action.name(), "status": "skipped", "error": why}));
             continue;
         }
@@ -39,7 +37,7 @@ pub(super) fn apply(ctx: &Context, policy: &Policy, plan: &Plan, unattended: boo
             warnings.push(step);
             continue;
         }
-        let reason = format!("policy {}: {} (plan {})", policy.name, step.why, plan.short_digest());
+        let reason = format!("policy {}: {} (plan {})", policy.name, step.why(), plan.short_digest());
         let params = serde_json::Map::from_iter([("reason".to_string(), json!(reason))]);
         let item = BulkItem { target: Some(step.account.clone()), params, ..Default::default() };
         jobs.entry((step.profile.clone(), step.action)).or_default().push((item, step));
@@ -123,20 +121,42 @@ fn confirm(ctx: &Context, what: &str, conns: &[Job], warnings: usize, unattended
 /// One profile's changes of one stage: the items and the plan steps they come from, and the connection.
 type Job<'p> = (StageAction, Vec<(BulkItem, &'p Step)>, std::sync::Arc<crate::dispatch::Connection>);
 
-/// Why `step` is not taken after all, read again now: the account is gone, was active since the plan, or is
-/// spared since (an exception added, a person's restore).
-fn drifted(step: &Step, now_seen: Option<&Candidate>, fresh: &super::gather::Facts) -> Option<String> {
-    let planned_at =
-        step.last_active.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
-    match now_seen {
-        None => Some("no longer listed".to_string()),
-        Some(c) if c.last_active > planned_at => Some(format!(
-            "active since the plan (last active {})",
-            c.last_active.map(crate::dates::rfc3339).unwrap_or_default()
-        )),
-        Some(c) => fresh.spared(c),
+/// Each planned account read again now (one listing per profile, as it arrives): why its steps are not taken
+/// after all, if they are not: it is gone, was active since the plan, or is spared since (an exception added, a
+/// person's restore).
+fn read_again<'p>(ctx: &Context, policy: &Policy, plan: &'p Plan) -> anyhow::Result<Drift<'p>> {
+    let fresh = gather(ctx, policy, Utc::now())?;
+    // profile → login → (last active as planned, why not taken): gone until the listing shows it.
+    let mut accounts: HashMap<&str, HashMap<&str, Planned>> = HashMap::new();
+    for step in &plan.steps {
+        let gone = Some("no longer listed".to_string());
+        accounts.entry(&step.profile).or_default().insert(&step.account, (step.last_active, gone));
     }
+    fresh.read_accounts(ctx, &mut |c: Candidate| {
+        let Some((planned_at, why)) =
+            accounts.get_mut(c.profile.as_str()).and_then(|logins| logins.get_mut(c.login.as_str()))
+        else {
+            return;
+        };
+        *why = match c.last_active > *planned_at {
+            true => Some(format!(
+                "active since the plan (last active {})",
+                c.last_active.map(crate::dates::rfc3339).unwrap_or_default()
+            )),
+            false => fresh.spared(&c),
+        };
+    })?;
+    Ok(accounts
+        .into_iter()
+        .flat_map(|(profile, logins)| logins.into_iter().map(move |(login, (_, why))| ((profile, login), why)))
+        .collect())
 }
+
+/// An account as the plan saw it (last active) and why its steps are not taken now, if they are not.
+type Planned = (Option<DateTime<Utc>>, Option<String>);
+
+/// (profile, account) → why a plan's steps for it are not taken, if they are not.
+type Drift<'p> = HashMap<(&'p str, &'p str), Option<String>>;
 
 /// Tells what `told` holds (warnings due, changes made) to each notify the policy names for those stages: the
 /// person (e-mail, one message each) and the channels (one message each, listing them all). Every delivery is
@@ -195,7 +215,7 @@ fn about_one(policy: &Policy, n: &Notify, step: &Step) -> crate::notify::Message
         .replace("{account}", &step.account)
         .replace("{profile}", &step.profile)
         .replace("{action}", step.action.name())
-        .replace("{why}", &step.why)
+        .replace("{why}", &step.why())
         .replace("{policy}", &policy.name);
     crate::notify::Message {
         subject: format!("{}: {} on {}", step.action.name(), step.account, step.profile),
@@ -210,7 +230,7 @@ fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Mess
     let mut lines: Vec<String> = steps
         .iter()
         .take(SHOWN)
-        .map(|s| format!("{} {} on {}: {}", s.action.name(), s.account, s.profile, s.why))
+        .map(|s| format!("{} {} on {}: {}", s.action.name(), s.account, s.profile, s.why()))
         .collect();
     if steps.len() > SHOWN {
         lines.push(format!("… and {} more (steward audit list --op policy_plan)", steps.len() - SHOWN));
@@ -224,7 +244,7 @@ fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Mess
     );
     let changes: Vec<Value> = steps
         .iter()
-        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "why": s.why}))
+        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "why": s.why()}))
         .collect();
     crate::notify::Message {
         subject: format!("steward policy {}: {} accounts", policy.name, steps.len()),

@@ -14,28 +14,52 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
-/// What a plan is made from: every profile's accounts, who its listing cannot show, and who is spared and why.
+/// What a plan is made from: each profile's connection, who its listing cannot show, who is spared and why,
+/// and when this policy last warned each account. The accounts themselves are read as they are planned.
 pub(super) struct Facts {
-    pub(super) accounts: Vec<Candidate>,
+    conns: Vec<std::sync::Arc<crate::dispatch::Connection>>,
     pub(super) misses: BTreeMap<String, String>,
     /// (profile, the service's key of a name the spared account answers to) → why.
     spared: HashMap<(String, String), String>,
-    keys: HashMap<String, std::sync::Arc<dyn crate::backends::Backend>>,
+    /// (profile, the service's key of an account's name) → when this policy last warned it.
+    warned: HashMap<(String, String), DateTime<Utc>>,
 }
 
 impl Facts {
+    /// Why `c` is spared, if it is (its profile's resolved exclusions, exceptions, protections and restores).
     pub(super) fn spared(&self, c: &Candidate) -> Option<String> {
-        let backend = self.keys.get(&c.profile)?;
-        self.spared.get(&(c.profile.clone(), backend.name_key(&c.login))).cloned()
+        let conn = self.conns.iter().find(|conn| conn.profile == c.profile)?;
+        self.spared.get(&(c.profile.clone(), conn.backend.name_key(&c.login))).cloned()
+    }
+
+    /// Reads each profile's accounts with their dates of use, handing each to `each` as it comes (a million
+    /// records are never built, nor held), and puts each reading on record.
+    pub(super) fn read_accounts(&self, ctx: &Context, each: &mut (dyn FnMut(Candidate) + Send)) -> anyhow::Result<()> {
+        for conn in &self.conns {
+            let profile = &conn.profile;
+            let mut one = |s: crate::backends::model::Seen| {
+                let mut c = candidate(profile, s);
+                // Warned once per idle spell: a warning given after the account was last active still stands.
+                let warned = self.warned.get(&(profile.clone(), conn.backend.name_key(&c.login)));
+                c.warned = warned.is_some_and(|at| c.last_active.is_none_or(|seen| *at > seen));
+                each(c);
+            };
+            let accounts = ctx
+                .runtime
+                .block_on(conn.backend.activity_seen(&mut one))
+                .map_err(|e| anyhow::anyhow!("profile {profile}: activity: {e}"))?;
+            let read = json!({"profile": profile, "accounts": accounts});
+            ctx.runtime.block_on(ctx.dispatcher.record_note("activity", profile, &read, Status::Observed, ""))?;
+        }
+        Ok(())
     }
 }
 
-/// Reads each profile's activity and resolves the names the policy and the log spare. A profile whose service
-/// has no dates of use stops the plan before anything is read (unknown is never inactive).
+/// Connects each profile and resolves the names the policy and the log spare. A profile whose service has no
+/// dates of use, or cannot take one of the stages, stops the plan before anything is read (unknown is never
+/// inactive).
 pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyhow::Result<Facts> {
     let spec = &policy.spec;
-    let mut facts =
-        Facts { accounts: Vec::new(), misses: BTreeMap::new(), spared: HashMap::new(), keys: HashMap::new() };
     let mut conns = Vec::new();
     for profile in &spec.profiles {
         let conn = ctx.connections.connect(Some(profile)).map_err(|e| UsageError::new(e.to_string()))?;
@@ -53,7 +77,8 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
         conns.push(conn);
     }
     let restored = restored_recently(ctx, now - chrono::Duration::days(i64::from(spec.grace.restored_days)))?;
-    let warned = warned(ctx, policy)?;
+    let mut facts =
+        Facts { conns: Vec::new(), misses: BTreeMap::new(), spared: HashMap::new(), warned: warned(ctx, policy)? };
     for conn in conns {
         let profile = conn.profile.clone();
         if let crate::backends::ActivitySource::Seen { misses: Some(m), .. } =
@@ -61,24 +86,9 @@ pub(super) fn gather(ctx: &Context, policy: &Policy, now: DateTime<Utc>) -> anyh
         {
             facts.misses.insert(profile.clone(), m.to_string());
         }
-        // Read straight into what planning holds (a million records are never built), and put on record.
-        let seen = ctx
-            .runtime
-            .block_on(conn.backend.activity_seen())
-            .map_err(|e| anyhow::anyhow!("profile {profile}: activity: {e}"))?;
-        let read = json!({"profile": profile, "accounts": seen.len()});
-        ctx.runtime.block_on(ctx.dispatcher.record_note("activity", &profile, &read, Status::Observed, ""))?;
-        facts.accounts.reserve(seen.len());
-        for s in seen {
-            let mut c = candidate(&profile, s);
-            // Warned once per idle spell: a warning given after the account was last active still stands.
-            let key = (profile.clone(), conn.backend.name_key(&c.login));
-            c.warned = warned.get(&key).is_some_and(|at| c.last_active.is_none_or(|seen| *at > seen));
-            facts.accounts.push(c);
-        }
         let names = names_to_spare(policy, &profile, &conn.protected, &restored, now);
         spare(ctx, policy, &conn, names, &mut facts.spared)?;
-        facts.keys.insert(profile, conn.backend.clone());
+        facts.conns.push(conn);
     }
     Ok(facts)
 }

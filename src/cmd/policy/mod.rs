@@ -100,9 +100,9 @@ fn load(name: &str, dir: Option<&Path>) -> anyhow::Result<Policy> {
 fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
     let now = Utc::now();
     let facts = gather(ctx, policy, now)?;
-    let mut plan = plan::make(&policy.name, &policy.sha256, &policy.spec, now, &facts.accounts, &facts.misses, &|c| {
-        facts.spared(c)
-    });
+    let mut planner = plan::Planner::new(&policy.name, &policy.sha256, &policy.spec, now, &facts.misses);
+    facts.read_accounts(ctx, &mut |c| planner.add(&c, &|c| facts.spared(c)))?;
+    let mut plan = planner.finish();
     plan.planned_by = who(ctx);
     let status = if plan.halted.is_some() { Status::Refused } else { Status::Observed };
     let why = plan.halted.clone().unwrap_or_default();
@@ -148,12 +148,9 @@ fn recorded_plan(ctx: &Context, policy: &Policy, digest: &str) -> anyhow::Result
 
 /// The plan on the terminal: its steps (as a table, CSV or JSON), then a summary per profile on stderr.
 fn show(ctx: &Context, plan: &Plan) {
-    let rows: Vec<Value> = plan
-        .steps
-        .iter()
-        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "idle_days": s.idle_days, "last_active": s.last_active, "why": s.why}))
-        .collect();
-    output::print_value(&Value::Array(rows), ctx.output);
+    let columns = ["profile", "account", "action", "idle_days", "last_active", "why"];
+    let rows = plan.steps.iter().map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "idle_days": s.idle_days, "last_active": s.last_active.map(crate::dates::rfc3339), "why": s.why()}));
+    output::print_rows(&columns, rows, ctx.output);
     for (profile, s) in &plan.profiles {
         output::note(&format!(
             "{profile}: {} accounts, {} never active, {} changes planned",
