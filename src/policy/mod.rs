@@ -49,6 +49,29 @@ pub struct Spec {
     pub guard: Guard,
     #[serde(default, rename = "notify")]
     pub notify: Vec<Spanned<Notify>>,
+    /// Where each person's manager is written (an HR export), for notifies with `manager = true`.
+    pub directory: Option<Spanned<Directory>>,
+}
+
+/// A CSV of people (an HR export): the column with each person's e-mail (matched to an account's e-mail, any
+/// case) and the column with their manager's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// The file, relative to the policy file.
+    pub file: PathBuf,
+    #[serde(default = "email_column")]
+    pub email: String,
+    #[serde(default = "manager_column")]
+    pub manager: String,
+}
+
+fn email_column() -> String {
+    "email".into()
+}
+
+fn manager_column() -> String {
+    "manager_email".into()
 }
 
 fn one_day() -> String {
@@ -143,6 +166,9 @@ pub struct Notify {
     /// email: also write to each account's own address (a warning reaches the person it is about).
     #[serde(default)]
     pub person: bool,
+    /// email: also write to each account's manager (the policy's `[directory]`), one message listing their people.
+    #[serde(default)]
+    pub manager: bool,
     pub user: Option<String>,
     pub password_env: Option<String>,
     /// matrix: the Synapse profile whose token posts, and the room (`!id:server`) it posts in.
@@ -161,9 +187,20 @@ pub enum NotifyKind {
 }
 
 impl Spec {
-    /// Whether an e-mail notify writes to the person about `action` (so the plan keeps each account's address).
-    pub fn writes_to_person(&self, action: StageAction) -> bool {
-        self.notify.iter().map(|n| n.get_ref()).any(|n| n.kind == NotifyKind::Email && n.person && n.tells(action))
+    /// Whether an e-mail notify writes to the person or their manager about `action` (so the plan keeps each
+    /// account's address: the person's, and what the directory finds their manager by).
+    pub fn needs_address(&self, action: StageAction) -> bool {
+        let notifies = self.notify.iter().map(|n| n.get_ref());
+        notifies.filter(|n| n.kind == NotifyKind::Email && n.tells(action)).any(|n| n.person || n.manager)
+    }
+
+    /// The directory's file: as written if absolute, else beside the policy file at `policy_path`.
+    pub fn directory_file(&self, policy_path: &Path) -> Option<PathBuf> {
+        let file = &self.directory.as_ref()?.get_ref().file;
+        Some(match file.is_absolute() {
+            true => file.clone(),
+            false => policy_path.parent().unwrap_or(Path::new(".")).join(file),
+        })
     }
 }
 
@@ -181,6 +218,9 @@ impl Notify {
                 let mut to = self.to.clone();
                 if self.person {
                     to.push("the person".into());
+                }
+                if self.manager {
+                    to.push("their managers".into());
                 }
                 format!("email {}", to.join(", "))
             }
@@ -430,7 +470,20 @@ fn check_notify(spec: &Spec) -> Result<(), Problem> {
         match n.kind {
             NotifyKind::Webhook if n.url_env.is_none() => return missing("url_env (the variable holding its URL)"),
             NotifyKind::Email if n.smtp.is_none() || n.from.is_none() => return missing("smtp and from"),
-            NotifyKind::Email if n.to.is_empty() && !n.person => return missing("to = [addresses] or person = true"),
+            NotifyKind::Email if n.to.is_empty() && !n.person && !n.manager => {
+                return missing("to = [addresses], person = true or manager = true")
+            }
+            NotifyKind::Email if n.manager && spec.directory.is_none() => {
+                return Err((
+                    Some(at),
+                    "manager = true needs a [directory] saying where managers are written: file = \"people.csv\" \
+                     (with columns email and manager_email)"
+                        .into(),
+                ))
+            }
+            _ if n.manager && n.kind != NotifyKind::Email => {
+                return Err((Some(at), "manager = true is for an email notify (a manager is told by e-mail)".into()))
+            }
             NotifyKind::Email if url::Url::parse(n.smtp.as_deref().unwrap_or_default()).is_err() => {
                 return Err((
                     Some(at),
@@ -509,6 +562,8 @@ mod tests {
             ("profiles = [\"ghes\"]\n", None, "no [[stage]]"),
             ("profiles = [\"ghes\"]\n[guard]\nmax_share = 2.5\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n", Some(3), "between 0 and 1"),
             ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[scope]\ndomains = [\"*@x.com\"]\n", Some(6), "not a domain"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[notify]]\nkind = \"email\"\nsmtp = \"smtp://m:587\"\nfrom = \"s@x\"\nmanager = true\n", Some(5), "manager = true needs a [directory]"),
+            ("profiles = [\"ghes\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[notify]]\nkind = \"webhook\"\nurl_env = \"H\"\nmanager = true\n[directory]\nfile = \"p.csv\"\n", Some(5), "manager = true is for an email notify"),
         ] {
             let e = load(text).unwrap_err();
             assert_eq!(e.line, line, "{text}: {e}");

@@ -36,7 +36,7 @@ pub struct Step {
     /// The day the step's stage starts.
     pub after_days: u32,
     pub last_active: Option<DateTime<Utc>>,
-    /// The account's e-mail, where the policy writes to the person about this stage.
+    /// The account's e-mail, where the policy writes to the person or their manager about this stage.
     pub email: Option<String>,
 }
 
@@ -277,8 +277,9 @@ fn plan_account(
             idle_days: days,
             after_days,
             last_active: c.last_active,
-            // Only where the policy writes to the person about this stage: a plan holds what its policy uses.
-            email: c.email.clone().filter(|_| spec.writes_to_person(action)),
+            // Only where the policy writes to the person or their manager about this stage: a plan holds what its
+            // policy uses.
+            email: c.email.clone().filter(|_| spec.needs_address(action)),
         });
     }
 }

@@ -491,6 +491,62 @@ fn warnings_and_notices_reach_people_and_channels_once() {
     assert!(!again.stdout.contains("\"warn\""), "{}", again.stdout);
 }
 
+/// A manager hears of their people: the policy's directory (an HR export) names each person's manager by
+/// e-mail (any case); each manager gets one message listing theirs, from the notify's template; a person the
+/// directory does not name is said; every delivery is in the audit log, and the warnings count as given.
+#[test]
+fn managers_hear_of_their_people_from_the_directory() {
+    let sb = Sandbox::start(30);
+    let env = Env::with_sandbox(&sb);
+    let smtp = SmtpSink::start(env.dir.path());
+    env.write(
+        "people.csv",
+        "email,name,manager_email\nUSER0009@Example.com,Nine,boss@example.com\nuser0010@example.com,Ten,boss@example.com\n\
+         user0011@example.com,Eleven,other@example.com\n",
+    );
+    let policy = format!(
+        "profiles = [\"ghes\"]\n[[stage]]\naction = \"warn\"\nafter_days = 60\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n\
+         [scope]\nexclude = [\"ldap-user\"]\n[guard]\nmax_share = 1.0\nmin_admins = 0\n[directory]\nfile = \"people.csv\"\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"smtp+plain://127.0.0.1:{}\"\nfrom = \"steward@example.com\"\nmanager = true\n\
+         on = [\"warn\"]\ntemplate = \"{{account}} on {{profile}} is idle: {{why}}\"\n",
+        smtp.port
+    );
+    env.write("dormant.toml", &policy);
+    env.run(&["policy", "check", "dormant.toml"]).success();
+    let plan = env.run(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
+    let applied = env.run(&["--yes", "policy", "apply", "dormant.toml", "--plan", &digest_of(&plan)]).success();
+    assert!(
+        applied.stderr.contains("user0012 on ghes is not in the directory")
+            && applied.stderr.contains("no manager is told"),
+        "{}",
+        applied.report()
+    );
+    let mails = smtp.messages();
+    let to = |who: &str| mails.iter().filter(|m| m.contains(&format!("To: {who}"))).cloned().collect::<Vec<_>>();
+    let boss = to("boss@example.com");
+    assert_eq!(boss.len(), 1, "one message for all of a manager's people: {mails:?}");
+    for line in ["user0009 on ghes is idle: idle", "user0010 on ghes is idle: idle"] {
+        assert!(boss[0].contains(line), "{line}\n{}", boss[0]);
+    }
+    assert!(!boss[0].contains("user0011"), "{}", boss[0]);
+    assert!(to("other@example.com").iter().any(|m| m.contains("user0011 on ghes is idle")), "{mails:?}");
+    let rows = env.audit_rows(&["--op", "notify"]);
+    for who in ["email boss@example.com (manager)", "email other@example.com (manager)"] {
+        assert!(
+            rows.iter().any(|r| r["status"] == "ok" && r["params"].as_str().unwrap().contains(who)),
+            "{who}: {rows:?}"
+        );
+    }
+    // Told through their managers, the warnings were given: planned again, nobody told is warned twice.
+    let again = env.run(&["--format", "json", "policy", "plan", "dormant.toml"]).success();
+    for login in ["user0009", "user0010", "user0011"] {
+        assert!(!again.stdout.contains(&format!("\"{login}\"")), "{login}: {}", again.stdout);
+    }
+    // A directory without the columns the policy names is refused by `check`, naming the column.
+    env.write("people.csv", "mail,boss\nx@example.com,y@example.com\n");
+    env.run(&["policy", "check", "dormant.toml"]).code(2).stderr_has("has no column \"email\"");
+}
+
 /// A GHES user's site-admin flag, as the sandbox holds it.
 fn site_admin(sb: &Sandbox, login: &str) -> bool {
     let users = sb.state()["github"]["users"].as_array().cloned().unwrap_or_default();

@@ -202,3 +202,19 @@ fn the_audit_log_commands_run_as_written() {
     let exported = std::fs::read_to_string(env.path("audit.jsonl")).expect("audit.jsonl");
     assert!(exported.lines().count() > 42, "{exported}");
 }
+
+/// Every policy in the README (the whole example and one per service) is one `policy check` takes as written,
+/// its `[directory]` beside it.
+#[test]
+fn the_readmes_policies_pass_policy_check_as_written() {
+    let policies: Vec<String> =
+        blocks().into_iter().filter(|b| b.contains("profiles = [") && b.contains("[[stage]]")).collect();
+    assert!(policies.len() >= 4, "the example and one per service: {policies:?}");
+    let env = Env::new();
+    env.write("people.csv", "email,name,manager_email\nann@example.com,Ann,boss@example.com\n");
+    for (i, policy) in policies.iter().enumerate() {
+        let name = format!("p{i}.toml");
+        env.write(&name, policy);
+        env.run(&["policy", "check", &name]).success();
+    }
+}

@@ -187,6 +187,23 @@ fn tell(ctx: &Context, policy: &Policy, plan: &Plan, told: &[&Step]) -> anyhow::
                 }
             }
         }
+        // Each manager, about their people: one message each.
+        if n.kind == NotifyKind::Email && n.manager {
+            let managers = match managers_of(policy, &steps) {
+                Ok(managers) => managers,
+                Err(e) => {
+                    record(ctx, policy, plan, "their managers", &steps, Err(e))?;
+                    Vec::new()
+                }
+            };
+            for (manager, theirs) in managers {
+                let message = to_manager(policy, n, &theirs);
+                let result = deliver_email(ctx, n, std::slice::from_ref(&manager), &message, scale);
+                if record(ctx, policy, plan, &format!("email {manager} (manager)"), &theirs, result)? {
+                    warned.extend(theirs.iter().filter(|s| s.action == StageAction::Warn));
+                }
+            }
+        }
         // The channels, about everyone at once.
         let message = summary(policy, plan, &steps);
         let result = match n.kind {
@@ -224,6 +241,69 @@ fn about_one(policy: &Policy, n: &Notify, step: &Step) -> crate::notify::Message
     }
 }
 
+/// Each manager the policy's directory names for the accounts of `steps` (by the account's e-mail, any case),
+/// with their people's steps; an account with no e-mail, or no manager in the directory, is said.
+fn managers_of<'s>(policy: &Policy, steps: &[&'s Step]) -> Result<Vec<(String, Vec<&'s Step>)>, NotifyError> {
+    let (Some(path), Some(dir)) = (policy.spec.directory_file(&policy.path), policy.spec.directory.as_ref()) else {
+        return Err(NotifyError::Setup("the policy has no [directory]".into()));
+    };
+    let dir = dir.get_ref();
+    let mut manager_of: HashMap<String, String> = HashMap::new();
+    let mut columns_seen = None;
+    crate::output::csv::read_rows(&path, |row| {
+        columns_seen.get_or_insert_with(|| row.keys().cloned().collect::<Vec<_>>());
+        let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        if let (Some(person), Some(manager)) = (text(&dir.email), text(&dir.manager)) {
+            manager_of.insert(person.to_lowercase(), manager.to_string());
+        }
+    })
+    .map_err(|e| NotifyError::Setup(format!("the directory: {e}")))?;
+    if let Some(columns) = columns_seen.filter(|c| !c.contains(&dir.email) || !c.contains(&dir.manager)) {
+        return Err(NotifyError::Setup(format!(
+            "the directory {} has no {} and {} columns (it has {})",
+            path.display(),
+            dir.email,
+            dir.manager,
+            columns.join(", ")
+        )));
+    }
+    let mut by_manager: BTreeMap<String, Vec<&Step>> = BTreeMap::new();
+    for step in steps {
+        match step.email.as_deref().map(|e| manager_of.get(&e.trim().to_lowercase())) {
+            Some(Some(manager)) => by_manager.entry(manager.clone()).or_default().push(step),
+            found => output::note(&format!(
+                "policy {}: {} on {} {}, so no manager is told",
+                policy.name,
+                step.account,
+                step.profile,
+                match found {
+                    None => "has no e-mail address".to_string(),
+                    Some(_) => format!("is not in the directory {}", path.display()),
+                }
+            )),
+        }
+    }
+    Ok(by_manager.into_iter().collect())
+}
+
+/// The message to a manager about their people: a line each, from the notify's template.
+fn to_manager(policy: &Policy, n: &Notify, theirs: &[&Step]) -> crate::notify::Message {
+    let lines: Vec<String> = theirs.iter().map(|s| about_one(policy, n, s).text).collect();
+    crate::notify::Message {
+        subject: format!("steward policy {}: {} of your people", policy.name, theirs.len()),
+        text: format!("steward policy {} for the people you manage:\n{}", policy.name, lines.join("\n")),
+        details: json!({"policy": policy.name, "changes": changes_of(theirs)}),
+    }
+}
+
+/// The steps a message tells of, for machines (a webhook's or a mail's details).
+fn changes_of(steps: &[&Step]) -> Vec<Value> {
+    steps
+        .iter()
+        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "why": s.why()}))
+        .collect()
+}
+
 /// The message about every account of a run, for a channel: a line each (the first 50), and the counts.
 fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Message {
     const SHOWN: usize = 50;
@@ -242,14 +322,10 @@ fn summary(policy: &Policy, plan: &Plan, steps: &[&Step]) -> crate::notify::Mess
         steps.len(),
         lines.join("\n")
     );
-    let changes: Vec<Value> = steps
-        .iter()
-        .map(|s| json!({"profile": s.profile, "account": s.account, "action": s.action.name(), "why": s.why()}))
-        .collect();
     crate::notify::Message {
         subject: format!("steward policy {}: {} accounts", policy.name, steps.len()),
         text,
-        details: json!({"policy": policy.name, "plan": plan.digest, "changes": changes}),
+        details: json!({"policy": policy.name, "plan": plan.digest, "changes": changes_of(steps)}),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
     match sub {
         PolicyCommand::Check { policy } => {
             let p = Policy::load(&locate(policy, None)?).map_err(|e| UsageError::new(e.to_string()))?;
+            check_directory(&p)?;
             output::line(&format!(
                 "{}: ok ({} profiles, {} stages)",
                 p.path.display(),
@@ -72,6 +73,26 @@ pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
         }
         PolicyCommand::Run { due: _, dir } => run_due(ctx, &dir.clone().unwrap_or_else(default_dir)),
     }
+}
+
+/// The policy's `[directory]`, if it has one, is a CSV with the columns it names.
+fn check_directory(p: &Policy) -> anyhow::Result<()> {
+    let (Some(path), Some(dir)) = (p.spec.directory_file(&p.path), p.spec.directory.as_ref()) else { return Ok(()) };
+    let dir = dir.get_ref();
+    let header = crate::output::csv::header(&path)
+        .map_err(|e| UsageError::new(format!("{}: the [directory]: {e}", p.path.display())))?;
+    for column in [&dir.email, &dir.manager] {
+        if !header.contains(column) {
+            return Err(UsageError::new(format!(
+                "{}: the [directory] {} has no column {column:?} (it has {})",
+                p.path.display(),
+                path.display(),
+                header.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn default_dir() -> PathBuf {
