@@ -43,7 +43,7 @@ impl Row {
             login: self.login,
             email: self.email,
             admin: self.admin.unwrap_or(false),
-            suspended: self.suspended.unwrap_or(false),
+            suspended: self.suspended,
             last_active: self.last_active,
         }
     }

@@ -32,7 +32,8 @@ pub struct Seen {
     pub login: String,
     pub email: Option<String>,
     pub admin: bool,
-    pub suspended: bool,
+    /// `None`: the listing does not say (Synapse's says it only in each user's own record).
+    pub suspended: Option<bool>,
     /// `None`: never active.
     pub last_active: Option<chrono::DateTime<chrono::Utc>>,
     pub created: Option<chrono::DateTime<chrono::Utc>>,
@@ -51,7 +52,7 @@ impl Seen {
             login: u.get("login").and_then(Value::as_str).unwrap_or_default().to_string(),
             email: u.get("email").and_then(Value::as_str).filter(|e| e.contains('@')).map(str::to_string),
             admin: u.get("admin").and_then(Value::as_bool).unwrap_or(false),
-            suspended: u.get("suspended").and_then(Value::as_bool).unwrap_or(false),
+            suspended: u.get("suspended").and_then(Value::as_bool),
             last_active: time("last_active"),
             created: time("created_at"),
         }

@@ -13,7 +13,8 @@ pub struct Candidate {
     /// What a change addresses it by (its login).
     pub login: String,
     pub admin: bool,
-    pub suspended: bool,
+    /// `None`: its listing does not say; the planner asks for it to be read before deciding (`take_unsettled`).
+    pub suspended: Option<bool>,
     pub last_active: Option<DateTime<Utc>>,
     pub created: Option<DateTime<Utc>>,
     /// Where a warning about it reaches the person.
@@ -170,6 +171,9 @@ pub struct Planner<'a> {
     now: DateTime<Utc>,
     /// Per profile: accounts a step changes, administrators (not suspended), and those of them a step changes.
     counts: BTreeMap<String, GuardCounts>,
+    /// Accounts whose listing does not say whether they are suspended, where it matters (a stage reaches them,
+    /// or they are administrators the guard counts): read each, then `add` it again.
+    unsettled: Vec<Candidate>,
 }
 
 #[derive(Default)]
@@ -202,13 +206,18 @@ impl<'a> Planner<'a> {
             let summary = plan.profiles.entry(p.clone()).or_default();
             summary.misses = misses.get(p).cloned();
         }
-        Planner { plan, spec, now, counts: BTreeMap::new() }
+        Planner { plan, spec, now, counts: BTreeMap::new(), unsettled: Vec::new() }
     }
 
     /// One account of a listing: its steps, or why it is spared (`left_alone`), and what the guards count.
     pub fn add(&mut self, c: &Candidate, left_alone: &dyn Fn(&Candidate) -> Option<String>) {
+        let in_scope = self.spec.scope.takes(c.admin, c.email.as_deref());
+        if c.suspended.is_none() && (c.admin || in_scope && self.reaches(c)) {
+            self.unsettled.push(c.clone());
+            return;
+        }
         let before = self.plan.steps.len();
-        if self.spec.scope.takes(c.admin, c.email.as_deref()) {
+        if in_scope {
             plan_account(&mut self.plan, self.spec, c, self.now, left_alone);
         }
         let changed = self.plan.steps[before..].iter().any(|s| s.action.op().is_some());
@@ -216,10 +225,22 @@ impl<'a> Planner<'a> {
             Some(counts) => counts,
             None => self.counts.entry(c.profile.clone()).or_default(),
         };
-        let admin = c.admin && !c.suspended;
+        let admin = c.admin && c.suspended != Some(true);
         counts.changed += usize::from(changed);
         counts.admins += usize::from(admin);
         counts.admins_changed += usize::from(admin && changed);
+    }
+
+    /// The accounts `add` could not decide on until each is read (whether it is suspended), taken: settle
+    /// each and `add` it again before `finish`.
+    pub fn take_unsettled(&mut self) -> Vec<Candidate> {
+        std::mem::take(&mut self.unsettled)
+    }
+
+    /// Whether a stage could reach `c` by its days idle (unknown idleness reaches none).
+    fn reaches(&self, c: &Candidate) -> bool {
+        let first = self.spec.stages.iter().map(|s| s.get_ref().after_days).min().unwrap_or(u32::MAX);
+        idle_days(c, self.now).is_some_and(|d| d >= i64::from(first))
     }
 
     pub fn finish(mut self) -> Plan {
@@ -245,13 +266,8 @@ fn plan_account(
 ) {
     let summary = plan.profiles.entry(c.profile.clone()).or_default();
     summary.accounts += 1;
-    let idle = match (c.last_active, c.created) {
-        (Some(t), _) => Some((now - t).num_days().max(0)),
-        (None, created) => {
-            summary.never_active += 1;
-            created.map(|t| (now - t).num_days().max(0))
-        }
-    };
+    summary.never_active += usize::from(c.last_active.is_none());
+    let idle = idle_days(c, now);
     *summary.idle_histogram.entry(idle_bucket(idle)).or_default() += 1;
     let spare = |why: String| LeftAlone { profile: c.profile.clone(), account: c.login.clone(), why };
     if let Some(why) = unknown_idleness(c, idle, i64::from(spec.grace.new_account_days)) {
@@ -282,6 +298,11 @@ fn plan_account(
             email: c.email.clone().filter(|_| spec.needs_address(action)),
         });
     }
+}
+
+/// Days since `c` was last active, or (never active) since it was made; `None` when neither is known.
+fn idle_days(c: &Candidate, now: DateTime<Utc>) -> Option<i64> {
+    c.last_active.or(c.created).map(|t| (now - t).num_days().max(0))
 }
 
 /// What a reader of the plan must know of a step that cannot be taken back.
@@ -326,9 +347,9 @@ fn due_actions(spec: &Spec, c: &Candidate, idle: i64) -> Vec<(StageAction, u32)>
         .map(|s| s.get_ref())
         .filter(|s| idle >= i64::from(s.after_days))
         .filter(|s| match s.action {
-            StageAction::Suspend => !c.suspended,
+            StageAction::Suspend => c.suspended != Some(true),
             StageAction::Demote => c.admin,
-            StageAction::Warn => !c.suspended && !c.warned,
+            StageAction::Warn => c.suspended != Some(true) && !c.warned,
             // Still listed, so not yet deactivated or deleted (a deactivated Synapse account is not listed).
             StageAction::Deactivate | StageAction::Delete => true,
         })
@@ -408,6 +429,7 @@ mod tests {
         Candidate {
             profile: "p".into(),
             login: login.into(),
+            suspended: Some(false),
             last_active: idle.map(|d| now() - chrono::Duration::days(d)),
             ..Default::default()
         }
@@ -421,7 +443,7 @@ mod tests {
     fn each_account_gets_the_stages_it_has_reached_and_still_needs() {
         let s = spec(&[(StageAction::Demote, 60), (StageAction::Suspend, 90)]);
         let admin = Candidate { admin: true, ..user("boss", Some(95)) };
-        let gone = Candidate { suspended: true, ..user("gone", Some(400)) };
+        let gone = Candidate { suspended: Some(true), ..user("gone", Some(400)) };
         let p = plan_of(&s, &[user("fresh", Some(10)), user("idle", Some(89)), user("dormant", Some(90)), admin, gone]);
         let steps: Vec<(&str, &str)> = p.steps.iter().map(|s| (s.account.as_str(), s.action.name())).collect();
         assert_eq!(steps, [("dormant", "suspend"), ("boss", "demote"), ("boss", "suspend")]);
@@ -501,7 +523,7 @@ mod tests {
     fn later_stages_deactivate_or_delete_after_the_suspension_and_say_they_last() {
         let s = spec(&[(StageAction::Suspend, 90), (StageAction::Delete, 180)]);
         let accounts = [
-            Candidate { suspended: true, ..user("old", Some(200)) },
+            Candidate { suspended: Some(true), ..user("old", Some(200)) },
             user("older", Some(300)),
             user("idle", Some(100)),
         ];
@@ -577,6 +599,27 @@ mod tests {
         let read: Vec<Step> = serde_json::from_str(old).unwrap();
         assert_eq!(read, p.steps);
         assert_eq!(read[0].why(), "idle 100 days; the suspend stage starts at 90 days");
+    }
+
+    #[test]
+    fn an_account_whose_listing_does_not_say_it_is_suspended_is_read_before_it_is_decided_on() {
+        let s = spec(&[(StageAction::Suspend, 90)]);
+        let unknown = |login: &str, idle: i64| Candidate { suspended: None, ..user(login, Some(idle)) };
+        let mut planner = Planner::new("t", "sha", &s, now(), &BTreeMap::new());
+        let boss = Candidate { admin: true, ..unknown("boss", 5) };
+        for c in [unknown("idle", 100), unknown("gone", 120), unknown("fresh", 5), boss] {
+            planner.add(&c, &|_| None);
+        }
+        let unsettled = planner.take_unsettled();
+        let names: Vec<&str> = unsettled.iter().map(|c| c.login.as_str()).collect();
+        assert_eq!(names, ["idle", "gone", "boss"], "reached by a stage, or an administrator the guard counts");
+        for mut c in unsettled {
+            c.suspended = Some(c.login == "gone");
+            planner.add(&c, &|_| None);
+        }
+        let p = planner.finish();
+        assert_eq!(p.steps.iter().map(|s| s.account.as_str()).collect::<Vec<_>>(), ["idle"]);
+        assert_eq!(p.profiles["p"].accounts, 4, "each account counted once");
     }
 
     #[test]

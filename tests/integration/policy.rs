@@ -154,12 +154,15 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// steward run `days` days from now (its wall clock moved by libfaketime; the sandbox keeps real time).
 fn at(env: &Env, days: i64, args: &[&str]) -> Run {
-    assert!(std::path::Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing: apt-get install faketime");
     let mut cmd = env.cmd();
-    cmd.env("LD_PRELOAD", LIBFAKETIME)
-        .env("FAKETIME", format!("+{days}d"))
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .args(args);
+    cmd.args(args);
+    days_on(cmd, days)
+}
+
+/// `cmd` run with steward's clock `days` ahead (the servers keep theirs).
+fn days_on(mut cmd: std::process::Command, days: i64) -> Run {
+    assert!(std::path::Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing: apt-get install faketime");
+    cmd.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", format!("+{days}d")).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     Run::of(cmd)
 }
 
@@ -730,4 +733,64 @@ fn a_policy_over_travis_plans_every_listed_member_once_and_says_whom_it_cannot_s
         plan.report()
     );
     assert_eq!(sb.count_method("PUT") + sb.count_method("POST"), 0, "planning changes nothing");
+}
+
+/// Months go by on a homeserver of the test's own (the shared one's users belong to other tests): its users are
+/// suspended at 100 days idle and deactivated at 200 (for good, and the plan says so), the admin is left alone
+/// as the profile protects it, and each step is in the audit log.
+#[test]
+fn a_homeserver_account_is_suspended_then_deactivated_as_it_idles() {
+    if crate::util::moves_the_clock_ahead("a_homeserver_account_is_suspended_then_deactivated_as_it_idles") {
+        return;
+    }
+    let hs = crate::synapse::Private::start("alice bob");
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.chat]\nkind = \"synapse\"\nurl = \"{}\"\ntoken_env = \"SYNAPSE_TOKEN\"\nprotected = [\"admin\"]\ntimeout = 10\n",
+        hs.url
+    ));
+    env.write("idle.toml", "profiles = [\"chat\"]\n[[stage]]\naction = \"suspend\"\nafter_days = 90\n[[stage]]\naction = \"deactivate\"\nafter_days = 180\n[guard]\nmax_share = 1.0\nmin_admins = 0\n");
+    let steward = |days: i64, args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("SYNAPSE_TOKEN", &hs.token).args(args);
+        days_on(cmd, days)
+    };
+    let users = ["@alice:localhost", "@bob:localhost"];
+    let first = steward(100, &["--format", "json", "policy", "plan", "idle.toml"]).success();
+    assert!(
+        first.stderr.contains("left alone: @admin:localhost on chat: protected by profile chat"),
+        "{}",
+        first.report()
+    );
+    steward(100, &["--yes", "policy", "apply", "idle.toml", "--plan", &digest_of(&first)]).success();
+    for u in users {
+        let record = hs.user(u);
+        assert_eq!(
+            (record["suspended"].as_bool(), record["deactivated"].as_bool()),
+            (Some(true), Some(false)),
+            "{u}: {record}"
+        );
+    }
+    let plan = steward(200, &["--format", "json", "policy", "plan", "idle.toml"]).success();
+    let steps: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let planned: Vec<(&str, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["account"].as_str().unwrap(), s["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(planned, [(users[0], "deactivate"), (users[1], "deactivate")], "{}", plan.report());
+    assert!(steps[0]["why"].as_str().unwrap().ends_with("(cannot be undone)"), "{steps}");
+    steward(200, &["--yes", "policy", "apply", "idle.toml", "--plan", &digest_of(&plan)]).success();
+    for u in users {
+        assert_eq!(hs.user(u)["deactivated"].as_bool(), Some(true), "{u}");
+    }
+    assert_eq!(hs.user("@admin:localhost")["deactivated"].as_bool(), Some(false));
+    let rows = env.audit_rows(&["--op", "delete_user"]);
+    let done: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["phase"] == "outcome" && r["status"] == "ok")
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(done.len(), 2, "{rows:?}");
 }

@@ -32,6 +32,53 @@ pub(crate) fn server() -> &'static Server {
     })
 }
 
+/// A homeserver of one test's own (its own data directory and port, the shared virtualenv), for what must not
+/// touch the shared server's users: with `users` (space separated) made, stopped and deleted when dropped.
+pub(crate) struct Private {
+    pub url: String,
+    pub token: String,
+    home: tempfile::TempDir,
+}
+
+impl Private {
+    pub(crate) fn start(users: &str) -> Private {
+        let home = tempfile::tempdir().expect("tempdir");
+        let script = crate::util::repo().join("tests/servers/start-synapse.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .env("SYNAPSE_HOME", home.path())
+            .env_remove("SYNAPSE_PORT")
+            .env("SYNAPSE_USERS", users)
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "a private Synapse did not start:\n{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |name: &str| {
+            let found = text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}=")));
+            found.unwrap_or_else(|| panic!("no {name} in {text}")).to_string()
+        };
+        Private { url: field("SYNAPSE_BASE_URL"), token: field("SYNAPSE_ADMIN_TOKEN"), home }
+    }
+
+    /// A user's record from the admin API.
+    pub(crate) fn user(&self, id: &str) -> Value {
+        let (url, token) = (format!("{}/_synapse/admin/v2/users/{id}", self.url), self.token.clone());
+        crate::util::runtime().block_on(async move {
+            let answer = reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("synapse answers");
+            answer.json().await.expect("json")
+        })
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let script = crate::util::repo().join("tests/servers/start-synapse.sh");
+        let _ =
+            std::process::Command::new("bash").arg(&script).arg("clean").env("SYNAPSE_HOME", self.home.path()).output();
+    }
+}
+
 /// Logins unique to one test and one run, so tests share the server without seeing each other's users.
 pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();

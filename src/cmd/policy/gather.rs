@@ -55,6 +55,46 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// Each account whose listing did not say whether it is suspended, read now (a few at a time): the same
+    /// accounts, each saying. One that cannot be read stops the plan: deciding on a guess could suspend again an
+    /// account a person suspended for another reason, or miscount the administrators the guard keeps.
+    pub(super) fn settle(&self, ctx: &Context, unsettled: Vec<Candidate>) -> anyhow::Result<Vec<Candidate>> {
+        use futures::StreamExt;
+        let reads = unsettled.into_iter().map(|mut c| async move {
+            let conn = self.conns.iter().find(|conn| conn.profile == c.profile);
+            let state = match conn {
+                Some(conn) => conn.backend.state(crate::backends::Op::Suspend, &c.login, &Value::Null).await,
+                None => Ok(None),
+            };
+            match state {
+                Ok(Some(suspended)) => {
+                    c.suspended = Some(suspended);
+                    Ok(c)
+                }
+                Ok(None) => Err(anyhow::anyhow!(
+                    "profile {}: {} does not say whether {} is suspended; nothing is planned on a guess",
+                    c.profile,
+                    c.profile,
+                    c.login
+                )),
+                Err(e) => Err(anyhow::anyhow!(
+                    "profile {}: cannot read whether {} is suspended: {e}; nothing is planned on a guess",
+                    c.profile,
+                    c.login
+                )),
+            }
+        });
+        ctx.runtime
+            .block_on(futures::stream::iter(reads).buffered(SETTLE_AT_ONCE).collect::<Vec<_>>())
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Accounts read at once to settle what a listing did not say.
+const SETTLE_AT_ONCE: usize = 8;
+
 /// Connects each profile and resolves the names the policy and the log spare. A profile whose service has no
 /// dates of use, or cannot take one of the stages, stops the plan before anything is read (unknown is never
 /// inactive).

@@ -123,6 +123,9 @@ fn plan_and_record(ctx: &Context, policy: &Policy) -> anyhow::Result<Plan> {
     let facts = gather(ctx, policy, now)?;
     let mut planner = plan::Planner::new(&policy.name, &policy.sha256, &policy.spec, now, &facts.misses);
     facts.read_accounts(ctx, &mut |c| planner.add(&c, &|c| facts.spared(c)))?;
+    for c in facts.settle(ctx, planner.take_unsettled())? {
+        planner.add(&c, &|c| facts.spared(c));
+    }
     let mut plan = planner.finish();
     plan.planned_by = who(ctx);
     let status = if plan.halted.is_some() { Status::Refused } else { Status::Observed };
