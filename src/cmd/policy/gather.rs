@@ -53,9 +53,7 @@ impl Facts {
         }
         Ok(())
     }
-}
 
-impl Facts {
     /// Each account whose listing did not say whether it is suspended, read now (a few at a time): the same
     /// accounts, each saying. One that cannot be read stops the plan: deciding on a guess could suspend again an
     /// account a person suspended for another reason, or miscount the administrators the guard keeps.
@@ -73,8 +71,7 @@ impl Facts {
                     Ok(c)
                 }
                 Ok(None) => Err(anyhow::anyhow!(
-                    "profile {}: {} does not say whether {} is suspended; nothing is planned on a guess",
-                    c.profile,
+                    "profile {}: the service does not say whether {} is suspended; nothing is planned on a guess",
                     c.profile,
                     c.login
                 )),
