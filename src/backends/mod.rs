@@ -512,6 +512,14 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// The group a membership change names (`h.add_to_group(user, "group")`).
+pub fn group_of(action: &Action) -> Result<String, ApiError> {
+    let name = action.param_str("group").map(str::trim).filter(|g| !g.is_empty());
+    name.map(str::to_string).ok_or_else(|| {
+        ApiError::invalid(format!("{} needs a group: h.{}(user, \"group name\")", action.op.name(), action.op.name()))
+    })
+}
+
 /// The day before any account: activity "since" it is everyone's (what a policy's planning reads).
 pub const ALL_TIME: &str = "2000-01-01";
 

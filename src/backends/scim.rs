@@ -992,14 +992,7 @@ impl Backend for Scim {
                 self.membership(action, group).await
             }
             Op::AddToGroup | Op::RemoveFromGroup => {
-                let name = action.param_str("group").filter(|g| !g.is_empty()).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "{} needs a group: h.{}(user, \"group name\")",
-                        action.op.name(),
-                        action.op.name()
-                    ))
-                })?;
-                let group = self.group(name).await?;
+                let group = self.group(&super::group_of(action)?).await?;
                 self.membership(action, group).await
             }
             Op::ListGroups => self.list_groups().await,

@@ -13,6 +13,8 @@ use futures::stream::{self, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+mod rooms;
+
 /// What steward knows of this kind of service, for the registry (`backends::ALL`).
 pub const KIND: super::Kind = super::Kind {
     name: "synapse",
@@ -54,6 +56,9 @@ const SUPPORTED: &[Op] = &[
     Op::Activity,
     Op::ListSessions,
     Op::DeleteSession,
+    Op::ListGroups,
+    Op::AddToGroup,
+    Op::RemoveFromGroup,
     Op::Api,
 ];
 
@@ -355,6 +360,17 @@ impl Backend for Synapse {
     }
 
     /// `delete_user` is Synapse's deactivation (`_synapse/admin/v1/deactivate`).
+    /// A membership is in place when the room lists the user as joined; the rest as every service reads it.
+    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
+        if !matches!(op, Op::AddToGroup | Op::RemoveFromGroup) {
+            return super::account_state(self, op, target, params).await;
+        }
+        let action = Action::new(op, Some(target.to_string()), params.clone());
+        let room = self.room_id(&super::group_of(&action)?).await?;
+        let joined = self.in_room(&room, &self.user_id(target).await?).await?;
+        Ok(Some(joined == (op == Op::AddToGroup)))
+    }
+
     fn deletion_deactivates(&self) -> bool {
         true
     }
@@ -550,6 +566,8 @@ impl Backend for Synapse {
                 self.change(action, req).await
             }
             Op::Activity => self.activity(&action.params).await,
+            Op::ListGroups => self.list_rooms().await,
+            Op::AddToGroup | Op::RemoveFromGroup => self.membership(action, id.as_deref()).await,
             Op::ListSessions => Ok(Value::Array(self.devices(id.as_deref().unwrap_or_default()).await?)),
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),

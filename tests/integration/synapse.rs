@@ -377,3 +377,71 @@ fn a_policy_plans_over_the_homeservers_users_a_page_at_a_time() {
     assert!(accounts >= 2 && listed >= accounts, "{accounts} planned, {listed} listed\n{}", plan.report());
     assert!(audit(&env, "suspend").is_empty() && audit(&env, "deactivate_user").is_empty());
 }
+
+/// One request to the shared homeserver's client API as its admin; the JSON answer.
+fn client_api(method: reqwest::Method, path: &str, body: Value) -> Value {
+    let s = server();
+    let (url, token) = (format!("{}/_matrix/client/v3/{path}", s.url), s.token.clone());
+    crate::util::runtime().block_on(async move {
+        let req = reqwest::Client::new().request(method, url).bearer_auth(token).json(&body);
+        req.send().await.expect("synapse answers").json().await.expect("json")
+    })
+}
+
+/// The room's joined members, from the admin API.
+fn room_members(room: &str) -> Vec<String> {
+    let s = server();
+    let room: String = url::form_urlencoded::byte_serialize(room.as_bytes()).collect();
+    let (url, token) = (format!("{}/_synapse/admin/v1/rooms/{room}/members", s.url), s.token.clone());
+    let body: Value = crate::util::runtime().block_on(async move {
+        reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("answers").json().await.expect("json")
+    });
+    body["members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_string)).collect()
+}
+
+/// Rooms are Synapse's groups: a room the admin made is listed; a user is joined to it and kicked from it by the
+/// room's id, alias or name, each read back from the room's members and on record; a second room of the same
+/// name makes the name ambiguous (refused, naming both); the protected admin is never removed.
+#[test]
+fn rooms_are_groups_a_user_joins_and_leaves_by_id_alias_or_name() {
+    let env = env();
+    let alice = unique("roomy");
+    let alice_id = format!("@{alice}:localhost");
+    eval(&env, &format!(r#"connect().create_user(#{{login: "{alice}", password: "pw-{alice}-secret"}})"#));
+    let name = unique("ops-room");
+    let made = client_api(reqwest::Method::POST, "createRoom", json!({"name": name, "room_alias_name": name}));
+    let room = made["room_id"].as_str().expect("a room").to_string();
+    let alias = format!("#{name}:localhost");
+    let rooms = eval(&env, "connect().list_groups()");
+    let listed = rooms.as_array().unwrap().iter().find(|r| r["id"] == room.as_str()).cloned();
+    assert_eq!(listed.as_ref().map(|r| r["name"].clone()), Some(json!(name)), "{rooms}");
+    for (add, by) in [(true, room.as_str()), (false, alias.as_str()), (true, name.as_str())] {
+        let verb = if add { "add_to_group" } else { "remove_from_group" };
+        let done = eval(&env, &format!(r#"connect().{verb}("{alice}", "{by}")"#));
+        assert_eq!(done["group"], room.as_str(), "{verb} by {by}: {done}");
+        assert_eq!(room_members(&room).contains(&alice_id), add, "{verb} by {by}");
+    }
+    let again =
+        run_as(&env, &server().token, &["--yes", "eval", &format!(r#"connect().add_to_group("{alice}", "{room}")"#)]);
+    again.code(1).stderr_has(&format!("{alice_id} is already in room {room}; nothing changed"));
+    assert_eq!(
+        audit(&env, "add_to_group").iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count(),
+        2
+    );
+    // Two rooms of one name: the name no longer says which.
+    client_api(reqwest::Method::POST, "createRoom", json!({"name": name}));
+    let r = run_as(
+        &env,
+        &server().token,
+        &["--yes", "eval", &format!(r#"connect().remove_from_group("{alice}", "{name}")"#)],
+    );
+    r.code(1).stderr_has(&format!("2 rooms are named {name:?}"));
+    assert!(room_members(&room).contains(&alice_id), "nothing was removed");
+    let r = run_as(
+        &env,
+        &server().token,
+        &["--yes", "eval", &format!(r#"connect().remove_from_group("admin", "{room}")"#)],
+    );
+    r.code(1).stderr_has("protected");
+    assert!(room_members(&room).contains(&"@admin:localhost".to_string()));
+}
