@@ -95,6 +95,7 @@ const SUPPORTED: &[Op] = &[
     Op::Demote,
     Op::Activity,
     Op::ListGroups,
+    Op::Members,
     Op::AddToGroup,
     Op::RemoveFromGroup,
     Op::Api,
@@ -996,6 +997,16 @@ impl Backend for Scim {
                 self.membership(action, group).await
             }
             Op::ListGroups => self.list_groups().await,
+            Op::Members => {
+                let group = self.group(&super::group_of(action)?).await?;
+                let listed = group.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+                Ok(Value::Array(
+                    listed
+                        .iter()
+                        .map(|m| json!({"id": m.get("value"), "login": m.get("display"), "profile": self.profile}))
+                        .collect(),
+                ))
+            }
             Op::Activity => self.activity(&action.params).await,
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),

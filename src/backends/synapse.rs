@@ -57,6 +57,7 @@ const SUPPORTED: &[Op] = &[
     Op::ListSessions,
     Op::DeleteSession,
     Op::ListGroups,
+    Op::Members,
     Op::AddToGroup,
     Op::RemoveFromGroup,
     Op::Api,
@@ -567,6 +568,7 @@ impl Backend for Synapse {
             }
             Op::Activity => self.activity(&action.params).await,
             Op::ListGroups => self.list_rooms().await,
+            Op::Members => self.room_members(action).await,
             Op::AddToGroup | Op::RemoveFromGroup => self.membership(action, id.as_deref()).await,
             Op::ListSessions => Ok(Value::Array(self.devices(id.as_deref().unwrap_or_default()).await?)),
             Op::Api => super::api(&self.http, action).await,

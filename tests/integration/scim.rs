@@ -172,6 +172,9 @@ fn every_verb_against_a_real_scim_server() {
     eval(&env, r#"connect().remove_from_group("u0001", "eng")"#);
     let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
     assert!(groups.as_array().unwrap().contains(&json!("eng:1")), "{groups}");
+    // Who they are: the one left, by the group's name.
+    let members = eval(&env, r#"connect().members("eng").map(|m| m.id)"#);
+    assert_eq!(members, json!([eval(&env, r#"connect().get_user("u0002").id"#)]), "{members}");
 
     let created = eval(
         &env,

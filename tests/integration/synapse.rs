@@ -421,6 +421,9 @@ fn rooms_are_groups_a_user_joins_and_leaves_by_id_alias_or_name() {
         assert_eq!(done["group"], room.as_str(), "{verb} by {by}: {done}");
         assert_eq!(room_members(&room).contains(&alice_id), add, "{verb} by {by}");
     }
+    let members = eval(&env, &format!(r#"connect().members("{alias}").map(|m| m.id)"#));
+    assert!(members.as_array().unwrap().contains(&json!(alice_id)), "{members}");
+    assert_eq!(members.as_array().unwrap().len(), room_members(&room).len(), "{members}");
     let again =
         run_as(&env, &server().token, &["--yes", "eval", &format!(r#"connect().add_to_group("{alice}", "{room}")"#)]);
     again.code(1).stderr_has(&format!("{alice_id} is already in room {room}; nothing changed"));

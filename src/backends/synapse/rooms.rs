@@ -80,12 +80,24 @@ impl Synapse {
         }
     }
 
-    /// Whether `user` (a Matrix id) is joined to `room` (its id).
-    pub(super) async fn in_room(&self, room: &str, user: &str) -> Result<bool, ApiError> {
+    /// The Matrix ids joined to `room` (its id).
+    async fn joined(&self, room: &str) -> Result<Vec<String>, ApiError> {
         let path = format!("_synapse/admin/v1/rooms/{}/members", segment(room));
         let body = self.http.send(&Request::new(Method::GET, path)).await?.body;
         let members = body.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
-        Ok(members.iter().any(|m| m.as_str() == Some(user)))
+        Ok(members.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+    }
+
+    /// Whether `user` (a Matrix id) is joined to `room` (its id).
+    pub(super) async fn in_room(&self, room: &str, user: &str) -> Result<bool, ApiError> {
+        Ok(self.joined(room).await?.iter().any(|m| m == user))
+    }
+
+    /// `members(room)`: who is joined to the room the action names.
+    pub(super) async fn room_members(&self, action: &Action) -> Result<Value, ApiError> {
+        let room = self.room_id(&crate::backends::group_of(action)?).await?;
+        let joined = self.joined(&room).await?;
+        Ok(Value::Array(joined.iter().map(|m| json!({"id": m, "login": m, "profile": self.profile})).collect()))
     }
 
     /// `add_to_group` and `remove_from_group` of the user `id` (resolved), to the room the action names.

@@ -55,6 +55,7 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "update_profile", signature: "h.update_profile(id, #{first_name, last_name, title})", summary: "Changes a TransactionLink user's profile fields.", example: r#"connect("transactionlink").update_profile("tluser0005@example.com", #{title: "Lead"})"#, method: true },
     FnDoc { name: "roles", signature: "h.roles()", summary: "The organization's roles (id, name) on TransactionLink.", example: r#"connect("transactionlink").roles()"#, method: true },
     FnDoc { name: "list_groups", signature: "h.list_groups()", summary: "Every group (id, name, member count; raw has the rest), where the service has groups (SCIM groups, Synapse rooms).", example: r#"let kind = (); try { connect("github").list_groups(); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "members", signature: "h.members(group)", summary: "A group's members (id, login), named as add_to_group names it (SCIM groups, Synapse rooms).", example: r#"let kind = (); try { connect("github").members("engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "add_to_group", signature: "h.add_to_group(user, group)", summary: "Adds a user to a group (SCIM: by displayName or id; Synapse: a room by id, alias or its one name).", example: r#"let kind = (); try { connect("github").add_to_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "remove_from_group", signature: "h.remove_from_group(user, group)", summary: "Removes a user from a group; asks first unless --yes, and never touches a protected account or your own.", example: r#"let kind = (); try { connect("github").remove_from_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "list_sessions", signature: "h.list_sessions(user)", summary: "A user's logged-in sessions (Synapse: their devices, with display name and when last seen; never the access token).", example: r#"let kind = (); try { connect("github").list_sessions("user0001"); } catch (e) { kind = e.kind; } kind"#, method: true },
@@ -97,6 +98,7 @@ pub fn register(engine: &mut Engine, host: Rc<Host>) {
     register_reads(engine, &host);
     register_streams(engine, &host);
     register_changes(engine, &host);
+    register_groups(engine, &host);
     register_own_words(engine, &host);
     register_bulk(engine, &host);
     register_api(engine, host);
@@ -208,6 +210,23 @@ fn register_own_words(engine: &mut Engine, host: &Rc<Host>) {
 }
 
 /// The common verbs on one user (or key, or token), with their extra arguments.
+/// A group's members, and changes to them (`h.add_to_group(user, group)`).
+fn register_groups(engine: &mut Engine, host: &Rc<Host>) {
+    for op in [Op::AddToGroup, Op::RemoveFromGroup] {
+        let h = host.clone();
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
+                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
+            },
+        );
+    }
+    let h = host.clone();
+    engine.register_fn("members", move |handle: &mut Handle, group: &str| -> ScriptResult<Dynamic> {
+        h.perform(&handle.conn, Op::Members, None, json!({"group": group}))
+    });
+}
+
 fn register_changes(engine: &mut Engine, host: &Rc<Host>) {
     for op in [
         Op::GetUser,
@@ -233,15 +252,6 @@ fn register_changes(engine: &mut Engine, host: &Rc<Host>) {
             op.name(),
             move |handle: &mut Handle, target: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
                 h.perform(&handle.conn, op, Some(target_text(&target)?), to_json(&opts.into())?)
-            },
-        );
-    }
-    for op in [Op::AddToGroup, Op::RemoveFromGroup] {
-        let h = host.clone();
-        engine.register_fn(
-            op.name(),
-            move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
-                h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
             },
         );
     }
