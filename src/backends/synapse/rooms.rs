@@ -1,7 +1,8 @@
 //! Rooms as Synapse's groups: `list_groups` lists the server's rooms, `add_to_group` joins a local user to a room
 //! (the admin API's join, which needs the server admin in the room with the power to invite), and
 //! `remove_from_group` kicks them (the client API, as the server admin, who needs the power to kick there). A
-//! room is named by its id (`!abc:server`), its alias (`#ops:server`) or its exact name when one room has it.
+//! room is named by its id (`!abc…`, or `!abc:server` before room version 12), its alias (`#ops:server`) or its
+//! exact name when one room has it.
 
 use super::Synapse;
 use crate::backends::{Action, Op};
@@ -27,7 +28,7 @@ impl Synapse {
                 .iter()
                 .map(|r| {
                     json!({"id": r.get("room_id"), "name": r.get("name"), "alias": r.get("canonical_alias"),
-                           "members": r.get("joined_local_members").or_else(|| r.get("joined_members")),
+                           "members": r.get("joined_members"),
                            "profile": self.profile, "raw": r})
                 })
                 .collect(),
