@@ -244,29 +244,19 @@ fn about_one(policy: &Policy, n: &Notify, step: &Step) -> crate::notify::Message
 /// Each manager the policy's directory names for the accounts of `steps` (by the account's e-mail, any case),
 /// with their people's steps; an account with no e-mail, or no manager in the directory, is said.
 fn managers_of<'s>(policy: &Policy, steps: &[&'s Step]) -> Result<Vec<(String, Vec<&'s Step>)>, NotifyError> {
-    let (Some(path), Some(dir)) = (policy.spec.directory_file(&policy.path), policy.spec.directory.as_ref()) else {
-        return Err(NotifyError::Setup("the policy has no [directory]".into()));
+    let (path, dir) = match super::directory(policy) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(NotifyError::Setup("the policy has no [directory]".into())),
+        Err(why) => return Err(NotifyError::Setup(why)),
     };
-    let dir = dir.get_ref();
     let mut manager_of: HashMap<String, String> = HashMap::new();
-    let mut columns_seen = None;
     crate::output::csv::read_rows(&path, |row| {
-        columns_seen.get_or_insert_with(|| row.keys().cloned().collect::<Vec<_>>());
         let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
         if let (Some(person), Some(manager)) = (text(&dir.email), text(&dir.manager)) {
             manager_of.insert(person.to_lowercase(), manager.to_string());
         }
     })
     .map_err(|e| NotifyError::Setup(format!("the directory: {e}")))?;
-    if let Some(columns) = columns_seen.filter(|c| !c.contains(&dir.email) || !c.contains(&dir.manager)) {
-        return Err(NotifyError::Setup(format!(
-            "the directory {} has no {} and {} columns (it has {})",
-            path.display(),
-            dir.email,
-            dir.manager,
-            columns.join(", ")
-        )));
-    }
     let mut by_manager: BTreeMap<String, Vec<&Step>> = BTreeMap::new();
     for step in steps {
         match step.email.as_deref().map(|e| manager_of.get(&e.trim().to_lowercase())) {

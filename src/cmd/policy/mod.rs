@@ -77,22 +77,26 @@ pub fn run(ctx: &Context, sub: &PolicyCommand) -> anyhow::Result<()> {
 
 /// The policy's `[directory]`, if it has one, is a CSV with the columns it names.
 fn check_directory(p: &Policy) -> anyhow::Result<()> {
-    let (Some(path), Some(dir)) = (p.spec.directory_file(&p.path), p.spec.directory.as_ref()) else { return Ok(()) };
-    let dir = dir.get_ref();
-    let header = crate::output::csv::header(&path)
-        .map_err(|e| UsageError::new(format!("{}: the [directory]: {e}", p.path.display())))?;
-    for column in [&dir.email, &dir.manager] {
-        if !header.contains(column) {
-            return Err(UsageError::new(format!(
-                "{}: the [directory] {} has no column {column:?} (it has {})",
-                p.path.display(),
-                path.display(),
-                header.join(", ")
-            ))
-            .into());
-        }
+    match directory(p) {
+        Ok(_) => Ok(()),
+        Err(why) => Err(UsageError::new(format!("{}: {why}", p.path.display())).into()),
     }
-    Ok(())
+}
+
+/// The policy's `[directory]`: its file, found to have the columns the policy names (`None`: it has none).
+/// `policy check` and the managers' notices read it through this one check.
+fn directory(p: &Policy) -> Result<Option<(PathBuf, &crate::policy::Directory)>, String> {
+    let (Some(path), Some(dir)) = (p.spec.directory_file(&p.path), p.spec.directory.as_ref()) else { return Ok(None) };
+    let dir = dir.get_ref();
+    let header = crate::output::csv::header(&path).map_err(|e| format!("the [directory]: {e}"))?;
+    match [&dir.email, &dir.manager].into_iter().find(|column| !header.contains(column)) {
+        Some(column) => Err(format!(
+            "the [directory] {} has no column {column:?} (it has {}); name its columns with email = and manager =",
+            path.display(),
+            header.join(", ")
+        )),
+        None => Ok(Some((path, dir))),
+    }
 }
 
 fn default_dir() -> PathBuf {
