@@ -45,6 +45,8 @@ impl Dispatcher {
             let _open = open;
             let started = Instant::now();
             let mut failure = None;
+            // Whether the walk ended because its reader left (a `break`, or the script stopped), not at its end.
+            let mut left = true;
             {
                 let mut pages = conn.backend.users(&action.params, hold);
                 while let Ok(room) = tx.reserve().await {
@@ -56,7 +58,10 @@ impl Dispatcher {
                         }
                         // The reader left (a `break`, the script's end): the page in flight is not needed.
                         _ = tx.closed() => None,
-                        page = pages.next() => page,
+                        page = pages.next() => {
+                            left = page.is_some();
+                            page
+                        }
                     };
                     match next {
                         Some(Ok(users)) => room.send(Ok(users)),
@@ -68,6 +73,11 @@ impl Dispatcher {
                         None => break,
                     }
                 }
+            }
+            // A reader that left because the run was stopped (Ctrl-C, `--timeout`) did not get the whole listing:
+            // on record as stopped, never as a walk that ended well.
+            if left && failure.is_none() && this.interrupt.is_raised() {
+                failure = Some(ApiError::new(ErrorKind::Cancelled, this.interrupt.reason()));
             }
             this.recorder.read_done(&conn, &action, started, failure.as_ref()).await;
         });
