@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+mod orgs;
+
 pub const ADMIN_TOKEN: &str = "ghp_sandboxAdminToken000000000000000001";
 pub const USER_TOKEN: &str = "ghp_sandboxUserToken0000000000000000002";
 const DOCS: &str = "https://docs.github.com/enterprise-server@3.22/rest";
@@ -49,6 +51,8 @@ pub struct Ghes {
     pub rate_limit_per_hour: Option<u64>,
     /// Whether the all-users report has been generated (the first request for it is answered 202).
     report_ready: bool,
+    /// Organisations by id (the order they were made, as `/organizations` pages them).
+    orgs: BTreeMap<u64, orgs::Org>,
 }
 
 /// How many days ago seeded user `i` (`user0001` is 1) was last active; `None`: never. Every tenth user from
@@ -84,6 +88,7 @@ impl Ghes {
         json!({
             "users": self.users, "tokens": self.tokens, "keys": self.keys, "pats": self.pats,
             "impersonation": self.impersonation, "next_user_id": self.next_user_id, "next_auth_id": self.next_auth_id,
+            "orgs": self.orgs,
         })
     }
 
@@ -97,6 +102,11 @@ impl Ghes {
         self.impersonation = serde_json::from_value(field("impersonation"))?;
         self.next_user_id = serde_json::from_value(field("next_user_id"))?;
         self.next_auth_id = serde_json::from_value(field("next_auth_id"))?;
+        // Saved before organisations were emulated: none.
+        self.orgs = match field("orgs") {
+            Value::Null => BTreeMap::new(),
+            orgs => serde_json::from_value(orgs)?,
+        };
         self.logins = self.users.values().map(|u| (u.login.to_lowercase(), u.id)).collect();
         Ok(())
     }
@@ -151,6 +161,7 @@ impl Ghes {
             g.pats.insert(pat_id, pat(pat_id, &format!("{login} laptop"), *uid, login));
         }
         g.next_auth_id = 100;
+        orgs::seed(&mut g);
         g
     }
 
@@ -210,6 +221,7 @@ impl Ghes {
         if let Some(u) = self.users.remove(&id) {
             self.logins.remove(&u.login.to_lowercase());
         }
+        self.forget_member(id);
         self.tokens.retain(|_, uid| *uid != id);
     }
 
@@ -362,7 +374,7 @@ fn normalize_login(raw: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Paging {
     since: Option<String>,
     per_page: Option<String>,
@@ -391,20 +403,31 @@ async fn list_users(State(s): State<Shared>, headers: HeaderMap, Query(p): Query
     if let Err(r) = caller(&g, &headers) {
         return r;
     }
+    since_paged(&g.base, "users", &g.users, &p, |u| simple_user(&g.base, u))
+}
+
+/// A listing paged by `since` (the last id seen) with a Link header, as `/users` and `/organizations` are.
+fn since_paged<T>(
+    base: &str,
+    path: &str,
+    all: &BTreeMap<u64, T>,
+    p: &Paging,
+    render: impl Fn(&T) -> Value,
+) -> Response {
     let since: u64 = match p.since.as_deref().map(str::parse) {
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => return err(StatusCode::BAD_REQUEST, "Invalid since"),
     };
-    let n = match per_page(&p) {
+    let n = match per_page(p) {
         Ok(n) => n,
         Err(r) => return r,
     };
-    let page: Vec<&GhUser> = g.users.range(since + 1..).take(n).map(|(_, u)| u).collect();
-    let more = page.last().map(|last| g.users.range(last.id + 1..).next().is_some()).unwrap_or(false);
-    let body: Vec<Value> = page.iter().map(|u| simple_user(&g.base, u)).collect();
+    let page: Vec<(u64, &T)> = all.range(since + 1..).take(n).map(|(id, t)| (*id, t)).collect();
+    let more = page.last().is_some_and(|(last, _)| all.range(last + 1..).next().is_some());
+    let body: Vec<Value> = page.iter().map(|(_, t)| render(t)).collect();
     let headers = match (more, page.last()) {
-        (true, Some(last)) => link(format!("{}/users?since={}&per_page={n}", g.base, last.id)),
+        (true, Some((last, _))) => link(format!("{base}/{path}?since={last}&per_page={n}")),
         _ => HeaderMap::new(),
     };
     (headers, Json(Value::Array(body))).into_response()
@@ -646,7 +669,8 @@ fn paged(base: &str, path: &str, items: Vec<Value>, p: &Paging) -> Response {
     let start = (page - 1) * n;
     let body: Vec<Value> = items.iter().skip(start).take(n).cloned().collect();
     let headers = if start + n < items.len() {
-        link(format!("{base}/{path}?page={}&per_page={n}", page + 1))
+        let joint = if path.contains('?') { '&' } else { '?' };
+        link(format!("{base}/{path}{joint}page={}&per_page={n}", page + 1))
     } else {
         HeaderMap::new()
     };
@@ -787,6 +811,7 @@ pub fn routes(state: Shared) -> Router {
         .route("/admin/tokens", get(list_tokens))
         .route("/admin/tokens/{token_id}", delete(delete_token))
         .route("/rate_limit", get(rate_limit))
+        .merge(orgs::routes())
         .with_state(state)
 }
 

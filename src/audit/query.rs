@@ -702,15 +702,18 @@ impl AuditStore {
 
     /// The successful, reversible changes of some runs (a job's), oldest first: (profile, op, target, params).
     pub fn reversible_changes(&self, runs: &[i64]) -> Result<Vec<(String, String, String, String)>, AuditError> {
-        self.changes_of(runs, "op IN ('suspend', 'unsuspend', 'promote', 'demote')")
+        self.changes_of(
+            runs,
+            "op IN ('suspend', 'unsuspend', 'promote', 'demote', 'add_to_group', 'remove_from_group')",
+        )
     }
 
     /// The successful changes of some runs that steward cannot put back (deleted keys, tokens, sessions,
-    /// memberships, deactivations), oldest first: (profile, op, target, params).
+    /// deactivations), oldest first: (profile, op, target, params).
     pub fn irreversible_changes(&self, runs: &[i64]) -> Result<Vec<(String, String, String, String)>, AuditError> {
         self.changes_of(
             runs,
-            "op IN ('delete_key', 'delete_token', 'delete_impersonation_token', 'delete_session', 'remove_from_group', 'delete_user', 'reset_2fa')",
+            "op IN ('delete_key', 'delete_token', 'delete_impersonation_token', 'delete_session', 'delete_user', 'reset_2fa')",
         )
     }
 

@@ -1,5 +1,7 @@
 //! GitHub Enterprise Server: the site-admin user API under `/api/v3` (seed 001, GitHub's GHES 3.22 description).
 
+mod orgs;
+
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
@@ -71,6 +73,10 @@ const SUPPORTED: &[Op] = &[
     Op::DeleteToken,
     Op::RateLimit,
     Op::Activity,
+    Op::ListGroups,
+    Op::Members,
+    Op::AddToGroup,
+    Op::RemoveFromGroup,
     Op::Api,
 ];
 
@@ -495,6 +501,32 @@ impl Backend for Github {
         }
     }
 
+    /// A membership is read from the organisation or team (its role too); the rest from the user's record.
+    async fn state_of(
+        &self,
+        op: Op,
+        account: &super::model::Account,
+        params: &Value,
+    ) -> Result<Option<bool>, ApiError> {
+        match op {
+            Op::AddToGroup | Op::RemoveFromGroup => self.membership_state(op, &account.address, params).await,
+            _ => Ok(super::record_state(op, &account.record)),
+        }
+    }
+
+    /// An organisation or team, by the name GHES knows it by.
+    async fn group_id(&self, name: &str) -> Result<String, ApiError> {
+        self.group_key(name).await
+    }
+
+    /// A membership change keeps the role the member had, for undo.
+    async fn prepare(&self, action: &Action) -> Result<Option<Value>, ApiError> {
+        match action.op {
+            Op::AddToGroup | Op::RemoveFromGroup => self.prior_role(action).await,
+            _ => Ok(None),
+        }
+    }
+
     /// A key's `user_id`, a token's `user.id` (or, where a server left the id out, its login resolved now).
     async fn owner_of(&self, action: &Action) -> Result<String, ApiError> {
         let target = action.target()?;
@@ -611,6 +643,9 @@ impl Backend for Github {
             }
             Op::ListKeys | Op::DeleteKey | Op::ListTokens | Op::DeleteToken => self.credentials(action).await,
             Op::RateLimit => self.rate_limit().await,
+            Op::ListGroups => self.list_groups().await,
+            Op::Members => self.group_members(action).await,
+            Op::AddToGroup | Op::RemoveFromGroup => self.set_membership(action).await,
             Op::Api => super::api(&self.http, action).await,
             other => Err(unsupported(self, other)),
         }

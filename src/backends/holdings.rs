@@ -174,7 +174,9 @@ pub fn standard_cascade<B: Backend + ?Sized>(backend: &B, snap: &Snapshot, wishe
                 _ => (h.id.clone(), json!({"owner": user, "title": h.title})),
             };
             let says = format!("remove {} {:?}", kind.words(), h.title);
-            plan.steps.push(Step { action: Action::new(op, Some(target), params), reversible: false, says });
+            // A membership comes back with undo (add_to_group); a deleted credential does not.
+            let reversible = op.inverse().is_some();
+            plan.steps.push(Step { action: Action::new(op, Some(target), params), reversible, says });
         }
     }
     if wishes.reset_2fa && snap.two_factor == Some(true) && supports(Op::Reset2fa) {

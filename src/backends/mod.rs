@@ -226,8 +226,8 @@ pub const VERBS: &[Verb] = &[
     Verb { op: Op::Roles, name: "roles", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
     Verb { op: Op::ListGroups, name: "list_groups", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
     Verb { op: Op::Members, name: "members", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
-    Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::User },
-    Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: None, bulk: None, reaches: Reaches::User },
+    Verb { op: Op::AddToGroup, name: "add_to_group", changes: When::Always, destructive: When::Never, guarded: false, inverse: Some(Op::RemoveFromGroup), bulk: None, reaches: Reaches::User },
+    Verb { op: Op::RemoveFromGroup, name: "remove_from_group", changes: When::Always, destructive: When::Always, guarded: true, inverse: Some(Op::AddToGroup), bulk: None, reaches: Reaches::User },
     Verb { op: Op::ListSessions, name: "list_sessions", changes: When::Never, destructive: When::Never, guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
     Verb { op: Op::DeleteSession, name: "delete_session", changes: When::Always, destructive: When::Always, guarded: false, inverse: None, bulk: None, reaches: Reaches::Credential },
     Verb { op: Op::Api, name: "api", changes: When::Method(is_write), destructive: When::Method(is_delete), guarded: false, inverse: None, bulk: None, reaches: Reaches::Nothing },
@@ -376,9 +376,17 @@ pub trait Backend: Send + Sync {
     }
 
     /// Is `account` already in the state `op` would put it in, by the record `lookup` read? (A service whose
-    /// records do not say it asks for more: TransactionLink's roles, a SCIM admin group.)
-    async fn state_of(&self, op: Op, account: &model::Account) -> Result<Option<bool>, ApiError> {
+    /// records do not say it asks for more: TransactionLink's roles, a SCIM admin group, the membership of the
+    /// group `params` name.)
+    async fn state_of(&self, op: Op, account: &model::Account, params: &Value) -> Result<Option<bool>, ApiError> {
+        let _ = params;
         Ok(record_state(op, &account.record))
+    }
+
+    /// The stable id of the group `name` names (a SCIM group's id, a room's id), read from the service now: what
+    /// a membership change is decided, recorded and undone on, however the script named the group.
+    async fn group_id(&self, name: &str) -> Result<String, ApiError> {
+        Ok(name.trim().to_string())
     }
 
     /// Why `target` cannot name a user on this service, if it cannot (checked before any request, so a
@@ -591,11 +599,11 @@ pub async fn account_state<B: Backend + ?Sized>(
             Err(e) => Err(e),
         };
     }
-    if !matches!(op, Op::Suspend | Op::Unsuspend | Op::Promote | Op::Demote) {
+    if op.inverse().is_none() {
         return Ok(None);
     }
     let account = resolve(backend, target, params).await?;
-    backend.state_of(op, &account).await
+    backend.state_of(op, &account, params).await
 }
 
 /// Whether a normalized user record is in the state `op` puts users in (`None`: the record does not say).

@@ -838,18 +838,9 @@ impl Backend for Scim {
         }
     }
 
-    /// A membership is applied when the group (read now) lists the user or no longer does: how a resume settles
-    /// a removal whose answer was lost, rather than sending it again (a second removal finds no member: 400).
-    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
-        if !matches!(op, Op::AddToGroup | Op::RemoveFromGroup) {
-            return super::account_state(self, op, target, params).await;
-        }
-        let Some(name) = params.get("group").and_then(Value::as_str).filter(|g| !g.is_empty()) else {
-            return Ok(None);
-        };
-        let user = super::resolve(self, target, params).await?;
-        let member = members(&self.group(name).await?).contains(&user.id);
-        Ok(Some(member == (op == Op::AddToGroup)))
+    /// A group named by displayName or id is its id.
+    async fn group_id(&self, name: &str) -> Result<String, ApiError> {
+        id_of(&self.group(name.trim()).await?)
     }
 
     /// A SCIM account answers to its id, userName, every email and its externalId; a change addresses it by id.
@@ -881,12 +872,19 @@ impl Backend for Scim {
         scim_key(name)
     }
 
-    /// Admin rights are membership of the admin group, read now.
-    async fn state_of(&self, op: Op, account: &Account) -> Result<Option<bool>, ApiError> {
+    /// Admin rights are membership of the admin group, and a membership is the group's member list, read now:
+    /// how a resume settles a removal whose answer was lost rather than send it again (a second removal finds
+    /// no member: 400).
+    async fn state_of(&self, op: Op, account: &Account, params: &Value) -> Result<Option<bool>, ApiError> {
         match op {
             Op::Promote | Op::Demote => {
                 let is_admin = members(&self.admin_group().await?).contains(&account.id);
                 Ok(Some(is_admin == (op == Op::Promote)))
+            }
+            Op::AddToGroup | Op::RemoveFromGroup => {
+                let action = Action::new(op, None, params.clone());
+                let member = members(&self.group(&super::group_of(&action)?).await?).contains(&account.id);
+                Ok(Some(member == (op == Op::AddToGroup)))
             }
             _ => Ok(super::record_state(op, &account.record)),
         }

@@ -361,17 +361,6 @@ impl Backend for Synapse {
     }
 
     /// `delete_user` is Synapse's deactivation (`_synapse/admin/v1/deactivate`).
-    /// A membership is in place when the room lists the user as joined; the rest as every service reads it.
-    async fn state(&self, op: Op, target: &str, params: &Value) -> Result<Option<bool>, ApiError> {
-        if !matches!(op, Op::AddToGroup | Op::RemoveFromGroup) {
-            return super::account_state(self, op, target, params).await;
-        }
-        let action = Action::new(op, Some(target.to_string()), params.clone());
-        let room = self.room_id(&super::group_of(&action)?).await?;
-        let joined = self.in_room(&room, &self.user_id(target).await?).await?;
-        Ok(Some(joined == (op == Op::AddToGroup)))
-    }
-
     fn deletion_deactivates(&self) -> bool {
         true
     }
@@ -422,6 +411,27 @@ impl Backend for Synapse {
             account.names.push(local.to_string());
         }
         Ok(Some(account))
+    }
+
+    /// A room named by alias or by its one name is its room id.
+    async fn group_id(&self, name: &str) -> Result<String, ApiError> {
+        self.room_id(name).await
+    }
+
+    /// A membership is in place when the room (read now) lists the account as joined; the rest as every service
+    /// reads it.
+    async fn state_of(
+        &self,
+        op: Op,
+        account: &super::model::Account,
+        params: &Value,
+    ) -> Result<Option<bool>, ApiError> {
+        if !matches!(op, Op::AddToGroup | Op::RemoveFromGroup) {
+            return Ok(super::record_state(op, &account.record));
+        }
+        let room = self.room_id(&super::group_of(&Action::new(op, None, params.clone()))?).await?;
+        let joined = self.in_room(&room, &account.id).await?;
+        Ok(Some(joined == (op == Op::AddToGroup)))
     }
 
     fn answers_to(&self, account: &super::model::Account, name: &str) -> bool {

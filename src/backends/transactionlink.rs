@@ -425,7 +425,12 @@ impl Backend for TransactionLink {
     }
 
     /// Suspension is the record's status; admin rights are its role, compared with the role promote/demote set.
-    async fn state_of(&self, op: Op, account: &super::model::Account) -> Result<Option<bool>, ApiError> {
+    async fn state_of(
+        &self,
+        op: Op,
+        account: &super::model::Account,
+        _params: &Value,
+    ) -> Result<Option<bool>, ApiError> {
         if !matches!(op, Op::Promote | Op::Demote) {
             return Ok(super::record_state(op, &account.record));
         }

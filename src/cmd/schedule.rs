@@ -156,10 +156,13 @@ pub fn run_due(ctx: &Context) -> anyhow::Result<Ran> {
                 continue;
             }
         };
-        let reason = format!("scheduled (id {}, run {}): {}", s.id, s.run, s.reason());
-        match ctx.runtime.block_on(
-            ctx.dispatcher.perform(&conn, Action::new(s.op, Some(s.target.clone()), json!({"reason": reason}))),
-        ) {
+        let mut params = json!({"reason": format!("scheduled (id {}, run {}): {}", s.id, s.run, s.reason())});
+        for key in crate::dispatch::timed::CARRIED {
+            if let Some(v) = s.params.get(key).filter(|v| !v.is_null()) {
+                params[key] = v.clone();
+            }
+        }
+        match ctx.runtime.block_on(ctx.dispatcher.perform(&conn, Action::new(s.op, Some(s.target.clone()), params))) {
             Ok(_) => {
                 close(ctx, &s, "done", Status::Ok, "")?;
                 ran.done += 1;
@@ -193,7 +196,8 @@ pub fn run_due(ctx: &Context) -> anyhow::Result<Ran> {
 /// reason), as the log shows, in the same respect (suspension, or admin rights).
 fn changed_since(ctx: &Context, s: &Scheduled) -> anyhow::Result<Option<String>> {
     let Some(after) = s.params.get("after_seq").and_then(Value::as_i64) else { return Ok(None) };
-    let account = s.params.get("account").and_then(Value::as_str).filter(|a| !a.is_empty()).unwrap_or(&s.target);
+    // The account (and, for a membership, the group) as `item_key` names it.
+    let account = item_key(&s.target, &s.params);
     let store = AuditStore::open_verified_target(&ctx.audit_target)?;
     let mut newest: Option<crate::audit::Event> = None;
     for op in [Some(s.op), s.op.inverse()].into_iter().flatten() {

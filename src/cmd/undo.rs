@@ -61,7 +61,10 @@ pub fn run(ctx: &Context, named: &RunRef) -> anyhow::Result<()> {
     ctx.dispatcher.confirm_plan(&question, &what, changes)?;
     let mut all = Vec::new();
     for (profile, op, targets, conn) in jobs {
-        let items = targets.into_iter().map(|t| BulkItem { target: Some(t), ..Default::default() }).collect();
+        let items = targets
+            .into_iter()
+            .map(|t| BulkItem { target: Some(t.target), params: t.carried, ..Default::default() })
+            .collect();
         let params = json!({ "reason": format!("steward undo of run {run}") });
         let results = ctx.runtime.block_on(ctx.dispatcher.perform_all(&conn, op, items, params))?;
         for r in results {
@@ -107,11 +110,11 @@ fn observed_only(changes: Vec<(String, String, String, String)>, run: i64) -> Ve
 
 /// The reversal as the person asked to confirm it reads it: one line per profile and operation, long lists cut
 /// short (`--dry-run` shows every item).
-fn plan_text<C>(jobs: &[(String, Op, Vec<String>, C)]) -> String {
+fn plan_text<C>(jobs: &[(String, Op, Vec<Undone>, C)]) -> String {
     const SHOWN: usize = 10;
     let mut text = String::new();
     for (profile, op, targets, _) in jobs {
-        let mut named = targets.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        let mut named = targets.iter().take(SHOWN).map(Undone::describe).collect::<Vec<_>>().join(", ");
         if targets.len() > SHOWN {
             named.push_str(&format!(" … and {} more", targets.len() - SHOWN));
         }
@@ -145,35 +148,98 @@ fn prior_unobserved(params: &str) -> bool {
         == Some(false)
 }
 
+/// One change of the reversal: the account's address, and what the change back needs of the one it undoes (a
+/// membership's group, and the role to give back).
+#[derive(Clone, Debug, PartialEq)]
+struct Undone {
+    target: String,
+    carried: serde_json::Map<String, Value>,
+}
+
+impl Undone {
+    fn of(target: &str, params: &Value, role: Option<&str>) -> Self {
+        let mut carried = serde_json::Map::new();
+        if let Some(group) = params.get("group").filter(|g| !g.is_null()) {
+            carried.insert("group".into(), group.clone());
+        }
+        if let Some(role) = role {
+            carried.insert("role".into(), json!(role));
+        }
+        Undone { target: target.to_string(), carried }
+    }
+
+    /// `alice`, or `alice (group acme/eng)`.
+    fn describe(&self) -> String {
+        match self.carried.get("group").and_then(Value::as_str) {
+            Some(group) => format!("{} (group {group})", self.target),
+            None => self.target.clone(),
+        }
+    }
+}
+
+/// A recorded change as the reversal reads it.
+struct Change {
+    op: Op,
+    /// The role a membership change asked for (`add_to_group(u, g, #{role})`).
+    role: Option<String>,
+    /// The role the member had before it, where the service has roles (`prior_role`, kept by `prepare`).
+    prior_role: Option<String>,
+}
+
+impl Change {
+    fn of(op: Op, params: &Value) -> Self {
+        let text = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_string);
+        Change { op, role: text("role"), prior_role: text("prior_role") }
+    }
+}
+
+/// What puts one account (one membership) back as it was before the run's first change to it, given that
+/// change and the run's last: nothing when the run put it back itself.
+fn due(first: &Change, last: &Change) -> Option<(Op, Option<String>)> {
+    if !matches!(first.op, Op::AddToGroup | Op::RemoveFromGroup) {
+        // Successful toggles alternate: the same first and last change means an odd number of them, so the
+        // state moved; different ones mean the run put it back itself.
+        return (first.op == last.op).then(|| last.op.inverse()).flatten().map(|op| (op, None));
+    }
+    match (&first.prior_role, first.op, last.op) {
+        // A member before, with a role: a member with that role again (a join without a role gives the default).
+        (Some(role), _, Op::AddToGroup) if last.role.as_deref().unwrap_or("member") == role => None,
+        (Some(role), _, _) => Some((Op::AddToGroup, Some(role.clone()))),
+        (None, first, last) if first == last => first.inverse().map(|op| (op, None)),
+        _ => None,
+    }
+}
+
 /// The changes that put each account back: per (profile, account, kind of change), the run's first change tells
-/// the state before it and the last one the state after; when they differ, the inverse of the last is due. An
-/// account is its stable id as recorded (`params.account`), however each change named it; the reversal names it
-/// by the address its last change reached.
-fn reversal(changes: &[(String, String, String, String)]) -> Vec<((String, Op), Vec<String>)> {
-    let family = |op: Op| if matches!(op, Op::Suspend | Op::Unsuspend) { "suspension" } else { "admin" };
-    // (profile, kind of change, account) → the first change, the last one, and the address it reached.
-    type Changed<'a> = ((String, &'a str, String), Op, Op, String);
+/// the state before it and the last one the state after; when they differ, the change back is due. An account
+/// is its stable id as recorded (`params.account`), however each change named it, and a membership is one
+/// account in one group (recorded by the group's id); the reversal names it by the address its last change
+/// reached.
+fn reversal(changes: &[(String, String, String, String)]) -> Vec<((String, Op), Vec<Undone>)> {
+    let family = |op: Op| match op {
+        Op::Suspend | Op::Unsuspend => "suspension",
+        Op::AddToGroup | Op::RemoveFromGroup => "membership",
+        _ => "admin",
+    };
+    // (profile, kind of change, account) → the first change, the last one, its address and params.
+    type Changed<'a> = ((String, &'a str, String), Change, Change, (String, Value));
     let mut first_last: Vec<Changed> = Vec::new();
     for (profile, op, target, params) in changes {
         let Some(op) = Op::from_name(op) else { continue };
         let params: Value = serde_json::from_str(params).unwrap_or_default();
         let key = (profile.clone(), family(op), crate::audit::query::item_key(target, &params));
         match first_last.iter_mut().find(|(k, _, _, _)| *k == key) {
-            Some(entry) => (entry.2, entry.3) = (op, target.clone()),
-            None => first_last.push((key, op, op, target.clone())),
+            Some(entry) => (entry.2, entry.3) = (Change::of(op, &params), (target.clone(), params)),
+            None => first_last.push((key, Change::of(op, &params), Change::of(op, &params), (target.clone(), params))),
         }
     }
-    let mut plan: Vec<((String, Op), Vec<String>)> = Vec::new();
-    for ((profile, _, _), first, last, target) in first_last {
-        // Successful toggles alternate: the same first and last change means an odd number of them, so the
-        // state moved; different ones mean the run put it back itself.
-        let Some(inverse) = last.inverse() else { continue };
-        if first != last {
-            continue;
-        }
-        match plan.iter_mut().find(|((p, o), _)| *p == profile && *o == inverse) {
-            Some((_, targets)) => targets.push(target),
-            None => plan.push(((profile, inverse), vec![target])),
+    let mut plan: Vec<((String, Op), Vec<Undone>)> = Vec::new();
+    for ((profile, _, _), first, last, (target, params)) in first_last {
+        let Some((op, role)) = due(&first, &last) else { continue };
+        let undone = Undone::of(&target, &params, role.as_deref());
+        match plan.iter_mut().find(|((p, o), _)| *p == profile && *o == op) {
+            Some((_, targets)) => targets.push(undone),
+            None => plan.push(((profile, op), vec![undone])),
         }
     }
     plan
@@ -193,8 +259,8 @@ mod tests {
         assert_eq!(
             plan,
             vec![
-                (("ghes".into(), Op::Unsuspend), vec!["a".into(), "b".into()]),
-                (("ghes".into(), Op::Demote), vec!["c".into()])
+                (("ghes".into(), Op::Unsuspend), vec![undone("a"), undone("b")]),
+                (("ghes".into(), Op::Demote), vec![undone("c")])
             ]
         );
     }
@@ -203,6 +269,51 @@ mod tests {
     fn a_change_the_run_itself_took_back_needs_nothing() {
         let plan = reversal(&[change("suspend", "a"), change("unsuspend", "a")]);
         assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    fn undone(target: &str) -> Undone {
+        Undone::of(target, &json!({}), None)
+    }
+
+    fn membership(op: &str, group: &str, params: Value) -> (String, String, String, String) {
+        let mut p = json!({"account": "u1", "group": group});
+        p.as_object_mut().unwrap().extend(params.as_object().cloned().unwrap_or_default());
+        ("ghes".into(), op.into(), "mona".into(), p.to_string())
+    }
+
+    #[test]
+    fn a_membership_is_one_account_in_one_group_and_comes_back_with_its_role() {
+        let plan = reversal(&[
+            membership("remove_from_group", "acme/eng", json!({"prior_role": "maintainer"})),
+            membership("remove_from_group", "acme/ops", json!({"prior_role": "member"})),
+            membership("add_to_group", "acme/ops", json!({})),
+            change("suspend", "mona"),
+        ]);
+        let back = &plan.iter().find(|((_, op), _)| *op == Op::AddToGroup).expect("memberships given back").1;
+        assert_eq!(back.len(), 1, "ops was left and joined again: only eng is due: {back:?}");
+        assert_eq!(back[0].describe(), "mona (group acme/eng)");
+        assert_eq!(back[0].carried.get("role"), Some(&json!("maintainer")));
+        assert!(plan.iter().any(|((_, op), _)| *op == Op::Unsuspend), "suspension is undone on its own: {plan:?}");
+    }
+
+    #[test]
+    fn a_role_changed_is_given_back_and_a_join_is_taken_back() {
+        let promoted = membership("add_to_group", "acme", json!({"role": "admin", "prior_role": "member"}));
+        let joined = membership("add_to_group", "labs", json!({"role": "admin"}));
+        let plan = reversal(&[promoted, joined]);
+        let role_back = plan.iter().find(|((_, op), _)| *op == Op::AddToGroup).expect("the old role").1.clone();
+        assert_eq!(
+            (role_back[0].describe(), role_back[0].carried["role"].clone()),
+            ("mona (group acme)".into(), json!("member"))
+        );
+        let left = plan.iter().find(|((_, op), _)| *op == Op::RemoveFromGroup).expect("the join taken back").1.clone();
+        assert_eq!(left[0].describe(), "mona (group labs)");
+        // Changed and changed back within the run: nothing to do.
+        let twice = reversal(&[
+            membership("add_to_group", "acme", json!({"role": "admin", "prior_role": "member"})),
+            membership("add_to_group", "acme", json!({"role": "member", "prior_role": "admin"})),
+        ]);
+        assert!(twice.is_empty(), "{twice:?}");
     }
 
     #[test]

@@ -489,10 +489,13 @@ impl Dispatcher {
                     continue;
                 }
             };
-            let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+            let mut seen = addressed(op, item, params, &account).params;
+            // One account (in one group, for a membership) is one item of a job, however the rows named it.
+            let item_key = crate::audit::query::item_key(&account.id, &seen);
+            let key = (conn.profile.clone(), op.name().to_string(), item_key.clone());
             let decided = if let Some(why) = guard.and_then(|g| g.refusal(backend, &account)) {
                 Some((ItemStatus::Skipped, format!("protected: {}", why.message)))
-            } else if let Some(first) = seen_accounts.get(&account_digest(&account.id)) {
+            } else if let Some(first) = seen_accounts.get(&account_digest(&item_key)) {
                 Some((
                     ItemStatus::Skipped,
                     format!("duplicate of item {first}: the same account ({})", account.describe()),
@@ -502,9 +505,9 @@ impl Dispatcher {
                     .done
                     .get(&key)
                     .map(|run| (ItemStatus::Noop, format!("already done in run {run}")))
-                    .or_else(|| self.settled_unknown(conn, op, &account).map(|why| (ItemStatus::Skipped, why)))
+                    .or_else(|| self.settled_unknown(conn, op, &account, &seen).map(|why| (ItemStatus::Skipped, why)))
             };
-            seen_accounts.entry(account_digest(&account.id)).or_insert(item.line.unwrap_or(i as i64 + 1));
+            seen_accounts.entry(account_digest(&item_key)).or_insert(item.line.unwrap_or(i as i64 + 1));
             if let Some((status, why)) = decided {
                 results[i] = Some(BulkResult::of(item, status, Some(why)));
                 accounts[i] = Some(kept(account));
@@ -512,7 +515,6 @@ impl Dispatcher {
             }
             // What an earlier run of the job left in flight on this account, settled by its state.
             // A resume runs the same script with the same arguments, so the earlier run read the state first too.
-            let mut seen = addressed(op, item, params, &account).params;
             if seen.is_object() {
                 seen["prior_observed"] = json!(true);
             }
@@ -568,7 +570,7 @@ impl Dispatcher {
                         }
                         let account = crate::backends::resolve(backend, &target, &item_params).await?;
                         let seen = match precheck {
-                            true => backend.state_of(op, &account).await?,
+                            true => backend.state_of(op, &account, &item_params).await?,
                             false => None,
                         };
                         Ok((account.without_record(), seen))
@@ -936,6 +938,8 @@ pub(super) fn end_state(op: Op) -> &'static str {
         Op::Unsuspend => "active (not suspended)",
         Op::Promote => "an administrator",
         Op::Demote => "not an administrator",
+        Op::AddToGroup => "a member of the group",
+        Op::RemoveFromGroup => "not a member of the group",
         _ => "in that state",
     }
 }

@@ -117,6 +117,15 @@ pub(crate) async fn resolve_action(backend: &dyn Backend, action: &Action) -> Re
                 None => backends::resolve(backend, &named, &action.params).await?,
             };
             set_param(&mut action, "account", json!(account.id));
+            if matches!(action.op, Op::AddToGroup | Op::RemoveFromGroup) {
+                // The group too is decided on what the service calls it, not on the name the script gave.
+                let named_group = backends::group_of(&action)?;
+                let group = backend.group_id(&named_group).await?;
+                if group != named_group {
+                    set_param(&mut action, "group_named", json!(named_group));
+                }
+                set_param(&mut action, "group", json!(group));
+            }
             if named != account.address {
                 set_param(&mut action, "named", json!(named));
             }

@@ -244,13 +244,19 @@ impl Recorder {
             }
         };
         let said = |k: &str| a.params.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let params = serde_json::json!({
+        let mut params = serde_json::json!({
             "op": inverse.name(),
             "at": crate::dates::rfc3339(at),
             "account": said("account"),
             "after_seq": seq,
             "reason": format!("timed: back at {} after {} ({})", crate::dates::rfc3339(at), a.op.name(), said("reason")),
         });
+        // A membership is taken back from the group it was given in (and given back with the role it had).
+        for key in super::timed::CARRIED {
+            if let Some(v) = a.params.get(key).filter(|v| !v.is_null()) {
+                params[key] = v.clone();
+            }
+        }
         let mut e = self.event(conn, inverse, a.target.as_deref(), &params, Phase::Note, Status::Pending);
         e.op = super::timed::SCHEDULE_OP.into();
         Some(e)

@@ -28,8 +28,14 @@ pub(super) struct Settled {
 impl Dispatcher {
     /// Why the change is held back, when an earlier resume of this job settled it `unknown` (the service cannot
     /// show whether it was applied): it is not sent again blind.
-    pub(super) fn settled_unknown(&self, conn: &Connection, op: Op, account: &Account) -> Option<String> {
-        let key = (conn.profile.clone(), op.name().to_string(), account.id.clone());
+    pub(super) fn settled_unknown(
+        &self,
+        conn: &Connection,
+        op: Op,
+        account: &Account,
+        params: &Value,
+    ) -> Option<String> {
+        let key = (conn.profile.clone(), op.name().to_string(), crate::audit::query::item_key(&account.id, params));
         self.earlier.unknown.get(&key).map(|run| {
             format!(
                 "run {run} settled it unknown ({} cannot show whether the earlier {} of {} was applied); not sent again (check the account on the service)",
@@ -54,7 +60,7 @@ impl Dispatcher {
         let seq = *self.earlier.open.get(&key)?;
         let state = match read {
             Some(state) => state,
-            None => self.unless_stopped(conn.backend.state_of(op, account)).await.ok().flatten(),
+            None => self.unless_stopped(conn.backend.state_of(op, account, params)).await.ok().flatten(),
         };
         let (status, why, hold_back) = match state {
             Some(true) => (Status::Ok, SETTLED_APPLIED.to_string(), None),

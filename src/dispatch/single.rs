@@ -77,10 +77,10 @@ impl Dispatcher {
         }
         let mut action = resolved.action;
         if let (Some(_), Some(account)) = (action.op.inverse(), &resolved.account) {
-            if let Some(why) = self.settled_unknown(conn, action.op, account) {
+            if let Some(why) = self.settled_unknown(conn, action.op, account, &action.params) {
                 return Err(ApiError::new(ErrorKind::Conflict, why));
             }
-            let state = self.unless_stopped(conn.backend.state_of(action.op, account)).await?;
+            let state = self.unless_stopped(conn.backend.state_of(action.op, account, &action.params)).await?;
             // A resume settles what an earlier run of the job left in flight on this account first.
             if let Some(earlier) = self.settle_earlier(conn, (action.op, account, &action.params), Some(state)).await {
                 self.recorder.record(earlier.event.into_iter().collect()).await?;

@@ -13,6 +13,9 @@ use serde_json::Value;
 pub const SCHEDULE_OP: &str = "schedule";
 pub const SCHEDULE_DONE_OP: &str = "schedule_done";
 
+/// The parameters a change waiting for later keeps from the one that set it: a membership's group and role.
+pub const CARRIED: [&str; 2] = ["group", "role"];
+
 /// The longest a timed change may last: past it, a restore is a plan of its own, not a timer.
 const LONGEST_DAYS: i64 = 366;
 
@@ -87,7 +90,12 @@ impl super::Dispatcher {
             )));
         }
         let reason = params.get("reason").and_then(Value::as_str).unwrap_or_default();
-        let record = serde_json::json!({"op": op.name(), "at": crate::dates::rfc3339(when), "reason": reason});
+        let mut record = serde_json::json!({"op": op.name(), "at": crate::dates::rfc3339(when), "reason": reason});
+        for key in CARRIED {
+            if let Some(v) = params.get(key).filter(|v| !v.is_null()) {
+                record[key] = v.clone();
+            }
+        }
         if self.mode.dry_run {
             return Ok(
                 serde_json::json!({"scheduled": false, "dry_run": true, "op": op.name(), "target": target, "at": record["at"]}),

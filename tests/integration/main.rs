@@ -12,6 +12,8 @@ mod cli;
 mod second_hour;
 // Every GHES operation end to end against the sandbox, with the audit trail each leaves.
 mod ghes;
+// Groups and roles: joiners, movers, leavers.
+mod membership;
 // Terraform Enterprise against the sandbox: every operation and documented status, paging, rate limits.
 mod terraform;
 // TransactionLink against the sandbox, and its requests against Prism serving its description.

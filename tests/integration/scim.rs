@@ -175,6 +175,20 @@ fn every_verb_against_a_real_scim_server() {
     // Who they are: the one left, by the group's name.
     let members = eval(&env, r#"connect().members("eng").map(|m| m.id)"#);
     assert_eq!(members, json!([eval(&env, r#"connect().get_user("u0002").id"#)]), "{members}");
+    // A membership already as asked is a noop, whatever the group is called (its name, its id), and a
+    // membership given is taken back by undo, by the group's id.
+    let eng = eval(&env, r#"connect().list_groups().filter(|g| g.name == "eng")[0].id"#);
+    let eng = eng.as_str().unwrap();
+    assert_eq!(eval(&env, &format!(r#"connect().add_to_group("u0002", "{eng}").noop"#)), true);
+    assert_eq!(eval(&env, r#"connect().remove_from_group("u0001", "eng").noop"#), true);
+    let added = run(&env, &["eval", r#"connect().add_to_group("U0003@example.com", "eng")"#]).success();
+    let rows = env_rows(&env, "add_to_group");
+    let last = rows.iter().rev().find(|r| r["phase"] == "outcome" && r["status"] == "ok").unwrap();
+    let params: Value = serde_json::from_str(last["params"].as_str().unwrap()).unwrap();
+    assert_eq!((params["group"].as_str(), params["group_named"].as_str()), (Some(eng), Some("eng")), "{params}");
+    let undone = run(&env, &["--yes", "undo", &last["run_id"].to_string()]).success();
+    assert!(undone.stderr.contains("remove_from_group on"), "{}\n{}", added.report(), undone.report());
+    assert_eq!(eval(&env, r#"connect().members("eng").len()"#), 1);
 
     let created = eval(
         &env,
@@ -438,9 +452,17 @@ fn deprovisioning_deactivates_and_takes_the_leaver_out_of_every_group() {
 
         let job = env_rows(&env, "deprovision").iter().filter_map(|r| r["run_id"].as_i64()).max().unwrap().to_string();
         let undo = run(&env, &["--yes", "undo", &job]).success();
-        assert!(undo.stderr.contains("remove_from_group"), "{}", undo.report());
+        assert!(undo.stderr.contains("add_to_group on"), "the memberships are part of the plan: {}", undo.report());
+        assert!(!undo.stderr.contains("cannot be restored"), "{}", undo.report());
         let back = eval(&env, r#"connect().get_user("u0001")"#);
         assert_eq!((back["admin"].clone(), back["suspended"].clone()), (json!(true), json!(false)), "{base}");
+        let groups = eval(&env, "connect().list_groups().map(|g| `${g.name}:${g.members}`)");
+        let groups = groups.as_array().unwrap();
+        assert!(
+            groups.contains(&json!("eng:2")) && groups.contains(&json!("oncall:1")),
+            "{base}: {groups:?}\n{}",
+            undo.report()
+        );
     }
 }
 

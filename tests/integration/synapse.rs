@@ -424,13 +424,19 @@ fn rooms_are_groups_a_user_joins_and_leaves_by_id_alias_or_name() {
     let members = eval(&env, &format!(r#"connect().members("{alias}").map(|m| m.id)"#));
     assert!(members.as_array().unwrap().contains(&json!(alice_id)), "{members}");
     assert_eq!(members.as_array().unwrap().len(), room_members(&room).len(), "{members}");
-    let again =
-        run_as(&env, &server().token, &["--yes", "eval", &format!(r#"connect().add_to_group("{alice}", "{room}")"#)]);
-    again.code(1).stderr_has(&format!("{alice_id} is already in room {room}; nothing changed"));
-    assert_eq!(
-        audit(&env, "add_to_group").iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count(),
-        2
-    );
+    // Already joined: read first, a noop, nothing sent.
+    let again = eval(&env, &format!(r#"connect().add_to_group("{alice}", "{alias}")"#));
+    assert_eq!(again["noop"], true, "{again}");
+    let adds = audit(&env, "add_to_group");
+    assert_eq!(adds.iter().filter(|r| r["phase"] == "outcome" && r["status"] == "ok").count(), 2);
+    assert_eq!(adds.iter().filter(|r| r["phase"] == "outcome" && r["status"] == "noop").count(), 1);
+    // Every membership is recorded by the room's id, whatever named it, and undo takes the last join back.
+    let last = adds.iter().rev().find(|r| r["phase"] == "outcome" && r["status"] == "ok").unwrap();
+    let params: Value = serde_json::from_str(last["params"].as_str().unwrap()).unwrap();
+    assert_eq!((params["group"].as_str(), params["group_named"].as_str()), (Some(room.as_str()), Some(name.as_str())));
+    run_as(&env, &server().token, &["--yes", "undo", &last["run_id"].to_string()]).success();
+    assert!(!room_members(&room).contains(&alice_id), "undo kicked her again");
+    eval(&env, &format!(r#"connect().add_to_group("{alice}", "{room}")"#));
     // Two rooms of one name: the name no longer says which.
     client_api(reqwest::Method::POST, "createRoom", json!({"name": name}));
     let r = run_as(

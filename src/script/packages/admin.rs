@@ -54,10 +54,10 @@ pub const DOCS: &[FnDoc] = &[
     FnDoc { name: "set_role", signature: "h.set_role(id, role)", summary: "Gives a TransactionLink user an organization role, by role id or name (see roles()).", example: r#"connect("transactionlink").set_role("tluser0004@example.com", "admin")"#, method: true },
     FnDoc { name: "update_profile", signature: "h.update_profile(id, #{first_name, last_name, title})", summary: "Changes a TransactionLink user's profile fields.", example: r#"connect("transactionlink").update_profile("tluser0005@example.com", #{title: "Lead"})"#, method: true },
     FnDoc { name: "roles", signature: "h.roles()", summary: "The organization's roles (id, name) on TransactionLink.", example: r#"connect("transactionlink").roles()"#, method: true },
-    FnDoc { name: "list_groups", signature: "h.list_groups()", summary: "Every group (id, name, member count; raw has the rest), where the service has groups (SCIM groups, Synapse rooms).", example: r#"let kind = (); try { connect("github").list_groups(); } catch (e) { kind = e.kind; } kind"#, method: true },
-    FnDoc { name: "members", signature: "h.members(group)", summary: "A group's members (id, login), named as add_to_group names it (SCIM groups, Synapse rooms).", example: r#"let kind = (); try { connect("github").members("engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
-    FnDoc { name: "add_to_group", signature: "h.add_to_group(user, group)", summary: "Adds a user to a group (SCIM: by displayName or id; Synapse: a room by id, alias or its one name).", example: r#"let kind = (); try { connect("github").add_to_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
-    FnDoc { name: "remove_from_group", signature: "h.remove_from_group(user, group)", summary: "Removes a user from a group; asks first unless --yes, and never touches a protected account or your own.", example: r#"let kind = (); try { connect("github").remove_from_group("user0001", "engineering"); } catch (e) { kind = e.kind; } kind"#, method: true },
+    FnDoc { name: "list_groups", signature: "h.list_groups()", summary: "Every group (id, name; SCIM and Synapse a member count), where the service has groups (GHES organisations and teams, SCIM groups, Synapse rooms).", example: r#"connect("github").list_groups().map(|g| g.id)"#, method: true },
+    FnDoc { name: "members", signature: "h.members(group)", summary: "A group's members (id, login; GHES their role), named as add_to_group names it.", example: r#"connect("github").members("acme/engineering").filter(|m| m.role == "maintainer")"#, method: true },
+    FnDoc { name: "add_to_group", signature: "h.add_to_group(user, group, #{role})", summary: "Adds a user to a group, or gives a member another role (GHES: an organisation `org` or team `org/team`, roles admin/maintainer/member; SCIM: by displayName or id; Synapse: a room by id, alias or its one name).", example: r#"connect("github").add_to_group("user0030", "acme/ops", #{role: "maintainer"})"#, method: true },
+    FnDoc { name: "remove_from_group", signature: "h.remove_from_group(user, group)", summary: "Removes a user from a group; asks first unless --yes, and never touches a protected account or your own.", example: r#"connect("github").remove_from_group("user0003", "acme/engineering")"#, method: true },
     FnDoc { name: "list_sessions", signature: "h.list_sessions(user)", summary: "A user's logged-in sessions (Synapse: their devices, with display name and when last seen; never the access token).", example: r#"let kind = (); try { connect("github").list_sessions("user0001"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "delete_session", signature: "h.delete_session(user, session_id)", summary: "Logs one session out (Synapse: deletes the device and its access token); asks first unless --yes, and never on a protected account or your own.", example: r#"let kind = (); try { connect("github").delete_session("user0001", "ABCDEFGH"); } catch (e) { kind = e.kind; } kind"#, method: true },
     FnDoc { name: "api", signature: "h.api(method, path) / h.api(method, path, body)", summary: "Any request under the profile's URL, audited like every action (like `gh api`).", example: r#"connect("github").api("GET", "users/user0001")"#, method: true },
@@ -218,6 +218,19 @@ fn register_groups(engine: &mut Engine, host: &Rc<Host>) {
             op.name(),
             move |handle: &mut Handle, target: Dynamic, group: &str| -> ScriptResult<Dynamic> {
                 h.perform(&handle.conn, op, Some(target_text(&target)?), json!({"group": group}))
+            },
+        );
+        // With options: `#{role: "maintainer", reason: "…", until: "2027-01-15"}`.
+        let h = host.clone();
+        engine.register_fn(
+            op.name(),
+            move |handle: &mut Handle, target: Dynamic, group: &str, opts: Map| -> ScriptResult<Dynamic> {
+                let mut params = to_json(&opts.into())?;
+                if !params.is_object() {
+                    params = json!({});
+                }
+                params["group"] = json!(group);
+                h.perform(&handle.conn, op, Some(target_text(&target)?), params)
             },
         );
     }
