@@ -128,3 +128,73 @@ fn every_ghes_request_passes_githubs_own_description() {
         assert!(log.contains(path), "Prism never saw {path}");
     }
 }
+
+/// GitHub's whole GHES description (every path), fetched once from npm by `tests/servers/ghes-description.sh`.
+fn full_ghes_description() -> String {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("tests/servers/ghes-description.sh"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "the GHES description could not be fetched (it needs npm):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every request steward makes for organisations and teams, against Prism serving GitHub's whole GHES
+/// description: groups listed, members read by role, a group resolved, a membership read, set and removed.
+#[test]
+fn every_ghes_membership_request_passes_githubs_whole_description() {
+    let prism = Prism::start(&full_ghes_description());
+    let env = Env::new();
+    env.write_config(&format!(
+        "[profiles.prism]\nkind = \"github\"\nurl = \"{}\"\ntoken_env = \"GHES_TOKEN\"\n",
+        prism.url
+    ));
+    // Prism's examples: the organisation `github`, its team `justice-league`, the user octocat (who is also the
+    // token's owner, so a removal of them is refused as one of yourself: the DELETE steward would send is
+    // checked through `api()`, on the path the membership read and the PUT were built on).
+    let script = r#"
+        let h = connect("prism");
+        let calls = [
+            || h.list_groups(),
+            || h.members("github"),
+            || h.members("github/justice-league"),
+            || h.add_to_group("octocat", "github/justice-league", #{role: "member"}),
+            || h.add_to_group("octocat", "github/justice-league", #{role: "maintainer"}),
+            || h.add_to_group("octocat", "github", #{role: "member"}),
+            || h.add_to_group("octocat", "github", #{role: "admin"}),
+            || h.api("DELETE", "orgs/github/teams/justice-league/memberships/octocat", ()),
+            || h.api("DELETE", "orgs/github/memberships/octocat", ()),
+        ];
+        let failures = [];
+        for c in calls {
+            try { c.call(); } catch (e) { failures.push(e.message); }
+        }
+        failures
+    "#;
+    let failures: Vec<String> = serde_json::from_value(env.eval_json(script)).expect("failures are strings");
+    // The listings' example Link headers lead to api.github.com, which steward will not follow (see above).
+    for f in &failures {
+        assert!(f.contains("leads to https://api.github.com, not to the profile's"), "{failures:#?}");
+    }
+    let violations = prism.request_violations();
+    assert!(violations.is_empty(), "Prism flagged requests:\n{}", violations.join("\n"));
+    let log = prism.log_text();
+    for seen in [
+        "GET /organizations",
+        "GET /orgs/github/teams",
+        "GET /orgs/github/members",
+        "GET /orgs/github/teams/justice-league/members",
+        "GET /orgs/github/teams/justice-league/memberships/octocat",
+        "PUT /orgs/github/teams/justice-league/memberships/octocat",
+        "PUT /orgs/github/memberships/octocat",
+        "DELETE /orgs/github/memberships/octocat",
+    ] {
+        let (method, path) = seen.split_once(' ').unwrap();
+        let said = format!("{} {path}", method.to_lowercase());
+        assert!(log.to_lowercase().contains(&said.to_lowercase()), "Prism never saw {seen}");
+    }
+}
