@@ -76,6 +76,9 @@ pub struct BulkItem {
     pub error: Option<String>,
     /// Per-row parameters that override the job's (a `reason` column; `vcs_type` for a `vcs_id` row).
     pub params: serde_json::Map<String, Value>,
+    /// Whether the item is already as the operation would leave it, as the caller read it (reconcile, from the
+    /// group's listing): used instead of a read of its own, and undo may rely on it.
+    pub known: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -519,8 +522,8 @@ impl Dispatcher {
                 seen["prior_observed"] = json!(true);
             }
             let mut state = state;
-            // With `precheck`, the state was read already (`None`: the service cannot show it).
-            let read = precheck.then_some(state);
+            // With `precheck` (or the caller's own reading), the state is known (`None`: the service cannot show it).
+            let read = (precheck || item.known.is_some()).then_some(state);
             if let Some(earlier) = self.settle_earlier(conn, (op, &account, &seen), read).await {
                 settled.extend(earlier.event);
                 state = earlier.state;
@@ -560,18 +563,21 @@ impl Dispatcher {
             .map(|i| {
                 let target = items[i].target.clone().unwrap_or_default();
                 let item_params = item_params(params, &items[i]);
+                let known = items[i].known;
                 async move {
                     if let Some(stop) = failing.stop() {
                         return (i, Err(stop));
                     }
                     let read = async {
-                        if let Some(account) = backend.offline_account(&target, &item_params).filter(|_| !precheck) {
-                            return Ok((account, None));
+                        let reads_state = precheck && known.is_none();
+                        if let Some(account) = backend.offline_account(&target, &item_params).filter(|_| !reads_state) {
+                            return Ok((account, known));
                         }
                         let account = crate::backends::resolve(backend, &target, &item_params).await?;
-                        let seen = match precheck {
-                            true => backend.state_of(op, &account, &item_params).await?,
-                            false => None,
+                        let seen = match (known, precheck) {
+                            (Some(known), _) => Some(known),
+                            (None, true) => backend.state_of(op, &account, &item_params).await?,
+                            (None, false) => None,
                         };
                         Ok((account.without_record(), seen))
                     };
@@ -689,48 +695,77 @@ impl Dispatcher {
     /// at most `INTENT_LOOKAHEAD_CHUNKS` chunks of them pending; a resume checks those targets before acting.
     /// Once the job sends nothing more, the items left are reported without writing an intent for them.
     async fn send_each(&self, job: &Job<'_>, todo: &[usize], failing: &FailureStreak) -> Vec<(usize, BulkResult)> {
+        use futures::stream::{FuturesOrdered, FuturesUnordered};
         let width = job.conn.concurrency.max(1);
-        let chunks: Vec<Vec<usize>> = todo.chunks(width).map(<[usize]>::to_vec).collect();
+        let mut chunks = todo.chunks(width).map(<[usize]>::to_vec);
         let not_sent = || self.stopped().or_else(|| failing.stop().map(|e| (ItemStatus::Failed, e.message)));
-        stream::iter(chunks)
-            .map(|chunk| async move {
-                if let Some((status, why)) = not_sent() {
-                    let decided = |i| Ahead::Decided(BulkResult::of(&job.items[i], status, Some(why.clone())));
-                    return chunk.into_iter().map(|i| (i, decided(i))).collect::<Vec<_>>();
+        let write_ahead = |chunk: Vec<usize>| async move {
+            if let Some((status, why)) = not_sent() {
+                let decided = |i| Ahead::Decided(BulkResult::of(&job.items[i], status, Some(why.clone())));
+                return chunk.into_iter().map(|i| (i, decided(i))).collect::<Vec<_>>();
+            }
+            let actions = chunk.iter().map(|&i| job.action(i)).collect();
+            let intents = self.record_intents(job.conn, actions, job.read_at).await;
+            chunk.into_iter().zip(intents.into_iter().map(Ahead::Intent)).collect()
+        };
+        let send = |(i, ahead): (usize, Ahead)| async move {
+            let result = self.send_ahead(job, i, ahead, failing).await;
+            job.outcomes.finished(&result);
+            (i, result)
+        };
+        // Both stages are polled whenever either can move: writing intents ahead may read the service
+        // (`prepare`), and a read holding one of the profile's request slots must finish even while every sender
+        // waits for a slot (driven as one stream after the other, it was not: 24 GHES membership changes at
+        // concurrency 4 waited forever).
+        let (mut writing, mut sending) = (FuturesOrdered::new(), FuturesUnordered::new());
+        let mut ready = std::collections::VecDeque::new();
+        let mut out = Vec::with_capacity(todo.len());
+        loop {
+            while writing.len() + ready.len() / width < INTENT_LOOKAHEAD_CHUNKS {
+                let Some(chunk) = chunks.next() else { break };
+                writing.push_back(write_ahead(chunk));
+            }
+            while sending.len() < width * ITEMS_PER_SLOT {
+                let Some(next) = ready.pop_front() else { break };
+                sending.push(send(next));
+            }
+            if writing.is_empty() && sending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(written) = writing.next(), if !writing.is_empty() => ready.extend(written),
+                Some(done) = sending.next(), if !sending.is_empty() => out.push(done),
+            }
+        }
+        out
+    }
+
+    /// One item of a one-request-per-target job once its intent is written (or it was decided without one):
+    /// sent, unless the job sends nothing more.
+    async fn send_ahead(&self, job: &Job<'_>, i: usize, ahead: Ahead, failing: &FailureStreak) -> BulkResult {
+        let (conn, item) = (job.conn, &job.items[i]);
+        match ahead {
+            Ahead::Decided(result) => result,
+            // Stopped while the intent was being prepared: nothing was written or sent.
+            Ahead::Intent(Err(e)) if e.kind == ErrorKind::Cancelled => {
+                BulkResult::of(item, ItemStatus::Cancelled, Some(format!("{} before it was sent", e.message)))
+            }
+            // Its intent could not be recorded, so it was never sent: cancelled, for a resume to send.
+            Ahead::Intent(Err(e)) if e.kind == ErrorKind::Audit => {
+                BulkResult::of(item, ItemStatus::Cancelled, Some(format!("not sent: {}", e.message)))
+            }
+            Ahead::Intent(Err(e)) => item_result(item, Err(e)),
+            Ahead::Intent(Ok((action, seq))) => {
+                let not_sent = self.stopped().or_else(|| failing.stop().map(|e| (ItemStatus::Failed, e.message)));
+                match not_sent {
+                    Some((status, why)) => {
+                        self.recorder.close_unsent(conn, &action, seq, &why);
+                        BulkResult::of(item, status, Some(why))
+                    }
+                    None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),
                 }
-                let actions = chunk.iter().map(|&i| job.action(i)).collect();
-                let intents = self.record_intents(job.conn, actions, job.read_at).await;
-                chunk.into_iter().zip(intents.into_iter().map(Ahead::Intent)).collect()
-            })
-            .buffered(INTENT_LOOKAHEAD_CHUNKS)
-            .flat_map(stream::iter)
-            .map(|(i, ahead)| async move {
-                let (conn, item) = (job.conn, &job.items[i]);
-                let result = match ahead {
-                    Ahead::Decided(result) => result,
-                    // Stopped while the intent was being prepared: nothing was written or sent.
-                    Ahead::Intent(Err(e)) if e.kind == ErrorKind::Cancelled => {
-                        BulkResult::of(item, ItemStatus::Cancelled, Some(format!("{} before it was sent", e.message)))
-                    }
-                    // Its intent could not be recorded, so it was never sent: cancelled, for a resume to send.
-                    Ahead::Intent(Err(e)) if e.kind == ErrorKind::Audit => {
-                        BulkResult::of(item, ItemStatus::Cancelled, Some(format!("not sent: {}", e.message)))
-                    }
-                    Ahead::Intent(Err(e)) => item_result(item, Err(e)),
-                    Ahead::Intent(Ok((action, seq))) => match not_sent() {
-                        Some((status, why)) => {
-                            self.recorder.close_unsent(conn, &action, seq, &why);
-                            BulkResult::of(item, status, Some(why))
-                        }
-                        None => item_result(item, failing.note(self.send_recorded(conn, &action, seq).await)),
-                    },
-                };
-                job.outcomes.finished(&result);
-                (i, result)
-            })
-            .buffer_unordered(width * ITEMS_PER_SLOT)
-            .collect()
-            .await
+            }
+        }
     }
 
     /// Why the job sends nothing more, if it must not (its log failed, or the run was stopped), and how each

@@ -7,6 +7,7 @@ pub mod deprovision;
 pub mod guard;
 pub mod listing;
 pub mod people;
+pub mod reconcile;
 pub mod recorder;
 mod resume;
 mod send;

@@ -1,6 +1,7 @@
 //! Everything steward prints: values as tables for people, JSON or CSV for machines, and CSV files.
 
 pub mod csv;
+pub mod drift_page;
 pub mod evidence;
 pub mod html;
 pub mod plan_page;

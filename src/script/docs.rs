@@ -19,6 +19,7 @@ pub fn all() -> impl Iterator<Item = &'static FnDoc> {
         .iter()
         .chain(super::packages::data::DOCS.iter())
         .chain(super::packages::deprovision::DOCS.iter())
+        .chain(super::packages::membership::DOCS.iter())
         .chain(super::packages::audit::DOCS.iter())
 }
 

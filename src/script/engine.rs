@@ -90,6 +90,7 @@ pub fn build(host: Rc<Host>, watchdog: Rc<Watchdog>, script_dir: Option<&Path>) 
     packages::admin::register(&mut engine, host.clone());
     packages::data::register(&mut engine, host.clone());
     packages::deprovision::register(&mut engine, host.clone());
+    packages::membership::register(&mut engine, host.clone());
     packages::audit::register(&mut engine, host);
 
     let mut stdlib = StaticModuleResolver::new();

@@ -105,3 +105,221 @@ fn ghes_membership_mistakes_are_refused_before_anything_is_sent() {
     refused(r#"connect("ghes").remove_from_group("ADMIN", "acme")"#, "token belongs to");
     assert_eq!(sb.count_method("PUT") + sb.count_method("DELETE"), 0, "nothing was sent");
 }
+
+/// The reconcile world: the GHES sandbox (its seeded acme and labs), a fresh SCIM tenant with 150 people and
+/// two groups, and two rooms on the live Synapse with 25 people of this run.
+struct World {
+    sb: Sandbox,
+    env: Env,
+    tag: String,
+    rooms: [String; 2],
+}
+
+const SCIM_PEOPLE: usize = 150;
+const MATRIX_PEOPLE: usize = 25;
+
+impl World {
+    fn run(&self, args: &[&str]) -> crate::util::Run {
+        let mut cmd = self.env.cmd();
+        cmd.env("SCIM_TOKEN", &crate::scim::servers().token).env("SYNAPSE_TOKEN", &crate::synapse::server().token);
+        cmd.args(args);
+        crate::util::Run::of(cmd)
+    }
+
+    fn eval(&self, expr: &str) -> Value {
+        let r = self.run(&["--yes", "--format", "json", "eval", expr]).success();
+        serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
+    }
+
+    fn scim(&self, i: usize) -> String {
+        format!("{}-{i}", self.tag)
+    }
+
+    fn matrix(&self, i: usize) -> String {
+        format!("{}_{i}", self.tag)
+    }
+}
+
+fn lift_admin_ratelimit() {
+    let s = crate::synapse::server();
+    let url = format!("{}/_synapse/admin/v1/users/@admin:localhost/override_ratelimit", s.url);
+    let token = s.token.clone();
+    let status = crate::util::runtime().block_on(async move {
+        let body = json!({"messages_per_second": 0, "burst_count": 0});
+        reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.expect("synapse answers").status()
+    });
+    assert!(status.is_success(), "override_ratelimit: {status}");
+}
+
+fn world() -> World {
+    let sb = Sandbox::start(1000);
+    let env = crate::util::services_env(&sb);
+    let tag = crate::synapse::unique("rc");
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write_config(&format!(
+        "{config}[profiles.scim]\nkind = \"scim\"\nurl = \"{}/{}\"\ntoken_env = \"SCIM_TOKEN\"\nidentity = \"root\"\n\
+         [profiles.matrix]\nkind = \"synapse\"\nurl = \"{}\"\ntoken_env = \"SYNAPSE_TOKEN\"\nprotected = [\"admin\"]\n",
+        crate::scim::servers().full,
+        crate::scim::tenant("rc"),
+        crate::synapse::server().url,
+    ));
+    // Synapse paces the admin's own room events (rc_message, 0.2/s by default): kicking dozens waits minutes.
+    // An admin doing bulk room work lifts their own limit, as here (the admin API's override_ratelimit).
+    lift_admin_ratelimit();
+    let mut rooms = [String::new(), String::new()];
+    for (n, room) in rooms.iter_mut().enumerate() {
+        let made =
+            crate::synapse::client_api(reqwest::Method::POST, "createRoom", json!({"name": format!("{tag}-room{n}")}));
+        *room = made["room_id"].as_str().expect("a room").to_string();
+    }
+    let w = World { sb, env, tag, rooms };
+    // SCIM: everyone, the groups eng (the first 20, and someone who left) and oncall (empty).
+    let user = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true});
+    let mut ops = vec![
+        json!({"method": "POST", "path": "/Users", "bulkId": "root", "data": user("root")}),
+        json!({"method": "POST", "path": "/Users", "bulkId": "left", "data": user(&format!("{}-left", w.tag))}),
+    ];
+    ops.extend(
+        (0..SCIM_PEOPLE)
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"), "data": user(&w.scim(i))})),
+    );
+    for g in ["eng", "oncall"] {
+        ops.push(json!({"method": "POST", "path": "/Groups", "bulkId": g,
+                        "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": g, "members": []}}));
+    }
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
+    let mut script =
+        format!("let s = connect(\"scim\"); s.api(\"POST\", \"Bulk\", {});\n", body.to_string().replace('{', "#{"));
+    for i in 0..20 {
+        script.push_str(&format!("s.add_to_group(\"{}\", \"eng\");\n", w.scim(i)));
+    }
+    script.push_str(&format!("s.add_to_group(\"{}-left\", \"eng\");\nlet m = connect(\"matrix\");\n", w.tag));
+    for i in 0..MATRIX_PEOPLE {
+        script
+            .push_str(&format!("m.create_user(#{{login: \"{}\", password: \"pw-{i}-not-a-secret\"}});\n", w.matrix(i)));
+    }
+    w.env.write("seed.rhai", &script);
+    w.run(&["--yes", "run", "seed.rhai"]).success();
+    w
+}
+
+/// The desired state, 2,000 memberships: GHES teams grown to hundreds (one leaver, one new maintainer), every
+/// SCIM person in eng and most in oncall, the Matrix people in the rooms (with the server admin who made them).
+fn desired(w: &World) -> (String, usize) {
+    let mut rows = vec!["profile,group,person,role".to_string()];
+    let user = |i: usize| format!("user{i:04}");
+    rows.push("ghes,acme/engineering,user0001,maintainer".into());
+    rows.push("ghes,acme/engineering,USER0002,maintainer".into());
+    rows.extend((3..=700).filter(|i| *i != 12).map(|i| format!("ghes,acme/engineering,{},", user(i))));
+    rows.push("ghes,acme/Ops,user0010,maintainer".into());
+    rows.extend((11..=15).chain(701..=1000).map(|i| format!("ghes,acme/Ops,{},member", user(i))));
+    for (n, room) in w.rooms.iter().enumerate() {
+        rows.push(format!("matrix,{room},admin,"));
+        let people = if n == 0 { MATRIX_PEOPLE } else { 10 };
+        rows.extend((0..people).map(|i| format!("matrix,{room},{},", w.matrix(i))));
+    }
+    rows.extend((0..SCIM_PEOPLE).map(|i| format!("scim,eng,{},", w.scim(i))));
+    rows.extend((0..100).map(|i| format!("scim,oncall,{},", w.scim(i))));
+    // Research fills the 2,000: its maintainer, then user0021 onwards.
+    let research = 2000 - (rows.len() - 1);
+    rows.push("ghes,labs/research,user0020,maintainer".into());
+    rows.extend((21..20 + research).map(|i| format!("ghes,labs/research,{},", user(i))));
+    (rows.join("\n") + "\n", rows.len() - 1)
+}
+
+/// A desired-state CSV of 2,000 memberships across GHES, SCIM and Synapse: the drift is exactly what differs,
+/// applying it sends only those changes, and a second reconcile finds nothing to do; undo puts it all back.
+#[test]
+fn reconcile_two_thousand_memberships_across_three_services() {
+    let w = world();
+    let (csv, rows) = desired(&w);
+    assert_eq!(rows, 2000);
+    w.env.write("desired.csv", &csv);
+    let plan = w.eval(r#"reconcile("desired.csv", #{report: "drift.html"})"#);
+    let count = |change: &str, profile: &str| {
+        plan["drift"].as_array().unwrap().iter().filter(|d| d["change"] == change && d["profile"] == profile).count()
+    };
+    assert_eq!(plan["problems"], json!([]), "{:#}", plan["problems"]);
+    assert_eq!(plan["blocked"], json!([]), "{:#}", plan["blocked"]);
+    // GHES: engineering gains 700 − 12 and loses user0012, user0002 becomes a maintainer; ops gains 300, the
+    // five members named with a role keep it; research gains everyone past its three.
+    assert_eq!(count("remove", "ghes"), 1);
+    assert_eq!(count("role", "ghes"), 1);
+    let research_added = 2000 - 699 - 306 - 3 - (2 + MATRIX_PEOPLE + 10) - SCIM_PEOPLE - 100;
+    assert_eq!(count("add", "ghes"), (700 - 12) + 300 + research_added);
+    // SCIM: 130 join eng, 100 join oncall, the one who left leaves; Matrix: every person joins their rooms.
+    assert_eq!((count("add", "scim"), count("remove", "scim")), (130 + 100, 1));
+    assert_eq!((count("add", "matrix"), count("remove", "matrix")), (MATRIX_PEOPLE + 10, 0));
+    assert_eq!(plan["summary"]["groups"], 7);
+    let page = std::fs::read_to_string(w.env.path("drift.html")).unwrap();
+    assert!(page.contains("acme/engineering on ghes") && page.contains(&w.rooms[0]), "the page lists the groups");
+
+    let changes = plan["drift"].as_array().unwrap().len() as u64;
+    let (puts, deletes) = (w.sb.count_method("PUT"), w.sb.count_method("DELETE"));
+    let applied = w.eval(r#"reconcile("desired.csv", #{apply: true})"#);
+    let statuses: Vec<&str> =
+        applied["drift"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == "ok"), "{:?}", statuses.iter().filter(|s| **s != "ok").collect::<Vec<_>>());
+    let ghes_changes = (count("add", "ghes") + count("remove", "ghes") + count("role", "ghes")) as u64;
+    assert_eq!(
+        w.sb.count_method("PUT") + w.sb.count_method("DELETE") - puts - deletes,
+        ghes_changes,
+        "only the changes"
+    );
+    assert!(changes > ghes_changes);
+
+    let again = w.eval(r#"reconcile("desired.csv").summary"#);
+    assert_eq!((again["add"].clone(), again["remove"].clone(), again["role"].clone()), (json!(0), json!(0), json!(0)));
+    assert_eq!(again["in_place"], 2000);
+
+    // Undo the apply: every membership as it was (engineering back to twelve, user0002 a member again).
+    let run = w.run(&["--format", "json", "audit", "list", "--all", "--op", "add_to_group"]).success();
+    let rows: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let apply_run = rows.iter().filter(|r| r["status"] == "ok").map(|r| r["run_id"].as_i64().unwrap()).max().unwrap();
+    w.run(&["--yes", "undo", &apply_run.to_string()]).success();
+    let back = w.eval(r#"reconcile("desired.csv").summary"#);
+    assert_eq!(
+        (back["add"].clone(), back["remove"].clone(), back["role"].clone()),
+        (plan["summary"]["add"].clone(), json!(2), json!(1))
+    );
+}
+
+/// The guards stop a whole run before its first change and say why: a group losing most of its members, a
+/// team left without a maintainer, a row naming nobody; a protected account is never removed.
+#[test]
+fn reconcile_guards_stop_the_run_and_say_why() {
+    let sb = Sandbox::start(40);
+    let env = crate::util::services_env(&sb);
+    let apply = |rows: &str, says: &str| {
+        env.write("desired.csv", &format!("profile,group,person,role\n{rows}"));
+        crate::util::run_services(&env, &["--yes", "eval", r#"reconcile("desired.csv", #{apply: true})"#], None)
+            .code(1)
+            .stderr_has("reconcile stopped before any change")
+            .stderr_has(says);
+    };
+    apply("ghes,acme/engineering,user0001,maintainer\n", "10 of its 12 members would be removed, more than 25 %");
+    let others: String = (11..=15).map(|i| format!("ghes,acme/ops,user{i:04},member\n")).collect();
+    let ops = format!("ghes,acme/ops,user0010,member\n{others}");
+    apply(&ops, "acme/ops on ghes: would be left with 0 admins or maintainers (it has 1; min_admins is 1)");
+    apply(&(ops.clone() + "ghes,acme/ops,nobody-here,member\n"), "1 desired rows name no account here");
+    assert_eq!(sb.count_method("PUT") + sb.count_method("DELETE"), 0, "nothing was sent");
+    // Allowed with the guards loosened on purpose; user0002 (protected here) is left in engineering.
+    env.write("desired.csv", "profile,group,person,role\nghes,acme/engineering,user0001,maintainer\n");
+    let r = crate::util::run_services(
+        &env,
+        &[
+            "--yes",
+            "--format",
+            "json",
+            "eval",
+            r#"reconcile("desired.csv", #{apply: true, max_removal_share: 1.0}).drift"#,
+        ],
+        None,
+    )
+    .success();
+    let drift: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let user2 = drift.iter().find(|d| d["login"] == "user0002").unwrap();
+    assert_eq!(user2["status"], "skipped", "{user2}");
+    assert!(user2["error"].as_str().unwrap().contains("protected"), "{user2}");
+    assert_eq!(drift.iter().filter(|d| d["status"] == "ok").count(), 10);
+}

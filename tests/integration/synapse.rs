@@ -379,7 +379,7 @@ fn a_policy_plans_over_the_homeservers_users_a_page_at_a_time() {
 }
 
 /// One request to the shared homeserver's client API as its admin; the JSON answer.
-fn client_api(method: reqwest::Method, path: &str, body: Value) -> Value {
+pub(crate) fn client_api(method: reqwest::Method, path: &str, body: Value) -> Value {
     let s = server();
     let (url, token) = (format!("{}/_matrix/client/v3/{path}", s.url), s.token.clone());
     crate::util::runtime().block_on(async move {

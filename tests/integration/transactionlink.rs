@@ -208,3 +208,21 @@ fn a_role_edited_in_the_log_never_drives_a_reinstatement() {
     let reinstate = format!("POST /transactionlink/organizations/users/{}/reinstate", id(51));
     assert_eq!(sb.count(&reinstate), 0, "nothing was reinstated");
 }
+
+/// A job larger than its request slots, on a service whose changes read the account first (`prepare`: the
+/// role a termination takes away): the reads made while writing intents ahead must finish while every sender
+/// waits for a slot. Found with GHES memberships: past concurrency × 4 items, such a job waited forever.
+#[test]
+fn a_long_job_whose_changes_read_first_finishes() {
+    let sb = Sandbox::start(80);
+    let env = tl_env(&sb.running.transactionlink_url());
+    let ids: Vec<String> = (1..=60).map(|n| format!("\"tluser{n:04}@example.com\"")).collect();
+    let expr =
+        format!(r#"connect().suspend_all([{}], #{{reason: "x"}}).filter(|r| r.status == "ok").len()"#, ids.join(", "));
+    let started = std::time::Instant::now();
+    // The seed has a few users a suspension cannot take (already terminated, the owner): exit 3 says so.
+    let r = run(&env, ADMIN_TOKEN, &["--yes", "--format", "json", "eval", &expr]);
+    assert!(matches!(r.status, Some(0 | 3)), "{}", r.report());
+    assert!(r.stdout.trim().parse::<u64>().unwrap() >= 55, "{}", r.report());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "it finished, in {:?}", started.elapsed());
+}

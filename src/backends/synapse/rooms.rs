@@ -12,6 +12,10 @@ use crate::http::{segment, Paging, Request};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// The hint for kicks the server paces: how an admin doing bulk room work lifts their own limit.
+const KICKS_PACED: &str = "Synapse paces the server admin's own room events (rc_message); for bulk room changes lift \
+     the admin's limit: h.api(\"POST\", \"_synapse/admin/v1/users/<your admin id>/override_ratelimit\", #{messages_per_second: 0, burst_count: 0})";
+
 /// `from` is an offset into the rooms and `total_rooms` their count; `next_batch` is absent on the last page.
 const ROOM_PAGING: Paging =
     Paging::Offsets { param: "from", items: "/rooms", next: "/next_batch", total: "/total_rooms" };
@@ -140,6 +144,8 @@ impl Synapse {
                     .with_status(403))
             }
             Err(e) if e.status == Some(403) => Err(e.with_hint(NEEDS_POWER)),
+            // A kick is the admin's own room event, paced by the server (rc_message, 0.2/s by default).
+            Err(e) if e.status == Some(429) && !add => Err(e.with_hint(KICKS_PACED)),
             Err(e) if e.status == Some(404) => {
                 Err(ApiError { message: format!("no room {room} on this server ({})", e.message), ..e })
             }

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod audit;
 pub mod data;
 pub mod deprovision;
+pub mod membership;
