@@ -214,3 +214,17 @@ pub mod suspend_job {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     }
 }
+
+#[allow(dead_code)] // each benchmark binary uses a different subset of these helpers
+/// One whole steward process in `dir` (its config.toml and audit log there), with the service's token: measured.
+pub fn steward_in(dir: &std::path::Path, (token_env, token): (&str, &str), args: &[&str]) -> Measured {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_steward"));
+    cmd.env(token_env, token)
+        .env("STEWARD_CONFIG", dir.join("config.toml"))
+        .env("STEWARD_AUDIT_DB", dir.join("audit.db"))
+        .env("HOME", dir)
+        .args(args);
+    let m = measure(&cmd);
+    assert!(m.success, "steward failed: {}", m.stderr);
+    m
+}

@@ -7,12 +7,9 @@
 
 #[path = "common.rs"]
 mod common;
-use common::{measure, Measured};
+use common::{steward_in, Measured};
 
-use std::process::Command;
 use std::time::Instant;
-
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 
 fn main() {
     let users: usize = std::env::var("STEWARD_BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -82,19 +79,6 @@ fn travis(runtime: &tokio::runtime::Runtime) {
     let plan = steward(&["--format", "csv", "policy", "plan", policy.to_str().expect("utf-8 path")]);
     let heading = format!("Travis: {users} members ({} listed)", listing.stdout.trim());
     side_by_side(&heading, ("minimal client: every page of both lists", floor), &listing, &plan);
-}
-
-/// One whole steward process in `dir` (its config.toml and audit log there), with the service's token: measured.
-fn steward_in(dir: &std::path::Path, (token_env, token): (&str, &str), args: &[&str]) -> Measured {
-    let mut cmd = Command::new(STEWARD);
-    cmd.env(token_env, token)
-        .env("STEWARD_CONFIG", dir.join("config.toml"))
-        .env("STEWARD_AUDIT_DB", dir.join("audit.db"))
-        .env("HOME", dir)
-        .args(args);
-    let m = measure(&cmd);
-    assert!(m.success, "steward failed: {}", m.stderr);
-    m
 }
 
 /// The figures of one service, side by side: the floor, the listing, the plan, and their ratios.

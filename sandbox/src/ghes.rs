@@ -657,6 +657,18 @@ async fn delete_impersonation(State(s): State<Shared>, headers: HeaderMap, Path(
 
 /// Page-based listing (`page`, `per_page`) with a Link header, for keys and tokens.
 fn paged(base: &str, path: &str, items: Vec<Value>, p: &Paging) -> Response {
+    paged_by(base, path, items.len(), p, |range| items[range].to_vec())
+}
+
+/// `paged` over `total` items of which only the page asked for is rendered (`render` gets its range): a team of
+/// 100,000 is not turned into JSON for every page of it.
+fn paged_by(
+    base: &str,
+    path: &str,
+    total: usize,
+    p: &Paging,
+    render: impl FnOnce(std::ops::Range<usize>) -> Vec<Value>,
+) -> Response {
     let n = match per_page(p) {
         Ok(n) => n,
         Err(r) => return r,
@@ -666,9 +678,9 @@ fn paged(base: &str, path: &str, items: Vec<Value>, p: &Paging) -> Response {
         Some(Ok(n)) if n >= 1 => n,
         _ => return err(StatusCode::BAD_REQUEST, "Invalid page"),
     };
-    let start = (page - 1) * n;
-    let body: Vec<Value> = items.iter().skip(start).take(n).cloned().collect();
-    let headers = if start + n < items.len() {
+    let start = ((page - 1) * n).min(total);
+    let body = render(start..(start + n).min(total));
+    let headers = if start + n < total {
         let joint = if path.contains('?') { '&' } else { '?' };
         link(format!("{base}/{path}{joint}page={}&per_page={n}", page + 1))
     } else {

@@ -77,6 +77,9 @@ pub struct Options {
     pub people: Vec<Person>,
     /// What an earlier sandbox left (`Running::saved`): a rehearsal spanning processes starts where it stopped.
     pub saved: Option<serde_json::Value>,
+    /// GHES: the acme/engineering team (and acme) hold the first this many demo users instead of twelve (a
+    /// benchmark's large team).
+    pub engineering: Option<usize>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             seed: None,
             people: Vec::new(),
             saved: None,
+            engineering: None,
         }
     }
 }
@@ -181,6 +185,13 @@ impl Running {
         })
     }
 
+    /// How many requests of `method` (`PUT`) the API routes have received.
+    pub fn count_method(&self, method: &str) -> u64 {
+        let st = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("{method} ");
+        st.requests.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, n)| n).sum()
+    }
+
     pub fn github_url(&self) -> String {
         format!("http://{}/api/v3", self.addr)
     }
@@ -233,6 +244,9 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     let addr = listener.local_addr()?;
     let mut state = ghes::Ghes::seeded(opts.users, seed);
+    if let Some(n) = opts.engineering {
+        state.grow_engineering(n);
+    }
     state.base = format!("http://{addr}/api/v3");
     let (mut tfe, mut tl, mut travis) =
         (tfe::Tfe::seeded(opts.users), transactionlink::Tl::seeded(opts.users), travis::Travis::seeded(opts.users));

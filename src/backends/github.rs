@@ -514,6 +514,14 @@ impl Backend for Github {
         }
     }
 
+    async fn members_of(
+        &self,
+        group: &str,
+        each: &mut (dyn FnMut(super::model::Member) + Send),
+    ) -> Result<(), ApiError> {
+        self.each_member(group, each).await
+    }
+
     /// An organisation or team, by the name GHES knows it by.
     async fn group_id(&self, name: &str) -> Result<String, ApiError> {
         self.group_key(name).await

@@ -383,6 +383,17 @@ pub trait Backend: Send + Sync {
         Ok(record_state(op, &account.record))
     }
 
+    /// A group's members (the group as `group_id` names it), each handed to `each` as it is read: what
+    /// reconciling a group of 100,000 holds once. By default `members`' answer, read whole.
+    async fn members_of(&self, group: &str, each: &mut (dyn FnMut(model::Member) + Send)) -> Result<(), ApiError> {
+        let listed = self.execute(&Action::new(Op::Members, None, json!({ "group": group }))).await?;
+        let Value::Array(listed) = listed else {
+            return Err(ApiError::invalid(format!("the members of {group} came as something other than a list")));
+        };
+        listed.into_iter().filter_map(model::Member::of_value).for_each(each);
+        Ok(())
+    }
+
     /// The stable id of the group `name` names (a SCIM group's id, a room's id), read from the service now: what
     /// a membership change is decided, recorded and undone on, however the script named the group.
     async fn group_id(&self, name: &str) -> Result<String, ApiError> {

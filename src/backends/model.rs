@@ -287,3 +287,27 @@ mod tests {
         assert_eq!(ann().field("name"), None);
     }
 }
+
+/// A member of a group as `members` lists it: the account's stable id, its login, its role where the service
+/// has roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub login: String,
+    pub role: Option<String>,
+}
+
+impl Member {
+    /// One entry of a `members` answer, its strings moved out (`None`: no id).
+    pub fn of_value(entry: Value) -> Option<Member> {
+        let Value::Object(mut m) = entry else { return None };
+        let mut take = |k: &str| match m.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let id = take("id")?;
+        let login = take("login").unwrap_or_else(|| id.clone());
+        Some(Member { id, login, role: take("role") })
+    }
+}

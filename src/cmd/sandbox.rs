@@ -19,6 +19,7 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
             seed: args.seed.clone(),
             people: Vec::new(),
             saved: None,
+            engineering: None,
         };
         let running = steward_sandbox::start(opts).await.map_err(|e| {
             UsageError::new(format!(

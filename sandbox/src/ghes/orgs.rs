@@ -5,7 +5,9 @@
 
 #![allow(clippy::result_large_err)]
 
-use super::{caller, err, no_content, not_found, paged, simple_user, since_paged, GhUser, Ghes, Paging, Shared};
+use super::{
+    caller, err, no_content, not_found, paged, paged_by, simple_user, since_paged, GhUser, Ghes, Paging, Shared,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -66,6 +68,17 @@ pub fn seed(g: &mut Ghes) {
 }
 
 impl Ghes {
+    /// acme/engineering (and acme) hold the first `n` demo users, the first of them its maintainer.
+    pub fn grow_engineering(&mut self, n: usize) {
+        let ids: Vec<u64> = (1..=n).filter_map(|i| self.logins.get(&format!("user{i:04}")).copied()).collect();
+        let Some(acme) = self.orgs.get_mut(&1) else { return };
+        let Some(team) = acme.teams.get_mut("engineering") else { return };
+        for (k, id) in ids.iter().enumerate() {
+            acme.members.entry(*id).or_insert_with(|| "member".into());
+            team.members.insert(*id, if k == 0 { "maintainer" } else { "member" }.to_string());
+        }
+    }
+
     fn org(&self, login: &str) -> Option<&Org> {
         self.orgs.values().find(|o| o.login.eq_ignore_ascii_case(login))
     }
@@ -183,17 +196,15 @@ fn members_page(g: &Ghes, path: &str, members: &BTreeMap<u64, String>, q: &RoleQ
     if wanted != "all" && !roles.contains(&wanted) {
         return err(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
-    let listed: Vec<Value> = members
-        .iter()
-        .filter(|(_, role)| wanted == "all" || role.as_str() == wanted)
-        .filter_map(|(id, _)| g.users.get(id))
-        .map(|u| simple_user(&g.base, u))
-        .collect();
+    let listed: Vec<u64> =
+        members.iter().filter(|(_, role)| wanted == "all" || role.as_str() == wanted).map(|(id, _)| *id).collect();
     let path = match &q.role {
         Some(role) => format!("{path}?role={role}"),
         None => path.to_string(),
     };
-    paged(&g.base, &path, listed, &q.paging)
+    paged_by(&g.base, &path, listed.len(), &q.paging, |range| {
+        listed[range].iter().filter_map(|id| g.users.get(id)).map(|u| simple_user(&g.base, u)).collect()
+    })
 }
 
 async fn org_members(
@@ -218,11 +229,36 @@ fn org_membership(g: &Ghes, o: &Org, u: &GhUser, role: &str) -> Value {
     })
 }
 
-/// The organisation and user a membership path names, or the 404 GHES answers.
-fn org_and_user(g: &Ghes, org: &str, login: &str) -> Result<(Org, GhUser), Response> {
+/// The organisation and user a membership path names (the caller allowed to read it, or with `write` to change
+/// it), or the answer GHES gives: the organisation without its members (a copy of 100,000 of them per request
+/// would be the whole cost), the user, and the role they hold in it.
+fn org_and_user(
+    g: &Ghes,
+    headers: &HeaderMap,
+    (org, login): (&str, &str),
+    write: bool,
+) -> Result<(Org, GhUser, Option<String>), Response> {
     let o = g.org(org).ok_or_else(not_found)?;
     let u = g.by_login(login).ok_or_else(not_found)?;
-    Ok((o.clone(), u.clone()))
+    match write {
+        true => owner(g, headers, o)?,
+        false => reader(g, headers, o)?,
+    };
+    Ok((o.shallow(), u.clone(), o.members.get(&u.id).cloned()))
+}
+
+impl Org {
+    /// Its id and login only.
+    fn shallow(&self) -> Org {
+        Org { id: self.id, login: self.login.clone(), ..Default::default() }
+    }
+}
+
+impl Team {
+    /// Its id, name and slug only.
+    fn shallow(&self) -> Team {
+        Team { id: self.id, name: self.name.clone(), slug: self.slug.clone(), members: BTreeMap::new() }
+    }
 }
 
 async fn get_org_membership(
@@ -231,16 +267,10 @@ async fn get_org_membership(
     Path((org, login)): Path<(String, String)>,
 ) -> Response {
     let g = s.lock().unwrap_or_else(|e| e.into_inner());
-    let (o, u) = match org_and_user(&g, &org, &login) {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    if let Err(r) = reader(&g, &headers, &o) {
-        return r;
-    }
-    match o.members.get(&u.id) {
-        Some(role) => Json(org_membership(&g, &o, &u, role)).into_response(),
-        None => not_found(),
+    match org_and_user(&g, &headers, (&org, &login), false) {
+        Ok((o, u, Some(role))) => Json(org_membership(&g, &o, &u, &role)).into_response(),
+        Ok((_, _, None)) => not_found(),
+        Err(r) => r,
     }
 }
 
@@ -251,13 +281,10 @@ async fn set_org_membership(
     body: Option<Json<RoleBody>>,
 ) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
-    let (o, u) = match org_and_user(&g, &org, &login) {
-        Ok(found) => found,
+    let (o, u) = match org_and_user(&g, &headers, (&org, &login), true) {
+        Ok((o, u, _)) => (o, u),
         Err(r) => return r,
     };
-    if let Err(r) = owner(&g, &headers, &o) {
-        return r;
-    }
     let role = body.and_then(|Json(b)| b.role).unwrap_or_else(|| "member".into());
     if !["admin", "member"].contains(&role.as_str()) {
         return err(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
@@ -274,13 +301,10 @@ async fn remove_org_membership(
     Path((org, login)): Path<(String, String)>,
 ) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
-    let (o, u) = match org_and_user(&g, &org, &login) {
-        Ok(found) => found,
+    let u = match org_and_user(&g, &headers, (&org, &login), true) {
+        Ok((_, u, _)) => u,
         Err(r) => return r,
     };
-    if let Err(r) = owner(&g, &headers, &o) {
-        return r;
-    }
     let Some(o) = g.org_mut(&org) else { return not_found() };
     if o.members.remove(&u.id).is_none() {
         return not_found();
@@ -374,12 +398,12 @@ async fn set_team_membership(
 ) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
     let (o, t) = match org_team(&g, &org, &slug) {
-        Ok((o, t)) => (o.clone(), t.clone()),
+        Ok((o, t)) => match owner(&g, &headers, o) {
+            Ok(_) => (o.shallow(), t.shallow()),
+            Err(r) => return r,
+        },
         Err(r) => return r,
     };
-    if let Err(r) = owner(&g, &headers, &o) {
-        return r;
-    }
     let Some(u) = g.by_login(&login).cloned() else { return not_found() };
     let role = body.and_then(|Json(b)| b.role).unwrap_or_else(|| "member".into());
     if !["maintainer", "member"].contains(&role.as_str()) {
@@ -400,13 +424,13 @@ async fn remove_team_membership(
     Path((org, slug, login)): Path<(String, String, String)>,
 ) -> Response {
     let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
-    let (o, t) = match org_team(&g, &org, &slug) {
-        Ok((o, t)) => (o.clone(), t.clone()),
+    let t = match org_team(&g, &org, &slug) {
+        Ok((o, t)) => match owner(&g, &headers, o) {
+            Ok(_) => t.shallow(),
+            Err(r) => return r,
+        },
         Err(r) => return r,
     };
-    if let Err(r) = owner(&g, &headers, &o) {
-        return r;
-    }
     let Some(u) = g.by_login(&login).cloned() else { return not_found() };
     let removed = g.org_mut(&org).and_then(|o| o.teams.get_mut(&t.slug)).and_then(|t| t.members.remove(&u.id));
     match removed {

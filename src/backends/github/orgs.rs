@@ -158,20 +158,36 @@ impl Github {
         Ok(Value::Array(groups))
     }
 
-    /// `members(group)`: each member's login (its id here, in lower case) and role, one listing per role.
+    /// `members(group)`: each member's login (its id here, in lower case) and role.
     pub(super) async fn group_members(&self, action: &Action) -> Result<Value, ApiError> {
-        let group = Group::parse(&self.group_key(&group_of(action)?).await?)?;
         let mut out = Vec::new();
+        self.each_member(&group_of(action)?, &mut |m| {
+            out.push(json!({"id": m.id, "login": m.login, "role": m.role, "profile": self.profile}))
+        })
+        .await?;
+        Ok(Value::Array(out))
+    }
+
+    /// A group's members, one listing per role, a page at a time, each member read down to its login (a team
+    /// of 100,000 is never held as records).
+    pub(super) async fn each_member(
+        &self,
+        name: &str,
+        each: &mut (dyn FnMut(crate::backends::model::Member) + Send),
+    ) -> Result<(), ApiError> {
+        let group = Group::parse(&self.group_key(name).await?)?;
         for role in group.roles() {
             let req = Request::new(Method::GET, group.members_path()).query("role", role).query("per_page", 100);
-            for m in self.http.list(req, Paging::LinkHeader).await? {
-                let Some(login) = m.get("login").and_then(Value::as_str) else { continue };
-                out.push(
-                    json!({"id": login.to_ascii_lowercase(), "login": login, "role": role, "profile": self.profile}),
-                );
+            let mut pages = self.http.pages(req, Paging::LinkHeader, crate::http::Hold::Walked);
+            while let Some(page) = pages.next_page().await? {
+                for m in page {
+                    let Some(login) = m.get("login").and_then(Value::as_str) else { continue };
+                    let id = login.to_ascii_lowercase();
+                    each(crate::backends::model::Member { id, login: login.to_string(), role: Some(role.to_string()) });
+                }
             }
         }
-        Ok(Value::Array(out))
+        Ok(())
     }
 
     /// The role `login` has in `group` now; `None`: not a member.

@@ -39,7 +39,7 @@ fn reconcile(host: &Host, desired: Dynamic, opts: Map) -> ScriptResult<Dynamic> 
         }
     }
     let borrowed: HashMap<String, &crate::dispatch::Connection> =
-        conns.iter().map(|(k, v)| (k.clone(), v.as_ref())).collect();
+        conns.iter().map(|(k, v)| (k.to_string(), v.as_ref())).collect();
     let d = &host.dispatcher;
     let mut plan = host.runtime.block_on(d.reconcile_plan(&borrowed, &wanted, &options)).map_err(api)?;
     if options.apply {
@@ -69,50 +69,95 @@ fn result(plan: &Plan, applied: bool) -> Value {
 
 /// The desired memberships: a CSV (`profile,group,person,role`; `user`, `login` or `email` for `person`) or
 /// TOML (`[[membership]]` tables of the same keys) file, or an array of maps. A row without a profile is the
-/// default profile's.
+/// default profile's. A CSV is read a line at a time straight into memberships (100,000 rows are never held as
+/// maps as well).
 fn desired_rows(desired: &Dynamic, default_profile: Option<&str>) -> ScriptResult<Vec<Wanted>> {
-    let rows: Vec<(Option<i64>, Value)> = if let Some(path) = desired.clone().try_cast::<rhai::ImmutableString>() {
-        read_file(Path::new(path.as_str()))?
-    } else if let Some(array) = desired.clone().try_cast::<rhai::Array>() {
-        array.iter().enumerate().map(|(i, r)| Ok((Some(i as i64 + 1), to_json(r)?))).collect::<ScriptResult<_>>()?
-    } else {
+    if let Some(path) = desired.clone().try_cast::<rhai::ImmutableString>() {
+        let path = Path::new(path.as_str());
+        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+            return csv_rows(path, default_profile);
+        }
+        let rows = toml_rows(path)?;
+        let mut shared = Shared::default();
+        let each = rows.iter().enumerate().map(|(i, r)| wanted(r, Some(i as i64 + 1), default_profile, &mut shared));
+        return each.collect::<Result<_, _>>().map_err(|e| invalid(format!("{}: {e}", path.display())));
+    }
+    let Some(array) = desired.clone().try_cast::<rhai::Array>() else {
         return Err(invalid("reconcile(desired): give a CSV or TOML file's path, or an array of rows"));
     };
-    let mut out = Vec::with_capacity(rows.len());
-    for (line, row) in rows {
-        let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-        let at = || format!("line {}", line.unwrap_or(0));
-        let person = ["person", "user", "login", "email"].iter().find_map(|k| text(k));
-        let (Some(group), Some(person)) = (text("group"), person) else {
-            return Err(invalid(format!(
-                "{}: a membership needs a group and a person (person, user, login or email)",
-                at()
-            )));
-        };
-        let profile = text("profile").or(default_profile).ok_or_else(|| {
-            invalid(format!("{}: no profile: give a profile column or reconcile(…, #{{profile: \"…\"}})", at()))
-        })?;
-        out.push(Wanted {
-            profile: profile.to_string(),
-            group: group.to_string(),
-            person: person.to_string(),
-            role: text("role").map(str::to_ascii_lowercase),
-            line,
-        });
-    }
-    Ok(out)
+    let rows: Vec<Value> = array.iter().map(to_json).collect::<ScriptResult<_>>()?;
+    let mut shared = Shared::default();
+    let each = rows.iter().enumerate().map(|(i, r)| wanted(r, Some(i as i64 + 1), default_profile, &mut shared));
+    each.collect::<Result<_, _>>().map_err(invalid)
 }
 
-/// A desired-state file's rows, each with its line (CSV) or entry number (TOML).
-fn read_file(path: &Path) -> ScriptResult<Vec<(Option<i64>, Value)>> {
-    let is_toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    if !is_toml {
-        let lines = crate::output::csv::read_lines(path).map_err(|e| invalid(e.to_string()))?;
-        if let Some(bad) = lines.iter().find_map(|l| l.problem.clone()) {
-            return Err(invalid(format!("{}: {bad}", path.display())));
+/// One membership from a row's columns; the error names its line.
+/// The one copy of each profile, group and role name the rows share.
+#[derive(Default)]
+struct Shared(std::collections::HashSet<std::sync::Arc<str>>);
+
+impl Shared {
+    fn of(&mut self, text: &str) -> std::sync::Arc<str> {
+        if let Some(known) = self.0.get(text) {
+            return known.clone();
         }
-        return Ok(lines.into_iter().map(|l| (Some(l.number as i64), Value::Object(l.fields))).collect());
+        let new: std::sync::Arc<str> = text.into();
+        self.0.insert(new.clone());
+        new
     }
+}
+
+fn wanted(
+    row: &Value,
+    line: Option<i64>,
+    default_profile: Option<&str>,
+    shared: &mut Shared,
+) -> Result<Wanted, String> {
+    let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let at = || format!("line {}", line.unwrap_or(0));
+    let person = ["person", "user", "login", "email"].iter().find_map(|k| text(k));
+    let (Some(group), Some(person)) = (text("group"), person) else {
+        return Err(format!("{}: a membership needs a group and a person (person, user, login or email)", at()));
+    };
+    let profile = text("profile")
+        .or(default_profile)
+        .ok_or_else(|| format!("{}: no profile: give a profile column or reconcile(…, #{{profile: \"…\"}})", at()))?;
+    Ok(Wanted {
+        profile: shared.of(profile),
+        group: shared.of(group),
+        person: person.to_string(),
+        role: text("role").map(|r| shared.of(&r.to_ascii_lowercase())),
+        line,
+    })
+}
+
+/// A desired-state CSV, a line at a time; the first bad line (or row) is the error, naming the file and line.
+fn csv_rows(path: &Path, default_profile: Option<&str>) -> ScriptResult<Vec<Wanted>> {
+    let mut out = Vec::new();
+    let mut first_error = None;
+    let mut shared = Shared::default();
+    crate::output::csv::each_line(path, |line| {
+        if first_error.is_some() {
+            return;
+        }
+        let number = Some(line.number as i64);
+        match line.problem {
+            Some(bad) => first_error = Some(invalid(format!("{}: {bad}", path.display()))),
+            None => match wanted(&Value::Object(line.fields), number, default_profile, &mut shared) {
+                Ok(w) => out.push(w),
+                Err(e) => first_error = Some(invalid(format!("{}: {e}", path.display()))),
+            },
+        }
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// A desired-state TOML file's `[[membership]]` tables.
+fn toml_rows(path: &Path) -> ScriptResult<Vec<Value>> {
     let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     let doc: toml::Value = toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     let tables = doc.get("membership").and_then(toml::Value::as_array).ok_or_else(|| {
@@ -121,11 +166,7 @@ fn read_file(path: &Path) -> ScriptResult<Vec<(Option<i64>, Value)>> {
             path.display()
         ))
     })?;
-    Ok(tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (Some(i as i64 + 1), serde_json::to_value(t).unwrap_or(Value::Null)))
-        .collect())
+    Ok(tables.iter().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)).collect())
 }
 
 /// The drift as a CSV or a self-contained HTML page.
