@@ -10,6 +10,8 @@ pub const STOCK: &[(&str, &str)] = &[
     ("bulk_unsuspend", include_str!("../../scripts/bulk_unsuspend.rhai")),
     ("demote_from_csv", include_str!("../../scripts/demote_from_csv.rhai")),
     ("inactive_report", include_str!("../../scripts/inactive_report.rhai")),
+    ("joiner", include_str!("../../scripts/joiner.rhai")),
+    ("mover", include_str!("../../scripts/mover.rhai")),
     ("offboard", include_str!("../../scripts/offboard.rhai")),
     ("promote_from_csv", include_str!("../../scripts/promote_from_csv.rhai")),
     ("suspend_inactive", include_str!("../../scripts/suspend_inactive.rhai")),

@@ -487,7 +487,7 @@ fn stock_scripts_run_by_name_from_anywhere() {
     assert!(runs.stdout.contains("stock:bulk_suspend"), "{}", runs.stdout);
     let list = env.run(&["--format", "json", "scripts"]).success();
     let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 10);
+    assert_eq!(rows.as_array().unwrap().len(), 12);
     assert!(list.stdout.contains("\"offboard\"") && list.stdout.contains("suspend every user listed in a CSV file"));
     env.run(&["scripts", "suspend_inactive"])
         .success()

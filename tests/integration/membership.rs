@@ -323,3 +323,43 @@ fn reconcile_guards_stop_the_run_and_say_why() {
     assert!(user2["error"].as_str().unwrap().contains("protected"), "{user2}");
     assert_eq!(drift.iter().filter(|d| d["status"] == "ok").count(), 10);
 }
+
+/// The joiner and mover scripts on the sandbox's GHES, from HR files as an admin gets them: a new hire made
+/// and put in a team as maintainer, an existing colleague added to a second team, a typo reported by its
+/// line; then a move (joined first, then left) and undo of the move.
+#[test]
+fn joiner_and_mover_scripts_make_accounts_and_move_people() {
+    let sb = Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    let script = |name: &str| crate::util::repo().join("scripts").join(name).display().to_string();
+    env.write(
+        "starters.csv",
+        "profile,login,email,name,group,role\n\
+         ghes,newhire,newhire@example.com,New Hire,acme/ops,maintainer\n\
+         ghes,newhire,newhire@example.com,New Hire,acme/engineering,\n\
+         ghes,user0030,user0030@example.com,Demo User 30,acme/engineering,\n\
+         ghes,too,many,fields,in,this,row,here\n",
+    );
+    // A dry run first: nothing made, nothing joined.
+    env.run(&["--dry-run", "run", &script("joiner.rhai"), "--arg", "csv=starters.csv"]).code(1);
+    assert_eq!(sb.count_method("POST") + sb.count_method("PUT"), 0, "a dry run changes nothing");
+    let r = env.run(&["run", &script("joiner.rhai"), "--arg", "csv=starters.csv"]).code(1);
+    assert!(r.stderr.contains("joining is incomplete: 1 rows had problems"), "{}", r.report());
+    let results = std::fs::read_to_string(env.path("starters-joined.csv")).unwrap();
+    assert!(results.contains("2,ghes,newhire,created,acme/ops,ok"), "{results}");
+    assert!(results.contains("3,ghes,newhire,created,acme/engineering,ok"), "{results}");
+    assert!(results.contains("4,ghes,user0030,found,acme/engineering,ok"), "{results}");
+    assert_eq!(role_of(&env, "acme/ops", "newhire").as_deref(), Some("maintainer"));
+    assert_eq!(role_of(&env, "acme/engineering", "user0030").as_deref(), Some("member"));
+    assert_eq!(sb.count("POST /api/v3/admin/users"), 1, "the new hire was made once");
+
+    env.write("moves.csv", "profile,login,from,to,role\nghes,user0003,acme/engineering,acme/ops,maintainer\n");
+    // By its stock name, as installed.
+    env.run(&["--yes", "run", "mover", "--arg", "csv=moves.csv"]).success();
+    assert_eq!(role_of(&env, "acme/ops", "user0003").as_deref(), Some("maintainer"));
+    assert_eq!(role_of(&env, "acme/engineering", "user0003"), None);
+    let (run, _) = last_change(&env, "remove_from_group");
+    env.run(&["--yes", "undo", &run]).success();
+    assert_eq!(role_of(&env, "acme/ops", "user0003"), None);
+    assert_eq!(role_of(&env, "acme/engineering", "user0003").as_deref(), Some("member"));
+}
