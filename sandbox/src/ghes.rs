@@ -102,11 +102,10 @@ impl Ghes {
         self.impersonation = serde_json::from_value(field("impersonation"))?;
         self.next_user_id = serde_json::from_value(field("next_user_id"))?;
         self.next_auth_id = serde_json::from_value(field("next_auth_id"))?;
-        // Saved before organisations were emulated: none.
-        self.orgs = match field("orgs") {
-            Value::Null => BTreeMap::new(),
-            orgs => serde_json::from_value(orgs)?,
-        };
+        // Saved before organisations were emulated: the seeded ones stay.
+        if let orgs @ Value::Object(_) = field("orgs") {
+            self.orgs = serde_json::from_value(orgs)?;
+        }
         self.logins = self.users.values().map(|u| (u.login.to_lowercase(), u.id)).collect();
         Ok(())
     }

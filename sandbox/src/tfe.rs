@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+mod teams;
+
 pub const ADMIN_TOKEN: &str = "sandboxAdmin0001.atlasv1.sandboxTokenForTheTerraformEnterpriseEmulation";
 pub const USER_TOKEN: &str = "sandboxUser00002.atlasv1.sandboxTokenForAnOrdinaryTerraformEnterpriseUser";
 const MEDIA: &str = "application/vnd.api+json";
@@ -42,6 +44,9 @@ pub struct Tfe {
     impersonating: HashMap<String, String>,
     /// User API tokens (`at-…`), in creation order: what `/admin/user-tokens` lists and deletes.
     user_tokens: BTreeMap<String, UserToken>,
+    /// Organisations' teams by id (saved before teams were emulated: none).
+    #[serde(default)]
+    teams: BTreeMap<String, teams::TfTeam>,
 }
 
 /// A user API token's metadata; `secret` is the bearer value it authenticates with, when the sandbox knows one.
@@ -78,7 +83,12 @@ impl Tfe {
     }
 
     pub fn restore(&mut self, saved: &Value) -> Result<(), serde_json::Error> {
+        let seeded_teams = std::mem::take(&mut self.teams);
         *self = serde_json::from_value(saved.clone())?;
+        // Saved before teams were emulated: the seeded ones.
+        if saved.get("teams").is_none() {
+            self.teams = seeded_teams;
+        }
         Ok(())
     }
 
@@ -161,6 +171,7 @@ impl Tfe {
                 add_token(&mut t, id, &format!("{name} CI"), None);
             }
         }
+        teams::seed(&mut t);
         t
     }
 
@@ -302,15 +313,9 @@ async fn list_user_tokens(
     if let Err(r) = admin(&t, &headers) {
         return r;
     }
-    let size: usize = q.get("page[size]").and_then(|v| v.parse().ok()).unwrap_or(20).clamp(1, 100);
-    let number: usize = q.get("page[number]").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-    let total = t.user_tokens.len();
-    let pages = total.div_ceil(size).max(1);
     let data: Vec<Value> = t
         .user_tokens
         .iter()
-        .skip((number - 1) * size)
-        .take(size)
         .map(|(id, tok)| {
             json!({
                 "id": id,
@@ -320,19 +325,26 @@ async fn list_user_tokens(
             })
         })
         .collect();
-    doc(
-        StatusCode::OK,
-        json!({
-            "data": data,
-            "meta": {"pagination": {
-                "current-page": number,
-                "prev-page": if number > 1 { json!(number - 1) } else { Value::Null },
-                "next-page": if number < pages { json!(number + 1) } else { Value::Null },
-                "total-pages": pages,
-                "total-count": total,
-            }},
-        }),
-    )
+    doc(StatusCode::OK, page(data, &q))
+}
+
+/// A JSON:API page of `items` (`page[number]`, `page[size]`, `meta.pagination`).
+fn page(items: Vec<Value>, q: &HashMap<String, String>) -> Value {
+    let size: usize = q.get("page[size]").and_then(|v| v.parse().ok()).unwrap_or(20).clamp(1, 100);
+    let number: usize = q.get("page[number]").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let total = items.len();
+    let pages = total.div_ceil(size).max(1);
+    let data: Vec<Value> = items.into_iter().skip((number - 1) * size).take(size).collect();
+    json!({
+        "data": data,
+        "meta": {"pagination": {
+            "current-page": number,
+            "prev-page": if number > 1 { json!(number - 1) } else { Value::Null },
+            "next-page": if number < pages { json!(number + 1) } else { Value::Null },
+            "total-pages": pages,
+            "total-count": total,
+        }},
+    })
 }
 
 /// `DELETE /admin/user-tokens/:id`: 204, and the token no longer authenticates.
@@ -480,6 +492,7 @@ pub fn routes(state: Shared) -> Router {
         .route("/admin/user-tokens", get(list_user_tokens))
         .route("/admin/user-tokens/{id}", delete(delete_user_token))
         .route("/account/details", get(account))
+        .merge(teams::routes())
         .with_state(state)
 }
 

@@ -3,6 +3,8 @@
 //! TFE acts on user ids (`user-…`) and has no single-user endpoint, so a login or email is resolved with
 //! `GET /admin/users?q=…` (exactly one match required); the resolution is remembered for the action that follows.
 
+mod teams;
+
 use super::holdings::{self, Holding, HoldingKind, Snapshot};
 use super::model::{Raw, User};
 use super::{unsupported, Action, Backend, ClientShape, Op, UserPages};
@@ -39,7 +41,7 @@ pub const KIND: super::Kind = super::Kind {
 
 /// TFE's JSON:API paging: page numbers, with the page count in `meta.pagination` (so pages after the first are
 /// asked for together).
-const USER_PAGING: Paging = Paging::Numbered {
+pub(super) const USER_PAGING: Paging = Paging::Numbered {
     param: "page[number]",
     items: "/data",
     next: "/meta/pagination/next-page",
@@ -99,6 +101,10 @@ const SUPPORTED: &[Op] = &[
     Op::DeleteToken,
     Op::Impersonate,
     Op::Unimpersonate,
+    Op::ListGroups,
+    Op::Members,
+    Op::AddToGroup,
+    Op::RemoveFromGroup,
     Op::Api,
 ];
 
@@ -442,6 +448,32 @@ impl Backend for Terraform {
             .map(|r| super::model::Account::of_user(&self.user(&r).into_value()).by_id()))
     }
 
+    /// A team, by `org/team` or its id, is its id.
+    async fn group_id(&self, name: &str) -> Result<String, ApiError> {
+        self.team_id(name).await
+    }
+
+    async fn members_of(
+        &self,
+        group: &str,
+        each: &mut (dyn FnMut(super::model::Member) + Send),
+    ) -> Result<(), ApiError> {
+        self.each_member(group, each).await
+    }
+
+    /// A membership is the team's user list, read now; the rest from the user's record.
+    async fn state_of(
+        &self,
+        op: Op,
+        account: &super::model::Account,
+        params: &Value,
+    ) -> Result<Option<bool>, ApiError> {
+        match op {
+            Op::AddToGroup | Op::RemoveFromGroup => self.in_team(op, &account.id, params).await,
+            _ => Ok(super::record_state(op, &account.record)),
+        }
+    }
+
     /// A user id (`user-…`) is the account's own id, as every admin path takes it.
     fn offline_account(&self, name: &str, _params: &Value) -> Option<super::model::Account> {
         let id = name.trim();
@@ -561,6 +593,16 @@ impl Backend for Terraform {
                     json!({"ok": true, "op": "delete_user", "target": action.target, "id": id, "http_status": resp.status}),
                 )
             }
+            Op::ListGroups => self.list_teams().await,
+            Op::Members => {
+                let mut out = Vec::new();
+                self.each_member(&super::group_of(action)?, &mut |m| {
+                    out.push(json!({"id": m.id, "login": m.login, "profile": self.profile}))
+                })
+                .await?;
+                Ok(Value::Array(out))
+            }
+            Op::AddToGroup | Op::RemoveFromGroup => self.set_team_membership(action).await,
             Op::Suspend => self.user_action(action, "suspend").await,
             Op::Unsuspend => self.user_action(action, "unsuspend").await,
             Op::Promote => self.user_action(action, "grant_admin").await,

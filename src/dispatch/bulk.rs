@@ -721,7 +721,11 @@ impl Dispatcher {
         let mut ready = std::collections::VecDeque::new();
         let mut out = Vec::with_capacity(todo.len());
         loop {
-            while writing.len() + ready.len() / width < INTENT_LOOKAHEAD_CHUNKS {
+            // Intents written ahead of their requests: those being written, those waiting to be sent, and those
+            // waiting among the senders for a slot (the `width` that may be in flight are not ahead).
+            let ahead =
+                |writing: usize, ready: usize, sending: usize| writing * width + ready + sending.saturating_sub(width);
+            while ahead(writing.len(), ready.len(), sending.len()) < INTENT_LOOKAHEAD_CHUNKS * width {
                 let Some(chunk) = chunks.next() else { break };
                 writing.push_back(write_ahead(chunk));
             }

@@ -363,3 +363,46 @@ fn joiner_and_mover_scripts_make_accounts_and_move_people() {
     assert_eq!(role_of(&env, "acme/ops", "user0003"), None);
     assert_eq!(role_of(&env, "acme/engineering", "user0003").as_deref(), Some("member"));
 }
+
+/// Terraform Enterprise teams are groups: named `org/team` or by id, joined and left by user id, a noop when
+/// already so, a user outside the team's organisation refused with what to do, reconciled, and undone.
+#[test]
+fn terraform_teams_are_groups_joined_left_reconciled_and_undone() {
+    let sb = Sandbox::start(40);
+    let env = crate::util::services_env(&sb);
+    let eval = |expr: &str| {
+        let r = crate::util::run_services(&env, &["--yes", "--format", "json", "eval", expr], None).success();
+        serde_json::from_str::<Value>(&r.stdout).unwrap_or(Value::Null)
+    };
+    let groups = eval(r#"connect("tfe").list_groups().map(|g| g.name)"#);
+    assert_eq!(groups, json!(["org-1/deployers", "shared/developers", "shared/owners"]));
+    let members = |team: &str| {
+        let all = eval(&format!(r#"connect("tfe").members("{team}").map(|m| m.login)"#));
+        let mut names: Vec<String> = serde_json::from_value(all).unwrap();
+        names.sort();
+        names
+    };
+    assert_eq!(members("shared/developers").len(), 10);
+    let joined = eval(r#"connect("tfe").add_to_group("tfuser0020@example.com", "shared/developers")"#);
+    assert_eq!(joined["http_status"], 204, "{joined}");
+    assert!(members("shared/developers").contains(&"tfuser0020".to_string()));
+    assert_eq!(eval(r#"connect("tfe").add_to_group("tfuser0020", "shared/developers").noop"#), true);
+    let (join_run, params) = last_change(&env, "add_to_group");
+    assert!(params["group"].as_str().unwrap().starts_with("team-"), "recorded by the team's id: {params}");
+    // Someone outside org-1 cannot join its team: said, with what to do.
+    crate::util::run_services(
+        &env,
+        &["--yes", "eval", r#"connect("tfe").add_to_group("tfuser0002", "org-1/deployers")"#],
+        None,
+    )
+    .code(1)
+    .stderr_has("invite them to it first");
+    crate::util::run_services(&env, &["--yes", "undo", &join_run], None).success();
+    assert!(!members("shared/developers").contains(&"tfuser0020".to_string()), "undo took the join back");
+
+    let rows: String = (1..=5).map(|i| format!("tfe,shared/developers,tfuser{i:04},\n")).collect();
+    env.write("desired.csv", &format!("profile,group,person,role\n{rows}"));
+    let done = eval(r#"reconcile("desired.csv", #{apply: true, max_removal_share: 1.0}).summary"#);
+    assert_eq!((done["remove"].clone(), done["in_place"].clone()), (json!(5), json!(5)), "{done}");
+    assert_eq!(members("shared/developers"), (1..=5).map(|i| format!("tfuser{i:04}")).collect::<Vec<_>>());
+}
