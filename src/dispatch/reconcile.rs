@@ -178,7 +178,7 @@ impl Dispatcher {
         let admins = current.members.values().filter(|m| is_admin_role(m.role.as_deref())).count();
         plan.sizes.insert((current.profile.clone(), current.group.clone()), (current.members.len(), admins));
         let mut asked: HashMap<String, &Wanted> = HashMap::new();
-        let mut unknown = 0;
+        let mut unsure = 0;
         for w in rows {
             let (id, login) = match by_name.get(&backend.name_key(&w.person)) {
                 Some(id) => (id.clone(), current.members[id].login.clone()),
@@ -186,7 +186,7 @@ impl Dispatcher {
                     Ok(account) => (account.id, account.address),
                     Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Invalid | ErrorKind::Conflict) => {
                         plan.problems.push(format!("line {}: {} on {}: {e}", w.line.unwrap_or(0), w.person, w.profile));
-                        unknown += 1;
+                        unsure += 1;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -203,6 +203,7 @@ impl Dispatcher {
                         first.role.as_deref().unwrap_or("(the default role)"),
                         w.role.as_deref().unwrap_or("(the default role)")
                     ));
+                    unsure += 1;
                 }
                 continue;
             }
@@ -222,10 +223,11 @@ impl Dispatcher {
                 None => plan.in_place += 1,
             }
         }
-        if unknown > 0 {
-            // A row that names nobody may be someone listed under another name: removing "extras" would guess.
+        if unsure > 0 {
+            // A row that names nobody may be someone listed under another name (removing "extras" would guess),
+            // and of two rows that disagree neither is known to be meant.
             plan.blocked.push(format!(
-                "{} on {}: {unknown} desired rows name no account here (see problems); fix them before applying",
+                "{} on {}: {unsure} desired rows name no account here or contradict another (see problems); fix them before applying",
                 current.group, current.profile
             ));
         }
