@@ -34,7 +34,8 @@ impl Scheduled {
 
     fn row(&self) -> Value {
         json!({"id": self.id, "at": crate::dates::rfc3339(self.at), "profile": self.profile, "op": self.op.name(),
-               "target": self.target, "reason": self.reason(), "run": self.run})
+               "target": self.target, "group": self.params.get("group"), "role": self.params.get("role"),
+               "reason": self.reason(), "run": self.run})
     }
 }
 

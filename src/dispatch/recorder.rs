@@ -236,7 +236,12 @@ impl Recorder {
     /// The `schedule` note that takes back the timed change `a` (intent `seq`), when it is timed: its inverse, at
     /// the time `until` or `for` names, on the account it reached.
     fn timed_restore(&self, conn: &Connection, a: &Action, seq: i64) -> Option<Event> {
-        let inverse = a.op.inverse()?;
+        // A member before (a role change, or a removal) gets their old role back; otherwise the inverse.
+        let prior_role = a.params.get("prior_role").and_then(Value::as_str).map(str::to_string);
+        let inverse = match (a.op, &prior_role) {
+            (Op::AddToGroup | Op::RemoveFromGroup, Some(_)) => Op::AddToGroup,
+            _ => a.op.inverse()?,
+        };
         let at = match super::timed::restore_at(a.op, &a.params, chrono::Utc::now()) {
             Ok(at) => at?,
             Err(e) => {
@@ -251,11 +256,12 @@ impl Recorder {
             "after_seq": seq,
             "reason": format!("timed: back at {} after {} ({})", crate::dates::rfc3339(at), a.op.name(), said("reason")),
         });
-        // A membership is taken back from the group it was given in (and given back with the role it had).
-        for key in super::timed::CARRIED {
-            if let Some(v) = a.params.get(key).filter(|v| !v.is_null()) {
-                params[key] = v.clone();
-            }
+        // A membership is taken back in the group it was changed in, and given back with the role it had.
+        if let Some(group) = a.params.get("group").filter(|v| !v.is_null()) {
+            params["group"] = group.clone();
+        }
+        if let Some(role) = prior_role {
+            params["role"] = serde_json::json!(role);
         }
         let mut e = self.event(conn, inverse, a.target.as_deref(), &params, Phase::Note, Status::Pending);
         e.op = super::timed::SCHEDULE_OP.into();

@@ -440,3 +440,39 @@ fn reconcile_decides_on_the_group_and_the_account_not_on_their_spellings() {
     assert!(problems.iter().any(|p| p.as_str().unwrap().contains("lines 2 and 3")), "{plan:#}");
     assert!(plan["blocked"][0].as_str().unwrap().contains("contradict another"), "{plan:#}");
 }
+
+/// A timed membership (`#{for}`) is taken back on time as it was before: someone made an owner for four hours is
+/// a member again (not removed), someone who joined for four hours leaves.
+#[test]
+fn a_timed_membership_is_put_back_as_it_was() {
+    if crate::util::moves_the_clock_ahead("a_timed_membership_is_put_back_as_it_was") {
+        return;
+    }
+    let sb = Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    env.eval_json(
+        r#"let h = connect("ghes");
+           h.add_to_group("user0002", "acme", #{role: "admin", "for": "4h", reason: "release week"});
+           h.add_to_group("user0030", "acme/ops", #{"for": "4h", reason: "on call"})"#,
+    );
+    assert_eq!(role_of(&env, "acme", "user0002").as_deref(), Some("admin"));
+    let list = env.run(&["--format", "json", "schedule", "list"]).success();
+    let waiting: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    let back = |target: &str| waiting.iter().find(|w| w["target"] == target).cloned().unwrap_or_default();
+    assert_eq!(
+        (back("user0002")["op"].clone(), back("user0002")["role"].clone()),
+        (json!("add_to_group"), json!("member"))
+    );
+    assert_eq!(
+        (back("user0030")["op"].clone(), back("user0030")["group"].clone()),
+        (json!("remove_from_group"), json!("acme/ops"))
+    );
+    let mut cmd = env.cmd();
+    cmd.env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME", "+5h")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .args(["--yes", "schedule", "run"]);
+    crate::util::Run::of(cmd).success().stdout_has("scheduled: 2 done");
+    assert_eq!(role_of(&env, "acme", "user0002").as_deref(), Some("member"), "an owner for four hours, a member again");
+    assert_eq!(role_of(&env, "acme/ops", "user0030"), None);
+}
