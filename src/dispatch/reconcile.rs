@@ -123,25 +123,26 @@ impl Dispatcher {
         opts: &Options,
     ) -> Result<Plan, ApiError> {
         let mut plan = Plan::default();
-        // profile → canonical group → the rows asking for it.
-        let mut by_group: BTreeMap<(String, String), Vec<&Wanted>> = BTreeMap::new();
-        let mut ids: HashMap<(String, String), String> = HashMap::new();
+        // (profile, the group's id) → the rows asking for it; each spelling of a group is resolved once (the
+        // names are shared, so 100,000 rows copy no strings here).
+        let mut by_group: BTreeMap<(Arc<str>, Arc<str>), Vec<&Wanted>> = BTreeMap::new();
+        let mut ids: HashMap<(Arc<str>, Arc<str>), Arc<str>> = HashMap::new();
         for w in wanted {
             let conn = conns.get(&*w.profile).ok_or_else(|| {
                 ApiError::invalid(format!("line {}: no profile {:?} was connected", w.line.unwrap_or(0), w.profile))
             })?;
-            let key = (w.profile.to_string(), w.group.to_string());
+            let key = (w.profile.clone(), w.group.clone());
             if !ids.contains_key(&key) {
                 let id = self.unless_stopped(conn.backend.group_id(&w.group)).await.map_err(|e| ApiError {
                     message: format!("group {:?} on {}: {}", w.group, w.profile, e.message),
                     ..e
                 })?;
-                ids.insert(key.clone(), id);
+                ids.insert(key.clone(), id.into());
             }
-            by_group.entry((w.profile.to_string(), ids[&key].clone())).or_default().push(w);
+            by_group.entry((w.profile.clone(), ids[&key].clone())).or_default().push(w);
         }
         for ((profile, group), rows) in by_group {
-            let conn = conns[&profile];
+            let conn = conns[&*profile];
             let current = self.current(conn, &group).await?;
             self.drift_of(conn, current, &rows, &mut plan).await?;
             plan.groups += 1;
