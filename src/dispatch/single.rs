@@ -18,7 +18,12 @@ enum Decided {
 
 impl Dispatcher {
     /// Performs one action through the whole pipeline.
-    pub async fn perform(&self, conn: &Connection, action: Action) -> Result<Value, ActionError> {
+    pub async fn perform(&self, conn: &Connection, mut action: Action) -> Result<Value, ActionError> {
+        // What a change held before is read by steward (`prepare`), never taken from the script: a forged
+        // `prior_role` would be recorded as the truth and given back by undo.
+        if let Some(p) = action.params.as_object_mut() {
+            p.remove("prior_role");
+        }
         let (op_name, named) = (action.op.name(), action.target.clone());
         let fail = |e: ApiError| ActionError::new(e, conn, op_name, named.clone());
         self.refuse_when_stopped().map_err(fail)?;

@@ -476,3 +476,16 @@ fn a_timed_membership_is_put_back_as_it_was() {
     assert_eq!(role_of(&env, "acme", "user0002").as_deref(), Some("member"), "an owner for four hours, a member again");
     assert_eq!(role_of(&env, "acme/ops", "user0030"), None);
 }
+
+/// Attacked: a script that claims what a member held before (`prior_role`) is not believed: steward reads it,
+/// so undo cannot be made to grant a role nobody had.
+#[test]
+fn a_forged_prior_role_is_not_recorded_and_undo_does_not_grant_it() {
+    let sb = Sandbox::start(40);
+    let env = Env::with_sandbox(&sb);
+    env.eval_json(r#"connect("ghes").add_to_group("user0030", "acme", #{role: "member", prior_role: "admin"})"#);
+    let (run, params) = last_change(&env, "add_to_group");
+    assert_eq!(params.get("prior_role"), None, "not a member before: nothing held, whatever the script said");
+    env.run(&["--yes", "undo", &run]).success();
+    assert_eq!(role_of(&env, "acme", "user0030"), None, "undo took the join back, granted nothing");
+}
